@@ -1,0 +1,157 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"meshgate/server"
+	"meshgate/shard"
+)
+
+// fileConfig is the config file's shape. Every field is optional; the
+// README's Configuration section lists defaults and limits.
+type fileConfig struct {
+	Listen          string        `yaml:"listen"`
+	DataDir         string        `yaml:"data_dir"`
+	TLSCert         string        `yaml:"tls_cert"`
+	TLSKey          string        `yaml:"tls_key"`
+	InsecureHTTP    bool          `yaml:"insecure_http"`
+	LogLevel        string        `yaml:"log_level"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Auth            struct {
+		Keys          []server.Key `yaml:"keys"`
+		DisableDevKey bool         `yaml:"disable_dev_key"`
+	} `yaml:"auth"`
+	Store  storeConfig  `yaml:"queues"`
+	Server serverConfig `yaml:"limits"`
+}
+
+type storeConfig struct {
+	DefaultTTL               time.Duration `yaml:"default_ttl"`
+	MaxTTL                   time.Duration `yaml:"max_ttl"`
+	BufferSize               int           `yaml:"buffer_size"`
+	RetainDelivered          int           `yaml:"retain_delivered"`
+	MaxSubscriptionsPerQueue int           `yaml:"max_subscriptions_per_queue"`
+	MaxQueuesPerDevice       int           `yaml:"max_queues_per_device"`
+}
+
+func (c storeConfig) shardConfig(log *slog.Logger) shard.Config {
+	return shard.Config{
+		DefaultTTL: c.DefaultTTL, MaxTTL: c.MaxTTL, BufferSize: c.BufferSize, RetainDelivered: c.RetainDelivered,
+		MaxSubscriptionsPerQueue: c.MaxSubscriptionsPerQueue, MaxQueuesPerDevice: c.MaxQueuesPerDevice, Logger: log,
+	}
+}
+
+type serverConfig struct {
+	MaxBodyBytes    int64 `yaml:"max_body_bytes"`
+	MaxDepth        int   `yaml:"max_depth"`
+	MaxComplexity   int   `yaml:"max_complexity"`
+	MaxPayloadBytes int   `yaml:"max_payload_bytes"`
+	WS              struct {
+		MaxMessageBytes int           `yaml:"max_message_bytes"`
+		MessageRate     float64       `yaml:"message_rate"`
+		MessageBurst    int           `yaml:"message_burst"`
+		MaxOperations   int           `yaml:"max_operations"`
+		InitTimeout     time.Duration `yaml:"init_timeout"`
+		PingInterval    time.Duration `yaml:"ping_interval"`
+	} `yaml:"websocket"`
+}
+
+func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
+	return server.Config{
+		MaxBodyBytes: c.MaxBodyBytes, MaxDepth: c.MaxDepth, MaxComplexity: c.MaxComplexity,
+		WS: server.WSConfig{
+			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
+			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
+		},
+		Logger: log,
+	}
+}
+
+func loadConfig(path string) (fileConfig, error) {
+	var c fileConfig
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		if err := yaml.UnmarshalWithOptions(b, &c, yaml.DisallowUnknownField()); err != nil {
+			return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
+		}
+	}
+	return c, nil
+}
+
+// validate applies defaults and reports every problem at once.
+func (c *fileConfig) validate(path string) error {
+	if c.Listen == "" {
+		c.Listen = ":8443"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./meshgate-data"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	var errs []error
+	where := "flags"
+	if path != "" {
+		where = path
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: log_level: %q is not debug, info, warn or error", where, c.LogLevel))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, fmt.Errorf("%s: tls_cert and tls_key go together", where))
+	}
+	if c.InsecureHTTP && c.TLSCert != "" {
+		errs = append(errs, fmt.Errorf("%s: insecure_http and tls_cert exclude each other", where))
+	}
+	if c.Auth.DisableDevKey && len(c.Auth.Keys) == 0 {
+		errs = append(errs, fmt.Errorf("%s: auth.disable_dev_key needs at least one auth.keys entry", where))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%s: shutdown_timeout must be positive", where))
+	}
+	return errors.Join(errs...)
+}
+
+// tls returns the listener's TLS config: the given pair, or a self-signed
+// development certificate made on first run. nil for --insecure-http.
+func (c *fileConfig) tls(log *slog.Logger) (*tls.Config, error) {
+	if c.InsecureHTTP {
+		return nil, nil
+	}
+	cert, key := c.TLSCert, c.TLSKey
+	if cert == "" {
+		var fp string
+		var created bool
+		var err error
+		cert, key, fp, created, err = server.EnsureDevCert(c.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		msg := "using self-signed development certificate"
+		if created {
+			msg = "created self-signed development certificate"
+		}
+		log.Info(msg, "cert", cert, "sha256", fp, "hint", "curl --cacert "+cert)
+	}
+	return server.TLSConfig(cert, key)
+}
+
+func notifySecond(ch chan os.Signal) {
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+
+	"meshgate/graph"
+	"meshgate/plugins/inproc"
+	"meshgate/server"
+	"meshgate/shard"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML config file (see README: Configuration)")
+	dataDir := fs.String("data-dir", "", "data directory for the development key and certificate (default ./meshgate-data)")
+	listen := fs.String("listen", "", "HTTPS listen address (default :8443)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one in the data directory")
+	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
+	insecure := fs.Bool("insecure-http", false, "serve plain HTTP, only behind a TLS-terminating proxy")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	// Flags win over the file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "listen":
+			cfg.Listen = *listen
+		case "tls-cert":
+			cfg.TLSCert = *tlsCert
+		case "tls-key":
+			cfg.TLSKey = *tlsKey
+		case "insecure-http":
+			cfg.InsecureHTTP = *insecure
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	if err := cfg.validate(*configPath); err != nil {
+		return err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	keys := cfg.Auth.Keys
+	if !cfg.Auth.DisableDevKey {
+		k, created, err := server.EnsureDevKey(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		if created {
+			log.Info("created development token key", "path", k.SecretFile)
+		}
+		keys = append(keys, k)
+	}
+	auth, err := server.NewAuthenticator(keys, nil)
+	if err != nil {
+		return err
+	}
+
+	store, err := shard.New(cfg.Store.shardConfig(log))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	pubs := inproc.New(store, nil)
+	srv, err := server.New(cfg.Server.serverConfig(log), auth, store, &graph.Resolver{Store: store, Publishers: pubs, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
+	if err != nil {
+		return err
+	}
+
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "https"
+	if cfg.InsecureHTTP {
+		scheme = "http"
+		log.Warn("SERVING PLAIN HTTP: tokens and notifications cross the network unencrypted; use --insecure-http only behind a TLS-terminating proxy")
+	}
+	tlsCfg, err := cfg.tls(log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	log.Info("meshgate serving", "url", fmt.Sprintf("%s://%s/graphql", scheme, displayAddr(l.Addr())), "graphiql", fmt.Sprintf("%s://%s/", scheme, displayAddr(l.Addr())), "data_dir", cfg.DataDir)
+	fmt.Fprintf(stdout, "meshgate: serving %s://%s/graphql (GraphiQL at /)\n", scheme, displayAddr(l.Addr()))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l, tlsCfg) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(sctx) }()
+	second := make(chan os.Signal, 1)
+	notifySecond(second)
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	case <-second:
+		log.Warn("second signal: exiting now")
+	}
+	return nil
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

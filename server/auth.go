@@ -1,0 +1,261 @@
+package server
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"meshgate/shard"
+)
+
+// Key is one token-verification key.
+type Key struct {
+	// ID matches the token header's kid; empty keys match tokens without kid.
+	ID string `yaml:"id"`
+	// Alg is HS256, EdDSA or RS256.
+	Alg string `yaml:"alg"`
+	// Secret is the HS256 shared secret (at least 32 bytes); SecretFile
+	// reads it from a file instead.
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// PublicKeyFile is a PEM public key (PKIX) for EdDSA or RS256.
+	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// Claims are the token claims meshgate reads: sub (user), dev (device),
+// scope (space-separated string or array), exp (required).
+type Claims struct {
+	Device string `json:"dev"`
+	Scope  any    `json:"scope,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Token is a bearer token string that never prints itself in logs.
+type Token string
+
+// LogValue redacts the token.
+func (Token) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// Limits on token contents.
+const (
+	maxTokenLen = 8 << 10
+	maxIDLen    = 128
+)
+
+// ErrBadToken: the token is missing, malformed, expired, or not signed by a known key.
+var ErrBadToken = errors.New("server: invalid or missing bearer token")
+
+type verifyKey struct {
+	id  string
+	alg string
+	key any
+}
+
+// Authenticator verifies bearer tokens. Safe for concurrent use.
+type Authenticator struct {
+	keys   []verifyKey
+	parser *jwt.Parser
+	now    func() time.Time
+}
+
+// NewAuthenticator loads keys, reporting every bad one at once.
+func NewAuthenticator(keys []Key, now func() time.Time) (*Authenticator, error) {
+	if now == nil {
+		now = time.Now
+	}
+	a := &Authenticator{now: now}
+	var errs []error
+	for i, k := range keys {
+		vk, err := loadKey(k)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("auth.keys[%d]: %w", i, err))
+			continue
+		}
+		a.keys = append(a.keys, vk)
+	}
+	if len(a.keys) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("auth.keys: no verification key"))
+	}
+	a.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{"HS256", "EdDSA", "RS256"}),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(now),
+		jwt.WithLeeway(5*time.Second),
+	)
+	return a, errors.Join(errs...)
+}
+
+func loadKey(k Key) (verifyKey, error) {
+	vk := verifyKey{id: k.ID, alg: k.Alg}
+	switch k.Alg {
+	case "HS256":
+		secret := []byte(k.Secret)
+		if k.SecretFile != "" {
+			b, err := os.ReadFile(k.SecretFile)
+			if err != nil {
+				return vk, fmt.Errorf("secret_file: %w", err)
+			}
+			secret = []byte(strings.TrimSpace(string(b)))
+		}
+		if len(secret) < 32 {
+			return vk, errors.New("HS256 secret must be at least 32 bytes")
+		}
+		vk.key = secret
+	case "EdDSA", "RS256":
+		b, err := os.ReadFile(k.PublicKeyFile)
+		if err != nil {
+			return vk, fmt.Errorf("public_key_file: %w", err)
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return vk, fmt.Errorf("public_key_file %s: no PEM block", k.PublicKeyFile)
+		}
+		pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+		if err != nil {
+			return vk, fmt.Errorf("public_key_file %s: %w", k.PublicKeyFile, err)
+		}
+		switch pub.(type) {
+		case ed25519.PublicKey:
+			if k.Alg != "EdDSA" {
+				return vk, fmt.Errorf("public_key_file %s: an Ed25519 key needs alg EdDSA", k.PublicKeyFile)
+			}
+		case *rsa.PublicKey:
+			if k.Alg != "RS256" {
+				return vk, fmt.Errorf("public_key_file %s: an RSA key needs alg RS256", k.PublicKeyFile)
+			}
+		default:
+			return vk, fmt.Errorf("public_key_file %s: unsupported key type %T", k.PublicKeyFile, pub)
+		}
+		vk.key = pub
+	default:
+		return vk, fmt.Errorf("alg %q: want HS256, EdDSA or RS256", k.Alg)
+	}
+	return vk, nil
+}
+
+// Verify checks a token ("Bearer " prefix optional) and returns its
+// principal and expiry.
+func (a *Authenticator) Verify(raw string) (shard.Principal, time.Time, error) {
+	raw = strings.TrimSpace(raw)
+	if len(raw) > 7 && strings.EqualFold(raw[:7], "bearer ") {
+		raw = strings.TrimSpace(raw[7:])
+	}
+	if raw == "" || len(raw) > maxTokenLen {
+		return shard.Principal{}, time.Time{}, ErrBadToken
+	}
+	var claims Claims
+	_, err := a.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		for _, k := range a.keys {
+			if k.alg == t.Method.Alg() && (k.id == kid || k.id == "") {
+				return k.key, nil
+			}
+		}
+		return nil, errors.New("no key for this kid and alg")
+	})
+	if err != nil {
+		return shard.Principal{}, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	p := shard.Principal{User: claims.Subject, Device: claims.Device}
+	if !validID(p.User) || !validID(p.Device) {
+		return shard.Principal{}, time.Time{}, fmt.Errorf("%w: sub and dev must be 1-%d bytes of letters, digits and -._@", ErrBadToken, maxIDLen)
+	}
+	switch s := claims.Scope.(type) {
+	case string:
+		p.Scopes = strings.Fields(s)
+	case []any:
+		for _, v := range s {
+			if str, ok := v.(string); ok {
+				p.Scopes = append(p.Scopes, str)
+			}
+		}
+	}
+	return p, claims.ExpiresAt.Time, nil
+}
+
+// validID: user and device ids end up in resource paths (user:<id>), so
+// they follow the resource segment grammar.
+func validID(s string) bool {
+	if s == "" || len(s) > maxIDLen || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '@') {
+			return false
+		}
+	}
+	return true
+}
+
+// DevKeyFile is the development HS256 key's file name in the data directory.
+const DevKeyFile = "dev-hs256.key"
+
+// DevKeyID is the kid of tokens minted with the development key.
+const DevKeyID = "dev"
+
+// EnsureDevKey returns the development key, creating it (mode 0600) in
+// dataDir if absent. created reports whether it was made now.
+func EnsureDevKey(dataDir string) (k Key, created bool, err error) {
+	path := filepath.Join(dataDir, DevKeyFile)
+	k = Key{ID: DevKeyID, Alg: "HS256", SecretFile: path}
+	if _, err := os.Stat(path); err == nil {
+		return k, false, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return k, false, fmt.Errorf("dev key: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return k, false, fmt.Errorf("dev key: %w", err)
+	}
+	secret := fmt.Sprintf("%x\n", b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return k, false, nil // another process made it first
+	}
+	if err != nil {
+		return k, false, fmt.Errorf("dev key: %w", err)
+	}
+	if _, err := f.WriteString(secret); err != nil {
+		f.Close()
+		return k, false, fmt.Errorf("dev key: %w", err)
+	}
+	return k, true, f.Close()
+}
+
+// Mint signs a token for user and device with an HS256 key.
+func Mint(k Key, user, device string, scopes []string, ttl time.Duration, now time.Time) (string, error) {
+	if !validID(user) || !validID(device) {
+		return "", fmt.Errorf("user and device must be 1-%d bytes of letters, digits and -._@", maxIDLen)
+	}
+	vk, err := loadKey(k)
+	if err != nil {
+		return "", err
+	}
+	if vk.alg != "HS256" {
+		return "", errors.New("mint: only HS256 keys can sign here")
+	}
+	c := Claims{Device: device, RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   user,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	}}
+	if len(scopes) > 0 {
+		c.Scope = strings.Join(scopes, " ")
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	t.Header["kid"] = vk.id
+	return t.SignedString(vk.key)
+}

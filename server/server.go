@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/executor"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"meshgate/graph"
+	"meshgate/shard"
+)
+
+// Server serves meshgate's public API. Create it with New, serve with
+// Serve, stop with Shutdown.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	auth  *Authenticator
+	store *shard.Store
+	exec  *executor.Executor
+	mux   *http.ServeMux
+
+	// base is the parent context of every stream; Shutdown cancels it,
+	// since http.Server.Shutdown does not wait for hijacked connections.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	wheel *wheel
+	http  *http.Server
+	once  sync.Once
+}
+
+// New builds a server over store and resolver.
+func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Resolver) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("server config: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server"), auth: auth, store: store}
+	if resolver.Logger == nil {
+		resolver.Logger = cfg.Logger.With("component", "graph")
+	}
+	es := graph.NewExecutableSchema(graph.Config{Resolvers: resolver})
+	s.exec = executor.New(es)
+	s.exec.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	s.exec.SetParserTokenLimit(cfg.MaxTokens)
+	s.exec.SetErrorPresenter(graph.NewErrorPresenter())
+	s.exec.SetRecoverFunc(graph.Recover(s.log))
+	s.exec.Use(extension.Introspection{})
+	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity})
+
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.wheel = newWheel(s.base, time.Second, cfg.Now)
+
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/graphql", s.serveGraphQL)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	s.mux.Handle("/", graphiqlHandler())
+	return s, nil
+}
+
+// Handler returns the root HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.base.Err() != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// serveGraphQL picks the transport: WebSocket upgrade, SSE, or plain HTTP.
+func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "panic", v)
+		}
+	}()
+	switch {
+	case isWebSocket(r):
+		s.serveWS(w, r)
+	case acceptsEventStream(r):
+		s.serveSSE(w, r)
+	default:
+		s.serveHTTP(w, r)
+	}
+}
+
+// Serve accepts connections on l: TLS when tlsCfg is set, plain HTTP otherwise.
+func (s *Server) Serve(l net.Listener, tlsCfg *tls.Config) error {
+	s.http = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if tlsCfg != nil {
+		l = tls.NewListener(l, tlsCfg)
+	}
+	err := s.http.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, ends every stream (WebSockets close with 1001
+// "going away", so clients reconnect elsewhere), and waits for handlers
+// until ctx ends. Safe to call twice.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		s.cancelBase()
+		if s.http != nil {
+			err = s.http.Shutdown(ctx)
+		}
+		s.wheel.wait()
+		if werr := s.wheel.drain(ctx); err == nil {
+			err = werr
+		}
+	})
+	return err
+}
+
+// operationContext runs gqlgen's parse and validation for params as p.
+func (s *Server) operationContext(ctx context.Context, p shard.Principal, params *graphql.RawParams) (context.Context, *graphql.OperationContext, []byte) {
+	ctx = graph.WithPrincipal(ctx, p)
+	ctx = graphql.StartOperationTrace(ctx)
+	opCtx, errs := s.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := s.exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs)
+		return ctx, nil, marshalErrors(resp.Errors)
+	}
+	return ctx, opCtx, nil
+}

@@ -1,0 +1,91 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// ticking is a long-lived connection the wheel visits: it checks its own
+// deadlines (init, token expiry, idleness) and sends keep-alives. tick must
+// not block.
+type ticking interface {
+	tick(now time.Time)
+}
+
+// wheel is the one goroutine that drives every connection's timers, so an
+// idle connection costs no timer and no goroutine of its own.
+type wheel struct {
+	mu    sync.Mutex
+	conns map[ticking]struct{}
+	now   func() time.Time
+	done  chan struct{}
+	wg    sync.WaitGroup // connection handlers still running
+}
+
+func newWheel(ctx context.Context, every time.Duration, now func() time.Time) *wheel {
+	w := &wheel{conns: make(map[ticking]struct{}), now: now, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				w.turn()
+			}
+		}
+	}()
+	return w
+}
+
+func (w *wheel) turn() {
+	now := w.now()
+	w.mu.Lock()
+	list := make([]ticking, 0, len(w.conns))
+	for c := range w.conns {
+		list = append(list, c)
+	}
+	w.mu.Unlock()
+	for _, c := range list {
+		c.tick(now)
+	}
+}
+
+// add registers c; done must be called when its handler returns.
+func (w *wheel) add(c ticking) {
+	w.wg.Add(1)
+	w.mu.Lock()
+	w.conns[c] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *wheel) remove(c ticking) {
+	w.mu.Lock()
+	delete(w.conns, c)
+	w.mu.Unlock()
+	w.wg.Done()
+}
+
+// count is the number of registered connections.
+func (w *wheel) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.conns)
+}
+
+func (w *wheel) wait() { <-w.done }
+
+// drain waits until every connection handler has returned, or ctx ends.
+func (w *wheel) drain(ctx context.Context) error {
+	ch := make(chan struct{})
+	go func() { w.wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,831 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gobwas/ws"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"meshgate/graph"
+	"meshgate/shard"
+)
+
+// WebSocket subprotocols.
+const (
+	protoTransportWS = "graphql-transport-ws" // graphql-ws library, PROTOCOL.md
+	protoLegacy      = "graphql-ws"           // subscriptions-transport-ws (Apollo, legacy)
+)
+
+// Close codes from graphql-transport-ws's PROTOCOL.md and RFC 6455.
+const (
+	closeNormal          ws.StatusCode = 1000
+	closeGoingAway       ws.StatusCode = 1001
+	closeTooBig          ws.StatusCode = 1009
+	closeInternal        ws.StatusCode = 1011
+	closeBadRequest      ws.StatusCode = 4400
+	closeUnauthorized    ws.StatusCode = 4401
+	closeForbidden       ws.StatusCode = 4403
+	closeSubprotocol     ws.StatusCode = 4406
+	closeInitTimeout     ws.StatusCode = 4408
+	closeDuplicateID     ws.StatusCode = 4409
+	closeTooManyRequests ws.StatusCode = 4429
+)
+
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// wsConn is one WebSocket connection. The handler goroutine reads; a writer
+// goroutine exists only while something is waiting to be sent, and writes
+// every pending message with a single flush. An idle connection holds no
+// timer and no goroutine besides its reader.
+type wsConn struct {
+	s      *Server
+	nc     net.Conn
+	legacy bool
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+	start  time.Time
+
+	lastRead atomic.Int64 // unix nanoseconds
+
+	// read-side state: only the reader goroutine touches these
+	initSeen bool
+	tokens   float64
+	tokensAt time.Time
+
+	mu        sync.Mutex
+	principal shard.Principal
+	acked     bool
+	expires   time.Time
+	ops       map[string]*wsOp
+	ctrl      [][]byte // pending whole frames: acks, pongs, results, errors
+	pending   bool     // something for the writer since it last looked
+	writing   bool     // a writer goroutine is running
+	closing   bool     // a close frame is queued; send nothing after it
+	pingDue   bool
+	closed    bool
+}
+
+// wsOp is one operation on a connection: a `notifications` stream served by
+// the connection's writer, or an operation gqlgen executes.
+type wsOp struct {
+	c     *wsConn
+	id    string
+	st    *shard.Stream
+	plan  *graph.Plan
+	dirty atomic.Bool
+	stop  context.CancelFunc // for gqlgen-executed operations
+}
+
+// Notify marks the stream readable and wakes the connection's writer. It
+// never blocks: this is what a publish costs per subscriber on the hot path.
+func (op *wsOp) Notify() {
+	op.dirty.Store(true)
+	op.c.kick()
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	up := ws.HTTPUpgrader{
+		Protocol: func(p string) bool { return p == protoTransportWS || p == protoLegacy },
+	}
+	nc, rw, hs, err := up.Upgrade(r, w)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
+		return
+	}
+	now := s.cfg.Now()
+	c := &wsConn{s: s, nc: nc, legacy: hs.Protocol == protoLegacy, start: now, tokens: float64(s.cfg.WS.MessageBurst), tokensAt: now}
+	c.ctx, c.cancel = context.WithCancel(s.base)
+	c.lastRead.Store(now.UnixNano())
+	s.wheel.add(c)
+	defer s.wheel.remove(c)
+	defer c.teardown()
+
+	if hs.Protocol == "" {
+		c.closeWith(closeSubprotocol, "Subprotocol not acceptable")
+		c.drainWriter()
+		return
+	}
+	// Only after the handshake may the client have sent frames; keep the
+	// hijacked reader only if it holds some, so an idle connection keeps
+	// no 4 KiB buffer.
+	var rd io.Reader = nc
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		rd = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), nc)
+	}
+	// The connection's context ends on shutdown: say "going away" so
+	// clients reconnect elsewhere.
+	stop := context.AfterFunc(s.base, func() { c.closeWith(closeGoingAway, "server shutting down") })
+	defer stop()
+	c.readLoop(rd)
+}
+
+// readLoop reads frames until the connection ends.
+func (c *wsConn) readLoop(rd io.Reader) {
+	max := c.s.cfg.WS.MaxMessageBytes
+	var hdr [ws.MaxHeaderSize - 2]byte
+	var msg []byte
+	var msgOp ws.OpCode
+	for {
+		h, err := ws.ReadHeaderBuffer(rd, hdr[:])
+		if err != nil {
+			return
+		}
+		c.lastRead.Store(c.s.cfg.Now().UnixNano())
+		if !h.Masked || h.Rsv != 0 {
+			c.closeWith(ws.StatusProtocolError, "protocol error")
+			return
+		}
+		if h.OpCode.IsControl() {
+			if h.Length > 125 || !h.Fin {
+				c.closeWith(ws.StatusProtocolError, "protocol error")
+				return
+			}
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(rd, p); err != nil {
+				return
+			}
+			ws.Cipher(p, h.Mask, 0)
+			switch h.OpCode {
+			case ws.OpPing:
+				c.send(frame(nil, ws.OpPong, p))
+			case ws.OpClose:
+				code, _ := ws.ParseCloseFrameData(p)
+				if code == 0 {
+					code = closeNormal
+				}
+				c.closeWith(code, "")
+				return
+			}
+			continue
+		}
+		switch {
+		case h.OpCode == ws.OpContinuation && msg == nil,
+			h.OpCode != ws.OpContinuation && msg != nil:
+			c.closeWith(ws.StatusProtocolError, "protocol error")
+			return
+		case h.OpCode != ws.OpContinuation:
+			msgOp = h.OpCode
+			msg = make([]byte, 0, min(int(h.Length), max))
+		}
+		if int64(len(msg))+h.Length > int64(max) {
+			c.closeWith(closeTooBig, fmt.Sprintf("message larger than %d bytes", max))
+			return
+		}
+		n := len(msg)
+		msg = msg[:n+int(h.Length)]
+		if _, err := io.ReadFull(rd, msg[n:]); err != nil {
+			return
+		}
+		ws.Cipher(msg[n:], h.Mask, 0)
+		if !h.Fin {
+			continue
+		}
+		data := msg
+		msg = nil
+		if msgOp != ws.OpText && msgOp != ws.OpBinary {
+			c.closeWith(ws.StatusProtocolError, "protocol error")
+			return
+		}
+		if !c.allow() {
+			c.closeWith(closeTooManyRequests, "too many messages")
+			return
+		}
+		if !c.handle(data) {
+			return
+		}
+	}
+}
+
+// allow takes one token from the connection's message bucket.
+func (c *wsConn) allow() bool {
+	now := c.s.cfg.Now()
+	cfg := c.s.cfg.WS
+	c.tokens = min(float64(cfg.MessageBurst), c.tokens+now.Sub(c.tokensAt).Seconds()*cfg.MessageRate)
+	c.tokensAt = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+// message is a protocol message in either subprotocol.
+type message struct {
+	ID      *string         `json:"id"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// handle processes one message; false ends the connection.
+func (c *wsConn) handle(data []byte) bool {
+	var m message
+	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
+		return c.fail(closeBadRequest, "Invalid message received")
+	}
+	if c.legacy {
+		return c.handleLegacy(m)
+	}
+	switch m.Type {
+	case "connection_init":
+		return c.handleInit(m.Payload)
+	case "ping":
+		c.sendJSON(`{"type":"pong"}`)
+		return true
+	case "pong":
+		return true
+	case "subscribe":
+		if !c.isAcked() {
+			return c.fail(closeUnauthorized, "Unauthorized")
+		}
+		if m.ID == nil || *m.ID == "" {
+			return c.fail(closeBadRequest, "Invalid message received")
+		}
+		var params graphql.RawParams
+		if rerr := decodeRequest(m.Payload, &params); rerr != nil {
+			return c.fail(closeBadRequest, "Invalid message received")
+		}
+		return c.subscribe(*m.ID, &params)
+	case "complete":
+		if m.ID == nil {
+			return c.fail(closeBadRequest, "Invalid message received")
+		}
+		c.stopOp(*m.ID)
+		return true
+	}
+	return c.fail(closeBadRequest, fmt.Sprintf("Unexpected message of type %s received", truncate(m.Type, 32)))
+}
+
+// handleLegacy speaks subscriptions-transport-ws.
+func (c *wsConn) handleLegacy(m message) bool {
+	switch m.Type {
+	case "connection_init":
+		return c.handleInit(m.Payload)
+	case "start":
+		if !c.isAcked() {
+			c.sendJSON(`{"type":"connection_error","payload":{"message":"send connection_init first"}}`)
+			return c.fail(closeUnauthorized, "Unauthorized")
+		}
+		if m.ID == nil || *m.ID == "" {
+			return c.fail(closeBadRequest, "Invalid message received")
+		}
+		var params graphql.RawParams
+		if rerr := decodeRequest(m.Payload, &params); rerr != nil {
+			c.sendOpErrors(*m.ID, marshalErrorList(gqlerror.List{{Message: rerr.msg, Extensions: map[string]any{"code": rerr.code}}}))
+			return true
+		}
+		return c.subscribe(*m.ID, &params)
+	case "stop":
+		if m.ID != nil {
+			c.stopOp(*m.ID)
+		}
+		return true
+	case "connection_terminate":
+		c.closeWith(closeNormal, "")
+		return false
+	}
+	return c.fail(closeBadRequest, fmt.Sprintf("Unexpected message of type %s received", truncate(m.Type, 32)))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func (c *wsConn) fail(code ws.StatusCode, reason string) bool {
+	c.closeWith(code, reason)
+	return false
+}
+
+func (c *wsConn) isAcked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked
+}
+
+// handleInit authenticates from the payload's authorization, or else the
+// upgrade request's Authorization header.
+func (c *wsConn) handleInit(payload json.RawMessage) bool {
+	if c.initSeen {
+		return c.fail(closeTooManyRequests, "Too many initialisation requests")
+	}
+	c.initSeen = true
+	var init map[string]any
+	if p := bytes.TrimSpace(payload); len(p) > 0 && string(p) != "null" {
+		if p[0] != '{' || json.Unmarshal(p, &init) != nil {
+			return c.fail(closeBadRequest, "Invalid message received")
+		}
+	}
+	tok, _ := init["authorization"].(string)
+	if tok == "" {
+		tok, _ = init["Authorization"].(string)
+	}
+	if tok == "" {
+		if h, ok := init["headers"].(map[string]any); ok {
+			tok, _ = h["Authorization"].(string)
+		}
+	}
+	p, exp, err := c.s.auth.Verify(tok)
+	if err != nil {
+		c.s.log.Debug("websocket token refused", "err", err)
+		if c.legacy {
+			c.sendJSON(`{"type":"connection_error","payload":{"message":"Forbidden","extensions":{"code":"UNAUTHENTICATED"}}}`)
+		}
+		return c.fail(closeForbidden, "Forbidden")
+	}
+	c.mu.Lock()
+	c.principal, c.expires, c.acked = p, exp, true
+	c.mu.Unlock()
+	c.sendJSON(`{"type":"connection_ack"}`)
+	if c.legacy {
+		c.sendJSON(`{"type":"ka"}`)
+	}
+	return true
+}
+
+// subscribe starts operation id.
+func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
+	c.mu.Lock()
+	if _, dup := c.ops[id]; dup {
+		c.mu.Unlock()
+		if c.legacy {
+			c.sendOpErrors(id, marshalErrorList(gqlerror.List{{Message: "operation id already in use", Extensions: map[string]any{"code": graph.CodeBadRequest}}}))
+			return true
+		}
+		return c.fail(closeDuplicateID, "Subscriber for "+truncate(id, 64)+" already exists")
+	}
+	if len(c.ops) >= c.s.cfg.WS.MaxOperations {
+		c.mu.Unlock()
+		c.sendOpErrors(id, marshalErrorList(gqlerror.List{{Message: fmt.Sprintf("at most %d operations per connection", c.s.cfg.WS.MaxOperations), Extensions: map[string]any{"code": graph.CodeLimitExceeded}}}))
+		return true
+	}
+	if c.ops == nil {
+		c.ops = make(map[string]*wsOp)
+	}
+	op := &wsOp{c: c, id: id}
+	c.ops[id] = op // reserve the id before anything can complete it
+	p := c.principal
+	c.mu.Unlock()
+
+	params.ReadTime = graphql.TraceTiming{Start: graphql.Now(), End: graphql.Now()}
+	if len(params.Query) > c.s.cfg.MaxQueryBytes {
+		c.endOp(op, marshalErrorList(gqlerror.List{{Message: fmt.Sprintf("query is longer than %d bytes", c.s.cfg.MaxQueryBytes), Extensions: map[string]any{"code": graph.CodeLimitExceeded}}}))
+		return true
+	}
+	ctx, opCtx, errBody := c.s.operationContext(c.ctx, p, params)
+	if errBody != nil {
+		c.endOp(op, errorsOnly(errBody))
+		return true
+	}
+	sop, ok, err := graph.ParseStreamOp(opCtx)
+	if err != nil {
+		c.endOp(op, codeErrors(err))
+		return true
+	}
+	if ok {
+		st, err := c.s.store.Attach(ctx, p, sop.Queue, sop.After, op)
+		if err != nil {
+			c.endOp(op, codeErrors(err))
+			return true
+		}
+		c.mu.Lock()
+		op.st, op.plan = st, sop.Plan
+		alive := c.ops[id] == op
+		c.mu.Unlock()
+		if !alive { // completed meanwhile
+			st.Close()
+			return true
+		}
+		op.Notify() // the first read happens in the writer
+		return true
+	}
+	// Anything else gqlgen executes, in a goroutine of its own so the
+	// reader keeps reading (a long-poll query over WebSocket must not stall
+	// pings or other operations).
+	opCtxCtx, cancel := context.WithCancel(ctx)
+	c.mu.Lock()
+	op.stop = cancel
+	c.mu.Unlock()
+	go c.execute(opCtxCtx, op, opCtx)
+	return true
+}
+
+func (c *wsConn) execute(ctx context.Context, op *wsOp, opCtx *graphql.OperationContext) {
+	defer op.stop()
+	defer func() {
+		if v := recover(); v != nil {
+			c.s.log.Error("operation panic", "panic", v)
+			c.endOp(op, marshalErrorList(gqlerror.List{{Message: "internal error", Extensions: map[string]any{"code": graph.CodeInternal}}}))
+		}
+	}()
+	responses, ctx := c.s.exec.DispatchOperation(ctx, opCtx)
+	for {
+		resp := responses(ctx)
+		if resp == nil || ctx.Err() != nil {
+			break
+		}
+		b, err := json.Marshal(resp) // the response buffer is reused: marshal before the next call
+		if err != nil {
+			c.s.log.Error("marshal response", "err", err)
+			break
+		}
+		c.sendNext(op, b)
+	}
+	c.endOp(op, nil)
+}
+
+// sendNext queues a result for op unless op has ended.
+func (c *wsConn) sendNext(op *wsOp, payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ops[op.id] != op || c.closing {
+		return
+	}
+	c.ctrl = append(c.ctrl, c.nextFrame(nil, op.id, payload))
+	c.wakeLocked()
+}
+
+// endOp ends op: with errs (a JSON array) as an error message, or with a
+// complete message. Nothing is sent if the client completed it already.
+func (c *wsConn) endOp(op *wsOp, errs []byte) {
+	c.mu.Lock()
+	if c.ops[op.id] != op {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.ops, op.id)
+	st := op.st
+	if !c.closing {
+		if errs != nil {
+			c.ctrl = append(c.ctrl, c.errorFrame(op.id, errs))
+			if c.legacy {
+				c.ctrl = append(c.ctrl, c.completeFrame(op.id))
+			}
+		} else {
+			c.ctrl = append(c.ctrl, c.completeFrame(op.id))
+		}
+		c.wakeLocked()
+	}
+	c.mu.Unlock()
+	if st != nil {
+		st.Close()
+	}
+}
+
+// stopOp ends op id at the client's request: no message is sent back.
+func (c *wsConn) stopOp(id string) {
+	c.mu.Lock()
+	op := c.ops[id]
+	delete(c.ops, id)
+	c.mu.Unlock()
+	if op == nil {
+		return
+	}
+	if op.st != nil {
+		op.st.Close()
+	}
+	if op.stop != nil {
+		op.stop()
+	}
+}
+
+func (c *wsConn) sendOpErrors(id string, errs []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.ctrl = append(c.ctrl, c.errorFrame(id, errs))
+	if c.legacy {
+		c.ctrl = append(c.ctrl, c.completeFrame(id))
+	}
+	c.wakeLocked()
+}
+
+func (c *wsConn) sendJSON(msg string) { c.send(frame(nil, ws.OpText, []byte(msg))) }
+
+// send queues a whole frame.
+func (c *wsConn) send(f []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.ctrl = append(c.ctrl, f)
+	c.wakeLocked()
+}
+
+// closeWith queues a close frame; the writer sends it and closes the socket.
+func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.ctrl = append(c.ctrl, frame(nil, ws.OpClose, ws.NewCloseFrameBody(code, reason)))
+	c.wakeLocked()
+}
+
+// kick wakes the writer.
+func (c *wsConn) kick() {
+	c.mu.Lock()
+	c.wakeLocked()
+	c.mu.Unlock()
+}
+
+func (c *wsConn) wakeLocked() {
+	c.pending = true
+	if c.writing || c.closed {
+		return
+	}
+	c.writing = true
+	go c.writeLoop()
+}
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxRound bounds what one flush sends, so that one busy connection cannot
+// make a huge buffer; the rest goes in the next round.
+const (
+	maxRound = 256 << 10
+	maxPerOp = 64
+)
+
+// writeLoop sends everything pending, in rounds, then exits. It is the only
+// writer of the socket.
+func (c *wsConn) writeLoop() {
+	bp := writeBufs.Get().(*[]byte)
+	defer writeBufs.Put(bp)
+	var notes []shard.Notification
+	var dirty []*wsOp
+	for {
+		c.mu.Lock()
+		if !c.pending || c.closed {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.pending = false
+		buf := (*bp)[:0]
+		for _, f := range c.ctrl {
+			buf = append(buf, f...)
+		}
+		c.ctrl = c.ctrl[:0]
+		closing := c.closing
+		if c.pingDue && !closing {
+			c.pingDue = false
+			if c.legacy {
+				buf = frame(buf, ws.OpText, []byte(`{"type":"ka"}`))
+			} else {
+				buf = frame(buf, ws.OpPing, nil)
+			}
+		}
+		dirty = dirty[:0]
+		if !closing {
+			for _, op := range c.ops {
+				if op.st != nil && op.dirty.CompareAndSwap(true, false) {
+					dirty = append(dirty, op)
+				}
+			}
+		}
+		c.mu.Unlock()
+
+		var gone []*wsOp
+		for _, op := range dirty {
+			var err error
+			notes, err = op.st.Next(notes[:0], maxPerOp)
+			for _, n := range notes {
+				buf = c.streamFrame(buf, op, n)
+			}
+			if err != nil {
+				gone = append(gone, op)
+			} else if len(notes) == maxPerOp || len(buf) > maxRound {
+				op.dirty.Store(true) // more to read: next round
+				c.kick()
+			}
+		}
+		*bp = buf
+		if len(buf) > 0 {
+			_ = c.nc.SetWriteDeadline(c.s.cfg.Now().Add(c.s.cfg.WS.WriteTimeout))
+			if _, err := c.nc.Write(buf); err != nil {
+				c.s.log.Debug("websocket write failed", "err", err)
+				c.abort()
+				return
+			}
+		}
+		for _, op := range gone {
+			c.endOp(op, codeErrors(shard.ErrQueueNotFound))
+		}
+		if closing {
+			c.abort()
+			return
+		}
+	}
+}
+
+// streamFrame appends op's `next` message for n.
+func (c *wsConn) streamFrame(dst []byte, op *wsOp, n shard.Notification) []byte {
+	// Build the message after a maximal header gap, then write the real
+	// header right before it; the payload is encoded once per event and
+	// only the seq is spliced per queue.
+	start := len(dst)
+	dst = append(dst, make([]byte, 10)...)
+	body := len(dst)
+	if c.legacy {
+		dst = append(dst, `{"type":"data","id":`...)
+	} else {
+		dst = append(dst, `{"type":"next","id":`...)
+	}
+	dst = appendJSONString(dst, op.id)
+	dst = append(dst, `,"payload":`...)
+	dst = op.plan.Encode(dst, n)
+	dst = append(dst, '}')
+	return placeHeader(dst, start, body, ws.OpText)
+}
+
+// placeHeader writes a frame header for dst[body:] ending at body and
+// closes the gap left at start.
+func placeHeader(dst []byte, start, body int, op ws.OpCode) []byte {
+	n := len(dst) - body
+	var h [10]byte
+	h[0] = 0x80 | byte(op)
+	hl := 2
+	switch {
+	case n < 126:
+		h[1] = byte(n)
+	case n < 1<<16:
+		h[1] = 126
+		h[2], h[3] = byte(n>>8), byte(n)
+		hl = 4
+	default:
+		h[1] = 127
+		for i := 0; i < 8; i++ {
+			h[2+i] = byte(uint64(n) >> (56 - 8*i))
+		}
+		hl = 10
+	}
+	gap := 10 - hl
+	copy(dst[start+gap:], h[:hl])
+	if gap > 0 {
+		copy(dst[start:], dst[start+gap:])
+		dst = dst[:len(dst)-gap]
+	}
+	return dst
+}
+
+// frame appends a whole unmasked frame with payload p.
+func frame(dst []byte, op ws.OpCode, p []byte) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, 10)...)
+	body := len(dst)
+	dst = append(dst, p...)
+	return placeHeader(dst, start, body, op)
+}
+
+func (c *wsConn) nextFrame(dst []byte, id string, payload []byte) []byte {
+	typ := `{"type":"next","id":`
+	if c.legacy {
+		typ = `{"type":"data","id":`
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, 10)...)
+	body := len(dst)
+	dst = append(dst, typ...)
+	dst = appendJSONString(dst, id)
+	dst = append(dst, `,"payload":`...)
+	dst = append(dst, payload...)
+	dst = append(dst, '}')
+	return placeHeader(dst, start, body, ws.OpText)
+}
+
+func (c *wsConn) errorFrame(id string, errs []byte) []byte {
+	start := 0
+	dst := make([]byte, 10, 64+len(errs))
+	dst = append(dst, `{"type":"error","id":`...)
+	dst = appendJSONString(dst, id)
+	dst = append(dst, `,"payload":`...)
+	dst = append(dst, errs...)
+	dst = append(dst, '}')
+	return placeHeader(dst, start, 10, ws.OpText)
+}
+
+func (c *wsConn) completeFrame(id string) []byte {
+	dst := make([]byte, 10, 48+len(id))
+	dst = append(dst, `{"type":"complete","id":`...)
+	dst = appendJSONString(dst, id)
+	dst = append(dst, '}')
+	return placeHeader(dst, 0, 10, ws.OpText)
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s)
+	return append(dst, b...)
+}
+
+// abort closes the socket; the reader then returns and tears down.
+func (c *wsConn) abort() {
+	c.mu.Lock()
+	c.closed = true
+	c.writing = false
+	c.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+// drainWriter waits briefly for a queued close frame to go out.
+func (c *wsConn) drainWriter() {
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		done := !c.writing
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// teardown runs when the reader returns: every operation ends, every
+// stream detaches (the queues keep their notifications for a resume).
+func (c *wsConn) teardown() {
+	c.drainWriter() // let a queued close frame reach the client
+	c.mu.Lock()
+	c.closed = true
+	c.closing = true
+	ops := c.ops
+	c.ops = nil
+	c.mu.Unlock()
+	c.cancel()
+	_ = c.nc.Close()
+	for _, op := range ops {
+		if op.st != nil {
+			op.st.Close()
+		}
+		if op.stop != nil {
+			op.stop()
+		}
+	}
+}
+
+// tick runs on the shared wheel: init deadline, token expiry, keep-alive.
+func (c *wsConn) tick(now time.Time) {
+	cfg := c.s.cfg.WS
+	c.mu.Lock()
+	acked, exp := c.acked, c.expires
+	c.mu.Unlock()
+	switch {
+	case !acked && now.Sub(c.start) > cfg.InitTimeout:
+		c.closeWith(closeInitTimeout, "Connection initialisation timeout")
+	case acked && now.After(exp):
+		c.closeWith(closeForbidden, "token expired")
+	default:
+		idle := now.Sub(time.Unix(0, c.lastRead.Load()))
+		if idle > 3*cfg.PingInterval {
+			c.abort()
+			return
+		}
+		if idle > cfg.PingInterval || c.legacy && acked && now.Sub(c.start)%cfg.PingInterval < time.Second {
+			c.mu.Lock()
+			c.pingDue = true
+			c.wakeLocked()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// codeErrors renders a core error as a GraphQL error list with its code.
+func codeErrors(err error) []byte {
+	code, msg := graph.Code(err)
+	return marshalErrorList(gqlerror.List{{Message: msg, Extensions: map[string]any{"code": code}}})
+}
+
+func marshalErrorList(errs gqlerror.List) []byte {
+	b, _ := json.Marshal(errs)
+	return b
+}
+
+// errorsOnly extracts the errors array from a {"errors":[...]} body.
+func errorsOnly(body []byte) []byte {
+	var v struct {
+		Errors json.RawMessage `json:"errors"`
+	}
+	if json.Unmarshal(body, &v) != nil || len(v.Errors) == 0 {
+		return []byte(`[{"message":"internal error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]`)
+	}
+	return v.Errors
+}

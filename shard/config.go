@@ -1,0 +1,106 @@
+package shard
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Config sets the store's limits. A zero field means its default.
+type Config struct {
+	// DefaultTTL is a new queue's lease when createQueue gives none. Default 300 s.
+	DefaultTTL time.Duration
+	// MaxTTL caps a queue's lease. Default 3600 s.
+	MaxTTL time.Duration
+	// BufferSize is how many notifications a queue holds before the oldest
+	// go (and readers get OVERFLOW). Default 1024, at most 1 048 576.
+	BufferSize int
+	// RetainDelivered is how many notifications already written to a stream
+	// stay buffered for a reader that reconnects with an older `after`.
+	// Default 64, at most BufferSize.
+	RetainDelivered int
+	// MaxSubscriptionsPerQueue: default 10 000.
+	MaxSubscriptionsPerQueue int
+	// MaxQueuesPerDevice: default 16.
+	MaxQueuesPerDevice int
+	// ReapInterval is how often expired queues are removed. Default 1 s.
+	ReapInterval time.Duration
+	// MaxPollLimit caps a poll's page. Default 1000.
+	MaxPollLimit int
+	// MaxWait caps a long-poll. Default 60 s.
+	MaxWait time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Rand supplies queue names' randomness. Default crypto/rand.
+	Rand io.Reader
+	// Logger receives lifecycle logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults spelled out.
+func DefaultConfig() Config {
+	return Config{
+		DefaultTTL:               300 * time.Second,
+		MaxTTL:                   3600 * time.Second,
+		BufferSize:               1024,
+		RetainDelivered:          64,
+		MaxSubscriptionsPerQueue: 10000,
+		MaxQueuesPerDevice:       16,
+		ReapInterval:             time.Second,
+		MaxPollLimit:             1000,
+		MaxWait:                  60 * time.Second,
+		Now:                      time.Now,
+		Rand:                     rand.Reader,
+		Logger:                   slog.New(slog.DiscardHandler),
+	}
+}
+
+// withDefaults fills zero fields and reports every invalid one at once.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	var errs []error
+	setDur := func(v *time.Duration, def time.Duration, name string) {
+		switch {
+		case *v == 0:
+			*v = def
+		case *v < 0:
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", name, *v))
+		}
+	}
+	setInt := func(v *int, def, limit int, name string) {
+		switch {
+		case *v == 0:
+			*v = def
+		case *v < 0 || *v > limit:
+			errs = append(errs, fmt.Errorf("%s: must be 1-%d, got %d", name, limit, *v))
+		}
+	}
+	setDur(&c.DefaultTTL, d.DefaultTTL, "DefaultTTL")
+	setDur(&c.MaxTTL, d.MaxTTL, "MaxTTL")
+	setDur(&c.ReapInterval, d.ReapInterval, "ReapInterval")
+	setDur(&c.MaxWait, d.MaxWait, "MaxWait")
+	setInt(&c.BufferSize, d.BufferSize, 1<<20, "BufferSize")
+	setInt(&c.RetainDelivered, min(d.RetainDelivered, c.BufferSize), 1<<20, "RetainDelivered")
+	setInt(&c.MaxSubscriptionsPerQueue, d.MaxSubscriptionsPerQueue, 1<<24, "MaxSubscriptionsPerQueue")
+	setInt(&c.MaxQueuesPerDevice, d.MaxQueuesPerDevice, 1<<16, "MaxQueuesPerDevice")
+	setInt(&c.MaxPollLimit, d.MaxPollLimit, 1<<16, "MaxPollLimit")
+	if c.RetainDelivered > c.BufferSize {
+		errs = append(errs, fmt.Errorf("RetainDelivered: %d exceeds BufferSize %d", c.RetainDelivered, c.BufferSize))
+	}
+	if c.DefaultTTL > c.MaxTTL {
+		errs = append(errs, fmt.Errorf("DefaultTTL: %s exceeds MaxTTL %s", c.DefaultTTL, c.MaxTTL))
+	}
+	if c.Now == nil {
+		c.Now = d.Now
+	}
+	if c.Rand == nil {
+		c.Rand = d.Rand
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return c, errors.Join(errs...)
+}

@@ -1,0 +1,16 @@
+// Package shard holds meshgate's state and the rules that keep it whole: the
+// queue store (leases, bounded buffers, sequence numbers), the subscription
+// tables on both sides (resource → queues, queue → resources), fan-out of
+// events to subscribed queues, invites, and the streams that readers attach
+// to a queue.
+//
+// Every operation is addressed by a queue name or a resource string only, so
+// that a router can send each call to the node that owns the key. The package
+// knows nothing of GraphQL or HTTP; it reaches publishers through the small
+// Authorizer interface that plugins/ satisfies.
+//
+// Lock order: Store.resMu → resource.mu → queue.mu. The queue-shard locks
+// and Store.ownerMu are leaves: nothing else is taken while they are held.
+// Listener.Notify is called with no queue lock held (a resource's read lock
+// may be held during fan-out), so it must not call back into the Store.
+package shard

@@ -1,0 +1,205 @@
+package shard
+
+import (
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Listener is told that a queue it is attached to has news: a notification
+// landed, or the queue went away. Notify is called with no lock held and must
+// not block; transports set a flag and schedule their writer.
+type Listener interface {
+	Notify()
+}
+
+// queue is a device's mailbox. Seqs are contiguous: the buffered entries hold
+// seqs lastSeq-n+1 … lastSeq in ring order, so an entry is only an *Event and
+// an append allocates nothing per subscriber.
+type queue struct {
+	name    string
+	owner   owner
+	created time.Time
+	ttl     time.Duration
+
+	mu        sync.Mutex
+	expires   time.Time
+	ring      []*Event // grows by doubling up to Config.BufferSize
+	head, n   int
+	lastSeq   uint64
+	acked     uint64 // highest seq acknowledged by a reader
+	delivered uint64 // highest seq written to an attached stream
+	attached  int
+	listeners []Listener // copy-on-write: readers copy the slice header under mu
+	waitCh    chan struct{}
+	subs      map[string]*subscription // resource → subscription
+	dead      bool
+}
+
+// subscription is one (queue, resource) pair. The same value is referenced
+// from the queue (subs) and from the resource (subs), so a delivery updates
+// the etag the queue knows without a second lookup.
+type subscription struct {
+	res     *resource
+	etag    string // guarded by the queue's mu
+	created int64  // unix nanoseconds
+}
+
+// firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
+func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
+
+// appendLocked adds ev and returns the listeners to notify. mu held.
+func (q *queue) appendLocked(ev *Event, capacity, retain int) []Listener {
+	if q.n == capacity {
+		q.dropFrontLocked(1)
+	}
+	if q.n == len(q.ring) {
+		q.growLocked(capacity)
+	}
+	q.ring[(q.head+q.n)%len(q.ring)] = ev
+	q.n++
+	q.lastSeq++
+	q.trimDeliveredLocked(retain)
+	if q.waitCh != nil {
+		close(q.waitCh)
+		q.waitCh = nil
+	}
+	return q.listeners
+}
+
+func (q *queue) growLocked(capacity int) {
+	size := max(4, 2*len(q.ring))
+	size = min(size, capacity)
+	ring := make([]*Event, size)
+	for i := 0; i < q.n; i++ {
+		ring[i] = q.ring[(q.head+i)%len(q.ring)]
+	}
+	q.ring, q.head = ring, 0
+}
+
+func (q *queue) dropFrontLocked(k int) {
+	for ; k > 0 && q.n > 0; k-- {
+		q.ring[q.head] = nil
+		q.head = (q.head + 1) % len(q.ring)
+		q.n--
+	}
+	if q.n == 0 && len(q.ring) > 64 {
+		q.ring, q.head = nil, 0 // give a drained big buffer back
+	}
+}
+
+// ackLocked acknowledges every seq up to after and drops those entries. mu held.
+func (q *queue) ackLocked(after uint64) {
+	after = min(after, q.lastSeq)
+	if after <= q.acked {
+		return
+	}
+	q.acked = after
+	if first := q.firstSeq(); after >= first {
+		q.dropFrontLocked(int(after - first + 1))
+	}
+}
+
+// trimDeliveredLocked keeps at most retain entries that a stream has written
+// but no reader has acknowledged, so a reconnecting reader can resume a few
+// in-flight notifications while a live stream never fills the buffer. mu held.
+func (q *queue) trimDeliveredLocked(retain int) {
+	first := q.firstSeq()
+	if q.delivered < first {
+		return
+	}
+	deliveredBuffered := int(q.delivered - first + 1)
+	if deliveredBuffered > retain {
+		q.dropFrontLocked(deliveredBuffered - retain)
+	}
+}
+
+// readLocked returns up to limit notifications after seq `after`. If
+// entries this reader had not acknowledged were dropped, the first returned
+// notification is an OVERFLOW carrying the seq of the last dropped entry, so
+// that the reader's seqs stay increasing and the loss is never silent. mu held.
+func (q *queue) readLocked(after uint64, limit int, dst []Notification, now time.Time) []Notification {
+	first := q.firstSeq()
+	gapFrom := max(after, q.acked) + 1
+	if gapFrom < first && limit > 0 {
+		gapTo := first - 1
+		dst = append(dst, Notification{Seq: gapTo, Event: overflowEvent(gapFrom, gapTo, now)})
+		limit--
+		after = gapTo
+	}
+	if after < first-1 {
+		after = first - 1
+	}
+	for s := after + 1; s <= q.lastSeq && limit > 0; s++ {
+		i := (q.head + int(s-first)) % len(q.ring)
+		dst = append(dst, Notification{Seq: s, Event: q.ring[i]})
+		limit--
+	}
+	return dst
+}
+
+func overflowEvent(from, to uint64, now time.Time) *Event {
+	p := make([]byte, 0, 64)
+	p = append(p, `{"dropped":`...)
+	p = strconv.AppendUint(p, to-from+1, 10)
+	p = append(p, `,"fromSeq":`...)
+	p = strconv.AppendUint(p, from, 10)
+	p = append(p, `,"toSeq":`...)
+	p = strconv.AppendUint(p, to, 10)
+	p = append(p, '}')
+	return &Event{Kind: Overflow, Time: now, Payload: p}
+}
+
+// pendingLocked reports whether a reader at cursor `after` has something to read. mu held.
+func (q *queue) pendingLocked(after uint64) bool {
+	return after < q.lastSeq || q.dead
+}
+
+// depthLocked counts notifications neither acknowledged nor delivered. mu held.
+func (q *queue) depthLocked() int {
+	done := max(q.acked, q.delivered)
+	if done >= q.lastSeq {
+		return 0
+	}
+	return int(min(q.lastSeq-done, uint64(q.n)))
+}
+
+// renewLocked extends the lease from now. mu held.
+func (q *queue) renewLocked(now time.Time) { q.expires = now.Add(q.ttl) }
+
+// expiresLocked is when the lease ends; an attached stream keeps it a full ttl away. mu held.
+func (q *queue) expiresLocked(now time.Time) time.Time {
+	if q.attached > 0 {
+		return now.Add(q.ttl)
+	}
+	return q.expires
+}
+
+// QueueInfo describes a queue to its owner.
+type QueueInfo struct {
+	Name              string
+	CreatedAt         time.Time
+	ExpiresAt         time.Time
+	TTL               time.Duration
+	Depth             int
+	LastSeq           uint64
+	SubscriptionCount int
+}
+
+func (q *queue) infoLocked(now time.Time) QueueInfo {
+	return QueueInfo{
+		Name:              q.name,
+		CreatedAt:         q.created,
+		ExpiresAt:         q.expiresLocked(now),
+		TTL:               q.ttl,
+		Depth:             q.depthLocked(),
+		LastSeq:           q.lastSeq,
+		SubscriptionCount: len(q.subs),
+	}
+}
+
+func notifyAll(ls []Listener) {
+	for _, l := range ls {
+		l.Notify()
+	}
+}

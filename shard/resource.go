@@ -1,0 +1,90 @@
+package shard
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Resource string limits. A resource is `scheme:path`:
+//
+//	scheme = lower *31( lower / digit / "-" )          ; 1–32 bytes
+//	path   = segment *( "/" segment )                 ; 1–MaxResourceLen bytes
+//	segment = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "@" / "+" / "=" / "," / ":" )
+//
+// A segment may not be "." or "..". The whole string is at most
+// MaxResourceLen bytes. Parsing never allocates; the resource string itself
+// is the key everywhere.
+const (
+	MaxResourceLen = 256
+	MaxSchemeLen   = 32
+	MaxEtagLen     = 256
+)
+
+// ParseResource checks r against the grammar and returns its scheme and path.
+func ParseResource(r string) (scheme, path string, err error) {
+	if len(r) > MaxResourceLen {
+		return "", "", fmt.Errorf("%w: resource longer than %d bytes", ErrInvalidInput, MaxResourceLen)
+	}
+	scheme, path, ok := strings.Cut(r, ":")
+	if !ok {
+		return "", "", fmt.Errorf("%w: resource %q is not scheme:path", ErrInvalidInput, r)
+	}
+	if len(scheme) == 0 || len(scheme) > MaxSchemeLen || !isLower(scheme[0]) {
+		return "", "", fmt.Errorf("%w: resource scheme must be 1-%d bytes of a-z, 0-9 and -, starting with a letter", ErrInvalidInput, MaxSchemeLen)
+	}
+	for i := 1; i < len(scheme); i++ {
+		c := scheme[i]
+		if !isLower(c) && !isDigit(c) && c != '-' {
+			return "", "", fmt.Errorf("%w: resource scheme must be 1-%d bytes of a-z, 0-9 and -, starting with a letter", ErrInvalidInput, MaxSchemeLen)
+		}
+	}
+	if path == "" {
+		return "", "", fmt.Errorf("%w: resource path is empty", ErrInvalidInput)
+	}
+	start := 0
+	for i := 0; i <= len(path); i++ {
+		if i < len(path) && path[i] != '/' {
+			if !isPathByte(path[i]) {
+				return "", "", fmt.Errorf("%w: resource path has a forbidden byte %q at %d", ErrInvalidInput, path[i], len(scheme)+1+i)
+			}
+			continue
+		}
+		seg := path[start:i]
+		switch seg {
+		case "":
+			return "", "", fmt.Errorf("%w: resource path has an empty segment", ErrInvalidInput)
+		case ".", "..":
+			return "", "", fmt.Errorf("%w: resource path has a %q segment", ErrInvalidInput, seg)
+		}
+		start = i + 1
+	}
+	return scheme, path, nil
+}
+
+// ValidEtag checks an etag: 0–MaxEtagLen printable ASCII bytes.
+func ValidEtag(e string) error {
+	if len(e) > MaxEtagLen {
+		return fmt.Errorf("%w: etag longer than %d bytes", ErrInvalidInput, MaxEtagLen)
+	}
+	for i := 0; i < len(e); i++ {
+		if e[i] < 0x20 || e[i] > 0x7e {
+			return fmt.Errorf("%w: etag must be printable ASCII", ErrInvalidInput)
+		}
+	}
+	return nil
+}
+
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isPathByte(c byte) bool {
+	switch {
+	case isLower(c), isDigit(c), c >= 'A' && c <= 'Z':
+		return true
+	}
+	switch c {
+	case '-', '.', '_', '~', '@', '+', '=', ',', ':':
+		return true
+	}
+	return false
+}

@@ -1,0 +1,326 @@
+package shard
+
+import (
+	"context"
+	"encoding/base32"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+const queueShards = 64
+
+// Store is one node's state: queues, subscriptions and fan-out. Safe for
+// concurrent use. Create it with New and stop it with Close.
+type Store struct {
+	cfg  Config
+	log  *slog.Logger
+	seed maphash.Seed
+
+	queues [queueShards]struct {
+		mu sync.RWMutex
+		m  map[string]*queue
+	}
+
+	ownerMu sync.Mutex
+	owners  map[owner][]*queue // a device's queues, for limits and invites
+
+	resMu sync.RWMutex
+	res   map[string]*resource
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// resource is one resource's subscriber list.
+type resource struct {
+	name string
+	mu   sync.RWMutex
+	subs map[*queue]*subscription
+	dead bool // removed from Store.res; re-look it up
+}
+
+// New starts a store and its reaper.
+func New(cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("shard config: %w", err)
+	}
+	s := &Store{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "shard"),
+		seed:   maphash.MakeSeed(),
+		owners: make(map[owner][]*queue),
+		res:    make(map[string]*resource),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for i := range s.queues {
+		s.queues[i].m = make(map[string]*queue)
+	}
+	go s.reap()
+	return s, nil
+}
+
+// Config returns the effective configuration, defaults applied.
+func (s *Store) Config() Config { return s.cfg }
+
+// Close stops the reaper. Safe to call twice.
+func (s *Store) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+func (s *Store) shard(name string) *struct {
+	mu sync.RWMutex
+	m  map[string]*queue
+} {
+	return &s.queues[maphash.String(s.seed, name)%queueShards]
+}
+
+// lookup finds a live queue owned by p. Another device's queue is reported
+// as not found, exactly like a missing one.
+func (s *Store) lookup(p Principal, name string) (*queue, error) {
+	sh := s.shard(name)
+	sh.mu.RLock()
+	q := sh.m[name]
+	sh.mu.RUnlock()
+	if q == nil || q.owner != ownerOf(p) {
+		return nil, ErrQueueNotFound
+	}
+	return q, nil
+}
+
+var nameEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func (s *Store) newName() (string, error) {
+	var b [20]byte // 160 bits
+	if _, err := io.ReadFull(s.cfg.Rand, b[:]); err != nil {
+		return "", fmt.Errorf("queue name: %w", err)
+	}
+	return "q" + nameEncoding.EncodeToString(b[:]), nil
+}
+
+// CreateQueue makes a queue owned by p's device. ttl 0 means the default
+// lease; it must not exceed MaxTTL.
+func (s *Store) CreateQueue(_ context.Context, p Principal, ttl time.Duration) (QueueInfo, error) {
+	switch {
+	case ttl == 0:
+		ttl = s.cfg.DefaultTTL
+	case ttl < time.Second || ttl > s.cfg.MaxTTL:
+		return QueueInfo{}, fmt.Errorf("%w: ttlSeconds must be 1-%d", ErrInvalidInput, int(s.cfg.MaxTTL/time.Second))
+	}
+	name, err := s.newName()
+	if err != nil {
+		return QueueInfo{}, err
+	}
+	now := s.cfg.Now()
+	q := &queue{name: name, owner: ownerOf(p), created: now, ttl: ttl, expires: now.Add(ttl)}
+
+	s.ownerMu.Lock()
+	if len(s.owners[q.owner]) >= s.cfg.MaxQueuesPerDevice {
+		s.ownerMu.Unlock()
+		return QueueInfo{}, fmt.Errorf("%w: a device may hold at most %d queues", ErrLimitExceeded, s.cfg.MaxQueuesPerDevice)
+	}
+	s.owners[q.owner] = append(s.owners[q.owner], q)
+	s.ownerMu.Unlock()
+
+	sh := s.shard(name)
+	sh.mu.Lock()
+	sh.m[name] = q
+	sh.mu.Unlock()
+	s.log.Debug("queue created", "queue", name, "user", p.User, "device", p.Device)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.infoLocked(now), nil
+}
+
+// Queue returns p's queue and renews its lease.
+func (s *Store) Queue(_ context.Context, p Principal, name string) (QueueInfo, error) {
+	q, err := s.lookup(p, name)
+	if err != nil {
+		return QueueInfo{}, err
+	}
+	now := s.cfg.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dead {
+		return QueueInfo{}, ErrQueueNotFound
+	}
+	q.renewLocked(now)
+	return q.infoLocked(now), nil
+}
+
+// RenewQueue renews p's queue's lease.
+func (s *Store) RenewQueue(ctx context.Context, p Principal, name string) (QueueInfo, error) {
+	return s.Queue(ctx, p, name)
+}
+
+// Queues lists p's device's queues.
+func (s *Store) Queues(_ context.Context, p Principal) []QueueInfo {
+	s.ownerMu.Lock()
+	qs := append([]*queue(nil), s.owners[ownerOf(p)]...)
+	s.ownerMu.Unlock()
+	now := s.cfg.Now()
+	out := make([]QueueInfo, 0, len(qs))
+	for _, q := range qs {
+		q.mu.Lock()
+		if !q.dead {
+			out = append(out, q.infoLocked(now))
+		}
+		q.mu.Unlock()
+	}
+	return out
+}
+
+// DeleteQueue removes p's queue, its notifications and its subscriptions.
+// Attached streams end with ErrQueueNotFound.
+func (s *Store) DeleteQueue(_ context.Context, p Principal, name string) error {
+	q, err := s.lookup(p, name)
+	if err != nil {
+		return err
+	}
+	if !s.remove(q) {
+		return ErrQueueNotFound
+	}
+	return nil
+}
+
+// remove unlinks q everywhere. It reports false if q was already gone.
+func (s *Store) remove(q *queue) bool {
+	q.mu.Lock()
+	if q.dead {
+		q.mu.Unlock()
+		return false
+	}
+	q.dead = true
+	subs := q.subs
+	q.subs = nil
+	ls := q.listeners
+	if q.waitCh != nil {
+		close(q.waitCh)
+		q.waitCh = nil
+	}
+	q.mu.Unlock()
+
+	sh := s.shard(q.name)
+	sh.mu.Lock()
+	delete(sh.m, q.name)
+	sh.mu.Unlock()
+
+	s.ownerMu.Lock()
+	list := s.owners[q.owner]
+	for i, x := range list {
+		if x == q {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.owners, q.owner)
+	} else {
+		s.owners[q.owner] = list
+	}
+	s.ownerMu.Unlock()
+
+	for _, sub := range subs {
+		s.unlinkResource(sub.res, q)
+	}
+	notifyAll(ls)
+	return true
+}
+
+// unlinkResource removes q from r's subscriber list, and r from the table
+// once nobody subscribes to it.
+func (s *Store) unlinkResource(r *resource, q *queue) {
+	r.mu.Lock()
+	delete(r.subs, q)
+	empty := len(r.subs) == 0
+	r.mu.Unlock()
+	if !empty {
+		return
+	}
+	s.resMu.Lock()
+	r.mu.Lock()
+	if len(r.subs) == 0 && !r.dead {
+		r.dead = true
+		delete(s.res, r.name)
+	}
+	r.mu.Unlock()
+	s.resMu.Unlock()
+}
+
+// reap removes expired queues every ReapInterval until Close.
+func (s *Store) reap() {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.ReapNow()
+		}
+	}
+}
+
+// ReapNow removes every queue whose lease has ended and returns how many.
+// The reaper calls it; tests with an injected clock call it directly.
+func (s *Store) ReapNow() int {
+	now := s.cfg.Now()
+	var expired []*queue
+	for i := range s.queues {
+		sh := &s.queues[i]
+		sh.mu.RLock()
+		for _, q := range sh.m {
+			q.mu.Lock()
+			if q.attached == 0 && now.After(q.expires) {
+				expired = append(expired, q)
+			}
+			q.mu.Unlock()
+		}
+		sh.mu.RUnlock()
+	}
+	n := 0
+	for _, q := range expired {
+		q.mu.Lock()
+		still := q.attached == 0 && now.After(q.expires) // a reader may have renewed it since
+		q.mu.Unlock()
+		if still && s.remove(q) {
+			n++
+			s.log.Debug("queue expired", "queue", q.name)
+		}
+	}
+	return n
+}
+
+// Stats counts what the store holds.
+type Stats struct {
+	Queues, Subscriptions, Resources int
+}
+
+// Stats counts queues, subscriptions and resources with subscribers.
+func (s *Store) Stats() Stats {
+	var st Stats
+	for i := range s.queues {
+		sh := &s.queues[i]
+		sh.mu.RLock()
+		st.Queues += len(sh.m)
+		for _, q := range sh.m {
+			q.mu.Lock()
+			st.Subscriptions += len(q.subs)
+			q.mu.Unlock()
+		}
+		sh.mu.RUnlock()
+	}
+	s.resMu.RLock()
+	st.Resources = len(s.res)
+	s.resMu.RUnlock()
+	return st
+}

@@ -1,0 +1,86 @@
+package shard
+
+import (
+	"context"
+	"slices"
+)
+
+// Stream is a reader attached to a queue: it hands out the queue's
+// notifications in seq order from a cursor, and keeps the queue's lease
+// alive while it is open. It starts no goroutine: its Listener is told when
+// to call Next. A Stream is used by one goroutine at a time; Close may be
+// called from any goroutine.
+type Stream struct {
+	s      *Store
+	q      *queue
+	l      Listener
+	cursor uint64
+}
+
+// Attach opens a stream on p's queue that starts after seq `after`,
+// acknowledging everything up to it. l is notified whenever Next may have
+// something new, including once right away if something is buffered.
+func (s *Store) Attach(_ context.Context, p Principal, name string, after uint64, l Listener) (*Stream, error) {
+	q, err := s.lookup(p, name)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	if q.dead {
+		q.mu.Unlock()
+		return nil, ErrQueueNotFound
+	}
+	q.ackLocked(after)
+	q.attached++
+	q.listeners = append(slices.Clip(q.listeners), l)
+	pending := q.pendingLocked(after)
+	q.mu.Unlock()
+	if pending {
+		l.Notify()
+	}
+	return &Stream{s: s, q: q, l: l, cursor: after}, nil
+}
+
+// Queue is the stream's queue name.
+func (st *Stream) Queue() string { return st.q.name }
+
+// Cursor is the seq of the last notification handed out.
+func (st *Stream) Cursor() uint64 { return st.cursor }
+
+// Next appends to dst up to limit notifications after the cursor and moves
+// the cursor past them. It returns ErrQueueNotFound once the queue is gone
+// (deleted or, for a closed stream, expired).
+func (st *Stream) Next(dst []Notification, limit int) ([]Notification, error) {
+	q := st.q
+	now := st.s.cfg.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dead {
+		return dst, ErrQueueNotFound
+	}
+	n := len(dst)
+	dst = q.readLocked(st.cursor, limit, dst, now)
+	if len(dst) > n {
+		st.cursor = dst[len(dst)-1].Seq
+		if st.cursor > q.delivered {
+			q.delivered = st.cursor
+			q.trimDeliveredLocked(st.s.cfg.RetainDelivered)
+		}
+	}
+	return dst, nil
+}
+
+// Close detaches the stream and renews the queue's lease from now. Safe to
+// call twice.
+func (st *Stream) Close() {
+	q := st.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.Index(q.listeners, st.l)
+	if i < 0 {
+		return
+	}
+	q.listeners = slices.Delete(slices.Clone(q.listeners), i, i+1)
+	q.attached--
+	q.renewLocked(st.s.cfg.Now())
+}
