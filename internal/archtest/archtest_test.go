@@ -1,0 +1,33 @@
+// Package archtest checks that dependencies point inward, as DESIGN.md says.
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestDependenciesPointInward(t *testing.T) {
+	for _, tc := range []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{"meshgate/shard", []string{"meshgate/graph", "meshgate/server", "meshgate/plugins", "github.com/99designs/gqlgen", "github.com/vektah/gqlparser", "net/http"}},
+		{"meshgate/plugins/...", []string{"meshgate/graph", "meshgate/server", "github.com/99designs/gqlgen"}},
+		{"meshgate/graph/...", []string{"meshgate/server", "meshgate/cmd"}},
+	} {
+		t.Run(tc.pkg, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", tc.pkg).Output()
+			if err != nil {
+				t.Fatalf("go list: %v", err)
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				for _, bad := range tc.forbidden {
+					if dep == bad || strings.HasPrefix(dep, bad+"/") {
+						t.Errorf("%s depends on %s", tc.pkg, dep)
+					}
+				}
+			}
+		})
+	}
+}
