@@ -108,7 +108,9 @@ func TestPlanEncode_MatchesGqlgen(t *testing.T) {
 
 type allow struct{}
 
-func (allow) Authorize(context.Context, shard.Principal, string, string) (string, error) { return "", nil }
+func (allow) Authorize(context.Context, shard.Principal, string, string) (string, error) {
+	return "", nil
+}
 
 // BenchmarkPlanEncode is the per-subscriber cost of a delivery's bytes once
 // the event is encoded: splicing the seq into the shared payload.
