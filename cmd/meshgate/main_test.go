@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBinary_ServeTokenAndShutdown runs the real binary as a user would:
+// `meshgate serve` on an empty data directory makes the dev key (0600) and
+// a self-signed certificate, `meshgate token` mints a token that the
+// server accepts, and SIGTERM stops it cleanly.
+func TestBinary_ServeTokenAndShutdown(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "meshgate")
+	if out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := exec.CommandContext(ctx, bin, "--data-dir", data, "--listen", "127.0.0.1:0")
+	stdout, _ := srv.StdoutPipe()
+	stderr := &lockedBuffer{}
+	srv.Stderr = stderr
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no startup line: %v\n%s", err, stderr.String())
+	}
+	// "meshgate: serving https://127.0.0.1:PORT/graphql (GraphiQL at /)"
+	url := strings.Fields(line)[2]
+	if !strings.HasPrefix(url, "https://127.0.0.1:") {
+		t.Fatalf("startup line %q", line)
+	}
+
+	st, err := os.Stat(filepath.Join(data, "dev-hs256.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("dev key: %v mode %v, want 0600", err, st.Mode().Perm())
+	}
+	out, err := exec.Command(bin, "token", "--data-dir", data, "--user", "alice", "--device", "laptop", "--scope", "publish").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(out))
+	if strings.Count(tok, ".") != 2 || strings.ContainsAny(tok, " \n") {
+		t.Fatalf("token output %q: want the token alone", out)
+	}
+
+	pem, err := os.ReadFile(filepath.Join(data, "tls-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("POST", url, strings.NewReader(`{"query":"{ me { user device scopes } }"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var r struct {
+		Data struct {
+			Me struct {
+				User, Device string
+				Scopes       []string
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.Data.Me.User != "alice" || r.Data.Me.Scopes[0] != "publish" {
+		t.Fatalf("me: %s %v", body, err)
+	}
+	// The certificate names localhost and 127.0.0.1 (verified above) and
+	// the log says where it is and its fingerprint.
+	if !strings.Contains(stderr.String(), "tls-cert.pem") || !strings.Contains(stderr.String(), `"sha256"`) {
+		t.Fatalf("log does not name the certificate: %s", stderr.String())
+	}
+
+	_ = srv.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("did not exit after SIGTERM")
+	}
+}
+
+func TestToken_RefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"token", "--data-dir", dir, "--user", "alice"},
+		{"token", "--data-dir", dir, "--user", "a b", "--device", "d"},
+		{"token", "--data-dir", dir, "--user", "a", "--device", "d", "--scope", "root"},
+		{"token", "--data-dir", dir, "--user", "a", "--device", "d", "--ttl", "-1s"},
+		{"nope"},
+	} {
+		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+func TestConfig_ReportsEveryErrorAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(path, []byte("log_level: loud\ntls_cert: x\nauth:\n  disable_dev_key: true\n"), 0o600)
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.validate(path)
+	for _, want := range []string{"log_level", "tls_cert and tls_key", "disable_dev_key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %s", err, want)
+		}
+	}
+	os.WriteFile(path, []byte("listen: :1\nnot_a_key: 1\n"), 0o600)
+	if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "not_a_key") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+// lockedBuffer is written by exec's copier while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
