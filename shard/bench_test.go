@@ -30,17 +30,10 @@ func BenchmarkFanout10k(b *testing.B) {
 	s, _ := newStore(b, Config{MaxQueuesPerDevice: n})
 	l := &countListener{}
 	for i := range n {
-		p := Principal{User: "u", Device: fmt.Sprint("d", i%100)}
-		if i < 100 {
-			p = Principal{User: "u", Device: fmt.Sprint("d", i)}
-		}
-		q, err := s.CreateQueue(context.Background(), Principal{User: "u", Device: fmt.Sprint("d", i)}, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_ = p
-		mustSub(b, s, Principal{User: "u", Device: fmt.Sprint("d", i)}, q.Name, "user:u/feed")
-		if _, err := s.Attach(context.Background(), Principal{User: "u", Device: fmt.Sprint("d", i)}, q.Name, 0, l); err != nil {
+		p := Principal{User: "u", Device: fmt.Sprint("d", i)}
+		q := mustQueue(b, s, p)
+		mustSub(b, s, p, q, "user:u/feed")
+		if _, err := s.Attach(context.Background(), p, q, 0, l); err != nil {
 			b.Fatal(err)
 		}
 	}
