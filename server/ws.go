@@ -57,6 +57,7 @@ type wsConn struct {
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
 	start  time.Time
+	header string // the upgrade request's Authorization, used when connection_init carries none
 
 	lastRead atomic.Int64 // unix nanoseconds
 
@@ -106,7 +107,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	c := &wsConn{s: s, nc: nc, legacy: hs.Protocol == protoLegacy, start: now, tokens: float64(s.cfg.WS.MessageBurst), tokensAt: now}
+	c := &wsConn{s: s, nc: nc, legacy: hs.Protocol == protoLegacy, start: now, header: r.Header.Get("Authorization"),
+		tokens: float64(s.cfg.WS.MessageBurst), tokensAt: now}
 	c.ctx, c.cancel = context.WithCancel(s.base)
 	c.lastRead.Store(now.UnixNano())
 	s.wheel.add(c)
@@ -338,6 +340,9 @@ func (c *wsConn) handleInit(payload json.RawMessage) bool {
 		if h, ok := init["headers"].(map[string]any); ok {
 			tok, _ = h["Authorization"].(string)
 		}
+	}
+	if tok == "" {
+		tok = c.header
 	}
 	p, exp, err := c.s.auth.Verify(tok)
 	if err != nil {
