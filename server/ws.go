@@ -111,15 +111,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		tokens: float64(s.cfg.WS.MessageBurst), tokensAt: now}
 	c.ctx, c.cancel = context.WithCancel(s.base)
 	c.lastRead.Store(now.UnixNano())
-	s.wheel.add(c)
-	defer s.wheel.remove(c)
-	defer c.teardown()
-
-	if hs.Protocol == "" {
-		c.closeWith(closeSubprotocol, "Subprotocol not acceptable")
-		c.drainWriter()
-		return
-	}
 	// Only after the handshake may the client have sent frames; keep the
 	// hijacked reader only if it holds some, so an idle connection keeps
 	// no 4 KiB buffer.
@@ -127,9 +118,31 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		rd = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), nc)
 	}
+	s.wheel.add(c)
+	// The reader runs in a goroutine of its own and this handler returns,
+	// so that net/http's per-connection state (request, buffers, the
+	// handler's grown stack) is garbage: an idle WebSocket keeps only what
+	// it needs.
+	go c.run(rd, hs.Protocol == "")
+}
+
+// run is the connection's reader goroutine; it owns the connection's end.
+func (c *wsConn) run(rd io.Reader, noProtocol bool) {
+	defer c.s.wheel.remove(c)
+	defer c.teardown()
+	defer func() {
+		if v := recover(); v != nil {
+			c.s.log.Error("websocket panic", "panic", v)
+			c.closeWith(closeInternal, "internal error")
+		}
+	}()
+	if noProtocol {
+		c.closeWith(closeSubprotocol, "Subprotocol not acceptable")
+		return
+	}
 	// The connection's context ends on shutdown: say "going away" so
 	// clients reconnect elsewhere.
-	stop := context.AfterFunc(s.base, func() { c.closeWith(closeGoingAway, "server shutting down") })
+	stop := context.AfterFunc(c.s.base, func() { c.closeWith(closeGoingAway, "server shutting down") })
 	defer stop()
 	c.readLoop(rd)
 }
@@ -569,6 +582,9 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 const (
 	maxRound = 256 << 10
 	maxPerOp = 64
+	// closeGrace is how long a closing connection waits for the client's
+	// close frame or hang-up.
+	closeGrace = time.Second
 )
 
 // writeLoop sends everything pending, in rounds, then exits. It is the only
@@ -637,7 +653,12 @@ func (c *wsConn) writeLoop() {
 			c.endOp(op, codeErrors(shard.ErrQueueNotFound))
 		}
 		if closing {
-			c.abort()
+			// The close frame is out: give the client closeGrace to
+			// answer, then the reader's read fails and it tears down.
+			_ = c.nc.SetReadDeadline(c.s.cfg.Now().Add(closeGrace))
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
 			return
 		}
 	}
@@ -769,6 +790,16 @@ func (c *wsConn) drainWriter() {
 // stream detaches (the queues keep their notifications for a resume).
 func (c *wsConn) teardown() {
 	c.drainWriter() // let a queued close frame reach the client
+	c.mu.Lock()
+	linger := c.closing && !c.closed
+	c.mu.Unlock()
+	if linger {
+		// We closed: read (and drop) what the client still sends until it
+		// answers or hangs up, bounded, so that closing the socket does not
+		// reset the connection before the client has read our close frame.
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		_, _ = io.CopyN(io.Discard, c.nc, 1<<20)
+	}
 	c.mu.Lock()
 	c.closed = true
 	c.closing = true

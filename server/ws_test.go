@@ -144,9 +144,9 @@ func TestWS_CloseCodes(t *testing.T) {
 		}, 4429},
 		{"duplicate id", "graphql-transport-ws", func(c *wsClient) {
 			c.init(alice)
-			q := `query { notifications(queue: "x", waitSeconds: 5) { lastSeq } }`
-			c.subscribe("1", q, nil)
-			c.subscribe("1", q, nil)
+			vars := map[string]any{"q": g.createQueue(alice)} // a stream stays active
+			c.subscribe("1", streamQuery, vars)
+			c.subscribe("1", streamQuery, vars)
 		}, 4409},
 		{"invalid JSON", "graphql-transport-ws", func(c *wsClient) {
 			_ = c.conn.Write(c.ctx, websocket.MessageText, []byte("{"))
@@ -160,7 +160,8 @@ func TestWS_CloseCodes(t *testing.T) {
 		}, 4400},
 		{"message too big", "graphql-transport-ws", func(c *wsClient) {
 			c.init(alice)
-			c.subscribe("1", `{ me { user } }`+strings.Repeat(" ", 5000), nil)
+			big, _ := json.Marshal(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": `{ me { user } }` + strings.Repeat(" ", 5000)}})
+			_ = c.conn.Write(c.ctx, websocket.MessageText, big) // the server may stop reading mid-message
 		}, 1009},
 		{"flood", "graphql-transport-ws", func(c *wsClient) {
 			c.init(alice)
@@ -173,6 +174,7 @@ func TestWS_CloseCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := g.dial(tc.proto)
+			c.t = t
 			tc.run(c)
 			if got := c.closeCode(); got != tc.want {
 				t.Fatalf("close code %d, want %d", got, tc.want)
