@@ -134,6 +134,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
 		s.cancelBase()
+		s.wheel.goingAway()
 		if s.http != nil {
 			err = s.http.Shutdown(ctx)
 		}

@@ -43,6 +43,9 @@ func (c *sseConn) Notify() {
 	}
 }
 
+// goingAway wakes the handler, which sees the base context ended.
+func (c *sseConn) goingAway() { c.Notify() }
+
 func (c *sseConn) tick(now time.Time) {
 	if now.After(c.expires) {
 		c.expired.Store(true)

@@ -11,6 +11,8 @@ import (
 // not block.
 type ticking interface {
 	tick(now time.Time)
+	// goingAway tells the connection the server is shutting down.
+	goingAway()
 }
 
 // wheel is the one goroutine that drives every connection's timers, so an
@@ -77,6 +79,19 @@ func (w *wheel) count() int {
 }
 
 func (w *wheel) wait() { <-w.done }
+
+// goingAway tells every connection the server is shutting down.
+func (w *wheel) goingAway() {
+	w.mu.Lock()
+	list := make([]ticking, 0, len(w.conns))
+	for c := range w.conns {
+		list = append(list, c)
+	}
+	w.mu.Unlock()
+	for _, c := range list {
+		c.goingAway()
+	}
+}
 
 // drain waits until every connection handler has returned, or ctx ends.
 func (w *wheel) drain(ctx context.Context) error {

@@ -54,8 +54,6 @@ type wsConn struct {
 	s      *Server
 	nc     net.Conn
 	legacy bool
-	ctx    context.Context // cancelled when the connection ends
-	cancel context.CancelFunc
 	start  time.Time
 	header string // the upgrade request's Authorization, used when connection_init carries none
 
@@ -70,7 +68,7 @@ type wsConn struct {
 	principal shard.Principal
 	acked     bool
 	expires   time.Time
-	ops       map[string]*wsOp
+	ops       opList
 	ctrl      [][]byte // pending whole frames: acks, pongs, results, errors
 	pending   bool     // something for the writer since it last looked
 	writing   bool     // a writer goroutine is running
@@ -109,7 +107,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	c := &wsConn{s: s, nc: nc, legacy: hs.Protocol == protoLegacy, start: now, header: r.Header.Get("Authorization"),
 		tokens: float64(s.cfg.WS.MessageBurst), tokensAt: now}
-	c.ctx, c.cancel = context.WithCancel(s.base)
 	c.lastRead.Store(now.UnixNano())
 	// Only after the handshake may the client have sent frames; keep the
 	// hijacked reader only if it holds some, so an idle connection keeps
@@ -140,10 +137,6 @@ func (c *wsConn) run(rd io.Reader, noProtocol bool) {
 		c.closeWith(closeSubprotocol, "Subprotocol not acceptable")
 		return
 	}
-	// The connection's context ends on shutdown: say "going away" so
-	// clients reconnect elsewhere.
-	stop := context.AfterFunc(c.s.base, func() { c.closeWith(closeGoingAway, "server shutting down") })
-	defer stop()
 	c.readLoop(rd)
 }
 
@@ -218,7 +211,7 @@ func (c *wsConn) readLoop(rd io.Reader) {
 			c.closeWith(closeTooManyRequests, "too many messages")
 			return
 		}
-		if !c.handle(data) {
+		if !c.handleOffStack(data) {
 			return
 		}
 	}
@@ -235,6 +228,27 @@ func (c *wsConn) allow() bool {
 	}
 	c.tokens--
 	return true
+}
+
+// handleOffStack runs handle on a short-lived goroutine and waits for it.
+// Handling a message (JSON decoding, gqlgen's parse and validation) needs a
+// deep stack; the reader goroutine lives as long as the connection, and a
+// stack, once grown, stays grown. Keeping the reader shallow keeps every
+// idle connection at the smallest stack; messages are rare (init,
+// subscribe, complete, ping), so the extra goroutine costs nothing that shows.
+func (c *wsConn) handleOffStack(data []byte) bool {
+	done := make(chan bool, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				c.s.log.Error("websocket message panic", "panic", v)
+				c.closeWith(closeInternal, "internal error")
+				done <- false
+			}
+		}()
+		done <- c.handle(data)
+	}()
+	return <-done
 }
 
 // message is a protocol message in either subprotocol.
@@ -378,7 +392,7 @@ func (c *wsConn) handleInit(payload json.RawMessage) bool {
 // subscribe starts operation id.
 func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 	c.mu.Lock()
-	if _, dup := c.ops[id]; dup {
+	if c.ops.get(id) != nil {
 		c.mu.Unlock()
 		if c.legacy {
 			c.sendOpErrors(id, marshalErrorList(gqlerror.List{{Message: "operation id already in use", Extensions: map[string]any{"code": graph.CodeBadRequest}}}))
@@ -391,11 +405,8 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 		c.sendOpErrors(id, marshalErrorList(gqlerror.List{{Message: fmt.Sprintf("at most %d operations per connection", c.s.cfg.WS.MaxOperations), Extensions: map[string]any{"code": graph.CodeLimitExceeded}}}))
 		return true
 	}
-	if c.ops == nil {
-		c.ops = make(map[string]*wsOp)
-	}
 	op := &wsOp{c: c, id: id}
-	c.ops[id] = op // reserve the id before anything can complete it
+	c.ops.add(op) // reserve the id before anything can complete it
 	p := c.principal
 	c.mu.Unlock()
 
@@ -404,7 +415,7 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 		c.endOp(op, marshalErrorList(gqlerror.List{{Message: fmt.Sprintf("query is longer than %d bytes", c.s.cfg.MaxQueryBytes), Extensions: map[string]any{"code": graph.CodeLimitExceeded}}}))
 		return true
 	}
-	ctx, opCtx, errBody := c.s.operationContext(c.ctx, p, params)
+	ctx, opCtx, errBody := c.s.operationContext(c.s.base, p, params)
 	if errBody != nil {
 		c.endOp(op, errorsOnly(errBody))
 		return true
@@ -422,7 +433,7 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 		}
 		c.mu.Lock()
 		op.st, op.plan = st, sop.Plan
-		alive := c.ops[id] == op
+		alive := c.ops.get(id) == op
 		c.mu.Unlock()
 		if !alive { // completed meanwhile
 			st.Close()
@@ -470,7 +481,7 @@ func (c *wsConn) execute(ctx context.Context, op *wsOp, opCtx *graphql.Operation
 func (c *wsConn) sendNext(op *wsOp, payload []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ops[op.id] != op || c.closing {
+	if c.ops.get(op.id) != op || c.closing {
 		return
 	}
 	c.ctrl = append(c.ctrl, c.nextFrame(nil, op.id, payload))
@@ -481,11 +492,11 @@ func (c *wsConn) sendNext(op *wsOp, payload []byte) {
 // complete message. Nothing is sent if the client completed it already.
 func (c *wsConn) endOp(op *wsOp, errs []byte) {
 	c.mu.Lock()
-	if c.ops[op.id] != op {
+	if c.ops.get(op.id) != op {
 		c.mu.Unlock()
 		return
 	}
-	delete(c.ops, op.id)
+	c.ops.remove(op.id)
 	st := op.st
 	if !c.closing {
 		if errs != nil {
@@ -507,8 +518,7 @@ func (c *wsConn) endOp(op *wsOp, errs []byte) {
 // stopOp ends op id at the client's request: no message is sent back.
 func (c *wsConn) stopOp(id string) {
 	c.mu.Lock()
-	op := c.ops[id]
-	delete(c.ops, id)
+	op := c.ops.remove(id)
 	c.mu.Unlock()
 	if op == nil {
 		return
@@ -806,7 +816,6 @@ func (c *wsConn) teardown() {
 	ops := c.ops
 	c.ops = nil
 	c.mu.Unlock()
-	c.cancel()
 	_ = c.nc.Close()
 	for _, op := range ops {
 		if op.st != nil {
@@ -817,6 +826,10 @@ func (c *wsConn) teardown() {
 		}
 	}
 }
+
+// goingAway tells the client the server is shutting down, so it
+// reconnects elsewhere and resumes with `after`.
+func (c *wsConn) goingAway() { c.closeWith(closeGoingAway, "server shutting down") }
 
 // tick runs on the shared wheel: init deadline, token expiry, keep-alive.
 func (c *wsConn) tick(now time.Time) {
@@ -864,4 +877,30 @@ func errorsOnly(body []byte) []byte {
 		return []byte(`[{"message":"internal error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]`)
 	}
 	return v.Errors
+}
+
+// opList is a connection's operations. Nearly every connection has exactly
+// one, so a slice scanned linearly costs less memory than a map; the
+// per-connection cap (MaxOperations) bounds the scan.
+type opList []*wsOp
+
+func (l opList) get(id string) *wsOp {
+	for _, op := range l {
+		if op.id == id {
+			return op
+		}
+	}
+	return nil
+}
+
+func (l *opList) add(op *wsOp) { *l = append(*l, op) }
+
+func (l *opList) remove(id string) *wsOp {
+	for i, op := range *l {
+		if op.id == id {
+			*l = append((*l)[:i], (*l)[i+1:]...)
+			return op
+		}
+	}
+	return nil
 }

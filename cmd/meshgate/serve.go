@@ -26,6 +26,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	insecure := fs.Bool("insecure-http", false, "serve plain HTTP, only behind a TLS-terminating proxy")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	debugListen := fs.String("debug-listen", "", "serve net/http/pprof on this address (loopback only, e.g. 127.0.0.1:6060); off by default")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,6 +104,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("meshgate serving", "url", fmt.Sprintf("%s://%s/graphql", scheme, displayAddr(l.Addr())), "graphiql", fmt.Sprintf("%s://%s/", scheme, displayAddr(l.Addr())), "data_dir", cfg.DataDir)
 	fmt.Fprintf(stdout, "meshgate: serving %s://%s/graphql (GraphiQL at /)\n", scheme, displayAddr(l.Addr()))
+
+	if *debugListen != "" {
+		stopDebug, err := serveDebug(*debugListen, log)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		defer stopDebug()
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l, tlsCfg) }()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs one benchmark scenario against meshgate and the two reference
+# servers, in the same session, the server pinned to core 0 and the load
+# tool to core 1.
+#
+#   bench/run.sh A          10 000 subscribers, 200 events as fast as possible
+#   bench/run.sh B          19 000 idle subscribers (memory)
+#   bench/run.sh C          1 000 subscribers, 2 000 events/s for 10 s (overload here)
+#   bench/run.sh C10        10 subscribers, 2 000 events/s for 10 s (latency)
+#   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only)
+#   bench/run.sh A tls      meshgate over TLS (the references have no TLS)
+#
+# TARGETS (default: meshgate gqlgen raw) may follow the scenario. Results go
+# to stdout and, as JSON lines, to bench/results/<scenario>.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario=${1:?scenario: A, B, C, C10 or POLL}; shift
+tls=no
+if [ "${1:-}" = tls ]; then tls=yes; shift; fi
+targets=${*:-meshgate gqlgen raw}
+bin=$(mktemp -d); data=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$bin" "$data"' EXIT
+go build -o "$bin/meshgate" ./cmd/meshgate
+go build -o "$bin/meshbench" ./cmd/meshbench
+go build -o "$bin/gqlgenref" ./bench/gqlgenref
+go build -o "$bin/rawws" ./bench/rawws
+ulimit -n "$(ulimit -Hn)"
+mkdir -p bench/results
+
+case $scenario in
+  A)    args=(-subs 10000 -events 200) ;;
+  B)    args=(-subs 19000 -idle -settle 10s) ;;
+  C)    args=(-subs 1000 -events 20000 -rate 2000) ;;
+  C10)  args=(-subs 10 -events 20000 -rate 2000) ;;
+  POLL) args=(-subs 2000 -events 200 -mode poll); targets=meshgate ;;
+  *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+
+wait_up() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "server at $1 did not start" >&2; return 1; }
+
+for target in $targets; do
+  case $target in
+    meshgate)
+      scheme=http; flags=(--insecure-http)
+      if [ $tls = yes ]; then scheme=https; flags=(); fi
+      GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --data-dir "$data" --listen 127.0.0.1:8443 "${flags[@]}" --log-level error >/dev/null 2>"$data/meshgate.log" &
+      pid=$!; url=$scheme://127.0.0.1:8443; wait_up "$url/healthz" ;;
+    gqlgen)
+      GOMAXPROCS=1 taskset -c 0 "$bin/gqlgenref" --listen 127.0.0.1:9002 2>/dev/null &
+      pid=$!; url=http://127.0.0.1:9002; wait_up "$url/query" ;;
+    raw)
+      GOMAXPROCS=1 taskset -c 0 "$bin/rawws" --listen 127.0.0.1:9001 2>/dev/null &
+      pid=$!; url=http://127.0.0.1:9001; wait_up "$url/ws" ;;
+  esac
+  label="$scenario/$target"; [ $tls = yes ] && label="$label+tls"
+  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$target" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
+    -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  echo
+done

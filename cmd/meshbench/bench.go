@@ -1,0 +1,525 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"meshgate/server"
+)
+
+const resource = "user:bench/feed"
+
+// sub is one subscriber's view of the run.
+type sub struct {
+	idx    int
+	conn   net.Conn
+	rd     io.Reader
+	wmu    sync.Mutex
+	mu     sync.Mutex
+	seen   []uint64 // bitmap of event indexes received
+	lat    []int64  // publish→receive, nanoseconds
+	dups   int
+	warm   atomic.Bool
+	last   atomic.Int64 // unix ns of the last measured delivery
+	count  atomic.Int64
+	queue  string // meshgate
+	token  string // meshgate
+	after  uint64 // poll mode
+	events int
+}
+
+func (s *sub) record(i, t int64, now int64) {
+	if i < 0 {
+		s.warm.Store(true)
+		return
+	}
+	if i >= int64(s.events) {
+		return
+	}
+	s.mu.Lock()
+	w, b := i/64, uint64(1)<<(i%64)
+	if s.seen[w]&b != 0 {
+		s.dups++
+		s.mu.Unlock()
+		return
+	}
+	s.seen[w] |= b
+	s.lat = append(s.lat, now-t)
+	s.mu.Unlock()
+	s.last.Store(now)
+	s.count.Add(1)
+}
+
+type bencher struct {
+	c      config
+	http   *http.Client
+	pubTok string
+	key    server.Key
+	subs   []*sub
+	next   atomic.Uint64 // round robin over source addresses
+}
+
+func bench(ctx context.Context, c config) (*report, error) {
+	b := &bencher{c: c}
+	b.http = &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // loopback benchmark against a self-signed certificate
+		MaxIdleConnsPerHost: max(64, c.subs),
+		DialContext:         b.dial,
+	}}
+	if c.target == "meshgate" {
+		b.key = server.Key{ID: server.DevKeyID, Alg: "HS256", SecretFile: c.keyFile}
+		tok, err := server.Mint(b.key, "bench", "publisher", []string{"publish"}, 24*time.Hour, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("minting with %s: %w", c.keyFile, err)
+		}
+		b.pubTok = tok
+	}
+	r := &report{Label: c.label, Target: c.target, Mode: c.mode, Subscribers: c.subs, Events: c.events, Rate: c.rate}
+	rss0 := rssBytes(c.pid)
+
+	// Connect and subscribe everyone.
+	start := time.Now()
+	b.subs = make([]*sub, c.subs)
+	errs := make(chan error, c.subs)
+	sem := make(chan struct{}, c.parallel)
+	var wg sync.WaitGroup
+	for i := range b.subs {
+		s := &sub{idx: i, events: c.events, seen: make([]uint64, (c.events+63)/64), lat: make([]int64, 0, c.events)}
+		b.subs[i] = s
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := b.connect(ctx, s); err != nil {
+				errs <- fmt.Errorf("subscriber %d: %w", s.idx, err)
+				return
+			}
+			go b.read(ctx, s)
+		}()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	r.ConnectSeconds = time.Since(start).Seconds()
+	r.ConnsPerSecond = float64(c.subs) / r.ConnectSeconds
+	defer b.closeAll()
+
+	// Warm up: every subscriber must receive an event before we measure,
+	// so every subscription is live.
+	warmStart := time.Now()
+	for n := 0; ; n++ {
+		if err := b.publish(ctx, -1); err != nil {
+			return nil, fmt.Errorf("warm-up publish: %w", err)
+		}
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(deadline) && b.warmCount() < c.subs {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if b.warmCount() == c.subs {
+			break
+		}
+		if time.Since(warmStart) > c.timeout {
+			return nil, fmt.Errorf("warm-up: only %d of %d subscribers live after %s", b.warmCount(), c.subs, c.timeout)
+		}
+	}
+	r.WarmupSeconds = time.Since(warmStart).Seconds()
+
+	time.Sleep(c.settle)
+	if c.pid > 0 {
+		rss1 := rssBytes(c.pid)
+		r.ServerRSSMiB = float64(rss1) / (1 << 20)
+		r.RSSPerSubscriberKiB = float64(rss1-rss0) / float64(c.subs) / 1024
+		r.ServerThreads = threads(c.pid)
+	}
+	if c.idleOnly {
+		return r, nil
+	}
+
+	// Measure.
+	cpu0 := cpuSeconds(c.pid)
+	t0 := time.Now()
+	var interval time.Duration
+	if c.rate > 0 {
+		interval = time.Duration(float64(time.Second) / c.rate)
+	}
+	for i := 0; i < c.events; i++ {
+		if interval > 0 {
+			if d := time.Until(t0.Add(time.Duration(i) * interval)); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if err := b.publish(ctx, int64(i)); err != nil {
+			return nil, fmt.Errorf("publish %d: %w", i, err)
+		}
+	}
+	r.PublishSeconds = time.Since(t0).Seconds()
+	want := int64(c.subs) * int64(c.events)
+	lastProgress, lastCount := time.Now(), int64(-1)
+	for {
+		got := b.delivered()
+		if got >= want {
+			break
+		}
+		if got != lastCount {
+			lastProgress, lastCount = time.Now(), got
+		} else if time.Since(lastProgress) > min(c.timeout, 10*time.Second) {
+			break // what is missing is lost
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cpu1 := cpuSeconds(c.pid)
+	var lastNs int64
+	var lats []int64
+	for _, s := range b.subs {
+		s.mu.Lock()
+		lats = append(lats, s.lat...)
+		r.Duplicates += s.dups
+		s.mu.Unlock()
+		lastNs = max(lastNs, s.last.Load())
+	}
+	r.Delivered = b.delivered()
+	r.Lost = want - r.Delivered
+	window := time.Unix(0, lastNs).Sub(t0).Seconds()
+	if r.Delivered > 0 && window > 0 {
+		r.DeliveriesPerSecond = float64(r.Delivered) / window
+		r.WindowSeconds = window
+	}
+	if c.pid > 0 && r.Delivered > 0 {
+		r.ServerCPUSeconds = cpu1 - cpu0
+		r.CPUSecondsPerMillion = (cpu1 - cpu0) / float64(r.Delivered) * 1e6
+	}
+	slices.Sort(lats)
+	if n := len(lats); n > 0 {
+		pct := func(p float64) float64 { return float64(lats[min(n-1, int(p*float64(n)))]) / 1e6 }
+		r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms = pct(0.50), pct(0.99), float64(lats[n-1])/1e6
+	}
+	return r, nil
+}
+
+func (b *bencher) warmCount() int {
+	n := 0
+	for _, s := range b.subs {
+		if s.warm.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+func (b *bencher) delivered() int64 {
+	var n int64
+	for _, s := range b.subs {
+		n += s.count.Load()
+	}
+	return n
+}
+
+// dial spreads client sockets over the source addresses.
+func (b *bencher) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	src := b.c.sources[b.next.Add(1)%uint64(len(b.c.sources))]
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 30 * time.Second}
+	return d.DialContext(ctx, network, addr)
+}
+
+func (b *bencher) wsURL(path string) string {
+	u := b.c.url + path
+	return "ws" + strings.TrimPrefix(u, "http")
+}
+
+// connect prepares s: for meshgate, a queue subscribed to the resource;
+// then, in ws mode, a WebSocket with a live subscription.
+func (b *bencher) connect(ctx context.Context, s *sub) error {
+	var proto []string
+	var path string
+	switch b.c.target {
+	case "meshgate":
+		tok, err := server.Mint(b.key, "bench", fmt.Sprint("d", s.idx), nil, 24*time.Hour, time.Now())
+		if err != nil {
+			return err
+		}
+		s.token = tok
+		var out struct {
+			CreateQueue struct{ Name string }
+		}
+		if err := b.gql(ctx, tok, `mutation { createQueue(ttlSeconds: 3600) { name } }`, nil, &out); err != nil {
+			return err
+		}
+		s.queue = out.CreateQueue.Name
+		if err := b.gql(ctx, tok, `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`, map[string]any{"q": s.queue, "r": resource}, nil); err != nil {
+			return err
+		}
+		if b.c.mode == "poll" {
+			return nil
+		}
+		proto, path = []string{"graphql-transport-ws"}, "/graphql"
+	case "gqlgen":
+		proto, path = []string{"graphql-transport-ws"}, "/query"
+	case "raw":
+		path = "/ws"
+	default:
+		return fmt.Errorf("unknown target %q", b.c.target)
+	}
+	d := ws.Dialer{Protocols: proto, NetDial: b.dial, TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 30 * time.Second}
+	conn, br, _, err := d.Dial(ctx, b.wsURL(path))
+	if err != nil {
+		return err
+	}
+	s.conn, s.rd = conn, conn
+	if br != nil {
+		s.rd = io.MultiReader(br, conn)
+	}
+	if proto == nil {
+		return nil
+	}
+	init := map[string]any{"type": "connection_init", "payload": map[string]any{}}
+	if s.token != "" {
+		init["payload"] = map[string]any{"authorization": "Bearer " + s.token}
+	}
+	if err := s.send(init); err != nil {
+		return err
+	}
+	for { // until connection_ack
+		p, err := s.readMessage()
+		if err != nil {
+			return fmt.Errorf("waiting for connection_ack: %w", err)
+		}
+		if bytes.Contains(p, []byte(`"connection_ack"`)) {
+			break
+		}
+	}
+	q := `subscription { events { i t } }`
+	vars := map[string]any{}
+	if b.c.target == "meshgate" {
+		q = `subscription($q:String!){ notifications(queue:$q) { seq payload } }`
+		vars["q"] = s.queue
+	}
+	return s.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": q, "variables": vars}})
+}
+
+func (s *sub) send(v any) error {
+	b, _ := json.Marshal(v)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return ws.WriteFrame(s.conn, ws.MaskFrame(ws.NewTextFrame(b)))
+}
+
+// readMessage returns the next text message, answering pings.
+func (s *sub) readMessage() ([]byte, error) {
+	for {
+		h, err := ws.ReadHeader(s.rd)
+		if err != nil {
+			return nil, err
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(s.rd, p); err != nil {
+			return nil, err
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			s.wmu.Lock()
+			err = ws.WriteFrame(s.conn, ws.MaskFrame(ws.NewPongFrame(p)))
+			s.wmu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(p)
+			return nil, fmt.Errorf("closed by server: %d %s", code, reason)
+		case ws.OpText, ws.OpBinary:
+			if !h.Fin {
+				return nil, errors.New("fragmented message")
+			}
+			return p, nil
+		}
+	}
+}
+
+func (b *bencher) read(ctx context.Context, s *sub) {
+	if b.c.mode == "poll" {
+		b.poll(ctx, s)
+		return
+	}
+	for {
+		p, err := s.readMessage()
+		if err != nil {
+			return
+		}
+		now := time.Now().UnixNano()
+		if bytes.Contains(p, []byte(`"type":"ping"`)) {
+			_ = s.send(map[string]any{"type": "pong"})
+			continue
+		}
+		if i, t, ok := parseEvent(p); ok {
+			s.record(i, t, now)
+		}
+	}
+}
+
+// poll reads s's queue with HTTP long-polls.
+func (b *bencher) poll(ctx context.Context, s *sub) {
+	for ctx.Err() == nil {
+		var out struct {
+			Notifications struct {
+				LastSeq uint64
+				Items   []struct{ Payload json.RawMessage }
+			}
+		}
+		err := b.gql(ctx, s.token, `query($q:String!,$a:Seq){ notifications(queue:$q, after:$a, limit:1000, waitSeconds:30) { lastSeq items { payload } } }`,
+			map[string]any{"q": s.queue, "a": s.after}, &out)
+		if err != nil {
+			return
+		}
+		now := time.Now().UnixNano()
+		for _, it := range out.Notifications.Items {
+			if i, t, ok := parseEvent(it.Payload); ok {
+				s.record(i, t, now)
+			}
+		}
+		s.after = out.Notifications.LastSeq
+	}
+}
+
+// parseEvent finds "i" and "t" in a message without decoding all of it,
+// so that the tool's own CPU stays small next to the server's.
+func parseEvent(p []byte) (i, t int64, ok bool) {
+	i, ok1 := numberAfter(p, []byte(`"i":`))
+	t, ok2 := numberAfter(p, []byte(`"t":`))
+	return i, t, ok1 && ok2
+}
+
+func numberAfter(p, key []byte) (int64, bool) {
+	k := bytes.Index(p, key)
+	if k < 0 {
+		return 0, false
+	}
+	p = p[k+len(key):]
+	p = bytes.TrimLeft(p, ` "`)
+	end := 0
+	for end < len(p) && (p[end] == '-' || p[end] >= '0' && p[end] <= '9') {
+		end++
+	}
+	n, err := strconv.ParseInt(string(p[:end]), 10, 64)
+	return n, err == nil
+}
+
+func (b *bencher) publish(ctx context.Context, i int64) error {
+	t := time.Now().UnixNano()
+	switch b.c.target {
+	case "meshgate":
+		return b.gql(ctx, b.pubTok, `mutation($e:String!,$p:JSON){ publish(resource:"`+resource+`", etag:$e, payload:$p) }`,
+			map[string]any{"e": fmt.Sprint("e", i), "p": map[string]any{"i": i, "t": t}}, nil)
+	case "gqlgen":
+		return b.post(ctx, "/query", "", map[string]any{"query": `mutation($i:Int!,$t:String!){ publish(i:$i, t:$t) }`, "variables": map[string]any{"i": i, "t": strconv.FormatInt(t, 10)}}, nil)
+	default:
+		return b.post(ctx, "/publish", "", map[string]any{"i": i, "t": t}, nil)
+	}
+}
+
+func (b *bencher) gql(ctx context.Context, tok, query string, vars map[string]any, out any) error {
+	var resp struct {
+		Data   json.RawMessage
+		Errors []struct{ Message string }
+	}
+	if err := b.post(ctx, "/graphql", tok, map[string]any{"query": query, "variables": vars}, &resp); err != nil {
+		return err
+	}
+	if len(resp.Errors) > 0 {
+		return errors.New(resp.Errors[0].Message)
+	}
+	if out != nil {
+		return json.Unmarshal(resp.Data, out)
+	}
+	return nil
+}
+
+func (b *bencher) post(ctx context.Context, path, tok string, body any, out any) error {
+	bs, _ := json.Marshal(body)
+	req, _ := http.NewRequestWithContext(ctx, "POST", b.c.url+path, bytes.NewReader(bs))
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode >= 300 {
+			return fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (b *bencher) closeAll() {
+	for _, s := range b.subs {
+		if s != nil && s.conn != nil {
+			s.conn.Close()
+		}
+	}
+	b.http.CloseIdleConnections()
+}
+
+// cpuSeconds is the process's user+system CPU time from /proc/pid/stat.
+func cpuSeconds(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ is 100 on Linux
+}
+
+func rssBytes(pid int) int64 { return procStatus(pid, "VmRSS:") * 1024 }
+func threads(pid int) int64  { return procStatus(pid, "Threads:") }
+
+func procStatus(pid int, key string) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
+			n, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,103 @@
+// Command meshbench is meshgate's load tool. It speaks only public
+// protocols: N WebSocket subscribers (or HTTP long-poll readers), each with
+// its own queue subscribed to one resource, and M published events stamped
+// with their send time. It runs against meshgate or against the two
+// reference servers in bench/ (a hand-rolled gqlgen server and a raw
+// WebSocket broadcast), and reports deliveries/s, publish→receive latency,
+// connections/s, the server's CPU per million deliveries and RSS per idle
+// connection (read from /proc of the server's pid), and lost and
+// duplicated notifications.
+//
+// See BENCHMARKS.md for the scenarios and how to run them.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "meshbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	target   string // meshgate, gqlgen, raw
+	url      string // base URL of the server, e.g. http://127.0.0.1:8443
+	pid      int
+	subs     int
+	events   int
+	rate     float64 // events/s; 0 = as fast as the publisher goes
+	mode     string  // ws or poll
+	sources  []string
+	keyFile  string
+	idleOnly bool
+	settle   time.Duration
+	timeout  time.Duration
+	parallel int
+	jsonOut  bool
+	out      string
+	label    string
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("meshbench", flag.ContinueOnError)
+	var c config
+	var sources string
+	fs.StringVar(&c.target, "target", "meshgate", "server kind: meshgate, gqlgen (bench/gqlgenref) or raw (bench/rawws)")
+	fs.StringVar(&c.url, "url", "http://127.0.0.1:8443", "server base URL (http or https)")
+	fs.IntVar(&c.pid, "pid", 0, "server process id, for CPU and RSS from /proc (0: not measured)")
+	fs.IntVar(&c.subs, "subs", 1000, "subscribers")
+	fs.IntVar(&c.events, "events", 200, "events to publish")
+	fs.Float64Var(&c.rate, "rate", 0, "events per second (0: as fast as the publisher goes)")
+	fs.StringVar(&c.mode, "mode", "ws", "ws (WebSocket subscribers) or poll (HTTP long-poll readers; meshgate only)")
+	fs.StringVar(&sources, "sources", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "source addresses for client sockets, so ephemeral ports last")
+	fs.StringVar(&c.keyFile, "key", "meshgate-data/dev-hs256.key", "meshgate's HS256 key file, to mint tokens")
+	fs.BoolVar(&c.idleOnly, "idle", false, "connect and subscribe, measure memory, publish nothing")
+	fs.DurationVar(&c.settle, "settle", 5*time.Second, "wait after connecting before measuring idle memory")
+	fs.DurationVar(&c.timeout, "timeout", 120*time.Second, "give up waiting for deliveries after this long without progress")
+	fs.IntVar(&c.parallel, "parallel", 64, "concurrent connection set-ups")
+	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON")
+	fs.StringVar(&c.out, "out", "", "append the report as a JSON line to this file")
+	fs.StringVar(&c.label, "label", "", "a name for this run in the report")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c.sources = strings.Split(sources, ",")
+	c.url = strings.TrimSuffix(c.url, "/")
+	if c.mode == "poll" && c.target != "meshgate" {
+		return fmt.Errorf("poll mode needs -target meshgate")
+	}
+	if c.label == "" {
+		c.label = c.target + "/" + c.mode
+	}
+	r, err := bench(ctx, c)
+	if err != nil {
+		return err
+	}
+	if c.out != "" {
+		f, err := os.OpenFile(c.out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := json.NewEncoder(f).Encode(r); err != nil {
+			return err
+		}
+	}
+	if c.jsonOut {
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
+	r.print(os.Stdout)
+	return nil
+}
