@@ -3,7 +3,9 @@ package shard
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // BenchmarkQueueAppend measures one append to one queue with a stream
@@ -46,4 +48,53 @@ func BenchmarkFanout10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+}
+
+// BenchmarkScenarioD is issue 7's scenario D, in process: 100 000 queues
+// with 10 subscriptions each (1 000 000 entries over 100 000 resources).
+// It reports the subscribe rate and the heap held per subscription entry,
+// both sides of the table included (queue → resources and resource →
+// queues), measured after a GC. Run it with -benchtime 1x.
+func BenchmarkScenarioD(b *testing.B) {
+	const queues, perQueue, resources = 100_000, 10, 100_000
+	for b.Loop() {
+		s, _ := newStore(b, Config{})
+		ctx := context.Background()
+		names := make([]string, queues)
+		res := make([]string, resources)
+		for i := range res {
+			res[i] = fmt.Sprintf("user:u%d/r%d", i%1000, i)
+		}
+		for i := range names {
+			q, err := s.CreateQueue(ctx, Principal{User: "u", Device: fmt.Sprint("d", i)}, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			names[i] = q.Name
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		auth := allowAll{"etag-1"}
+		for i, q := range names {
+			p := Principal{User: "u", Device: fmt.Sprint("d", i)}
+			for j := range perQueue {
+				if _, err := s.Subscribe(ctx, auth, p, q, res[(i*7+j*13)%resources], "", ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		elapsed := time.Since(start)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if st := s.Stats(); st.Subscriptions != queues*perQueue {
+			b.Fatalf("stats %+v", st)
+		}
+		entries := float64(queues * perQueue)
+		b.ReportMetric(entries/elapsed.Seconds(), "subscribes/s")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/entries, "B/subscription")
+		runtime.KeepAlive(names)
+		runtime.KeepAlive(res)
+	}
 }
