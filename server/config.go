@@ -27,6 +27,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Ready reports whether the node can serve everything (plugins up);
+	// /readyz answers 503 while it is false. Default: always ready.
+	Ready func() bool
 }
 
 // WSConfig sets WebSocket limits.

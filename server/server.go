@@ -84,6 +84,11 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("draining\n"))
 		return
 	}
+	if s.cfg.Ready != nil && !s.cfg.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("plugins starting\n"))
+		return
+	}
 	_, _ = w.Write([]byte("ready\n"))
 }
 

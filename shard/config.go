@@ -38,6 +38,8 @@ type Config struct {
 	Rand io.Reader
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
+	// Observer hears about device activity (presence). Default: none.
+	Observer Observer
 }
 
 // DefaultConfig returns the defaults spelled out.
@@ -101,6 +103,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = d.Logger
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	return c, errors.Join(errs...)
 }

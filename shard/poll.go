@@ -30,6 +30,7 @@ func (s *Store) Poll(ctx context.Context, p Principal, name string, after uint64
 	if err != nil {
 		return Page{}, err
 	}
+	s.cfg.Observer.Read(p.User, p.Device, q.ttl)
 	var timer *time.Timer
 	for {
 		now := s.cfg.Now()

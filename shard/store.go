@@ -41,7 +41,8 @@ type resource struct {
 	name string
 	mu   sync.RWMutex
 	subs map[*queue]*subscription
-	dead bool // removed from Store.res; re-look it up
+	etag string // the last etag a publisher reported, by authorization or event
+	dead bool   // removed from Store.res; re-look it up
 }
 
 // New starts a store and its reaper.
@@ -136,8 +137,10 @@ func (s *Store) CreateQueue(_ context.Context, p Principal, ttl time.Duration) (
 	sh.mu.Unlock()
 	s.log.Debug("queue created", "queue", name, "user", p.User, "device", p.Device)
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.infoLocked(now), nil
+	info := q.infoLocked(now)
+	q.mu.Unlock()
+	s.cfg.Observer.Read(p.User, p.Device, ttl)
+	return info, nil
 }
 
 // Queue returns p's queue and renews its lease.
@@ -148,12 +151,15 @@ func (s *Store) Queue(_ context.Context, p Principal, name string) (QueueInfo, e
 	}
 	now := s.cfg.Now()
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.dead {
+		q.mu.Unlock()
 		return QueueInfo{}, ErrQueueNotFound
 	}
 	q.renewLocked(now)
-	return q.infoLocked(now), nil
+	info := q.infoLocked(now)
+	q.mu.Unlock()
+	s.cfg.Observer.Read(p.User, p.Device, q.ttl)
+	return info, nil
 }
 
 // RenewQueue renews p's queue's lease.
@@ -226,7 +232,9 @@ func (s *Store) remove(q *queue) bool {
 	} else {
 		s.owners[q.owner] = list
 	}
+	remaining := len(list)
 	s.ownerMu.Unlock()
+	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
 
 	for _, sub := range subs {
 		s.unlinkResource(sub.res, q)

@@ -35,6 +35,7 @@ func (s *Store) Attach(_ context.Context, p Principal, name string, after uint64
 	q.listeners = append(slices.Clip(q.listeners), l)
 	pending := q.pendingLocked(after)
 	q.mu.Unlock()
+	s.cfg.Observer.StreamOpened(p.User, p.Device)
 	if pending {
 		l.Notify()
 	}
@@ -75,12 +76,14 @@ func (st *Stream) Next(dst []Notification, limit int) ([]Notification, error) {
 func (st *Stream) Close() {
 	q := st.q
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	i := slices.Index(q.listeners, st.l)
 	if i < 0 {
+		q.mu.Unlock()
 		return
 	}
 	q.listeners = slices.Delete(slices.Clone(q.listeners), i, i+1)
 	q.attached--
 	q.renewLocked(st.s.cfg.Now())
+	q.mu.Unlock()
+	st.s.cfg.Observer.StreamClosed(q.owner.user, q.owner.device)
 }

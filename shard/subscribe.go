@@ -67,6 +67,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			r.subs[q] = sub
 		}
 		sub.etag = etag
+		r.etag = etag
 		var ls []Listener
 		if knownEtag != "" && knownEtag != etag {
 			ls = q.appendLocked(&Event{Kind: Resync, Resource: r.name, Etag: etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
@@ -173,6 +174,11 @@ func (s *Store) Deliver(ev *Event) int {
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	n := 0
+	if ev.Kind == Changed || ev.Kind == Resync {
+		r.mu.Lock()
+		r.etag = ev.Etag
+		r.mu.Unlock()
+	}
 	r.mu.RLock()
 	for q, sub := range r.subs {
 		q.mu.Lock()
@@ -222,4 +228,65 @@ func (s *Store) Invite(_ context.Context, from Principal, toDevice string, paylo
 		return 0, ErrDeviceNotFound
 	}
 	return n, nil
+}
+
+// ResourcesWithScheme returns every resource of scheme that has
+// subscribers, with the last etag a publisher reported for it. The plugin
+// host compares these with the publisher's current etags after a restart.
+func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
+	prefix := scheme + ":"
+	s.resMu.RLock()
+	rs := make([]*resource, 0)
+	for name, r := range s.res {
+		if len(name) > len(prefix) && name[:len(prefix)] == prefix {
+			rs = append(rs, r)
+		}
+	}
+	s.resMu.RUnlock()
+	out := make(map[string]string, len(rs))
+	for _, r := range rs {
+		r.mu.RLock()
+		if len(r.subs) > 0 {
+			out[r.name] = r.etag
+		}
+		r.mu.RUnlock()
+	}
+	return out
+}
+
+// Revoke removes the subscriptions to res of every queue owned by user
+// (and device, when not empty), and puts a REVOKED notification in each of
+// those queues. It returns how many queues lost a subscription.
+func (s *Store) Revoke(res, user, device string) int {
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r == nil {
+		return 0
+	}
+	r.mu.RLock()
+	var hit []*queue
+	for q := range r.subs {
+		if q.owner.user == user && (device == "" || q.owner.device == device) {
+			hit = append(hit, q)
+		}
+	}
+	r.mu.RUnlock()
+	now := s.cfg.Now()
+	n := 0
+	for _, q := range hit {
+		q.mu.Lock()
+		sub := q.subs[res]
+		if q.dead || sub == nil {
+			q.mu.Unlock()
+			continue
+		}
+		delete(q.subs, res)
+		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		q.mu.Unlock()
+		s.unlinkResource(r, q)
+		notifyAll(ls)
+		n++
+	}
+	return n
 }

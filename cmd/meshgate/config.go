@@ -12,6 +12,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"meshgate/plugins/host"
 	"meshgate/server"
 	"meshgate/shard"
 )
@@ -30,8 +31,10 @@ type fileConfig struct {
 		Keys          []server.Key `yaml:"keys"`
 		DisableDevKey bool         `yaml:"disable_dev_key"`
 	} `yaml:"auth"`
-	Store  storeConfig  `yaml:"queues"`
-	Server serverConfig `yaml:"limits"`
+	// Plugins lists the publisher plugins; absent means every built-in.
+	Plugins []host.Plugin `yaml:"plugins"`
+	Store   storeConfig   `yaml:"queues"`
+	Server  serverConfig  `yaml:"limits"`
 }
 
 type storeConfig struct {

@@ -17,6 +17,7 @@ const usage = `meshgate: a GraphQL subscription gateway
 usage:
   meshgate [serve] [flags]     run the gateway (default: https://localhost:8443)
   meshgate token [flags]       mint a development token, printed alone on stdout
+  meshgate plugin NAME         run a built-in publisher plugin (the gateway starts these itself)
 
 run "meshgate <command> -h" for a command's flags.
 `
@@ -32,6 +33,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args, stdout, stderr)
 	case "token":
 		return token(args, stdout, stderr)
+	case "plugin":
+		return runPlugin(args)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

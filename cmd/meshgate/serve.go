@@ -9,9 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/plugins/host"
 	"meshgate/server"
 	"meshgate/shard"
 )
@@ -77,13 +78,32 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	store, err := shard.New(cfg.Store.shardConfig(log))
+	plugins := cfg.Plugins
+	if plugins == nil {
+		plugins = host.DefaultPlugins()
+	}
+	pubs, err := host.New(host.Config{Plugins: plugins, DataDir: cfg.DataDir, Logger: log}, nil)
+	if err != nil {
+		return err
+	}
+	scfg := cfg.Store.shardConfig(log)
+	scfg.Observer = pubs.Observer()
+	store, err := shard.New(scfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	pubs := inproc.New(store, nil)
-	srv, err := server.New(cfg.Server.serverConfig(log), auth, store, &graph.Resolver{Store: store, Publishers: pubs, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
+	pubs.SetSink(store)
+	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
+	pubs.Start(startCtx)
+	cancelStart()
+	defer pubs.Close() // after the server has stopped: plugins go last
+	if !pubs.Ready() {
+		log.Warn("not every plugin is up yet; their schemes answer UNAVAILABLE until they are")
+	}
+	srvCfg := cfg.Server.serverConfig(log)
+	srvCfg.Ready = pubs.Ready
+	srv, err := server.New(srvCfg, auth, store, &graph.Resolver{Store: store, Publishers: pubs, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,250 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "meshgate/plugins/proto"
+	"meshgate/shard"
+)
+
+// Sink is what the host needs from the store; *shard.Store satisfies it.
+type Sink interface {
+	Deliver(ev *shard.Event) int
+	Revoke(resource, user, device string) int
+	ResourcesWithScheme(scheme string) map[string]string
+}
+
+// MaxPayload caps an event's payload from a plugin; larger events are
+// dropped with a warning.
+const MaxPayload = 64 << 10
+
+// Host runs the publisher plugins and answers for them. Safe for
+// concurrent use. Create it with New, start it with Start, stop it with
+// Close.
+type Host struct {
+	cfg  Config
+	log  *slog.Logger
+	sink Sink
+
+	mu      sync.RWMutex
+	running map[string]*instance // scheme → live plugin
+	known   map[string]string    // scheme → plugin name, once described (down or up)
+	all     map[*instance]struct{}
+
+	sessions *sessions
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ shard.Authorizer = (*Host)(nil)
+
+// New checks cfg; Start launches the plugins.
+func New(cfg Config, sink Sink) (*Host, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("plugins: %w", err)
+	}
+	h := &Host{
+		cfg: cfg, log: cfg.Logger.With("component", "plugins"), sink: sink,
+		running: make(map[string]*instance), known: make(map[string]string), all: make(map[*instance]struct{}),
+	}
+	h.sessions = newSessions(h, cfg.Grace, cfg.Now)
+	return h, nil
+}
+
+// SetSink sets where events go; call it before Start. (The store is made
+// after the host, because the store reports device activity to the host.)
+func (h *Host) SetSink(s Sink) { h.sink = s }
+
+// Observer returns the shard.Observer that feeds presence.
+func (h *Host) Observer() shard.Observer { return h.sessions }
+
+// Start launches every plugin and returns once each has started or failed
+// its first attempt (a failed plugin keeps being retried in the
+// background) or ctx ends.
+func (h *Host) Start(ctx context.Context) {
+	runCtx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	first := make(chan struct{}, len(h.cfg.Plugins))
+	for _, p := range h.cfg.Plugins {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.supervise(runCtx, p, first)
+		}()
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.sessions.run(runCtx)
+	}()
+	for range h.cfg.Plugins {
+		select {
+		case <-first:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Close stops every plugin (go-plugin's graceful shutdown, then a kill)
+// and waits for the supervisors. Safe to call twice.
+func (h *Host) Close() error {
+	if h.cancel != nil {
+		h.cancel()
+	}
+	h.wg.Wait()
+	return nil
+}
+
+// Ready reports whether every configured plugin is up.
+func (h *Host) Ready() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	up := 0
+	for inst := range h.all {
+		if inst.up {
+			up++
+		}
+	}
+	return up == len(h.cfg.Plugins)
+}
+
+// Status describes each plugin for operators.
+type Status struct {
+	Name, Version string
+	Schemes       []string
+	Up            bool
+	Restarts      int
+	PID           int
+}
+
+// owner returns the live plugin of resource's scheme.
+func (h *Host) owner(resource string) (*instance, error) {
+	scheme, _, err := shard.ParseResource(resource)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if inst := h.running[scheme]; inst != nil {
+		return inst, nil
+	}
+	if name, ok := h.known[scheme]; ok {
+		return nil, fmt.Errorf("%w: publisher %s of scheme %q is restarting", shard.ErrUnavailable, name, scheme)
+	}
+	return nil, fmt.Errorf("%w %q", shard.ErrUnknownScheme, scheme)
+}
+
+// Authorize asks the owner of resource whether p may read it.
+func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof string) (string, error) {
+	inst, err := h.owner(resource)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+	defer cancel()
+	r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
+	if err != nil {
+		return "", callError(inst.name, err)
+	}
+	if !r.GetAllowed() {
+		reason := r.GetReason()
+		if reason == "" {
+			reason = "not allowed"
+		}
+		return "", fmt.Errorf("%w: %s", shard.ErrForbidden, reason)
+	}
+	return r.GetEtag(), nil
+}
+
+// Publish hands a `publish` mutation to the owner of resource and delivers
+// the events it returns, exactly as Watch events are delivered. It returns
+// how many queues they reached.
+func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag string, payload []byte) (int, error) {
+	inst, err := h.owner(resource)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+	defer cancel()
+	r, err := inst.client.Publish(ctx, &pb.PublishRequest{Principal: principalProto(p), Resource: resource, Etag: etag, Payload: payload})
+	if status.Code(err) == codes.Unimplemented {
+		return 0, fmt.Errorf("%w: publisher %s does not accept publish", shard.ErrForbidden, inst.name)
+	}
+	if err != nil {
+		return 0, callError(inst.name, err)
+	}
+	n := 0
+	for _, ev := range r.GetEvents() {
+		n += inst.handle(ev)
+	}
+	return n, nil
+}
+
+// callError maps a failed plugin call to the core's errors.
+func callError(name string, err error) error {
+	switch status.Code(err) {
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%w: publisher %s did not answer in time", shard.ErrUnavailable, name)
+	case codes.Canceled:
+		return context.Canceled
+	case codes.InvalidArgument:
+		return fmt.Errorf("%w: %s", shard.ErrInvalidInput, status.Convert(err).Message())
+	case codes.PermissionDenied:
+		return fmt.Errorf("%w: %s", shard.ErrForbidden, status.Convert(err).Message())
+	}
+	return fmt.Errorf("%w: publisher %s: %s", shard.ErrUnavailable, name, status.Convert(err).Message())
+}
+
+// handle validates one event from inst and delivers it. Events about
+// schemes the plugin does not own, bad resources, etags or payloads are
+// dropped: a plugin cannot write outside its schemes.
+func (inst *instance) handle(ev *pb.Event) int {
+	h := inst.h
+	scheme, _, err := shard.ParseResource(ev.GetResource())
+	if err != nil || !inst.owns(scheme) {
+		h.log.Warn("plugin event dropped: resource outside its schemes", "plugin", inst.name, "resource", ev.GetResource())
+		return 0
+	}
+	if shard.ValidEtag(ev.GetEtag()) != nil {
+		h.log.Warn("plugin event dropped: bad etag", "plugin", inst.name, "resource", ev.GetResource())
+		return 0
+	}
+	payload := ev.GetPayload()
+	if len(payload) > MaxPayload || len(payload) > 0 && !json.Valid(payload) {
+		h.log.Warn("plugin event dropped: payload not JSON or too large", "plugin", inst.name, "resource", ev.GetResource(), "bytes", len(payload))
+		return 0
+	}
+	at := h.cfg.Now()
+	if t := ev.GetTimeUnixNano(); t > 0 {
+		at = time.Unix(0, t)
+	}
+	switch ev.GetKind() {
+	case pb.Event_CHANGED:
+		return h.sink.Deliver(&shard.Event{Kind: shard.Changed, Resource: ev.GetResource(), Etag: ev.GetEtag(), Time: at, Payload: payload})
+	case pb.Event_REVOKED:
+		p := ev.GetPrincipal()
+		if p.GetUser() == "" {
+			h.log.Warn("plugin event dropped: REVOKED without a user", "plugin", inst.name, "resource", ev.GetResource())
+			return 0
+		}
+		return h.sink.Revoke(ev.GetResource(), p.GetUser(), p.GetDevice())
+	}
+	h.log.Warn("plugin event dropped: unknown kind", "plugin", inst.name, "kind", ev.GetKind().String())
+	return 0
+}
+
+func principalProto(p shard.Principal) *pb.Principal {
+	return &pb.Principal{User: p.User, Device: p.Device, Scopes: p.Scopes}
+}
+

@@ -1,0 +1,300 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	pb "meshgate/plugins/proto"
+	"meshgate/plugins/sdk"
+	"meshgate/shard"
+)
+
+// instance is one running plugin process.
+type instance struct {
+	h       *Host
+	name    string
+	version string
+	schemes []string
+	client  pb.PublisherClient
+	proc    *plugin.Client
+	up      bool
+
+	sendMu sync.Mutex
+	host   pb.Publisher_HostClient
+}
+
+func (inst *instance) owns(scheme string) bool { return slices.Contains(inst.schemes, scheme) }
+
+// supervise runs p until ctx ends, restarting it with exponential backoff
+// and jitter whenever it dies. A plugin that ran for a minute is
+// considered healthy again: its backoff starts over.
+func (h *Host) supervise(ctx context.Context, p Plugin, first chan<- struct{}) {
+	log := h.log.With("plugin", p.Name)
+	backoff := h.cfg.MinBackoff
+	signalled := false
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		started := time.Now()
+		err := h.runOnce(ctx, p, attempt, func() {
+			if !signalled {
+				signalled = true
+				first <- struct{}{}
+			}
+		})
+		if !signalled {
+			signalled = true
+			first <- struct{}{}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = h.cfg.MinBackoff
+		}
+		wait := backoff/2 + rand.N(backoff/2+1) // jitter: [backoff/2, backoff]
+		log.Warn("plugin down, restarting", "err", err, "in", wait.Round(time.Millisecond).String(), "attempt", attempt+1)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, h.cfg.MaxBackoff)
+	}
+}
+
+// command builds p's command line with a minimal environment.
+func (h *Host) command(p Plugin) (*exec.Cmd, *plugin.SecureConfig, error) {
+	var cmd *exec.Cmd
+	var sc *plugin.SecureConfig
+	if p.Builtin != "" {
+		c, err := h.cfg.SelfCommand(p.Builtin)
+		if err != nil {
+			return nil, nil, err
+		}
+		cmd = c
+	} else {
+		sum, err := hex.DecodeString(p.SHA256)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sha256: %w", err)
+		}
+		cmd = exec.Command(p.Path, p.Args...)
+		// A SecureConfig is used up by one launch: make one each time.
+		sc = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	env := cmd.Env // SelfCommand may set test variables
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if h.cfg.DataDir != "" {
+		env = append(env, "MESHGATE_DATA_DIR="+h.cfg.DataDir)
+	}
+	for k, v := range p.Env {
+		env = append(env, k+"="+v)
+	}
+	cmd.Env = env
+	setDeathSignal(cmd)
+	return cmd, sc, nil
+}
+
+// runOnce starts p, serves it until it dies or ctx ends, and cleans up.
+func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func()) error {
+	cmd, sc, err := h.command(p)
+	if err != nil {
+		return err
+	}
+	log := h.log.With("plugin", p.Name)
+	proc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          plugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{}},
+		Cmd:              cmd,
+		SecureConfig:     sc,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		StartTimeout:     15 * time.Second,
+		// go-plugin's own log parser is off: a plugin's stderr goes, line
+		// by line, into our log under its name, whatever it writes.
+		Logger: hclog.NewNullLogger(),
+		Stderr: &logWriter{log: log},
+	})
+	defer proc.Kill()
+	rpc, err := proc.Client()
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		return fmt.Errorf("dispense: %w", err)
+	}
+	client := raw.(pb.PublisherClient)
+	dctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+	desc, err := client.Describe(dctx, &pb.DescribeRequest{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("describe: %w", err)
+	}
+	inst := &instance{h: h, name: p.Name, version: desc.GetVersion(), schemes: desc.GetSchemes(), client: client, proc: proc}
+	if err := h.register(inst); err != nil {
+		return err
+	}
+	defer h.unregister(inst)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	watch, err := client.Watch(runCtx, &pb.WatchRequest{})
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	hs, err := client.Host(runCtx)
+	if err != nil {
+		return fmt.Errorf("host stream: %w", err)
+	}
+	inst.host = hs
+	go inst.serveHost(runCtx)
+	h.sessions.replay(inst)
+	log.Info("plugin up", "version", inst.version, "schemes", inst.schemes, "attempt", attempt)
+	if attempt > 0 {
+		h.resync(ctx, inst)
+	}
+	started()
+
+	for {
+		ev, err := watch.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if proc.Exited() {
+				return fmt.Errorf("plugin exited")
+			}
+			return fmt.Errorf("watch: %w", err)
+		}
+		inst.handle(ev)
+	}
+}
+
+// register makes inst the owner of its schemes.
+func (h *Host) register(inst *instance) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(inst.schemes) == 0 {
+		return fmt.Errorf("plugin %s owns no scheme", inst.name)
+	}
+	for _, s := range inst.schemes {
+		if _, _, err := shard.ParseResource(s + ":x"); err != nil {
+			return fmt.Errorf("plugin %s: scheme %q: %w", inst.name, s, err)
+		}
+		if other, ok := h.known[s]; ok && other != inst.name {
+			return fmt.Errorf("plugin %s: scheme %q already belongs to %s", inst.name, s, other)
+		}
+	}
+	for _, s := range inst.schemes {
+		h.running[s] = inst
+		h.known[s] = inst.name
+	}
+	inst.up = true
+	h.all[inst] = struct{}{}
+	return nil
+}
+
+// unregister marks inst's schemes down: subscribing to them fails with
+// UNAVAILABLE until the plugin is back.
+func (h *Host) unregister(inst *instance) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range inst.schemes {
+		if h.running[s] == inst {
+			delete(h.running, s)
+		}
+	}
+	inst.up = false
+	delete(h.all, inst)
+}
+
+// resync asks a restarted plugin for the current etag of every resource
+// of its schemes that has subscribers, and puts a RESYNC in their queues
+// wherever it differs from the last one the gateway saw: whatever changed
+// while the plugin was down is not silently lost.
+func (h *Host) resync(ctx context.Context, inst *instance) {
+	known := make(map[string]string)
+	for _, s := range inst.schemes {
+		for r, e := range h.sink.ResourcesWithScheme(s) {
+			known[r] = e
+		}
+	}
+	if len(known) == 0 {
+		return
+	}
+	names := make([]string, 0, len(known))
+	for r := range known {
+		names = append(names, r)
+	}
+	slices.Sort(names)
+	sent := 0
+	for chunk := range slices.Chunk(names, 1000) {
+		cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+		cur, err := inst.client.Current(cctx, &pb.CurrentRequest{Resources: chunk})
+		cancel()
+		if err != nil {
+			h.log.Warn("resync: Current failed; sending RESYNC for every resource", "plugin", inst.name, "err", err)
+		}
+		for _, r := range chunk {
+			etag, ok := cur.GetEtags()[r]
+			if err == nil && ok && etag == known[r] || err == nil && !ok && known[r] == "" {
+				continue
+			}
+			h.sink.Deliver(&shard.Event{Kind: shard.Resync, Resource: r, Etag: etag, Time: h.cfg.Now()})
+			sent++
+		}
+	}
+	h.log.Info("resync after restart", "plugin", inst.name, "resources", len(known), "resynced", sent)
+}
+
+// serveHost answers the plugin's questions on the Host stream.
+func (inst *instance) serveHost(ctx context.Context) {
+	for {
+		m, err := inst.host.Recv()
+		if err != nil {
+			return
+		}
+		ask := m.GetAsk()
+		if ask == nil {
+			continue
+		}
+		go func() {
+			ans := &pb.Answer{Id: ask.GetId()}
+			req := ask.GetRequest()
+			pp := req.GetPrincipal()
+			etag, err := inst.h.Authorize(ctx, shard.Principal{User: pp.GetUser(), Device: pp.GetDevice(), Scopes: pp.GetScopes()}, req.GetResource(), req.GetProof())
+			switch {
+			case err == nil:
+				ans.Response = &pb.AuthorizeResponse{Allowed: true, Etag: etag}
+			case isForbidden(err):
+				ans.Response = &pb.AuthorizeResponse{Allowed: false, Reason: err.Error()}
+			default:
+				ans.Error = err.Error()
+			}
+			inst.send(&pb.HostMessage{Msg: &pb.HostMessage_Answer{Answer: ans}})
+		}()
+	}
+}
+
+func (inst *instance) send(m *pb.HostMessage) {
+	inst.sendMu.Lock()
+	defer inst.sendMu.Unlock()
+	if inst.host != nil {
+		_ = inst.host.Send(m)
+	}
+}
