@@ -124,7 +124,6 @@ type Status struct {
 	Name, Version string
 	Schemes       []string
 	Up            bool
-	Restarts      int
 	PID           int
 }
 
@@ -248,3 +247,17 @@ func principalProto(p shard.Principal) *pb.Principal {
 	return &pb.Principal{User: p.User, Device: p.Device, Scopes: p.Scopes}
 }
 
+// Statuses describes every running plugin.
+func (h *Host) Statuses() []Status {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []Status
+	for inst := range h.all {
+		st := Status{Name: inst.name, Version: inst.version, Schemes: inst.schemes, Up: inst.up}
+		if rc := inst.proc.ReattachConfig(); rc != nil {
+			st.PID = rc.Pid
+		}
+		out = append(out, st)
+	}
+	return out
+}
