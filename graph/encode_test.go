@@ -50,7 +50,7 @@ func TestPlanEncode_MatchesGqlgen(t *testing.T) {
 			// A CHANGED event with a payload that needs escaping, then an
 			// INVITE (from set, resource null), then an OVERFLOW-free RESYNC.
 			store.Deliver(&shard.Event{Kind: shard.Changed, Resource: "user:alice/x", Etag: `e"1\`, Time: time.Unix(1700000000, 123456789), Payload: []byte(`{"msg":"h\u00e9\"llo","n":[1,2.5,null]}`)})
-			if _, err := store.Invite(ctx, alice, "phone", []byte(`"call me"`)); err != nil {
+			if _, err := store.Invite(ctx, alice, "", "phone", []byte(`"call me"`)); err != nil {
 				t.Fatal(err)
 			}
 			store.Deliver(&shard.Event{Kind: shard.Resync, Resource: "user:alice/x", Etag: "é", Time: time.Unix(1700000001, 0)})

@@ -43,7 +43,7 @@ type ComplexityRoot struct {
 		DeleteQueue func(childComplexity int, name string) int
 		Publish     func(childComplexity int, resource string, etag string, payload model.JSON) int
 		RenewQueue  func(childComplexity int, name string) int
-		SendInvite  func(childComplexity int, toDevice string, payload model.JSON) int
+		SendInvite  func(childComplexity int, toDevice string, toUser *string, payload model.JSON) int
 		Subscribe   func(childComplexity int, queue string, resource string, proof *string, knownEtag *string) int
 		Unsubscribe func(childComplexity int, queue string, resource string) int
 	}
@@ -111,7 +111,7 @@ type MutationResolver interface {
 	Subscribe(ctx context.Context, queue string, resource string, proof *string, knownEtag *string) (*model.ResourceSubscription, error)
 	Unsubscribe(ctx context.Context, queue string, resource string) (bool, error)
 	Publish(ctx context.Context, resource string, etag string, payload model.JSON) (int, error)
-	SendInvite(ctx context.Context, toDevice string, payload model.JSON) (int, error)
+	SendInvite(ctx context.Context, toDevice string, toUser *string, payload model.JSON) (int, error)
 }
 type QueryResolver interface {
 	Me(ctx context.Context) (*model.Principal, error)
@@ -196,7 +196,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.SendInvite(childComplexity, args["toDevice"].(string), args["payload"].(model.JSON)), true
+		return e.ComplexityRoot.Mutation.SendInvite(childComplexity, args["toDevice"].(string), args["toUser"].(*string), args["payload"].(model.JSON)), true
 	case "Mutation.subscribe":
 		if e.ComplexityRoot.Mutation.Subscribe == nil {
 			break
@@ -677,11 +677,14 @@ type Mutation {
   """
   publish(resource: String!, etag: String!, payload: JSON): Int!
   """
-  Ask another device to connect: each queue of ` + "`" + `toDevice` + "`" + ` gets an INVITE
-  naming the caller. Allowed between devices of the same user. Returns the
-  number of queues it reached.
+  Ask another device to connect: each queue of ` + "`" + `toDevice` + "`" + ` (a device of
+  ` + "`" + `toUser` + "`" + `, by default the caller's own user) gets an INVITE naming the
+  caller. Allowed between devices of the same user, and to another user's
+  devices when the caller may see that user's presence (they share a
+  storage folder, or the presence policy allows it). Returns the number of
+  queues it reached.
   """
-  sendInvite(toDevice: String!, payload: JSON): Int!
+  sendInvite(toDevice: String!, toUser: String, payload: JSON): Int!
 }
 
 type Subscription {
@@ -977,14 +980,22 @@ func (ec *executionContext) field_Mutation_sendInvite_args(ctx context.Context, 
 		return nil, err
 	}
 	args["toDevice"] = arg0
-	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "payload",
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "toUser",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["toUser"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "payload",
 		func(ctx context.Context, v any) (model.JSON, error) {
 			return ec.unmarshalOJSON2meshgateᚋgraphᚋmodelᚐJSON(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
-	args["payload"] = arg1
+	args["payload"] = arg2
 	return args, nil
 }
 
@@ -1498,7 +1509,7 @@ func (ec *executionContext) _Mutation_sendInvite(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().SendInvite(ctx, fc.Args["toDevice"].(string), fc.Args["payload"].(model.JSON))
+			return ec.Resolvers.Mutation().SendInvite(ctx, fc.Args["toDevice"].(string), fc.Args["toUser"].(*string), fc.Args["payload"].(model.JSON))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {

@@ -104,7 +104,7 @@ func (r *mutationResolver) Publish(ctx context.Context, resource string, etag st
 }
 
 // SendInvite is the resolver for the sendInvite field.
-func (r *mutationResolver) SendInvite(ctx context.Context, toDevice string, payload model.JSON) (int, error) {
+func (r *mutationResolver) SendInvite(ctx context.Context, toDevice string, toUser *string, payload model.JSON) (int, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return 0, r.errorf(ctx, err)
@@ -112,7 +112,15 @@ func (r *mutationResolver) SendInvite(ctx context.Context, toDevice string, payl
 	if len(payload) > r.maxPayload() {
 		return 0, r.errorf(ctx, fmt.Errorf("%w: payload larger than %d bytes", shard.ErrLimitExceeded, r.maxPayload()))
 	}
-	n, err := r.Store.Invite(ctx, p, toDevice, payload)
+	to := deref(toUser)
+	if to != "" && to != p.User {
+		// The presence rule: whoever may see a user's presence may invite
+		// that user's devices. A gateway without presence allows none.
+		if _, err := r.Publishers.Authorize(ctx, p, "presence:user/"+to, ""); err != nil {
+			return 0, r.errorf(ctx, fmt.Errorf("%w: you may not invite %s's devices", shard.ErrForbidden, to))
+		}
+	}
+	n, err := r.Store.Invite(ctx, p, to, toDevice, payload)
 	return n, r.errorf(ctx, err)
 }
 

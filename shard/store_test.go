@@ -428,17 +428,17 @@ func TestInvite(t *testing.T) {
 	s, _ := newStore(t, Config{})
 	ctx := context.Background()
 	q := mustQueue(t, s, alice2)
-	if n, err := s.Invite(ctx, alice, "phone", []byte(`{"offer":"x"}`)); err != nil || n != 1 {
+	if n, err := s.Invite(ctx, alice, "", "phone", []byte(`{"offer":"x"}`)); err != nil || n != 1 {
 		t.Fatalf("invite: %d %v", n, err)
 	}
 	pg := poll(t, s, alice2, q, 0, 10)
 	if len(pg.Items) != 1 || pg.Items[0].Kind != Invite || pg.Items[0].From.Device != "laptop" || pg.Items[0].From.User != "alice" {
 		t.Fatalf("invite entry: %+v", pg.Items)
 	}
-	if _, err := s.Invite(ctx, bob, "phone", nil); !errors.Is(err, ErrDeviceNotFound) {
+	if _, err := s.Invite(ctx, bob, "", "phone", nil); !errors.Is(err, ErrDeviceNotFound) {
 		t.Fatalf("bob inviting alice's phone: %v (another user's devices are out of reach)", err)
 	}
-	if _, err := s.Invite(ctx, alice, "tablet", nil); !errors.Is(err, ErrDeviceNotFound) {
+	if _, err := s.Invite(ctx, alice, "", "tablet", nil); !errors.Is(err, ErrDeviceNotFound) {
 		t.Fatalf("device with no queue: %v", err)
 	}
 }

@@ -198,15 +198,19 @@ func (s *Store) Deliver(ev *Event) int {
 	return n
 }
 
-// Invite puts an INVITE from `from` into every queue of toDevice, a device of
-// the same user. It returns how many queues it reached, or ErrDeviceNotFound
-// when the device has no queue.
-func (s *Store) Invite(_ context.Context, from Principal, toDevice string, payload []byte) (int, error) {
+// Invite puts an INVITE from `from` into every queue of toUser's device
+// toDevice (toUser "" means from's own user). The caller has checked that
+// from may invite toUser. It returns how many queues it reached, or
+// ErrDeviceNotFound when the device has no queue.
+func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice string, payload []byte) (int, error) {
 	if toDevice == "" {
 		return 0, fmt.Errorf("%w: toDevice is empty", ErrInvalidInput)
 	}
+	if toUser == "" {
+		toUser = from.User
+	}
 	s.ownerMu.Lock()
-	qs := append([]*queue(nil), s.owners[owner{from.User, toDevice}]...)
+	qs := append([]*queue(nil), s.owners[owner{toUser, toDevice}]...)
 	s.ownerMu.Unlock()
 	if len(qs) == 0 {
 		return 0, ErrDeviceNotFound
