@@ -13,12 +13,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
-// TestBinary_InvitesFollowThePresenceRule runs the real binary with its
-// real plugins: alice and bob share a storage folder, so alice may see
-// bob's presence and invite his devices; carol shares nothing and may not.
-func TestBinary_InvitesFollowThePresenceRule(t *testing.T) {
+// TestBinary_PluginsEndToEnd runs the real binary with its real plugins:
+// alice and bob share a storage folder, so alice may see bob's presence
+// and invite his devices, while carol shares nothing and may not; file and
+// membership changes reach a WebSocket client.
+func TestBinary_PluginsEndToEnd(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "meshgate")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -74,6 +77,7 @@ func TestBinary_InvitesFollowThePresenceRule(t *testing.T) {
 		return r.Data, code
 	}
 	alice, bob, carol := tok("alice", "laptop"), tok("bob", "phone"), tok("carol", "pc")
+	var d map[string]json.RawMessage
 	if _, code := gql(bob, `mutation { createQueue { name } }`); code != "" {
 		t.Fatal(code)
 	}
@@ -92,12 +96,92 @@ func TestBinary_InvitesFollowThePresenceRule(t *testing.T) {
 	if _, code := gql(carol, `mutation { sendInvite(toUser: "bob", toDevice: "phone") }`); code != "FORBIDDEN" {
 		t.Fatalf("carol inviting bob: %q, want FORBIDDEN", code)
 	}
+	// Storage changes reach a WebSocket client: create, change, delete a
+	// file, then edit the members.
+	d, _ = gql(alice, `mutation { createQueue { name } }`)
+	var aq struct{ Name string }
+	json.Unmarshal(d["createQueue"], &aq)
+	if _, code := gql(alice, `mutation { subscribe(queue: "`+aq.Name+`", resource: "storage:folders/photos") { etag } }`); code != "" {
+		t.Fatal(code)
+	}
+	ws := dialWS(t, client, strings.Replace(url, "https", "wss", 1), alice)
+	ws.subscribe(aq.Name)
+	file := filepath.Join(folder, "cat.txt")
+	os.WriteFile(file, []byte("meow"), 0o644)
+	ws.expect(`"added":[{"path":"cat.txt","size":4}]`)
+	os.WriteFile(file, []byte("meow meow"), 0o644)
+	ws.expect(`"modified":[{"path":"cat.txt","size":9}]`)
+	os.Remove(file)
+	ws.expect(`"removed":[{"path":"cat.txt"`)
+	// Membership edits show on storage:folders/photos/members. Each edit
+	// waits for the last one's notification: edits closer together than
+	// the publisher's debounce (100 ms) are one change, on purpose.
+	if _, code := gql(alice, `mutation { subscribe(queue: "`+aq.Name+`", resource: "storage:folders/photos/members") { etag } }`); code != "" {
+		t.Fatal(code)
+	}
+	os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\ncarol\n"), 0o644)
+	ws.expect(`"added":["carol"]`)
+	os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\n"), 0o644)
+	ws.expect(`"removed":["carol"]`)
+
 	// Bob's queue holds alice's invite, naming her device.
-	d, _ := gql(bob, `{ queues { name } }`)
+	d, _ = gql(bob, `{ queues { name } }`)
 	var qs []struct{ Name string }
 	json.Unmarshal(d["queues"], &qs)
 	d, _ = gql(bob, `{ notifications(queue: "`+qs[0].Name+`") { items { kind payload from { user device } } } }`)
 	if !strings.Contains(string(d["notifications"]), `"kind":"INVITE","payload":{"offer":"sdp"},"from":{"user":"alice","device":"laptop"}`) {
 		t.Fatalf("bob's queue: %s", d["notifications"])
+	}
+}
+
+// wsClient is a minimal graphql-transport-ws client on coder/websocket.
+type wsClient struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func dialWS(t *testing.T, hc *http.Client, url, tok string) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Body != nil {
+		resp.Body.Close()
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	w := &wsClient{t: t, conn: c}
+	w.send(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + tok}})
+	w.expect(`"connection_ack"`)
+	return w
+}
+
+func (w *wsClient) send(v any) {
+	b, _ := json.Marshal(v)
+	if err := w.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wsClient) subscribe(queue string) {
+	w.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query": `subscription($q:String!){ notifications(queue:$q) { seq kind resource etag payload } }`, "variables": map[string]any{"q": queue}}})
+}
+
+// expect reads messages until one contains want, for at most 10 s.
+func (w *wsClient) expect(want string) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, b, err := w.conn.Read(ctx)
+		if err != nil {
+			w.t.Fatalf("waiting for %s: %v", want, err)
+		}
+		if strings.Contains(string(b), want) {
+			return
+		}
 	}
 }

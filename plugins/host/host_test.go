@@ -111,10 +111,10 @@ func (r *rig) queue(t *testing.T, p shard.Principal, resources ...string) string
 	return q.Name
 }
 
-// await polls p's queue until a notification matches, or fails after 10 s.
+// await polls p's queue until a notification matches, or fails after 20 s.
 func (r *rig) await(t *testing.T, p shard.Principal, q string, match func(shard.Notification) bool) shard.Notification {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	var after uint64
 	for time.Now().Before(deadline) {
 		pg, err := r.store.Poll(context.Background(), p, q, after, 100, time.Second)
@@ -188,7 +188,11 @@ func TestPlugins_UserStoragePresence(t *testing.T) {
 		if _, err := r.h.Authorize(context.Background(), carol, "presence:user/bob", ""); !errors.Is(err, shard.ErrForbidden) {
 			t.Fatalf("carol shares no folder with bob: %v", err)
 		}
-		_ = st
+		// Disconnecting: offline once the grace period (200 ms here) passes.
+		st.Close()
+		r.await(t, alice, q, func(n shard.Notification) bool {
+			return n.Kind == shard.Changed && n.Resource == "presence:user/bob" && !strings.Contains(string(n.Payload), `"tablet"`)
+		})
 	})
 	t.Run("removing a member revokes", func(t *testing.T) {
 		q := r.queue(t, bob, "storage:folders/photos")

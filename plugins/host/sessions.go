@@ -13,8 +13,8 @@ import (
 // sessions turns device activity into online and offline events. A
 // device is online while it has a live stream or has read a queue within
 // that queue's lease; it goes offline Grace after its last stream closes
-// (unless it reads meanwhile), when its lease runs out, or when its last
-// queue goes.
+// (unless it reads meanwhile), when the lease of its last read runs out,
+// or when its last queue goes.
 type sessions struct {
 	h     *Host
 	grace time.Duration
@@ -62,8 +62,11 @@ func (s *sessions) StreamClosed(user, dev string) {
 	d := s.get(user, dev)
 	d.streams--
 	if d.streams <= 0 {
+		// A streaming device goes offline with its stream (after the
+		// grace period), whatever its queue's lease: reads after this
+		// keep it online again.
 		d.streams = 0
-		d.until = later(d.until, s.now().Add(s.grace))
+		d.until = s.now().Add(s.grace)
 	}
 	s.mu.Unlock()
 }

@@ -161,8 +161,10 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	if err != nil {
 		return fmt.Errorf("host stream: %w", err)
 	}
+	inst.sendMu.Lock()
 	inst.host = hs
-	go inst.serveHost(runCtx)
+	inst.sendMu.Unlock()
+	go inst.serveHost(runCtx, hs)
 	h.sessions.replay(inst)
 	log.Info("plugin up", "version", inst.version, "schemes", inst.schemes, "attempt", attempt)
 	if attempt > 0 {
@@ -263,9 +265,9 @@ func (h *Host) resync(ctx context.Context, inst *instance) {
 }
 
 // serveHost answers the plugin's questions on the Host stream.
-func (inst *instance) serveHost(ctx context.Context) {
+func (inst *instance) serveHost(ctx context.Context, hs pb.Publisher_HostClient) {
 	for {
-		m, err := inst.host.Recv()
+		m, err := hs.Recv()
 		if err != nil {
 			return
 		}
