@@ -39,6 +39,8 @@ func TestMain(m *testing.M) {
 			sdk.Serve(presence.New(dir))
 		case "slow":
 			sdk.Serve(slow{})
+		case "burst":
+			sdk.Serve(&burst{})
 		}
 		os.Exit(2)
 	}
@@ -55,6 +57,34 @@ func (slow) Authorize(ctx context.Context, _ sdk.Principal, _, _ string) (sdk.De
 }
 func (slow) Current(ctx context.Context, _ []string) (map[string]string, error) { return nil, nil }
 func (slow) Run(ctx context.Context, _ sdk.Host) error                          { <-ctx.Done(); return nil }
+
+// burst emits n events through Watch when asked to publish {"n": n}.
+type burst struct{ h chan sdk.Host }
+
+func (*burst) Info() sdk.Info {
+	return sdk.Info{Name: "burst", Version: "0", Schemes: []string{"burst"}}
+}
+func (*burst) Authorize(context.Context, sdk.Principal, string, string) (sdk.Decision, error) {
+	return sdk.Allow(""), nil
+}
+func (*burst) Current(context.Context, []string) (map[string]string, error) { return nil, nil }
+
+var burstHost = make(chan sdk.Host, 1)
+
+func (*burst) Run(ctx context.Context, h sdk.Host) error { burstHost <- h; <-ctx.Done(); return nil }
+func (*burst) Publish(ctx context.Context, _ sdk.Principal, resource, _ string, payload []byte) ([]sdk.Event, error) {
+	var n int
+	fmt.Sscanf(string(payload), `{"n":%d}`, &n)
+	h := <-burstHost
+	defer func() { burstHost <- h }()
+	body := []byte(`{"k":"v"}`)
+	for i := range n {
+		if err := h.Emit(ctx, sdk.Event{Kind: sdk.Changed, Resource: resource, Etag: fmt.Sprint(i), Payload: body}); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
 
 func selfCommand(name string) (*exec.Cmd, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -327,7 +357,7 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func sha256File(t *testing.T, path string) string {
+func sha256File(t testing.TB, path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
