@@ -39,6 +39,10 @@ func (s *Store) Poll(ctx context.Context, p Principal, name string, after uint64
 			q.mu.Unlock()
 			return Page{}, ErrQueueNotFound
 		}
+		if err := q.checkAfterLocked(after); err != nil {
+			q.mu.Unlock()
+			return Page{}, err
+		}
 		q.ackLocked(after)
 		q.renewLocked(now)
 		if limit == 0 || wait == 0 || q.pendingLocked(after) {

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -148,6 +149,16 @@ func overflowEvent(from, to uint64, now time.Time) *Event {
 	p = strconv.AppendUint(p, to, 10)
 	p = append(p, '}')
 	return &Event{Kind: Overflow, Time: now, Payload: p}
+}
+
+// checkAfterLocked refuses a cursor beyond the newest seq: a reader
+// holding one (a stale or mistaken cursor) would otherwise silently skip
+// the notifications up to it. mu held.
+func (q *queue) checkAfterLocked(after uint64) error {
+	if after > q.lastSeq {
+		return fmt.Errorf("%w: after %d is beyond the queue's last seq %d", ErrInvalidInput, after, q.lastSeq)
+	}
+	return nil
 }
 
 // pendingLocked reports whether a reader at cursor `after` has something to read. mu held.

@@ -505,3 +505,19 @@ func TestConcurrentChurn(t *testing.T) {
 		t.Fatalf("after churn: %+v, want 400 queues and empty tables", st)
 	}
 }
+
+func TestCursorBeyondLastSeqIsRefused(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	q := mustQueue(t, s, alice)
+	mustSub(t, s, alice, q, "user:alice/a")
+	publish(s, "user:alice/a", "e1")
+	if _, err := s.Poll(context.Background(), alice, q, 5, 10, 0); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("poll after 5 of 1: %v", err)
+	}
+	if _, err := s.Attach(context.Background(), alice, q, 5, &countListener{}); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("attach after 5 of 1: %v", err)
+	}
+	if pg := poll(t, s, alice, q, 1, 10); len(pg.Items) != 0 || pg.LastSeq != 1 {
+		t.Fatalf("after = last seq is fine: %+v", pg)
+	}
+}

@@ -30,6 +30,10 @@ func (s *Store) Attach(_ context.Context, p Principal, name string, after uint64
 		q.mu.Unlock()
 		return nil, ErrQueueNotFound
 	}
+	if err := q.checkAfterLocked(after); err != nil {
+		q.mu.Unlock()
+		return nil, err
+	}
 	q.ackLocked(after)
 	q.attached++
 	q.listeners = append(slices.Clip(q.listeners), l)
