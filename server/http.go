@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -231,19 +232,26 @@ func badRequest(format string, args ...any) *requestError {
 // from extensions.authorization (SSE from a browser EventSource, which
 // cannot set headers).
 func (s *Server) authenticate(r *http.Request, ext map[string]any) (shard.Principal, *requestError) {
+	p, _, rerr := s.authenticateExp(r, ext)
+	return p, rerr
+}
+
+// authenticateExp is authenticate that also returns the token's expiry,
+// for streams that must end with it.
+func (s *Server) authenticateExp(r *http.Request, ext map[string]any) (shard.Principal, time.Time, *requestError) {
 	tok := r.Header.Get("Authorization")
 	if tok == "" && ext != nil {
 		tok, _ = ext["authorization"].(string)
 	}
 	if tok == "" {
-		return shard.Principal{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "a bearer token is required"}
+		return shard.Principal{}, time.Time{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "a bearer token is required"}
 	}
-	p, _, err := s.auth.Verify(tok)
+	p, exp, err := s.auth.Verify(tok)
 	if err != nil {
 		s.log.Debug("token refused", "err", err, "remote", r.RemoteAddr)
-		return shard.Principal{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "the bearer token is invalid or expired"}
+		return shard.Principal{}, time.Time{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "the bearer token is invalid or expired"}
 	}
-	return p, nil
+	return p, exp, nil
 }
 
 func writeRequestError(w http.ResponseWriter, media string, e *requestError) {

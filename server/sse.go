@@ -74,13 +74,12 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, mediaJSON, rerr)
 		return
 	}
-	p, rerr := s.authenticate(r, params.Extensions)
+	p, exp, rerr := s.authenticateExp(r, params.Extensions)
 	if rerr != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
 		writeRequestError(w, mediaJSON, rerr)
 		return
 	}
-	_, exp, _ := s.auth.Verify(firstNonEmpty(r.Header.Get("Authorization"), str(params.Extensions["authorization"])))
 	ctx, opCtx, errBody := s.operationContext(r.Context(), p, params)
 	if errBody != nil {
 		writeBody(w, mediaJSON, http.StatusBadRequest, errBody)
@@ -194,15 +193,6 @@ func sseEvent(dst, payload []byte) []byte {
 	dst = append(dst, payload...)
 	return append(dst, "\n\n"...)
 }
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func str(v any) string { s, _ := v.(string); return s }
 
 // codeResponse renders a core error as a {"errors":[...]} response.
 func codeResponse(err error) []byte {

@@ -674,24 +674,58 @@ func (c *wsConn) writeLoop() {
 	}
 }
 
-// streamFrame appends op's `next` message for n.
+// streamFrame appends op's `next` message for n: the payload is encoded
+// once per event and only the seq is spliced in per queue. No allocation.
 func (c *wsConn) streamFrame(dst []byte, op *wsOp, n shard.Notification) []byte {
-	// Build the message after a maximal header gap, then write the real
-	// header right before it; the payload is encoded once per event and
-	// only the seq is spliced per queue.
-	start := len(dst)
-	dst = append(dst, make([]byte, 10)...)
-	body := len(dst)
-	if c.legacy {
-		dst = append(dst, `{"type":"data","id":`...)
-	} else {
-		dst = append(dst, `{"type":"next","id":`...)
-	}
-	dst = appendJSONString(dst, op.id)
-	dst = append(dst, `,"payload":`...)
+	dst, start, body := c.begin(dst, c.nextType(), op.id, true)
 	dst = op.plan.Encode(dst, n)
-	dst = append(dst, '}')
-	return placeHeader(dst, start, body, ws.OpText)
+	return end(dst, start, body)
+}
+
+func (c *wsConn) nextFrame(dst []byte, id string, payload []byte) []byte {
+	dst, start, body := c.begin(dst, c.nextType(), id, true)
+	return end(append(dst, payload...), start, body)
+}
+
+func (c *wsConn) errorFrame(id string, errs []byte) []byte {
+	dst, start, body := c.begin(nil, "error", id, true)
+	return end(append(dst, errs...), start, body)
+}
+
+func (c *wsConn) completeFrame(id string) []byte {
+	dst, start, body := c.begin(nil, "complete", id, false)
+	return end(dst, start, body)
+}
+
+// nextType is the result message's type in this connection's subprotocol.
+func (c *wsConn) nextType() string {
+	if c.legacy {
+		return "data"
+	}
+	return "next"
+}
+
+// begin appends the start of a text frame carrying
+// {"type":typ,"id":id[,"payload":…]}: a maximal header gap, then the
+// message up to where the payload goes. The caller appends the payload and
+// calls end, which writes the real header: one pass, no copy of the payload.
+func (c *wsConn) begin(dst []byte, typ, id string, payload bool) (out []byte, start, body int) {
+	start = len(dst)
+	dst = append(dst, make([]byte, 10)...)
+	body = len(dst)
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, `","id":`...)
+	dst = appendJSONString(dst, id)
+	if payload {
+		dst = append(dst, `,"payload":`...)
+	}
+	return dst, start, body
+}
+
+// end closes the message begun at start and writes its frame header.
+func end(dst []byte, start, body int) []byte {
+	return placeHeader(append(dst, '}'), start, body, ws.OpText)
 }
 
 // placeHeader writes a frame header for dst[body:] ending at body and
@@ -731,41 +765,6 @@ func frame(dst []byte, op ws.OpCode, p []byte) []byte {
 	body := len(dst)
 	dst = append(dst, p...)
 	return placeHeader(dst, start, body, op)
-}
-
-func (c *wsConn) nextFrame(dst []byte, id string, payload []byte) []byte {
-	typ := `{"type":"next","id":`
-	if c.legacy {
-		typ = `{"type":"data","id":`
-	}
-	start := len(dst)
-	dst = append(dst, make([]byte, 10)...)
-	body := len(dst)
-	dst = append(dst, typ...)
-	dst = appendJSONString(dst, id)
-	dst = append(dst, `,"payload":`...)
-	dst = append(dst, payload...)
-	dst = append(dst, '}')
-	return placeHeader(dst, start, body, ws.OpText)
-}
-
-func (c *wsConn) errorFrame(id string, errs []byte) []byte {
-	start := 0
-	dst := make([]byte, 10, 64+len(errs))
-	dst = append(dst, `{"type":"error","id":`...)
-	dst = appendJSONString(dst, id)
-	dst = append(dst, `,"payload":`...)
-	dst = append(dst, errs...)
-	dst = append(dst, '}')
-	return placeHeader(dst, start, 10, ws.OpText)
-}
-
-func (c *wsConn) completeFrame(id string) []byte {
-	dst := make([]byte, 10, 48+len(id))
-	dst = append(dst, `{"type":"complete","id":`...)
-	dst = appendJSONString(dst, id)
-	dst = append(dst, '}')
-	return placeHeader(dst, 0, 10, ws.OpText)
 }
 
 func appendJSONString(dst []byte, s string) []byte {
