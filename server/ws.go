@@ -767,9 +767,18 @@ func frame(dst []byte, op ws.OpCode, p []byte) []byte {
 	return placeHeader(dst, start, body, op)
 }
 
+// appendJSONString appends s as a JSON string. Operation ids are short
+// ASCII in practice: those go straight in, without an allocation per frame.
 func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s)
-	return append(dst, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			b, _ := json.Marshal(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // abort closes the socket; the reader then returns and tears down.
