@@ -30,6 +30,8 @@ type Config struct {
 	// Ready reports whether the node can serve everything (plugins up);
 	// /readyz answers 503 while it is false. Default: always ready.
 	Ready func() bool
+	// Plugins reports the publisher plugins for /metrics. Default: none.
+	Plugins func() []PluginStatus
 }
 
 // WSConfig sets WebSocket limits.

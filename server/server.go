@@ -36,9 +36,10 @@ type Server struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 
-	wheel *wheel
-	http  *http.Server
-	once  sync.Once
+	wheel   *wheel
+	metrics *metrics
+	http    *http.Server
+	once    sync.Once
 }
 
 // New builds a server over store and resolver.
@@ -70,6 +71,8 @@ func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Re
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	s.metrics = newMetrics(s)
+	s.mux.Handle("GET /metrics", s.metrics.handler(s, true))
 	s.mux.Handle("/", graphiqlHandler())
 	return s, nil
 }

@@ -71,6 +71,20 @@ func (w *wheel) remove(c ticking) {
 	w.wg.Done()
 }
 
+// countByKind counts WebSocket and SSE connections.
+func (w *wheel) countByKind() (ws, sse int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for c := range w.conns {
+		if _, ok := c.(*wsConn); ok {
+			ws++
+		} else {
+			sse++
+		}
+	}
+	return ws, sse
+}
+
 // count is the number of registered connections.
 func (w *wheel) count() int {
 	w.mu.Lock()

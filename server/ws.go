@@ -637,9 +637,13 @@ func (c *wsConn) writeLoop() {
 		c.mu.Unlock()
 
 		var gone []*wsOp
+		var oldest time.Time
 		for _, op := range dirty {
 			var err error
 			notes, err = op.st.Next(notes[:0], maxPerOp)
+			if len(notes) > 0 && (oldest.IsZero() || notes[0].Time.Before(oldest)) {
+				oldest = notes[0].Time
+			}
 			for _, n := range notes {
 				buf = c.streamFrame(buf, op, n)
 			}
@@ -658,6 +662,7 @@ func (c *wsConn) writeLoop() {
 				c.abort()
 				return
 			}
+			c.s.metrics.observeWrite(oldest, c.s.cfg.Now())
 		}
 		for _, op := range gone {
 			c.endOp(op, codeErrors(shard.ErrQueueNotFound))

@@ -48,6 +48,9 @@ func (s *Store) Poll(ctx context.Context, p Principal, name string, after uint64
 		if limit == 0 || wait == 0 || q.pendingLocked(after) {
 			items := q.readLocked(after, limit+1, nil, now)
 			q.mu.Unlock()
+			if len(items) > 0 && items[0].Kind == Overflow {
+				s.counters.Overflows.Add(1)
+			}
 			pg := Page{Items: items, LastSeq: after}
 			if len(items) > limit {
 				pg.Items, pg.HasMore = items[:limit], true

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +35,25 @@ type Store struct {
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	counters Counters
 }
+
+// Counters are cumulative totals since start, for metrics. Updated with one
+// atomic add per publish, never per delivery.
+type Counters struct {
+	// Notifications counts appends by kind (index: Kind).
+	Notifications [Revoked + 1]atomic.Uint64
+	// Deliveries counts notifications appended to queues by fan-out.
+	Deliveries atomic.Uint64
+	// Overflows counts OVERFLOW notifications handed to readers.
+	Overflows atomic.Uint64
+	// QueuesCreated and QueuesExpired count queue lifecycles.
+	QueuesCreated, QueuesExpired atomic.Uint64
+}
+
+// Counters returns the store's totals. Safe for concurrent use.
+func (s *Store) Counters() *Counters { return &s.counters }
 
 // resource is one resource's subscriber list.
 type resource struct {
@@ -135,6 +154,7 @@ func (s *Store) CreateQueue(_ context.Context, p Principal, ttl time.Duration) (
 	sh.mu.Lock()
 	sh.m[name] = q
 	sh.mu.Unlock()
+	s.counters.QueuesCreated.Add(1)
 	s.log.Debug("queue created", "queue", name, "user", p.User, "device", p.Device)
 	q.mu.Lock()
 	info := q.infoLocked(now)
@@ -302,6 +322,7 @@ func (s *Store) ReapNow() int {
 		q.mu.Unlock()
 		if still && s.remove(q) {
 			n++
+			s.counters.QueuesExpired.Add(1)
 			s.log.Debug("queue expired", "queue", q.name)
 		}
 	}

@@ -65,6 +65,9 @@ func (st *Stream) Next(dst []Notification, limit int) ([]Notification, error) {
 	}
 	n := len(dst)
 	dst = q.readLocked(st.cursor, limit, dst, now)
+	if len(dst) > n && dst[n].Kind == Overflow {
+		st.s.counters.Overflows.Add(1)
+	}
 	if len(dst) > n {
 		st.cursor = dst[len(dst)-1].Seq
 		if st.cursor > q.delivered {

@@ -70,6 +70,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		r.etag = etag
 		var ls []Listener
 		if knownEtag != "" && knownEtag != etag {
+			s.counters.Notifications[Resync].Add(1)
 			ls = q.appendLocked(&Event{Kind: Resync, Resource: r.name, Etag: etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		}
 		q.renewLocked(now)
@@ -195,6 +196,8 @@ func (s *Store) Deliver(ev *Event) int {
 		n++
 	}
 	r.mu.RUnlock()
+	s.counters.Deliveries.Add(uint64(n))
+	s.counters.Notifications[ev.Kind].Add(uint64(n))
 	return n
 }
 
@@ -231,6 +234,7 @@ func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice strin
 	if n == 0 {
 		return 0, ErrDeviceNotFound
 	}
+	s.counters.Notifications[Invite].Add(uint64(n))
 	return n, nil
 }
 
@@ -292,5 +296,6 @@ func (s *Store) Revoke(res, user, device string) int {
 		notifyAll(ls)
 		n++
 	}
+	s.counters.Notifications[Revoked].Add(uint64(n))
 	return n
 }

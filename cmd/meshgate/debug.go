@@ -8,10 +8,10 @@ import (
 	"net/http/pprof"
 )
 
-// serveDebug serves pprof on a loopback address. It refuses anything else:
-// profiles reveal memory contents and cost CPU, so they are for operators
-// on the machine, never for the network.
-func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+// serveDebug serves pprof and unauthenticated /metrics on a loopback
+// address. It refuses anything else: profiles reveal memory contents and
+// cost CPU, so they are for operators on the machine, never the network.
+func serveDebug(addr string, metrics http.Handler, log *slog.Logger) (stop func(), err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--debug-listen: %w", err)
@@ -29,6 +29,7 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", metrics)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
 	log.Info("pprof serving", "addr", l.Addr().String())

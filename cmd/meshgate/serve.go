@@ -103,6 +103,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srvCfg := cfg.Server.serverConfig(log)
 	srvCfg.Ready = pubs.Ready
+	srvCfg.Plugins = func() []server.PluginStatus {
+		var out []server.PluginStatus
+		for _, p := range pubs.Health() {
+			out = append(out, server.PluginStatus{Name: p.Name, Up: p.Up, Restarts: p.Restarts})
+		}
+		return out
+	}
 	srv, err := server.New(srvCfg, auth, store, &graph.Resolver{Store: store, Publishers: pubs, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
@@ -126,7 +133,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "meshgate: serving %s://%s/graphql (GraphiQL at /)\n", scheme, displayAddr(l.Addr()))
 
 	if *debugListen != "" {
-		stopDebug, err := serveDebug(*debugListen, log)
+		stopDebug, err := serveDebug(*debugListen, srv.MetricsHandler(), log)
 		if err != nil {
 			l.Close()
 			return err

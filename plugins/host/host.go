@@ -38,6 +38,7 @@ type Host struct {
 	running map[string]*instance // scheme → live plugin
 	known   map[string]string    // scheme → plugin name, once described (down or up)
 	all     map[*instance]struct{}
+	health  map[string]*Health // configured plugin name → health
 
 	sessions *sessions
 
@@ -56,6 +57,10 @@ func New(cfg Config, sink Sink) (*Host, error) {
 	h := &Host{
 		cfg: cfg, log: cfg.Logger.With("component", "plugins"), sink: sink,
 		running: make(map[string]*instance), known: make(map[string]string), all: make(map[*instance]struct{}),
+		health: make(map[string]*Health),
+	}
+	for _, p := range cfg.Plugins {
+		h.health[p.Name] = &Health{Name: p.Name}
 	}
 	h.sessions = newSessions(h, cfg.Grace, cfg.Now)
 	return h, nil
@@ -117,6 +122,25 @@ func (h *Host) Ready() bool {
 		}
 	}
 	return up == len(h.cfg.Plugins)
+}
+
+// Health is a configured plugin's state, for metrics and status pages.
+type Health struct {
+	Name string
+	Up   bool
+	// Restarts counts launches after the first.
+	Restarts uint64
+}
+
+// Health reports every configured plugin, up or down, sorted by name.
+func (h *Host) Health() []Health {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]Health, 0, len(h.health))
+	for _, p := range h.cfg.Plugins {
+		out = append(out, *h.health[p.Name])
+	}
+	return out
 }
 
 // Status describes each plugin for operators.

@@ -44,6 +44,11 @@ func (h *Host) supervise(ctx context.Context, p Plugin, first chan<- struct{}) {
 	backoff := h.cfg.MinBackoff
 	signalled := false
 	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			h.mu.Lock()
+			h.health[p.Name].Restarts++
+			h.mu.Unlock()
+		}
 		started := time.Now()
 		err := h.runOnce(ctx, p, attempt, func() {
 			if !signalled {
@@ -208,6 +213,9 @@ func (h *Host) register(inst *instance) error {
 	}
 	inst.up = true
 	h.all[inst] = struct{}{}
+	if hp := h.health[inst.name]; hp != nil {
+		hp.Up = true
+	}
 	return nil
 }
 
@@ -223,6 +231,9 @@ func (h *Host) unregister(inst *instance) {
 	}
 	inst.up = false
 	delete(h.all, inst)
+	if hp := h.health[inst.name]; hp != nil {
+		hp.Up = false
+	}
 }
 
 // resync asks a restarted plugin for the current etag of every resource

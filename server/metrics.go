@@ -1,0 +1,131 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"meshgate/graph"
+	"meshgate/shard"
+)
+
+// PluginStatus is what the metrics need to know of one plugin.
+type PluginStatus struct {
+	Name     string
+	Up       bool
+	Restarts uint64
+}
+
+// metrics exposes the node's state to Prometheus. Everything is read at
+// scrape time from counters the core keeps anyway: nothing is added to the
+// delivery path but the writers' latency histogram, observed once per
+// written batch.
+type metrics struct {
+	reg            *prometheus.Registry
+	publishToWrite prometheus.Histogram
+}
+
+var (
+	descQueues        = prometheus.NewDesc("meshgate_queues", "Queues on this node.", nil, nil)
+	descSubscriptions = prometheus.NewDesc("meshgate_subscriptions", "Subscriptions (queue, resource) on this node.", nil, nil)
+	descResources     = prometheus.NewDesc("meshgate_resources", "Resources with at least one subscriber on this node.", nil, nil)
+	descConnections   = prometheus.NewDesc("meshgate_connections", "Open streaming connections, by transport.", []string{"transport"}, nil)
+	descDeliveries    = prometheus.NewDesc("meshgate_deliveries_total", "Notifications appended to queues by fan-out.", nil, nil)
+	descNotifications = prometheus.NewDesc("meshgate_notifications_total", "Notifications appended to queues, by kind.", []string{"kind"}, nil)
+	descOverflows     = prometheus.NewDesc("meshgate_overflows_total", "OVERFLOW notifications handed to readers.", nil, nil)
+	descQueuesCreated = prometheus.NewDesc("meshgate_queues_created_total", "Queues created.", nil, nil)
+	descQueuesExpired = prometheus.NewDesc("meshgate_queues_expired_total", "Queues removed by lease expiry.", nil, nil)
+	descPluginUp      = prometheus.NewDesc("meshgate_plugin_up", "1 when the publisher plugin is running.", []string{"plugin"}, nil)
+	descPluginRestart = prometheus.NewDesc("meshgate_plugin_restarts_total", "Restarts of the publisher plugin after a crash.", []string{"plugin"}, nil)
+)
+
+// collector reads the store, the wheel and the plugins at scrape time.
+type collector struct {
+	s *Server
+}
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueues, descSubscriptions, descResources, descConnections, descDeliveries,
+		descNotifications, descOverflows, descQueuesCreated, descQueuesExpired, descPluginUp, descPluginRestart} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.store.Stats()
+	ch <- prometheus.MustNewConstMetric(descQueues, prometheus.GaugeValue, float64(st.Queues))
+	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(st.Subscriptions))
+	ch <- prometheus.MustNewConstMetric(descResources, prometheus.GaugeValue, float64(st.Resources))
+	ws, sse := c.s.wheel.countByKind()
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(ws), "websocket")
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(sse), "sse")
+	k := c.s.store.Counters()
+	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.CounterValue, float64(k.Deliveries.Load()))
+	for kind := shard.Changed; kind <= shard.Revoked; kind++ {
+		if kind == shard.Overflow {
+			continue // made at read time: meshgate_overflows_total
+		}
+		ch <- prometheus.MustNewConstMetric(descNotifications, prometheus.CounterValue, float64(k.Notifications[kind].Load()), kind.String())
+	}
+	ch <- prometheus.MustNewConstMetric(descOverflows, prometheus.CounterValue, float64(k.Overflows.Load()))
+	ch <- prometheus.MustNewConstMetric(descQueuesCreated, prometheus.CounterValue, float64(k.QueuesCreated.Load()))
+	ch <- prometheus.MustNewConstMetric(descQueuesExpired, prometheus.CounterValue, float64(k.QueuesExpired.Load()))
+	if c.s.cfg.Plugins != nil {
+		for _, p := range c.s.cfg.Plugins() {
+			up := 0.0
+			if p.Up {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descPluginUp, prometheus.GaugeValue, up, p.Name)
+			ch <- prometheus.MustNewConstMetric(descPluginRestart, prometheus.CounterValue, float64(p.Restarts), p.Name)
+		}
+	}
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.publishToWrite = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "meshgate_publish_to_write_seconds",
+		Help:    "From an event's publication to its notification being written to a stream (first notification of each written batch).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14), // 100 µs … ~15 min
+	})
+	m.reg.MustRegister(collector{s}, m.publishToWrite,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// observeWrite records the age of the oldest notification in a batch.
+func (m *metrics) observeWrite(published time.Time, now time.Time) {
+	if !published.IsZero() {
+		m.publishToWrite.Observe(now.Sub(published).Seconds())
+	}
+}
+
+// handler serves /metrics. On the public listener it needs a token with
+// the admin scope (Prometheus sends it with `authorization: credentials`).
+func (m *metrics) handler(s *Server, needToken bool) http.Handler {
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	if !needToken {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, rerr := s.authenticate(r, nil)
+		if rerr != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
+			writeRequestError(w, mediaJSON, rerr)
+			return
+		}
+		if !p.Has(shard.ScopeAdmin) {
+			writeRequestError(w, mediaJSON, &requestError{http.StatusForbidden, graph.CodeForbidden, "metrics need the admin scope"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// MetricsHandler serves /metrics without a token, for a loopback-only
+// debug listener.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler(s, false) }

@@ -1,0 +1,73 @@
+package server_test
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"meshgate/server"
+	"meshgate/shard"
+)
+
+func TestMetrics(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	alice := g.token("alice", "laptop", "publish")
+	admin := g.token("ops", "prometheus", "admin")
+	scrape := func(tok string) (int, string) {
+		req, _ := http.NewRequest("GET", strings.TrimSuffix(g.url, "/graphql")+"/metrics", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := g.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	value := func(body, name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no %s in\n%s", name, body)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	if code, _ := scrape(""); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	if code, _ := scrape(alice); code != 403 {
+		t.Fatalf("no admin scope: %d", code)
+	}
+
+	q := g.createQueue(alice)
+	g.subscribe(alice, q, "user:alice/m")
+	c := g.dial("graphql-transport-ws")
+	c.init(alice)
+	c.subscribe("s", streamQuery, map[string]any{"q": q})
+	for i := range 3 {
+		g.publish(alice, "user:alice/m", strconv.Itoa(i), nil)
+		c.next("s")
+	}
+	code, body := scrape(admin)
+	if code != 200 {
+		t.Fatalf("scrape: %d", code)
+	}
+	for name, want := range map[string]float64{
+		"meshgate_queues":                              1,
+		"meshgate_subscriptions":                       1,
+		"meshgate_deliveries_total":                    3,
+		`meshgate_notifications_total{kind="CHANGED"}`: 3,
+		`meshgate_connections{transport="websocket"}`:  1,
+		"meshgate_queues_created_total":                1,
+		"meshgate_publish_to_write_seconds_count":      3,
+	} {
+		if got := value(body, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
