@@ -26,6 +26,9 @@ type Resolver struct {
 	// MaxPayloadBytes caps publish and invite payloads (encoded JSON).
 	// Default MaxPayload (64 KiB).
 	MaxPayloadBytes int
+	// AllowSubscribe rate-limits subscribe per principal; nil allows all.
+	// server sets it.
+	AllowSubscribe func(shard.Principal) bool
 }
 
 // MaxPayload is the default limit on publish and invite payloads.

@@ -64,6 +64,9 @@ func (r *mutationResolver) Subscribe(ctx context.Context, queue string, resource
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
+	if r.AllowSubscribe != nil && !r.AllowSubscribe(p) {
+		return nil, r.errorf(ctx, fmt.Errorf("%w: too many subscribes: slow down", shard.ErrLimitExceeded))
+	}
 	sub, err := r.Store.Subscribe(ctx, r.Publishers, p, queue, resource, deref(proof), deref(knownEtag))
 	if err != nil {
 		return nil, r.errorf(ctx, err)

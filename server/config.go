@@ -21,6 +21,8 @@ type Config struct {
 	MaxTokens int
 	// WS configures the WebSocket transports.
 	WS WSConfig
+	// Limits protects the node from any one user.
+	Limits Limits
 	// SSEKeepAlive is how often an idle SSE stream gets a comment line. Default 15 s.
 	SSEKeepAlive time.Duration
 	// Logger: default discard.

@@ -53,6 +53,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, media, rerr)
 		return
 	}
+	if !s.guard.allowRequest(p.User) {
+		tooMany(w, media, "too many requests: slow down")
+		return
+	}
 	params, rerr := s.readParams(w, r)
 	if rerr != nil {
 		writeRequestError(w, media, rerr)

@@ -29,7 +29,8 @@ func TestNodeReferenceClients(t *testing.T) {
 	if err != nil {
 		t.Fatal("node not found")
 	}
-	g := start(t, server.Config{}, shard.Config{})
+	// The audits send many requests with one token: lift the per-user rate.
+	g := start(t, server.Config{Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6}}, shard.Config{})
 	cert := filepath.Join(filepath.Dir(strings.TrimSuffix(g.key.SecretFile, "/")), server.DevCertFile)
 	for _, mode := range []string{"http", "ws"} {
 		t.Run(mode, func(t *testing.T) {

@@ -38,6 +38,7 @@ type Server struct {
 
 	wheel   *wheel
 	metrics *metrics
+	guard   *guard
 	http    *http.Server
 	once    sync.Once
 }
@@ -61,8 +62,12 @@ func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Re
 	s.exec.Use(extension.Introspection{})
 	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity})
 
+	s.guard = newGuard(cfg.Limits, cfg.Now)
+	if resolver.AllowSubscribe == nil {
+		resolver.AllowSubscribe = func(p shard.Principal) bool { return s.guard.allowSubscribe(p.User) }
+	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
-	s.wheel = newWheel(s.base, time.Second, cfg.Now)
+	s.wheel = newWheel(s.base, time.Second, cfg.Now, func() { s.guard.sweep(10 * time.Minute) })
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/graphql", s.serveGraphQL)

@@ -80,6 +80,15 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, mediaJSON, rerr)
 		return
 	}
+	if !s.guard.allowRequest(p.User) {
+		tooMany(w, mediaJSON, "too many requests: slow down")
+		return
+	}
+	if ok, why := s.guard.openConn(p.User); !ok {
+		tooMany(w, mediaJSON, why)
+		return
+	}
+	defer s.guard.closeConn(p.User)
 	ctx, opCtx, errBody := s.operationContext(r.Context(), p, params)
 	if errBody != nil {
 		writeBody(w, mediaJSON, http.StatusBadRequest, errBody)

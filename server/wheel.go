@@ -23,10 +23,13 @@ type wheel struct {
 	now   func() time.Time
 	done  chan struct{}
 	wg    sync.WaitGroup // connection handlers still running
+
+	everyMinute func() // housekeeping, run from the wheel's goroutine
+	lastSweep   time.Time
 }
 
-func newWheel(ctx context.Context, every time.Duration, now func() time.Time) *wheel {
-	w := &wheel{conns: make(map[ticking]struct{}), now: now, done: make(chan struct{})}
+func newWheel(ctx context.Context, every time.Duration, now func() time.Time, everyMinute func()) *wheel {
+	w := &wheel{conns: make(map[ticking]struct{}), now: now, done: make(chan struct{}), everyMinute: everyMinute, lastSweep: now()}
 	go func() {
 		defer close(w.done)
 		t := time.NewTicker(every)
@@ -45,6 +48,10 @@ func newWheel(ctx context.Context, every time.Duration, now func() time.Time) *w
 
 func (w *wheel) turn() {
 	now := w.now()
+	if w.everyMinute != nil && now.Sub(w.lastSweep) > time.Minute {
+		w.lastSweep = now
+		w.everyMinute()
+	}
 	w.mu.Lock()
 	list := make([]ticking, 0, len(w.conns))
 	for c := range w.conns {

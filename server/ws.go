@@ -96,6 +96,10 @@ func (op *wsOp) Notify() {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.guard.nodeFull() {
+		tooMany(w, mediaJSON, "this node is full: connect to another")
+		return
+	}
 	up := ws.HTTPUpgrader{
 		Protocol: func(p string) bool { return p == protoTransportWS || p == protoLegacy },
 	}
@@ -279,6 +283,9 @@ func (c *wsConn) handle(data []byte) bool {
 		if !c.isAcked() {
 			return c.fail(closeUnauthorized, "Unauthorized")
 		}
+		if !c.s.guard.allowRequest(c.user()) {
+			return c.fail(closeTooManyRequests, "too many requests")
+		}
 		if m.ID == nil || *m.ID == "" {
 			return c.fail(closeBadRequest, "Invalid message received")
 		}
@@ -303,6 +310,9 @@ func (c *wsConn) handleLegacy(m message) bool {
 	case "connection_init":
 		return c.handleInit(m.Payload)
 	case "start":
+		if c.isAcked() && !c.s.guard.allowRequest(c.user()) {
+			return c.fail(closeTooManyRequests, "too many requests")
+		}
 		if !c.isAcked() {
 			c.sendJSON(`{"type":"connection_error","payload":{"message":"send connection_init first"}}`)
 			return c.fail(closeUnauthorized, "Unauthorized")
@@ -338,6 +348,12 @@ func truncate(s string, n int) string {
 func (c *wsConn) fail(code ws.StatusCode, reason string) bool {
 	c.closeWith(code, reason)
 	return false
+}
+
+func (c *wsConn) user() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.principal.User
 }
 
 func (c *wsConn) isAcked() bool {
@@ -378,6 +394,9 @@ func (c *wsConn) handleInit(payload json.RawMessage) bool {
 			c.sendJSON(`{"type":"connection_error","payload":{"message":"Forbidden","extensions":{"code":"UNAUTHENTICATED"}}}`)
 		}
 		return c.fail(closeForbidden, "Forbidden")
+	}
+	if ok, why := c.s.guard.openConn(p.User); !ok {
+		return c.fail(closeTooManyRequests, why)
 	}
 	c.mu.Lock()
 	c.principal, c.expires, c.acked = p, exp, true
@@ -828,7 +847,11 @@ func (c *wsConn) teardown() {
 	c.closing = true
 	ops := c.ops
 	c.ops = nil
+	acked, user := c.acked, c.principal.User
 	c.mu.Unlock()
+	if acked {
+		c.s.guard.closeConn(user)
+	}
 	_ = c.nc.Close()
 	for _, op := range ops {
 		if op.st != nil {

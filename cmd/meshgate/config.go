@@ -58,7 +58,15 @@ type serverConfig struct {
 	MaxDepth        int   `yaml:"max_depth"`
 	MaxComplexity   int   `yaml:"max_complexity"`
 	MaxPayloadBytes int   `yaml:"max_payload_bytes"`
-	WS              struct {
+	PerUser         struct {
+		RequestRate    float64 `yaml:"request_rate"`
+		RequestBurst   int     `yaml:"request_burst"`
+		SubscribeRate  float64 `yaml:"subscribe_rate"`
+		SubscribeBurst int     `yaml:"subscribe_burst"`
+		MaxConns       int     `yaml:"max_streams"`
+	} `yaml:"per_user"`
+	MaxConns int `yaml:"max_streams"`
+	WS       struct {
 		MaxMessageBytes int           `yaml:"max_message_bytes"`
 		MessageRate     float64       `yaml:"message_rate"`
 		MessageBurst    int           `yaml:"message_burst"`
@@ -71,6 +79,11 @@ type serverConfig struct {
 func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
 	return server.Config{
 		MaxBodyBytes: c.MaxBodyBytes, MaxDepth: c.MaxDepth, MaxComplexity: c.MaxComplexity,
+		Limits: server.Limits{
+			RequestRate: c.PerUser.RequestRate, RequestBurst: c.PerUser.RequestBurst,
+			SubscribeRate: c.PerUser.SubscribeRate, SubscribeBurst: c.PerUser.SubscribeBurst,
+			MaxConnsPerUser: c.PerUser.MaxConns, MaxConns: c.MaxConns,
+		},
 		WS: server.WSConfig{
 			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
 			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
