@@ -126,3 +126,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, errors.Join(errs...)
 }
+
+// Check reports every invalid field at once, without starting anything.
+func (c Config) Check() error {
+	_, err := c.withDefaults()
+	return err
+}

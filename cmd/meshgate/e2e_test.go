@@ -124,6 +124,18 @@ func TestBinary_PluginsEndToEnd(t *testing.T) {
 	os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\n"), 0o644)
 	ws.expect(`"removed":["carol"]`)
 
+	// The probe walks the whole path and names each step; pointed at a
+	// wrong endpoint, it fails naming the first step that broke.
+	ptok, _ := exec.Command(bin, "token", "--data-dir", data, "--user", "probe", "--device", "probe", "--scope", "publish").Output()
+	out, err := exec.Command(bin, "probe", "--url", url, "--token", strings.TrimSpace(string(ptok)), "--cacert", filepath.Join(data, "tls-cert.pem")).CombinedOutput()
+	if err != nil || strings.Count(string(out), "\nok ") < 7 {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "probe", "--url", strings.Replace(url, "/graphql", "/nope", 1), "--token", strings.TrimSpace(string(ptok)), "--cacert", filepath.Join(data, "tls-cert.pem")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `probe failed at "authenticate"`) {
+		t.Fatalf("probe against a wrong URL: %v\n%s", err, out)
+	}
+
 	// Bob's queue holds alice's invite, naming her device.
 	d, _ = gql(bob, `{ queues { name } }`)
 	var qs []struct{ Name string }

@@ -158,3 +158,21 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("listen: \":9443\"\nqueues: {buffer_size: 2048}\nplugins:\n  - {name: user, builtin: user}\n"), 0o600)
+	var out strings.Builder
+	if err := run(context.Background(), []string{"config", "check", "--config", good}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "ok") {
+		t.Fatalf("good config: %v %q", err, out.String())
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("log_level: loud\nqueues: {buffer_size: -3}\nlimits: {max_depth: -1}\nplugins:\n  - {name: x, path: /bin/x}\n  - {name: x, builtin: nope}\n"), 0o600)
+	err := run(context.Background(), []string{"config", "check", "--config", bad}, io.Discard, io.Discard)
+	for _, want := range []string{"log_level", "BufferSize", "MaxDepth", "sha256", "used twice", "unknown builtin"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+}

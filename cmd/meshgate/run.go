@@ -18,6 +18,10 @@ usage:
   meshgate [serve] [flags]     run the gateway (default: https://localhost:8443)
   meshgate token [flags]       mint a development token, printed alone on stdout
   meshgate plugin NAME         run a built-in publisher plugin (the gateway starts these itself)
+  meshgate probe --url URL --token T [--cacert F]
+                               walk the whole path from outside; exit 1 naming the failed step
+  meshgate config check [--config FILE]
+                               validate a config file, reporting every problem at once
 
 run "meshgate <command> -h" for a command's flags.
 `
@@ -35,6 +39,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return token(args, stdout, stderr)
 	case "plugin":
 		return runPlugin(args)
+	case "config":
+		return configCommand(args, stdout, stderr)
+	case "probe":
+		return probe(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
