@@ -3,6 +3,7 @@ package server_test
 import (
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -68,6 +69,35 @@ func TestMetrics(t *testing.T) {
 	} {
 		if got := value(body, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestMetrics_DashboardQueriesExist keeps deploy/grafana/meshgate.json
+// honest: every meshgate_ metric it queries is one /metrics serves.
+func TestMetrics_DashboardQueriesExist(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	req, _ := http.NewRequest("GET", strings.TrimSuffix(g.url, "/graphql")+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+g.token("ops", "prom", "admin"))
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	served := string(b)
+	dash, err := os.ReadFile("../deploy/grafana/meshgate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`meshgate_[a-z_]+`).FindAllString(string(dash), -1)
+	if len(names) < 5 {
+		t.Fatalf("dashboard queries %d meshgate metrics", len(names))
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(n, "_bucket")
+		if !strings.Contains(served, "# TYPE "+base+" ") {
+			t.Errorf("the dashboard queries %s, which /metrics does not serve", n)
 		}
 	}
 }
