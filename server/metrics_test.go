@@ -76,7 +76,9 @@ func TestMetrics(t *testing.T) {
 // TestMetrics_DashboardQueriesExist keeps deploy/grafana/meshgate.json
 // honest: every meshgate_ metric it queries is one /metrics serves.
 func TestMetrics_DashboardQueriesExist(t *testing.T) {
-	g := start(t, server.Config{}, shard.Config{})
+	g := start(t, server.Config{Plugins: func() []server.PluginStatus {
+		return []server.PluginStatus{{Name: "user", Up: true, Restarts: 1}}
+	}}, shard.Config{})
 	req, _ := http.NewRequest("GET", strings.TrimSuffix(g.url, "/graphql")+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+g.token("ops", "prom", "admin"))
 	resp, err := g.client.Do(req)
