@@ -128,7 +128,7 @@ func (s *sessions) run(ctx context.Context) {
 	}
 }
 
-// broadcast sends a session event to every running plugin.
+// broadcast sends a session event to every running plugin that asked for them.
 func (s *sessions) broadcast(user, dev string, online bool) {
 	m := &pb.HostMessage{Msg: &pb.HostMessage_Session{Session: &pb.SessionEvent{
 		Principal: &pb.Principal{User: user, Device: dev}, Online: online, TimeUnixNano: s.now().UnixNano(),
@@ -136,7 +136,9 @@ func (s *sessions) broadcast(user, dev string, online bool) {
 	s.h.mu.RLock()
 	insts := make([]*instance, 0, len(s.h.all))
 	for inst := range s.h.all {
-		insts = append(insts, inst)
+		if inst.sessions {
+			insts = append(insts, inst)
+		}
 	}
 	s.h.mu.RUnlock()
 	for _, inst := range insts {
@@ -146,6 +148,9 @@ func (s *sessions) broadcast(user, dev string, online bool) {
 
 // replay tells a (re)started plugin which devices are online now.
 func (s *sessions) replay(inst *instance) {
+	if !inst.sessions {
+		return
+	}
 	s.mu.Lock()
 	var on [][2]string
 	for k, d := range s.devices {

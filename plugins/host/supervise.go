@@ -22,13 +22,14 @@ import (
 
 // instance is one running plugin process.
 type instance struct {
-	h       *Host
-	name    string
-	version string
-	schemes []string
-	client  pb.PublisherClient
-	proc    *plugin.Client
-	up      bool
+	h        *Host
+	name     string
+	version  string
+	schemes  []string
+	client   pb.PublisherClient
+	proc     *plugin.Client
+	up       bool
+	sessions bool // wants SessionEvents
 
 	sendMu sync.Mutex
 	host   pb.Publisher_HostClient
@@ -150,7 +151,7 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	if err != nil {
 		return fmt.Errorf("describe: %w", err)
 	}
-	inst := &instance{h: h, name: p.Name, version: desc.GetVersion(), schemes: desc.GetSchemes(), client: client, proc: proc}
+	inst := &instance{h: h, name: p.Name, version: desc.GetVersion(), schemes: desc.GetSchemes(), client: client, proc: proc, sessions: desc.GetWantsSessions()}
 	if err := h.register(inst); err != nil {
 		return err
 	}

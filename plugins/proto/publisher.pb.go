@@ -193,7 +193,10 @@ type DescribeResponse struct {
 	// version is the plugin's own version, for logs and status.
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// schemes this plugin owns, e.g. ["storage"]: resources "storage:…".
-	Schemes       []string `protobuf:"bytes,3,rep,name=schemes,proto3" json:"schemes,omitempty"`
+	Schemes []string `protobuf:"bytes,3,rep,name=schemes,proto3" json:"schemes,omitempty"`
+	// wants_sessions asks for SessionEvents on the Host stream (presence
+	// does); without it the host sends none.
+	WantsSessions bool `protobuf:"varint,4,opt,name=wants_sessions,json=wantsSessions,proto3" json:"wants_sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +250,13 @@ func (x *DescribeResponse) GetSchemes() []string {
 		return x.Schemes
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetWantsSessions() bool {
+	if x != nil {
+		return x.WantsSessions
+	}
+	return false
 }
 
 type AuthorizeRequest struct {
@@ -1036,11 +1046,12 @@ const file_publisher_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
 	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\x11\n" +
-	"\x0fDescribeRequest\"Z\n" +
+	"\x0fDescribeRequest\"\x81\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
-	"\aschemes\x18\x03 \x03(\tR\aschemes\"\x84\x01\n" +
+	"\aschemes\x18\x03 \x03(\tR\aschemes\x12%\n" +
+	"\x0ewants_sessions\x18\x04 \x01(\bR\rwantsSessions\"\x84\x01\n" +
 	"\x10AuthorizeRequest\x12>\n" +
 	"\tprincipal\x18\x01 \x01(\v2 .meshgate.publisher.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +

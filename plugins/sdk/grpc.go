@@ -63,7 +63,8 @@ func (s *server) run() {
 
 func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	i := s.p.Info()
-	return &pb.DescribeResponse{Name: i.Name, Version: i.Version, Schemes: i.Schemes}, nil
+	_, sessions := s.p.(SessionWatcher)
+	return &pb.DescribeResponse{Name: i.Name, Version: i.Version, Schemes: i.Schemes, WantsSessions: sessions}, nil
 }
 
 func (s *server) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeResponse, error) {
