@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type Server struct {
 	cancelBase context.CancelFunc
 
 	wheel   *wheel
+	writers *writers
 	metrics *metrics
 	guard   *guard
 	http    *http.Server
@@ -67,6 +69,7 @@ func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Re
 		resolver.AllowSubscribe = func(p shard.Principal) bool { return s.guard.allowSubscribe(p.User) }
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.writers = newWriters(s.base, max(2, 2*runtime.GOMAXPROCS(0)))
 	s.wheel = newWheel(s.base, time.Second, cfg.Now, func() { s.guard.sweep(10 * time.Minute) })
 
 	s.mux = http.NewServeMux()

@@ -601,7 +601,7 @@ func (c *wsConn) wakeLocked() {
 		return
 	}
 	c.writing = true
-	go c.writeLoop()
+	c.s.writers.push(c)
 }
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
@@ -616,19 +616,26 @@ const (
 	closeGrace = time.Second
 )
 
-// writeLoop sends everything pending, in rounds, then exits. It is the only
-// writer of the socket.
-func (c *wsConn) writeLoop() {
+// writeLoop sends what is pending, in at most maxRounds rounds. It reports
+// more when output is still pending, in which case c stays marked writing
+// and the caller queues it again (so one busy connection cannot hold a
+// writer). Only the writer that holds c runs it: it is the socket's only
+// writer.
+func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 	bp := writeBufs.Get().(*[]byte)
 	defer writeBufs.Put(bp)
 	var notes []shard.Notification
 	var dirty []*wsOp
-	for {
+	for round := 0; ; round++ {
 		c.mu.Lock()
 		if !c.pending || c.closed {
 			c.writing = false
 			c.mu.Unlock()
-			return
+			return false
+		}
+		if round == maxRounds {
+			c.mu.Unlock()
+			return true
 		}
 		c.pending = false
 		buf := (*bp)[:0]
@@ -676,10 +683,11 @@ func (c *wsConn) writeLoop() {
 		*bp = buf
 		if len(buf) > 0 {
 			_ = c.nc.SetWriteDeadline(c.s.cfg.Now().Add(c.s.cfg.WS.WriteTimeout))
-			if _, err := c.nc.Write(buf); err != nil {
+			_, err := c.nc.Write(buf)
+			if err != nil {
 				c.s.log.Debug("websocket write failed", "err", err)
 				c.abort()
-				return
+				return false
 			}
 			c.s.metrics.observeWrite(oldest, c.s.cfg.Now())
 		}
@@ -693,7 +701,7 @@ func (c *wsConn) writeLoop() {
 			c.mu.Lock()
 			c.writing = false
 			c.mu.Unlock()
-			return
+			return false
 		}
 	}
 }
