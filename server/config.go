@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"meshgate/internal/faults"
 )
 
 // Config sets the front door's limits. A zero field means its default.
@@ -34,6 +36,10 @@ type Config struct {
 	Ready func() bool
 	// Plugins reports the publisher plugins for /metrics. Default: none.
 	Plugins func() []PluginStatus
+	// Faults injects delays and failures into /graphql requests, to rehearse
+	// failure. Off by default. FaultSeed makes a run repeatable (0: random).
+	Faults    faults.Config
+	FaultSeed uint64
 }
 
 // WSConfig sets WebSocket limits.
@@ -118,6 +124,9 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, errors.New("WS.MessageRate: must be positive"))
 	}
 	dur("SSEKeepAlive", &c.SSEKeepAlive, d.SSEKeepAlive)
+	if err := c.Faults.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("Faults: %w", err))
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"meshgate/graph"
+	"meshgate/internal/faults"
 	"meshgate/shard"
 )
 
@@ -41,6 +42,7 @@ type Server struct {
 	writers *writers
 	metrics *metrics
 	guard   *guard
+	faults  *faults.Injector
 	http    *http.Server
 	once    sync.Once
 }
@@ -65,6 +67,10 @@ func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Re
 	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity})
 
 	s.guard = newGuard(cfg.Limits, cfg.Now)
+	s.faults = faults.New(cfg.Faults, cfg.FaultSeed)
+	if s.faults != nil {
+		s.log.Warn("fault injection is on", "delay_probability", cfg.Faults.DelayProbability, "delay", cfg.Faults.Delay.String(), "error_probability", cfg.Faults.ErrorProbability)
+	}
 	if resolver.AllowSubscribe == nil {
 		resolver.AllowSubscribe = func(p shard.Principal) bool { return s.guard.allowSubscribe(p.User) }
 	}
@@ -113,6 +119,12 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("handler panic", "panic", v)
 		}
 	}()
+	if err := s.faults.Before(r.Context()); err != nil {
+		// Refused before anything ran: a client may retry safely.
+		w.Header().Set("Retry-After", "1")
+		writeRequestError(w, mediaJSON, &requestError{http.StatusServiceUnavailable, graph.CodeUnavailable, "unavailable (injected fault): retry"})
+		return
+	}
 	switch {
 	case isWebSocket(r):
 		s.serveWS(w, r)

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/goccy/go-yaml"
 
+	"meshgate/internal/faults"
 	"meshgate/plugins/host"
 	"meshgate/server"
 	"meshgate/shard"
@@ -31,10 +34,66 @@ type fileConfig struct {
 		Keys          []server.Key `yaml:"keys"`
 		DisableDevKey bool         `yaml:"disable_dev_key"`
 	} `yaml:"auth"`
+	// Faults injects failures on purpose (off by default); see README.
+	Faults faultConfig `yaml:"faults"`
 	// Plugins lists the publisher plugins; absent means every built-in.
 	Plugins []host.Plugin `yaml:"plugins"`
 	Store   storeConfig   `yaml:"queues"`
 	Server  serverConfig  `yaml:"limits"`
+}
+
+type faultConfig struct {
+	Seed    uint64        `yaml:"seed"`
+	HTTP    faults.Config `yaml:"http"`
+	Plugins faults.Config `yaml:"plugins"`
+}
+
+// parseFaults reads --faults: comma-separated point.key=value pairs, with
+// point http or plugins and key error (probability), delay (duration) or
+// delay_p (probability); or seed=N.
+func parseFaults(spec string, into *faultConfig) error {
+	for _, kv := range strings.Split(spec, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("--faults: %q is not key=value", kv)
+		}
+		if k == "seed" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("--faults: seed: %w", err)
+			}
+			into.Seed = n
+			continue
+		}
+		point, key, _ := strings.Cut(k, ".")
+		var c *faults.Config
+		switch point {
+		case "http":
+			c = &into.HTTP
+		case "plugins":
+			c = &into.Plugins
+		default:
+			return fmt.Errorf("--faults: unknown point %q (http or plugins)", point)
+		}
+		var err error
+		switch key {
+		case "error":
+			c.ErrorProbability, err = strconv.ParseFloat(v, 64)
+		case "delay_p":
+			c.DelayProbability, err = strconv.ParseFloat(v, 64)
+		case "delay":
+			c.Delay, err = time.ParseDuration(v)
+		default:
+			return fmt.Errorf("--faults: unknown key %q (error, delay, delay_p)", key)
+		}
+		if err != nil {
+			return fmt.Errorf("--faults: %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 type storeConfig struct {
@@ -137,6 +196,12 @@ func (c *fileConfig) validate(path string) error {
 	}
 	if c.Auth.DisableDevKey && len(c.Auth.Keys) == 0 {
 		errs = append(errs, fmt.Errorf("%s: auth.disable_dev_key needs at least one auth.keys entry", where))
+	}
+	if err := c.Faults.HTTP.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: faults.http: %w", where, err))
+	}
+	if err := c.Faults.Plugins.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: faults.plugins: %w", where, err))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%s: shutdown_timeout must be positive", where))

@@ -176,3 +176,18 @@ func TestConfigCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFaults(t *testing.T) {
+	var fc faultConfig
+	if err := parseFaults("http.error=0.1, http.delay=50ms,http.delay_p=0.2,plugins.error=0.05,seed=9", &fc); err != nil {
+		t.Fatal(err)
+	}
+	if fc.HTTP.ErrorProbability != 0.1 || fc.HTTP.Delay != 50*time.Millisecond || fc.HTTP.DelayProbability != 0.2 || fc.Plugins.ErrorProbability != 0.05 || fc.Seed != 9 {
+		t.Fatalf("%+v", fc)
+	}
+	for _, bad := range []string{"http.error", "disk.error=1", "http.boom=1", "http.delay=soon"} {
+		if parseFaults(bad, &fc) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

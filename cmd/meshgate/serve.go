@@ -27,6 +27,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	insecure := fs.Bool("insecure-http", false, "serve plain HTTP, only behind a TLS-terminating proxy")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	faultSpec := fs.String("faults", "", "inject faults, e.g. http.error=0.1,http.delay=50ms,http.delay_p=0.2,plugins.error=0.05 (off by default)")
 	debugListen := fs.String("debug-listen", "", "serve net/http/pprof on this address (loopback only, e.g. 127.0.0.1:6060); off by default")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -55,6 +56,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg.LogLevel = *logLevel
 		}
 	})
+	if err := parseFaults(*faultSpec, &cfg.Faults); err != nil {
+		return err
+	}
 	if err := cfg.validate(*configPath); err != nil {
 		return err
 	}
@@ -82,7 +86,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if plugins == nil {
 		plugins = host.DefaultPlugins()
 	}
-	pubs, err := host.New(host.Config{Plugins: plugins, DataDir: cfg.DataDir, Logger: log}, nil)
+	pubs, err := host.New(host.Config{Plugins: plugins, DataDir: cfg.DataDir, Logger: log, Faults: cfg.Faults.Plugins, FaultSeed: cfg.Faults.Seed}, nil)
 	if err != nil {
 		return err
 	}
@@ -103,6 +107,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srvCfg := cfg.Server.serverConfig(log)
 	srvCfg.Ready = pubs.Ready
+	srvCfg.Faults, srvCfg.FaultSeed = cfg.Faults.HTTP, cfg.Faults.Seed
 	srvCfg.Plugins = func() []server.PluginStatus {
 		var out []server.PluginStatus
 		for _, p := range pubs.Health() {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"time"
+
+	"meshgate/internal/faults"
 )
 
 // Plugin configures one publisher plugin.
@@ -46,6 +48,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Faults injects delays and failures into calls to plugins, to
+	// rehearse failure. Off by default; FaultSeed 0 means random.
+	Faults    faults.Config
+	FaultSeed uint64
 }
 
 // Builtins are the plugins built into meshgate.
@@ -88,6 +94,9 @@ func (c Config) withDefaults() (Config, error) {
 			}
 			return exec.Command(exe, "plugin", b), nil
 		}
+	}
+	if err := c.Faults.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("faults: %w", err))
 	}
 	names := map[string]bool{}
 	for i, p := range c.Plugins {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"meshgate/internal/faults"
 	pb "meshgate/plugins/proto"
 	"meshgate/shard"
 )
@@ -41,6 +42,7 @@ type Host struct {
 	health  map[string]*Health // configured plugin name → health
 
 	sessions *sessions
+	faults   *faults.Injector
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -63,6 +65,7 @@ func New(cfg Config, sink Sink) (*Host, error) {
 		h.health[p.Name] = &Health{Name: p.Name}
 	}
 	h.sessions = newSessions(h, cfg.Grace, cfg.Now)
+	h.faults = faults.New(cfg.Faults, cfg.FaultSeed)
 	return h, nil
 }
 
@@ -176,6 +179,9 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
+	if err := h.faults.Before(ctx); err != nil {
+		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err)
+	}
 	r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
 	if err != nil {
 		return "", callError(inst.name, err)
@@ -200,6 +206,9 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
+	if err := h.faults.Before(ctx); err != nil {
+		return 0, fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err)
+	}
 	r, err := inst.client.Publish(ctx, &pb.PublishRequest{Principal: principalProto(p), Resource: resource, Etag: etag, Payload: payload})
 	if status.Code(err) == codes.Unimplemented {
 		return 0, fmt.Errorf("%w: publisher %s does not accept publish", shard.ErrForbidden, inst.name)

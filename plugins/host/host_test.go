@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"meshgate/internal/faults"
 	"meshgate/plugins/builtin/presence"
 	"meshgate/plugins/builtin/storage"
 	"meshgate/plugins/builtin/user"
@@ -386,3 +387,22 @@ func (l *lockedBuf) String() string {
 }
 
 func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func TestPlugins_InjectedFaultsAreUnavailable(t *testing.T) {
+	r := start(t, host.Config{Plugins: []host.Plugin{{Name: "user", Builtin: "user"}}, Faults: faults.Config{ErrorProbability: 0.5}, FaultSeed: 3})
+	var ok, unavailable int
+	for range 40 {
+		_, err := r.h.Authorize(context.Background(), alice, "user:alice/x", "")
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, shard.ErrUnavailable):
+			unavailable++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if ok == 0 || unavailable == 0 {
+		t.Fatalf("ok %d, unavailable %d: want both", ok, unavailable)
+	}
+}
