@@ -87,7 +87,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	resp := responses(ctx)
 	b, err := json.Marshal(resp)
 	if err != nil {
-		s.log.Error("marshal response", "err", err)
+		s.log.ErrorContext(ctx, "marshal response", "err", err)
 		writeRequestError(w, media, &requestError{http.StatusInternalServerError, graph.CodeInternal, "internal error"})
 		return
 	}
@@ -252,7 +252,7 @@ func (s *Server) authenticateExp(r *http.Request, ext map[string]any) (shard.Pri
 	}
 	p, exp, err := s.auth.Verify(tok)
 	if err != nil {
-		s.log.Debug("token refused", "err", err, "remote", r.RemoteAddr)
+		s.log.DebugContext(r.Context(), "token refused", "err", err, "remote", r.RemoteAddr)
 		return shard.Principal{}, time.Time{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "the bearer token is invalid or expired"}
 	}
 	return p, exp, nil

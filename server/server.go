@@ -92,7 +92,7 @@ func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Re
 }
 
 // Handler returns the root HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return withRequestID(s.mux) }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -116,7 +116,7 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("handler panic", "panic", v)
+			s.log.ErrorContext(r.Context(), "handler panic", "panic", v)
 		}
 	}()
 	if err := s.faults.Before(r.Context()); err != nil {
@@ -138,7 +138,7 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 // Serve accepts connections on l: TLS when tlsCfg is set, plain HTTP otherwise.
 func (s *Server) Serve(l net.Listener, tlsCfg *tls.Config) error {
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

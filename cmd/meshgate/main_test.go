@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -189,5 +190,29 @@ func TestParseFaults(t *testing.T) {
 		if parseFaults(bad, &fc) == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestFlagsFromEnv(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", "", "")
+	dir := fs.String("data-dir", "", "")
+	insecure := fs.Bool("insecure-http", false, "")
+	if err := fs.Parse([]string{"--listen", ":1"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MESHGATE_LISTEN": ":2", "MESHGATE_DATA_DIR": "/d", "MESHGATE_INSECURE_HTTP": "true"}
+	if err := flagsFromEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if *listen != ":1" || *dir != "/d" || !*insecure {
+		t.Fatalf("listen %q (flag wins), data-dir %q, insecure %v", *listen, *dir, *insecure)
+	}
+	env["MESHGATE_INSECURE_HTTP"] = "maybe"
+	fs2 := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs2.Bool("insecure-http", false, "")
+	fs2.Parse(nil)
+	if err := flagsFromEnv(fs2, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "MESHGATE_INSECURE_HTTP") {
+		t.Fatalf("bad env value: %v", err)
 	}
 }
