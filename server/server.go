@@ -41,6 +41,7 @@ type Server struct {
 	wheel   *wheel
 	writers *writers
 	metrics *metrics
+	status  statusHistory
 	guard   *guard
 	faults  *faults.Injector
 	http    *http.Server
@@ -76,8 +77,10 @@ func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Re
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.writers = newWriters(s.base, max(2, 2*runtime.GOMAXPROCS(0)))
+	s.status.started = cfg.Now()
 	s.wheel = newWheel(s.base, time.Second, cfg.Now, func() { s.guard.sweep(10 * time.Minute) })
 
+	go s.sampleLoop(s.base)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/graphql", s.serveGraphQL)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -87,6 +90,8 @@ func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Re
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
 	s.metrics = newMetrics(s)
 	s.mux.Handle("GET /metrics", s.metrics.handler(s, true))
+	s.mux.HandleFunc("GET /status", serveStatusPage)
+	s.mux.HandleFunc("GET /status.json", s.serveStatusJSON)
 	s.mux.Handle("/", graphiqlHandler())
 	return s, nil
 }
