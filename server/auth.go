@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,12 +39,6 @@ type Claims struct {
 	Scope  any    `json:"scope,omitempty"`
 	jwt.RegisteredClaims
 }
-
-// Token is a bearer token string that never prints itself in logs.
-type Token string
-
-// LogValue redacts the token.
-func (Token) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // Limits on token contents.
 const (

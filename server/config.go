@@ -121,11 +121,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.WS.MessageRate == 0 {
 		c.WS.MessageRate = d.WS.MessageRate
 	} else if c.WS.MessageRate < 0 {
-		errs = append(errs, errors.New("WS.MessageRate: must be positive"))
+		errs = append(errs, fmt.Errorf("%s: must be positive, got %v", "WS.MessageRate", c.WS.MessageRate))
 	}
 	dur("SSEKeepAlive", &c.SSEKeepAlive, d.SSEKeepAlive)
 	if err := c.Faults.Check(); err != nil {
-		errs = append(errs, fmt.Errorf("Faults: %w", err))
+		errs = append(errs, fmt.Errorf("%s: %w", "Faults", err))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

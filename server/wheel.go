@@ -92,13 +92,6 @@ func (w *wheel) countByKind() (ws, sse int) {
 	return ws, sse
 }
 
-// count is the number of registered connections.
-func (w *wheel) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.conns)
-}
-
 func (w *wheel) wait() { <-w.done }
 
 // goingAway tells every connection the server is shutting down.

@@ -60,7 +60,7 @@ func (slow) Current(ctx context.Context, _ []string) (map[string]string, error) 
 func (slow) Run(ctx context.Context, _ sdk.Host) error                          { <-ctx.Done(); return nil }
 
 // burst emits n events through Watch when asked to publish {"n": n}.
-type burst struct{ h chan sdk.Host }
+type burst struct{}
 
 func (*burst) Info() sdk.Info {
 	return sdk.Info{Name: "burst", Version: "0", Schemes: []string{"burst"}}
