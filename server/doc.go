@@ -6,9 +6,11 @@
 //
 // It calls graph (gqlgen's executor and the notification encoder) and shard
 // (streams); neither knows it exists. Streaming transports serve the
-// `notifications` subscription themselves: each connection has one reader
-// goroutine, and a writer goroutine only while it has something to send.
+// `notifications` subscription themselves: each WebSocket has one reader
+// goroutine, and connections with output pending queue for a small pool
+// of writers (writers.go). One wheel drives every connection's timers.
 //
-// Lock order: conn.mu → nothing (queue locks are taken inside shard calls
-// made without conn.mu held).
+// Lock order: wsConn.mu → writers.mu (a wake-up queues the connection);
+// neither is held across a shard call, so queue locks never nest inside
+// them.
 package server
