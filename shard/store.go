@@ -86,9 +86,6 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Config returns the effective configuration, defaults applied.
-func (s *Store) Config() Config { return s.cfg }
-
 // Close stops the reaper. Safe to call twice.
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.stop) })

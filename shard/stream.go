@@ -46,12 +46,6 @@ func (s *Store) Attach(_ context.Context, p Principal, name string, after uint64
 	return &Stream{s: s, q: q, l: l, cursor: after}, nil
 }
 
-// Queue is the stream's queue name.
-func (st *Stream) Queue() string { return st.q.name }
-
-// Cursor is the seq of the last notification handed out.
-func (st *Stream) Cursor() uint64 { return st.cursor }
-
 // Next appends to dst up to limit notifications after the cursor and moves
 // the cursor past them. It returns ErrQueueNotFound once the queue is gone
 // (deleted or, for a closed stream, expired).

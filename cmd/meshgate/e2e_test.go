@@ -171,8 +171,7 @@ func dialWS(t *testing.T, hc *http.Client, url, tok string) *wsClient {
 }
 
 func (w *wsClient) send(v any) {
-	b, _ := json.Marshal(v)
-	if err := w.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
+	if err := wsSend(context.Background(), w.conn, v); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -187,13 +186,7 @@ func (w *wsClient) expect(want string) {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for {
-		_, b, err := w.conn.Read(ctx)
-		if err != nil {
-			w.t.Fatalf("waiting for %s: %v", want, err)
-		}
-		if strings.Contains(string(b), want) {
-			return
-		}
+	if _, err := wsAwait(ctx, w.conn, want); err != nil {
+		w.t.Fatalf("waiting for %s: %v", want, err)
 	}
 }
