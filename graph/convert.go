@@ -56,7 +56,7 @@ func (l *chanListener) Notify() {
 // pump feeds a gqlgen subscription from a stream. This is the slow path,
 // used only when gqlgen itself executes the subscription; the WebSocket
 // and SSE transports bypass it.
-func pump(ctx context.Context, st *shard.Stream, l *chanListener, out chan<- *model.Notification) {
+func pump(ctx context.Context, st shard.Reader, l *chanListener, out chan<- *model.Notification) {
 	defer close(out)
 	defer st.Close()
 	var buf []shard.Notification

@@ -38,6 +38,18 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	ClusterNode struct {
+		Misplaced     func(childComplexity int) int
+		Name          func(childComplexity int) int
+		Queues        func(childComplexity int) int
+		Resources     func(childComplexity int) int
+		Ring          func(childComplexity int) int
+		RingShare     func(childComplexity int) int
+		Subscribers   func(childComplexity int) int
+		Subscriptions func(childComplexity int) int
+		Up            func(childComplexity int) int
+	}
+
 	Mutation struct {
 		CreateQueue func(childComplexity int, ttlSeconds *int) int
 		DeleteQueue func(childComplexity int, name string) int
@@ -71,6 +83,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		Cluster       func(childComplexity int) int
 		Me            func(childComplexity int) int
 		Notifications func(childComplexity int, queue string, after *model.Seq, limit *int, waitSeconds *int) int
 		Queue         func(childComplexity int, name string) int
@@ -119,6 +132,7 @@ type QueryResolver interface {
 	Queues(ctx context.Context) ([]*model.Queue, error)
 	Subscriptions(ctx context.Context, queue string) ([]*model.ResourceSubscription, error)
 	Notifications(ctx context.Context, queue string, after *model.Seq, limit *int, waitSeconds *int) (*model.NotificationPage, error)
+	Cluster(ctx context.Context) ([]*model.ClusterNode, error)
 }
 type SubscriptionResolver interface {
 	Notifications(ctx context.Context, queue string, after *model.Seq) (<-chan *model.Notification, error)
@@ -141,6 +155,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "ClusterNode.misplaced":
+		if e.ComplexityRoot.ClusterNode.Misplaced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Misplaced(childComplexity), true
+	case "ClusterNode.name":
+		if e.ComplexityRoot.ClusterNode.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Name(childComplexity), true
+	case "ClusterNode.queues":
+		if e.ComplexityRoot.ClusterNode.Queues == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Queues(childComplexity), true
+	case "ClusterNode.resources":
+		if e.ComplexityRoot.ClusterNode.Resources == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Resources(childComplexity), true
+	case "ClusterNode.ring":
+		if e.ComplexityRoot.ClusterNode.Ring == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Ring(childComplexity), true
+	case "ClusterNode.ringShare":
+		if e.ComplexityRoot.ClusterNode.RingShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.RingShare(childComplexity), true
+	case "ClusterNode.subscribers":
+		if e.ComplexityRoot.ClusterNode.Subscribers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Subscribers(childComplexity), true
+	case "ClusterNode.subscriptions":
+		if e.ComplexityRoot.ClusterNode.Subscriptions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Subscriptions(childComplexity), true
+	case "ClusterNode.up":
+		if e.ComplexityRoot.ClusterNode.Up == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClusterNode.Up(childComplexity), true
 
 	case "Mutation.createQueue":
 		if e.ComplexityRoot.Mutation.CreateQueue == nil {
@@ -300,6 +369,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Principal.User(childComplexity), true
+
+	case "Query.cluster":
+		if e.ComplexityRoot.Query.Cluster == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Cluster(childComplexity), true
 
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
@@ -651,6 +727,30 @@ type Query {
   notification arrives or the time is up (long-poll). Renews the lease.
   """
   notifications(queue: String!, after: Seq = 0, limit: Int = 100, waitSeconds: Int = 0): NotificationPage!
+  "The cluster's nodes, as the node answering sees them. Needs the ` + "`" + `admin` + "`" + ` scope."
+  cluster: [ClusterNode!]!
+}
+
+"One node of the cluster, as it reports itself."
+type ClusterNode {
+  "The node's name."
+  name: String!
+  "False when the node did not answer."
+  up: Boolean!
+  "The node's share of the hash ring (0-1), as the answering node sees the ring."
+  ringShare: Float!
+  "Queues the node holds."
+  queues: Int!
+  "Subscriptions held in those queues."
+  subscriptions: Int!
+  "Resources whose subscriber lists the node holds."
+  resources: Int!
+  "Entries in those subscriber lists."
+  subscribers: Int!
+  "Keys (queues and lists) the node holds but its ring gives to another node: non-zero only during a hand-off."
+  misplaced: Int!
+  "The nodes of the node's ring."
+  ring: [String!]!
 }
 
 type Mutation {
@@ -702,6 +802,30 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_ClusterNode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_ClusterNode_name(ctx, field)
+	case "up":
+		return ec.fieldContext_ClusterNode_up(ctx, field)
+	case "ringShare":
+		return ec.fieldContext_ClusterNode_ringShare(ctx, field)
+	case "queues":
+		return ec.fieldContext_ClusterNode_queues(ctx, field)
+	case "subscriptions":
+		return ec.fieldContext_ClusterNode_subscriptions(ctx, field)
+	case "resources":
+		return ec.fieldContext_ClusterNode_resources(ctx, field)
+	case "subscribers":
+		return ec.fieldContext_ClusterNode_subscribers(ctx, field)
+	case "misplaced":
+		return ec.fieldContext_ClusterNode_misplaced(ctx, field)
+	case "ring":
+		return ec.fieldContext_ClusterNode_ring(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ClusterNode", field.Name)
+}
 
 func (ec *executionContext) childFields_Notification(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -1234,6 +1358,213 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _ClusterNode_name(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "String")
+}
+
+func (ec *executionContext) _ClusterNode_up(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_up(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Up, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_up(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ClusterNode_ringShare(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_ringShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RingShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_ringShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ClusterNode_queues(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_queues(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Queues, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_queues(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClusterNode_subscriptions(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_subscriptions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subscriptions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_subscriptions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClusterNode_resources(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_resources(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Resources, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_resources(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClusterNode_subscribers(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_subscribers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subscribers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_subscribers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClusterNode_misplaced(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_misplaced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Misplaced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_misplaced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClusterNode_ring(ctx context.Context, field graphql.CollectedField, obj *model.ClusterNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClusterNode_ring(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ring, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClusterNode_ring(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClusterNode", field, false, false, "String")
+}
 
 func (ec *executionContext) _Mutation_createQueue(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -2052,6 +2383,38 @@ func (ec *executionContext) fieldContext_Query_notifications(ctx context.Context
 	if fc.Args, err = ec.field_Query_notifications_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_cluster(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_cluster(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Cluster(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ClusterNode) graphql.Marshaler {
+			return ec.marshalNClusterNode2ᚕᚖmeshgateᚋgraphᚋmodelᚐClusterNodeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_cluster(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ClusterNode(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -3510,6 +3873,79 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** object.gotpl ****************************
 
+var clusterNodeImplementors = []string{"ClusterNode"}
+
+func (ec *executionContext) _ClusterNode(ctx context.Context, sel ast.SelectionSet, obj *model.ClusterNode) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, clusterNodeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ClusterNode")
+		case "name":
+			out.Values[i] = ec._ClusterNode_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "up":
+			out.Values[i] = ec._ClusterNode_up(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ringShare":
+			out.Values[i] = ec._ClusterNode_ringShare(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queues":
+			out.Values[i] = ec._ClusterNode_queues(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "subscriptions":
+			out.Values[i] = ec._ClusterNode_subscriptions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resources":
+			out.Values[i] = ec._ClusterNode_resources(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "subscribers":
+			out.Values[i] = ec._ClusterNode_subscribers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "misplaced":
+			out.Values[i] = ec._ClusterNode_misplaced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ring":
+			out.Values[i] = ec._ClusterNode_ring(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -3792,6 +4228,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_notifications(ctx, field)
+				})
+		case "cluster":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_cluster(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -4329,6 +4771,44 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNClusterNode2ᚕᚖmeshgateᚋgraphᚋmodelᚐClusterNodeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ClusterNode) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNClusterNode2ᚖmeshgateᚋgraphᚋmodelᚐClusterNode(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNClusterNode2ᚖmeshgateᚋgraphᚋmodelᚐClusterNode(ctx context.Context, sel ast.SelectionSet, v *model.ClusterNode) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ClusterNode!")
+		return graphql.Null
+	}
+	return ec._ClusterNode(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {

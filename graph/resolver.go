@@ -3,8 +3,10 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"meshgate/shard"
+	"meshgate/shard/cluster"
 )
 
 // Publishers is what the resolvers need from the publisher side: the
@@ -17,9 +19,27 @@ type Publishers interface {
 	Publish(ctx context.Context, p shard.Principal, resource, etag string, payload []byte) (int, error)
 }
 
+// Backend is the state the resolvers read and change: a cluster node
+// (cluster.Node), which serves each call where its queue is held.
+type Backend interface {
+	CreateQueue(ctx context.Context, p shard.Principal, ttl time.Duration) (shard.QueueInfo, error)
+	Queue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error)
+	RenewQueue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error)
+	Queues(ctx context.Context, p shard.Principal) []shard.QueueInfo
+	DeleteQueue(ctx context.Context, p shard.Principal, name string) error
+	Subscribe(ctx context.Context, auth shard.Authorizer, p shard.Principal, queue, resource, proof, knownEtag string) (shard.SubscriptionInfo, error)
+	Unsubscribe(ctx context.Context, p shard.Principal, queue, resource string) (bool, error)
+	Subscriptions(ctx context.Context, p shard.Principal, queue string) ([]shard.SubscriptionInfo, error)
+	Poll(ctx context.Context, p shard.Principal, name string, after uint64, limit int, wait time.Duration) (shard.Page, error)
+	Attach(ctx context.Context, p shard.Principal, name string, after uint64, l shard.Listener) (shard.Reader, error)
+	Invite(ctx context.Context, from shard.Principal, toUser, toDevice string, payload []byte) (int, error)
+	// Members describes the cluster's nodes, for the admin `cluster` query.
+	Members(ctx context.Context) []cluster.NodeStats
+}
+
 // Resolver holds the resolvers' dependencies. It is safe for concurrent use.
 type Resolver struct {
-	Store      *shard.Store
+	Store      Backend
 	Publishers Publishers
 	// Logger receives internal errors; nil means none.
 	Logger *slog.Logger

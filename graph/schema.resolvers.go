@@ -212,6 +212,28 @@ func (r *queryResolver) Notifications(ctx context.Context, queue string, after *
 	return out, nil
 }
 
+// Cluster is the resolver for the cluster field.
+func (r *queryResolver) Cluster(ctx context.Context) ([]*model.ClusterNode, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, r.errorf(ctx, err)
+	}
+	if !p.Has(shard.ScopeAdmin) {
+		return nil, r.errorf(ctx, fmt.Errorf("%w: the cluster view needs the admin scope", shard.ErrForbidden))
+	}
+	members := r.Store.Members(ctx)
+	out := make([]*model.ClusterNode, len(members))
+	for i, m := range members {
+		ring := m.Ring
+		if ring == nil {
+			ring = []string{}
+		}
+		out[i] = &model.ClusterNode{Name: m.Name, Up: m.Up, RingShare: m.Share, Queues: m.Queues, Subscriptions: m.Subscriptions,
+			Resources: m.Resources, Subscribers: m.Subscribers, Misplaced: m.Misplaced, Ring: ring}
+	}
+	return out, nil
+}
+
 // Notifications is the resolver for the notifications field.
 func (r *subscriptionResolver) Notifications(ctx context.Context, queue string, after *model.Seq) (<-chan *model.Notification, error) {
 	p, err := principal(ctx)

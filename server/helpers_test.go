@@ -21,6 +21,7 @@ import (
 	"meshgate/plugins/inproc"
 	"meshgate/server"
 	"meshgate/shard"
+	"meshgate/shard/cluster"
 )
 
 // gateway is a real meshgate server on a loopback TLS socket.
@@ -49,7 +50,8 @@ func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(scfg, auth, store, &graph.Resolver{Store: store, Publishers: inproc.New(store, nil)})
+	node := cluster.Single(store)
+	srv, err := server.New(scfg, auth, node, &graph.Resolver{Store: node, Publishers: inproc.New(store, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

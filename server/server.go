@@ -21,6 +21,7 @@ import (
 	"meshgate/graph"
 	"meshgate/internal/faults"
 	"meshgate/shard"
+	"meshgate/shard/cluster"
 )
 
 // Server serves meshgate's public API. Create it with New, serve with
@@ -30,6 +31,7 @@ type Server struct {
 	log   *slog.Logger
 	auth  *Authenticator
 	store *shard.Store
+	node  *cluster.Node
 	exec  *executor.Executor
 	mux   *http.ServeMux
 
@@ -48,13 +50,14 @@ type Server struct {
 	once    sync.Once
 }
 
-// New builds a server over store and resolver.
-func New(cfg Config, auth *Authenticator, store *shard.Store, resolver *graph.Resolver) (*Server, error) {
+// New builds a server over a cluster node and the resolver.
+func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Resolver) (*Server, error) {
+	store := node.Store()
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("server config: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server"), auth: auth, store: store}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "server"), auth: auth, store: store, node: node}
 	if resolver.Logger == nil {
 		resolver.Logger = cfg.Logger.With("component", "graph")
 	}

@@ -106,9 +106,9 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &sseConn{wake: make(chan struct{}, 1), expires: exp, every: s.cfg.SSEKeepAlive}
-	var st *shard.Stream
+	var st shard.Reader
 	if isStream {
-		st, err = s.store.Attach(ctx, p, sop.Queue, sop.After, c)
+		st, err = s.node.Attach(ctx, p, sop.Queue, sop.After, c)
 		if err != nil {
 			code, msg := graph.Code(err)
 			status := http.StatusOK

@@ -82,7 +82,7 @@ type wsConn struct {
 type wsOp struct {
 	c     *wsConn
 	id    string
-	st    *shard.Stream
+	st    shard.Reader
 	plan  *graph.Plan
 	dirty atomic.Bool
 	stop  context.CancelFunc // for gqlgen-executed operations
@@ -445,7 +445,7 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 		return true
 	}
 	if ok {
-		st, err := c.s.store.Attach(ctx, p, sop.Queue, sop.After, op)
+		st, err := c.s.node.Attach(ctx, p, sop.Queue, sop.After, op)
 		if err != nil {
 			c.endOp(op, codeErrors(err))
 			return true

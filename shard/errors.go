@@ -19,6 +19,9 @@ var (
 	ErrUnknownScheme = errors.New("shard: no publisher for scheme")
 	// ErrUnavailable: the publisher that owns the resource is down.
 	ErrUnavailable = errors.New("shard: publisher unavailable")
+	// ErrMoved: the queue was handed to another node while the call ran;
+	// the cluster retries it there. Callers outside a cluster never see it.
+	ErrMoved = errors.New("shard: queue moved to another node")
 	// ErrClosed: the store is shut down.
 	ErrClosed = errors.New("shard: closed")
 )

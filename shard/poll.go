@@ -35,9 +35,9 @@ func (s *Store) Poll(ctx context.Context, p Principal, name string, after uint64
 	for {
 		now := s.cfg.Now()
 		q.mu.Lock()
-		if q.dead {
+		if err := q.goneLocked(); err != nil {
 			q.mu.Unlock()
-			return Page{}, ErrQueueNotFound
+			return Page{}, err
 		}
 		if err := q.checkAfterLocked(after); err != nil {
 			q.mu.Unlock()

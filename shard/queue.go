@@ -35,13 +35,23 @@ type queue struct {
 	waitCh    chan struct{}
 	subs      map[string]*subscription // resource → subscription
 	dead      bool
+	moved     bool // dead because handed to another node, not deleted
 }
 
-// subscription is one (queue, resource) pair. The same value is referenced
-// from the queue (subs) and from the resource (subs), so a delivery updates
-// the etag the queue knows without a second lookup.
+// goneLocked is nil for a live queue, else ErrMoved or ErrQueueNotFound. mu held.
+func (q *queue) goneLocked() error {
+	switch {
+	case q.moved:
+		return ErrMoved
+	case q.dead:
+		return ErrQueueNotFound
+	}
+	return nil
+}
+
+// subscription is the queue's side of a (queue, resource) pair; the
+// resource's side is a subRef in its subscriber list, perhaps on another node.
 type subscription struct {
-	res     *resource
 	etag    string // guarded by the queue's mu
 	created int64  // unix nanoseconds
 }

@@ -32,6 +32,8 @@ type Store struct {
 	resMu sync.RWMutex
 	res   map[string]*resource
 
+	peers Peers // nil on a single node
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -55,13 +57,14 @@ type Counters struct {
 // Counters returns the store's totals. Safe for concurrent use.
 func (s *Store) Counters() *Counters { return &s.counters }
 
-// resource is one resource's subscriber list.
+// resource is one resource's subscriber list: the names of the queues
+// subscribed to it, wherever they live.
 type resource struct {
 	name string
 	mu   sync.RWMutex
-	subs map[*queue]*subscription
-	etag string // the last etag a publisher reported, by authorization or event
-	dead bool   // removed from Store.res; re-look it up
+	subs map[string]*subRef // queue name → subscriber
+	etag string             // the last etag a publisher reported, by authorization or event
+	dead bool               // removed from Store.res; re-look it up
 }
 
 // New starts a store and its reaper.
@@ -100,6 +103,22 @@ func (s *Store) shard(name string) *struct {
 	return &s.queues[maphash.String(s.seed, name)%queueShards]
 }
 
+// SetPeers connects the store to a cluster; call it before use. Without
+// peers the store is a whole single-node gateway.
+func (s *Store) SetPeers(p Peers) { s.peers = p }
+
+// get returns the queue held here under name, or nil.
+func (s *Store) get(name string) *queue {
+	sh := s.shard(name)
+	sh.mu.RLock()
+	q := sh.m[name]
+	sh.mu.RUnlock()
+	return q
+}
+
+// Has reports whether the queue name is held here.
+func (s *Store) Has(name string) bool { return s.get(name) != nil }
+
 // lookup finds a live queue owned by p. Another device's queue is reported
 // as not found, exactly like a missing one.
 func (s *Store) lookup(p Principal, name string) (*queue, error) {
@@ -125,7 +144,14 @@ func (s *Store) newName() (string, error) {
 
 // CreateQueue makes a queue owned by p's device. ttl 0 means the default
 // lease; it must not exceed MaxTTL.
-func (s *Store) CreateQueue(_ context.Context, p Principal, ttl time.Duration) (QueueInfo, error) {
+func (s *Store) CreateQueue(ctx context.Context, p Principal, ttl time.Duration) (QueueInfo, error) {
+	return s.CreateQueueWhere(ctx, p, ttl, nil)
+}
+
+// CreateQueueWhere is CreateQueue drawing names until accept takes one (nil
+// accepts any): a cluster node keeps names the ring gives to itself, so a
+// new queue lives where it was asked for. accept must say yes often.
+func (s *Store) CreateQueueWhere(_ context.Context, p Principal, ttl time.Duration, accept func(name string) bool) (QueueInfo, error) {
 	switch {
 	case ttl == 0:
 		ttl = s.cfg.DefaultTTL
@@ -133,6 +159,12 @@ func (s *Store) CreateQueue(_ context.Context, p Principal, ttl time.Duration) (
 		return QueueInfo{}, fmt.Errorf("%w: ttlSeconds must be 1-%d", ErrInvalidInput, int(s.cfg.MaxTTL/time.Second))
 	}
 	name, err := s.newName()
+	for i := 0; err == nil && accept != nil && !accept(name); i++ {
+		if i == 1000 {
+			return QueueInfo{}, fmt.Errorf("%w: no queue name this node owns", ErrUnavailable)
+		}
+		name, err = s.newName()
+	}
 	if err != nil {
 		return QueueInfo{}, err
 	}
@@ -168,9 +200,9 @@ func (s *Store) Queue(_ context.Context, p Principal, name string) (QueueInfo, e
 	}
 	now := s.cfg.Now()
 	q.mu.Lock()
-	if q.dead {
+	if err := q.goneLocked(); err != nil {
 		q.mu.Unlock()
-		return QueueInfo{}, ErrQueueNotFound
+		return QueueInfo{}, err
 	}
 	q.renewLocked(now)
 	info := q.infoLocked(now)
@@ -209,7 +241,9 @@ func (s *Store) DeleteQueue(_ context.Context, p Principal, name string) error {
 		return err
 	}
 	if !s.remove(q) {
-		return ErrQueueNotFound
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.goneLocked()
 	}
 	return nil
 }
@@ -253,31 +287,11 @@ func (s *Store) remove(q *queue) bool {
 	s.ownerMu.Unlock()
 	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
 
-	for _, sub := range subs {
-		s.unlinkResource(sub.res, q)
+	for res := range subs {
+		s.unlink(res, []string{q.name})
 	}
 	notifyAll(ls)
 	return true
-}
-
-// unlinkResource removes q from r's subscriber list, and r from the table
-// once nobody subscribes to it.
-func (s *Store) unlinkResource(r *resource, q *queue) {
-	r.mu.Lock()
-	delete(r.subs, q)
-	empty := len(r.subs) == 0
-	r.mu.Unlock()
-	if !empty {
-		return
-	}
-	s.resMu.Lock()
-	r.mu.Lock()
-	if len(r.subs) == 0 && !r.dead {
-		r.dead = true
-		delete(s.res, r.name)
-	}
-	r.mu.Unlock()
-	s.resMu.Unlock()
 }
 
 // reap removes expired queues every ReapInterval until Close.

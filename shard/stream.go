@@ -5,6 +5,21 @@ import (
 	"slices"
 )
 
+// Reader is what transports read a queue through: a Stream here, or a
+// relay from the node that holds the queue.
+type Reader interface {
+	// Next appends up to limit notifications to dst. It returns
+	// ErrQueueNotFound once the queue is gone.
+	Next(dst []Notification, limit int) ([]Notification, error)
+	// Close detaches the reader. Safe to call twice.
+	Close()
+}
+
+var _ Reader = (*Stream)(nil)
+
+// Cursor is the seq of the last notification Next handed out.
+func (st *Stream) Cursor() uint64 { return st.cursor }
+
 // Stream is a reader attached to a queue: it hands out the queue's
 // notifications in seq order from a cursor, and keeps the queue's lease
 // alive while it is open. It starts no goroutine: its Listener is told when
@@ -20,21 +35,34 @@ type Stream struct {
 // Attach opens a stream on p's queue that starts after seq `after`,
 // acknowledging everything up to it. l is notified whenever Next may have
 // something new, including once right away if something is buffered.
-func (s *Store) Attach(_ context.Context, p Principal, name string, after uint64, l Listener) (*Stream, error) {
+func (s *Store) Attach(ctx context.Context, p Principal, name string, after uint64, l Listener) (*Stream, error) {
+	return s.attach(ctx, p, name, after, true, l)
+}
+
+// Resume opens a stream like Attach but acknowledges nothing: it continues
+// a stream that was reading elsewhere (its queue moved) from its cursor, so
+// entries kept for a reconnect stay kept.
+func (s *Store) Resume(ctx context.Context, p Principal, name string, cursor uint64, l Listener) (*Stream, error) {
+	return s.attach(ctx, p, name, cursor, false, l)
+}
+
+func (s *Store) attach(_ context.Context, p Principal, name string, after uint64, ack bool, l Listener) (*Stream, error) {
 	q, err := s.lookup(p, name)
 	if err != nil {
 		return nil, err
 	}
 	q.mu.Lock()
-	if q.dead {
+	if err := q.goneLocked(); err != nil {
 		q.mu.Unlock()
-		return nil, ErrQueueNotFound
+		return nil, err
 	}
 	if err := q.checkAfterLocked(after); err != nil {
 		q.mu.Unlock()
 		return nil, err
 	}
-	q.ackLocked(after)
+	if ack {
+		q.ackLocked(after)
+	}
 	q.attached++
 	q.listeners = append(slices.Clip(q.listeners), l)
 	pending := q.pendingLocked(after)
@@ -54,8 +82,8 @@ func (st *Stream) Next(dst []Notification, limit int) ([]Notification, error) {
 	now := st.s.cfg.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.dead {
-		return dst, ErrQueueNotFound
+	if err := q.goneLocked(); err != nil {
+		return dst, err
 	}
 	n := len(dst)
 	dst = q.readLocked(st.cursor, limit, dst, now)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,11 +17,22 @@ type SubscriptionInfo struct {
 	CreatedAt time.Time
 }
 
+// subRef is one entry of a resource's subscriber list: a queue, named, with
+// its owning device (for REVOKED, which targets a user's queues). The queue
+// may live on another node; q caches it when it lives here.
+type subRef struct {
+	user, device string
+	q            atomic.Pointer[queue]
+}
+
 // Subscribe records that queue wants notifications about resource, after
 // auth has allowed p to read it. It returns the subscription with the
 // resource's current etag. If knownEtag is not empty and differs from the
 // current etag, a RESYNC notification is appended too, so a stream learns it.
 // Subscribing again refreshes the etag.
+//
+// The subscription is recorded twice: in the queue and in the resource's
+// subscriber list, which lives at the resource's owner (through Peers).
 func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, queueName, res, proof, knownEtag string) (SubscriptionInfo, error) {
 	if _, _, err := ParseResource(res); err != nil {
 		return SubscriptionInfo{}, err
@@ -32,11 +44,82 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if err != nil {
 		return SubscriptionInfo{}, err
 	}
+	q.mu.Lock()
+	if err := q.goneLocked(); err != nil {
+		q.mu.Unlock()
+		return SubscriptionInfo{}, err
+	}
+	if q.subs[res] == nil && len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
+		q.mu.Unlock()
+		return SubscriptionInfo{}, s.tooManySubs()
+	}
+	q.mu.Unlock()
 	etag, err := auth.Authorize(ctx, p, res, proof)
 	if err != nil {
 		return SubscriptionInfo{}, fmt.Errorf("subscribe %s: %w", res, err)
 	}
+	if err := s.link(ctx, res, queueName, q.owner, etag); err != nil {
+		return SubscriptionInfo{}, err
+	}
 	now := s.cfg.Now()
+	q.mu.Lock()
+	if err := q.goneLocked(); err != nil {
+		q.mu.Unlock()
+		s.unlink(res, []string{queueName})
+		return SubscriptionInfo{}, err
+	}
+	sub := q.subs[res]
+	if sub == nil {
+		if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
+			q.mu.Unlock()
+			s.unlink(res, []string{queueName})
+			return SubscriptionInfo{}, s.tooManySubs()
+		}
+		sub = &subscription{created: now.UnixNano()}
+		if q.subs == nil {
+			q.subs = make(map[string]*subscription)
+		}
+		q.subs[res] = sub
+	}
+	sub.etag = etag
+	var ls []Listener
+	if knownEtag != "" && knownEtag != etag {
+		s.counters.Notifications[Resync].Add(1)
+		ls = q.appendLocked(&Event{Kind: Resync, Resource: res, Etag: etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+	}
+	q.renewLocked(now)
+	info := SubscriptionInfo{Queue: q.name, Resource: res, Etag: etag, CreatedAt: time.Unix(0, sub.created)}
+	q.mu.Unlock()
+	notifyAll(ls)
+	return info, nil
+}
+
+func (s *Store) tooManySubs() error {
+	return fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
+}
+
+// link adds queue to res's subscriber list, here or at res's owner.
+func (s *Store) link(ctx context.Context, res, queue string, o owner, etag string) error {
+	if s.peers != nil {
+		return s.peers.Link(ctx, res, queue, Principal{User: o.user, Device: o.device}, etag)
+	}
+	s.AddSubscriber(res, queue, o.user, o.device, etag)
+	return nil
+}
+
+// unlink removes queues from res's subscriber list, here or at res's owner.
+func (s *Store) unlink(res string, queues []string) {
+	if s.peers != nil {
+		s.peers.Unlink(res, queues)
+		return
+	}
+	s.RemoveSubscribers(res, queues)
+}
+
+// AddSubscriber puts queue (owned by user's device) in res's subscriber
+// list, held by this node, and records etag as the resource's last known
+// etag (unless empty).
+func (s *Store) AddSubscriber(res, queue, user, device, etag string) {
 	for {
 		r := s.resourceFor(res)
 		r.mu.Lock()
@@ -44,42 +127,46 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			r.mu.Unlock()
 			continue // emptied and removed between lookup and lock
 		}
-		q.mu.Lock()
-		if q.dead {
-			q.mu.Unlock()
-			r.mu.Unlock()
-			s.dropIfEmpty(r)
-			return SubscriptionInfo{}, ErrQueueNotFound
+		if ref := r.subs[queue]; ref == nil || ref.user != user || ref.device != device {
+			r.subs[queue] = &subRef{user: user, device: device}
 		}
-		sub := q.subs[res]
-		if sub == nil {
-			if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
-				q.mu.Unlock()
-				r.mu.Unlock()
-				s.dropIfEmpty(r)
-				return SubscriptionInfo{}, fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
-			}
-			sub = &subscription{res: r, created: now.UnixNano()}
-			if q.subs == nil {
-				q.subs = make(map[string]*subscription)
-			}
-			q.subs[r.name] = sub
-			r.subs[q] = sub
+		if etag != "" {
+			r.etag = etag
 		}
-		sub.etag = etag
-		r.etag = etag
-		var ls []Listener
-		if knownEtag != "" && knownEtag != etag {
-			s.counters.Notifications[Resync].Add(1)
-			ls = q.appendLocked(&Event{Kind: Resync, Resource: r.name, Etag: etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
-		}
-		q.renewLocked(now)
-		info := SubscriptionInfo{Queue: q.name, Resource: r.name, Etag: etag, CreatedAt: time.Unix(0, sub.created)}
-		q.mu.Unlock()
 		r.mu.Unlock()
-		notifyAll(ls)
-		return info, nil
+		return
 	}
+}
+
+// HasResource reports whether res's subscriber list is held here, and
+// its length.
+func (s *Store) HasResource(res string) (subscribers int, held bool) {
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r == nil {
+		return 0, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.subs), !r.dead
+}
+
+// RemoveSubscribers takes queues out of res's subscriber list, and res out
+// of the table once nobody subscribes to it.
+func (s *Store) RemoveSubscribers(res string, queues []string) {
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	for _, q := range queues {
+		delete(r.subs, q)
+	}
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
 }
 
 // resourceFor returns res's subscriber list, creating it.
@@ -93,7 +180,7 @@ func (s *Store) resourceFor(res string) *resource {
 	s.resMu.Lock()
 	defer s.resMu.Unlock()
 	if r = s.res[res]; r == nil {
-		r = &resource{name: res, subs: make(map[*queue]*subscription)}
+		r = &resource{name: res, subs: make(map[string]*subRef)}
 		s.res[res] = r
 	}
 	return r
@@ -126,9 +213,9 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 		return false, err
 	}
 	q.mu.Lock()
-	if q.dead {
+	if err := q.goneLocked(); err != nil {
 		q.mu.Unlock()
-		return false, ErrQueueNotFound
+		return false, err
 	}
 	sub := q.subs[res]
 	delete(q.subs, res)
@@ -137,7 +224,7 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 	if sub == nil {
 		return false, nil
 	}
-	s.unlinkResource(sub.res, q)
+	s.unlink(res, []string{queueName})
 	return true, nil
 }
 
@@ -148,9 +235,9 @@ func (s *Store) Subscriptions(_ context.Context, p Principal, queueName string) 
 		return nil, err
 	}
 	q.mu.Lock()
-	if q.dead {
+	if err := q.goneLocked(); err != nil {
 		q.mu.Unlock()
-		return nil, ErrQueueNotFound
+		return nil, err
 	}
 	q.renewLocked(s.cfg.Now())
 	out := make([]SubscriptionInfo, 0, len(q.subs))
@@ -163,31 +250,70 @@ func (s *Store) Subscriptions(_ context.Context, p Principal, queueName string) 
 }
 
 // Deliver appends ev to every queue subscribed to ev.Resource and returns
-// how many queues it reached. The event is shared, never copied; no
-// goroutine is started. Readers are woken through their listeners. The
-// caller has validated ev; ev must not change afterwards.
+// how many queues it reached here. Subscribers whose queues live on other
+// nodes are handed to Peers.Forward in one call. The event is shared, never
+// copied; no goroutine is started. Readers are woken through their
+// listeners. The caller has validated ev; ev must not change afterwards.
 func (s *Store) Deliver(ev *Event) int {
+	n, _ := s.DeliverHere(ev)
+	return n
+}
+
+// DeliverHere is Deliver that also reports whether this node holds a
+// subscriber list for ev.Resource at all (a resource handed to another
+// node is no longer held here). The count includes the queues the event
+// was forwarded to.
+func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 	s.resMu.RLock()
 	r := s.res[ev.Resource]
 	s.resMu.RUnlock()
 	if r == nil {
-		return 0
+		return 0, false
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
-	n := 0
-	if ev.Kind == Changed || ev.Kind == Resync {
+	setsEtag := ev.Kind == Changed || ev.Kind == Resync
+	if setsEtag {
 		r.mu.Lock()
 		r.etag = ev.Etag
 		r.mu.Unlock()
 	}
+	var remote []string
 	r.mu.RLock()
-	for q, sub := range r.subs {
+	if r.dead {
+		r.mu.RUnlock()
+		return 0, false
+	}
+	for name, ref := range r.subs {
+		q := ref.q.Load()
+		if q == nil {
+			if q = s.get(name); q == nil {
+				remote = append(remote, name)
+				continue
+			}
+			ref.q.Store(q)
+		}
 		q.mu.Lock()
 		if q.dead {
 			q.mu.Unlock()
+			ref.q.Store(nil)
+			if q = s.get(name); q == nil {
+				remote = append(remote, name)
+				continue
+			}
+			ref.q.Store(q)
+			q.mu.Lock()
+			if q.dead {
+				q.mu.Unlock()
+				remote = append(remote, name)
+				continue
+			}
+		}
+		sub := q.subs[ev.Resource]
+		if sub == nil { // unsubscribed; the unlink is on its way
+			q.mu.Unlock()
 			continue
 		}
-		if ev.Kind == Changed || ev.Kind == Resync {
+		if setsEtag {
 			sub.etag = ev.Etag
 		}
 		ls := q.appendLocked(ev, capacity, retain)
@@ -198,13 +324,52 @@ func (s *Store) Deliver(ev *Event) int {
 	r.mu.RUnlock()
 	s.counters.Deliveries.Add(uint64(n))
 	s.counters.Notifications[ev.Kind].Add(uint64(n))
-	return n
+	if len(remote) > 0 {
+		if s.peers != nil {
+			n += s.peers.Forward(ev, remote)
+		} else {
+			s.RemoveSubscribers(ev.Resource, remote) // their queues are gone
+		}
+	}
+	return n, true
+}
+
+// DeliverTo appends ev to each named queue held here that is subscribed to
+// ev.Resource: the receiving end of Peers.Forward. It returns how many it
+// reached and the names it could not (not here, or no longer subscribed).
+func (s *Store) DeliverTo(ev *Event, queues []string) (n int, missing []string) {
+	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
+	setsEtag := ev.Kind == Changed || ev.Kind == Resync
+	for _, name := range queues {
+		q := s.get(name)
+		if q == nil {
+			missing = append(missing, name)
+			continue
+		}
+		q.mu.Lock()
+		sub := q.subs[ev.Resource]
+		if q.dead || sub == nil {
+			q.mu.Unlock()
+			missing = append(missing, name)
+			continue
+		}
+		if setsEtag {
+			sub.etag = ev.Etag
+		}
+		ls := q.appendLocked(ev, capacity, retain)
+		q.mu.Unlock()
+		notifyAll(ls)
+		n++
+	}
+	s.counters.Deliveries.Add(uint64(n))
+	s.counters.Notifications[ev.Kind].Add(uint64(n))
+	return n, missing
 }
 
 // Invite puts an INVITE from `from` into every queue of toUser's device
-// toDevice (toUser "" means from's own user). The caller has checked that
-// from may invite toUser. It returns how many queues it reached, or
-// ErrDeviceNotFound when the device has no queue.
+// toDevice held here (toUser "" means from's own user). The caller has
+// checked that from may invite toUser. It returns how many queues it
+// reached, or ErrDeviceNotFound when the device has no queue here.
 func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice string, payload []byte) (int, error) {
 	if toDevice == "" {
 		return 0, fmt.Errorf("%w: toDevice is empty", ErrInvalidInput)
@@ -238,9 +403,10 @@ func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice strin
 	return n, nil
 }
 
-// ResourcesWithScheme returns every resource of scheme that has
-// subscribers, with the last etag a publisher reported for it. The plugin
-// host compares these with the publisher's current etags after a restart.
+// ResourcesWithScheme returns every resource of scheme whose subscriber
+// list is held here, with the last etag a publisher reported for it. The
+// plugin host compares these with the publisher's current etags after a
+// restart.
 func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
 	prefix := scheme + ":"
 	s.resMu.RLock()
@@ -264,7 +430,8 @@ func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
 
 // Revoke removes the subscriptions to res of every queue owned by user
 // (and device, when not empty), and puts a REVOKED notification in each of
-// those queues. It returns how many queues lost a subscription.
+// those queues. Queues held by other nodes are handed to Peers.Revoke. It
+// returns how many queues here lost a subscription.
 func (s *Store) Revoke(res, user, device string) int {
 	s.resMu.RLock()
 	r := s.res[res]
@@ -272,17 +439,34 @@ func (s *Store) Revoke(res, user, device string) int {
 	if r == nil {
 		return 0
 	}
-	r.mu.RLock()
-	var hit []*queue
-	for q := range r.subs {
-		if q.owner.user == user && (device == "" || q.owner.device == device) {
-			hit = append(hit, q)
+	var hit []string
+	r.mu.Lock()
+	for name, ref := range r.subs {
+		if ref.user == user && (device == "" || ref.device == device) {
+			hit = append(hit, name)
+			delete(r.subs, name)
 		}
 	}
-	r.mu.RUnlock()
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
+	n, remote := s.RevokeQueues(res, hit)
+	if len(remote) > 0 && s.peers != nil {
+		s.peers.RevokeQueues(res, remote)
+	}
+	return n
+}
+
+// RevokeQueues removes each named queue's subscription to res and puts a
+// REVOKED notification in it. It returns how many it reached and the names
+// not held here.
+func (s *Store) RevokeQueues(res string, queues []string) (n int, missing []string) {
 	now := s.cfg.Now()
-	n := 0
-	for _, q := range hit {
+	for _, name := range queues {
+		q := s.get(name)
+		if q == nil {
+			missing = append(missing, name)
+			continue
+		}
 		q.mu.Lock()
 		sub := q.subs[res]
 		if q.dead || sub == nil {
@@ -292,10 +476,9 @@ func (s *Store) Revoke(res, user, device string) int {
 		delete(q.subs, res)
 		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
-		s.unlinkResource(r, q)
 		notifyAll(ls)
 		n++
 	}
 	s.counters.Notifications[Revoked].Add(uint64(n))
-	return n
+	return n, missing
 }

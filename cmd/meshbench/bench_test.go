@@ -11,6 +11,7 @@ import (
 	"meshgate/plugins/inproc"
 	"meshgate/server"
 	"meshgate/shard"
+	"meshgate/shard/cluster"
 )
 
 func TestParseEvent(t *testing.T) {
@@ -43,7 +44,8 @@ func TestBench_AgainstALiveGateway(t *testing.T) {
 	auth, _ := server.NewAuthenticator([]server.Key{key}, nil)
 	store, _ := shard.New(shard.Config{})
 	defer store.Close()
-	srv, err := server.New(server.Config{}, auth, store, &graph.Resolver{Store: store, Publishers: inproc.New(store, nil)})
+	node := cluster.Single(store)
+	srv, err := server.New(server.Config{}, auth, node, &graph.Resolver{Store: node, Publishers: inproc.New(store, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

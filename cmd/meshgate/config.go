@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -40,12 +41,14 @@ type fileConfig struct {
 	Plugins []host.Plugin `yaml:"plugins"`
 	Store   storeConfig   `yaml:"queues"`
 	Server  serverConfig  `yaml:"limits"`
+	Cluster clusterConfig `yaml:"cluster"`
 }
 
 type faultConfig struct {
 	Seed    uint64        `yaml:"seed"`
 	HTTP    faults.Config `yaml:"http"`
 	Plugins faults.Config `yaml:"plugins"`
+	Cluster faults.Config `yaml:"cluster"`
 }
 
 // parseFaults reads --faults: comma-separated point.key=value pairs, with
@@ -75,8 +78,10 @@ func parseFaults(spec string, into *faultConfig) error {
 			c = &into.HTTP
 		case "plugins":
 			c = &into.Plugins
+		case "cluster":
+			c = &into.Cluster
 		default:
-			return fmt.Errorf("--faults: unknown point %q (http or plugins)", point)
+			return fmt.Errorf("--faults: unknown point %q (http, plugins or cluster)", point)
 		}
 		var err error
 		switch key {
@@ -169,6 +174,9 @@ func loadConfig(path string) (fileConfig, error) {
 func (c *fileConfig) validate(path string) error {
 	if c.Listen == "" {
 		c.Listen = ":8443"
+		if host, _, err := net.SplitHostPort(withPort(c.Cluster.Bind, defaultGossipPort)); err == nil && host != "" {
+			c.Listen = net.JoinHostPort(host, "8443") // several nodes on one machine: one address each
+		}
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./meshgate-data"
@@ -203,6 +211,10 @@ func (c *fileConfig) validate(path string) error {
 	if err := c.Faults.Plugins.Check(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: faults.plugins: %w", where, err))
 	}
+	if err := c.Faults.Cluster.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: faults.cluster: %w", where, err))
+	}
+	errs = append(errs, c.Cluster.check(where)...)
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%s: shutdown_timeout must be positive", where))
 	}

@@ -16,6 +16,7 @@ import (
 	"meshgate/plugins/host"
 	"meshgate/server"
 	"meshgate/shard"
+	"meshgate/shard/cluster"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,6 +31,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
 	faultSpec := fs.String("faults", "", "inject faults, e.g. http.error=0.1,http.delay=50ms,http.delay_p=0.2,plugins.error=0.05 (off by default)")
 	debugListen := fs.String("debug-listen", "", "serve net/http/pprof on this address (loopback only, e.g. 127.0.0.1:6060); off by default")
+	nodeName := fs.String("node-name", "", "cluster: this node's unique name (default: the host name)")
+	bind := fs.String("bind", "", "cluster: gossip address host[:port] (default port 7946); without it meshgate is a single node")
+	advertise := fs.String("advertise", "", "cluster: gossip address peers use (default --bind)")
+	rpc := fs.String("rpc", "", "cluster: node-to-node gRPC address (default the --bind host, port 7947)")
+	join := fs.String("join", "", "cluster: comma-separated gossip addresses of members to join")
+	weight := fs.Int("weight", 0, "cluster: this node's share of the ring relative to others, 1-16 (default 1)")
+	gossipKey := fs.String("gossip-key", "", "cluster: comma-separated base64 AES keys encrypting gossip; the first encrypts")
+	clusterCA := fs.String("cluster-ca", "", "cluster: CA certificate for node-to-node mutual TLS (default: a development CA in the data directory)")
+	clusterCAKey := fs.String("cluster-ca-key", "", "cluster: CA key; each node issues itself a certificate")
+	clusterCert := fs.String("cluster-cert", "", "cluster: this node's certificate, issued by --cluster-ca")
+	clusterKey := fs.String("cluster-key", "", "cluster: this node's key")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,6 +70,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg.InsecureHTTP = *insecure
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "node-name":
+			cfg.Cluster.NodeName = *nodeName
+		case "bind":
+			cfg.Cluster.Bind = *bind
+		case "advertise":
+			cfg.Cluster.Advertise = *advertise
+		case "rpc":
+			cfg.Cluster.RPC = *rpc
+		case "join":
+			cfg.Cluster.Join = splitList(*join)
+		case "weight":
+			cfg.Cluster.Weight = *weight
+		case "gossip-key":
+			cfg.Cluster.GossipKeys = splitList(*gossipKey)
+		case "cluster-ca":
+			cfg.Cluster.CA = *clusterCA
+		case "cluster-ca-key":
+			cfg.Cluster.CAKey = *clusterCAKey
+		case "cluster-cert":
+			cfg.Cluster.Cert = *clusterCert
+		case "cluster-key":
+			cfg.Cluster.Key = *clusterKey
 		}
 	})
 	if err := parseFaults(*faultSpec, &cfg.Faults); err != nil {
@@ -90,7 +124,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if plugins == nil {
 		plugins = host.DefaultPlugins()
 	}
-	pubs, err := host.New(host.Config{Plugins: plugins, DataDir: cfg.DataDir, Logger: log, Faults: cfg.Faults.Plugins, FaultSeed: cfg.Faults.Seed}, nil)
+	var node *cluster.Node // set before the plugins start
+	owns := func(resource string) bool { return node.Owns(resource) }
+	pubs, err := host.New(host.Config{Plugins: plugins, DataDir: cfg.DataDir, Logger: log, Faults: cfg.Faults.Plugins, FaultSeed: cfg.Faults.Seed, Owns: owns}, nil)
 	if err != nil {
 		return err
 	}
@@ -101,7 +137,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	pubs.SetSink(store)
+	node, err = cfg.Cluster.node(store, cfg.DataDir, pubs, pubs.Current, cfg.Faults.Cluster, cfg.Faults.Seed, log)
+	if err != nil {
+		return err
+	}
+	if err := node.Start(ctx); err != nil {
+		return err
+	}
+	defer node.Close()
+	pubs.SetSink(node)
 	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
 	pubs.Start(startCtx)
 	cancelStart()
@@ -110,7 +154,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("not every plugin is up yet; their schemes answer UNAVAILABLE until they are")
 	}
 	srvCfg := cfg.Server.serverConfig(log)
-	srvCfg.Ready = pubs.Ready
+	srvCfg.Ready = func() bool { return pubs.Ready() && node.Joined() }
 	srvCfg.Faults, srvCfg.FaultSeed = cfg.Faults.HTTP, cfg.Faults.Seed
 	srvCfg.Plugins = func() []server.PluginStatus {
 		var out []server.PluginStatus
@@ -119,7 +163,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return out
 	}
-	srv, err := server.New(srvCfg, auth, store, &graph.Resolver{Store: store, Publishers: pubs, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
+	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Store: node, Publishers: pubs, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
 	}
@@ -161,7 +205,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(sctx) }()
+	go func() {
+		// Hand the queues and lists off while still serving (streams move
+		// with their queues), then close what is left with going-away.
+		lctx, lcancel := context.WithTimeout(sctx, cfg.ShutdownTimeout*2/3)
+		if err := node.Leave(lctx); err != nil {
+			log.Warn("leaving the cluster", "err", err)
+		}
+		lcancel()
+		done <- srv.Shutdown(sctx)
+	}()
 	second := make(chan os.Signal, 1)
 	notifySecond(second)
 	select {
@@ -173,6 +226,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("second signal: exiting now")
 	}
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func displayAddr(a net.Addr) string {

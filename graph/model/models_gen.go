@@ -10,6 +10,28 @@ import (
 	"time"
 )
 
+// One node of the cluster, as it reports itself.
+type ClusterNode struct {
+	// The node's name.
+	Name string `json:"name"`
+	// False when the node did not answer.
+	Up bool `json:"up"`
+	// The node's share of the hash ring (0-1), as the answering node sees the ring.
+	RingShare float64 `json:"ringShare"`
+	// Queues the node holds.
+	Queues int `json:"queues"`
+	// Subscriptions held in those queues.
+	Subscriptions int `json:"subscriptions"`
+	// Resources whose subscriber lists the node holds.
+	Resources int `json:"resources"`
+	// Entries in those subscriber lists.
+	Subscribers int `json:"subscribers"`
+	// Keys (queues and lists) the node holds but its ring gives to another node: non-zero only during a hand-off.
+	Misplaced int `json:"misplaced"`
+	// The nodes of the node's ring.
+	Ring []string `json:"ring"`
+}
+
 type Mutation struct {
 }
 

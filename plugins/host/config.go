@@ -52,6 +52,13 @@ type Config struct {
 	// rehearse failure. Off by default; FaultSeed 0 means random.
 	Faults    faults.Config
 	FaultSeed uint64
+	// Owns reports whether this node owns resource, in a cluster. Every
+	// node runs the same plugins over the same world, so an event a plugin
+	// reports on its own (Watch) is delivered by the resource's owner only,
+	// once; events of plugins that follow sessions (presence) and events
+	// returned by Publish are delivered by whichever node got them. Nil:
+	// this node owns everything.
+	Owns func(resource string) bool
 }
 
 // Builtins are the plugins built into meshgate.

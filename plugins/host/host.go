@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -236,6 +237,42 @@ func callError(name string, err error) error {
 		return fmt.Errorf("%w: %s", shard.ErrForbidden, status.Convert(err).Message())
 	}
 	return fmt.Errorf("%w: publisher %s: %s", shard.ErrUnavailable, name, status.Convert(err).Message())
+}
+
+// handleWatch handles an event the plugin reported on its own: in a
+// cluster, only the resource's owner delivers it (see Config.Owns).
+func (inst *instance) handleWatch(ev *pb.Event) int {
+	if own := inst.h.cfg.Owns; own != nil && !inst.sessions && !own(ev.GetResource()) {
+		return 0
+	}
+	return inst.handle(ev)
+}
+
+// Current asks the publishers for the current etag of each resource. A
+// resource whose publisher is down or does not know it is absent.
+func (h *Host) Current(ctx context.Context, resources []string) map[string]string {
+	byInst := map[*instance][]string{}
+	for _, r := range resources {
+		if inst, err := h.owner(r); err == nil {
+			byInst[inst] = append(byInst[inst], r)
+		}
+	}
+	out := make(map[string]string, len(resources))
+	for inst, rs := range byInst {
+		for chunk := range slices.Chunk(rs, 1000) {
+			cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+			cur, err := inst.client.Current(cctx, &pb.CurrentRequest{Resources: chunk})
+			cancel()
+			if err != nil {
+				h.log.Warn("Current failed", "plugin", inst.name, "err", err)
+				continue
+			}
+			for r, e := range cur.GetEtags() {
+				out[r] = e
+			}
+		}
+	}
+	return out
 }
 
 // handle validates one event from inst and delivers it. Events about

@@ -189,7 +189,7 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 			}
 			return fmt.Errorf("watch: %w", err)
 		}
-		inst.handle(ev)
+		inst.handleWatch(ev)
 	}
 }
 

@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+func principalPB(p shard.Principal) *pb.Principal {
+	return &pb.Principal{User: p.User, Device: p.Device, Scopes: p.Scopes}
+}
+
+func principalOf(p *pb.Principal) shard.Principal {
+	return shard.Principal{User: p.GetUser(), Device: p.GetDevice(), Scopes: p.GetScopes()}
+}
+
+func eventPB(ev *shard.Event) *pb.Event {
+	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload}
+	if ev.From != nil {
+		e.From = &pb.Principal{User: ev.From.User, Device: ev.From.Device}
+	}
+	return e
+}
+
+func eventOf(e *pb.Event) *shard.Event {
+	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload()}
+	if f := e.GetFrom(); f != nil {
+		ev.From = &shard.Principal{User: f.GetUser(), Device: f.GetDevice()}
+	}
+	return ev
+}
+
+func notificationsPB(ns []shard.Notification) []*pb.Notification {
+	out := make([]*pb.Notification, len(ns))
+	for i, n := range ns {
+		out[i] = &pb.Notification{Seq: n.Seq, Event: eventPB(n.Event)}
+	}
+	return out
+}
+
+func notificationsOf(ns []*pb.Notification, dst []shard.Notification) []shard.Notification {
+	for _, n := range ns {
+		dst = append(dst, shard.Notification{Seq: n.GetSeq(), Event: eventOf(n.GetEvent())})
+	}
+	return dst
+}
+
+func queuePB(q shard.QueueInfo) *pb.Queue {
+	return &pb.Queue{Name: q.Name, CreatedUnixNano: q.CreatedAt.UnixNano(), ExpiresUnixNano: q.ExpiresAt.UnixNano(), TtlMs: q.TTL.Milliseconds(),
+		Depth: int64(q.Depth), LastSeq: q.LastSeq, SubscriptionCount: int64(q.SubscriptionCount)}
+}
+
+func queueOf(q *pb.Queue) shard.QueueInfo {
+	return shard.QueueInfo{Name: q.GetName(), CreatedAt: time.Unix(0, q.GetCreatedUnixNano()), ExpiresAt: time.Unix(0, q.GetExpiresUnixNano()),
+		TTL: time.Duration(q.GetTtlMs()) * time.Millisecond, Depth: int(q.GetDepth()), LastSeq: q.GetLastSeq(), SubscriptionCount: int(q.GetSubscriptionCount())}
+}
+
+func subscriptionPB(s shard.SubscriptionInfo) *pb.Subscription {
+	return &pb.Subscription{Queue: s.Queue, Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.CreatedAt.UnixNano()}
+}
+
+func subscriptionOf(s *pb.Subscription) shard.SubscriptionInfo {
+	return shard.SubscriptionInfo{Queue: s.GetQueue(), Resource: s.GetResource(), Etag: s.GetEtag(), CreatedAt: time.Unix(0, s.GetCreatedUnixNano())}
+}
+
+func queueStatePB(st shard.QueueState) *pb.QueueState {
+	out := &pb.QueueState{Name: st.Name, User: st.User, Device: st.Device, CreatedUnixNano: st.Created.UnixNano(), TtlMs: st.TTL.Milliseconds(),
+		ExpiresUnixNano: st.Expires.UnixNano(), LastSeq: st.LastSeq, Acked: st.Acked, Delivered: st.Delivered}
+	out.Events = make([]*pb.Event, len(st.Events))
+	for i, ev := range st.Events {
+		out.Events[i] = eventPB(ev)
+	}
+	for _, s := range st.Subs {
+		out.Subs = append(out.Subs, &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created})
+	}
+	return out
+}
+
+func queueStateOf(st *pb.QueueState) shard.QueueState {
+	out := shard.QueueState{Name: st.GetName(), User: st.GetUser(), Device: st.GetDevice(), Created: time.Unix(0, st.GetCreatedUnixNano()),
+		TTL: time.Duration(st.GetTtlMs()) * time.Millisecond, Expires: time.Unix(0, st.GetExpiresUnixNano()),
+		LastSeq: st.GetLastSeq(), Acked: st.GetAcked(), Delivered: st.GetDelivered()}
+	out.Events = make([]*shard.Event, len(st.GetEvents()))
+	for i, e := range st.GetEvents() {
+		out.Events[i] = eventOf(e)
+	}
+	for _, s := range st.GetSubs() {
+		out.Subs = append(out.Subs, shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano()})
+	}
+	return out
+}
+
+func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
+	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag}
+	for _, s := range st.Subs {
+		out.Subscribers = append(out.Subscribers, &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device})
+	}
+	return out
+}
+
+func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
+	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag()}
+	for _, s := range st.GetSubscribers() {
+		out.Subs = append(out.Subs, shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice()})
+	}
+	return out
+}
+
+// Errors cross the wire as a gRPC code and a message that starts with the
+// sentinel's key, so the caller's node maps them back to the same sentinel
+// (and GraphQL code) the holder's store returned.
+var sentinels = []struct {
+	key  string
+	err  error
+	code codes.Code
+}{
+	{"queue_not_found", shard.ErrQueueNotFound, codes.NotFound},
+	{"device_not_found", shard.ErrDeviceNotFound, codes.NotFound},
+	{"forbidden", shard.ErrForbidden, codes.PermissionDenied},
+	{"limit_exceeded", shard.ErrLimitExceeded, codes.ResourceExhausted},
+	{"invalid_input", shard.ErrInvalidInput, codes.InvalidArgument},
+	{"unknown_scheme", shard.ErrUnknownScheme, codes.FailedPrecondition},
+	{"unavailable", shard.ErrUnavailable, codes.Unavailable},
+	{"moved", shard.ErrMoved, codes.Aborted},
+}
+
+// toStatus turns a store error into a gRPC status error.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return status.Error(codes.Canceled, err.Error())
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return status.Error(s.code, s.key+"|"+err.Error())
+		}
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// wrapErr is an error that matches a sentinel and keeps the holder's message.
+type wrapErr struct {
+	msg string
+	err error
+}
+
+func (e *wrapErr) Error() string { return e.msg }
+func (e *wrapErr) Unwrap() error { return e.err }
+
+// fromStatus turns a gRPC error from a peer back into a store error. A
+// peer that cannot be reached is ErrUnavailable: the caller may retry.
+func fromStatus(node string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(err)
+	if key, msg, ok := strings.Cut(st.Message(), "|"); ok {
+		for _, s := range sentinels {
+			if s.key == key {
+				return &wrapErr{msg: msg, err: s.err}
+			}
+		}
+	}
+	switch st.Code() {
+	case codes.Canceled:
+		return context.Canceled
+	case codes.DeadlineExceeded:
+		return &wrapErr{msg: "node " + node + " did not answer in time", err: shard.ErrUnavailable}
+	}
+	return &wrapErr{msg: "node " + node + ": " + st.Message(), err: shard.ErrUnavailable}
+}

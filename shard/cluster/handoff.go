@@ -1,0 +1,320 @@
+package cluster
+
+import (
+	"context"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"time"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+var stripeSeed = maphash.MakeSeed()
+
+// stripe guards a resource's move against a concurrent local link, which
+// would otherwise start a second list here after the first one left.
+func (n *Node) stripe(key string) *sync.RWMutex {
+	return &n.stripes[maphash.String(stripeSeed, key)%uint64(len(n.stripes))]
+}
+
+// addLocal links subscribers to resource here if this node holds (or
+// should start) its list, else at the node that does.
+func (n *Node) addLocal(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32) error {
+	mu := n.stripe(resource)
+	mu.RLock()
+	where, err := n.locate(ctx, resource, n.holdsResource, hops)
+	if err != nil {
+		mu.RUnlock()
+		return err
+	}
+	if where == "" {
+		for i, s := range subs {
+			e := ""
+			if i == 0 {
+				e = etag
+			}
+			n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e)
+		}
+		mu.RUnlock()
+		return nil
+	}
+	mu.RUnlock()
+	return n.linkAt(ctx, where, resource, etag, subs, hops+1)
+}
+
+// give exports keys to node (the Take RPC): each key leaves this store as a
+// whole and a tomb remembers where it went.
+func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
+	to := r.GetNode()
+	rep := &pb.TakeReply{Moved: map[string]string{}}
+	until := time.Now().Add(tombTTL)
+	mark := func(key string) bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if t, ok := n.tombs[key]; ok {
+			rep.Moved[key] = t.node
+			return false
+		}
+		n.tombs[key] = tomb{node: to, until: until}
+		return true
+	}
+	unmark := func(key string) {
+		n.mu.Lock()
+		delete(n.tombs, key)
+		n.mu.Unlock()
+	}
+	for _, q := range r.GetQueues() {
+		if !mark(q) {
+			continue
+		}
+		if st, ok := n.store.ExportQueue(q); ok {
+			rep.Queues = append(rep.Queues, queueStatePB(st))
+		} else {
+			unmark(q)
+		}
+	}
+	for _, res := range r.GetResources() {
+		mu := n.stripe(res)
+		mu.Lock()
+		if mark(res) {
+			if st, ok := n.store.ExportResource(res); ok {
+				rep.Resources = append(rep.Resources, resourceStatePB(st))
+			} else {
+				unmark(res)
+			}
+		}
+		mu.Unlock()
+	}
+	n.stats.KeysGiven.Add(uint64(len(rep.Queues) + len(rep.Resources)))
+	return rep
+}
+
+// take moves keys from node to this one. Calls on those keys wait here
+// until they arrive.
+func (n *Node) take(ctx context.Context, from string, queues, resources []string) error {
+	start := time.Now()
+	done := make(chan struct{})
+	n.mu.Lock()
+	var qs, rs []string
+	for _, k := range queues {
+		if n.inflight[k] == nil && !n.store.Has(k) {
+			n.inflight[k] = done
+			qs = append(qs, k)
+		}
+	}
+	for _, k := range resources {
+		if n.inflight[k] == nil {
+			n.inflight[k] = done
+			rs = append(rs, k)
+		}
+	}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		for _, k := range qs {
+			delete(n.inflight, k)
+		}
+		for _, k := range rs {
+			delete(n.inflight, k)
+		}
+		n.mu.Unlock()
+		close(done)
+	}()
+	if len(qs)+len(rs) == 0 {
+		return nil
+	}
+	p := n.peer(from)
+	if p == nil {
+		return unavailable(from)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	rep, err := p.client.Take(ctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs})
+	if err != nil {
+		n.log.Warn("take failed", "from", from, "queues", len(qs), "resources", len(rs), "err", err)
+		return fromStatus(from, err)
+	}
+	for _, st := range rep.GetQueues() {
+		if !n.store.ImportQueue(queueStateOf(st)) {
+			n.log.Warn("a queue taken over was already here; kept the one here", "queue", st.GetName())
+		}
+	}
+	for _, st := range rep.GetResources() {
+		n.store.ImportResource(resourceStateOf(st))
+	}
+	took := len(rep.GetQueues()) + len(rep.GetResources())
+	n.stats.KeysTaken.Add(uint64(took))
+	n.stats.handoff(time.Since(start))
+	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "moved_elsewhere", len(rep.GetMoved()), "in", time.Since(start))
+	return nil
+}
+
+// rebalance hands every key this node holds but does not own to its
+// owner (which takes it). It returns how many keys are still misplaced.
+func (n *Node) rebalance() int {
+	n.rebalMu.Lock()
+	defer n.rebalMu.Unlock()
+	if n.cfg.Gossip == "" {
+		return 0
+	}
+	r := n.ring.Load()
+	self := n.cfg.Name
+	qs, rs := n.store.Keys()
+	type keys struct{ q, r []string }
+	groups := map[string]*keys{}
+	group := func(o string) *keys {
+		g := groups[o]
+		if g == nil {
+			g = &keys{}
+			groups[o] = g
+		}
+		return g
+	}
+	for _, q := range qs {
+		if o := r.Owner(q); o != "" && o != self {
+			group(o).q = append(group(o).q, q)
+		}
+	}
+	for _, res := range rs {
+		if o := r.Owner(res); o != "" && o != self {
+			group(o).r = append(group(o).r, res)
+		}
+	}
+	left := 0
+	for o, g := range groups {
+		p := n.peer(o)
+		if p == nil {
+			left += len(g.q) + len(g.r)
+			continue
+		}
+		const chunk = 2000
+		for len(g.q)+len(g.r) > 0 {
+			cq := g.q[:min(chunk, len(g.q))]
+			cr := g.r[:min(chunk-len(cq), len(g.r))]
+			g.q, g.r = g.q[len(cq):], g.r[len(cr):]
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			_, err := p.client.Handoff(ctx, &pb.HandoffRequest{Node: self, Queues: cq, Resources: cr})
+			cancel()
+			if err != nil {
+				n.log.Warn("hand-off failed; will retry", "to", o, "err", err)
+				left += len(cq) + len(cr) + len(g.q) + len(g.r)
+				break
+			}
+		}
+	}
+	return left
+}
+
+// peerLeaving takes a node that announced its leave out of the ring.
+func (n *Node) peerLeaving(node string, done bool) {
+	n.mu.Lock()
+	was, known := n.leaving[node]
+	n.leaving[node] = done || was
+	if known {
+		n.mu.Unlock()
+		return
+	}
+	old := n.ring.Load()
+	r := n.ringLocked()
+	n.installLocked(r, old)
+	n.mu.Unlock()
+	n.log.Info("peer leaving", "peer", node, "epoch", r.Epoch(), "nodes", r.Nodes())
+	go n.rebalance()
+}
+
+// Leave hands everything this node holds to the other nodes and leaves the
+// cluster, within ctx's deadline. Calls keep being served (forwarded)
+// meanwhile; streams move with their queues.
+func (n *Node) Leave(ctx context.Context) error {
+	if n.cfg.Gossip == "" {
+		return nil
+	}
+	start := time.Now()
+	n.mu.Lock()
+	n.draining = true
+	old := n.ring.Load()
+	r := n.ringLocked()
+	n.installLocked(r, old)
+	n.mu.Unlock()
+	tell := func(done bool) {
+		n.eachPeer(ctx, func(ctx context.Context, p *peer) {
+			_, _ = p.client.Leaving(ctx, &pb.LeavingRequest{Node: n.cfg.Name, Done: done})
+		})
+	}
+	tell(false)
+	left := -1
+	for ctx.Err() == nil && len(r.Nodes()) > 0 {
+		if left = n.rebalance(); left == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// Relays reading from here end when the gRPC server stops; their
+	// readers follow the tombs to the new holders.
+	tell(true)
+	n.log.Info("left the cluster", "handoff", time.Since(start), "misplaced_left", max(left, 0))
+	err := n.ml.Leave(2 * time.Second)
+	if gerr := n.stopRPC(ctx); err == nil {
+		err = gerr
+	}
+	return err
+}
+
+// stopRPC lets streams and calls in flight finish until ctx ends.
+func (n *Node) stopRPC(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { n.grpcSrv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.grpcSrv.Stop()
+	}
+	return nil
+}
+
+// repair rebuilds what crashed nodes held: every queue here re-links its
+// subscriptions to resources whose lists lived there at their new holders,
+// with a RESYNC carrying the publisher's current etag; entries for queues
+// that lived there are pruned from the lists here.
+func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
+	start := time.Now()
+	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
+	pruned := n.store.PruneSubscribers(func(q string) bool { return dead(q) && !n.store.Has(q) })
+	lists := n.store.QueueSubscriptions()
+	var affected []string
+	for res := range lists {
+		if dead(res) {
+			affected = append(affected, res)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
+	defer cancel()
+	etags := map[string]string{}
+	if n.cfg.Current != nil && len(affected) > 0 {
+		etags = n.cfg.Current(ctx, affected)
+	}
+	resynced := 0
+	for _, res := range affected {
+		subs := lists[res]
+		pbs := make([]*pb.Subscriber, len(subs))
+		names := make([]string, len(subs))
+		for i, s := range subs {
+			pbs[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device}
+			names[i] = s.Queue
+		}
+		if err := n.addLocal(ctx, res, etags[res], pbs, 0); err != nil {
+			n.log.Warn("repair: re-linking failed", "resource", res, "err", err)
+		}
+		resynced += n.store.Resync(res, etags[res], names)
+	}
+	n.stats.Repairs.Add(1)
+	n.stats.handoff(time.Since(start))
+	n.log.Info("repaired after crash", "crashed", crashed, "resources", len(affected), "resync", resynced, "pruned", pruned, "in", time.Since(start))
+}
+
+var _ shard.Peers = (*Node)(nil)

@@ -1,0 +1,494 @@
+// Package cluster spreads a gateway's state over many nodes: membership and
+// failure detection with hashicorp/memberlist, ownership with a consistent
+// hash ring (package ring), routing of every call to the node that holds
+// its queue or resource over gRPC with mutual TLS, hand-off of state when
+// nodes join or leave, and repair of subscriber lists when a node dies.
+//
+// A Node wraps one shard.Store. Any node accepts any call: the node that
+// holds the key serves it, whichever node the ring names. State moves
+// whole (Take), so a key is held by exactly one node at a time; a node
+// that handed a key off remembers where it went (a tomb) and forwards
+// late calls there. On a single node (no gossip address) every key is
+// local and nothing is sent anywhere.
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/grpc"
+
+	"meshgate/shard"
+	"meshgate/shard/ring"
+)
+
+// Config describes one node.
+type Config struct {
+	// Name is the node's unique name in the cluster. Required.
+	Name string
+	// Gossip is the host:port memberlist binds (UDP and TCP). Empty: a
+	// single node that joins nothing.
+	Gossip string
+	// GossipAdvertise is the host:port peers reach Gossip at. Default Gossip.
+	GossipAdvertise string
+	// RPC is the host:port the node-to-node gRPC service listens on.
+	RPC string
+	// RPCAdvertise is the host:port peers reach RPC at. Default RPC.
+	RPCAdvertise string
+	// Join lists gossip addresses of existing members (any subset).
+	Join []string
+	// Weight is the node's share of the ring relative to others: 1–16. Default 1.
+	Weight int
+	// GossipKeys encrypt gossip (AES-GCM, 16, 24 or 32 bytes each); the
+	// first encrypts, all decrypt. Empty: gossip travels in clear.
+	GossipKeys [][]byte
+	// ServerTLS and ClientTLS secure node-to-node RPCs (mutual TLS with
+	// the cluster CA). Required with Gossip.
+	ServerTLS, ClientTLS *tls.Config
+	// Auth authorizes subscriptions at the queue's holder.
+	Auth shard.Authorizer
+	// Current asks the publishers for resources' current etags, for the
+	// RESYNC notifications of a repair. Nil: RESYNC carries an empty etag.
+	Current func(ctx context.Context, resources []string) map[string]string
+	// Logger: default discard.
+	Logger *slog.Logger
+	// ProbeInterval is memberlist's failure-probe period. Default 1 s;
+	// a crashed node is declared dead a few intervals later.
+	ProbeInterval time.Duration
+	// Intercept, if set, runs before every node-to-node RPC this node
+	// sends (fault injection); an error fails the call.
+	Intercept func(ctx context.Context, method string) error
+}
+
+const (
+	maxHops      = 4                // a call forwarded more often is served where it is
+	historyTTL   = 2 * time.Minute  // how long a past ring's owners are asked for keys
+	tombTTL      = 2 * time.Minute  // how long a node forwards keys it handed off
+	rebalanceGap = 5 * time.Second  // periodic hand-off of misplaced keys
+	rejoinGap    = 15 * time.Second // periodic re-join of seeds
+	callTimeout  = 10 * time.Second
+)
+
+// Node is one member of a cluster, wrapping its store. Safe for concurrent use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *shard.Store
+
+	ring atomic.Pointer[ring.Ring]
+
+	mu       sync.Mutex
+	members  map[string]member    // alive members as gossip reports them, self included
+	leaving  map[string]bool      // nodes that said they stop owning keys; true once done
+	history  []pastRing           // newest first
+	peers    map[string]*peer     // clients by node name
+	tombs    map[string]tomb      // keys handed off → where
+	inflight map[string]chan struct{}
+	relays   map[*stream]string // remote streams → the node they read from
+	draining bool
+	epoch    uint64
+
+	stripes [64]sync.RWMutex
+	rebalMu sync.Mutex
+
+	ml      *memberlist.Memberlist
+	grpcSrv *grpc.Server
+	rpcLn   net.Listener
+	joined  atomic.Bool
+	changed chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	stats   Stats
+}
+
+type member struct {
+	rpc    string
+	weight int
+}
+
+type pastRing struct {
+	r     *ring.Ring
+	until time.Time
+}
+
+type tomb struct {
+	node  string
+	until time.Time
+}
+
+type meta struct {
+	RPC    string `json:"rpc"`
+	Weight int    `json:"w"`
+}
+
+// New makes a node around store; Start joins the cluster.
+func New(cfg Config, store *shard.Store) (*Node, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("cluster: node name is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Weight == 0 {
+		cfg.Weight = 1
+	}
+	if cfg.Weight < 1 || cfg.Weight > ring.MaxWeight {
+		return nil, fmt.Errorf("cluster: weight must be 1-%d", ring.MaxWeight)
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = time.Second
+	}
+	if cfg.GossipAdvertise == "" {
+		cfg.GossipAdvertise = cfg.Gossip
+	}
+	if cfg.RPCAdvertise == "" {
+		cfg.RPCAdvertise = cfg.RPC
+	}
+	if cfg.Gossip != "" && (cfg.RPC == "" || cfg.ServerTLS == nil || cfg.ClientTLS == nil) {
+		return nil, errors.New("cluster: a gossip address needs an RPC address and cluster TLS")
+	}
+	for _, k := range cfg.GossipKeys {
+		if l := len(k); l != 16 && l != 24 && l != 32 {
+			return nil, fmt.Errorf("cluster: a gossip key is %d bytes; want 16, 24 or 32", l)
+		}
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger.With("component", "cluster", "node", cfg.Name), store: store,
+		members:  map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight}},
+		leaving:  map[string]bool{},
+		peers:    map[string]*peer{},
+		tombs:    map[string]tomb{},
+		inflight: map[string]chan struct{}{},
+		relays:   map[*stream]string{},
+		changed:  make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+	}
+	n.ring.Store(ring.New(0, map[string]int{cfg.Name: cfg.Weight}))
+	store.SetPeers(n)
+	if cfg.Gossip == "" {
+		n.joined.Store(true)
+	}
+	return n, nil
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Store is the node's own store.
+func (n *Node) Store() *shard.Store { return n.store }
+
+// Ring is the node's current view of the ring.
+func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
+
+// Joined reports whether the node is part of its cluster: it joined a seed
+// (or needs none) and is not draining.
+func (n *Node) Joined() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.joined.Load() && !n.draining
+}
+
+// Start serves node-to-node RPCs, joins the cluster and keeps the ring in
+// step with membership. A failed join is retried in the background.
+func (n *Node) Start(ctx context.Context) error {
+	if n.cfg.Gossip == "" {
+		return nil
+	}
+	if err := n.serveRPC(); err != nil {
+		return err
+	}
+	mc, err := n.memberlistConfig()
+	if err != nil {
+		return err
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		n.grpcSrv.Stop()
+		return fmt.Errorf("cluster: gossip: %w", err)
+	}
+	n.ml = ml
+	n.wg.Add(1)
+	go n.loop()
+	if len(n.cfg.Join) == 0 {
+		n.joined.Store(true)
+	} else if err := n.join(); err != nil {
+		n.log.Warn("join failed; retrying in the background", "seeds", n.cfg.Join, "err", err)
+	}
+	n.membershipChanged()
+	return nil
+}
+
+func (n *Node) join() error {
+	var seeds []string
+	for _, s := range n.cfg.Join {
+		if s != n.cfg.GossipAdvertise {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		n.joined.Store(true)
+		return nil
+	}
+	k, err := n.ml.Join(seeds)
+	if k > 0 {
+		n.joined.Store(true)
+		return nil
+	}
+	return err
+}
+
+func (n *Node) memberlistConfig() (*memberlist.Config, error) {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.Name
+	host, port, err := splitHostPort(n.cfg.Gossip)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip address: %w", err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	ahost, aport, err := splitHostPort(n.cfg.GossipAdvertise)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip advertise address: %w", err)
+	}
+	mc.AdvertiseAddr, mc.AdvertisePort = ahost, aport
+	mc.ProbeInterval = n.cfg.ProbeInterval
+	mc.ProbeTimeout = n.cfg.ProbeInterval / 2
+	mc.SuspicionMult = 3
+	mc.GossipInterval = 100 * time.Millisecond
+	mc.PushPullInterval = 10 * time.Second
+	mc.Delegate = delegate{n}
+	mc.Events = events{n}
+	mc.LogOutput = slogWriter{n.log}
+	if len(n.cfg.GossipKeys) > 0 {
+		kr, err := memberlist.NewKeyring(n.cfg.GossipKeys[1:], n.cfg.GossipKeys[0])
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip keys: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	return mc, nil
+}
+
+func splitHostPort(a string) (string, int, error) {
+	host, p, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := net.LookupPort("tcp", p)
+	return host, port, err
+}
+
+// delegate and events are memberlist's hooks. Events run under
+// memberlist's node lock: they only signal the loop.
+type delegate struct{ n *Node }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(meta{RPC: d.n.cfg.RPCAdvertise, Weight: d.n.cfg.Weight})
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (delegate) NotifyMsg([]byte)                {}
+func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (delegate) LocalState(bool) []byte          { return nil }
+func (delegate) MergeRemoteState([]byte, bool)   {}
+
+type events struct{ n *Node }
+
+func (e events) NotifyJoin(*memberlist.Node)   { e.n.membershipChanged() }
+func (e events) NotifyLeave(*memberlist.Node)  { e.n.membershipChanged() }
+func (e events) NotifyUpdate(*memberlist.Node) { e.n.membershipChanged() }
+
+func (n *Node) membershipChanged() {
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	level := slog.LevelDebug
+	switch {
+	case strings.Contains(msg, "[ERR]"):
+		level = slog.LevelWarn
+	case strings.Contains(msg, "[WARN]"):
+		level = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), level, "memberlist", "msg", strings.TrimSpace(msg))
+	return len(p), nil
+}
+
+
+// loop rebuilds the ring on membership changes, hands off misplaced keys,
+// re-joins seeds and forgets old tombs, until Close.
+func (n *Node) loop() {
+	defer n.wg.Done()
+	rebalance := time.NewTicker(rebalanceGap)
+	defer rebalance.Stop()
+	rejoin := time.NewTicker(rejoinGap)
+	defer rejoin.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.changed:
+			time.Sleep(20 * time.Millisecond) // let a burst of events settle
+			n.rebuild()
+		case <-rebalance.C:
+			n.expire()
+			n.rebalance()
+		case <-rejoin.C:
+			if n.ml.NumMembers() < len(n.cfg.Join)+1 || !n.joined.Load() {
+				if err := n.join(); err == nil {
+					n.membershipChanged()
+				}
+			}
+		}
+	}
+}
+
+// rebuild derives the ring from membership: the one place it changes.
+func (n *Node) rebuild() {
+	alive := map[string]member{}
+	for _, m := range n.ml.Members() {
+		var md meta
+		if err := json.Unmarshal(m.Meta, &md); err != nil || md.RPC == "" {
+			continue
+		}
+		alive[m.Name] = member{rpc: md.RPC, weight: md.Weight}
+	}
+	n.mu.Lock()
+	old := n.ring.Load()
+	var crashed []string
+	for name := range n.members {
+		if _, ok := alive[name]; !ok && name != n.cfg.Name {
+			if !n.leaving[name] {
+				crashed = append(crashed, name)
+			}
+			delete(n.leaving, name)
+		}
+	}
+	n.members = alive
+	r := n.ringLocked()
+	if slices.Equal(r.Nodes(), old.Nodes()) && sameWeights(r, old) {
+		n.mu.Unlock()
+		if len(crashed) > 0 {
+			n.repair(old, crashed)
+		}
+		return
+	}
+	n.installLocked(r, old)
+	n.mu.Unlock()
+	n.log.Info("ring changed", "epoch", r.Epoch(), "nodes", r.Nodes(), "crashed", crashed)
+	n.stats.RingChanges.Add(1)
+	if len(crashed) > 0 {
+		n.dropRelays(crashed)
+		n.repair(old, crashed)
+	}
+	go n.rebalance()
+}
+
+// ringLocked builds the ring of alive members that are not leaving. n.mu held.
+func (n *Node) ringLocked() *ring.Ring {
+	w := map[string]int{}
+	for name, m := range n.members {
+		if _, leaving := n.leaving[name]; leaving || (name == n.cfg.Name && n.draining) {
+			continue
+		}
+		w[name] = m.weight
+	}
+	n.epoch++
+	return ring.New(n.epoch, w)
+}
+
+func (n *Node) installLocked(r, old *ring.Ring) {
+	now := time.Now()
+	n.history = append([]pastRing{{r: old, until: now.Add(historyTTL)}}, n.history...)
+	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
+	n.ring.Store(r)
+}
+
+func sameWeights(a, b *ring.Ring) bool {
+	for _, x := range a.Nodes() {
+		if a.Weight(x) != b.Weight(x) {
+			return false
+		}
+	}
+	return true
+}
+
+// expire forgets old tombs and rings.
+func (n *Node) expire() {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, t := range n.tombs {
+		if now.After(t.until) {
+			delete(n.tombs, k)
+		}
+	}
+	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
+}
+
+// alive reports whether node is a live member. n.mu held.
+func (n *Node) aliveLocked(node string) bool {
+	_, ok := n.members[node]
+	return ok
+}
+
+// Close leaves the cluster at once, without hand-off (see Leave), and
+// stops. Safe to call twice.
+func (n *Node) Close() error {
+	select {
+	case <-n.stop:
+		return nil
+	default:
+	}
+	close(n.stop)
+	if n.ml != nil {
+		_ = n.ml.Shutdown()
+	}
+	n.wg.Wait()
+	if n.grpcSrv != nil {
+		n.grpcSrv.Stop()
+	}
+	n.mu.Lock()
+	peers := n.peers
+	n.peers = map[string]*peer{}
+	n.mu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
+	return nil
+}
+
+// Single wraps store as a one-node gateway: every key is local.
+func Single(store *shard.Store) *Node {
+	n, _ := New(Config{Name: "local"}, store) // cannot fail: the name is set, the rest defaults
+	return n
+}
+
+// Owns reports whether this node's ring gives key to this node (always,
+// on a single node or before the ring exists).
+func (n *Node) Owns(key string) bool {
+	if n == nil {
+		return true
+	}
+	o := n.ring.Load().Owner(key)
+	return o == "" || o == n.cfg.Name
+}

@@ -1,0 +1,167 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// peer is this node's client of another node, with its outbox: the
+// asynchronous ops (deliveries, unlinks, revokes) sent in order, batched
+// into one Push while the previous one is in flight.
+type peer struct {
+	n      *Node
+	name   string
+	addr   string
+	conn   *grpc.ClientConn
+	client pb.PeerClient
+
+	mu      sync.Mutex
+	ops     []*pb.Op
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped sync.Once
+}
+
+const (
+	maxBatchOps = 512
+	maxOutbox   = 1 << 16 // ops waiting for one peer; beyond, new ones are dropped and logged
+)
+
+// peer returns the client of node, connecting on first use. It returns nil
+// for an unknown node.
+func (n *Node) peer(node string) *peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.peers[node]; p != nil {
+		return p
+	}
+	m, ok := n.members[node]
+	if !ok || n.cfg.ClientTLS == nil {
+		return nil
+	}
+	conn, err := grpc.NewClient(m.rpc,
+		grpc.WithTransportCredentials(credentials.NewTLS(n.cfg.ClientTLS)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithUnaryInterceptor(n.intercept),
+		grpc.WithStreamInterceptor(n.interceptStream),
+	)
+	if err != nil {
+		n.log.Warn("peer connection", "peer", node, "err", err)
+		return nil
+	}
+	p := &peer{n: n, name: node, addr: m.rpc, conn: conn, client: pb.NewPeerClient(conn), wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	n.peers[node] = p
+	go p.send()
+	return p
+}
+
+func (n *Node) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if n.cfg.Intercept != nil {
+		if err := n.cfg.Intercept(ctx, method); err != nil {
+			return err
+		}
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func (n *Node) interceptStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if n.cfg.Intercept != nil {
+		if err := n.cfg.Intercept(ctx, method); err != nil {
+			return nil, err
+		}
+	}
+	return streamer(ctx, desc, cc, method, opts...)
+}
+
+// dropPeer closes the client of a node that left.
+func (n *Node) dropPeer(node string) {
+	n.mu.Lock()
+	p := n.peers[node]
+	delete(n.peers, node)
+	n.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+}
+
+func (p *peer) close() {
+	p.stopped.Do(func() {
+		close(p.stop)
+		p.conn.Close()
+	})
+}
+
+// push queues op for the peer.
+func (p *peer) push(op *pb.Op) {
+	p.mu.Lock()
+	if len(p.ops) >= maxOutbox {
+		p.mu.Unlock()
+		p.n.stats.Dropped.Add(1)
+		p.n.log.Warn("outbox full: op dropped", "peer", p.name)
+		return
+	}
+	p.ops = append(p.ops, op)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// send drains the outbox, one Push at a time, so the peer applies ops in
+// the order they were queued.
+func (p *peer) send() {
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.wake:
+		}
+		for {
+			p.mu.Lock()
+			k := min(len(p.ops), maxBatchOps)
+			batch := p.ops[:k:k]
+			p.ops = p.ops[k:]
+			if len(p.ops) == 0 {
+				p.ops = nil
+			}
+			p.mu.Unlock()
+			if k == 0 {
+				break
+			}
+			p.deliver(batch)
+		}
+	}
+}
+
+func (p *peer) deliver(batch []*pb.Op) {
+	var err error
+	for attempt := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		var rep *pb.PushReply
+		rep, err = p.client.Push(ctx, &pb.PushRequest{Ops: batch})
+		cancel()
+		if err == nil {
+			p.n.stats.forwarded(p.name, len(batch))
+			for _, m := range rep.GetMissing() {
+				p.n.prune(m.GetResource(), m.GetQueues())
+			}
+			return
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		}
+	}
+	p.n.stats.Dropped.Add(uint64(len(batch)))
+	p.n.log.Warn("push to peer failed: ops dropped", "peer", p.name, "ops", len(batch), "err", err)
+}

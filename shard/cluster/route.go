@@ -1,0 +1,455 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// locate says where key is served: "" for here, else a node's name. The
+// node that holds a key serves it; a key being taken by this node is
+// waited for; a key handed off is followed to where it went; otherwise the
+// ring's owner serves it, or, if that is this node and it does not hold
+// the key yet, the owner in a recent ring (it may not have handed it over
+// yet). After maxHops forwards a call is served where it is.
+func (n *Node) locate(ctx context.Context, key string, held func(string) bool, hops uint32) (string, error) {
+	for {
+		if held(key) {
+			return "", nil
+		}
+		n.mu.Lock()
+		ch := n.inflight[key]
+		if ch == nil {
+			break
+		}
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	defer n.mu.Unlock()
+	self := n.cfg.Name
+	if t, ok := n.tombs[key]; ok && n.aliveLocked(t.node) {
+		return t.node, nil
+	}
+	if hops >= maxHops {
+		return "", nil
+	}
+	if o := n.ring.Load().Owner(key); o != "" && o != self {
+		return o, nil
+	}
+	for _, p := range n.history {
+		if o := p.r.Owner(key); o != "" && o != self && n.aliveLocked(o) {
+			return o, nil
+		}
+	}
+	return "", nil
+}
+
+func (n *Node) holdsResource(res string) bool {
+	_, held := n.store.HasResource(res)
+	return held
+}
+
+func (n *Node) tombOf(key string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.tombs[key].node
+}
+
+func unavailable(node string) error {
+	return fmt.Errorf("%w: node %s is not reachable", shard.ErrUnavailable, node)
+}
+
+// call runs a queue call where the queue is held.
+// auth authorizes a subscribe served here (nil: the node's Config.Auth).
+func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer) (*pb.QueueReply, error) {
+	for range 4 {
+		where, err := n.locate(ctx, c.GetQueue(), n.store.Has, c.GetHops())
+		if err != nil {
+			return nil, err
+		}
+		if where == "" {
+			rep, err := n.local(ctx, c, auth)
+			if errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.tombOf(c.GetQueue()) != "" {
+				continue // handed off while we ran: follow it
+			}
+			return rep, err
+		}
+		p := n.peer(where)
+		if p == nil {
+			return nil, unavailable(where)
+		}
+		fwd := proto.Clone(c).(*pb.QueueCall)
+		fwd.Hops++
+		n.stats.forwarded(where, 1)
+		rep, err := p.client.Call(ctx, fwd)
+		if err = fromStatus(where, err); errors.Is(err, shard.ErrMoved) {
+			continue
+		}
+		return rep, err
+	}
+	return nil, fmt.Errorf("%w: queue %s is moving between nodes; retry", shard.ErrUnavailable, c.GetQueue())
+}
+
+// local runs a queue call on this node's store.
+func (n *Node) local(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer) (*pb.QueueReply, error) {
+	if auth == nil {
+		auth = n.cfg.Auth
+	}
+	p := principalOf(c.GetPrincipal())
+	s := n.store
+	switch c.GetOp() {
+	case pb.QueueOp_GET, pb.QueueOp_RENEW:
+		q, err := s.Queue(ctx, p, c.GetQueue())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Queue: queuePB(q)}, nil
+	case pb.QueueOp_DELETE:
+		if err := s.DeleteQueue(ctx, p, c.GetQueue()); err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Ok: true}, nil
+	case pb.QueueOp_SUBSCRIPTIONS:
+		subs, err := s.Subscriptions(ctx, p, c.GetQueue())
+		if err != nil {
+			return nil, err
+		}
+		rep := &pb.QueueReply{}
+		for _, sub := range subs {
+			rep.Subscriptions = append(rep.Subscriptions, subscriptionPB(sub))
+		}
+		return rep, nil
+	case pb.QueueOp_SUBSCRIBE:
+		sub, err := s.Subscribe(ctx, auth, p, c.GetQueue(), c.GetResource(), c.GetProof(), c.GetKnownEtag())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Subscriptions: []*pb.Subscription{subscriptionPB(sub)}}, nil
+	case pb.QueueOp_UNSUBSCRIBE:
+		ok, err := s.Unsubscribe(ctx, p, c.GetQueue(), c.GetResource())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Ok: ok}, nil
+	case pb.QueueOp_POLL:
+		pg, err := s.Poll(ctx, p, c.GetQueue(), c.GetAfter(), int(c.GetLimit()), time.Duration(c.GetWaitMs())*time.Millisecond)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Items: notificationsPB(pg.Items), LastSeq: pg.LastSeq, HasMore: pg.HasMore}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown queue op %v", shard.ErrInvalidInput, c.GetOp())
+}
+
+// CreateQueue makes a queue for p here, with a name the ring gives to this
+// node, so the queue lives where its device connected.
+func (n *Node) CreateQueue(ctx context.Context, p shard.Principal, ttl time.Duration) (shard.QueueInfo, error) {
+	self := n.cfg.Name
+	return n.store.CreateQueueWhere(ctx, p, ttl, func(name string) bool {
+		r := n.ring.Load()
+		return !r.Has(self) || r.Owner(name) == self
+	})
+}
+
+// Queue returns p's queue and renews its lease.
+func (n *Node) Queue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error) {
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_GET, Principal: principalPB(p), Queue: name}, nil)
+	if err != nil {
+		return shard.QueueInfo{}, err
+	}
+	return queueOf(rep.GetQueue()), nil
+}
+
+// RenewQueue renews p's queue's lease.
+func (n *Node) RenewQueue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error) {
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_RENEW, Principal: principalPB(p), Queue: name}, nil)
+	if err != nil {
+		return shard.QueueInfo{}, err
+	}
+	return queueOf(rep.GetQueue()), nil
+}
+
+// DeleteQueue removes p's queue.
+func (n *Node) DeleteQueue(ctx context.Context, p shard.Principal, name string) error {
+	_, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_DELETE, Principal: principalPB(p), Queue: name}, nil)
+	return err
+}
+
+// Subscriptions lists p's queue's subscriptions.
+func (n *Node) Subscriptions(ctx context.Context, p shard.Principal, name string) ([]shard.SubscriptionInfo, error) {
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIPTIONS, Principal: principalPB(p), Queue: name}, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]shard.SubscriptionInfo, len(rep.GetSubscriptions()))
+	for i, s := range rep.GetSubscriptions() {
+		out[i] = subscriptionOf(s)
+	}
+	return out, nil
+}
+
+// Subscribe subscribes p's queue to resource; the queue's holder asks its
+// publishers (auth is used when that is this node).
+func (n *Node) Subscribe(ctx context.Context, auth shard.Authorizer, p shard.Principal, queue, resource, proof, knownEtag string) (shard.SubscriptionInfo, error) {
+	if _, _, err := shard.ParseResource(resource); err != nil {
+		return shard.SubscriptionInfo{}, err
+	}
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource, Proof: proof, KnownEtag: knownEtag}, auth)
+	if err != nil {
+		return shard.SubscriptionInfo{}, err
+	}
+	return subscriptionOf(rep.GetSubscriptions()[0]), nil
+}
+
+// Unsubscribe removes p's queue's subscription to resource.
+func (n *Node) Unsubscribe(ctx context.Context, p shard.Principal, queue, resource string) (bool, error) {
+	if _, _, err := shard.ParseResource(resource); err != nil {
+		return false, err
+	}
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_UNSUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource}, nil)
+	if err != nil {
+		return false, err
+	}
+	return rep.GetOk(), nil
+}
+
+// Poll reads p's queue (see shard.Store.Poll).
+func (n *Node) Poll(ctx context.Context, p shard.Principal, name string, after uint64, limit int, wait time.Duration) (shard.Page, error) {
+	if n.store.Has(name) { // the common case: no conversion, events stay shared
+		pg, err := n.store.Poll(ctx, p, name, after, limit, wait)
+		if !errors.Is(err, shard.ErrMoved) {
+			return pg, err
+		}
+	}
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_POLL, Principal: principalPB(p), Queue: name, After: after, Limit: int32(min(limit, 1<<30)), WaitMs: wait.Milliseconds()}, nil)
+	if err != nil {
+		return shard.Page{}, err
+	}
+	return shard.Page{Items: notificationsOf(rep.GetItems(), nil), LastSeq: rep.GetLastSeq(), HasMore: rep.GetHasMore()}, nil
+}
+
+// Queues lists p's device's queues on every node.
+func (n *Node) Queues(ctx context.Context, p shard.Principal) []shard.QueueInfo {
+	out := n.store.Queues(ctx, p)
+	var mu sync.Mutex
+	n.eachPeer(ctx, func(ctx context.Context, pr *peer) {
+		rep, err := pr.client.Queues(ctx, &pb.QueuesRequest{Principal: principalPB(p)})
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		for _, q := range rep.GetQueues() {
+			out = append(out, queueOf(q))
+		}
+		mu.Unlock()
+	})
+	return out
+}
+
+// Invite puts an INVITE in every queue of the target device, on every node.
+func (n *Node) Invite(ctx context.Context, from shard.Principal, toUser, toDevice string, payload []byte) (int, error) {
+	total, err := n.store.Invite(ctx, from, toUser, toDevice, payload)
+	if err != nil && !errors.Is(err, shard.ErrDeviceNotFound) {
+		return 0, err
+	}
+	var mu sync.Mutex
+	n.eachPeer(ctx, func(ctx context.Context, pr *peer) {
+		rep, err := pr.client.Invite(ctx, &pb.InviteRequest{From: principalPB(from), ToUser: toUser, ToDevice: toDevice, Payload: payload})
+		if err == nil {
+			mu.Lock()
+			total += int(rep.GetReached())
+			mu.Unlock()
+		}
+	})
+	if total == 0 {
+		return 0, shard.ErrDeviceNotFound
+	}
+	return total, nil
+}
+
+// eachPeer calls f for every other live member, in parallel, and waits.
+func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
+	n.mu.Lock()
+	var names []string
+	for name := range n.members {
+		if name != n.cfg.Name {
+			names = append(names, name)
+		}
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, name := range names {
+		if p := n.peer(name); p != nil {
+			wg.Go(func() { f(ctx, p) })
+		}
+	}
+	wg.Wait()
+}
+
+// Deliver hands ev to its resource's holder, which appends it to every
+// subscribed queue. It returns how many queues it reached (or was sent to).
+// The plugin host calls it for every event.
+func (n *Node) Deliver(ev *shard.Event) int {
+	k, _ := n.deliver(context.Background(), ev, 0)
+	return k
+}
+
+func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, error) {
+	for range 4 {
+		where, err := n.locate(ctx, ev.Resource, n.holdsResource, hops)
+		if err != nil {
+			return 0, err
+		}
+		if where == "" {
+			k, held := n.store.DeliverHere(ev)
+			if !held && n.tombOf(ev.Resource) != "" {
+				continue // handed off meanwhile
+			}
+			return k, nil
+		}
+		p := n.peer(where)
+		if p == nil {
+			return 0, unavailable(where)
+		}
+		rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Hops: hops + 1}}})
+		if err != nil {
+			n.log.Warn("event not delivered", "resource", ev.Resource, "peer", where, "err", err)
+			return 0, fromStatus(where, err)
+		}
+		n.stats.forwarded(where, 1)
+		return int(rep.GetReached()), nil
+	}
+	return 0, nil
+}
+
+// Revoke removes user's (and device's) subscriptions to resource, at its holder.
+func (n *Node) Revoke(resource, user, device string) int {
+	return n.revoke(context.Background(), resource, user, device, 0)
+}
+
+func (n *Node) revoke(ctx context.Context, resource, user, device string, hops uint32) int {
+	where, err := n.locate(ctx, resource, n.holdsResource, hops)
+	if err != nil {
+		return 0
+	}
+	if where == "" {
+		return n.store.Revoke(resource, user, device)
+	}
+	if p := n.peer(where); p != nil {
+		p.push(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Hops: hops + 1})
+	}
+	return 0
+}
+
+// ResourcesWithScheme lists the resources of scheme whose lists are held here.
+func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
+	return n.store.ResourcesWithScheme(scheme)
+}
+
+// Link implements shard.Peers: it adds queue to resource's list at its holder.
+func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Principal, etag string) error {
+	return n.addLocal(ctx, resource, etag, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device}}, 0)
+}
+
+func (n *Node) linkAt(ctx context.Context, where, resource, etag string, subs []*pb.Subscriber, hops uint32) error {
+	p := n.peer(where)
+	if p == nil {
+		return unavailable(where)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: etag, Hops: hops})
+	n.stats.forwarded(where, 1)
+	return fromStatus(where, err)
+}
+
+// Unlink implements shard.Peers.
+func (n *Node) Unlink(resource string, queues []string) { n.unlinkAt(resource, queues, 0) }
+
+func (n *Node) unlinkAt(resource string, queues []string, hops uint32) {
+	where, _ := n.locate(context.Background(), resource, n.holdsResource, hops)
+	if where == "" {
+		n.store.RemoveSubscribers(resource, queues)
+		return
+	}
+	if p := n.peer(where); p != nil {
+		p.push(&pb.Op{UnlinkResource: resource, Queues: queues, Hops: hops + 1})
+	}
+}
+
+// prune removes queues that turned out to be gone from resource's list.
+func (n *Node) prune(resource string, queues []string) {
+	if len(queues) > 0 {
+		n.unlinkAt(resource, queues, 0)
+	}
+}
+
+// Forward implements shard.Peers: one op per destination node, carrying
+// the event once and the names of its queues there.
+func (n *Node) Forward(ev *shard.Event, queues []string) int {
+	sent, _ := n.forward(ev, nil, queues, 0)
+	return sent
+}
+
+// forward sends ev (or its wire form e) to the nodes that hold queues;
+// names held nowhere are pruned from ev.Resource's list. It returns how
+// many names it sent on.
+func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string) {
+	groups := map[string][]string{}
+	for _, q := range queues {
+		where, _ := n.locate(context.Background(), q, n.store.Has, hops)
+		if where == "" {
+			missing = append(missing, q)
+			continue
+		}
+		groups[where] = append(groups[where], q)
+	}
+	if len(groups) > 0 && e == nil {
+		e = eventPB(ev)
+	}
+	for where, names := range groups {
+		p := n.peer(where)
+		if p == nil {
+			missing = append(missing, names...)
+			continue
+		}
+		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1})
+		sent += len(names)
+	}
+	if hops == 0 && len(missing) > 0 {
+		n.store.RemoveSubscribers(ev.Resource, missing)
+		missing = nil
+	}
+	return sent, missing
+}
+
+// Revoke-forwarding half of shard.Peers: tell the holders of queues.
+func (n *Node) revokeQueues(resource string, queues []string, hops uint32) {
+	groups := map[string][]string{}
+	for _, q := range queues {
+		if where, _ := n.locate(context.Background(), q, n.store.Has, hops); where != "" {
+			groups[where] = append(groups[where], q)
+		}
+	}
+	for where, names := range groups {
+		if p := n.peer(where); p != nil {
+			p.push(&pb.Op{RevokeResource: resource, Queues: names, Hops: hops + 1})
+		}
+	}
+}
+
+// RevokeQueues implements shard.Peers.
+func (n *Node) RevokeQueues(resource string, queues []string) { n.revokeQueues(resource, queues, 0) }

@@ -1,0 +1,202 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// service answers other nodes. Peers are trusted (mutual TLS with the
+// cluster CA): principals arrive already authenticated.
+type service struct {
+	pb.UnimplementedPeerServer
+	n *Node
+}
+
+func (n *Node) serveRPC() error {
+	ln, err := net.Listen("tcp", n.cfg.RPC)
+	if err != nil {
+		return fmt.Errorf("cluster: rpc listen: %w", err)
+	}
+	n.rpcLn = ln
+	n.grpcSrv = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(n.cfg.ServerTLS)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
+		grpc.MaxRecvMsgSize(64<<20),
+	)
+	pb.RegisterPeerServer(n.grpcSrv, service{n: n})
+	go func() { _ = n.grpcSrv.Serve(ln) }()
+	return nil
+}
+
+// RPCAddr is the address the node-to-node service listens on ("" if none).
+func (n *Node) RPCAddr() string {
+	if n.rpcLn == nil {
+		return ""
+	}
+	return n.rpcLn.Addr().String()
+}
+
+func (s service) Call(ctx context.Context, c *pb.QueueCall) (*pb.QueueReply, error) {
+	rep, err := s.n.call(ctx, c, nil)
+	return rep, toStatus(err)
+}
+
+func (s service) Queues(ctx context.Context, r *pb.QueuesRequest) (*pb.QueuesReply, error) {
+	rep := &pb.QueuesReply{}
+	for _, q := range s.n.store.Queues(ctx, principalOf(r.GetPrincipal())) {
+		rep.Queues = append(rep.Queues, queuePB(q))
+	}
+	return rep, nil
+}
+
+func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteReply, error) {
+	k, err := s.n.store.Invite(ctx, principalOf(r.GetFrom()), r.GetToUser(), r.GetToDevice(), r.GetPayload())
+	if err != nil && !errors.Is(err, shard.ErrDeviceNotFound) {
+		return nil, toStatus(err)
+	}
+	return &pb.InviteReply{Reached: int64(k)}, nil
+}
+
+func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.Empty, error) {
+	return &pb.Empty{}, toStatus(s.n.addLocal(ctx, r.GetResource(), r.GetEtag(), r.GetSubscribers(), r.GetHops()))
+}
+
+// Push applies ops in order. Names not held here are sent on to where
+// they are; names held nowhere come back as missing.
+func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, error) {
+	n := s.n
+	rep := &pb.PushReply{}
+	for _, op := range r.GetOps() {
+		switch {
+		case op.GetEvent() != nil && op.GetFanout():
+			k, _ := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops())
+			rep.Reached += int64(k)
+		case op.GetEvent() != nil:
+			ev := eventOf(op.GetEvent())
+			var here, away []string
+			for _, q := range op.GetQueues() {
+				if n.store.Has(q) {
+					here = append(here, q)
+				} else {
+					away = append(away, q)
+				}
+			}
+			k, missing := n.store.DeliverTo(ev, here)
+			rep.Reached += int64(k)
+			if len(away) > 0 {
+				sent, gone := n.forward(ev, op.GetEvent(), away, op.GetHops())
+				rep.Reached += int64(sent)
+				missing = append(missing, gone...)
+			}
+			if len(missing) > 0 {
+				rep.Missing = append(rep.Missing, &pb.Missing{Resource: ev.Resource, Queues: missing})
+			}
+		case op.GetUnlinkResource() != "":
+			n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), op.GetHops())
+		case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
+			k, missing := n.store.RevokeQueues(op.GetRevokeResource(), op.GetQueues())
+			rep.Reached += int64(k)
+			if len(missing) > 0 && op.GetHops() < maxHops {
+				n.revokeQueues(op.GetRevokeResource(), missing, op.GetHops())
+			}
+		case op.GetRevokeResource() != "":
+			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops()))
+		}
+	}
+	return rep, nil
+}
+
+func (s service) Take(_ context.Context, r *pb.TakeRequest) (*pb.TakeReply, error) {
+	return s.n.give(r), nil
+}
+
+func (s service) Handoff(ctx context.Context, r *pb.HandoffRequest) (*pb.Empty, error) {
+	if err := s.n.take(ctx, r.GetNode(), r.GetQueues(), r.GetResources()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s service) Leaving(_ context.Context, r *pb.LeavingRequest) (*pb.Empty, error) {
+	s.n.peerLeaving(r.GetNode(), r.GetDone())
+	return &pb.Empty{}, nil
+}
+
+func (s service) Stats(context.Context, *pb.Empty) (*pb.StatsReply, error) {
+	return s.n.localStats(), nil
+}
+
+// Stream relays a queue held here to the node its reader is connected to.
+func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
+	n := s.n
+	ctx := out.Context()
+	where, err := n.locate(ctx, r.GetQueue(), n.store.Has, r.GetHops())
+	if err != nil {
+		return toStatus(err)
+	}
+	if where != "" {
+		return status.Error(codes.Aborted, "moved|"+where)
+	}
+	l := &chanListener{ch: make(chan struct{}, 1)}
+	p := principalOf(r.GetPrincipal())
+	var st *shard.Stream
+	if r.GetResume() {
+		st, err = n.store.Resume(ctx, p, r.GetQueue(), r.GetAfter(), l)
+	} else {
+		st, err = n.store.Attach(ctx, p, r.GetQueue(), r.GetAfter(), l)
+	}
+	if err != nil {
+		return toStatus(err)
+	}
+	defer st.Close()
+	if err := out.Send(&pb.StreamBatch{}); err != nil { // attached: the reader may go on
+		return err
+	}
+	buf := make([]shard.Notification, 0, 256)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.ch:
+		}
+		for {
+			buf, err = st.Next(buf[:0], 256)
+			if errors.Is(err, shard.ErrMoved) {
+				return status.Error(codes.Aborted, "moved|"+n.tombOf(r.GetQueue()))
+			}
+			if err != nil {
+				return toStatus(err)
+			}
+			if len(buf) == 0 {
+				break
+			}
+			if err := out.Send(&pb.StreamBatch{Items: notificationsPB(buf)}); err != nil {
+				return err
+			}
+			clear(buf)
+		}
+	}
+}
+
+// chanListener turns Notify into a channel signal.
+type chanListener struct{ ch chan struct{} }
+
+func (l *chanListener) Notify() {
+	select {
+	case l.ch <- struct{}{}:
+	default:
+	}
+}

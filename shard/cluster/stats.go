@@ -1,0 +1,128 @@
+package cluster
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// Stats are a node's cluster counters since start. Safe for concurrent use.
+type Stats struct {
+	RingChanges atomic.Uint64 // ring rebuilds
+	KeysGiven   atomic.Uint64 // queues and lists handed to other nodes
+	KeysTaken   atomic.Uint64 // queues and lists taken over
+	Repairs     atomic.Uint64 // crash repairs run
+	Dropped     atomic.Uint64 // ops that could not reach a peer
+	Relays      atomic.Uint64 // relayed streams opened
+
+	mu        sync.Mutex
+	fwd       map[string]uint64 // peer → RPCs and ops sent
+	onHandoff func(time.Duration)
+}
+
+func (s *Stats) forwarded(peer string, k int) {
+	s.mu.Lock()
+	if s.fwd == nil {
+		s.fwd = map[string]uint64{}
+	}
+	s.fwd[peer] += uint64(k)
+	s.mu.Unlock()
+}
+
+func (s *Stats) handoff(d time.Duration) {
+	s.mu.Lock()
+	f := s.onHandoff
+	s.mu.Unlock()
+	if f != nil {
+		f(d)
+	}
+}
+
+// Forwarded returns the calls and ops sent to each peer.
+func (s *Stats) Forwarded() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.fwd)
+}
+
+// OnHandoff sets a function told the duration of every hand-off and repair.
+func (s *Stats) OnHandoff(f func(time.Duration)) {
+	s.mu.Lock()
+	s.onHandoff = f
+	s.mu.Unlock()
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() *Stats { return &n.stats }
+
+// NodeStats describes one node as it reports itself.
+type NodeStats struct {
+	Name string
+	// Share is the node's share of the ring (0–1), as this node sees the ring.
+	Share float64
+	// Queues and Subscriptions are held in the node's queues; Resources and
+	// Subscribers are its subscriber lists and their entries.
+	Queues, Subscriptions, Resources, Subscribers int
+	// Misplaced counts keys the node holds that its ring gives to another
+	// node: non-zero only while a hand-off is under way.
+	Misplaced int
+	Epoch     uint64
+	Ring      []string
+	// Up is false when the node did not answer.
+	Up bool
+}
+
+func (n *Node) localStats() *pb.StatsReply {
+	st := n.store.Stats()
+	r := n.ring.Load()
+	qs, rs := n.store.Keys()
+	misplaced := 0
+	self := n.cfg.Name
+	for _, k := range append(qs, rs...) {
+		if o := r.Owner(k); o != "" && o != self {
+			misplaced++
+		}
+	}
+	return &pb.StatsReply{Node: self, Queues: int64(st.Queues), Subscriptions: int64(st.Subscriptions), Resources: int64(st.Resources),
+		Subscribers: int64(n.store.SubscriberCount()), Misplaced: int64(misplaced), Epoch: r.Epoch(), Ring: r.Nodes()}
+}
+
+func nodeStatsOf(r *pb.StatsReply) NodeStats {
+	return NodeStats{Name: r.GetNode(), Queues: int(r.GetQueues()), Subscriptions: int(r.GetSubscriptions()), Resources: int(r.GetResources()),
+		Subscribers: int(r.GetSubscribers()), Misplaced: int(r.GetMisplaced()), Epoch: r.GetEpoch(), Ring: r.GetRing(), Up: true}
+}
+
+// Members returns every member's report, sorted by name, with ring shares
+// from this node's ring. Members that do not answer are listed as not up.
+func (n *Node) Members(ctx context.Context) []NodeStats {
+	out := map[string]NodeStats{n.cfg.Name: nodeStatsOf(n.localStats())}
+	n.mu.Lock()
+	for name := range n.members {
+		if _, ok := out[name]; !ok {
+			out[name] = NodeStats{Name: name}
+		}
+	}
+	n.mu.Unlock()
+	var mu sync.Mutex
+	n.eachPeer(ctx, func(ctx context.Context, p *peer) {
+		rep, err := p.client.Stats(ctx, &pb.Empty{})
+		if err == nil {
+			mu.Lock()
+			out[p.name] = nodeStatsOf(rep)
+			mu.Unlock()
+		}
+	})
+	shares := n.ring.Load().Shares()
+	list := make([]NodeStats, 0, len(out))
+	for _, name := range slices.Sorted(maps.Keys(out)) {
+		s := out[name]
+		s.Share = shares[name]
+		list = append(list, s)
+	}
+	return list
+}

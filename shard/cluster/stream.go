@@ -1,0 +1,315 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// relayBuffer bounds what a relay holds for a slow reader; beyond it the
+// relay stops reading and the queue's holder buffers (and, at worst,
+// drops the oldest with OVERFLOW) as for any slow reader.
+const relayBuffer = 4096
+
+// stream is a reader of a queue wherever it is held: a local shard.Stream,
+// or a relay of the holder's stream over gRPC. When the queue moves, the
+// stream follows it from its cursor: no gap, no duplicate.
+type stream struct {
+	n    *Node
+	p    shard.Principal
+	name string
+	l    shard.Listener
+
+	mu     sync.Mutex
+	local  *shard.Stream
+	buf    []shard.Notification
+	last   uint64 // seq of the newest notification received from a relay
+	err    error  // the stream's end, once buf is drained
+	cancel context.CancelFunc
+	space  chan struct{}
+	closed bool
+}
+
+// Attach opens a reader on p's queue from seq after (acknowledging up to
+// it), wherever the queue is held. l is told when Next has news.
+func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after uint64, l shard.Listener) (shard.Reader, error) {
+	s := &stream{n: n, p: p, name: name, l: l, space: make(chan struct{}, 1)}
+	hint := ""
+	for range 4 {
+		where := hint
+		if where == "" {
+			var err error
+			if where, err = n.locate(ctx, name, n.store.Has, 0); err != nil {
+				return nil, err
+			}
+		}
+		if where == "" {
+			st, err := n.store.Attach(ctx, p, name, after, l)
+			if errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.tombOf(name) != "" {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			s.local = st
+			return s, nil
+		}
+		s.last = after
+		moved, err := s.relay(ctx, where, after, false)
+		if err != nil {
+			return nil, err
+		}
+		if moved == "" {
+			return s, nil
+		}
+		hint = moved
+	}
+	return nil, fmt.Errorf("%w: queue %s is moving between nodes; retry", shard.ErrUnavailable, name)
+}
+
+// relay opens the holder's stream. It returns the node the queue moved
+// to, if the holder says so.
+func (s *stream) relay(ctx context.Context, where string, after uint64, resume bool) (moved string, err error) {
+	p := s.n.peer(where)
+	if p == nil {
+		return "", unavailable(where)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel) // until the first message: the caller's deadline applies
+	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Hops: 1})
+	if err == nil {
+		_, err = cs.Recv()
+	}
+	stop()
+	if err != nil {
+		cancel()
+		if to, ok := movedTo(err); ok {
+			return to, nil
+		}
+		return "", fromStatus(where, err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		return "", nil
+	}
+	s.cancel = cancel
+	s.mu.Unlock()
+	s.n.mu.Lock()
+	s.n.relays[s] = where
+	s.n.mu.Unlock()
+	s.n.stats.Relays.Add(1)
+	go s.recv(cs, where)
+	return "", nil
+}
+
+func movedTo(err error) (string, bool) {
+	st := status.Convert(err)
+	if st.Code() != codes.Aborted {
+		return "", false
+	}
+	_, to, ok := strings.Cut(st.Message(), "moved|")
+	return to, ok
+}
+
+// recv copies the holder's batches into buf until the relay ends, then
+// follows the queue or ends the stream.
+func (s *stream) recv(cs pb.Peer_StreamClient, from string) {
+	defer func() {
+		s.n.mu.Lock()
+		delete(s.n.relays, s)
+		s.n.mu.Unlock()
+	}()
+	for {
+		b, err := cs.Recv()
+		if err != nil {
+			s.mu.Lock()
+			closed, last := s.closed, s.last
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			if status.Code(err) == codes.NotFound {
+				s.fail(shard.ErrQueueNotFound)
+				return
+			}
+			hint, _ := movedTo(err)
+			go s.follow(last, hint)
+			return
+		}
+		s.mu.Lock()
+		s.buf = notificationsOf(b.GetItems(), s.buf)
+		if k := len(s.buf); k > 0 {
+			s.last = s.buf[k-1].Seq
+		}
+		full := len(s.buf) >= relayBuffer
+		s.mu.Unlock()
+		s.l.Notify()
+		if full {
+			<-s.space
+		}
+	}
+}
+
+// follow re-opens the stream where its queue went, from cursor.
+func (s *stream) follow(cursor uint64, hint string) {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; attempt < 30; attempt++ {
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		where := hint
+		hint = ""
+		var err error
+		if where == "" {
+			where, err = s.n.locate(ctx, s.name, s.n.store.Has, 0)
+		}
+		if err == nil && where == "" {
+			var st *shard.Stream
+			st, err = s.n.store.Resume(ctx, s.p, s.name, cursor, s.l)
+			if err == nil {
+				s.mu.Lock()
+				if s.closed {
+					st.Close()
+				} else {
+					s.local = st
+				}
+				s.mu.Unlock()
+				cancel()
+				s.l.Notify()
+				return
+			}
+			if errors.Is(err, shard.ErrQueueNotFound) && s.n.tombOf(s.name) == "" {
+				cancel()
+				s.fail(shard.ErrQueueNotFound)
+				return
+			}
+		} else if err == nil {
+			var moved string
+			moved, err = s.relay(ctx, where, cursor, true)
+			if err == nil && moved == "" {
+				cancel()
+				return
+			}
+			hint = moved
+			if errors.Is(err, shard.ErrQueueNotFound) {
+				cancel()
+				s.fail(shard.ErrQueueNotFound)
+				return
+			}
+		}
+		cancel()
+		if hint == "" {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+	s.fail(shard.ErrUnavailable)
+}
+
+func (s *stream) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	s.l.Notify()
+}
+
+// Next implements shard.Reader.
+func (s *stream) Next(dst []shard.Notification, limit int) ([]shard.Notification, error) {
+	s.mu.Lock()
+	if st := s.local; st != nil {
+		s.mu.Unlock()
+		out, err := st.Next(dst, limit)
+		if !errors.Is(err, shard.ErrMoved) {
+			return out, err
+		}
+		cursor := st.Cursor()
+		st.Close()
+		s.mu.Lock()
+		if s.local == st {
+			s.local = nil
+		}
+		closed := s.closed
+		s.mu.Unlock()
+		if !closed {
+			go s.follow(cursor, "")
+		}
+		return out, nil
+	}
+	defer s.mu.Unlock()
+	k := min(limit, len(s.buf))
+	dst = append(dst, s.buf[:k]...)
+	clear(s.buf[:k])
+	s.buf = s.buf[k:]
+	if len(s.buf) == 0 {
+		s.buf = nil
+		select {
+		case s.space <- struct{}{}:
+		default:
+		}
+	}
+	if k == 0 && s.err != nil {
+		return dst, s.err
+	}
+	return dst, nil
+}
+
+// Close implements shard.Reader.
+func (s *stream) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	st, cancel := s.local, s.cancel
+	s.mu.Unlock()
+	if st != nil {
+		st.Close()
+	}
+	if cancel != nil {
+		cancel()
+	}
+	select {
+	case s.space <- struct{}{}:
+	default:
+	}
+}
+
+// dropRelays ends the relays reading from crashed nodes; their streams
+// look for the queue again (and end with QUEUE_NOT_FOUND: it died there).
+func (n *Node) dropRelays(crashed []string) {
+	n.mu.Lock()
+	var cancels []context.CancelFunc
+	for s, from := range n.relays {
+		for _, c := range crashed {
+			if from == c {
+				s.mu.Lock()
+				if s.cancel != nil {
+					cancels = append(cancels, s.cancel)
+				}
+				s.mu.Unlock()
+			}
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range cancels {
+		c()
+	}
+}

@@ -1,0 +1,272 @@
+package shard
+
+import (
+	"slices"
+	"time"
+)
+
+// QueueState is a queue in transit from one node to another: everything it
+// holds, so that its new owner continues it exactly (seqs, cursors, lease).
+type QueueState struct {
+	Name, User, Device string
+	Created            time.Time
+	TTL                time.Duration
+	Expires            time.Time
+	// LastSeq is the newest seq; Events hold seqs LastSeq-len(Events)+1 … LastSeq.
+	LastSeq, Acked, Delivered uint64
+	Events                    []*Event
+	Subs                      []SubState
+}
+
+// SubState is a queue's side of one subscription.
+type SubState struct {
+	Resource string
+	Etag     string
+	Created  int64 // unix nanoseconds
+}
+
+// ResourceState is a subscriber list in transit.
+type ResourceState struct {
+	Name, Etag string
+	Subs       []SubscriberState
+}
+
+// SubscriberState is one entry of a subscriber list.
+type SubscriberState struct {
+	Queue, User, Device string
+}
+
+// ExportQueue removes the queue name from this store and returns its state
+// for its new owner. Streams and polls on it end with ErrMoved, so the
+// cluster continues them where it went. It reports false if no such queue
+// is held here.
+func (s *Store) ExportQueue(name string) (QueueState, bool) {
+	q := s.get(name)
+	if q == nil {
+		return QueueState{}, false
+	}
+	q.mu.Lock()
+	if q.dead {
+		q.mu.Unlock()
+		return QueueState{}, false
+	}
+	q.dead, q.moved = true, true
+	st := QueueState{
+		Name: q.name, User: q.owner.user, Device: q.owner.device,
+		Created: q.created, TTL: q.ttl, Expires: q.expiresLocked(s.cfg.Now()),
+		LastSeq: q.lastSeq, Acked: q.acked, Delivered: q.delivered,
+		Events: make([]*Event, q.n),
+		Subs:   make([]SubState, 0, len(q.subs)),
+	}
+	for i := 0; i < q.n; i++ {
+		st.Events[i] = q.ring[(q.head+i)%len(q.ring)]
+	}
+	for res, sub := range q.subs {
+		st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Created: sub.created})
+	}
+	ls := q.listeners
+	if q.waitCh != nil {
+		close(q.waitCh)
+		q.waitCh = nil
+	}
+	q.mu.Unlock()
+	s.forget(q)
+	notifyAll(ls)
+	return st, true
+}
+
+// forget takes a dead queue out of the table and the owners index.
+func (s *Store) forget(q *queue) int {
+	sh := s.shard(q.name)
+	sh.mu.Lock()
+	if sh.m[q.name] == q {
+		delete(sh.m, q.name)
+	}
+	sh.mu.Unlock()
+	s.ownerMu.Lock()
+	defer s.ownerMu.Unlock()
+	list := s.owners[q.owner]
+	if i := slices.Index(list, q); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(s.owners, q.owner)
+	} else {
+		s.owners[q.owner] = list
+	}
+	return len(list)
+}
+
+// ImportQueue installs a queue handed over by its previous owner. A queue
+// already held under the same name is kept (it cannot be the same queue:
+// names are unguessable and a queue moves as a whole).
+func (s *Store) ImportQueue(st QueueState) bool {
+	capacity := s.cfg.BufferSize
+	q := &queue{
+		name: st.Name, owner: owner{st.User, st.Device}, created: st.Created, ttl: st.TTL,
+		expires: st.Expires, lastSeq: st.LastSeq, acked: st.Acked, delivered: st.Delivered,
+	}
+	events := st.Events
+	if len(events) > capacity { // a smaller buffer here: keep the newest; readers see OVERFLOW
+		events = events[len(events)-capacity:]
+	}
+	if len(events) > 0 {
+		q.ring = make([]*Event, min(capacity, max(4, len(events))))
+		q.n = copy(q.ring, events)
+	}
+	if len(st.Subs) > 0 {
+		q.subs = make(map[string]*subscription, len(st.Subs))
+		for _, sub := range st.Subs {
+			q.subs[sub.Resource] = &subscription{etag: sub.Etag, created: sub.Created}
+		}
+	}
+	sh := s.shard(q.name)
+	sh.mu.Lock()
+	if sh.m[q.name] != nil {
+		sh.mu.Unlock()
+		return false
+	}
+	sh.m[q.name] = q
+	sh.mu.Unlock()
+	s.ownerMu.Lock()
+	s.owners[q.owner] = append(s.owners[q.owner], q)
+	s.ownerMu.Unlock()
+	return true
+}
+
+// ExportResource removes resource name's subscriber list from this store
+// and returns it for its new owner. It reports false if none is held here.
+func (s *Store) ExportResource(name string) (ResourceState, bool) {
+	s.resMu.Lock()
+	r := s.res[name]
+	if r == nil {
+		s.resMu.Unlock()
+		return ResourceState{}, false
+	}
+	r.mu.Lock()
+	r.dead = true
+	delete(s.res, name)
+	s.resMu.Unlock()
+	st := ResourceState{Name: name, Etag: r.etag, Subs: make([]SubscriberState, 0, len(r.subs))}
+	for q, ref := range r.subs {
+		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.user, Device: ref.device})
+	}
+	r.mu.Unlock()
+	return st, true
+}
+
+// ImportResource installs a subscriber list handed over by its previous
+// owner, merged with any list already held here: a superset is safe, since
+// entries whose queues are gone are pruned at the next delivery.
+func (s *Store) ImportResource(st ResourceState) {
+	for {
+		r := s.resourceFor(st.Name)
+		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			continue
+		}
+		for _, sub := range st.Subs {
+			if r.subs[sub.Queue] == nil {
+				r.subs[sub.Queue] = &subRef{user: sub.User, device: sub.Device}
+			}
+		}
+		if st.Etag != "" {
+			r.etag = st.Etag
+		}
+		empty := len(r.subs) == 0
+		r.mu.Unlock()
+		if empty {
+			s.dropIfEmpty(r)
+		}
+		return
+	}
+}
+
+// Keys lists the names of the queues and resources held here.
+func (s *Store) Keys() (queues, resources []string) {
+	for i := range s.queues {
+		sh := &s.queues[i]
+		sh.mu.RLock()
+		for name := range sh.m {
+			queues = append(queues, name)
+		}
+		sh.mu.RUnlock()
+	}
+	s.resMu.RLock()
+	for name := range s.res {
+		resources = append(resources, name)
+	}
+	s.resMu.RUnlock()
+	return queues, resources
+}
+
+// QueueSubscriptions lists, for every queue held here, the resources it is
+// subscribed to. A node that took over a dead node's resources re-links
+// the subscriptions they had.
+func (s *Store) QueueSubscriptions() map[string][]SubscriberState {
+	out := make(map[string][]SubscriberState) // resource → subscribers
+	for i := range s.queues {
+		sh := &s.queues[i]
+		sh.mu.RLock()
+		for _, q := range sh.m {
+			q.mu.Lock()
+			for res := range q.subs {
+				out[res] = append(out[res], SubscriberState{Queue: q.name, User: q.owner.user, Device: q.owner.device})
+			}
+			q.mu.Unlock()
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// Resync appends a RESYNC notification carrying etag to each named queue
+// held here that is subscribed to resource, and records etag as the
+// subscription's. It returns how many it reached.
+func (s *Store) Resync(resource, etag string, queues []string) int {
+	n, _ := s.DeliverTo(&Event{Kind: Resync, Resource: resource, Etag: etag, Time: s.cfg.Now()}, queues)
+	return n
+}
+
+// SubscriberCount counts the entries of every subscriber list held here.
+func (s *Store) SubscriberCount() int {
+	s.resMu.RLock()
+	rs := make([]*resource, 0, len(s.res))
+	for _, r := range s.res {
+		rs = append(rs, r)
+	}
+	s.resMu.RUnlock()
+	n := 0
+	for _, r := range rs {
+		r.mu.RLock()
+		n += len(r.subs)
+		r.mu.RUnlock()
+	}
+	return n
+}
+
+// PruneSubscribers removes, from every subscriber list held here, the
+// queues for which gone is true (they lived on a node that crashed). It
+// returns how many entries it removed.
+func (s *Store) PruneSubscribers(gone func(queue string) bool) int {
+	s.resMu.RLock()
+	rs := make([]*resource, 0, len(s.res))
+	for _, r := range s.res {
+		rs = append(rs, r)
+	}
+	s.resMu.RUnlock()
+	n := 0
+	for _, r := range rs {
+		r.mu.Lock()
+		for q := range r.subs {
+			if gone(q) {
+				delete(r.subs, q)
+				n++
+			}
+		}
+		r.mu.Unlock()
+		s.dropIfEmpty(r)
+	}
+	return n
+}
