@@ -89,11 +89,11 @@ type Node struct {
 	ring atomic.Pointer[ring.Ring]
 
 	mu       sync.Mutex
-	members  map[string]member    // alive members as gossip reports them, self included
-	leaving  map[string]bool      // nodes that said they stop owning keys; true once done
-	history  []pastRing           // newest first
-	peers    map[string]*peer     // clients by node name
-	tombs    map[string]tomb      // keys handed off → where
+	members  map[string]member // alive members as gossip reports them, self included
+	leaving  map[string]bool   // nodes that said they stop owning keys; true once done
+	history  []pastRing        // newest first
+	peers    map[string]*peer  // clients by node name
+	tombs    map[string]tomb   // keys handed off → where
 	inflight map[string]chan struct{}
 	relays   map[*stream]string // remote streams → the node they read from
 	draining bool
@@ -332,7 +332,6 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	w.log.Log(context.Background(), level, "memberlist", "msg", strings.TrimSpace(msg))
 	return len(p), nil
 }
-
 
 // loop rebuilds the ring on membership changes, hands off misplaced keys,
 // re-joins seeds and forgets old tombs, until Close.
