@@ -74,6 +74,7 @@ type Config struct {
 const (
 	maxHops      = 4                // a call forwarded more often is served where it is
 	historyTTL   = 2 * time.Minute  // how long a past ring's owners are asked for keys
+	settleTime   = 15 * time.Second // after a ring change, nodes may disagree this long
 	tombTTL      = 2 * time.Minute  // how long a node forwards keys it handed off
 	rebalanceGap = 5 * time.Second  // periodic hand-off of misplaced keys
 	rejoinGap    = 15 * time.Second // periodic re-join of seeds
@@ -88,16 +89,19 @@ type Node struct {
 
 	ring atomic.Pointer[ring.Ring]
 
-	mu       sync.Mutex
-	members  map[string]member // alive members as gossip reports them, self included
-	leaving  map[string]bool   // nodes that said they stop owning keys; true once done
-	history  []pastRing        // newest first
-	peers    map[string]*peer  // clients by node name
-	tombs    map[string]tomb   // keys handed off → where
-	inflight map[string]chan struct{}
-	relays   map[*stream]string // remote streams → the node they read from
-	draining bool
-	epoch    uint64
+	mu        sync.Mutex
+	members   map[string]member // alive members as gossip reports them, self included
+	leaving   map[string]bool   // nodes that said they stop owning keys; true once done
+	history   []pastRing        // newest first
+	peers     map[string]*peer  // clients by node name
+	tombs     map[string]tomb   // keys handed off → where
+	inflight  map[string]chan struct{}
+	relays    map[*stream]string // remote streams → the node they read from
+	draining  bool
+	epoch     uint64
+	changedAt time.Time
+	others    *ring.Ring // the ring without this node, for locate
+	othersOf  uint64     // the epoch others was built from
 
 	stripes [64]sync.RWMutex
 	rebalMu sync.Mutex
@@ -420,6 +424,7 @@ func (n *Node) installLocked(r, old *ring.Ring) {
 	n.history = append([]pastRing{{r: old, until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
+	n.changedAt = now
 }
 
 func sameWeights(a, b *ring.Ring) bool {

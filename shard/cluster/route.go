@@ -11,6 +11,7 @@ import (
 
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
+	"meshgate/shard/ring"
 )
 
 // locate says where key is served: "" for here, else a node's name. The
@@ -52,7 +53,27 @@ func (n *Node) locate(ctx context.Context, key string, held func(string) bool, h
 			return o, nil
 		}
 	}
+	// This node owns the key and has no past ring naming another owner (it
+	// just joined): the owner it displaced may still hold the key.
+	if o := n.withoutSelfLocked().Owner(key); o != "" && n.aliveLocked(o) {
+		return o, nil
+	}
 	return "", nil
+}
+
+// withoutSelfLocked is the current ring minus this node, cached per epoch. n.mu held.
+func (n *Node) withoutSelfLocked() *ring.Ring {
+	r := n.ring.Load()
+	if n.others == nil || n.othersOf != r.Epoch() {
+		w := map[string]int{}
+		for _, x := range r.Nodes() {
+			if x != n.cfg.Name {
+				w[x] = r.Weight(x)
+			}
+		}
+		n.others, n.othersOf = ring.New(r.Epoch(), w), r.Epoch()
+	}
+	return n.others
 }
 
 func (n *Node) holdsResource(res string) bool {
@@ -404,18 +425,38 @@ func (n *Node) Forward(ev *shard.Event, queues []string) int {
 	return sent
 }
 
-// forward sends ev (or its wire form e) to the nodes that hold queues;
-// names held nowhere are pruned from ev.Resource's list. It returns how
-// many names it sent on.
+// forward sends ev (or its wire form e) to the nodes that hold queues.
+// A name held nowhere is missing: pruned from ev.Resource's list here
+// (hops 0) or reported to the sender. While membership is unsettled a
+// name that cannot be found may be in flight or behind a ring this node
+// has not seen yet: it is retried for a while, never pruned.
 func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string) {
+	return n.forwardTry(ev, e, queues, hops, 0)
+}
+
+const (
+	retryGap   = 250 * time.Millisecond
+	maxRetries = 40
+)
+
+func (n *Node) forwardTry(ev *shard.Event, e *pb.Event, queues []string, hops uint32, attempt int) (sent int, missing []string) {
 	groups := map[string][]string{}
+	var here []string
 	for _, q := range queues {
 		where, _ := n.locate(context.Background(), q, n.store.Has, hops)
-		if where == "" {
+		switch {
+		case where != "":
+			groups[where] = append(groups[where], q)
+		case n.store.Has(q):
+			here = append(here, q) // arrived meanwhile
+		default:
 			missing = append(missing, q)
-			continue
 		}
-		groups[where] = append(groups[where], q)
+	}
+	if len(here) > 0 {
+		k, gone := n.store.DeliverTo(ev, here)
+		sent += k
+		missing = append(missing, gone...)
 	}
 	if len(groups) > 0 && e == nil {
 		e = eventPB(ev)
@@ -429,11 +470,29 @@ func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint3
 		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1})
 		sent += len(names)
 	}
-	if hops == 0 && len(missing) > 0 {
-		n.store.RemoveSubscribers(ev.Resource, missing)
+	if len(missing) > 0 && !n.settled() {
+		if attempt < maxRetries {
+			names := missing
+			time.AfterFunc(retryGap, func() { n.forwardTry(ev, e, names, 0, attempt+1) })
+			return sent + len(names), nil
+		}
+		n.stats.Dropped.Add(uint64(len(missing)))
+		n.log.Warn("notification not delivered: queues not found while the cluster changes", "resource", ev.Resource, "queues", len(missing))
+		return sent, nil
+	}
+	if len(missing) > 0 && (hops == 0 || attempt > 0) {
+		n.prune(ev.Resource, missing)
 		missing = nil
 	}
 	return sent, missing
+}
+
+// settled reports whether membership has been still long enough for every
+// node to see the same ring, with no key in flight to this node.
+func (n *Node) settled() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
 }
 
 // Revoke-forwarding half of shard.Peers: tell the holders of queues.

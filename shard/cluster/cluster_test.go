@@ -1,0 +1,453 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"meshgate/shard"
+	"meshgate/shard/cluster"
+)
+
+type allowAll struct{}
+
+func (allowAll) Authorize(_ context.Context, _ shard.Principal, res, _ string) (string, error) {
+	return "e0", nil
+}
+
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type testNode struct {
+	*cluster.Node
+	store *shard.Store
+}
+
+// startNodes starts k nodes in this process, each joining the first.
+func startNodes(t *testing.T, k int) []*testNode {
+	t.Helper()
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*testNode
+	var seed string
+	for i := range k {
+		n := startNode(t, fmt.Sprintf("n%d", i+1), ca, caKey, seed)
+		if seed == "" {
+			seed = n.gossip
+		}
+		nodes = append(nodes, n.testNode)
+	}
+	waitRing(t, nodes, k)
+	return nodes
+}
+
+type started struct {
+	*testNode
+	gossip string
+}
+
+func startNode(t *testing.T, name, ca, caKey, seed string) started {
+	t.Helper()
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, cli, err := cluster.TLSFromCA(ca, caKey, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossip := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	cfg := cluster.Config{
+		Name: name, Gossip: gossip, RPC: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
+		ServerTLS: srv, ClientTLS: cli, Auth: allowAll{}, ProbeInterval: 200 * time.Millisecond,
+		Current: func(_ context.Context, rs []string) map[string]string {
+			out := map[string]string{}
+			for _, r := range rs {
+				out[r] = "current"
+			}
+			return out
+		},
+	}
+	if seed != "" {
+		cfg.Join = []string{seed}
+	}
+	n, err := cluster.New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); store.Close() })
+	return started{&testNode{n, store}, gossip}
+}
+
+func waitRing(t *testing.T, nodes []*testNode, k int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, n := range nodes {
+			if len(n.Ring().Nodes()) != k {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, n := range nodes {
+		t.Logf("%s sees %v", n.Name(), n.Ring().Nodes())
+	}
+	t.Fatalf("the nodes did not agree on a ring of %d", k)
+}
+
+type listener struct{ ch chan struct{} }
+
+func (l *listener) Notify() {
+	select {
+	case l.ch <- struct{}{}:
+	default:
+	}
+}
+
+// collect reads r until it has want notifications or the time is up.
+func collect(t *testing.T, r shard.Reader, l *listener, want int, timeout time.Duration, got ...shard.Notification) ([]shard.Notification, error) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for len(got) < want {
+		var err error
+		got, err = r.Next(got, 100)
+		if err != nil {
+			return got, err
+		}
+		if len(got) >= want {
+			break
+		}
+		select {
+		case <-l.ch:
+		case <-deadline:
+			return got, fmt.Errorf("timed out with %d of %d", len(got), want)
+		}
+	}
+	return got, nil
+}
+
+var alice = shard.Principal{User: "alice", Device: "phone"}
+
+func TestClusterRoutesEverything(t *testing.T) {
+	nodes := startNodes(t, 3)
+	ctx := context.Background()
+	// One queue per node, each subscribed to 30 resources spread over the ring.
+	var queues []string
+	for _, n := range nodes {
+		q, err := n.CreateQueue(ctx, alice, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !n.Owns(q.Name) {
+			t.Fatalf("%s made queue %s it does not own", n.Name(), q.Name)
+		}
+		queues = append(queues, q.Name)
+	}
+	for i, q := range queues {
+		via := nodes[(i+1)%3] // through another node
+		for r := range 30 {
+			if _, err := via.Subscribe(ctx, allowAll{}, alice, q, fmt.Sprintf("user:alice/r%d", r), "", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		subs, err := nodes[(i+2)%3].Subscriptions(ctx, alice, q)
+		if err != nil || len(subs) != 30 {
+			t.Fatalf("subscriptions via a third node: %d, %v", len(subs), err)
+		}
+	}
+	total := 0
+	for _, n := range nodes {
+		total += n.store.SubscriberCount()
+	}
+	if total != 90 {
+		t.Fatalf("subscriber lists hold %d entries; want 90", total)
+	}
+	// Publish each resource from a node that does not own it; every queue gets 30.
+	for r := range 30 {
+		ev := &shard.Event{Kind: shard.Changed, Resource: fmt.Sprintf("user:alice/r%d", r), Etag: "e1", Time: time.Now()}
+		if k := nodes[r%3].Deliver(ev); k != 3 {
+			t.Fatalf("publish of r%d reached %d queues; want 3", r, k)
+		}
+	}
+	for i, q := range queues {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			pg, err := nodes[(i+1)%3].Poll(ctx, alice, q, 0, 100, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pg.Items) == 30 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("queue %d has %d of 30 notifications", i, len(pg.Items))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// A relayed stream: attached at n1 to n2's queue.
+	l := &listener{ch: make(chan struct{}, 1)}
+	r, err := nodes[0].Attach(ctx, alice, queues[1], 0, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := collect(t, r, l, 30, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[2].Deliver(&shard.Event{Kind: shard.Changed, Resource: "user:alice/r0", Etag: "e2", Time: time.Now()})
+	got, err = collect(t, r, l, 31, 5*time.Second, got...)
+	if err != nil || got[30].Seq != 31 || got[30].Etag != "e2" {
+		t.Fatalf("relay: %d notifications, %v", len(got), err)
+	}
+	// Another device's queue, through another node, is not found.
+	if _, err := nodes[2].Queue(ctx, shard.Principal{User: "bob", Device: "x"}, queues[0]); !errors.Is(err, shard.ErrQueueNotFound) {
+		t.Fatalf("bob reading alice's queue: %v", err)
+	}
+	mem := nodes[0].Members(ctx)
+	if len(mem) != 3 || !mem[1].Up || mem[1].Queues != 1 {
+		t.Fatalf("members: %+v", mem)
+	}
+}
+
+// TestGracefulLeaveMovesEverything publishes while a node leaves: the
+// streams of its queues continue elsewhere with every seq once.
+func TestGracefulLeaveMovesEverything(t *testing.T) {
+	nodes := startNodes(t, 3)
+	ctx := context.Background()
+	leaving := nodes[1]
+	type reader struct {
+		q string
+		r shard.Reader
+		l *listener
+	}
+	var readers []reader
+	for i := range 20 {
+		n := nodes[i%3]
+		q, err := n.CreateQueue(ctx, alice, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Subscribe(ctx, allowAll{}, alice, q.Name, "user:alice/feed", "", ""); err != nil {
+			t.Fatal(err)
+		}
+		l := &listener{ch: make(chan struct{}, 1)}
+		at := nodes[(i+1)%3]
+		if at == leaving {
+			at = nodes[0]
+		}
+		r, err := at.Attach(ctx, alice, q.Name, 0, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		readers = append(readers, reader{q.Name, r, l})
+	}
+	const events = 200
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range events {
+			ev := &shard.Event{Kind: shard.Changed, Resource: "user:alice/feed", Etag: fmt.Sprint("e", i), Time: time.Now()}
+			for nodes[0].Deliver(ev) != 20 {
+				time.Sleep(5 * time.Millisecond) // the list is moving: publishers retry
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	time.Sleep(50 * time.Millisecond)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := leaving.Leave(lctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wg.Wait()
+	for _, rd := range readers {
+		got, err := collect(t, rd.r, rd.l, events, 10*time.Second)
+		if err != nil {
+			t.Fatalf("queue %s: %v", rd.q, err)
+		}
+		for i, n := range got {
+			if n.Seq != uint64(i+1) || n.Etag != fmt.Sprint("e", i) {
+				t.Fatalf("queue %s: notification %d is seq %d etag %s", rd.q, i, n.Seq, n.Etag)
+			}
+		}
+	}
+	if st := leaving.store.Stats(); st.Queues+st.Resources != 0 {
+		t.Fatalf("the leaver still holds %+v", st)
+	}
+}
+
+// TestCrashRepairs kills a node without a word: the lists it held are
+// rebuilt from the queues with a RESYNC, and its queues are gone.
+func TestCrashRepairs(t *testing.T) {
+	nodes := startNodes(t, 3)
+	ctx := context.Background()
+	dead := nodes[2]
+	// A resource whose list lives on the node that will die.
+	res := ""
+	for i := 0; res == ""; i++ {
+		r := fmt.Sprintf("user:alice/c%d", i)
+		if dead.Owns(r) {
+			res = r
+		}
+	}
+	var qs []string
+	for _, n := range nodes[:2] {
+		q, _ := n.CreateQueue(ctx, alice, 0)
+		if _, err := n.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		qs = append(qs, q.Name)
+	}
+	lost, _ := dead.CreateQueue(ctx, alice, 0)
+	start := time.Now()
+	dead.Close()
+	waitRing(t, nodes[:2], 2)
+	t.Logf("crash detected in %v", time.Since(start).Round(10*time.Millisecond))
+	for i, q := range qs {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			pg, err := nodes[i].Poll(ctx, alice, q, 0, 10, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pg.Items) == 1 {
+				if n := pg.Items[0]; n.Kind != shard.Resync || n.Etag != "current" || n.Resource != res {
+					t.Fatalf("after the crash: %+v", n)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no RESYNC in %s", q)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// The list was rebuilt: a publish reaches both queues again.
+	if k := nodes[0].Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "after", Time: time.Now()}); k != 2 {
+		t.Fatalf("publish after repair reached %d", k)
+	}
+	if _, err := nodes[0].Queue(ctx, alice, lost.Name); !errors.Is(err, shard.ErrQueueNotFound) {
+		t.Fatalf("a queue of the dead node: %v", err)
+	}
+}
+
+// TestJoinMovesKeysUnderLoad adds a node while events flow: keys the ring
+// now gives it move there, and local streams follow their queues.
+func TestJoinMovesKeysUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := startNode(t, "n1", ca, caKey, "")
+	second := startNode(t, "n2", ca, caKey, first.gossip)
+	nodes := []*testNode{first.testNode, second.testNode}
+	waitRing(t, nodes, 2)
+	ctx := context.Background()
+	type reader struct {
+		r shard.Reader
+		l *listener
+		q string
+	}
+	var readers []reader
+	for i := range 40 {
+		n := nodes[i%2]
+		dev := shard.Principal{User: "alice", Device: fmt.Sprint("d", i)}
+		q, err := n.CreateQueue(ctx, dev, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Subscribe(ctx, allowAll{}, dev, q.Name, fmt.Sprintf("user:alice/j%d", i%7), "", ""); err != nil {
+			t.Fatal(err)
+		}
+		l := &listener{ch: make(chan struct{}, 1)}
+		r, err := n.Attach(ctx, dev, q.Name, 0, l) // local streams
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		readers = append(readers, reader{r, l, q.Name})
+	}
+	const rounds = 60
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range rounds {
+			for k := range 7 {
+				ev := &shard.Event{Kind: shard.Changed, Resource: fmt.Sprintf("user:alice/j%d", k), Etag: fmt.Sprint("e", i), Time: time.Now()}
+				nodes[i%2].Deliver(ev)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	third := startNode(t, "n3", ca, caKey, first.gossip)
+	all := append(nodes, third.testNode)
+	waitRing(t, all, 3)
+	wg.Wait()
+	for i, rd := range readers {
+		got, err := collect(t, rd.r, rd.l, rounds, 10*time.Second)
+		if err != nil {
+			res := fmt.Sprintf("user:alice/j%d", i%7)
+			for _, n := range all {
+				k, held := n.store.HasResource(res)
+				t.Logf("%s: holds queue %v, list of %s: %v with %d; owns q %v owns r %v", n.Name(), n.store.Has(rd.q), res, held, k, n.Owns(rd.q), n.Owns(res))
+			}
+			t.Fatalf("reader %d: %v", i, err)
+		}
+		for j, n := range got {
+			if n.Seq != uint64(j+1) || n.Etag != fmt.Sprint("e", j) {
+				t.Fatalf("reader %d: notification %d is seq %d etag %s", i, j, n.Seq, n.Etag)
+			}
+		}
+	}
+	// Settled: every key is where the ring says, once.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		misplaced, queues := 0, 0
+		for _, m := range all[0].Members(ctx) {
+			misplaced += m.Misplaced
+			queues += m.Queues
+		}
+		if misplaced == 0 && queues == 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the join: %d misplaced, %d queues", misplaced, queues)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if third.store.Stats().Queues == 0 {
+		t.Fatal("the new node took no queue")
+	}
+}
