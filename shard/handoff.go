@@ -31,9 +31,10 @@ type ResourceState struct {
 	Subs       []SubscriberState
 }
 
-// SubscriberState is one entry of a subscriber list.
+// SubscriberState is one entry of a subscriber list; Node is where the
+// queue was last known to be held ("" unknown).
 type SubscriberState struct {
-	Queue, User, Device string
+	Queue, User, Device, Node string
 }
 
 // ExportQueue removes the queue name from this store and returns its state
@@ -149,7 +150,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	s.resMu.Unlock()
 	st := ResourceState{Name: name, Etag: r.etag, Subs: make([]SubscriberState, 0, len(r.subs))}
 	for q, ref := range r.subs {
-		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.user, Device: ref.device})
+		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.user, Device: ref.device, Node: ref.node})
 	}
 	r.mu.Unlock()
 	return st, true
@@ -168,7 +169,7 @@ func (s *Store) ImportResource(st ResourceState) {
 		}
 		for _, sub := range st.Subs {
 			if r.subs[sub.Queue] == nil {
-				r.subs[sub.Queue] = &subRef{user: sub.User, device: sub.Device}
+				r.subs[sub.Queue] = &subRef{user: sub.User, device: sub.Device, node: sub.Node}
 			}
 		}
 		if st.Etag != "" {
@@ -247,9 +248,10 @@ func (s *Store) SubscriberCount() int {
 }
 
 // PruneSubscribers removes, from every subscriber list held here, the
-// queues for which gone is true (they lived on a node that crashed). It
-// returns how many entries it removed.
-func (s *Store) PruneSubscribers(gone func(queue string) bool) int {
+// queues for which gone is true, given the node each was last known to be
+// held by (they lived on a node that crashed). It returns how many entries
+// it removed.
+func (s *Store) PruneSubscribers(gone func(queue, node string) bool) int {
 	s.resMu.RLock()
 	rs := make([]*resource, 0, len(s.res))
 	for _, r := range s.res {
@@ -259,8 +261,8 @@ func (s *Store) PruneSubscribers(gone func(queue string) bool) int {
 	n := 0
 	for _, r := range rs {
 		r.mu.Lock()
-		for q := range r.subs {
-			if gone(q) {
+		for q, ref := range r.subs {
+			if gone(q, ref.node) {
 				delete(r.subs, q)
 				n++
 			}

@@ -8,15 +8,17 @@ import "context"
 // different nodes, the store reaches the other side through Peers. Methods
 // must not call back into the store while it waits for them, except Link.
 type Peers interface {
-	// Link adds queue (owned by owner) to resource's subscriber list at the
-	// resource's owner, recording etag as its last known etag.
+	// Link adds queue (owned by owner, held by this node) to resource's
+	// subscriber list at the resource's owner, recording etag as its last
+	// known etag.
 	Link(ctx context.Context, resource, queue string, owner Principal, etag string) error
 	// Unlink removes queues from resource's subscriber list at its owner.
 	// It may return before that is done.
 	Unlink(resource string, queues []string)
 	// Forward delivers ev to queues held by other nodes, batched per node,
 	// and returns how many it sent on. It may return before they arrive.
-	Forward(ev *Event, queues []string) int
+	// hints[i] is where queues[i] was last known to be held ("" unknown).
+	Forward(ev *Event, queues, hints []string) int
 	// RevokeQueues tells the holders of queues that their subscriptions to
 	// resource were revoked. It may return before that is done.
 	RevokeQueues(resource string, queues []string)

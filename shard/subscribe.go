@@ -22,6 +22,7 @@ type SubscriptionInfo struct {
 // may live on another node; q caches it when it lives here.
 type subRef struct {
 	user, device string
+	node         string // where the queue was last known to be held (guarded by the resource's mu); "" here or unknown
 	q            atomic.Pointer[queue]
 }
 
@@ -103,7 +104,7 @@ func (s *Store) link(ctx context.Context, res, queue string, o owner, etag strin
 	if s.peers != nil {
 		return s.peers.Link(ctx, res, queue, Principal{User: o.user, Device: o.device}, etag)
 	}
-	s.AddSubscriber(res, queue, o.user, o.device, etag)
+	s.AddSubscriber(res, queue, o.user, o.device, etag, "")
 	return nil
 }
 
@@ -116,10 +117,10 @@ func (s *Store) unlink(res string, queues []string) {
 	s.RemoveSubscribers(res, queues)
 }
 
-// AddSubscriber puts queue (owned by user's device) in res's subscriber
-// list, held by this node, and records etag as the resource's last known
-// etag (unless empty).
-func (s *Store) AddSubscriber(res, queue, user, device, etag string) {
+// AddSubscriber puts queue (owned by user's device, held by node: "" for
+// this one) in res's subscriber list, held by this node, and records etag
+// as the resource's last known etag (unless empty).
+func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) {
 	for {
 		r := s.resourceFor(res)
 		r.mu.Lock()
@@ -128,7 +129,9 @@ func (s *Store) AddSubscriber(res, queue, user, device, etag string) {
 			continue // emptied and removed between lookup and lock
 		}
 		if ref := r.subs[queue]; ref == nil || ref.user != user || ref.device != device {
-			r.subs[queue] = &subRef{user: user, device: device}
+			r.subs[queue] = &subRef{user: user, device: device, node: node}
+		} else {
+			ref.node = node
 		}
 		if etag != "" {
 			r.etag = etag
@@ -150,6 +153,21 @@ func (s *Store) HasResource(res string) (subscribers int, held bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.subs), !r.dead
+}
+
+// SetHolder records that queue, in res's subscriber list, is now held by node.
+func (s *Store) SetHolder(res, queue, node string) {
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	if ref := r.subs[queue]; ref != nil {
+		ref.node = node
+	}
+	r.mu.Unlock()
 }
 
 // RemoveSubscribers takes queues out of res's subscriber list, and res out
@@ -277,7 +295,7 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		r.etag = ev.Etag
 		r.mu.Unlock()
 	}
-	var remote []string
+	var remote, hints []string
 	r.mu.RLock()
 	if r.dead {
 		r.mu.RUnlock()
@@ -287,7 +305,7 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		q := ref.q.Load()
 		if q == nil {
 			if q = s.get(name); q == nil {
-				remote = append(remote, name)
+				remote, hints = append(remote, name), append(hints, ref.node)
 				continue
 			}
 			ref.q.Store(q)
@@ -297,14 +315,14 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 			q.mu.Unlock()
 			ref.q.Store(nil)
 			if q = s.get(name); q == nil {
-				remote = append(remote, name)
+				remote, hints = append(remote, name), append(hints, ref.node)
 				continue
 			}
 			ref.q.Store(q)
 			q.mu.Lock()
 			if q.dead {
 				q.mu.Unlock()
-				remote = append(remote, name)
+				remote, hints = append(remote, name), append(hints, ref.node)
 				continue
 			}
 		}
@@ -326,7 +344,7 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 	s.counters.Notifications[ev.Kind].Add(uint64(n))
 	if len(remote) > 0 {
 		if s.peers != nil {
-			n += s.peers.Forward(ev, remote)
+			n += s.peers.Forward(ev, remote, hints)
 		} else {
 			s.RemoveSubscribers(ev.Resource, remote) // their queues are gone
 		}

@@ -100,7 +100,7 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag}
 	for _, s := range st.Subs {
-		out.Subscribers = append(out.Subscribers, &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device})
+		out.Subscribers = append(out.Subscribers, &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: s.Node})
 	}
 	return out
 }
@@ -108,7 +108,7 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
 	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag()}
 	for _, s := range st.GetSubscribers() {
-		out.Subs = append(out.Subs, shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice()})
+		out.Subs = append(out.Subs, shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()})
 	}
 	return out
 }

@@ -35,7 +35,7 @@ func (n *Node) addLocal(ctx context.Context, resource, etag string, subs []*pb.S
 			if i == 0 {
 				e = etag
 			}
-			n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e)
+			n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e, s.GetNode())
 		}
 		mu.RUnlock()
 		return nil
@@ -87,8 +87,29 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		}
 		mu.Unlock()
 	}
+	if len(rep.Resources) > 0 {
+		// Deliveries already queued from these lists go out before the
+		// lists do, so the new holder's deliveries follow them.
+		n.flushOutboxes(callTimeout)
+	}
 	n.stats.KeysGiven.Add(uint64(len(rep.Queues) + len(rep.Resources)))
 	return rep
+}
+
+// flushOutboxes waits until every op queued for a peer has been sent.
+func (n *Node) flushOutboxes(limit time.Duration) {
+	n.mu.Lock()
+	peers := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		peers = append(peers, p)
+	}
+	n.mu.Unlock()
+	deadline := time.Now().Add(limit)
+	for _, p := range peers {
+		for p.pending() > 0 && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 }
 
 // take moves keys from node to this one. Calls on those keys wait here
@@ -284,7 +305,15 @@ func (n *Node) stopRPC(ctx context.Context) error {
 func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	start := time.Now()
 	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
-	pruned := n.store.PruneSubscribers(func(q string) bool { return dead(q) && !n.store.Has(q) })
+	pruned := n.store.PruneSubscribers(func(q, node string) bool {
+		if n.store.Has(q) {
+			return false
+		}
+		if node != "" && node != n.cfg.Name {
+			return slices.Contains(crashed, node)
+		}
+		return dead(q)
+	})
 	lists := n.store.QueueSubscriptions()
 	var affected []string
 	for res := range lists {
@@ -304,7 +333,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 		pbs := make([]*pb.Subscriber, len(subs))
 		names := make([]string, len(subs))
 		for i, s := range subs {
-			pbs[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device}
+			pbs[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: n.cfg.Name}
 			names[i] = s.Queue
 		}
 		if err := n.addLocal(ctx, res, etags[res], pbs, 0); err != nil {

@@ -24,6 +24,7 @@ type peer struct {
 
 	mu      sync.Mutex
 	ops     []*pb.Op
+	sending int // ops in the Push in flight
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped sync.Once
@@ -99,6 +100,23 @@ func (p *peer) close() {
 	})
 }
 
+// pending counts ops queued or in flight.
+func (p *peer) pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ops) + p.sending
+}
+
+// applyReply learns from a Push's reply: queues that moved, queues gone.
+func (n *Node) applyReply(rep *pb.PushReply) {
+	for _, m := range rep.GetMoved() {
+		n.store.SetHolder(m.GetResource(), m.GetQueue(), m.GetNode())
+	}
+	for _, m := range rep.GetMissing() {
+		n.prune(m.GetResource(), m.GetQueues())
+	}
+}
+
 // push queues op for the peer.
 func (p *peer) push(op *pb.Op) {
 	p.mu.Lock()
@@ -133,11 +151,15 @@ func (p *peer) send() {
 			if len(p.ops) == 0 {
 				p.ops = nil
 			}
+			p.sending = k
 			p.mu.Unlock()
 			if k == 0 {
 				break
 			}
 			p.deliver(batch)
+			p.mu.Lock()
+			p.sending = 0
+			p.mu.Unlock()
 		}
 	}
 }
@@ -151,9 +173,7 @@ func (p *peer) deliver(batch []*pb.Op) {
 		cancel()
 		if err == nil {
 			p.n.stats.forwarded(p.name, len(batch))
-			for _, m := range rep.GetMissing() {
-				p.n.prune(m.GetResource(), m.GetQueues())
-			}
+			p.n.applyReply(rep)
 			return
 		}
 		select {

@@ -382,7 +382,7 @@ func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
 
 // Link implements shard.Peers: it adds queue to resource's list at its holder.
 func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Principal, etag string) error {
-	return n.addLocal(ctx, resource, etag, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device}}, 0)
+	return n.addLocal(ctx, resource, etag, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device, Node: n.cfg.Name}}, 0)
 }
 
 func (n *Node) linkAt(ctx context.Context, where, resource, etag string, subs []*pb.Subscriber, hops uint32) error {
@@ -420,8 +420,38 @@ func (n *Node) prune(resource string, queues []string) {
 
 // Forward implements shard.Peers: one op per destination node, carrying
 // the event once and the names of its queues there.
-func (n *Node) Forward(ev *shard.Event, queues []string) int {
-	sent, _ := n.forward(ev, nil, queues, 0)
+func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
+	// Names go where they were last known to be held: that node has them,
+	// or forwards them (in order) to where they went and says so.
+	var e *pb.Event
+	groups := map[string][]string{}
+	var unknown []string
+	n.mu.Lock()
+	for i, q := range queues {
+		if h := hints[i]; h != "" && h != n.cfg.Name && n.aliveLocked(h) {
+			groups[h] = append(groups[h], q)
+		} else {
+			unknown = append(unknown, q)
+		}
+	}
+	n.mu.Unlock()
+	sent := 0
+	for where, names := range groups {
+		p := n.peer(where)
+		if p == nil {
+			unknown = append(unknown, names...)
+			continue
+		}
+		if e == nil {
+			e = eventPB(ev)
+		}
+		p.push(&pb.Op{Event: e, Queues: names, Hops: 1})
+		sent += len(names)
+	}
+	if len(unknown) > 0 {
+		k, _ := n.forward(ev, e, unknown, 0)
+		sent += k
+	}
 	return sent
 }
 

@@ -96,8 +96,33 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			}
 			k, missing := n.store.DeliverTo(ev, here)
 			rep.Reached += int64(k)
-			if len(away) > 0 {
-				sent, gone := n.forward(ev, op.GetEvent(), away, op.GetHops())
+			// Queues handed off from here follow their tombs now, before
+			// this reply, so the sender's next ops (sent straight to the
+			// new holder) land after these.
+			moved := map[string][]string{}
+			var unknown []string
+			for _, q := range away {
+				if to := n.tombOf(q); to != "" && to != n.cfg.Name {
+					moved[to] = append(moved[to], q)
+				} else {
+					unknown = append(unknown, q)
+				}
+			}
+			for to, names := range moved {
+				r, err := n.pushNow(ctx, to, &pb.Op{Event: op.GetEvent(), Queues: names, Hops: op.GetHops() + 1})
+				if err != nil {
+					unknown = append(unknown, names...)
+					continue
+				}
+				rep.Reached += r.GetReached()
+				for _, q := range names {
+					rep.Moved = append(rep.Moved, &pb.Moved{Resource: ev.Resource, Queue: q, Node: to})
+				}
+				rep.Moved = append(rep.Moved, r.GetMoved()...)
+				rep.Missing = append(rep.Missing, r.GetMissing()...)
+			}
+			if len(unknown) > 0 {
+				sent, gone := n.forward(ev, op.GetEvent(), unknown, op.GetHops())
 				rep.Reached += int64(sent)
 				missing = append(missing, gone...)
 			}
@@ -189,6 +214,19 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 			clear(buf)
 		}
 	}
+}
+
+// pushNow sends one op to node and waits for its reply.
+func (n *Node) pushNow(ctx context.Context, node string, op *pb.Op) (*pb.PushReply, error) {
+	p := n.peer(node)
+	if p == nil {
+		return nil, unavailable(node)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	n.stats.forwarded(node, 1)
+	rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{op}})
+	return rep, fromStatus(node, err)
 }
 
 // chanListener turns Notify into a channel signal.

@@ -848,10 +848,12 @@ func (x *InviteReply) GetReached() int64 {
 }
 
 type Subscriber struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Device        string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Queue  string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	User   string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Device string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	// The node that holds the queue, as last known.
+	Node          string `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -903,6 +905,13 @@ func (x *Subscriber) GetUser() string {
 func (x *Subscriber) GetDevice() string {
 	if x != nil {
 		return x.Device
+	}
+	return ""
+}
+
+func (x *Subscriber) GetNode() string {
+	if x != nil {
+		return x.Node
 	}
 	return ""
 }
@@ -1131,7 +1140,10 @@ type PushReply struct {
 	// sender prunes them from its subscriber list.
 	Missing []*Missing `protobuf:"bytes,1,rep,name=missing,proto3" json:"missing,omitempty"`
 	// How many queues the ops reached (forwarded ones included).
-	Reached       int64 `protobuf:"varint,2,opt,name=reached,proto3" json:"reached,omitempty"`
+	Reached int64 `protobuf:"varint,2,opt,name=reached,proto3" json:"reached,omitempty"`
+	// Queues the receiver had handed to another node: the sender sends
+	// there from now on.
+	Moved         []*Moved `protobuf:"bytes,3,rep,name=moved,proto3" json:"moved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1180,6 +1192,73 @@ func (x *PushReply) GetReached() int64 {
 	return 0
 }
 
+func (x *PushReply) GetMoved() []*Moved {
+	if x != nil {
+		return x.Moved
+	}
+	return nil
+}
+
+type Moved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Queue         string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Moved) Reset() {
+	*x = Moved{}
+	mi := &file_peer_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Moved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Moved) ProtoMessage() {}
+
+func (x *Moved) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Moved.ProtoReflect.Descriptor instead.
+func (*Moved) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Moved) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *Moved) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *Moved) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 type Missing struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
@@ -1190,7 +1269,7 @@ type Missing struct {
 
 func (x *Missing) Reset() {
 	*x = Missing{}
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1281,7 @@ func (x *Missing) String() string {
 func (*Missing) ProtoMessage() {}
 
 func (x *Missing) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1294,7 @@ func (x *Missing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Missing.ProtoReflect.Descriptor instead.
 func (*Missing) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{16}
+	return file_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Missing) GetResource() string {
@@ -1246,7 +1325,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1337,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1350,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{17}
+	return file_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StreamRequest) GetPrincipal() *Principal {
@@ -1318,7 +1397,7 @@ type StreamBatch struct {
 
 func (x *StreamBatch) Reset() {
 	*x = StreamBatch{}
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1409,7 @@ func (x *StreamBatch) String() string {
 func (*StreamBatch) ProtoMessage() {}
 
 func (x *StreamBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1422,7 @@ func (x *StreamBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBatch.ProtoReflect.Descriptor instead.
 func (*StreamBatch) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{18}
+	return file_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StreamBatch) GetItems() []*Notification {
@@ -1372,7 +1451,7 @@ type QueueState struct {
 
 func (x *QueueState) Reset() {
 	*x = QueueState{}
-	mi := &file_peer_proto_msgTypes[19]
+	mi := &file_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1463,7 @@ func (x *QueueState) String() string {
 func (*QueueState) ProtoMessage() {}
 
 func (x *QueueState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[19]
+	mi := &file_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1476,7 @@ func (x *QueueState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueState.ProtoReflect.Descriptor instead.
 func (*QueueState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{19}
+	return file_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueueState) GetName() string {
@@ -1488,7 +1567,7 @@ type ResourceState struct {
 
 func (x *ResourceState) Reset() {
 	*x = ResourceState{}
-	mi := &file_peer_proto_msgTypes[20]
+	mi := &file_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1579,7 @@ func (x *ResourceState) String() string {
 func (*ResourceState) ProtoMessage() {}
 
 func (x *ResourceState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[20]
+	mi := &file_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1592,7 @@ func (x *ResourceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceState.ProtoReflect.Descriptor instead.
 func (*ResourceState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{20}
+	return file_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResourceState) GetName() string {
@@ -1549,7 +1628,7 @@ type TakeRequest struct {
 
 func (x *TakeRequest) Reset() {
 	*x = TakeRequest{}
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1640,7 @@ func (x *TakeRequest) String() string {
 func (*TakeRequest) ProtoMessage() {}
 
 func (x *TakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1653,7 @@ func (x *TakeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeRequest.ProtoReflect.Descriptor instead.
 func (*TakeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{21}
+	return file_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TakeRequest) GetNode() string {
@@ -1610,7 +1689,7 @@ type TakeReply struct {
 
 func (x *TakeReply) Reset() {
 	*x = TakeReply{}
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1701,7 @@ func (x *TakeReply) String() string {
 func (*TakeReply) ProtoMessage() {}
 
 func (x *TakeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1714,7 @@ func (x *TakeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeReply.ProtoReflect.Descriptor instead.
 func (*TakeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{22}
+	return file_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TakeReply) GetQueues() []*QueueState {
@@ -1671,7 +1750,7 @@ type HandoffRequest struct {
 
 func (x *HandoffRequest) Reset() {
 	*x = HandoffRequest{}
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1762,7 @@ func (x *HandoffRequest) String() string {
 func (*HandoffRequest) ProtoMessage() {}
 
 func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1775,7 @@ func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
 func (*HandoffRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{23}
+	return file_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HandoffRequest) GetNode() string {
@@ -1732,7 +1811,7 @@ type LeavingRequest struct {
 
 func (x *LeavingRequest) Reset() {
 	*x = LeavingRequest{}
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1823,7 @@ func (x *LeavingRequest) String() string {
 func (*LeavingRequest) ProtoMessage() {}
 
 func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1836,7 @@ func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeavingRequest.ProtoReflect.Descriptor instead.
 func (*LeavingRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{24}
+	return file_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeavingRequest) GetNode() string {
@@ -1782,7 +1861,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1873,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1886,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{25}
+	return file_peer_proto_rawDescGZIP(), []int{26}
 }
 
 type StatsReply struct {
@@ -1827,7 +1906,7 @@ type StatsReply struct {
 
 func (x *StatsReply) Reset() {
 	*x = StatsReply{}
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1918,7 @@ func (x *StatsReply) String() string {
 func (*StatsReply) ProtoMessage() {}
 
 func (x *StatsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1931,7 @@ func (x *StatsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsReply.ProtoReflect.Descriptor instead.
 func (*StatsReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{26}
+	return file_peer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatsReply) GetNode() string {
@@ -1982,12 +2061,13 @@ const file_peer_proto_rawDesc = "" +
 	"\tto_device\x18\x03 \x01(\tR\btoDevice\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\"'\n" +
 	"\vInviteReply\x12\x18\n" +
-	"\areached\x18\x01 \x01(\x03R\areached\"N\n" +
+	"\areached\x18\x01 \x01(\x03R\areached\"b\n" +
 	"\n" +
 	"Subscriber\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
-	"\x06device\x18\x03 \x01(\tR\x06device\"\x91\x01\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\"\x91\x01\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12>\n" +
 	"\vsubscribers\x18\x02 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\x12\x12\n" +
@@ -2004,10 +2084,15 @@ const file_peer_proto_rawDesc = "" +
 	"\rrevoke_device\x18\a \x01(\tR\frevokeDevice\x12\x12\n" +
 	"\x04hops\x18\b \x01(\rR\x04hops\"5\n" +
 	"\vPushRequest\x12&\n" +
-	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"Z\n" +
+	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"\x89\x01\n" +
 	"\tPushReply\x123\n" +
 	"\amissing\x18\x01 \x03(\v2\x19.meshgate.peer.v1.MissingR\amissing\x12\x18\n" +
-	"\areached\x18\x02 \x01(\x03R\areached\"=\n" +
+	"\areached\x18\x02 \x01(\x03R\areached\x12-\n" +
+	"\x05moved\x18\x03 \x03(\v2\x17.meshgate.peer.v1.MovedR\x05moved\"M\n" +
+	"\x05Moved\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"=\n" +
 	"\aMissing\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\"\xa2\x01\n" +
@@ -2103,7 +2188,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),           // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),      // 1: meshgate.peer.v1.Principal
@@ -2122,18 +2207,19 @@ var file_peer_proto_goTypes = []any{
 	(*Op)(nil),             // 14: meshgate.peer.v1.Op
 	(*PushRequest)(nil),    // 15: meshgate.peer.v1.PushRequest
 	(*PushReply)(nil),      // 16: meshgate.peer.v1.PushReply
-	(*Missing)(nil),        // 17: meshgate.peer.v1.Missing
-	(*StreamRequest)(nil),  // 18: meshgate.peer.v1.StreamRequest
-	(*StreamBatch)(nil),    // 19: meshgate.peer.v1.StreamBatch
-	(*QueueState)(nil),     // 20: meshgate.peer.v1.QueueState
-	(*ResourceState)(nil),  // 21: meshgate.peer.v1.ResourceState
-	(*TakeRequest)(nil),    // 22: meshgate.peer.v1.TakeRequest
-	(*TakeReply)(nil),      // 23: meshgate.peer.v1.TakeReply
-	(*HandoffRequest)(nil), // 24: meshgate.peer.v1.HandoffRequest
-	(*LeavingRequest)(nil), // 25: meshgate.peer.v1.LeavingRequest
-	(*Empty)(nil),          // 26: meshgate.peer.v1.Empty
-	(*StatsReply)(nil),     // 27: meshgate.peer.v1.StatsReply
-	nil,                    // 28: meshgate.peer.v1.TakeReply.MovedEntry
+	(*Moved)(nil),          // 17: meshgate.peer.v1.Moved
+	(*Missing)(nil),        // 18: meshgate.peer.v1.Missing
+	(*StreamRequest)(nil),  // 19: meshgate.peer.v1.StreamRequest
+	(*StreamBatch)(nil),    // 20: meshgate.peer.v1.StreamBatch
+	(*QueueState)(nil),     // 21: meshgate.peer.v1.QueueState
+	(*ResourceState)(nil),  // 22: meshgate.peer.v1.ResourceState
+	(*TakeRequest)(nil),    // 23: meshgate.peer.v1.TakeRequest
+	(*TakeReply)(nil),      // 24: meshgate.peer.v1.TakeReply
+	(*HandoffRequest)(nil), // 25: meshgate.peer.v1.HandoffRequest
+	(*LeavingRequest)(nil), // 26: meshgate.peer.v1.LeavingRequest
+	(*Empty)(nil),          // 27: meshgate.peer.v1.Empty
+	(*StatsReply)(nil),     // 28: meshgate.peer.v1.StatsReply
+	nil,                    // 29: meshgate.peer.v1.TakeReply.MovedEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -2149,40 +2235,41 @@ var file_peer_proto_depIdxs = []int32{
 	12, // 10: meshgate.peer.v1.LinkRequest.subscribers:type_name -> meshgate.peer.v1.Subscriber
 	2,  // 11: meshgate.peer.v1.Op.event:type_name -> meshgate.peer.v1.Event
 	14, // 12: meshgate.peer.v1.PushRequest.ops:type_name -> meshgate.peer.v1.Op
-	17, // 13: meshgate.peer.v1.PushReply.missing:type_name -> meshgate.peer.v1.Missing
-	1,  // 14: meshgate.peer.v1.StreamRequest.principal:type_name -> meshgate.peer.v1.Principal
-	3,  // 15: meshgate.peer.v1.StreamBatch.items:type_name -> meshgate.peer.v1.Notification
-	2,  // 16: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
-	5,  // 17: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
-	12, // 18: meshgate.peer.v1.ResourceState.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	20, // 19: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
-	21, // 20: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	28, // 21: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	6,  // 22: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 23: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 24: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 25: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	15, // 26: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	18, // 27: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	22, // 28: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	24, // 29: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	25, // 30: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	26, // 31: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	7,  // 32: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 33: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 34: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	26, // 35: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.Empty
-	16, // 36: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	19, // 37: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	23, // 38: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	26, // 39: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	26, // 40: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	27, // 41: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	18, // 13: meshgate.peer.v1.PushReply.missing:type_name -> meshgate.peer.v1.Missing
+	17, // 14: meshgate.peer.v1.PushReply.moved:type_name -> meshgate.peer.v1.Moved
+	1,  // 15: meshgate.peer.v1.StreamRequest.principal:type_name -> meshgate.peer.v1.Principal
+	3,  // 16: meshgate.peer.v1.StreamBatch.items:type_name -> meshgate.peer.v1.Notification
+	2,  // 17: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
+	5,  // 18: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
+	12, // 19: meshgate.peer.v1.ResourceState.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	21, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
+	22, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
+	29, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	6,  // 23: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 24: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 25: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 26: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	15, // 27: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	19, // 28: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	23, // 29: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	25, // 30: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	26, // 31: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	27, // 32: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	7,  // 33: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 34: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 35: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	27, // 36: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.Empty
+	16, // 37: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	20, // 38: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	24, // 39: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	27, // 40: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	27, // 41: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	28, // 42: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -2196,7 +2283,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
