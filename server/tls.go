@@ -26,7 +26,7 @@ const (
 )
 
 // EnsureDevCert returns the paths of a self-signed ECDSA certificate for
-// localhost and 127.0.0.1 in dataDir, creating it if absent, and its SHA-256
+// localhost and 127.0.0.1-16 in dataDir, creating it if absent, and its SHA-256
 // fingerprint. created reports whether it was made now.
 func EnsureDevCert(dataDir string) (certPath, keyPath, fingerprint string, created bool, err error) {
 	certPath = filepath.Join(dataDir, DevCertFile)
@@ -64,7 +64,7 @@ func makeDevCert(dataDir, certPath, keyPath string) error {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:           devIPs(),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -78,6 +78,16 @@ func makeDevCert(dataDir, certPath, keyPath string) error {
 		return err
 	}
 	return writePEM(certPath, "CERTIFICATE", der, 0o644)
+}
+
+// devIPs are the addresses the development certificate covers: loopback,
+// including 127.0.0.2-16 for development clusters on one machine.
+func devIPs() []net.IP {
+	ips := []net.IP{net.IPv6loopback}
+	for i := byte(1); i <= 16; i++ {
+		ips = append(ips, net.IPv4(127, 0, 0, i))
+	}
+	return ips
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +38,18 @@ func freePort(t *testing.T, network string) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+type testWriter struct {
+	t    *testing.T
+	name string
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if os.Getenv("CLUSTER_LOG") != "" && !strings.Contains(string(p), "memberlist") {
+		fmt.Fprintln(os.Stderr, w.name, strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
 }
 
 type testNode struct {
@@ -82,6 +97,7 @@ func startNode(t *testing.T, name, ca, caKey, seed string) started {
 	cfg := cluster.Config{
 		Name: name, Gossip: gossip, RPC: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
 		ServerTLS: srv, ClientTLS: cli, Auth: allowAll{}, ProbeInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Current: func(_ context.Context, rs []string) map[string]string {
 			out := map[string]string{}
 			for _, r := range rs {

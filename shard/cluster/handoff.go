@@ -45,68 +45,111 @@ func (n *Node) addLocal(ctx context.Context, resource, etag string, subs []*pb.S
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a
-// whole and a tomb remembers where it went.
+// whole and a tomb remembers where it went, with the state until the taker
+// acknowledges it.
 func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	to := r.GetNode()
 	rep := &pb.TakeReply{Moved: map[string]string{}}
+	if r.GetAck() {
+		n.mu.Lock()
+		for _, k := range append(r.GetQueues(), r.GetResources()...) {
+			if t, ok := n.tombs[k]; ok && t.node == to {
+				t.queue, t.resource = nil, nil
+				n.tombs[k] = t
+			}
+		}
+		n.mu.Unlock()
+		return rep
+	}
 	until := time.Now().Add(tombTTL)
+	// mark reports whether key may be exported now; a key already given
+	// to the same taker is given again from its tomb.
 	mark := func(key string) bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		if t, ok := n.tombs[key]; ok {
-			rep.Moved[key] = t.node
+			switch {
+			case t.node != to:
+				rep.Moved[key] = t.node
+			case t.queue != nil:
+				rep.Queues = append(rep.Queues, t.queue)
+			case t.resource != nil:
+				rep.Resources = append(rep.Resources, t.resource)
+			}
 			return false
 		}
 		n.tombs[key] = tomb{node: to, until: until}
 		return true
 	}
-	unmark := func(key string) {
+	keep := func(key string, q *pb.QueueState, r *pb.ResourceState) {
 		n.mu.Lock()
-		delete(n.tombs, key)
+		if q == nil && r == nil {
+			delete(n.tombs, key)
+		} else {
+			t := n.tombs[key]
+			t.queue, t.resource = q, r
+			n.tombs[key] = t
+		}
 		n.mu.Unlock()
 	}
+	mark0 := n.outboxMarks()
 	for _, q := range r.GetQueues() {
 		if !mark(q) {
 			continue
 		}
 		if st, ok := n.store.ExportQueue(q); ok {
-			rep.Queues = append(rep.Queues, queueStatePB(st))
+			ps := queueStatePB(st)
+			keep(q, ps, nil)
+			rep.Queues = append(rep.Queues, ps)
 		} else {
-			unmark(q)
+			keep(q, nil, nil)
 		}
 	}
+	exported := 0
 	for _, res := range r.GetResources() {
 		mu := n.stripe(res)
 		mu.Lock()
 		if mark(res) {
 			if st, ok := n.store.ExportResource(res); ok {
-				rep.Resources = append(rep.Resources, resourceStatePB(st))
+				ps := resourceStatePB(st)
+				keep(res, nil, ps)
+				rep.Resources = append(rep.Resources, ps)
+				exported++
 			} else {
-				unmark(res)
+				keep(res, nil, nil)
 			}
 		}
 		mu.Unlock()
 	}
-	if len(rep.Resources) > 0 {
-		// Deliveries already queued from these lists go out before the
-		// lists do, so the new holder's deliveries follow them.
-		n.flushOutboxes(callTimeout)
+	if exported > 0 {
+		// Deliveries these lists queued before they left go out first, so
+		// the new holder's deliveries follow them. Only those: later ops
+		// may wait for this very hand-off at the taker.
+		n.flushOutboxes(mark0, 2*time.Second)
 	}
 	n.stats.KeysGiven.Add(uint64(len(rep.Queues) + len(rep.Resources)))
 	return rep
 }
 
-// flushOutboxes waits until every op queued for a peer has been sent.
-func (n *Node) flushOutboxes(limit time.Duration) {
+// outboxMarks notes how many ops each peer had been given so far.
+func (n *Node) outboxMarks() map[*peer]uint64 {
 	n.mu.Lock()
-	peers := make([]*peer, 0, len(n.peers))
+	defer n.mu.Unlock()
+	marks := make(map[*peer]uint64, len(n.peers))
 	for _, p := range n.peers {
-		peers = append(peers, p)
+		p.mu.Lock()
+		marks[p] = p.queued
+		p.mu.Unlock()
 	}
-	n.mu.Unlock()
+	return marks
+}
+
+// flushOutboxes waits, at most limit, until every peer has sent the ops it
+// had been given when marks were taken.
+func (n *Node) flushOutboxes(marks map[*peer]uint64, limit time.Duration) {
 	deadline := time.Now().Add(limit)
-	for _, p := range peers {
-		for p.pending() > 0 && time.Now().Before(deadline) {
+	for p, m := range marks {
+		for p.sentUpTo() < m && time.Now().Before(deadline) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
@@ -150,13 +193,28 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	if p == nil {
 		return unavailable(from)
 	}
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	rep, err := p.client.Take(ctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs})
+	var rep *pb.TakeReply
+	var err error
+	for attempt := range 3 { // a lost reply is asked again: the giver keeps the state
+		tctx, cancel := context.WithTimeout(ctx, callTimeout)
+		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs})
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+	}
 	if err != nil {
 		n.log.Warn("take failed", "from", from, "queues", len(qs), "resources", len(rs), "err", err)
 		return fromStatus(from, err)
 	}
+	defer func() {
+		go func() {
+			actx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			defer cancel()
+			_, _ = p.client.Take(actx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Ack: true})
+		}()
+	}()
 	for _, st := range rep.GetQueues() {
 		if !n.store.ImportQueue(queueStateOf(st)) {
 			n.log.Warn("a queue taken over was already here; kept the one here", "queue", st.GetName())
@@ -275,8 +333,10 @@ func (n *Node) Leave(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	// Relays reading from here end when the gRPC server stops; their
-	// readers follow the tombs to the new holders.
+	// Ops still queued here go out before we say we are gone. Relays
+	// reading from here end when the gRPC server stops; their readers
+	// follow the tombs to the new holders.
+	n.flushOutboxes(n.outboxMarks(), 5*time.Second)
 	tell(true)
 	n.log.Info("left the cluster", "handoff", time.Since(start), "misplaced_left", max(left, 0))
 	err := n.ml.Leave(2 * time.Second)

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 
 	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
 	"meshgate/shard/ring"
 )
 
@@ -129,6 +130,10 @@ type pastRing struct {
 type tomb struct {
 	node  string
 	until time.Time
+	// The state given, kept until the taker acknowledges it, so a Take
+	// whose reply was lost can be asked again.
+	queue    *pb.QueueState
+	resource *pb.ResourceState
 }
 
 type meta struct {

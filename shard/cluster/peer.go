@@ -24,7 +24,9 @@ type peer struct {
 
 	mu      sync.Mutex
 	ops     []*pb.Op
-	sending int // ops in the Push in flight
+	sending int    // ops in the Push in flight
+	queued  uint64 // ops ever queued
+	sent    uint64 // ops ever sent (or dropped)
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped sync.Once
@@ -100,11 +102,11 @@ func (p *peer) close() {
 	})
 }
 
-// pending counts ops queued or in flight.
-func (p *peer) pending() int {
+// sentUpTo is how many of the ops ever queued have been sent.
+func (p *peer) sentUpTo() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.ops) + p.sending
+	return p.sent
 }
 
 // applyReply learns from a Push's reply: queues that moved, queues gone.
@@ -127,6 +129,7 @@ func (p *peer) push(op *pb.Op) {
 		return
 	}
 	p.ops = append(p.ops, op)
+	p.queued++
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -159,6 +162,7 @@ func (p *peer) send() {
 			p.deliver(batch)
 			p.mu.Lock()
 			p.sending = 0
+			p.sent += uint64(k)
 			p.mu.Unlock()
 		}
 	}

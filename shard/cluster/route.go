@@ -503,6 +503,7 @@ func (n *Node) forwardTry(ev *shard.Event, e *pb.Event, queues []string, hops ui
 	if len(missing) > 0 && !n.settled() {
 		if attempt < maxRetries {
 			names := missing
+			n.log.Debug("queues not found while the cluster changes: retrying", "resource", ev.Resource, "queues", names, "etag", ev.Etag, "hops", hops)
 			time.AfterFunc(retryGap, func() { n.forwardTry(ev, e, names, 0, attempt+1) })
 			return sent + len(names), nil
 		}

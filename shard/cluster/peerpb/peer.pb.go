@@ -1617,11 +1617,15 @@ func (x *ResourceState) GetSubscribers() []*Subscriber {
 }
 
 // Take moves state to the caller: the receiver exports what it holds.
+// A Take asked again for a key already given to the same node returns the
+// same state (the first reply may have been lost); ack tells the giver the
+// keys arrived, so it can forget their state.
 type TakeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	Queues        []string               `protobuf:"bytes,2,rep,name=queues,proto3" json:"queues,omitempty"`
 	Resources     []string               `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	Ack           bool                   `protobuf:"varint,4,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1675,6 +1679,13 @@ func (x *TakeRequest) GetResources() []string {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *TakeRequest) GetAck() bool {
+	if x != nil {
+		return x.Ack
+	}
+	return false
 }
 
 type TakeReply struct {
@@ -2121,11 +2132,12 @@ const file_peer_proto_rawDesc = "" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12>\n" +
-	"\vsubscribers\x18\x03 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\"W\n" +
+	"\vsubscribers\x18\x03 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\"i\n" +
 	"\vTakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
-	"\tresources\x18\x03 \x03(\tR\tresources\"\xf8\x01\n" +
+	"\tresources\x18\x03 \x03(\tR\tresources\x12\x10\n" +
+	"\x03ack\x18\x04 \x01(\bR\x03ack\"\xf8\x01\n" +
 	"\tTakeReply\x124\n" +
 	"\x06queues\x18\x01 \x03(\v2\x1c.meshgate.peer.v1.QueueStateR\x06queues\x12=\n" +
 	"\tresources\x18\x02 \x03(\v2\x1f.meshgate.peer.v1.ResourceStateR\tresources\x12<\n" +
