@@ -495,7 +495,7 @@ func setupDevices(t *testing.T, c *testCluster, ctx context.Context, serving *se
 		}
 		d.queue = out.CreateQueue.Name
 		for j := range 5 {
-			r := resources[(i+j)%len(resources)]
+			r := resources[(5*i+j)%len(resources)]
 			if err := c.gql(ns[(i+1)%len(ns)], d.tok, `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`, map[string]any{"q": d.queue, "r": r}, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -578,7 +578,7 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var resources []string
-	for i := range 10 {
+	for i := range 30 { // 4 subscribers each, spread over every node
 		resources = append(resources, fmt.Sprintf("user:alice/feed/%d", i))
 	}
 	devs := setupDevices(t, c, ctx, serving, 24, resources)
@@ -632,7 +632,7 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 		}
 		d.mu.Unlock()
 	}
-	t.Logf("join and leave under load: %d changes × 12 subscribers each, none lost or duplicated", pub.n)
+	t.Logf("join and leave under load: %d changes × 4 subscribers each, none lost or duplicated", pub.n)
 	c.settled(n1, 24)
 
 	// kill -9 under load: lists rebuilt with RESYNC, lost queues reported.

@@ -67,7 +67,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	mark := func(key string) bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if t, ok := n.tombs[key]; ok {
+		if t, ok := n.tombs[key]; ok && !n.store.Has(key) && !n.holdsResource(key) {
 			switch {
 			case t.node != to:
 				rep.Moved[key] = t.node
@@ -363,10 +363,32 @@ func (n *Node) stopRPC(ctx context.Context) error {
 // with a RESYNC carrying the publisher's current etag; entries for queues
 // that lived there are pruned from the lists here.
 func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
-	start := time.Now()
+	n.mu.Lock()
+	for _, c := range crashed {
+		n.crashed[c] = time.Now()
+	}
+	n.mu.Unlock()
 	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
+	n.relink(dead, crashed)
+}
+
+// rejoined: the others took this node for dead (it was frozen or cut off)
+// and pruned its queues from their lists. Every subscription of every
+// queue here is linked again, with a RESYNC: changes may have been missed.
+func (n *Node) rejoined() {
+	n.log.Warn("the cluster took this node for dead: linking every subscription again")
+	n.relink(func(string) bool { return true }, nil)
+}
+
+// relink links again the subscriptions of the queues here to resources
+// for which dead is true, and puts a RESYNC in each.
+func (n *Node) relink(dead func(string) bool, crashed []string) {
+	start := time.Now()
 	pruned := n.store.PruneSubscribers(func(q, node string) bool {
 		if n.store.Has(q) {
+			return false
+		}
+		if crashed == nil {
 			return false
 		}
 		if node != "" && node != n.cfg.Name {
@@ -402,6 +424,10 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 		resynced += n.store.Resync(res, etags[res], names)
 	}
 	n.stats.Repairs.Add(1)
+	if crashed == nil {
+		n.log.Info("relinked", "resources", len(affected), "resync", resynced, "in", time.Since(start))
+		return
+	}
 	n.stats.handoff(time.Since(start))
 	n.log.Info("repaired after crash", "crashed", crashed, "resources", len(affected), "resync", resynced, "pruned", pruned, "in", time.Since(start))
 }

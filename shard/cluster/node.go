@@ -97,7 +97,8 @@ type Node struct {
 	peers     map[string]*peer  // clients by node name
 	tombs     map[string]tomb   // keys handed off → where
 	inflight  map[string]chan struct{}
-	relays    map[*stream]string // remote streams → the node they read from
+	relays    map[*stream]string   // remote streams → the node they read from
+	crashed   map[string]time.Time // nodes repaired as dead, by when
 	draining  bool
 	epoch     uint64
 	changedAt time.Time
@@ -180,6 +181,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		tombs:    map[string]tomb{},
 		inflight: map[string]chan struct{}{},
 		relays:   map[*stream]string{},
+		crashed:  map[string]time.Time{},
 		changed:  make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
@@ -392,6 +394,22 @@ func (n *Node) rebuild() {
 		}
 	}
 	n.members = alive
+	var back []string // taken for dead, alive again: they must relink
+	for name := range alive {
+		if _, ok := n.crashed[name]; ok {
+			back = append(back, name)
+			delete(n.crashed, name)
+		}
+	}
+	for _, b := range back {
+		go func() {
+			if p := n.peer(b); p != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+				defer cancel()
+				_, _ = p.client.Rejoined(ctx, &pb.Empty{})
+			}
+		}()
+	}
 	r := n.ringLocked()
 	if slices.Equal(r.Nodes(), old.Nodes()) && sameWeights(r, old) {
 		n.mu.Unlock()

@@ -160,6 +160,11 @@ func (s service) Leaving(_ context.Context, r *pb.LeavingRequest) (*pb.Empty, er
 	return &pb.Empty{}, nil
 }
 
+func (s service) Rejoined(context.Context, *pb.Empty) (*pb.Empty, error) {
+	go s.n.rejoined()
+	return &pb.Empty{}, nil
+}
+
 func (s service) Stats(context.Context, *pb.Empty) (*pb.StatsReply, error) {
 	return s.n.localStats(), nil
 }

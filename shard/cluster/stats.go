@@ -109,6 +109,8 @@ func (n *Node) Members(ctx context.Context) []NodeStats {
 	}
 	n.mu.Unlock()
 	var mu sync.Mutex
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second) // a frozen node must not stall the view
+	defer cancel()
 	n.eachPeer(ctx, func(ctx context.Context, p *peer) {
 		rep, err := p.client.Stats(ctx, &pb.Empty{})
 		if err == nil {

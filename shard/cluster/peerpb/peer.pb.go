@@ -2174,7 +2174,7 @@ const file_peer_proto_rawDesc = "" +
 	"\rSUBSCRIPTIONS\x10\x04\x12\r\n" +
 	"\tSUBSCRIBE\x10\x05\x12\x0f\n" +
 	"\vUNSUBSCRIBE\x10\x06\x12\b\n" +
-	"\x04POLL\x10\a2\xbd\x05\n" +
+	"\x04POLL\x10\a2\xfb\x05\n" +
 	"\x04Peer\x12A\n" +
 	"\x04Call\x12\x1b.meshgate.peer.v1.QueueCall\x1a\x1c.meshgate.peer.v1.QueueReply\x12H\n" +
 	"\x06Queues\x12\x1f.meshgate.peer.v1.QueuesRequest\x1a\x1d.meshgate.peer.v1.QueuesReply\x12H\n" +
@@ -2185,7 +2185,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x04Take\x12\x1d.meshgate.peer.v1.TakeRequest\x1a\x1b.meshgate.peer.v1.TakeReply\x12D\n" +
 	"\aHandoff\x12 .meshgate.peer.v1.HandoffRequest\x1a\x17.meshgate.peer.v1.Empty\x12D\n" +
 	"\aLeaving\x12 .meshgate.peer.v1.LeavingRequest\x1a\x17.meshgate.peer.v1.Empty\x12>\n" +
-	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReplyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
+	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReply\x12<\n" +
+	"\bRejoined\x12\x17.meshgate.peer.v1.Empty\x1a\x17.meshgate.peer.v1.EmptyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -2267,18 +2268,20 @@ var file_peer_proto_depIdxs = []int32{
 	25, // 30: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
 	26, // 31: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
 	27, // 32: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	7,  // 33: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 34: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 35: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	27, // 36: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.Empty
-	16, // 37: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	20, // 38: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	24, // 39: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	27, // 40: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	27, // 41: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	28, // 42: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
+	27, // 33: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
+	7,  // 34: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 35: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 36: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	27, // 37: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.Empty
+	16, // 38: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	20, // 39: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	24, // 40: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	27, // 41: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	27, // 42: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	28, // 43: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	27, // 44: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name

@@ -23,16 +23,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Call_FullMethodName    = "/meshgate.peer.v1.Peer/Call"
-	Peer_Queues_FullMethodName  = "/meshgate.peer.v1.Peer/Queues"
-	Peer_Invite_FullMethodName  = "/meshgate.peer.v1.Peer/Invite"
-	Peer_Link_FullMethodName    = "/meshgate.peer.v1.Peer/Link"
-	Peer_Push_FullMethodName    = "/meshgate.peer.v1.Peer/Push"
-	Peer_Stream_FullMethodName  = "/meshgate.peer.v1.Peer/Stream"
-	Peer_Take_FullMethodName    = "/meshgate.peer.v1.Peer/Take"
-	Peer_Handoff_FullMethodName = "/meshgate.peer.v1.Peer/Handoff"
-	Peer_Leaving_FullMethodName = "/meshgate.peer.v1.Peer/Leaving"
-	Peer_Stats_FullMethodName   = "/meshgate.peer.v1.Peer/Stats"
+	Peer_Call_FullMethodName     = "/meshgate.peer.v1.Peer/Call"
+	Peer_Queues_FullMethodName   = "/meshgate.peer.v1.Peer/Queues"
+	Peer_Invite_FullMethodName   = "/meshgate.peer.v1.Peer/Invite"
+	Peer_Link_FullMethodName     = "/meshgate.peer.v1.Peer/Link"
+	Peer_Push_FullMethodName     = "/meshgate.peer.v1.Peer/Push"
+	Peer_Stream_FullMethodName   = "/meshgate.peer.v1.Peer/Stream"
+	Peer_Take_FullMethodName     = "/meshgate.peer.v1.Peer/Take"
+	Peer_Handoff_FullMethodName  = "/meshgate.peer.v1.Peer/Handoff"
+	Peer_Leaving_FullMethodName  = "/meshgate.peer.v1.Peer/Leaving"
+	Peer_Stats_FullMethodName    = "/meshgate.peer.v1.Peer/Stats"
+	Peer_Rejoined_FullMethodName = "/meshgate.peer.v1.Peer/Rejoined"
 )
 
 // PeerClient is the client API for Peer service.
@@ -49,6 +50,9 @@ type PeerClient interface {
 	Handoff(ctx context.Context, in *HandoffRequest, opts ...grpc.CallOption) (*Empty, error)
 	Leaving(ctx context.Context, in *LeavingRequest, opts ...grpc.CallOption) (*Empty, error)
 	Stats(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*StatsReply, error)
+	// Rejoined tells a node that the others took it for dead and rebuilt
+	// without it: it links its queues' subscriptions again.
+	Rejoined(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type peerClient struct {
@@ -168,6 +172,16 @@ func (c *peerClient) Stats(ctx context.Context, in *Empty, opts ...grpc.CallOpti
 	return out, nil
 }
 
+func (c *peerClient) Rejoined(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Peer_Rejoined_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -182,6 +196,9 @@ type PeerServer interface {
 	Handoff(context.Context, *HandoffRequest) (*Empty, error)
 	Leaving(context.Context, *LeavingRequest) (*Empty, error)
 	Stats(context.Context, *Empty) (*StatsReply, error)
+	// Rejoined tells a node that the others took it for dead and rebuilt
+	// without it: it links its queues' subscriptions again.
+	Rejoined(context.Context, *Empty) (*Empty, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -221,6 +238,9 @@ func (UnimplementedPeerServer) Leaving(context.Context, *LeavingRequest) (*Empty
 }
 func (UnimplementedPeerServer) Stats(context.Context, *Empty) (*StatsReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedPeerServer) Rejoined(context.Context, *Empty) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rejoined not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -416,6 +436,24 @@ func _Peer_Stats_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Rejoined_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Rejoined(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Rejoined_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Rejoined(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -458,6 +496,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Peer_Stats_Handler,
+		},
+		{
+			MethodName: "Rejoined",
+			Handler:    _Peer_Rejoined_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
