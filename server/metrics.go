@@ -10,6 +10,7 @@ import (
 
 	"meshgate/graph"
 	"meshgate/shard"
+	"meshgate/shard/ring"
 )
 
 // PluginStatus is what the metrics need to know of one plugin.
@@ -40,6 +41,10 @@ var (
 	descQueuesExpired = prometheus.NewDesc("meshgate_queues_expired_total", "Queues removed by lease expiry.", nil, nil)
 	descPluginUp      = prometheus.NewDesc("meshgate_plugin_up", "1 when the publisher plugin is running.", []string{"plugin"}, nil)
 	descPluginRestart = prometheus.NewDesc("meshgate_plugin_restarts_total", "Restarts of the publisher plugin after a crash.", []string{"plugin"}, nil)
+	descRingShare     = prometheus.NewDesc("meshgate_ring_share", "Each member's share of the hash ring (0-1), as this node's ring has it.", []string{"node"}, nil)
+	descRingMembers   = prometheus.NewDesc("meshgate_ring_members", "Members of this node's ring.", nil, nil)
+	descForwarded     = prometheus.NewDesc("meshgate_cluster_forwarded_total", "Calls and ops this node sent to another node, by peer.", []string{"peer"}, nil)
+	descClusterEvents = prometheus.NewDesc("meshgate_cluster_events_total", "Cluster events: ring changes, keys given and taken in hand-offs, crash repairs, ops dropped because a peer was unreachable, streams relayed from another node.", []string{"event"}, nil)
 )
 
 // collector reads the store, the wheel and the plugins at scrape time.
@@ -49,7 +54,8 @@ type collector struct {
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueues, descSubscriptions, descResources, descConnections, descDeliveries,
-		descNotifications, descOverflows, descQueuesCreated, descQueuesExpired, descPluginUp, descPluginRestart} {
+		descNotifications, descOverflows, descQueuesCreated, descQueuesExpired, descPluginUp, descPluginRestart,
+		descRingShare, descRingMembers, descForwarded, descClusterEvents} {
 		ch <- d
 	}
 }
@@ -73,6 +79,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descOverflows, prometheus.CounterValue, float64(k.Overflows.Load()))
 	ch <- prometheus.MustNewConstMetric(descQueuesCreated, prometheus.CounterValue, float64(k.QueuesCreated.Load()))
 	ch <- prometheus.MustNewConstMetric(descQueuesExpired, prometheus.CounterValue, float64(k.QueuesExpired.Load()))
+	r := c.s.node.Ring()
+	ch <- prometheus.MustNewConstMetric(descRingMembers, prometheus.GaugeValue, float64(len(r.Nodes())))
+	for n, share := range c.s.shares(r) {
+		ch <- prometheus.MustNewConstMetric(descRingShare, prometheus.GaugeValue, share, n)
+	}
+	cs := c.s.node.Stats()
+	for peer, k := range cs.Forwarded() {
+		ch <- prometheus.MustNewConstMetric(descForwarded, prometheus.CounterValue, float64(k), peer)
+	}
+	for _, e := range []struct {
+		name string
+		v    uint64
+	}{{"ring_change", cs.RingChanges.Load()}, {"key_given", cs.KeysGiven.Load()}, {"key_taken", cs.KeysTaken.Load()},
+		{"repair", cs.Repairs.Load()}, {"dropped", cs.Dropped.Load()}, {"relay", cs.Relays.Load()}} {
+		ch <- prometheus.MustNewConstMetric(descClusterEvents, prometheus.CounterValue, float64(e.v), e.name)
+	}
 	if c.s.cfg.Plugins != nil {
 		for _, p := range c.s.cfg.Plugins() {
 			up := 0.0
@@ -92,7 +114,13 @@ func newMetrics(s *Server) *metrics {
 		Help:    "From an event's publication to its notification being written to a stream (first notification of each written batch).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14), // 100 µs … ~15 min
 	})
-	m.reg.MustRegister(collector{s}, m.publishToWrite,
+	handoff := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "meshgate_handoff_seconds",
+		Help:    "Duration of each hand-off this node took part in (a batch of keys taken) and of each crash repair.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 3, 12), // 1 ms … ~3 min
+	})
+	s.node.Stats().OnHandoff(func(d time.Duration) { handoff.Observe(d.Seconds()) })
+	m.reg.MustRegister(collector{s}, m.publishToWrite, handoff,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -102,6 +130,16 @@ func (m *metrics) observeWrite(published time.Time, now time.Time) {
 	if !published.IsZero() {
 		m.publishToWrite.Observe(now.Sub(published).Seconds())
 	}
+}
+
+// shares caches the ring's shares per ring (sampling costs ~10 ms).
+func (s *Server) shares(r *ring.Ring) map[string]float64 {
+	s.shareMu.Lock()
+	defer s.shareMu.Unlock()
+	if s.shareRing != r {
+		s.shareRing, s.shareMap = r, r.Shares()
+	}
+	return s.shareMap
 }
 
 // handler serves /metrics. On the public listener it needs a token with

@@ -1,11 +1,11 @@
 package server
 
 import (
+	"fmt"
 	"context"
 	"embed"
 	"encoding/json"
 	"net/http"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -90,9 +90,13 @@ type statusReport struct {
 }
 
 type member struct {
-	Name    string `json:"name"`
-	Healthy bool   `json:"healthy"`
-	Share   string `json:"share"`
+	Name      string `json:"name"`
+	Healthy   bool   `json:"healthy"`
+	Share     string `json:"share"`
+	Queues    int    `json:"queues"`
+	Resources int    `json:"resources"`
+	Misplaced int    `json:"misplaced"`
+	Self      bool   `json:"self"`
 }
 
 func (s *Server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
@@ -107,8 +111,7 @@ func (s *Server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var rep statusReport
-	host, _ := os.Hostname()
-	rep.Node.Name = host
+	rep.Node.Name = s.node.Name()
 	rep.Node.Started = s.status.started.UTC().Format(time.RFC3339)
 	rep.Node.UptimeSeconds = s.cfg.Now().Sub(s.status.started).Seconds()
 	rep.Node.Ready = s.cfg.Ready == nil || s.cfg.Ready()
@@ -125,8 +128,10 @@ func (s *Server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Plugins != nil {
 		rep.Plugins = s.cfg.Plugins()
 	}
-	// One node until the cluster exists (issue 4): it owns the whole ring.
-	rep.Members = []member{{Name: host, Healthy: rep.Node.Ready, Share: "100%"}}
+	for _, m := range s.node.Members(r.Context()) {
+		rep.Members = append(rep.Members, member{Name: m.Name, Healthy: m.Up, Share: fmt.Sprintf("%.1f%%", 100*m.Share),
+			Queues: m.Queues, Resources: m.Resources, Misplaced: m.Misplaced, Self: m.Name == s.node.Name()})
+	}
 	s.status.mu.Lock()
 	rep.History = append([]sample(nil), s.status.samples...)
 	s.status.mu.Unlock()

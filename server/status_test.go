@@ -81,7 +81,7 @@ func TestStatusPage_Chromium(t *testing.T) {
 		return out
 	}
 	dom := string(run("--dump-dom"))
-	for _, want := range []string{`id="state" class="ok">ready`, "WebSocket streams", `<td class="n">1</td>`, "presence", "DOWN", "3 restarts", "100% of the ring", "<polyline"} {
+	for _, want := range []string{`id="state" class="ok">ready`, "WebSocket streams", `<td class="n">1</td>`, "presence", "DOWN", "3 restarts", "100.0% of the ring", "<polyline"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page lacks %q", want)
 		}

@@ -684,3 +684,36 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 	t.Logf("settled: %+v", v)
 	publishAll(t, c, serving, pubTok, resources, devs, "after-stop")
 }
+
+// TestCluster_FiveNodes starts five nodes, spreads queues and
+// subscriptions over them through different nodes, and checks every key
+// is held once by its ring owner and every change reaches its subscribers.
+func TestCluster_FiveNodes(t *testing.T) {
+	c := newTestCluster(t)
+	var names []string
+	var ns []*nodeProc
+	for i := range 5 {
+		name := fmt.Sprint("m", i+1)
+		ns = append(ns, c.start(name, fmt.Sprintf("127.0.0.%d", 11+i)))
+		names = append(names, name)
+	}
+	c.waitRing(names...)
+	serving := &servingSet{}
+	serving.set(ns...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var resources []string
+	for i := range 20 {
+		resources = append(resources, fmt.Sprintf("user:alice/five/%d", i))
+	}
+	devs := setupDevices(t, c, ctx, serving, 20, resources)
+	tok := c.token("publisher", "publish")
+	publishAll(t, c, serving, tok, resources, devs, "one")
+	v := c.settled(ns[0], 20)
+	for _, m := range v {
+		if m.Queues == 0 {
+			t.Errorf("node %s holds no queue: %+v", m.Name, m)
+		}
+	}
+	publishAll(t, c, serving, tok, resources, devs, "two")
+}
