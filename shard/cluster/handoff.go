@@ -372,6 +372,24 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.relink(dead, crashed)
 }
 
+// relinkLater retries a repair's link until membership settles.
+func (n *Node) relinkLater(res, etag string, subs []*pb.Subscriber, err error) {
+	for range 60 {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		err = n.addLocal(ctx, res, etag, subs, 0)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for their clients", "resource", res, "err", err)
+}
+
 // rejoined: the others took this node for dead (it was frozen or cut off)
 // and pruned its queues from their lists. Every subscription of every
 // queue here is linked again, with a RESYNC: changes may have been missed.
@@ -419,7 +437,9 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 			names[i] = s.Queue
 		}
 		if err := n.addLocal(ctx, res, etags[res], pbs, 0); err != nil {
-			n.log.Warn("repair: re-linking failed", "resource", res, "err", err)
+			// Another node may not have seen the change yet and route
+			// to the dead one: linking is idempotent, so try again.
+			go n.relinkLater(res, etags[res], pbs, err)
 		}
 		resynced += n.store.Resync(res, etags[res], names)
 	}
