@@ -22,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 
 	"meshgate/server"
+	"meshgate/shard/ring"
 )
 
 // These tests run real clusters: separate meshgate processes on
@@ -307,6 +308,7 @@ type device struct {
 	dups    int
 	etags   map[string][]string // resource → etags in arrival order
 	resyncs int
+	resync  map[string]int // resource → RESYNC notifications
 	lost    bool // its queue died with a node (QUEUE_NOT_FOUND)
 	gaps    int
 }
@@ -328,6 +330,7 @@ func (d *device) record(seq uint64, kind, res, etag string) {
 		d.etags[res] = append(d.etags[res], etag)
 	case "RESYNC":
 		d.resyncs++
+		d.resync[res]++
 	}
 }
 
@@ -487,7 +490,7 @@ func setupDevices(t *testing.T, c *testCluster, ctx context.Context, serving *se
 	ns := serving.get()
 	var devs []*device
 	for i := range k {
-		d := &device{c: c, name: fmt.Sprint("d", i), seen: map[uint64]bool{}, etags: map[string][]string{}}
+		d := &device{c: c, name: fmt.Sprint("d", i), seen: map[uint64]bool{}, etags: map[string][]string{}, resync: map[string]int{}}
 		d.tok = c.token(d.name)
 		var out struct{ CreateQueue struct{ Name string } }
 		if err := c.gql(ns[i%len(ns)], d.tok, `mutation{ createQueue(ttlSeconds: 600) { name } }`, nil, &out); err != nil {
@@ -647,23 +650,40 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 	stopPub()
 	pwg.Wait()
 	lost, resyncs := 0, 0
-	waitFor(15*time.Second, func() bool { // streams of n3's queues end with QUEUE_NOT_FOUND
-		lost = 0
+	before := ring.New(0, map[string]int{"n1": 1, "n3": 1, "n4": 1}) // the ring n3 died in
+	// Exactly the queues n3 held end with QUEUE_NOT_FOUND.
+	waitFor(15*time.Second, func() bool {
+		done := true
 		for _, d := range devs {
 			d.mu.Lock()
-			if d.lost {
-				lost++
+			if before.Owner(d.queue) == "n3" && !d.lost {
+				done = false
 			}
 			d.mu.Unlock()
 		}
-		return lost > 0
+		return done
 	})
+	for _, d := range devs {
+		d.mu.Lock()
+		if want := before.Owner(d.queue) == "n3"; d.lost != want {
+			t.Errorf("%s: queue held by %s, lost %v", d.name, before.Owner(d.queue), d.lost)
+		}
+		if d.lost {
+			lost++
+		}
+		d.mu.Unlock()
+	}
 	publishAll(t, c, serving, pubTok, resources, devs, "after-crash")
 	for _, d := range devs {
 		d.mu.Lock()
 		resyncs += d.resyncs
 		if d.dups > 0 {
 			t.Errorf("%s: %d duplicate seqs", d.name, d.dups)
+		}
+		for _, r := range d.res {
+			if !d.lost && before.Owner(r) == "n3" && d.resync[r] == 0 {
+				t.Errorf("%s: the list of %s died with n3 but no RESYNC came", d.name, r)
+			}
 		}
 		d.mu.Unlock()
 	}
