@@ -8,13 +8,15 @@
 #   bench/run.sh C          1 000 subscribers, 2 000 events/s for 10 s (overload here)
 #   bench/run.sh C10        10 subscribers, 2 000 events/s for 10 s (latency)
 #   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only)
+#   bench/run.sh E          scenario A on a 3-node cluster (127.0.0.1-3, all pinned to core 0),
+#                           subscribers spread over the nodes, then on 1 node, for the comparison
 #   bench/run.sh A tls      meshgate over TLS (the references have no TLS)
 #
 # TARGETS (default: meshgate gqlgen raw) may follow the scenario. Results go
 # to stdout and, as JSON lines, to bench/results/<scenario>.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?scenario: A, B, C, C10 or POLL}; shift
+scenario=${1:?scenario: A, B, C, C10, POLL or E}; shift
 tls=no
 if [ "${1:-}" = tls ]; then tls=yes; shift; fi
 targets=${*:-meshgate gqlgen raw}
@@ -33,6 +35,7 @@ case $scenario in
   C)    args=(-subs 1000 -events 20000 -rate 2000) ;;
   C10)  args=(-subs 10 -events 20000 -rate 2000) ;;
   POLL) args=(-subs 2000 -events 200 -mode poll); targets=meshgate ;;
+  E)    args=(-subs 10000 -events 200); targets="cluster3 cluster1" ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 
@@ -52,6 +55,25 @@ queues: {max_queues_per_device: 16}
 YAML
       GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --config "$data/bench.yaml" --data-dir "$data" --listen 127.0.0.1:8443 "${flags[@]}" --log-level error >/dev/null 2>"$data/meshgate.log" &
       pid=$!; url=$scheme://127.0.0.1:8443; wait_up "$url/healthz" ;;
+    cluster3|cluster1)
+      # Nodes of one cluster on core 0, each with GOMAXPROCS=1: the same
+      # CPU as scenario A's single node, so CPU per delivery compares.
+      cat > "$data/bench.yaml" <<'YAML'
+limits:
+  max_streams: 100000
+  per_user: {request_rate: 1000000, request_burst: 1000000, subscribe_rate: 1000000, subscribe_burst: 1000000, max_streams: 100000}
+YAML
+      k=${target#cluster}; pids=(); urls=()
+      for i in $(seq 1 "$k"); do
+        join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7946)
+        GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --config "$data/bench.yaml" --data-dir "$data" --insecure-http \
+          --node-name "n$i" --bind "127.0.0.$i:7946" --listen "127.0.0.$i:8443" "${join[@]}" --log-level error >/dev/null 2>"$data/n$i.log" &
+        pids+=($!); urls+=("http://127.0.0.$i:8443")
+        wait_up "http://127.0.0.$i:8443/healthz"
+        for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.$i:8443/readyz" && break; sleep 0.1; done
+      done
+      sleep 2 # every ring agrees
+      pid=$(IFS=,; echo "${pids[*]}"); url=$(IFS=,; echo "${urls[*]}") ;;
     gqlgen)
       GOMAXPROCS=1 taskset -c 0 "$bin/gqlgenref" --listen 127.0.0.1:9002 2>/dev/null &
       pid=$!; url=http://127.0.0.1:9002; wait_up "$url/query" ;;
@@ -60,8 +82,8 @@ YAML
       pid=$!; url=http://127.0.0.1:9001; wait_up "$url/ws" ;;
   esac
   label="$scenario/$target"; [ $tls = yes ] && label="$label+tls"
-  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$target" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
+  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "${target/cluster[0-9]/meshgate}" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
     -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill ${pid//,/ }; wait 2>/dev/null || true
   echo
 done

@@ -43,6 +43,7 @@ type sub struct {
 	token  string // meshgate
 	after  uint64 // poll mode
 	events int
+	base   string // the node it talks to
 }
 
 func (s *sub) record(i, t int64, now int64) {
@@ -92,7 +93,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 		b.pubTok = tok
 	}
 	r := &report{Label: c.label, Target: c.target, Mode: c.mode, Subscribers: c.subs, Events: c.events, Rate: c.rate}
-	rss0 := rssBytes(c.pid)
+	rss0 := rssBytes(c.pids)
 
 	// Connect and subscribe everyone.
 	start := time.Now()
@@ -101,7 +102,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 	sem := make(chan struct{}, c.parallel)
 	var wg sync.WaitGroup
 	for i := range b.subs {
-		s := &sub{idx: i, events: c.events, seen: make([]uint64, (c.events+63)/64), lat: make([]int64, 0, c.events)}
+		s := &sub{idx: i, base: c.urls[i%len(c.urls)], events: c.events, seen: make([]uint64, (c.events+63)/64), lat: make([]int64, 0, c.events)}
 		b.subs[i] = s
 		wg.Add(1)
 		sem <- struct{}{}
@@ -148,18 +149,18 @@ func bench(ctx context.Context, c config) (*report, error) {
 	r.WarmupSeconds = time.Since(warmStart).Seconds()
 
 	time.Sleep(c.settle)
-	if c.pid > 0 {
-		rss1 := rssBytes(c.pid)
+	if len(c.pids) > 0 {
+		rss1 := rssBytes(c.pids)
 		r.ServerRSSMiB = float64(rss1) / (1 << 20)
 		r.RSSPerSubscriberKiB = float64(rss1-rss0) / float64(c.subs) / 1024
-		r.ServerThreads = threads(c.pid)
+		r.ServerThreads = threads(c.pids)
 	}
 	if c.idleOnly {
 		return r, nil
 	}
 
 	// Measure.
-	cpu0 := cpuSeconds(c.pid)
+	cpu0 := cpuSeconds(c.pids)
 	t0 := time.Now()
 	var interval time.Duration
 	if c.rate > 0 {
@@ -190,7 +191,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cpu1 := cpuSeconds(c.pid)
+	cpu1 := cpuSeconds(c.pids)
 	var lastNs int64
 	var lats []int64
 	for _, s := range b.subs {
@@ -207,7 +208,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 		r.DeliveriesPerSecond = float64(r.Delivered) / window
 		r.WindowSeconds = window
 	}
-	if c.pid > 0 && r.Delivered > 0 {
+	if len(c.pids) > 0 && r.Delivered > 0 {
 		r.ServerCPUSeconds = cpu1 - cpu0
 		r.CPUSecondsPerMillion = (cpu1 - cpu0) / float64(r.Delivered) * 1e6
 	}
@@ -244,8 +245,8 @@ func (b *bencher) dial(ctx context.Context, network, addr string) (net.Conn, err
 	return d.DialContext(ctx, network, addr)
 }
 
-func (b *bencher) wsURL(path string) string {
-	u := b.c.url + path
+func (b *bencher) wsURL(base, path string) string {
+	u := base + path
 	return "ws" + strings.TrimPrefix(u, "http")
 }
 
@@ -264,11 +265,11 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 		var out struct {
 			CreateQueue struct{ Name string }
 		}
-		if err := b.gql(ctx, tok, `mutation { createQueue(ttlSeconds: 3600) { name } }`, nil, &out); err != nil {
+		if err := b.gqlAt(ctx, s.base, tok, `mutation { createQueue(ttlSeconds: 3600) { name } }`, nil, &out); err != nil {
 			return err
 		}
 		s.queue = out.CreateQueue.Name
-		if err := b.gql(ctx, tok, `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`, map[string]any{"q": s.queue, "r": resource}, nil); err != nil {
+		if err := b.gqlAt(ctx, s.base, tok, `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`, map[string]any{"q": s.queue, "r": resource}, nil); err != nil {
 			return err
 		}
 		if b.c.mode == "poll" {
@@ -283,7 +284,7 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 		return fmt.Errorf("unknown target %q", b.c.target)
 	}
 	d := ws.Dialer{Protocols: proto, NetDial: b.dial, TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 30 * time.Second}
-	conn, br, _, err := d.Dial(ctx, b.wsURL(path))
+	conn, br, _, err := d.Dial(ctx, b.wsURL(s.base, path))
 	if err != nil {
 		return err
 	}
@@ -387,7 +388,7 @@ func (b *bencher) poll(ctx context.Context, s *sub) {
 				Items   []struct{ Payload json.RawMessage }
 			}
 		}
-		err := b.gql(ctx, s.token, `query($q:String!,$a:Seq){ notifications(queue:$q, after:$a, limit:1000, waitSeconds:30) { lastSeq items { payload } } }`,
+		err := b.gqlAt(ctx, s.base, s.token, `query($q:String!,$a:Seq){ notifications(queue:$q, after:$a, limit:1000, waitSeconds:30) { lastSeq items { payload } } }`,
 			map[string]any{"q": s.queue, "a": s.after}, &out)
 		if err != nil {
 			return
@@ -439,11 +440,15 @@ func (b *bencher) publish(ctx context.Context, i int64) error {
 }
 
 func (b *bencher) gql(ctx context.Context, tok, query string, vars map[string]any, out any) error {
+	return b.gqlAt(ctx, b.c.urls[0], tok, query, vars, out)
+}
+
+func (b *bencher) gqlAt(ctx context.Context, base, tok, query string, vars map[string]any, out any) error {
 	var resp struct {
 		Data   json.RawMessage
 		Errors []struct{ Message string }
 	}
-	if err := b.post(ctx, "/graphql", tok, map[string]any{"query": query, "variables": vars}, &resp); err != nil {
+	if err := b.postAt(ctx, base, "/graphql", tok, map[string]any{"query": query, "variables": vars}, &resp); err != nil {
 		return err
 	}
 	if len(resp.Errors) > 0 {
@@ -456,8 +461,12 @@ func (b *bencher) gql(ctx context.Context, tok, query string, vars map[string]an
 }
 
 func (b *bencher) post(ctx context.Context, path, tok string, body any, out any) error {
+	return b.postAt(ctx, b.c.urls[0], path, tok, body, out)
+}
+
+func (b *bencher) postAt(ctx context.Context, base, path, tok string, body any, out any) error {
 	bs, _ := json.Marshal(body)
-	req, _ := http.NewRequestWithContext(ctx, "POST", b.c.url+path, bytes.NewReader(bs))
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(bs))
 	req.Header.Set("Content-Type", "application/json")
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -486,8 +495,17 @@ func (b *bencher) closeAll() {
 	b.http.CloseIdleConnections()
 }
 
-// cpuSeconds is the process's user+system CPU time from /proc/pid/stat.
-func cpuSeconds(pid int) float64 {
+// cpuSeconds sums the processes' user+system CPU time.
+func cpuSeconds(pids []int) float64 {
+	t := 0.0
+	for _, p := range pids {
+		t += cpuSeconds1(p)
+	}
+	return t
+}
+
+// cpuSeconds1 is the process's user+system CPU time from /proc/pid/stat.
+func cpuSeconds1(pid int) float64 {
 	if pid <= 0 {
 		return 0
 	}
@@ -502,8 +520,16 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }
 
-func rssBytes(pid int) int64 { return procStatus(pid, "VmRSS:") * 1024 }
-func threads(pid int) int64  { return procStatus(pid, "Threads:") }
+func rssBytes(pids []int) int64 { return sumStatus(pids, "VmRSS:") * 1024 }
+func threads(pids []int) int64  { return sumStatus(pids, "Threads:") }
+
+func sumStatus(pids []int, key string) int64 {
+	var n int64
+	for _, p := range pids {
+		n += procStatus(p, key)
+	}
+	return n
+}
 
 func procStatus(pid int, key string) int64 {
 	if pid <= 0 {

@@ -56,7 +56,7 @@ func TestBench_AgainstALiveGateway(t *testing.T) {
 	for _, mode := range []string{"ws", "poll"} {
 		t.Run(mode, func(t *testing.T) {
 			r, err := bench(t.Context(), config{
-				target: "meshgate", url: "http://" + l.Addr().String(), subs: 5, events: 5, mode: mode,
+				target: "meshgate", urls: []string{"http://" + l.Addr().String()}, subs: 5, events: 5, mode: mode,
 				sources: []string{"127.0.0.2", "127.0.0.3"}, keyFile: filepath.Join(dir, server.DevKeyFile),
 				settle: time.Millisecond, timeout: 20 * time.Second, parallel: 4, label: "test",
 			})

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,9 +33,9 @@ func main() {
 }
 
 type config struct {
-	target   string // meshgate, gqlgen, raw
-	url      string // base URL of the server, e.g. http://127.0.0.1:8443
-	pid      int
+	target   string   // meshgate, gqlgen, raw
+	urls     []string // base URLs of the server's nodes, e.g. http://127.0.0.1:8443; subscribers are spread over them
+	pids     []int
 	subs     int
 	events   int
 	rate     float64 // events/s; 0 = as fast as the publisher goes
@@ -55,8 +56,9 @@ func run(ctx context.Context, args []string) error {
 	var c config
 	var sources string
 	fs.StringVar(&c.target, "target", "meshgate", "server kind: meshgate, gqlgen (bench/gqlgenref) or raw (bench/rawws)")
-	fs.StringVar(&c.url, "url", "http://127.0.0.1:8443", "server base URL (http or https)")
-	fs.IntVar(&c.pid, "pid", 0, "server process id, for CPU and RSS from /proc (0: not measured)")
+	var urls, pids string
+	fs.StringVar(&urls, "url", "http://127.0.0.1:8443", "server base URL (http or https); for a cluster, the nodes' URLs separated by commas: subscriber i connects to node i mod n, the publisher to the first")
+	fs.StringVar(&pids, "pid", "", "server process ids separated by commas, for CPU and RSS from /proc (summed over a cluster's nodes; empty: not measured)")
 	fs.IntVar(&c.subs, "subs", 1000, "subscribers")
 	fs.IntVar(&c.events, "events", 200, "events to publish")
 	fs.Float64Var(&c.rate, "rate", 0, "events per second (0: as fast as the publisher goes)")
@@ -74,7 +76,18 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	c.sources = strings.Split(sources, ",")
-	c.url = strings.TrimSuffix(c.url, "/")
+	for _, u := range strings.Split(urls, ",") {
+		c.urls = append(c.urls, strings.TrimSuffix(strings.TrimSpace(u), "/"))
+	}
+	for _, p := range strings.Split(pids, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return fmt.Errorf("-pid: %w", err)
+			}
+			c.pids = append(c.pids, n)
+		}
+	}
 	if c.mode == "poll" && c.target != "meshgate" {
 		return fmt.Errorf("poll mode needs -target meshgate")
 	}

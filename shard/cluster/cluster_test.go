@@ -1,9 +1,13 @@
 package cluster_test
 
 import (
+	"math/rand/v2"
+
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"log/slog"
 	"net"
 	"os"
@@ -85,6 +89,11 @@ type started struct {
 
 func startNode(t *testing.T, name, ca, caKey, seed string) started {
 	t.Helper()
+	return startNodeWith(t, name, ca, caKey, seed, nil)
+}
+
+func startNodeWith(t *testing.T, name, ca, caKey, seed string, intercept func(context.Context, string) error) started {
+	t.Helper()
 	store, err := shard.New(shard.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +106,8 @@ func startNode(t *testing.T, name, ca, caKey, seed string) started {
 	cfg := cluster.Config{
 		Name: name, Gossip: gossip, RPC: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
 		ServerTLS: srv, ClientTLS: cli, Auth: allowAll{}, ProbeInterval: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:    slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Intercept: intercept,
 		Current: func(_ context.Context, rs []string) map[string]string {
 			out := map[string]string{}
 			for _, r := range rs {
@@ -465,5 +475,92 @@ func TestJoinMovesKeysUnderLoad(t *testing.T) {
 	}
 	if third.store.Stats().Queues == 0 {
 		t.Fatal("the new node took no queue")
+	}
+}
+
+// TestFaultsOnPeerCalls injects failures and delays into every node-to-node
+// call: callers retry what failed before it ran, the outboxes retry their
+// pushes, and every notification still arrives once, in order.
+func TestFaultsOnPeerCalls(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(1, 2))
+	faulty := func(ctx context.Context, _ string) error {
+		mu.Lock()
+		x, y := rng.Float64(), rng.Float64()
+		mu.Unlock()
+		if y < 0.2 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if x < 0.1 {
+			return status.Error(codes.Unavailable, "injected fault")
+		}
+		return nil
+	}
+	var nodes []*testNode
+	seed := ""
+	for i := range 3 {
+		n := startNodeWith(t, fmt.Sprint("f", i+1), ca, caKey, seed, faulty)
+		if seed == "" {
+			seed = n.gossip
+		}
+		nodes = append(nodes, n.testNode)
+	}
+	waitRing(t, nodes, 3)
+	ctx := context.Background()
+	retry := func(f func() error) {
+		t.Helper()
+		for range 50 {
+			err := f()
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, shard.ErrUnavailable) {
+				t.Fatal(err)
+			}
+		}
+		t.Fatal("still failing after 50 tries")
+	}
+	type reader struct {
+		r shard.Reader
+		l *listener
+	}
+	var readers []reader
+	for i := range 12 {
+		dev := shard.Principal{User: "alice", Device: fmt.Sprint("f", i)}
+		var q shard.QueueInfo
+		retry(func() (err error) { q, err = nodes[i%3].CreateQueue(ctx, dev, 0); return err })
+		retry(func() error {
+			_, err := nodes[(i+1)%3].Subscribe(ctx, allowAll{}, dev, q.Name, fmt.Sprintf("user:alice/f%d", i%4), "", "")
+			return err
+		})
+		l := &listener{ch: make(chan struct{}, 1)}
+		var r shard.Reader
+		retry(func() (err error) { r, err = nodes[(i+2)%3].Attach(ctx, dev, q.Name, 0, l); return err })
+		defer r.Close()
+		readers = append(readers, reader{r, l})
+	}
+	const events = 50
+	for i := range events {
+		for k := range 4 {
+			ev := &shard.Event{Kind: shard.Changed, Resource: fmt.Sprintf("user:alice/f%d", k), Etag: fmt.Sprint("e", i), Time: time.Now()}
+			for nodes[i%3].Deliver(ev) == 0 { // failed before it ran: nothing delivered, try again
+			}
+		}
+	}
+	for i, rd := range readers {
+		got, err := collect(t, rd.r, rd.l, events, 20*time.Second)
+		if err != nil {
+			t.Fatalf("reader %d: %v", i, err)
+		}
+		for j, n := range got {
+			if n.Seq != uint64(j+1) || n.Etag != fmt.Sprint("e", j) {
+				t.Fatalf("reader %d: notification %d is seq %d etag %s", i, j, n.Seq, n.Etag)
+			}
+		}
 	}
 }

@@ -385,14 +385,21 @@ func (n *Node) rebuild() {
 	n.mu.Lock()
 	old := n.ring.Load()
 	var crashed []string
+	var gone []string
 	for name := range n.members {
 		if _, ok := alive[name]; !ok && name != n.cfg.Name {
 			if !n.leaving[name] {
 				crashed = append(crashed, name)
 			}
 			delete(n.leaving, name)
+			gone = append(gone, name)
 		}
 	}
+	defer func() {
+		for _, g := range gone {
+			go n.dropPeer(g)
+		}
+	}()
 	n.members = alive
 	var back []string // taken for dead, alive again: they must relink
 	for name := range alive {

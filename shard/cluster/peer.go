@@ -84,6 +84,13 @@ func (n *Node) interceptStream(ctx context.Context, desc *grpc.StreamDesc, cc *g
 	return streamer(ctx, desc, cc, method, opts...)
 }
 
+// isMember reports whether node is a live member.
+func (n *Node) isMember(node string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.aliveLocked(node)
+}
+
 // dropPeer closes the client of a node that left.
 func (n *Node) dropPeer(node string) {
 	n.mu.Lock()
@@ -170,7 +177,10 @@ func (p *peer) send() {
 
 func (p *peer) deliver(batch []*pb.Op) {
 	var err error
-	for attempt := range 3 {
+	for attempt := range 6 {
+		if attempt > 0 && !p.n.isMember(p.name) {
+			break // it left or died: its queues went with it or elsewhere
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		var rep *pb.PushReply
 		rep, err = p.client.Push(ctx, &pb.PushRequest{Ops: batch})
@@ -183,7 +193,7 @@ func (p *peer) deliver(batch []*pb.Op) {
 		select {
 		case <-p.stop:
 			return
-		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-time.After(min(time.Duration(50<<attempt)*time.Millisecond, time.Second)):
 		}
 	}
 	p.n.stats.Dropped.Add(uint64(len(batch)))
