@@ -153,6 +153,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.user, Device: ref.device, Node: ref.node})
 	}
 	r.mu.Unlock()
+	r.fwd.Wait() // deliveries that read the list have handed on their remote part
 	return st, true
 }
 

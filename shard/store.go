@@ -32,7 +32,8 @@ type Store struct {
 	resMu sync.RWMutex
 	res   map[string]*resource
 
-	peers Peers // nil on a single node
+	peers Peers  // nil on a single node
+	name  string // this node's name in subscriber lists' hints
 
 	stop chan struct{}
 	done chan struct{}
@@ -65,6 +66,10 @@ type resource struct {
 	subs map[string]*subRef // queue name → subscriber
 	etag string             // the last etag a publisher reported, by authorization or event
 	dead bool               // removed from Store.res; re-look it up
+	// fwd counts deliveries that have read the list and are still handing
+	// its remote part to Peers.Forward: an export waits for them, so
+	// every delivery from this list is on its way before the list leaves.
+	fwd sync.WaitGroup
 }
 
 // New starts a store and its reaper.
@@ -103,9 +108,9 @@ func (s *Store) shard(name string) *struct {
 	return &s.queues[maphash.String(s.seed, name)%queueShards]
 }
 
-// SetPeers connects the store to a cluster; call it before use. Without
-// peers the store is a whole single-node gateway.
-func (s *Store) SetPeers(p Peers) { s.peers = p }
+// SetPeers connects the store to a cluster as node name; call it before
+// use. Without peers the store is a whole single-node gateway.
+func (s *Store) SetPeers(p Peers, name string) { s.peers, s.name = p, name }
 
 // get returns the queue held here under name, or nil.
 func (s *Store) get(name string) *queue {

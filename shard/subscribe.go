@@ -23,7 +23,12 @@ type SubscriptionInfo struct {
 type subRef struct {
 	user, device string
 	node         string // where the queue was last known to be held (guarded by the resource's mu); "" here or unknown
-	q            atomic.Pointer[queue]
+	// prev is the route before node; while switch is set, deliveries sent
+	// along prev may still be on their way, and the next delivery waits
+	// for them (Peers.Barrier) so it cannot overtake them.
+	prev      string
+	switching atomic.Bool
+	q         atomic.Pointer[queue]
 }
 
 // Subscribe records that queue wants notifications about resource, after
@@ -164,8 +169,9 @@ func (s *Store) SetHolder(res, queue, node string) {
 		return
 	}
 	r.mu.Lock()
-	if ref := r.subs[queue]; ref != nil {
-		ref.node = node
+	if ref := r.subs[queue]; ref != nil && ref.node != node {
+		ref.prev, ref.node = ref.node, node
+		ref.switching.Store(ref.prev != "" && ref.prev != s.name)
 	}
 	r.mu.Unlock()
 }
@@ -302,6 +308,9 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		return 0, false
 	}
 	for name, ref := range r.subs {
+		if ref.switching.Load() && s.peers != nil && ref.switching.CompareAndSwap(true, false) {
+			s.peers.Barrier(ref.prev)
+		}
 		q := ref.q.Load()
 		if q == nil {
 			if q = s.get(name); q == nil {
@@ -326,6 +335,15 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 				continue
 			}
 		}
+		if ref.node != "" && ref.node != s.name {
+			// The queue arrived here but the list still names the node it
+			// came from: deliveries sent there may be on their way back.
+			// Peers.Forward goes the same way (or waits for them) so this
+			// one lands after them, and learns the queue is here.
+			q.mu.Unlock()
+			remote, hints = append(remote, name), append(hints, ref.node)
+			continue
+		}
 		sub := q.subs[ev.Resource]
 		if sub == nil { // unsubscribed; the unlink is on its way
 			q.mu.Unlock()
@@ -338,6 +356,10 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		q.mu.Unlock()
 		notifyAll(ls)
 		n++
+	}
+	if len(remote) > 0 {
+		r.fwd.Add(1)
+		defer r.fwd.Done()
 	}
 	r.mu.RUnlock()
 	s.counters.Deliveries.Add(uint64(n))

@@ -325,7 +325,11 @@ func TestGracefulLeaveMovesEverything(t *testing.T) {
 		}
 		for i, n := range got {
 			if n.Seq != uint64(i+1) || n.Etag != fmt.Sprint("e", i) {
-				t.Fatalf("queue %s: notification %d is seq %d etag %s", rd.q, i, n.Seq, n.Etag)
+				var es []string
+				for _, x := range got[:min(len(got), i+6)] {
+					es = append(es, fmt.Sprintf("%d:%s", x.Seq, x.Etag))
+				}
+				t.Fatalf("queue %s: notification %d is seq %d etag %s: %v", rd.q, i, n.Seq, n.Etag, es)
 			}
 		}
 	}

@@ -92,19 +92,6 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		}
 		n.mu.Unlock()
 	}
-	mark0 := n.outboxMarks()
-	for _, q := range r.GetQueues() {
-		if !mark(q) {
-			continue
-		}
-		if st, ok := n.store.ExportQueue(q); ok {
-			ps := queueStatePB(st)
-			keep(q, ps, nil)
-			rep.Queues = append(rep.Queues, ps)
-		} else {
-			keep(q, nil, nil)
-		}
-	}
 	exported := 0
 	for _, res := range r.GetResources() {
 		mu := n.stripe(res)
@@ -121,11 +108,27 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		}
 		mu.Unlock()
 	}
+	// Marks after the lists left: the deliveries they sent are behind
+	// them. Queues go after the marks: ops forwarded for them from now on
+	// may wait at the taker for this very hand-off.
+	marks := n.outboxMarks()
+	for _, q := range r.GetQueues() {
+		if !mark(q) {
+			continue
+		}
+		if st, ok := n.store.ExportQueue(q); ok {
+			ps := queueStatePB(st)
+			keep(q, ps, nil)
+			rep.Queues = append(rep.Queues, ps)
+		} else {
+			keep(q, nil, nil)
+		}
+	}
 	if exported > 0 {
 		// Deliveries these lists queued before they left go out first, so
 		// the new holder's deliveries follow them. Only those: later ops
 		// may wait for this very hand-off at the taker.
-		n.flushOutboxes(mark0, 2*time.Second)
+		n.flushOutboxes(marks, 2*time.Second)
 	}
 	n.stats.KeysGiven.Add(uint64(len(rep.Queues) + len(rep.Resources)))
 	return rep

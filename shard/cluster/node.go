@@ -186,7 +186,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		stop:     make(chan struct{}),
 	}
 	n.ring.Store(ring.New(0, map[string]int{cfg.Name: cfg.Weight}))
-	store.SetPeers(n)
+	store.SetPeers(n, cfg.Name)
 	if cfg.Gossip == "" {
 		n.joined.Store(true)
 	}

@@ -109,6 +109,13 @@ func (p *peer) close() {
 	})
 }
 
+// queuedCount is how many ops were ever queued.
+func (p *peer) queuedCount() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queued
+}
+
 // sentUpTo is how many of the ops ever queued have been sent.
 func (p *peer) sentUpTo() uint64 {
 	p.mu.Lock()

@@ -422,19 +422,29 @@ func (n *Node) prune(resource string, queues []string) {
 // the event once and the names of its queues there.
 func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
 	// Names go where they were last known to be held: that node has them,
-	// or forwards them (in order) to where they went and says so.
+	// or forwards them (in order, before it answers) to where they went and
+	// says so. A name whose last holder is gone changes route: what was
+	// sent on the old route goes out first.
 	var e *pb.Event
 	groups := map[string][]string{}
 	var unknown []string
+	switched := map[string]bool{}
 	n.mu.Lock()
 	for i, q := range queues {
-		if h := hints[i]; h != "" && h != n.cfg.Name && n.aliveLocked(h) {
+		switch h := hints[i]; {
+		case h != "" && h != n.cfg.Name && n.aliveLocked(h):
 			groups[h] = append(groups[h], q)
-		} else {
+		default:
+			if h != "" && h != n.cfg.Name {
+				switched[h] = true
+			}
 			unknown = append(unknown, q)
 		}
 	}
 	n.mu.Unlock()
+	for h := range switched {
+		n.Barrier(h)
+	}
 	sent := 0
 	for where, names := range groups {
 		p := n.peer(where)
@@ -455,6 +465,17 @@ func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
 	return sent
 }
 
+// Barrier implements shard.Peers: it waits (at most 2 s) until what this node queued for node has
+// been handled, before a route that went through node changes.
+func (n *Node) Barrier(node string) {
+	n.mu.Lock()
+	p := n.peers[node]
+	n.mu.Unlock()
+	if p != nil {
+		n.flushOutboxes(map[*peer]uint64{p: p.queuedCount()}, 2*time.Second)
+	}
+}
+
 // forward sends ev (or its wire form e) to the nodes that hold queues.
 // A name held nowhere is missing: pruned from ev.Resource's list here
 // (hops 0) or reported to the sender. While membership is unsettled a
@@ -465,11 +486,42 @@ func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint3
 }
 
 const (
-	retryGap   = 250 * time.Millisecond
-	maxRetries = 40
+	retryGap   = 50 * time.Millisecond
+	maxRetries = 40 // 2 s
 )
 
-func (n *Node) forwardTry(ev *shard.Event, e *pb.Event, queues []string, hops uint32, attempt int) (sent int, missing []string) {
+func (n *Node) forwardTry(ev *shard.Event, e *pb.Event, queues []string, hops uint32, _ int) (sent int, missing []string) {
+	for attempt := 0; ; attempt++ {
+		var k int
+		k, missing, e = n.forwardOnce(ev, e, queues, hops)
+		sent += k
+		if len(missing) == 0 || n.settled() {
+			break
+		}
+		if attempt == maxRetries {
+			// Not found while the cluster changes: the queue may be in
+			// flight. Drop this notification for it but keep the
+			// subscription; never prune on a guess.
+			n.stats.Dropped.Add(uint64(len(missing)))
+			n.log.Warn("notification not delivered: queues not found while the cluster changes", "resource", ev.Resource, "queues", len(missing))
+			return sent, nil
+		}
+		// Wait here rather than later: the next notification of this
+		// resource must not overtake this one.
+		n.log.Debug("queues not found while the cluster changes: retrying", "resource", ev.Resource, "queues", len(missing), "hops", hops)
+		time.Sleep(retryGap)
+		queues = missing
+	}
+	if len(missing) > 0 && hops == 0 {
+		n.prune(ev.Resource, missing)
+		missing = nil
+	}
+	return sent, missing
+}
+
+// forwardOnce sends ev to where each queue is and returns the names it
+// could not find.
+func (n *Node) forwardOnce(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string, _ *pb.Event) {
 	groups := map[string][]string{}
 	var here []string
 	for _, q := range queues {
@@ -477,8 +529,14 @@ func (n *Node) forwardTry(ev *shard.Event, e *pb.Event, queues []string, hops ui
 		switch {
 		case where != "":
 			groups[where] = append(groups[where], q)
+			if hops == 0 {
+				n.store.SetHolder(ev.Resource, q, where)
+			}
 		case n.store.Has(q):
 			here = append(here, q) // arrived meanwhile
+			if hops == 0 {
+				n.store.SetHolder(ev.Resource, q, n.cfg.Name)
+			}
 		default:
 			missing = append(missing, q)
 		}
@@ -500,22 +558,7 @@ func (n *Node) forwardTry(ev *shard.Event, e *pb.Event, queues []string, hops ui
 		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1})
 		sent += len(names)
 	}
-	if len(missing) > 0 && !n.settled() {
-		if attempt < maxRetries {
-			names := missing
-			n.log.Debug("queues not found while the cluster changes: retrying", "resource", ev.Resource, "queues", names, "etag", ev.Etag, "hops", hops)
-			time.AfterFunc(retryGap, func() { n.forwardTry(ev, e, names, 0, attempt+1) })
-			return sent + len(names), nil
-		}
-		n.stats.Dropped.Add(uint64(len(missing)))
-		n.log.Warn("notification not delivered: queues not found while the cluster changes", "resource", ev.Resource, "queues", len(missing))
-		return sent, nil
-	}
-	if len(missing) > 0 && (hops == 0 || attempt > 0) {
-		n.prune(ev.Resource, missing)
-		missing = nil
-	}
-	return sent, missing
+	return sent, missing, e
 }
 
 // settled reports whether membership has been still long enough for every

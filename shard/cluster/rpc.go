@@ -96,13 +96,17 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			}
 			k, missing := n.store.DeliverTo(ev, here)
 			rep.Reached += int64(k)
-			// Queues handed off from here follow their tombs now, before
-			// this reply, so the sender's next ops (sent straight to the
-			// new holder) land after these.
+			// Queues not here are sent on now, before this reply, to where
+			// they went (a tomb) or are (the ring); the sender learns
+			// where, and its next ops, sent there directly, land after.
 			moved := map[string][]string{}
 			var unknown []string
 			for _, q := range away {
-				if to := n.tombOf(q); to != "" && to != n.cfg.Name {
+				to := n.tombOf(q)
+				if to == "" {
+					to, _ = n.locate(ctx, q, n.store.Has, op.GetHops())
+				}
+				if to != "" && to != n.cfg.Name {
 					moved[to] = append(moved[to], q)
 				} else {
 					unknown = append(unknown, q)
@@ -115,8 +119,16 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 					continue
 				}
 				rep.Reached += r.GetReached()
+				gone := map[string]bool{}
+				for _, m := range r.GetMissing() {
+					for _, q := range m.GetQueues() {
+						gone[q] = true
+					}
+				}
 				for _, q := range names {
-					rep.Moved = append(rep.Moved, &pb.Moved{Resource: ev.Resource, Queue: q, Node: to})
+					if !gone[q] {
+						rep.Moved = append(rep.Moved, &pb.Moved{Resource: ev.Resource, Queue: q, Node: to})
+					}
 				}
 				rep.Moved = append(rep.Moved, r.GetMoved()...)
 				rep.Missing = append(rep.Missing, r.GetMissing()...)
