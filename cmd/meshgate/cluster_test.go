@@ -629,13 +629,27 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 					t.Errorf("%s: change %s of %s arrived %d times", d.name, e, r, got[e])
 				}
 			}
+			// In the order they were published.
+			acked := map[string]bool{}
+			for _, e := range pub.acked[r] {
+				acked[e] = true
+			}
+			var order []string
+			for _, e := range d.etags[r] {
+				if acked[e] {
+					order = append(order, e)
+				}
+			}
+			if strings.Join(order, ",") != strings.Join(pub.acked[r], ",") {
+				t.Errorf("%s: changes of %s arrived as %v; published as %v", d.name, r, order, pub.acked[r])
+			}
 		}
 		if d.dups > 0 || d.gaps > 0 || d.lost {
 			t.Errorf("%s: %d duplicate seqs, %d gaps, lost %v", d.name, d.dups, d.gaps, d.lost)
 		}
 		d.mu.Unlock()
 	}
-	t.Logf("join and leave under load: %d changes × 4 subscribers each, none lost or duplicated", pub.n)
+	t.Logf("join and leave under load: %d changes × 4 subscribers each, none lost, duplicated or out of order", pub.n)
 	c.settled(n1, 24)
 
 	// kill -9 under load: lists rebuilt with RESYNC, lost queues reported.
