@@ -1,10 +1,10 @@
 package server
 
 import (
-	"fmt"
 	"context"
 	"embed"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"runtime"
 	"sync"

@@ -227,10 +227,10 @@ func (c *testCluster) gql(n *nodeProc, tok, query string, vars map[string]any, o
 }
 
 type clusterNode struct {
-	Name                                                      string
-	Up                                                        bool
+	Name                                                     string
+	Up                                                       bool
 	Queues, Subscriptions, Resources, Subscribers, Misplaced int
-	Ring                                                      []string
+	Ring                                                     []string
 }
 
 func (c *testCluster) view(n *nodeProc) ([]clusterNode, error) {
@@ -309,7 +309,7 @@ type device struct {
 	etags   map[string][]string // resource → etags in arrival order
 	resyncs int
 	resync  map[string]int // resource → RESYNC notifications
-	lost    bool // its queue died with a node (QUEUE_NOT_FOUND)
+	lost    bool           // its queue died with a node (QUEUE_NOT_FOUND)
 	gaps    int
 }
 
@@ -430,37 +430,6 @@ func (p *publisher) run(ctx context.Context, nodes func() []*nodeProc, resources
 			p.mu.Unlock()
 		}
 		time.Sleep(every)
-	}
-}
-
-func (c *testCluster) alive() []*nodeProc {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*nodeProc
-	for _, n := range c.nodes {
-		if n.cmd.ProcessState == nil && !n.stopped() {
-			out = append(out, n)
-		}
-	}
-	slicesSortFunc(out)
-	return out
-}
-
-func (n *nodeProc) stopped() bool {
-	select {
-	case err := <-n.exited:
-		n.exited <- err
-		return true
-	default:
-		return false
-	}
-}
-
-func slicesSortFunc(ns []*nodeProc) {
-	for i := 1; i < len(ns); i++ {
-		for j := i; j > 0 && ns[j].name < ns[j-1].name; j-- {
-			ns[j], ns[j-1] = ns[j-1], ns[j]
-		}
 	}
 }
 
