@@ -20,6 +20,10 @@ usage:
   meshgate plugin NAME         run a built-in publisher plugin (the gateway starts these itself)
   meshgate probe --url URL --token T [--cacert F]
                                walk the whole path from outside; exit 1 naming the failed step
+  meshgate watch --url URL --token T RESOURCE[@ETAG] ...
+                               print notifications as they come; rides through restarts
+  meshgate publish --url URL --token T RESOURCE ETAG [JSON]
+                               report a change (needs the publish scope); prints queues reached
   meshgate config check [--config FILE]
                                validate a config file, reporting every problem at once
 
@@ -43,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return configCommand(args, stdout, stderr)
 	case "probe":
 		return probe(ctx, args, stdout, stderr)
+	case "watch":
+		return watch(ctx, args, stdout, stderr)
+	case "publish":
+		return publishCmd(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
