@@ -76,7 +76,9 @@ func ExampleClient_recovery() {
 	// The queue disappears (as if its node had died), and the resource
 	// changes before the client is back.
 	lost := c.Queue()
-	_ = gw.do(tok, `mutation($q:String!){ deleteQueue(name:$q) }`, map[string]any{"q": lost})
+	if err := gw.do(tok, `mutation($q:String!){ deleteQueue(name:$q) }`, map[string]any{"q": lost}); err != nil {
+		panic(err)
+	}
 	gw.publish("user:alice/notes", "n2")
 
 	ev := <-w.Events()

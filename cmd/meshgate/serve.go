@@ -137,7 +137,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	node, err = cfg.Cluster.node(store, cfg.DataDir, pubs, pubs.Current, cfg.Faults.Cluster, cfg.Faults.Seed, log)
+	node, err = cfg.Cluster.node(store, cfg.DataDir, nil, pubs.Current, cfg.Faults.Cluster, cfg.Faults.Seed, log)
 	if err != nil {
 		return err
 	}
@@ -146,6 +146,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer node.Close()
 	pubs.SetSink(node)
+	routed := node.Publishers(pubs) // authorize and publish at each resource's owner
 	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
 	pubs.Start(startCtx)
 	cancelStart()
@@ -163,7 +164,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return out
 	}
-	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Store: node, Publishers: pubs, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
+	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Store: node, Publishers: routed, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,8 @@ type Config struct {
 	// ServerTLS and ClientTLS secure node-to-node RPCs (mutual TLS with
 	// the cluster CA). Required with Gossip.
 	ServerTLS, ClientTLS *tls.Config
-	// Auth authorizes subscriptions at the queue's holder.
+	// Auth authorizes subscriptions at the queue's holder. Nil: the
+	// publishers given to Node.Publishers, asked at the resource's owner.
 	Auth shard.Authorizer
 	// Current asks the publishers for resources' current etags, for the
 	// RESYNC notifications of a repair. Nil: RESYNC carries an empty etag.
@@ -105,6 +106,8 @@ type Node struct {
 	others    *ring.Ring // the ring without this node, for locate
 	othersOf  uint64     // the epoch others was built from
 
+	pubs    LocalPublishers // this node's plugin host, for routed calls
+	routed  *Publishers
 	stripes [64]sync.RWMutex
 	rebalMu sync.Mutex
 

@@ -127,6 +127,16 @@ func (n *Node) local(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer
 	if auth == nil {
 		auth = n.cfg.Auth
 	}
+	if auth == nil {
+		n.mu.Lock()
+		if n.routed != nil {
+			auth = n.routed
+		}
+		n.mu.Unlock()
+	}
+	if auth == nil && c.GetOp() == pb.QueueOp_SUBSCRIBE {
+		return nil, fmt.Errorf("%w: no publishers on this node", shard.ErrUnavailable)
+	}
 	p := principalOf(c.GetPrincipal())
 	s := n.store
 	switch c.GetOp() {

@@ -2008,6 +2008,238 @@ func (x *StatsReply) GetStreams() int64 {
 	return 0
 }
 
+type AuthorizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
+	Proof         string                 `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
+	Hops          uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeRequest) Reset() {
+	*x = AuthorizeRequest{}
+	mi := &file_peer_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeRequest) ProtoMessage() {}
+
+func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AuthorizeRequest) GetPrincipal() *Principal {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+func (x *AuthorizeRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *AuthorizeRequest) GetProof() string {
+	if x != nil {
+		return x.Proof
+	}
+	return ""
+}
+
+func (x *AuthorizeRequest) GetHops() uint32 {
+	if x != nil {
+		return x.Hops
+	}
+	return 0
+}
+
+type AuthorizeReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Etag          string                 `protobuf:"bytes,1,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeReply) Reset() {
+	*x = AuthorizeReply{}
+	mi := &file_peer_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeReply) ProtoMessage() {}
+
+func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
+func (*AuthorizeReply) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AuthorizeReply) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+type PublishRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
+	Etag          string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Hops          uint32                 `protobuf:"varint,5,opt,name=hops,proto3" json:"hops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_peer_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PublishRequest) GetPrincipal() *Principal {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetHops() uint32 {
+	if x != nil {
+		return x.Hops
+	}
+	return 0
+}
+
+type PublishReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reached       int64                  `protobuf:"varint,1,opt,name=reached,proto3" json:"reached,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishReply) Reset() {
+	*x = PublishReply{}
+	mi := &file_peer_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishReply) ProtoMessage() {}
+
+func (x *PublishReply) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
+func (*PublishReply) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PublishReply) GetReached() int64 {
+	if x != nil {
+		return x.Reached
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -2164,7 +2396,22 @@ const file_peer_proto_rawDesc = "" +
 	"\tmisplaced\x18\x06 \x01(\x03R\tmisplaced\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04ring\x18\b \x03(\tR\x04ring\x12\x18\n" +
-	"\astreams\x18\t \x01(\x03R\astreams*\x80\x01\n" +
+	"\astreams\x18\t \x01(\x03R\astreams\"\x93\x01\n" +
+	"\x10AuthorizeRequest\x129\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
+	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +
+	"\x05proof\x18\x03 \x01(\tR\x05proof\x12\x12\n" +
+	"\x04hops\x18\x04 \x01(\rR\x04hops\"$\n" +
+	"\x0eAuthorizeReply\x12\x12\n" +
+	"\x04etag\x18\x01 \x01(\tR\x04etag\"\xa9\x01\n" +
+	"\x0ePublishRequest\x129\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
+	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12\x12\n" +
+	"\x04hops\x18\x05 \x01(\rR\x04hops\"(\n" +
+	"\fPublishReply\x12\x18\n" +
+	"\areached\x18\x01 \x01(\x03R\areached*\x80\x01\n" +
 	"\aQueueOp\x12\x18\n" +
 	"\x14QUEUE_OP_UNSPECIFIED\x10\x00\x12\a\n" +
 	"\x03GET\x10\x01\x12\t\n" +
@@ -2174,7 +2421,7 @@ const file_peer_proto_rawDesc = "" +
 	"\rSUBSCRIPTIONS\x10\x04\x12\r\n" +
 	"\tSUBSCRIBE\x10\x05\x12\x0f\n" +
 	"\vUNSUBSCRIBE\x10\x06\x12\b\n" +
-	"\x04POLL\x10\a2\xfb\x05\n" +
+	"\x04POLL\x10\a2\x9b\a\n" +
 	"\x04Peer\x12A\n" +
 	"\x04Call\x12\x1b.meshgate.peer.v1.QueueCall\x1a\x1c.meshgate.peer.v1.QueueReply\x12H\n" +
 	"\x06Queues\x12\x1f.meshgate.peer.v1.QueuesRequest\x1a\x1d.meshgate.peer.v1.QueuesReply\x12H\n" +
@@ -2186,7 +2433,9 @@ const file_peer_proto_rawDesc = "" +
 	"\aHandoff\x12 .meshgate.peer.v1.HandoffRequest\x1a\x17.meshgate.peer.v1.Empty\x12D\n" +
 	"\aLeaving\x12 .meshgate.peer.v1.LeavingRequest\x1a\x17.meshgate.peer.v1.Empty\x12>\n" +
 	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReply\x12<\n" +
-	"\bRejoined\x12\x17.meshgate.peer.v1.Empty\x1a\x17.meshgate.peer.v1.EmptyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
+	"\bRejoined\x12\x17.meshgate.peer.v1.Empty\x1a\x17.meshgate.peer.v1.Empty\x12Q\n" +
+	"\tAuthorize\x12\".meshgate.peer.v1.AuthorizeRequest\x1a .meshgate.peer.v1.AuthorizeReply\x12K\n" +
+	"\aPublish\x12 .meshgate.peer.v1.PublishRequest\x1a\x1e.meshgate.peer.v1.PublishReplyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -2201,38 +2450,42 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_peer_proto_goTypes = []any{
-	(QueueOp)(0),           // 0: meshgate.peer.v1.QueueOp
-	(*Principal)(nil),      // 1: meshgate.peer.v1.Principal
-	(*Event)(nil),          // 2: meshgate.peer.v1.Event
-	(*Notification)(nil),   // 3: meshgate.peer.v1.Notification
-	(*Queue)(nil),          // 4: meshgate.peer.v1.Queue
-	(*Subscription)(nil),   // 5: meshgate.peer.v1.Subscription
-	(*QueueCall)(nil),      // 6: meshgate.peer.v1.QueueCall
-	(*QueueReply)(nil),     // 7: meshgate.peer.v1.QueueReply
-	(*QueuesRequest)(nil),  // 8: meshgate.peer.v1.QueuesRequest
-	(*QueuesReply)(nil),    // 9: meshgate.peer.v1.QueuesReply
-	(*InviteRequest)(nil),  // 10: meshgate.peer.v1.InviteRequest
-	(*InviteReply)(nil),    // 11: meshgate.peer.v1.InviteReply
-	(*Subscriber)(nil),     // 12: meshgate.peer.v1.Subscriber
-	(*LinkRequest)(nil),    // 13: meshgate.peer.v1.LinkRequest
-	(*Op)(nil),             // 14: meshgate.peer.v1.Op
-	(*PushRequest)(nil),    // 15: meshgate.peer.v1.PushRequest
-	(*PushReply)(nil),      // 16: meshgate.peer.v1.PushReply
-	(*Moved)(nil),          // 17: meshgate.peer.v1.Moved
-	(*Missing)(nil),        // 18: meshgate.peer.v1.Missing
-	(*StreamRequest)(nil),  // 19: meshgate.peer.v1.StreamRequest
-	(*StreamBatch)(nil),    // 20: meshgate.peer.v1.StreamBatch
-	(*QueueState)(nil),     // 21: meshgate.peer.v1.QueueState
-	(*ResourceState)(nil),  // 22: meshgate.peer.v1.ResourceState
-	(*TakeRequest)(nil),    // 23: meshgate.peer.v1.TakeRequest
-	(*TakeReply)(nil),      // 24: meshgate.peer.v1.TakeReply
-	(*HandoffRequest)(nil), // 25: meshgate.peer.v1.HandoffRequest
-	(*LeavingRequest)(nil), // 26: meshgate.peer.v1.LeavingRequest
-	(*Empty)(nil),          // 27: meshgate.peer.v1.Empty
-	(*StatsReply)(nil),     // 28: meshgate.peer.v1.StatsReply
-	nil,                    // 29: meshgate.peer.v1.TakeReply.MovedEntry
+	(QueueOp)(0),             // 0: meshgate.peer.v1.QueueOp
+	(*Principal)(nil),        // 1: meshgate.peer.v1.Principal
+	(*Event)(nil),            // 2: meshgate.peer.v1.Event
+	(*Notification)(nil),     // 3: meshgate.peer.v1.Notification
+	(*Queue)(nil),            // 4: meshgate.peer.v1.Queue
+	(*Subscription)(nil),     // 5: meshgate.peer.v1.Subscription
+	(*QueueCall)(nil),        // 6: meshgate.peer.v1.QueueCall
+	(*QueueReply)(nil),       // 7: meshgate.peer.v1.QueueReply
+	(*QueuesRequest)(nil),    // 8: meshgate.peer.v1.QueuesRequest
+	(*QueuesReply)(nil),      // 9: meshgate.peer.v1.QueuesReply
+	(*InviteRequest)(nil),    // 10: meshgate.peer.v1.InviteRequest
+	(*InviteReply)(nil),      // 11: meshgate.peer.v1.InviteReply
+	(*Subscriber)(nil),       // 12: meshgate.peer.v1.Subscriber
+	(*LinkRequest)(nil),      // 13: meshgate.peer.v1.LinkRequest
+	(*Op)(nil),               // 14: meshgate.peer.v1.Op
+	(*PushRequest)(nil),      // 15: meshgate.peer.v1.PushRequest
+	(*PushReply)(nil),        // 16: meshgate.peer.v1.PushReply
+	(*Moved)(nil),            // 17: meshgate.peer.v1.Moved
+	(*Missing)(nil),          // 18: meshgate.peer.v1.Missing
+	(*StreamRequest)(nil),    // 19: meshgate.peer.v1.StreamRequest
+	(*StreamBatch)(nil),      // 20: meshgate.peer.v1.StreamBatch
+	(*QueueState)(nil),       // 21: meshgate.peer.v1.QueueState
+	(*ResourceState)(nil),    // 22: meshgate.peer.v1.ResourceState
+	(*TakeRequest)(nil),      // 23: meshgate.peer.v1.TakeRequest
+	(*TakeReply)(nil),        // 24: meshgate.peer.v1.TakeReply
+	(*HandoffRequest)(nil),   // 25: meshgate.peer.v1.HandoffRequest
+	(*LeavingRequest)(nil),   // 26: meshgate.peer.v1.LeavingRequest
+	(*Empty)(nil),            // 27: meshgate.peer.v1.Empty
+	(*StatsReply)(nil),       // 28: meshgate.peer.v1.StatsReply
+	(*AuthorizeRequest)(nil), // 29: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),   // 30: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),   // 31: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),     // 32: meshgate.peer.v1.PublishReply
+	nil,                      // 33: meshgate.peer.v1.TakeReply.MovedEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -2257,34 +2510,40 @@ var file_peer_proto_depIdxs = []int32{
 	12, // 19: meshgate.peer.v1.ResourceState.subscribers:type_name -> meshgate.peer.v1.Subscriber
 	21, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
 	22, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	29, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	6,  // 23: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 24: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 25: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 26: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	15, // 27: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	19, // 28: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	23, // 29: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	25, // 30: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	26, // 31: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	27, // 32: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	27, // 33: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
-	7,  // 34: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 35: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 36: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	27, // 37: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.Empty
-	16, // 38: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	20, // 39: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	24, // 40: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	27, // 41: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	27, // 42: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	28, // 43: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	27, // 44: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	33, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	1,  // 23: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 24: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	6,  // 25: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 26: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 27: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 28: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	15, // 29: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	19, // 30: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	23, // 31: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	25, // 32: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	26, // 33: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	27, // 34: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	27, // 35: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
+	29, // 36: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	31, // 37: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	7,  // 38: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 39: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 40: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	27, // 41: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.Empty
+	16, // 42: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	20, // 43: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	24, // 44: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	27, // 45: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	27, // 46: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	28, // 47: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	27, // 48: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	30, // 49: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	32, // 50: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	38, // [38:51] is the sub-list for method output_type
+	25, // [25:38] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -2298,7 +2557,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,17 +23,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Call_FullMethodName     = "/meshgate.peer.v1.Peer/Call"
-	Peer_Queues_FullMethodName   = "/meshgate.peer.v1.Peer/Queues"
-	Peer_Invite_FullMethodName   = "/meshgate.peer.v1.Peer/Invite"
-	Peer_Link_FullMethodName     = "/meshgate.peer.v1.Peer/Link"
-	Peer_Push_FullMethodName     = "/meshgate.peer.v1.Peer/Push"
-	Peer_Stream_FullMethodName   = "/meshgate.peer.v1.Peer/Stream"
-	Peer_Take_FullMethodName     = "/meshgate.peer.v1.Peer/Take"
-	Peer_Handoff_FullMethodName  = "/meshgate.peer.v1.Peer/Handoff"
-	Peer_Leaving_FullMethodName  = "/meshgate.peer.v1.Peer/Leaving"
-	Peer_Stats_FullMethodName    = "/meshgate.peer.v1.Peer/Stats"
-	Peer_Rejoined_FullMethodName = "/meshgate.peer.v1.Peer/Rejoined"
+	Peer_Call_FullMethodName      = "/meshgate.peer.v1.Peer/Call"
+	Peer_Queues_FullMethodName    = "/meshgate.peer.v1.Peer/Queues"
+	Peer_Invite_FullMethodName    = "/meshgate.peer.v1.Peer/Invite"
+	Peer_Link_FullMethodName      = "/meshgate.peer.v1.Peer/Link"
+	Peer_Push_FullMethodName      = "/meshgate.peer.v1.Peer/Push"
+	Peer_Stream_FullMethodName    = "/meshgate.peer.v1.Peer/Stream"
+	Peer_Take_FullMethodName      = "/meshgate.peer.v1.Peer/Take"
+	Peer_Handoff_FullMethodName   = "/meshgate.peer.v1.Peer/Handoff"
+	Peer_Leaving_FullMethodName   = "/meshgate.peer.v1.Peer/Leaving"
+	Peer_Stats_FullMethodName     = "/meshgate.peer.v1.Peer/Stats"
+	Peer_Rejoined_FullMethodName  = "/meshgate.peer.v1.Peer/Rejoined"
+	Peer_Authorize_FullMethodName = "/meshgate.peer.v1.Peer/Authorize"
+	Peer_Publish_FullMethodName   = "/meshgate.peer.v1.Peer/Publish"
 )
 
 // PeerClient is the client API for Peer service.
@@ -53,6 +55,10 @@ type PeerClient interface {
 	// Rejoined tells a node that the others took it for dead and rebuilt
 	// without it: it links its queues' subscriptions again.
 	Rejoined(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
+	// Authorize and Publish run at the resource's owner, so a publisher
+	// that keeps state in memory keeps it in one place.
+	Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeReply, error)
+	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishReply, error)
 }
 
 type peerClient struct {
@@ -182,6 +188,26 @@ func (c *peerClient) Rejoined(ctx context.Context, in *Empty, opts ...grpc.CallO
 	return out, nil
 }
 
+func (c *peerClient) Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthorizeReply)
+	err := c.cc.Invoke(ctx, Peer_Authorize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishReply)
+	err := c.cc.Invoke(ctx, Peer_Publish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -199,6 +225,10 @@ type PeerServer interface {
 	// Rejoined tells a node that the others took it for dead and rebuilt
 	// without it: it links its queues' subscriptions again.
 	Rejoined(context.Context, *Empty) (*Empty, error)
+	// Authorize and Publish run at the resource's owner, so a publisher
+	// that keeps state in memory keeps it in one place.
+	Authorize(context.Context, *AuthorizeRequest) (*AuthorizeReply, error)
+	Publish(context.Context, *PublishRequest) (*PublishReply, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -241,6 +271,12 @@ func (UnimplementedPeerServer) Stats(context.Context, *Empty) (*StatsReply, erro
 }
 func (UnimplementedPeerServer) Rejoined(context.Context, *Empty) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rejoined not implemented")
+}
+func (UnimplementedPeerServer) Authorize(context.Context, *AuthorizeRequest) (*AuthorizeReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Authorize not implemented")
+}
+func (UnimplementedPeerServer) Publish(context.Context, *PublishRequest) (*PublishReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -454,6 +490,42 @@ func _Peer_Rejoined_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Authorize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthorizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Authorize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Authorize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Authorize(ctx, req.(*AuthorizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_Publish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Publish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Publish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Publish(ctx, req.(*PublishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -500,6 +572,14 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rejoined",
 			Handler:    _Peer_Rejoined_Handler,
+		},
+		{
+			MethodName: "Authorize",
+			Handler:    _Peer_Authorize_Handler,
+		},
+		{
+			MethodName: "Publish",
+			Handler:    _Peer_Publish_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

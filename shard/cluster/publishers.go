@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// LocalPublishers is what a node's plugin host answers: authorization with
+// the resource's etag, and the `publish` mutation.
+type LocalPublishers interface {
+	shard.Authorizer
+	Publish(ctx context.Context, p shard.Principal, resource, etag string, payload []byte) (int, error)
+}
+
+// Publishers asks the publishers of the resource's owner node, so that a
+// publisher keeping state in memory (the built-in `user:`) keeps each
+// resource's etag on one node. On a single node it is local.
+type Publishers struct {
+	n     *Node
+	local LocalPublishers
+}
+
+// Publishers routes local's calls to each resource's owner. The node
+// answers routed calls from other nodes with local too.
+func (n *Node) Publishers(local LocalPublishers) *Publishers {
+	routed := &Publishers{n: n, local: local}
+	n.mu.Lock()
+	n.pubs, n.routed = local, routed
+	n.mu.Unlock()
+	return routed
+}
+
+// Authorize implements shard.Authorizer at the resource's owner.
+func (p *Publishers) Authorize(ctx context.Context, pr shard.Principal, resource, proof string) (string, error) {
+	return p.n.authorize(ctx, pr, resource, proof, 0)
+}
+
+// Publish runs a `publish` mutation at the resource's owner.
+func (p *Publishers) Publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte) (int, error) {
+	return p.n.publish(ctx, pr, resource, etag, payload, 0)
+}
+
+func (n *Node) localPubs() LocalPublishers {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pubs
+}
+
+func (n *Node) ownerFor(resource string, hops uint32) string {
+	if hops >= maxHops || n.cfg.Gossip == "" {
+		return ""
+	}
+	if o := n.ring.Load().Owner(resource); o != n.cfg.Name && n.isMember(o) {
+		return o
+	}
+	return ""
+}
+
+func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proof string, hops uint32) (string, error) {
+	if o := n.ownerFor(resource, hops); o != "" {
+		if p := n.peer(o); p != nil {
+			rep, err := p.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalPB(pr), Resource: resource, Proof: proof, Hops: hops + 1})
+			if err == nil {
+				return rep.GetEtag(), nil
+			}
+			if err = fromStatus(o, err); !isUnavailable(err) {
+				return "", err
+			}
+			// The owner is unreachable: answer here rather than fail.
+		}
+	}
+	l := n.localPubs()
+	if l == nil {
+		return "", shard.ErrUnavailable
+	}
+	return l.Authorize(ctx, pr, resource, proof)
+}
+
+func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte, hops uint32) (int, error) {
+	if o := n.ownerFor(resource, hops); o != "" {
+		if p := n.peer(o); p != nil {
+			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Hops: hops + 1})
+			if err != nil {
+				return 0, fromStatus(o, err)
+			}
+			return int(rep.GetReached()), nil
+		}
+	}
+	l := n.localPubs()
+	if l == nil {
+		return 0, shard.ErrUnavailable
+	}
+	return l.Publish(ctx, pr, resource, etag, payload)
+}
+
+func isUnavailable(err error) bool {
+	var w *wrapErr
+	return err != nil && (errors.As(err, &w) && w.err == shard.ErrUnavailable)
+}
+
+func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeReply, error) {
+	etag, err := s.n.authorize(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetProof(), r.GetHops())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.AuthorizeReply{Etag: etag}, nil
+}
+
+func (s service) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.PublishReply, error) {
+	k, err := s.n.publish(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetEtag(), r.GetPayload(), r.GetHops())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.PublishReply{Reached: int64(k)}, nil
+}
