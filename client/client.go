@@ -141,6 +141,9 @@ type Watch struct {
 // Watch or the Client closes, or after REVOKED.
 func (w *Watch) Events() <-chan Event { return w.events }
 
+// Resource is the watched resource.
+func (w *Watch) Resource() string { return w.resource }
+
 // Etag is the last etag the client knows for the resource.
 func (w *Watch) Etag() string {
 	w.mu.Lock()

@@ -124,8 +124,9 @@ func (s *Store) unlink(res string, queues []string) {
 
 // AddSubscriber puts queue (owned by user's device, held by node: "" for
 // this one) in res's subscriber list, held by this node, and records etag
-// as the resource's last known etag (unless empty).
-func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) {
+// as the resource's last known etag (unless empty). It reports whether
+// the queue was not in the list yet.
+func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) bool {
 	for {
 		r := s.resourceFor(res)
 		r.mu.Lock()
@@ -133,7 +134,9 @@ func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) {
 			r.mu.Unlock()
 			continue // emptied and removed between lookup and lock
 		}
-		if ref := r.subs[queue]; ref == nil || ref.user != user || ref.device != device {
+		ref := r.subs[queue]
+		added := ref == nil
+		if ref == nil || ref.user != user || ref.device != device {
 			r.subs[queue] = &subRef{user: user, device: device, node: node}
 		} else {
 			ref.node = node
@@ -142,7 +145,7 @@ func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) {
 			r.etag = etag
 		}
 		r.mu.Unlock()
-		return
+		return added
 	}
 }
 

@@ -63,10 +63,12 @@ type testCluster struct {
 	mu     sync.Mutex
 	nodes  map[string]*nodeProc
 	seed   string
+	extra  []string // more serve flags for every node
 }
 
 type nodeProc struct {
 	name, ip string
+	args     []string
 	gossip   string
 	url      string // https://ip:port/graphql
 	cmd      *exec.Cmd
@@ -128,16 +130,32 @@ func (c *testCluster) start(name, ip string) *nodeProc {
 	if c.seed != "" {
 		args = append(args, "--join", c.seed)
 	}
+	args = append(args, c.extra...)
+	return c.run(name, ip, gossip, args)
+}
+
+// restart starts a stopped node again, same name and addresses.
+func (c *testCluster) restart(n *nodeProc) *nodeProc {
+	c.t.Helper()
+	return c.run(n.name, n.ip, n.gossip, n.args)
+}
+
+func (c *testCluster) run(name, ip, gossip string, args []string) *nodeProc {
+	t := c.t
+	t.Helper()
 	cmd := exec.Command(c.bin, args...)
 	cmd.Env = append(os.Environ(), "MESHGATE_PROBE_INTERVAL=") // defaults
 	stdout, _ := cmd.StdoutPipe()
-	n := &nodeProc{name: name, ip: ip, gossip: gossip, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	n := &nodeProc{name: name, ip: ip, gossip: gossip, args: args, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = n.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { n.exited <- cmd.Wait() }()
 	c.mu.Lock()
+	if old := c.nodes[name]; old != nil {
+		c.nodes[name+"-before"] = old
+	}
 	c.nodes[name] = n
 	c.mu.Unlock()
 	line, err := bufio.NewReader(stdout).ReadString('\n')

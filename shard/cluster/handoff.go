@@ -22,23 +22,33 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 // addLocal links subscribers to resource here if this node holds (or
 // should start) its list, else at the node that does.
 func (n *Node) addLocal(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32) error {
+	_, err := n.link(ctx, resource, etag, subs, hops)
+	return err
+}
+
+// link adds subscribers to resource's list where it is held and returns
+// the queues that were not in it yet.
+func (n *Node) link(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32) ([]string, error) {
 	mu := n.stripe(resource)
 	mu.RLock()
 	where, err := n.locate(ctx, resource, n.holdsResource, hops)
 	if err != nil {
 		mu.RUnlock()
-		return err
+		return nil, err
 	}
 	if where == "" {
+		var added []string
 		for i, s := range subs {
 			e := ""
 			if i == 0 {
 				e = etag
 			}
-			n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e, s.GetNode())
+			if n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e, s.GetNode()) {
+				added = append(added, s.GetQueue())
+			}
 		}
 		mu.RUnlock()
-		return nil
+		return added, nil
 	}
 	mu.RUnlock()
 	return n.linkAt(ctx, where, resource, etag, subs, hops+1)
@@ -456,3 +466,48 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 }
 
 var _ shard.Peers = (*Node)(nil)
+
+// audit links every subscription of the queues here again at its
+// resource's holder, once membership has settled after a change: every
+// queue knows its own subscriptions, so any list entry lost in a hand-off
+// comes back, with a RESYNC for the queues that were missing from a list
+// (they may have missed a change).
+func (n *Node) audit() {
+	start := time.Now()
+	lists := n.store.QueueSubscriptions()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
+	defer cancel()
+	missing := map[string][]string{}
+	for res, subs := range lists {
+		pbs := make([]*pb.Subscriber, len(subs))
+		for i, s := range subs {
+			pbs[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: n.cfg.Name}
+		}
+		added, err := n.link(ctx, res, "", pbs, 0)
+		if err != nil {
+			n.log.Debug("audit: link failed", "resource", res, "err", err)
+			continue
+		}
+		if len(added) > 0 {
+			missing[res] = added
+		}
+	}
+	if len(missing) == 0 {
+		n.log.Debug("audit: every subscription is in its list", "resources", len(lists), "in", time.Since(start))
+		return
+	}
+	var rs []string
+	for r := range missing {
+		rs = append(rs, r)
+	}
+	etags := map[string]string{}
+	if n.cfg.Current != nil {
+		etags = n.cfg.Current(ctx, rs)
+	}
+	k := 0
+	for r, qs := range missing {
+		k += n.store.Resync(r, etags[r], qs)
+	}
+	n.stats.Repairs.Add(1)
+	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", len(missing), "resync", k, "in", time.Since(start))
+}

@@ -103,6 +103,7 @@ type Node struct {
 	draining  bool
 	epoch     uint64
 	changedAt time.Time
+	auditedAt time.Time
 	others    *ring.Ring // the ring without this node, for locate
 	othersOf  uint64     // the epoch others was built from
 
@@ -365,6 +366,15 @@ func (n *Node) loop() {
 		case <-rebalance.C:
 			n.expire()
 			n.rebalance()
+			n.mu.Lock()
+			due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
+			n.mu.Unlock()
+			if due && n.settled() {
+				n.mu.Lock()
+				n.auditedAt = time.Now()
+				n.mu.Unlock()
+				n.audit()
+			}
 		case <-rejoin.C:
 			if n.ml.NumMembers() < len(n.cfg.Join)+1 || !n.joined.Load() {
 				if err := n.join(); err == nil {

@@ -203,6 +203,34 @@ func (p *peer) deliver(batch []*pb.Op) {
 		case <-time.After(min(time.Duration(50<<attempt)*time.Millisecond, time.Second)):
 		}
 	}
+	if !p.n.isMember(p.name) {
+		// It left or died: send each op again to wherever its queue or
+		// list is now (a node that left handed them on).
+		p.n.log.Info("peer gone: sending its ops on", "peer", p.name, "ops", len(batch))
+		for _, op := range batch {
+			p.n.reroute(op)
+		}
+		return
+	}
 	p.n.stats.Dropped.Add(uint64(len(batch)))
 	p.n.log.Warn("push to peer failed: ops dropped", "peer", p.name, "ops", len(batch), "err", err)
+}
+
+// reroute applies op as if it had been made here.
+func (n *Node) reroute(op *pb.Op) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	switch {
+	case op.GetEvent() != nil && op.GetFanout():
+		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0)
+	case op.GetEvent() != nil:
+		ev := eventOf(op.GetEvent())
+		n.forwardTry(ev, op.GetEvent(), op.GetQueues(), 1, 0) // hops 1: report, never prune here
+	case op.GetUnlinkResource() != "":
+		n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), 0)
+	case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
+		n.revokeQueues(op.GetRevokeResource(), op.GetQueues(), 0)
+	case op.GetRevokeResource() != "":
+		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0)
+	}
 }

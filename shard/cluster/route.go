@@ -395,16 +395,16 @@ func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Pri
 	return n.addLocal(ctx, resource, etag, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device, Node: n.cfg.Name}}, 0)
 }
 
-func (n *Node) linkAt(ctx context.Context, where, resource, etag string, subs []*pb.Subscriber, hops uint32) error {
+func (n *Node) linkAt(ctx context.Context, where, resource, etag string, subs []*pb.Subscriber, hops uint32) ([]string, error) {
 	p := n.peer(where)
 	if p == nil {
-		return unavailable(where)
+		return nil, unavailable(where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	_, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: etag, Hops: hops})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: etag, Hops: hops})
 	n.stats.forwarded(where, 1)
-	return fromStatus(where, err)
+	return rep.GetAdded(), fromStatus(where, err)
 }
 
 // Unlink implements shard.Peers.

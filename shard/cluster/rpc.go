@@ -70,8 +70,12 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 	return &pb.InviteReply{Reached: int64(k)}, nil
 }
 
-func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.Empty, error) {
-	return &pb.Empty{}, toStatus(s.n.addLocal(ctx, r.GetResource(), r.GetEtag(), r.GetSubscribers(), r.GetHops()))
+func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
+	added, err := s.n.link(ctx, r.GetResource(), r.GetEtag(), r.GetSubscribers(), r.GetHops())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.LinkReply{Added: added}, nil
 }
 
 // Push applies ops in order. Names not held here are sent on to where

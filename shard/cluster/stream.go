@@ -44,7 +44,7 @@ type stream struct {
 func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after uint64, l shard.Listener) (shard.Reader, error) {
 	s := &stream{n: n, p: p, name: name, l: l, space: make(chan struct{}, 1)}
 	hint := ""
-	for range 4 {
+	for attempt := range maxHops + 1 {
 		where := hint
 		if where == "" {
 			var err error
@@ -64,7 +64,7 @@ func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after
 			return s, nil
 		}
 		s.last = after
-		moved, err := s.relay(ctx, where, after, false)
+		moved, err := s.relay(ctx, where, after, false, uint32(attempt+1))
 		if err != nil {
 			return nil, err
 		}
@@ -78,14 +78,14 @@ func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after
 
 // relay opens the holder's stream. It returns the node the queue moved
 // to, if the holder says so.
-func (s *stream) relay(ctx context.Context, where string, after uint64, resume bool) (moved string, err error) {
+func (s *stream) relay(ctx context.Context, where string, after uint64, resume bool, hops uint32) (moved string, err error) {
 	p := s.n.peer(where)
 	if p == nil {
 		return "", unavailable(where)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel) // until the first message: the caller's deadline applies
-	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Hops: 1})
+	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Hops: hops})
 	if err == nil {
 		_, err = cs.Recv()
 	}
@@ -200,7 +200,7 @@ func (s *stream) follow(cursor uint64, hint string) {
 			}
 		} else if err == nil {
 			var moved string
-			moved, err = s.relay(ctx, where, cursor, true)
+			moved, err = s.relay(ctx, where, cursor, true, uint32(min(attempt+1, maxHops)))
 			if err == nil && moved == "" {
 				cancel()
 				return

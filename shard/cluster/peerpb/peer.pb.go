@@ -985,6 +985,51 @@ func (x *LinkRequest) GetHops() uint32 {
 	return 0
 }
 
+type LinkReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queues that were not in the list yet.
+	Added         []string `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkReply) Reset() {
+	*x = LinkReply{}
+	mi := &file_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkReply) ProtoMessage() {}
+
+func (x *LinkReply) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkReply.ProtoReflect.Descriptor instead.
+func (*LinkReply) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LinkReply) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
 // One operation in a Push: exactly one of its groups is set.
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1005,7 +1050,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1062,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1075,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{13}
+	return file_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Op) GetEvent() *Event {
@@ -1099,7 +1144,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_peer_proto_msgTypes[14]
+	mi := &file_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1156,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[14]
+	mi := &file_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1169,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{14}
+	return file_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PushRequest) GetOps() []*Op {
@@ -1150,7 +1195,7 @@ type PushReply struct {
 
 func (x *PushReply) Reset() {
 	*x = PushReply{}
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1207,7 @@ func (x *PushReply) String() string {
 func (*PushReply) ProtoMessage() {}
 
 func (x *PushReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1220,7 @@ func (x *PushReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushReply.ProtoReflect.Descriptor instead.
 func (*PushReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{15}
+	return file_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PushReply) GetMissing() []*Missing {
@@ -1210,7 +1255,7 @@ type Moved struct {
 
 func (x *Moved) Reset() {
 	*x = Moved{}
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1267,7 @@ func (x *Moved) String() string {
 func (*Moved) ProtoMessage() {}
 
 func (x *Moved) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1280,7 @@ func (x *Moved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Moved.ProtoReflect.Descriptor instead.
 func (*Moved) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{16}
+	return file_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Moved) GetResource() string {
@@ -1269,7 +1314,7 @@ type Missing struct {
 
 func (x *Missing) Reset() {
 	*x = Missing{}
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1326,7 @@ func (x *Missing) String() string {
 func (*Missing) ProtoMessage() {}
 
 func (x *Missing) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1339,7 @@ func (x *Missing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Missing.ProtoReflect.Descriptor instead.
 func (*Missing) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{17}
+	return file_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Missing) GetResource() string {
@@ -1325,7 +1370,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1382,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1395,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{18}
+	return file_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StreamRequest) GetPrincipal() *Principal {
@@ -1397,7 +1442,7 @@ type StreamBatch struct {
 
 func (x *StreamBatch) Reset() {
 	*x = StreamBatch{}
-	mi := &file_peer_proto_msgTypes[19]
+	mi := &file_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1454,7 @@ func (x *StreamBatch) String() string {
 func (*StreamBatch) ProtoMessage() {}
 
 func (x *StreamBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[19]
+	mi := &file_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1467,7 @@ func (x *StreamBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBatch.ProtoReflect.Descriptor instead.
 func (*StreamBatch) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{19}
+	return file_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StreamBatch) GetItems() []*Notification {
@@ -1451,7 +1496,7 @@ type QueueState struct {
 
 func (x *QueueState) Reset() {
 	*x = QueueState{}
-	mi := &file_peer_proto_msgTypes[20]
+	mi := &file_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1508,7 @@ func (x *QueueState) String() string {
 func (*QueueState) ProtoMessage() {}
 
 func (x *QueueState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[20]
+	mi := &file_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1521,7 @@ func (x *QueueState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueState.ProtoReflect.Descriptor instead.
 func (*QueueState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{20}
+	return file_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueueState) GetName() string {
@@ -1567,7 +1612,7 @@ type ResourceState struct {
 
 func (x *ResourceState) Reset() {
 	*x = ResourceState{}
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1624,7 @@ func (x *ResourceState) String() string {
 func (*ResourceState) ProtoMessage() {}
 
 func (x *ResourceState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1637,7 @@ func (x *ResourceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceState.ProtoReflect.Descriptor instead.
 func (*ResourceState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{21}
+	return file_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResourceState) GetName() string {
@@ -1632,7 +1677,7 @@ type TakeRequest struct {
 
 func (x *TakeRequest) Reset() {
 	*x = TakeRequest{}
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1689,7 @@ func (x *TakeRequest) String() string {
 func (*TakeRequest) ProtoMessage() {}
 
 func (x *TakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1702,7 @@ func (x *TakeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeRequest.ProtoReflect.Descriptor instead.
 func (*TakeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{22}
+	return file_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TakeRequest) GetNode() string {
@@ -1700,7 +1745,7 @@ type TakeReply struct {
 
 func (x *TakeReply) Reset() {
 	*x = TakeReply{}
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1757,7 @@ func (x *TakeReply) String() string {
 func (*TakeReply) ProtoMessage() {}
 
 func (x *TakeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1770,7 @@ func (x *TakeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeReply.ProtoReflect.Descriptor instead.
 func (*TakeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{23}
+	return file_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TakeReply) GetQueues() []*QueueState {
@@ -1761,7 +1806,7 @@ type HandoffRequest struct {
 
 func (x *HandoffRequest) Reset() {
 	*x = HandoffRequest{}
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1818,7 @@ func (x *HandoffRequest) String() string {
 func (*HandoffRequest) ProtoMessage() {}
 
 func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1831,7 @@ func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
 func (*HandoffRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{24}
+	return file_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HandoffRequest) GetNode() string {
@@ -1822,7 +1867,7 @@ type LeavingRequest struct {
 
 func (x *LeavingRequest) Reset() {
 	*x = LeavingRequest{}
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +1879,7 @@ func (x *LeavingRequest) String() string {
 func (*LeavingRequest) ProtoMessage() {}
 
 func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +1892,7 @@ func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeavingRequest.ProtoReflect.Descriptor instead.
 func (*LeavingRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{25}
+	return file_peer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeavingRequest) GetNode() string {
@@ -1872,7 +1917,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1929,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1942,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{26}
+	return file_peer_proto_rawDescGZIP(), []int{27}
 }
 
 type StatsReply struct {
@@ -1917,7 +1962,7 @@ type StatsReply struct {
 
 func (x *StatsReply) Reset() {
 	*x = StatsReply{}
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +1974,7 @@ func (x *StatsReply) String() string {
 func (*StatsReply) ProtoMessage() {}
 
 func (x *StatsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +1987,7 @@ func (x *StatsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsReply.ProtoReflect.Descriptor instead.
 func (*StatsReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{27}
+	return file_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatsReply) GetNode() string {
@@ -2020,7 +2065,7 @@ type AuthorizeRequest struct {
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2077,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2090,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{28}
+	return file_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AuthorizeRequest) GetPrincipal() *Principal {
@@ -2085,7 +2130,7 @@ type AuthorizeReply struct {
 
 func (x *AuthorizeReply) Reset() {
 	*x = AuthorizeReply{}
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2142,7 @@ func (x *AuthorizeReply) String() string {
 func (*AuthorizeReply) ProtoMessage() {}
 
 func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2155,7 @@ func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
 func (*AuthorizeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{29}
+	return file_peer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AuthorizeReply) GetEtag() string {
@@ -2133,7 +2178,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2190,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2203,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{30}
+	return file_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PublishRequest) GetPrincipal() *Principal {
@@ -2205,7 +2250,7 @@ type PublishReply struct {
 
 func (x *PublishReply) Reset() {
 	*x = PublishReply{}
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2262,7 @@ func (x *PublishReply) String() string {
 func (*PublishReply) ProtoMessage() {}
 
 func (x *PublishReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2275,7 @@ func (x *PublishReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
 func (*PublishReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{31}
+	return file_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PublishReply) GetReached() int64 {
@@ -2315,7 +2360,9 @@ const file_peer_proto_rawDesc = "" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12>\n" +
 	"\vsubscribers\x18\x02 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\"\x8f\x02\n" +
+	"\x04hops\x18\x04 \x01(\rR\x04hops\"!\n" +
+	"\tLinkReply\x12\x14\n" +
+	"\x05added\x18\x01 \x03(\tR\x05added\"\x8f\x02\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x16\n" +
@@ -2421,12 +2468,12 @@ const file_peer_proto_rawDesc = "" +
 	"\rSUBSCRIPTIONS\x10\x04\x12\r\n" +
 	"\tSUBSCRIBE\x10\x05\x12\x0f\n" +
 	"\vUNSUBSCRIBE\x10\x06\x12\b\n" +
-	"\x04POLL\x10\a2\x9b\a\n" +
+	"\x04POLL\x10\a2\x9f\a\n" +
 	"\x04Peer\x12A\n" +
 	"\x04Call\x12\x1b.meshgate.peer.v1.QueueCall\x1a\x1c.meshgate.peer.v1.QueueReply\x12H\n" +
 	"\x06Queues\x12\x1f.meshgate.peer.v1.QueuesRequest\x1a\x1d.meshgate.peer.v1.QueuesReply\x12H\n" +
-	"\x06Invite\x12\x1f.meshgate.peer.v1.InviteRequest\x1a\x1d.meshgate.peer.v1.InviteReply\x12>\n" +
-	"\x04Link\x12\x1d.meshgate.peer.v1.LinkRequest\x1a\x17.meshgate.peer.v1.Empty\x12B\n" +
+	"\x06Invite\x12\x1f.meshgate.peer.v1.InviteRequest\x1a\x1d.meshgate.peer.v1.InviteReply\x12B\n" +
+	"\x04Link\x12\x1d.meshgate.peer.v1.LinkRequest\x1a\x1b.meshgate.peer.v1.LinkReply\x12B\n" +
 	"\x04Push\x12\x1d.meshgate.peer.v1.PushRequest\x1a\x1b.meshgate.peer.v1.PushReply\x12J\n" +
 	"\x06Stream\x12\x1f.meshgate.peer.v1.StreamRequest\x1a\x1d.meshgate.peer.v1.StreamBatch0\x01\x12B\n" +
 	"\x04Take\x12\x1d.meshgate.peer.v1.TakeRequest\x1a\x1b.meshgate.peer.v1.TakeReply\x12D\n" +
@@ -2450,7 +2497,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),             // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),        // 1: meshgate.peer.v1.Principal
@@ -2466,26 +2513,27 @@ var file_peer_proto_goTypes = []any{
 	(*InviteReply)(nil),      // 11: meshgate.peer.v1.InviteReply
 	(*Subscriber)(nil),       // 12: meshgate.peer.v1.Subscriber
 	(*LinkRequest)(nil),      // 13: meshgate.peer.v1.LinkRequest
-	(*Op)(nil),               // 14: meshgate.peer.v1.Op
-	(*PushRequest)(nil),      // 15: meshgate.peer.v1.PushRequest
-	(*PushReply)(nil),        // 16: meshgate.peer.v1.PushReply
-	(*Moved)(nil),            // 17: meshgate.peer.v1.Moved
-	(*Missing)(nil),          // 18: meshgate.peer.v1.Missing
-	(*StreamRequest)(nil),    // 19: meshgate.peer.v1.StreamRequest
-	(*StreamBatch)(nil),      // 20: meshgate.peer.v1.StreamBatch
-	(*QueueState)(nil),       // 21: meshgate.peer.v1.QueueState
-	(*ResourceState)(nil),    // 22: meshgate.peer.v1.ResourceState
-	(*TakeRequest)(nil),      // 23: meshgate.peer.v1.TakeRequest
-	(*TakeReply)(nil),        // 24: meshgate.peer.v1.TakeReply
-	(*HandoffRequest)(nil),   // 25: meshgate.peer.v1.HandoffRequest
-	(*LeavingRequest)(nil),   // 26: meshgate.peer.v1.LeavingRequest
-	(*Empty)(nil),            // 27: meshgate.peer.v1.Empty
-	(*StatsReply)(nil),       // 28: meshgate.peer.v1.StatsReply
-	(*AuthorizeRequest)(nil), // 29: meshgate.peer.v1.AuthorizeRequest
-	(*AuthorizeReply)(nil),   // 30: meshgate.peer.v1.AuthorizeReply
-	(*PublishRequest)(nil),   // 31: meshgate.peer.v1.PublishRequest
-	(*PublishReply)(nil),     // 32: meshgate.peer.v1.PublishReply
-	nil,                      // 33: meshgate.peer.v1.TakeReply.MovedEntry
+	(*LinkReply)(nil),        // 14: meshgate.peer.v1.LinkReply
+	(*Op)(nil),               // 15: meshgate.peer.v1.Op
+	(*PushRequest)(nil),      // 16: meshgate.peer.v1.PushRequest
+	(*PushReply)(nil),        // 17: meshgate.peer.v1.PushReply
+	(*Moved)(nil),            // 18: meshgate.peer.v1.Moved
+	(*Missing)(nil),          // 19: meshgate.peer.v1.Missing
+	(*StreamRequest)(nil),    // 20: meshgate.peer.v1.StreamRequest
+	(*StreamBatch)(nil),      // 21: meshgate.peer.v1.StreamBatch
+	(*QueueState)(nil),       // 22: meshgate.peer.v1.QueueState
+	(*ResourceState)(nil),    // 23: meshgate.peer.v1.ResourceState
+	(*TakeRequest)(nil),      // 24: meshgate.peer.v1.TakeRequest
+	(*TakeReply)(nil),        // 25: meshgate.peer.v1.TakeReply
+	(*HandoffRequest)(nil),   // 26: meshgate.peer.v1.HandoffRequest
+	(*LeavingRequest)(nil),   // 27: meshgate.peer.v1.LeavingRequest
+	(*Empty)(nil),            // 28: meshgate.peer.v1.Empty
+	(*StatsReply)(nil),       // 29: meshgate.peer.v1.StatsReply
+	(*AuthorizeRequest)(nil), // 30: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),   // 31: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),   // 32: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),     // 33: meshgate.peer.v1.PublishReply
+	nil,                      // 34: meshgate.peer.v1.TakeReply.MovedEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -2500,45 +2548,45 @@ var file_peer_proto_depIdxs = []int32{
 	1,  // 9: meshgate.peer.v1.InviteRequest.from:type_name -> meshgate.peer.v1.Principal
 	12, // 10: meshgate.peer.v1.LinkRequest.subscribers:type_name -> meshgate.peer.v1.Subscriber
 	2,  // 11: meshgate.peer.v1.Op.event:type_name -> meshgate.peer.v1.Event
-	14, // 12: meshgate.peer.v1.PushRequest.ops:type_name -> meshgate.peer.v1.Op
-	18, // 13: meshgate.peer.v1.PushReply.missing:type_name -> meshgate.peer.v1.Missing
-	17, // 14: meshgate.peer.v1.PushReply.moved:type_name -> meshgate.peer.v1.Moved
+	15, // 12: meshgate.peer.v1.PushRequest.ops:type_name -> meshgate.peer.v1.Op
+	19, // 13: meshgate.peer.v1.PushReply.missing:type_name -> meshgate.peer.v1.Missing
+	18, // 14: meshgate.peer.v1.PushReply.moved:type_name -> meshgate.peer.v1.Moved
 	1,  // 15: meshgate.peer.v1.StreamRequest.principal:type_name -> meshgate.peer.v1.Principal
 	3,  // 16: meshgate.peer.v1.StreamBatch.items:type_name -> meshgate.peer.v1.Notification
 	2,  // 17: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
 	5,  // 18: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
 	12, // 19: meshgate.peer.v1.ResourceState.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	21, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
-	22, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	33, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	22, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
+	23, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
+	34, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
 	1,  // 23: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
 	1,  // 24: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
 	6,  // 25: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
 	8,  // 26: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
 	10, // 27: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
 	13, // 28: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	15, // 29: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	19, // 30: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	23, // 31: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	25, // 32: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	26, // 33: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	27, // 34: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	27, // 35: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
-	29, // 36: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	31, // 37: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	16, // 29: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	20, // 30: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	24, // 31: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	26, // 32: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	27, // 33: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	28, // 34: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	28, // 35: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
+	30, // 36: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	32, // 37: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
 	7,  // 38: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
 	9,  // 39: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
 	11, // 40: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	27, // 41: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.Empty
-	16, // 42: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	20, // 43: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	24, // 44: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	27, // 45: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	27, // 46: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	28, // 47: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	27, // 48: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	30, // 49: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	32, // 50: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	14, // 41: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 42: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	21, // 43: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	25, // 44: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	28, // 45: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	28, // 46: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	29, // 47: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	28, // 48: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	31, // 49: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	33, // 50: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
 	38, // [38:51] is the sub-list for method output_type
 	25, // [25:38] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
@@ -2557,7 +2605,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,7 +45,7 @@ type PeerClient interface {
 	Call(ctx context.Context, in *QueueCall, opts ...grpc.CallOption) (*QueueReply, error)
 	Queues(ctx context.Context, in *QueuesRequest, opts ...grpc.CallOption) (*QueuesReply, error)
 	Invite(ctx context.Context, in *InviteRequest, opts ...grpc.CallOption) (*InviteReply, error)
-	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error)
+	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*LinkReply, error)
 	Push(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushReply, error)
 	Stream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamBatch], error)
 	Take(ctx context.Context, in *TakeRequest, opts ...grpc.CallOption) (*TakeReply, error)
@@ -99,9 +99,9 @@ func (c *peerClient) Invite(ctx context.Context, in *InviteRequest, opts ...grpc
 	return out, nil
 }
 
-func (c *peerClient) Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *peerClient) Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*LinkReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(LinkReply)
 	err := c.cc.Invoke(ctx, Peer_Link_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -215,7 +215,7 @@ type PeerServer interface {
 	Call(context.Context, *QueueCall) (*QueueReply, error)
 	Queues(context.Context, *QueuesRequest) (*QueuesReply, error)
 	Invite(context.Context, *InviteRequest) (*InviteReply, error)
-	Link(context.Context, *LinkRequest) (*Empty, error)
+	Link(context.Context, *LinkRequest) (*LinkReply, error)
 	Push(context.Context, *PushRequest) (*PushReply, error)
 	Stream(*StreamRequest, grpc.ServerStreamingServer[StreamBatch]) error
 	Take(context.Context, *TakeRequest) (*TakeReply, error)
@@ -248,7 +248,7 @@ func (UnimplementedPeerServer) Queues(context.Context, *QueuesRequest) (*QueuesR
 func (UnimplementedPeerServer) Invite(context.Context, *InviteRequest) (*InviteReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Invite not implemented")
 }
-func (UnimplementedPeerServer) Link(context.Context, *LinkRequest) (*Empty, error) {
+func (UnimplementedPeerServer) Link(context.Context, *LinkRequest) (*LinkReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Link not implemented")
 }
 func (UnimplementedPeerServer) Push(context.Context, *PushRequest) (*PushReply, error) {
