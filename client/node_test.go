@@ -1,0 +1,91 @@
+package client_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"meshgate/server"
+)
+
+// TestNodeRecoveryGuide runs the guide's Node client (graphql-ws, no SDK)
+// against a real gateway: it sees changes, and after its queue is lost it
+// makes a new one and reports the change it missed.
+func TestNodeRecoveryGuide(t *testing.T) {
+	dir, _ := filepath.Abs("../server/testdata/node")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws")); err != nil {
+		if os.Getenv("MESHGATE_REQUIRE_NODE") == "1" {
+			t.Fatal("server/testdata/node has no node_modules: run npm ci there")
+		}
+		t.Skip("run `npm ci` in server/testdata/node to enable the Node guide's test")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not found")
+	}
+	gw := startGateway()
+	defer gw.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tok := gw.token("browser", time.Hour)
+	cmd := exec.CommandContext(ctx, node, "recovery.mjs", "user:alice/notes")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MESHGATE_URL="+strings.Replace(gw.URL, "127.0.0.1", "localhost", 1),
+		"MESHGATE_TOKEN="+tok, "NODE_EXTRA_CA_CERTS="+filepath.Join(gw.dir, server.DevCertFile))
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan map[string]any, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				lines <- m
+			}
+		}
+		close(lines)
+	}()
+	expect := func(kind, etag string) map[string]any {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-lines:
+				if !ok {
+					t.Fatalf("the Node client exited waiting for %s %s", kind, etag)
+				}
+				if m["kind"] == kind && (etag == "" || m["etag"] == etag) {
+					return m
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no %s %s from the Node client", kind, etag)
+			}
+		}
+	}
+	ready := expect("READY", "")
+	time.Sleep(300 * time.Millisecond) // its stream is attached
+	gw.publish("user:alice/notes", "a1")
+	expect("CHANGED", "a1")
+	// The queue is lost (as when its node dies) and the resource changes
+	// before the client is back.
+	if err := gw.do(tok, `mutation($q:String!){ deleteQueue(name:$q) }`, map[string]any{"q": ready["queue"]}); err != nil {
+		t.Fatal(err)
+	}
+	gw.publish("user:alice/notes", "a2")
+	m := expect("CHANGED_WHILE_AWAY", "a2")
+	if m["queue"] == ready["queue"] {
+		t.Fatal("the Node client kept the lost queue")
+	}
+	expect("READY", "")
+	gw.publish("user:alice/notes", "a3")
+	expect("CHANGED", "a3")
+}
