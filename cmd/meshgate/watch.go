@@ -51,7 +51,7 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("watch: --token (or MESHGATE_TOKEN) is required")
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: meshgate watch [flags] RESOURCE[@ETAG] ...")
+		return errors.New("usage: meshgate watch [flags] RESOURCE[@ETAG] [RESOURCE[@ETAG]]")
 	}
 	hc, err := httpClient(*cacert)
 	if err != nil {
