@@ -62,6 +62,13 @@ type WSConfig struct {
 	// MaxOperations caps concurrent operations per connection; more get an
 	// error with LIMIT_EXCEEDED. Default 100.
 	MaxOperations int
+	// MaxLag and LagGrace: a stream more than MaxLag notifications behind
+	// its queue for longer than LagGrace is a consumer that cannot keep
+	// up. It is closed with 1013 (try again later) and a reason saying so;
+	// its queue keeps buffering and it resumes with `after`. Defaults 512
+	// and 30 s.
+	MaxLag   int
+	LagGrace time.Duration
 }
 
 // DefaultConfig returns the defaults spelled out.
@@ -76,6 +83,8 @@ func DefaultConfig() Config {
 			InitTimeout:     10 * time.Second,
 			PingInterval:    30 * time.Second,
 			WriteTimeout:    10 * time.Second,
+			MaxLag:          512,
+			LagGrace:        30 * time.Second,
 			MaxMessageBytes: 64 << 10,
 			MessageRate:     50,
 			MessageBurst:    100,
@@ -118,6 +127,8 @@ func (c Config) withDefaults() (Config, error) {
 	pos("WS.MaxMessageBytes", &c.WS.MaxMessageBytes, d.WS.MaxMessageBytes)
 	pos("WS.MessageBurst", &c.WS.MessageBurst, d.WS.MessageBurst)
 	pos("WS.MaxOperations", &c.WS.MaxOperations, d.WS.MaxOperations)
+	pos("WS.MaxLag", &c.WS.MaxLag, d.WS.MaxLag)
+	dur("WS.LagGrace", &c.WS.LagGrace, d.WS.LagGrace)
 	if c.WS.MessageRate == 0 {
 		c.WS.MessageRate = d.WS.MessageRate
 	} else if c.WS.MessageRate < 0 {

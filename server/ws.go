@@ -40,6 +40,7 @@ const (
 	closeInitTimeout     ws.StatusCode = 4408
 	closeDuplicateID     ws.StatusCode = 4409
 	closeTooManyRequests ws.StatusCode = 4429
+	closeTryAgainLater   ws.StatusCode = 1013 // a consumer that cannot keep up
 )
 
 func isWebSocket(r *http.Request) bool {
@@ -80,12 +81,13 @@ type wsConn struct {
 // wsOp is one operation on a connection: a `notifications` stream served by
 // the connection's writer, or an operation gqlgen executes.
 type wsOp struct {
-	c     *wsConn
-	id    string
-	st    shard.Reader
-	plan  *graph.Plan
-	dirty atomic.Bool
-	stop  context.CancelFunc // for gqlgen-executed operations
+	c        *wsConn
+	id       string
+	lagSince time.Time // when the stream fell more than MaxLag behind; writer only
+	st       shard.Reader
+	plan     *graph.Plan
+	dirty    atomic.Bool
+	stop     context.CancelFunc // for gqlgen-executed operations
 }
 
 // Notify marks the stream readable and wakes the connection's writer. It
@@ -663,10 +665,13 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 		c.mu.Unlock()
 
 		var gone []*wsOp
+		var goneErr []error
 		var oldest time.Time
+		slow := false
 		for _, op := range dirty {
 			var err error
 			notes, err = op.st.Next(notes[:0], maxPerOp)
+			slow = slow || c.lagging(op)
 			if len(notes) > 0 && (oldest.IsZero() || notes[0].Time.Before(oldest)) {
 				oldest = notes[0].Time
 			}
@@ -674,7 +679,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 				buf = c.streamFrame(buf, op, n)
 			}
 			if err != nil {
-				gone = append(gone, op)
+				gone, goneErr = append(gone, op), append(goneErr, err)
 			} else if len(notes) == maxPerOp || len(buf) > maxRound {
 				op.dirty.Store(true) // more to read: next round
 				c.kick()
@@ -691,8 +696,12 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 			}
 			c.s.metrics.observeWrite(oldest, c.s.cfg.Now())
 		}
-		for _, op := range gone {
-			c.endOp(op, codeErrors(shard.ErrQueueNotFound))
+		for i, op := range gone {
+			c.endOp(op, codeErrors(goneErr[i]))
+		}
+		if slow {
+			c.s.log.Info("websocket consumer too slow: closing", "max_lag", c.s.cfg.WS.MaxLag, "grace", c.s.cfg.WS.LagGrace)
+			c.closeWith(closeTryAgainLater, "consumer too slow: reconnect and resume with after")
 		}
 		if closing {
 			// The close frame is out: give the client closeGrace to
@@ -704,6 +713,25 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 			return false
 		}
 	}
+}
+
+// lagging reports whether op's stream has been more than MaxLag
+// notifications behind its queue for longer than LagGrace.
+func (c *wsConn) lagging(op *wsOp) bool {
+	l, ok := op.st.(interface{ Lag() uint64 })
+	if !ok {
+		return false
+	}
+	if l.Lag() <= uint64(c.s.cfg.WS.MaxLag) {
+		op.lagSince = time.Time{}
+		return false
+	}
+	now := c.s.cfg.Now()
+	if op.lagSince.IsZero() {
+		op.lagSince = now
+		return false
+	}
+	return now.Sub(op.lagSince) > c.s.cfg.WS.LagGrace
 }
 
 // streamFrame appends op's `next` message for n: the payload is encoded

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -298,5 +299,62 @@ func TestSSE_StreamAndEventSourceAuth(t *testing.T) {
 	}
 	if name, _ := ev.next(t); name != "complete" {
 		t.Fatalf("want complete, got %s", name)
+	}
+}
+
+// A consumer that cannot keep up is told so with 1013 and a reason, while
+// its queue keeps what it has not read; it resumes with `after`.
+func TestWS_SlowConsumerIsClosedAndResumes(t *testing.T) {
+	g := start(t, server.Config{WS: server.WSConfig{MaxLag: 3, LagGrace: 200 * time.Millisecond},
+		Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6}},
+		shard.Config{RetainDelivered: 1024})
+	alice := g.token("alice", "slow", "publish")
+	q := g.createQueue(alice)
+	g.subscribe(alice, q, "user:alice/big")
+	c := g.dial("graphql-transport-ws")
+	c.init(alice)
+	c.subscribe("s", `subscription($q:String!,$a:Seq){ notifications(queue:$q, after:$a) { seq payload } }`, map[string]any{"q": q, "a": 0})
+	blob := strings.Repeat("x", 40<<10)
+	const events = 300
+	for i := 1; i <= events; i++ {
+		g.publish(alice, "user:alice/big", fmt.Sprint("b", i), map[string]any{"blob": blob})
+	}
+	// Read slowly until the server gives up on us.
+	var last uint64
+	var code websocket.StatusCode
+	var reason string
+	for {
+		_, b, err := c.conn.Read(c.ctx)
+		if err != nil {
+			code = websocket.CloseStatus(err)
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				reason = ce.Reason
+			}
+			break
+		}
+		var m struct {
+			Payload struct {
+				Data struct{ Notifications struct{ Seq uint64 } }
+			}
+		}
+		_ = json.Unmarshal(b, &m)
+		last = m.Payload.Data.Notifications.Seq
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code != 1013 || !strings.Contains(reason, "too slow") {
+		t.Fatalf("closed with %d %q; want 1013 and a reason", code, reason)
+	}
+	if last == 0 || last == events {
+		t.Fatalf("read %d of %d before the close", last, events)
+	}
+	// Resume: everything after the last one read is still there.
+	c2 := g.dial("graphql-transport-ws")
+	c2.init(alice)
+	c2.subscribe("s", `subscription($q:String!,$a:Seq){ notifications(queue:$q, after:$a) { seq kind } }`, map[string]any{"q": q, "a": last})
+	for want := last + 1; want <= events; want++ {
+		if n := c2.next("s"); n.Seq != want || n.Kind != "CHANGED" {
+			t.Fatalf("after resuming: %+v, want seq %d", n, want)
+		}
 	}
 }

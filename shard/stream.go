@@ -17,6 +17,13 @@ type Reader interface {
 
 var _ Reader = (*Stream)(nil)
 
+// Lag is how many notifications the queue holds beyond the cursor.
+func (st *Stream) Lag() uint64 {
+	st.q.mu.Lock()
+	defer st.q.mu.Unlock()
+	return st.q.lastSeq - min(st.cursor, st.q.lastSeq)
+}
+
 // Cursor is the seq of the last notification Next handed out.
 func (st *Stream) Cursor() uint64 { return st.cursor }
 

@@ -137,6 +137,8 @@ type serverConfig struct {
 		MaxOperations   int           `yaml:"max_operations"`
 		InitTimeout     time.Duration `yaml:"init_timeout"`
 		PingInterval    time.Duration `yaml:"ping_interval"`
+		MaxLag          int           `yaml:"max_lag"`
+		LagGrace        time.Duration `yaml:"lag_grace"`
 	} `yaml:"websocket"`
 }
 
@@ -151,6 +153,7 @@ func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
 		WS: server.WSConfig{
 			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
 			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
+			MaxLag: c.WS.MaxLag, LagGrace: c.WS.LagGrace,
 		},
 		Logger: log,
 	}

@@ -270,6 +270,18 @@ func (s *stream) Next(dst []shard.Notification, limit int) ([]shard.Notification
 	return dst, nil
 }
 
+// Lag is how far the reader is behind: its queue's backlog when local,
+// the relay's buffer when relayed.
+func (s *stream) Lag() uint64 {
+	s.mu.Lock()
+	st, k := s.local, len(s.buf)
+	s.mu.Unlock()
+	if st != nil {
+		return st.Lag()
+	}
+	return uint64(k)
+}
+
 // Close implements shard.Reader.
 func (s *stream) Close() {
 	s.mu.Lock()
