@@ -73,7 +73,8 @@ type NodeStats struct {
 	Misplaced int
 	Epoch     uint64
 	Ring      []string
-	// Up is false when the node did not answer.
+	// Up is false when the node did not answer, or was taken for dead
+	// and has not come back.
 	Up bool
 }
 
@@ -103,6 +104,11 @@ func (n *Node) Members(ctx context.Context) []NodeStats {
 	out := map[string]NodeStats{n.cfg.Name: nodeStatsOf(n.localStats())}
 	n.mu.Lock()
 	for name := range n.members {
+		if _, ok := out[name]; !ok {
+			out[name] = NodeStats{Name: name}
+		}
+	}
+	for name := range n.crashed { // taken for dead and not back: shown down
 		if _, ok := out[name]; !ok {
 			out[name] = NodeStats{Name: name}
 		}
