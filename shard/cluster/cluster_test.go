@@ -50,7 +50,7 @@ type testWriter struct {
 }
 
 func (w testWriter) Write(p []byte) (int, error) {
-	if os.Getenv("CLUSTER_LOG") != "" && !strings.Contains(string(p), "memberlist") {
+	if lvl := os.Getenv("CLUSTER_LOG"); lvl != "" && !strings.Contains(string(p), "memberlist") && (lvl != "warn" || strings.Contains(string(p), "level=WARN")) {
 		fmt.Fprintln(os.Stderr, w.name, strings.TrimSpace(string(p)))
 	}
 	return len(p), nil
