@@ -40,6 +40,10 @@ type Event struct {
 	Payload []byte
 	// From is the sending device, for Invite.
 	From *Principal
+	// ID names the publication across nodes (0: none). A queue never
+	// appends two events with the same ID from DeliverTo, so an op sent
+	// again after a lost reply is not delivered twice.
+	ID uint64
 
 	memo1  atomic.Pointer[memoEntry] // the common case: one encoding for all
 	memoMu sync.Mutex

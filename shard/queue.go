@@ -59,6 +59,17 @@ type subscription struct {
 // firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 
+// hasRecentLocked reports whether one of the newest entries is the
+// publication id. mu held.
+func (q *queue) hasRecentLocked(id uint64) bool {
+	for i := 0; i < min(q.n, 32); i++ {
+		if e := q.ring[(q.head+q.n-1-i)%len(q.ring)]; e.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // appendLocked adds ev and returns the listeners to notify. mu held.
 func (q *queue) appendLocked(ev *Event, capacity, retain int) []Listener {
 	if q.n == capacity {

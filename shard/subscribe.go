@@ -396,6 +396,11 @@ func (s *Store) DeliverTo(ev *Event, queues []string) (n int, missing []string) 
 			missing = append(missing, name)
 			continue
 		}
+		if ev.ID != 0 && q.hasRecentLocked(ev.ID) {
+			q.mu.Unlock()
+			n++ // delivered before: an op sent again after a lost reply
+			continue
+		}
 		if setsEtag {
 			sub.etag = ev.Etag
 		}

@@ -298,9 +298,17 @@ func (c *testCluster) settled(at *nodeProc, queues int) []clusterNode {
 		if err == nil {
 			var q, subs, entries, misplaced int
 			up := true
+			var ring []string
+			for _, m := range v {
+				if m.Name == at.name {
+					ring = m.Ring
+				}
+			}
 			for _, m := range v {
 				q, subs, entries, misplaced = q+m.Queues, subs+m.Subscriptions, entries+m.Subscribers, misplaced+m.Misplaced
-				up = up && m.Up
+				if contains(ring, m.Name) { // members of the ring answer; a dead node is listed down
+					up = up && m.Up
+				}
 			}
 			if up && misplaced == 0 && subs == entries && (queues < 0 || q == queues) {
 				return v

@@ -22,7 +22,7 @@ func principalOf(p *pb.Principal) shard.Principal {
 }
 
 func eventPB(ev *shard.Event) *pb.Event {
-	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload}
+	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Id: ev.ID}
 	if ev.From != nil {
 		e.From = &pb.Principal{User: ev.From.User, Device: ev.From.Device}
 	}
@@ -30,7 +30,7 @@ func eventPB(ev *shard.Event) *pb.Event {
 }
 
 func eventOf(e *pb.Event) *shard.Event {
-	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload()}
+	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), ID: e.GetId()}
 	if f := e.GetFrom(); f != nil {
 		ev.From = &shard.Principal{User: f.GetUser(), Device: f.GetDevice()}
 	}

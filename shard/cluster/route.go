@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -339,6 +340,9 @@ func (n *Node) Deliver(ev *shard.Event) int {
 }
 
 func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, error) {
+	if ev.ID == 0 {
+		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
+	}
 	for range 4 {
 		where, err := n.locate(ctx, ev.Resource, n.holdsResource, hops)
 		if err != nil {

@@ -151,13 +151,16 @@ func (x *Principal) GetScopes() []string {
 
 // One notification's content, shared by every queue it goes to.
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          uint32                 `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"` // shard.Kind
-	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
-	Etag          string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
-	TimeUnixNano  int64                  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
-	From          *Principal             `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Kind         uint32                 `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"` // shard.Kind
+	Resource     string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
+	Etag         string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	TimeUnixNano int64                  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Payload      []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	From         *Principal             `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	// id names one publication: a queue never takes the same id twice, so
+	// an op sent again after a lost reply is not delivered twice.
+	Id            uint64 `protobuf:"varint,7,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -232,6 +235,13 @@ func (x *Event) GetFrom() *Principal {
 		return x.From
 	}
 	return nil
+}
+
+func (x *Event) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
 }
 
 type Notification struct {
@@ -2294,14 +2304,15 @@ const file_peer_proto_rawDesc = "" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
-	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xbc\x01\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xcc\x01\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12$\n" +
 	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12/\n" +
-	"\x04from\x18\x06 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\x04from\"O\n" +
+	"\x04from\x18\x06 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\x04from\x12\x0e\n" +
+	"\x02id\x18\a \x01(\x04R\x02id\"O\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x05event\x18\x02 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\"\xea\x01\n" +
