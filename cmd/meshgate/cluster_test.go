@@ -86,7 +86,10 @@ func newTestCluster(t *testing.T) *testCluster {
 	// that every node of this data directory shares.
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
-			if n.cmd.ProcessState == nil {
+			select {
+			case err := <-n.exited: // already gone
+				n.exited <- err
+			default:
 				n.cmd.Process.Signal(syscall.SIGCONT)
 				n.cmd.Process.Kill()
 				<-n.exited
