@@ -74,6 +74,7 @@ type nodeProc struct {
 	cmd      *exec.Cmd
 	stderr   *lockedBuffer
 	exited   chan error
+	done     chan struct{} // closed once the process has been waited for
 }
 
 func newTestCluster(t *testing.T) *testCluster {
@@ -87,12 +88,11 @@ func newTestCluster(t *testing.T) *testCluster {
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			select {
-			case err := <-n.exited: // already gone
-				n.exited <- err
+			case <-n.done: // already gone
 			default:
 				n.cmd.Process.Signal(syscall.SIGCONT)
 				n.cmd.Process.Kill()
-				<-n.exited
+				<-n.done
 			}
 		}
 		if t.Failed() {
@@ -149,12 +149,12 @@ func (c *testCluster) run(name, ip, gossip string, args []string) *nodeProc {
 	cmd := exec.Command(c.bin, args...)
 	cmd.Env = append(os.Environ(), "MESHGATE_PROBE_INTERVAL=") // defaults
 	stdout, _ := cmd.StdoutPipe()
-	n := &nodeProc{name: name, ip: ip, gossip: gossip, args: args, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	n := &nodeProc{name: name, ip: ip, gossip: gossip, args: args, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1), done: make(chan struct{})}
 	cmd.Stderr = n.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { n.exited <- cmd.Wait() }()
+	go func() { err := cmd.Wait(); close(n.done); n.exited <- err }()
 	c.mu.Lock()
 	if old := c.nodes[name]; old != nil {
 		c.nodes[name+"-before"] = old
