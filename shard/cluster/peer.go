@@ -225,7 +225,7 @@ func (n *Node) reroute(op *pb.Op) {
 		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0)
 	case op.GetEvent() != nil:
 		ev := eventOf(op.GetEvent())
-		n.forwardTry(ev, op.GetEvent(), op.GetQueues(), 1, 0) // hops 1: report, never prune here
+		n.forward(ev, op.GetEvent(), op.GetQueues(), 1) // hops 1: report, never prune here
 	case op.GetUnlinkResource() != "":
 		n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), 0)
 	case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:

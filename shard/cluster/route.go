@@ -490,21 +490,17 @@ func (n *Node) Barrier(node string) {
 	}
 }
 
+const (
+	retryGap   = 50 * time.Millisecond
+	maxRetries = 40 // 2 s
+)
+
 // forward sends ev (or its wire form e) to the nodes that hold queues.
 // A name held nowhere is missing: pruned from ev.Resource's list here
 // (hops 0) or reported to the sender. While membership is unsettled a
 // name that cannot be found may be in flight or behind a ring this node
 // has not seen yet: it is retried for a while, never pruned.
 func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string) {
-	return n.forwardTry(ev, e, queues, hops, 0)
-}
-
-const (
-	retryGap   = 50 * time.Millisecond
-	maxRetries = 40 // 2 s
-)
-
-func (n *Node) forwardTry(ev *shard.Event, e *pb.Event, queues []string, hops uint32, _ int) (sent int, missing []string) {
 	for attempt := 0; ; attempt++ {
 		var k int
 		k, missing, e = n.forwardOnce(ev, e, queues, hops)
