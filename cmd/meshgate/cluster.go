@@ -115,14 +115,14 @@ func (c *clusterConfig) check(where string) []error {
 }
 
 // node builds this process's cluster node around store.
-func (c *clusterConfig) node(store *shard.Store, dataDir string, auth shard.Authorizer, current func(context.Context, []string) map[string]string, fc faults.Config, seed uint64, log *slog.Logger) (*cluster.Node, error) {
+func (c *clusterConfig) node(store *shard.Store, dataDir string, current func(context.Context, []string) map[string]string, fc faults.Config, seed uint64, log *slog.Logger) (*cluster.Node, error) {
 	if c.Bind == "" {
 		n := cluster.Single(store)
 		return n, nil
 	}
 	cfg := cluster.Config{
 		Name: c.NodeName, Gossip: c.Bind, GossipAdvertise: c.Advertise, RPC: c.RPC, RPCAdvertise: c.RPCAdvertise,
-		Join: c.Join, Weight: c.Weight, Auth: auth, Logger: log, ProbeInterval: c.ProbeInterval,
+		Join: c.Join, Weight: c.Weight, Logger: log, ProbeInterval: c.ProbeInterval,
 	}
 	for _, k := range c.GossipKeys {
 		b, _ := base64.StdEncoding.DecodeString(k)

@@ -137,7 +137,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	node, err = cfg.Cluster.node(store, cfg.DataDir, nil, pubs.Current, cfg.Faults.Cluster, cfg.Faults.Seed, log)
+	node, err = cfg.Cluster.node(store, cfg.DataDir, pubs.Current, cfg.Faults.Cluster, cfg.Faults.Seed, log)
 	if err != nil {
 		return err
 	}
