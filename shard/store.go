@@ -270,26 +270,7 @@ func (s *Store) remove(q *queue) bool {
 	}
 	q.mu.Unlock()
 
-	sh := s.shard(q.name)
-	sh.mu.Lock()
-	delete(sh.m, q.name)
-	sh.mu.Unlock()
-
-	s.ownerMu.Lock()
-	list := s.owners[q.owner]
-	for i, x := range list {
-		if x == q {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(s.owners, q.owner)
-	} else {
-		s.owners[q.owner] = list
-	}
-	remaining := len(list)
-	s.ownerMu.Unlock()
+	remaining := s.forget(q)
 	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
 
 	for res := range subs {

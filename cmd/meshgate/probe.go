@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,17 +34,12 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *token == "" {
 		return errors.New("probe: --token (or MESHGATE_TOKEN) is required")
 	}
-	tlsCfg := &tls.Config{}
-	if *cacert != "" {
-		pem, err := os.ReadFile(*cacert)
-		if err != nil {
-			return fmt.Errorf("probe: %w", err)
-		}
-		tlsCfg.RootCAs = x509.NewCertPool()
-		tlsCfg.RootCAs.AppendCertsFromPEM(pem)
+	hc, err := httpClient(*cacert)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
 	}
-	p := &prober{url: *url, token: *token, timeout: *timeout, out: stdout,
-		client: &http.Client{Timeout: *timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}}
+	hc.Timeout = *timeout
+	p := &prober{url: *url, token: *token, timeout: *timeout, out: stdout, client: hc}
 	return p.run(ctx)
 }
 

@@ -415,18 +415,18 @@ func (n *Node) rejoined() {
 // for which dead is true, and puts a RESYNC in each.
 func (n *Node) relink(dead func(string) bool, crashed []string) {
 	start := time.Now()
-	pruned := n.store.PruneSubscribers(func(q, node string) bool {
-		if n.store.Has(q) {
-			return false
-		}
-		if crashed == nil {
-			return false
-		}
-		if node != "" && node != n.cfg.Name {
-			return slices.Contains(crashed, node)
-		}
-		return dead(q)
-	})
+	pruned := 0
+	if crashed != nil {
+		pruned = n.store.PruneSubscribers(func(q, node string) bool {
+			if n.store.Has(q) {
+				return false
+			}
+			if node != "" && node != n.cfg.Name {
+				return slices.Contains(crashed, node)
+			}
+			return dead(q)
+		})
+	}
 	lists := n.store.QueueSubscriptions()
 	var affected []string
 	for res := range lists {
@@ -442,12 +442,10 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	}
 	resynced := 0
 	for _, res := range affected {
-		subs := lists[res]
-		pbs := make([]*pb.Subscriber, len(subs))
-		names := make([]string, len(subs))
-		for i, s := range subs {
-			pbs[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: n.cfg.Name}
-			names[i] = s.Queue
+		pbs := n.subscribersHere(lists[res])
+		names := make([]string, len(pbs))
+		for i, s := range pbs {
+			names[i] = s.GetQueue()
 		}
 		if err := n.addLocal(ctx, res, etags[res], pbs, 0); err != nil {
 			// Another node may not have seen the change yet and route
@@ -479,11 +477,7 @@ func (n *Node) audit() {
 	defer cancel()
 	missing := map[string][]string{}
 	for res, subs := range lists {
-		pbs := make([]*pb.Subscriber, len(subs))
-		for i, s := range subs {
-			pbs[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: n.cfg.Name}
-		}
-		added, err := n.link(ctx, res, "", pbs, 0)
+		added, err := n.link(ctx, res, "", n.subscribersHere(subs), 0)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
 			continue
@@ -510,4 +504,13 @@ func (n *Node) audit() {
 	}
 	n.stats.Repairs.Add(1)
 	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", len(missing), "resync", k, "in", time.Since(start))
+}
+
+// subscribersHere turns queues held here into list entries naming this node.
+func (n *Node) subscribersHere(subs []shard.SubscriberState) []*pb.Subscriber {
+	out := make([]*pb.Subscriber, len(subs))
+	for i, s := range subs {
+		out[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: n.cfg.Name}
+	}
+	return out
 }
