@@ -111,7 +111,7 @@ func startNodeWith(t *testing.T, name, ca, caKey, seed string, intercept func(co
 		Current: func(_ context.Context, rs []string) map[string]string {
 			out := map[string]string{}
 			for _, r := range rs {
-				out[r] = "current"
+				out[r] = "current@" + name
 			}
 			return out
 		},
@@ -365,6 +365,9 @@ func TestCrashRepairs(t *testing.T) {
 	dead.Close()
 	waitRing(t, nodes[:2], 2)
 	t.Logf("crash detected in %v", time.Since(start).Round(10*time.Millisecond))
+	// The RESYNC carries the etag the resource's new owner's publishers
+	// know, whichever node repairs the queue.
+	want := "current@" + nodes[0].Ring().Owner(res)
 	for i, q := range qs {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -373,8 +376,8 @@ func TestCrashRepairs(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(pg.Items) == 1 {
-				if n := pg.Items[0]; n.Kind != shard.Resync || n.Etag != "current" || n.Resource != res {
-					t.Fatalf("after the crash: %+v", n)
+				if n := pg.Items[0]; n.Kind != shard.Resync || n.Etag != want || n.Resource != res {
+					t.Fatalf("after the crash: %+v, want a RESYNC with etag %q", n, want)
 				}
 				break
 			}

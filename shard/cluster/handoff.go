@@ -436,10 +436,7 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
-	etags := map[string]string{}
-	if n.cfg.Current != nil && len(affected) > 0 {
-		etags = n.cfg.Current(ctx, affected)
-	}
+	etags := n.current(ctx, affected)
 	resynced := 0
 	for _, res := range affected {
 		pbs := n.subscribersHere(lists[res])
@@ -494,10 +491,7 @@ func (n *Node) audit() {
 	for r := range missing {
 		rs = append(rs, r)
 	}
-	etags := map[string]string{}
-	if n.cfg.Current != nil {
-		etags = n.cfg.Current(ctx, rs)
-	}
+	etags := n.current(ctx, rs)
 	k := 0
 	for r, qs := range missing {
 		k += n.store.Resync(r, etags[r], qs)

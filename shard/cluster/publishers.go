@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"maps"
 
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
@@ -115,4 +116,44 @@ func (s service) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.Publish
 		return nil, toStatus(err)
 	}
 	return &pb.PublishReply{Reached: int64(k)}, nil
+}
+
+// current asks each resource's owner for its publisher's current etag,
+// for the RESYNC notifications of a repair: a publisher keeping etags in
+// memory knows them on the owner only. A resource whose owner does not
+// answer is absent, so its RESYNC says "unknown" rather than a stale etag.
+func (n *Node) current(ctx context.Context, resources []string) map[string]string {
+	if n.cfg.Current == nil || len(resources) == 0 {
+		return map[string]string{}
+	}
+	byOwner := map[string][]string{}
+	for _, r := range resources {
+		o := n.ownerFor(r, 0)
+		byOwner[o] = append(byOwner[o], r)
+	}
+	out := make(map[string]string, len(resources))
+	for o, rs := range byOwner {
+		if o == "" {
+			maps.Copy(out, n.cfg.Current(ctx, rs))
+			continue
+		}
+		p := n.peer(o)
+		if p == nil {
+			continue
+		}
+		rep, err := p.client.Current(ctx, &pb.CurrentRequest{Resources: rs})
+		if err != nil {
+			n.log.Warn("RESYNC etags unknown: the owner did not answer", "peer", o, "resources", len(rs), "err", err)
+			continue
+		}
+		maps.Copy(out, rep.GetEtags())
+	}
+	return out
+}
+
+func (s service) Current(ctx context.Context, r *pb.CurrentRequest) (*pb.CurrentReply, error) {
+	if s.n.cfg.Current == nil {
+		return &pb.CurrentReply{}, nil
+	}
+	return &pb.CurrentReply{Etags: s.n.cfg.Current(ctx, r.GetResources())}, nil
 }

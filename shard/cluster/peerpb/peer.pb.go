@@ -2063,6 +2063,94 @@ func (x *StatsReply) GetStreams() int64 {
 	return 0
 }
 
+type CurrentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     []string               `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurrentRequest) Reset() {
+	*x = CurrentRequest{}
+	mi := &file_peer_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurrentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurrentRequest) ProtoMessage() {}
+
+func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurrentRequest.ProtoReflect.Descriptor instead.
+func (*CurrentRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CurrentRequest) GetResources() []string {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+type CurrentReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Etags         map[string]string      `protobuf:"bytes,1,rep,name=etags,proto3" json:"etags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurrentReply) Reset() {
+	*x = CurrentReply{}
+	mi := &file_peer_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurrentReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurrentReply) ProtoMessage() {}
+
+func (x *CurrentReply) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurrentReply.ProtoReflect.Descriptor instead.
+func (*CurrentReply) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CurrentReply) GetEtags() map[string]string {
+	if x != nil {
+		return x.Etags
+	}
+	return nil
+}
+
 type AuthorizeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Principal     *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
@@ -2075,7 +2163,7 @@ type AuthorizeRequest struct {
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2175,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2188,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{29}
+	return file_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuthorizeRequest) GetPrincipal() *Principal {
@@ -2140,7 +2228,7 @@ type AuthorizeReply struct {
 
 func (x *AuthorizeReply) Reset() {
 	*x = AuthorizeReply{}
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2240,7 @@ func (x *AuthorizeReply) String() string {
 func (*AuthorizeReply) ProtoMessage() {}
 
 func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2253,7 @@ func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
 func (*AuthorizeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{30}
+	return file_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuthorizeReply) GetEtag() string {
@@ -2188,7 +2276,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2288,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2301,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{31}
+	return file_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PublishRequest) GetPrincipal() *Principal {
@@ -2260,7 +2348,7 @@ type PublishReply struct {
 
 func (x *PublishReply) Reset() {
 	*x = PublishReply{}
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2360,7 @@ func (x *PublishReply) String() string {
 func (*PublishReply) ProtoMessage() {}
 
 func (x *PublishReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2373,7 @@ func (x *PublishReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
 func (*PublishReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{32}
+	return file_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PublishReply) GetReached() int64 {
@@ -2454,7 +2542,15 @@ const file_peer_proto_rawDesc = "" +
 	"\tmisplaced\x18\x06 \x01(\x03R\tmisplaced\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04ring\x18\b \x03(\tR\x04ring\x12\x18\n" +
-	"\astreams\x18\t \x01(\x03R\astreams\"\x93\x01\n" +
+	"\astreams\x18\t \x01(\x03R\astreams\".\n" +
+	"\x0eCurrentRequest\x12\x1c\n" +
+	"\tresources\x18\x01 \x03(\tR\tresources\"\x89\x01\n" +
+	"\fCurrentReply\x12?\n" +
+	"\x05etags\x18\x01 \x03(\v2).meshgate.peer.v1.CurrentReply.EtagsEntryR\x05etags\x1a8\n" +
+	"\n" +
+	"EtagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x01\n" +
 	"\x10AuthorizeRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +
@@ -2479,7 +2575,7 @@ const file_peer_proto_rawDesc = "" +
 	"\rSUBSCRIPTIONS\x10\x04\x12\r\n" +
 	"\tSUBSCRIBE\x10\x05\x12\x0f\n" +
 	"\vUNSUBSCRIBE\x10\x06\x12\b\n" +
-	"\x04POLL\x10\a2\x9f\a\n" +
+	"\x04POLL\x10\a2\xec\a\n" +
 	"\x04Peer\x12A\n" +
 	"\x04Call\x12\x1b.meshgate.peer.v1.QueueCall\x1a\x1c.meshgate.peer.v1.QueueReply\x12H\n" +
 	"\x06Queues\x12\x1f.meshgate.peer.v1.QueuesRequest\x1a\x1d.meshgate.peer.v1.QueuesReply\x12H\n" +
@@ -2493,7 +2589,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReply\x12<\n" +
 	"\bRejoined\x12\x17.meshgate.peer.v1.Empty\x1a\x17.meshgate.peer.v1.Empty\x12Q\n" +
 	"\tAuthorize\x12\".meshgate.peer.v1.AuthorizeRequest\x1a .meshgate.peer.v1.AuthorizeReply\x12K\n" +
-	"\aPublish\x12 .meshgate.peer.v1.PublishRequest\x1a\x1e.meshgate.peer.v1.PublishReplyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
+	"\aPublish\x12 .meshgate.peer.v1.PublishRequest\x1a\x1e.meshgate.peer.v1.PublishReply\x12K\n" +
+	"\aCurrent\x12 .meshgate.peer.v1.CurrentRequest\x1a\x1e.meshgate.peer.v1.CurrentReplyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -2508,7 +2605,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),             // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),        // 1: meshgate.peer.v1.Principal
@@ -2540,11 +2637,14 @@ var file_peer_proto_goTypes = []any{
 	(*LeavingRequest)(nil),   // 27: meshgate.peer.v1.LeavingRequest
 	(*Empty)(nil),            // 28: meshgate.peer.v1.Empty
 	(*StatsReply)(nil),       // 29: meshgate.peer.v1.StatsReply
-	(*AuthorizeRequest)(nil), // 30: meshgate.peer.v1.AuthorizeRequest
-	(*AuthorizeReply)(nil),   // 31: meshgate.peer.v1.AuthorizeReply
-	(*PublishRequest)(nil),   // 32: meshgate.peer.v1.PublishRequest
-	(*PublishReply)(nil),     // 33: meshgate.peer.v1.PublishReply
-	nil,                      // 34: meshgate.peer.v1.TakeReply.MovedEntry
+	(*CurrentRequest)(nil),   // 30: meshgate.peer.v1.CurrentRequest
+	(*CurrentReply)(nil),     // 31: meshgate.peer.v1.CurrentReply
+	(*AuthorizeRequest)(nil), // 32: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),   // 33: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),   // 34: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),     // 35: meshgate.peer.v1.PublishReply
+	nil,                      // 36: meshgate.peer.v1.TakeReply.MovedEntry
+	nil,                      // 37: meshgate.peer.v1.CurrentReply.EtagsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -2569,40 +2669,43 @@ var file_peer_proto_depIdxs = []int32{
 	12, // 19: meshgate.peer.v1.ResourceState.subscribers:type_name -> meshgate.peer.v1.Subscriber
 	22, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
 	23, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	34, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	1,  // 23: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
-	1,  // 24: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
-	6,  // 25: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 26: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 27: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 28: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	16, // 29: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	20, // 30: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	24, // 31: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	26, // 32: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	27, // 33: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	28, // 34: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	28, // 35: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
-	30, // 36: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	32, // 37: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	7,  // 38: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 39: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 40: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	14, // 41: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
-	17, // 42: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	21, // 43: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	25, // 44: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	28, // 45: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	28, // 46: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	29, // 47: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	28, // 48: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	31, // 49: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	33, // 50: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	38, // [38:51] is the sub-list for method output_type
-	25, // [25:38] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	36, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	37, // 23: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	1,  // 24: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 25: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	6,  // 26: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 27: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 28: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 29: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	16, // 30: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	20, // 31: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	24, // 32: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	26, // 33: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	27, // 34: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	28, // 35: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	28, // 36: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
+	32, // 37: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	34, // 38: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	30, // 39: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	7,  // 40: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 41: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 42: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	14, // 43: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 44: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	21, // 45: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	25, // 46: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	28, // 47: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	28, // 48: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	29, // 49: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	28, // 50: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	33, // 51: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	35, // 52: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	31, // 53: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	40, // [40:54] is the sub-list for method output_type
+	26, // [26:40] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -2616,7 +2719,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,7 @@ const (
 	Peer_Rejoined_FullMethodName  = "/meshgate.peer.v1.Peer/Rejoined"
 	Peer_Authorize_FullMethodName = "/meshgate.peer.v1.Peer/Authorize"
 	Peer_Publish_FullMethodName   = "/meshgate.peer.v1.Peer/Publish"
+	Peer_Current_FullMethodName   = "/meshgate.peer.v1.Peer/Current"
 )
 
 // PeerClient is the client API for Peer service.
@@ -59,6 +60,9 @@ type PeerClient interface {
 	// that keeps state in memory keeps it in one place.
 	Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeReply, error)
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishReply, error)
+	// Current answers the publishers' current etags of resources this node
+	// owns, for the RESYNC notifications of a repair.
+	Current(ctx context.Context, in *CurrentRequest, opts ...grpc.CallOption) (*CurrentReply, error)
 }
 
 type peerClient struct {
@@ -208,6 +212,16 @@ func (c *peerClient) Publish(ctx context.Context, in *PublishRequest, opts ...gr
 	return out, nil
 }
 
+func (c *peerClient) Current(ctx context.Context, in *CurrentRequest, opts ...grpc.CallOption) (*CurrentReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CurrentReply)
+	err := c.cc.Invoke(ctx, Peer_Current_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -229,6 +243,9 @@ type PeerServer interface {
 	// that keeps state in memory keeps it in one place.
 	Authorize(context.Context, *AuthorizeRequest) (*AuthorizeReply, error)
 	Publish(context.Context, *PublishRequest) (*PublishReply, error)
+	// Current answers the publishers' current etags of resources this node
+	// owns, for the RESYNC notifications of a repair.
+	Current(context.Context, *CurrentRequest) (*CurrentReply, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -277,6 +294,9 @@ func (UnimplementedPeerServer) Authorize(context.Context, *AuthorizeRequest) (*A
 }
 func (UnimplementedPeerServer) Publish(context.Context, *PublishRequest) (*PublishReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedPeerServer) Current(context.Context, *CurrentRequest) (*CurrentReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Current not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -526,6 +546,24 @@ func _Peer_Publish_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Current_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CurrentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Current(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Current_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Current(ctx, req.(*CurrentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -580,6 +618,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Publish",
 			Handler:    _Peer_Publish_Handler,
+		},
+		{
+			MethodName: "Current",
+			Handler:    _Peer_Current_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
