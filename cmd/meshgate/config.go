@@ -42,6 +42,15 @@ type fileConfig struct {
 	Store   storeConfig   `yaml:"queues"`
 	Server  serverConfig  `yaml:"limits"`
 	Cluster clusterConfig `yaml:"cluster"`
+	Memory  memoryConfig  `yaml:"memory"`
+}
+
+// memoryConfig tunes the garbage collector (see internal/gctune).
+type memoryConfig struct {
+	// GCHeadroomMiB is the heap growth allowed above the live heap, in MiB:
+	// GOGC falls as the live heap grows (never below 25). 0: default 32;
+	// -1: Go's own GOGC, untouched.
+	GCHeadroomMiB int `yaml:"gc_headroom_mib"`
 }
 
 type faultConfig struct {
@@ -218,6 +227,9 @@ func (c *fileConfig) validate(path string) error {
 		errs = append(errs, fmt.Errorf("%s: faults.cluster: %w", where, err))
 	}
 	errs = append(errs, c.Cluster.check(where)...)
+	if c.Memory.GCHeadroomMiB < -1 {
+		errs = append(errs, fmt.Errorf("%s: memory.gc_headroom_mib: %d is neither -1 (off) nor a size in MiB", where, c.Memory.GCHeadroomMiB))
+	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%s: shutdown_timeout must be positive", where))
 	}

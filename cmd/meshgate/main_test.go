@@ -125,13 +125,13 @@ func TestToken_RefusesBadInput(t *testing.T) {
 
 func TestConfig_ReportsEveryErrorAtOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.yaml")
-	os.WriteFile(path, []byte("log_level: loud\ntls_cert: x\nauth:\n  disable_dev_key: true\n"), 0o600)
+	os.WriteFile(path, []byte("log_level: loud\ntls_cert: x\nauth:\n  disable_dev_key: true\nmemory: {gc_headroom_mib: -5}\n"), 0o600)
 	c, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = c.validate(path)
-	for _, want := range []string{"log_level", "tls_cert and tls_key", "disable_dev_key"} {
+	for _, want := range []string{"log_level", "tls_cert and tls_key", "disable_dev_key", "memory.gc_headroom_mib"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %s", err, want)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"meshgate/graph"
+	"meshgate/internal/gctune"
 	"meshgate/plugins/host"
 	"meshgate/server"
 	"meshgate/shard"
@@ -103,6 +104,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(server.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
+
+	if h := cfg.Memory.GCHeadroomMiB; h >= 0 {
+		tctx, stopTune := context.WithCancel(context.Background())
+		defer stopTune()
+		go gctune.Run(tctx, gctune.Config{Headroom: uint64(h) << 20}, log.With("component", "gctune"))
+	}
 
 	keys := cfg.Auth.Keys
 	if !cfg.Auth.DisableDevKey {

@@ -1,5 +1,6 @@
 // Package presence is the built-in publisher of the `presence:` scheme:
-// `presence:user/<id>` (the user's online devices) and
+// `presence:user/<id>` (the user's online devices: `count`, and the sorted
+// list `online` while there are at most MaxListed) and
 // `presence:device/<user>/<device>` (one device; device ids are scoped by
 // user in tokens, so the user is part of the name). The gateway tells it
 // when devices come online and go offline.
@@ -25,6 +26,12 @@ import (
 
 	"meshgate/plugins/sdk"
 )
+
+// MaxListed is the most devices `presence:user/<id>` lists by name. Above
+// it the payload carries only the count, so that a user with thousands of
+// devices (a fleet of bots) costs each change O(1) rather than a list
+// of thousands.
+const MaxListed = 256
 
 // Publisher serves `presence:`.
 type Publisher struct {
@@ -166,13 +173,21 @@ func (p *Publisher) Run(ctx context.Context, h sdk.Host) error {
 				delete(devs, c.device)
 			}
 			p.version[c.user]++
-			list := make([]string, 0, len(devs))
-			for d := range devs {
-				list = append(list, d)
+			count := len(devs)
+			var list []string
+			if count <= MaxListed {
+				list = make([]string, 0, count)
+				for d := range devs {
+					list = append(list, d)
+				}
 			}
 			p.mu.Unlock()
-			slices.Sort(list)
-			userPayload, _ := json.Marshal(map[string]any{"user": c.user, "online": list})
+			user := map[string]any{"user": c.user, "count": count}
+			if list != nil {
+				slices.Sort(list)
+				user["online"] = list
+			}
+			userPayload, _ := json.Marshal(user)
 			devPayload, _ := json.Marshal(map[string]any{"user": c.user, "device": c.device, "online": c.online})
 			_ = h.Emit(ctx, sdk.Event{Kind: sdk.Changed, Resource: "presence:user/" + c.user, Etag: p.etag(c.user, ""), Payload: userPayload})
 			_ = h.Emit(ctx, sdk.Event{Kind: sdk.Changed, Resource: "presence:device/" + c.user + "/" + c.device, Etag: p.etag(c.user, c.device), Payload: devPayload})

@@ -1,0 +1,101 @@
+// Package gctune bounds the garbage collector's headroom in bytes.
+//
+// Go lets the heap grow to twice the live heap before it collects
+// (GOGC=100), and its scavenger keeps about that much memory from the
+// operating system. For a gateway holding 100 000 idle connections that
+// is hundreds of megabytes of garbage room that nothing needs, since the
+// delivery path hardly allocates. Run lowers GOGC as the live heap grows,
+// so the room above it stays near a fixed number of bytes, never below a
+// floor percentage (GC CPU) and never above Go's default.
+package gctune
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// Config bounds the headroom. The zero value of a field means its default.
+type Config struct {
+	// Headroom is the heap growth allowed above the live heap between two
+	// collections, in bytes. Default 32 MiB.
+	Headroom uint64
+	// MinPercent and MaxPercent bound the GOGC that Run sets. Defaults 25
+	// and 100.
+	MinPercent, MaxPercent int
+	// Interval is how often the live heap is read. Default 1 s.
+	Interval time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Headroom == 0 {
+		c.Headroom = 32 << 20
+	}
+	if c.MinPercent <= 0 {
+		c.MinPercent = 25
+	}
+	if c.MaxPercent <= 0 {
+		c.MaxPercent = 100
+	}
+	if c.MaxPercent < c.MinPercent {
+		c.MaxPercent = c.MinPercent
+	}
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	return c
+}
+
+// Percent is the GOGC that keeps the headroom near c.Headroom, within c's
+// bounds, when the collector's base (the live heap plus goroutine stacks
+// and globals, which GOGC applies to) is live bytes.
+func Percent(live uint64, c Config) int {
+	c = c.withDefaults()
+	if live == 0 {
+		return c.MaxPercent
+	}
+	p := int(c.Headroom * 100 / live)
+	return max(c.MinPercent, min(c.MaxPercent, p))
+}
+
+// Run adjusts GOGC after each collection until ctx ends, then restores
+// the setting it found. It does nothing when the operator set GOGC in the
+// environment: their choice stands.
+func Run(ctx context.Context, c Config, log *slog.Logger) {
+	if os.Getenv("GOGC") != "" {
+		log.Info("GOGC set in the environment: the collector's headroom is not tuned")
+		return
+	}
+	c = c.withDefaults()
+	samples := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+	}
+	orig := debug.SetGCPercent(c.MaxPercent)
+	defer debug.SetGCPercent(orig)
+	current, lastCycle := c.MaxPercent, uint64(0)
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		metrics.Read(samples)
+		if cycle := samples[0].Value.Uint64(); cycle == lastCycle {
+			continue
+		} else {
+			lastCycle = cycle
+		}
+		live := samples[1].Value.Uint64() + samples[2].Value.Uint64() + samples[3].Value.Uint64()
+		if p := Percent(live, c); p != current {
+			debug.SetGCPercent(p)
+			log.Debug("GOGC adjusted", "gogc", p, "live_heap", live)
+			current = p
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package gctune
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+func TestPercentKeepsHeadroomInBytes(t *testing.T) {
+	c := Config{Headroom: 32 << 20}
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 100},
+		{8 << 20, 100},   // small heaps keep Go's default
+		{32 << 20, 100},  // 32 MiB of room is GOGC 100 here
+		{64 << 20, 50},   // then the room stays 32 MiB
+		{128 << 20, 25},  // down to the floor
+		{1024 << 20, 25}, // and no lower
+	} {
+		if got := Percent(tc.live, c); got != tc.want {
+			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
+		}
+	}
+	if got := Percent(64<<20, Config{Headroom: 32 << 20, MinPercent: 60}); got != 60 {
+		t.Errorf("floor 60: got %d", got)
+	}
+}
+
+// TestRunLowersGOGCForALargeHeap holds a live heap four times the headroom
+// and checks that Run lowers GOGC after a collection, then restores it.
+func TestRunLowersGOGCForALargeHeap(t *testing.T) {
+	t.Setenv("GOGC", "")
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	keep := make([][]byte, 64)
+	for i := range keep {
+		keep[i] = make([]byte, 1<<20)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		Run(ctx, Config{Headroom: 16 << 20, Interval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		time.Sleep(30 * time.Millisecond)
+		p := gogc()
+		if p <= 30 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC is %d with a 64 MiB live heap and 16 MiB of headroom", p)
+		}
+	}
+	runtime.KeepAlive(keep)
+	cancel()
+	<-done
+	if p := gogc(); p != 100 {
+		t.Fatalf("after Run, GOGC is %d, want the 100 it found", p)
+	}
+}
+
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
