@@ -52,6 +52,9 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 		return QueueState{}, false
 	}
 	q.dead, q.moved = true, true
+	for _, sub := range q.subs {
+		sub.remove()
+	}
 	st := QueueState{
 		Name: q.name, User: q.owner.user, Device: q.owner.device,
 		Created: q.created, TTL: q.ttl, Expires: q.expiresLocked(s.cfg.Now()),
@@ -150,7 +153,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	s.resMu.Unlock()
 	st := ResourceState{Name: name, Etag: r.etag, Subs: make([]SubscriberState, 0, len(r.subs))}
 	for q, ref := range r.subs {
-		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.user, Device: ref.device, Node: ref.node})
+		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.who.user, Device: ref.who.device, Node: ref.at.node})
 	}
 	r.mu.Unlock()
 	r.fwd.Wait() // deliveries that read the list have handed on their remote part
@@ -170,7 +173,7 @@ func (s *Store) ImportResource(st ResourceState) {
 		}
 		for _, sub := range st.Subs {
 			if r.subs[sub.Queue] == nil {
-				r.subs[sub.Queue] = &subRef{user: sub.User, device: sub.Device, node: sub.Node}
+				r.subs[sub.Queue] = &subRef{who: s.ownerRef(sub.Queue, sub.User, sub.Device), at: s.routeTo(sub.Node)}
 			}
 		}
 		if st.Etag != "" {
@@ -263,7 +266,7 @@ func (s *Store) PruneSubscribers(gone func(queue, node string) bool) int {
 	for _, r := range rs {
 		r.mu.Lock()
 		for q, ref := range r.subs {
-			if gone(q, ref.node) {
+			if gone(q, ref.at.node) {
 				delete(r.subs, q)
 				n++
 			}

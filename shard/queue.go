@@ -52,9 +52,15 @@ func (q *queue) goneLocked() error {
 // subscription is the queue's side of a (queue, resource) pair; the
 // resource's side is a subRef in its subscriber list, perhaps on another node.
 type subscription struct {
-	etag    string // guarded by the queue's mu
-	created int64  // unix nanoseconds
+	etag string // guarded by the queue's mu
+	// created is in unix nanoseconds; -1 once the subscription is removed
+	// from its queue (guarded by the queue's mu), so list entries caching
+	// it look it up again. 24 bytes in all.
+	created int64
 }
+
+func (s *subscription) gone() bool { return s.created < 0 }
+func (s *subscription) remove()    { s.created = -1 }
 
 // firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }

@@ -29,8 +29,9 @@ type Store struct {
 	ownerMu sync.Mutex
 	owners  map[owner][]*queue // a device's queues, for limits and invites
 
-	resMu sync.RWMutex
-	res   map[string]*resource
+	resMu  sync.RWMutex
+	res    map[string]*resource
+	routes sync.Map // node name → its shared *route (see subRef)
 
 	peers Peers  // nil on a single node
 	name  string // this node's name in subscriber lists' hints
@@ -262,6 +263,9 @@ func (s *Store) remove(q *queue) bool {
 	}
 	q.dead = true
 	subs := q.subs
+	for _, sub := range subs {
+		sub.remove()
+	}
 	q.subs = nil
 	ls := q.listeners
 	if q.waitCh != nil {

@@ -365,6 +365,21 @@ func TestSubscriptions_BothSidesCleaned(t *testing.T) {
 	if n := publish(s, "user:alice/a", "y"); n != 1 {
 		t.Fatalf("delivered to %d queues after delete", n)
 	}
+	// Unsubscribing and subscribing again: deliveries reach the new
+	// subscription, not one a list entry remembered.
+	if ok, _ := s.Unsubscribe(ctx, alice, q1, "user:alice/a"); !ok {
+		t.Fatal("unsubscribe a")
+	}
+	if n := publish(s, "user:alice/a", "z"); n != 0 {
+		t.Fatalf("delivered to %d queues after unsubscribe", n)
+	}
+	mustSub(t, s, alice, q1, "user:alice/a")
+	if n := publish(s, "user:alice/a", "w"); n != 1 {
+		t.Fatalf("delivered to %d queues after subscribing again", n)
+	}
+	if subs, _ := s.Subscriptions(ctx, alice, q1); len(subs) != 1 || subs[0].Etag != "w" {
+		t.Fatalf("subs = %+v, want the etag of the last delivery", subs)
+	}
 }
 
 func TestSubscribe_StaleKnownEtagGetsResync(t *testing.T) {

@@ -21,14 +21,44 @@ type SubscriptionInfo struct {
 // its owning device (for REVOKED, which targets a user's queues). The queue
 // may live on another node; q caches it when it lives here.
 type subRef struct {
-	user, device string
-	node         string // where the queue was last known to be held (guarded by the resource's mu); "" here or unknown
-	// prev is the route before node; while switch is set, deliveries sent
-	// along prev may still be on their way, and the next delivery waits
-	// for them (Peers.Barrier) so it cannot overtake them.
-	prev      string
+	// who owns the queue: the queue's own owner field when it is held
+	// here (no copy), else one of its own.
+	who *owner
+	// at is where the queue was last known to be held, and the route
+	// before that (guarded by the resource's mu; never nil). Entries share
+	// one route per node until their queue moves, so it costs a pointer.
+	at *route
+	// While switching is set, deliveries sent along at.prev may still be
+	// on their way, and the next delivery waits for them (Peers.Barrier)
+	// so it cannot overtake them.
 	switching atomic.Bool
 	q         atomic.Pointer[queue]
+	// sub caches q's subscription to the list's resource, so a delivery
+	// skips the map lookup (a cache miss per queue). Valid while it is
+	// not gone and q is the queue it was read from (reset when q is).
+	sub atomic.Pointer[subscription]
+}
+
+// route says which node holds a queue: node "" is this one (or unknown);
+// prev is the node before it.
+type route struct{ node, prev string }
+
+// ownerRef is the owner of queue for a list entry: the queue's own field
+// when it is held here, so local entries share it.
+func (s *Store) ownerRef(queue, user, device string) *owner {
+	if q := s.get(queue); q != nil && q.owner.user == user && q.owner.device == device {
+		return &q.owner
+	}
+	return &owner{user, device}
+}
+
+// routeTo is the shared route to node, with no previous node.
+func (s *Store) routeTo(node string) *route {
+	if v, ok := s.routes.Load(node); ok {
+		return v.(*route)
+	}
+	v, _ := s.routes.LoadOrStore(node, &route{node: node})
+	return v.(*route)
 }
 
 // Subscribe records that queue wants notifications about resource, after
@@ -136,10 +166,10 @@ func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) bool 
 		}
 		ref := r.subs[queue]
 		added := ref == nil
-		if ref == nil || ref.user != user || ref.device != device {
-			r.subs[queue] = &subRef{user: user, device: device, node: node}
-		} else {
-			ref.node = node
+		if ref == nil || ref.who.user != user || ref.who.device != device {
+			r.subs[queue] = &subRef{who: s.ownerRef(queue, user, device), at: s.routeTo(node)}
+		} else if ref.at.node != node {
+			ref.at = s.routeTo(node)
 		}
 		if etag != "" {
 			r.etag = etag
@@ -172,9 +202,10 @@ func (s *Store) SetHolder(res, queue, node string) {
 		return
 	}
 	r.mu.Lock()
-	if ref := r.subs[queue]; ref != nil && ref.node != node {
-		ref.prev, ref.node = ref.node, node
-		ref.switching.Store(ref.prev != "" && ref.prev != s.name)
+	if ref := r.subs[queue]; ref != nil && ref.at.node != node {
+		prev := ref.at.node
+		ref.at = &route{node: node, prev: prev}
+		ref.switching.Store(prev != "" && prev != s.name)
 	}
 	r.mu.Unlock()
 }
@@ -246,6 +277,9 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 	}
 	sub := q.subs[res]
 	delete(q.subs, res)
+	if sub != nil {
+		sub.remove()
+	}
 	q.renewLocked(s.cfg.Now())
 	q.mu.Unlock()
 	if sub == nil {
@@ -312,45 +346,50 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 	}
 	for name, ref := range r.subs {
 		if ref.switching.Load() && s.peers != nil && ref.switching.CompareAndSwap(true, false) {
-			s.peers.Barrier(ref.prev)
+			s.peers.Barrier(ref.at.prev)
 		}
 		q := ref.q.Load()
 		if q == nil {
 			if q = s.get(name); q == nil {
-				remote, hints = append(remote, name), append(hints, ref.node)
+				remote, hints = append(remote, name), append(hints, ref.at.node)
 				continue
 			}
 			ref.q.Store(q)
+			ref.sub.Store(nil)
 		}
 		q.mu.Lock()
 		if q.dead {
 			q.mu.Unlock()
 			ref.q.Store(nil)
+			ref.sub.Store(nil)
 			if q = s.get(name); q == nil {
-				remote, hints = append(remote, name), append(hints, ref.node)
+				remote, hints = append(remote, name), append(hints, ref.at.node)
 				continue
 			}
 			ref.q.Store(q)
 			q.mu.Lock()
 			if q.dead {
 				q.mu.Unlock()
-				remote, hints = append(remote, name), append(hints, ref.node)
+				remote, hints = append(remote, name), append(hints, ref.at.node)
 				continue
 			}
 		}
-		if ref.node != "" && ref.node != s.name {
+		if node := ref.at.node; node != "" && node != s.name {
 			// The queue arrived here but the list still names the node it
 			// came from: deliveries sent there may be on their way back.
 			// Peers.Forward goes the same way (or waits for them) so this
 			// one lands after them, and learns the queue is here.
 			q.mu.Unlock()
-			remote, hints = append(remote, name), append(hints, ref.node)
+			remote, hints = append(remote, name), append(hints, ref.at.node)
 			continue
 		}
-		sub := q.subs[ev.Resource]
-		if sub == nil { // unsubscribed; the unlink is on its way
-			q.mu.Unlock()
-			continue
+		sub := ref.sub.Load()
+		if sub == nil || sub.gone() {
+			if sub = q.subs[ev.Resource]; sub == nil { // unsubscribed; the unlink is on its way
+				q.mu.Unlock()
+				continue
+			}
+			ref.sub.Store(sub)
 		}
 		if setsEtag {
 			sub.etag = ev.Etag
@@ -490,7 +529,7 @@ func (s *Store) Revoke(res, user, device string) int {
 	var hit []string
 	r.mu.Lock()
 	for name, ref := range r.subs {
-		if ref.user == user && (device == "" || ref.device == device) {
+		if ref.who.user == user && (device == "" || ref.who.device == device) {
 			hit = append(hit, name)
 			delete(r.subs, name)
 		}
@@ -522,6 +561,7 @@ func (s *Store) RevokeQueues(res string, queues []string) (n int, missing []stri
 			continue
 		}
 		delete(q.subs, res)
+		sub.remove()
 		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
