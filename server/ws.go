@@ -73,6 +73,13 @@ type wsConn struct {
 	ctrl      [][]byte // pending whole frames: acks, pongs, results, errors
 	pending   bool     // something for the writer since it last looked
 	writing   bool     // a writer goroutine is running
+	// awake mirrors pending && writing for Notify's fast path: while it is
+	// set, the writer is queued and will look at the streams again, so a
+	// delivery need not take mu. Cleared under mu before the writer scans.
+	awake atomic.Bool
+	// deadlineSet is when the write deadline was last moved (writer only):
+	// it is moved at most every second, not before every write.
+	deadlineSet time.Time
 	closing   bool     // a close frame is queued; send nothing after it
 	pingDue   bool
 	closed    bool
@@ -592,6 +599,9 @@ func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
 
 // kick wakes the writer.
 func (c *wsConn) kick() {
+	if c.awake.Load() {
+		return
+	}
 	c.mu.Lock()
 	c.wakeLocked()
 	c.mu.Unlock()
@@ -599,7 +609,11 @@ func (c *wsConn) kick() {
 
 func (c *wsConn) wakeLocked() {
 	c.pending = true
-	if c.writing || c.closed {
+	if c.closed {
+		return
+	}
+	c.awake.Store(true)
+	if c.writing {
 		return
 	}
 	c.writing = true
@@ -632,6 +646,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 		c.mu.Lock()
 		if !c.pending || c.closed {
 			c.writing = false
+			c.awake.Store(false)
 			c.mu.Unlock()
 			return false
 		}
@@ -640,6 +655,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 			return true
 		}
 		c.pending = false
+		c.awake.Store(false)
 		buf := (*bp)[:0]
 		for _, f := range c.ctrl {
 			buf = append(buf, f...)
@@ -687,7 +703,13 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 		}
 		*bp = buf
 		if len(buf) > 0 {
-			_ = c.nc.SetWriteDeadline(c.s.cfg.Now().Add(c.s.cfg.WS.WriteTimeout))
+			// A write blocked WriteTimeout (less at most a tenth of it,
+			// at most a second) fails.
+			timeout := c.s.cfg.WS.WriteTimeout
+			if now := c.s.cfg.Now(); now.Sub(c.deadlineSet) > min(time.Second, timeout/10) {
+				c.deadlineSet = now
+				_ = c.nc.SetWriteDeadline(now.Add(timeout))
+			}
 			_, err := c.nc.Write(buf)
 			if err != nil {
 				c.s.log.Debug("websocket write failed", "err", err)
@@ -709,6 +731,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 			_ = c.nc.SetReadDeadline(c.s.cfg.Now().Add(closeGrace))
 			c.mu.Lock()
 			c.writing = false
+			c.awake.Store(false)
 			c.mu.Unlock()
 			return false
 		}
@@ -846,6 +869,7 @@ func (c *wsConn) abort() {
 	c.mu.Lock()
 	c.closed = true
 	c.writing = false
+	c.awake.Store(false)
 	c.mu.Unlock()
 	_ = c.nc.Close()
 }
