@@ -80,9 +80,9 @@ type wsConn struct {
 	// deadlineSet is when the write deadline was last moved (writer only):
 	// it is moved at most every second, not before every write.
 	deadlineSet time.Time
-	closing   bool     // a close frame is queued; send nothing after it
-	pingDue   bool
-	closed    bool
+	closing     bool // a close frame is queued; send nothing after it
+	pingDue     bool
+	closed      bool
 }
 
 // wsOp is one operation on a connection: a `notifications` stream served by
