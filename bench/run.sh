@@ -10,6 +10,9 @@
 #   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only)
 #   bench/run.sh E          scenario A on a 3-node cluster (127.0.0.1-3, all pinned to core 0),
 #                           subscribers spread over the nodes, then on 1 node, for the comparison
+#   bench/run.sh E2         remote against local delivery, same two processes: a 2-node cluster
+#                           with every subscriber on n1, then on n2; the node holding the
+#                           resource's list delivers locally, the other receives forwarded batches
 #   bench/run.sh A tls      meshgate over TLS (the references have no TLS)
 #
 # TARGETS (default: meshgate gqlgen raw) may follow the scenario. Results go
@@ -36,6 +39,7 @@ case $scenario in
   C10)  args=(-subs 10 -events 20000 -rate 2000) ;;
   POLL) args=(-subs 2000 -events 200 -mode poll); targets=meshgate ;;
   E)    args=(-subs 10000 -events 200); targets="cluster3 cluster1" ;;
+  E2)   args=(-subs 10000 -events 200); targets="cluster2on1 cluster2on2" ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 
@@ -55,7 +59,7 @@ queues: {max_queues_per_device: 16}
 YAML
       GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --config "$data/bench.yaml" --data-dir "$data" --listen 127.0.0.1:8443 "${flags[@]}" --log-level error >/dev/null 2>"$data/meshgate.log" &
       pid=$!; url=$scheme://127.0.0.1:8443; wait_up "$url/healthz" ;;
-    cluster3|cluster1)
+    cluster3|cluster1|cluster2on1|cluster2on2)
       # Nodes of one cluster on core 0, each with GOMAXPROCS=1: the same
       # CPU as scenario A's single node, so CPU per delivery compares.
       cat > "$data/bench.yaml" <<'YAML'
@@ -63,17 +67,20 @@ limits:
   max_streams: 100000
   per_user: {request_rate: 1000000, request_burst: 1000000, subscribe_rate: 1000000, subscribe_burst: 1000000, max_streams: 100000}
 YAML
-      k=${target#cluster}; pids=(); urls=()
+      k=${target#cluster}; on=${k#*on}; k=${k%on*}; [ "$on" = "$k" ] && on=
+      pids=(); urls=()
       for i in $(seq 1 "$k"); do
         join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7946)
         GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --config "$data/bench.yaml" --data-dir "$data" --insecure-http \
-          --node-name "n$i" --bind "127.0.0.$i:7946" --listen "127.0.0.$i:8443" "${join[@]}" --log-level error >/dev/null 2>"$data/n$i.log" &
+          --node-name "n$i" --bind "127.0.0.$i:7946" --listen "127.0.0.$i:8443" "${join[@]}" --log-level error \
+          --debug-listen "127.0.0.1:$((6060 + i))" >/dev/null 2>"$data/n$i.log" &
         pids+=($!); urls+=("http://127.0.0.$i:8443")
         wait_up "http://127.0.0.$i:8443/healthz"
         for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.$i:8443/readyz" && break; sleep 0.1; done
       done
       sleep 2 # every ring agrees
-      pid=$(IFS=,; echo "${pids[*]}"); url=$(IFS=,; echo "${urls[*]}") ;;
+      pid=$(IFS=,; echo "${pids[*]}"); url=$(IFS=,; echo "${urls[*]}")
+      [ -n "$on" ] && url=${urls[$((on - 1))]} ;;
     gqlgen)
       GOMAXPROCS=1 taskset -c 0 "$bin/gqlgenref" --listen 127.0.0.1:9002 2>/dev/null &
       pid=$!; url=http://127.0.0.1:9002; wait_up "$url/query" ;;
@@ -82,8 +89,14 @@ YAML
       pid=$!; url=http://127.0.0.1:9001; wait_up "$url/ws" ;;
   esac
   label="$scenario/$target"; [ $tls = yes ] && label="$label+tls"
-  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "${target/cluster[0-9]/meshgate}" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
+  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
     -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}"
+  if [ "${on:-}" != "" ]; then
+    for i in $(seq 1 "$k"); do
+      held=$(curl -s "127.0.0.1:$((6060 + i))/metrics" | awk '$1 == "meshgate_resources" {print $2}')
+      [ "${held:-0}" != 0 ] && echo "the resource's list was held by n$i: deliveries were $([ "$i" = "$on" ] && echo local || echo remote)"
+    done
+  fi
   kill ${pid//,/ }; wait 2>/dev/null || true
   echo
 done

@@ -23,7 +23,11 @@ type queue struct {
 	created time.Time
 	ttl     time.Duration
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// hot is the subscription to hotRes that DeliverTo used last: a queue
+	// receiving forwarded events about one resource skips the map lookup.
+	hot       *subscription
+	hotRes    string
 	expires   time.Time
 	ring      []*Event // grows by doubling up to Config.BufferSize
 	head, n   int

@@ -348,6 +348,17 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		if ref.switching.Load() && s.peers != nil && ref.switching.CompareAndSwap(true, false) {
 			s.peers.Barrier(ref.at.prev)
 		}
+		if node := ref.at.node; node != "" && node != s.name {
+			// Held elsewhere, or arrived here while the list still names
+			// the node it came from: deliveries sent there may be on their
+			// way back. Peers.Forward goes the same way (or waits for them)
+			// so this one lands after them, and learns where the queue is.
+			if remote == nil {
+				remote, hints = make([]string, 0, len(r.subs)), make([]string, 0, len(r.subs))
+			}
+			remote, hints = append(remote, name), append(hints, node)
+			continue
+		}
 		q := ref.q.Load()
 		if q == nil {
 			if q = s.get(name); q == nil {
@@ -373,15 +384,6 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 				remote, hints = append(remote, name), append(hints, ref.at.node)
 				continue
 			}
-		}
-		if node := ref.at.node; node != "" && node != s.name {
-			// The queue arrived here but the list still names the node it
-			// came from: deliveries sent there may be on their way back.
-			// Peers.Forward goes the same way (or waits for them) so this
-			// one lands after them, and learns the queue is here.
-			q.mu.Unlock()
-			remote, hints = append(remote, name), append(hints, ref.at.node)
-			continue
 		}
 		sub := ref.sub.Load()
 		if sub == nil || sub.gone() {
@@ -429,7 +431,12 @@ func (s *Store) DeliverTo(ev *Event, queues []string) (n int, missing []string) 
 			continue
 		}
 		q.mu.Lock()
-		sub := q.subs[ev.Resource]
+		sub := q.hot
+		if sub == nil || sub.gone() || q.hotRes != ev.Resource {
+			if sub = q.subs[ev.Resource]; sub != nil {
+				q.hot, q.hotRes = sub, ev.Resource
+			}
+		}
 		if q.dead || sub == nil {
 			q.mu.Unlock()
 			missing = append(missing, name)

@@ -90,16 +90,18 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
 			ev := eventOf(op.GetEvent())
-			var here, away []string
-			for _, q := range op.GetQueues() {
+			k, notDelivered := n.store.DeliverTo(ev, op.GetQueues())
+			rep.Reached += int64(k)
+			// Of those not delivered, the queues held here are no longer
+			// subscribed; the others are sent on.
+			var missing, away []string
+			for _, q := range notDelivered {
 				if n.store.Has(q) {
-					here = append(here, q)
+					missing = append(missing, q)
 				} else {
 					away = append(away, q)
 				}
 			}
-			k, missing := n.store.DeliverTo(ev, here)
-			rep.Reached += int64(k)
 			// Queues not here are sent on now, before this reply, to where
 			// they went (a tomb) or are (the ring); the sender learns
 			// where, and its next ops, sent there directly, land after.
