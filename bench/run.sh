@@ -39,7 +39,7 @@ case $scenario in
   C10)  args=(-subs 10 -events 20000 -rate 2000) ;;
   POLL) args=(-subs 2000 -events 200 -mode poll); targets=meshgate ;;
   E)    args=(-subs 10000 -events 200); targets="cluster3 cluster1" ;;
-  E2)   args=(-subs 10000 -events 200); targets="cluster2on1 cluster2on2" ;;
+  E2)   args=(-subs 10000 -events 200); targets=${targets_e2:-"cluster2on1 cluster2on2"} ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 
@@ -67,7 +67,8 @@ limits:
   max_streams: 100000
   per_user: {request_rate: 1000000, request_burst: 1000000, subscribe_rate: 1000000, subscribe_burst: 1000000, max_streams: 100000}
 YAML
-      k=${target#cluster}; on=${k#*on}; k=${k%on*}; [ "$on" = "$k" ] && on=
+      k=${target#cluster}; on=
+      case $k in *on*) on=${k#*on}; k=${k%on*} ;; esac
       pids=(); urls=()
       for i in $(seq 1 "$k"); do
         join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7946)
