@@ -62,6 +62,10 @@ type WSConfig struct {
 	// MaxOperations caps concurrent operations per connection; more get an
 	// error with LIMIT_EXCEEDED. Default 100.
 	MaxOperations int
+	// NoCoalesce turns off write coalescing under load (see writers.go):
+	// every notification is written as soon as a writer gets to it, at
+	// about twice the CPU per delivery when the node is behind.
+	NoCoalesce bool
 	// MaxLag and LagGrace: a stream more than MaxLag notifications behind
 	// its queue for longer than LagGrace is a consumer that cannot keep
 	// up. It is closed with 1013 (try again later) and a reason saying so;

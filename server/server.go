@@ -84,7 +84,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 		resolver.AllowSubscribe = func(p shard.Principal) bool { return s.guard.allowSubscribe(p.User) }
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
-	s.writers = newWriters(s.base, max(2, 2*runtime.GOMAXPROCS(0)))
+	s.writers = newWriters(s.base, max(2, 2*runtime.GOMAXPROCS(0)), !cfg.WS.NoCoalesce)
 	s.status.started = cfg.Now()
 	s.wheel = newWheel(s.base, time.Second, cfg.Now, func() { s.guard.sweep(10 * time.Minute) })
 

@@ -20,7 +20,8 @@ import (
 // worker has made progress for a tick, the monitor starts another worker.
 // Workers beyond the base number exit once the queue is empty.
 type writers struct {
-	base int
+	base     int
+	coalesce bool
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -30,13 +31,35 @@ type writers struct {
 	stopped bool
 
 	progress atomic.Uint64 // connections served
+	queued   atomic.Int64  // connections waiting in q
+	pause    atomic.Int64  // unix nanoseconds until which every worker waits (see work)
+	// writes and notes count socket writes and the notifications they
+	// carried; lastWrites and lastNotes are their values at the last
+	// coalescing decision (worker that decides only).
+	writes, notes         atomic.Uint64
+	lastWrites, lastNotes atomic.Uint64
+}
+
+// wrote records one socket write carrying notes notifications.
+func (w *writers) wrote(notes int) {
+	w.writes.Add(1)
+	w.notes.Add(uint64(notes))
+}
+
+// behind reports whether the writes since the last call carried on
+// average at least two notifications: events arrive faster than the
+// writers drain them, and a pause makes more of them share a write.
+func (w *writers) behind() bool {
+	writes, notes := w.writes.Load(), w.notes.Load()
+	dw, dn := writes-w.lastWrites.Swap(writes), notes-w.lastNotes.Swap(notes)
+	return dw > 0 && dn >= 2*dw
 }
 
 // roundsPerTurn bounds how long one connection holds a worker.
 const roundsPerTurn = 4
 
-func newWriters(ctx context.Context, base int) *writers {
-	w := &writers{base: base}
+func newWriters(ctx context.Context, base int, coalesce bool) *writers {
+	w := &writers{base: base, coalesce: coalesce}
 	w.cond = sync.NewCond(&w.mu)
 	w.mu.Lock()
 	for range base {
@@ -61,6 +84,7 @@ func (w *writers) push(c *wsConn) {
 		return
 	}
 	w.q = append(w.q, c)
+	w.queued.Add(1)
 	w.mu.Unlock()
 	w.cond.Signal()
 }
@@ -78,6 +102,7 @@ func (w *writers) pop() (*wsConn, bool) {
 	c := w.q[w.head]
 	w.q[w.head] = nil
 	w.head++
+	w.queued.Add(-1)
 	if w.head == len(w.q) {
 		w.q, w.head = w.q[:0], 0
 	} else if w.head > 1024 && w.head*2 > len(w.q) {
@@ -87,8 +112,37 @@ func (w *writers) pop() (*wsConn, bool) {
 	return c, true
 }
 
+// Coalescing under load. When at least coalesceBacklog connections wait
+// for a writer and the last writes carried two notifications or more each
+// (the writers are behind the publishers), every pauseEvery connections
+// served all workers stop for pauseFor. The processor then goes idle and the scheduler polls the
+// network at once (while goroutines are runnable, Go polls it only every
+// 10 ms), so publishes arriving meanwhile come in now, and their
+// notifications join writes still queued: under a fan-out burst several
+// events share one write. The pause lasts until the next network event,
+// at most the runtime's 1 ms poll; a backlog of N connections is drained at
+// most N/pauseEvery ms later. A node that keeps up (one notification per
+// write) or has a short backlog never pauses: it writes each notification
+// at once.
+const (
+	coalesceBacklog = 256
+	pauseEvery      = 64
+	pauseFor        = 50 * time.Microsecond
+)
+
+// shouldPause decides, after the served-th connection, whether the
+// workers pause to coalesce (see above).
+func (w *writers) shouldPause(served uint64) bool {
+	return w.coalesce && served%pauseEvery == 0 && w.queued.Load() >= coalesceBacklog && w.behind()
+}
+
 func (w *writers) work() {
 	for {
+		if until := w.pause.Load(); until != 0 {
+			if d := time.Until(time.Unix(0, until)); d > 0 {
+				time.Sleep(d)
+			}
+		}
 		c, ok := w.pop()
 		if !ok {
 			return
@@ -96,7 +150,10 @@ func (w *writers) work() {
 		if c.writeLoop(roundsPerTurn) {
 			w.push(c)
 		}
-		w.progress.Add(1)
+		if w.shouldPause(w.progress.Add(1)) {
+			w.pause.Store(time.Now().Add(pauseFor).UnixNano())
+			continue
+		}
 		runtime.Gosched() // let the publish path in between sockets
 	}
 }

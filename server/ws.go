@@ -684,6 +684,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 		var goneErr []error
 		var oldest time.Time
 		slow := false
+		carried := 0
 		for _, op := range dirty {
 			var err error
 			notes, err = op.st.Next(notes[:0], maxPerOp)
@@ -694,6 +695,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 			for _, n := range notes {
 				buf = c.streamFrame(buf, op, n)
 			}
+			carried += len(notes)
 			if err != nil {
 				gone, goneErr = append(gone, op), append(goneErr, err)
 			} else if len(notes) == maxPerOp || len(buf) > maxRound {
@@ -717,6 +719,9 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 				return false
 			}
 			c.s.metrics.observeWrite(oldest, c.s.cfg.Now())
+			if carried > 0 {
+				c.s.writers.wrote(carried)
+			}
 		}
 		for i, op := range gone {
 			c.endOp(op, codeErrors(goneErr[i]))

@@ -148,6 +148,8 @@ type serverConfig struct {
 		PingInterval    time.Duration `yaml:"ping_interval"`
 		MaxLag          int           `yaml:"max_lag"`
 		LagGrace        time.Duration `yaml:"lag_grace"`
+		// CoalesceWrites: absent or true, writes coalesce under load.
+		CoalesceWrites *bool `yaml:"coalesce_writes"`
 	} `yaml:"websocket"`
 }
 
@@ -163,6 +165,7 @@ func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
 			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
 			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
 			MaxLag: c.WS.MaxLag, LagGrace: c.WS.LagGrace,
+			NoCoalesce: c.WS.CoalesceWrites != nil && !*c.WS.CoalesceWrites,
 		},
 		Logger: log,
 	}
