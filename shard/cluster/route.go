@@ -343,7 +343,8 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, 
 	if ev.ID == 0 {
 		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
 	}
-	for range 4 {
+	waited := 0
+	for tries := 0; tries < 4; tries++ {
 		where, err := n.locate(ctx, ev.Resource, n.holdsResource, hops)
 		if err != nil {
 			return 0, err
@@ -352,6 +353,20 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, 
 			k, held := n.store.DeliverHere(ev)
 			if !held && n.tombOf(ev.Resource) != "" {
 				continue // handed off meanwhile
+			}
+			if !held && hops >= maxHops && !n.settled() {
+				// The event went round the nodes while their rings and
+				// hand-offs disagree, and may not be passed on again. The
+				// list is likely on its way here: wait for it (or a tomb
+				// saying where it went), at most 2 s, rather than drop it.
+				if waited < maxRetries {
+					waited++
+					tries--
+					time.Sleep(retryGap)
+					continue
+				}
+				n.stats.Dropped.Add(1)
+				n.log.Warn("notification not delivered: its subscriber list was not found while the cluster changes", "resource", ev.Resource)
 			}
 			return k, nil
 		}
