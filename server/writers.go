@@ -114,16 +114,16 @@ func (w *writers) pop() (*wsConn, bool) {
 
 // Coalescing under load. When at least coalesceBacklog connections wait
 // for a writer and the last writes carried two notifications or more each
-// (the writers are behind the publishers), every pauseEvery connections
-// served all workers stop for pauseFor. The processor then goes idle and the scheduler polls the
-// network at once (while goroutines are runnable, Go polls it only every
-// 10 ms), so publishes arriving meanwhile come in now, and their
-// notifications join writes still queued: under a fan-out burst several
-// events share one write. The pause lasts until the next network event,
-// at most the runtime's 1 ms poll; a backlog of N connections is drained at
-// most N/pauseEvery ms later. A node that keeps up (one notification per
-// write) or has a short backlog never pauses: it writes each notification
-// at once.
+// (the writers are behind the publishers), all workers pause for pauseFor
+// after every pauseEvery connections served. The processor then goes
+// idle and the scheduler polls the network at once (while goroutines are
+// runnable, Go polls it only every 10 ms), so publishes arriving meanwhile
+// come in now, and their notifications join writes still queued: under a
+// fan-out burst several events share one write. The pause lasts until the
+// next network event, at most the runtime's 1 ms poll, so a backlog of N
+// connections is drained at most N/pauseEvery ms later. A node that keeps
+// up (one notification per write) or has a short backlog never pauses: it
+// writes each notification at once.
 const (
 	coalesceBacklog = 256
 	pauseEvery      = 64

@@ -86,15 +86,15 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 		case <-t.C:
 		}
 		metrics.Read(samples)
-		if cycle := samples[0].Value.Uint64(); cycle == lastCycle {
-			continue
-		} else {
-			lastCycle = cycle
+		cycle := samples[0].Value.Uint64()
+		if cycle == lastCycle {
+			continue // no collection since the last look: nothing new to go by
 		}
-		live := samples[1].Value.Uint64() + samples[2].Value.Uint64() + samples[3].Value.Uint64()
-		if p := Percent(live, c); p != current {
+		lastCycle = cycle
+		base := samples[1].Value.Uint64() + samples[2].Value.Uint64() + samples[3].Value.Uint64()
+		if p := Percent(base, c); p != current {
 			debug.SetGCPercent(p)
-			log.Debug("GOGC adjusted", "gogc", p, "live_heap", live)
+			log.Debug("GOGC adjusted", "gogc", p, "live_heap_stacks_globals", base)
 			current = p
 		}
 	}
