@@ -52,9 +52,6 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 		return QueueState{}, false
 	}
 	q.dead, q.moved = true, true
-	for _, sub := range q.subs {
-		sub.remove()
-	}
 	st := QueueState{
 		Name: q.name, User: q.owner.user, Device: q.owner.device,
 		Created: q.created, TTL: q.ttl, Expires: q.expiresLocked(s.cfg.Now()),
@@ -67,6 +64,7 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	}
 	for res, sub := range q.subs {
 		st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Created: sub.created})
+		sub.remove() // after its state is taken: removal marks created
 	}
 	ls := q.listeners
 	if q.waitCh != nil {

@@ -123,7 +123,17 @@ func (s *Store) get(name string) *queue {
 }
 
 // Has reports whether the queue name is held here.
-func (s *Store) Has(name string) bool { return s.get(name) != nil }
+func (s *Store) Has(name string) bool {
+	q := s.get(name)
+	if q == nil {
+		return false
+	}
+	// A queue being exported or removed is dead before it leaves the
+	// table: it is no longer held here.
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.dead
+}
 
 // lookup finds a live queue owned by p. Another device's queue is reported
 // as not found, exactly like a missing one.

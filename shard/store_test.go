@@ -565,3 +565,29 @@ func TestDeliverTo_FollowsResubscribe(t *testing.T) {
 		t.Fatalf("queue holds %d notifications, want x and z", len(pg.Items))
 	}
 }
+
+// TestHandoff_QueueKeepsItsSubscriptions: a queue exported from one store
+// and imported into another keeps its subscriptions as they were (etag and
+// creation time), and is no longer held by the store it left.
+func TestHandoff_QueueKeepsItsSubscriptions(t *testing.T) {
+	from, _ := newStore(t, Config{})
+	to, _ := newStore(t, Config{})
+	ctx := context.Background()
+	q := mustQueue(t, from, alice)
+	mustSub(t, from, alice, q, "user:alice/a")
+	before, _ := from.Subscriptions(ctx, alice, q)
+	st, ok := from.ExportQueue(q)
+	if !ok {
+		t.Fatal("export")
+	}
+	if from.Has(q) {
+		t.Fatal("the store that gave the queue away still holds it")
+	}
+	if !to.ImportQueue(st) || !to.Has(q) {
+		t.Fatal("import")
+	}
+	after, _ := to.Subscriptions(ctx, alice, q)
+	if len(after) != 1 || after[0] != before[0] {
+		t.Fatalf("after the move %+v, before %+v", after, before)
+	}
+}

@@ -343,8 +343,7 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, 
 	if ev.ID == 0 {
 		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
 	}
-	waited := 0
-	for tries := 0; tries < 4; tries++ {
+	for range 4 {
 		where, err := n.locate(ctx, ev.Resource, n.holdsResource, hops)
 		if err != nil {
 			return 0, err
@@ -357,12 +356,8 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, 
 			if !held && hops >= maxHops && !n.settled() {
 				// The event went round the nodes while their rings and
 				// hand-offs disagree, and may not be passed on again. The
-				// list is likely on its way here: wait for it (or a tomb
-				// saying where it went), at most 2 s, rather than drop it.
-				if waited < maxRetries {
-					waited++
-					tries--
-					time.Sleep(retryGap)
+				// list is likely on its way here.
+				if n.awaitList(ctx, ev.Resource) {
 					continue
 				}
 				n.stats.Dropped.Add(1)
@@ -383,6 +378,26 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, 
 		return int(rep.GetReached()), nil
 	}
 	return 0, nil
+}
+
+// awaitList waits until res's list is held here or a tomb says where it
+// went, and reports whether either happened. It gives up when membership
+// has settled (nobody is handing the list over any more), when ctx ends,
+// or after settleTime: a failed hand-off is retried at the next rebalance,
+// seconds later.
+func (n *Node) awaitList(ctx context.Context, res string) bool {
+	deadline := time.Now().Add(settleTime)
+	for time.Now().Before(deadline) && !n.settled() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(retryGap):
+		}
+		if n.holdsResource(res) || n.tombOf(res) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Revoke removes user's (and device's) subscriptions to resource, at its holder.
