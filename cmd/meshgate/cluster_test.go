@@ -96,12 +96,41 @@ func newTestCluster(t *testing.T) *testCluster {
 			}
 		}
 		if t.Failed() {
-			for _, n := range c.nodes {
-				t.Logf("--- %s stderr (last 40 lines):\n%s", n.name, tail(n.stderr.String(), 40))
-			}
+			c.dumpLogs()
 		}
 	})
 	return c
+}
+
+// dumpLogs keeps a failed run's node logs whole in a file, and shows the
+// last warnings of each node, short enough that CI's excerpt still shows
+// the failure printed above them.
+func (c *testCluster) dumpLogs() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, err := os.CreateTemp("", "meshgate-"+strings.ReplaceAll(c.t.Name(), "/", "_")+"-*.log")
+	if err == nil {
+		defer f.Close()
+	}
+	for _, n := range c.nodes {
+		all := n.stderr.String()
+		if f != nil {
+			fmt.Fprintf(f, "--- %s\n%s\n", n.name, all)
+		}
+		var warn []string
+		for _, l := range strings.Split(all, "\n") {
+			if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) || strings.HasPrefix(l, "panic") || strings.HasPrefix(l, "WARNING: DATA RACE") {
+				if len(l) > 260 {
+					l = l[:260] + "…"
+				}
+				warn = append(warn, l)
+			}
+		}
+		c.t.Logf("--- %s: last warnings\n%s", n.name, tail(strings.Join(warn, "\n"), 6))
+	}
+	if f != nil {
+		c.t.Logf("whole node logs: %s", f.Name())
+	}
 }
 
 func tail(s string, k int) string {

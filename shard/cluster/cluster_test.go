@@ -571,3 +571,68 @@ func TestFaultsOnPeerCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestJustAfterJoinKeysGoToTheirOwners checks routing in the minutes after
+// a join, while nodes still ask past owners for keys they own but do not
+// hold: a new subscriber list starts at its ring owner (not wherever a
+// call bounced to), and an event for a resource nobody watches is asked
+// about once, neither sent round the nodes nor dropped as lost.
+func TestJustAfterJoinKeysGoToTheirOwners(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := startNode(t, "n1", ca, caKey, "")
+	second := startNode(t, "n2", ca, caKey, first.gossip)
+	nodes := []*testNode{first.testNode, second.testNode}
+	waitRing(t, nodes, 2)
+	ctx := context.Background()
+	for i, n := range nodes {
+		dev := shard.Principal{User: "alice", Device: fmt.Sprint("d", i)}
+		q, err := n.CreateQueue(ctx, dev, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range 20 {
+			if _, err := n.Subscribe(ctx, allowAll{}, dev, q.Name, fmt.Sprintf("user:alice/w%d", k), "", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Before any periodic rebalance could move a misplaced list.
+	for k := range 20 {
+		res := fmt.Sprintf("user:alice/w%d", k)
+		for _, n := range nodes {
+			subs, held := n.store.HasResource(res)
+			if held != n.Owns(res) {
+				t.Errorf("%s: %s holds its list %v (%d subscribers) but owns it %v", res, n.Name(), held, subs, n.Owns(res))
+			}
+		}
+	}
+	forwarded := func() (k uint64) {
+		for _, n := range nodes {
+			for _, c := range n.Stats().Forwarded() {
+				k += c
+			}
+		}
+		return k
+	}
+	before, dropped := forwarded(), first.Stats().Dropped.Load()+second.Stats().Dropped.Load()
+	const events = 40
+	for i := range events {
+		ev := &shard.Event{Kind: shard.Changed, Resource: fmt.Sprintf("user:alice/nobody%d", i), Etag: "e", Time: time.Now()}
+		if k := nodes[i%2].Deliver(ev); k != 0 {
+			t.Fatalf("an unwatched resource reached %d queues", k)
+		}
+	}
+	// From the non-owner: one call to the owner; from the owner: at most
+	// one question to the past owner. Before the fix, each bounced
+	// between the two nodes until the hop limit.
+	if sent := forwarded() - before; sent > 2*events {
+		t.Errorf("%d events for unwatched resources cost %d node-to-node calls; want at most %d", events, sent, 2*events)
+	}
+	if d := first.Stats().Dropped.Load() + second.Stats().Dropped.Load() - dropped; d != 0 {
+		t.Errorf("%d events for unwatched resources were counted as lost", d)
+	}
+}

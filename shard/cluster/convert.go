@@ -129,6 +129,7 @@ var sentinels = []struct {
 	{"unknown_scheme", shard.ErrUnknownScheme, codes.FailedPrecondition},
 	{"unavailable", shard.ErrUnavailable, codes.Unavailable},
 	{"moved", shard.ErrMoved, codes.Aborted},
+	{"not_held", errNotHeld, codes.NotFound},
 }
 
 // toStatus turns a store error into a gRPC status error.

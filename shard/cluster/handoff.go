@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -22,36 +23,59 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 // addLocal links subscribers to resource here if this node holds (or
 // should start) its list, else at the node that does.
 func (n *Node) addLocal(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32) error {
-	_, err := n.link(ctx, resource, etag, subs, hops)
+	_, err := n.link(ctx, resource, etag, subs, hops, false)
 	return err
 }
 
+// errNotHeld answers an asked link for a list the asked node does not
+// hold: its owner, which asked, starts the list itself.
+var errNotHeld = errors.New("subscriber list not held here")
+
 // link adds subscribers to resource's list where it is held and returns
-// the queues that were not in it yet.
-func (n *Node) link(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32) ([]string, error) {
+// the queues that were not in it yet. asked: the resource's owner asked
+// this node, which starts no list for it (errNotHeld).
+func (n *Node) link(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32, asked bool) ([]string, error) {
 	mu := n.stripe(resource)
 	mu.RLock()
-	where, err := n.locate(ctx, resource, n.holdsResource, hops)
+	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
 	if err != nil {
 		mu.RUnlock()
 		return nil, err
 	}
 	if where == "" {
-		var added []string
-		for i, s := range subs {
-			e := ""
-			if i == 0 {
-				e = etag
-			}
-			if n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e, s.GetNode()) {
-				added = append(added, s.GetQueue())
-			}
+		if asked && !n.holdsResource(resource) {
+			mu.RUnlock()
+			return nil, errNotHeld
 		}
+		added := n.addHere(resource, etag, subs)
 		mu.RUnlock()
 		return added, nil
 	}
 	mu.RUnlock()
-	return n.linkAt(ctx, where, resource, etag, subs, hops+1)
+	added, err := n.linkAt(ctx, where, resource, etag, subs, hops+1, ask)
+	if ask && !asked && errors.Is(err, errNotHeld) {
+		// Nobody else holds the list: this node, its owner, starts it.
+		mu.RLock()
+		defer mu.RUnlock()
+		return n.addHere(resource, etag, subs), nil
+	}
+	return added, err
+}
+
+// addHere adds subscribers to resource's list in this store. The stripe
+// of resource is held (read).
+func (n *Node) addHere(resource, etag string, subs []*pb.Subscriber) []string {
+	var added []string
+	for i, s := range subs {
+		e := ""
+		if i == 0 {
+			e = etag
+		}
+		if n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e, s.GetNode()) {
+			added = append(added, s.GetQueue())
+		}
+	}
+	return added
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a
@@ -474,7 +498,7 @@ func (n *Node) audit() {
 	defer cancel()
 	missing := map[string][]string{}
 	for res, subs := range lists {
-		added, err := n.link(ctx, res, "", n.subscribersHere(subs), 0)
+		added, err := n.link(ctx, res, "", n.subscribersHere(subs), 0, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
 			continue

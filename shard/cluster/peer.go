@@ -222,15 +222,15 @@ func (n *Node) reroute(op *pb.Op) {
 	defer cancel()
 	switch {
 	case op.GetEvent() != nil && op.GetFanout():
-		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0)
+		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0, false)
 	case op.GetEvent() != nil:
 		ev := eventOf(op.GetEvent())
 		n.forward(ev, op.GetEvent(), op.GetQueues(), 1) // hops 1: report, never prune here
 	case op.GetUnlinkResource() != "":
-		n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), 0)
+		n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), 0, false)
 	case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
-		n.revokeQueues(op.GetRevokeResource(), op.GetQueues(), 0)
+		n.revokeQueues(op.GetRevokeResource(), op.GetQueues(), 0, false)
 	case op.GetRevokeResource() != "":
-		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0)
+		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0, false)
 	}
 }

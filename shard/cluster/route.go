@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,13 +19,17 @@ import (
 // locate says where key is served: "" for here, else a node's name. The
 // node that holds a key serves it; a key being taken by this node is
 // waited for; a key handed off is followed to where it went; otherwise the
-// ring's owner serves it, or, if that is this node and it does not hold
-// the key yet, the owner in a recent ring (it may not have handed it over
-// yet). After maxHops forwards a call is served where it is.
-func (n *Node) locate(ctx context.Context, key string, held func(string) bool, hops uint32) (string, error) {
+// ring's owner serves it. If that is this node and it does not hold the
+// key, a node that may still hold it is asked (ask is true): a past ring's
+// owner, or, on a node that joined within historyTTL, the owner it
+// displaced. A call that came asked (asked) is never sent back to the
+// ring's owner, which asked: only tombs and past owners are followed, and
+// with none of them the call is served here as "not held". After maxHops
+// forwards a call is served where it is.
+func (n *Node) locate(ctx context.Context, key string, held func(string) bool, hops uint32, asked bool) (where string, ask bool, err error) {
 	for {
 		if held(key) {
-			return "", nil
+			return "", false, nil
 		}
 		n.mu.Lock()
 		ch := n.inflight[key]
@@ -35,31 +40,50 @@ func (n *Node) locate(ctx context.Context, key string, held func(string) bool, h
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", false, ctx.Err()
 		}
 	}
 	defer n.mu.Unlock()
 	self := n.cfg.Name
 	if t, ok := n.tombs[key]; ok && n.aliveLocked(t.node) {
-		return t.node, nil
+		return t.node, false, nil
 	}
 	if hops >= maxHops {
-		return "", nil
+		return "", false, nil
 	}
-	if o := n.ring.Load().Owner(key); o != "" && o != self {
-		return o, nil
+	owner := n.ring.Load().Owner(key)
+	if !asked && owner != "" && owner != self {
+		return owner, false, nil
 	}
+	// This node owns the key (or its owner asked) and does not hold it.
 	for _, p := range n.history {
-		if o := p.r.Owner(key); o != "" && o != self && n.aliveLocked(o) {
-			return o, nil
+		if o := p.r.Owner(key); o != "" && o != self && o != owner && n.aliveLocked(o) {
+			return o, true, nil
 		}
 	}
-	// This node owns the key and has no past ring naming another owner (it
-	// just joined): the owner it displaced may still hold the key.
-	if o := n.withoutSelfLocked().Owner(key); o != "" && n.aliveLocked(o) {
-		return o, nil
+	if !asked && n.joinedRecentlyLocked() {
+		if o := n.withoutSelfLocked().Owner(key); o != "" && n.aliveLocked(o) {
+			return o, true, nil
+		}
 	}
-	return "", nil
+	return "", false, nil
+}
+
+// joinedRecentlyLocked reports whether this node was alone, or absent, in
+// every ring it remembers (historyTTL): it joined the others lately, and
+// the keys it owns may still be with the owners it displaced. A node that
+// shared a ring with others knows their past ownership from its history.
+// n.mu held.
+func (n *Node) joinedRecentlyLocked() bool {
+	if len(n.history) == 0 {
+		return false
+	}
+	for _, p := range n.history {
+		if ns := p.r.Nodes(); len(ns) > 1 && slices.Contains(ns, n.cfg.Name) {
+			return false
+		}
+	}
+	return true
 }
 
 // withoutSelfLocked is the current ring minus this node, cached per epoch. n.mu held.
@@ -96,7 +120,7 @@ func unavailable(node string) error {
 // auth authorizes a subscribe served here (nil: the node's Config.Auth).
 func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer) (*pb.QueueReply, error) {
 	for range 4 {
-		where, err := n.locate(ctx, c.GetQueue(), n.store.Has, c.GetHops())
+		where, ask, err := n.locate(ctx, c.GetQueue(), n.store.Has, c.GetHops(), c.GetAsked())
 		if err != nil {
 			return nil, err
 		}
@@ -113,6 +137,7 @@ func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer)
 		}
 		fwd := proto.Clone(c).(*pb.QueueCall)
 		fwd.Hops++
+		fwd.Asked = ask
 		n.stats.forwarded(where, 1)
 		rep, err := p.client.Call(ctx, fwd)
 		if err = fromStatus(where, err); errors.Is(err, shard.ErrMoved) {
@@ -335,16 +360,18 @@ func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
 // subscribed queue. It returns how many queues it reached (or was sent to).
 // The plugin host calls it for every event.
 func (n *Node) Deliver(ev *shard.Event) int {
-	k, _ := n.deliver(context.Background(), ev, 0)
+	k, _ := n.deliver(context.Background(), ev, 0, false)
 	return k
 }
 
-func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, error) {
+// deliver fans ev out where its list is held; asked: the resource's owner
+// asked this node, which may hold the list no longer (or never did).
+func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked bool) (int, error) {
 	if ev.ID == 0 {
 		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
 	}
 	for range 4 {
-		where, err := n.locate(ctx, ev.Resource, n.holdsResource, hops)
+		where, ask, err := n.locate(ctx, ev.Resource, n.holdsResource, hops, asked)
 		if err != nil {
 			return 0, err
 		}
@@ -353,7 +380,7 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, 
 			if !held && n.tombOf(ev.Resource) != "" {
 				continue // handed off meanwhile
 			}
-			if !held && hops >= maxHops && !n.settled() {
+			if !held && !asked && hops >= maxHops && !n.settled() {
 				// The event went round the nodes while their rings and
 				// hand-offs disagree, and may not be passed on again. The
 				// list is likely on its way here.
@@ -369,7 +396,7 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32) (int, 
 		if p == nil {
 			return 0, unavailable(where)
 		}
-		rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Hops: hops + 1}}})
+		rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Hops: hops + 1, Asked: ask}}})
 		if err != nil {
 			n.log.Warn("event not delivered", "resource", ev.Resource, "peer", where, "err", err)
 			return 0, fromStatus(where, err)
@@ -402,11 +429,11 @@ func (n *Node) awaitList(ctx context.Context, res string) bool {
 
 // Revoke removes user's (and device's) subscriptions to resource, at its holder.
 func (n *Node) Revoke(resource, user, device string) int {
-	return n.revoke(context.Background(), resource, user, device, 0)
+	return n.revoke(context.Background(), resource, user, device, 0, false)
 }
 
-func (n *Node) revoke(ctx context.Context, resource, user, device string, hops uint32) int {
-	where, err := n.locate(ctx, resource, n.holdsResource, hops)
+func (n *Node) revoke(ctx context.Context, resource, user, device string, hops uint32, asked bool) int {
+	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
 	if err != nil {
 		return 0
 	}
@@ -414,7 +441,7 @@ func (n *Node) revoke(ctx context.Context, resource, user, device string, hops u
 		return n.store.Revoke(resource, user, device)
 	}
 	if p := n.peer(where); p != nil {
-		p.push(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Hops: hops + 1})
+		p.push(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Hops: hops + 1, Asked: ask})
 	}
 	return 0
 }
@@ -429,36 +456,36 @@ func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Pri
 	return n.addLocal(ctx, resource, etag, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device, Node: n.cfg.Name}}, 0)
 }
 
-func (n *Node) linkAt(ctx context.Context, where, resource, etag string, subs []*pb.Subscriber, hops uint32) ([]string, error) {
+func (n *Node) linkAt(ctx context.Context, where, resource, etag string, subs []*pb.Subscriber, hops uint32, ask bool) ([]string, error) {
 	p := n.peer(where)
 	if p == nil {
 		return nil, unavailable(where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: etag, Hops: hops})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: etag, Hops: hops, Asked: ask})
 	n.stats.forwarded(where, 1)
 	return rep.GetAdded(), fromStatus(where, err)
 }
 
 // Unlink implements shard.Peers.
-func (n *Node) Unlink(resource string, queues []string) { n.unlinkAt(resource, queues, 0) }
+func (n *Node) Unlink(resource string, queues []string) { n.unlinkAt(resource, queues, 0, false) }
 
-func (n *Node) unlinkAt(resource string, queues []string, hops uint32) {
-	where, _ := n.locate(context.Background(), resource, n.holdsResource, hops)
+func (n *Node) unlinkAt(resource string, queues []string, hops uint32, asked bool) {
+	where, ask, _ := n.locate(context.Background(), resource, n.holdsResource, hops, asked)
 	if where == "" {
 		n.store.RemoveSubscribers(resource, queues)
 		return
 	}
 	if p := n.peer(where); p != nil {
-		p.push(&pb.Op{UnlinkResource: resource, Queues: queues, Hops: hops + 1})
+		p.push(&pb.Op{UnlinkResource: resource, Queues: queues, Hops: hops + 1, Asked: ask})
 	}
 }
 
 // prune removes queues that turned out to be gone from resource's list.
 func (n *Node) prune(resource string, queues []string) {
 	if len(queues) > 0 {
-		n.unlinkAt(resource, queues, 0)
+		n.unlinkAt(resource, queues, 0, false)
 	}
 }
 
@@ -562,13 +589,13 @@ func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint3
 // forwardOnce sends ev to where each queue is and returns the names it
 // could not find.
 func (n *Node) forwardOnce(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string, _ *pb.Event) {
-	groups := map[string][]string{}
+	groups := map[dest][]string{}
 	var here []string
 	for _, q := range queues {
-		where, _ := n.locate(context.Background(), q, n.store.Has, hops)
+		where, ask, _ := n.locate(context.Background(), q, n.store.Has, hops, false)
 		switch {
 		case where != "":
-			groups[where] = append(groups[where], q)
+			groups[dest{where, ask}] = append(groups[dest{where, ask}], q)
 			if hops == 0 {
 				n.store.SetHolder(ev.Resource, q, where)
 			}
@@ -589,13 +616,13 @@ func (n *Node) forwardOnce(ev *shard.Event, e *pb.Event, queues []string, hops u
 	if len(groups) > 0 && e == nil {
 		e = eventPB(ev)
 	}
-	for where, names := range groups {
-		p := n.peer(where)
+	for d, names := range groups {
+		p := n.peer(d.node)
 		if p == nil {
 			missing = append(missing, names...)
 			continue
 		}
-		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1})
+		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1, Asked: d.ask})
 		sent += len(names)
 	}
 	return sent, missing, e
@@ -610,19 +637,27 @@ func (n *Node) settled() bool {
 }
 
 // Revoke-forwarding half of shard.Peers: tell the holders of queues.
-func (n *Node) revokeQueues(resource string, queues []string, hops uint32) {
-	groups := map[string][]string{}
+func (n *Node) revokeQueues(resource string, queues []string, hops uint32, asked bool) {
+	groups := map[dest][]string{}
 	for _, q := range queues {
-		if where, _ := n.locate(context.Background(), q, n.store.Has, hops); where != "" {
-			groups[where] = append(groups[where], q)
+		if where, ask, _ := n.locate(context.Background(), q, n.store.Has, hops, asked); where != "" {
+			groups[dest{where, ask}] = append(groups[dest{where, ask}], q)
 		}
 	}
-	for where, names := range groups {
-		if p := n.peer(where); p != nil {
-			p.push(&pb.Op{RevokeResource: resource, Queues: names, Hops: hops + 1})
+	for d, names := range groups {
+		if p := n.peer(d.node); p != nil {
+			p.push(&pb.Op{RevokeResource: resource, Queues: names, Hops: hops + 1, Asked: d.ask})
 		}
 	}
 }
 
+// dest is where an op goes, and whether it goes asked (see locate).
+type dest struct {
+	node string
+	ask  bool
+}
+
 // RevokeQueues implements shard.Peers.
-func (n *Node) RevokeQueues(resource string, queues []string) { n.revokeQueues(resource, queues, 0) }
+func (n *Node) RevokeQueues(resource string, queues []string) {
+	n.revokeQueues(resource, queues, 0, false)
+}

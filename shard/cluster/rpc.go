@@ -71,7 +71,7 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 }
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
-	added, err := s.n.link(ctx, r.GetResource(), r.GetEtag(), r.GetSubscribers(), r.GetHops())
+	added, err := s.n.link(ctx, r.GetResource(), r.GetEtag(), r.GetSubscribers(), r.GetHops(), r.GetAsked())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -86,7 +86,7 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 	for _, op := range r.GetOps() {
 		switch {
 		case op.GetEvent() != nil && op.GetFanout():
-			k, _ := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops())
+			k, _ := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
 			ev := eventOf(op.GetEvent())
@@ -105,21 +105,24 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			// Queues not here are sent on now, before this reply, to where
 			// they went (a tomb) or are (the ring); the sender learns
 			// where, and its next ops, sent there directly, land after.
-			moved := map[string][]string{}
+			moved := map[dest][]string{}
 			var unknown []string
 			for _, q := range away {
-				to := n.tombOf(q)
+				to, ask := n.tombOf(q), false
 				if to == "" {
-					to, _ = n.locate(ctx, q, n.store.Has, op.GetHops())
+					to, ask, _ = n.locate(ctx, q, n.store.Has, op.GetHops(), op.GetAsked())
 				}
 				if to != "" && to != n.cfg.Name {
-					moved[to] = append(moved[to], q)
-				} else {
+					moved[dest{to, ask}] = append(moved[dest{to, ask}], q)
+				} else if !op.GetAsked() {
 					unknown = append(unknown, q)
+				} else {
+					missing = append(missing, q) // the asking owner does not hold it either
 				}
 			}
-			for to, names := range moved {
-				r, err := n.pushNow(ctx, to, &pb.Op{Event: op.GetEvent(), Queues: names, Hops: op.GetHops() + 1})
+			for d, names := range moved {
+				to := d.node
+				r, err := n.pushNow(ctx, to, &pb.Op{Event: op.GetEvent(), Queues: names, Hops: op.GetHops() + 1, Asked: d.ask})
 				if err != nil {
 					unknown = append(unknown, names...)
 					continue
@@ -148,15 +151,15 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 				rep.Missing = append(rep.Missing, &pb.Missing{Resource: ev.Resource, Queues: missing})
 			}
 		case op.GetUnlinkResource() != "":
-			n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), op.GetHops())
+			n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), op.GetHops(), op.GetAsked())
 		case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
 			k, missing := n.store.RevokeQueues(op.GetRevokeResource(), op.GetQueues())
 			rep.Reached += int64(k)
 			if len(missing) > 0 && op.GetHops() < maxHops {
-				n.revokeQueues(op.GetRevokeResource(), missing, op.GetHops())
+				n.revokeQueues(op.GetRevokeResource(), missing, op.GetHops(), op.GetAsked())
 			}
 		case op.GetRevokeResource() != "":
-			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops()))
+			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops(), op.GetAsked()))
 		}
 	}
 	return rep, nil
@@ -191,7 +194,7 @@ func (s service) Stats(context.Context, *pb.Empty) (*pb.StatsReply, error) {
 func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 	n := s.n
 	ctx := out.Context()
-	where, err := n.locate(ctx, r.GetQueue(), n.store.Has, r.GetHops())
+	where, _, err := n.locate(ctx, r.GetQueue(), n.store.Has, r.GetHops(), false)
 	if err != nil {
 		return toStatus(err)
 	}

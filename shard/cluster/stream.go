@@ -48,7 +48,7 @@ func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after
 		where := hint
 		if where == "" {
 			var err error
-			if where, err = n.locate(ctx, name, n.store.Has, 0); err != nil {
+			if where, _, err = n.locate(ctx, name, n.store.Has, 0, false); err != nil {
 				return nil, err
 			}
 		}
@@ -176,7 +176,7 @@ func (s *stream) follow(cursor uint64, hint string) {
 		hint = ""
 		var err error
 		if where == "" {
-			where, err = s.n.locate(ctx, s.name, s.n.store.Has, 0)
+			where, _, err = s.n.locate(ctx, s.name, s.n.store.Has, 0, false)
 		}
 		if err == nil && where == "" {
 			var st *shard.Stream

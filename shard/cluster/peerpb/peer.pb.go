@@ -458,17 +458,20 @@ func (x *Subscription) GetCreatedUnixNano() int64 {
 
 // A call on one queue, routed to the node that holds it.
 type QueueCall struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Op            QueueOp                `protobuf:"varint,1,opt,name=op,proto3,enum=meshgate.peer.v1.QueueOp" json:"op,omitempty"`
-	Principal     *Principal             `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
-	Queue         string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
-	Hops          uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
-	Resource      string                 `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
-	Proof         string                 `protobuf:"bytes,6,opt,name=proof,proto3" json:"proof,omitempty"`
-	KnownEtag     string                 `protobuf:"bytes,7,opt,name=known_etag,json=knownEtag,proto3" json:"known_etag,omitempty"`
-	After         uint64                 `protobuf:"varint,8,opt,name=after,proto3" json:"after,omitempty"`
-	Limit         int32                  `protobuf:"varint,9,opt,name=limit,proto3" json:"limit,omitempty"`
-	WaitMs        int64                  `protobuf:"varint,10,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Op        QueueOp                `protobuf:"varint,1,opt,name=op,proto3,enum=meshgate.peer.v1.QueueOp" json:"op,omitempty"`
+	Principal *Principal             `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	Queue     string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
+	Hops      uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
+	Resource  string                 `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
+	Proof     string                 `protobuf:"bytes,6,opt,name=proof,proto3" json:"proof,omitempty"`
+	KnownEtag string                 `protobuf:"bytes,7,opt,name=known_etag,json=knownEtag,proto3" json:"known_etag,omitempty"`
+	After     uint64                 `protobuf:"varint,8,opt,name=after,proto3" json:"after,omitempty"`
+	Limit     int32                  `protobuf:"varint,9,opt,name=limit,proto3" json:"limit,omitempty"`
+	WaitMs    int64                  `protobuf:"varint,10,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// Sent by the key's ring owner, which does not hold it, to a node that
+	// may (a past owner): the receiver never sends it back to the owner.
+	Asked         bool `protobuf:"varint,11,opt,name=asked,proto3" json:"asked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -571,6 +574,13 @@ func (x *QueueCall) GetWaitMs() int64 {
 		return x.WaitMs
 	}
 	return 0
+}
+
+func (x *QueueCall) GetAsked() bool {
+	if x != nil {
+		return x.Asked
+	}
+	return false
 }
 
 type QueueReply struct {
@@ -928,11 +938,15 @@ func (x *Subscriber) GetNode() string {
 
 // Add subscribers to a resource's list, at the resource's owner.
 type LinkRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Subscribers   []*Subscriber          `protobuf:"bytes,2,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
-	Etag          string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
-	Hops          uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Resource    string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Subscribers []*Subscriber          `protobuf:"bytes,2,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
+	Etag        string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	Hops        uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
+	// Sent by the key's ring owner, which does not hold it, to a node that
+	// may (a past owner): the receiver never sends it back to the owner.
+	// It answers not_held when it has no list, and the owner starts one.
+	Asked         bool `protobuf:"varint,5,opt,name=asked,proto3" json:"asked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +1009,13 @@ func (x *LinkRequest) GetHops() uint32 {
 	return 0
 }
 
+func (x *LinkRequest) GetAsked() bool {
+	if x != nil {
+		return x.Asked
+	}
+	return false
+}
+
 type LinkReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The queues that were not in the list yet.
@@ -1054,8 +1075,11 @@ type Op struct {
 	RevokeUser     string `protobuf:"bytes,6,opt,name=revoke_user,json=revokeUser,proto3" json:"revoke_user,omitempty"`
 	RevokeDevice   string `protobuf:"bytes,7,opt,name=revoke_device,json=revokeDevice,proto3" json:"revoke_device,omitempty"`
 	Hops           uint32 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Sent by the key's ring owner, which does not hold it, to a node that
+	// may (a past owner): the receiver never sends it back to the owner.
+	Asked         bool `protobuf:"varint,9,opt,name=asked,proto3" json:"asked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Op) Reset() {
@@ -1142,6 +1166,13 @@ func (x *Op) GetHops() uint32 {
 		return x.Hops
 	}
 	return 0
+}
+
+func (x *Op) GetAsked() bool {
+	if x != nil {
+		return x.Asked
+	}
+	return false
 }
 
 // Ops in the order one node sent them to another.
@@ -2416,7 +2447,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12*\n" +
-	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\"\xb1\x02\n" +
+	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\"\xc7\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
@@ -2429,7 +2460,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x05after\x18\b \x01(\x04R\x05after\x12\x14\n" +
 	"\x05limit\x18\t \x01(\x05R\x05limit\x12\x17\n" +
 	"\await_ms\x18\n" +
-	" \x01(\x03R\x06waitMs\"\xfd\x01\n" +
+	" \x01(\x03R\x06waitMs\x12\x14\n" +
+	"\x05asked\x18\v \x01(\bR\x05asked\"\xfd\x01\n" +
 	"\n" +
 	"QueueReply\x12-\n" +
 	"\x05queue\x18\x01 \x01(\v2\x17.meshgate.peer.v1.QueueR\x05queue\x12D\n" +
@@ -2454,14 +2486,15 @@ const file_peer_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x12\n" +
-	"\x04node\x18\x04 \x01(\tR\x04node\"\x91\x01\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\"\xa7\x01\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12>\n" +
 	"\vsubscribers\x18\x02 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\"!\n" +
+	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x14\n" +
+	"\x05asked\x18\x05 \x01(\bR\x05asked\"!\n" +
 	"\tLinkReply\x12\x14\n" +
-	"\x05added\x18\x01 \x03(\tR\x05added\"\x8f\x02\n" +
+	"\x05added\x18\x01 \x03(\tR\x05added\"\xa5\x02\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x16\n" +
@@ -2471,7 +2504,8 @@ const file_peer_proto_rawDesc = "" +
 	"\vrevoke_user\x18\x06 \x01(\tR\n" +
 	"revokeUser\x12#\n" +
 	"\rrevoke_device\x18\a \x01(\tR\frevokeDevice\x12\x12\n" +
-	"\x04hops\x18\b \x01(\rR\x04hops\"5\n" +
+	"\x04hops\x18\b \x01(\rR\x04hops\x12\x14\n" +
+	"\x05asked\x18\t \x01(\bR\x05asked\"5\n" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"\x89\x01\n" +
 	"\tPushReply\x123\n" +
