@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -387,7 +388,17 @@ func TestCrashRepairs(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	// The list was rebuilt: a publish reaches both queues again.
+	// The list was rebuilt: a publish reaches both queues again. A link
+	// the repair sent before every survivor dropped the dead node is
+	// retried (every 500 ms), after the RESYNC is already in its queue.
+	holder := nodes[0]
+	if nodes[1].Owns(res) {
+		holder = nodes[1]
+	}
+	if !waitFor(10*time.Second, func() bool { k, _ := holder.store.HasResource(res); return k == 2 }) {
+		k, _ := holder.store.HasResource(res)
+		t.Fatalf("the list of %s at %s has %d entries, want 2", res, holder.Name(), k)
+	}
 	if k := nodes[0].Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "after", Time: time.Now()}); k != 2 {
 		t.Fatalf("publish after repair reached %d", k)
 	}
@@ -635,4 +646,94 @@ func TestJustAfterJoinKeysGoToTheirOwners(t *testing.T) {
 	if d := first.Stats().Dropped.Load() + second.Stats().Dropped.Load() - dropped; d != 0 {
 		t.Errorf("%d events for unwatched resources were counted as lost", d)
 	}
+}
+
+// TestOutboxOfALeftPeerIsHandedOn holds a delivery in n1's outbox to n2
+// while n2 leaves: once n1 drops n2, the delivery goes on to wherever
+// n2's queue went, once, and before the next one.
+func TestOutboxOfALeftPeerIsHandedOn(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hold atomic.Bool
+	release := make(chan struct{})
+	first := startNodeWith(t, "n1", ca, caKey, "", func(ctx context.Context, method string) error {
+		if hold.Load() && strings.HasSuffix(method, "/Push") {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	second := startNode(t, "n2", ca, caKey, first.gossip)
+	third := startNode(t, "n3", ca, caKey, first.gossip)
+	n1, n2 := first.testNode, second.testNode
+	waitRing(t, []*testNode{n1, n2, third.testNode}, 3)
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ { // a list n1 holds, with or without n2
+		if r := fmt.Sprintf("user:alice/o%d", i); n1.Owns(r) {
+			res = r
+		}
+	}
+	q, err := n2.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { _, held := n1.store.HasResource(res); return held }) {
+		t.Fatalf("n1 does not hold the list of %s", res)
+	}
+	hold.Store(true)
+	n1.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()}) // waits in n1's outbox to n2
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := n2.Leave(lctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if !waitFor(10*time.Second, func() bool {
+		for _, m := range n1.Members(ctx) {
+			if m.Name == "n2" {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("n1 still lists n2")
+	}
+	time.Sleep(200 * time.Millisecond) // n1 closes its client of n2
+	hold.Store(false)
+	close(release)
+	n1.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "e2", Time: time.Now()})
+	l := &listener{ch: make(chan struct{}, 1)}
+	r, err := n1.Attach(ctx, alice, q.Name, 0, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := collect(t, r, l, 2, 10*time.Second)
+	if err != nil {
+		t.Fatalf("%v: %+v", err, got)
+	}
+	if len(got) != 2 || got[0].Etag != "e1" || got[1].Etag != "e2" || got[0].Seq != 1 || got[1].Seq != 2 {
+		t.Fatalf("got %+v; want e1 then e2, seqs 1 and 2", got)
+	}
+}
+
+// waitFor polls cond every 20 ms for up to limit.
+func waitFor(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
 }

@@ -96,6 +96,9 @@ type Node struct {
 	leaving   map[string]bool   // nodes that said they stop owning keys; true once done
 	history   []pastRing        // newest first
 	peers     map[string]*peer  // clients by node name
+	gone      map[string]*peer  // clients of nodes that went, until their outboxes are handed on
+	metaMu    sync.Mutex
+	metas     map[string][]byte // members' metadata, copied in memberlist's callbacks
 	tombs     map[string]tomb   // keys handed off → where
 	inflight  map[string]chan struct{}
 	relays    map[*stream]string   // remote streams → the node they read from
@@ -182,6 +185,8 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		members:  map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight}},
 		leaving:  map[string]bool{},
 		peers:    map[string]*peer{},
+		gone:     map[string]*peer{},
+		metas:    map[string][]byte{},
 		tombs:    map[string]tomb{},
 		inflight: map[string]chan struct{}{},
 		relays:   map[*stream]string{},
@@ -305,7 +310,9 @@ func splitHostPort(a string) (string, int, error) {
 }
 
 // delegate and events are memberlist's hooks. Events run under
-// memberlist's node lock: they only signal the loop.
+// memberlist's node lock: they copy the node's metadata (memberlist
+// rewrites it under that lock, so it may not be read after Members
+// returns) and signal the loop.
 type delegate struct{ n *Node }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -322,9 +329,18 @@ func (delegate) MergeRemoteState([]byte, bool)   {}
 
 type events struct{ n *Node }
 
-func (e events) NotifyJoin(*memberlist.Node)   { e.n.membershipChanged() }
-func (e events) NotifyLeave(*memberlist.Node)  { e.n.membershipChanged() }
-func (e events) NotifyUpdate(*memberlist.Node) { e.n.membershipChanged() }
+func (e events) NotifyJoin(m *memberlist.Node)   { e.n.noteMeta(m); e.n.membershipChanged() }
+func (e events) NotifyLeave(*memberlist.Node)    { e.n.membershipChanged() }
+func (e events) NotifyUpdate(m *memberlist.Node) { e.n.noteMeta(m); e.n.membershipChanged() }
+
+// noteMeta keeps a copy of a member's metadata. Called under memberlist's
+// node lock; metaMu is never held while calling memberlist.
+func (n *Node) noteMeta(m *memberlist.Node) {
+	b := slices.Clone(m.Meta)
+	n.metaMu.Lock()
+	n.metas[m.Name] = b
+	n.metaMu.Unlock()
+}
 
 func (n *Node) membershipChanged() {
 	select {
@@ -388,13 +404,16 @@ func (n *Node) loop() {
 // rebuild derives the ring from membership: the one place it changes.
 func (n *Node) rebuild() {
 	alive := map[string]member{}
-	for _, m := range n.ml.Members() {
+	ms := n.ml.Members() // their names only: the rest changes under memberlist's lock
+	n.metaMu.Lock()
+	for _, m := range ms {
 		var md meta
-		if err := json.Unmarshal(m.Meta, &md); err != nil || md.RPC == "" {
+		if err := json.Unmarshal(n.metas[m.Name], &md); err != nil || md.RPC == "" {
 			continue
 		}
 		alive[m.Name] = member{rpc: md.RPC, weight: md.Weight}
 	}
+	n.metaMu.Unlock()
 	n.mu.Lock()
 	old := n.ring.Load()
 	var crashed []string

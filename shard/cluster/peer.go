@@ -27,8 +27,10 @@ type peer struct {
 	sending int    // ops in the Push in flight
 	queued  uint64 // ops ever queued
 	sent    uint64 // ops ever sent (or dropped)
+	closed  bool   // no more ops are queued: push hands them on itself
 	wake    chan struct{}
 	stop    chan struct{}
+	exited  chan struct{} // closed when the outbox has sent or handed on all it held
 	stopped sync.Once
 }
 
@@ -60,7 +62,7 @@ func (n *Node) peer(node string) *peer {
 		n.log.Warn("peer connection", "peer", node, "err", err)
 		return nil
 	}
-	p := &peer{n: n, name: node, addr: m.rpc, conn: conn, client: pb.NewPeerClient(conn), wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	p := &peer{n: n, name: node, addr: m.rpc, conn: conn, client: pb.NewPeerClient(conn), wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
 	n.peers[node] = p
 	go p.send()
 	return p
@@ -96,14 +98,22 @@ func (n *Node) dropPeer(node string) {
 	n.mu.Lock()
 	p := n.peers[node]
 	delete(n.peers, node)
+	if p != nil {
+		n.gone[node] = p // until its outbox is handed on, for Barrier
+	}
 	n.mu.Unlock()
 	if p != nil {
 		p.close()
 	}
 }
 
+// close stops the outbox. If the peer left or died, what it still held
+// is handed on (see handOn); if this node is closing, it is dropped.
 func (p *peer) close() {
 	p.stopped.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
 		close(p.stop)
 		p.conn.Close()
 	})
@@ -136,6 +146,12 @@ func (n *Node) applyReply(rep *pb.PushReply) {
 // push queues op for the peer.
 func (p *peer) push(op *pb.Op) {
 	p.mu.Lock()
+	if p.closed { // it left or died after the caller chose it
+		p.mu.Unlock()
+		p.waitExited() // what was queued before goes on first
+		p.handOn([]*pb.Op{op})
+		return
+	}
 	if len(p.ops) >= maxOutbox {
 		p.mu.Unlock()
 		p.n.stats.Dropped.Add(1)
@@ -154,9 +170,26 @@ func (p *peer) push(op *pb.Op) {
 // send drains the outbox, one Push at a time, so the peer applies ops in
 // the order they were queued.
 func (p *peer) send() {
+	defer func() {
+		close(p.exited)
+		p.n.mu.Lock()
+		if p.n.gone[p.name] == p {
+			delete(p.n.gone, p.name)
+		}
+		p.n.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-p.stop:
+			// Closed while idle, or between batches: what is left goes on.
+			p.mu.Lock()
+			left := p.ops
+			p.ops = nil
+			p.mu.Unlock()
+			p.handOn(left)
+			p.mu.Lock()
+			p.sent += uint64(len(left))
+			p.mu.Unlock()
 			return
 		case <-p.wake:
 		}
@@ -184,6 +217,7 @@ func (p *peer) send() {
 
 func (p *peer) deliver(batch []*pb.Op) {
 	var err error
+	stopped := false
 	for attempt := range 6 {
 		if attempt > 0 && !p.n.isMember(p.name) {
 			break // it left or died: its queues went with it or elsewhere
@@ -199,21 +233,49 @@ func (p *peer) deliver(batch []*pb.Op) {
 		}
 		select {
 		case <-p.stop:
-			return
+			stopped = true
 		case <-time.After(min(time.Duration(50<<attempt)*time.Millisecond, time.Second)):
 		}
-	}
-	if !p.n.isMember(p.name) {
-		// It left or died: send each op again to wherever its queue or
-		// list is now (a node that left handed them on).
-		p.n.log.Info("peer gone: sending its ops on", "peer", p.name, "ops", len(batch))
-		for _, op := range batch {
-			p.n.reroute(op)
+		if stopped {
+			break
 		}
+	}
+	if stopped || !p.n.isMember(p.name) {
+		p.handOn(batch)
 		return
 	}
 	p.n.stats.Dropped.Add(uint64(len(batch)))
 	p.n.log.Warn("push to peer failed: ops dropped", "peer", p.name, "ops", len(batch), "err", err)
+}
+
+// waitExited waits, at most 2 s, until the outbox of a closed peer has
+// handed on what it held.
+func (p *peer) waitExited() {
+	select {
+	case <-p.exited:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// handOn sends ops meant for a peer that left or died again, in order, to
+// wherever their queues or lists are now (a node that left handed them
+// on). An op the peer applied before it went is not applied twice: a
+// queue never appends the same publication twice from a forwarded op, and
+// unlinks and revokes are idempotent. Nothing is handed on while this
+// node itself is closing.
+func (p *peer) handOn(ops []*pb.Op) {
+	if len(ops) == 0 {
+		return
+	}
+	select {
+	case <-p.n.stop:
+		return
+	default:
+	}
+	p.n.log.Info("peer gone: sending its ops on", "peer", p.name, "ops", len(ops))
+	for _, op := range ops {
+		p.n.reroute(op)
+	}
 }
 
 // reroute applies op as if it had been made here.
@@ -229,7 +291,7 @@ func (n *Node) reroute(op *pb.Op) {
 	case op.GetUnlinkResource() != "":
 		n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), 0, false)
 	case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
-		n.revokeQueues(op.GetRevokeResource(), op.GetQueues(), 0, false)
+		n.revokeQueues(op.GetRevokeResource(), op.GetQueues(), 0)
 	case op.GetRevokeResource() != "":
 		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0, false)
 	}

@@ -540,10 +540,13 @@ func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
 // been handled, before a route that went through node changes.
 func (n *Node) Barrier(node string) {
 	n.mu.Lock()
-	p := n.peers[node]
+	p, gone := n.peers[node], n.gone[node]
 	n.mu.Unlock()
 	if p != nil {
 		n.flushOutboxes(map[*peer]uint64{p: p.queuedCount()}, 2*time.Second)
+	}
+	if gone != nil {
+		gone.waitExited() // what it held was handed on
 	}
 }
 
@@ -589,13 +592,13 @@ func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint3
 // forwardOnce sends ev to where each queue is and returns the names it
 // could not find.
 func (n *Node) forwardOnce(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string, _ *pb.Event) {
-	groups := map[dest][]string{}
+	groups := map[string][]string{}
 	var here []string
 	for _, q := range queues {
-		where, ask, _ := n.locate(context.Background(), q, n.store.Has, hops, false)
+		where, _, _ := n.locate(context.Background(), q, n.store.Has, hops, false)
 		switch {
 		case where != "":
-			groups[dest{where, ask}] = append(groups[dest{where, ask}], q)
+			groups[where] = append(groups[where], q)
 			if hops == 0 {
 				n.store.SetHolder(ev.Resource, q, where)
 			}
@@ -616,13 +619,13 @@ func (n *Node) forwardOnce(ev *shard.Event, e *pb.Event, queues []string, hops u
 	if len(groups) > 0 && e == nil {
 		e = eventPB(ev)
 	}
-	for d, names := range groups {
-		p := n.peer(d.node)
+	for where, names := range groups {
+		p := n.peer(where)
 		if p == nil {
 			missing = append(missing, names...)
 			continue
 		}
-		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1, Asked: d.ask})
+		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1})
 		sent += len(names)
 	}
 	return sent, missing, e
@@ -637,27 +640,21 @@ func (n *Node) settled() bool {
 }
 
 // Revoke-forwarding half of shard.Peers: tell the holders of queues.
-func (n *Node) revokeQueues(resource string, queues []string, hops uint32, asked bool) {
-	groups := map[dest][]string{}
+func (n *Node) revokeQueues(resource string, queues []string, hops uint32) {
+	groups := map[string][]string{}
 	for _, q := range queues {
-		if where, ask, _ := n.locate(context.Background(), q, n.store.Has, hops, asked); where != "" {
-			groups[dest{where, ask}] = append(groups[dest{where, ask}], q)
+		if where, _, _ := n.locate(context.Background(), q, n.store.Has, hops, false); where != "" {
+			groups[where] = append(groups[where], q)
 		}
 	}
-	for d, names := range groups {
-		if p := n.peer(d.node); p != nil {
-			p.push(&pb.Op{RevokeResource: resource, Queues: names, Hops: hops + 1, Asked: d.ask})
+	for where, names := range groups {
+		if p := n.peer(where); p != nil {
+			p.push(&pb.Op{RevokeResource: resource, Queues: names, Hops: hops + 1})
 		}
 	}
-}
-
-// dest is where an op goes, and whether it goes asked (see locate).
-type dest struct {
-	node string
-	ask  bool
 }
 
 // RevokeQueues implements shard.Peers.
 func (n *Node) RevokeQueues(resource string, queues []string) {
-	n.revokeQueues(resource, queues, 0, false)
+	n.revokeQueues(resource, queues, 0)
 }

@@ -93,36 +93,49 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			k, notDelivered := n.store.DeliverTo(ev, op.GetQueues())
 			rep.Reached += int64(k)
 			// Of those not delivered, the queues held here are no longer
-			// subscribed; the others are sent on.
-			var missing, away []string
+			// subscribed; the others are sent on. A queue taken over
+			// while DeliverTo ran is held now but was not then: it is
+			// given the event again (once: publications are not appended
+			// twice), and only a queue that still refuses it is missing.
+			var missing, away, arrived []string
 			for _, q := range notDelivered {
 				if n.store.Has(q) {
-					missing = append(missing, q)
+					arrived = append(arrived, q)
 				} else {
 					away = append(away, q)
+				}
+			}
+			if len(arrived) > 0 {
+				k, refused := n.store.DeliverTo(ev, arrived)
+				rep.Reached += int64(k)
+				for _, q := range refused {
+					if n.store.Has(q) {
+						missing = append(missing, q)
+					} else {
+						away = append(away, q)
+					}
 				}
 			}
 			// Queues not here are sent on now, before this reply, to where
 			// they went (a tomb) or are (the ring); the sender learns
 			// where, and its next ops, sent there directly, land after.
-			moved := map[dest][]string{}
+			moved := map[string][]string{}
 			var unknown []string
 			for _, q := range away {
-				to, ask := n.tombOf(q), false
+				to := n.tombOf(q)
 				if to == "" {
-					to, ask, _ = n.locate(ctx, q, n.store.Has, op.GetHops(), op.GetAsked())
+					// Queue-keyed ops never go asked: a queue not found
+					// while it moves is waited for where it goes.
+					to, _, _ = n.locate(ctx, q, n.store.Has, op.GetHops(), false)
 				}
 				if to != "" && to != n.cfg.Name {
-					moved[dest{to, ask}] = append(moved[dest{to, ask}], q)
-				} else if !op.GetAsked() {
-					unknown = append(unknown, q)
+					moved[to] = append(moved[to], q)
 				} else {
-					missing = append(missing, q) // the asking owner does not hold it either
+					unknown = append(unknown, q)
 				}
 			}
-			for d, names := range moved {
-				to := d.node
-				r, err := n.pushNow(ctx, to, &pb.Op{Event: op.GetEvent(), Queues: names, Hops: op.GetHops() + 1, Asked: d.ask})
+			for to, names := range moved {
+				r, err := n.pushNow(ctx, to, &pb.Op{Event: op.GetEvent(), Queues: names, Hops: op.GetHops() + 1})
 				if err != nil {
 					unknown = append(unknown, names...)
 					continue
@@ -156,7 +169,7 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			k, missing := n.store.RevokeQueues(op.GetRevokeResource(), op.GetQueues())
 			rep.Reached += int64(k)
 			if len(missing) > 0 && op.GetHops() < maxHops {
-				n.revokeQueues(op.GetRevokeResource(), missing, op.GetHops(), op.GetAsked())
+				n.revokeQueues(op.GetRevokeResource(), missing, op.GetHops())
 			}
 		case op.GetRevokeResource() != "":
 			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops(), op.GetAsked()))

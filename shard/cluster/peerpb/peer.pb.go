@@ -1075,8 +1075,10 @@ type Op struct {
 	RevokeUser     string `protobuf:"bytes,6,opt,name=revoke_user,json=revokeUser,proto3" json:"revoke_user,omitempty"`
 	RevokeDevice   string `protobuf:"bytes,7,opt,name=revoke_device,json=revokeDevice,proto3" json:"revoke_device,omitempty"`
 	Hops           uint32 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`
-	// Sent by the key's ring owner, which does not hold it, to a node that
-	// may (a past owner): the receiver never sends it back to the owner.
+	// Sent by the resource's ring owner, which does not hold its list, to a
+	// node that may (a past owner): the receiver never sends it back to the
+	// owner. Only ops on a resource (fan-out, unlink, revoke) go asked; ops
+	// on queues are waited for where their queues go.
 	Asked         bool `protobuf:"varint,9,opt,name=asked,proto3" json:"asked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
