@@ -97,24 +97,21 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			// while DeliverTo ran is held now but was not then: it is
 			// given the event again (once: publications are not appended
 			// twice), and only a queue that still refuses it is missing.
-			var missing, away, arrived []string
-			for _, q := range notDelivered {
-				if n.store.Has(q) {
-					arrived = append(arrived, q)
-				} else {
-					away = append(away, q)
-				}
-			}
-			if len(arrived) > 0 {
-				k, refused := n.store.DeliverTo(ev, arrived)
-				rep.Reached += int64(k)
-				for _, q := range refused {
+			var missing, away []string
+			held := func(qs []string) (here []string) { // the rest are away
+				for _, q := range qs {
 					if n.store.Has(q) {
-						missing = append(missing, q)
+						here = append(here, q)
 					} else {
 						away = append(away, q)
 					}
 				}
+				return here
+			}
+			if arrived := held(notDelivered); len(arrived) > 0 {
+				k, refused := n.store.DeliverTo(ev, arrived)
+				rep.Reached += int64(k)
+				missing = held(refused)
 			}
 			// Queues not here are sent on now, before this reply, to where
 			// they went (a tomb) or are (the ring); the sender learns
