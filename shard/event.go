@@ -40,10 +40,12 @@ type Event struct {
 	Payload []byte
 	// From is the sending device, for Invite.
 	From *Principal
-	// ID names the publication across nodes (0: none). A queue never
-	// appends two events with the same ID from DeliverTo, so an op sent
-	// again after a lost reply is not delivered twice.
-	ID uint64
+	// Pos is the event's place in its resource's stream, stamped by the
+	// node holding the resource's subscriber list (zero: not stamped, as
+	// INVITE, REVOKED and OVERFLOW are not). A subscription never appends
+	// an event at or below the last position it appended, so an op sent
+	// again after a lost reply, or overtaken, is not delivered twice.
+	Pos Position
 
 	memo1  atomic.Pointer[memoEntry] // the common case: one encoding for all
 	memoMu sync.Mutex

@@ -22,19 +22,26 @@ type QueueState struct {
 type SubState struct {
 	Resource string
 	Etag     string
-	Created  int64 // unix nanoseconds
+	Pos      Position // of the last event appended
+	Created  int64    // unix nanoseconds
 }
 
 // ResourceState is a subscriber list in transit.
+// It moves with its stream position and last etag, so that its events
+// go on from where they were and its etag survives.
 type ResourceState struct {
 	Name, Etag string
+	Pos        Position // the last event's
+	EtagPos    Position // where Etag was learned
 	Subs       []SubscriberState
 }
 
 // SubscriberState is one entry of a subscriber list; Node is where the
-// queue was last known to be held ("" unknown).
+// queue was last known to be held ("" unknown). Hint is, in
+// QueueSubscriptions, what the queue's subscription knows.
 type SubscriberState struct {
 	Queue, User, Device, Node string
+	Hint                      Hint
 }
 
 // ExportQueue removes the queue name from this store and returns its state
@@ -63,7 +70,9 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 		st.Events[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
 	for res, sub := range q.subs {
-		st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Created: sub.created})
+		if !sub.pending { // a pending one is not allowed yet: its subscribe fails with ErrMoved
+			st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created})
+		}
 		sub.remove() // after its state is taken: removal marks created
 	}
 	ls := q.listeners
@@ -119,7 +128,7 @@ func (s *Store) ImportQueue(st QueueState) bool {
 	if len(st.Subs) > 0 {
 		q.subs = make(map[string]*subscription, len(st.Subs))
 		for _, sub := range st.Subs {
-			q.subs[sub.Resource] = &subscription{etag: sub.Etag, created: sub.Created}
+			q.subs[sub.Resource] = &subscription{etag: sub.Etag, pos: sub.Pos, created: sub.Created}
 		}
 	}
 	sh := s.shard(q.name)
@@ -149,7 +158,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res, name)
 	s.resMu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Subs: make([]SubscriberState, 0, len(r.subs))}
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Subs: make([]SubscriberState, 0, len(r.subs))}
 	for q, ref := range r.subs {
 		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.who.user, Device: ref.who.device, Node: ref.at.node})
 	}
@@ -160,10 +169,22 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 
 // ImportResource installs a subscriber list handed over by its previous
 // owner, merged with any list already held here: a superset is safe, since
-// entries whose queues are gone are pruned at the next delivery.
+// entries whose queues are gone are pruned at the next delivery. A list
+// new here continues the one handed over (its position and etag); a list
+// already here keeps its own epoch (queues linked into it hold positions
+// in it), so the handed-over queues get one RESYNC at its next event.
 func (s *Store) ImportResource(st ResourceState) {
 	for {
-		r := s.resourceFor(st.Name)
+		s.resMu.Lock()
+		r := s.res[st.Name]
+		if r == nil {
+			r = &resource{name: st.Name, subs: make(map[string]*subRef), pos: st.Pos}
+			if r.pos.IsZero() {
+				r.pos = Position{Epoch: newEpoch(s.cfg.Now())}
+			}
+			s.res[st.Name] = r
+		}
+		s.resMu.Unlock()
 		r.mu.Lock()
 		if r.dead {
 			r.mu.Unlock()
@@ -174,8 +195,8 @@ func (s *Store) ImportResource(st ResourceState) {
 				r.subs[sub.Queue] = &subRef{who: s.ownerRef(sub.Queue, sub.User, sub.Device), at: s.routeTo(sub.Node)}
 			}
 		}
-		if st.Etag != "" {
-			r.etag = st.Etag
+		if st.Etag != "" && !st.EtagPos.Less(r.etagPos) {
+			r.etag, r.etagPos = st.Etag, st.EtagPos
 		}
 		empty := len(r.subs) == 0
 		r.mu.Unlock()
@@ -214,8 +235,10 @@ func (s *Store) QueueSubscriptions() map[string][]SubscriberState {
 		sh.mu.RLock()
 		for _, q := range sh.m {
 			q.mu.Lock()
-			for res := range q.subs {
-				out[res] = append(out[res], SubscriberState{Queue: q.name, User: q.owner.user, Device: q.owner.device})
+			for res, sub := range q.subs {
+				if !sub.pending {
+					out[res] = append(out[res], SubscriberState{Queue: q.name, User: q.owner.user, Device: q.owner.device, Hint: Hint{Etag: sub.etag, Pos: sub.pos}})
+				}
 			}
 			q.mu.Unlock()
 		}
@@ -224,11 +247,32 @@ func (s *Store) QueueSubscriptions() map[string][]SubscriberState {
 	return out
 }
 
-// Resync appends a RESYNC notification carrying etag to each named queue
-// held here that is subscribed to resource, and records etag as the
-// subscription's. It returns how many it reached.
-func (s *Store) Resync(resource, etag string, queues []string) int {
-	n, _ := s.DeliverTo(&Event{Kind: Resync, Resource: resource, Etag: etag, Time: s.cfg.Now()}, queues)
+// Resync appends a RESYNC notification carrying l's etag to each named
+// queue held here that is subscribed to resource, which was just linked
+// (again) at l: the subscription goes on from l's position. A
+// subscription that already appended an event past l is left alone: what
+// it appended is newer. It returns how many it reached.
+func (s *Store) Resync(resource string, l Linked, queues []string) int {
+	now := s.cfg.Now()
+	n := 0
+	for _, name := range queues {
+		q := s.get(name)
+		if q == nil {
+			continue
+		}
+		q.mu.Lock()
+		sub := q.subs[resource]
+		if q.dead || sub == nil || sub.pending || !sub.pos.IsZero() && l.Pos.Less(sub.pos) && sub.pos.Epoch == l.Pos.Epoch {
+			q.mu.Unlock()
+			continue
+		}
+		sub.pos, sub.etag = l.Pos, l.Etag
+		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		q.mu.Unlock()
+		notifyAll(ls)
+		n++
+	}
+	s.counters.Notifications[Resync].Add(uint64(n))
 	return n
 }
 

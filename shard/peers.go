@@ -9,9 +9,12 @@ import "context"
 // must not call back into the store while it waits for them, except Link.
 type Peers interface {
 	// Link adds queue (owned by owner, held by this node) to resource's
-	// subscriber list at the resource's owner, recording etag as its last
-	// known etag.
-	Link(ctx context.Context, resource, queue string, owner Principal, etag string) error
+	// subscriber list at the resource's holder (see Store.AddSubscribers)
+	// and returns the list's position and etag when the queue joined.
+	Link(ctx context.Context, resource, queue string, owner Principal, hint Hint) (Linked, error)
+	// Learn tells resource's list the etag a subscribe answered (see
+	// Store.AddSubscribers). It may return before that is done.
+	Learn(resource string, hint Hint)
 	// Unlink removes queues from resource's subscriber list at its owner.
 	// It may return before that is done.
 	Unlink(resource string, queues []string)

@@ -55,12 +55,18 @@ func (q *queue) goneLocked() error {
 
 // subscription is the queue's side of a (queue, resource) pair; the
 // resource's side is a subRef in its subscriber list, perhaps on another node.
+// Every field is guarded by the queue's mu.
 type subscription struct {
-	etag string // guarded by the queue's mu
+	// etag is the last etag appended for the resource (or answered by subscribe).
+	etag string
+	// pos is the position of the last event appended (zero: none yet).
+	pos Position
 	// created is in unix nanoseconds; -1 once the subscription is removed
-	// from its queue (guarded by the queue's mu), so list entries caching
-	// it look it up again. 24 bytes in all.
+	// from its queue, so list entries caching it look it up again.
 	created int64
+	// pending: linked, not yet allowed by the publisher; seen: an event
+	// arrived meanwhile (etag is its etag).
+	pending, seen bool
 }
 
 func (s *subscription) gone() bool { return s.created < 0 }
@@ -69,15 +75,28 @@ func (s *subscription) remove()    { s.created = -1 }
 // firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 
-// hasRecentLocked reports whether one of the newest entries is the
-// publication id. mu held.
-func (q *queue) hasRecentLocked(id uint64) bool {
-	for i := 0; i < min(q.n, 32); i++ {
-		if e := q.ring[(q.head+q.n-1-i)%len(q.ring)]; e.ID == id {
-			return true
-		}
+// offerLocked hands ev, an event of a resource sub subscribes to, to q: it
+// is appended, turned into a RESYNC, or dropped as the event's position
+// says (see admitLocked). A pending subscription appends nothing but
+// remembers the newest etag, for the subscribe that answers it. It
+// returns the listeners to notify and whether anything was appended.
+// mu held.
+func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) ([]Listener, bool) {
+	v := sub.admitLocked(ev.Pos)
+	if v == dropIt {
+		return nil, false
 	}
-	return false
+	if v == resyncIt && ev.Kind != Resync {
+		ev = &Event{Kind: Resync, Resource: ev.Resource, Etag: ev.Etag, Time: ev.Time, Pos: ev.Pos}
+	}
+	if ev.Kind == Changed || ev.Kind == Resync {
+		sub.etag = ev.Etag
+	}
+	if sub.pending {
+		sub.seen = true
+		return nil, false
+	}
+	return q.appendLocked(ev, capacity, retain), true
 }
 
 // appendLocked adds ev and returns the listeners to notify. mu held.

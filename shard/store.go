@@ -63,10 +63,17 @@ func (s *Store) Counters() *Counters { return &s.counters }
 // subscribed to it, wherever they live.
 type resource struct {
 	name string
+	// mu guards the fields below. Fan-out holds it (write) from stamping
+	// an event to the last local append, so a list's events are appended
+	// in the order of their positions.
 	mu   sync.RWMutex
 	subs map[string]*subRef // queue name → subscriber
-	etag string             // the last etag a publisher reported, by authorization or event
-	dead bool               // removed from Store.res; re-look it up
+	pos  Position           // the last event's position (Offset 0: none yet in this epoch)
+	// etag is the last etag the gateway delivered for the resource (or
+	// learned from a subscribe or a hand-off), as of etagPos.
+	etag    string
+	etagPos Position
+	dead    bool // removed from Store.res; re-look it up
 	// fwd counts deliveries that have read the list and are still handing
 	// its remote part to Peers.Forward: an export waits for them, so
 	// every delivery from this list is on its way before the list leaves.

@@ -69,6 +69,16 @@ func (s *Store) routeTo(node string) *route {
 //
 // The subscription is recorded twice: in the queue and in the resource's
 // subscriber list, which lives at the resource's owner (through Peers).
+//
+// Invariant (subscribe is ordered with publish): the queue is linked into
+// the list, under the list's lock, before the publisher is asked, and the
+// subscription stays pending (it appends nothing) until the publisher has
+// allowed it. A publish is therefore either delivered to the pending
+// subscription, whose last etag is then the answer, or reflected in the
+// etag the publisher answers; the answer is never older than an etag
+// already delivered for the resource. A publisher that answers "" (it
+// forgot, as the built-in `user:` one does when it restarts) is not
+// believed over the list, which remembers the last etag it delivered.
 func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, queueName, res, proof, knownEtag string) (SubscriptionInfo, error) {
 	if _, _, err := ParseResource(res); err != nil {
 		return SubscriptionInfo{}, err
@@ -80,53 +90,93 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if err != nil {
 		return SubscriptionInfo{}, err
 	}
+	now := s.cfg.Now()
 	q.mu.Lock()
 	if err := q.goneLocked(); err != nil {
 		q.mu.Unlock()
 		return SubscriptionInfo{}, err
 	}
-	if q.subs[res] == nil && len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
-		q.mu.Unlock()
-		return SubscriptionInfo{}, s.tooManySubs()
+	sub := q.subs[res]
+	fresh := sub == nil
+	if fresh {
+		if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
+			q.mu.Unlock()
+			return SubscriptionInfo{}, s.tooManySubs()
+		}
+		sub = &subscription{created: now.UnixNano(), pending: true}
+		if q.subs == nil {
+			q.subs = make(map[string]*subscription)
+		}
+		q.subs[res] = sub
 	}
 	q.mu.Unlock()
-	etag, err := auth.Authorize(ctx, p, res, proof)
-	if err != nil {
-		return SubscriptionInfo{}, fmt.Errorf("subscribe %s: %w", res, err)
+	// abandon takes a fresh subscription out again.
+	abandon := func(linked bool) {
+		if !fresh {
+			return
+		}
+		q.mu.Lock()
+		if q.subs[res] == sub {
+			delete(q.subs, res)
+			sub.remove()
+		}
+		q.mu.Unlock()
+		if linked {
+			s.unlink(res, []string{queueName})
+		}
 	}
-	if err := s.link(ctx, res, queueName, q.owner, etag); err != nil {
+	linked, err := s.link(ctx, res, queueName, q.owner, Hint{})
+	if err != nil {
+		abandon(false)
 		return SubscriptionInfo{}, err
 	}
-	now := s.cfg.Now()
+	etag, err := auth.Authorize(ctx, p, res, proof)
+	if err != nil {
+		abandon(true)
+		return SubscriptionInfo{}, fmt.Errorf("subscribe %s: %w", res, err)
+	}
+	now = s.cfg.Now()
 	q.mu.Lock()
 	if err := q.goneLocked(); err != nil {
 		q.mu.Unlock()
 		s.unlink(res, []string{queueName})
 		return SubscriptionInfo{}, err
 	}
-	sub := q.subs[res]
-	if sub == nil {
-		if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
-			q.mu.Unlock()
-			s.unlink(res, []string{queueName})
-			return SubscriptionInfo{}, s.tooManySubs()
-		}
-		sub = &subscription{created: now.UnixNano()}
-		if q.subs == nil {
-			q.subs = make(map[string]*subscription)
-		}
-		q.subs[res] = sub
+	if q.subs[res] != sub { // unsubscribed (or taken out) meanwhile
+		q.mu.Unlock()
+		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s was removed while it was made; retry", ErrUnavailable, res)
 	}
-	sub.etag = etag
+	answer := etag
+	switch {
+	case sub.pending && sub.seen:
+		answer = sub.etag // delivered while pending: the newest there is
+	case answer == "" && !sub.pending && sub.etag != "":
+		answer = sub.etag
+	case answer == "":
+		answer = linked.Etag
+	}
+	learn := linked.Etag == "" && answer != ""
+	if sub.pending {
+		if sub.pos.IsZero() {
+			sub.pos = linked.Pos // the next event of the list is the first for this queue
+		}
+		sub.pending, sub.seen = false, false
+	}
+	sub.etag = answer
 	var ls []Listener
-	if knownEtag != "" && knownEtag != etag {
+	if knownEtag != "" && knownEtag != answer {
 		s.counters.Notifications[Resync].Add(1)
-		ls = q.appendLocked(&Event{Kind: Resync, Resource: res, Etag: etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		ls = q.appendLocked(&Event{Kind: Resync, Resource: res, Etag: answer, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 	}
 	q.renewLocked(now)
-	info := SubscriptionInfo{Queue: q.name, Resource: res, Etag: etag, CreatedAt: time.Unix(0, sub.created)}
+	info := SubscriptionInfo{Queue: q.name, Resource: res, Etag: answer, CreatedAt: time.Unix(0, sub.created)}
 	q.mu.Unlock()
 	notifyAll(ls)
+	if learn {
+		// The list knew no etag: it learns the publisher's, as of the
+		// position the queue was linked at (an event since wins).
+		s.learn(res, Hint{Etag: answer, Pos: linked.Pos})
+	}
 	return info, nil
 }
 
@@ -135,12 +185,21 @@ func (s *Store) tooManySubs() error {
 }
 
 // link adds queue to res's subscriber list, here or at res's owner.
-func (s *Store) link(ctx context.Context, res, queue string, o owner, etag string) error {
+func (s *Store) link(ctx context.Context, res, queue string, o owner, hint Hint) (Linked, error) {
 	if s.peers != nil {
-		return s.peers.Link(ctx, res, queue, Principal{User: o.user, Device: o.device}, etag)
+		return s.peers.Link(ctx, res, queue, Principal{User: o.user, Device: o.device}, hint)
 	}
-	s.AddSubscriber(res, queue, o.user, o.device, etag, "")
-	return nil
+	_, l := s.AddSubscribers(res, []SubscriberState{{Queue: queue, User: o.user, Device: o.device}}, hint)
+	return l, nil
+}
+
+// learn tells res's list the etag a subscribe answered, here or at res's owner.
+func (s *Store) learn(res string, hint Hint) {
+	if s.peers != nil {
+		s.peers.Learn(res, hint)
+		return
+	}
+	s.AddSubscribers(res, nil, hint)
 }
 
 // unlink removes queues from res's subscriber list, here or at res's owner.
@@ -152,11 +211,17 @@ func (s *Store) unlink(res string, queues []string) {
 	s.RemoveSubscribers(res, queues)
 }
 
-// AddSubscriber puts queue (owned by user's device, held by node: "" for
-// this one) in res's subscriber list, held by this node, and records etag
-// as the resource's last known etag (unless empty). It reports whether
-// the queue was not in the list yet.
-func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) bool {
+// AddSubscribers puts subs (each held by its Node: "" for this one) in
+// res's subscriber list, held by this node, creating the list (in a new
+// epoch) if needed. It returns the queues that were not in the list yet
+// and the list's position and etag as they were when the queues joined:
+// every later event of the list reaches them.
+//
+// hint is what the queues' side knows (a repair's re-link, or the etag a
+// subscribe answered): the list adopts its etag unless the list learned
+// one at a later position. If it adopts one while other queues were in
+// the list, they get a RESYNC with it.
+func (s *Store) AddSubscribers(res string, subs []SubscriberState, hint Hint) (added []string, l Linked) {
 	for {
 		r := s.resourceFor(res)
 		r.mu.Lock()
@@ -164,18 +229,35 @@ func (s *Store) AddSubscriber(res, queue, user, device, etag, node string) bool 
 			r.mu.Unlock()
 			continue // emptied and removed between lookup and lock
 		}
-		ref := r.subs[queue]
-		added := ref == nil
-		if ref == nil || ref.who.user != user || ref.who.device != device {
-			r.subs[queue] = &subRef{who: s.ownerRef(queue, user, device), at: s.routeTo(node)}
-		} else if ref.at.node != node {
-			ref.at = s.routeTo(node)
+		others := len(r.subs)
+		for _, sub := range subs {
+			ref := r.subs[sub.Queue]
+			if ref == nil {
+				added = append(added, sub.Queue)
+			} else {
+				others--
+			}
+			if ref == nil || ref.who.user != sub.User || ref.who.device != sub.Device {
+				r.subs[sub.Queue] = &subRef{who: s.ownerRef(sub.Queue, sub.User, sub.Device), at: s.routeTo(sub.Node)}
+			} else if ref.at.node != sub.Node {
+				ref.at = s.routeTo(sub.Node)
+			}
 		}
-		if etag != "" {
-			r.etag = etag
+		raised := false
+		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Less(r.etagPos) {
+			r.etag, r.etagPos = hint.Etag, hint.Pos
+			raised = true
 		}
+		l = Linked{Pos: r.pos, Etag: r.etag}
+		empty := len(r.subs) == 0
 		r.mu.Unlock()
-		return added
+		if empty {
+			s.dropIfEmpty(r)
+		}
+		if raised && len(subs) > 0 && others > 0 {
+			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now()})
+		}
+		return added, l
 	}
 }
 
@@ -238,7 +320,7 @@ func (s *Store) resourceFor(res string) *resource {
 	s.resMu.Lock()
 	defer s.resMu.Unlock()
 	if r = s.res[res]; r == nil {
-		r = &resource{name: res, subs: make(map[string]*subRef)}
+		r = &resource{name: res, subs: make(map[string]*subRef), pos: Position{Epoch: newEpoch(s.cfg.Now())}}
 		s.res[res] = r
 	}
 	return r
@@ -332,17 +414,18 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		return 0, false
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
-	setsEtag := ev.Kind == Changed || ev.Kind == Resync
-	if setsEtag {
-		r.mu.Lock()
-		r.etag = ev.Etag
-		r.mu.Unlock()
-	}
 	var remote, hints []string
-	r.mu.RLock()
+	// The list's lock is held for the whole fan-out: the list's events
+	// are stamped and appended in one order.
+	r.mu.Lock()
 	if r.dead {
-		r.mu.RUnlock()
+		r.mu.Unlock()
 		return 0, false
+	}
+	r.pos.Offset++
+	ev.Pos = r.pos
+	if ev.Kind == Changed || ev.Kind == Resync {
+		r.etag, r.etagPos = ev.Etag, ev.Pos
 	}
 	for name, ref := range r.subs {
 		if ref.switching.Load() && s.peers != nil && ref.switching.CompareAndSwap(true, false) {
@@ -393,19 +476,18 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 			}
 			ref.sub.Store(sub)
 		}
-		if setsEtag {
-			sub.etag = ev.Etag
-		}
-		ls := q.appendLocked(ev, capacity, retain)
+		ls, ok := q.offerLocked(sub, ev, capacity, retain)
 		q.mu.Unlock()
 		notifyAll(ls)
-		n++
+		if ok {
+			n++
+		}
 	}
 	if len(remote) > 0 {
 		r.fwd.Add(1)
 		defer r.fwd.Done()
 	}
-	r.mu.RUnlock()
+	r.mu.Unlock()
 	s.counters.Deliveries.Add(uint64(n))
 	s.counters.Notifications[ev.Kind].Add(uint64(n))
 	if len(remote) > 0 {
@@ -423,7 +505,6 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 // reached and the names it could not (not here, or no longer subscribed).
 func (s *Store) DeliverTo(ev *Event, queues []string) (n int, missing []string) {
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
-	setsEtag := ev.Kind == Changed || ev.Kind == Resync
 	for _, name := range queues {
 		q := s.get(name)
 		if q == nil {
@@ -442,18 +523,10 @@ func (s *Store) DeliverTo(ev *Event, queues []string) (n int, missing []string) 
 			missing = append(missing, name)
 			continue
 		}
-		if ev.ID != 0 && q.hasRecentLocked(ev.ID) {
-			q.mu.Unlock()
-			n++ // delivered before: an op sent again after a lost reply
-			continue
-		}
-		if setsEtag {
-			sub.etag = ev.Etag
-		}
-		ls := q.appendLocked(ev, capacity, retain)
+		ls, _ := q.offerLocked(sub, ev, capacity, retain)
 		q.mu.Unlock()
 		notifyAll(ls)
-		n++
+		n++ // appended, or had been: an op sent again after a lost reply
 	}
 	s.counters.Deliveries.Add(uint64(n))
 	s.counters.Notifications[ev.Kind].Add(uint64(n))

@@ -22,7 +22,7 @@ func principalOf(p *pb.Principal) shard.Principal {
 }
 
 func eventPB(ev *shard.Event) *pb.Event {
-	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Id: ev.ID}
+	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Epoch: ev.Pos.Epoch, Offset: ev.Pos.Offset}
 	if ev.From != nil {
 		e.From = &pb.Principal{User: ev.From.User, Device: ev.From.Device}
 	}
@@ -30,7 +30,7 @@ func eventPB(ev *shard.Event) *pb.Event {
 }
 
 func eventOf(e *pb.Event) *shard.Event {
-	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), ID: e.GetId()}
+	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), Pos: shard.Position{Epoch: e.GetEpoch(), Offset: e.GetOffset()}}
 	if f := e.GetFrom(); f != nil {
 		ev.From = &shard.Principal{User: f.GetUser(), Device: f.GetDevice()}
 	}
@@ -78,7 +78,7 @@ func queueStatePB(st shard.QueueState) *pb.QueueState {
 		out.Events[i] = eventPB(ev)
 	}
 	for _, s := range st.Subs {
-		out.Subs = append(out.Subs, &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created})
+		out.Subs = append(out.Subs, &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset})
 	}
 	return out
 }
@@ -92,13 +92,13 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 		out.Events[i] = eventOf(e)
 	}
 	for _, s := range st.GetSubs() {
-		out.Subs = append(out.Subs, shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano()})
+		out.Subs = append(out.Subs, shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset()}})
 	}
 	return out
 }
 
 func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
-	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag}
+	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset}
 	for _, s := range st.Subs {
 		out.Subscribers = append(out.Subscribers, &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: s.Node})
 	}
@@ -106,7 +106,8 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 }
 
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
-	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag()}
+	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset()},
+		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset()}}
 	for _, s := range st.GetSubscribers() {
 		out.Subs = append(out.Subs, shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()})
 	}

@@ -20,62 +20,51 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 	return &n.stripes[maphash.String(stripeSeed, key)%uint64(len(n.stripes))]
 }
 
-// addLocal links subscribers to resource here if this node holds (or
-// should start) its list, else at the node that does.
-func (n *Node) addLocal(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32) error {
-	_, err := n.link(ctx, resource, etag, subs, hops, false)
-	return err
-}
-
 // errNotHeld answers an asked link for a list the asked node does not
 // hold: its owner, which asked, starts the list itself.
 var errNotHeld = errors.New("subscriber list not held here")
 
 // link adds subscribers to resource's list where it is held and returns
-// the queues that were not in it yet. asked: the resource's owner asked
-// this node, which starts no list for it (errNotHeld).
-func (n *Node) link(ctx context.Context, resource, etag string, subs []*pb.Subscriber, hops uint32, asked bool) ([]string, error) {
+// the queues that were not in it yet, with the list's state when they
+// joined. asked: the resource's owner asked this node, which starts no
+// list for it (errNotHeld).
+func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, subs []*pb.Subscriber, hops uint32, asked bool) ([]string, shard.Linked, error) {
 	mu := n.stripe(resource)
 	mu.RLock()
 	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
 	if err != nil {
 		mu.RUnlock()
-		return nil, err
+		return nil, shard.Linked{}, err
 	}
 	if where == "" {
 		if asked && !n.holdsResource(resource) {
 			mu.RUnlock()
-			return nil, errNotHeld
+			return nil, shard.Linked{}, errNotHeld
 		}
-		added := n.addHere(resource, etag, subs)
+		added, l := n.addHere(resource, hint, subs)
 		mu.RUnlock()
-		return added, nil
+		return added, l, nil
 	}
 	mu.RUnlock()
-	added, err := n.linkAt(ctx, where, resource, etag, subs, hops+1, ask)
+	added, l, err := n.linkAt(ctx, where, resource, hint, subs, hops+1, ask)
 	if ask && !asked && errors.Is(err, errNotHeld) {
 		// Nobody else holds the list: this node, its owner, starts it.
 		mu.RLock()
 		defer mu.RUnlock()
-		return n.addHere(resource, etag, subs), nil
+		added, l = n.addHere(resource, hint, subs)
+		return added, l, nil
 	}
-	return added, err
+	return added, l, err
 }
 
 // addHere adds subscribers to resource's list in this store. The stripe
 // of resource is held (read).
-func (n *Node) addHere(resource, etag string, subs []*pb.Subscriber) []string {
-	var added []string
+func (n *Node) addHere(resource string, hint shard.Hint, subs []*pb.Subscriber) ([]string, shard.Linked) {
+	st := make([]shard.SubscriberState, len(subs))
 	for i, s := range subs {
-		e := ""
-		if i == 0 {
-			e = etag
-		}
-		if n.store.AddSubscriber(resource, s.GetQueue(), s.GetUser(), s.GetDevice(), e, s.GetNode()) {
-			added = append(added, s.GetQueue())
-		}
+		st[i] = shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()}
 	}
-	return added
+	return n.store.AddSubscribers(resource, st, hint)
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a
@@ -410,7 +399,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 }
 
 // relinkLater retries a repair's link until membership settles.
-func (n *Node) relinkLater(res, etag string, subs []*pb.Subscriber, err error) {
+func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, err error) {
 	for range 60 {
 		select {
 		case <-n.stop:
@@ -418,7 +407,7 @@ func (n *Node) relinkLater(res, etag string, subs []*pb.Subscriber, err error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		err = n.addLocal(ctx, res, etag, subs, 0)
+		_, _, err = n.link(ctx, res, hint, subs, 0, false)
 		cancel()
 		if err == nil {
 			return
@@ -437,6 +426,14 @@ func (n *Node) rejoined() {
 
 // relink links again the subscriptions of the queues here to resources
 // for which dead is true, and puts a RESYNC in each.
+//
+// Invariant (the gateway remembers what it delivered): the RESYNC carries
+// the list's etag after the re-link, and the re-link tells the list the
+// newest etag the queues here delivered (each subscription knows its last
+// one and that event's position), unless the publisher answers Current
+// for the resource. A list rebuilt after its holder died so starts from
+// the newest etag any queue saw, never from "" for a resource that was
+// published.
 func (n *Node) relink(dead func(string) bool, crashed []string) {
 	start := time.Now()
 	pruned := 0
@@ -463,17 +460,30 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	etags := n.current(ctx, affected)
 	resynced := 0
 	for _, res := range affected {
-		pbs := n.subscribersHere(lists[res])
+		subs := lists[res]
+		var hint shard.Hint
+		for _, s := range subs {
+			if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Less(s.Hint.Pos)) {
+				hint = s.Hint
+			}
+		}
+		if e := etags[res]; e != "" {
+			hint.Etag = e // the publisher's word, when it has one
+		}
+		pbs := n.subscribersHere(subs)
 		names := make([]string, len(pbs))
 		for i, s := range pbs {
 			names[i] = s.GetQueue()
 		}
-		if err := n.addLocal(ctx, res, etags[res], pbs, 0); err != nil {
+		_, l, err := n.link(ctx, res, hint, pbs, 0, false)
+		if err != nil {
 			// Another node may not have seen the change yet and route
-			// to the dead one: linking is idempotent, so try again.
-			go n.relinkLater(res, etags[res], pbs, err)
+			// to the dead one: linking is idempotent, so try again. The
+			// loss is announced now, with the newest etag known here.
+			go n.relinkLater(res, hint, pbs, err)
+			l = shard.Linked{Etag: hint.Etag}
 		}
-		resynced += n.store.Resync(res, etags[res], names)
+		resynced += n.store.Resync(res, l, names)
 	}
 	n.stats.Repairs.Add(1)
 	if crashed == nil {
@@ -496,32 +506,24 @@ func (n *Node) audit() {
 	lists := n.store.QueueSubscriptions()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
-	missing := map[string][]string{}
+	k, missing := 0, 0
 	for res, subs := range lists {
-		added, err := n.link(ctx, res, "", n.subscribersHere(subs), 0, false)
+		added, l, err := n.link(ctx, res, shard.Hint{}, n.subscribersHere(subs), 0, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
 			continue
 		}
 		if len(added) > 0 {
-			missing[res] = added
+			missing++
+			k += n.store.Resync(res, l, added)
 		}
 	}
-	if len(missing) == 0 {
+	if missing == 0 {
 		n.log.Debug("audit: every subscription is in its list", "resources", len(lists), "in", time.Since(start))
 		return
 	}
-	var rs []string
-	for r := range missing {
-		rs = append(rs, r)
-	}
-	etags := n.current(ctx, rs)
-	k := 0
-	for r, qs := range missing {
-		k += n.store.Resync(r, etags[r], qs)
-	}
 	n.stats.Repairs.Add(1)
-	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", len(missing), "resync", k, "in", time.Since(start))
+	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
 }
 
 // subscribersHere turns queues held here into list entries naming this node.

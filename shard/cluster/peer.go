@@ -290,6 +290,8 @@ func (n *Node) reroute(op *pb.Op) {
 		n.forward(ev, op.GetEvent(), op.GetQueues(), 1) // hops 1: report, never prune here
 	case op.GetUnlinkResource() != "":
 		n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), 0, false)
+	case op.GetLearnResource() != "":
+		n.learnAt(op)
 	case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
 		n.revokeQueues(op.GetRevokeResource(), op.GetQueues(), 0)
 	case op.GetRevokeResource() != "":

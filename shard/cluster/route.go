@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -367,9 +366,6 @@ func (n *Node) Deliver(ev *shard.Event) int {
 // deliver fans ev out where its list is held; asked: the resource's owner
 // asked this node, which may hold the list no longer (or never did).
 func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked bool) (int, error) {
-	if ev.ID == 0 {
-		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
-	}
 	for range 4 {
 		where, ask, err := n.locate(ctx, ev.Resource, n.holdsResource, hops, asked)
 		if err != nil {
@@ -452,20 +448,44 @@ func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
 }
 
 // Link implements shard.Peers: it adds queue to resource's list at its holder.
-func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Principal, etag string) error {
-	return n.addLocal(ctx, resource, etag, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device, Node: n.cfg.Name}}, 0)
+func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Principal, hint shard.Hint) (shard.Linked, error) {
+	_, l, err := n.link(ctx, resource, hint, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device, Node: n.cfg.Name}}, 0, false)
+	return l, err
 }
 
-func (n *Node) linkAt(ctx context.Context, where, resource, etag string, subs []*pb.Subscriber, hops uint32, ask bool) ([]string, error) {
+// Learn implements shard.Peers: resource's holder learns hint.
+func (n *Node) Learn(resource string, hint shard.Hint) {
+	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset})
+}
+
+// learnAt applies a learn op where its list is held. A list held nowhere
+// learns nothing: the next subscribe starts it.
+func (n *Node) learnAt(op *pb.Op) {
+	res := op.GetLearnResource()
+	where, _, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), false)
+	if where == "" {
+		if n.holdsResource(res) {
+			n.store.AddSubscribers(res, nil, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset()}})
+		}
+		return
+	}
+	if p := n.peer(where); p != nil {
+		fwd := proto.Clone(op).(*pb.Op)
+		fwd.Hops++
+		p.push(fwd)
+	}
+}
+
+func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, subs []*pb.Subscriber, hops uint32, ask bool) ([]string, shard.Linked, error) {
 	p := n.peer(where)
 	if p == nil {
-		return nil, unavailable(where)
+		return nil, shard.Linked{}, unavailable(where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: etag, Hops: hops, Asked: ask})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, Hops: hops, Asked: ask})
 	n.stats.forwarded(where, 1)
-	return rep.GetAdded(), fromStatus(where, err)
+	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset()}, Etag: rep.GetEtag()}, fromStatus(where, err)
 }
 
 // Unlink implements shard.Peers.

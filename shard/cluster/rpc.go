@@ -71,11 +71,12 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 }
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
-	added, err := s.n.link(ctx, r.GetResource(), r.GetEtag(), r.GetSubscribers(), r.GetHops(), r.GetAsked())
+	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset()}}
+	added, l, err := s.n.link(ctx, r.GetResource(), hint, r.GetSubscribers(), r.GetHops(), r.GetAsked())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.LinkReply{Added: added}, nil
+	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, Etag: l.Etag}, nil
 }
 
 // Push applies ops in order. Names not held here are sent on to where
@@ -162,6 +163,8 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			}
 		case op.GetUnlinkResource() != "":
 			n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), op.GetHops(), op.GetAsked())
+		case op.GetLearnResource() != "":
+			n.learnAt(op)
 		case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
 			k, missing := n.store.RevokeQueues(op.GetRevokeResource(), op.GetQueues())
 			rep.Reached += int64(k)

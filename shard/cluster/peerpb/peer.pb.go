@@ -158,9 +158,11 @@ type Event struct {
 	TimeUnixNano int64                  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	Payload      []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
 	From         *Principal             `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
-	// id names one publication: a queue never takes the same id twice, so
-	// an op sent again after a lost reply is not delivered twice.
-	Id            uint64 `protobuf:"varint,7,opt,name=id,proto3" json:"id,omitempty"`
+	// The event's stream position in its resource's subscriber list
+	// (shard.Position; epoch 0: not stamped). A queue never appends an
+	// event at or below the last position it appended for the resource.
+	Epoch         uint64 `protobuf:"varint,8,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset        uint64 `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,9 +239,16 @@ func (x *Event) GetFrom() *Principal {
 	return nil
 }
 
-func (x *Event) GetId() uint64 {
+func (x *Event) GetEpoch() uint64 {
 	if x != nil {
-		return x.Id
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Event) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
 	}
 	return 0
 }
@@ -394,8 +403,11 @@ type Subscription struct {
 	Resource        string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	Etag            string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// In a QueueState: the position of the last event the queue appended.
+	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset        uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -452,6 +464,20 @@ func (x *Subscription) GetEtag() string {
 func (x *Subscription) GetCreatedUnixNano() int64 {
 	if x != nil {
 		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *Subscription) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Subscription) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
 	}
 	return 0
 }
@@ -941,8 +967,12 @@ type LinkRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Resource    string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
 	Subscribers []*Subscriber          `protobuf:"bytes,2,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
-	Etag        string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
-	Hops        uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
+	// What the queues' side knows (shard.Hint): the last etag delivered and
+	// its position. The list adopts it unless it knows a later one.
+	Etag       string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	HintEpoch  uint64 `protobuf:"varint,6,opt,name=hint_epoch,json=hintEpoch,proto3" json:"hint_epoch,omitempty"`
+	HintOffset uint64 `protobuf:"varint,7,opt,name=hint_offset,json=hintOffset,proto3" json:"hint_offset,omitempty"`
+	Hops       uint32 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
 	// Sent by the key's ring owner, which does not hold it, to a node that
 	// may (a past owner): the receiver never sends it back to the owner.
 	// It answers not_held when it has no list, and the owner starts one.
@@ -1002,6 +1032,20 @@ func (x *LinkRequest) GetEtag() string {
 	return ""
 }
 
+func (x *LinkRequest) GetHintEpoch() uint64 {
+	if x != nil {
+		return x.HintEpoch
+	}
+	return 0
+}
+
+func (x *LinkRequest) GetHintOffset() uint64 {
+	if x != nil {
+		return x.HintOffset
+	}
+	return 0
+}
+
 func (x *LinkRequest) GetHops() uint32 {
 	if x != nil {
 		return x.Hops
@@ -1019,7 +1063,11 @@ func (x *LinkRequest) GetAsked() bool {
 type LinkReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The queues that were not in the list yet.
-	Added         []string `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
+	Added []string `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
+	// The list's position and etag when they joined (shard.Linked).
+	Epoch         uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Etag          string `protobuf:"bytes,4,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1061,6 +1109,27 @@ func (x *LinkReply) GetAdded() []string {
 	return nil
 }
 
+func (x *LinkReply) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LinkReply) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *LinkReply) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 // One operation in a Push: exactly one of its groups is set.
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1079,7 +1148,13 @@ type Op struct {
 	// node that may (a past owner): the receiver never sends it back to the
 	// owner. Only ops on a resource (fan-out, unlink, revoke) go asked; ops
 	// on queues are waited for where their queues go.
-	Asked         bool `protobuf:"varint,9,opt,name=asked,proto3" json:"asked,omitempty"`
+	Asked bool `protobuf:"varint,9,opt,name=asked,proto3" json:"asked,omitempty"`
+	// Learn: resource's list learns the etag a subscribe answered, as of a
+	// position (shard.Peers.Learn).
+	LearnResource string `protobuf:"bytes,10,opt,name=learn_resource,json=learnResource,proto3" json:"learn_resource,omitempty"`
+	LearnEtag     string `protobuf:"bytes,11,opt,name=learn_etag,json=learnEtag,proto3" json:"learn_etag,omitempty"`
+	LearnEpoch    uint64 `protobuf:"varint,12,opt,name=learn_epoch,json=learnEpoch,proto3" json:"learn_epoch,omitempty"`
+	LearnOffset   uint64 `protobuf:"varint,13,opt,name=learn_offset,json=learnOffset,proto3" json:"learn_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1175,6 +1250,34 @@ func (x *Op) GetAsked() bool {
 		return x.Asked
 	}
 	return false
+}
+
+func (x *Op) GetLearnResource() string {
+	if x != nil {
+		return x.LearnResource
+	}
+	return ""
+}
+
+func (x *Op) GetLearnEtag() string {
+	if x != nil {
+		return x.LearnEtag
+	}
+	return ""
+}
+
+func (x *Op) GetLearnEpoch() uint64 {
+	if x != nil {
+		return x.LearnEpoch
+	}
+	return 0
+}
+
+func (x *Op) GetLearnOffset() uint64 {
+	if x != nil {
+		return x.LearnOffset
+	}
+	return 0
 }
 
 // Ops in the order one node sent them to another.
@@ -1645,10 +1748,15 @@ func (x *QueueState) GetSubs() []*Subscription {
 }
 
 type ResourceState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Etag          string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
-	Subscribers   []*Subscriber          `protobuf:"bytes,3,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Etag        string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	Subscribers []*Subscriber          `protobuf:"bytes,3,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
+	// The list's stream position, and where etag was learned.
+	Epoch         uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset        uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	EtagEpoch     uint64 `protobuf:"varint,6,opt,name=etag_epoch,json=etagEpoch,proto3" json:"etag_epoch,omitempty"`
+	EtagOffset    uint64 `protobuf:"varint,7,opt,name=etag_offset,json=etagOffset,proto3" json:"etag_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1702,6 +1810,34 @@ func (x *ResourceState) GetSubscribers() []*Subscriber {
 		return x.Subscribers
 	}
 	return nil
+}
+
+func (x *ResourceState) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ResourceState) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ResourceState) GetEtagEpoch() uint64 {
+	if x != nil {
+		return x.EtagEpoch
+	}
+	return 0
+}
+
+func (x *ResourceState) GetEtagOffset() uint64 {
+	if x != nil {
+		return x.EtagOffset
+	}
+	return 0
 }
 
 // Take moves state to the caller: the receiver exports what it holds.
@@ -2425,15 +2561,16 @@ const file_peer_proto_rawDesc = "" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
-	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xcc\x01\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xf0\x01\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12$\n" +
 	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12/\n" +
-	"\x04from\x18\x06 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\x04from\x12\x0e\n" +
-	"\x02id\x18\a \x01(\x04R\x02id\"O\n" +
+	"\x04from\x18\x06 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\x04from\x12\x14\n" +
+	"\x05epoch\x18\b \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06offset\x18\t \x01(\x04R\x06offsetJ\x04\b\a\x10\b\"O\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x05event\x18\x02 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\"\xea\x01\n" +
@@ -2444,12 +2581,14 @@ const file_peer_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05depth\x18\x05 \x01(\x03R\x05depth\x12\x19\n" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12-\n" +
-	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\x80\x01\n" +
+	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xae\x01\n" +
 	"\fSubscription\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12*\n" +
-	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\"\xc7\x02\n" +
+	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06offset\x18\x06 \x01(\x04R\x06offset\"\xc7\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
@@ -2488,15 +2627,22 @@ const file_peer_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x12\n" +
-	"\x04node\x18\x04 \x01(\tR\x04node\"\xa7\x01\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\"\xe7\x01\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12>\n" +
 	"\vsubscribers\x18\x02 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\x12\x12\n" +
-	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x1d\n" +
+	"\n" +
+	"hint_epoch\x18\x06 \x01(\x04R\thintEpoch\x12\x1f\n" +
+	"\vhint_offset\x18\a \x01(\x04R\n" +
+	"hintOffset\x12\x12\n" +
 	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\x05 \x01(\bR\x05asked\"!\n" +
+	"\x05asked\x18\x05 \x01(\bR\x05asked\"c\n" +
 	"\tLinkReply\x12\x14\n" +
-	"\x05added\x18\x01 \x03(\tR\x05added\"\xa5\x02\n" +
+	"\x05added\x18\x01 \x03(\tR\x05added\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04etag\x18\x04 \x01(\tR\x04etag\"\xaf\x03\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x16\n" +
@@ -2507,7 +2653,14 @@ const file_peer_proto_rawDesc = "" +
 	"revokeUser\x12#\n" +
 	"\rrevoke_device\x18\a \x01(\tR\frevokeDevice\x12\x12\n" +
 	"\x04hops\x18\b \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\t \x01(\bR\x05asked\"5\n" +
+	"\x05asked\x18\t \x01(\bR\x05asked\x12%\n" +
+	"\x0elearn_resource\x18\n" +
+	" \x01(\tR\rlearnResource\x12\x1d\n" +
+	"\n" +
+	"learn_etag\x18\v \x01(\tR\tlearnEtag\x12\x1f\n" +
+	"\vlearn_epoch\x18\f \x01(\x04R\n" +
+	"learnEpoch\x12!\n" +
+	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\"5\n" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"\x89\x01\n" +
 	"\tPushReply\x123\n" +
@@ -2542,11 +2695,17 @@ const file_peer_proto_rawDesc = "" +
 	"\tdelivered\x18\t \x01(\x04R\tdelivered\x12/\n" +
 	"\x06events\x18\n" +
 	" \x03(\v2\x17.meshgate.peer.v1.EventR\x06events\x122\n" +
-	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"w\n" +
+	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xe5\x01\n" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12>\n" +
-	"\vsubscribers\x18\x03 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\"i\n" +
+	"\vsubscribers\x18\x03 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x1d\n" +
+	"\n" +
+	"etag_epoch\x18\x06 \x01(\x04R\tetagEpoch\x12\x1f\n" +
+	"\vetag_offset\x18\a \x01(\x04R\n" +
+	"etagOffset\"i\n" +
 	"\vTakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
