@@ -1,0 +1,76 @@
+package shard
+
+import (
+	"context"
+	"testing"
+)
+
+// An op forwarded to a queue's holder is sent again when its reply was
+// lost. Whatever the reader acknowledged meanwhile, the queue appends it
+// once: its position is at or below the last one the subscription appended.
+func TestDeliverTo_OpSentAgainAfterAckIsNotDuplicated(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	q := mustQueue(t, s, alice)
+	mustSub(t, s, alice, q, "user:alice/x")
+	ev := &Event{Kind: Changed, Resource: "user:alice/x", Etag: "e1"}
+	if n := s.Deliver(ev); n != 1 {
+		t.Fatalf("delivered to %d queues, want 1", n)
+	}
+	pg := poll(t, s, alice, q, 0, 10)
+	if len(pg.Items) != 1 {
+		t.Fatalf("got %d notifications, want 1", len(pg.Items))
+	}
+	poll(t, s, alice, q, pg.LastSeq, 0) // acknowledged: it leaves the buffer
+	for range 3 {                       // the same op, sent again
+		if n, missing := s.DeliverTo(ev, []string{q}); n != 1 || len(missing) != 0 {
+			t.Fatalf("DeliverTo = %d, %v", n, missing)
+		}
+	}
+	if pg := poll(t, s, alice, q, pg.LastSeq, 10); len(pg.Items) != 0 {
+		t.Fatalf("the op sent again was appended again: %+v", pg.Items[0])
+	}
+	publish(s, "user:alice/x", "e2")
+	pg = poll(t, s, alice, q, pg.LastSeq, 10)
+	if len(pg.Items) != 1 || pg.Items[0].Kind != Changed || pg.Items[0].Etag != "e2" || pg.Items[0].Seq != 2 {
+		t.Fatalf("after the duplicate, the next change: %+v", pg.Items)
+	}
+}
+
+// Positions decide what a queue appends for events that arrive late, twice
+// or after a gap: an older event after a newer one is dropped, a gap or a
+// newer epoch becomes one RESYNC with the event's etag.
+func TestDeliverTo_PositionsOrderWhatArrives(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	q := mustQueue(t, s, alice)
+	mustSub(t, s, alice, q, "user:alice/x")
+	s.resMu.RLock()
+	epoch := s.res["user:alice/x"].pos.Epoch
+	s.resMu.RUnlock()
+	at := func(e, o uint64, etag string) *Event {
+		return &Event{Kind: Changed, Resource: "user:alice/x", Etag: etag, Pos: Position{Epoch: e, Offset: o}}
+	}
+	s.DeliverTo(at(epoch, 1, "v1"), []string{q})
+	s.DeliverTo(at(epoch, 3, "v3"), []string{q})    // a gap: RESYNC v3
+	s.DeliverTo(at(epoch, 2, "v2"), []string{q})    // older than v3: dropped
+	s.DeliverTo(at(epoch, 4, "v4"), []string{q})    // next: CHANGED
+	s.DeliverTo(at(epoch-1, 9, "old"), []string{q}) // an older epoch: dropped
+	s.DeliverTo(at(epoch+1, 1, "w1"), []string{q})  // a newer epoch: RESYNC
+	pg := poll(t, s, alice, q, 0, 10)
+	var got []string
+	for _, n := range pg.Items {
+		got = append(got, n.Kind.String()+" "+n.Etag)
+	}
+	want := []string{"CHANGED v1", "RESYNC v3", "CHANGED v4", "RESYNC w1"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	subs, _ := s.Subscriptions(context.Background(), alice, q)
+	if subs[0].Etag != "w1" {
+		t.Fatalf("subscription's etag %q, want w1", subs[0].Etag)
+	}
+}
