@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"meshgate/client"
+	"meshgate/shard/ring"
 )
 
 // liftLimits lets one user drive thousands of calls and streams.
@@ -124,3 +131,198 @@ func TestDelivery_SubscribeRacingPublish(t *testing.T) {
 	}
 }
 
+// userPlugin is the pid of node n's `user` plugin process.
+func userPlugin(t *testing.T, n *nodeProc) int {
+	t.Helper()
+	for _, pid := range children(n.cmd.Process.Pid) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := strings.Split(string(b), "\x00")
+		if slices.Contains(args, "user") {
+			return pid
+		}
+	}
+	t.Fatalf("%s: no user plugin among %v", n.name, children(n.cmd.Process.Pid))
+	return 0
+}
+
+// TestDelivery_EtagsSurviveAPluginAndAnOwnerDying: the gateway remembers
+// the last etag it delivered for every resource with subscribers. A
+// `user` plugin killed with -9 (it keeps etags in memory) and, later, a
+// resource owner killed with -9, each followed by no further publish:
+// every watch of every client still ends with the last published etag,
+// and a fresh subscribe answers it, never "".
+func TestDelivery_EtagsSurviveAPluginAndAnOwnerDying(t *testing.T) {
+	c := newTestCluster(t)
+	liftLimits(t, c)
+	ns := []*nodeProc{c.start("e1", "127.0.0.8"), c.start("e2", "127.0.0.9"), c.start("e3", "127.0.0.10")}
+	c.waitRing("e1", "e2", "e3")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res := make([]string, 12)
+	for i := range res {
+		res[i] = fmt.Sprintf("user:alice/keep/%d", i)
+	}
+	pubTok := c.token("keeper", "publish")
+	publish := func(etag string) {
+		t.Helper()
+		for i, r := range res {
+			for k := 0; ; k++ {
+				err := c.gql(ns[(i+k)%len(ns)], pubTok, `mutation($r:String!,$e:String!){ publish(resource:$r, etag:$e) }`, map[string]any{"r": r, "e": etag}, nil)
+				if err == nil {
+					break
+				}
+				if k == 100 {
+					t.Fatalf("publish %s: %v", r, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	publish("p0") // before anyone subscribes: subscribe must answer it
+	// Nine clients, three on each node, each watching every resource: a
+	// resource's subscribers live on every node.
+	var watches []*client.Watch
+	for i := range 9 {
+		urls := []string{ns[i%3].url, ns[(i+1)%3].url, ns[(i+2)%3].url}
+		cl, err := client.Dial(ctx, urls[0], c.token(fmt.Sprint("keep", i)), &client.Options{
+			HTTPClient: c.client, URLs: urls[1:], MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		for _, r := range res {
+			w, err := cl.Watch(ctx, r, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Etag() != "p0" {
+				t.Fatalf("client %d: subscribe to %s answered %q, want p0", i, r, w.Etag())
+			}
+			go func() {
+				for range w.Events() {
+				}
+			}()
+			watches = append(watches, w)
+		}
+	}
+	allHave := func(etag string) (bad int, example string) {
+		for _, w := range watches {
+			if got := w.Etag(); got != etag {
+				bad++
+				if example == "" {
+					example = fmt.Sprintf("%s has %q", w.Resource(), got)
+				}
+			}
+		}
+		return bad, example
+	}
+	// freshAnswers subscribes a new queue, on every node, to every
+	// resource and reports the answers that are not etag.
+	fresh := 0
+	freshAnswers := func(etag string) (bad []string) {
+		fresh++
+		tok := c.token(fmt.Sprint("fresh", fresh))
+		for _, n := range c.alive(ns) {
+			var q struct{ CreateQueue struct{ Name string } }
+			if err := c.gql(n, tok, `mutation{ createQueue(ttlSeconds: 60) { name } }`, nil, &q); err != nil {
+				return []string{err.Error()}
+			}
+			for _, r := range res {
+				var sub struct{ Subscribe struct{ Etag string } }
+				err := c.gql(n, tok, `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`, map[string]any{"q": q.CreateQueue.Name, "r": r}, &sub)
+				if err != nil || sub.Subscribe.Etag != etag {
+					bad = append(bad, fmt.Sprintf("%s at %s: %q %v", r, n.name, sub.Subscribe.Etag, err))
+				}
+			}
+		}
+		return bad
+	}
+	publish("p1")
+	if !waitFor(30*time.Second, func() bool { bad, _ := allHave("p1"); return bad == 0 }) {
+		_, ex := allHave("p1")
+		t.Fatalf("p1 never reached every watch: %s", ex)
+	}
+
+	// kill -9 of every node's user plugin; no publish after it.
+	var killed []int
+	for _, n := range ns {
+		pid := userPlugin(t, n)
+		syscall.Kill(pid, syscall.SIGKILL)
+		killed = append(killed, pid)
+	}
+	for i, n := range ns { // each host starts its plugin again
+		if !waitFor(30*time.Second, func() bool { pid := userPluginOrZero(n); return pid != 0 && pid != killed[i] }) {
+			t.Fatalf("%s: the user plugin was not restarted", n.name)
+		}
+	}
+	var bad []string
+	if !waitFor(30*time.Second, func() bool { bad = freshAnswers("p1"); return len(bad) == 0 }) {
+		t.Fatalf("after the user plugins restarted, a fresh subscribe answered: %v", bad)
+	}
+	// The plugins have resynced (their hosts asked Current): no watch lost p1.
+	if n, ex := allHave("p1"); n > 0 {
+		t.Fatalf("after a user plugin kill -9, %d of %d watches lost the last etag: e.g. %s", n, len(watches), ex)
+	}
+	t.Logf("user plugin kill -9 ×3: every watch and every fresh subscribe still at p1")
+
+	// kill -9 of the node that owns the most resources; no publish after it.
+	publish("p2")
+	if !waitFor(30*time.Second, func() bool { bad, _ := allHave("p2"); return bad == 0 }) {
+		_, ex := allHave("p2")
+		t.Fatalf("p2 never reached every watch: %s", ex)
+	}
+	r := ring.New(0, map[string]int{"e1": 1, "e2": 1, "e3": 1})
+	owned := map[string]int{}
+	for _, x := range res {
+		owned[r.Owner(x)]++
+	}
+	victim := ns[0]
+	for _, n := range ns {
+		if owned[n.name] > owned[victim.name] {
+			victim = n
+		}
+	}
+	start := time.Now()
+	victim.cmd.Process.Kill()
+	<-victim.exited
+	victim.exited <- nil
+	var left []string
+	for _, n := range ns {
+		if n != victim {
+			left = append(left, n.name)
+		}
+	}
+	c.waitRing(left...)
+	ok := waitFor(60*time.Second, func() bool { bad, _ := allHave("p2"); return bad == 0 })
+	if n, ex := allHave("p2"); !ok {
+		t.Fatalf("after the owner of %d resources died (kill -9), %d of %d watches do not end with the last etag: e.g. %s", owned[victim.name], n, len(watches), ex)
+	}
+	t.Logf("owner kill -9 (%s, %d of %d resources): every watch back at p2 %v after the kill", victim.name, owned[victim.name], len(res), time.Since(start).Round(10*time.Millisecond))
+	if !waitFor(30*time.Second, func() bool { bad = freshAnswers("p2"); return len(bad) == 0 }) {
+		t.Fatalf("after the owner died, a fresh subscribe answered: %v", bad)
+	}
+}
+
+// userPluginOrZero is userPlugin without failing.
+func userPluginOrZero(n *nodeProc) int {
+	for _, pid := range children(n.cmd.Process.Pid) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if slices.Contains(strings.Split(string(b), "\x00"), "user") && alive(pid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// alive lists the nodes of ns whose process still runs.
+func (c *testCluster) alive(ns []*nodeProc) []*nodeProc {
+	var out []*nodeProc
+	for _, n := range ns {
+		select {
+		case <-n.done:
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -265,9 +265,17 @@ func (h *Host) resync(ctx context.Context, inst *instance) {
 			h.log.Warn("resync: Current failed; sending RESYNC for every resource", "plugin", inst.name, "err", err)
 		}
 		for _, r := range chunk {
+			// A resource the publisher leaves out is one it does not
+			// know (the built-in `user:` forgets on restart): the etag the
+			// gateway delivered last stands, never erased to "". When
+			// Current failed, RESYNC says "something may have changed"
+			// with that last etag.
 			etag, ok := cur.GetEtags()[r]
-			if err == nil && ok && etag == known[r] || err == nil && !ok && known[r] == "" {
+			if err == nil && (!ok || etag == known[r]) {
 				continue
+			}
+			if err != nil {
+				etag = known[r]
 			}
 			h.sink.Deliver(&shard.Event{Kind: shard.Resync, Resource: r, Etag: etag, Time: h.cfg.Now()})
 			sent++

@@ -88,7 +88,9 @@ type Publisher interface {
 	Info() Info
 	// Authorize says whether p may read resource given proof.
 	Authorize(ctx context.Context, p Principal, resource, proof string) (Decision, error)
-	// Current returns the current etags of resources ("" or missing: none).
+	// Current returns the current etags of resources ("": none, never
+	// published; missing: unknown to this publisher, and the gateway keeps
+	// the last etag it delivered).
 	Current(ctx context.Context, resources []string) (map[string]string, error)
 	// Run watches the publisher's world and reports changes with
 	// h.Emit until ctx ends. It returns nil when ctx ends.
