@@ -9,8 +9,12 @@
 // knows nothing of GraphQL or HTTP; it reaches publishers through the small
 // Authorizer interface that plugins/ satisfies.
 //
-// Lock order: Store.resMu → resource.mu → queue.mu. The queue-shard locks
-// and Store.ownerMu are leaves: nothing else is taken while they are held.
-// Listener.Notify is called with no queue lock held (a resource's read lock
-// may be held during fan-out), so it must not call back into the Store.
+// Delivery invariants, stated on stream positions (position.go): every
+// event of a resource carries the position its list holder stamped; a
+// subscription appends only past the last position it appended; subscribe
+// is ordered with publish under the list's lock; the etag answered is
+// never older than one delivered. The locks of shard and shard/cluster,
+// and the order they are taken in, are in LOCKS.md. Listener.Notify is
+// called with no queue lock held (a resource's lock may be held during
+// fan-out), so it must not call back into the Store.
 package shard

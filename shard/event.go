@@ -46,6 +46,11 @@ type Event struct {
 	// an event at or below the last position it appended, so an op sent
 	// again after a lost reply, or overtaken, is not delivered twice.
 	Pos Position
+	// ID names one publication across nodes (0: none). A list holder
+	// that is handed a publication it stamped lately (a fan-out op sent
+	// again after a lost reply, or handed on when a peer left) gives it
+	// the same position again, so no queue appends it twice.
+	ID uint64
 
 	memo1  atomic.Pointer[memoEntry] // the common case: one encoding for all
 	memoMu sync.Mutex

@@ -33,6 +33,7 @@ type ResourceState struct {
 	Name, Etag string
 	Pos        Position // the last event's
 	EtagPos    Position // where Etag was learned
+	Recent     []Published
 	Subs       []SubscriberState
 }
 
@@ -158,7 +159,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res, name)
 	s.resMu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Subs: make([]SubscriberState, 0, len(r.subs))}
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Subs: make([]SubscriberState, 0, len(r.subs))}
 	for q, ref := range r.subs {
 		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.who.user, Device: ref.who.device, Node: ref.at.node})
 	}
@@ -170,15 +171,16 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // ImportResource installs a subscriber list handed over by its previous
 // owner, merged with any list already held here: a superset is safe, since
 // entries whose queues are gone are pruned at the next delivery. A list
-// new here continues the one handed over (its position and etag); a list
-// already here keeps its own epoch (queues linked into it hold positions
-// in it), so the handed-over queues get one RESYNC at its next event.
+// new here continues the one handed over (its position and etag). Two
+// lists of different epochs merge into a new epoch, later than both, so
+// every queue of either gets one RESYNC at the next event and none drops
+// it as older than what it has.
 func (s *Store) ImportResource(st ResourceState) {
 	for {
 		s.resMu.Lock()
 		r := s.res[st.Name]
 		if r == nil {
-			r = &resource{name: st.Name, subs: make(map[string]*subRef), pos: st.Pos}
+			r = &resource{name: st.Name, subs: make(map[string]*subRef), pos: st.Pos, recent: st.Recent}
 			if r.pos.IsZero() {
 				r.pos = Position{Epoch: newEpoch(s.cfg.Now())}
 			}
@@ -194,6 +196,9 @@ func (s *Store) ImportResource(st ResourceState) {
 			if r.subs[sub.Queue] == nil {
 				r.subs[sub.Queue] = &subRef{who: s.ownerRef(sub.Queue, sub.User, sub.Device), at: s.routeTo(sub.Node)}
 			}
+		}
+		if !st.Pos.IsZero() && st.Pos.Epoch != r.pos.Epoch {
+			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
 		}
 		if st.Etag != "" && !st.EtagPos.Less(r.etagPos) {
 			r.etag, r.etagPos = st.Etag, st.EtagPos
@@ -266,7 +271,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 			q.mu.Unlock()
 			continue
 		}
-		sub.pos, sub.etag = l.Pos, l.Etag
+		sub.pos, sub.etag, sub.parked = l.Pos, l.Etag, nil
 		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)

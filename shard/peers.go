@@ -22,10 +22,6 @@ type Peers interface {
 	// and returns how many it sent on. It may return before they arrive.
 	// hints[i] is where queues[i] was last known to be held ("" unknown).
 	Forward(ev *Event, queues, hints []string) int
-	// Barrier returns once what this node sent to node so far has been
-	// handled there (or a short while has passed): a subscriber's route
-	// changes only behind the deliveries already on the old one.
-	Barrier(node string)
 	// RevokeQueues tells the holders of queues that their subscriptions to
 	// resource were revoked. It may return before that is done.
 	RevokeQueues(resource string, queues []string)

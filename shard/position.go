@@ -38,14 +38,50 @@ type Linked struct {
 	Etag string
 }
 
+// Published is a publication a list stamped: its ID and position.
+type Published struct {
+	ID  uint64
+	Pos Position
+}
+
+// maxRecent is how many publications a list remembers by ID.
+const maxRecent = 32
+
+// stampLocked gives ev its position in r's stream: the next offset, or
+// the one it had if r stamped the same publication lately. It reports
+// whether ev is new. r.mu held.
+func (r *resource) stampLocked(ev *Event) bool {
+	if ev.ID != 0 {
+		for _, p := range r.recent {
+			if p.ID == ev.ID {
+				ev.Pos = p.Pos
+				return false
+			}
+		}
+	}
+	r.pos.Offset++
+	ev.Pos = r.pos
+	if ev.ID != 0 {
+		if len(r.recent) == maxRecent {
+			r.recent = append(r.recent[:0], r.recent[1:]...)
+		}
+		r.recent = append(r.recent, Published{ID: ev.ID, Pos: ev.Pos})
+	}
+	return true
+}
+
 // lastEpoch makes epochs strictly increasing on this node even when the
 // clock is coarse or steps back.
 var lastEpoch atomic.Uint64
 
-func newEpoch(now time.Time) uint64 {
+func newEpoch(now time.Time) uint64 { return newEpochAbove(now, 0) }
+
+// newEpochAbove is a new epoch greater than floor (an epoch another node
+// made, whose clock may be ahead).
+func newEpochAbove(now time.Time, floor uint64) uint64 {
 	for {
 		last := lastEpoch.Load()
-		e := max(uint64(now.UnixNano()), last+1)
+		e := max(uint64(now.UnixNano()), last+1, floor+1)
 		if lastEpoch.CompareAndSwap(last, e) {
 			return e
 		}
@@ -58,17 +94,30 @@ type verdict uint8
 const (
 	appendIt verdict = iota // the next event: append it
 	dropIt                  // at or below the last appended: a duplicate or overtaken
-	resyncIt                // after a gap or in a newer epoch: append one RESYNC instead
+	resyncIt                // in a newer epoch: append one RESYNC instead
+	parkIt                  // after a gap: hold it until the gap fills (see offerLocked)
+)
+
+// Gap repair: an event that arrives after a gap in its list's offsets was
+// overtaken by it (a queue moved between nodes, and the old route still
+// carried earlier events), or the events in the gap were lost. It is held
+// in its subscription until the gap fills, at most holdGap and maxParked
+// events; then the gap is announced with one RESYNC carrying the newest
+// etag held. No lock is held while waiting: a timer ends the wait.
+const (
+	holdGap   = time.Second
+	maxParked = 64
 )
 
 // admitLocked decides what sub does with an event at p and moves sub's
 // position. The invariant it keeps: a subscription appends an event only
 // if its position is past the last one it appended, so an event sent
 // twice, or overtaken by a newer one, is never appended (whatever the
-// queue's buffer holds or a reader acknowledged); a gap, or a newer
-// epoch, is announced with one RESYNC. An unstamped event (zero p) is
-// appended as it is; a subscription with no position yet takes the
-// event's. The queue's mu is held.
+// queue's buffer holds or a reader acknowledged); a newer epoch is
+// announced with one RESYNC; an event after a gap waits for the gap to
+// fill (parkIt). An unstamped event (zero p) is appended as it is; a
+// subscription with no position yet takes the event's. The queue's mu is
+// held.
 func (sub *subscription) admitLocked(p Position) verdict {
 	switch {
 	case p.IsZero():
@@ -87,6 +136,5 @@ func (sub *subscription) admitLocked(p Position) verdict {
 		sub.pos = p
 		return appendIt
 	}
-	sub.pos = p
-	return resyncIt
+	return parkIt
 }

@@ -67,6 +67,10 @@ type subscription struct {
 	// pending: linked, not yet allowed by the publisher; seen: an event
 	// arrived meanwhile (etag is its etag).
 	pending, seen bool
+	// parked holds events that came after a gap, in offset order, until
+	// it fills (see parkLocked); gap counts the gaps waited for.
+	parked []*Event
+	gap    uint32
 }
 
 func (s *subscription) gone() bool { return s.created < 0 }
@@ -76,18 +80,26 @@ func (s *subscription) remove()    { s.created = -1 }
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 
 // offerLocked hands ev, an event of a resource sub subscribes to, to q: it
-// is appended, turned into a RESYNC, or dropped as the event's position
-// says (see admitLocked). A pending subscription appends nothing but
-// remembers the newest etag, for the subscribe that answers it. It
-// returns the listeners to notify and whether anything was appended.
-// mu held.
+// is appended, turned into a RESYNC, held until a gap before it fills, or
+// dropped, as the event's position says (see admitLocked). A pending
+// subscription appends nothing but remembers the newest etag, for the
+// subscribe that answers it. It returns the listeners to notify and
+// whether anything was appended. mu held.
 func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) ([]Listener, bool) {
 	v := sub.admitLocked(ev.Pos)
-	if v == dropIt {
-		return nil, false
+	if v == parkIt && sub.pending {
+		sub.pos, v = ev.Pos, resyncIt // a pending one only needs the newest etag
 	}
-	if v == resyncIt && ev.Kind != Resync {
-		ev = &Event{Kind: Resync, Resource: ev.Resource, Etag: ev.Etag, Time: ev.Time, Pos: ev.Pos}
+	switch v {
+	case dropIt:
+		return nil, false
+	case parkIt:
+		return q.parkLocked(sub, ev, capacity, retain), false
+	case resyncIt:
+		sub.parked = nil
+		if ev.Kind != Resync {
+			ev = &Event{Kind: Resync, Resource: ev.Resource, Etag: ev.Etag, Time: ev.Time, Pos: ev.Pos}
+		}
 	}
 	if ev.Kind == Changed || ev.Kind == Resync {
 		sub.etag = ev.Etag
@@ -96,7 +108,65 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 		sub.seen = true
 		return nil, false
 	}
-	return q.appendLocked(ev, capacity, retain), true
+	ls := q.appendLocked(ev, capacity, retain)
+	// The gap before held events may have filled.
+	for len(sub.parked) > 0 && sub.parked[0].Pos.Offset <= sub.pos.Offset+1 {
+		next := sub.parked[0]
+		sub.parked = sub.parked[1:]
+		if next.Pos.Offset == sub.pos.Offset+1 {
+			sub.pos = next.Pos
+			if next.Kind == Changed || next.Kind == Resync {
+				sub.etag = next.Etag
+			}
+			ls = q.appendLocked(next, capacity, retain)
+		}
+	}
+	if len(sub.parked) == 0 {
+		sub.parked = nil
+	}
+	return ls, true
+}
+
+// parkLocked holds ev, which came after a gap, in sub, in offset order.
+// The first one held starts the timer that gives up on the gap. mu held.
+func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
+	i := len(sub.parked)
+	for i > 0 && sub.parked[i-1].Pos.Offset >= ev.Pos.Offset {
+		if sub.parked[i-1].Pos.Offset == ev.Pos.Offset {
+			return nil // held already
+		}
+		i--
+	}
+	sub.parked = append(sub.parked, nil)
+	copy(sub.parked[i+1:], sub.parked[i:])
+	sub.parked[i] = ev
+	if len(sub.parked) > maxParked {
+		return q.giveUpGapLocked(sub, sub.gap, capacity, retain)
+	}
+	if len(sub.parked) == 1 {
+		sub.gap++
+		gap := sub.gap
+		time.AfterFunc(holdGap, func() {
+			q.mu.Lock()
+			ls := q.giveUpGapLocked(sub, gap, capacity, retain)
+			q.mu.Unlock()
+			notifyAll(ls)
+		})
+	}
+	return nil
+}
+
+// giveUpGapLocked announces the gap before sub's held events (if they are
+// still those of gap) with one RESYNC carrying the newest of them: what
+// was in the gap is lost. mu held.
+func (q *queue) giveUpGapLocked(sub *subscription, gap uint32, capacity, retain int) []Listener {
+	if len(sub.parked) == 0 || sub.gap != gap || sub.gone() || q.dead {
+		return nil
+	}
+	last := sub.parked[len(sub.parked)-1]
+	sub.parked = nil
+	sub.pos, sub.etag = last.Pos, last.Etag
+	return q.appendLocked(&Event{Kind: Resync, Resource: last.Resource, Etag: last.Etag, Time: last.Time, Pos: last.Pos}, capacity, retain)
 }
 
 // appendLocked adds ev and returns the listeners to notify. mu held.

@@ -73,7 +73,9 @@ type resource struct {
 	// learned from a subscribe or a hand-off), as of etagPos.
 	etag    string
 	etagPos Position
-	dead    bool // removed from Store.res; re-look it up
+	// recent are the last publications stamped, by ID (see Event.ID).
+	recent []Published
+	dead   bool // removed from Store.res; re-look it up
 	// fwd counts deliveries that have read the list and are still handing
 	// its remote part to Peers.Forward: an export waits for them, so
 	// every delivery from this list is on its way before the list leaves.

@@ -24,24 +24,19 @@ type subRef struct {
 	// who owns the queue: the queue's own owner field when it is held
 	// here (no copy), else one of its own.
 	who *owner
-	// at is where the queue was last known to be held, and the route
-	// before that (guarded by the resource's mu; never nil). Entries share
-	// one route per node until their queue moves, so it costs a pointer.
+	// at is where the queue was last known to be held (guarded by the
+	// resource's mu; never nil). Entries share one route per node until
+	// their queue moves, so it costs a pointer.
 	at *route
-	// While switching is set, deliveries sent along at.prev may still be
-	// on their way, and the next delivery waits for them (Peers.Barrier)
-	// so it cannot overtake them.
-	switching atomic.Bool
-	q         atomic.Pointer[queue]
+	q  atomic.Pointer[queue]
 	// sub caches q's subscription to the list's resource, so a delivery
 	// skips the map lookup (a cache miss per queue). Valid while it is
 	// not gone and q is the queue it was read from (reset when q is).
 	sub atomic.Pointer[subscription]
 }
 
-// route says which node holds a queue: node "" is this one (or unknown);
-// prev is the node before it.
-type route struct{ node, prev string }
+// route says which node holds a queue: node "" is this one (or unknown).
+type route struct{ node string }
 
 // ownerRef is the owner of queue for a list entry: the queue's own field
 // when it is held here, so local entries share it.
@@ -243,6 +238,12 @@ func (s *Store) AddSubscribers(res string, subs []SubscriberState, hint Hint) (a
 				ref.at = s.routeTo(sub.Node)
 			}
 		}
+		if hint.Pos.Epoch > r.pos.Epoch {
+			// The queues saw a later list than this one (this node was
+			// taken for dead and came back): go on in a new epoch, later
+			// than theirs, so none drops this list's events as older.
+			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
+		}
 		raised := false
 		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Less(r.etagPos) {
 			r.etag, r.etagPos = hint.Etag, hint.Pos
@@ -285,9 +286,7 @@ func (s *Store) SetHolder(res, queue, node string) {
 	}
 	r.mu.Lock()
 	if ref := r.subs[queue]; ref != nil && ref.at.node != node {
-		prev := ref.at.node
-		ref.at = &route{node: node, prev: prev}
-		ref.switching.Store(prev != "" && prev != s.name)
+		ref.at = s.routeTo(node)
 	}
 	r.mu.Unlock()
 }
@@ -422,20 +421,16 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		r.mu.Unlock()
 		return 0, false
 	}
-	r.pos.Offset++
-	ev.Pos = r.pos
-	if ev.Kind == Changed || ev.Kind == Resync {
+	if r.stampLocked(ev) && (ev.Kind == Changed || ev.Kind == Resync) {
 		r.etag, r.etagPos = ev.Etag, ev.Pos
 	}
 	for name, ref := range r.subs {
-		if ref.switching.Load() && s.peers != nil && ref.switching.CompareAndSwap(true, false) {
-			s.peers.Barrier(ref.at.prev)
-		}
 		if node := ref.at.node; node != "" && node != s.name {
-			// Held elsewhere, or arrived here while the list still names
-			// the node it came from: deliveries sent there may be on their
-			// way back. Peers.Forward goes the same way (or waits for them)
-			// so this one lands after them, and learns where the queue is.
+			// Held elsewhere (or arrived here while the list still names
+			// the node it came from): Peers.Forward sends it there, and
+			// learns where the queue is. Nothing here waits for earlier
+			// deliveries on another route: the queue's side orders them by
+			// position.
 			if remote == nil {
 				remote, hints = make([]string, 0, len(r.subs)), make([]string, 0, len(r.subs))
 			}
@@ -476,12 +471,10 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 			}
 			ref.sub.Store(sub)
 		}
-		ls, ok := q.offerLocked(sub, ev, capacity, retain)
+		ls, _ := q.offerLocked(sub, ev, capacity, retain)
 		q.mu.Unlock()
 		notifyAll(ls)
-		if ok {
-			n++
-		}
+		n++ // appended, or had been (the same publication again)
 	}
 	if len(remote) > 0 {
 		r.fwd.Add(1)

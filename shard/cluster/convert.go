@@ -22,7 +22,7 @@ func principalOf(p *pb.Principal) shard.Principal {
 }
 
 func eventPB(ev *shard.Event) *pb.Event {
-	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Epoch: ev.Pos.Epoch, Offset: ev.Pos.Offset}
+	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Epoch: ev.Pos.Epoch, Offset: ev.Pos.Offset, Id: ev.ID}
 	if ev.From != nil {
 		e.From = &pb.Principal{User: ev.From.User, Device: ev.From.Device}
 	}
@@ -30,7 +30,7 @@ func eventPB(ev *shard.Event) *pb.Event {
 }
 
 func eventOf(e *pb.Event) *shard.Event {
-	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), Pos: shard.Position{Epoch: e.GetEpoch(), Offset: e.GetOffset()}}
+	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), Pos: shard.Position{Epoch: e.GetEpoch(), Offset: e.GetOffset()}, ID: e.GetId()}
 	if f := e.GetFrom(); f != nil {
 		ev.From = &shard.Principal{User: f.GetUser(), Device: f.GetDevice()}
 	}
@@ -99,6 +99,11 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 
 func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset}
+	for _, p := range st.Recent {
+		out.RecentIds = append(out.RecentIds, p.ID)
+		out.RecentEpochs = append(out.RecentEpochs, p.Pos.Epoch)
+		out.RecentOffsets = append(out.RecentOffsets, p.Pos.Offset)
+	}
 	for _, s := range st.Subs {
 		out.Subscribers = append(out.Subscribers, &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: s.Node})
 	}
@@ -108,6 +113,11 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
 	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset()},
 		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset()}}
+	if ids, es, os := st.GetRecentIds(), st.GetRecentEpochs(), st.GetRecentOffsets(); len(es) == len(ids) && len(os) == len(ids) {
+		for i, id := range ids {
+			out.Recent = append(out.Recent, shard.Published{ID: id, Pos: shard.Position{Epoch: es[i], Offset: os[i]}})
+		}
+	}
 	for _, s := range st.GetSubscribers() {
 		out.Subs = append(out.Subs, shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()})
 	}

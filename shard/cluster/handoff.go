@@ -87,10 +87,13 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	until := time.Now().Add(tombTTL)
 	// mark reports whether key may be exported now; a key already given
 	// to the same taker is given again from its tomb.
+	// The store is asked before n.mu is taken: n.mu is never held while
+	// a store lock is taken (LOCKS.md).
 	mark := func(key string) bool {
+		held := n.store.Has(key) || n.holdsResource(key)
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if t, ok := n.tombs[key]; ok && !n.store.Has(key) && !n.holdsResource(key) {
+		if t, ok := n.tombs[key]; ok && !held {
 			switch {
 			case t.node != to:
 				rep.Moved[key] = t.node

@@ -83,7 +83,8 @@ const (
 	callTimeout  = 10 * time.Second
 )
 
-// Node is one member of a cluster, wrapping its store. Safe for concurrent use.
+// Node is one member of a cluster, wrapping its store. Safe for concurrent
+// use. The locks and their order are in shard/LOCKS.md.
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
@@ -91,14 +92,13 @@ type Node struct {
 
 	ring atomic.Pointer[ring.Ring]
 
+	// mu guards the fields below it up to metaMu. No store lock is taken
+	// while it is held.
 	mu        sync.Mutex
 	members   map[string]member // alive members as gossip reports them, self included
 	leaving   map[string]bool   // nodes that said they stop owning keys; true once done
 	history   []pastRing        // newest first
 	peers     map[string]*peer  // clients by node name
-	gone      map[string]*peer  // clients of nodes that went, until their outboxes are handed on
-	metaMu    sync.Mutex
-	metas     map[string][]byte // members' metadata, copied in memberlist's callbacks
 	tombs     map[string]tomb   // keys handed off → where
 	inflight  map[string]chan struct{}
 	relays    map[*stream]string   // remote streams → the node they read from
@@ -107,12 +107,20 @@ type Node struct {
 	epoch     uint64
 	changedAt time.Time
 	auditedAt time.Time
-	others    *ring.Ring // the ring without this node, for locate
-	othersOf  uint64     // the epoch others was built from
+	others    *ring.Ring      // the ring without this node, for locate
+	othersOf  uint64          // the epoch others was built from
+	pubs      LocalPublishers // this node's plugin host, for routed calls
+	routed    *Publishers
 
-	pubs    LocalPublishers // this node's plugin host, for routed calls
-	routed  *Publishers
+	// metaMu guards metas: members' metadata, copied in memberlist's
+	// callbacks (under memberlist's lock). A leaf.
+	metaMu sync.Mutex
+	metas  map[string][]byte
+
+	// stripes order a resource's hand-off (write) against links into its
+	// list here (read); see stripe.
 	stripes [64]sync.RWMutex
+	// rebalMu lets one rebalance run at a time.
 	rebalMu sync.Mutex
 
 	ml      *memberlist.Memberlist
@@ -185,7 +193,6 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		members:  map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight}},
 		leaving:  map[string]bool{},
 		peers:    map[string]*peer{},
-		gone:     map[string]*peer{},
 		metas:    map[string][]byte{},
 		tombs:    map[string]tomb{},
 		inflight: map[string]chan struct{}{},

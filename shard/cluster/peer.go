@@ -98,9 +98,6 @@ func (n *Node) dropPeer(node string) {
 	n.mu.Lock()
 	p := n.peers[node]
 	delete(n.peers, node)
-	if p != nil {
-		n.gone[node] = p // until its outbox is handed on, for Barrier
-	}
 	n.mu.Unlock()
 	if p != nil {
 		p.close()
@@ -117,13 +114,6 @@ func (p *peer) close() {
 		close(p.stop)
 		p.conn.Close()
 	})
-}
-
-// queuedCount is how many ops were ever queued.
-func (p *peer) queuedCount() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.queued
 }
 
 // sentUpTo is how many of the ops ever queued have been sent.
@@ -170,14 +160,7 @@ func (p *peer) push(op *pb.Op) {
 // send drains the outbox, one Push at a time, so the peer applies ops in
 // the order they were queued.
 func (p *peer) send() {
-	defer func() {
-		close(p.exited)
-		p.n.mu.Lock()
-		if p.n.gone[p.name] == p {
-			delete(p.n.gone, p.name)
-		}
-		p.n.mu.Unlock()
-	}()
+	defer close(p.exited)
 	for {
 		select {
 		case <-p.stop:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -366,6 +367,9 @@ func (n *Node) Deliver(ev *shard.Event) int {
 // deliver fans ev out where its list is held; asked: the resource's owner
 // asked this node, which may hold the list no longer (or never did).
 func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked bool) (int, error) {
+	if ev.ID == 0 {
+		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
+	}
 	for range 4 {
 		where, ask, err := n.locate(ctx, ev.Resource, n.holdsResource, hops, asked)
 		if err != nil {
@@ -513,29 +517,21 @@ func (n *Node) prune(resource string, queues []string) {
 // the event once and the names of its queues there.
 func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
 	// Names go where they were last known to be held: that node has them,
-	// or forwards them (in order, before it answers) to where they went and
-	// says so. A name whose last holder is gone changes route: what was
-	// sent on the old route goes out first.
+	// or forwards them (before it answers) to where they went and says so.
+	// A name whose last holder is gone is looked up. Nothing waits for
+	// what was sent on an old route: positions order it at the queue.
 	var e *pb.Event
 	groups := map[string][]string{}
 	var unknown []string
-	switched := map[string]bool{}
 	n.mu.Lock()
 	for i, q := range queues {
-		switch h := hints[i]; {
-		case h != "" && h != n.cfg.Name && n.aliveLocked(h):
+		if h := hints[i]; h != "" && h != n.cfg.Name && n.aliveLocked(h) {
 			groups[h] = append(groups[h], q)
-		default:
-			if h != "" && h != n.cfg.Name {
-				switched[h] = true
-			}
+		} else {
 			unknown = append(unknown, q)
 		}
 	}
 	n.mu.Unlock()
-	for h := range switched {
-		n.Barrier(h)
-	}
 	sent := 0
 	for where, names := range groups {
 		p := n.peer(where)
@@ -554,20 +550,6 @@ func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
 		sent += k
 	}
 	return sent
-}
-
-// Barrier implements shard.Peers: it waits (at most 2 s) until what this node queued for node has
-// been handled, before a route that went through node changes.
-func (n *Node) Barrier(node string) {
-	n.mu.Lock()
-	p, gone := n.peers[node], n.gone[node]
-	n.mu.Unlock()
-	if p != nil {
-		n.flushOutboxes(map[*peer]uint64{p: p.queuedCount()}, 2*time.Second)
-	}
-	if gone != nil {
-		gone.waitExited() // what it held was handed on
-	}
 }
 
 const (

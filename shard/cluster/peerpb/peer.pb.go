@@ -158,6 +158,9 @@ type Event struct {
 	TimeUnixNano int64                  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	Payload      []byte                 `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
 	From         *Principal             `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	// id names one publication (shard.Event.ID): a list holder gives a
+	// publication it stamped lately the same position again.
+	Id uint64 `protobuf:"varint,7,opt,name=id,proto3" json:"id,omitempty"`
 	// The event's stream position in its resource's subscriber list
 	// (shard.Position; epoch 0: not stamped). A queue never appends an
 	// event at or below the last position it appended for the resource.
@@ -237,6 +240,13 @@ func (x *Event) GetFrom() *Principal {
 		return x.From
 	}
 	return nil
+}
+
+func (x *Event) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
 }
 
 func (x *Event) GetEpoch() uint64 {
@@ -1753,10 +1763,14 @@ type ResourceState struct {
 	Etag        string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
 	Subscribers []*Subscriber          `protobuf:"bytes,3,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
 	// The list's stream position, and where etag was learned.
-	Epoch         uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
-	EtagEpoch     uint64 `protobuf:"varint,6,opt,name=etag_epoch,json=etagEpoch,proto3" json:"etag_epoch,omitempty"`
-	EtagOffset    uint64 `protobuf:"varint,7,opt,name=etag_offset,json=etagOffset,proto3" json:"etag_offset,omitempty"`
+	Epoch      uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset     uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	EtagEpoch  uint64 `protobuf:"varint,6,opt,name=etag_epoch,json=etagEpoch,proto3" json:"etag_epoch,omitempty"`
+	EtagOffset uint64 `protobuf:"varint,7,opt,name=etag_offset,json=etagOffset,proto3" json:"etag_offset,omitempty"`
+	// The last publications stamped (shard.Published), oldest first.
+	RecentIds     []uint64 `protobuf:"varint,8,rep,packed,name=recent_ids,json=recentIds,proto3" json:"recent_ids,omitempty"`
+	RecentOffsets []uint64 `protobuf:"varint,9,rep,packed,name=recent_offsets,json=recentOffsets,proto3" json:"recent_offsets,omitempty"`
+	RecentEpochs  []uint64 `protobuf:"varint,10,rep,packed,name=recent_epochs,json=recentEpochs,proto3" json:"recent_epochs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1838,6 +1852,27 @@ func (x *ResourceState) GetEtagOffset() uint64 {
 		return x.EtagOffset
 	}
 	return 0
+}
+
+func (x *ResourceState) GetRecentIds() []uint64 {
+	if x != nil {
+		return x.RecentIds
+	}
+	return nil
+}
+
+func (x *ResourceState) GetRecentOffsets() []uint64 {
+	if x != nil {
+		return x.RecentOffsets
+	}
+	return nil
+}
+
+func (x *ResourceState) GetRecentEpochs() []uint64 {
+	if x != nil {
+		return x.RecentEpochs
+	}
+	return nil
 }
 
 // Take moves state to the caller: the receiver exports what it holds.
@@ -2561,16 +2596,17 @@ const file_peer_proto_rawDesc = "" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
-	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xf0\x01\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xfa\x01\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12$\n" +
 	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12/\n" +
-	"\x04from\x18\x06 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\x04from\x12\x14\n" +
+	"\x04from\x18\x06 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\x04from\x12\x0e\n" +
+	"\x02id\x18\a \x01(\x04R\x02id\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06offset\x18\t \x01(\x04R\x06offsetJ\x04\b\a\x10\b\"O\n" +
+	"\x06offset\x18\t \x01(\x04R\x06offset\"O\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x05event\x18\x02 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\"\xea\x01\n" +
@@ -2695,7 +2731,7 @@ const file_peer_proto_rawDesc = "" +
 	"\tdelivered\x18\t \x01(\x04R\tdelivered\x12/\n" +
 	"\x06events\x18\n" +
 	" \x03(\v2\x17.meshgate.peer.v1.EventR\x06events\x122\n" +
-	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xe5\x01\n" +
+	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xd0\x02\n" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12>\n" +
@@ -2705,7 +2741,12 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"etag_epoch\x18\x06 \x01(\x04R\tetagEpoch\x12\x1f\n" +
 	"\vetag_offset\x18\a \x01(\x04R\n" +
-	"etagOffset\"i\n" +
+	"etagOffset\x12\x1d\n" +
+	"\n" +
+	"recent_ids\x18\b \x03(\x04R\trecentIds\x12%\n" +
+	"\x0erecent_offsets\x18\t \x03(\x04R\rrecentOffsets\x12#\n" +
+	"\rrecent_epochs\x18\n" +
+	" \x03(\x04R\frecentEpochs\"i\n" +
 	"\vTakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +

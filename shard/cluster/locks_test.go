@@ -1,0 +1,99 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// TestLockOrder_FanOutAndGiveDoNotDeadlock drives, on one node and the
+// same resource at once, the paths that took a resource's lock and the
+// node's lock in opposite orders: fan-out of events (the list's lock held
+// while routing to a subscriber whose route changed), giving the list
+// away to another node (the node's lock held while asking the store
+// whether the key is held) and linking subscribers (a writer on the
+// list). They must all finish; a deadlock fails the test after 30 s with
+// every goroutine's stack.
+func TestLockOrder_FanOutAndGiveDoNotDeadlock(t *testing.T) {
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{Name: "a"}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const res = "user:alice/locks"
+	subs := func(i int) []shard.SubscriberState {
+		return []shard.SubscriberState{
+			{Queue: "qremote", User: "alice", Device: "d", Node: fmt.Sprint("c", i%2)},
+			{Queue: fmt.Sprint("q", i), User: "alice", Device: "d"},
+		}
+	}
+	store.AddSubscribers(res, subs(0), shard.Hint{})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() { // fan-out
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				store.SetHolder(res, "qremote", fmt.Sprint("b", i%2)) // the subscriber's route changes
+				store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: fmt.Sprint("v", i)})
+			}
+		})
+	}
+	wg.Go(func() { // a writer on the list
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			store.AddSubscribers(res, subs(i), shard.Hint{})
+		}
+	})
+	for range 2 {
+		wg.Go(func() { // the list is given away and comes back
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rep := n.give(&pb.TakeRequest{Node: "b", Resources: []string{res}})
+				for _, st := range rep.GetResources() {
+					store.ImportResource(resourceStateOf(st))
+				}
+				store.AddSubscribers(res, subs(i), shard.Hint{})
+			}
+		})
+	}
+	go func() {
+		time.Sleep(3 * time.Second)
+		close(stop)
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		n.Close()
+		store.Close()
+	case <-time.After(30 * time.Second):
+		// Deadlocked goroutines hold the locks Close needs: report and
+		// stop the test binary here rather than hang in the cleanup.
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "%s\n", buf[:runtime.Stack(buf, true)])
+		panic("deadlock: fan-out, give and link did not finish in 30 s (stacks above)")
+	}
+}
