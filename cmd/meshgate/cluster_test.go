@@ -368,6 +368,7 @@ type device struct {
 	resyncs int
 	resync  map[string]int      // resource → RESYNC notifications
 	resyncE map[string][]string // resource → etags of RESYNC notifications
+	order   map[string][]string // resource → etags of CHANGED and RESYNC, in arrival order
 	lost    bool                // its queue died with a node (QUEUE_NOT_FOUND)
 	gaps    int
 }
@@ -384,6 +385,9 @@ func (d *device) record(seq uint64, kind, res, etag string) {
 	}
 	d.seen[seq] = true
 	d.last = max(d.last, seq)
+	if kind == "CHANGED" || kind == "RESYNC" {
+		d.order[res] = append(d.order[res], etag)
+	}
 	switch kind {
 	case "CHANGED":
 		d.etags[res] = append(d.etags[res], etag)
@@ -519,7 +523,7 @@ func setupDevices(t *testing.T, c *testCluster, ctx context.Context, serving *se
 	ns := serving.get()
 	var devs []*device
 	for i := range k {
-		d := &device{c: c, name: fmt.Sprint("d", i), seen: map[uint64]bool{}, etags: map[string][]string{}, resync: map[string]int{}, resyncE: map[string][]string{}}
+		d := &device{c: c, name: fmt.Sprint("d", i), seen: map[uint64]bool{}, etags: map[string][]string{}, resync: map[string]int{}, resyncE: map[string][]string{}, order: map[string][]string{}}
 		d.tok = c.token(d.name)
 		var out struct{ CreateQueue struct{ Name string } }
 		if err := c.gql(ns[i%len(ns)], d.tok, `mutation{ createQueue(ttlSeconds: 600) { name } }`, nil, &out); err != nil {
