@@ -123,6 +123,7 @@ func (c *clusterConfig) node(store *shard.Store, dataDir string, current func(co
 	cfg := cluster.Config{
 		Name: c.NodeName, Gossip: c.Bind, GossipAdvertise: c.Advertise, RPC: c.RPC, RPCAdvertise: c.RPCAdvertise,
 		Join: c.Join, Weight: c.Weight, Logger: log, ProbeInterval: c.ProbeInterval,
+		WaitReady: true, // owns keys once its plugins are up (serve calls SetReady)
 	}
 	for _, k := range c.GossipKeys {
 		b, _ := base64.StdEncoding.DecodeString(k)

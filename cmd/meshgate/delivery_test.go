@@ -436,3 +436,88 @@ func TestDelivery_FrozenNodeKeepsOrder(t *testing.T) {
 		t.Errorf("%d (client, resource) pairs stale after publishing stopped; e.g. %s", n, ex)
 	}
 }
+
+// TestDelivery_RestartsAnswerOnlyRetryableErrors: a publisher keeps
+// publishing through every node while one node is restarted (kill -9,
+// then SIGTERM) and another is frozen (SIGSTOP) for a while. Whatever
+// fails must fail with a code a client retries: never BAD_USER_INPUT (a
+// restarting node that owned keys before its publishers were up answered
+// "no publisher for scheme") nor CANCELLED (a call to a frozen owner whose
+// connection was closed).
+func TestDelivery_RestartsAnswerOnlyRetryableErrors(t *testing.T) {
+	c := newTestCluster(t)
+	liftLimits(t, c)
+	n1, n2, n3 := c.start("r1", "127.0.0.8"), c.start("r2", "127.0.0.9"), c.start("r3", "127.0.0.10")
+	c.waitRing("r1", "r2", "r3")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	nodes := []*nodeProc{n1, n2, n3}
+	codes := map[string]int{}
+	var bad []string
+	ok := 0
+	pubTok := c.token("restart-publisher", "publish")
+	pctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; pctx.Err() == nil; i += 4 {
+				mu.Lock()
+				n := nodes[i%len(nodes)]
+				mu.Unlock()
+				err := c.gql(n, pubTok, `mutation($r:String!,$e:String!){ publish(resource:$r, etag:$e) }`,
+					map[string]any{"r": fmt.Sprintf("user:alice/restart/%d", i%20), "e": fmt.Sprint("v", i)}, nil)
+				mu.Lock()
+				if err == nil {
+					ok++
+				} else if code, _, found := strings.Cut(err.Error(), ": "); found && code == strings.ToUpper(code) && !strings.Contains(code, " ") {
+					codes[code]++
+					if code == "BAD_USER_INPUT" || code == "CANCELLED" || code == "INTERNAL_SERVER_ERROR" {
+						bad = append(bad, fmt.Sprintf("%s via %s: %v", code, n.name, err))
+					}
+				} else {
+					codes["transport"]++ // the node is down: connection refused
+				}
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	restart := func(n *nodeProc, how syscall.Signal) *nodeProc {
+		t.Helper()
+		n.cmd.Process.Signal(how)
+		select {
+		case err := <-n.exited:
+			n.exited <- err
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not exit", n.name)
+		}
+		m := c.restart(n)
+		mu.Lock()
+		for i := range nodes {
+			if nodes[i] == n {
+				nodes[i] = m
+			}
+		}
+		mu.Unlock()
+		return m
+	}
+	time.Sleep(time.Second)
+	n3 = restart(n3, syscall.SIGKILL)
+	c.waitRing("r1", "r2", "r3")
+	time.Sleep(time.Second)
+	restart(n3, syscall.SIGTERM)
+	c.waitRing("r1", "r2", "r3")
+	time.Sleep(time.Second)
+	n2.cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(8 * time.Second)
+	n2.cmd.Process.Signal(syscall.SIGCONT)
+	c.waitRing("r1", "r2", "r3")
+	time.Sleep(time.Second)
+	stop()
+	wg.Wait()
+	t.Logf("%d publishes acknowledged; failures by code: %v", ok, codes)
+	if len(bad) > 0 {
+		t.Fatalf("%d failures a client would not retry; e.g. %s", len(bad), bad[0])
+	}
+}

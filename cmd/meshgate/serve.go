@@ -157,6 +157,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
 	pubs.Start(startCtx)
 	cancelStart()
+	// Now the node may own keys: its publishers are up (or gave up for now).
+	node.SetReady()
 	defer pubs.Close() // after the server has stopped: plugins go last
 	if !pubs.Ready() {
 		log.Warn("not every plugin is up yet; their schemes answer UNAVAILABLE until they are")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -45,8 +46,9 @@ type Host struct {
 	sessions *sessions
 	faults   *faults.Injector
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started atomic.Bool // Start has returned
 }
 
 var _ shard.Authorizer = (*Host)(nil)
@@ -81,6 +83,7 @@ func (h *Host) Observer() shard.Observer { return h.sessions }
 // its first attempt (a failed plugin keeps being retried in the
 // background) or ctx ends.
 func (h *Host) Start(ctx context.Context) {
+	defer h.started.Store(true)
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	first := make(chan struct{}, len(h.cfg.Plugins))
@@ -169,7 +172,27 @@ func (h *Host) owner(resource string) (*instance, error) {
 	if name, ok := h.known[scheme]; ok {
 		return nil, fmt.Errorf("%w: publisher %s of scheme %q is restarting", shard.ErrUnavailable, name, scheme)
 	}
+	if !h.started.Load() && !h.describedAllLocked() {
+		// Starting, and not every plugin has said which schemes it owns
+		// yet: the scheme may be one of theirs. Retryable, not bad input.
+		return nil, fmt.Errorf("%w: publishers are starting (scheme %q)", shard.ErrUnavailable, scheme)
+	}
 	return nil, fmt.Errorf("%w %q", shard.ErrUnknownScheme, scheme)
+}
+
+// describedAllLocked reports whether every configured plugin has been up
+// once (its schemes are known). h.mu held.
+func (h *Host) describedAllLocked() bool {
+	names := make(map[string]bool, len(h.known))
+	for _, n := range h.known {
+		names[n] = true
+	}
+	for _, p := range h.cfg.Plugins {
+		if !names[p.Name] {
+			return false
+		}
+	}
+	return true
 }
 
 // Authorize asks the owner of resource whether p may read it.

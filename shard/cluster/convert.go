@@ -173,6 +173,10 @@ func (e *wrapErr) Unwrap() error { return e.err }
 
 // fromStatus turns a gRPC error from a peer back into a store error. A
 // peer that cannot be reached is ErrUnavailable: the caller may retry.
+// Invariant: an error caused by membership moving or a peer being
+// unreachable (a connection closed because the peer was taken for dead, a
+// deadline, a reset) is ErrUnavailable, never the caller's fault
+// (BAD_USER_INPUT) nor a cancellation (CANCELLED).
 func fromStatus(node string, err error) error {
 	if err == nil {
 		return nil
@@ -187,7 +191,9 @@ func fromStatus(node string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Canceled:
-		return context.Canceled
+		// The caller's own context ending shows as its own error first;
+		// this is the connection to the peer closing under the call.
+		return &wrapErr{msg: "node " + node + " went away during the call", err: shard.ErrUnavailable}
 	case codes.DeadlineExceeded:
 		return &wrapErr{msg: "node " + node + " did not answer in time", err: shard.ErrUnavailable}
 	}

@@ -71,6 +71,10 @@ type Config struct {
 	// Intercept, if set, runs before every node-to-node RPC this node
 	// sends (fault injection); an error fails the call.
 	Intercept func(ctx context.Context, method string) error
+	// WaitReady: the node joins as a member (it forwards every call) but
+	// owns no key, on its own ring or anyone's, until SetReady: a node
+	// whose publishers are not up must not be asked to serve resources.
+	WaitReady bool
 }
 
 const (
@@ -127,6 +131,7 @@ type Node struct {
 	grpcSrv *grpc.Server
 	rpcLn   net.Listener
 	joined  atomic.Bool
+	ready   atomic.Bool // may own keys (see Config.WaitReady)
 	changed chan struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -136,6 +141,7 @@ type Node struct {
 type member struct {
 	rpc    string
 	weight int
+	ready  bool // owns keys; a member not ready only forwards
 }
 
 type pastRing struct {
@@ -155,6 +161,8 @@ type tomb struct {
 type meta struct {
 	RPC    string `json:"rpc"`
 	Weight int    `json:"w"`
+	// Unready: the member owns no key yet (its publishers are starting).
+	Unready bool `json:"u,omitempty"`
 }
 
 // New makes a node around store; Start joins the cluster.
@@ -190,7 +198,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster", "node", cfg.Name), store: store,
-		members:  map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight}},
+		members:  map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight, ready: !cfg.WaitReady}},
 		leaving:  map[string]bool{},
 		peers:    map[string]*peer{},
 		metas:    map[string][]byte{},
@@ -201,12 +209,33 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		changed:  make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
-	n.ring.Store(ring.New(0, map[string]int{cfg.Name: cfg.Weight}))
+	n.ready.Store(!cfg.WaitReady)
+	if cfg.WaitReady && cfg.Gossip != "" {
+		n.ring.Store(ring.New(0, map[string]int{}))
+	} else {
+		n.ring.Store(ring.New(0, map[string]int{cfg.Name: cfg.Weight}))
+	}
 	store.SetPeers(n, cfg.Name)
 	if cfg.Gossip == "" {
 		n.joined.Store(true)
 	}
 	return n, nil
+}
+
+// SetReady lets the node own keys (see Config.WaitReady): it tells the
+// other members and takes its place in the ring. Call it once its
+// publishers are up.
+func (n *Node) SetReady() {
+	if n.ready.Swap(true) {
+		return
+	}
+	if n.ml != nil {
+		if err := n.ml.UpdateNode(5 * time.Second); err != nil {
+			n.log.Warn("telling the cluster this node is ready", "err", err)
+		}
+	}
+	n.log.Info("ready: owning keys")
+	n.membershipChanged()
 }
 
 // Name is the node's name.
@@ -323,7 +352,7 @@ func splitHostPort(a string) (string, int, error) {
 type delegate struct{ n *Node }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(meta{RPC: d.n.cfg.RPCAdvertise, Weight: d.n.cfg.Weight})
+	b, _ := json.Marshal(meta{RPC: d.n.cfg.RPCAdvertise, Weight: d.n.cfg.Weight, Unready: !d.n.ready.Load()})
 	if len(b) > limit {
 		return nil
 	}
@@ -418,7 +447,7 @@ func (n *Node) rebuild() {
 		if err := json.Unmarshal(n.metas[m.Name], &md); err != nil || md.RPC == "" {
 			continue
 		}
-		alive[m.Name] = member{rpc: md.RPC, weight: md.Weight}
+		alive[m.Name] = member{rpc: md.RPC, weight: md.Weight, ready: !md.Unready}
 	}
 	n.metaMu.Unlock()
 	n.mu.Lock()
@@ -475,11 +504,20 @@ func (n *Node) rebuild() {
 	go n.rebalance()
 }
 
-// ringLocked builds the ring of alive members that are not leaving. n.mu held.
+// ringLocked builds the ring of alive members that are ready and not
+// leaving. n.mu held.
+//
+// Invariant (ready before owning): a node owns keys only while it can
+// serve them. One that is starting is a member (it forwards calls, and
+// others may call it) but in nobody's ring, so no call is served by a node
+// whose publishers are not up yet.
 func (n *Node) ringLocked() *ring.Ring {
 	w := map[string]int{}
 	for name, m := range n.members {
-		if _, leaving := n.leaving[name]; leaving || (name == n.cfg.Name && n.draining) {
+		if name == n.cfg.Name {
+			m.ready = n.ready.Load()
+		}
+		if _, leaving := n.leaving[name]; leaving || !m.ready || (name == n.cfg.Name && n.draining) {
 			continue
 		}
 		w[name] = m.weight
