@@ -71,7 +71,13 @@ type wsConn struct {
 	acked     bool
 	expires   time.Time
 	ops       opList
-	ctrl      [][]byte // pending whole frames: acks, pongs, results, errors
+	ctrl      [][]byte // pending whole frames: acks, results, errors
+	ctrlBytes int      // the bytes in ctrl, at most WS.MaxQueuedBytes (see queueLocked)
+	// pong is the payload of the latest ping not yet answered; RFC 6455
+	// (5.5.3) lets an endpoint answer only the most recent ping, so a ping
+	// flood queues at most one pong.
+	pong    []byte
+	hasPong bool
 	pending   bool     // something for the writer since it last looked
 	writing   bool     // a writer goroutine is running
 	// awake mirrors pending && writing for Notify's fast path: while it is
@@ -171,10 +177,17 @@ func (c *wsConn) readLoop(rd io.Reader) {
 		case err != nil:
 			return
 		}
+		// Every frame the client sends, control frames included, takes a
+		// token: before connection_init this is the only bound on the work
+		// an unauthenticated peer can cause.
+		if !c.allow() {
+			c.closeWith(closeTooManyRequests, "too many messages")
+			return
+		}
 		if op.IsControl() {
 			switch op {
 			case ws.OpPing:
-				c.send(frame(nil, ws.OpPong, p))
+				c.queuePong(p)
 			case ws.OpClose:
 				code, _ := ws.ParseCloseFrameData(p)
 				if code == 0 {
@@ -184,10 +197,6 @@ func (c *wsConn) readLoop(rd io.Reader) {
 				return
 			}
 			continue
-		}
-		if !c.allow() {
-			c.closeWith(closeTooManyRequests, "too many messages")
-			return
 		}
 		if !c.handleOffStack(p) {
 			return
@@ -394,7 +403,7 @@ func (c *wsConn) sendNext(op *wsOp, payload []byte) {
 	if c.ops.get(op.id) != op || c.closing {
 		return
 	}
-	c.ctrl = append(c.ctrl, c.nextFrame(nil, op.id, payload))
+	c.queueLocked(c.nextFrame(nil, op.id, payload))
 	c.wakeLocked()
 }
 
@@ -410,12 +419,12 @@ func (c *wsConn) endOp(op *wsOp, errs []byte) {
 	st := op.st
 	if !c.closing {
 		if errs != nil {
-			c.ctrl = append(c.ctrl, c.errorFrame(op.id, errs))
+			c.queueLocked(c.errorFrame(op.id, errs))
 			if c.legacy {
-				c.ctrl = append(c.ctrl, c.completeFrame(op.id))
+				c.queueLocked(c.completeFrame(op.id))
 			}
 		} else {
-			c.ctrl = append(c.ctrl, c.completeFrame(op.id))
+			c.queueLocked(c.completeFrame(op.id))
 		}
 		c.wakeLocked()
 	}
@@ -447,9 +456,9 @@ func (c *wsConn) sendOpErrors(id string, errs []byte) {
 	if c.closing {
 		return
 	}
-	c.ctrl = append(c.ctrl, c.errorFrame(id, errs))
+	c.queueLocked(c.errorFrame(id, errs))
 	if c.legacy {
-		c.ctrl = append(c.ctrl, c.completeFrame(id))
+		c.queueLocked(c.completeFrame(id))
 	}
 	c.wakeLocked()
 }

@@ -23,7 +23,38 @@ func (c *wsConn) send(f []byte) {
 	if c.closing {
 		return
 	}
+	c.queueLocked(f)
+	c.wakeLocked()
+}
+
+// queueLocked appends a whole frame to ctrl. The invariant: ctrl holds at
+// most WS.MaxQueuedBytes, or a single frame. A frame that would break it
+// means the client is not reading what it asked for: what is queued is
+// dropped and the connection closes with 1013 (its queues keep their
+// notifications for a resume). c.mu must be held.
+func (c *wsConn) queueLocked(f []byte) {
+	if c.closing {
+		return
+	}
+	if len(c.ctrl) > 0 && c.ctrlBytes+len(f) > c.s.cfg.WS.MaxQueuedBytes {
+		clear(c.ctrl)
+		c.ctrl, c.ctrlBytes = c.ctrl[:0], 0
+		c.s.log.Info("websocket output queue full: closing", "max_queued_bytes", c.s.cfg.WS.MaxQueuedBytes)
+		c.closeLocked(closeTryAgainLater, "output queue full: read faster, reconnect and resume with after")
+		return
+	}
 	c.ctrl = append(c.ctrl, f)
+	c.ctrlBytes += len(f)
+}
+
+// queuePong replaces any unanswered pong with one for the latest ping.
+func (c *wsConn) queuePong(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.pong, c.hasPong = append(c.pong[:0], p...), true
 	c.wakeLocked()
 }
 
@@ -31,11 +62,17 @@ func (c *wsConn) send(f []byte) {
 func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+func (c *wsConn) closeLocked(code ws.StatusCode, reason string) {
 	if c.closing {
 		return
 	}
 	c.closing = true
-	c.ctrl = append(c.ctrl, frame(nil, ws.OpClose, ws.NewCloseFrameBody(code, reason)))
+	f := frame(nil, ws.OpClose, ws.NewCloseFrameBody(code, reason))
+	c.ctrl = append(c.ctrl, f) // a close frame is always queued: at most 125 bytes
+	c.ctrlBytes += len(f)
 	c.wakeLocked()
 }
 
@@ -99,10 +136,15 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 		c.pending = false
 		c.awake.Store(false)
 		buf := (*bp)[:0]
+		if c.hasPong {
+			buf = frame(buf, ws.OpPong, c.pong)
+			c.hasPong = false
+		}
 		for _, f := range c.ctrl {
 			buf = append(buf, f...)
 		}
-		c.ctrl = c.ctrl[:0]
+		clear(c.ctrl)
+		c.ctrl, c.ctrlBytes = c.ctrl[:0], 0
 		closing := c.closing
 		if c.pingDue && !closing {
 			c.pingDue = false
