@@ -78,8 +78,8 @@ type wsConn struct {
 	// flood queues at most one pong.
 	pong    []byte
 	hasPong bool
-	pending   bool     // something for the writer since it last looked
-	writing   bool     // a writer goroutine is running
+	pending bool // something for the writer since it last looked
+	writing bool // a writer goroutine is running
 	// awake mirrors pending && writing for Notify's fast path: while it is
 	// set, the writer is queued and will look at the streams again, so a
 	// delivery need not take mu. Cleared under mu before the writer scans.
