@@ -166,13 +166,15 @@ func (c *wsConn) readLoop(rd io.Reader) {
 	fr.onFrame = func() { c.lastRead.Store(c.s.cfg.Now().UnixNano()) }
 	for {
 		op, p, err := fr.next()
-		var big *frameTooBigError
 		switch {
 		case errors.Is(err, errFrameProtocol):
 			c.closeWith(ws.StatusProtocolError, "protocol error")
 			return
-		case errors.As(err, &big):
-			c.closeWith(closeTooBig, fmt.Sprintf("message larger than %d bytes", big.max))
+		case errors.Is(err, errFrameTooBig):
+			c.closeWith(closeTooBig, fmt.Sprintf("message larger than %d bytes", c.s.cfg.WS.MaxMessageBytes))
+			return
+		case errors.Is(err, errFrameUTF8):
+			c.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
 			return
 		case err != nil:
 			return
@@ -189,14 +191,24 @@ func (c *wsConn) readLoop(rd io.Reader) {
 			case ws.OpPing:
 				c.queuePong(p)
 			case ws.OpClose:
-				code, _ := ws.ParseCloseFrameData(p)
-				if code == 0 {
-					code = closeNormal
+				// Echo a valid code (RFC 6455 5.5.1); never echo one
+				// that may not appear on the wire.
+				code, err := parseClose(p)
+				switch {
+				case errors.Is(err, errFrameUTF8):
+					code = ws.StatusInvalidFramePayloadData
+				case err != nil:
+					code = ws.StatusProtocolError
 				}
 				c.closeWith(code, "")
 				return
 			}
 			continue
+		}
+		if op == ws.OpBinary && !c.legacy {
+			// graphql-transport-ws messages are JSON text (PROTOCOL.md).
+			c.closeWith(closeBadRequest, "binary messages are not accepted")
+			return
 		}
 		if !c.handleOffStack(p) {
 			return

@@ -159,3 +159,69 @@ func TestWS_OutputQueueIsBounded(t *testing.T) {
 		t.Fatalf("close code %d after %v, want 1013", code, seen)
 	}
 }
+
+// TestWS_FrameAttacks: hostile framing closes with the code RFC 6455 and
+// PROTOCOL.md give it, and a fragmented message (which RFC 6455 allows) is
+// served like a whole one.
+func TestWS_FrameAttacks(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	alice := g.token("alice", "laptop")
+	initMsg := func() []byte {
+		return textFrame(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + alice}})
+	}
+	closeBody := func(code uint16) []byte { return []byte{byte(code >> 8), byte(code)} }
+	for _, tc := range []struct {
+		name  string
+		proto string
+		in    func() []byte
+		want  ws.StatusCode
+	}{
+		{"close 1005 echoed", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpClose, closeBody(1005)) }, 1002},
+		{"close 1006 echoed", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpClose, closeBody(1006)) }, 1002},
+		{"close 1015 echoed", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpClose, closeBody(1015)) }, 1002},
+		{"close 999 echoed", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpClose, closeBody(999)) }, 1002},
+		{"close 5000 echoed", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpClose, closeBody(5000)) }, 1002},
+		{"valid close is echoed", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpClose, closeBody(4000)) }, 4000},
+		{"length top bit", "graphql-transport-ws", func() []byte {
+			return []byte{0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
+		}, 1002},
+		{"text not UTF-8", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpText, []byte(`{"type":"ping","x":"`+"\xeb"+`"}`)) }, 1007},
+		{"binary frame", "graphql-transport-ws", func() []byte { return clientFrame(true, ws.OpBinary, []byte(`{"type":"ping"}`)) }, 4400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := g.rawDial(tc.proto)
+			c.t = t
+			c.write(append(initMsg(), tc.in()...))
+			if code, seen := c.closeCode(); code != tc.want {
+				t.Fatalf("close %d after %v, want %d", code, seen, tc.want)
+			}
+		})
+	}
+	t.Run("fragmented messages", func(t *testing.T) {
+		c := g.rawDial("graphql-transport-ws")
+		c.t = t
+		c.write(initMsg())
+		msg := []byte(`{"type":"subscribe","id":"q1","payload":{"query":"{ me { user } }"}}`)
+		var in []byte
+		for i := 0; i < len(msg); i += 7 {
+			op := ws.OpContinuation
+			if i == 0 {
+				op = ws.OpText
+			}
+			end := min(i+7, len(msg))
+			in = append(in, clientFrame(end == len(msg), op, msg[i:end])...)
+		}
+		c.write(in)
+		var got []string
+		for len(got) < 3 {
+			h, p, err := c.readFrame()
+			if err != nil || h.OpCode != ws.OpText {
+				t.Fatalf("after %q: %v %v %q", got, h.OpCode, err, p)
+			}
+			got = append(got, string(p))
+		}
+		if !strings.Contains(got[0], "connection_ack") || !strings.Contains(got[1], `"user":"alice"`) || !strings.Contains(got[2], "complete") {
+			t.Fatalf("got %q", got)
+		}
+	})
+}

@@ -2,8 +2,9 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"io"
+	"slices"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 )
@@ -16,12 +17,12 @@ import (
 // bits, a bad control frame, a continuation out of place): close 1002.
 var errFrameProtocol = errors.New("websocket: protocol error")
 
-// frameTooBigError is a message longer than the reader's limit: close 1009.
-type frameTooBigError struct{ max int }
+// errFrameTooBig is a message longer than the reader's limit: close 1009.
+var errFrameTooBig = errors.New("websocket: message too big")
 
-func (e *frameTooBigError) Error() string {
-	return fmt.Sprintf("websocket: message larger than %d bytes", e.max)
-}
+// errFrameUTF8 is a text message or close reason that is not UTF-8: close
+// 1007 (RFC 6455 8.1).
+var errFrameUTF8 = errors.New("websocket: invalid UTF-8")
 
 // frameReader reads a client's frames. next returns each control frame as
 // it comes and each data message once its last fragment is in. Only one
@@ -43,11 +44,16 @@ func newFrameReader(rd io.Reader, max int) *frameReader {
 
 // next returns the next control frame (op is a control opcode, p at most
 // 125 bytes) or the next whole data message (op is OpText or OpBinary),
-// unmasked. It fails with errFrameProtocol, a *frameTooBigError, or the
-// reader's error.
+// unmasked; a text message is valid UTF-8. It fails with errFrameProtocol,
+// errFrameTooBig, errFrameUTF8 or the reader's error. The memory it holds
+// is at most the limit: a message's buffer grows with the fragments
+// actually received, checked against the limit before each is read.
 func (fr *frameReader) next() (op ws.OpCode, p []byte, err error) {
 	for {
 		h, err := ws.ReadHeaderBuffer(fr.rd, fr.hdr[:])
+		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+			return 0, nil, errFrameProtocol
+		}
 		if err != nil {
 			return 0, nil, err
 		}
@@ -77,10 +83,10 @@ func (fr *frameReader) next() (op ws.OpCode, p []byte, err error) {
 			fr.msg = make([]byte, 0, min(int(h.Length), fr.max))
 		}
 		if int64(len(fr.msg))+h.Length > int64(fr.max) {
-			return 0, nil, &frameTooBigError{max: fr.max}
+			return 0, nil, errFrameTooBig
 		}
 		n := len(fr.msg)
-		fr.msg = fr.msg[:n+int(h.Length)]
+		fr.msg = slices.Grow(fr.msg, int(h.Length))[:n+int(h.Length)]
 		if _, err := io.ReadFull(fr.rd, fr.msg[n:]); err != nil {
 			return 0, nil, err
 		}
@@ -93,8 +99,34 @@ func (fr *frameReader) next() (op ws.OpCode, p []byte, err error) {
 		if fr.msgOp != ws.OpText && fr.msgOp != ws.OpBinary {
 			return 0, nil, errFrameProtocol
 		}
+		if fr.msgOp == ws.OpText && !utf8.Valid(data) {
+			return 0, nil, errFrameUTF8
+		}
 		return fr.msgOp, data, nil
 	}
+}
+
+// parseClose reads a close frame's body (RFC 6455 5.5.1, 7.4): empty means
+// 1000; otherwise a code an endpoint may send (1000-1003, 1007-1014,
+// 3000-4999) and a UTF-8 reason. 1005, 1006 and 1015 are never sent on the
+// wire, so a peer that sends them is broken: errFrameProtocol.
+func parseClose(p []byte) (ws.StatusCode, error) {
+	if len(p) == 0 {
+		return ws.StatusNormalClosure, nil
+	}
+	if len(p) == 1 {
+		return 0, errFrameProtocol
+	}
+	code, reason := ws.ParseCloseFrameData(p)
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+	default:
+		return 0, errFrameProtocol
+	}
+	if !utf8.ValidString(reason) {
+		return 0, errFrameUTF8
+	}
+	return code, nil
 }
 
 // placeHeader writes a frame header for dst[body:] ending at body and

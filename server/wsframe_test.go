@@ -74,10 +74,8 @@ func TestFrameReader(t *testing.T) {
 
 func TestFrameReader_tooBig(t *testing.T) {
 	fr := newFrameReader(bytes.NewReader(clientFrame(true, ws.OpText, make([]byte, 1025))), 1024)
-	_, _, err := fr.next()
-	var big *frameTooBigError
-	if !errors.As(err, &big) || big.max != 1024 {
-		t.Fatalf("err %v, want a frameTooBigError of 1024", err)
+	if _, _, err := fr.next(); !errors.Is(err, errFrameTooBig) {
+		t.Fatalf("err %v, want errFrameTooBig", err)
 	}
 }
 
@@ -99,5 +97,93 @@ func TestFrame(t *testing.T) {
 		if !bytes.Equal(rest, p) {
 			t.Fatalf("%d: payload differs", n)
 		}
+	}
+}
+
+// TestFrameReader_fragments reassembles a message split into fragments of
+// every size, with a control frame between fragments (RFC 6455 5.4).
+func TestFrameReader_fragments(t *testing.T) {
+	msg := []byte(`{"type":"subscribe","id":"1","payload":{"query":"{ me { user } }"}}`)
+	for size := 1; size < len(msg); size++ {
+		var in []byte
+		for i := 0; i < len(msg); i += size {
+			op := ws.OpContinuation
+			if i == 0 {
+				op = ws.OpText
+			}
+			end := min(i+size, len(msg))
+			in = append(in, clientFrame(end == len(msg), op, msg[i:end])...)
+			if i == 0 {
+				in = append(in, clientFrame(true, ws.OpPing, []byte("p"))...)
+			}
+		}
+		fr := newFrameReader(bytes.NewReader(in), 1024)
+		op, p, err := fr.next()
+		if err != nil || op != ws.OpPing {
+			t.Fatalf("size %d: first %v %q %v, want the ping", size, op, p, err)
+		}
+		op, p, err = fr.next()
+		if err != nil || op != ws.OpText || !bytes.Equal(p, msg) {
+			t.Fatalf("size %d: %v %q %v", size, op, p, err)
+		}
+	}
+}
+
+func TestFrameReader_limitsAndUTF8(t *testing.T) {
+	over := append(clientFrame(false, ws.OpText, make([]byte, 600)), clientFrame(true, ws.OpContinuation, make([]byte, 600))...)
+	var msb bytes.Buffer
+	msb.Write([]byte{0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4})
+	// é split across two fragments is valid; a lone continuation byte is not.
+	splitRune := append(clientFrame(false, ws.OpText, []byte{'"', 0xc3}), clientFrame(true, ws.OpContinuation, []byte{0xa9, '"'})...)
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		wantErr error
+	}{
+		{"fragments over the limit", over, errFrameTooBig},
+		{"length with the top bit set", msb.Bytes(), errFrameProtocol},
+		{"text that is not UTF-8", clientFrame(true, ws.OpText, []byte{'"', 0xeb, '"'}), errFrameUTF8},
+		{"binary is not checked", clientFrame(true, ws.OpBinary, []byte{0xeb}), nil},
+		{"a rune split across fragments", splitRune, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := newFrameReader(bytes.NewReader(tc.in), 1024).next()
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseClose(t *testing.T) {
+	body := func(code uint16, reason string) []byte {
+		return append([]byte{byte(code >> 8), byte(code)}, reason...)
+	}
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		want    ws.StatusCode
+		wantErr error
+	}{
+		{"empty", nil, 1000, nil},
+		{"normal", body(1000, "bye"), 1000, nil},
+		{"application", body(4000, ""), 4000, nil},
+		{"try again later", body(1013, ""), 1013, nil},
+		{"one byte", []byte{3}, 0, errFrameProtocol},
+		{"1005 is never sent", body(1005, ""), 0, errFrameProtocol},
+		{"1006 is never sent", body(1006, ""), 0, errFrameProtocol},
+		{"1015 is never sent", body(1015, ""), 0, errFrameProtocol},
+		{"1004 reserved", body(1004, ""), 0, errFrameProtocol},
+		{"999", body(999, ""), 0, errFrameProtocol},
+		{"2999 unassigned", body(2999, ""), 0, errFrameProtocol},
+		{"5000", body(5000, ""), 0, errFrameProtocol},
+		{"reason not UTF-8", body(1000, "\xff"), 0, errFrameUTF8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, err := parseClose(tc.in)
+			if !errors.Is(err, tc.wantErr) || err == nil && code != tc.want {
+				t.Fatalf("%d, %v; want %d, %v", code, err, tc.want, tc.wantErr)
+			}
+		})
 	}
 }
