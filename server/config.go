@@ -62,6 +62,11 @@ type WSConfig struct {
 	// MaxOperations caps concurrent operations per connection; more get an
 	// error with LIMIT_EXCEEDED. Default 100.
 	MaxOperations int
+	// MaxQueuedBytes caps the frames (results, errors, acks) queued for a
+	// connection and not yet written; a client that does not read past it
+	// is closed with 1013. One frame larger than the cap is still sent
+	// when nothing else is queued. Default 4 MiB.
+	MaxQueuedBytes int
 	// NoCoalesce turns off write coalescing under load (see writers.go):
 	// every notification is written as soon as a writer gets to it, at
 	// about twice the CPU per delivery when the node is behind.
@@ -93,6 +98,7 @@ func DefaultConfig() Config {
 			MessageRate:     50,
 			MessageBurst:    100,
 			MaxOperations:   100,
+			MaxQueuedBytes:  4 << 20,
 		},
 		SSEKeepAlive: 15 * time.Second,
 		Now:          time.Now,
@@ -131,6 +137,7 @@ func (c Config) withDefaults() (Config, error) {
 	pos("WS.MaxMessageBytes", &c.WS.MaxMessageBytes, d.WS.MaxMessageBytes)
 	pos("WS.MessageBurst", &c.WS.MessageBurst, d.WS.MessageBurst)
 	pos("WS.MaxOperations", &c.WS.MaxOperations, d.WS.MaxOperations)
+	pos("WS.MaxQueuedBytes", &c.WS.MaxQueuedBytes, d.WS.MaxQueuedBytes)
 	pos("WS.MaxLag", &c.WS.MaxLag, d.WS.MaxLag)
 	dur("WS.LagGrace", &c.WS.LagGrace, d.WS.LagGrace)
 	if c.WS.MessageRate == 0 {
