@@ -73,7 +73,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.exec.SetErrorPresenter(graph.NewErrorPresenter())
 	s.exec.SetRecoverFunc(graph.Recover(s.log))
 	s.exec.Use(extension.Introspection{})
-	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity})
+	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity, maxExpanded: cfg.MaxTokens})
 
 	s.guard = newGuard(cfg.Limits, cfg.Now)
 	s.faults = faults.New(cfg.Faults, cfg.FaultSeed)
