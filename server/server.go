@@ -138,14 +138,24 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, mediaJSON, &requestError{http.StatusServiceUnavailable, graph.CodeUnavailable, "unavailable (injected fault): retry"})
 		return
 	}
-	switch {
-	case isWebSocket(r):
+	if isWebSocket(r) {
 		s.serveWS(w, r)
-	case acceptsEventStream(r):
-		s.serveSSE(w, r)
+		return
+	}
+	accept := r.Header.Get("Accept")
+	media, _ := negotiate(accept, allOffers...)
+	var f framing
+	switch media {
+	case mediaEventStream:
+		f = sseFraming{}
+	case mediaMultipart:
+		f = multipartFraming{}
 	default:
 		s.serveHTTP(w, r)
+		return
 	}
+	jsonMedia, _ := negotiate(accept, jsonOffers...)
+	s.serveStream(w, r, f, jsonMedia)
 }
 
 // Serve accepts connections on l: TLS when tlsCfg is set, plain HTTP otherwise.

@@ -250,7 +250,8 @@ func (c *fileConfig) tls(log *slog.Logger) (*tls.Config, error) {
 		var fp string
 		var created bool
 		var err error
-		cert, key, fp, created, err = server.EnsureDevCert(c.DataDir)
+		host, _, _ := net.SplitHostPort(c.Listen) // the certificate covers the listen host too
+		cert, key, fp, created, err = server.EnsureDevCert(c.DataDir, host)
 		if err != nil {
 			return nil, err
 		}
