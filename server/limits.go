@@ -18,6 +18,10 @@ type limits struct {
 	es            graphql.ExecutableSchema
 	maxDepth      int
 	maxComplexity int
+	// maxExpanded caps the selections of an operation once its fragments
+	// are expanded (MaxTokens): without fragments a document cannot
+	// exceed it, so the cap bites only on fragment reuse.
+	maxExpanded int
 }
 
 var (
@@ -29,8 +33,16 @@ func (l *limits) ExtensionName() string                      { return "meshgate-
 func (l *limits) Validate(es graphql.ExecutableSchema) error { l.es = es; return nil }
 
 func (l *limits) MutateOperationContext(ctx context.Context, opCtx *graphql.OperationContext) *gqlerror.Error {
-	if d := depth(opCtx.Doc, opCtx.Operation.SelectionSet, 0, l.maxDepth); d > l.maxDepth {
+	// Measure on the fragment graph first: linear in the document, so a
+	// fragment that spreads another twice, n times over, costs n steps
+	// here, not 2^n. Only an operation whose expanded tree is known to be
+	// small is walked by gqlgen's complexity calculator.
+	m := newShape(opCtx.Doc).selections(opCtx.Operation.SelectionSet)
+	if m.depth > l.maxDepth {
 		return limitError("operation is nested deeper than the limit of %d", l.maxDepth)
+	}
+	if m.size > l.maxExpanded {
+		return limitError("operation expands to more than %d selections", l.maxExpanded)
 	}
 	if c := complexity.Calculate(ctx, l.es, opCtx.Operation, opCtx.Variables); c > l.maxComplexity {
 		return limitError("operation has complexity %d, over the limit of %d", c, l.maxComplexity)
@@ -44,32 +56,61 @@ func limitError(format string, args ...any) *gqlerror.Error {
 	return err
 }
 
-// depth returns the selection depth, stopping once past limit (fragment
-// cycles are already rejected by validation, but the cut-off keeps a
-// hostile document cheap). Introspection fields do not count.
-func depth(doc *ast.QueryDocument, set ast.SelectionSet, d, limit int) int {
-	if d > limit {
-		return d
-	}
-	m := d
+// measure is what a selection set costs once its fragments are expanded:
+// size counts every field, inline fragment and spread; depth is the
+// selection depth with introspection fields (and what is below them) left
+// out.
+type measure struct{ size, depth int }
+
+// shape measures selection sets of one document, each named fragment once
+// (memoised), so its work is linear in the document's length.
+type shape struct {
+	doc  *ast.QueryDocument
+	memo map[string]measure
+	busy map[string]bool // fragments being measured: a cycle counts as empty
+}
+
+func newShape(doc *ast.QueryDocument) *shape {
+	return &shape{doc: doc, memo: map[string]measure{}, busy: map[string]bool{}}
+}
+
+// satAdd adds sizes, saturating well below overflow.
+func satAdd(a, b int) int { return min(a+b, 1<<40) }
+
+func (s *shape) selections(set ast.SelectionSet) measure {
+	var m measure
 	for _, sel := range set {
-		switch s := sel.(type) {
+		switch x := sel.(type) {
 		case *ast.Field:
-			if len(s.Name) > 2 && s.Name[:2] == "__" {
-				continue
-			}
-			if len(s.SelectionSet) > 0 {
-				m = max(m, depth(doc, s.SelectionSet, d+1, limit))
-			} else {
-				m = max(m, d+1)
+			c := s.selections(x.SelectionSet)
+			m.size = satAdd(m.size, satAdd(1, c.size))
+			if !(len(x.Name) > 2 && x.Name[:2] == "__") {
+				m.depth = max(m.depth, 1+c.depth)
 			}
 		case *ast.InlineFragment:
-			m = max(m, depth(doc, s.SelectionSet, d, limit))
+			c := s.selections(x.SelectionSet)
+			m.size = satAdd(m.size, satAdd(1, c.size))
+			m.depth = max(m.depth, c.depth)
 		case *ast.FragmentSpread:
-			if f := doc.Fragments.ForName(s.Name); f != nil {
-				m = max(m, depth(doc, f.SelectionSet, d, limit))
-			}
+			c := s.fragment(x.Name)
+			m.size = satAdd(m.size, satAdd(1, c.size))
+			m.depth = max(m.depth, c.depth)
 		}
 	}
+	return m
+}
+
+func (s *shape) fragment(name string) measure {
+	if m, ok := s.memo[name]; ok {
+		return m
+	}
+	f := s.doc.Fragments.ForName(name)
+	if f == nil || s.busy[name] {
+		return measure{} // unknown or cyclic: validation has already refused it
+	}
+	s.busy[name] = true
+	m := s.selections(f.SelectionSet)
+	delete(s.busy, name)
+	s.memo[name] = m
 	return m
 }

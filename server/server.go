@@ -73,7 +73,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.exec.SetErrorPresenter(graph.NewErrorPresenter())
 	s.exec.SetRecoverFunc(graph.Recover(s.log))
 	s.exec.Use(extension.Introspection{})
-	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity})
+	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity, maxExpanded: cfg.MaxTokens})
 
 	s.guard = newGuard(cfg.Limits, cfg.Now)
 	s.faults = faults.New(cfg.Faults, cfg.FaultSeed)
@@ -126,7 +126,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
+			if v == http.ErrAbortHandler { //nolint:errorlint // a recovered panic value, not a returned error: net/http panics with exactly this value
 				panic(v)
 			}
 			s.log.ErrorContext(r.Context(), "handler panic", "panic", v)
