@@ -77,6 +77,11 @@ func TestNodeClients(t *testing.T) {
 		{mode: "urql"},
 		{mode: "apollo-http", env: []string{"MESHGATE_IDLE_MS=1500"}},
 		{mode: "chromium"},
+		// Intervals scaled down so that 5 × MESHGATE_IDLE_MS of silence is
+		// past 3 ping intervals, when an unanswered connection is cut.
+		{mode: "legacy", cfg: server.Config{WS: server.WSConfig{PingInterval: time.Second, KeepAlive: time.Second}}, env: []string{"MESHGATE_IDLE_MS=1000"}},
+		{mode: "apollo-ws"},
+		{mode: "graphql-ws-ping", cfg: server.Config{WS: server.WSConfig{PingInterval: time.Second, KeepAlive: time.Second}}, env: []string{"MESHGATE_IDLE_MS=1000"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			if tc.mode == "chromium" {

@@ -373,7 +373,108 @@ async function chromiumEventSource() {
   }
 }
 
-const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource };
+// subscriptions-transport-ws, the legacy protocol: a client that sends
+// nothing stays connected past 3 ping intervals (the server pings it and
+// counts its pongs), gets `ka` often enough for its own timeout check
+// (`timeout`, scaled down here with the server's intervals), and sees
+// subscribe-time errors with their code.
+async function legacy() {
+  const { SubscriptionClient } = await import('subscriptions-transport-ws');
+  const { default: WebSocket } = await import('ws');
+  const { q, res } = await setup('legacy');
+  let disconnects = 0;
+  let kas = 0;
+  const client = new SubscriptionClient(wsUrl, { connectionParams: { authorization: auth }, reconnect: false, timeout: 3 * idleMs }, WebSocket);
+  client.onDisconnected(() => disconnects++);
+  client.client.addEventListener('message', (e) => { if (JSON.parse(e.data).type === 'ka') kas++; });
+  const got = [];
+  const errs = [];
+  const sub = client.request({ query: streamQuery, variables: { q } }).subscribe({ next: (r) => got.push(r), error: (e) => errs.push(e) });
+  await publish(res, { i: 1 });
+  await waitFor('the first notification', () => got.length >= 1);
+  const idle = 5 * idleMs;
+  await sleep(idle); // the client sends nothing meanwhile
+  assert.equal(disconnects, 0, 'the idle legacy connection was cut');
+  assert.ok(kas >= 2, `only ${kas} ka in ${idle} ms`);
+  await publish(res, { i: 2 });
+  await waitFor('the notification after idle', () => got.length >= 2 || disconnects > 0);
+  assert.equal(disconnects, 0);
+  assert.equal(got[1].data.notifications.seq, 2);
+  console.log(`ok legacy connection idle ${idle} ms (${kas} ka), then receives`);
+
+  const bad = [];
+  client.request({ query: streamQuery, variables: { q: 'no-such-queue' } }).subscribe({ next: (r) => bad.push(r.errors), error: (e) => bad.push(e) });
+  await waitFor('the error', () => bad.length >= 1);
+  assert.equal(code(bad[0]), 'QUEUE_NOT_FOUND', JSON.stringify(bad[0]));
+  await publish(res, { i: 3 });
+  await waitFor('the notification after the error', () => got.length >= 3);
+  console.log('ok legacy QUEUE_NOT_FOUND at subscribe, other operations go on');
+  sub.unsubscribe();
+  client.close();
+  assert.equal(errs.length, 0, JSON.stringify(errs));
+}
+
+// Apollo Client's GraphQLWsLink over graphql-ws, in Node 20 (no global
+// WebSocket). graphql-ws's PROTOCOL.md: the `error` message is for
+// "Operation execution error(s) in response to the Subscribe message. This
+// can occur before execution starts, usually due to validation errors";
+// its reference server sends errors that happen once the operation runs
+// as a `next` result followed by `complete`. An error at subscribe then
+// reaches the application with its code, and other operations go on.
+async function apolloWS() {
+  const { ApolloClient, InMemoryCache, gql: tag } = await import('@apollo/client');
+  const { GraphQLWsLink } = await import('@apollo/client/link/subscriptions');
+  const { createClient } = await import('graphql-ws');
+  const { default: WebSocket } = await import('ws');
+  let closes = 0;
+  const ws = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { closed: () => closes++ } });
+  const client = new ApolloClient({ link: new GraphQLWsLink(ws), cache: new InMemoryCache() });
+  const { q, res } = await setup('apollows');
+  const got = [];
+  const sub = client.subscribe({ query: tag(streamQuery), variables: { q } }).subscribe({ next: (r) => got.push(r) });
+  await publish(res, { i: 1 });
+  await waitFor('the first notification', () => got.length >= 1);
+  assert.equal(got[0].data.notifications.seq, 1);
+  const errs = [];
+  client.subscribe({ query: tag(streamQuery), variables: { q: 'no-such-queue' } }).subscribe({
+    next: (r) => { if (r.error) errs.push(r.error); },
+    error: (e) => errs.push(e),
+  });
+  await waitFor('the error', () => errs.length >= 1);
+  assert.equal(errs[0].errors?.[0]?.extensions?.code, 'QUEUE_NOT_FOUND', String(errs[0]));
+  await publish(res, { i: 2 });
+  await waitFor('the notification after the error', () => got.length >= 2);
+  assert.equal(closes, 0, 'the socket was torn down');
+  console.log('ok Apollo GraphQLWsLink: QUEUE_NOT_FOUND at subscribe, the other subscription goes on');
+  sub.unsubscribe();
+  await ws.dispose();
+}
+
+// graphql-ws's PROTOCOL.md on Ping: "Useful for detecting failed
+// connections, displaying latency metrics or other types of network
+// probing." Clients that time out reads (hasura/go-graphql-client) need a
+// message while idle: the server sends protocol `ping`s, the client
+// answers `pong` by itself.
+async function graphqlWSPing() {
+  const { createClient } = await import('graphql-ws');
+  const { default: WebSocket } = await import('ws');
+  let pings = 0;
+  const ws = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { ping: (received) => { if (received) pings++; } } });
+  const { q, res } = await setup('wsping');
+  const it = ws.iterate({ query: streamQuery, variables: { q } });
+  await publish(res, { i: 1 });
+  assert.equal((await it.next()).value.data.notifications.seq, 1);
+  const idle = 5 * idleMs;
+  await sleep(idle);
+  assert.ok(pings >= 2, `${pings} ping messages in ${idle} ms idle`);
+  await publish(res, { i: 2 });
+  assert.equal((await it.next()).value.data.notifications.seq, 2);
+  console.log(`ok ${pings} protocol pings on an idle graphql-transport-ws connection`);
+  await it.return();
+  await ws.dispose();
+}
+
+const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing };
 const mode = process.argv[2];
 process.on('unhandledRejection', (err) => { console.error('FAIL unhandled rejection', err); process.exit(1); });
 try {
