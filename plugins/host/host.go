@@ -22,6 +22,7 @@ type Sink interface {
 	Deliver(ev *shard.Event) int
 	Revoke(resource, user, device string) int
 	ResourcesWithScheme(scheme string) map[string]string
+	SubscribersWithScheme(scheme string) []shard.Subscriber
 }
 
 // MaxPayload caps an event's payload from a plugin; larger events are

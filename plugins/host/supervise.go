@@ -172,6 +172,12 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	inst.sendMu.Unlock()
 	go inst.serveHost(runCtx, hs)
 	h.sessions.replay(inst)
+	if attempt > 0 {
+		// Before any of its events is read: access first, then etags.
+		if _, err := h.recheck(ctx, inst); err != nil {
+			return err
+		}
+	}
 	log.Info("plugin up", "version", inst.version, "schemes", inst.schemes, "attempt", attempt)
 	if attempt > 0 {
 		h.resync(ctx, inst)
