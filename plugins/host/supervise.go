@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	pb "meshgate/plugins/proto"
 	"meshgate/plugins/sdk"
@@ -130,6 +131,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     15 * time.Second,
+		// Bound what a plugin can make the gateway decode (gRPC's
+		// default would be 2 GiB through go-plugin).
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
 		// go-plugin's own log parser is off: a plugin's stderr goes, line
 		// by line, into our log under its name, whatever it writes.
 		Logger: hclog.NewNullLogger(),
