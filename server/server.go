@@ -170,9 +170,9 @@ func (s *Server) Serve(l net.Listener, tlsCfg *tls.Config) error {
 		MaxHeaderBytes:    64 << 10,
 		// One HTTP/2 connection may not hold more handlers than a user
 		// may hold streams (Limits.MaxConnsPerUser's default).
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
-		BaseContext:       func(net.Listener) context.Context { return s.base },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
+		BaseContext: func(net.Listener) context.Context { return s.base },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if tlsCfg != nil {
 		l = tls.NewListener(l, tlsCfg)
