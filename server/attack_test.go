@@ -1,9 +1,17 @@
 package server_test
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
 
 	"meshgate/server"
 	"meshgate/shard"
@@ -36,5 +44,97 @@ func TestHTTP_FragmentBombIsRefusedBeforeExpansion(t *testing.T) {
 	g.must(alice, `query { ...M } fragment M on Query { me { user } }`, nil, "me", &me)
 	if me.User != "alice" {
 		t.Fatalf("me %+v", me)
+	}
+}
+
+// rawHTTP opens a TLS connection to g (HTTP/1.1) and sends head, a
+// request without its body.
+func (g *gateway) rawHTTP(t *testing.T, head string) *tls.Conn {
+	t.Helper()
+	cfg := g.client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	u, _ := url.Parse(g.url)
+	c, err := tls.Dial("tcp", u.Host, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestHTTP_SlowBodies: a request that declares a body and trickles it
+// gets its 401 at once when it has no token (on every transport), and
+// with a token is ended after BodyTimeout: unauthenticated work is
+// bounded by headers, authenticated work by the body deadline.
+func TestHTTP_SlowBodies(t *testing.T) {
+	g := start(t, server.Config{BodyTimeout: 500 * time.Millisecond}, shard.Config{})
+	alice := g.token("alice", "laptop")
+	u, _ := url.Parse(g.url)
+	for _, tc := range []struct {
+		name, accept, auth string
+		want               int
+	}{
+		{"POST, no token", "application/json", "", 401},
+		{"SSE POST, no token", "text/event-stream", "", 401},
+		{"POST, token, body never comes", "application/json", "Bearer " + alice, 408},
+		// On a stream transport the error is a result in the stream (200).
+		{"SSE POST, token, body never comes", "text/event-stream", "Bearer " + alice, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := "POST /graphql HTTP/1.1\r\nHost: " + u.Host + "\r\nContent-Type: application/json\r\nAccept: " + tc.accept + "\r\nContent-Length: 100000\r\n"
+			if tc.auth != "" {
+				head += "Authorization: " + tc.auth + "\r\n"
+			}
+			c := g.rawHTTP(t, head+"\r\n{\"qu")
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if tc.auth != "" && !strings.Contains(string(body), "did not arrive") {
+				t.Fatalf("body %q", body)
+			}
+		})
+	}
+}
+
+// TestHTTP2_StreamsPerConnectionAreBounded: the server announces its
+// per-connection stream limit in its first SETTINGS frame.
+func TestHTTP2_StreamsPerConnectionAreBounded(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	cfg := g.client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	u, _ := url.Parse(g.url)
+	c, err := tls.Dial("tcp", u.Host, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok {
+		t.Fatalf("first frame %T", f)
+	}
+	if v, ok := sf.Value(http2.SettingMaxConcurrentStreams); !ok || v > 100 {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d (%v), want at most 100", v, ok)
 	}
 }

@@ -13,6 +13,10 @@ import (
 type Config struct {
 	// MaxBodyBytes caps a POST body or SSE request. Default 1 MiB.
 	MaxBodyBytes int64
+	// BodyTimeout bounds reading a request's body, from the handler's
+	// start: a client that trickles it gets 408 and the connection
+	// closes. Default 5 s.
+	BodyTimeout time.Duration
 	// MaxQueryBytes caps the query text (also in GET URLs). Default 64 KiB.
 	MaxQueryBytes int
 	// MaxDepth caps selection depth, introspection excluded. Default 10.
@@ -91,6 +95,7 @@ type WSConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		MaxBodyBytes:  1 << 20,
+		BodyTimeout:   5 * time.Second,
 		MaxQueryBytes: 64 << 10,
 		MaxDepth:      10,
 		MaxComplexity: 500,
@@ -135,6 +140,7 @@ func (c Config) withDefaults() (Config, error) {
 	} else if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("MaxBodyBytes: must be positive, got %d", c.MaxBodyBytes))
 	}
+	dur("BodyTimeout", &c.BodyTimeout, d.BodyTimeout)
 	pos("MaxQueryBytes", &c.MaxQueryBytes, d.MaxQueryBytes)
 	pos("MaxDepth", &c.MaxDepth, d.MaxDepth)
 	pos("MaxComplexity", &c.MaxComplexity, d.MaxComplexity)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -54,10 +55,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p, rerr := s.authenticate(r, nil)
 	if rerr != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
+		refuseUnread(w, r)
 		writeRequestError(w, media, rerr)
 		return
 	}
 	if !s.guard.allowRequest(p.User) {
+		refuseUnread(w, r)
 		tooMany(w, media, "too many requests: slow down")
 		return
 	}
@@ -232,9 +235,18 @@ func (s *Server) readParams(w http.ResponseWriter, r *http.Request) (*graphql.Ra
 		if err != nil || mt != mediaJSON {
 			return nil, &requestError{http.StatusUnsupportedMediaType, graph.CodeBadRequest, "send the request as Content-Type: application/json"}
 		}
+		// The body has BodyTimeout to arrive; the deadline is lifted
+		// once it is in, so a stream that follows is not cut.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(s.cfg.Now().Add(s.cfg.BodyTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		_ = rc.SetReadDeadline(time.Time{})
 		if err != nil {
 			var tooBig *http.MaxBytesError
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				w.Header().Set("Connection", "close")
+				return nil, &requestError{http.StatusRequestTimeout, graph.CodeBadRequest, fmt.Sprintf("the body did not arrive within %s", s.cfg.BodyTimeout)}
+			}
 			if errors.As(err, &tooBig) {
 				return nil, &requestError{http.StatusRequestEntityTooLarge, graph.CodeLimitExceeded, fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBodyBytes)}
 			}
@@ -324,6 +336,16 @@ func decodeObject(raw []byte, dst *map[string]any) error {
 
 func badRequest(format string, args ...any) *requestError {
 	return &requestError{http.StatusBadRequest, graph.CodeBadRequest, fmt.Sprintf(format, args...)}
+}
+
+// refuseUnread prepares the refusal of a request whose body has not been
+// read: the connection closes after the answer, so net/http does not
+// first drain the body (up to 256 KiB, as slowly as the client likes)
+// before a client that is refused gets its answer.
+func refuseUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // authenticate reads the bearer token from the Authorization header, or

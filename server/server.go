@@ -158,6 +158,9 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	s.serveStream(w, r, f, jsonMedia)
 }
 
+// maxHTTP2Streams caps concurrent streams on one HTTP/2 connection.
+const maxHTTP2Streams = 100
+
 // Serve accepts connections on l: TLS when tlsCfg is set, plain HTTP otherwise.
 func (s *Server) Serve(l net.Listener, tlsCfg *tls.Config) error {
 	s.http = &http.Server{
@@ -165,8 +168,11 @@ func (s *Server) Serve(l net.Listener, tlsCfg *tls.Config) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return s.base },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// One HTTP/2 connection may not hold more handlers than a user
+		// may hold streams (Limits.MaxConnsPerUser's default).
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
+		BaseContext: func(net.Listener) context.Context { return s.base },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if tlsCfg != nil {
 		l = tls.NewListener(l, tlsCfg)

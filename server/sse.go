@@ -104,6 +104,17 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f framing, 
 		writeRequestError(w, mediaJSON, &requestError{http.StatusMethodNotAllowed, graph.CodeBadRequest, "use GET or POST"})
 		return
 	}
+	if r.Method == http.MethodPost {
+		// A POST authenticates from its headers before its body is read:
+		// an unauthenticated client cannot make the server wait on a body.
+		// (A GET's token may travel in the URL's extensions.)
+		if _, _, aerr := s.authenticateExp(r, nil); aerr != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
+			refuseUnread(w, r)
+			writeRequestError(w, mediaJSON, aerr)
+			return
+		}
+	}
 	params, rerr := s.readParams(w, r)
 	var ext map[string]any
 	if params != nil {

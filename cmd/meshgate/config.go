@@ -127,10 +127,11 @@ func (c storeConfig) shardConfig(log *slog.Logger) shard.Config {
 }
 
 type serverConfig struct {
-	MaxBodyBytes    int64 `yaml:"max_body_bytes"`
-	MaxDepth        int   `yaml:"max_depth"`
-	MaxComplexity   int   `yaml:"max_complexity"`
-	MaxPayloadBytes int   `yaml:"max_payload_bytes"`
+	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
+	BodyTimeout     time.Duration `yaml:"body_timeout"`
+	MaxDepth        int           `yaml:"max_depth"`
+	MaxComplexity   int           `yaml:"max_complexity"`
+	MaxPayloadBytes int           `yaml:"max_payload_bytes"`
 	PerUser         struct {
 		RequestRate    float64 `yaml:"request_rate"`
 		RequestBurst   int     `yaml:"request_burst"`
@@ -144,6 +145,7 @@ type serverConfig struct {
 		MessageRate     float64       `yaml:"message_rate"`
 		MessageBurst    int           `yaml:"message_burst"`
 		MaxOperations   int           `yaml:"max_operations"`
+		MaxQueuedBytes  int           `yaml:"max_queued_bytes"`
 		InitTimeout     time.Duration `yaml:"init_timeout"`
 		PingInterval    time.Duration `yaml:"ping_interval"`
 		KeepAlive       time.Duration `yaml:"keep_alive"`
@@ -156,7 +158,7 @@ type serverConfig struct {
 
 func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
 	return server.Config{
-		MaxBodyBytes: c.MaxBodyBytes, MaxDepth: c.MaxDepth, MaxComplexity: c.MaxComplexity,
+		MaxBodyBytes: c.MaxBodyBytes, BodyTimeout: c.BodyTimeout, MaxDepth: c.MaxDepth, MaxComplexity: c.MaxComplexity,
 		Limits: server.Limits{
 			RequestRate: c.PerUser.RequestRate, RequestBurst: c.PerUser.RequestBurst,
 			SubscribeRate: c.PerUser.SubscribeRate, SubscribeBurst: c.PerUser.SubscribeBurst,
@@ -166,7 +168,7 @@ func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
 			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
 			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
 			KeepAlive: c.WS.KeepAlive,
-			MaxLag:    c.WS.MaxLag, LagGrace: c.WS.LagGrace,
+			MaxLag:    c.WS.MaxLag, LagGrace: c.WS.LagGrace, MaxQueuedBytes: c.WS.MaxQueuedBytes,
 			NoCoalesce: c.WS.CoalesceWrites != nil && !*c.WS.CoalesceWrites,
 		},
 		Logger: log,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	pb "meshgate/plugins/proto"
 	"meshgate/plugins/sdk"
@@ -130,6 +131,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     15 * time.Second,
+		// Bound what a plugin can make the gateway decode (gRPC's
+		// default would be 2 GiB through go-plugin).
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
 		// go-plugin's own log parser is off: a plugin's stderr goes, line
 		// by line, into our log under its name, whatever it writes.
 		Logger: hclog.NewNullLogger(),
@@ -172,6 +176,12 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	inst.sendMu.Unlock()
 	go inst.serveHost(runCtx, hs)
 	h.sessions.replay(inst)
+	if attempt > 0 {
+		// Before any of its events is read: access first, then etags.
+		if _, err := h.recheck(ctx, inst); err != nil {
+			return err
+		}
+	}
 	log.Info("plugin up", "version", inst.version, "schemes", inst.schemes, "attempt", attempt)
 	if attempt > 0 {
 		h.resync(ctx, inst)
