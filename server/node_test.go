@@ -81,10 +81,11 @@ func TestNodeClients(t *testing.T) {
 		// past 3 ping intervals, when an unanswered connection is cut.
 		{mode: "legacy", cfg: server.Config{WS: server.WSConfig{PingInterval: time.Second, KeepAlive: time.Second}}, env: []string{"MESHGATE_IDLE_MS=1000"}},
 		{mode: "apollo-ws"},
+		{mode: "graphiql"},
 		{mode: "graphql-ws-ping", cfg: server.Config{WS: server.WSConfig{PingInterval: time.Second, KeepAlive: time.Second}}, env: []string{"MESHGATE_IDLE_MS=1000"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			if tc.mode == "chromium" {
+			if tc.mode == "chromium" || tc.mode == "graphiql" {
 				if _, err := exec.LookPath("chromium"); err != nil {
 					if os.Getenv("MESHGATE_REQUIRE_BROWSER") == "1" {
 						t.Fatal("chromium not found: apt-get install -y chromium")

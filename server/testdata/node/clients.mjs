@@ -305,14 +305,18 @@ async function chromium(pageURL) {
     if (r.exceptionDetails) throw new Error(`in the page: ${JSON.stringify(r.exceptionDetails)}`);
     return r.result.value;
   };
-  for (let i = 0; ; i++) {
-    const href = await evaluate('location.href').catch(() => '');
-    if (href.startsWith(pageURL.slice(0, 20)) && (await evaluate('document.readyState')) === 'complete') break;
-    if (i > 500) throw new Error('the page did not load');
-    await sleep(20);
-  }
+  const loaded = async () => {
+    for (let i = 0; ; i++) {
+      const href = await evaluate('location.href').catch(() => '');
+      if (href.startsWith(pageURL.slice(0, 20)) && (await evaluate('document.readyState').catch(() => '')) === 'complete') return;
+      if (i > 500) throw new Error('the page did not load');
+      await sleep(20);
+    }
+  };
+  await loaded();
   return {
     evaluate,
+    loaded,
     async close() {
       sock.close();
       const exited = proc.exitCode === null ? new Promise((r) => proc.once('exit', r)) : Promise.resolve();
@@ -474,7 +478,55 @@ async function graphqlWSPing() {
   await ws.dispose();
 }
 
-const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing };
+// GraphiQL as a person uses it: paste a token, and the schema's docs
+// appear; the token is remembered for the tab (sessionStorage, not
+// localStorage) across a reload; GraphiQL and the status page link to each
+// other.
+async function graphiql() {
+  const origin = new URL(url).origin;
+  const browser = await chromium(`${origin}/`);
+  const token = process.env.MESHGATE_TOKEN;
+  const docs = async () => {
+    const end = Date.now() + 30000;
+    for (;;) {
+      const text = await browser.evaluate(`(() => {
+        const ex = document.querySelector('.graphiql-doc-explorer');
+        if (!ex) { document.querySelector('button[aria-label="Show Documentation Explorer"]')?.click(); return ''; }
+        return ex.innerText;
+      })()`).catch(() => '');
+      if (/Root Types/.test(text) && /Mutation/.test(text) && /Subscription/.test(text)) return text;
+      if (Date.now() > end) throw new Error(`no schema docs; the explorer shows: ${JSON.stringify(text)}`);
+      await sleep(100);
+    }
+  };
+  try {
+    const hint = await browser.evaluate(`document.getElementById('hint')?.textContent ?? ''`);
+    await browser.evaluate(`(() => {
+      const i = document.getElementById('token');
+      i.value = ${JSON.stringify(token)};
+      i.dispatchEvent(new Event('paste'));
+    })()`);
+    await docs();
+    console.log('ok GraphiQL shows the schema docs once a token is pasted');
+    assert.match(hint, /paste a token/, 'without a token the bar says what to do');
+    assert.equal(await browser.evaluate(`sessionStorage.getItem('meshgate.token')`), token);
+    assert.equal(await browser.evaluate(`localStorage.getItem('meshgate.token')`), null);
+    await browser.evaluate('location.reload()').catch(() => {});
+    await sleep(200);
+    await browser.loaded();
+    assert.equal(await browser.evaluate(`document.getElementById('token').value`), token);
+    await docs();
+    console.log('ok the token is remembered for the tab across a reload (sessionStorage)');
+    assert.ok(await browser.evaluate(`!!document.querySelector('#bar a[href="/status"]')`), 'GraphiQL does not link to /status');
+    const status = await browser.evaluate(`fetch('/status').then((r) => r.text())`);
+    assert.match(status, /<a href="\/"[^>]*>GraphiQL<\/a>/, 'the status page does not link to GraphiQL');
+    console.log('ok GraphiQL and the status page link to each other');
+  } finally {
+    await browser.close();
+  }
+}
+
+const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing, graphiql };
 const mode = process.argv[2];
 process.on('unhandledRejection', (err) => { console.error('FAIL unhandled rejection', err); process.exit(1); });
 try {
