@@ -72,10 +72,10 @@ func TestNodeClients(t *testing.T) {
 		cfg  server.Config
 		env  []string
 	}{
-		{mode: "graphql-sse"},
+		{mode: "graphql-sse", cfg: server.Config{SSEKeepAlive: time.Second}, env: []string{"MESHGATE_IDLE_MS=2500"}},
 		{mode: "eventsource"},
 		{mode: "urql"},
-		{mode: "apollo-http", env: []string{"MESHGATE_IDLE_MS=1500"}},
+		{mode: "apollo-http", cfg: server.Config{SSEKeepAlive: time.Second}, env: []string{"MESHGATE_IDLE_MS=2500"}},
 		{mode: "chromium"},
 		// Intervals scaled down so that 5 × MESHGATE_IDLE_MS of silence is
 		// past 3 ping intervals, when an unanswered connection is cut.

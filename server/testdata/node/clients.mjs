@@ -120,10 +120,14 @@ async function graphqlSSE() {
   const done = (async () => { for await (const v of client.iterate({ query: streamQuery, variables: { q } })) got.push(v); })();
   await waitFor('the first notification', () => got.length >= 1);
   assert.equal(got[0].data.notifications.seq, 1);
+  await sleep(idleMs); // keep-alive comments flow meanwhile
+  await publish(r, { i: 2 });
+  await waitFor('the notification after idle', () => got.length >= 2);
+  assert.equal(got[1].data.notifications.seq, 2);
   await gql('mutation($q:String!){ deleteQueue(name:$q) }', { q });
   await done;
   assert.equal(code(got.at(-1).errors), 'QUEUE_NOT_FOUND');
-  console.log('ok subscribe, receive, QUEUE_NOT_FOUND ends the stream');
+  console.log('ok subscribe, receive, idle, receive, QUEUE_NOT_FOUND ends the stream');
 
   // Only a bad token refuses the request: 401, which the client reports.
   const bad = createClient({ url, headers: { authorization: 'Bearer nope' }, retryAttempts: 0 });
