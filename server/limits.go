@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
@@ -37,6 +38,9 @@ func (l *limits) MutateOperationContext(ctx context.Context, opCtx *graphql.Oper
 	// fragment that spreads another twice, n times over, costs n steps
 	// here, not 2^n. Only an operation whose expanded tree is known to be
 	// small is walked by gqlgen's complexity calculator.
+	if err := checkLiterals(opCtx.Doc); err != nil {
+		return err
+	}
 	m := newShape(opCtx.Doc).selections(opCtx.Operation.SelectionSet)
 	if m.depth > l.maxDepth {
 		return limitError("operation is nested deeper than the limit of %d", l.maxDepth)
@@ -113,4 +117,81 @@ func (s *shape) fragment(name string) measure {
 	delete(s.busy, name)
 	s.memo[name] = m
 	return m
+}
+
+// checkLiterals refuses a document with a number literal that has no Go
+// value (an Int past 64 bits, a Float past float64's range): gqlparser
+// panics on those when it builds argument maps (ast/argmap.go), so every
+// literal in the document (arguments of fields and directives, nested
+// lists and objects, variable defaults) is checked first. Linear in the
+// document.
+func checkLiterals(doc *ast.QueryDocument) *gqlerror.Error {
+	var bad *ast.Value
+	var value func(v *ast.Value)
+	value = func(v *ast.Value) {
+		if v == nil || bad != nil {
+			return
+		}
+		switch v.Kind {
+		case ast.IntValue:
+			if _, err := strconv.ParseInt(v.Raw, 10, 64); err != nil {
+				bad = v
+			}
+		case ast.FloatValue:
+			if _, err := strconv.ParseFloat(v.Raw, 64); err != nil {
+				bad = v
+			}
+		case ast.ListValue, ast.ObjectValue:
+			for _, c := range v.Children {
+				value(c.Value)
+			}
+		}
+	}
+	args := func(l ast.ArgumentList) {
+		for _, a := range l {
+			value(a.Value)
+		}
+	}
+	dirs := func(l ast.DirectiveList) {
+		for _, d := range l {
+			args(d.Arguments)
+		}
+	}
+	var set func(ss ast.SelectionSet)
+	set = func(ss ast.SelectionSet) {
+		for _, sel := range ss {
+			switch x := sel.(type) {
+			case *ast.Field:
+				args(x.Arguments)
+				dirs(x.Directives)
+				set(x.SelectionSet)
+			case *ast.InlineFragment:
+				dirs(x.Directives)
+				set(x.SelectionSet)
+			case *ast.FragmentSpread:
+				dirs(x.Directives)
+			}
+		}
+	}
+	for _, op := range doc.Operations {
+		for _, v := range op.VariableDefinitions {
+			value(v.DefaultValue)
+			dirs(v.Directives)
+		}
+		dirs(op.Directives)
+		set(op.SelectionSet)
+	}
+	for _, f := range doc.Fragments {
+		dirs(f.Directives)
+		set(f.SelectionSet)
+	}
+	if bad == nil {
+		return nil
+	}
+	err := gqlerror.Errorf("number %.40s is out of range", bad.Raw)
+	if bad.Position != nil {
+		err.Locations = []gqlerror.Location{{Line: bad.Position.Line, Column: bad.Position.Column}}
+	}
+	err.Extensions = map[string]any{"code": graph.CodeBadUserInput}
+	return err
 }
