@@ -201,3 +201,29 @@ func TestOversizedLiterals(t *testing.T) {
 		t.Fatalf("the stream after the bad literals: %+v", n)
 	}
 }
+
+// TestHTTP_OneLongPollPerRequest: 250 aliased long-polls fit the
+// complexity limit but would park 250 goroutines: refused, directly or
+// through fragments; one long-poll and any number of plain reads are fine.
+func TestHTTP_OneLongPollPerRequest(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	alice := g.token("alice", "laptop")
+	q := g.createQueue(alice)
+	vars := map[string]any{"q": q}
+	var b strings.Builder
+	b.WriteString("query($q:String!){")
+	for i := range 250 {
+		fmt.Fprintf(&b, " a%d: notifications(queue:$q, waitSeconds:1) { lastSeq }", i)
+	}
+	b.WriteString("}")
+	for _, doc := range []string{
+		b.String(),
+		`query($q:String!){ ...W ...W } fragment W on Query { notifications(queue:$q, waitSeconds:1) { lastSeq } }`,
+		`query($q:String!, $w:Int){ a: notifications(queue:$q, waitSeconds:$w) { lastSeq } b: notifications(queue:$q, waitSeconds:$w) { lastSeq } }`,
+	} {
+		if r := g.do(alice, doc, vars); r.code() != "LIMIT_EXCEEDED" {
+			t.Fatalf("%.80s: %d %+v", doc, r.status, r.Errors)
+		}
+	}
+	g.must(alice, `query($q:String!){ a: notifications(queue:$q, waitSeconds:0) { lastSeq } b: notifications(queue:$q) { lastSeq } c: notifications(queue:$q, waitSeconds:1) { lastSeq } }`, vars, "", nil)
+}

@@ -48,6 +48,11 @@ func (l *limits) MutateOperationContext(ctx context.Context, opCtx *graphql.Oper
 	if m.size > l.maxExpanded {
 		return limitError("operation expands to more than %d selections", l.maxExpanded)
 	}
+	if m.waits > 1 {
+		// Each waiting field parks a goroutine (and a queue reader) for
+		// up to a minute: aliases would multiply one request's cost.
+		return limitError("at most one notifications field with waitSeconds per request, got %d", m.waits)
+	}
 	if c := complexity.Calculate(ctx, l.es, opCtx.Operation, opCtx.Variables); c > l.maxComplexity {
 		return limitError("operation has complexity %d, over the limit of %d", c, l.maxComplexity)
 	}
@@ -63,8 +68,9 @@ func limitError(format string, args ...any) *gqlerror.Error {
 // measure is what a selection set costs once its fragments are expanded:
 // size counts every field, inline fragment and spread; depth is the
 // selection depth with introspection fields (and what is below them) left
-// out.
-type measure struct{ size, depth int }
+// out; waits counts the long-polls (notifications fields with a
+// waitSeconds that is not a literal 0 or null).
+type measure struct{ size, depth, waits int }
 
 // shape measures selection sets of one document, each named fragment once
 // (memoised), so its work is linear in the document's length.
@@ -88,20 +94,45 @@ func (s *shape) selections(set ast.SelectionSet) measure {
 		case *ast.Field:
 			c := s.selections(x.SelectionSet)
 			m.size = satAdd(m.size, satAdd(1, c.size))
+			m.waits = satAdd(m.waits, c.waits)
+			if waits(x) {
+				m.waits = satAdd(m.waits, 1)
+			}
 			if !(len(x.Name) > 2 && x.Name[:2] == "__") {
 				m.depth = max(m.depth, 1+c.depth)
 			}
 		case *ast.InlineFragment:
 			c := s.selections(x.SelectionSet)
 			m.size = satAdd(m.size, satAdd(1, c.size))
+			m.waits = satAdd(m.waits, c.waits)
 			m.depth = max(m.depth, c.depth)
 		case *ast.FragmentSpread:
 			c := s.fragment(x.Name)
 			m.size = satAdd(m.size, satAdd(1, c.size))
+			m.waits = satAdd(m.waits, c.waits)
 			m.depth = max(m.depth, c.depth)
 		}
 	}
 	return m
+}
+
+// waits reports whether f is a long-poll: Query.notifications with a
+// waitSeconds argument that may be non-zero.
+func waits(f *ast.Field) bool {
+	if f.Name != "notifications" || f.ObjectDefinition == nil || f.ObjectDefinition.Name != "Query" {
+		return false
+	}
+	a := f.Arguments.ForName("waitSeconds")
+	if a == nil || a.Value == nil {
+		return false
+	}
+	switch a.Value.Kind {
+	case ast.NullValue:
+		return false
+	case ast.IntValue:
+		return a.Value.Raw != "0"
+	}
+	return true // a variable: it may wait
 }
 
 func (s *shape) fragment(name string) measure {
