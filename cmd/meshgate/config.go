@@ -30,6 +30,7 @@ type fileConfig struct {
 	TLSKey          string        `yaml:"tls_key"`
 	InsecureHTTP    bool          `yaml:"insecure_http"`
 	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"` // text, json or auto (""): text on a terminal
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Auth            struct {
 		Keys          []server.Key `yaml:"keys"`
@@ -214,6 +215,9 @@ func (c *fileConfig) validate(path string) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("%s: log_level: %q is not debug, info, warn or error", where, c.LogLevel))
+	}
+	if err := checkLogFormat(c.LogFormat); err != nil {
+		errs = append(errs, fmt.Errorf("%s: log_format: %w", where, err))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, fmt.Errorf("%s: tls_cert and tls_key go together", where))

@@ -30,6 +30,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	insecure := fs.Bool("insecure-http", false, "serve plain HTTP, only behind a TLS-terminating proxy")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	logFormat := fs.String("log-format", "", "text, json or auto (default auto: text when stderr is a terminal, JSON otherwise)")
 	faultSpec := fs.String("faults", "", "inject faults, e.g. http.error=0.1,http.delay=50ms,http.delay_p=0.2,plugins.error=0.05 (off by default)")
 	debugListen := fs.String("debug-listen", "", "serve net/http/pprof on this address (loopback only, e.g. 127.0.0.1:6060); off by default")
 	nodeName := fs.String("node-name", "", "cluster: this node's unique name (default: the host name)")
@@ -71,6 +72,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg.InsecureHTTP = *insecure
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "log-format":
+			cfg.LogFormat = *logFormat
 		case "node-name":
 			cfg.Cluster.NodeName = *nodeName
 		case "bind":
@@ -103,7 +106,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(server.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
+	log := newLogger(stderr, cfg.LogFormat, level)
 
 	if h := cfg.Memory.GCHeadroomMiB; h >= 0 {
 		tctx, stopTune := context.WithCancel(context.Background())
