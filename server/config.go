@@ -49,11 +49,18 @@ type Config struct {
 // WSConfig sets WebSocket limits.
 type WSConfig struct {
 	// InitTimeout: a connection that sends no connection_init by then is
-	// closed with 4408. Default 10 s.
+	// closed with 4408. Default 3 s, as graphql-ws's reference server.
 	InitTimeout time.Duration
 	// PingInterval: idle connections get a ping this often, and are closed
 	// after 3 intervals without reading anything. Default 30 s.
 	PingInterval time.Duration
+	// KeepAlive: protocol-level keep-alive messages, for clients that watch
+	// messages rather than WebSocket frames: a graphql-transport-ws
+	// connection gets a `ping` message when nothing was written to it for
+	// this long (hasura/go-graphql-client times reads out after 60 s), a
+	// legacy one gets `ka` this often (subscriptions-transport-ws closes
+	// after 30 s without one). Default 15 s.
+	KeepAlive time.Duration
 	// WriteTimeout: a write that takes longer means a stalled consumer,
 	// which is disconnected (its queue keeps buffering). Default 10 s.
 	WriteTimeout time.Duration
@@ -94,8 +101,9 @@ func DefaultConfig() Config {
 		MaxComplexity: 500,
 		MaxTokens:     10000,
 		WS: WSConfig{
-			InitTimeout:     10 * time.Second,
+			InitTimeout:     3 * time.Second,
 			PingInterval:    30 * time.Second,
+			KeepAlive:       15 * time.Second,
 			WriteTimeout:    10 * time.Second,
 			MaxLag:          512,
 			LagGrace:        30 * time.Second,
@@ -139,6 +147,7 @@ func (c Config) withDefaults() (Config, error) {
 	pos("MaxTokens", &c.MaxTokens, d.MaxTokens)
 	dur("WS.InitTimeout", &c.WS.InitTimeout, d.WS.InitTimeout)
 	dur("WS.PingInterval", &c.WS.PingInterval, d.WS.PingInterval)
+	dur("WS.KeepAlive", &c.WS.KeepAlive, d.WS.KeepAlive)
 	dur("WS.WriteTimeout", &c.WS.WriteTimeout, d.WS.WriteTimeout)
 	pos("WS.MaxMessageBytes", &c.WS.MaxMessageBytes, d.WS.MaxMessageBytes)
 	pos("WS.MessageBurst", &c.WS.MessageBurst, d.WS.MessageBurst)

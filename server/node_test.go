@@ -76,8 +76,22 @@ func TestNodeClients(t *testing.T) {
 		{mode: "eventsource"},
 		{mode: "urql"},
 		{mode: "apollo-http", env: []string{"MESHGATE_IDLE_MS=1500"}},
+		{mode: "chromium"},
+		// Intervals scaled down so that 5 × MESHGATE_IDLE_MS of silence is
+		// past 3 ping intervals, when an unanswered connection is cut.
+		{mode: "legacy", cfg: server.Config{WS: server.WSConfig{PingInterval: time.Second, KeepAlive: time.Second}}, env: []string{"MESHGATE_IDLE_MS=1000"}},
+		{mode: "apollo-ws"},
+		{mode: "graphql-ws-ping", cfg: server.Config{WS: server.WSConfig{PingInterval: time.Second, KeepAlive: time.Second}}, env: []string{"MESHGATE_IDLE_MS=1000"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
+			if tc.mode == "chromium" {
+				if _, err := exec.LookPath("chromium"); err != nil {
+					if os.Getenv("MESHGATE_REQUIRE_BROWSER") == "1" {
+						t.Fatal("chromium not found: apt-get install -y chromium")
+					}
+					t.Skip("chromium not found: apt-get install -y chromium")
+				}
+			}
 			tc.cfg.Limits = server.Limits{RequestRate: 1e6, RequestBurst: 1e6}
 			g := start(t, tc.cfg, shard.Config{})
 			cert := filepath.Join(filepath.Dir(strings.TrimSuffix(g.key.SecretFile, "/")), server.DevCertFile)

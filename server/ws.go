@@ -59,7 +59,8 @@ type wsConn struct {
 	start  time.Time
 	header string // the upgrade request's Authorization, used when connection_init carries none
 
-	lastRead atomic.Int64 // unix nanoseconds
+	lastRead  atomic.Int64 // unix nanoseconds
+	lastWrite atomic.Int64 // unix nanoseconds; writer only stores it
 
 	// read-side state: only the reader goroutine touches these
 	initSeen bool
@@ -88,8 +89,11 @@ type wsConn struct {
 	// it is moved at most every second, not before every write.
 	deadlineSet time.Time
 	closing     bool // a close frame is queued; send nothing after it
-	pingDue     bool
+	pingDue     bool // a WebSocket ping frame
+	kaDue       bool // a protocol keep-alive: `ka` (legacy) or a `ping` message
 	closed      bool
+	// lastPing and lastKA are when tick last asked for each.
+	lastPing, lastKA time.Time
 }
 
 // wsOp is one operation on a connection: a `notifications` stream served by
@@ -351,15 +355,18 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 		c.endOp(op, errorsOnly(errBody))
 		return true
 	}
+	// From here on the operation runs: its errors are a result, as
+	// graphql-ws's reference server sends them (next, then complete);
+	// `error` is for requests that fail validation.
 	sop, ok, err := graph.ParseStreamOp(opCtx)
 	if err != nil {
-		c.endOp(op, codeErrors(err))
+		c.endOpResult(op, codeResponse(err))
 		return true
 	}
 	if ok {
 		st, err := c.s.node.Attach(ctx, p, sop.Queue, sop.After, op)
 		if err != nil {
-			c.endOp(op, codeErrors(err))
+			c.endOpResult(op, codeResponse(err))
 			return true
 		}
 		c.mu.Lock()
@@ -438,6 +445,27 @@ func (c *wsConn) endOp(op *wsOp, errs []byte) {
 		} else {
 			c.queueLocked(c.completeFrame(op.id))
 		}
+		c.wakeLocked()
+	}
+	c.mu.Unlock()
+	if st != nil {
+		st.Close()
+	}
+}
+
+// endOpResult ends op with one result (a {"errors": …} body, say), then
+// complete. Nothing is sent if the client completed it already.
+func (c *wsConn) endOpResult(op *wsOp, result []byte) {
+	c.mu.Lock()
+	if c.ops.get(op.id) != op {
+		c.mu.Unlock()
+		return
+	}
+	c.ops.remove(op.id)
+	st := op.st
+	if !c.closing {
+		c.queueLocked(c.nextFrame(nil, op.id, result))
+		c.queueLocked(c.completeFrame(op.id))
 		c.wakeLocked()
 	}
 	c.mu.Unlock()
@@ -538,6 +566,10 @@ func (c *wsConn) teardown() {
 // reconnects elsewhere and resumes with `after`.
 func (c *wsConn) goingAway() { c.closeWith(closeGoingAway, "server shutting down") }
 
+// tickSlack is half the wheel's period: a keep-alive due between two ticks
+// goes out at the nearer one, not a whole period late.
+const tickSlack = 500 * time.Millisecond
+
 // tick runs on the shared wheel: init deadline, token expiry, keep-alive.
 func (c *wsConn) tick(now time.Time) {
 	cfg := c.s.cfg.WS
@@ -550,17 +582,34 @@ func (c *wsConn) tick(now time.Time) {
 	case acked && now.After(exp):
 		c.closeWith(closeForbidden, "token expired")
 	default:
+		// Liveness is anything read, pongs included: a client that sends
+		// nothing (subscriptions-transport-ws) answers our pings.
 		idle := now.Sub(time.Unix(0, c.lastRead.Load()))
 		if idle > 3*cfg.PingInterval {
 			c.abort()
 			return
 		}
-		if idle > cfg.PingInterval || c.legacy && acked && now.Sub(c.start)%cfg.PingInterval < time.Second {
-			c.mu.Lock()
-			c.pingDue = true
-			c.wakeLocked()
-			c.mu.Unlock()
+		c.mu.Lock()
+		due := false
+		// A ping frame, on either subprotocol, once per interval while
+		// the client is silent; browsers and Node answer it by themselves.
+		if idle > cfg.PingInterval && now.Sub(c.lastPing) > cfg.PingInterval-tickSlack {
+			c.pingDue, c.lastPing, due = true, now, true
 		}
+		// A protocol keep-alive for clients that watch messages: `ka`
+		// every KeepAlive on legacy, a `ping` message after KeepAlive
+		// without a write on graphql-transport-ws.
+		if c.lastKA.IsZero() {
+			c.lastKA = now
+		}
+		if acked && now.Sub(c.lastKA) > cfg.KeepAlive-tickSlack &&
+			(c.legacy || now.Sub(time.Unix(0, c.lastWrite.Load())) > cfg.KeepAlive-tickSlack) {
+			c.kaDue, c.lastKA, due = true, now, true
+		}
+		if due {
+			c.wakeLocked()
+		}
+		c.mu.Unlock()
 	}
 }
 

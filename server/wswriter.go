@@ -148,10 +148,14 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 		closing := c.closing
 		if c.pingDue && !closing {
 			c.pingDue = false
+			buf = frame(buf, ws.OpPing, nil)
+		}
+		if c.kaDue && !closing {
+			c.kaDue = false
 			if c.legacy {
 				buf = frame(buf, ws.OpText, []byte(`{"type":"ka"}`))
 			} else {
-				buf = frame(buf, ws.OpPing, nil)
+				buf = frame(buf, ws.OpText, []byte(`{"type":"ping"}`))
 			}
 		}
 		dirty = dirty[:0]
@@ -202,6 +206,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 				c.abort()
 				return false
 			}
+			c.lastWrite.Store(c.s.cfg.Now().UnixNano())
 			c.s.metrics.observeWrite(oldest, c.s.cfg.Now())
 			if carried > 0 {
 				c.s.writers.wrote(carried)

@@ -151,6 +151,7 @@ type serverConfig struct {
 		MaxQueuedBytes  int           `yaml:"max_queued_bytes"`
 		InitTimeout     time.Duration `yaml:"init_timeout"`
 		PingInterval    time.Duration `yaml:"ping_interval"`
+		KeepAlive       time.Duration `yaml:"keep_alive"`
 		MaxLag          int           `yaml:"max_lag"`
 		LagGrace        time.Duration `yaml:"lag_grace"`
 		// CoalesceWrites: absent or true, writes coalesce under load.
@@ -169,7 +170,8 @@ func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
 		WS: server.WSConfig{
 			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
 			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
-			MaxLag: c.WS.MaxLag, LagGrace: c.WS.LagGrace, MaxQueuedBytes: c.WS.MaxQueuedBytes,
+			KeepAlive: c.WS.KeepAlive,
+			MaxLag:    c.WS.MaxLag, LagGrace: c.WS.LagGrace, MaxQueuedBytes: c.WS.MaxQueuedBytes,
 			NoCoalesce: c.WS.CoalesceWrites != nil && !*c.WS.CoalesceWrites,
 		},
 		Logger: log,

@@ -258,7 +258,223 @@ async function apolloHTTP() {
   assert.equal(completed, false);
 }
 
-const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP };
+// cdp drives a headless Chromium over the DevTools protocol (with ws):
+// the browser's own EventSource, not a polyfill.
+async function chromium(pageURL) {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { default: WebSocket } = await import('ws');
+  const profile = mkdtempSync(join(tmpdir(), 'meshgate-chromium-'));
+  const proc = spawn(process.env.CHROMIUM || 'chromium', [
+    '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--no-default-browser-check',
+    '--ignore-certificate-errors', `--user-data-dir=${profile}`, '--remote-debugging-port=0', 'about:blank',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const endpoint = await new Promise((resolve, reject) => {
+    let err = '';
+    const t = setTimeout(() => reject(new Error(`chromium did not start: ${err}`)), 30000);
+    proc.stderr.on('data', (d) => {
+      err += d;
+      const m = err.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (m) { clearTimeout(t); resolve(m[1]); }
+    });
+    proc.on('exit', (code) => reject(new Error(`chromium exited ${code}: ${err}`)));
+  });
+  const sock = new WebSocket(endpoint, { perMessageDeflate: false });
+  await new Promise((r, j) => { sock.once('open', r); sock.once('error', j); });
+  let id = 0;
+  const pending = new Map();
+  sock.on('message', (m) => {
+    const msg = JSON.parse(m);
+    const p = pending.get(msg.id);
+    if (!p) return;
+    pending.delete(msg.id);
+    if (msg.error) p.reject(new Error(JSON.stringify(msg.error)));
+    else p.resolve(msg.result);
+  });
+  const call = (method, params = {}, sessionId) => new Promise((resolve, reject) => {
+    const n = ++id;
+    pending.set(n, { resolve, reject });
+    sock.send(JSON.stringify({ id: n, method, params, sessionId }));
+  });
+  const { targetId } = await call('Target.createTarget', { url: pageURL });
+  const { sessionId } = await call('Target.attachToTarget', { targetId, flatten: true });
+  const evaluate = async (expression) => {
+    const r = await call('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true }, sessionId);
+    if (r.exceptionDetails) throw new Error(`in the page: ${JSON.stringify(r.exceptionDetails)}`);
+    return r.result.value;
+  };
+  for (let i = 0; ; i++) {
+    const href = await evaluate('location.href').catch(() => '');
+    if (href.startsWith(pageURL.slice(0, 20)) && (await evaluate('document.readyState')) === 'complete') break;
+    if (i > 500) throw new Error('the page did not load');
+    await sleep(20);
+  }
+  return {
+    evaluate,
+    async close() {
+      sock.close();
+      const exited = proc.exitCode === null ? new Promise((r) => proc.once('exit', r)) : Promise.resolve();
+      proc.kill();
+      await exited;
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    },
+  };
+}
+
+// A browser EventSource that loses its connection resumes by itself: the
+// HTML spec has it reconnect with `Last-Event-ID` set to the last event's
+// id, and every notification event carries `id: <seq>`.
+async function chromiumEventSource() {
+  const { q, res } = await setup('chromium');
+  const px = await proxy();
+  const origin = new URL(px.url).origin;
+  const browser = await chromium(`${origin}/healthz`);
+  try {
+    const src = `/graphql?query=${encodeURIComponent(streamQuery)}&variables=${encodeURIComponent(JSON.stringify({ q }))}&extensions=${encodeURIComponent(JSON.stringify({ authorization: auth }))}`;
+    await browser.evaluate(`(() => {
+      window.seqs = []; window.ids = []; window.errors = 0;
+      const es = new EventSource(${JSON.stringify(src)});
+      es.addEventListener('next', (e) => { window.seqs.push(JSON.parse(e.data).data.notifications.seq); window.ids.push(e.lastEventId); });
+      es.onerror = () => { window.errors++; };
+      window.es = es;
+    })()`);
+    const seen = () => browser.evaluate('window.seqs.length');
+    const total = 9;
+    for (let i = 1; i <= total; i++) {
+      await publish(res, { i });
+      if (i % 3 === 0) {
+        const end = Date.now() + 30000;
+        while ((await seen()) < i - 1) {
+          if (Date.now() > end) throw new Error(`the browser saw ${await seen()} of ${i - 1}`);
+          await sleep(50);
+        }
+        px.cut();
+      }
+    }
+    const end = Date.now() + 60000;
+    while ((await seen()) < total) {
+      if (Date.now() > end) throw new Error(`the browser saw ${await seen()} of ${total}`);
+      await sleep(50);
+    }
+    await sleep(200);
+    const seqs = await browser.evaluate('window.seqs');
+    const ids = await browser.evaluate('window.ids');
+    const errors = await browser.evaluate('window.errors');
+    await browser.evaluate('window.es.close()');
+    assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1), 'a gap or a duplicate');
+    assert.deepEqual(ids, seqs.map(String));
+    assert.ok(errors >= px.cuts, `the browser saw ${errors} connection errors for ${px.cuts} cuts`);
+    console.log(`ok Chromium EventSource resumed after ${px.cuts} cuts (${errors} reconnects) with no gap and no duplicate`);
+  } finally {
+    await browser.close();
+    px.close();
+  }
+}
+
+// subscriptions-transport-ws, the legacy protocol: a client that sends
+// nothing stays connected past 3 ping intervals (the server pings it and
+// counts its pongs), gets `ka` often enough for its own timeout check
+// (`timeout`, scaled down here with the server's intervals), and sees
+// subscribe-time errors with their code.
+async function legacy() {
+  const { SubscriptionClient } = await import('subscriptions-transport-ws');
+  const { default: WebSocket } = await import('ws');
+  const { q, res } = await setup('legacy');
+  let disconnects = 0;
+  let kas = 0;
+  const client = new SubscriptionClient(wsUrl, { connectionParams: { authorization: auth }, reconnect: false, timeout: 3 * idleMs }, WebSocket);
+  client.onDisconnected(() => disconnects++);
+  client.client.addEventListener('message', (e) => { if (JSON.parse(e.data).type === 'ka') kas++; });
+  const got = [];
+  const errs = [];
+  const sub = client.request({ query: streamQuery, variables: { q } }).subscribe({ next: (r) => got.push(r), error: (e) => errs.push(e) });
+  await publish(res, { i: 1 });
+  await waitFor('the first notification', () => got.length >= 1);
+  const idle = 5 * idleMs;
+  await sleep(idle); // the client sends nothing meanwhile
+  assert.equal(disconnects, 0, 'the idle legacy connection was cut');
+  assert.ok(kas >= 2, `only ${kas} ka in ${idle} ms`);
+  await publish(res, { i: 2 });
+  await waitFor('the notification after idle', () => got.length >= 2 || disconnects > 0);
+  assert.equal(disconnects, 0);
+  assert.equal(got[1].data.notifications.seq, 2);
+  console.log(`ok legacy connection idle ${idle} ms (${kas} ka), then receives`);
+
+  const bad = [];
+  client.request({ query: streamQuery, variables: { q: 'no-such-queue' } }).subscribe({ next: (r) => bad.push(r.errors), error: (e) => bad.push(e) });
+  await waitFor('the error', () => bad.length >= 1);
+  assert.equal(code(bad[0]), 'QUEUE_NOT_FOUND', JSON.stringify(bad[0]));
+  await publish(res, { i: 3 });
+  await waitFor('the notification after the error', () => got.length >= 3);
+  console.log('ok legacy QUEUE_NOT_FOUND at subscribe, other operations go on');
+  sub.unsubscribe();
+  client.close();
+  assert.equal(errs.length, 0, JSON.stringify(errs));
+}
+
+// Apollo Client's GraphQLWsLink over graphql-ws, in Node 20 (no global
+// WebSocket). graphql-ws's PROTOCOL.md: the `error` message is for
+// "Operation execution error(s) in response to the Subscribe message. This
+// can occur before execution starts, usually due to validation errors";
+// its reference server sends errors that happen once the operation runs
+// as a `next` result followed by `complete`. An error at subscribe then
+// reaches the application with its code, and other operations go on.
+async function apolloWS() {
+  const { ApolloClient, InMemoryCache, gql: tag } = await import('@apollo/client');
+  const { GraphQLWsLink } = await import('@apollo/client/link/subscriptions');
+  const { createClient } = await import('graphql-ws');
+  const { default: WebSocket } = await import('ws');
+  let closes = 0;
+  const ws = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { closed: () => closes++ } });
+  const client = new ApolloClient({ link: new GraphQLWsLink(ws), cache: new InMemoryCache() });
+  const { q, res } = await setup('apollows');
+  const got = [];
+  const sub = client.subscribe({ query: tag(streamQuery), variables: { q } }).subscribe({ next: (r) => got.push(r) });
+  await publish(res, { i: 1 });
+  await waitFor('the first notification', () => got.length >= 1);
+  assert.equal(got[0].data.notifications.seq, 1);
+  const errs = [];
+  client.subscribe({ query: tag(streamQuery), variables: { q: 'no-such-queue' } }).subscribe({
+    next: (r) => { if (r.error) errs.push(r.error); },
+    error: (e) => errs.push(e),
+  });
+  await waitFor('the error', () => errs.length >= 1);
+  assert.equal(errs[0].errors?.[0]?.extensions?.code, 'QUEUE_NOT_FOUND', String(errs[0]));
+  await publish(res, { i: 2 });
+  await waitFor('the notification after the error', () => got.length >= 2);
+  assert.equal(closes, 0, 'the socket was torn down');
+  console.log('ok Apollo GraphQLWsLink: QUEUE_NOT_FOUND at subscribe, the other subscription goes on');
+  sub.unsubscribe();
+  await ws.dispose();
+}
+
+// graphql-ws's PROTOCOL.md on Ping: "Useful for detecting failed
+// connections, displaying latency metrics or other types of network
+// probing." Clients that time out reads (hasura/go-graphql-client) need a
+// message while idle: the server sends protocol `ping`s, the client
+// answers `pong` by itself.
+async function graphqlWSPing() {
+  const { createClient } = await import('graphql-ws');
+  const { default: WebSocket } = await import('ws');
+  let pings = 0;
+  const ws = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { ping: (received) => { if (received) pings++; } } });
+  const { q, res } = await setup('wsping');
+  const it = ws.iterate({ query: streamQuery, variables: { q } });
+  await publish(res, { i: 1 });
+  assert.equal((await it.next()).value.data.notifications.seq, 1);
+  const idle = 5 * idleMs;
+  await sleep(idle);
+  assert.ok(pings >= 2, `${pings} ping messages in ${idle} ms idle`);
+  await publish(res, { i: 2 });
+  assert.equal((await it.next()).value.data.notifications.seq, 2);
+  console.log(`ok ${pings} protocol pings on an idle graphql-transport-ws connection`);
+  await it.return();
+  await ws.dispose();
+}
+
+const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing };
 const mode = process.argv[2];
 process.on('unhandledRejection', (err) => { console.error('FAIL unhandled rejection', err); process.exit(1); });
 try {
