@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -137,4 +139,91 @@ func TestHTTP2_StreamsPerConnectionAreBounded(t *testing.T) {
 	if v, ok := sf.Value(http2.SettingMaxConcurrentStreams); !ok || v > 100 {
 		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d (%v), want at most 100", v, ok)
 	}
+}
+
+// hostileLiterals are number literals gqlparser cannot turn into Go
+// values (it panics in ast/argmap.go): the seeds of FuzzGraphQLRequest too.
+var hostileLiterals = []string{
+	`query($q:String!){ notifications(queue:$q, after: 9223372036854775808) { lastSeq } }`,
+	`query($q:String!){ notifications(queue:$q, after: 1e400) { lastSeq } }`,
+	`mutation { publish(resource:"user:alice/a", etag:"e", payload: {id: 18446744073709551615}) }`,
+	`mutation { publish(resource:"user:alice/a", etag:"e", payload: [1, [2, {x: -99999999999999999999}]]) }`,
+}
+
+// hostileDefault is refused by gqlparser's variable coercion, before any
+// panic can happen (GRAPHQL_VALIDATION_FAILED).
+const hostileDefault = `query($q:String!, $a: Seq = 99999999999999999999){ notifications(queue:$q, after: $a) { lastSeq } }`
+
+// TestOversizedLiterals: every transport answers BAD_USER_INPUT, and a
+// WebSocket keeps its other operations.
+func TestOversizedLiterals(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	alice := g.token("alice", "laptop", "publish")
+	q := g.createQueue(alice)
+	vars := map[string]any{"q": q}
+	for _, lit := range hostileLiterals {
+		if r := g.do(alice, lit, vars); r.code() != "BAD_USER_INPUT" {
+			t.Fatalf("HTTP %s: %d %+v", lit, r.status, r.Errors)
+		}
+	}
+	for _, lit := range hostileLiterals { // SSE: the error is the stream's one result
+		body, _ := json.Marshal(map[string]any{"query": lit, "variables": vars})
+		req, _ := http.NewRequest(http.MethodPost, g.url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err := g.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "BAD_USER_INPUT") {
+			t.Fatalf("SSE %s: %d %q", lit, resp.StatusCode, b)
+		}
+	}
+	if r := g.do(alice, hostileDefault, vars); r.code() == "" {
+		t.Fatalf("HTTP %s: %d %+v", hostileDefault, r.status, r.Errors)
+	}
+	c := g.dial("graphql-transport-ws")
+	c.init(alice)
+	g.subscribe(alice, q, "user:alice/a")
+	c.subscribe("s", streamQuery, map[string]any{"q": q})
+	for i, lit := range hostileLiterals {
+		id := fmt.Sprint("bad", i)
+		c.subscribe(id, lit, vars)
+		if m := c.read(); m.Type != "error" || m.ID != id || !strings.Contains(string(m.Payload), "BAD_USER_INPUT") {
+			t.Fatalf("WS %s: %+v %s", lit, m, m.Payload)
+		}
+	}
+	g.publish(alice, "user:alice/a", "e1", nil)
+	if n := c.next("s"); n.Seq != 1 {
+		t.Fatalf("the stream after the bad literals: %+v", n)
+	}
+}
+
+// TestHTTP_OneLongPollPerRequest: 250 aliased long-polls fit the
+// complexity limit but would park 250 goroutines: refused, directly or
+// through fragments; one long-poll and any number of plain reads are fine.
+func TestHTTP_OneLongPollPerRequest(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	alice := g.token("alice", "laptop")
+	q := g.createQueue(alice)
+	vars := map[string]any{"q": q}
+	var b strings.Builder
+	b.WriteString("query($q:String!){")
+	for i := range 250 {
+		fmt.Fprintf(&b, " a%d: notifications(queue:$q, waitSeconds:1) { lastSeq }", i)
+	}
+	b.WriteString("}")
+	for _, doc := range []string{
+		b.String(),
+		`query($q:String!){ ...W ...W } fragment W on Query { notifications(queue:$q, waitSeconds:1) { lastSeq } }`,
+		`query($q:String!, $w:Int){ a: notifications(queue:$q, waitSeconds:$w) { lastSeq } b: notifications(queue:$q, waitSeconds:$w) { lastSeq } }`,
+	} {
+		if r := g.do(alice, doc, vars); r.code() != "LIMIT_EXCEEDED" {
+			t.Fatalf("%.80s: %d %+v", doc, r.status, r.Errors)
+		}
+	}
+	g.must(alice, `query($q:String!){ a: notifications(queue:$q, waitSeconds:0) { lastSeq } b: notifications(queue:$q) { lastSeq } c: notifications(queue:$q, waitSeconds:1) { lastSeq } }`, vars, "", nil)
 }

@@ -53,6 +53,8 @@ type Host struct {
 
 	sessions *sessions
 	faults   *faults.Injector
+	// dependents wakes runDependents (capacity 1: kicks coalesce).
+	dependents chan struct{}
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -69,7 +71,7 @@ func New(cfg Config, sink Sink) (*Host, error) {
 	h := &Host{
 		cfg: cfg, log: cfg.Logger.With("component", "plugins"), sink: sink,
 		running: make(map[string]*instance), known: make(map[string]string), all: make(map[*instance]struct{}),
-		health: make(map[string]*Health),
+		health: make(map[string]*Health), dependents: make(chan struct{}, 1),
 	}
 	for _, p := range cfg.Plugins {
 		h.health[p.Name] = &Health{Name: p.Name}
@@ -104,6 +106,11 @@ func (h *Host) Start(ctx context.Context) {
 	go func() {
 		defer h.wg.Done()
 		h.sessions.run(runCtx)
+	}()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.runDependents(runCtx)
 	}()
 	for range h.cfg.Plugins {
 		select {
@@ -253,6 +260,11 @@ func callError(name string, err error) error {
 // handleWatch handles an event the plugin reported on its own: in a
 // cluster, only the resource's owner delivers it (see Config.Owns).
 func (inst *instance) handleWatch(ev *pb.Event) int {
+	if ev.GetKind() == pb.Event_REVOKED {
+		// Every node re-checks the dependent lists it holds, owner of
+		// this resource or not.
+		inst.h.kickDependents()
+	}
 	if own := inst.h.cfg.Owns; own != nil && !inst.sessions && !own(ev.GetResource()) {
 		return 0
 	}

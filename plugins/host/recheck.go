@@ -72,3 +72,41 @@ func (h *Host) recheck(ctx context.Context, inst *instance) (revoked int, err er
 	h.log.Info("re-checked subscriptions", "plugin", inst.name, "subscribers", len(subs), "revoked", len(denied))
 	return len(denied), firstEr
 }
+
+// kickDependents asks for a re-check of the subscriptions of every plugin
+// that delegates part of its decisions to others (it has asked the host
+// to authorize: presence asks storage whether two users share a folder).
+// Called when any plugin revokes something: the fact a dependent
+// subscription rested on may be gone. Coalesced and asynchronous: it
+// never blocks the event stream that called it.
+func (h *Host) kickDependents() {
+	select {
+	case h.dependents <- struct{}{}:
+	default: // a re-check is already due: it will see this change
+	}
+}
+
+// runDependents re-checks dependents' subscriptions when kicked, until
+// ctx ends.
+func (h *Host) runDependents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.dependents:
+		}
+		h.mu.RLock()
+		var insts []*instance
+		for inst := range h.all {
+			if inst.up && inst.asks.Load() {
+				insts = append(insts, inst)
+			}
+		}
+		h.mu.RUnlock()
+		for _, inst := range insts {
+			if _, err := h.recheck(ctx, inst); err != nil && ctx.Err() == nil {
+				h.log.Warn("re-check of a dependent plugin failed", "plugin", inst.name, "err", err)
+			}
+		}
+	}
+}

@@ -85,3 +85,25 @@ func TestPlugins_RestartRechecksAccess(t *testing.T) {
 		}
 	}
 }
+
+// TestPlugins_UnsharingRevokesPresence: alice may watch bob's presence
+// because they share a folder; when bob leaves it, her subscription goes
+// (REVOKED), as a fresh subscribe would be refused.
+func TestPlugins_UnsharingRevokesPresence(t *testing.T) {
+	r := start(t, host.Config{Plugins: host.DefaultPlugins()})
+	folder := filepath.Join(r.dir, "storage", "team")
+	must(t, os.MkdirAll(folder, 0o755))
+	must(t, os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\n"), 0o644))
+	waitFor(t, func() bool {
+		_, err := r.h.Authorize(context.Background(), alice, "presence:user/bob", "")
+		return err == nil
+	})
+	q := r.queue(t, alice, "presence:user/bob", "presence:user/alice")
+	must(t, os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\n"), 0o644))
+	r.await(t, alice, q, kind(shard.Revoked, "presence:user/bob"))
+	for _, n := range r.received(t, alice, q) {
+		if n.Kind == shard.Revoked && n.Resource == "presence:user/alice" {
+			t.Fatal("alice's own presence was revoked")
+		}
+	}
+}

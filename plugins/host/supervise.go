@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,6 +32,11 @@ type instance struct {
 	proc     *plugin.Client
 	up       bool
 	sessions bool // wants SessionEvents
+
+	// asks is set once the plugin has asked the host to authorize
+	// something: its decisions depend on other plugins' (see
+	// kickDependents).
+	asks atomic.Bool
 
 	sendMu sync.Mutex
 	host   pb.Publisher_HostClient
@@ -297,6 +303,7 @@ func (inst *instance) serveHost(ctx context.Context, hs pb.Publisher_HostClient)
 		if ask == nil {
 			continue
 		}
+		inst.asks.Store(true)
 		go func() {
 			ans := &pb.Answer{Id: ask.GetId()}
 			req := ask.GetRequest()
