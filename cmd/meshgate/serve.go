@@ -101,7 +101,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFaults(*faultSpec, &cfg.Faults); err != nil {
 		return err
 	}
-	if err := cfg.validate(*configPath); err != nil {
+	if err := cfg.check(*configPath); err != nil {
 		return err
 	}
 	var level slog.Level
