@@ -45,7 +45,7 @@ func (c *fileConfig) check(path string) error {
 	}
 	log := slog.New(slog.DiscardHandler)
 	errs := eachError("", c.validate(path))
-	errs = append(errs, eachError(where+": queues: ", c.Store.shardConfig(log).Check())...)
+	errs = append(errs, eachError(where+": queues: ", c.Store.Check())...)
 	errs = append(errs, eachError(where+": limits: ", c.Server.serverConfig(log).Check())...)
 	if c.Plugins != nil {
 		errs = append(errs, eachError(where+": ", (host.Config{Plugins: c.Plugins}).Check())...)

@@ -83,7 +83,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	scfg := cfg.Store.shardConfig(log)
+	scfg := cfg.Store
+	scfg.Logger = log
 	scfg.Observer = pubs.Observer()
 	store, err := shard.New(scfg)
 	if err != nil {
