@@ -94,6 +94,7 @@ func DefaultConfig() Config {
 			MessageBurst:    100,
 			MaxOperations:   100,
 		},
+		Limits:       DefaultLimits(),
 		SSEKeepAlive: 15 * time.Second,
 		Now:          time.Now,
 	}

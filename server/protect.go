@@ -55,6 +55,13 @@ func (l Limits) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DefaultLimits returns the defaults spelled out.
+func DefaultLimits() Limits {
+	var l Limits
+	l.defaults()
+	return l
+}
+
 func (l *Limits) defaults() {
 	if l.RequestRate == 0 {
 		l.RequestRate = 50

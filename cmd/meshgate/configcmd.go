@@ -13,8 +13,11 @@ import (
 // configCommand is `meshgate config check`: every layer validates its part
 // of the file without starting anything, and every problem is reported.
 func configCommand(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && args[0] == "defaults" {
+		return printDefaults(stdout)
+	}
 	if len(args) == 0 || args[0] != "check" {
-		return errors.New("usage: meshgate config check [--config FILE]")
+		return errors.New("usage: meshgate config check [--config FILE] | meshgate config defaults")
 	}
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	fs.SetOutput(stderr)

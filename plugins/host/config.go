@@ -20,15 +20,15 @@ type Plugin struct {
 	// Builtin names a plugin built into meshgate ("storage", "presence",
 	// "user"); it runs as `meshgate plugin <builtin>`, a subprocess like
 	// any other.
-	Builtin string `yaml:"builtin"`
+	Builtin string `yaml:"builtin,omitempty"`
 	// Path and Args run an external plugin. SHA256 (hex) is required for
 	// them and checked through go-plugin's SecureConfig at every launch.
-	Path   string   `yaml:"path"`
-	Args   []string `yaml:"args"`
-	SHA256 string   `yaml:"sha256"`
+	Path   string   `yaml:"path,omitempty"`
+	Args   []string `yaml:"args,omitempty"`
+	SHA256 string   `yaml:"sha256,omitempty"`
 	// Env is added to the plugin's environment, which otherwise holds only
 	// PATH, HOME, TMPDIR, LANG and TZ: plugins never see the gateway's secrets.
-	Env map[string]string `yaml:"env"`
+	Env map[string]string `yaml:"env,omitempty"`
 }
 
 // Config configures the host.
