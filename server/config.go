@@ -113,6 +113,7 @@ func DefaultConfig() Config {
 			MaxOperations:   100,
 			MaxQueuedBytes:  4 << 20,
 		},
+		Limits:       DefaultLimits(),
 		SSEKeepAlive: 15 * time.Second,
 		Now:          time.Now,
 	}
@@ -161,6 +162,9 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %v", "WS.MessageRate", c.WS.MessageRate))
 	}
 	dur("SSEKeepAlive", &c.SSEKeepAlive, d.SSEKeepAlive)
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Faults.Check(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", "Faults", err))
 	}

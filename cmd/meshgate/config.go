@@ -42,7 +42,7 @@ type fileConfig struct {
 	Faults faultConfig `yaml:"faults"`
 	// Plugins lists the publisher plugins; absent means every built-in.
 	Plugins []host.Plugin `yaml:"plugins"`
-	Store   storeConfig   `yaml:"queues"`
+	Store   shard.Config  `yaml:"queues"` // decoded straight into the store's config
 	Server  serverConfig  `yaml:"limits"`
 	Cluster clusterConfig `yaml:"cluster"`
 	Memory  memoryConfig  `yaml:"memory"`
@@ -111,22 +111,6 @@ func parseFaults(spec string, into *faultConfig) error {
 		}
 	}
 	return nil
-}
-
-type storeConfig struct {
-	DefaultTTL               time.Duration `yaml:"default_ttl"`
-	MaxTTL                   time.Duration `yaml:"max_ttl"`
-	BufferSize               int           `yaml:"buffer_size"`
-	RetainDelivered          int           `yaml:"retain_delivered"`
-	MaxSubscriptionsPerQueue int           `yaml:"max_subscriptions_per_queue"`
-	MaxQueuesPerDevice       int           `yaml:"max_queues_per_device"`
-}
-
-func (c storeConfig) shardConfig(log *slog.Logger) shard.Config {
-	return shard.Config{
-		DefaultTTL: c.DefaultTTL, MaxTTL: c.MaxTTL, BufferSize: c.BufferSize, RetainDelivered: c.RetainDelivered,
-		MaxSubscriptionsPerQueue: c.MaxSubscriptionsPerQueue, MaxQueuesPerDevice: c.MaxQueuesPerDevice, Logger: log,
-	}
 }
 
 type serverConfig struct {
