@@ -41,7 +41,7 @@ func defaultConfig() (fileConfig, error) {
 
 // configComments documents every key `config defaults` prints, by path.
 // TestConfigDefaults fails when a key has none.
-var configComments = map[string]string{
+var configComments = map[string]string{ //nolint:gosec // G101: key names such as auth.max_token_lifetime, not credentials
 	"listen":                             "HTTPS listen address (--listen)",
 	"data_dir":                           "development key, certificate and cluster CA live here (--data-dir)",
 	"tls_cert":                           "TLS certificate (PEM); empty: a self-signed one in data_dir",
