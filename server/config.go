@@ -29,7 +29,8 @@ type Config struct {
 	WS WSConfig
 	// Limits protects the node from any one user.
 	Limits Limits
-	// SSEKeepAlive is how often an idle SSE stream gets a comment line. Default 15 s.
+	// SSEKeepAlive is how often an idle SSE stream gets a comment line,
+	// and an idle multipart stream a `{}` heartbeat. Default 15 s.
 	SSEKeepAlive time.Duration
 	// Logger: default discard.
 	Logger *slog.Logger

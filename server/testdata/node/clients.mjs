@@ -530,7 +530,81 @@ async function graphiql() {
   }
 }
 
-const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing, graphiql };
+// Every streaming client at once, with its default settings and the
+// server's, idle for MESHGATE_IDLE_MS (5 minutes in the test), then each
+// must still receive on the same connection, which must not have dropped.
+async function idle() {
+  const { default: WebSocket } = await import('ws');
+  const { createClient: wsClient } = await import('graphql-ws');
+  const { createClient: sseClient } = await import('graphql-sse');
+  const { EventSource } = await import('eventsource');
+  const { SubscriptionClient } = await import('subscriptions-transport-ws');
+  const { ApolloClient, InMemoryCache, HttpLink, gql: tag } = await import('@apollo/client');
+  const { GraphQLWsLink } = await import('@apollo/client/link/subscriptions');
+  const { Client: Urql, fetchExchange } = await import('@urql/core');
+  const drops = {};
+  const drop = (name) => () => { drops[name] = (drops[name] || 0) + 1; };
+  const clients = {
+    'graphql-ws': (q, push) => {
+      const c = wsClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { closed: drop('graphql-ws') } });
+      c.subscribe({ query: streamQuery, variables: { q } }, { next: push, error: drop('graphql-ws'), complete: () => {} });
+      return () => c.dispose();
+    },
+    'apollo-ws': (q, push) => {
+      const c = wsClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { closed: drop('apollo-ws') } });
+      const a = new ApolloClient({ link: new GraphQLWsLink(c), cache: new InMemoryCache() });
+      const sub = a.subscribe({ query: tag(streamQuery), variables: { q } }).subscribe({ next: push, error: drop('apollo-ws') });
+      return () => { sub.unsubscribe(); c.dispose(); };
+    },
+    'apollo-http': (q, push) => {
+      const a = new ApolloClient({ link: new HttpLink({ uri: url, headers: { authorization: auth } }), cache: new InMemoryCache() });
+      const sub = a.subscribe({ query: tag(streamQuery), variables: { q } }).subscribe({ next: push, error: drop('apollo-http'), complete: drop('apollo-http') });
+      return () => sub.unsubscribe();
+    },
+    urql: (q, push) => {
+      const u = new Urql({ url, exchanges: [fetchExchange], fetchOptions: { headers: { authorization: auth } }, fetchSubscriptions: true });
+      const sub = u.subscription(streamQuery, { q }).subscribe((r) => (r.error ? drop('urql')() : push(r)));
+      return () => sub.unsubscribe();
+    },
+    'graphql-sse': (q, push) => {
+      const c = sseClient({ url, headers: { authorization: auth } });
+      c.subscribe({ query: streamQuery, variables: { q } }, { next: push, error: drop('graphql-sse'), complete: drop('graphql-sse') });
+      return () => c.dispose();
+    },
+    eventsource: (q, push) => {
+      const es = new EventSource(`${url}?query=${encodeURIComponent(streamQuery)}&variables=${encodeURIComponent(JSON.stringify({ q }))}&extensions=${encodeURIComponent(JSON.stringify({ authorization: auth }))}`);
+      es.addEventListener('next', (e) => push(JSON.parse(e.data)));
+      es.onerror = drop('eventsource');
+      return () => es.close();
+    },
+    legacy: (q, push) => {
+      const c = new SubscriptionClient(wsUrl, { connectionParams: { authorization: auth }, reconnect: false }, WebSocket);
+      c.onDisconnected(drop('legacy'));
+      c.request({ query: streamQuery, variables: { q } }).subscribe({ next: push, error: drop('legacy') });
+      return () => c.close();
+    },
+  };
+  const runs = await Promise.all(Object.entries(clients).map(async ([name, open]) => {
+    const { q, res } = await setup(`idle-${name}`);
+    const got = [];
+    const close = open(q, (r) => got.push(r?.data?.notifications?.seq));
+    await publish(res, { i: 1 });
+    await waitFor(`${name}: the first notification`, () => got.length >= 1);
+    return { name, res, got, close };
+  }));
+  console.log(`all ${runs.length} clients streaming; idle for ${idleMs} ms`);
+  await sleep(idleMs);
+  await Promise.all(runs.map((r) => publish(r.res, { i: 2 })));
+  await Promise.all(runs.map((r) => waitFor(`${r.name}: the notification after idle`, () => r.got.length >= 2)));
+  for (const r of runs) {
+    assert.deepEqual(r.got, [1, 2], `${r.name} got ${JSON.stringify(r.got)}`);
+    assert.equal(drops[r.name], undefined, `${r.name} dropped or errored ${drops[r.name]} time(s) while idle`);
+    r.close();
+  }
+  console.log(`ok ${runs.map((r) => r.name).join(', ')}: idle ${idleMs} ms with default settings, then receive on the same connection`);
+}
+
+const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing, graphiql, idle };
 const mode = process.argv[2];
 process.on('unhandledRejection', (err) => { console.error('FAIL unhandled rejection', err); process.exit(1); });
 try {
