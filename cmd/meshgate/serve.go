@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"meshgate/examples/web"
 	"meshgate/graph"
 	"meshgate/internal/gctune"
 	"meshgate/plugins/host"
@@ -43,6 +45,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	clusterCAKey := fs.String("cluster-ca-key", "", "cluster: CA key; each node issues itself a certificate")
 	clusterCert := fs.String("cluster-cert", "", "cluster: this node's certificate, issued by --cluster-ca")
 	clusterKey := fs.String("cluster-key", "", "cluster: this node's key")
+	examples := fs.Bool("examples", false, "serve the example web page (examples/web) under /examples/")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -174,6 +177,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Store: node, Publishers: routed, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
+	}
+
+	if *examples {
+		srv.Handle("GET /examples/", http.StripPrefix("/examples/", http.FileServerFS(web.Files)))
 	}
 
 	l, err := net.Listen("tcp", cfg.Listen)
