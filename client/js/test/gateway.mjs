@@ -26,12 +26,12 @@ export function meshgateBinary() {
   return built;
 }
 
-/** freePort picks a port the kernel considers free on 127.0.0.1. */
-export function freePort() {
+/** freePort picks a port the kernel considers free on ip. */
+export function freePort(ip = '127.0.0.1') {
   return new Promise((res, rej) => {
     const s = netServer();
     s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(0, ip, () => {
       const { port } = s.address();
       s.close(() => res(port));
     });
@@ -55,7 +55,7 @@ export async function waitFor(fn, what, ms = 20_000) {
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${last}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -127,6 +127,26 @@ export async function startGateway({ dir, extra = [] } = {}) {
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   const gw = new Gateway(bin, dir, loopbackIP(), await freePort(), extra);
   return gw.start();
+}
+
+/** startCluster starts n nodes on distinct 127.0.0.x addresses sharing
+ * one data directory (so one development key and cluster CA), each joining
+ * the first, and waits until each is ready. */
+export async function startCluster(n) {
+  const bin = await meshgateBinary();
+  const dir = mkdtempSync(join(tmpdir(), 'meshgate-js-cluster-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const base = 20 + Math.floor(Math.random() * 200);
+  const nodes = [];
+  let seed;
+  for (let i = 0; i < n; i++) {
+    const ip = `127.0.0.${((base + i * 7) % 230) + 20}`;
+    const gossip = `${ip}:${await freePort(ip)}`;
+    const extra = ['--node-name', `n${i + 1}`, '--bind', gossip, '--rpc', `${ip}:${await freePort(ip)}`, ...(seed ? ['--join', seed] : [])];
+    seed ??= gossip;
+    nodes.push(await new Gateway(bin, dir, ip, await freePort(ip), extra).start());
+  }
+  return nodes;
 }
 
 /** Proxy forwards HTTP and WebSocket to a gateway. mode "refuse-ws"

@@ -50,6 +50,11 @@ test('watch receives each change once, in order, over WebSocket', async (t) => {
   await assert.rejects(gw.gql(await gw.token('alice', 'laptop'), 'query($q:String!){ queue(name:$q) { name } }', { q: queue }), (e) => e.code === 'QUEUE_NOT_FOUND');
 });
 
+test('the example page is served only with --examples', async () => {
+  const r = await fetch(`${gw.origin}/examples/app.js`);
+  assert.ok(!(await r.text()).includes('createClient'), 'served /examples/ without --examples');
+});
+
 test('a resource the caller may not read ends its watch with FORBIDDEN', async (t) => {
   const client = createClient({ url: gw.url, token: () => gw.token('alice', 'laptop'), webSocketImpl: WebSocket });
   t.after(() => client.close());
