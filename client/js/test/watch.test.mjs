@@ -50,6 +50,22 @@ test('watch receives each change once, in order, over WebSocket', async (t) => {
   await assert.rejects(gw.gql(await gw.token('alice', 'laptop'), 'query($q:String!){ queue(name:$q) { name } }', { q: queue }), (e) => e.code === 'QUEUE_NOT_FOUND');
 });
 
+test('invites() delivers an INVITE from another device of the user', async (t) => {
+  const client = createClient({ url: gw.url, token: () => gw.token('alice', 'desk'), webSocketImpl: WebSocket });
+  t.after(() => client.close());
+  const w = client.watch('user:alice/desk');
+  await w.ready;
+  await waitFor(() => client.state === 'live', 'live');
+  const invites = client.invites();
+  const other = await gw.token('alice', 'phone');
+  assert.equal((await gw.gql(other, 'mutation { sendInvite(toDevice: "desk", payload: {port: 9000}) }')).sendInvite, 1);
+  const { value } = await invites.next();
+  assert.equal(value.kind, 'INVITE');
+  assert.equal(value.from, 'alice/phone');
+  assert.deepEqual(value.payload, { port: 9000 });
+  await invites.return();
+});
+
 test('the example page is served only with --examples', async () => {
   const r = await fetch(`${gw.origin}/examples/app.js`);
   assert.ok(!(await r.text()).includes('createClient'), 'served /examples/ without --examples');
