@@ -94,6 +94,7 @@ func DefaultConfig() Config {
 			MessageBurst:    100,
 			MaxOperations:   100,
 		},
+		Limits:       DefaultLimits(),
 		SSEKeepAlive: 15 * time.Second,
 		Now:          time.Now,
 	}
@@ -139,6 +140,9 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %v", "WS.MessageRate", c.WS.MessageRate))
 	}
 	dur("SSEKeepAlive", &c.SSEKeepAlive, d.SSEKeepAlive)
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Faults.Check(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", "Faults", err))
 	}

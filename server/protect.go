@@ -1,6 +1,9 @@
 package server
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -29,6 +32,34 @@ type Limits struct {
 	MaxConnsPerUser int
 	// MaxConns: open WebSocket and SSE streams on this node. Default 50 000.
 	MaxConns int
+}
+
+// Validate reports every limit that is negative or not a number, all at
+// once, each named by its key under `limits:` in the config file. Zero
+// means the default, so only a negative value is wrong: a negative rate
+// would refuse every request, a negative count every stream.
+func (l Limits) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{
+		{"per_user.request_rate", l.RequestRate}, {"per_user.request_burst", float64(l.RequestBurst)},
+		{"per_user.subscribe_rate", l.SubscribeRate}, {"per_user.subscribe_burst", float64(l.SubscribeBurst)},
+		{"per_user.max_streams", float64(l.MaxConnsPerUser)}, {"max_streams", float64(l.MaxConns)},
+	} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			errs = append(errs, fmt.Errorf("%s: must be positive (0: the default), got %v", f.key, f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultLimits returns the defaults spelled out.
+func DefaultLimits() Limits {
+	var l Limits
+	l.defaults()
+	return l
 }
 
 func (l *Limits) defaults() {

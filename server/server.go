@@ -130,7 +130,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
+			if v == http.ErrAbortHandler { //nolint:errorlint // a recovered panic value, not a returned error: net/http panics with exactly this value
 				panic(v)
 			}
 			s.log.ErrorContext(r.Context(), "handler panic", "panic", v)

@@ -30,6 +30,7 @@ type fileConfig struct {
 	TLSKey          string        `yaml:"tls_key"`
 	InsecureHTTP    bool          `yaml:"insecure_http"`
 	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"` // text, json or auto (""): text on a terminal
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Auth            struct {
 		Keys          []server.Key `yaml:"keys"`
@@ -39,7 +40,7 @@ type fileConfig struct {
 	Faults faultConfig `yaml:"faults"`
 	// Plugins lists the publisher plugins; absent means every built-in.
 	Plugins []host.Plugin `yaml:"plugins"`
-	Store   storeConfig   `yaml:"queues"`
+	Store   shard.Config  `yaml:"queues"` // decoded straight into the store's config
 	Server  serverConfig  `yaml:"limits"`
 	Cluster clusterConfig `yaml:"cluster"`
 	Memory  memoryConfig  `yaml:"memory"`
@@ -108,22 +109,6 @@ func parseFaults(spec string, into *faultConfig) error {
 		}
 	}
 	return nil
-}
-
-type storeConfig struct {
-	DefaultTTL               time.Duration `yaml:"default_ttl"`
-	MaxTTL                   time.Duration `yaml:"max_ttl"`
-	BufferSize               int           `yaml:"buffer_size"`
-	RetainDelivered          int           `yaml:"retain_delivered"`
-	MaxSubscriptionsPerQueue int           `yaml:"max_subscriptions_per_queue"`
-	MaxQueuesPerDevice       int           `yaml:"max_queues_per_device"`
-}
-
-func (c storeConfig) shardConfig(log *slog.Logger) shard.Config {
-	return shard.Config{
-		DefaultTTL: c.DefaultTTL, MaxTTL: c.MaxTTL, BufferSize: c.BufferSize, RetainDelivered: c.RetainDelivered,
-		MaxSubscriptionsPerQueue: c.MaxSubscriptionsPerQueue, MaxQueuesPerDevice: c.MaxQueuesPerDevice, Logger: log,
-	}
 }
 
 type serverConfig struct {
@@ -210,6 +195,9 @@ func (c *fileConfig) validate(path string) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("%s: log_level: %q is not debug, info, warn or error", where, c.LogLevel))
+	}
+	if err := checkLogFormat(c.LogFormat); err != nil {
+		errs = append(errs, fmt.Errorf("%s: log_format: %w", where, err))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, fmt.Errorf("%s: tls_cert and tls_key go together", where))

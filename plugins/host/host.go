@@ -181,7 +181,7 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
 	if err := h.faults.Before(ctx); err != nil {
-		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err)
+		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
 	r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
 	if err != nil {
@@ -208,7 +208,7 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
 	if err := h.faults.Before(ctx); err != nil {
-		return 0, fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err)
+		return 0, fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
 	r, err := inst.client.Publish(ctx, &pb.PublishRequest{Principal: principalProto(p), Resource: resource, Etag: etag, Payload: payload})
 	if status.Code(err) == codes.Unimplemented {

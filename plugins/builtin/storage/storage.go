@@ -145,7 +145,7 @@ var emptyEtag = digest(nil)
 
 // Run watches the tree and emits changes until ctx ends.
 func (p *Publisher) Run(ctx context.Context, h sdk.Host) error {
-	if err := os.MkdirAll(p.root, 0o755); err != nil {
+	if err := os.MkdirAll(p.root, 0o755); err != nil { //nolint:gosec // G301: the shared folder is an ordinary folder of the operator's, under their umask
 		return err
 	}
 	w, err := fsnotify.NewWatcher()

@@ -70,10 +70,18 @@ var alice = sdk.Principal{User: "alice", Device: "d"}
 func TestStorage_FolderAppearsChangesAndVanishes(t *testing.T) {
 	p, rec, root := run(t)
 	dir := filepath.Join(root, "docs")
-	os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755)
-	os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n# a comment\nbob\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "a", "b", "deep.txt"), []byte("x"), 0o644)
-	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")) // not followed, not fatal
+	if err := os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n# a comment\nbob\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "b", "deep.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")); err != nil { // not followed, not fatal
+		t.Fatal(err)
+	}
 	ev := rec.wait(t, func(e sdk.Event) bool {
 		return e.Resource == "storage:folders/docs" && strings.Contains(string(e.Payload), "a/b/deep.txt")
 	})
@@ -110,13 +118,21 @@ func TestStorage_FolderAppearsChangesAndVanishes(t *testing.T) {
 func TestStorage_RenameStormIsBoundedAndConverges(t *testing.T) {
 	p, rec, root := run(t)
 	dir := filepath.Join(root, "storm")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n"), 0o644)
-	for i := range 500 {
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	for i := range 500 {
-		os.Rename(filepath.Join(dir, fmt.Sprintf("f%03d", i)), filepath.Join(dir, fmt.Sprintf("g%03d", i)))
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 500 {
+		if err := os.Rename(filepath.Join(dir, fmt.Sprintf("f%03d", i)), filepath.Join(dir, fmt.Sprintf("g%03d", i))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Eventually the published etag is the etag of what is on disk, and
 	// no payload lists more than 200 entries per kind.
