@@ -151,7 +151,8 @@ export async function startCluster(n) {
 
 /** Proxy forwards HTTP and WebSocket to a gateway. mode "refuse-ws"
  * answers upgrades with 403; "refuse-streams" also answers requests asking
- * for text/event-stream with 403 (as some corporate proxies do). cut()
+ * for text/event-stream with 403 (as some corporate proxies do); "down"
+ * answers everything with 502 (the gateway is unreachable). cut()
  * destroys every open connection (the network drops). */
 export class Proxy {
   mode = 'pass';
@@ -164,6 +165,10 @@ export class Proxy {
   async start() {
     const t = this.target;
     this.server = createServer((req, res) => {
+      if (this.mode === 'down') {
+        res.writeHead(502, { 'content-type': 'text/plain' }).end('the gateway is unreachable');
+        return;
+      }
       if (this.mode === 'refuse-streams' && (req.headers.accept ?? '').includes('text/event-stream')) {
         res.writeHead(403, { 'content-type': 'text/plain' }).end('streams are not allowed here');
         return;
