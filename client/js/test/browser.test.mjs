@@ -4,12 +4,15 @@
 // recovers, and a screenshot after a file was dropped shows its name.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { Proxy, shareFolder, startGateway, waitFor } from './gateway.mjs';
 
+const run = promisify(execFile);
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const skip = !existsSync(executablePath) && process.env.MESHGATE_REQUIRE_BROWSER !== '1' ? `no Chromium at ${executablePath}` : false;
 const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -70,6 +73,13 @@ test('the example page shows a dropped file, and a screenshot shows its name', {
   const box = await files.getByText('holiday-beach.jpg').boundingBox();
   assert.ok(box && box.width > 0 && box.height > 0 && box.y + box.height <= 700, `file name not on screen: ${JSON.stringify(box)}`);
   t.diagnostic(`screenshot: ${shot}`);
+  // Read the picture as a person would: OCR (Debian's tesseract-ocr) finds the name in it.
+  if (existsSync('/usr/bin/tesseract') || process.env.MESHGATE_REQUIRE_BROWSER === '1') {
+    const { stdout } = await run('tesseract', [shot, '-']);
+    assert.match(stdout, /holiday-beach\. ?jpg/, `OCR of the screenshot:\n${stdout}`);
+  } else {
+    t.diagnostic('no tesseract: the screenshot was not read');
+  }
   assert.deepEqual(errors, []);
 });
 
