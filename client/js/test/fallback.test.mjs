@@ -76,3 +76,25 @@ test('the network is cut: the client reconnects and resumes after its last seq',
   assert.ok(client.stats().reconnects >= 1);
   assert.equal(client.stats().queuesCreated, 1);
 });
+
+for (const transport of ['websocket', 'sse', 'poll']) {
+  test(`${transport} alone: cuts in the middle of a stream lose nothing and repeat nothing`, async (t) => {
+    proxy.mode = 'pass';
+    const client = createClient({ url: proxy.url, token: () => gw.token('alice', `only-${transport}`), webSocketImpl: WebSocket, transports: [transport], maxBackoffMs: 300, pollWaitSeconds: 2 });
+    t.after(() => client.close());
+    const w = client.watch(`user:alice/only/${transport}`);
+    const events = record(w);
+    await w.ready;
+    await waitFor(() => client.state === (transport === 'poll' ? 'polling' : 'live'), 'streaming');
+    const sent = [];
+    for (let i = 0; i < 12; i++) {
+      sent.push(`${transport}${i}`);
+      await gw.publish(w.resource, `${transport}${i}`);
+      if (i % 4 === 3) proxy.cut();
+    }
+    await waitFor(() => events.length >= sent.length, `${sent.length} events`);
+    assert.deepEqual(events.map((e) => e.etag), sent);
+    assert.equal(client.transport, transport);
+    assert.equal(client.stats().queuesCreated, 1);
+  });
+}
