@@ -83,6 +83,26 @@ test('the example page shows a dropped file, and a screenshot shows its name', {
   assert.deepEqual(errors, []);
 });
 
+test("the README's ten lines, pasted into a page, show live notifications", { skip }, async (t) => {
+  const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+  const snippet = readme.match(/```html\n([\s\S]*?)```/)[1];
+  assert.ok(snippet.split('\n').filter(Boolean).length <= 10, snippet);
+  const html = snippet.replace('https://localhost:8443/graphql', gw.url).replace('PASTE-A-TOKEN', await gw.token('alice', 'readme'));
+  const dir = mkdtempSync(join(tmpdir(), 'meshgate-chromium-'));
+  profiles.push(dir);
+  const ctx = await chromium.launchPersistentContext(dir, { executablePath, headless: true, args: flags });
+  t.after(() => ctx.close());
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  const logs = [];
+  page.on('console', (m) => logs.push(m.text()));
+  // The page is served from the gateway's origin, beside meshgate-client.js.
+  await page.route(`${gw.origin}/examples/readme.html`, (r) => r.fulfill({ contentType: 'text/html', body: html }));
+  await page.goto(`${gw.origin}/examples/readme.html`);
+  await waitFor(() => logs.includes('meshgate live'), () => `"meshgate live" in the console: ${logs}`);
+  writeFileSync(join(folder, 'from-the-readme.txt'), 'hello');
+  await waitFor(() => logs.some((l) => l.startsWith('CHANGED storage:folders/photos')), () => `a CHANGED in the console: ${logs}`);
+});
+
 test('a reload mid-stream resumes the same queue from localStorage, with no duplicate', { skip }, async (t) => {
   const { page, errors } = await open(t, gw.origin, 'tablet');
   const queue = await page.evaluate(() => window.meshgateClient.queue);
