@@ -51,7 +51,7 @@ func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 		t.Fatal(err)
 	}
 	node := cluster.Single(store)
-	srv, err := server.New(scfg, auth, node, &graph.Resolver{Store: node, Publishers: inproc.New(store, nil)})
+	srv, err := server.New(scfg, auth, node, &graph.Resolver{Backend: node, Publishers: inproc.New(store, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
