@@ -11,7 +11,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/executor"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/internal/inproc"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
 )

@@ -18,7 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/internal/inproc"
 	"meshgate/server"
 	"meshgate/shard"
 	"meshgate/shard/cluster"

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/internal/inproc"
 	"meshgate/server"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
