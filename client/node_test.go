@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"meshgate/internal/testkit"
 	"meshgate/server"
 )
 
@@ -19,16 +20,7 @@ import (
 // makes a new one and reports the change it missed.
 func TestNodeRecoveryGuide(t *testing.T) {
 	dir, _ := filepath.Abs("../server/testdata/node")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws")); err != nil {
-		if os.Getenv("MESHGATE_REQUIRE_NODE") == "1" {
-			t.Fatal("server/testdata/node has no node_modules: run npm ci there")
-		}
-		t.Skip("run `npm ci` in server/testdata/node to enable the Node guide's test")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node not found")
-	}
+	node := testkit.Node(t, dir, "graphql-ws")
 	gw := startGateway()
 	defer gw.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -12,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"meshgate/internal/faults"
+	"meshgate/internal/testkit"
 	"meshgate/plugins/builtin/presence"
 	"meshgate/plugins/builtin/storage"
 	"meshgate/plugins/builtin/user"
@@ -270,7 +270,7 @@ func TestPlugins_CrashRestartResync(t *testing.T) {
 func TestPlugins_ChecksumMismatchRefused(t *testing.T) {
 	self, _ := os.Executable()
 	good := sha256File(t, self)
-	var logs lockedBuf
+	var logs testkit.Buffer
 	r := start(t, host.Config{
 		Plugins: []host.Plugin{
 			{Name: "bad", Path: self, Args: []string{"-test.run=^$"}, SHA256: strings.Repeat("0", 64), Env: map[string]string{"MESHGATE_TEST_PLUGIN": "user"}},
@@ -367,23 +367,6 @@ func sha256File(t testing.TB, path string) string {
 	h := sha256.New()
 	_, _ = io.Copy(h, f)
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
