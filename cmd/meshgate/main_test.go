@@ -165,7 +165,7 @@ func TestConfigCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := run(context.Background(), []string{"config", "check", "--config", bad}, io.Discard, io.Discard)
-	for _, want := range []string{"log_level", "queues: buffer_size", "MaxDepth", "sha256", "used twice", "unknown builtin"} {
+	for _, want := range []string{"log_level", "queues: buffer_size", "limits: max_depth", "sha256", "used twice", "unknown builtin"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
