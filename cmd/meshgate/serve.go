@@ -121,7 +121,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return out
 	}
-	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Store: node, Publishers: routed, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
+	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Backend: node, Publishers: routed, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
 	}
