@@ -117,6 +117,19 @@ test('the token is renewed on a live connection and no notification is lost', as
   await client.close();
 });
 
+test('a token the gateway refuses (UNAUTHENTICATED) is replaced by a fresh one', async (t) => {
+  const tokens = ['not.a-valid.token'];
+  const client = createClient({ url: gw.url, token: () => tokens.shift() ?? gw.token('alice', 'refused'), webSocketImpl: WebSocket });
+  t.after(() => client.close());
+  const w = client.watch('user:alice/refused');
+  const events = record(w);
+  await w.ready;
+  await waitFor(() => client.state === 'live', 'live');
+  await gw.publish(w.resource, 'ok1');
+  await waitFor(() => events.length === 1, 'ok1');
+  assert.equal(client.stats().tokenRefreshes, 1);
+});
+
 test('a restart that loses the queue: a new queue, and CHANGED_WHILE_AWAY with the current etag', async (t) => {
   const folder = await shareFolder(gw, 'photos', ['alice']);
   const storage = memoryStorage();
