@@ -143,3 +143,21 @@ test('the network is cut under the page and it recovers', { skip }, async (t) =>
   assert.ok((await page.evaluate(() => window.meshgateClient.stats().reconnects)) >= 1);
   assert.deepEqual(errors, []);
 });
+
+test('behind a proxy that refuses WebSocket, the page falls back to SSE and still shows files', { skip }, async (t) => {
+  proxy.mode = 'refuse-ws';
+  t.after(() => (proxy.mode = 'pass'));
+  const origin = new URL(proxy.url).origin;
+  const dir = mkdtempSync(join(tmpdir(), 'meshgate-chromium-'));
+  profiles.push(dir);
+  const ctx = await chromium.launchPersistentContext(dir, { executablePath, headless: true, args: flags });
+  t.after(() => ctx.close());
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  await page.goto(`${origin}/examples/`);
+  await page.fill('#url', `${origin}/graphql`);
+  await page.fill('#token', await gw.token('alice', 'office-browser'));
+  await page.click('button[type=submit]');
+  await page.waitForFunction(() => window.meshgateClient?.state === 'live' && window.meshgateClient.transport === 'sse', null, { timeout: 30_000 });
+  writeFileSync(join(folder, 'through-the-proxy.txt'), 'x');
+  await page.waitForFunction(() => document.getElementById('files').innerText.includes('through-the-proxy.txt'), null, { timeout: 20_000 });
+});
