@@ -39,7 +39,8 @@ type Backend interface {
 
 // Resolver holds the resolvers' dependencies. It is safe for concurrent use.
 type Resolver struct {
-	Store      Backend
+	// Backend holds the state: queues, subscriptions, streams.
+	Backend    Backend
 	Publishers Publishers
 	// Logger receives internal errors; nil means none.
 	Logger *slog.Logger

@@ -21,17 +21,18 @@ type Limits struct {
 	// RequestRate and RequestBurst: GraphQL requests per user per second
 	// (HTTP requests, SSE requests, WebSocket subscribe messages).
 	// Defaults 50/s and 100.
-	RequestRate  float64
-	RequestBurst int
+	RequestRate  float64 `yaml:"request_rate"`
+	RequestBurst int     `yaml:"request_burst"`
 	// SubscribeRate and SubscribeBurst: subscribe mutations per user per
 	// second. Defaults 20/s and 200 (a device subscribing its resources at
 	// start fits in the burst).
-	SubscribeRate  float64
-	SubscribeBurst int
+	SubscribeRate  float64 `yaml:"subscribe_rate"`
+	SubscribeBurst int     `yaml:"subscribe_burst"`
 	// MaxConnsPerUser: open WebSocket and SSE streams per user. Default 100.
-	MaxConnsPerUser int
+	MaxConnsPerUser int `yaml:"max_streams"`
 	// MaxConns: open WebSocket and SSE streams on this node. Default 50 000.
-	MaxConns int
+	// In the config file it is limits.max_streams, beside per_user.
+	MaxConns int `yaml:"-"`
 }
 
 // Validate reports every limit that is negative or not a number, all at

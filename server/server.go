@@ -99,13 +99,17 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.metrics = newMetrics(s)
 	s.mux.Handle("GET /metrics", s.metrics.handler(s, true))
 	s.mux.HandleFunc("GET /status", serveStatusPage)
-	s.mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	s.mux.Handle("GET /status.json", s.requireAdmin("the status needs the admin scope", http.HandlerFunc(s.serveStatusJSON)))
 	s.mux.Handle("/", graphiqlHandler())
 	return s, nil
 }
 
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return withRequestID(s.mux) }
+
+// Handle serves pattern with h beside the gateway's own routes (cmd mounts
+// optional pages such as /examples/). Call it before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

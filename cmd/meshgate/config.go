@@ -43,7 +43,7 @@ type fileConfig struct {
 	// Plugins lists the publisher plugins; absent means every built-in.
 	Plugins []host.Plugin `yaml:"plugins"`
 	Store   shard.Config  `yaml:"queues"` // decoded straight into the store's config
-	Server  serverConfig  `yaml:"limits"`
+	Server  limitsConfig  `yaml:"limits"` // decoded straight into server.Config, with three keys of its own
 	Cluster clusterConfig `yaml:"cluster"`
 	Memory  memoryConfig  `yaml:"memory"`
 }
@@ -113,53 +113,33 @@ func parseFaults(spec string, into *faultConfig) error {
 	return nil
 }
 
-type serverConfig struct {
-	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
-	BodyTimeout     time.Duration `yaml:"body_timeout"`
-	MaxDepth        int           `yaml:"max_depth"`
-	MaxComplexity   int           `yaml:"max_complexity"`
-	MaxPayloadBytes int           `yaml:"max_payload_bytes"`
-	PerUser         struct {
-		RequestRate    float64 `yaml:"request_rate"`
-		RequestBurst   int     `yaml:"request_burst"`
-		SubscribeRate  float64 `yaml:"subscribe_rate"`
-		SubscribeBurst int     `yaml:"subscribe_burst"`
-		MaxConns       int     `yaml:"max_streams"`
-	} `yaml:"per_user"`
-	MaxConns int `yaml:"max_streams"`
-	WS       struct {
-		MaxMessageBytes int           `yaml:"max_message_bytes"`
-		MessageRate     float64       `yaml:"message_rate"`
-		MessageBurst    int           `yaml:"message_burst"`
-		MaxOperations   int           `yaml:"max_operations"`
-		MaxQueuedBytes  int           `yaml:"max_queued_bytes"`
-		InitTimeout     time.Duration `yaml:"init_timeout"`
-		PingInterval    time.Duration `yaml:"ping_interval"`
-		KeepAlive       time.Duration `yaml:"keep_alive"`
-		MaxLag          int           `yaml:"max_lag"`
-		LagGrace        time.Duration `yaml:"lag_grace"`
-		// CoalesceWrites: absent or true, writes coalesce under load.
-		CoalesceWrites *bool `yaml:"coalesce_writes"`
-	} `yaml:"websocket"`
+// limitsConfig is the `limits:` section: server.Config as it is, plus the
+// keys that live elsewhere in Go: the node's stream count
+// (server.Limits.MaxConns, beside per_user in the file), the payload cap
+// (graph.Resolver), and the websocket section, whose coalesce_writes is
+// server.WSConfig.NoCoalesce inverted.
+type limitsConfig struct {
+	server.Config   `yaml:",inline"`
+	MaxStreams      int      `yaml:"max_streams"`
+	MaxPayloadBytes int      `yaml:"max_payload_bytes"`
+	WS              wsConfig `yaml:"websocket"`
 }
 
-func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
-	return server.Config{
-		MaxBodyBytes: c.MaxBodyBytes, BodyTimeout: c.BodyTimeout, MaxDepth: c.MaxDepth, MaxComplexity: c.MaxComplexity,
-		Limits: server.Limits{
-			RequestRate: c.PerUser.RequestRate, RequestBurst: c.PerUser.RequestBurst,
-			SubscribeRate: c.PerUser.SubscribeRate, SubscribeBurst: c.PerUser.SubscribeBurst,
-			MaxConnsPerUser: c.PerUser.MaxConns, MaxConns: c.MaxConns,
-		},
-		WS: server.WSConfig{
-			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
-			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
-			KeepAlive: c.WS.KeepAlive,
-			MaxLag:    c.WS.MaxLag, LagGrace: c.WS.LagGrace, MaxQueuedBytes: c.WS.MaxQueuedBytes,
-			NoCoalesce: c.WS.CoalesceWrites != nil && !*c.WS.CoalesceWrites,
-		},
-		Logger: log,
-	}
+type wsConfig struct {
+	server.WSConfig `yaml:",inline"`
+	// CoalesceWrites: absent or true, writes coalesce under load.
+	CoalesceWrites *bool `yaml:"coalesce_writes"`
+}
+
+// serverConfig is the server's config with the section's extra keys put
+// where the server has them.
+func (c limitsConfig) serverConfig(log *slog.Logger) server.Config {
+	s := c.Config
+	s.Limits.MaxConns = c.MaxStreams
+	s.WS = c.WS.WSConfig
+	s.WS.NoCoalesce = c.WS.CoalesceWrites != nil && !*c.WS.CoalesceWrites
+	s.Logger = log
+	return s
 }
 
 func loadConfig(path string) (fileConfig, error) {

@@ -24,16 +24,9 @@ func defaultConfig() (fileConfig, error) {
 	c.LogFormat = "auto"
 	c.Store = shard.DefaultConfig()
 	d := server.DefaultConfig()
-	s := &c.Server
-	s.MaxBodyBytes, s.MaxDepth, s.MaxComplexity, s.MaxPayloadBytes = d.MaxBodyBytes, d.MaxDepth, d.MaxComplexity, graph.MaxPayload
-	s.PerUser.RequestRate, s.PerUser.RequestBurst = d.Limits.RequestRate, d.Limits.RequestBurst
-	s.PerUser.SubscribeRate, s.PerUser.SubscribeBurst = d.Limits.SubscribeRate, d.Limits.SubscribeBurst
-	s.PerUser.MaxConns, s.MaxConns = d.Limits.MaxConnsPerUser, d.Limits.MaxConns
-	w := &s.WS
-	w.MaxMessageBytes, w.MessageRate, w.MessageBurst, w.MaxOperations = d.WS.MaxMessageBytes, d.WS.MessageRate, d.WS.MessageBurst, d.WS.MaxOperations
-	w.InitTimeout, w.PingInterval, w.MaxLag, w.LagGrace = d.WS.InitTimeout, d.WS.PingInterval, d.WS.MaxLag, d.WS.LagGrace
 	coalesce := !d.WS.NoCoalesce
-	w.CoalesceWrites = &coalesce
+	c.Server = limitsConfig{Config: d, MaxStreams: d.Limits.MaxConns, MaxPayloadBytes: graph.MaxPayload,
+		WS: wsConfig{WSConfig: d.WS, CoalesceWrites: &coalesce}}
 	c.Memory.GCHeadroomMiB = gctune.DefaultHeadroom >> 20
 	c.Plugins = host.DefaultPlugins()
 	return c, nil
@@ -41,7 +34,7 @@ func defaultConfig() (fileConfig, error) {
 
 // configComments documents every key `config defaults` prints, by path.
 // TestConfigDefaults fails when a key has none.
-var configComments = map[string]string{ //nolint:gosec // G101: key names such as auth.max_token_lifetime, not credentials
+var configComments = map[string]string{ //nolint:gosec // G101: the documentation of config keys such as tls_key, no credential
 	"listen":                             "HTTPS listen address (--listen)",
 	"data_dir":                           "development key, certificate and cluster CA live here (--data-dir)",
 	"tls_cert":                           "TLS certificate (PEM); empty: a self-signed one in data_dir",
@@ -73,6 +66,10 @@ var configComments = map[string]string{ //nolint:gosec // G101: key names such a
 	"limits":                             "the front door's limits (README: Limits)",
 	"limits.max_body_bytes":              "a POST body or SSE request",
 	"limits.max_depth":                   "selection depth, introspection excluded",
+	"limits.max_query_bytes":             "the query text, also in GET URLs",
+	"limits.max_tokens":                  "the parser's token count",
+	"limits.sse_keep_alive":              "an idle SSE stream gets a comment line this often",
+	"limits.websocket.write_timeout":     "a write that takes longer closes a stalled consumer (its queue keeps buffering)",
 	"limits.max_complexity":              "gqlgen's complexity score, 1 per field",
 	"limits.max_payload_bytes":           "a publish or invite payload (encoded JSON)",
 	"limits.per_user":                    "per user, answered with LIMIT_EXCEEDED (429 / close 4429)",

@@ -75,3 +75,31 @@ func TestConfigDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestConfig_LimitsDecodeIntoTheServer: the limits: section lands in
+// server.Config, with its three keys of its own put where the server and
+// graph have them.
+func TestConfig_LimitsDecodeIntoTheServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(path, []byte(`limits:
+  max_depth: 7
+  max_streams: 9
+  max_payload_bytes: 1000
+  per_user: {request_rate: 2.5, max_streams: 3}
+  websocket: {max_lag: 40, coalesce_writes: false}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Server.serverConfig(nil)
+	if s.MaxDepth != 7 || s.Limits.MaxConns != 9 || s.Limits.MaxConnsPerUser != 3 || s.Limits.RequestRate != 2.5 ||
+		s.WS.MaxLag != 40 || !s.WS.NoCoalesce || c.Server.MaxPayloadBytes != 1000 {
+		t.Fatalf("%+v (payload %d)", s, c.Server.MaxPayloadBytes)
+	}
+	if s := (limitsConfig{}).serverConfig(nil); s.WS.NoCoalesce {
+		t.Fatal("coalesce_writes absent turned coalescing off")
+	}
+}

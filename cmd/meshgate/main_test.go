@@ -13,10 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"meshgate/internal/testkit"
 )
 
 // TestBinary_ServeTokenAndShutdown runs the real binary as a user would:
@@ -147,22 +148,7 @@ func TestConfig_ReportsEveryErrorAtOnce(t *testing.T) {
 }
 
 // lockedBuffer is written by exec's copier while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testkit.Buffer
 
 func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
@@ -179,7 +165,7 @@ func TestConfigCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := run(context.Background(), []string{"config", "check", "--config", bad}, io.Discard, io.Discard)
-	for _, want := range []string{"log_level", "queues: buffer_size", "MaxDepth", "sha256", "used twice", "unknown builtin"} {
+	for _, want := range []string{"log_level", "queues: buffer_size", "limits: max_depth", "sha256", "used twice", "unknown builtin"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

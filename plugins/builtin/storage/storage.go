@@ -70,6 +70,11 @@ type Publisher struct {
 
 	mu      sync.RWMutex
 	folders map[string]*folder
+
+	// scanned is closed once Run watches the tree and has scanned it:
+	// changes made after that are seen. Tests wait on it.
+	scanned     chan struct{}
+	scannedOnce sync.Once
 }
 
 type folder struct {
@@ -87,7 +92,7 @@ type fileInfo struct {
 
 // New serves the directory root (created if missing).
 func New(root string) *Publisher {
-	return &Publisher{root: root, debounce: 100 * time.Millisecond, rescan: 30 * time.Second, folders: make(map[string]*folder), ready: make(chan struct{})}
+	return &Publisher{root: root, debounce: 100 * time.Millisecond, rescan: 30 * time.Second, folders: make(map[string]*folder), ready: make(chan struct{}), scanned: make(chan struct{})}
 }
 
 // Info implements sdk.Publisher.
@@ -198,6 +203,7 @@ func (p *Publisher) Run(ctx context.Context, h sdk.Host) error {
 	p.watchTree(w, p.root)
 	p.scanAll(ctx, h, false) // the initial state, nothing to emit
 	close(p.ready)
+	p.scannedOnce.Do(func() { close(p.scanned) })
 
 	dirty := map[string]bool{}
 	var fire <-chan time.Time
