@@ -9,6 +9,10 @@
 //   node clients.mjs apollo-ws     @apollo/client's GraphQLWsLink (graphql-ws)
 //   node clients.mjs legacy        subscriptions-transport-ws, idle past the old cut-off
 //   node clients.mjs chromium      a browser EventSource that loses its connection and resumes
+//   node clients.mjs apollo-chromium  Apollo's HttpLink in Chromium (multipart through the browser's fetch)
+//   node clients.mjs graphql-ws-ping  graphql-ws sees protocol pings on an idle connection
+//   node clients.mjs graphiql      GraphiQL in Chromium: paste a token, see the schema docs
+//   node clients.mjs idle          every streaming client at once, silent for MESHGATE_IDLE_MS
 //
 // Env: MESHGATE_URL (https://localhost:port/graphql), MESHGATE_TOKEN
 // (publish scope), NODE_EXTRA_CA_CERTS (the gateway's certificate),
