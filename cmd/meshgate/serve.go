@@ -40,6 +40,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	join := fs.String("join", "", "cluster: comma-separated gossip addresses of members to join")
 	weight := fs.Int("weight", 0, "cluster: this node's share of the ring relative to others, 1-16 (default 1)")
 	gossipKey := fs.String("gossip-key", "", "cluster: comma-separated base64 AES keys encrypting gossip; the first encrypts")
+	trusted := fs.Bool("trusted-network", false, "cluster: gossip in clear beyond loopback (only where no one else can reach the gossip port)")
 	clusterCA := fs.String("cluster-ca", "", "cluster: CA certificate for node-to-node mutual TLS (default: a development CA in the data directory)")
 	clusterCAKey := fs.String("cluster-ca-key", "", "cluster: CA key; each node issues itself a certificate")
 	clusterCert := fs.String("cluster-cert", "", "cluster: this node's certificate, issued by --cluster-ca")
@@ -88,6 +89,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg.Cluster.Weight = *weight
 		case "gossip-key":
 			cfg.Cluster.GossipKeys = splitList(*gossipKey)
+		case "trusted-network":
+			cfg.Cluster.TrustedNetwork = *trusted
 		case "cluster-ca":
 			cfg.Cluster.CA = *clusterCA
 		case "cluster-ca-key":
