@@ -99,7 +99,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.metrics = newMetrics(s)
 	s.mux.Handle("GET /metrics", s.metrics.handler(s, true))
 	s.mux.HandleFunc("GET /status", serveStatusPage)
-	s.mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	s.mux.Handle("GET /status.json", s.requireAdmin("the status needs the admin scope", http.HandlerFunc(s.serveStatusJSON)))
 	s.mux.Handle("/", graphiqlHandler())
 	return s, nil
 }

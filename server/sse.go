@@ -109,9 +109,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f framing, 
 		// an unauthenticated client cannot make the server wait on a body.
 		// (A GET's token may travel in the URL's extensions.)
 		if _, _, aerr := s.authenticateExp(r, nil); aerr != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
 			refuseUnread(w, r)
-			writeRequestError(w, mediaJSON, aerr)
+			refuseToken(w, mediaJSON, aerr)
 			return
 		}
 	}
@@ -122,8 +121,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f framing, 
 	}
 	p, exp, aerr := s.authenticateExp(r, ext)
 	if aerr != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
-		writeRequestError(w, mediaJSON, aerr)
+		refuseToken(w, mediaJSON, aerr)
 		return
 	}
 	c := &sseConn{wake: make(chan struct{}, 1), expires: exp, every: s.cfg.SSEKeepAlive}

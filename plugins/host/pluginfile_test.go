@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"meshgate/internal/testkit"
 	"meshgate/plugins/host"
 )
 
@@ -15,6 +16,7 @@ import (
 // (or one in a directory they may write without the sticky bit) is
 // refused before it is hashed or run: its checksum would prove nothing.
 func TestPlugins_WritableByOthersRefused(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	self, _ := os.Executable()
 	for _, tc := range []struct {
 		name              string
@@ -31,7 +33,7 @@ func TestPlugins_WritableByOthersRefused(t *testing.T) {
 			copyFile(t, self, path)
 			must(t, os.Chmod(path, tc.fileMode))
 			must(t, os.Chmod(dir, tc.dirMode))
-			var logs lockedBuf
+			var logs testkit.Buffer
 			r := start(t, host.Config{
 				Plugins:    []host.Plugin{{Name: "w", Path: path, Args: []string{"-test.run=^$"}, SHA256: sha256File(t, path), Env: map[string]string{"MESHGATE_TEST_PLUGIN": "user"}}},
 				Logger:     newLogger(&logs),

@@ -46,7 +46,10 @@ func (r *recorder) wait(t *testing.T, ok func(sdk.Event) bool) sdk.Event {
 		r.mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("no matching event")
+	r.mu.Lock()
+	n := len(r.events)
+	r.mu.Unlock()
+	t.Fatalf("no matching event in 10 s (%d others)", n)
 	return sdk.Event{}
 }
 
@@ -61,7 +64,11 @@ func run(t *testing.T) (*Publisher, *recorder, string) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx, rec) }()
 	t.Cleanup(func() { cancel(); <-done })
-	time.Sleep(50 * time.Millisecond) // the first scan
+	select { // changes made before Run watches the tree would be missed
+	case <-p.scanned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publisher did not finish its first scan")
+	}
 	return p, rec, root
 }
 
