@@ -33,7 +33,8 @@ type Config struct {
 	WS WSConfig `yaml:"-"`
 	// Limits protects the node from any one user.
 	Limits Limits `yaml:"per_user"`
-	// SSEKeepAlive is how often an idle SSE stream gets a comment line. Default 15 s.
+	// SSEKeepAlive is how often an idle SSE stream gets a comment line,
+	// and an idle multipart stream a `{}` heartbeat. Default 15 s.
 	SSEKeepAlive time.Duration `yaml:"sse_keep_alive"`
 	// Logger: default discard.
 	Logger *slog.Logger `yaml:"-"`

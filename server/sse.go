@@ -162,7 +162,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f framing, 
 		return
 	}
 	ctx, opCtx, errBody := s.operationContext(r.Context(), p, params)
-	if jsonMedia != "" && !isSubscription(opCtx, params) {
+	if jsonMedia != "" && !s.isSubscription(opCtx, params) {
 		if errBody != nil {
 			writeOperationErrors(w, jsonMedia, errBody)
 		} else {
@@ -284,11 +284,11 @@ func lastEventID(r *http.Request) (uint64, error) {
 // subscription. When validation failed, opCtx has no operation and the
 // query is parsed again (the error path only) to find it; a query that
 // does not parse is not known to be one.
-func isSubscription(opCtx *graphql.OperationContext, params *graphql.RawParams) bool {
+func (s *Server) isSubscription(opCtx *graphql.OperationContext, params *graphql.RawParams) bool {
 	if opCtx != nil && opCtx.Operation != nil {
 		return opCtx.Operation.Operation == ast.Subscription
 	}
-	doc, err := parser.ParseQuery(&ast.Source{Input: params.Query})
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: params.Query}, s.cfg.MaxTokens)
 	if err != nil {
 		return false
 	}

@@ -12,8 +12,15 @@ import (
 	"meshgate/shard"
 )
 
+// streamResp is a response whose body the test's cleanup closes.
+type streamResp struct {
+	StatusCode int
+	Header     http.Header
+	Body       io.Reader
+}
+
 // post sends a GraphQL request with the given Accept and extra headers.
-func (g *gateway) post(tok, accept, query string, vars map[string]any, hdr ...string) *http.Response {
+func (g *gateway) post(tok, accept, query string, vars map[string]any, hdr ...string) streamResp {
 	g.t.Helper()
 	req, _ := http.NewRequest("POST", g.url, strings.NewReader(gqlBody(query, vars)))
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -22,12 +29,17 @@ func (g *gateway) post(tok, accept, query string, vars map[string]any, hdr ...st
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	return g.send(req)
+}
+
+func (g *gateway) send(req *http.Request) streamResp {
+	g.t.Helper()
 	resp, err := g.client.Do(req)
 	if err != nil {
 		g.t.Fatal(err)
 	}
 	g.t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	return streamResp{resp.StatusCode, resp.Header, resp.Body}
 }
 
 // TestStream_Negotiation: the response type follows RFC 9110 over the real
@@ -99,7 +111,7 @@ func TestSSE_LastEventID(t *testing.T) {
 	for _, e := range []string{"v1", "v2", "v3"} {
 		g.publish(alice, "user:alice/a", e, nil)
 	}
-	readIDs := func(resp *http.Response, n int) []string {
+	readIDs := func(resp streamResp, n int) []string {
 		br := bufio.NewReader(resp.Body)
 		var ids []string
 		for len(ids) < n {
@@ -121,12 +133,7 @@ func TestSSE_LastEventID(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+alice)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ids := readIDs(resp, 1); ids[0] != "2" {
+	if ids := readIDs(g.send(req), 1); ids[0] != "2" {
 		t.Fatalf("after lastEventId=1: %v", ids)
 	}
 	// Reading after n acknowledges n, as `after` does.

@@ -35,7 +35,7 @@ func defaultConfig() (fileConfig, error) {
 
 // configComments documents every key `config defaults` prints, by path.
 // TestConfigDefaults fails when a key has none.
-var configComments = map[string]string{ //nolint:gosec // G101: the documentation of config keys such as tls_key, no credential
+var configComments = map[string]string{ //nolint:gosec // G101: key names such as auth.max_token_lifetime, not credentials
 	"listen":                             "HTTPS listen address (--listen)",
 	"data_dir":                           "development key, certificate and cluster CA live here (--data-dir)",
 	"tls_cert":                           "TLS certificate (PEM); empty: a self-signed one in data_dir",
@@ -47,7 +47,7 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"auth":                               "token keys",
 	"auth.keys":                          "JWT verification keys: {id, alg: HS256|EdDSA|RS256, secret_file | public_key_file}",
 	"auth.disable_dev_key":               "true: only auth.keys (production); false: also the development key in data_dir",
-	"auth.max_token_lifetime":            "how far in the future a token's exp may be",
+	"auth.max_token_lifetime":            "how far in the future a token's exp may be; later ones are refused",
 	"faults":                             "failure injection, off by default (README: Fault injection)",
 	"faults.seed":                        "makes a run repeatable; 0: random",
 	"faults.http":                        "before each /graphql request",
@@ -66,7 +66,6 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"queues.max_wait":                    "the longest long-poll",
 	"limits":                             "the front door's limits (README: Limits)",
 	"limits.max_body_bytes":              "a POST body or SSE request",
-	"limits.body_timeout":                "a request body must arrive within this, else 408 and the connection closes",
 	"limits.max_depth":                   "selection depth, introspection excluded",
 	"limits.max_query_bytes":             "the query text, also in GET URLs",
 	"limits.max_tokens":                  "the parser's token count",
@@ -80,16 +79,17 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"limits.per_user.subscribe_rate":     "subscribe mutations per second",
 	"limits.per_user.subscribe_burst":    "subscribes above the rate allowed at once (a device starting up)",
 	"limits.per_user.max_streams":        "open WebSocket and SSE streams",
+	"limits.body_timeout":                "reading a request's body; a client that trickles it gets 408",
 	"limits.max_streams":                 "open WebSocket and SSE streams on this node",
 	"limits.websocket":                   "per WebSocket connection",
 	"limits.websocket.max_message_bytes": "one incoming message; larger closes with 1009",
 	"limits.websocket.message_rate":      "incoming messages per second; a flood closes with 4429",
 	"limits.websocket.message_burst":     "messages above the rate allowed at once",
 	"limits.websocket.max_operations":    "concurrent operations",
-	"limits.websocket.max_queued_bytes":  "output queued for a connection and not yet written; past it, close 1013",
 	"limits.websocket.init_timeout":      "until connection_init, else close 4408",
+	"limits.websocket.max_queued_bytes":  "frames queued for a connection and not yet written; past it, close 1013",
 	"limits.websocket.ping_interval":     "idle connections are pinged this often, closed after 3 silent intervals",
-	"limits.websocket.keep_alive":        "protocol ping (graphql-transport-ws) or ka (legacy) after this long without output",
+	"limits.websocket.keep_alive":        "protocol keep-alive: a ping message after this long with nothing written (graphql-transport-ws), ka this often (legacy)",
 	"limits.websocket.max_lag":           "notifications a stream may fall behind its queue ...",
 	"limits.websocket.lag_grace":         "... for this long before it is closed with 1013",
 	"limits.websocket.coalesce_writes":   "writes coalesce under load (BENCHMARKS.md)",

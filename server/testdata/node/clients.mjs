@@ -120,10 +120,14 @@ async function graphqlSSE() {
   const done = (async () => { for await (const v of client.iterate({ query: streamQuery, variables: { q } })) got.push(v); })();
   await waitFor('the first notification', () => got.length >= 1);
   assert.equal(got[0].data.notifications.seq, 1);
+  await sleep(idleMs); // keep-alive comments flow meanwhile
+  await publish(r, { i: 2 });
+  await waitFor('the notification after idle', () => got.length >= 2);
+  assert.equal(got[1].data.notifications.seq, 2);
   await gql('mutation($q:String!){ deleteQueue(name:$q) }', { q });
   await done;
   assert.equal(code(got.at(-1).errors), 'QUEUE_NOT_FOUND');
-  console.log('ok subscribe, receive, QUEUE_NOT_FOUND ends the stream');
+  console.log('ok subscribe, receive, idle, receive, QUEUE_NOT_FOUND ends the stream');
 
   // Only a bad token refuses the request: 401, which the client reports.
   const bad = createClient({ url, headers: { authorization: 'Bearer nope' }, retryAttempts: 0 });
@@ -305,14 +309,18 @@ async function chromium(pageURL) {
     if (r.exceptionDetails) throw new Error(`in the page: ${JSON.stringify(r.exceptionDetails)}`);
     return r.result.value;
   };
-  for (let i = 0; ; i++) {
-    const href = await evaluate('location.href').catch(() => '');
-    if (href.startsWith(pageURL.slice(0, 20)) && (await evaluate('document.readyState')) === 'complete') break;
-    if (i > 500) throw new Error('the page did not load');
-    await sleep(20);
-  }
+  const loaded = async () => {
+    for (let i = 0; ; i++) {
+      const href = await evaluate('location.href').catch(() => '');
+      if (href.startsWith(pageURL.slice(0, 20)) && (await evaluate('document.readyState').catch(() => '')) === 'complete') return;
+      if (i > 500) throw new Error('the page did not load');
+      await sleep(20);
+    }
+  };
+  await loaded();
   return {
     evaluate,
+    loaded,
     async close() {
       sock.close();
       const exited = proc.exitCode === null ? new Promise((r) => proc.once('exit', r)) : Promise.resolve();
@@ -474,7 +482,129 @@ async function graphqlWSPing() {
   await ws.dispose();
 }
 
-const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing };
+// GraphiQL as a person uses it: paste a token, and the schema's docs
+// appear; the token is remembered for the tab (sessionStorage, not
+// localStorage) across a reload; GraphiQL and the status page link to each
+// other.
+async function graphiql() {
+  const origin = new URL(url).origin;
+  const browser = await chromium(`${origin}/`);
+  const token = process.env.MESHGATE_TOKEN;
+  const docs = async () => {
+    const end = Date.now() + 30000;
+    for (;;) {
+      const text = await browser.evaluate(`(() => {
+        const ex = document.querySelector('.graphiql-doc-explorer');
+        if (!ex) { document.querySelector('button[aria-label="Show Documentation Explorer"]')?.click(); return ''; }
+        return ex.innerText;
+      })()`).catch(() => '');
+      if (/Root Types/.test(text) && /Mutation/.test(text) && /Subscription/.test(text)) return text;
+      if (Date.now() > end) throw new Error(`no schema docs; the explorer shows: ${JSON.stringify(text)}`);
+      await sleep(100);
+    }
+  };
+  try {
+    const hint = await browser.evaluate(`document.getElementById('hint')?.textContent ?? ''`);
+    await browser.evaluate(`(() => {
+      const i = document.getElementById('token');
+      i.value = ${JSON.stringify(token)};
+      i.dispatchEvent(new Event('paste'));
+    })()`);
+    await docs();
+    console.log('ok GraphiQL shows the schema docs once a token is pasted');
+    assert.match(hint, /paste a token/, 'without a token the bar says what to do');
+    assert.equal(await browser.evaluate(`sessionStorage.getItem('meshgate.token')`), token);
+    assert.equal(await browser.evaluate(`localStorage.getItem('meshgate.token')`), null);
+    await browser.evaluate('location.reload()').catch(() => {});
+    await sleep(200);
+    await browser.loaded();
+    assert.equal(await browser.evaluate(`document.getElementById('token').value`), token);
+    await docs();
+    console.log('ok the token is remembered for the tab across a reload (sessionStorage)');
+    assert.ok(await browser.evaluate(`!!document.querySelector('#bar a[href="/status"]')`), 'GraphiQL does not link to /status');
+    const status = await browser.evaluate(`fetch('/status').then((r) => r.text())`);
+    assert.match(status, /<a href="\/"[^>]*>GraphiQL<\/a>/, 'the status page does not link to GraphiQL');
+    console.log('ok GraphiQL and the status page link to each other');
+  } finally {
+    await browser.close();
+  }
+}
+
+// Every streaming client at once, with its default settings and the
+// server's, idle for MESHGATE_IDLE_MS (5 minutes in the test), then each
+// must still receive on the same connection, which must not have dropped.
+async function idle() {
+  const { default: WebSocket } = await import('ws');
+  const { createClient: wsClient } = await import('graphql-ws');
+  const { createClient: sseClient } = await import('graphql-sse');
+  const { EventSource } = await import('eventsource');
+  const { SubscriptionClient } = await import('subscriptions-transport-ws');
+  const { ApolloClient, InMemoryCache, HttpLink, gql: tag } = await import('@apollo/client');
+  const { GraphQLWsLink } = await import('@apollo/client/link/subscriptions');
+  const { Client: Urql, fetchExchange } = await import('@urql/core');
+  const drops = {};
+  const drop = (name) => () => { drops[name] = (drops[name] || 0) + 1; };
+  const clients = {
+    'graphql-ws': (q, push) => {
+      const c = wsClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { closed: drop('graphql-ws') } });
+      c.subscribe({ query: streamQuery, variables: { q } }, { next: push, error: drop('graphql-ws'), complete: () => {} });
+      return () => c.dispose();
+    },
+    'apollo-ws': (q, push) => {
+      const c = wsClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: auth }, on: { closed: drop('apollo-ws') } });
+      const a = new ApolloClient({ link: new GraphQLWsLink(c), cache: new InMemoryCache() });
+      const sub = a.subscribe({ query: tag(streamQuery), variables: { q } }).subscribe({ next: push, error: drop('apollo-ws') });
+      return () => { sub.unsubscribe(); c.dispose(); };
+    },
+    'apollo-http': (q, push) => {
+      const a = new ApolloClient({ link: new HttpLink({ uri: url, headers: { authorization: auth } }), cache: new InMemoryCache() });
+      const sub = a.subscribe({ query: tag(streamQuery), variables: { q } }).subscribe({ next: push, error: drop('apollo-http'), complete: drop('apollo-http') });
+      return () => sub.unsubscribe();
+    },
+    urql: (q, push) => {
+      const u = new Urql({ url, exchanges: [fetchExchange], fetchOptions: { headers: { authorization: auth } }, fetchSubscriptions: true });
+      const sub = u.subscription(streamQuery, { q }).subscribe((r) => (r.error ? drop('urql')() : push(r)));
+      return () => sub.unsubscribe();
+    },
+    'graphql-sse': (q, push) => {
+      const c = sseClient({ url, headers: { authorization: auth } });
+      c.subscribe({ query: streamQuery, variables: { q } }, { next: push, error: drop('graphql-sse'), complete: drop('graphql-sse') });
+      return () => c.dispose();
+    },
+    eventsource: (q, push) => {
+      const es = new EventSource(`${url}?query=${encodeURIComponent(streamQuery)}&variables=${encodeURIComponent(JSON.stringify({ q }))}&extensions=${encodeURIComponent(JSON.stringify({ authorization: auth }))}`);
+      es.addEventListener('next', (e) => push(JSON.parse(e.data)));
+      es.onerror = drop('eventsource');
+      return () => es.close();
+    },
+    legacy: (q, push) => {
+      const c = new SubscriptionClient(wsUrl, { connectionParams: { authorization: auth }, reconnect: false }, WebSocket);
+      c.onDisconnected(drop('legacy'));
+      c.request({ query: streamQuery, variables: { q } }).subscribe({ next: push, error: drop('legacy') });
+      return () => c.close();
+    },
+  };
+  const runs = await Promise.all(Object.entries(clients).map(async ([name, open]) => {
+    const { q, res } = await setup(`idle-${name}`);
+    const got = [];
+    const close = open(q, (r) => got.push(r?.data?.notifications?.seq));
+    await publish(res, { i: 1 });
+    await waitFor(`${name}: the first notification`, () => got.length >= 1);
+    return { name, res, got, close };
+  }));
+  console.log(`all ${runs.length} clients streaming; idle for ${idleMs} ms`);
+  await sleep(idleMs);
+  await Promise.all(runs.map((r) => publish(r.res, { i: 2 })));
+  await Promise.all(runs.map((r) => waitFor(`${r.name}: the notification after idle`, () => r.got.length >= 2)));
+  for (const r of runs) {
+    assert.deepEqual(r.got, [1, 2], `${r.name} got ${JSON.stringify(r.got)}`);
+    assert.equal(drops[r.name], undefined, `${r.name} dropped or errored ${drops[r.name]} time(s) while idle`);
+    r.close();
+  }
+  console.log(`ok ${runs.map((r) => r.name).join(', ')}: idle ${idleMs} ms with default settings, then receive on the same connection`);
+}
+
+const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing, graphiql, idle };
 const mode = process.argv[2];
 process.on('unhandledRejection', (err) => { console.error('FAIL unhandled rejection', err); process.exit(1); });
 try {
