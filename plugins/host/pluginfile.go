@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -86,4 +87,19 @@ func execPath() (string, bool) {
 		return "", false
 	}
 	return "/proc/self/fd/3", true
+}
+
+// CheckPluginFile runs the checks a launch makes on an external plugin's
+// file (who may write it and the directories above it; its sha256, hex)
+// without starting it, for `config check`.
+func CheckPluginFile(path, sha256Hex string) error {
+	sum, err := hex.DecodeString(sha256Hex)
+	if err != nil || len(sum) != sha256.Size {
+		return fmt.Errorf("sha256: want %d hex digits", 2*sha256.Size)
+	}
+	f, err := openPlugin(path, sum)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }

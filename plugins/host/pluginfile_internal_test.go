@@ -50,3 +50,31 @@ func TestCommand_runsTheFileItHashed(t *testing.T) {
 		t.Fatalf("ran %q, want the hashed file (original)", got)
 	}
 }
+
+func TestCheckPluginFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "p")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "plugin")
+	body := []byte("#!/bin/sh\n")
+	if err := os.WriteFile(path, body, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	good := hex.EncodeToString(sum[:])
+	if err := CheckPluginFile(path, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"zz", good[:10], strings.Repeat("0", 64)} {
+		if err := CheckPluginFile(path, bad); err == nil {
+			t.Fatalf("sha256 %q accepted", bad)
+		}
+	}
+	if err := os.Chmod(path, 0o757); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPluginFile(path, good); err == nil || !strings.Contains(err.Error(), "writable by") {
+		t.Fatalf("a file others may write: %v", err)
+	}
+}
