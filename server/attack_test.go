@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -107,6 +108,11 @@ func TestHTTP_SlowBodies(t *testing.T) {
 			}
 			if tc.auth != "" && !strings.Contains(string(body), "did not arrive") {
 				t.Fatalf("body %q", body)
+			}
+			// The server lets go of the connection: no drain of the
+			// body it refused.
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+				t.Fatalf("connection still open after the answer: %v", err)
 			}
 		})
 	}
