@@ -102,6 +102,10 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return withRequestID(s.mux) }
 
+// Handle serves pattern with h beside the gateway's own routes (cmd mounts
+// optional pages such as /examples/). Call it before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.base.Err() != nil {
