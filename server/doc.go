@@ -1,8 +1,9 @@
 // Package server is meshgate's front door: the HTTPS listener and its TLS
 // certificate, bearer-token authentication, the GraphQL transports on one
 // endpoint (/graphql: POST and GET, WebSocket with graphql-transport-ws and
-// the legacy subscriptions-transport-ws, SSE with graphql-sse), GraphiQL at
-// /, health endpoints, request limits and graceful shutdown.
+// the legacy subscriptions-transport-ws, SSE with graphql-sse, Apollo's
+// multipart subscriptions; Accept negotiated as RFC 9110 says), GraphiQL
+// at /, health endpoints, request limits and graceful shutdown.
 //
 // It calls graph (gqlgen's executor and the notification encoder) and shard
 // (streams); neither knows it exists. Streaming transports serve the

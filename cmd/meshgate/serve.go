@@ -75,6 +75,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	auth.SetMaxLifetime(cfg.Auth.MaxTokenLifetime)
 
 	plugins := cfg.Plugins
 	if plugins == nil {

@@ -31,6 +31,7 @@ var settings = []setting{
 	{"join", "cluster: comma-separated gossip addresses of members to join", func(c *fileConfig) any { return &c.Cluster.Join }},
 	{"weight", "cluster: this node's share of the ring relative to others, 1-16 (default 1)", func(c *fileConfig) any { return &c.Cluster.Weight }},
 	{"gossip-key", "cluster: comma-separated base64 AES keys encrypting gossip; the first encrypts", func(c *fileConfig) any { return &c.Cluster.GossipKeys }},
+	{"trusted-network", "cluster: gossip in clear beyond loopback (only where no one else can reach the gossip port)", func(c *fileConfig) any { return &c.Cluster.TrustedNetwork }},
 	{"cluster-ca", "cluster: CA certificate for node-to-node mutual TLS (default: a development CA in the data directory)", func(c *fileConfig) any { return &c.Cluster.CA }},
 	{"cluster-ca-key", "cluster: CA key; each node issues itself a certificate", func(c *fileConfig) any { return &c.Cluster.CAKey }},
 	{"cluster-cert", "cluster: this node's certificate, issued by --cluster-ca", func(c *fileConfig) any { return &c.Cluster.Cert }},
