@@ -22,7 +22,6 @@ import (
 	"meshgate/internal/faults"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
-	"meshgate/shard/ring"
 )
 
 // Server serves meshgate's public API. Create it with New, serve with
@@ -49,10 +48,6 @@ type Server struct {
 	faults  *faults.Injector
 	http    *http.Server
 	once    sync.Once
-
-	shareMu   sync.Mutex
-	shareRing *ring.Ring
-	shareMap  map[string]float64
 }
 
 // New builds a server over a cluster node and the resolver.
@@ -106,6 +101,10 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return withRequestID(s.mux) }
+
+// Handle serves pattern with h beside the gateway's own routes (cmd mounts
+// optional pages such as /examples/). Call it before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
