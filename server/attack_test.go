@@ -5,13 +5,18 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"golang.org/x/net/http2"
 
@@ -103,6 +108,11 @@ func TestHTTP_SlowBodies(t *testing.T) {
 			}
 			if tc.auth != "" && !strings.Contains(string(body), "did not arrive") {
 				t.Fatalf("body %q", body)
+			}
+			// The server lets go of the connection: no drain of the
+			// body it refused.
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+				t.Fatalf("connection still open after the answer: %v", err)
 			}
 		})
 	}
@@ -227,3 +237,84 @@ func TestHTTP_OneLongPollPerRequest(t *testing.T) {
 	}
 	g.must(alice, `query($q:String!){ a: notifications(queue:$q, waitSeconds:0) { lastSeq } b: notifications(queue:$q) { lastSeq } c: notifications(queue:$q, waitSeconds:1) { lastSeq } }`, vars, "", nil)
 }
+
+// TestAttacks_ReturnToBaseline runs the attacks of issue 13 together
+// against one node and checks that once the attackers are gone, the
+// node's goroutines come back to where they were (the heap is logged:
+// go test -v -run TestAttacks_ReturnToBaseline ./server).
+func TestAttacks_ReturnToBaseline(t *testing.T) {
+	g := start(t, server.Config{BodyTimeout: time.Second}, shard.Config{})
+	alice := g.token("alice", "laptop")
+	q := g.createQueue(alice)
+	settle := func() (int, uint64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return runtime.NumGoroutine(), ms.HeapAlloc
+	}
+	g.client.CloseIdleConnections()
+	baseG, baseHeap := settle()
+	var wg sync.WaitGroup
+	var conns []io.Closer
+	u, _ := url.Parse(g.url)
+	// Ping floods from clients that never read.
+	for range 10 {
+		c := g.rawDial("graphql-transport-ws")
+		conns = append(conns, c.nc)
+		var flood []byte
+		for range 500 {
+			flood = append(flood, clientFrame(true, ws.OpPing, make([]byte, 125))...)
+		}
+		_, _ = c.nc.Write(flood)
+	}
+	// Fragment bombs, aliased long-polls, oversized literals.
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.do(alice, fragmentBomb(40+i), nil)
+			var b strings.Builder
+			b.WriteString("query($q:String!){")
+			for j := range 250 {
+				fmt.Fprintf(&b, " a%d: notifications(queue:$q, waitSeconds:5) { lastSeq }", j)
+			}
+			b.WriteString("}")
+			g.do(alice, b.String(), map[string]any{"q": q})
+			g.do(alice, hostileLiterals[0], map[string]any{"q": q})
+		}()
+	}
+	// Slow bodies, with and without a token.
+	for i := range 40 {
+		head := "POST /graphql HTTP/1.1\r\nHost: " + u.Host + "\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n"
+		if i%2 == 0 {
+			head += "Authorization: Bearer " + alice + "\r\n"
+		}
+		conns = append(conns, g.rawHTTP(t, head+"\r\n{"))
+	}
+	wg.Wait()
+	_, duringHeap := settle()
+	duringG := runtime.NumGoroutine()
+	// The attackers leave.
+	for _, c := range conns {
+		c.Close()
+	}
+	g.client.CloseIdleConnections()
+	deadline := time.Now().Add(20 * time.Second)
+	var afterG int
+	var afterHeap uint64
+	for {
+		afterG, afterHeap = settle()
+		if afterG <= baseG+2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("goroutines: baseline %d, under attack %d, after %d", baseG, duringG, afterG)
+	t.Logf("heap: baseline %.1f MiB, under attack %.1f MiB, after %.1f MiB", mib(baseHeap), mib(duringHeap), mib(afterHeap))
+	if afterG > baseG+2 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines did not return to baseline (%d > %d):\n%s", afterG, baseG, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -239,11 +239,13 @@ func (s *Server) readParams(w http.ResponseWriter, r *http.Request) (*graphql.Ra
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(s.cfg.Now().Add(s.cfg.BodyTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-		_ = rc.SetReadDeadline(time.Time{})
+		if err == nil {
+			_ = rc.SetReadDeadline(time.Time{})
+		}
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				w.Header().Set("Connection", "close")
+				refuseUnread(w, r)
 				return nil, &requestError{http.StatusRequestTimeout, graph.CodeBadRequest, fmt.Sprintf("the body did not arrive within %s", s.cfg.BodyTimeout)}
 			}
 			if errors.As(err, &tooBig) {
@@ -338,12 +340,14 @@ func badRequest(format string, args ...any) *requestError {
 }
 
 // refuseUnread prepares the refusal of a request whose body has not been
-// read: the connection closes after the answer, so net/http does not
-// first drain the body (up to 256 KiB, as slowly as the client likes)
-// before a client that is refused gets its answer.
+// read: the connection closes after the answer, and its read deadline is
+// now, so net/http neither drains the body before answering nor after
+// (it would, up to 256 KiB, as slowly as the client likes): a refused
+// client holds nothing once it has its answer.
 func refuseUnread(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"meshgate/internal/faults"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
-	"meshgate/shard/ring"
 )
 
 // Server serves meshgate's public API. Create it with New, serve with
@@ -49,10 +48,6 @@ type Server struct {
 	faults  *faults.Injector
 	http    *http.Server
 	once    sync.Once
-
-	shareMu   sync.Mutex
-	shareRing *ring.Ring
-	shareMap  map[string]float64
 }
 
 // New builds a server over a cluster node and the resolver.

@@ -22,6 +22,7 @@ func defaultConfig() (fileConfig, error) {
 		return c, err
 	}
 	c.LogFormat = "auto"
+	c.Auth.MaxTokenLifetime = server.DefaultMaxTokenLifetime
 	c.Store = shard.DefaultConfig()
 	d := server.DefaultConfig()
 	coalesce := !d.WS.NoCoalesce
@@ -34,7 +35,7 @@ func defaultConfig() (fileConfig, error) {
 
 // configComments documents every key `config defaults` prints, by path.
 // TestConfigDefaults fails when a key has none.
-var configComments = map[string]string{ //nolint:gosec // G101: the documentation of config keys such as tls_key, no credential
+var configComments = map[string]string{ //nolint:gosec // G101: key names such as auth.max_token_lifetime, not credentials
 	"listen":                             "HTTPS listen address (--listen)",
 	"data_dir":                           "development key, certificate and cluster CA live here (--data-dir)",
 	"tls_cert":                           "TLS certificate (PEM); empty: a self-signed one in data_dir",
@@ -101,6 +102,7 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"cluster.join":                       "gossip addresses of members to join",
 	"cluster.weight":                     "share of the ring relative to others, 1-16; 0: 1",
 	"cluster.gossip_keys":                "base64 AES keys (16, 24 or 32 bytes); the first encrypts; empty: gossip in clear",
+	"cluster.trusted_network":            "true: gossip in clear beyond loopback (only where no one else can reach the gossip port)",
 	"cluster.ca":                         "cluster CA (PEM); empty: a development CA in data_dir",
 	"cluster.ca_key":                     "with ca: each node issues itself a certificate",
 	"cluster.cert":                       "with ca: this node's certificate",

@@ -49,6 +49,7 @@ func bigPlugin(t *testing.T) host.Plugin {
 // payload limit still reaches subscribers as CHANGED with its etag, and a
 // payload saying it was too large; so does one that is not JSON.
 func TestPlugins_OversizedEventIsDeliveredNotDropped(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: []host.Plugin{bigPlugin(t)}})
 	q := r.queue(t, alice, "big:x")
 	for i, req := range []string{fmt.Sprintf(`{"n":%d}`, host.MaxPayload+10), `{"n":100,"raw":true}`} {
@@ -72,6 +73,7 @@ func TestPlugins_OversizedEventIsDeliveredNotDropped(t *testing.T) {
 // host.MaxMessageBytes is refused by gRPC before it is decoded, so a
 // plugin cannot make the gateway hold what it sends.
 func TestPlugins_ReceiveSizeIsBounded(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: []host.Plugin{bigPlugin(t)}})
 	r.queue(t, alice, "big:x")
 	_, err := r.h.Publish(context.Background(), alice, "big:x", "e1", []byte(fmt.Sprintf(`{"n":%d}`, 8<<20)))

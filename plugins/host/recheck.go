@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	pb "meshgate/plugins/proto"
 	"meshgate/shard"
@@ -11,6 +12,11 @@ import (
 
 // recheckWorkers bounds the Authorize calls a re-check has in flight.
 const recheckWorkers = 8
+
+// recheckTimeout bounds one re-check answer, longer than CallTimeout: a
+// restarted plugin may answer only once it has loaded its state (storage
+// scans its tree first), and a re-check that times out restarts it.
+const recheckTimeout = 30 * time.Second
 
 // recheck asks inst again, for every subscription of its schemes whose
 // list is held here, whether its principal may still read the resource,
@@ -43,7 +49,7 @@ func (h *Host) recheck(ctx context.Context, inst *instance) (revoked int, err er
 		go func() {
 			defer wg.Done()
 			for sub := range work {
-				cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+				cctx, cancel := context.WithTimeout(ctx, max(h.cfg.CallTimeout, recheckTimeout))
 				r, err := inst.client.Authorize(cctx, &pb.AuthorizeRequest{Principal: &pb.Principal{User: sub.User, Device: sub.Device}, Resource: sub.Resource})
 				cancel()
 				mu.Lock()

@@ -46,6 +46,7 @@ func (r *rig) received(t *testing.T, p shard.Principal, q string) []shard.Notifi
 // member nor break the event stream, so removing it together with bob
 // revokes bob, and bob never hears of the files added after.
 func TestPlugins_BadMemberLineLosesNoRevocation(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r, folder, qs := storageRig(t, "Zo\xeb\nalice\nbob\n", alice, bob)
 	must(t, os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\n"), 0o644))
 	r.await(t, bob, qs["bob"], kind(shard.Revoked, "storage:folders/hr"))
@@ -63,6 +64,7 @@ func TestPlugins_BadMemberLineLosesNoRevocation(t *testing.T) {
 // every subscription of its schemes and revokes where it now says no,
 // before it delivers anything new.
 func TestPlugins_RestartRechecksAccess(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r, folder, qs := storageRig(t, "alice\nbob\n", alice, bob)
 	pid := r.h.Statuses()[0].PID
 	must(t, syscall.Kill(pid, syscall.SIGSTOP)) // it cannot see the change
@@ -90,6 +92,7 @@ func TestPlugins_RestartRechecksAccess(t *testing.T) {
 // because they share a folder; when bob leaves it, her subscription goes
 // (REVOKED), as a fresh subscribe would be refused.
 func TestPlugins_UnsharingRevokesPresence(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: host.DefaultPlugins()})
 	folder := filepath.Join(r.dir, "storage", "team")
 	must(t, os.MkdirAll(folder, 0o755))

@@ -75,3 +75,21 @@ func TestLogWriter_pluginCannotForgeGatewayLines(t *testing.T) {
 		t.Fatalf("plugin fields not kept under plugin_log: %s", lines[0])
 	}
 }
+
+// TestLogWriter_lineIsBounded: a plugin that writes without newlines
+// holds at most maxLogLine bytes in the host; the rest is logged in
+// pieces.
+func TestLogWriter_lineIsBounded(t *testing.T) {
+	var out bytes.Buffer
+	w := &logWriter{log: slog.New(slog.NewJSONHandler(&out, nil))}
+	chunk := bytes.Repeat([]byte("x"), 4<<10)
+	for range 64 { // 256 KiB, no newline
+		_, _ = w.Write(chunk)
+		if len(w.buf) > maxLogLine {
+			t.Fatalf("holding %d bytes, over %d", len(w.buf), maxLogLine)
+		}
+	}
+	if n := strings.Count(out.String(), "\n"); n < 256/20 {
+		t.Fatalf("%d records for 256 KiB", n)
+	}
+}

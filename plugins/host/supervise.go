@@ -85,24 +85,37 @@ func (h *Host) supervise(ctx context.Context, p Plugin, first chan<- struct{}) {
 	}
 }
 
-// command builds p's command line with a minimal environment.
-func (h *Host) command(p Plugin) (*exec.Cmd, *plugin.SecureConfig, error) {
+// command builds p's command line with a minimal environment. For an
+// external plugin it also returns the open, checked executable (see
+// openPlugin), which the caller closes once the process has started.
+func (h *Host) command(p Plugin) (*exec.Cmd, *plugin.SecureConfig, *os.File, error) {
 	var cmd *exec.Cmd
 	var sc *plugin.SecureConfig
+	var bin *os.File
 	if p.Builtin != "" {
 		c, err := h.cfg.SelfCommand(p.Builtin)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cmd = c
 	} else {
 		sum, err := hex.DecodeString(p.SHA256)
 		if err != nil {
-			return nil, nil, fmt.Errorf("sha256: %w", err)
+			return nil, nil, nil, fmt.Errorf("sha256: %w", err)
+		}
+		bin, err = openPlugin(p.Path, sum)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("plugin file: %w", err)
 		}
 		cmd = exec.Command(p.Path, p.Args...)
-		// A SecureConfig is used up by one launch: make one each time.
-		sc = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		if fd, ok := execPath(); ok {
+			// Execute the file that was hashed, not whatever the path
+			// names by now.
+			cmd.Path, cmd.ExtraFiles = fd, []*os.File{bin}
+		} else {
+			// A SecureConfig is used up by one launch: make one each time.
+			sc = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		}
 	}
 	env := cmd.Env // SelfCommand may set test variables
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"} {
@@ -118,14 +131,17 @@ func (h *Host) command(p Plugin) (*exec.Cmd, *plugin.SecureConfig, error) {
 	}
 	cmd.Env = env
 	setDeathSignal(cmd)
-	return cmd, sc, nil
+	return cmd, sc, bin, nil
 }
 
 // runOnce starts p, serves it until it dies or ctx ends, and cleans up.
 func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func()) error {
-	cmd, sc, err := h.command(p)
+	cmd, sc, bin, err := h.command(p)
 	if err != nil {
 		return err
+	}
+	if bin != nil {
+		defer bin.Close() // the child has its own descriptor once started
 	}
 	log := h.log.With("plugin", p.Name)
 	proc := plugin.NewClient(&plugin.ClientConfig{

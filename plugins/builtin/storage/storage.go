@@ -63,16 +63,13 @@ type Publisher struct {
 	debounce time.Duration
 	rescan   time.Duration
 
-	// ready is closed once the first scan is done: before that, an
-	// empty map would deny every member (and a re-check after a restart
-	// would revoke them all).
-	ready chan struct{}
-
 	mu      sync.RWMutex
 	folders map[string]*folder
 
 	// scanned is closed once Run watches the tree and has scanned it:
-	// changes made after that are seen. Tests wait on it.
+	// changes made after that are seen (tests wait on it), and Authorize
+	// and Current answer only after it: before, an empty map would deny
+	// every member, and a re-check after a restart would revoke them all.
 	scanned     chan struct{}
 	scannedOnce sync.Once
 }
@@ -92,7 +89,7 @@ type fileInfo struct {
 
 // New serves the directory root (created if missing).
 func New(root string) *Publisher {
-	return &Publisher{root: root, debounce: 100 * time.Millisecond, rescan: 30 * time.Second, folders: make(map[string]*folder), ready: make(chan struct{}), scanned: make(chan struct{})}
+	return &Publisher{root: root, debounce: 100 * time.Millisecond, rescan: 30 * time.Second, folders: make(map[string]*folder), scanned: make(chan struct{})}
 }
 
 // Info implements sdk.Publisher.
@@ -117,7 +114,7 @@ func parse(resource string) (name string, members bool, ok bool) {
 // waitReady waits for the first scan.
 func (p *Publisher) waitReady(ctx context.Context) error {
 	select {
-	case <-p.ready:
+	case <-p.scanned:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -202,7 +199,6 @@ func (p *Publisher) Run(ctx context.Context, h sdk.Host) error {
 	defer w.Close()
 	p.watchTree(w, p.root)
 	p.scanAll(ctx, h, false) // the initial state, nothing to emit
-	close(p.ready)
 	p.scannedOnce.Do(func() { close(p.scanned) })
 
 	dirty := map[string]bool{}
