@@ -8,9 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"meshgate/graph"
 	"meshgate/shard"
-	"meshgate/shard/ring"
 )
 
 // PluginStatus is what the metrics need to know of one plugin.
@@ -81,7 +79,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQueuesExpired, prometheus.CounterValue, float64(k.QueuesExpired.Load()))
 	r := c.s.node.Ring()
 	ch <- prometheus.MustNewConstMetric(descRingMembers, prometheus.GaugeValue, float64(len(r.Nodes())))
-	for n, share := range c.s.shares(r) {
+	for n, share := range r.Shares() { // sampled once per ring
 		ch <- prometheus.MustNewConstMetric(descRingShare, prometheus.GaugeValue, share, n)
 	}
 	cs := c.s.node.Stats()
@@ -132,16 +130,6 @@ func (m *metrics) observeWrite(published time.Time, now time.Time) {
 	}
 }
 
-// shares caches the ring's shares per ring (sampling costs ~10 ms).
-func (s *Server) shares(r *ring.Ring) map[string]float64 {
-	s.shareMu.Lock()
-	defer s.shareMu.Unlock()
-	if s.shareRing != r {
-		s.shareRing, s.shareMap = r, r.Shares()
-	}
-	return s.shareMap
-}
-
 // handler serves /metrics. On the public listener it needs a token with
 // the admin scope (Prometheus sends it with `authorization: credentials`).
 func (m *metrics) handler(s *Server, needToken bool) http.Handler {
@@ -149,19 +137,7 @@ func (m *metrics) handler(s *Server, needToken bool) http.Handler {
 	if !needToken {
 		return h
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, rerr := s.authenticate(r, nil)
-		if rerr != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
-			writeRequestError(w, mediaJSON, rerr)
-			return
-		}
-		if !p.Has(shard.ScopeAdmin) {
-			writeRequestError(w, mediaJSON, &requestError{http.StatusForbidden, graph.CodeForbidden, "metrics need the admin scope"})
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	return s.requireAdmin("metrics need the admin scope", h)
 }
 
 // MetricsHandler serves /metrics without a token, for a loopback-only

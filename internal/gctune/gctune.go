@@ -11,6 +11,8 @@ package gctune
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -18,7 +20,9 @@ import (
 	"time"
 )
 
-// Config bounds the headroom. The zero value of a field means its default.
+// Config bounds the headroom. The zero value of a field means its default;
+// Validate reports values out of range (Run itself never fails: it falls
+// back to the defaults).
 type Config struct {
 	// Headroom is the heap growth allowed above the live heap between two
 	// collections, in bytes. Default 32 MiB.
@@ -30,9 +34,28 @@ type Config struct {
 	Interval time.Duration
 }
 
+// Validate reports every field that is out of range, all at once, so a
+// caller learns of a bad value instead of Run quietly using a default.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MinPercent < 0 || c.MaxPercent < 0 {
+		errs = append(errs, fmt.Errorf("gctune: MinPercent %d and MaxPercent %d must not be negative", c.MinPercent, c.MaxPercent))
+	}
+	if c.MinPercent > 0 && c.MaxPercent > 0 && c.MaxPercent < c.MinPercent {
+		errs = append(errs, fmt.Errorf("gctune: MaxPercent %d is below MinPercent %d", c.MaxPercent, c.MinPercent))
+	}
+	if c.Interval < 0 {
+		errs = append(errs, fmt.Errorf("gctune: Interval %s must not be negative", c.Interval))
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultHeadroom is Config.Headroom's default: 32 MiB.
+const DefaultHeadroom = 32 << 20
+
 func (c Config) withDefaults() Config {
 	if c.Headroom == 0 {
-		c.Headroom = 32 << 20
+		c.Headroom = DefaultHeadroom
 	}
 	if c.MinPercent <= 0 {
 		c.MinPercent = 25

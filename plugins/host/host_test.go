@@ -12,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"meshgate/internal/faults"
+	"meshgate/internal/testkit"
 	"meshgate/plugins/builtin/presence"
 	"meshgate/plugins/builtin/storage"
 	"meshgate/plugins/builtin/user"
@@ -42,6 +42,8 @@ func TestMain(m *testing.M) {
 			sdk.Serve(slow{})
 		case "burst":
 			sdk.Serve(&burst{})
+		case "big":
+			sdk.Serve(big{})
 		}
 		os.Exit(2)
 	}
@@ -75,7 +77,7 @@ var burstHost = make(chan sdk.Host, 1)
 func (*burst) Run(ctx context.Context, h sdk.Host) error { burstHost <- h; <-ctx.Done(); return nil }
 func (*burst) Publish(ctx context.Context, _ sdk.Principal, resource, _ string, payload []byte) ([]sdk.Event, error) {
 	var n int
-	fmt.Sscanf(string(payload), `{"n":%d}`, &n)
+	_, _ = fmt.Sscanf(string(payload), `{"n":%d}`, &n) // a payload without n publishes 0 events
 	h := <-burstHost
 	defer func() { burstHost <- h }()
 	body := []byte(`{"k":"v"}`)
@@ -168,6 +170,7 @@ func kind(k shard.Kind, res string) func(shard.Notification) bool {
 }
 
 func TestPlugins_UserStoragePresence(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: host.DefaultPlugins()})
 	folder := filepath.Join(r.dir, "storage", "photos")
 	must(t, os.MkdirAll(folder, 0o755))
@@ -241,7 +244,8 @@ type nopListener struct{}
 func (nopListener) Notify() {}
 
 func TestPlugins_CrashRestartResync(t *testing.T) {
-	var logs lockedBuf
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
+	var logs testkit.Buffer
 	r := start(t, host.Config{Plugins: []host.Plugin{{Name: "user", Builtin: "user"}}, MinBackoff: time.Second, MaxBackoff: 2 * time.Second, Logger: newLogger(&logs)})
 	q := r.queue(t, alice, "user:alice/inbox")
 	if _, err := r.h.Publish(context.Background(), alice, "user:alice/inbox", "v1", nil); err != nil {
@@ -281,9 +285,10 @@ func TestPlugins_CrashRestartResync(t *testing.T) {
 }
 
 func TestPlugins_ChecksumMismatchRefused(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	self, _ := os.Executable()
 	good := sha256File(t, self)
-	var logs lockedBuf
+	var logs testkit.Buffer
 	r := start(t, host.Config{
 		Plugins: []host.Plugin{
 			{Name: "bad", Path: self, Args: []string{"-test.run=^$"}, SHA256: strings.Repeat("0", 64), Env: map[string]string{"MESHGATE_TEST_PLUGIN": "user"}},
@@ -307,6 +312,7 @@ func TestPlugins_ChecksumMismatchRefused(t *testing.T) {
 }
 
 func TestPlugins_SlowPluginHitsItsDeadline(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	self, _ := os.Executable()
 	r := start(t, host.Config{Plugins: []host.Plugin{
 		{Name: "slow", Path: self, Args: []string{"-test.run=^$"}, SHA256: sha256File(t, self), Env: map[string]string{"MESHGATE_TEST_PLUGIN": "slow"}},
@@ -336,6 +342,7 @@ func TestPlugins_SlowPluginHitsItsDeadline(t *testing.T) {
 }
 
 func TestPlugins_NoOrphansAfterClose(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: host.DefaultPlugins()})
 	var pids []int
 	for _, s := range r.h.Statuses() {
@@ -382,26 +389,10 @@ func sha256File(t testing.TB, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func TestPlugins_InjectedFaultsAreUnavailable(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: []host.Plugin{{Name: "user", Builtin: "user"}}, Faults: faults.Config{ErrorProbability: 0.5}, FaultSeed: 3})
 	var ok, unavailable int
 	for range 40 {
