@@ -117,7 +117,7 @@ type Node struct {
 	routed    *Publishers
 
 	// metaMu guards metas: members' metadata, copied in memberlist's
-	// callbacks (under memberlist's lock). A leaf.
+	// callbacks (under memberlist's lock). Only admit.mu is taken under it.
 	metaMu sync.Mutex
 	metas  map[string][]byte
 
