@@ -142,7 +142,7 @@ func TestChaos_ClientsConverge(t *testing.T) {
 	serving.set(n1, n3)
 	killed := time.Now()
 	n2.cmd.Process.Kill()
-	<-n2.exited
+	<-n2.exited //nolint:errcheck // killed: its exit error is the expected "signal: killed"
 	c.waitRing("c1", "c3")
 	t.Logf("kill -9 c2: dropped from the ring after %v", time.Since(killed).Round(10*time.Millisecond))
 	n2 = c.restart(n2)
@@ -170,7 +170,9 @@ func TestChaos_ClientsConverge(t *testing.T) {
 	t.Logf("c3 stopped gracefully %v after the kill", time.Since(killed).Round(10*time.Millisecond))
 	time.Sleep(time.Second)
 	plugin := userPlugin(t, n2)
-	syscall.Kill(plugin, syscall.SIGKILL)
+	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	stopPub() // right after the last fault: no later change hides a stale view
 	pwg.Wait()
 	stopped := time.Now()

@@ -247,7 +247,9 @@ func TestDelivery_EtagsSurviveAPluginAndAnOwnerDying(t *testing.T) {
 	var killed []int
 	for _, n := range ns {
 		pid := userPlugin(t, n)
-		syscall.Kill(pid, syscall.SIGKILL)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 		killed = append(killed, pid)
 	}
 	for i, n := range ns { // each host starts its plugin again
@@ -284,7 +286,7 @@ func TestDelivery_EtagsSurviveAPluginAndAnOwnerDying(t *testing.T) {
 	}
 	start := time.Now()
 	victim.cmd.Process.Kill()
-	<-victim.exited
+	<-victim.exited //nolint:errcheck // killed: its exit error is the expected "signal: killed"
 	victim.exited <- nil
 	var left []string
 	for _, n := range ns {
