@@ -1,15 +1,3 @@
-// Package cluster spreads a gateway's state over many nodes: membership and
-// failure detection with hashicorp/memberlist, ownership with a consistent
-// hash ring (package ring), routing of every call to the node that holds
-// its queue or resource over gRPC with mutual TLS, hand-off of state when
-// nodes join or leave, and repair of subscriber lists when a node dies.
-//
-// A Node wraps one shard.Store. Any node accepts any call: the node that
-// holds the key serves it, whichever node the ring names. State moves
-// whole (Take), so a key is held by exactly one node at a time; a node
-// that handed a key off remembers where it went (a tomb) and forwards
-// late calls there. On a single node (no gossip address) every key is
-// local and nothing is sent anywhere.
 package cluster
 
 import (

@@ -1,0 +1,26 @@
+// Package cluster spreads a gateway's state over many nodes: membership and
+// failure detection with hashicorp/memberlist, ownership with a consistent
+// hash ring (package ring), routing of every call to the node that holds
+// its queue or resource over gRPC with mutual TLS, hand-off of state when
+// nodes join or leave, and repair of subscriber lists when a node dies.
+//
+// A Node wraps one shard.Store. Any node accepts any call: the node that
+// holds the key serves it, whichever node the ring names. State moves
+// whole (Take), so a key is held by exactly one node at a time; a node
+// that handed a key off remembers where it went (a tomb) and forwards
+// late calls there. On a single node (no gossip address) every key is
+// local and nothing is sent anywhere.
+//
+// Order and duplicates are not kept by waiting: every event carries the
+// stream position its list holder stamped (see shard.Position), and the
+// queue's side compares positions. A node owns keys only once it is ready
+// (Config.WaitReady, SetReady), and an error of a peer going away or of
+// membership moving is shard.ErrUnavailable. The locks and the order they
+// are taken in are in shard/LOCKS.md.
+//
+// Files: node.go (membership, the ring), route.go (locating keys, calls,
+// fan-out to other nodes), handoff.go (hand-off, repair, audit), peer.go
+// (outboxes), rpc.go (the service), stream.go (relayed streams),
+// publishers.go (calls to the owner's publishers), admit.go (member
+// identity), convert.go (wire forms and errors).
+package cluster
