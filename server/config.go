@@ -123,6 +123,7 @@ func DefaultConfig() Config {
 		},
 		Limits:       DefaultLimits(),
 		SSEKeepAlive: 15 * time.Second,
+		CORS:         CORSConfig{MaxAge: 10 * time.Minute},
 		Now:          time.Now,
 	}
 }

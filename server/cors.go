@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -20,10 +21,10 @@ type CORSConfig struct {
 	// headers at all and WebSocket upgrades are not checked, as before
 	// CORS existed. Credentials (cookies) are never allowed: the token
 	// travels in Authorization, which needs none.
-	AllowedOrigins []string
+	AllowedOrigins []string `yaml:"allowed_origins"`
 	// MaxAge is how long a browser may cache a preflight answer. Default
 	// 10 min (Chromium caps it at 2 h).
-	MaxAge time.Duration
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // CORS header values. Allowed headers are what the clients meshgate is
@@ -42,23 +43,20 @@ const (
 
 // Check reports every origin that is not "*" or scheme://host[:port].
 func (c CORSConfig) Check() error {
-	var errs []string
+	var errs []error
 	for i, o := range c.AllowedOrigins {
 		if o == "*" {
 			continue
 		}
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || u.Fragment != "" {
-			errs = append(errs, fmt.Sprintf("cors.allowed_origins[%d]: %q is not an origin (scheme://host[:port], no path)", i, o))
+			errs = append(errs, fmt.Errorf("cors.allowed_origins[%d]: %q is not an origin (scheme://host[:port], no path)", i, o))
 		}
 	}
 	if c.MaxAge < 0 {
-		errs = append(errs, fmt.Sprintf("cors.max_age: must be positive, got %s", c.MaxAge))
+		errs = append(errs, fmt.Errorf("cors.max_age: must be positive, got %s", c.MaxAge))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // cors applies CORSConfig to /graphql requests. It holds no state beyond
