@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("meshbench", flag.ContinueOnError)
 	var c config
 	var sources string
-	fs.StringVar(&c.target, "target", "meshgate", "server kind: meshgate, gqlgen (bench/gqlgenref) or raw (bench/rawws)")
+	fs.StringVar(&c.target, "target", "meshgate", "server kind: meshgate, centrifugo, gqlgen (bench/gqlgenref) or raw (bench/rawws)")
 	var urls, pids string
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8443", "server base URL (http or https); for a cluster, the nodes' URLs separated by commas: subscriber i connects to node i mod n, the publisher to the first")
 	fs.StringVar(&pids, "pid", "", "server process ids separated by commas, for CPU and RSS from /proc (summed over a cluster's nodes; empty: not measured)")

@@ -30,6 +30,11 @@ type report struct {
 	LatencyMaxms         float64 `json:"latency_max_ms"`
 	ServerCPUSeconds     float64 `json:"server_cpu_seconds"`
 	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million_deliveries"`
+	// ChildCPUSeconds is the part of ServerCPUSeconds spent in the
+	// server's child processes (meshgate's plugins).
+	ChildCPUSeconds float64 `json:"child_cpu_seconds,omitempty"`
+	// CPUMicrosPerEvent is ServerCPUSeconds per published event.
+	CPUMicrosPerEvent float64 `json:"cpu_us_per_event,omitempty"`
 }
 
 func (r *report) print(w io.Writer) {
@@ -53,6 +58,6 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "latency        p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	fmt.Fprintf(w, "lost %d, duplicated %d\n", r.Lost, r.Duplicates)
 	if r.ServerCPUSeconds > 0 {
-		fmt.Fprintf(w, "server CPU     %.2f s: %.2f CPU-s per million deliveries\n", r.ServerCPUSeconds, r.CPUSecondsPerMillion)
+		fmt.Fprintf(w, "server CPU     %.2f s (%.2f s in child processes): %.2f CPU-s per million deliveries, %.0f µs per event\n", r.ServerCPUSeconds, r.ChildCPUSeconds, r.CPUSecondsPerMillion, r.CPUMicrosPerEvent)
 	}
 }
