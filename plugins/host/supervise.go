@@ -29,7 +29,8 @@ type instance struct {
 	client   pb.PublisherClient
 	proc     *plugin.Client
 	up       bool
-	sessions bool // wants SessionEvents
+	sessions bool    // wants SessionEvents
+	direct   *direct // publish_direct: publishes delivered without a call; nil otherwise
 
 	sendMu sync.Mutex
 	host   pb.Publisher_HostClient
@@ -152,6 +153,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 		return fmt.Errorf("describe: %w", err)
 	}
 	inst := &instance{h: h, name: p.Name, version: desc.GetVersion(), schemes: desc.GetSchemes(), client: client, proc: proc, sessions: desc.GetWantsSessions()}
+	if desc.GetPublishDirect() {
+		inst.direct = newDirect()
+	}
 	if err := h.register(inst); err != nil {
 		return err
 	}
@@ -171,6 +175,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	inst.host = hs
 	inst.sendMu.Unlock()
 	go inst.serveHost(runCtx, hs)
+	if inst.direct != nil {
+		go inst.direct.report(runCtx, inst)
+	}
 	h.sessions.replay(inst)
 	log.Info("plugin up", "version", inst.version, "schemes", inst.schemes, "attempt", attempt)
 	if attempt > 0 {
@@ -282,6 +289,12 @@ func (inst *instance) serveHost(ctx context.Context, hs pb.Publisher_HostClient)
 		m, err := hs.Recv()
 		if err != nil {
 			return
+		}
+		if a := m.GetPublishedAck(); a != nil {
+			if inst.direct != nil {
+				inst.direct.ack(a.GetSeq())
+			}
+			continue
 		}
 		ask := m.GetAsk()
 		if ask == nil {
