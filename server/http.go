@@ -83,8 +83,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			"subscriptions need a stream: use WebSocket (graphql-transport-ws) or SSE (Accept: text/event-stream)"})
 		return
 	}
-	responses, ctx := s.exec.DispatchOperation(ctx, opCtx)
-	resp := responses(ctx)
+	var resp *graphql.Response
+	if op, ok := graph.ParsePublishOp(opCtx); ok && !s.slowPublish {
+		// The common write: answered without gqlgen's execution, exactly
+		// as it would answer (graph.ExecPublish).
+		resp = s.resolver.ExecPublish(ctx, op, s.present, s.recov)
+	} else {
+		var responses graphql.ResponseHandler
+		responses, ctx = s.exec.DispatchOperation(ctx, opCtx)
+		resp = responses(ctx)
+	}
 	b, err := json.Marshal(resp)
 	if err != nil {
 		s.log.ErrorContext(ctx, "marshal response", "err", err)
