@@ -37,7 +37,7 @@ type pendingEtag struct {
 // DirectInterval is how often a publish_direct plugin hears of delivered
 // publishes at most: one Published message, so one wake-up of the
 // plugin, per interval however many publishes it carries.
-const DirectInterval = 2 * time.Millisecond
+const DirectInterval = 10 * time.Millisecond
 
 // maxDirectQueue bounds the publishes waiting for a plugin that does not
 // keep up; beyond it `publish` fails with UNAVAILABLE.
