@@ -215,6 +215,9 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 	if err != nil {
 		return 0, err
 	}
+	if inst.direct != nil && h.faults == nil {
+		return h.publishDirect(inst, p, resource, etag, payload) // no call, so no deadline to set
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
 	if err := h.faults.Before(ctx); err != nil {
