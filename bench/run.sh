@@ -8,6 +8,10 @@
 #   bench/run.sh C          1 000 subscribers, 2 000 events/s for 10 s (overload here)
 #   bench/run.sh C10        10 subscribers, 2 000 events/s for 10 s (latency); also called Cs
 #   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only)
+#   bench/run.sh R          reconnect storm: 10 000 devices connect at once (256 at a time), each
+#                           makes a queue, subscribes and streams; meshgate with HTTP requests for
+#                           the queue and subscription, then (meshgate-ws) with mutations on the
+#                           WebSocket itself, one connection per device
 #   bench/run.sh E          scenario A on a 3-node cluster (127.0.0.1-3, all pinned to core 0),
 #                           subscribers spread over the nodes, then on 1 node, for the comparison
 #   bench/run.sh E2         remote against local delivery, same two processes: a 2-node cluster
@@ -47,6 +51,7 @@ case $scenario in
   C)    args=(-subs 1000 -events 20000 -rate 2000) ;;
   C10)  args=(-subs 10 -events 20000 -rate 2000) ;;
   POLL) args=(-subs 2000 -events 200 -mode poll); targets=meshgate ;;
+  R)    args=(-subs 10000 -idle -settle 1s -parallel 256); targets=${*:-meshgate meshgate-ws centrifugo raw} ;;
   E)    args=(-subs 10000 -events 200); targets="cluster3 cluster1" ;;
   E2)   args=(-subs 10000 -events 200); targets=${targets_e2:-"cluster2on1 cluster2on2"} ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
@@ -55,8 +60,10 @@ esac
 wait_up() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "server at $1 did not start" >&2; return 1; }
 
 for target in $targets; do
+  extra=()
   case $target in
-    meshgate)
+    meshgate|meshgate-ws)
+      [ $target = meshgate-ws ] && extra=(-setup ws)
       scheme=http; flags=(--insecure-http)
       if [ $tls = yes ]; then scheme=https; flags=(); fi
       # One user drives the whole load: lift the per-user protection.
@@ -110,8 +117,8 @@ YAML
       pid=$!; url=http://127.0.0.1:9001; wait_up "$url/ws" ;;
   esac
   label="$scenario/$target"; [ $tls = yes ] && label="$label+tls"
-  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
-    -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}"
+  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*|meshgate*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
+    -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}" "${extra[@]}"
   if [ "${on:-}" != "" ]; then
     for i in $(seq 1 "$k"); do
       held=$(curl -s "127.0.0.1:$((6060 + i))/metrics" | awk '$1 == "meshgate_resources" {print $2}')

@@ -264,6 +264,10 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 			return err
 		}
 		s.token = tok
+		if b.c.setup == "ws" && b.c.mode == "ws" {
+			proto, path = []string{"graphql-transport-ws"}, "/graphql"
+			break // queue and subscription are made on the WebSocket itself
+		}
 		var out struct {
 			CreateQueue struct{ Name string }
 		}
@@ -318,6 +322,11 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 			break
 		}
 	}
+	if b.c.target == "meshgate" && s.queue == "" {
+		if err := s.setupOverWS(); err != nil {
+			return err
+		}
+	}
 	q := `subscription { events { i t } }`
 	vars := map[string]any{}
 	if b.c.target == "meshgate" {
@@ -325,6 +334,66 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 		vars["q"] = s.queue
 	}
 	return s.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": q, "variables": vars}})
+}
+
+// setupOverWS makes s's queue and subscription with mutations on its
+// WebSocket (graphql-transport-ws allows any operation), as a device that
+// reconnects with one connection does.
+func (s *sub) setupOverWS() error {
+	var q struct {
+		Data struct{ CreateQueue struct{ Name string } }
+	}
+	if err := s.operation("q", `mutation { createQueue(ttlSeconds: 3600) { name } }`, nil, &q); err != nil {
+		return fmt.Errorf("createQueue: %w", err)
+	}
+	s.queue = q.Data.CreateQueue.Name
+	if err := s.operation("s", `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`, map[string]any{"q": s.queue, "r": resource}, nil); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	return nil
+}
+
+// operation runs one query or mutation as operation id on s's WebSocket
+// and decodes its result's payload into out.
+func (s *sub) operation(id, query string, vars map[string]any, out any) error {
+	if err := s.send(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": query, "variables": vars}}); err != nil {
+		return err
+	}
+	for {
+		p, err := s.readMessage()
+		if err != nil {
+			return err
+		}
+		var m struct {
+			ID      string
+			Type    string
+			Payload json.RawMessage
+		}
+		if json.Unmarshal(p, &m) != nil || m.ID != id {
+			if m.Type == "ping" {
+				_ = s.send(map[string]any{"type": "pong"})
+			}
+			continue
+		}
+		switch m.Type {
+		case "next":
+			var r struct {
+				Errors []struct{ Message string }
+			}
+			_ = json.Unmarshal(m.Payload, &r)
+			if len(r.Errors) > 0 {
+				return errors.New(r.Errors[0].Message)
+			}
+			if out != nil {
+				return json.Unmarshal(m.Payload, out)
+			}
+			return nil
+		case "error":
+			return fmt.Errorf("%s", m.Payload)
+		case "complete":
+			return errors.New("completed without a result")
+		}
+	}
 }
 
 func (s *sub) send(v any) error {

@@ -56,10 +56,10 @@ func TestBench_AgainstALiveGateway(t *testing.T) {
 	go srv.Serve(l, nil)
 	defer srv.Shutdown(context.Background())
 
-	for _, mode := range []string{"ws", "poll"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ mode, setup string }{{"ws", "http"}, {"ws", "ws"}, {"poll", "http"}} {
+		t.Run(tc.mode+"/setup "+tc.setup, func(t *testing.T) {
 			r, err := bench(t.Context(), config{
-				target: "meshgate", urls: []string{"http://" + l.Addr().String()}, subs: 5, events: 5, mode: mode,
+				target: "meshgate", urls: []string{"http://" + l.Addr().String()}, subs: 5, events: 5, mode: tc.mode, setup: tc.setup,
 				sources: []string{"127.0.0.2", "127.0.0.3"}, keyFile: filepath.Join(dir, server.DevKeyFile),
 				settle: time.Millisecond, timeout: 20 * time.Second, parallel: 4, label: "test",
 			})
