@@ -96,6 +96,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 	rss0 := rssBytes(c.pids)
 
 	// Connect and subscribe everyone.
+	setupCPU0, setupChild0 := cpuSeconds(c.pids)
 	start := time.Now()
 	b.subs = make([]*sub, c.subs)
 	errs := make(chan error, c.subs)
@@ -126,6 +127,10 @@ func bench(ctx context.Context, c config) (*report, error) {
 	}
 	r.ConnectSeconds = time.Since(start).Seconds()
 	r.ConnsPerSecond = float64(c.subs) / r.ConnectSeconds
+	if len(c.pids) > 0 {
+		cpu, child := cpuSeconds(c.pids)
+		r.ConnectCPUMicros = (cpu + child - setupCPU0 - setupChild0) / float64(c.subs) * 1e6
+	}
 	defer b.closeAll()
 
 	// Warm up: every subscriber must receive an event before we measure,

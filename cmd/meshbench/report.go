@@ -15,6 +15,9 @@ type report struct {
 	Rate                 float64 `json:"rate"`
 	ConnectSeconds       float64 `json:"connect_seconds"`
 	ConnsPerSecond       float64 `json:"conns_per_second"`
+	// ConnectCPUMicros is the server's CPU (child processes included) per
+	// subscriber set up: what bounds a reconnect storm on a busy machine.
+	ConnectCPUMicros float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
 	WarmupSeconds        float64 `json:"warmup_seconds"`
 	ServerRSSMiB         float64 `json:"server_rss_mib"`
 	RSSPerSubscriberKiB  float64 `json:"rss_per_subscriber_kib"`
@@ -47,7 +50,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, " at %.0f/s", r.Rate)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "connect        %.2f s (%.0f conns/s), warm-up %.2f s\n", r.ConnectSeconds, r.ConnsPerSecond, r.WarmupSeconds)
+	fmt.Fprintf(w, "connect        %.2f s (%.0f conns/s, server CPU %.0f µs each), warm-up %.2f s\n", r.ConnectSeconds, r.ConnsPerSecond, r.ConnectCPUMicros, r.WarmupSeconds)
 	if r.ServerRSSMiB > 0 {
 		fmt.Fprintf(w, "server memory  %.1f MiB RSS, %.2f KiB per subscriber, %d threads\n", r.ServerRSSMiB, r.RSSPerSubscriberKiB, r.ServerThreads)
 	}
