@@ -7,17 +7,17 @@ import (
 
 // report is one run's figures.
 type report struct {
-	Label                string  `json:"label"`
-	Target               string  `json:"target"`
-	Mode                 string  `json:"mode"`
-	Subscribers          int     `json:"subscribers"`
-	Events               int     `json:"events"`
-	Rate                 float64 `json:"rate"`
-	ConnectSeconds       float64 `json:"connect_seconds"`
-	ConnsPerSecond       float64 `json:"conns_per_second"`
+	Label          string  `json:"label"`
+	Target         string  `json:"target"`
+	Mode           string  `json:"mode"`
+	Subscribers    int     `json:"subscribers"`
+	Events         int     `json:"events"`
+	Rate           float64 `json:"rate"`
+	ConnectSeconds float64 `json:"connect_seconds"`
+	ConnsPerSecond float64 `json:"conns_per_second"`
 	// ConnectCPUMicros is the server's CPU (child processes included) per
 	// subscriber set up: what bounds a reconnect storm on a busy machine.
-	ConnectCPUMicros float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
+	ConnectCPUMicros     float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
 	WarmupSeconds        float64 `json:"warmup_seconds"`
 	ServerRSSMiB         float64 `json:"server_rss_mib"`
 	RSSPerSubscriberKiB  float64 `json:"rss_per_subscriber_kib"`
