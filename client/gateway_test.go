@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/internal/inproc"
 	"meshgate/server"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
@@ -49,7 +49,7 @@ func startGateway() *gateway {
 		panic(err)
 	}
 	node := cluster.Single(store)
-	srv, err := server.New(server.Config{}, auth, node, &graph.Resolver{Store: node, Publishers: inproc.New(node, nil)})
+	srv, err := server.New(server.Config{}, auth, node, &graph.Resolver{Backend: node, Publishers: inproc.New(node, nil)})
 	if err != nil {
 		panic(err)
 	}

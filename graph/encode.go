@@ -43,7 +43,7 @@ func ParseStreamOp(opCtx *graphql.OperationContext) (op StreamOp, ok bool, err e
 	var after model.Seq
 	if v := args["after"]; v != nil {
 		if err := after.UnmarshalGQL(v); err != nil {
-			return StreamOp{}, true, fmt.Errorf("%w: after: %v", shard.ErrInvalidInput, err)
+			return StreamOp{}, true, fmt.Errorf("%w: after: %v", shard.ErrInvalidInput, err) //nolint:errorlint // the sentinel is the contract; the parse error is only text
 		}
 	}
 	return StreamOp{Queue: queue, After: uint64(after), Plan: compile(opCtx, f)}, true, nil

@@ -11,7 +11,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/executor"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/internal/inproc"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
 )
@@ -25,7 +25,7 @@ func TestPlanEncode_MatchesGqlgen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	exec := executor.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{Store: cluster.Single(store), Publishers: inproc.New(store, nil)}}))
+	exec := executor.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{Backend: cluster.Single(store), Publishers: inproc.New(store, nil)}}))
 	exec.SetErrorPresenter(graph.NewErrorPresenter())
 
 	alice := shard.Principal{User: "alice", Device: "laptop"}
@@ -118,7 +118,7 @@ func (allow) Authorize(context.Context, shard.Principal, string, string) (string
 func BenchmarkPlanEncode(b *testing.B) {
 	store, _ := shard.New(shard.Config{})
 	defer store.Close()
-	exec := executor.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{Store: cluster.Single(store)}}))
+	exec := executor.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{Backend: cluster.Single(store)}}))
 	p := shard.Principal{User: "u", Device: "d"}
 	ctx := graph.WithPrincipal(graphql.StartOperationTrace(context.Background()), p)
 	opCtx, errs := exec.CreateOperationContext(ctx, &graphql.RawParams{Query: `subscription { notifications(queue:"q") { seq kind resource etag publishedAt payload } }`})

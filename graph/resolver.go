@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"meshgate/shard"
-	"meshgate/shard/cluster"
 )
 
 // Publishers is what the resolvers need from the publisher side: the
@@ -19,8 +18,9 @@ type Publishers interface {
 	Publish(ctx context.Context, p shard.Principal, resource, etag string, payload []byte) (int, error)
 }
 
-// Backend is the state the resolvers read and change: a cluster node
-// (cluster.Node), which serves each call where its queue is held.
+// Backend is the state the resolvers read and change: in meshgate a
+// cluster node (cluster.Node, also for a single node), which serves each
+// call where its queue is held. graph knows only this interface.
 type Backend interface {
 	CreateQueue(ctx context.Context, p shard.Principal, ttl time.Duration) (shard.QueueInfo, error)
 	Queue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error)
@@ -34,12 +34,13 @@ type Backend interface {
 	Attach(ctx context.Context, p shard.Principal, name string, after uint64, l shard.Listener) (shard.Reader, error)
 	Invite(ctx context.Context, from shard.Principal, toUser, toDevice string, payload []byte) (int, error)
 	// Members describes the cluster's nodes, for the admin `cluster` query.
-	Members(ctx context.Context) []cluster.NodeStats
+	Members(ctx context.Context) []shard.NodeStats
 }
 
 // Resolver holds the resolvers' dependencies. It is safe for concurrent use.
 type Resolver struct {
-	Store      Backend
+	// Backend holds the state: queues, subscriptions, streams.
+	Backend    Backend
 	Publishers Publishers
 	// Logger receives internal errors; nil means none.
 	Logger *slog.Logger

@@ -26,7 +26,7 @@ func (r *mutationResolver) CreateQueue(ctx context.Context, ttlSeconds *int) (*m
 		}
 		ttl = time.Duration(*ttlSeconds) * time.Second
 	}
-	q, err := r.Store.CreateQueue(ctx, p, ttl)
+	q, err := r.Backend.CreateQueue(ctx, p, ttl)
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
@@ -39,7 +39,7 @@ func (r *mutationResolver) RenewQueue(ctx context.Context, name string) (*model.
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
-	q, err := r.Store.RenewQueue(ctx, p, name)
+	q, err := r.Backend.RenewQueue(ctx, p, name)
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
@@ -52,7 +52,7 @@ func (r *mutationResolver) DeleteQueue(ctx context.Context, name string) (bool, 
 	if err != nil {
 		return false, r.errorf(ctx, err)
 	}
-	if err := r.Store.DeleteQueue(ctx, p, name); err != nil {
+	if err := r.Backend.DeleteQueue(ctx, p, name); err != nil {
 		return false, r.errorf(ctx, err)
 	}
 	return true, nil
@@ -67,7 +67,7 @@ func (r *mutationResolver) Subscribe(ctx context.Context, queue string, resource
 	if r.AllowSubscribe != nil && !r.AllowSubscribe(p) {
 		return nil, r.errorf(ctx, fmt.Errorf("%w: too many subscribes: slow down", shard.ErrLimitExceeded))
 	}
-	sub, err := r.Store.Subscribe(ctx, r.Publishers, p, queue, resource, deref(proof), deref(knownEtag))
+	sub, err := r.Backend.Subscribe(ctx, r.Publishers, p, queue, resource, deref(proof), deref(knownEtag))
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
@@ -80,7 +80,7 @@ func (r *mutationResolver) Unsubscribe(ctx context.Context, queue string, resour
 	if err != nil {
 		return false, r.errorf(ctx, err)
 	}
-	ok, err := r.Store.Unsubscribe(ctx, p, queue, resource)
+	ok, err := r.Backend.Unsubscribe(ctx, p, queue, resource)
 	return ok, r.errorf(ctx, err)
 }
 
@@ -123,7 +123,7 @@ func (r *mutationResolver) SendInvite(ctx context.Context, toDevice string, toUs
 			return 0, r.errorf(ctx, fmt.Errorf("%w: you may not invite %s's devices", shard.ErrForbidden, to))
 		}
 	}
-	n, err := r.Store.Invite(ctx, p, to, toDevice, payload)
+	n, err := r.Backend.Invite(ctx, p, to, toDevice, payload)
 	return n, r.errorf(ctx, err)
 }
 
@@ -146,7 +146,7 @@ func (r *queryResolver) Queue(ctx context.Context, name string) (*model.Queue, e
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
-	q, err := r.Store.Queue(ctx, p, name)
+	q, err := r.Backend.Queue(ctx, p, name)
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
@@ -159,7 +159,7 @@ func (r *queryResolver) Queues(ctx context.Context) ([]*model.Queue, error) {
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
-	qs := r.Store.Queues(ctx, p)
+	qs := r.Backend.Queues(ctx, p)
 	out := make([]*model.Queue, len(qs))
 	for i, q := range qs {
 		out[i] = queueModel(q)
@@ -173,7 +173,7 @@ func (r *queryResolver) Subscriptions(ctx context.Context, queue string) ([]*mod
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
-	subs, err := r.Store.Subscriptions(ctx, p, queue)
+	subs, err := r.Backend.Subscriptions(ctx, p, queue)
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
@@ -201,7 +201,7 @@ func (r *queryResolver) Notifications(ctx context.Context, queue string, after *
 	if waitSeconds != nil {
 		wait = *waitSeconds
 	}
-	pg, err := r.Store.Poll(ctx, p, queue, a, lim, time.Duration(wait)*time.Second)
+	pg, err := r.Backend.Poll(ctx, p, queue, a, lim, time.Duration(wait)*time.Second)
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}
@@ -221,7 +221,7 @@ func (r *queryResolver) Cluster(ctx context.Context) ([]*model.ClusterNode, erro
 	if !p.Has(shard.ScopeAdmin) {
 		return nil, r.errorf(ctx, fmt.Errorf("%w: the cluster view needs the admin scope", shard.ErrForbidden))
 	}
-	members := r.Store.Members(ctx)
+	members := r.Backend.Members(ctx)
 	out := make([]*model.ClusterNode, len(members))
 	for i, m := range members {
 		ring := m.Ring
@@ -245,7 +245,7 @@ func (r *subscriptionResolver) Notifications(ctx context.Context, queue string, 
 		a = uint64(*after)
 	}
 	l := &chanListener{ch: make(chan struct{}, 1)}
-	st, err := r.Store.Attach(ctx, p, queue, a, l)
+	st, err := r.Backend.Attach(ctx, p, queue, a, l)
 	if err != nil {
 		return nil, r.errorf(ctx, err)
 	}

@@ -196,7 +196,7 @@ func (a *Authenticator) verify(raw string) (shard.Principal, time.Time, error) {
 		return nil, errors.New("no key for this kid and alg")
 	})
 	if err != nil {
-		return shard.Principal{}, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+		return shard.Principal{}, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err) //nolint:errorlint // ErrBadToken is the contract; the JWT library's error is only text
 	}
 	p := shard.Principal{User: claims.Subject, Device: claims.Device}
 	if !validID(p.User) || !validID(p.Device) {

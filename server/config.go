@@ -10,69 +10,73 @@ import (
 )
 
 // Config sets the front door's limits. A zero field means its default.
+// The config file's `limits:` section decodes straight into it (the yaml
+// tags; cmd adds the keys that belong elsewhere).
 type Config struct {
 	// MaxBodyBytes caps a POST body or SSE request. Default 1 MiB.
-	MaxBodyBytes int64
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxQueryBytes caps the query text (also in GET URLs). Default 64 KiB.
-	MaxQueryBytes int
+	MaxQueryBytes int `yaml:"max_query_bytes"`
 	// MaxDepth caps selection depth, introspection excluded. Default 10.
-	MaxDepth int
+	MaxDepth int `yaml:"max_depth"`
 	// MaxComplexity caps gqlgen's complexity score (1 per field). Default 500.
-	MaxComplexity int
+	MaxComplexity int `yaml:"max_complexity"`
 	// MaxTokens caps the parser's token count. Default 10 000.
-	MaxTokens int
-	// WS configures the WebSocket transports.
-	WS WSConfig
+	MaxTokens int `yaml:"max_tokens"`
+	// WS configures the WebSocket transports. The config file's
+	// limits.websocket section decodes into it in cmd, which also maps
+	// its coalesce_writes onto NoCoalesce.
+	WS WSConfig `yaml:"-"`
 	// Limits protects the node from any one user.
-	Limits Limits
+	Limits Limits `yaml:"per_user"`
 	// SSEKeepAlive is how often an idle SSE stream gets a comment line. Default 15 s.
-	SSEKeepAlive time.Duration
+	SSEKeepAlive time.Duration `yaml:"sse_keep_alive"`
 	// Logger: default discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Ready reports whether the node can serve everything (plugins up);
 	// /readyz answers 503 while it is false. Default: always ready.
-	Ready func() bool
+	Ready func() bool `yaml:"-"`
 	// Plugins reports the publisher plugins for /metrics. Default: none.
-	Plugins func() []PluginStatus
+	Plugins func() []PluginStatus `yaml:"-"`
 	// Faults injects delays and failures into /graphql requests, to rehearse
 	// failure. Off by default. FaultSeed makes a run repeatable (0: random).
-	Faults    faults.Config
-	FaultSeed uint64
+	Faults    faults.Config `yaml:"-"`
+	FaultSeed uint64        `yaml:"-"`
 }
 
 // WSConfig sets WebSocket limits.
 type WSConfig struct {
 	// InitTimeout: a connection that sends no connection_init by then is
 	// closed with 4408. Default 10 s.
-	InitTimeout time.Duration
+	InitTimeout time.Duration `yaml:"init_timeout"`
 	// PingInterval: idle connections get a ping this often, and are closed
 	// after 3 intervals without reading anything. Default 30 s.
-	PingInterval time.Duration
+	PingInterval time.Duration `yaml:"ping_interval"`
 	// WriteTimeout: a write that takes longer means a stalled consumer,
 	// which is disconnected (its queue keeps buffering). Default 10 s.
-	WriteTimeout time.Duration
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxMessageBytes caps one incoming message; larger ones close with 1009. Default 64 KiB.
-	MaxMessageBytes int
+	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// MessageRate and MessageBurst limit incoming messages per connection
 	// (a token bucket); a flood closes with 4429. Defaults 50/s and 100.
-	MessageRate  float64
-	MessageBurst int
+	MessageRate  float64 `yaml:"message_rate"`
+	MessageBurst int     `yaml:"message_burst"`
 	// MaxOperations caps concurrent operations per connection; more get an
 	// error with LIMIT_EXCEEDED. Default 100.
-	MaxOperations int
+	MaxOperations int `yaml:"max_operations"`
 	// NoCoalesce turns off write coalescing under load (see writers.go):
 	// every notification is written as soon as a writer gets to it, at
 	// about twice the CPU per delivery when the node is behind.
-	NoCoalesce bool
+	NoCoalesce bool `yaml:"-"`
 	// MaxLag and LagGrace: a stream more than MaxLag notifications behind
 	// its queue for longer than LagGrace is a consumer that cannot keep
 	// up. It is closed with 1013 (try again later) and a reason saying so;
 	// its queue keeps buffering and it resumes with `after`. Defaults 512
 	// and 30 s.
-	MaxLag   int
-	LagGrace time.Duration
+	MaxLag   int           `yaml:"max_lag"`
+	LagGrace time.Duration `yaml:"lag_grace"`
 }
 
 // DefaultConfig returns the defaults spelled out.
@@ -94,11 +98,14 @@ func DefaultConfig() Config {
 			MessageBurst:    100,
 			MaxOperations:   100,
 		},
+		Limits:       DefaultLimits(),
 		SSEKeepAlive: 15 * time.Second,
 		Now:          time.Now,
 	}
 }
 
+// withDefaults fills zero fields and reports every invalid one at once,
+// each named by its key in the config file's limits: section.
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
 	var errs []error
@@ -119,28 +126,31 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
 	} else if c.MaxBodyBytes < 0 {
-		errs = append(errs, fmt.Errorf("MaxBodyBytes: must be positive, got %d", c.MaxBodyBytes))
+		errs = append(errs, fmt.Errorf("max_body_bytes: must be positive, got %d", c.MaxBodyBytes))
 	}
-	pos("MaxQueryBytes", &c.MaxQueryBytes, d.MaxQueryBytes)
-	pos("MaxDepth", &c.MaxDepth, d.MaxDepth)
-	pos("MaxComplexity", &c.MaxComplexity, d.MaxComplexity)
-	pos("MaxTokens", &c.MaxTokens, d.MaxTokens)
-	dur("WS.InitTimeout", &c.WS.InitTimeout, d.WS.InitTimeout)
-	dur("WS.PingInterval", &c.WS.PingInterval, d.WS.PingInterval)
-	dur("WS.WriteTimeout", &c.WS.WriteTimeout, d.WS.WriteTimeout)
-	pos("WS.MaxMessageBytes", &c.WS.MaxMessageBytes, d.WS.MaxMessageBytes)
-	pos("WS.MessageBurst", &c.WS.MessageBurst, d.WS.MessageBurst)
-	pos("WS.MaxOperations", &c.WS.MaxOperations, d.WS.MaxOperations)
-	pos("WS.MaxLag", &c.WS.MaxLag, d.WS.MaxLag)
-	dur("WS.LagGrace", &c.WS.LagGrace, d.WS.LagGrace)
+	pos("max_query_bytes", &c.MaxQueryBytes, d.MaxQueryBytes)
+	pos("max_depth", &c.MaxDepth, d.MaxDepth)
+	pos("max_complexity", &c.MaxComplexity, d.MaxComplexity)
+	pos("max_tokens", &c.MaxTokens, d.MaxTokens)
+	dur("websocket.init_timeout", &c.WS.InitTimeout, d.WS.InitTimeout)
+	dur("websocket.ping_interval", &c.WS.PingInterval, d.WS.PingInterval)
+	dur("websocket.write_timeout", &c.WS.WriteTimeout, d.WS.WriteTimeout)
+	pos("websocket.max_message_bytes", &c.WS.MaxMessageBytes, d.WS.MaxMessageBytes)
+	pos("websocket.message_burst", &c.WS.MessageBurst, d.WS.MessageBurst)
+	pos("websocket.max_operations", &c.WS.MaxOperations, d.WS.MaxOperations)
+	pos("websocket.max_lag", &c.WS.MaxLag, d.WS.MaxLag)
+	dur("websocket.lag_grace", &c.WS.LagGrace, d.WS.LagGrace)
 	if c.WS.MessageRate == 0 {
 		c.WS.MessageRate = d.WS.MessageRate
 	} else if c.WS.MessageRate < 0 {
-		errs = append(errs, fmt.Errorf("%s: must be positive, got %v", "WS.MessageRate", c.WS.MessageRate))
+		errs = append(errs, fmt.Errorf("%s: must be positive, got %v", "websocket.message_rate", c.WS.MessageRate))
 	}
-	dur("SSEKeepAlive", &c.SSEKeepAlive, d.SSEKeepAlive)
+	dur("sse_keep_alive", &c.SSEKeepAlive, d.SSEKeepAlive)
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Faults.Check(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", "Faults", err))
+		errs = append(errs, fmt.Errorf("%s: %w", "faults", err))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

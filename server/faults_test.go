@@ -40,7 +40,9 @@ func TestFaults_ClientsRecoverNothingLost(t *testing.T) {
 		return response{}
 	}
 	var q struct{ Name string }
-	json.Unmarshal(retry(`mutation { createQueue { name } }`, nil).Data["createQueue"], &q)
+	if err := json.Unmarshal(retry(`mutation { createQueue { name } }`, nil).Data["createQueue"], &q); err != nil {
+		t.Fatal(err)
+	}
 	retry(`mutation($q:String!){ subscribe(queue:$q, resource:"user:alice/f") { etag } }`, map[string]any{"q": q.Name})
 	const n = 50
 	for i := range n {
@@ -57,7 +59,9 @@ func TestFaults_ClientsRecoverNothingLost(t *testing.T) {
 			LastSeq uint64
 		}
 		r := retry(`query($q:String!,$a:Seq){ notifications(queue:$q, after:$a, limit:7) { items { seq etag } lastSeq } }`, map[string]any{"q": q.Name, "a": after})
-		json.Unmarshal(r.Data["notifications"], &pg)
+		if err := json.Unmarshal(r.Data["notifications"], &pg); err != nil {
+			t.Fatal(err)
+		}
 		for _, it := range pg.Items {
 			if it.Seq != after+1 {
 				t.Fatalf("seq %d after %d: a gap or a duplicate", it.Seq, after)

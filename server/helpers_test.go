@@ -18,7 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/internal/inproc"
 	"meshgate/server"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
@@ -51,7 +51,7 @@ func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 		t.Fatal(err)
 	}
 	node := cluster.Single(store)
-	srv, err := server.New(scfg, auth, node, &graph.Resolver{Store: node, Publishers: inproc.New(store, nil)})
+	srv, err := server.New(scfg, auth, node, &graph.Resolver{Backend: node, Publishers: inproc.New(store, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +82,9 @@ func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 		store:  store,
 	}
 	t.Cleanup(func() {
+		// Idle client connections first: an open HTTP/2 connection makes
+		// Shutdown wait for its GOAWAY exchange (about 1 s per test).
+		g.client.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
@@ -91,7 +94,6 @@ func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 			t.Errorf("serve: %v", err)
 		}
 		store.Close()
-		g.client.CloseIdleConnections()
 	})
 	return g
 }

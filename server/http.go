@@ -49,8 +49,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p, rerr := s.authenticate(r, nil)
 	if rerr != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
-		writeRequestError(w, media, rerr)
+		refuseToken(w, media, rerr)
 		return
 	}
 	if !s.guard.allowRequest(p.User) {
@@ -264,6 +263,31 @@ func (s *Server) authenticateExp(r *http.Request, ext map[string]any) (shard.Pri
 		return shard.Principal{}, time.Time{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "the bearer token is invalid or expired"}
 	}
 	return p, exp, nil
+}
+
+// refuseToken answers a request whose bearer token is missing or refused:
+// 401 with the RFC 6750 challenge, and the typed error in the body.
+func refuseToken(w http.ResponseWriter, media string, e *requestError) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
+	writeRequestError(w, media, e)
+}
+
+// requireAdmin serves h only to a principal with the admin scope: without
+// a valid token 401 (refuseToken), without the scope 403 FORBIDDEN with
+// the message refusal.
+func (s *Server) requireAdmin(refusal string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, rerr := s.authenticate(r, nil)
+		if rerr != nil {
+			refuseToken(w, mediaJSON, rerr)
+			return
+		}
+		if !p.Has(shard.ScopeAdmin) {
+			writeRequestError(w, mediaJSON, &requestError{http.StatusForbidden, graph.CodeForbidden, refusal})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func writeRequestError(w http.ResponseWriter, media string, e *requestError) {

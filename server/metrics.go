@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"meshgate/graph"
 	"meshgate/shard"
 	"meshgate/shard/ring"
 )
@@ -149,19 +148,7 @@ func (m *metrics) handler(s *Server, needToken bool) http.Handler {
 	if !needToken {
 		return h
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, rerr := s.authenticate(r, nil)
-		if rerr != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
-			writeRequestError(w, mediaJSON, rerr)
-			return
-		}
-		if !p.Has(shard.ScopeAdmin) {
-			writeRequestError(w, mediaJSON, &requestError{http.StatusForbidden, graph.CodeForbidden, "metrics need the admin scope"})
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	return s.requireAdmin("metrics need the admin scope", h)
 }
 
 // MetricsHandler serves /metrics without a token, for a loopback-only

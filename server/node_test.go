@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"meshgate/internal/testkit"
 	"meshgate/server"
 	"meshgate/shard"
 )
@@ -19,16 +20,7 @@ import (
 // it the test skips, unless MESHGATE_REQUIRE_NODE=1 makes that a failure.
 func TestNodeReferenceClients(t *testing.T) {
 	dir, _ := filepath.Abs("testdata/node")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws")); err != nil {
-		if os.Getenv("MESHGATE_REQUIRE_NODE") == "1" {
-			t.Fatal("server/testdata/node has no node_modules: run npm ci there")
-		}
-		t.Skip("run `npm ci` in server/testdata/node to enable the reference-client tests")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node not found")
-	}
+	node := testkit.Node(t, dir, "graphql-ws")
 	// The audits send many requests with one token: lift the per-user rate.
 	g := start(t, server.Config{Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6}}, shard.Config{})
 	cert := filepath.Join(filepath.Dir(strings.TrimSuffix(g.key.SecretFile, "/")), server.DevCertFile)

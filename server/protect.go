@@ -1,6 +1,9 @@
 package server
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -18,17 +21,46 @@ type Limits struct {
 	// RequestRate and RequestBurst: GraphQL requests per user per second
 	// (HTTP requests, SSE requests, WebSocket subscribe messages).
 	// Defaults 50/s and 100.
-	RequestRate  float64
-	RequestBurst int
+	RequestRate  float64 `yaml:"request_rate"`
+	RequestBurst int     `yaml:"request_burst"`
 	// SubscribeRate and SubscribeBurst: subscribe mutations per user per
 	// second. Defaults 20/s and 200 (a device subscribing its resources at
 	// start fits in the burst).
-	SubscribeRate  float64
-	SubscribeBurst int
+	SubscribeRate  float64 `yaml:"subscribe_rate"`
+	SubscribeBurst int     `yaml:"subscribe_burst"`
 	// MaxConnsPerUser: open WebSocket and SSE streams per user. Default 100.
-	MaxConnsPerUser int
+	MaxConnsPerUser int `yaml:"max_streams"`
 	// MaxConns: open WebSocket and SSE streams on this node. Default 50 000.
-	MaxConns int
+	// In the config file it is limits.max_streams, beside per_user.
+	MaxConns int `yaml:"-"`
+}
+
+// Validate reports every limit that is negative or not a number, all at
+// once, each named by its key under `limits:` in the config file. Zero
+// means the default, so only a negative value is wrong: a negative rate
+// would refuse every request, a negative count every stream.
+func (l Limits) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{
+		{"per_user.request_rate", l.RequestRate}, {"per_user.request_burst", float64(l.RequestBurst)},
+		{"per_user.subscribe_rate", l.SubscribeRate}, {"per_user.subscribe_burst", float64(l.SubscribeBurst)},
+		{"per_user.max_streams", float64(l.MaxConnsPerUser)}, {"max_streams", float64(l.MaxConns)},
+	} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			errs = append(errs, fmt.Errorf("%s: must be positive (0: the default), got %v", f.key, f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultLimits returns the defaults spelled out.
+func DefaultLimits() Limits {
+	var l Limits
+	l.defaults()
+	return l
 }
 
 func (l *Limits) defaults() {

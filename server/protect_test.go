@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,4 +61,16 @@ func TestProtection(t *testing.T) {
 			t.Fatalf("node full: %v %v", err, resp)
 		}
 	})
+}
+
+func TestLimits_Validate(t *testing.T) {
+	if err := (server.Limits{}).Validate(); err != nil {
+		t.Fatalf("zero limits (defaults): %v", err)
+	}
+	err := server.Config{Limits: server.Limits{RequestRate: -1, SubscribeRate: math.NaN(), RequestBurst: -2, MaxConns: -3}}.Check()
+	for _, key := range []string{"per_user.request_rate", "per_user.subscribe_rate", "per_user.request_burst", "max_streams"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("Check does not name %s: %v", key, err)
+		}
+	}
 }

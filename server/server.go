@@ -108,7 +108,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.metrics = newMetrics(s)
 	s.mux.Handle("GET /metrics", s.metrics.handler(s, true))
 	s.mux.HandleFunc("GET /status", serveStatusPage)
-	s.mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	s.mux.Handle("GET /status.json", s.requireAdmin("the status needs the admin scope", http.HandlerFunc(s.serveStatusJSON)))
 	s.mux.Handle("/", graphiqlHandler())
 	return s, nil
 }
@@ -135,7 +135,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
+			if v == http.ErrAbortHandler { //nolint:errorlint // a recovered panic value, not a returned error: net/http panics with exactly this value
 				panic(v)
 			}
 			s.log.ErrorContext(r.Context(), "handler panic", "panic", v)

@@ -76,8 +76,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	p, exp, rerr := s.authenticateExp(r, params.Extensions)
 	if rerr != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="meshgate"`)
-		writeRequestError(w, mediaJSON, rerr)
+		refuseToken(w, mediaJSON, rerr)
 		return
 	}
 	if !s.guard.allowRequest(p.User) {

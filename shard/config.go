@@ -9,37 +9,39 @@ import (
 	"time"
 )
 
-// Config sets the store's limits. A zero field means its default.
+// Config sets the store's limits. A zero field means its default. The
+// config file's `queues:` section decodes straight into it (the yaml
+// tags), and errors name fields by those keys.
 type Config struct {
 	// DefaultTTL is a new queue's lease when createQueue gives none. Default 300 s.
-	DefaultTTL time.Duration
+	DefaultTTL time.Duration `yaml:"default_ttl"`
 	// MaxTTL caps a queue's lease. Default 3600 s.
-	MaxTTL time.Duration
+	MaxTTL time.Duration `yaml:"max_ttl"`
 	// BufferSize is how many notifications a queue holds before the oldest
 	// go (and readers get OVERFLOW). Default 1024, at most 1 048 576.
-	BufferSize int
+	BufferSize int `yaml:"buffer_size"`
 	// RetainDelivered is how many notifications already written to a stream
 	// stay buffered for a reader that reconnects with an older `after`.
 	// Default 64, at most BufferSize.
-	RetainDelivered int
+	RetainDelivered int `yaml:"retain_delivered"`
 	// MaxSubscriptionsPerQueue: default 10 000.
-	MaxSubscriptionsPerQueue int
+	MaxSubscriptionsPerQueue int `yaml:"max_subscriptions_per_queue"`
 	// MaxQueuesPerDevice: default 16.
-	MaxQueuesPerDevice int
+	MaxQueuesPerDevice int `yaml:"max_queues_per_device"`
 	// ReapInterval is how often expired queues are removed. Default 1 s.
-	ReapInterval time.Duration
+	ReapInterval time.Duration `yaml:"reap_interval"`
 	// MaxPollLimit caps a poll's page. Default 1000.
-	MaxPollLimit int
+	MaxPollLimit int `yaml:"max_poll_limit"`
 	// MaxWait caps a long-poll. Default 60 s.
-	MaxWait time.Duration
+	MaxWait time.Duration `yaml:"max_wait"`
 	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Rand supplies queue names' randomness. Default crypto/rand.
-	Rand io.Reader
+	Rand io.Reader `yaml:"-"`
 	// Logger receives lifecycle logs. Default: discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// Observer hears about device activity (presence). Default: none.
-	Observer Observer
+	Observer Observer `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults spelled out.
@@ -80,20 +82,20 @@ func (c Config) withDefaults() (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: must be 1-%d, got %d", name, limit, *v))
 		}
 	}
-	setDur(&c.DefaultTTL, d.DefaultTTL, "DefaultTTL")
-	setDur(&c.MaxTTL, d.MaxTTL, "MaxTTL")
-	setDur(&c.ReapInterval, d.ReapInterval, "ReapInterval")
-	setDur(&c.MaxWait, d.MaxWait, "MaxWait")
-	setInt(&c.BufferSize, d.BufferSize, 1<<20, "BufferSize")
-	setInt(&c.RetainDelivered, min(d.RetainDelivered, c.BufferSize), 1<<20, "RetainDelivered")
-	setInt(&c.MaxSubscriptionsPerQueue, d.MaxSubscriptionsPerQueue, 1<<24, "MaxSubscriptionsPerQueue")
-	setInt(&c.MaxQueuesPerDevice, d.MaxQueuesPerDevice, 1<<16, "MaxQueuesPerDevice")
-	setInt(&c.MaxPollLimit, d.MaxPollLimit, 1<<16, "MaxPollLimit")
+	setDur(&c.DefaultTTL, d.DefaultTTL, "default_ttl")
+	setDur(&c.MaxTTL, d.MaxTTL, "max_ttl")
+	setDur(&c.ReapInterval, d.ReapInterval, "reap_interval")
+	setDur(&c.MaxWait, d.MaxWait, "max_wait")
+	setInt(&c.BufferSize, d.BufferSize, 1<<20, "buffer_size")
+	setInt(&c.RetainDelivered, min(d.RetainDelivered, c.BufferSize), 1<<20, "retain_delivered")
+	setInt(&c.MaxSubscriptionsPerQueue, d.MaxSubscriptionsPerQueue, 1<<24, "max_subscriptions_per_queue")
+	setInt(&c.MaxQueuesPerDevice, d.MaxQueuesPerDevice, 1<<16, "max_queues_per_device")
+	setInt(&c.MaxPollLimit, d.MaxPollLimit, 1<<16, "max_poll_limit")
 	if c.RetainDelivered > c.BufferSize {
-		errs = append(errs, fmt.Errorf("RetainDelivered: %d exceeds BufferSize %d", c.RetainDelivered, c.BufferSize))
+		errs = append(errs, fmt.Errorf("retain_delivered: %d exceeds buffer_size %d", c.RetainDelivered, c.BufferSize))
 	}
 	if c.DefaultTTL > c.MaxTTL {
-		errs = append(errs, fmt.Errorf("DefaultTTL: %s exceeds MaxTTL %s", c.DefaultTTL, c.MaxTTL))
+		errs = append(errs, fmt.Errorf("default_ttl: %s exceeds max_ttl %s", c.DefaultTTL, c.MaxTTL))
 	}
 	if c.Now == nil {
 		c.Now = d.Now

@@ -11,7 +11,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"meshgate/graph"
-	"meshgate/plugins/inproc"
+	"meshgate/internal/inproc"
 	"meshgate/server"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
@@ -48,7 +48,7 @@ func TestBench_AgainstALiveGateway(t *testing.T) {
 	store, _ := shard.New(shard.Config{})
 	defer store.Close()
 	node := cluster.Single(store)
-	srv, err := server.New(server.Config{}, auth, node, &graph.Resolver{Store: node, Publishers: inproc.New(store, nil)})
+	srv, err := server.New(server.Config{}, auth, node, &graph.Resolver{Backend: node, Publishers: inproc.New(store, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

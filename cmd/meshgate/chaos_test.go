@@ -23,10 +23,12 @@ func TestChaos_ClientsConverge(t *testing.T) {
 	c := newTestCluster(t)
 	// One user drives 1 000 subscriptions: lift the per-user protection.
 	cfg := filepath.Join(t.TempDir(), "chaos.yaml")
-	os.WriteFile(cfg, []byte(`limits:
+	if err := os.WriteFile(cfg, []byte(`limits:
   max_streams: 100000
   per_user: {request_rate: 1000000, request_burst: 1000000, subscribe_rate: 1000000, subscribe_burst: 1000000, max_streams: 100000}
-`), 0o644)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c.extra = []string{"--config", cfg}
 	n1, n2, n3 := c.start("c1", "127.0.0.5"), c.start("c2", "127.0.0.6"), c.start("c3", "127.0.0.7")
 	c.waitRing("c1", "c2", "c3")
@@ -115,7 +117,7 @@ func TestChaos_ClientsConverge(t *testing.T) {
 	serving.set(n1, n3)
 	killed := time.Now()
 	n2.cmd.Process.Kill()
-	<-n2.exited
+	<-n2.exited //nolint:errcheck // killed: its exit error is the expected "signal: killed"
 	c.waitRing("c1", "c3")
 	t.Logf("kill -9 c2: dropped from the ring after %v", time.Since(killed).Round(10*time.Millisecond))
 	n2 = c.restart(n2)

@@ -45,7 +45,7 @@ func raceBinary(t *testing.T) string {
 		}
 		clusterBin = filepath.Join(dir, "meshgate")
 		if out, err := exec.Command("go", "build", "-race", "-o", clusterBin, ".").CombinedOutput(); err != nil {
-			clusterBinErr = fmt.Errorf("build: %v\n%s", err, out)
+			clusterBinErr = fmt.Errorf("build: %w\n%s", err, out)
 		}
 	})
 	if clusterBinErr != nil {

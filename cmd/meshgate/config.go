@@ -30,6 +30,7 @@ type fileConfig struct {
 	TLSKey          string        `yaml:"tls_key"`
 	InsecureHTTP    bool          `yaml:"insecure_http"`
 	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"` // text, json or auto (""): text on a terminal
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Auth            struct {
 		Keys          []server.Key `yaml:"keys"`
@@ -39,8 +40,8 @@ type fileConfig struct {
 	Faults faultConfig `yaml:"faults"`
 	// Plugins lists the publisher plugins; absent means every built-in.
 	Plugins []host.Plugin `yaml:"plugins"`
-	Store   storeConfig   `yaml:"queues"`
-	Server  serverConfig  `yaml:"limits"`
+	Store   shard.Config  `yaml:"queues"` // decoded straight into the store's config
+	Server  limitsConfig  `yaml:"limits"` // decoded straight into server.Config, with three keys of its own
 	Cluster clusterConfig `yaml:"cluster"`
 	Memory  memoryConfig  `yaml:"memory"`
 }
@@ -110,65 +111,33 @@ func parseFaults(spec string, into *faultConfig) error {
 	return nil
 }
 
-type storeConfig struct {
-	DefaultTTL               time.Duration `yaml:"default_ttl"`
-	MaxTTL                   time.Duration `yaml:"max_ttl"`
-	BufferSize               int           `yaml:"buffer_size"`
-	RetainDelivered          int           `yaml:"retain_delivered"`
-	MaxSubscriptionsPerQueue int           `yaml:"max_subscriptions_per_queue"`
-	MaxQueuesPerDevice       int           `yaml:"max_queues_per_device"`
+// limitsConfig is the `limits:` section: server.Config as it is, plus the
+// keys that live elsewhere in Go: the node's stream count
+// (server.Limits.MaxConns, beside per_user in the file), the payload cap
+// (graph.Resolver), and the websocket section, whose coalesce_writes is
+// server.WSConfig.NoCoalesce inverted.
+type limitsConfig struct {
+	server.Config   `yaml:",inline"`
+	MaxStreams      int      `yaml:"max_streams"`
+	MaxPayloadBytes int      `yaml:"max_payload_bytes"`
+	WS              wsConfig `yaml:"websocket"`
 }
 
-func (c storeConfig) shardConfig(log *slog.Logger) shard.Config {
-	return shard.Config{
-		DefaultTTL: c.DefaultTTL, MaxTTL: c.MaxTTL, BufferSize: c.BufferSize, RetainDelivered: c.RetainDelivered,
-		MaxSubscriptionsPerQueue: c.MaxSubscriptionsPerQueue, MaxQueuesPerDevice: c.MaxQueuesPerDevice, Logger: log,
-	}
+type wsConfig struct {
+	server.WSConfig `yaml:",inline"`
+	// CoalesceWrites: absent or true, writes coalesce under load.
+	CoalesceWrites *bool `yaml:"coalesce_writes"`
 }
 
-type serverConfig struct {
-	MaxBodyBytes    int64 `yaml:"max_body_bytes"`
-	MaxDepth        int   `yaml:"max_depth"`
-	MaxComplexity   int   `yaml:"max_complexity"`
-	MaxPayloadBytes int   `yaml:"max_payload_bytes"`
-	PerUser         struct {
-		RequestRate    float64 `yaml:"request_rate"`
-		RequestBurst   int     `yaml:"request_burst"`
-		SubscribeRate  float64 `yaml:"subscribe_rate"`
-		SubscribeBurst int     `yaml:"subscribe_burst"`
-		MaxConns       int     `yaml:"max_streams"`
-	} `yaml:"per_user"`
-	MaxConns int `yaml:"max_streams"`
-	WS       struct {
-		MaxMessageBytes int           `yaml:"max_message_bytes"`
-		MessageRate     float64       `yaml:"message_rate"`
-		MessageBurst    int           `yaml:"message_burst"`
-		MaxOperations   int           `yaml:"max_operations"`
-		InitTimeout     time.Duration `yaml:"init_timeout"`
-		PingInterval    time.Duration `yaml:"ping_interval"`
-		MaxLag          int           `yaml:"max_lag"`
-		LagGrace        time.Duration `yaml:"lag_grace"`
-		// CoalesceWrites: absent or true, writes coalesce under load.
-		CoalesceWrites *bool `yaml:"coalesce_writes"`
-	} `yaml:"websocket"`
-}
-
-func (c serverConfig) serverConfig(log *slog.Logger) server.Config {
-	return server.Config{
-		MaxBodyBytes: c.MaxBodyBytes, MaxDepth: c.MaxDepth, MaxComplexity: c.MaxComplexity,
-		Limits: server.Limits{
-			RequestRate: c.PerUser.RequestRate, RequestBurst: c.PerUser.RequestBurst,
-			SubscribeRate: c.PerUser.SubscribeRate, SubscribeBurst: c.PerUser.SubscribeBurst,
-			MaxConnsPerUser: c.PerUser.MaxConns, MaxConns: c.MaxConns,
-		},
-		WS: server.WSConfig{
-			MaxMessageBytes: c.WS.MaxMessageBytes, MessageRate: c.WS.MessageRate, MessageBurst: c.WS.MessageBurst,
-			MaxOperations: c.WS.MaxOperations, InitTimeout: c.WS.InitTimeout, PingInterval: c.WS.PingInterval,
-			MaxLag: c.WS.MaxLag, LagGrace: c.WS.LagGrace,
-			NoCoalesce: c.WS.CoalesceWrites != nil && !*c.WS.CoalesceWrites,
-		},
-		Logger: log,
-	}
+// serverConfig is the server's config with the section's extra keys put
+// where the server has them.
+func (c limitsConfig) serverConfig(log *slog.Logger) server.Config {
+	s := c.Config
+	s.Limits.MaxConns = c.MaxStreams
+	s.WS = c.WS.WSConfig
+	s.WS.NoCoalesce = c.WS.CoalesceWrites != nil && !*c.WS.CoalesceWrites
+	s.Logger = log
+	return s
 }
 
 func loadConfig(path string) (fileConfig, error) {
@@ -210,6 +179,9 @@ func (c *fileConfig) validate(path string) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("%s: log_level: %q is not debug, info, warn or error", where, c.LogLevel))
+	}
+	if err := checkLogFormat(c.LogFormat); err != nil {
+		errs = append(errs, fmt.Errorf("%s: log_format: %w", where, err))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, fmt.Errorf("%s: tls_cert and tls_key go together", where))

@@ -30,7 +30,7 @@ func serveDebug(addr string, metrics http.Handler, log *slog.Logger) (stop func(
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", metrics)
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: mux} //nolint:gosec // G112: opt-in pprof listener for the operator, not a public endpoint
 	go func() { _ = srv.Serve(l) }()
 	log.Info("pprof serving", "addr", l.Addr().String())
 	return func() { _ = srv.Close() }, nil

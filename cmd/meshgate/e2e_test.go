@@ -31,7 +31,9 @@ func TestBinary_PluginsEndToEnd(t *testing.T) {
 	if err := os.MkdirAll(folder, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	srv := exec.CommandContext(ctx, bin, "--data-dir", data, "--listen", "127.0.0.1:0")
@@ -70,7 +72,9 @@ func TestBinary_PluginsEndToEnd(t *testing.T) {
 			Data   map[string]json.RawMessage
 			Errors []struct{ Extensions map[string]any }
 		}
-		json.NewDecoder(resp.Body).Decode(&r)
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
 		if len(r.Errors) > 0 {
 			code, _ = r.Errors[0].Extensions["code"].(string)
 		}
@@ -100,16 +104,22 @@ func TestBinary_PluginsEndToEnd(t *testing.T) {
 	// file, then edit the members.
 	d, _ = gql(alice, `mutation { createQueue { name } }`)
 	var aq struct{ Name string }
-	json.Unmarshal(d["createQueue"], &aq)
+	if err := json.Unmarshal(d["createQueue"], &aq); err != nil {
+		t.Fatal(err)
+	}
 	if _, code := gql(alice, `mutation { subscribe(queue: "`+aq.Name+`", resource: "storage:folders/photos") { etag } }`); code != "" {
 		t.Fatal(code)
 	}
 	ws := dialWS(t, client, strings.Replace(url, "https", "wss", 1), alice)
 	ws.subscribe(aq.Name)
 	file := filepath.Join(folder, "cat.txt")
-	os.WriteFile(file, []byte("meow"), 0o644)
+	if err := os.WriteFile(file, []byte("meow"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ws.expect(`"added":[{"path":"cat.txt","size":4}]`)
-	os.WriteFile(file, []byte("meow meow"), 0o644)
+	if err := os.WriteFile(file, []byte("meow meow"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ws.expect(`"modified":[{"path":"cat.txt","size":9}]`)
 	os.Remove(file)
 	ws.expect(`"removed":[{"path":"cat.txt"`)
@@ -119,9 +129,13 @@ func TestBinary_PluginsEndToEnd(t *testing.T) {
 	if _, code := gql(alice, `mutation { subscribe(queue: "`+aq.Name+`", resource: "storage:folders/photos/members") { etag } }`); code != "" {
 		t.Fatal(code)
 	}
-	os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\ncarol\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\ncarol\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ws.expect(`"added":["carol"]`)
-	os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(folder, ".members"), []byte("alice\nbob\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ws.expect(`"removed":["carol"]`)
 
 	// The probe walks the whole path and names each step; pointed at a
@@ -139,7 +153,9 @@ func TestBinary_PluginsEndToEnd(t *testing.T) {
 	// Bob's queue holds alice's invite, naming her device.
 	d, _ = gql(bob, `{ queues { name } }`)
 	var qs []struct{ Name string }
-	json.Unmarshal(d["queues"], &qs)
+	if err := json.Unmarshal(d["queues"], &qs); err != nil {
+		t.Fatal(err)
+	}
 	d, _ = gql(bob, `{ notifications(queue: "`+qs[0].Name+`") { items { kind payload from { user device } } } }`)
 	if !strings.Contains(string(d["notifications"]), `"kind":"INVITE","payload":{"offer":"sdp"},"from":{"user":"alice","device":"laptop"}`) {
 		t.Fatalf("bob's queue: %s", d["notifications"])

@@ -13,10 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"meshgate/internal/testkit"
 )
 
 // TestBinary_ServeTokenAndShutdown runs the real binary as a user would:
@@ -125,7 +126,9 @@ func TestToken_RefusesBadInput(t *testing.T) {
 
 func TestConfig_ReportsEveryErrorAtOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.yaml")
-	os.WriteFile(path, []byte("log_level: loud\ntls_cert: x\nauth:\n  disable_dev_key: true\nmemory: {gc_headroom_mib: -5}\n"), 0o600)
+	if err := os.WriteFile(path, []byte("log_level: loud\ntls_cert: x\nauth:\n  disable_dev_key: true\nmemory: {gc_headroom_mib: -5}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
@@ -136,42 +139,33 @@ func TestConfig_ReportsEveryErrorAtOnce(t *testing.T) {
 			t.Errorf("error %v does not mention %s", err, want)
 		}
 	}
-	os.WriteFile(path, []byte("listen: :1\nnot_a_key: 1\n"), 0o600)
+	if err := os.WriteFile(path, []byte("listen: :1\nnot_a_key: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "not_a_key") {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
 
 // lockedBuffer is written by exec's copier while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testkit.Buffer
 
 func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("listen: \":9443\"\nqueues: {buffer_size: 2048}\nplugins:\n  - {name: user, builtin: user}\n"), 0o600)
+	if err := os.WriteFile(good, []byte("listen: \":9443\"\nqueues: {buffer_size: 2048}\nplugins:\n  - {name: user, builtin: user}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var out strings.Builder
 	if err := run(context.Background(), []string{"config", "check", "--config", good}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "ok") {
 		t.Fatalf("good config: %v %q", err, out.String())
 	}
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("log_level: loud\nqueues: {buffer_size: -3}\nlimits: {max_depth: -1}\nplugins:\n  - {name: x, path: /bin/x}\n  - {name: x, builtin: nope}\n"), 0o600)
+	if err := os.WriteFile(bad, []byte("log_level: loud\nqueues: {buffer_size: -3}\nlimits: {max_depth: -1}\nplugins:\n  - {name: x, path: /bin/x}\n  - {name: x, builtin: nope}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	err := run(context.Background(), []string{"config", "check", "--config", bad}, io.Discard, io.Discard)
-	for _, want := range []string{"log_level", "BufferSize", "MaxDepth", "sha256", "used twice", "unknown builtin"} {
+	for _, want := range []string{"log_level", "queues: buffer_size", "limits: max_depth", "sha256", "used twice", "unknown builtin"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
@@ -211,8 +205,48 @@ func TestFlagsFromEnv(t *testing.T) {
 	env["MESHGATE_INSECURE_HTTP"] = "maybe"
 	fs2 := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs2.Bool("insecure-http", false, "")
-	fs2.Parse(nil)
+	if err := fs2.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := flagsFromEnv(fs2, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "MESHGATE_INSECURE_HTTP") {
 		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+// TestConfigCheck_RejectsWhatCannotStart: a config that can never serve
+// (a negative rate, a checksum that is not hex, two plugins owning one
+// scheme) fails `config check` and start-up alike, each problem named
+// with the file and its key.
+func TestConfigCheck_RejectsWhatCannotStart(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte(`limits:
+  per_user: {request_rate: -5, subscribe_burst: -1, max_streams: -2}
+  max_streams: -3
+plugins:
+  - {name: feeds, path: /bin/true, sha256: "`+strings.Repeat("zz", 32)+`"}
+  - {name: files, builtin: storage}
+  - {name: files2, builtin: storage}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wants := []string{
+		bad + ": limits: per_user.request_rate",
+		bad + ": limits: per_user.subscribe_burst",
+		bad + ": limits: per_user.max_streams",
+		bad + ": limits: max_streams",
+		bad + ": plugins[0].sha256",
+		bad + ": plugins[2].builtin: scheme \"storage\" is already owned by plugins[1] (files)",
+	}
+	check := run(context.Background(), []string{"config", "check", "--config", bad}, io.Discard, io.Discard)
+	// Were the config accepted, serve would run until this deadline.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	start := run(ctx, []string{"serve", "--config", bad, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, io.Discard, io.Discard)
+	for name, err := range map[string]error{"config check": check, "serve": start} {
+		for _, want := range wants {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error does not say %q:\n%v", name, want, err)
+			}
+		}
 	}
 }

@@ -24,25 +24,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML config file (see README: Configuration)")
-	dataDir := fs.String("data-dir", "", "data directory for the development key and certificate (default ./meshgate-data)")
-	listen := fs.String("listen", "", "HTTPS listen address (default :8443)")
-	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one in the data directory")
-	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
-	insecure := fs.Bool("insecure-http", false, "serve plain HTTP, only behind a TLS-terminating proxy")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
 	faultSpec := fs.String("faults", "", "inject faults, e.g. http.error=0.1,http.delay=50ms,http.delay_p=0.2,plugins.error=0.05 (off by default)")
 	debugListen := fs.String("debug-listen", "", "serve net/http/pprof on this address (loopback only, e.g. 127.0.0.1:6060); off by default")
-	nodeName := fs.String("node-name", "", "cluster: this node's unique name (default: the host name)")
-	bind := fs.String("bind", "", "cluster: gossip address host[:port] (default port 7946); without it meshgate is a single node")
-	advertise := fs.String("advertise", "", "cluster: gossip address peers use (default --bind)")
-	rpc := fs.String("rpc", "", "cluster: node-to-node gRPC address (default the --bind host, port 7947)")
-	join := fs.String("join", "", "cluster: comma-separated gossip addresses of members to join")
-	weight := fs.Int("weight", 0, "cluster: this node's share of the ring relative to others, 1-16 (default 1)")
-	gossipKey := fs.String("gossip-key", "", "cluster: comma-separated base64 AES keys encrypting gossip; the first encrypts")
-	clusterCA := fs.String("cluster-ca", "", "cluster: CA certificate for node-to-node mutual TLS (default: a development CA in the data directory)")
-	clusterCAKey := fs.String("cluster-ca-key", "", "cluster: CA key; each node issues itself a certificate")
-	clusterCert := fs.String("cluster-cert", "", "cluster: this node's certificate, issued by --cluster-ca")
-	clusterKey := fs.String("cluster-key", "", "cluster: this node's key")
+	given := settingFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,54 +40,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Flags win over the file.
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "data-dir":
-			cfg.DataDir = *dataDir
-		case "listen":
-			cfg.Listen = *listen
-		case "tls-cert":
-			cfg.TLSCert = *tlsCert
-		case "tls-key":
-			cfg.TLSKey = *tlsKey
-		case "insecure-http":
-			cfg.InsecureHTTP = *insecure
-		case "log-level":
-			cfg.LogLevel = *logLevel
-		case "node-name":
-			cfg.Cluster.NodeName = *nodeName
-		case "bind":
-			cfg.Cluster.Bind = *bind
-		case "advertise":
-			cfg.Cluster.Advertise = *advertise
-		case "rpc":
-			cfg.Cluster.RPC = *rpc
-		case "join":
-			cfg.Cluster.Join = splitList(*join)
-		case "weight":
-			cfg.Cluster.Weight = *weight
-		case "gossip-key":
-			cfg.Cluster.GossipKeys = splitList(*gossipKey)
-		case "cluster-ca":
-			cfg.Cluster.CA = *clusterCA
-		case "cluster-ca-key":
-			cfg.Cluster.CAKey = *clusterCAKey
-		case "cluster-cert":
-			cfg.Cluster.Cert = *clusterCert
-		case "cluster-key":
-			cfg.Cluster.Key = *clusterKey
-		}
-	})
+	given.apply(&cfg) // flags and environment win over the file
 	if err := parseFaults(*faultSpec, &cfg.Faults); err != nil {
 		return err
 	}
-	if err := cfg.validate(*configPath); err != nil {
+	if err := cfg.check(*configPath); err != nil {
 		return err
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(server.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
+	log := newLogger(stderr, cfg.LogFormat, level)
 
 	if h := cfg.Memory.GCHeadroomMiB; h >= 0 {
 		tctx, stopTune := context.WithCancel(context.Background())
@@ -137,7 +83,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	scfg := cfg.Store.shardConfig(log)
+	scfg := cfg.Store
+	scfg.Logger = log
 	scfg.Observer = pubs.Observer()
 	store, err := shard.New(scfg)
 	if err != nil {
@@ -171,7 +118,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return out
 	}
-	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Store: node, Publishers: routed, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
+	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Backend: node, Publishers: routed, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
 	}

@@ -8,12 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"meshgate/internal/testkit"
 	"meshgate/plugins/host"
 	"meshgate/shard"
 )
@@ -25,17 +25,7 @@ import (
 // unless MESHGATE_REQUIRE_NODE=1.
 func TestNodePlugin_SpeaksTheContract(t *testing.T) {
 	dir, _ := filepath.Abs(".")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@grpc", "grpc-js")); err != nil {
-		if os.Getenv("MESHGATE_REQUIRE_NODE") == "1" {
-			t.Fatal("examples/node-plugin has no node_modules: run npm ci there")
-		}
-		t.Skip("run `npm ci` in examples/node-plugin to enable")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, _ = filepath.EvalSymlinks(node)
+	node, _ := filepath.EvalSymlinks(testkit.Node(t, dir, "@grpc/grpc-js"))
 	b, _ := os.ReadFile(node)
 	sum := sha256.Sum256(b)
 	h, err := host.New(host.Config{Plugins: []host.Plugin{{

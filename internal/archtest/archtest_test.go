@@ -17,7 +17,10 @@ func TestDependenciesPointInward(t *testing.T) {
 		// knows nothing of GraphQL, the public server or the plugins.
 		{"meshgate/shard/...", []string{"meshgate/graph", "meshgate/server", "meshgate/plugins", "meshgate/cmd", "github.com/99designs/gqlgen", "github.com/vektah/gqlparser"}},
 		{"meshgate/plugins/...", []string{"meshgate/graph", "meshgate/server", "github.com/99designs/gqlgen"}},
-		{"meshgate/graph/...", []string{"meshgate/server", "meshgate/cmd"}},
+		// graph sees the core through its Backend interface, never the cluster.
+		{"meshgate/graph/...", []string{"meshgate/server", "meshgate/cmd", "meshgate/shard/cluster"}},
+		// internal/inproc (a publisher) and testkit are for tests: no binary carries them.
+		{"meshgate/cmd/...", []string{"meshgate/internal/inproc", "meshgate/internal/testkit"}},
 	} {
 		t.Run(tc.pkg, func(t *testing.T) {
 			out, err := exec.Command("go", "list", "-deps", tc.pkg).Output()

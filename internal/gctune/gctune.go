@@ -30,9 +30,12 @@ type Config struct {
 	Interval time.Duration
 }
 
+// DefaultHeadroom is Config.Headroom's default: 32 MiB.
+const DefaultHeadroom = 32 << 20
+
 func (c Config) withDefaults() Config {
 	if c.Headroom == 0 {
-		c.Headroom = 32 << 20
+		c.Headroom = DefaultHeadroom
 	}
 	if c.MinPercent <= 0 {
 		c.MinPercent = 25

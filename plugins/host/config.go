@@ -1,6 +1,8 @@
 package host
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,15 +20,15 @@ type Plugin struct {
 	// Builtin names a plugin built into meshgate ("storage", "presence",
 	// "user"); it runs as `meshgate plugin <builtin>`, a subprocess like
 	// any other.
-	Builtin string `yaml:"builtin"`
+	Builtin string `yaml:"builtin,omitempty"`
 	// Path and Args run an external plugin. SHA256 (hex) is required for
 	// them and checked through go-plugin's SecureConfig at every launch.
-	Path   string   `yaml:"path"`
-	Args   []string `yaml:"args"`
-	SHA256 string   `yaml:"sha256"`
+	Path   string   `yaml:"path,omitempty"`
+	Args   []string `yaml:"args,omitempty"`
+	SHA256 string   `yaml:"sha256,omitempty"`
 	// Env is added to the plugin's environment, which otherwise holds only
 	// PATH, HOME, TMPDIR, LANG and TZ: plugins never see the gateway's secrets.
-	Env map[string]string `yaml:"env"`
+	Env map[string]string `yaml:"env,omitempty"`
 }
 
 // Config configures the host.
@@ -106,6 +108,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("faults: %w", err))
 	}
 	names := map[string]bool{}
+	schemes := map[string]int{} // scheme → index of the plugin known to own it
 	for i, p := range c.Plugins {
 		where := fmt.Sprintf("plugins[%d]", i)
 		if p.Name == "" {
@@ -124,10 +127,18 @@ func (c Config) withDefaults() (Config, error) {
 			}
 			if !known {
 				errs = append(errs, fmt.Errorf("%s: unknown builtin %q (have %v)", where, p.Builtin, Builtins))
+				break
 			}
+			// A built-in owns the scheme of its name; a second one of the
+			// same kind could never register, and would be retried forever.
+			if j, dup := schemes[p.Builtin]; dup {
+				errs = append(errs, fmt.Errorf("%s.builtin: scheme %q is already owned by plugins[%d] (%s)", where, p.Builtin, j, c.Plugins[j].Name))
+				break
+			}
+			schemes[p.Builtin] = i
 		case p.Path != "":
-			if len(p.SHA256) != 64 {
-				errs = append(errs, fmt.Errorf("%s: sha256 (64 hex digits) is required for an external plugin", where))
+			if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size {
+				errs = append(errs, fmt.Errorf("%s.sha256: 64 hex digits are required for an external plugin, got %q", where, p.SHA256))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("%s: set builtin or path", where))

@@ -186,7 +186,7 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
 	if err := h.faults.Before(ctx); err != nil {
-		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err)
+		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
 	r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
 	if err != nil {
@@ -221,7 +221,7 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
 	if err := h.faults.Before(ctx); err != nil {
-		return 0, fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err)
+		return 0, fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
 	if inst.direct != nil {
 		return h.publishDirect(inst, p, resource, etag, payload)

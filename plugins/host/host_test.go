@@ -12,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"meshgate/internal/faults"
+	"meshgate/internal/testkit"
 	"meshgate/plugins/builtin/presence"
 	"meshgate/plugins/builtin/storage"
 	"meshgate/plugins/builtin/user"
@@ -87,7 +87,7 @@ var burstHost = make(chan sdk.Host, 1)
 func (*burst) Run(ctx context.Context, h sdk.Host) error { burstHost <- h; <-ctx.Done(); return nil }
 func (*burst) Publish(ctx context.Context, _ sdk.Principal, resource, _ string, payload []byte) ([]sdk.Event, error) {
 	var n int
-	fmt.Sscanf(string(payload), `{"n":%d}`, &n)
+	_, _ = fmt.Sscanf(string(payload), `{"n":%d}`, &n) // a payload without n publishes 0 events
 	h := <-burstHost
 	defer func() { burstHost <- h }()
 	body := []byte(`{"k":"v"}`)
@@ -180,6 +180,7 @@ func kind(k shard.Kind, res string) func(shard.Notification) bool {
 }
 
 func TestPlugins_UserStoragePresence(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: host.DefaultPlugins()})
 	folder := filepath.Join(r.dir, "storage", "photos")
 	must(t, os.MkdirAll(folder, 0o755))
@@ -253,6 +254,7 @@ type nopListener struct{}
 func (nopListener) Notify() {}
 
 func TestPlugins_CrashRestartResync(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: []host.Plugin{{Name: "user", Builtin: "user"}}, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
 	q := r.queue(t, alice, "user:alice/inbox")
 	if _, err := r.h.Publish(context.Background(), alice, "user:alice/inbox", "v1", nil); err != nil {
@@ -280,9 +282,10 @@ func TestPlugins_CrashRestartResync(t *testing.T) {
 }
 
 func TestPlugins_ChecksumMismatchRefused(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	self, _ := os.Executable()
 	good := sha256File(t, self)
-	var logs lockedBuf
+	var logs testkit.Buffer
 	r := start(t, host.Config{
 		Plugins: []host.Plugin{
 			{Name: "bad", Path: self, Args: []string{"-test.run=^$"}, SHA256: strings.Repeat("0", 64), Env: map[string]string{"MESHGATE_TEST_PLUGIN": "user"}},
@@ -306,6 +309,7 @@ func TestPlugins_ChecksumMismatchRefused(t *testing.T) {
 }
 
 func TestPlugins_SlowPluginHitsItsDeadline(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	self, _ := os.Executable()
 	r := start(t, host.Config{Plugins: []host.Plugin{
 		{Name: "slow", Path: self, Args: []string{"-test.run=^$"}, SHA256: sha256File(t, self), Env: map[string]string{"MESHGATE_TEST_PLUGIN": "slow"}},
@@ -335,6 +339,7 @@ func TestPlugins_SlowPluginHitsItsDeadline(t *testing.T) {
 }
 
 func TestPlugins_NoOrphansAfterClose(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: host.DefaultPlugins()})
 	var pids []int
 	for _, s := range r.h.Statuses() {
@@ -381,26 +386,10 @@ func sha256File(t testing.TB, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func TestPlugins_InjectedFaultsAreUnavailable(t *testing.T) {
+	t.Parallel() // each test has its own store, host, plugin processes and data directory
 	r := start(t, host.Config{Plugins: []host.Plugin{{Name: "user", Builtin: "user"}}, Faults: faults.Config{ErrorProbability: 0.5}, FaultSeed: 3})
 	var ok, unavailable int
 	for range 40 {

@@ -200,6 +200,16 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	}
 }
 
+// configKey names plugin name's entry in the config file, plugins[i].
+func (h *Host) configKey(name string) string {
+	for i, p := range h.cfg.Plugins {
+		if p.Name == name {
+			return fmt.Sprintf("plugins[%d]", i)
+		}
+	}
+	return "plugins[?]"
+}
+
 // register makes inst the owner of its schemes.
 func (h *Host) register(inst *instance) error {
 	h.mu.Lock()
@@ -212,7 +222,7 @@ func (h *Host) register(inst *instance) error {
 			return fmt.Errorf("plugin %s: scheme %q: %w", inst.name, s, err)
 		}
 		if other, ok := h.known[s]; ok && other != inst.name {
-			return fmt.Errorf("plugin %s: scheme %q already belongs to %s", inst.name, s, other)
+			return fmt.Errorf("plugin %s (%s): scheme %q already belongs to %s (%s): two plugins cannot own one scheme", inst.name, h.configKey(inst.name), s, other, h.configKey(other))
 		}
 	}
 	for _, s := range inst.schemes {

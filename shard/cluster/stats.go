@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
 )
 
@@ -60,23 +61,9 @@ func (s *Stats) OnHandoff(f func(time.Duration)) {
 // Stats returns the node's counters.
 func (n *Node) Stats() *Stats { return &n.stats }
 
-// NodeStats describes one node as it reports itself.
-type NodeStats struct {
-	Name string
-	// Share is the node's share of the ring (0–1), as this node sees the ring.
-	Share float64
-	// Queues and Subscriptions are held in the node's queues; Resources and
-	// Subscribers are its subscriber lists and their entries.
-	Queues, Subscriptions, Resources, Subscribers int
-	// Misplaced counts keys the node holds that its ring gives to another
-	// node: non-zero only while a hand-off is under way.
-	Misplaced int
-	Epoch     uint64
-	Ring      []string
-	// Up is false when the node did not answer, or was taken for dead
-	// and has not come back.
-	Up bool
-}
+// NodeStats describes one node as it reports itself; the type lives in
+// shard so that graph and server read it without importing the cluster.
+type NodeStats = shard.NodeStats
 
 func (n *Node) localStats() *pb.StatsReply {
 	st := n.store.Stats()

@@ -45,6 +45,11 @@ type Publisher struct {
 
 	mu      sync.RWMutex
 	folders map[string]*folder
+
+	// scanned is closed once Run watches the tree and has scanned it:
+	// changes made after that are seen. Tests wait on it.
+	scanned     chan struct{}
+	scannedOnce sync.Once
 }
 
 type folder struct {
@@ -61,7 +66,7 @@ type fileInfo struct {
 
 // New serves the directory root (created if missing).
 func New(root string) *Publisher {
-	return &Publisher{root: root, debounce: 100 * time.Millisecond, rescan: 30 * time.Second, folders: make(map[string]*folder)}
+	return &Publisher{root: root, debounce: 100 * time.Millisecond, rescan: 30 * time.Second, folders: make(map[string]*folder), scanned: make(chan struct{})}
 }
 
 // Info implements sdk.Publisher.
@@ -145,7 +150,7 @@ var emptyEtag = digest(nil)
 
 // Run watches the tree and emits changes until ctx ends.
 func (p *Publisher) Run(ctx context.Context, h sdk.Host) error {
-	if err := os.MkdirAll(p.root, 0o755); err != nil {
+	if err := os.MkdirAll(p.root, 0o755); err != nil { //nolint:gosec // G301: the shared folder is an ordinary folder of the operator's, under their umask
 		return err
 	}
 	w, err := fsnotify.NewWatcher()
@@ -155,6 +160,7 @@ func (p *Publisher) Run(ctx context.Context, h sdk.Host) error {
 	defer w.Close()
 	p.watchTree(w, p.root)
 	p.scanAll(ctx, h, false) // the initial state, nothing to emit
+	p.scannedOnce.Do(func() { close(p.scanned) })
 
 	dirty := map[string]bool{}
 	var fire <-chan time.Time

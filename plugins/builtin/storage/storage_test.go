@@ -46,7 +46,10 @@ func (r *recorder) wait(t *testing.T, ok func(sdk.Event) bool) sdk.Event {
 		r.mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("no matching event")
+	r.mu.Lock()
+	n := len(r.events)
+	r.mu.Unlock()
+	t.Fatalf("no matching event in 10 s (%d others)", n)
 	return sdk.Event{}
 }
 
@@ -61,7 +64,11 @@ func run(t *testing.T) (*Publisher, *recorder, string) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx, rec) }()
 	t.Cleanup(func() { cancel(); <-done })
-	time.Sleep(50 * time.Millisecond) // the first scan
+	select { // changes made before Run watches the tree would be missed
+	case <-p.scanned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publisher did not finish its first scan")
+	}
 	return p, rec, root
 }
 
@@ -70,10 +77,18 @@ var alice = sdk.Principal{User: "alice", Device: "d"}
 func TestStorage_FolderAppearsChangesAndVanishes(t *testing.T) {
 	p, rec, root := run(t)
 	dir := filepath.Join(root, "docs")
-	os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755)
-	os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n# a comment\nbob\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "a", "b", "deep.txt"), []byte("x"), 0o644)
-	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")) // not followed, not fatal
+	if err := os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n# a comment\nbob\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "b", "deep.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")); err != nil { // not followed, not fatal
+		t.Fatal(err)
+	}
 	ev := rec.wait(t, func(e sdk.Event) bool {
 		return e.Resource == "storage:folders/docs" && strings.Contains(string(e.Payload), "a/b/deep.txt")
 	})
@@ -110,13 +125,21 @@ func TestStorage_FolderAppearsChangesAndVanishes(t *testing.T) {
 func TestStorage_RenameStormIsBoundedAndConverges(t *testing.T) {
 	p, rec, root := run(t)
 	dir := filepath.Join(root, "storm")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n"), 0o644)
-	for i := range 500 {
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, MembersFile), []byte("alice\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	for i := range 500 {
-		os.Rename(filepath.Join(dir, fmt.Sprintf("f%03d", i)), filepath.Join(dir, fmt.Sprintf("g%03d", i)))
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 500 {
+		if err := os.Rename(filepath.Join(dir, fmt.Sprintf("f%03d", i)), filepath.Join(dir, fmt.Sprintf("g%03d", i))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Eventually the published etag is the etag of what is on disk, and
 	// no payload lists more than 200 entries per kind.

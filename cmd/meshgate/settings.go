@@ -1,0 +1,106 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+)
+
+// setting is a config value that a serve flag, and so MESHGATE_<FLAG>
+// (flagsFromEnv), can set. The settings table is the one place such a flag
+// is declared: serve registers a flag per entry and, once the file is
+// loaded, writes every flag given into the field the entry points at.
+type setting struct {
+	flag, usage string
+	// field points into the config: *string, *bool, *int, or *[]string
+	// (the flag's value is a comma-separated list).
+	field func(*fileConfig) any
+}
+
+var settings = []setting{
+	{"data-dir", "data directory for the development key and certificate (default ./meshgate-data)", func(c *fileConfig) any { return &c.DataDir }},
+	{"listen", "HTTPS listen address (default :8443)", func(c *fileConfig) any { return &c.Listen }},
+	{"tls-cert", "TLS certificate (PEM); default: a self-signed one in the data directory", func(c *fileConfig) any { return &c.TLSCert }},
+	{"tls-key", "TLS private key (PEM)", func(c *fileConfig) any { return &c.TLSKey }},
+	{"insecure-http", "serve plain HTTP, only behind a TLS-terminating proxy", func(c *fileConfig) any { return &c.InsecureHTTP }},
+	{"log-level", "debug, info, warn or error (default info)", func(c *fileConfig) any { return &c.LogLevel }},
+	{"log-format", "text, json or auto (default auto: text when stderr is a terminal, JSON otherwise)", func(c *fileConfig) any { return &c.LogFormat }},
+	{"node-name", "cluster: this node's unique name (default: the host name)", func(c *fileConfig) any { return &c.Cluster.NodeName }},
+	{"bind", "cluster: gossip address host[:port] (default port 7946); without it meshgate is a single node", func(c *fileConfig) any { return &c.Cluster.Bind }},
+	{"advertise", "cluster: gossip address peers use (default --bind)", func(c *fileConfig) any { return &c.Cluster.Advertise }},
+	{"rpc", "cluster: node-to-node gRPC address (default the --bind host, port 7947)", func(c *fileConfig) any { return &c.Cluster.RPC }},
+	{"join", "cluster: comma-separated gossip addresses of members to join", func(c *fileConfig) any { return &c.Cluster.Join }},
+	{"weight", "cluster: this node's share of the ring relative to others, 1-16 (default 1)", func(c *fileConfig) any { return &c.Cluster.Weight }},
+	{"gossip-key", "cluster: comma-separated base64 AES keys encrypting gossip; the first encrypts", func(c *fileConfig) any { return &c.Cluster.GossipKeys }},
+	{"cluster-ca", "cluster: CA certificate for node-to-node mutual TLS (default: a development CA in the data directory)", func(c *fileConfig) any { return &c.Cluster.CA }},
+	{"cluster-ca-key", "cluster: CA key; each node issues itself a certificate", func(c *fileConfig) any { return &c.Cluster.CAKey }},
+	{"cluster-cert", "cluster: this node's certificate, issued by --cluster-ca", func(c *fileConfig) any { return &c.Cluster.Cert }},
+	{"cluster-key", "cluster: this node's key", func(c *fileConfig) any { return &c.Cluster.Key }},
+}
+
+// settingFlags registers every setting on fs. The values wait until
+// apply, since flags are parsed before the file they override is read.
+func settingFlags(fs *flag.FlagSet) *settingValues {
+	sv := &settingValues{}
+	for _, s := range settings {
+		v := &settingValue{s: s}
+		sv.all = append(sv.all, v)
+		fs.Var(v, s.flag, s.usage)
+	}
+	return sv
+}
+
+type settingValues struct{ all []*settingValue }
+
+// apply writes every setting given (by flag or environment) into c.
+func (sv *settingValues) apply(c *fileConfig) {
+	for _, v := range sv.all {
+		if v.given {
+			_ = v.store(c) // Set already parsed it
+		}
+	}
+}
+
+// settingValue is one setting's flag.Value: it checks the text when the
+// flag is set and stores it into a config on apply.
+type settingValue struct {
+	s     setting
+	raw   string
+	given bool
+}
+
+func (v *settingValue) String() string { return v.raw }
+
+func (v *settingValue) IsBoolFlag() bool {
+	_, ok := v.s.field(&fileConfig{}).(*bool)
+	return ok
+}
+
+func (v *settingValue) Set(raw string) error {
+	v.raw, v.given = raw, true
+	return v.store(&fileConfig{}) // parse now, so a bad value fails at the flag
+}
+
+func (v *settingValue) store(c *fileConfig) error {
+	switch p := v.s.field(c).(type) {
+	case *string:
+		*p = v.raw
+	case *[]string:
+		*p = splitList(v.raw)
+	case *bool:
+		b, err := strconv.ParseBool(v.raw)
+		if err != nil {
+			return err
+		}
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(v.raw)
+		if err != nil {
+			return err
+		}
+		*p = n
+	default:
+		panic(fmt.Sprintf("setting %s: field of type %T", v.s.flag, p))
+	}
+	return nil
+}
