@@ -7,7 +7,8 @@
 #   bench/run.sh B          19 000 idle subscribers (memory)
 #   bench/run.sh C          1 000 subscribers, 2 000 events/s for 10 s (overload here)
 #   bench/run.sh C10        10 subscribers, 2 000 events/s for 10 s (latency); also called Cs
-#   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only)
+#   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only);
+#                           POLLWS is the same over WebSocket
 #   bench/run.sh R          reconnect storm: 10 000 devices connect at once (256 at a time), each
 #                           makes a queue, subscribes and streams; meshgate with HTTP requests for
 #                           the queue and subscription, then (meshgate-ws) with mutations on the
@@ -51,6 +52,7 @@ case $scenario in
   C)    args=(-subs 1000 -events 20000 -rate 2000) ;;
   C10)  args=(-subs 10 -events 20000 -rate 2000) ;;
   POLL) args=(-subs 2000 -events 200 -mode poll); targets=meshgate ;;
+  POLLWS) args=(-subs 2000 -events 200); targets=meshgate ;; # POLL's shape over WebSocket, to compare
   R)    args=(-subs 10000 -idle -settle 1s -parallel 256); targets=${*:-meshgate meshgate-ws centrifugo raw} ;;
   E)    args=(-subs 10000 -events 200); targets="cluster3 cluster1" ;;
   E2)   args=(-subs 10000 -events 200); targets=${targets_e2:-"cluster2on1 cluster2on2"} ;;
