@@ -271,7 +271,7 @@ func (s *Server) authenticateExp(r *http.Request, ext map[string]any) (shard.Pri
 	if tok == "" {
 		return shard.Principal{}, time.Time{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "a bearer token is required"}
 	}
-	p, exp, err := s.auth.Verify(tok)
+	p, exp, err := s.auth.VerifyRequest(tok)
 	if err != nil {
 		s.log.DebugContext(r.Context(), "token refused", "err", err, "remote", r.RemoteAddr)
 		return shard.Principal{}, time.Time{}, &requestError{http.StatusUnauthorized, graph.CodeUnauthenticated, "the bearer token is invalid or expired"}
