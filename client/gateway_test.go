@@ -74,6 +74,9 @@ func startGateway() *gateway {
 }
 
 func (g *gateway) stop() {
+	// First: a connection the transport dialed but never used is new to the
+	// server, and Shutdown waits 5 s before it closes one.
+	g.HTTP.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	g.srv.Shutdown(ctx)

@@ -213,11 +213,16 @@ func (c *Client) stream(ctx context.Context) error {
 			_ = send(map[string]any{"type": "pong"})
 		case "next":
 			var p struct {
-				Data struct{ Notifications notification }
+				Data   struct{ Notifications notification }
+				Errors []gqlError
 			}
-			if json.Unmarshal(m.Payload, &p) == nil {
-				c.dispatch(ctx, p.Data.Notifications)
+			if json.Unmarshal(m.Payload, &p) != nil {
+				continue
 			}
+			if len(p.Errors) > 0 { // an error at subscribe (QUEUE_NOT_FOUND): a result, then complete
+				return &Error{Code: p.Errors[0].Extensions.Code, Message: p.Errors[0].Message}
+			}
+			c.dispatch(ctx, p.Data.Notifications)
 		case "error":
 			err := opError(m.Payload)
 			if !IsCode(err, "QUEUE_NOT_FOUND") {

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -45,6 +47,9 @@ type Claims struct {
 const (
 	maxTokenLen = 8 << 10
 	maxIDLen    = 128
+	// DefaultMaxTokenLifetime is how far in the future a token's exp may
+	// be: what `meshgate token --ttl` can mint.
+	DefaultMaxTokenLifetime = 365 * 24 * time.Hour
 )
 
 // ErrBadToken: the token is missing, malformed, expired, or not signed by a known key.
@@ -58,9 +63,10 @@ type verifyKey struct {
 
 // Authenticator verifies bearer tokens. Safe for concurrent use.
 type Authenticator struct {
-	keys   []verifyKey
-	parser *jwt.Parser
-	now    func() time.Time
+	keys        []verifyKey
+	parser      *jwt.Parser
+	now         func() time.Time
+	maxLifetime time.Duration
 
 	// verified caches tokens that passed VerifyRequest, until they
 	// expire. Bounded by maxVerified; when full, an arbitrary entry goes.
@@ -81,7 +87,7 @@ func NewAuthenticator(keys []Key, now func() time.Time) (*Authenticator, error) 
 	if now == nil {
 		now = time.Now
 	}
-	a := &Authenticator{now: now}
+	a := &Authenticator{now: now, maxLifetime: DefaultMaxTokenLifetime}
 	var errs []error
 	for i, k := range keys {
 		vk, err := loadKey(k)
@@ -151,10 +157,20 @@ func loadKey(k Key) (verifyKey, error) {
 	return vk, nil
 }
 
+// SetMaxLifetime sets how far in the future a token's exp may be (0: the
+// default, DefaultMaxTokenLifetime). Call it before Verify is used.
+func (a *Authenticator) SetMaxLifetime(d time.Duration) {
+	if d <= 0 {
+		d = DefaultMaxTokenLifetime
+	}
+	a.maxLifetime = d
+}
+
 // Verify checks a token ("Bearer " prefix optional) and returns its
-// principal and expiry. A stream's token is checked once per connection,
-// so Verify keeps nothing: caching the tokens of many idle connections
-// would cost memory for no gain.
+// principal and expiry. Besides the signature (methods pinned) it
+// requires exp as a JSON number no further than the maximum lifetime
+// away, and refuses a crit header: meshgate understands no extension
+// (RFC 7515 4.1.11).
 func (a *Authenticator) Verify(raw string) (shard.Principal, time.Time, error) {
 	raw, ok := bearer(raw)
 	if !ok {
@@ -166,7 +182,10 @@ func (a *Authenticator) Verify(raw string) (shard.Principal, time.Time, error) {
 // VerifyRequest is Verify for requests (HTTP, SSE): a publisher or a
 // polling device sends the same token again and again, and parsing it
 // (base64, JSON, HMAC) cost 7 % of a publish to ten subscribers and 17 %
-// of a long-poll. Verified tokens are remembered until they expire.
+// of a long-poll. Verified tokens are remembered until they expire. A
+// stream's token is checked once per connection, so streams use Verify:
+// caching the tokens of many idle connections would cost memory for no
+// gain.
 func (a *Authenticator) VerifyRequest(raw string) (shard.Principal, time.Time, error) {
 	raw, ok := bearer(raw)
 	if !ok {
@@ -207,10 +226,16 @@ func bearer(raw string) (string, bool) {
 
 // verify checks a token without its prefix. A cached answer stays right
 // until exp: the keys never change, and a token valid now (nbf and iat
-// passed) stays valid until it expires.
+// passed, exp within the lifetime) stays valid until it expires.
 func (a *Authenticator) verify(raw string) (shard.Principal, time.Time, error) {
+	if err := checkRawClaims(raw); err != nil {
+		return shard.Principal{}, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err) //nolint:errorlint // ErrBadToken is the contract; the claim check is only text
+	}
 	var claims Claims
 	_, err := a.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errors.New("crit header: no extension is understood")
+		}
 		kid, _ := t.Header["kid"].(string)
 		for _, k := range a.keys {
 			if k.alg == t.Method.Alg() && (k.id == kid || k.id == "") {
@@ -221,6 +246,9 @@ func (a *Authenticator) verify(raw string) (shard.Principal, time.Time, error) {
 	})
 	if err != nil {
 		return shard.Principal{}, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err) //nolint:errorlint // ErrBadToken is the contract; the JWT library's error is only text
+	}
+	if claims.ExpiresAt.Sub(a.now()) > a.maxLifetime {
+		return shard.Principal{}, time.Time{}, fmt.Errorf("%w: exp is more than %s away", ErrBadToken, a.maxLifetime)
 	}
 	p := shard.Principal{User: claims.Subject, Device: claims.Device}
 	if !validID(p.User) || !validID(p.Device) {
@@ -237,6 +265,31 @@ func (a *Authenticator) verify(raw string) (shard.Principal, time.Time, error) {
 		}
 	}
 	return p, claims.ExpiresAt.Time, nil
+}
+
+// checkRawClaims requires the claims' exp to be a JSON number: jwt's
+// NumericDate also takes a numeric string ("exp":"1700000000"), which RFC
+// 7519 does not allow. It runs on the unverified payload; a token it
+// refuses is refused anyway.
+func checkRawClaims(raw string) error {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return errors.New("not three segments")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return errors.New("claims are not base64url")
+	}
+	var c struct {
+		Exp json.RawMessage `json:"exp"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return errors.New("claims are not a JSON object")
+	}
+	if len(c.Exp) == 0 || !(c.Exp[0] == '-' || c.Exp[0] >= '0' && c.Exp[0] <= '9') {
+		return errors.New("exp must be a number")
+	}
+	return nil
 }
 
 // validID: user and device ids end up in resource paths (user:<id>), so

@@ -15,6 +15,10 @@ import (
 type Config struct {
 	// MaxBodyBytes caps a POST body or SSE request. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// BodyTimeout bounds reading a request's body, from the handler's
+	// start: a client that trickles it gets 408 and the connection
+	// closes. Default 5 s.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// MaxQueryBytes caps the query text (also in GET URLs). Default 64 KiB.
 	MaxQueryBytes int `yaml:"max_query_bytes"`
 	// MaxDepth caps selection depth, introspection excluded. Default 10.
@@ -29,7 +33,8 @@ type Config struct {
 	WS WSConfig `yaml:"-"`
 	// Limits protects the node from any one user.
 	Limits Limits `yaml:"per_user"`
-	// SSEKeepAlive is how often an idle SSE stream gets a comment line. Default 15 s.
+	// SSEKeepAlive is how often an idle SSE stream gets a comment line,
+	// and an idle multipart stream a `{}` heartbeat. Default 15 s.
 	SSEKeepAlive time.Duration `yaml:"sse_keep_alive"`
 	// Logger: default discard.
 	Logger *slog.Logger `yaml:"-"`
@@ -49,11 +54,18 @@ type Config struct {
 // WSConfig sets WebSocket limits.
 type WSConfig struct {
 	// InitTimeout: a connection that sends no connection_init by then is
-	// closed with 4408. Default 10 s.
+	// closed with 4408. Default 3 s, as graphql-ws's reference server.
 	InitTimeout time.Duration `yaml:"init_timeout"`
 	// PingInterval: idle connections get a ping this often, and are closed
 	// after 3 intervals without reading anything. Default 30 s.
 	PingInterval time.Duration `yaml:"ping_interval"`
+	// KeepAlive: protocol-level keep-alive messages, for clients that watch
+	// messages rather than WebSocket frames: a graphql-transport-ws
+	// connection gets a `ping` message when nothing was written to it for
+	// this long (hasura/go-graphql-client times reads out after 60 s), a
+	// legacy one gets `ka` this often (subscriptions-transport-ws closes
+	// after 30 s without one). Default 15 s.
+	KeepAlive time.Duration `yaml:"keep_alive"`
 	// WriteTimeout: a write that takes longer means a stalled consumer,
 	// which is disconnected (its queue keeps buffering). Default 10 s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
@@ -66,6 +78,11 @@ type WSConfig struct {
 	// MaxOperations caps concurrent operations per connection; more get an
 	// error with LIMIT_EXCEEDED. Default 100.
 	MaxOperations int `yaml:"max_operations"`
+	// MaxQueuedBytes caps the frames (results, errors, acks) queued for a
+	// connection and not yet written; a client that does not read past it
+	// is closed with 1013. One frame larger than the cap is still sent
+	// when nothing else is queued. Default 4 MiB.
+	MaxQueuedBytes int `yaml:"max_queued_bytes"`
 	// NoCoalesce turns off write coalescing under load (see writers.go):
 	// every notification is written as soon as a writer gets to it, at
 	// about twice the CPU per delivery when the node is behind.
@@ -83,13 +100,15 @@ type WSConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		MaxBodyBytes:  1 << 20,
+		BodyTimeout:   5 * time.Second,
 		MaxQueryBytes: 64 << 10,
 		MaxDepth:      10,
 		MaxComplexity: 500,
 		MaxTokens:     10000,
 		WS: WSConfig{
-			InitTimeout:     10 * time.Second,
+			InitTimeout:     3 * time.Second,
 			PingInterval:    30 * time.Second,
+			KeepAlive:       15 * time.Second,
 			WriteTimeout:    10 * time.Second,
 			MaxLag:          512,
 			LagGrace:        30 * time.Second,
@@ -97,6 +116,7 @@ func DefaultConfig() Config {
 			MessageRate:     50,
 			MessageBurst:    100,
 			MaxOperations:   100,
+			MaxQueuedBytes:  4 << 20,
 		},
 		Limits:       DefaultLimits(),
 		SSEKeepAlive: 15 * time.Second,
@@ -128,16 +148,19 @@ func (c Config) withDefaults() (Config, error) {
 	} else if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max_body_bytes: must be positive, got %d", c.MaxBodyBytes))
 	}
+	dur("body_timeout", &c.BodyTimeout, d.BodyTimeout)
 	pos("max_query_bytes", &c.MaxQueryBytes, d.MaxQueryBytes)
 	pos("max_depth", &c.MaxDepth, d.MaxDepth)
 	pos("max_complexity", &c.MaxComplexity, d.MaxComplexity)
 	pos("max_tokens", &c.MaxTokens, d.MaxTokens)
 	dur("websocket.init_timeout", &c.WS.InitTimeout, d.WS.InitTimeout)
 	dur("websocket.ping_interval", &c.WS.PingInterval, d.WS.PingInterval)
+	dur("websocket.keep_alive", &c.WS.KeepAlive, d.WS.KeepAlive)
 	dur("websocket.write_timeout", &c.WS.WriteTimeout, d.WS.WriteTimeout)
 	pos("websocket.max_message_bytes", &c.WS.MaxMessageBytes, d.WS.MaxMessageBytes)
 	pos("websocket.message_burst", &c.WS.MessageBurst, d.WS.MessageBurst)
 	pos("websocket.max_operations", &c.WS.MaxOperations, d.WS.MaxOperations)
+	pos("websocket.max_queued_bytes", &c.WS.MaxQueuedBytes, d.WS.MaxQueuedBytes)
 	pos("websocket.max_lag", &c.WS.MaxLag, d.WS.MaxLag)
 	dur("websocket.lag_grace", &c.WS.LagGrace, d.WS.LagGrace)
 	if c.WS.MessageRate == 0 {

@@ -1,5 +1,23 @@
 package server
 
+// WSClosing counts the WebSocket connections that have queued their close
+// frame: tests wait on it instead of sleeping.
+func WSClosing(s *Server) int {
+	s.wheel.mu.Lock()
+	defer s.wheel.mu.Unlock()
+	n := 0
+	for t := range s.wheel.conns {
+		if c, ok := t.(*wsConn); ok {
+			c.mu.Lock()
+			if c.closing {
+				n++
+			}
+			c.mu.Unlock()
+		}
+	}
+	return n
+}
+
 // SetPublishFastPath turns serveHTTP's `publish` fast path on or off, so
 // tests can give both paths the same inputs.
 func SetPublishFastPath(s *Server, on bool) { s.slowPublish = !on }

@@ -2,12 +2,15 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +25,8 @@ import (
 const (
 	mediaGraphQLResponse = "application/graphql-response+json"
 	mediaJSON            = "application/json"
+	mediaEventStream     = "text/event-stream"
+	mediaMultipart       = "multipart/mixed"
 )
 
 // requestError is a request the server refuses before GraphQL runs.
@@ -42,17 +47,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, mediaJSON, &requestError{http.StatusMethodNotAllowed, graph.CodeBadRequest, "use GET or POST"})
 		return
 	}
-	media, ok := negotiate(r.Header.Get("Accept"))
+	media, ok := negotiate(r.Header.Get("Accept"), jsonOffers...)
 	if !ok {
 		writeRequestError(w, mediaJSON, &requestError{http.StatusNotAcceptable, graph.CodeBadRequest, "accept application/graphql-response+json or application/json"})
 		return
 	}
 	p, rerr := s.authenticate(r, nil)
 	if rerr != nil {
+		refuseUnread(w, r)
 		refuseToken(w, media, rerr)
 		return
 	}
 	if !s.guard.allowRequest(p.User) {
+		refuseUnread(w, r)
 		tooMany(w, media, "too many requests: slow down")
 		return
 	}
@@ -63,13 +70,24 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, opCtx, errBody := s.operationContext(r.Context(), p, params)
 	if errBody != nil {
-		status := http.StatusOK
-		if media == mediaGraphQLResponse {
-			status = http.StatusBadRequest
-		}
-		writeBody(w, media, status, errBody)
+		writeOperationErrors(w, media, errBody)
 		return
 	}
+	s.answerJSON(ctx, w, r, media, opCtx)
+}
+
+// writeOperationErrors answers a request that failed parse or validation:
+// 400 for application/graphql-response+json, 200 for application/json.
+func writeOperationErrors(w http.ResponseWriter, media string, body []byte) {
+	status := http.StatusOK
+	if media == mediaGraphQLResponse {
+		status = http.StatusBadRequest
+	}
+	writeBody(w, media, status, body)
+}
+
+// answerJSON runs a validated query or mutation and writes its one result.
+func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, media string, opCtx *graphql.OperationContext) {
 	switch opCtx.Operation.Operation {
 	case ast.Mutation:
 		if r.Method == http.MethodGet {
@@ -79,7 +97,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case ast.Subscription:
 		writeRequestError(w, media, &requestError{http.StatusBadRequest, graph.CodeBadRequest,
-			"subscriptions need a stream: use WebSocket (graphql-transport-ws) or SSE (Accept: text/event-stream)"})
+			"subscriptions need a stream: use WebSocket (graphql-transport-ws), SSE (Accept: text/event-stream) or multipart (Accept: multipart/mixed;subscriptionSpec=1.0)"})
 		return
 	}
 	var resp *graphql.Response
@@ -101,26 +119,105 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, media, http.StatusOK, b)
 }
 
-// negotiate picks the response media type from Accept. No Accept, */* and
-// application/* get application/json, which every client understands.
-func negotiate(accept string) (string, bool) {
+// negotiate picks the response media type from Accept as RFC 9110
+// (section 12.5.1) says: each offer takes the q of the most specific range
+// that matches it, q=0 excludes it, the highest q wins and a tie goes to
+// the range the client listed first (then to the order of offers, which
+// is what a wildcard gets). No Accept means the first offer.
+func negotiate(accept string, offers ...offer) (string, bool) {
 	if strings.TrimSpace(accept) == "" {
-		return mediaJSON, true
+		return offers[0].media, true
 	}
-	json := false
+	ranges := parseAccept(accept)
+	best, bestQ, bestPos := "", 0.0, 0
+	for _, o := range offers {
+		q, pos, spec := 0.0, 0, -1
+		for i, r := range ranges {
+			if sp := o.match(r); sp > spec {
+				q, pos, spec = r.q, i, sp
+			}
+		}
+		if spec < 0 || q <= 0 {
+			continue
+		}
+		if best == "" || q > bestQ || (q == bestQ && pos < bestPos) {
+			best, bestQ, bestPos = o.media, q, pos
+		}
+	}
+	return best, best != ""
+}
+
+// offer is a media type the server can answer with. param, when set, is
+// a parameter ("subscriptionspec=1.0") the client must name for it: Apollo's
+// multipart subscriptions are not what a bare multipart/mixed asks for.
+type offer struct {
+	media string
+	param string
+}
+
+var (
+	offerJSON            = offer{media: mediaJSON}
+	offerGraphQLResponse = offer{media: mediaGraphQLResponse}
+	offerEventStream     = offer{media: mediaEventStream}
+	offerMultipart       = offer{media: mediaMultipart, param: "subscriptionspec=1.0"}
+	// jsonOffers are the plain HTTP answers; */* gets application/json,
+	// which every client understands.
+	jsonOffers = []offer{offerJSON, offerGraphQLResponse}
+	allOffers  = []offer{offerJSON, offerGraphQLResponse, offerEventStream, offerMultipart}
+)
+
+// match returns how specifically r names o (3 with a required parameter,
+// 2 exact, 1 type/*, 0 */*), or -1 when it does not.
+func (o offer) match(r mediaRange) int {
+	typ, sub, _ := strings.Cut(o.media, "/")
+	switch {
+	case o.param != "":
+		k, v, _ := strings.Cut(o.param, "=")
+		if r.typ == typ && r.sub == sub && r.params[k] == v {
+			return 3
+		}
+		return -1
+	case r.typ == typ && r.sub == sub:
+		return 2
+	case r.typ == typ && r.sub == "*":
+		return 1
+	case r.typ == "*" && r.sub == "*":
+		return 0
+	}
+	return -1
+}
+
+// mediaRange is one element of an Accept header.
+type mediaRange struct {
+	typ, sub string
+	params   map[string]string // names lowercased, q removed
+	q        float64
+}
+
+// parseAccept reads an Accept header, skipping elements that do not parse.
+func parseAccept(accept string) []mediaRange {
+	var out []mediaRange
 	for _, part := range strings.Split(accept, ",") {
-		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
-		switch mt {
-		case mediaGraphQLResponse:
-			return mediaGraphQLResponse, true
-		case mediaJSON, "*/*", "application/*":
-			json = true
+		typ, sub, ok := strings.Cut(mt, "/")
+		if !ok {
+			continue
 		}
+		r := mediaRange{typ: typ, sub: sub, params: params, q: 1}
+		if v, ok := params["q"]; ok {
+			q, err := strconv.ParseFloat(v, 64)
+			if err != nil || q < 0 || q > 1 {
+				continue
+			}
+			r.q = q
+			delete(params, "q")
+		}
+		out = append(out, r)
 	}
-	return mediaJSON, json
+	return out
 }
 
 // readParams decodes a GraphQL request from a POST body or GET query.
@@ -145,9 +242,20 @@ func (s *Server) readParams(w http.ResponseWriter, r *http.Request) (*graphql.Ra
 		if err != nil || mt != mediaJSON {
 			return nil, &requestError{http.StatusUnsupportedMediaType, graph.CodeBadRequest, "send the request as Content-Type: application/json"}
 		}
+		// The body has BodyTimeout to arrive; the deadline is lifted
+		// once it is in, so a stream that follows is not cut.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(s.cfg.Now().Add(s.cfg.BodyTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		if err == nil {
+			_ = rc.SetReadDeadline(time.Time{})
+		}
 		if err != nil {
 			var tooBig *http.MaxBytesError
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				refuseUnread(w, r)
+				return nil, &requestError{http.StatusRequestTimeout, graph.CodeBadRequest, fmt.Sprintf("the body did not arrive within %s", s.cfg.BodyTimeout)}
+			}
 			if errors.As(err, &tooBig) {
 				return nil, &requestError{http.StatusRequestEntityTooLarge, graph.CodeLimitExceeded, fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBodyBytes)}
 			}
@@ -251,6 +359,18 @@ func decodeObject(raw []byte, dst *map[string]any) error {
 
 func badRequest(format string, args ...any) *requestError {
 	return &requestError{http.StatusBadRequest, graph.CodeBadRequest, fmt.Sprintf(format, args...)}
+}
+
+// refuseUnread prepares the refusal of a request whose body has not been
+// read: the connection closes after the answer, and its read deadline is
+// now, so net/http neither drains the body before answering nor after
+// (it would, up to 256 KiB, as slowly as the client likes): a refused
+// client holds nothing once it has its answer.
+func refuseUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 }
 
 // authenticate reads the bearer token from the Authorization header, or

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"meshgate/shard"
-	"meshgate/shard/ring"
 )
 
 // PluginStatus is what the metrics need to know of one plugin.
@@ -80,7 +79,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQueuesExpired, prometheus.CounterValue, float64(k.QueuesExpired.Load()))
 	r := c.s.node.Ring()
 	ch <- prometheus.MustNewConstMetric(descRingMembers, prometheus.GaugeValue, float64(len(r.Nodes())))
-	for n, share := range c.s.shares(r) {
+	for n, share := range r.Shares() { // sampled once per ring
 		ch <- prometheus.MustNewConstMetric(descRingShare, prometheus.GaugeValue, share, n)
 	}
 	cs := c.s.node.Stats()
@@ -129,16 +128,6 @@ func (m *metrics) observeWrite(published time.Time, now time.Time) {
 	if !published.IsZero() {
 		m.publishToWrite.Observe(now.Sub(published).Seconds())
 	}
-}
-
-// shares caches the ring's shares per ring (sampling costs ~10 ms).
-func (s *Server) shares(r *ring.Ring) map[string]float64 {
-	s.shareMu.Lock()
-	defer s.shareMu.Unlock()
-	if s.shareRing != r {
-		s.shareRing, s.shareMap = r, r.Shares()
-	}
-	return s.shareMap
 }
 
 // handler serves /metrics. On the public listener it needs a token with

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"meshgate/server"
 	"meshgate/shard"
@@ -54,9 +55,18 @@ func TestMetrics(t *testing.T) {
 		g.publish(alice, "user:alice/m", strconv.Itoa(i), nil)
 		c.next("s")
 	}
-	code, body := scrape(admin)
-	if code != 200 {
-		t.Fatalf("scrape: %d", code)
+	// The writer observes publish-to-write after its write returns, so the
+	// client may read the third notification before the third observation:
+	// scrape until it is in, or report what the last scrape said.
+	var code int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if code, body = scrape(admin); code != 200 {
+			t.Fatalf("scrape: %d", code)
+		}
+		if value(body, "meshgate_publish_to_write_seconds_count") == 3 || time.Now().After(deadline) {
+			break
+		}
 	}
 	for name, want := range map[string]float64{
 		"meshgate_queues":                              1,

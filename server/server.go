@@ -22,7 +22,6 @@ import (
 	"meshgate/internal/faults"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
-	"meshgate/shard/ring"
 )
 
 // Server serves meshgate's public API. Create it with New, serve with
@@ -57,10 +56,6 @@ type Server struct {
 	faults  *faults.Injector
 	http    *http.Server
 	once    sync.Once
-
-	shareMu   sync.Mutex
-	shareRing *ring.Ring
-	shareMap  map[string]float64
 }
 
 // New builds a server over a cluster node and the resolver.
@@ -82,7 +77,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.exec.SetErrorPresenter(s.present)
 	s.exec.SetRecoverFunc(s.recov)
 	s.exec.Use(extension.Introspection{})
-	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity})
+	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity, maxExpanded: cfg.MaxTokens})
 
 	s.guard = newGuard(cfg.Limits, cfg.Now)
 	s.faults = faults.New(cfg.Faults, cfg.FaultSeed)
@@ -116,6 +111,10 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return withRequestID(s.mux) }
 
+// Handle serves pattern with h beside the gateway's own routes (cmd mounts
+// optional pages such as /examples/). Call it before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.base.Err() != nil {
@@ -147,15 +146,28 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, mediaJSON, &requestError{http.StatusServiceUnavailable, graph.CodeUnavailable, "unavailable (injected fault): retry"})
 		return
 	}
-	switch {
-	case isWebSocket(r):
+	if isWebSocket(r) {
 		s.serveWS(w, r)
-	case acceptsEventStream(r):
-		s.serveSSE(w, r)
+		return
+	}
+	accept := r.Header.Get("Accept")
+	media, _ := negotiate(accept, allOffers...)
+	var f framing
+	switch media {
+	case mediaEventStream:
+		f = sseFraming{}
+	case mediaMultipart:
+		f = multipartFraming{}
 	default:
 		s.serveHTTP(w, r)
+		return
 	}
+	jsonMedia, _ := negotiate(accept, jsonOffers...)
+	s.serveStream(w, r, f, jsonMedia)
 }
+
+// maxHTTP2Streams caps concurrent streams on one HTTP/2 connection.
+const maxHTTP2Streams = 100
 
 // Serve accepts connections on l: TLS when tlsCfg is set, plain HTTP otherwise.
 func (s *Server) Serve(l net.Listener, tlsCfg *tls.Config) error {
@@ -164,8 +176,11 @@ func (s *Server) Serve(l net.Listener, tlsCfg *tls.Config) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return s.base },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// One HTTP/2 connection may not hold more handlers than a user
+		// may hold streams (Limits.MaxConnsPerUser's default).
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
+		BaseContext: func(net.Listener) context.Context { return s.base },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if tlsCfg != nil {
 		l = tls.NewListener(l, tlsCfg)

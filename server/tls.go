@@ -25,14 +25,24 @@ const (
 	DevKeyPEM   = "tls-key.pem"
 )
 
-// EnsureDevCert returns the paths of a self-signed ECDSA certificate for
-// localhost and 127.0.0.1-16 in dataDir, creating it if absent, and its SHA-256
-// fingerprint. created reports whether it was made now.
-func EnsureDevCert(dataDir string) (certPath, keyPath, fingerprint string, created bool, err error) {
+// EnsureDevCert returns the paths of a self-signed ECDSA certificate in
+// dataDir for localhost, ::1, 127.0.0.1-16 and every one of hosts (IP
+// addresses or names, such as the --listen host; empty and unspecified
+// ones are skipped), and its SHA-256 fingerprint. The certificate is
+// created if absent, and issued anew when it does not cover a host: the
+// address a client is told to use always verifies. created reports
+// whether it was made now.
+func EnsureDevCert(dataDir string, hosts ...string) (certPath, keyPath, fingerprint string, created bool, err error) {
 	certPath = filepath.Join(dataDir, DevCertFile)
 	keyPath = filepath.Join(dataDir, DevKeyPEM)
-	if _, err := os.Stat(certPath); err != nil {
-		if err := makeDevCert(dataDir, certPath, keyPath); err != nil {
+	var extra []string
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+			extra = append(extra, h)
+		}
+	}
+	if !covers(certPath, extra) {
+		if err := makeDevCert(dataDir, certPath, keyPath, extra); err != nil {
 			return "", "", "", false, fmt.Errorf("dev certificate: %w", err)
 		}
 		created = true
@@ -41,7 +51,30 @@ func EnsureDevCert(dataDir string) (certPath, keyPath, fingerprint string, creat
 	return certPath, keyPath, fingerprint, created, err
 }
 
-func makeDevCert(dataDir, certPath, keyPath string) error {
+// covers reports whether the certificate at certPath exists and verifies
+// for every host.
+func covers(certPath string, hosts []string) bool {
+	b, err := os.ReadFile(certPath)
+	if err != nil {
+		return false
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return false
+	}
+	for _, h := range hosts {
+		if cert.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func makeDevCert(dataDir, certPath, keyPath string, hosts []string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
@@ -65,6 +98,13 @@ func makeDevCert(dataDir, certPath, keyPath string) error {
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           devIPs(),
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "localhost" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

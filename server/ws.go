@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -58,7 +59,8 @@ type wsConn struct {
 	start  time.Time
 	header string // the upgrade request's Authorization, used when connection_init carries none
 
-	lastRead atomic.Int64 // unix nanoseconds
+	lastRead  atomic.Int64 // unix nanoseconds
+	lastWrite atomic.Int64 // unix nanoseconds; writer only stores it
 
 	// read-side state: only the reader goroutine touches these
 	initSeen bool
@@ -70,9 +72,15 @@ type wsConn struct {
 	acked     bool
 	expires   time.Time
 	ops       opList
-	ctrl      [][]byte // pending whole frames: acks, pongs, results, errors
-	pending   bool     // something for the writer since it last looked
-	writing   bool     // a writer goroutine is running
+	ctrl      [][]byte // pending whole frames: acks, results, errors
+	ctrlBytes int      // the bytes in ctrl, at most WS.MaxQueuedBytes (see queueLocked)
+	// pong is the payload of the latest ping not yet answered; RFC 6455
+	// (5.5.3) lets an endpoint answer only the most recent ping, so a ping
+	// flood queues at most one pong.
+	pong    []byte
+	hasPong bool
+	pending bool // something for the writer since it last looked
+	writing bool // a writer goroutine is running
 	// awake mirrors pending && writing for Notify's fast path: while it is
 	// set, the writer is queued and will look at the streams again, so a
 	// delivery need not take mu. Cleared under mu before the writer scans.
@@ -81,8 +89,11 @@ type wsConn struct {
 	// it is moved at most every second, not before every write.
 	deadlineSet time.Time
 	closing     bool // a close frame is queued; send nothing after it
-	pingDue     bool
+	pingDue     bool // a WebSocket ping frame
+	kaDue       bool // a protocol keep-alive: `ka` (legacy) or a `ping` message
 	closed      bool
+	// lastPing and lastKA are when tick last asked for each.
+	lastPing, lastKA time.Time
 }
 
 // wsOp is one operation on a connection: a `notifications` stream served by
@@ -155,76 +166,55 @@ func (c *wsConn) run(rd io.Reader, noProtocol bool) {
 
 // readLoop reads frames until the connection ends.
 func (c *wsConn) readLoop(rd io.Reader) {
-	max := c.s.cfg.WS.MaxMessageBytes
-	var hdr [ws.MaxHeaderSize - 2]byte
-	var msg []byte
-	var msgOp ws.OpCode
+	fr := newFrameReader(rd, c.s.cfg.WS.MaxMessageBytes)
+	fr.onFrame = func() { c.lastRead.Store(c.s.cfg.Now().UnixNano()) }
 	for {
-		h, err := ws.ReadHeaderBuffer(rd, hdr[:])
-		if err != nil {
-			return
-		}
-		c.lastRead.Store(c.s.cfg.Now().UnixNano())
-		if !h.Masked || h.Rsv != 0 {
+		op, p, err := fr.next()
+		switch {
+		case errors.Is(err, errFrameProtocol):
 			c.closeWith(ws.StatusProtocolError, "protocol error")
 			return
+		case errors.Is(err, errFrameTooBig):
+			c.closeWith(closeTooBig, fmt.Sprintf("message larger than %d bytes", c.s.cfg.WS.MaxMessageBytes))
+			return
+		case errors.Is(err, errFrameUTF8):
+			c.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
+			return
+		case err != nil:
+			return
 		}
-		if h.OpCode.IsControl() {
-			if h.Length > 125 || !h.Fin {
-				c.closeWith(ws.StatusProtocolError, "protocol error")
-				return
-			}
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(rd, p); err != nil {
-				return
-			}
-			ws.Cipher(p, h.Mask, 0)
-			switch h.OpCode {
+		// Every frame the client sends, control frames included, takes a
+		// token: before connection_init this is the only bound on the work
+		// an unauthenticated peer can cause.
+		if !c.allow() {
+			c.closeWith(closeTooManyRequests, "too many messages")
+			return
+		}
+		if op.IsControl() {
+			switch op {
 			case ws.OpPing:
-				c.send(frame(nil, ws.OpPong, p))
+				c.queuePong(p)
 			case ws.OpClose:
-				code, _ := ws.ParseCloseFrameData(p)
-				if code == 0 {
-					code = closeNormal
+				// Echo a valid code (RFC 6455 5.5.1); never echo one
+				// that may not appear on the wire.
+				code, err := parseClose(p)
+				switch {
+				case errors.Is(err, errFrameUTF8):
+					code = ws.StatusInvalidFramePayloadData
+				case err != nil:
+					code = ws.StatusProtocolError
 				}
 				c.closeWith(code, "")
 				return
 			}
 			continue
 		}
-		switch {
-		case h.OpCode == ws.OpContinuation && msg == nil,
-			h.OpCode != ws.OpContinuation && msg != nil:
-			c.closeWith(ws.StatusProtocolError, "protocol error")
-			return
-		case h.OpCode != ws.OpContinuation:
-			msgOp = h.OpCode
-			msg = make([]byte, 0, min(int(h.Length), max))
-		}
-		if int64(len(msg))+h.Length > int64(max) {
-			c.closeWith(closeTooBig, fmt.Sprintf("message larger than %d bytes", max))
+		if op == ws.OpBinary && !c.legacy {
+			// graphql-transport-ws messages are JSON text (PROTOCOL.md).
+			c.closeWith(closeBadRequest, "binary messages are not accepted")
 			return
 		}
-		n := len(msg)
-		msg = msg[:n+int(h.Length)]
-		if _, err := io.ReadFull(rd, msg[n:]); err != nil {
-			return
-		}
-		ws.Cipher(msg[n:], h.Mask, 0)
-		if !h.Fin {
-			continue
-		}
-		data := msg
-		msg = nil
-		if msgOp != ws.OpText && msgOp != ws.OpBinary {
-			c.closeWith(ws.StatusProtocolError, "protocol error")
-			return
-		}
-		if !c.allow() {
-			c.closeWith(closeTooManyRequests, "too many messages")
-			return
-		}
-		if !c.handleOffStack(data) {
+		if !c.handleOffStack(p) {
 			return
 		}
 	}
@@ -262,89 +252,6 @@ func (c *wsConn) handleOffStack(data []byte) bool {
 		done <- c.handle(data)
 	}()
 	return <-done
-}
-
-// message is a protocol message in either subprotocol.
-type message struct {
-	ID      *string         `json:"id"`
-	Type    string          `json:"type"`
-	Payload json.RawMessage `json:"payload"`
-}
-
-// handle processes one message; false ends the connection.
-func (c *wsConn) handle(data []byte) bool {
-	var m message
-	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
-		return c.fail(closeBadRequest, "Invalid message received")
-	}
-	if c.legacy {
-		return c.handleLegacy(m)
-	}
-	switch m.Type {
-	case "connection_init":
-		return c.handleInit(m.Payload)
-	case "ping":
-		c.sendJSON(`{"type":"pong"}`)
-		return true
-	case "pong":
-		return true
-	case "subscribe":
-		if !c.isAcked() {
-			return c.fail(closeUnauthorized, "Unauthorized")
-		}
-		if !c.s.guard.allowRequest(c.user()) {
-			return c.fail(closeTooManyRequests, "too many requests")
-		}
-		if m.ID == nil || *m.ID == "" {
-			return c.fail(closeBadRequest, "Invalid message received")
-		}
-		var params graphql.RawParams
-		if rerr := decodeRequest(m.Payload, &params); rerr != nil {
-			return c.fail(closeBadRequest, "Invalid message received")
-		}
-		return c.subscribe(*m.ID, &params)
-	case "complete":
-		if m.ID == nil {
-			return c.fail(closeBadRequest, "Invalid message received")
-		}
-		c.stopOp(*m.ID)
-		return true
-	}
-	return c.fail(closeBadRequest, fmt.Sprintf("Unexpected message of type %s received", truncate(m.Type, 32)))
-}
-
-// handleLegacy speaks subscriptions-transport-ws.
-func (c *wsConn) handleLegacy(m message) bool {
-	switch m.Type {
-	case "connection_init":
-		return c.handleInit(m.Payload)
-	case "start":
-		if c.isAcked() && !c.s.guard.allowRequest(c.user()) {
-			return c.fail(closeTooManyRequests, "too many requests")
-		}
-		if !c.isAcked() {
-			c.sendJSON(`{"type":"connection_error","payload":{"message":"send connection_init first"}}`)
-			return c.fail(closeUnauthorized, "Unauthorized")
-		}
-		if m.ID == nil || *m.ID == "" {
-			return c.fail(closeBadRequest, "Invalid message received")
-		}
-		var params graphql.RawParams
-		if rerr := decodeRequest(m.Payload, &params); rerr != nil {
-			c.sendOpErrors(*m.ID, marshalErrorList(gqlerror.List{{Message: rerr.msg, Extensions: map[string]any{"code": rerr.code}}}))
-			return true
-		}
-		return c.subscribe(*m.ID, &params)
-	case "stop":
-		if m.ID != nil {
-			c.stopOp(*m.ID)
-		}
-		return true
-	case "connection_terminate":
-		c.closeWith(closeNormal, "")
-		return false
-	}
-	return c.fail(closeBadRequest, fmt.Sprintf("Unexpected message of type %s received", truncate(m.Type, 32)))
 }
 
 func truncate(s string, n int) string {
@@ -448,15 +355,18 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 		c.endOp(op, errorsOnly(errBody))
 		return true
 	}
+	// From here on the operation runs: its errors are a result, as
+	// graphql-ws's reference server sends them (next, then complete);
+	// `error` is for requests that fail validation.
 	sop, ok, err := graph.ParseStreamOp(opCtx)
 	if err != nil {
-		c.endOp(op, codeErrors(err))
+		c.endOpResult(op, codeResponse(err))
 		return true
 	}
 	if ok {
 		st, err := c.s.node.Attach(ctx, p, sop.Queue, sop.After, op)
 		if err != nil {
-			c.endOp(op, codeErrors(err))
+			c.endOpResult(op, codeResponse(err))
 			return true
 		}
 		c.mu.Lock()
@@ -512,7 +422,7 @@ func (c *wsConn) sendNext(op *wsOp, payload []byte) {
 	if c.ops.get(op.id) != op || c.closing {
 		return
 	}
-	c.ctrl = append(c.ctrl, c.nextFrame(nil, op.id, payload))
+	c.queueLocked(c.nextFrame(nil, op.id, payload))
 	c.wakeLocked()
 }
 
@@ -528,13 +438,34 @@ func (c *wsConn) endOp(op *wsOp, errs []byte) {
 	st := op.st
 	if !c.closing {
 		if errs != nil {
-			c.ctrl = append(c.ctrl, c.errorFrame(op.id, errs))
+			c.queueLocked(c.errorFrame(op.id, errs))
 			if c.legacy {
-				c.ctrl = append(c.ctrl, c.completeFrame(op.id))
+				c.queueLocked(c.completeFrame(op.id))
 			}
 		} else {
-			c.ctrl = append(c.ctrl, c.completeFrame(op.id))
+			c.queueLocked(c.completeFrame(op.id))
 		}
+		c.wakeLocked()
+	}
+	c.mu.Unlock()
+	if st != nil {
+		st.Close()
+	}
+}
+
+// endOpResult ends op with one result (a {"errors": …} body, say), then
+// complete. Nothing is sent if the client completed it already.
+func (c *wsConn) endOpResult(op *wsOp, result []byte) {
+	c.mu.Lock()
+	if c.ops.get(op.id) != op {
+		c.mu.Unlock()
+		return
+	}
+	c.ops.remove(op.id)
+	st := op.st
+	if !c.closing {
+		c.queueLocked(c.nextFrame(nil, op.id, result))
+		c.queueLocked(c.completeFrame(op.id))
 		c.wakeLocked()
 	}
 	c.mu.Unlock()
@@ -565,308 +496,11 @@ func (c *wsConn) sendOpErrors(id string, errs []byte) {
 	if c.closing {
 		return
 	}
-	c.ctrl = append(c.ctrl, c.errorFrame(id, errs))
+	c.queueLocked(c.errorFrame(id, errs))
 	if c.legacy {
-		c.ctrl = append(c.ctrl, c.completeFrame(id))
+		c.queueLocked(c.completeFrame(id))
 	}
 	c.wakeLocked()
-}
-
-func (c *wsConn) sendJSON(msg string) { c.send(frame(nil, ws.OpText, []byte(msg))) }
-
-// send queues a whole frame.
-func (c *wsConn) send(f []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	c.ctrl = append(c.ctrl, f)
-	c.wakeLocked()
-}
-
-// closeWith queues a close frame; the writer sends it and closes the socket.
-func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	c.closing = true
-	c.ctrl = append(c.ctrl, frame(nil, ws.OpClose, ws.NewCloseFrameBody(code, reason)))
-	c.wakeLocked()
-}
-
-// kick wakes the writer.
-func (c *wsConn) kick() {
-	if c.awake.Load() {
-		return
-	}
-	c.mu.Lock()
-	c.wakeLocked()
-	c.mu.Unlock()
-}
-
-func (c *wsConn) wakeLocked() {
-	c.pending = true
-	if c.closed {
-		return
-	}
-	c.awake.Store(true)
-	if c.writing {
-		return
-	}
-	c.writing = true
-	c.s.writers.push(c)
-}
-
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// maxRound bounds what one flush sends, so that one busy connection cannot
-// make a huge buffer; the rest goes in the next round.
-const (
-	maxRound = 256 << 10
-	maxPerOp = 64
-	// closeGrace is how long a closing connection waits for the client's
-	// close frame or hang-up.
-	closeGrace = time.Second
-)
-
-// writeLoop sends what is pending, in at most maxRounds rounds. It reports
-// more when output is still pending, in which case c stays marked writing
-// and the caller queues it again (so one busy connection cannot hold a
-// writer). Only the writer that holds c runs it: it is the socket's only
-// writer.
-func (c *wsConn) writeLoop(maxRounds int) (more bool) {
-	bp := writeBufs.Get().(*[]byte)
-	defer writeBufs.Put(bp)
-	var notes []shard.Notification
-	var dirty []*wsOp
-	for round := 0; ; round++ {
-		c.mu.Lock()
-		if !c.pending || c.closed {
-			c.writing = false
-			c.awake.Store(false)
-			c.mu.Unlock()
-			return false
-		}
-		if round == maxRounds {
-			c.mu.Unlock()
-			return true
-		}
-		c.pending = false
-		c.awake.Store(false)
-		buf := (*bp)[:0]
-		for _, f := range c.ctrl {
-			buf = append(buf, f...)
-		}
-		c.ctrl = c.ctrl[:0]
-		closing := c.closing
-		if c.pingDue && !closing {
-			c.pingDue = false
-			if c.legacy {
-				buf = frame(buf, ws.OpText, []byte(`{"type":"ka"}`))
-			} else {
-				buf = frame(buf, ws.OpPing, nil)
-			}
-		}
-		dirty = dirty[:0]
-		if !closing {
-			for _, op := range c.ops {
-				if op.st != nil && op.dirty.CompareAndSwap(true, false) {
-					dirty = append(dirty, op)
-				}
-			}
-		}
-		c.mu.Unlock()
-
-		var gone []*wsOp
-		var goneErr []error
-		var oldest time.Time
-		slow := false
-		carried := 0
-		for _, op := range dirty {
-			var err error
-			notes, err = op.st.Next(notes[:0], maxPerOp)
-			slow = slow || c.lagging(op)
-			if len(notes) > 0 && (oldest.IsZero() || notes[0].Time.Before(oldest)) {
-				oldest = notes[0].Time
-			}
-			for _, n := range notes {
-				buf = c.streamFrame(buf, op, n)
-			}
-			carried += len(notes)
-			if err != nil {
-				gone, goneErr = append(gone, op), append(goneErr, err)
-			} else if len(notes) == maxPerOp || len(buf) > maxRound {
-				op.dirty.Store(true) // more to read: next round
-				c.kick()
-			}
-		}
-		*bp = buf
-		if len(buf) > 0 {
-			// A write blocked WriteTimeout (less at most a tenth of it,
-			// at most a second) fails.
-			timeout := c.s.cfg.WS.WriteTimeout
-			if now := c.s.cfg.Now(); now.Sub(c.deadlineSet) > min(time.Second, timeout/10) {
-				c.deadlineSet = now
-				_ = c.nc.SetWriteDeadline(now.Add(timeout))
-			}
-			_, err := c.nc.Write(buf)
-			if err != nil {
-				c.s.log.Debug("websocket write failed", "err", err)
-				c.abort()
-				return false
-			}
-			c.s.metrics.observeWrite(oldest, c.s.cfg.Now())
-			if carried > 0 {
-				c.s.writers.wrote(carried)
-			}
-		}
-		for i, op := range gone {
-			c.endOp(op, codeErrors(goneErr[i]))
-		}
-		if slow {
-			c.s.log.Info("websocket consumer too slow: closing", "max_lag", c.s.cfg.WS.MaxLag, "grace", c.s.cfg.WS.LagGrace)
-			c.closeWith(closeTryAgainLater, "consumer too slow: reconnect and resume with after")
-		}
-		if closing {
-			// The close frame is out: give the client closeGrace to
-			// answer, then the reader's read fails and it tears down.
-			_ = c.nc.SetReadDeadline(c.s.cfg.Now().Add(closeGrace))
-			c.mu.Lock()
-			c.writing = false
-			c.awake.Store(false)
-			c.mu.Unlock()
-			return false
-		}
-	}
-}
-
-// lagging reports whether op's stream has been more than MaxLag
-// notifications behind its queue for longer than LagGrace.
-func (c *wsConn) lagging(op *wsOp) bool {
-	l, ok := op.st.(interface{ Lag() uint64 })
-	if !ok {
-		return false
-	}
-	if l.Lag() <= uint64(c.s.cfg.WS.MaxLag) {
-		op.lagSince = time.Time{}
-		return false
-	}
-	now := c.s.cfg.Now()
-	if op.lagSince.IsZero() {
-		op.lagSince = now
-		return false
-	}
-	return now.Sub(op.lagSince) > c.s.cfg.WS.LagGrace
-}
-
-// streamFrame appends op's `next` message for n: the payload is encoded
-// once per event and only the seq is spliced in per queue. No allocation.
-func (c *wsConn) streamFrame(dst []byte, op *wsOp, n shard.Notification) []byte {
-	dst, start, body := c.begin(dst, c.nextType(), op.id, true)
-	dst = op.plan.Encode(dst, n)
-	return end(dst, start, body)
-}
-
-func (c *wsConn) nextFrame(dst []byte, id string, payload []byte) []byte {
-	dst, start, body := c.begin(dst, c.nextType(), id, true)
-	return end(append(dst, payload...), start, body)
-}
-
-func (c *wsConn) errorFrame(id string, errs []byte) []byte {
-	dst, start, body := c.begin(nil, "error", id, true)
-	return end(append(dst, errs...), start, body)
-}
-
-func (c *wsConn) completeFrame(id string) []byte {
-	dst, start, body := c.begin(nil, "complete", id, false)
-	return end(dst, start, body)
-}
-
-// nextType is the result message's type in this connection's subprotocol.
-func (c *wsConn) nextType() string {
-	if c.legacy {
-		return "data"
-	}
-	return "next"
-}
-
-// begin appends the start of a text frame carrying
-// {"type":typ,"id":id[,"payload":…]}: a maximal header gap, then the
-// message up to where the payload goes. The caller appends the payload and
-// calls end, which writes the real header: one pass, no copy of the payload.
-func (c *wsConn) begin(dst []byte, typ, id string, payload bool) (out []byte, start, body int) {
-	start = len(dst)
-	dst = append(dst, make([]byte, 10)...)
-	body = len(dst)
-	dst = append(dst, `{"type":"`...)
-	dst = append(dst, typ...)
-	dst = append(dst, `","id":`...)
-	dst = appendJSONString(dst, id)
-	if payload {
-		dst = append(dst, `,"payload":`...)
-	}
-	return dst, start, body
-}
-
-// end closes the message begun at start and writes its frame header.
-func end(dst []byte, start, body int) []byte {
-	return placeHeader(append(dst, '}'), start, body, ws.OpText)
-}
-
-// placeHeader writes a frame header for dst[body:] ending at body and
-// closes the gap left at start.
-func placeHeader(dst []byte, start, body int, op ws.OpCode) []byte {
-	n := len(dst) - body
-	var h [10]byte
-	h[0] = 0x80 | byte(op)
-	hl := 2
-	switch {
-	case n < 126:
-		h[1] = byte(n)
-	case n < 1<<16:
-		h[1] = 126
-		h[2], h[3] = byte(n>>8), byte(n)
-		hl = 4
-	default:
-		h[1] = 127
-		for i := 0; i < 8; i++ {
-			h[2+i] = byte(uint64(n) >> (56 - 8*i))
-		}
-		hl = 10
-	}
-	gap := 10 - hl
-	copy(dst[start+gap:], h[:hl])
-	if gap > 0 {
-		copy(dst[start:], dst[start+gap:])
-		dst = dst[:len(dst)-gap]
-	}
-	return dst
-}
-
-// frame appends a whole unmasked frame with payload p.
-func frame(dst []byte, op ws.OpCode, p []byte) []byte {
-	start := len(dst)
-	dst = append(dst, make([]byte, 10)...)
-	body := len(dst)
-	dst = append(dst, p...)
-	return placeHeader(dst, start, body, op)
-}
-
-// appendJSONString appends s as a JSON string. Operation ids are short
-// ASCII in practice: those go straight in, without an allocation per frame.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			b, _ := json.Marshal(s)
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // abort closes the socket; the reader then returns and tears down.
@@ -932,6 +566,10 @@ func (c *wsConn) teardown() {
 // reconnects elsewhere and resumes with `after`.
 func (c *wsConn) goingAway() { c.closeWith(closeGoingAway, "server shutting down") }
 
+// tickSlack is half the wheel's period: a keep-alive due between two ticks
+// goes out at the nearer one, not a whole period late.
+const tickSlack = 500 * time.Millisecond
+
 // tick runs on the shared wheel: init deadline, token expiry, keep-alive.
 func (c *wsConn) tick(now time.Time) {
 	cfg := c.s.cfg.WS
@@ -944,17 +582,34 @@ func (c *wsConn) tick(now time.Time) {
 	case acked && now.After(exp):
 		c.closeWith(closeForbidden, "token expired")
 	default:
+		// Liveness is anything read, pongs included: a client that sends
+		// nothing (subscriptions-transport-ws) answers our pings.
 		idle := now.Sub(time.Unix(0, c.lastRead.Load()))
 		if idle > 3*cfg.PingInterval {
 			c.abort()
 			return
 		}
-		if idle > cfg.PingInterval || c.legacy && acked && now.Sub(c.start)%cfg.PingInterval < time.Second {
-			c.mu.Lock()
-			c.pingDue = true
-			c.wakeLocked()
-			c.mu.Unlock()
+		c.mu.Lock()
+		due := false
+		// A ping frame, on either subprotocol, once per interval while
+		// the client is silent; browsers and Node answer it by themselves.
+		if idle > cfg.PingInterval && now.Sub(c.lastPing) > cfg.PingInterval-tickSlack {
+			c.pingDue, c.lastPing, due = true, now, true
 		}
+		// A protocol keep-alive for clients that watch messages: `ka`
+		// every KeepAlive on legacy, a `ping` message after KeepAlive
+		// without a write on graphql-transport-ws.
+		if c.lastKA.IsZero() {
+			c.lastKA = now
+		}
+		if acked && now.Sub(c.lastKA) > cfg.KeepAlive-tickSlack &&
+			(c.legacy || now.Sub(time.Unix(0, c.lastWrite.Load())) > cfg.KeepAlive-tickSlack) {
+			c.kaDue, c.lastKA, due = true, now, true
+		}
+		if due {
+			c.wakeLocked()
+		}
+		c.mu.Unlock()
 	}
 }
 

@@ -103,10 +103,16 @@ func TestWS_QueueDeletedEndsStreamWithCode(t *testing.T) {
 	if m.Type != "error" || m.ID != "s" || !strings.Contains(string(m.Payload), "QUEUE_NOT_FOUND") {
 		t.Fatalf("want error QUEUE_NOT_FOUND, got %+v %s", m, m.Payload)
 	}
-	// Unknown queue on subscribe: same typed error, connection stays up.
+	// Unknown queue on subscribe: an error once the operation runs is a
+	// result then complete, as graphql-ws's reference server sends it
+	// (PROTOCOL.md keeps `error` for what fails "before execution starts,
+	// usually due to validation errors"); the connection stays up.
 	c.subscribe("s2", streamQuery, map[string]any{"q": "qnope"})
-	if m := c.read(); m.Type != "error" || !strings.Contains(string(m.Payload), "QUEUE_NOT_FOUND") {
+	if m := c.read(); m.Type != "next" || m.ID != "s2" || !strings.Contains(string(m.Payload), `"errors":[{`) || !strings.Contains(string(m.Payload), "QUEUE_NOT_FOUND") {
 		t.Fatalf("%+v %s", m, m.Payload)
+	}
+	if m := c.read(); m.Type != "complete" || m.ID != "s2" {
+		t.Fatalf("want complete, got %+v", m)
 	}
 	// Validation errors come as error, without complete.
 	c.subscribe("s3", `subscription { nope }`, nil)

@@ -33,7 +33,11 @@ type clusterConfig struct {
 	// Weight: this node's share of the ring relative to others, 1-16.
 	Weight int `yaml:"weight"`
 	// GossipKeys: base64 AES keys (16, 24 or 32 bytes); the first encrypts.
+	// Required when Bind is not a loopback address, unless TrustedNetwork.
 	GossipKeys []string `yaml:"gossip_keys"`
+	// TrustedNetwork lets a cluster gossip in clear beyond loopback: say
+	// so only when no one else can reach the gossip port.
+	TrustedNetwork bool `yaml:"trusted_network"`
 	// CA is the cluster CA certificate (PEM). With CAKey, each node issues
 	// itself a certificate at start; with Cert and Key, it uses those.
 	// Default: a development CA made in the data directory.
@@ -94,6 +98,11 @@ func (c *clusterConfig) check(where string) []error {
 		b, err := base64.StdEncoding.DecodeString(k)
 		if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
 			errs = append(errs, fmt.Errorf("%s: cluster.gossip_keys[%d]: want base64 of 16, 24 or 32 bytes", where, i))
+		}
+	}
+	if host, _, err := net.SplitHostPort(c.Bind); err == nil && len(c.GossipKeys) == 0 && !c.TrustedNetwork {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			errs = append(errs, fmt.Errorf("%s: cluster.gossip_keys: required when gossip binds %s, beyond loopback (or set cluster.trusted_network: true)", where, host))
 		}
 	}
 	if (c.Cert == "") != (c.Key == "") {

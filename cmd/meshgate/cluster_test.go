@@ -82,6 +82,9 @@ func newTestCluster(t *testing.T) *testCluster {
 	if testing.Short() {
 		t.Skip("multi-process cluster: not in -short")
 	}
+	// Clusters share nothing: distinct 127.0.0.x addresses, ports picked
+	// free, a data directory each.
+	t.Parallel()
 	c := &testCluster{t: t, bin: raceBinary(t), data: t.TempDir(), nodes: map[string]*nodeProc{}}
 	// The first node makes the development key, certificate and cluster CA
 	// that every node of this data directory shares.

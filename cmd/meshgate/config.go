@@ -35,6 +35,8 @@ type fileConfig struct {
 	Auth            struct {
 		Keys          []server.Key `yaml:"keys"`
 		DisableDevKey bool         `yaml:"disable_dev_key"`
+		// MaxTokenLifetime: how far away a token's exp may be (default 8760h).
+		MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 	} `yaml:"auth"`
 	// Faults injects failures on purpose (off by default); see README.
 	Faults faultConfig `yaml:"faults"`
@@ -222,7 +224,8 @@ func (c *fileConfig) tls(log *slog.Logger) (*tls.Config, error) {
 		var fp string
 		var created bool
 		var err error
-		cert, key, fp, created, err = server.EnsureDevCert(c.DataDir)
+		host, _, _ := net.SplitHostPort(c.Listen) // the certificate covers the listen host too
+		cert, key, fp, created, err = server.EnsureDevCert(c.DataDir, host)
 		if err != nil {
 			return nil, err
 		}

@@ -22,6 +22,7 @@ func defaultConfig() (fileConfig, error) {
 		return c, err
 	}
 	c.LogFormat = "auto"
+	c.Auth.MaxTokenLifetime = server.DefaultMaxTokenLifetime
 	c.Store = shard.DefaultConfig()
 	d := server.DefaultConfig()
 	coalesce := !d.WS.NoCoalesce
@@ -34,7 +35,7 @@ func defaultConfig() (fileConfig, error) {
 
 // configComments documents every key `config defaults` prints, by path.
 // TestConfigDefaults fails when a key has none.
-var configComments = map[string]string{ //nolint:gosec // G101: the documentation of config keys such as tls_key, no credential
+var configComments = map[string]string{ //nolint:gosec // G101: key names such as auth.max_token_lifetime, not credentials
 	"listen":                             "HTTPS listen address (--listen)",
 	"data_dir":                           "development key, certificate and cluster CA live here (--data-dir)",
 	"tls_cert":                           "TLS certificate (PEM); empty: a self-signed one in data_dir",
@@ -46,6 +47,7 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"auth":                               "token keys",
 	"auth.keys":                          "JWT verification keys: {id, alg: HS256|EdDSA|RS256, secret_file | public_key_file}",
 	"auth.disable_dev_key":               "true: only auth.keys (production); false: also the development key in data_dir",
+	"auth.max_token_lifetime":            "how far in the future a token's exp may be; later ones are refused",
 	"faults":                             "failure injection, off by default (README: Fault injection)",
 	"faults.seed":                        "makes a run repeatable; 0: random",
 	"faults.http":                        "before each /graphql request",
@@ -77,6 +79,7 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"limits.per_user.subscribe_rate":     "subscribe mutations per second",
 	"limits.per_user.subscribe_burst":    "subscribes above the rate allowed at once (a device starting up)",
 	"limits.per_user.max_streams":        "open WebSocket and SSE streams",
+	"limits.body_timeout":                "reading a request's body; a client that trickles it gets 408",
 	"limits.max_streams":                 "open WebSocket and SSE streams on this node",
 	"limits.websocket":                   "per WebSocket connection",
 	"limits.websocket.max_message_bytes": "one incoming message; larger closes with 1009",
@@ -84,7 +87,9 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"limits.websocket.message_burst":     "messages above the rate allowed at once",
 	"limits.websocket.max_operations":    "concurrent operations",
 	"limits.websocket.init_timeout":      "until connection_init, else close 4408",
+	"limits.websocket.max_queued_bytes":  "frames queued for a connection and not yet written; past it, close 1013",
 	"limits.websocket.ping_interval":     "idle connections are pinged this often, closed after 3 silent intervals",
+	"limits.websocket.keep_alive":        "protocol keep-alive: a ping message after this long with nothing written (graphql-transport-ws), ka this often (legacy)",
 	"limits.websocket.max_lag":           "notifications a stream may fall behind its queue ...",
 	"limits.websocket.lag_grace":         "... for this long before it is closed with 1013",
 	"limits.websocket.coalesce_writes":   "writes coalesce under load (BENCHMARKS.md)",
@@ -97,6 +102,7 @@ var configComments = map[string]string{ //nolint:gosec // G101: the documentatio
 	"cluster.join":                       "gossip addresses of members to join",
 	"cluster.weight":                     "share of the ring relative to others, 1-16; 0: 1",
 	"cluster.gossip_keys":                "base64 AES keys (16, 24 or 32 bytes); the first encrypts; empty: gossip in clear",
+	"cluster.trusted_network":            "true: gossip in clear beyond loopback (only where no one else can reach the gossip port)",
 	"cluster.ca":                         "cluster CA (PEM); empty: a development CA in data_dir",
 	"cluster.ca_key":                     "with ca: each node issues itself a certificate",
 	"cluster.cert":                       "with ca: this node's certificate",

@@ -22,10 +22,8 @@ import (
 // and invite his devices, while carol shares nothing and may not; file and
 // membership changes reach a WebSocket client.
 func TestBinary_PluginsEndToEnd(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "meshgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	t.Parallel() // its own data directory and port
+	bin := plainBinary(t)
 	data := t.TempDir()
 	folder := filepath.Join(data, "storage", "photos")
 	if err := os.MkdirAll(folder, 0o755); err != nil {

@@ -7,12 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,10 +27,8 @@ import (
 // a self-signed certificate, `meshgate token` mints a token that the
 // server accepts, and SIGTERM stops it cleanly.
 func TestBinary_ServeTokenAndShutdown(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "meshgate")
-	if out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	t.Parallel() // its own data directory and port
+	bin := raceBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -145,6 +145,33 @@ func TestConfig_ReportsEveryErrorAtOnce(t *testing.T) {
 	if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "not_a_key") {
 		t.Fatalf("unknown key: %v", err)
 	}
+}
+
+var (
+	plainBinOnce sync.Once
+	plainBin     string
+	plainBinErr  error
+)
+
+// plainBinary builds meshgate without the race detector once for the
+// tests that run it with its plugins (subprocesses of the same binary).
+func plainBinary(t *testing.T) string {
+	t.Helper()
+	plainBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "meshgate-bin")
+		if err != nil {
+			plainBinErr = err
+			return
+		}
+		plainBin = filepath.Join(dir, "meshgate")
+		if out, err := exec.Command("go", "build", "-o", plainBin, ".").CombinedOutput(); err != nil {
+			plainBinErr = fmt.Errorf("build: %w\n%s", err, out)
+		}
+	})
+	if plainBinErr != nil {
+		t.Fatal(plainBinErr)
+	}
+	return plainBin
 }
 
 // lockedBuffer is written by exec's copier while the test reads it.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,10 +17,8 @@ import (
 // built-in plugins, kills it with SIGKILL (no chance to clean up), and
 // checks that no plugin process outlives it.
 func TestBinary_PluginsDieWithTheGateway(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "meshgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	t.Parallel() // its own data directory and port
+	bin := plainBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	srv := exec.CommandContext(ctx, bin, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0")

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"meshgate/examples/web"
 	"meshgate/graph"
 	"meshgate/internal/gctune"
 	"meshgate/plugins/host"
@@ -26,6 +28,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "YAML config file (see README: Configuration)")
 	faultSpec := fs.String("faults", "", "inject faults, e.g. http.error=0.1,http.delay=50ms,http.delay_p=0.2,plugins.error=0.05 (off by default)")
 	debugListen := fs.String("debug-listen", "", "serve net/http/pprof on this address (loopback only, e.g. 127.0.0.1:6060); off by default")
+	examples := fs.Bool("examples", false, "serve the example web page (examples/web) under /examples/")
 	given := settingFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -72,6 +75,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	auth.SetMaxLifetime(cfg.Auth.MaxTokenLifetime)
 
 	plugins := cfg.Plugins
 	if plugins == nil {
@@ -121,6 +125,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := server.New(srvCfg, auth, node, &graph.Resolver{Backend: node, Publishers: routed, MaxPayloadBytes: cfg.Server.MaxPayloadBytes})
 	if err != nil {
 		return err
+	}
+
+	if *examples {
+		srv.Handle("GET /examples/", http.StripPrefix("/examples/", http.FileServerFS(web.Files)))
 	}
 
 	l, err := net.Listen("tcp", cfg.Listen)

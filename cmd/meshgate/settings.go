@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"strconv"
 )
 
@@ -32,75 +31,52 @@ var settings = []setting{
 	{"join", "cluster: comma-separated gossip addresses of members to join", func(c *fileConfig) any { return &c.Cluster.Join }},
 	{"weight", "cluster: this node's share of the ring relative to others, 1-16 (default 1)", func(c *fileConfig) any { return &c.Cluster.Weight }},
 	{"gossip-key", "cluster: comma-separated base64 AES keys encrypting gossip; the first encrypts", func(c *fileConfig) any { return &c.Cluster.GossipKeys }},
+	{"trusted-network", "cluster: gossip in clear beyond loopback (only where no one else can reach the gossip port)", func(c *fileConfig) any { return &c.Cluster.TrustedNetwork }},
 	{"cluster-ca", "cluster: CA certificate for node-to-node mutual TLS (default: a development CA in the data directory)", func(c *fileConfig) any { return &c.Cluster.CA }},
 	{"cluster-ca-key", "cluster: CA key; each node issues itself a certificate", func(c *fileConfig) any { return &c.Cluster.CAKey }},
 	{"cluster-cert", "cluster: this node's certificate, issued by --cluster-ca", func(c *fileConfig) any { return &c.Cluster.Cert }},
 	{"cluster-key", "cluster: this node's key", func(c *fileConfig) any { return &c.Cluster.Key }},
 }
 
-// settingFlags registers every setting on fs. The values wait until
-// apply, since flags are parsed before the file they override is read.
+// settingFlags registers a flag per setting on fs, of the field's type
+// (so flag checks the text and its help shows the type). Their values wait
+// until apply, since flags are parsed before the file they override is read.
 func settingFlags(fs *flag.FlagSet) *settingValues {
-	sv := &settingValues{}
 	for _, s := range settings {
-		v := &settingValue{s: s}
-		sv.all = append(sv.all, v)
-		fs.Var(v, s.flag, s.usage)
+		switch s.field(&fileConfig{}).(type) {
+		case *string, *[]string:
+			fs.String(s.flag, "", s.usage)
+		case *bool:
+			fs.Bool(s.flag, false, s.usage)
+		case *int:
+			fs.Int(s.flag, 0, s.usage)
+		default:
+			panic("setting " + s.flag + ": a field of a type the table does not know")
+		}
 	}
-	return sv
+	return &settingValues{fs: fs}
 }
 
-type settingValues struct{ all []*settingValue }
+type settingValues struct{ fs *flag.FlagSet }
 
 // apply writes every setting given (by flag or environment) into c.
 func (sv *settingValues) apply(c *fileConfig) {
-	for _, v := range sv.all {
-		if v.given {
-			_ = v.store(c) // Set already parsed it
+	given := map[string]string{}
+	sv.fs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+	for _, s := range settings {
+		raw, ok := given[s.flag]
+		if !ok {
+			continue
+		}
+		switch p := s.field(c).(type) {
+		case *string:
+			*p = raw
+		case *[]string:
+			*p = splitList(raw)
+		case *bool:
+			*p, _ = strconv.ParseBool(raw) // flag parsed it already
+		case *int:
+			*p, _ = strconv.Atoi(raw)
 		}
 	}
-}
-
-// settingValue is one setting's flag.Value: it checks the text when the
-// flag is set and stores it into a config on apply.
-type settingValue struct {
-	s     setting
-	raw   string
-	given bool
-}
-
-func (v *settingValue) String() string { return v.raw }
-
-func (v *settingValue) IsBoolFlag() bool {
-	_, ok := v.s.field(&fileConfig{}).(*bool)
-	return ok
-}
-
-func (v *settingValue) Set(raw string) error {
-	v.raw, v.given = raw, true
-	return v.store(&fileConfig{}) // parse now, so a bad value fails at the flag
-}
-
-func (v *settingValue) store(c *fileConfig) error {
-	switch p := v.s.field(c).(type) {
-	case *string:
-		*p = v.raw
-	case *[]string:
-		*p = splitList(v.raw)
-	case *bool:
-		b, err := strconv.ParseBool(v.raw)
-		if err != nil {
-			return err
-		}
-		*p = b
-	case *int:
-		n, err := strconv.Atoi(v.raw)
-		if err != nil {
-			return err
-		}
-		*p = n
-	default:
-		panic(fmt.Sprintf("setting %s: field of type %T", v.s.flag, p))
-	}
-	return nil
 }

@@ -33,8 +33,8 @@ func TestSettings_OverrideTheFile(t *testing.T) {
 	}
 }
 
-// TestSettings_EveryFieldIsSettable: each entry points at a field of a
-// type the table knows (a wrong one would panic at run time).
+// TestSettings_EveryFieldIsSettable: each entry is declared once and
+// points at a field of a type the table knows (else settingFlags panics).
 func TestSettings_EveryFieldIsSettable(t *testing.T) {
 	seen := map[string]bool{}
 	for _, s := range settings {
@@ -42,13 +42,25 @@ func TestSettings_EveryFieldIsSettable(t *testing.T) {
 			t.Errorf("%s: declared twice", s.flag)
 		}
 		seen[s.flag] = true
-		v := &settingValue{s: s}
-		raw := "1"
-		if v.IsBoolFlag() {
-			raw = "true"
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	settingFlags(fs)
+	var args []string
+	for _, s := range settings {
+		if f := fs.Lookup(s.flag); f == nil {
+			t.Errorf("%s: no flag", s.flag)
+		} else if _, isBool := s.field(&fileConfig{}).(*bool); isBool {
+			args = append(args, "--"+s.flag)
+		} else {
+			args = append(args, "--"+s.flag, "1")
 		}
-		if err := v.Set(raw); err != nil {
-			t.Errorf("%s: %v", s.flag, err)
-		}
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	var c fileConfig
+	(&settingValues{fs: fs}).apply(&c)
+	if c.Listen != "1" || c.Cluster.Weight != 1 || !c.InsecureHTTP || len(c.Cluster.Join) != 1 {
+		t.Fatalf("%+v", c)
 	}
 }

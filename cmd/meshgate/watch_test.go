@@ -19,6 +19,7 @@ func TestBinary_WatchRidesThroughRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
+	t.Parallel() // its own data directory and port
 	bin := raceBinary(t)
 	data := t.TempDir()
 	listen := freeTCP(t, "127.0.0.1")

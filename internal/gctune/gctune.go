@@ -14,6 +14,8 @@ package gctune
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -21,7 +23,9 @@ import (
 	"time"
 )
 
-// Config bounds the headroom. The zero value of a field means its default.
+// Config bounds the headroom. The zero value of a field means its default;
+// Validate reports values out of range (Run itself never fails: it falls
+// back to the defaults).
 type Config struct {
 	// Headroom is the heap growth allowed above the live heap between two
 	// collections, in bytes. Default 32 MiB.
@@ -31,6 +35,22 @@ type Config struct {
 	MinPercent, MaxPercent int
 	// Interval is how often the live heap is read. Default 1 s.
 	Interval time.Duration
+}
+
+// Validate reports every field that is out of range, all at once, so a
+// caller learns of a bad value instead of Run quietly using a default.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MinPercent < 0 || c.MaxPercent < 0 {
+		errs = append(errs, fmt.Errorf("gctune: MinPercent %d and MaxPercent %d must not be negative", c.MinPercent, c.MaxPercent))
+	}
+	if c.MinPercent > 0 && c.MaxPercent > 0 && c.MaxPercent < c.MinPercent {
+		errs = append(errs, fmt.Errorf("gctune: MaxPercent %d is below MinPercent %d", c.MaxPercent, c.MinPercent))
+	}
+	if c.Interval < 0 {
+		errs = append(errs, fmt.Errorf("gctune: Interval %s must not be negative", c.Interval))
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultHeadroom is Config.Headroom's default: 32 MiB.

@@ -74,3 +74,14 @@ func gogc() int {
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
 }
+
+func TestConfig_Validate(t *testing.T) {
+	if err := (Config{}).Validate(); err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	for _, c := range []Config{{MinPercent: -1}, {MaxPercent: 20, MinPercent: 50}, {Interval: -time.Second}} {
+		if c.Validate() == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}

@@ -76,7 +76,8 @@ func TestPlugins_PublishDirectAnswersAsAPublishCall(t *testing.T) {
 
 			// Refusals are the same: another user's resource is still not
 			// readable, an unknown scheme is unknown, and an event the
-			// host would drop (a bad etag) reaches nobody.
+			// host would drop (a bad etag) reaches nobody, and a payload that
+			// is not JSON is replaced and the change still delivered.
 			if _, err := r.h.Authorize(ctx, bob, res, ""); !errors.Is(err, shard.ErrForbidden) {
 				t.Fatalf("bob: %v", err)
 			}
@@ -86,7 +87,7 @@ func TestPlugins_PublishDirectAnswersAsAPublishCall(t *testing.T) {
 			if n, err := r.h.Publish(ctx, alice, res, "bad etag\n", nil); err != nil || n != 0 {
 				t.Fatalf("bad etag: %d %v", n, err)
 			}
-			if n, err := r.h.Publish(ctx, alice, res, "v201", []byte(`{not json`)); err != nil || n != 0 {
+			if n, err := r.h.Publish(ctx, alice, res, "v201", []byte(`{not json`)); err != nil || n != 1 {
 				t.Fatalf("bad payload: %d %v", n, err)
 			}
 		})

@@ -22,11 +22,20 @@ type Sink interface {
 	Deliver(ev *shard.Event) int
 	Revoke(resource, user, device string) int
 	ResourcesWithScheme(scheme string) map[string]string
+	SubscribersWithScheme(scheme string) []shard.Subscriber
 }
 
-// MaxPayload caps an event's payload from a plugin; larger events are
-// dropped with a warning.
+// MaxPayload caps an event's payload from a plugin. A larger payload, or
+// one that is not JSON, is replaced (see droppedPayload): the event is
+// still delivered, with its etag, never dropped in silence.
 const MaxPayload = 64 << 10
+
+// MaxMessageBytes caps one message the gateway receives from a plugin
+// (gRPC's receive limit, checked before decoding): room for a Current
+// answer of 1000 resources and a Publish answer of a few events. A
+// larger answer fails its call with UNAVAILABLE; a larger Watch event
+// ends the stream and the plugin is restarted (and re-checked).
+const MaxMessageBytes = 1 << 20
 
 // Host runs the publisher plugins and answers for them. Safe for
 // concurrent use. Create it with New, start it with Start, stop it with
@@ -44,6 +53,8 @@ type Host struct {
 
 	sessions *sessions
 	faults   *faults.Injector
+	// dependents wakes runDependents (capacity 1: kicks coalesce).
+	dependents chan struct{}
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -60,7 +71,7 @@ func New(cfg Config, sink Sink) (*Host, error) {
 	h := &Host{
 		cfg: cfg, log: cfg.Logger.With("component", "plugins"), sink: sink,
 		running: make(map[string]*instance), known: make(map[string]string), all: make(map[*instance]struct{}),
-		health: make(map[string]*Health),
+		health: make(map[string]*Health), dependents: make(chan struct{}, 1),
 	}
 	for _, p := range cfg.Plugins {
 		h.health[p.Name] = &Health{Name: p.Name}
@@ -95,6 +106,11 @@ func (h *Host) Start(ctx context.Context) {
 	go func() {
 		defer h.wg.Done()
 		h.sessions.run(runCtx)
+	}()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.runDependents(runCtx)
 	}()
 	for range h.cfg.Plugins {
 		select {
@@ -251,6 +267,8 @@ func callError(name string, err error) error {
 		return fmt.Errorf("%w: %s", shard.ErrInvalidInput, status.Convert(err).Message())
 	case codes.PermissionDenied:
 		return fmt.Errorf("%w: %s", shard.ErrForbidden, status.Convert(err).Message())
+	case codes.ResourceExhausted:
+		return fmt.Errorf("%w: publisher %s: answer larger than %d bytes", shard.ErrUnavailable, name, MaxMessageBytes)
 	}
 	return fmt.Errorf("%w: publisher %s: %s", shard.ErrUnavailable, name, status.Convert(err).Message())
 }
@@ -258,6 +276,11 @@ func callError(name string, err error) error {
 // handleWatch handles an event the plugin reported on its own: in a
 // cluster, only the resource's owner delivers it (see Config.Owns).
 func (inst *instance) handleWatch(ev *pb.Event) int {
+	if ev.GetKind() == pb.Event_REVOKED {
+		// Every node re-checks the dependent lists it holds, owner of
+		// this resource or not.
+		inst.h.kickDependents()
+	}
 	if own := inst.h.cfg.Owns; own != nil && !inst.sessions && !own(ev.GetResource()) {
 		return 0
 	}
@@ -307,6 +330,14 @@ func (inst *instance) handle(ev *pb.Event) int {
 		return 0
 	}
 	payload := ev.GetPayload()
+	switch {
+	case len(payload) > MaxPayload:
+		h.log.Warn("plugin event payload replaced: too large", "plugin", inst.name, "resource", ev.GetResource(), "bytes", len(payload))
+		payload = droppedPayload(fmt.Sprintf("larger than %d bytes", MaxPayload), len(payload))
+	case len(payload) > 0 && !json.Valid(payload):
+		h.log.Warn("plugin event payload replaced: not JSON", "plugin", inst.name, "resource", ev.GetResource(), "bytes", len(payload))
+		payload = droppedPayload("not JSON", len(payload))
+	}
 	at := h.cfg.Now()
 	if t := ev.GetTimeUnixNano(); t > 0 {
 		at = time.Unix(0, t)
@@ -326,7 +357,16 @@ func (inst *instance) handle(ev *pb.Event) int {
 	return 0
 }
 
-// valid reports whether inst may deliver ev, and logs why not.
+// droppedPayload stands in for a payload the gateway will not carry:
+// subscribers still learn the resource changed (and its etag), and why
+// they get no details.
+func droppedPayload(reason string, n int) []byte {
+	b, _ := json.Marshal(map[string]any{"dropped": true, "reason": "payload " + reason, "bytes": n})
+	return b
+}
+
+// valid reports whether inst may deliver ev at all (its scheme, a good
+// etag), and logs why not.
 func (inst *instance) valid(ev *pb.Event) bool {
 	h := inst.h
 	scheme, _, err := shard.ParseResource(ev.GetResource())
@@ -336,11 +376,6 @@ func (inst *instance) valid(ev *pb.Event) bool {
 	}
 	if shard.ValidEtag(ev.GetEtag()) != nil {
 		h.log.Warn("plugin event dropped: bad etag", "plugin", inst.name, "resource", ev.GetResource())
-		return false
-	}
-	payload := ev.GetPayload()
-	if len(payload) > MaxPayload || len(payload) > 0 && !json.Valid(payload) {
-		h.log.Warn("plugin event dropped: payload not JSON or too large", "plugin", inst.name, "resource", ev.GetResource(), "bytes", len(payload))
 		return false
 	}
 	return true

@@ -44,6 +44,8 @@ func TestMain(m *testing.M) {
 			sdk.Serve(slow{})
 		case "burst":
 			sdk.Serve(&burst{})
+		case "big":
+			sdk.Serve(big{})
 		}
 		os.Exit(2)
 	}

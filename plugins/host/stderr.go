@@ -8,9 +8,13 @@ import (
 	"sync"
 )
 
-// logWriter routes a plugin's stderr into slog under the plugin's name:
-// JSON lines keep their level, message and attributes (whatever their
-// types); other lines are logged as they are. It never fails, so a
+// logWriter routes a plugin's stderr into slog under the plugin's name.
+// Every line is logged with the constant message "plugin log" and the
+// plugin's content in one group, plugin_log: a JSON line's fields
+// (its message as plugin_log.msg) keep their values and set the level;
+// another line is plugin_log.line. The invariant: a plugin cannot write
+// a line that reads as the gateway's own, nor override a key the
+// gateway sets (msg, component, plugin, ...). It never fails, so a
 // plugin's output cannot break the host.
 type logWriter struct {
 	log *slog.Logger
@@ -45,7 +49,7 @@ func (w *logWriter) line(b []byte) {
 	}
 	var m map[string]any
 	if b[0] != '{' || json.Unmarshal(b, &m) != nil {
-		w.log.Info(string(b))
+		w.log.Info(pluginLogMsg, slog.Group(pluginLogGroup, "line", string(b)))
 		return
 	}
 	level := slog.LevelInfo
@@ -54,26 +58,25 @@ func (w *logWriter) line(b []byte) {
 	} else if l, ok := m["@level"].(string); ok {
 		_ = level.UnmarshalText([]byte(l))
 	}
-	msg := "plugin log"
+	attrs := make([]any, 0, 2*len(m))
 	for _, k := range []string{"msg", "@message", "message"} {
 		if v, ok := m[k]; ok {
-			if s, ok := v.(string); ok {
-				msg = s
-			} else {
-				j, _ := json.Marshal(v)
-				msg = string(j)
-			}
+			attrs = append(attrs, "msg", v)
 			delete(m, k)
 			break
 		}
 	}
-	attrs := make([]any, 0, 2*len(m))
 	for k, v := range m {
 		switch k {
-		case "time", "level", "@level", "@timestamp":
+		case "time", "level", "@level", "@timestamp", "msg":
 			continue
 		}
 		attrs = append(attrs, k, v)
 	}
-	w.log.Log(context.Background(), level, msg, attrs...)
+	w.log.Log(context.Background(), level, pluginLogMsg, slog.Group(pluginLogGroup, attrs...))
 }
+
+const (
+	pluginLogMsg   = "plugin log"
+	pluginLogGroup = "plugin_log"
+)

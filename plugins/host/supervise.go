@@ -10,10 +10,12 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	pb "meshgate/plugins/proto"
 	"meshgate/plugins/sdk"
@@ -31,6 +33,11 @@ type instance struct {
 	up       bool
 	sessions bool    // wants SessionEvents
 	direct   *direct // publish_direct: publishes delivered without a call; nil otherwise
+
+	// asks is set once the plugin has asked the host to authorize
+	// something: its decisions depend on other plugins' (see
+	// kickDependents).
+	asks atomic.Bool
 
 	sendMu sync.Mutex
 	host   pb.Publisher_HostClient
@@ -79,24 +86,37 @@ func (h *Host) supervise(ctx context.Context, p Plugin, first chan<- struct{}) {
 	}
 }
 
-// command builds p's command line with a minimal environment.
-func (h *Host) command(p Plugin) (*exec.Cmd, *plugin.SecureConfig, error) {
+// command builds p's command line with a minimal environment. For an
+// external plugin it also returns the open, checked executable (see
+// openPlugin), which the caller closes once the process has started.
+func (h *Host) command(p Plugin) (*exec.Cmd, *plugin.SecureConfig, *os.File, error) {
 	var cmd *exec.Cmd
 	var sc *plugin.SecureConfig
+	var bin *os.File
 	if p.Builtin != "" {
 		c, err := h.cfg.SelfCommand(p.Builtin)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cmd = c
 	} else {
 		sum, err := hex.DecodeString(p.SHA256)
 		if err != nil {
-			return nil, nil, fmt.Errorf("sha256: %w", err)
+			return nil, nil, nil, fmt.Errorf("sha256: %w", err)
+		}
+		bin, err = openPlugin(p.Path, sum)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("plugin file: %w", err)
 		}
 		cmd = exec.Command(p.Path, p.Args...)
-		// A SecureConfig is used up by one launch: make one each time.
-		sc = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		if fd, ok := execPath(); ok {
+			// Execute the file that was hashed, not whatever the path
+			// names by now.
+			cmd.Path, cmd.ExtraFiles = fd, []*os.File{bin}
+		} else {
+			// A SecureConfig is used up by one launch: make one each time.
+			sc = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		}
 	}
 	env := cmd.Env // SelfCommand may set test variables
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"} {
@@ -112,14 +132,17 @@ func (h *Host) command(p Plugin) (*exec.Cmd, *plugin.SecureConfig, error) {
 	}
 	cmd.Env = env
 	setDeathSignal(cmd)
-	return cmd, sc, nil
+	return cmd, sc, bin, nil
 }
 
 // runOnce starts p, serves it until it dies or ctx ends, and cleans up.
 func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func()) error {
-	cmd, sc, err := h.command(p)
+	cmd, sc, bin, err := h.command(p)
 	if err != nil {
 		return err
+	}
+	if bin != nil {
+		defer bin.Close() // the child has its own descriptor once started
 	}
 	log := h.log.With("plugin", p.Name)
 	proc := plugin.NewClient(&plugin.ClientConfig{
@@ -131,6 +154,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     15 * time.Second,
+		// Bound what a plugin can make the gateway decode (gRPC's
+		// default would be 2 GiB through go-plugin).
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
 		// go-plugin's own log parser is off: a plugin's stderr goes, line
 		// by line, into our log under its name, whatever it writes.
 		Logger: hclog.NewNullLogger(),
@@ -179,6 +205,12 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 		go inst.direct.report(runCtx, inst)
 	}
 	h.sessions.replay(inst)
+	if attempt > 0 {
+		// Before any of its events is read: access first, then etags.
+		if _, err := h.recheck(ctx, inst); err != nil {
+			return err
+		}
+	}
 	log.Info("plugin up", "version", inst.version, "schemes", inst.schemes, "attempt", attempt)
 	if attempt > 0 {
 		h.resync(ctx, inst)
@@ -310,6 +342,7 @@ func (inst *instance) serveHost(ctx context.Context, hs pb.Publisher_HostClient)
 		if ask == nil {
 			continue
 		}
+		inst.asks.Store(true)
 		go func() {
 			ans := &pb.Answer{Id: ask.GetId()}
 			req := ask.GetRequest()

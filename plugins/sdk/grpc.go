@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -101,7 +103,8 @@ func (s *server) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.Publish
 	return out, nil
 }
 
-// Watch sends emitted events until the host cancels.
+// Watch sends emitted events until the host cancels. Events are checked
+// by emit before they are queued: a Send error here is the stream's end.
 func (s *server) Watch(_ *pb.WatchRequest, stream pb.Publisher_WatchServer) error {
 	for {
 		select {
@@ -180,7 +183,20 @@ func (h hostAPI) Authorize(ctx context.Context, p Principal, resource, proof str
 	return h.s.ask(ctx, p, resource, proof)
 }
 
+// ErrBadEvent is an event Emit refuses: one of its strings is not UTF-8,
+// which protobuf cannot marshal.
+var ErrBadEvent = errors.New("sdk: event has a string that is not UTF-8")
+
 func (s *server) emit(ctx context.Context, ev Event) error {
+	if !utf8.ValidString(ev.Resource) || !utf8.ValidString(ev.Etag) || !utf8.ValidString(ev.Principal.User) || !utf8.ValidString(ev.Principal.Device) {
+		Logger().Warn("event refused: not UTF-8", "resource", strconv.QuoteToASCII(ev.Resource), "user", strconv.QuoteToASCII(ev.Principal.User))
+		return ErrBadEvent
+	}
+	for _, sc := range ev.Principal.Scopes {
+		if !utf8.ValidString(sc) {
+			return ErrBadEvent
+		}
+	}
 	select {
 	case s.events <- eventProto(ev):
 		return nil

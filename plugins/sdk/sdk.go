@@ -121,7 +121,10 @@ type SessionWatcher interface {
 // Host is the gateway, as a plugin sees it.
 type Host interface {
 	// Emit reports an event. It blocks while the gateway is not reading
-	// (bounded buffer) and returns ctx.Err() if ctx ends first.
+	// (bounded buffer) and returns ctx.Err() if ctx ends first. An event
+	// that cannot go on the wire (a string that is not UTF-8) is refused
+	// with ErrBadEvent and never reaches the stream, so one bad event
+	// cannot end the stream and lose the events behind it.
 	Emit(ctx context.Context, ev Event) error
 	// Authorize asks the owner of resource (another publisher) whether p
 	// may read it.

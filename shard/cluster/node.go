@@ -115,6 +115,8 @@ type Node struct {
 	stripes [64]sync.RWMutex
 	rebalMu sync.Mutex
 
+	admit admission // members whose identity is verified (admit.go)
+
 	ml      *memberlist.Memberlist
 	grpcSrv *grpc.Server
 	rpcLn   net.Listener
@@ -408,7 +410,7 @@ func (n *Node) rebuild() {
 	n.metaMu.Lock()
 	for _, m := range ms {
 		var md meta
-		if err := json.Unmarshal(n.metas[m.Name], &md); err != nil || md.RPC == "" {
+		if err := json.Unmarshal(n.metas[m.Name], &md); err != nil || md.RPC == "" || !n.admitted(m.Name, md.RPC) {
 			continue
 		}
 		alive[m.Name] = member{rpc: md.RPC, weight: md.Weight}

@@ -43,6 +43,10 @@ type Ring struct {
 	// pointer load. Allocated on first use.
 	cacheOnce sync.Once
 	cache     []atomic.Pointer[cached]
+
+	// Shares samples the ring (~10 ms); a ring never changes, so once.
+	sharesOnce sync.Once
+	shares     map[string]float64
 }
 
 type cached struct{ key, owner string }
@@ -102,8 +106,14 @@ func (r *Ring) Owner(key string) string {
 	return n
 }
 
-// Shares estimates each node's share of the key space (0–1) by sampling.
+// Shares estimates each node's share of the key space (0–1) by sampling,
+// once per ring. Safe for concurrent use; the map is the caller's.
 func (r *Ring) Shares() map[string]float64 {
+	r.sharesOnce.Do(func() { r.shares = r.sampleShares() })
+	return maps.Clone(r.shares)
+}
+
+func (r *Ring) sampleShares() map[string]float64 {
 	out := make(map[string]float64, len(r.nodes))
 	if r.hr == nil {
 		return out

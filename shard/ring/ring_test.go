@@ -54,3 +54,13 @@ func BenchmarkOwnerCached(b *testing.B) {
 		r.Owner("qabc")
 	}
 }
+
+func TestShares_SampledOnceAndTheCallersToChange(t *testing.T) {
+	r := New(1, map[string]int{"n1": 1, "n2": 1})
+	a := r.Shares()
+	a["n1"] = 7
+	b := r.Shares()
+	if b["n1"] == 7 || b["n1"]+b["n2"] < 0.999 {
+		t.Fatalf("second call %v after the first's map was changed", b)
+	}
+}

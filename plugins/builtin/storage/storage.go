@@ -8,7 +8,10 @@
 //     with <user> (presence asks this)
 //
 // A folder's members are the user ids in its `.members` file, one per
-// line. The etag of the contents is a digest of the listing (paths, sizes,
+// line: ids of the token grammar (1-128 bytes of A-Za-z0-9-._@); other
+// lines (not UTF-8, spaces, too long) are skipped and reported in the log
+// with their line number, and never become members. A `.members` is read
+// up to MaxMembersBytes and MaxMembers ids. The etag of the contents is a digest of the listing (paths, sizes,
 // modification times); the payload of a change lists what was added,
 // modified and removed. Removing a member emits REVOKED for that user on
 // both of the folder's resources. Changes are seen through fsnotify,
@@ -16,10 +19,13 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 
@@ -36,6 +43,19 @@ import (
 
 // MembersFile names the members list in a folder.
 const MembersFile = ".members"
+
+// Limits on one folder's members list and on a change's payload.
+const (
+	// MaxMembersBytes is how much of a .members file is read; the rest is
+	// ignored and reported.
+	MaxMembersBytes = 1 << 20
+	// MaxMembers caps a folder's members.
+	MaxMembers = 10000
+	// MaxPayloadBytes caps a change's payload, below the gateway's 64 KiB:
+	// a listing that does not fit names the first entries that do and
+	// says "truncated": true with the counts.
+	MaxPayloadBytes = 48 << 10
+)
 
 // Publisher serves `storage:` from a directory.
 type Publisher struct {
@@ -47,16 +67,19 @@ type Publisher struct {
 	folders map[string]*folder
 
 	// scanned is closed once Run watches the tree and has scanned it:
-	// changes made after that are seen. Tests wait on it.
+	// changes made after that are seen (tests wait on it), and Authorize
+	// and Current answer only after it: before, an empty map would deny
+	// every member, and a re-check after a restart would revoke them all.
 	scanned     chan struct{}
 	scannedOnce sync.Once
 }
 
 type folder struct {
-	files   map[string]fileInfo // relative path → info
-	members []string            // sorted
-	etag    string
-	metag   string
+	files    map[string]fileInfo // relative path → info
+	members  []string            // sorted, distinct
+	isMember map[string]bool     // the same ids, for constant-time checks
+	etag     string
+	metag    string
 }
 
 type fileInfo struct {
@@ -88,8 +111,21 @@ func parse(resource string) (name string, members bool, ok bool) {
 	return "", false, false
 }
 
+// waitReady waits for the first scan.
+func (p *Publisher) waitReady(ctx context.Context) error {
+	select {
+	case <-p.scanned:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Authorize lets members read their folders.
-func (p *Publisher) Authorize(_ context.Context, who sdk.Principal, resource, _ string) (sdk.Decision, error) {
+func (p *Publisher) Authorize(ctx context.Context, who sdk.Principal, resource, _ string) (sdk.Decision, error) {
+	if err := p.waitReady(ctx); err != nil {
+		return sdk.Decision{}, err
+	}
 	if peer, ok := strings.CutPrefix(resource, "storage:peers/"); ok {
 		if p.sharesFolder(who.User, peer) {
 			return sdk.Allow(""), nil
@@ -103,7 +139,7 @@ func (p *Publisher) Authorize(_ context.Context, who sdk.Principal, resource, _ 
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	f := p.folders[name]
-	if f == nil || !slices.Contains(f.members, who.User) {
+	if f == nil || !f.isMember[who.User] {
 		return sdk.Deny("not a member of folder " + name), nil
 	}
 	if members {
@@ -116,7 +152,7 @@ func (p *Publisher) sharesFolder(a, b string) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, f := range p.folders {
-		if slices.Contains(f.members, a) && slices.Contains(f.members, b) {
+		if f.isMember[a] && f.isMember[b] {
 			return true
 		}
 	}
@@ -124,7 +160,10 @@ func (p *Publisher) sharesFolder(a, b string) bool {
 }
 
 // Current implements sdk.Publisher.
-func (p *Publisher) Current(_ context.Context, resources []string) (map[string]string, error) {
+func (p *Publisher) Current(ctx context.Context, resources []string) (map[string]string, error) {
+	if err := p.waitReady(ctx); err != nil {
+		return nil, err
+	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	out := make(map[string]string, len(resources))
@@ -262,7 +301,7 @@ func (p *Publisher) scanFolder(ctx context.Context, h sdk.Host, name string, emi
 		return
 	}
 	dir := filepath.Join(p.root, name)
-	next := &folder{files: map[string]fileInfo{}}
+	next := &folder{files: map[string]fileInfo{}, isMember: map[string]bool{}}
 	exists := false
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
 		exists = true
@@ -281,7 +320,12 @@ func (p *Publisher) scanFolder(ctx context.Context, h sdk.Host, name string, emi
 			next.files[filepath.ToSlash(rel)] = fileInfo{info.Size(), info.ModTime().UnixNano()}
 			return nil
 		})
-		next.members = readMembers(filepath.Join(dir, MembersFile))
+		next.members = readMembers(filepath.Join(dir, MembersFile), func(line int, why string) {
+			sdk.Logger().Warn("storage: .members line skipped", "folder", name, "line", line, "why", why)
+		})
+		for _, m := range next.members {
+			next.isMember[m] = true
+		}
 	}
 	next.etag = listingDigest(next.files)
 	next.metag = digest([]byte(strings.Join(next.members, "\n")))
@@ -295,41 +339,116 @@ func (p *Publisher) scanFolder(ctx context.Context, h sdk.Host, name string, emi
 	}
 	p.mu.Unlock()
 	if prev == nil {
-		prev = &folder{files: map[string]fileInfo{}, etag: emptyEtag, metag: digest(nil)}
+		prev = &folder{files: map[string]fileInfo{}, isMember: map[string]bool{}, etag: emptyEtag, metag: digest(nil)}
 	}
 	if !emit {
 		return
 	}
 	res := "storage:folders/" + name
-	if prev.etag != next.etag {
-		_ = h.Emit(ctx, sdk.Event{Kind: sdk.Changed, Resource: res, Etag: next.etag, Payload: diff(prev.files, next.files)})
-	}
+	// Revocations first: a member removed in the same scan as a change
+	// must be gone before the change (whose payload names files) is
+	// delivered; the host handles a plugin's events in order.
+	var added, removed []string
 	if prev.metag != next.metag {
-		added, removed := setDiff(prev.members, next.members)
-		payload, _ := json.Marshal(map[string]any{"members": nonNil(next.members), "added": nonNil(added), "removed": nonNil(removed)})
-		_ = h.Emit(ctx, sdk.Event{Kind: sdk.Changed, Resource: res + "/members", Etag: next.metag, Payload: payload})
+		added, removed = setDiff(prev, next)
 		for _, u := range removed {
 			for _, r := range []string{res, res + "/members"} {
 				_ = h.Emit(ctx, sdk.Event{Kind: sdk.Revoked, Resource: r, Principal: sdk.Principal{User: u}})
 			}
 		}
 	}
+	if prev.metag != next.metag {
+		_ = h.Emit(ctx, sdk.Event{Kind: sdk.Changed, Resource: res + "/members", Etag: next.metag, Payload: membersPayload(next.members, added, removed)})
+	}
+	if prev.etag != next.etag {
+		_ = h.Emit(ctx, sdk.Event{Kind: sdk.Changed, Resource: res, Etag: next.etag, Payload: diff(prev.files, next.files)})
+	}
 }
 
-func readMembers(path string) []string {
-	b, err := os.ReadFile(path)
+// readMembers reads a members file: one id per line, blank lines and
+// lines starting with # ignored. A line that is not an id is reported
+// through bad (with its 1-based number) and skipped. Linear in the file,
+// which is read up to MaxMembersBytes; at most MaxMembers ids are kept.
+func readMembers(path string, bad func(line int, why string)) []string {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		l = strings.TrimSpace(l)
-		if l != "" && !strings.HasPrefix(l, "#") && !slices.Contains(out, l) {
-			out = append(out, l)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxMembersBytes+1))
+	if err != nil {
+		return nil
+	}
+	if len(b) > MaxMembersBytes {
+		bad(0, fmt.Sprintf("file longer than %d bytes: the rest is ignored", MaxMembersBytes))
+		b = b[:MaxMembersBytes]
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			b = b[:i] // no half line
 		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for i, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") || seen[l] {
+			continue
+		}
+		if why := badID(l); why != "" {
+			bad(i+1, why)
+			continue
+		}
+		if len(out) == MaxMembers {
+			bad(i+1, fmt.Sprintf("more than %d members: the rest is ignored", MaxMembers))
+			break
+		}
+		seen[l] = true
+		out = append(out, l)
 	}
 	slices.Sort(out)
 	return out
+}
+
+// badID says why s is not a user id of the gateway's token grammar
+// (1-128 bytes of A-Za-z0-9-._@, not "." or ".."), or "" if it is one.
+func badID(s string) string {
+	if !utf8.ValidString(s) {
+		return "not UTF-8"
+	}
+	if len(s) > 128 {
+		return "longer than 128 bytes"
+	}
+	if s == "." || s == ".." {
+		return "not an id"
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '@') {
+			return "not an id (A-Za-z0-9-._@)"
+		}
+	}
+	return ""
+}
+
+// membersPayload is the members resource's change, bounded like diff: the
+// lists are cut to what fits MaxPayloadBytes and say so.
+func membersPayload(members, added, removed []string) []byte {
+	budget := MaxPayloadBytes - 256
+	cut := func(l []string) []string {
+		n := 0
+		for i, u := range l {
+			n += len(u) + 3
+			if n > budget/3 {
+				return l[:i]
+			}
+		}
+		return l
+	}
+	m, a, r := cut(members), cut(added), cut(removed)
+	payload, _ := json.Marshal(map[string]any{
+		"members": nonNil(m), "added": nonNil(a), "removed": nonNil(r),
+		"count": len(members), "truncated": len(m) < len(members) || len(a) < len(added) || len(r) < len(removed),
+	})
+	return payload
 }
 
 func listingDigest(files map[string]fileInfo) string {
@@ -383,14 +502,37 @@ func diff(prev, next map[string]fileInfo) []byte {
 	for _, l := range [][]entry{added, modified, removed} {
 		slices.SortFunc(l, func(a, b entry) int { return strings.Compare(a.Path, b.Path) })
 	}
-	// Bound the payload: a rename storm lists the first entries and says how many.
+	// Bound the payload in entries and in bytes: a rename storm, or
+	// long paths, list the first entries that fit and say how many there
+	// were. Each kind gets a third of MaxPayloadBytes.
 	const maxEntries = 200
 	total := len(added) + len(modified) + len(removed)
+	a, m, r := fit(added, maxEntries), fit(modified, maxEntries), fit(removed, maxEntries)
 	b, _ := json.Marshal(map[string]any{
-		"added": nonNil(trimE(added, maxEntries)), "modified": nonNil(trimE(modified, maxEntries)), "removed": nonNil(trimE(removed, maxEntries)),
-		"changes": total, "truncated": len(added) > maxEntries || len(modified) > maxEntries || len(removed) > maxEntries,
+		"added": nonNil(a), "modified": nonNil(m), "removed": nonNil(r),
+		"changes": total, "truncated": len(a) < len(added) || len(m) < len(modified) || len(r) < len(removed),
 	})
 	return b
+}
+
+// fit returns the longest prefix of l of at most n entries whose JSON
+// fits a third of MaxPayloadBytes (less room for the rest of the object).
+func fit(l []entry, n int) []entry {
+	l = trimE(l, n)
+	budget := (MaxPayloadBytes - 256) / 3
+	used := 0
+	for i, e := range l {
+		used += len(e.Path) + 40 // {"path":"…","size":…}, plus escapes at worst in the margin
+		for j := 0; j < len(e.Path); j++ {
+			if c := e.Path[j]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				used += 5
+			}
+		}
+		if used > budget {
+			return l[:i]
+		}
+	}
+	return l
 }
 
 func trimE(l []entry, n int) []entry {
@@ -400,14 +542,16 @@ func trimE(l []entry, n int) []entry {
 	return l
 }
 
-func setDiff(prev, next []string) (added, removed []string) {
-	for _, u := range next {
-		if !slices.Contains(prev, u) {
+// setDiff lists the members next adds to prev and those it removes, in
+// order: linear, with the folders' member sets.
+func setDiff(prev, next *folder) (added, removed []string) {
+	for _, u := range next.members {
+		if !prev.isMember[u] {
 			added = append(added, u)
 		}
 	}
-	for _, u := range prev {
-		if !slices.Contains(next, u) {
+	for _, u := range prev.members {
+		if !next.isMember[u] {
 			removed = append(removed, u)
 		}
 	}
