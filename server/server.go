@@ -35,6 +35,14 @@ type Server struct {
 	exec  *executor.Executor
 	mux   *http.ServeMux
 
+	// resolver, present and recov serve the `publish` fast path
+	// (serveHTTP), which answers as exec would; slowPublish turns it off
+	// (tests compare the two).
+	resolver    *graph.Resolver
+	present     graphql.ErrorPresenterFunc
+	recov       graphql.RecoverFunc
+	slowPublish bool
+
 	// base is the parent context of every stream; Shutdown cancels it,
 	// since http.Server.Shutdown does not wait for hijacked connections.
 	base       context.Context
@@ -66,8 +74,9 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.exec = executor.New(es)
 	s.exec.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	s.exec.SetParserTokenLimit(cfg.MaxTokens)
-	s.exec.SetErrorPresenter(graph.NewErrorPresenter())
-	s.exec.SetRecoverFunc(graph.Recover(s.log))
+	s.resolver, s.present, s.recov = resolver, graph.NewErrorPresenter(), graph.Recover(s.log)
+	s.exec.SetErrorPresenter(s.present)
+	s.exec.SetRecoverFunc(s.recov)
 	s.exec.Use(extension.Introspection{})
 	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity, maxExpanded: cfg.MaxTokens})
 
