@@ -86,11 +86,15 @@ func TestCORS(t *testing.T) {
 			t.Fatalf("%d %v", resp.StatusCode, resp.Header)
 		}
 	})
-	t.Run("sse_allowed", func(t *testing.T) {
+	t.Run("streams_allowed", func(t *testing.T) {
 		q := g.createQueue(alice)
 		resp := g.post(alice, "text/event-stream", streamQuery, map[string]any{"q": q}, "Origin", webApp)
 		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != webApp {
 			t.Fatalf("%d %v", resp.StatusCode, resp.Header)
+		}
+		resp = g.post(alice, `multipart/mixed;subscriptionSpec="1.0"`, streamQuery, map[string]any{"q": q}, "Origin", webApp)
+		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != webApp || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/mixed") {
+			t.Fatalf("multipart: %d %v", resp.StatusCode, resp.Header)
 		}
 	})
 	t.Run("websocket", func(t *testing.T) {
