@@ -1,8 +1,9 @@
-// Token renewal when the gateway ends a WebSocket for its token, not ahead
+// Token renewal when the gateway ends a stream for its token, not ahead
 // of exp: the gateway closes with 4403 when a connection's token expires
 // (server/ws.go tick: "token expired"), and graphql-ws servers in front of
 // it (or other gateways) close with 4401 Unauthorized. Either way the SDK
-// mints a new token, reopens the stream and resumes after the last seq:
+// mints a new token, reopens the stream and resumes after the last seq (on
+// SSE the gateway ends the stream with an UNAUTHENTICATED result instead):
 // every notification arrives once, in order, on the same queue.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -67,6 +68,31 @@ test('a token that expires mid-stream: the gateway closes 4403, the SDK renews a
   assert.equal(client.stats().queuesCreated, 1, 'a new queue: the stream did not resume');
   assert.equal(client.transport, 'websocket');
   assert.ok(minted >= 2);
+});
+
+test('a token that expires mid-stream on SSE: the gateway ends the stream with UNAUTHENTICATED, the SDK renews and resumes', async (t) => {
+  let minted = 0;
+  const client = createClient({
+    url: gw.url,
+    token: () => (minted++ === 0 ? gw.token('alice', 'expiring-sse', { ttl: '3s' }) : gw.token('alice', 'expiring-sse')),
+    renewBeforeMs: -600_000, // as above: the gateway ends the stream, not the SDK's timer
+    transports: ['sse'],
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  t.after(() => client.close());
+  const errors = [];
+  client.on('error', (e) => errors.push(`${e.code ?? e.name}: ${e.message}`));
+  const w = client.watch('user:alice/expiring-sse');
+  const events = record(w);
+  await w.ready;
+  await waitFor(() => client.state === 'live', 'live');
+  assert.equal(client.transport, 'sse');
+  const sent = await publishUntil('user:alice/expiring-sse', () => client.stats().tokenRefreshes >= 1 && client.state === 'live' && client.stats().reconnects >= 1);
+  await waitFor(() => events.length >= sent.length, () => `${sent.length} events, got ${events.length}`);
+  assertOnceInOrder(events, sent);
+  assert.ok(errors.some((m) => m.startsWith('UNAUTHENTICATED')), `no UNAUTHENTICATED from the stream: ${errors}`);
+  assert.equal(client.stats().queuesCreated, 1);
 });
 
 test('a WebSocket closed with 4401 mid-stream: the SDK renews the token and resumes with no gap or duplicate', async (t) => {
