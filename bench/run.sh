@@ -1,34 +1,48 @@
 #!/usr/bin/env bash
-# Runs one benchmark scenario against meshgate and the two reference
-# servers, in the same session, the server pinned to core 0 and the load
-# tool to core 1.
+# Runs one benchmark scenario against meshgate and the reference servers
+# (Centrifugo, a hand-rolled gqlgen server, a raw WebSocket broadcast), in
+# the same session, the server pinned to core 0 and the load tool to core 1.
 #
 #   bench/run.sh A          10 000 subscribers, 200 events as fast as possible
 #   bench/run.sh B          19 000 idle subscribers (memory)
 #   bench/run.sh C          1 000 subscribers, 2 000 events/s for 10 s (overload here)
-#   bench/run.sh C10        10 subscribers, 2 000 events/s for 10 s (latency)
-#   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only)
+#   bench/run.sh C10        10 subscribers, 2 000 events/s for 10 s (latency); also called Cs
+#   bench/run.sh POLL       scenario A's shape with 2 000 HTTP long-poll readers (meshgate only);
+#                           POLLWS is the same over WebSocket
+#   bench/run.sh R          reconnect storm: 10 000 devices connect at once (256 at a time), each
+#                           makes a queue, subscribes and streams; meshgate with HTTP requests for
+#                           the queue and subscription, then (meshgate-ws) with mutations on the
+#                           WebSocket itself, one connection per device
 #   bench/run.sh E          scenario A on a 3-node cluster (127.0.0.1-3, all pinned to core 0),
 #                           subscribers spread over the nodes, then on 1 node, for the comparison
 #   bench/run.sh E2         remote against local delivery, same two processes: a 2-node cluster
 #                           with every subscriber on n1, then on n2; the node holding the
 #                           resource's list delivers locally, the other receives forwarded batches
-#   bench/run.sh A tls      meshgate over TLS (the references have no TLS)
+#   bench/run.sh A tls      meshgate and Centrifugo over TLS (the other references have no TLS)
 #
-# TARGETS (default: meshgate gqlgen raw) may follow the scenario. Results go
-# to stdout and, as JSON lines, to bench/results/<scenario>.jsonl.
+# TARGETS (default: meshgate centrifugo gqlgen raw) may follow the scenario.
+# Results go to stdout and, as JSON lines, to bench/results/<scenario>.jsonl.
+#
+# Centrifugo is installed once, at the pinned version below, into bench/bin
+# (ignored by git), and runs with bench/centrifugo.json: memory engine,
+# JSON protocol over WebSocket, HMAC connection tokens, HTTP API publishes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?scenario: A, B, C, C10, POLL or E}; shift
 tls=no
 if [ "${1:-}" = tls ]; then tls=yes; shift; fi
-targets=${*:-meshgate gqlgen raw}
+targets=${*:-meshgate centrifugo gqlgen raw}
+[ "$scenario" = Cs ] && scenario=C10
+centrifugo_version=v6.9.1
 bin=$(mktemp -d); data=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$bin" "$data"' EXIT
 go build -o "$bin/meshgate" ./cmd/meshgate
 go build -o "$bin/meshbench" ./cmd/meshbench
 go build -o "$bin/gqlgenref" ./bench/gqlgenref
 go build -o "$bin/rawws" ./bench/rawws
+if [[ " $targets " == *" centrifugo "* ]] && ! go version -m bench/bin/centrifugo 2>/dev/null | grep -q "mod.*centrifugo/v6.*$centrifugo_version"; then
+  GOBIN="$PWD/bench/bin" go install "github.com/centrifugal/centrifugo/v6@$centrifugo_version"
+fi
 ulimit -n "$(ulimit -Hn)"
 mkdir -p bench/results
 
@@ -38,6 +52,8 @@ case $scenario in
   C)    args=(-subs 1000 -events 20000 -rate 2000) ;;
   C10)  args=(-subs 10 -events 20000 -rate 2000) ;;
   POLL) args=(-subs 2000 -events 200 -mode poll); targets=meshgate ;;
+  POLLWS) args=(-subs 2000 -events 200); targets=meshgate ;; # POLL's shape over WebSocket, to compare
+  R)    args=(-subs 10000 -idle -settle 1s -parallel 256); targets=${*:-meshgate meshgate-ws centrifugo raw} ;;
   E)    args=(-subs 10000 -events 200); targets="cluster3 cluster1" ;;
   E2)   args=(-subs 10000 -events 200); targets=${targets_e2:-"cluster2on1 cluster2on2"} ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
@@ -46,8 +62,10 @@ esac
 wait_up() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "server at $1 did not start" >&2; return 1; }
 
 for target in $targets; do
+  extra=()
   case $target in
-    meshgate)
+    meshgate|meshgate-ws)
+      [ $target = meshgate-ws ] && extra=(-setup ws)
       scheme=http; flags=(--insecure-http)
       if [ $tls = yes ]; then scheme=https; flags=(); fi
       # One user drives the whole load: lift the per-user protection.
@@ -85,13 +103,24 @@ YAML
     gqlgen)
       GOMAXPROCS=1 taskset -c 0 "$bin/gqlgenref" --listen 127.0.0.1:9002 2>/dev/null &
       pid=$!; url=http://127.0.0.1:9002; wait_up "$url/query" ;;
+    centrifugo)
+      cfg=bench/centrifugo.json; scheme=http
+      if [ $tls = yes ]; then
+        # The same configuration with TLS on a throwaway self-signed certificate.
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+          -keyout "$data/cf.key" -out "$data/cf.crt" 2>/dev/null
+        sed 's#"http_server": {#"http_server": {"tls": {"enabled": true, "cert_pem": "'"$data/cf.crt"'", "key_pem": "'"$data/cf.key"'"}, #' bench/centrifugo.json > "$data/centrifugo.json"
+        cfg=$data/centrifugo.json; scheme=https
+      fi
+      GOMAXPROCS=1 taskset -c 0 bench/bin/centrifugo --config "$cfg" >/dev/null 2>"$data/centrifugo.log" &
+      pid=$!; url=$scheme://127.0.0.1:9003; wait_up "$url/health" ;;
     raw)
       GOMAXPROCS=1 taskset -c 0 "$bin/rawws" --listen 127.0.0.1:9001 2>/dev/null &
       pid=$!; url=http://127.0.0.1:9001; wait_up "$url/ws" ;;
   esac
   label="$scenario/$target"; [ $tls = yes ] && label="$label+tls"
-  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
-    -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}"
+  GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*|meshgate*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
+    -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}" "${extra[@]}"
   if [ "${on:-}" != "" ]; then
     for i in $(seq 1 "$k"); do
       held=$(curl -s "127.0.0.1:$((6060 + i))/metrics" | awk '$1 == "meshgate_resources" {print $2}')

@@ -286,10 +286,18 @@ func (c *Client) Watch(ctx context.Context, resource, proof, knownEtag string) (
 	return w, nil
 }
 
+// execFunc runs one GraphQL operation and decodes its data into out: over
+// HTTP (Client.gql) or on the stream's own WebSocket.
+type execFunc func(ctx context.Context, query string, vars map[string]any, out any) error
+
 // subscribe subscribes q to w's resource and reports a changed etag.
 func (c *Client) subscribe(ctx context.Context, q string, w *Watch) error {
+	return c.subscribeWith(ctx, c.gql, q, w)
+}
+
+func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *Watch) error {
 	var out struct{ Subscribe struct{ Etag string } }
-	err := c.gql(ctx, `mutation($q:String!,$r:String!,$p:String){ subscribe(queue:$q, resource:$r, proof:$p) { etag } }`,
+	err := gql(ctx, `mutation($q:String!,$r:String!,$p:String){ subscribe(queue:$q, resource:$r, proof:$p) { etag } }`,
 		map[string]any{"q": q, "r": w.resource, "p": w.proof}, &out)
 	if err != nil {
 		return err
@@ -316,9 +324,11 @@ func (w *Watch) send(ev Event) {
 }
 
 // makeQueue creates a new queue and subscribes every watch to it again.
-func (c *Client) makeQueue(ctx context.Context) error {
+func (c *Client) makeQueue(ctx context.Context) error { return c.makeQueueWith(ctx, c.gql) }
+
+func (c *Client) makeQueueWith(ctx context.Context, gql execFunc) error {
 	var out struct{ CreateQueue struct{ Name string } }
-	if err := c.gql(ctx, `mutation($t:Int){ createQueue(ttlSeconds:$t) { name } }`, map[string]any{"t": int(c.opts.QueueTTL / time.Second)}, &out); err != nil {
+	if err := gql(ctx, `mutation($t:Int){ createQueue(ttlSeconds:$t) { name } }`, map[string]any{"t": int(c.opts.QueueTTL / time.Second)}, &out); err != nil {
 		return err
 	}
 	c.stats.queues.Add(1)
@@ -330,7 +340,7 @@ func (c *Client) makeQueue(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 	for _, w := range ws {
-		if err := c.subscribe(ctx, out.CreateQueue.Name, w); err != nil {
+		if err := c.subscribeWith(ctx, gql, out.CreateQueue.Name, w); err != nil {
 			return err
 		}
 		c.stats.resubscribes.Add(1)

@@ -109,13 +109,67 @@ func (c *Client) stream(ctx context.Context) error {
 	if err := send(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + c.currentToken()}}); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	q, after := c.queue, c.lastSeq
-	c.mu.Unlock()
-	if err := send(map[string]any{"id": "n", "type": "subscribe", "payload": map[string]any{
-		"query":     `subscription($q:String!,$a:Seq){ notifications(queue:$q, after:$a) { ` + notificationFields + ` } }`,
-		"variables": map[string]any{"q": q, "a": after}}}); err != nil {
+	streamQueue := func() error {
+		c.mu.Lock()
+		q, after := c.queue, c.lastSeq
+		c.mu.Unlock()
+		return send(map[string]any{"id": "n", "type": "subscribe", "payload": map[string]any{
+			"query":     `subscription($q:String!,$a:Seq){ notifications(queue:$q, after:$a) { ` + notificationFields + ` } }`,
+			"variables": map[string]any{"q": q, "a": after}}})
+	}
+	if err := streamQueue(); err != nil {
 		return err
+	}
+	// exec runs a mutation on this connection (graphql-transport-ws runs
+	// any operation), so a device whose queue is gone (its node died)
+	// makes a new one, subscribes and streams on one connection: what a
+	// reconnect storm costs the gateway is one connection per device.
+	ops := 0
+	exec := func(ctx context.Context, query string, vars map[string]any, out any) error {
+		ops++
+		id := fmt.Sprint("m", ops)
+		if err := send(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": query, "variables": vars}}); err != nil {
+			return err
+		}
+		var result error = errors.New("meshgate: the operation completed without a result")
+		for {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				return err
+			}
+			var m wsMessage
+			if json.Unmarshal(b, &m) != nil {
+				continue
+			}
+			if m.Type == "ping" {
+				_ = send(map[string]any{"type": "pong"})
+				continue
+			}
+			if m.ID != id {
+				continue
+			}
+			switch m.Type {
+			case "next":
+				var r struct {
+					Data   json.RawMessage
+					Errors []gqlError
+				}
+				switch {
+				case json.Unmarshal(m.Payload, &r) != nil:
+					result = errors.New("meshgate: malformed result")
+				case len(r.Errors) > 0:
+					result = &Error{Code: r.Errors[0].Extensions.Code, Message: r.Errors[0].Message}
+				case out != nil:
+					result = json.Unmarshal(r.Data, out)
+				default:
+					result = nil
+				}
+			case "error":
+				return opError(m.Payload)
+			case "complete":
+				return result
+			}
+		}
 	}
 	// Renew the token on the live connection before it expires: a new
 	// connection with the new token, resuming where this one is.
@@ -148,11 +202,7 @@ func (c *Client) stream(ctx context.Context) error {
 			}
 			return err
 		}
-		var m struct {
-			ID      string
-			Type    string
-			Payload json.RawMessage
-		}
+		var m wsMessage
 		if json.Unmarshal(b, &m) != nil {
 			continue
 		}
@@ -174,16 +224,40 @@ func (c *Client) stream(ctx context.Context) error {
 			}
 			c.dispatch(ctx, p.Data.Notifications)
 		case "error":
-			var errs []gqlError
-			_ = json.Unmarshal(m.Payload, &errs)
-			if len(errs) > 0 {
-				return &Error{Code: errs[0].Extensions.Code, Message: errs[0].Message}
+			err := opError(m.Payload)
+			if !IsCode(err, "QUEUE_NOT_FOUND") {
+				return err
 			}
-			return errors.New("stream error")
+			// The gateway lost the queue: make a new one and subscribe
+			// again on this connection; watches learn what changed.
+			if err := c.makeQueueWith(ctx, exec); err != nil {
+				// Half made: run makes a whole new queue over HTTP.
+				return &Error{Code: "QUEUE_NOT_FOUND", Message: "making the queue again on the stream: " + err.Error()}
+			}
+			if err := streamQueue(); err != nil {
+				return err
+			}
 		case "complete":
 			return errors.New("stream completed by the gateway")
 		}
 	}
+}
+
+// wsMessage is a graphql-transport-ws message.
+type wsMessage struct {
+	ID      string
+	Type    string
+	Payload json.RawMessage
+}
+
+// opError is the error of an operation's error message.
+func opError(payload json.RawMessage) error {
+	var errs []gqlError
+	_ = json.Unmarshal(payload, &errs)
+	if len(errs) > 0 {
+		return &Error{Code: errs[0].Extensions.Code, Message: errs[0].Message}
+	}
+	return errors.New("stream error")
 }
 
 // poll reads the queue with HTTP long-polls; each poll renews the lease.

@@ -35,6 +35,14 @@ type Server struct {
 	exec  *executor.Executor
 	mux   *http.ServeMux
 
+	// resolver, present and recov serve the `publish` fast path
+	// (serveHTTP), which answers as exec would; slowPublish turns it off
+	// (tests compare the two).
+	resolver    *graph.Resolver
+	present     graphql.ErrorPresenterFunc
+	recov       graphql.RecoverFunc
+	slowPublish bool
+
 	// base is the parent context of every stream; Shutdown cancels it,
 	// since http.Server.Shutdown does not wait for hijacked connections.
 	base       context.Context
@@ -45,6 +53,7 @@ type Server struct {
 	metrics *metrics
 	status  statusHistory
 	guard   *guard
+	cors    *cors
 	faults  *faults.Injector
 	http    *http.Server
 	once    sync.Once
@@ -65,12 +74,17 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.exec = executor.New(es)
 	s.exec.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	s.exec.SetParserTokenLimit(cfg.MaxTokens)
-	s.exec.SetErrorPresenter(graph.NewErrorPresenter())
-	s.exec.SetRecoverFunc(graph.Recover(s.log))
+	s.resolver, s.present, s.recov = resolver, graph.NewErrorPresenter(), graph.Recover(s.log)
+	s.exec.SetErrorPresenter(s.present)
+	s.exec.SetRecoverFunc(s.recov)
 	s.exec.Use(extension.Introspection{})
 	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity, maxExpanded: cfg.MaxTokens})
 
 	s.guard = newGuard(cfg.Limits, cfg.Now)
+	s.cors = newCORS(cfg.CORS)
+	if s.cors != nil && s.cors.any {
+		s.log.Warn("cors.allowed_origins has \"*\": a page on any origin may call the gateway with a token it holds; list the origins instead")
+	}
 	s.faults = faults.New(cfg.Faults, cfg.FaultSeed)
 	if s.faults != nil {
 		s.log.Warn("fault injection is on", "delay_probability", cfg.Faults.DelayProbability, "delay", cfg.Faults.Delay.String(), "error_probability", cfg.Faults.ErrorProbability)
@@ -100,7 +114,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 }
 
 // Handler returns the root HTTP handler.
-func (s *Server) Handler() http.Handler { return withRequestID(s.mux) }
+func (s *Server) Handler() http.Handler { return withRequestID(s.cors.wrap(s.mux)) }
 
 // Handle serves pattern with h beside the gateway's own routes (cmd mounts
 // optional pages such as /examples/). Call it before Serve.

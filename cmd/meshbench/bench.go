@@ -96,6 +96,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 	rss0 := rssBytes(c.pids)
 
 	// Connect and subscribe everyone.
+	setupCPU0, setupChild0 := cpuSeconds(c.pids)
 	start := time.Now()
 	b.subs = make([]*sub, c.subs)
 	errs := make(chan error, c.subs)
@@ -126,6 +127,10 @@ func bench(ctx context.Context, c config) (*report, error) {
 	}
 	r.ConnectSeconds = time.Since(start).Seconds()
 	r.ConnsPerSecond = float64(c.subs) / r.ConnectSeconds
+	if len(c.pids) > 0 {
+		cpu, child := cpuSeconds(c.pids)
+		r.ConnectCPUMicros = (cpu + child - setupCPU0 - setupChild0) / float64(c.subs) * 1e6
+	}
 	defer b.closeAll()
 
 	// Warm up: every subscriber must receive an event before we measure,
@@ -160,7 +165,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 	}
 
 	// Measure.
-	cpu0 := cpuSeconds(c.pids)
+	cpu0, child0 := cpuSeconds(c.pids)
 	t0 := time.Now()
 	var interval time.Duration
 	if c.rate > 0 {
@@ -191,7 +196,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cpu1 := cpuSeconds(c.pids)
+	cpu1, child1 := cpuSeconds(c.pids)
 	var lastNs int64
 	var lats []int64
 	for _, s := range b.subs {
@@ -209,8 +214,10 @@ func bench(ctx context.Context, c config) (*report, error) {
 		r.WindowSeconds = window
 	}
 	if len(c.pids) > 0 && r.Delivered > 0 {
-		r.ServerCPUSeconds = cpu1 - cpu0
-		r.CPUSecondsPerMillion = (cpu1 - cpu0) / float64(r.Delivered) * 1e6
+		r.ServerCPUSeconds = cpu1 - cpu0 + child1 - child0
+		r.ChildCPUSeconds = child1 - child0
+		r.CPUSecondsPerMillion = r.ServerCPUSeconds / float64(r.Delivered) * 1e6
+		r.CPUMicrosPerEvent = r.ServerCPUSeconds / float64(c.events) * 1e6
 	}
 	slices.Sort(lats)
 	if n := len(lats); n > 0 {
@@ -262,6 +269,10 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 			return err
 		}
 		s.token = tok
+		if b.c.setup == "ws" && b.c.mode == "ws" {
+			proto, path = []string{"graphql-transport-ws"}, "/graphql"
+			break // queue and subscription are made on the WebSocket itself
+		}
 		var out struct {
 			CreateQueue struct{ Name string }
 		}
@@ -280,6 +291,8 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 		proto, path = []string{"graphql-transport-ws"}, "/query"
 	case "raw":
 		path = "/ws"
+	case "centrifugo":
+		path = "/connection/websocket"
 	default:
 		return fmt.Errorf("unknown target %q", b.c.target)
 	}
@@ -291,6 +304,9 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 	s.conn, s.rd = conn, conn
 	if br != nil {
 		s.rd = io.MultiReader(br, conn)
+	}
+	if b.c.target == "centrifugo" {
+		return b.centrifugoHello(s)
 	}
 	if proto == nil {
 		return nil
@@ -311,6 +327,11 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 			break
 		}
 	}
+	if b.c.target == "meshgate" && s.queue == "" {
+		if err := s.setupOverWS(); err != nil {
+			return err
+		}
+	}
 	q := `subscription { events { i t } }`
 	vars := map[string]any{}
 	if b.c.target == "meshgate" {
@@ -318,6 +339,66 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 		vars["q"] = s.queue
 	}
 	return s.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": q, "variables": vars}})
+}
+
+// setupOverWS makes s's queue and subscription with mutations on its
+// WebSocket (graphql-transport-ws allows any operation), as a device that
+// reconnects with one connection does.
+func (s *sub) setupOverWS() error {
+	var q struct {
+		Data struct{ CreateQueue struct{ Name string } }
+	}
+	if err := s.operation("q", `mutation { createQueue(ttlSeconds: 3600) { name } }`, nil, &q); err != nil {
+		return fmt.Errorf("createQueue: %w", err)
+	}
+	s.queue = q.Data.CreateQueue.Name
+	if err := s.operation("s", `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`, map[string]any{"q": s.queue, "r": resource}, nil); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	return nil
+}
+
+// operation runs one query or mutation as operation id on s's WebSocket
+// and decodes its result's payload into out.
+func (s *sub) operation(id, query string, vars map[string]any, out any) error {
+	if err := s.send(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": query, "variables": vars}}); err != nil {
+		return err
+	}
+	for {
+		p, err := s.readMessage()
+		if err != nil {
+			return err
+		}
+		var m struct {
+			ID      string
+			Type    string
+			Payload json.RawMessage
+		}
+		if json.Unmarshal(p, &m) != nil || m.ID != id {
+			if m.Type == "ping" {
+				_ = s.send(map[string]any{"type": "pong"})
+			}
+			continue
+		}
+		switch m.Type {
+		case "next":
+			var r struct {
+				Errors []struct{ Message string }
+			}
+			_ = json.Unmarshal(m.Payload, &r)
+			if len(r.Errors) > 0 {
+				return errors.New(r.Errors[0].Message)
+			}
+			if out != nil {
+				return json.Unmarshal(m.Payload, out)
+			}
+			return nil
+		case "error":
+			return fmt.Errorf("%s", m.Payload)
+		case "complete":
+			return errors.New("completed without a result")
+		}
+	}
 }
 
 func (s *sub) send(v any) error {
@@ -369,6 +450,12 @@ func (b *bencher) read(ctx context.Context, s *sub) {
 			return
 		}
 		now := time.Now().UnixNano()
+		if b.c.target == "centrifugo" {
+			if err := s.centrifugoMessages(p, now); err != nil {
+				return
+			}
+			continue
+		}
 		if bytes.Contains(p, []byte(`"type":"ping"`)) {
 			_ = s.send(map[string]any{"type": "pong"})
 			continue
@@ -432,6 +519,20 @@ func (b *bencher) publish(ctx context.Context, i int64) error {
 	case "meshgate":
 		return b.gql(ctx, b.pubTok, `mutation($e:String!,$p:JSON){ publish(resource:"`+resource+`", etag:$e, payload:$p) }`,
 			map[string]any{"e": fmt.Sprint("e", i), "p": map[string]any{"i": i, "t": t}}, nil)
+	case "centrifugo":
+		var out struct {
+			Error *struct {
+				Code    int
+				Message string
+			}
+		}
+		if err := b.post(ctx, "/api/publish", "", map[string]any{"channel": centrifugoChannel, "data": map[string]any{"i": i, "t": t}}, &out); err != nil {
+			return err
+		}
+		if out.Error != nil {
+			return fmt.Errorf("centrifugo publish: %d %s", out.Error.Code, out.Error.Message)
+		}
+		return nil
 	case "gqlgen":
 		return b.post(ctx, "/query", "", map[string]any{"query": `mutation($i:Int!,$t:String!){ publish(i:$i, t:$t) }`, "variables": map[string]any{"i": i, "t": strconv.FormatInt(t, 10)}}, nil)
 	default:
@@ -468,6 +569,9 @@ func (b *bencher) postAt(ctx context.Context, base, path, tok string, body any, 
 	bs, _ := json.Marshal(body)
 	req, _ := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(bs))
 	req.Header.Set("Content-Type", "application/json")
+	if b.c.target == "centrifugo" {
+		req.Header.Set("X-API-Key", centrifugoAPIKey)
+	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
@@ -476,7 +580,7 @@ func (b *bencher) postAt(ctx context.Context, base, path, tok string, body any, 
 		return err
 	}
 	defer resp.Body.Close()
-	if out == nil {
+	if out == nil || resp.StatusCode >= 300 {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		if resp.StatusCode >= 300 {
 			return fmt.Errorf("%s: %s", path, resp.Status)
@@ -495,13 +599,36 @@ func (b *bencher) closeAll() {
 	b.http.CloseIdleConnections()
 }
 
-// cpuSeconds sums the processes' user+system CPU time.
-func cpuSeconds(pids []int) float64 {
-	t := 0.0
+// cpuSeconds sums the processes' user+system CPU time, and separately
+// that of their live descendants (meshgate's plugin processes), which
+// /proc/<pid>/stat does not count until they are reaped.
+func cpuSeconds(pids []int) (own, children float64) {
 	for _, p := range pids {
-		t += cpuSeconds1(p)
+		own += cpuSeconds1(p)
+		for _, c := range descendants(p) {
+			children += cpuSeconds1(c)
+		}
 	}
-	return t
+	return own, children
+}
+
+// descendants lists pid's live descendants from /proc/<pid>/task/*/children.
+func descendants(pid int) []int {
+	var out []int
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+				out = append(out, descendants(c)...)
+			}
+		}
+	}
+	return out
 }
 
 // cpuSeconds1 is the process's user+system CPU time from /proc/pid/stat.

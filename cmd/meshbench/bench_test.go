@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"meshgate/graph"
 	"meshgate/internal/inproc"
@@ -53,10 +56,10 @@ func TestBench_AgainstALiveGateway(t *testing.T) {
 	go srv.Serve(l, nil)
 	defer srv.Shutdown(context.Background())
 
-	for _, mode := range []string{"ws", "poll"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ mode, setup string }{{"ws", "http"}, {"ws", "ws"}, {"poll", "http"}} {
+		t.Run(tc.mode+"/setup "+tc.setup, func(t *testing.T) {
 			r, err := bench(t.Context(), config{
-				target: "meshgate", urls: []string{"http://" + l.Addr().String()}, subs: 5, events: 5, mode: mode,
+				target: "meshgate", urls: []string{"http://" + l.Addr().String()}, subs: 5, events: 5, mode: tc.mode, setup: tc.setup,
 				sources: []string{"127.0.0.2", "127.0.0.3"}, keyFile: filepath.Join(dir, server.DevKeyFile),
 				settle: time.Millisecond, timeout: 20 * time.Second, parallel: 4, label: "test",
 			})
@@ -67,5 +70,38 @@ func TestBench_AgainstALiveGateway(t *testing.T) {
 				t.Fatalf("report %+v", r)
 			}
 		})
+	}
+}
+
+// TestCentrifugoMessages checks that a frame with several of Centrifugo's
+// messages (one JSON object a line) records every publication in it and
+// answers the server's ping.
+func TestCentrifugoMessages(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	s := &sub{conn: client, events: 10, seen: make([]uint64, 1)}
+	frame := []byte(`{"push":{"channel":"feed","pub":{"data":{"i":1,"t":5},"offset":2}}}` + "\n" +
+		`{}` + "\n" + `{"push":{"channel":"feed","pub":{"data":{"i":2,"t":6},"offset":3}}}`)
+	pong := make(chan []byte, 1)
+	go func() {
+		h, err := ws.ReadHeader(server)
+		if err != nil {
+			pong <- nil
+			return
+		}
+		p := make([]byte, h.Length)
+		_, _ = io.ReadFull(server, p)
+		ws.Cipher(p, h.Mask, 0)
+		pong <- p
+	}()
+	if err := s.centrifugoMessages(frame, 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.count.Load(); got != 2 {
+		t.Fatalf("recorded %d publications, want 2", got)
+	}
+	if p := <-pong; string(p) != "{}" {
+		t.Fatalf("pong %q, want {}", p)
 	}
 }

@@ -40,6 +40,7 @@ type config struct {
 	events   int
 	rate     float64 // events/s; 0 = as fast as the publisher goes
 	mode     string  // ws or poll
+	setup    string  // http or ws: where meshgate subscribers make their queue and subscription
 	sources  []string
 	keyFile  string
 	idleOnly bool
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("meshbench", flag.ContinueOnError)
 	var c config
 	var sources string
-	fs.StringVar(&c.target, "target", "meshgate", "server kind: meshgate, gqlgen (bench/gqlgenref) or raw (bench/rawws)")
+	fs.StringVar(&c.target, "target", "meshgate", "server kind: meshgate, centrifugo, gqlgen (bench/gqlgenref) or raw (bench/rawws)")
 	var urls, pids string
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8443", "server base URL (http or https); for a cluster, the nodes' URLs separated by commas: subscriber i connects to node i mod n, the publisher to the first")
 	fs.StringVar(&pids, "pid", "", "server process ids separated by commas, for CPU and RSS from /proc (summed over a cluster's nodes; empty: not measured)")
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&c.events, "events", 200, "events to publish")
 	fs.Float64Var(&c.rate, "rate", 0, "events per second (0: as fast as the publisher goes)")
 	fs.StringVar(&c.mode, "mode", "ws", "ws (WebSocket subscribers) or poll (HTTP long-poll readers; meshgate only)")
+	fs.StringVar(&c.setup, "setup", "http", "meshgate: make each subscriber's queue and subscription with HTTP requests (http) or with mutations on its WebSocket (ws: one connection per device)")
 	fs.StringVar(&sources, "sources", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "source addresses for client sockets, so ephemeral ports last")
 	fs.StringVar(&c.keyFile, "key", "meshgate-data/dev-hs256.key", "meshgate's HS256 key file, to mint tokens")
 	fs.BoolVar(&c.idleOnly, "idle", false, "connect and subscribe, measure memory, publish nothing")

@@ -7,14 +7,17 @@ import (
 
 // report is one run's figures.
 type report struct {
-	Label                string  `json:"label"`
-	Target               string  `json:"target"`
-	Mode                 string  `json:"mode"`
-	Subscribers          int     `json:"subscribers"`
-	Events               int     `json:"events"`
-	Rate                 float64 `json:"rate"`
-	ConnectSeconds       float64 `json:"connect_seconds"`
-	ConnsPerSecond       float64 `json:"conns_per_second"`
+	Label          string  `json:"label"`
+	Target         string  `json:"target"`
+	Mode           string  `json:"mode"`
+	Subscribers    int     `json:"subscribers"`
+	Events         int     `json:"events"`
+	Rate           float64 `json:"rate"`
+	ConnectSeconds float64 `json:"connect_seconds"`
+	ConnsPerSecond float64 `json:"conns_per_second"`
+	// ConnectCPUMicros is the server's CPU (child processes included) per
+	// subscriber set up: what bounds a reconnect storm on a busy machine.
+	ConnectCPUMicros     float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
 	WarmupSeconds        float64 `json:"warmup_seconds"`
 	ServerRSSMiB         float64 `json:"server_rss_mib"`
 	RSSPerSubscriberKiB  float64 `json:"rss_per_subscriber_kib"`
@@ -30,6 +33,11 @@ type report struct {
 	LatencyMaxms         float64 `json:"latency_max_ms"`
 	ServerCPUSeconds     float64 `json:"server_cpu_seconds"`
 	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million_deliveries"`
+	// ChildCPUSeconds is the part of ServerCPUSeconds spent in the
+	// server's child processes (meshgate's plugins).
+	ChildCPUSeconds float64 `json:"child_cpu_seconds,omitempty"`
+	// CPUMicrosPerEvent is ServerCPUSeconds per published event.
+	CPUMicrosPerEvent float64 `json:"cpu_us_per_event,omitempty"`
 }
 
 func (r *report) print(w io.Writer) {
@@ -42,7 +50,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, " at %.0f/s", r.Rate)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "connect        %.2f s (%.0f conns/s), warm-up %.2f s\n", r.ConnectSeconds, r.ConnsPerSecond, r.WarmupSeconds)
+	fmt.Fprintf(w, "connect        %.2f s (%.0f conns/s, server CPU %.0f µs each), warm-up %.2f s\n", r.ConnectSeconds, r.ConnsPerSecond, r.ConnectCPUMicros, r.WarmupSeconds)
 	if r.ServerRSSMiB > 0 {
 		fmt.Fprintf(w, "server memory  %.1f MiB RSS, %.2f KiB per subscriber, %d threads\n", r.ServerRSSMiB, r.RSSPerSubscriberKiB, r.ServerThreads)
 	}
@@ -53,6 +61,6 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "latency        p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	fmt.Fprintf(w, "lost %d, duplicated %d\n", r.Lost, r.Duplicates)
 	if r.ServerCPUSeconds > 0 {
-		fmt.Fprintf(w, "server CPU     %.2f s: %.2f CPU-s per million deliveries\n", r.ServerCPUSeconds, r.CPUSecondsPerMillion)
+		fmt.Fprintf(w, "server CPU     %.2f s (%.2f s in child processes): %.2f CPU-s per million deliveries, %.0f µs per event\n", r.ServerCPUSeconds, r.ChildCPUSeconds, r.CPUSecondsPerMillion, r.CPUMicrosPerEvent)
 	}
 }

@@ -4,9 +4,12 @@
 // (GOGC=100), and its scavenger keeps about that much memory from the
 // operating system. For a gateway holding 100 000 idle connections that
 // is hundreds of megabytes of garbage room that nothing needs, since the
-// delivery path hardly allocates. Run lowers GOGC as the live heap grows,
-// so the room above it stays near a fixed number of bytes, never below a
-// floor percentage (GC CPU) and never above Go's default.
+// delivery path hardly allocates. Run sets GOGC from the live heap so the
+// room above it stays near a fixed number of bytes, never below a floor
+// percentage (GC CPU) and never above a ceiling. The room is the same for
+// a small heap: with Go's default, a gateway holding a few megabytes
+// collects every few megabytes of garbage, and at 2 000 publishes a second
+// to ten subscribers that was a fifth of its CPU (BENCHMARKS.md, Cs).
 package gctune
 
 import (
@@ -28,7 +31,7 @@ type Config struct {
 	// collections, in bytes. Default 32 MiB.
 	Headroom uint64
 	// MinPercent and MaxPercent bound the GOGC that Run sets. Defaults 25
-	// and 100.
+	// and 800 (the whole headroom from a 4 MiB live heap up).
 	MinPercent, MaxPercent int
 	// Interval is how often the live heap is read. Default 1 s.
 	Interval time.Duration
@@ -61,7 +64,7 @@ func (c Config) withDefaults() Config {
 		c.MinPercent = 25
 	}
 	if c.MaxPercent <= 0 {
-		c.MaxPercent = 100
+		c.MaxPercent = 800
 	}
 	if c.MaxPercent < c.MinPercent {
 		c.MaxPercent = c.MinPercent

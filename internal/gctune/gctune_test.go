@@ -16,8 +16,9 @@ func TestPercentKeepsHeadroomInBytes(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, 100},
-		{8 << 20, 100},   // small heaps keep Go's default
+		{0, 800},
+		{2 << 20, 800},   // the ceiling: 16 MiB of room
+		{8 << 20, 400},   // small heaps get the whole headroom too
 		{32 << 20, 100},  // 32 MiB of room is GOGC 100 here
 		{64 << 20, 50},   // then the room stays 32 MiB
 		{128 << 20, 25},  // down to the floor

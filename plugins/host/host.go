@@ -172,6 +172,11 @@ type Status struct {
 	Schemes       []string
 	Up            bool
 	PID           int
+	// Direct says the plugin takes publishes directly (publish_direct);
+	// Unrecorded counts resources whose last publish it has not
+	// acknowledged yet.
+	Direct     bool
+	Unrecorded int
 }
 
 // owner returns the live plugin of resource's scheme.
@@ -233,6 +238,11 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 		}
 		return "", fmt.Errorf("%w: %s", shard.ErrForbidden, reason)
 	}
+	if inst.direct != nil {
+		if e, ok := inst.direct.etag(resource); ok {
+			return e, nil // delivered, not yet recorded by the plugin
+		}
+	}
 	return r.GetEtag(), nil
 }
 
@@ -244,10 +254,16 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 	if err != nil {
 		return 0, err
 	}
+	if inst.direct != nil && h.faults == nil {
+		return h.publishDirect(inst, p, resource, etag, payload) // no call, so no deadline to set
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
 	if err := h.faults.Before(ctx); err != nil {
 		return 0, fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
+	}
+	if inst.direct != nil {
+		return h.publishDirect(inst, p, resource, etag, payload)
 	}
 	r, err := inst.client.Publish(ctx, &pb.PublishRequest{Principal: principalProto(p), Resource: resource, Etag: etag, Payload: payload})
 	if status.Code(err) == codes.Unimplemented {
@@ -316,6 +332,13 @@ func (h *Host) Current(ctx context.Context, resources []string) map[string]strin
 			for r, e := range cur.GetEtags() {
 				out[r] = e
 			}
+			if inst.direct != nil {
+				for _, r := range chunk {
+					if e, ok := inst.direct.etag(r); ok {
+						out[r] = e
+					}
+				}
+			}
 		}
 	}
 	return out
@@ -326,13 +349,7 @@ func (h *Host) Current(ctx context.Context, resources []string) map[string]strin
 // dropped: a plugin cannot write outside its schemes.
 func (inst *instance) handle(ev *pb.Event) int {
 	h := inst.h
-	scheme, _, err := shard.ParseResource(ev.GetResource())
-	if err != nil || !inst.owns(scheme) {
-		h.log.Warn("plugin event dropped: resource outside its schemes", "plugin", inst.name, "resource", ev.GetResource())
-		return 0
-	}
-	if shard.ValidEtag(ev.GetEtag()) != nil {
-		h.log.Warn("plugin event dropped: bad etag", "plugin", inst.name, "resource", ev.GetResource())
+	if !inst.valid(ev) {
 		return 0
 	}
 	payload := ev.GetPayload()
@@ -371,6 +388,22 @@ func droppedPayload(reason string, n int) []byte {
 	return b
 }
 
+// valid reports whether inst may deliver ev at all (its scheme, a good
+// etag), and logs why not.
+func (inst *instance) valid(ev *pb.Event) bool {
+	h := inst.h
+	scheme, _, err := shard.ParseResource(ev.GetResource())
+	if err != nil || !inst.owns(scheme) {
+		h.log.Warn("plugin event dropped: resource outside its schemes", "plugin", inst.name, "resource", ev.GetResource())
+		return false
+	}
+	if shard.ValidEtag(ev.GetEtag()) != nil {
+		h.log.Warn("plugin event dropped: bad etag", "plugin", inst.name, "resource", ev.GetResource())
+		return false
+	}
+	return true
+}
+
 func principalProto(p shard.Principal) *pb.Principal {
 	return &pb.Principal{User: p.User, Device: p.Device, Scopes: p.Scopes}
 }
@@ -381,7 +414,10 @@ func (h *Host) Statuses() []Status {
 	defer h.mu.RUnlock()
 	var out []Status
 	for inst := range h.all {
-		st := Status{Name: inst.name, Version: inst.version, Schemes: inst.schemes, Up: inst.up}
+		st := Status{Name: inst.name, Version: inst.version, Schemes: inst.schemes, Up: inst.up, Direct: inst.direct != nil}
+		if inst.direct != nil {
+			st.Unrecorded = inst.direct.pending()
+		}
 		if rc := inst.proc.ReattachConfig(); rc != nil {
 			st.PID = rc.Pid
 		}

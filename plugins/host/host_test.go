@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		switch name {
 		case "user":
 			sdk.Serve(user.New())
+		case "user-unary":
+			sdk.Serve(unary{user.New()})
 		case "storage":
 			sdk.Serve(storage.New(filepath.Join(dir, "storage")))
 		case "presence":
@@ -48,6 +50,16 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	os.Exit(m.Run())
+}
+
+// unary is the user publisher without PublishDirect: every publish is a
+// Publish call, the path third-party plugins take.
+type unary struct{ *user.Publisher }
+
+func (u unary) Info() sdk.Info {
+	i := u.Publisher.Info()
+	i.PublishDirect = false
+	return i
 }
 
 // slow answers nothing until its caller gives up.

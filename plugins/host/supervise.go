@@ -31,7 +31,8 @@ type instance struct {
 	client   pb.PublisherClient
 	proc     *plugin.Client
 	up       bool
-	sessions bool // wants SessionEvents
+	sessions bool    // wants SessionEvents
+	direct   *direct // publish_direct: publishes delivered without a call; nil otherwise
 
 	// asks is set once the plugin has asked the host to authorize
 	// something: its decisions depend on other plugins' (see
@@ -178,6 +179,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 		return fmt.Errorf("describe: %w", err)
 	}
 	inst := &instance{h: h, name: p.Name, version: desc.GetVersion(), schemes: desc.GetSchemes(), client: client, proc: proc, sessions: desc.GetWantsSessions()}
+	if desc.GetPublishDirect() {
+		inst.direct = newDirect()
+	}
 	if err := h.register(inst); err != nil {
 		return err
 	}
@@ -197,6 +201,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	inst.host = hs
 	inst.sendMu.Unlock()
 	go inst.serveHost(runCtx, hs)
+	if inst.direct != nil {
+		go inst.direct.report(runCtx, inst)
+	}
 	h.sessions.replay(inst)
 	if attempt > 0 {
 		// Before any of its events is read: access first, then etags.
@@ -332,6 +339,12 @@ func (inst *instance) serveHost(ctx context.Context, hs pb.Publisher_HostClient)
 		m, err := hs.Recv()
 		if err != nil {
 			return
+		}
+		if a := m.GetPublishedAck(); a != nil {
+			if inst.direct != nil {
+				inst.direct.ack(a.GetSeq())
+			}
+			continue
 		}
 		ask := m.GetAsk()
 		if ask == nil {

@@ -197,6 +197,16 @@ type DescribeResponse struct {
 	// wants_sessions asks for SessionEvents on the Host stream (presence
 	// does); without it the host sends none.
 	WantsSessions bool `protobuf:"varint,4,opt,name=wants_sessions,json=wantsSessions,proto3" json:"wants_sessions,omitempty"`
+	// publish_direct says the plugin accepts every `publish` of its schemes
+	// as it is: one CHANGED event with the published etag and payload. The
+	// host then delivers a publish without calling Publish and reports it
+	// afterwards, in order and in batches, with Published messages on the
+	// Host stream; the plugin records them and acknowledges with
+	// PublishedAck. Until then the host answers Authorize and Current for
+	// those resources with the published etag, so no caller sees an etag
+	// older than one delivered. A plugin that asks for it must still
+	// implement Publish (hosts without this field call it).
+	PublishDirect bool `protobuf:"varint,5,opt,name=publish_direct,json=publishDirect,proto3" json:"publish_direct,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,6 +265,13 @@ func (x *DescribeResponse) GetSchemes() []string {
 func (x *DescribeResponse) GetWantsSessions() bool {
 	if x != nil {
 		return x.WantsSessions
+	}
+	return false
+}
+
+func (x *DescribeResponse) GetPublishDirect() bool {
+	if x != nil {
+		return x.PublishDirect
 	}
 	return false
 }
@@ -715,6 +732,7 @@ type PluginMessage struct {
 	// Types that are valid to be assigned to Msg:
 	//
 	//	*PluginMessage_Ask
+	//	*PluginMessage_PublishedAck
 	Msg           isPluginMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -766,6 +784,15 @@ func (x *PluginMessage) GetAsk() *AskAuthorize {
 	return nil
 }
 
+func (x *PluginMessage) GetPublishedAck() *PublishedAck {
+	if x != nil {
+		if x, ok := x.Msg.(*PluginMessage_PublishedAck); ok {
+			return x.PublishedAck
+		}
+	}
+	return nil
+}
+
 type isPluginMessage_Msg interface {
 	isPluginMessage_Msg()
 }
@@ -776,7 +803,59 @@ type PluginMessage_Ask struct {
 	Ask *AskAuthorize `protobuf:"bytes,1,opt,name=ask,proto3,oneof"`
 }
 
+type PluginMessage_PublishedAck struct {
+	// published_ack says every Published up to seq is recorded.
+	PublishedAck *PublishedAck `protobuf:"bytes,2,opt,name=published_ack,json=publishedAck,proto3,oneof"`
+}
+
 func (*PluginMessage_Ask) isPluginMessage_Msg() {}
+
+func (*PluginMessage_PublishedAck) isPluginMessage_Msg() {}
+
+// PublishedAck acknowledges Published messages (publish_direct plugins).
+type PublishedAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishedAck) Reset() {
+	*x = PublishedAck{}
+	mi := &file_publisher_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishedAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishedAck) ProtoMessage() {}
+
+func (x *PublishedAck) ProtoReflect() protoreflect.Message {
+	mi := &file_publisher_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishedAck.ProtoReflect.Descriptor instead.
+func (*PublishedAck) Descriptor() ([]byte, []int) {
+	return file_publisher_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PublishedAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
 
 type AskAuthorize struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -789,7 +868,7 @@ type AskAuthorize struct {
 
 func (x *AskAuthorize) Reset() {
 	*x = AskAuthorize{}
-	mi := &file_publisher_proto_msgTypes[12]
+	mi := &file_publisher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +880,7 @@ func (x *AskAuthorize) String() string {
 func (*AskAuthorize) ProtoMessage() {}
 
 func (x *AskAuthorize) ProtoReflect() protoreflect.Message {
-	mi := &file_publisher_proto_msgTypes[12]
+	mi := &file_publisher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +893,7 @@ func (x *AskAuthorize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AskAuthorize.ProtoReflect.Descriptor instead.
 func (*AskAuthorize) Descriptor() ([]byte, []int) {
-	return file_publisher_proto_rawDescGZIP(), []int{12}
+	return file_publisher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AskAuthorize) GetId() uint64 {
@@ -838,6 +917,7 @@ type HostMessage struct {
 	//
 	//	*HostMessage_Session
 	//	*HostMessage_Answer
+	//	*HostMessage_Published
 	Msg           isHostMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -845,7 +925,7 @@ type HostMessage struct {
 
 func (x *HostMessage) Reset() {
 	*x = HostMessage{}
-	mi := &file_publisher_proto_msgTypes[13]
+	mi := &file_publisher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +937,7 @@ func (x *HostMessage) String() string {
 func (*HostMessage) ProtoMessage() {}
 
 func (x *HostMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_publisher_proto_msgTypes[13]
+	mi := &file_publisher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +950,7 @@ func (x *HostMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostMessage.ProtoReflect.Descriptor instead.
 func (*HostMessage) Descriptor() ([]byte, []int) {
-	return file_publisher_proto_rawDescGZIP(), []int{13}
+	return file_publisher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HostMessage) GetMsg() isHostMessage_Msg {
@@ -898,6 +978,15 @@ func (x *HostMessage) GetAnswer() *Answer {
 	return nil
 }
 
+func (x *HostMessage) GetPublished() *Published {
+	if x != nil {
+		if x, ok := x.Msg.(*HostMessage_Published); ok {
+			return x.Published
+		}
+	}
+	return nil
+}
+
 type isHostMessage_Msg interface {
 	isHostMessage_Msg()
 }
@@ -910,9 +999,70 @@ type HostMessage_Answer struct {
 	Answer *Answer `protobuf:"bytes,2,opt,name=answer,proto3,oneof"`
 }
 
+type HostMessage_Published struct {
+	Published *Published `protobuf:"bytes,3,opt,name=published,proto3,oneof"`
+}
+
 func (*HostMessage_Session) isHostMessage_Msg() {}
 
 func (*HostMessage_Answer) isHostMessage_Msg() {}
+
+func (*HostMessage_Published) isHostMessage_Msg() {}
+
+// Published reports publishes the host has delivered for a publish_direct
+// plugin, oldest first. seq numbers the last of them; seqs grow by one per
+// publish within one Host stream, starting at 1.
+type Published struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Publishes     []*PublishRequest      `protobuf:"bytes,2,rep,name=publishes,proto3" json:"publishes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Published) Reset() {
+	*x = Published{}
+	mi := &file_publisher_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Published) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Published) ProtoMessage() {}
+
+func (x *Published) ProtoReflect() protoreflect.Message {
+	mi := &file_publisher_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Published.ProtoReflect.Descriptor instead.
+func (*Published) Descriptor() ([]byte, []int) {
+	return file_publisher_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Published) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Published) GetPublishes() []*PublishRequest {
+	if x != nil {
+		return x.Publishes
+	}
+	return nil
+}
 
 // SessionEvent reports a device coming online (a live stream, or a read
 // within its queue's lease) or going offline.
@@ -927,7 +1077,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_publisher_proto_msgTypes[14]
+	mi := &file_publisher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1089,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_publisher_proto_msgTypes[14]
+	mi := &file_publisher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1102,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_publisher_proto_rawDescGZIP(), []int{14}
+	return file_publisher_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionEvent) GetPrincipal() *Principal {
@@ -988,7 +1138,7 @@ type Answer struct {
 
 func (x *Answer) Reset() {
 	*x = Answer{}
-	mi := &file_publisher_proto_msgTypes[15]
+	mi := &file_publisher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1150,7 @@ func (x *Answer) String() string {
 func (*Answer) ProtoMessage() {}
 
 func (x *Answer) ProtoReflect() protoreflect.Message {
-	mi := &file_publisher_proto_msgTypes[15]
+	mi := &file_publisher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1163,7 @@ func (x *Answer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Answer.ProtoReflect.Descriptor instead.
 func (*Answer) Descriptor() ([]byte, []int) {
-	return file_publisher_proto_rawDescGZIP(), []int{15}
+	return file_publisher_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Answer) GetId() uint64 {
@@ -1046,12 +1196,13 @@ const file_publisher_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
 	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\x11\n" +
-	"\x0fDescribeRequest\"\x81\x01\n" +
+	"\x0fDescribeRequest\"\xa8\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
 	"\aschemes\x18\x03 \x03(\tR\aschemes\x12%\n" +
-	"\x0ewants_sessions\x18\x04 \x01(\bR\rwantsSessions\"\x84\x01\n" +
+	"\x0ewants_sessions\x18\x04 \x01(\bR\rwantsSessions\x12%\n" +
+	"\x0epublish_direct\x18\x05 \x01(\bR\rpublishDirect\"\x84\x01\n" +
 	"\x10AuthorizeRequest\x12>\n" +
 	"\tprincipal\x18\x01 \x01(\v2 .meshgate.publisher.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +
@@ -1086,17 +1237,24 @@ const file_publisher_proto_rawDesc = "" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\"G\n" +
 	"\x0fPublishResponse\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.meshgate.publisher.v1.EventR\x06events\"O\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.meshgate.publisher.v1.EventR\x06events\"\x9b\x01\n" +
 	"\rPluginMessage\x127\n" +
-	"\x03ask\x18\x01 \x01(\v2#.meshgate.publisher.v1.AskAuthorizeH\x00R\x03askB\x05\n" +
-	"\x03msg\"a\n" +
+	"\x03ask\x18\x01 \x01(\v2#.meshgate.publisher.v1.AskAuthorizeH\x00R\x03ask\x12J\n" +
+	"\rpublished_ack\x18\x02 \x01(\v2#.meshgate.publisher.v1.PublishedAckH\x00R\fpublishedAckB\x05\n" +
+	"\x03msg\" \n" +
+	"\fPublishedAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"a\n" +
 	"\fAskAuthorize\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12A\n" +
-	"\arequest\x18\x02 \x01(\v2'.meshgate.publisher.v1.AuthorizeRequestR\arequest\"\x8e\x01\n" +
+	"\arequest\x18\x02 \x01(\v2'.meshgate.publisher.v1.AuthorizeRequestR\arequest\"\xd0\x01\n" +
 	"\vHostMessage\x12?\n" +
 	"\asession\x18\x01 \x01(\v2#.meshgate.publisher.v1.SessionEventH\x00R\asession\x127\n" +
-	"\x06answer\x18\x02 \x01(\v2\x1d.meshgate.publisher.v1.AnswerH\x00R\x06answerB\x05\n" +
-	"\x03msg\"\x8c\x01\n" +
+	"\x06answer\x18\x02 \x01(\v2\x1d.meshgate.publisher.v1.AnswerH\x00R\x06answer\x12@\n" +
+	"\tpublished\x18\x03 \x01(\v2 .meshgate.publisher.v1.PublishedH\x00R\tpublishedB\x05\n" +
+	"\x03msg\"b\n" +
+	"\tPublished\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12C\n" +
+	"\tpublishes\x18\x02 \x03(\v2%.meshgate.publisher.v1.PublishRequestR\tpublishes\"\x8c\x01\n" +
 	"\fSessionEvent\x12>\n" +
 	"\tprincipal\x18\x01 \x01(\v2 .meshgate.publisher.v1.PrincipalR\tprincipal\x12\x16\n" +
 	"\x06online\x18\x02 \x01(\bR\x06online\x12$\n" +
@@ -1126,7 +1284,7 @@ func file_publisher_proto_rawDescGZIP() []byte {
 }
 
 var file_publisher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_publisher_proto_goTypes = []any{
 	(Event_Kind)(0),           // 0: meshgate.publisher.v1.Event.Kind
 	(*Principal)(nil),         // 1: meshgate.publisher.v1.Principal
@@ -1141,42 +1299,47 @@ var file_publisher_proto_goTypes = []any{
 	(*PublishRequest)(nil),    // 10: meshgate.publisher.v1.PublishRequest
 	(*PublishResponse)(nil),   // 11: meshgate.publisher.v1.PublishResponse
 	(*PluginMessage)(nil),     // 12: meshgate.publisher.v1.PluginMessage
-	(*AskAuthorize)(nil),      // 13: meshgate.publisher.v1.AskAuthorize
-	(*HostMessage)(nil),       // 14: meshgate.publisher.v1.HostMessage
-	(*SessionEvent)(nil),      // 15: meshgate.publisher.v1.SessionEvent
-	(*Answer)(nil),            // 16: meshgate.publisher.v1.Answer
-	nil,                       // 17: meshgate.publisher.v1.CurrentResponse.EtagsEntry
+	(*PublishedAck)(nil),      // 13: meshgate.publisher.v1.PublishedAck
+	(*AskAuthorize)(nil),      // 14: meshgate.publisher.v1.AskAuthorize
+	(*HostMessage)(nil),       // 15: meshgate.publisher.v1.HostMessage
+	(*Published)(nil),         // 16: meshgate.publisher.v1.Published
+	(*SessionEvent)(nil),      // 17: meshgate.publisher.v1.SessionEvent
+	(*Answer)(nil),            // 18: meshgate.publisher.v1.Answer
+	nil,                       // 19: meshgate.publisher.v1.CurrentResponse.EtagsEntry
 }
 var file_publisher_proto_depIdxs = []int32{
 	1,  // 0: meshgate.publisher.v1.AuthorizeRequest.principal:type_name -> meshgate.publisher.v1.Principal
-	17, // 1: meshgate.publisher.v1.CurrentResponse.etags:type_name -> meshgate.publisher.v1.CurrentResponse.EtagsEntry
+	19, // 1: meshgate.publisher.v1.CurrentResponse.etags:type_name -> meshgate.publisher.v1.CurrentResponse.EtagsEntry
 	0,  // 2: meshgate.publisher.v1.Event.kind:type_name -> meshgate.publisher.v1.Event.Kind
 	1,  // 3: meshgate.publisher.v1.Event.principal:type_name -> meshgate.publisher.v1.Principal
 	1,  // 4: meshgate.publisher.v1.PublishRequest.principal:type_name -> meshgate.publisher.v1.Principal
 	9,  // 5: meshgate.publisher.v1.PublishResponse.events:type_name -> meshgate.publisher.v1.Event
-	13, // 6: meshgate.publisher.v1.PluginMessage.ask:type_name -> meshgate.publisher.v1.AskAuthorize
-	4,  // 7: meshgate.publisher.v1.AskAuthorize.request:type_name -> meshgate.publisher.v1.AuthorizeRequest
-	15, // 8: meshgate.publisher.v1.HostMessage.session:type_name -> meshgate.publisher.v1.SessionEvent
-	16, // 9: meshgate.publisher.v1.HostMessage.answer:type_name -> meshgate.publisher.v1.Answer
-	1,  // 10: meshgate.publisher.v1.SessionEvent.principal:type_name -> meshgate.publisher.v1.Principal
-	5,  // 11: meshgate.publisher.v1.Answer.response:type_name -> meshgate.publisher.v1.AuthorizeResponse
-	2,  // 12: meshgate.publisher.v1.Publisher.Describe:input_type -> meshgate.publisher.v1.DescribeRequest
-	4,  // 13: meshgate.publisher.v1.Publisher.Authorize:input_type -> meshgate.publisher.v1.AuthorizeRequest
-	6,  // 14: meshgate.publisher.v1.Publisher.Current:input_type -> meshgate.publisher.v1.CurrentRequest
-	8,  // 15: meshgate.publisher.v1.Publisher.Watch:input_type -> meshgate.publisher.v1.WatchRequest
-	10, // 16: meshgate.publisher.v1.Publisher.Publish:input_type -> meshgate.publisher.v1.PublishRequest
-	14, // 17: meshgate.publisher.v1.Publisher.Host:input_type -> meshgate.publisher.v1.HostMessage
-	3,  // 18: meshgate.publisher.v1.Publisher.Describe:output_type -> meshgate.publisher.v1.DescribeResponse
-	5,  // 19: meshgate.publisher.v1.Publisher.Authorize:output_type -> meshgate.publisher.v1.AuthorizeResponse
-	7,  // 20: meshgate.publisher.v1.Publisher.Current:output_type -> meshgate.publisher.v1.CurrentResponse
-	9,  // 21: meshgate.publisher.v1.Publisher.Watch:output_type -> meshgate.publisher.v1.Event
-	11, // 22: meshgate.publisher.v1.Publisher.Publish:output_type -> meshgate.publisher.v1.PublishResponse
-	12, // 23: meshgate.publisher.v1.Publisher.Host:output_type -> meshgate.publisher.v1.PluginMessage
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	14, // 6: meshgate.publisher.v1.PluginMessage.ask:type_name -> meshgate.publisher.v1.AskAuthorize
+	13, // 7: meshgate.publisher.v1.PluginMessage.published_ack:type_name -> meshgate.publisher.v1.PublishedAck
+	4,  // 8: meshgate.publisher.v1.AskAuthorize.request:type_name -> meshgate.publisher.v1.AuthorizeRequest
+	17, // 9: meshgate.publisher.v1.HostMessage.session:type_name -> meshgate.publisher.v1.SessionEvent
+	18, // 10: meshgate.publisher.v1.HostMessage.answer:type_name -> meshgate.publisher.v1.Answer
+	16, // 11: meshgate.publisher.v1.HostMessage.published:type_name -> meshgate.publisher.v1.Published
+	10, // 12: meshgate.publisher.v1.Published.publishes:type_name -> meshgate.publisher.v1.PublishRequest
+	1,  // 13: meshgate.publisher.v1.SessionEvent.principal:type_name -> meshgate.publisher.v1.Principal
+	5,  // 14: meshgate.publisher.v1.Answer.response:type_name -> meshgate.publisher.v1.AuthorizeResponse
+	2,  // 15: meshgate.publisher.v1.Publisher.Describe:input_type -> meshgate.publisher.v1.DescribeRequest
+	4,  // 16: meshgate.publisher.v1.Publisher.Authorize:input_type -> meshgate.publisher.v1.AuthorizeRequest
+	6,  // 17: meshgate.publisher.v1.Publisher.Current:input_type -> meshgate.publisher.v1.CurrentRequest
+	8,  // 18: meshgate.publisher.v1.Publisher.Watch:input_type -> meshgate.publisher.v1.WatchRequest
+	10, // 19: meshgate.publisher.v1.Publisher.Publish:input_type -> meshgate.publisher.v1.PublishRequest
+	15, // 20: meshgate.publisher.v1.Publisher.Host:input_type -> meshgate.publisher.v1.HostMessage
+	3,  // 21: meshgate.publisher.v1.Publisher.Describe:output_type -> meshgate.publisher.v1.DescribeResponse
+	5,  // 22: meshgate.publisher.v1.Publisher.Authorize:output_type -> meshgate.publisher.v1.AuthorizeResponse
+	7,  // 23: meshgate.publisher.v1.Publisher.Current:output_type -> meshgate.publisher.v1.CurrentResponse
+	9,  // 24: meshgate.publisher.v1.Publisher.Watch:output_type -> meshgate.publisher.v1.Event
+	11, // 25: meshgate.publisher.v1.Publisher.Publish:output_type -> meshgate.publisher.v1.PublishResponse
+	12, // 26: meshgate.publisher.v1.Publisher.Host:output_type -> meshgate.publisher.v1.PluginMessage
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_publisher_proto_init() }
@@ -1186,10 +1349,12 @@ func file_publisher_proto_init() {
 	}
 	file_publisher_proto_msgTypes[11].OneofWrappers = []any{
 		(*PluginMessage_Ask)(nil),
+		(*PluginMessage_PublishedAck)(nil),
 	}
-	file_publisher_proto_msgTypes[13].OneofWrappers = []any{
+	file_publisher_proto_msgTypes[14].OneofWrappers = []any{
 		(*HostMessage_Session)(nil),
 		(*HostMessage_Answer)(nil),
+		(*HostMessage_Published)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1197,7 +1362,7 @@ func file_publisher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_publisher_proto_rawDesc), len(file_publisher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

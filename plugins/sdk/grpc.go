@@ -66,7 +66,9 @@ func (s *server) run() {
 func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	i := s.p.Info()
 	_, sessions := s.p.(SessionWatcher)
-	return &pb.DescribeResponse{Name: i.Name, Version: i.Version, Schemes: i.Schemes, WantsSessions: sessions}, nil
+	_, publishable := s.p.(Publishable)
+	return &pb.DescribeResponse{Name: i.Name, Version: i.Version, Schemes: i.Schemes, WantsSessions: sessions,
+		PublishDirect: i.PublishDirect && publishable}, nil
 }
 
 func (s *server) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeResponse, error) {
@@ -138,6 +140,8 @@ func (s *server) Host(stream pb.Publisher_HostServer) error {
 			if sw != nil {
 				sw.Session(principalFrom(x.Session.GetPrincipal()), x.Session.GetOnline(), time.Unix(0, x.Session.GetTimeUnixNano()))
 			}
+		case *pb.HostMessage_Published:
+			s.recordPublished(stream, x.Published)
 		case *pb.HostMessage_Answer:
 			s.mu.Lock()
 			ch := s.pending[x.Answer.GetId()]
@@ -148,6 +152,24 @@ func (s *server) Host(stream pb.Publisher_HostServer) error {
 			}
 		}
 	}
+}
+
+// recordPublished hands publishes the gateway has delivered (PublishDirect)
+// to Publish, in order, and acknowledges them.
+func (s *server) recordPublished(stream pb.Publisher_HostServer, m *pb.Published) {
+	pp, ok := s.p.(Publishable)
+	if !ok {
+		return
+	}
+	ctx := stream.Context()
+	for _, r := range m.GetPublishes() {
+		if _, err := pp.Publish(ctx, principalFrom(r.GetPrincipal()), r.GetResource(), r.GetEtag(), r.GetPayload()); err != nil {
+			Logger().Warn("recording a delivered publish failed", "resource", r.GetResource(), "err", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = stream.Send(&pb.PluginMessage{Msg: &pb.PluginMessage_PublishedAck{PublishedAck: &pb.PublishedAck{Seq: m.GetSeq()}}})
 }
 
 // hostAPI is the Host a publisher sees.

@@ -40,6 +40,16 @@ type Info struct {
 	Name, Version string
 	// Schemes are the resource schemes it owns: "storage" owns "storage:…".
 	Schemes []string
+	// PublishDirect says the publisher accepts every `publish` as it is:
+	// one Changed event with the published etag and payload, whoever
+	// publishes (the gateway has checked the publish scope). The gateway
+	// then delivers a publish at once, without a round trip to the
+	// plugin, and calls Publish afterwards, in order and in batches, so
+	// the publisher records the etag; the events Publish returns are
+	// ignored and its errors only logged. Until Publish has returned, the
+	// gateway answers Authorize and Current for that resource with the
+	// published etag itself. Only a Publishable publisher may set it.
+	PublishDirect bool
 }
 
 // Decision is an authorization answer.
