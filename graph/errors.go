@@ -30,6 +30,10 @@ const (
 // ErrUnauthenticated: the request carries no valid principal.
 var ErrUnauthenticated = errors.New("graph: unauthenticated")
 
+// MsgUnavailable is the one message of every UNAVAILABLE error: the
+// membership is moving, or a node or a publisher cannot be reached.
+const MsgUnavailable = "temporarily unavailable (the cluster is changing or a node or publisher cannot be reached): retry"
+
 // Code returns the extensions.code for err and the message to show. It is
 // the one place where core errors become public codes; unknown errors
 // become INTERNAL_SERVER_ERROR with a message that reveals nothing.
@@ -50,7 +54,9 @@ func Code(err error) (code, msg string) {
 	case errors.Is(err, shard.ErrInvalidInput), errors.Is(err, shard.ErrUnknownScheme):
 		return CodeBadUserInput, trim(err)
 	case errors.Is(err, shard.ErrUnavailable):
-		return CodeUnavailable, trim(err)
+		// The cause names nodes, addresses, queues and TLS or gRPC
+		// failures: internal detail, logged by errorf, never sent.
+		return CodeUnavailable, MsgUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return CodeTimeout, "deadline exceeded"
 	case errors.Is(err, context.Canceled):
@@ -73,8 +79,12 @@ func (r *Resolver) errorf(ctx context.Context, err error) error {
 		return nil
 	}
 	code, msg := Code(err)
-	if code == CodeInternal && r.Logger != nil {
+	switch {
+	case r.Logger == nil:
+	case code == CodeInternal:
 		r.Logger.ErrorContext(ctx, "internal error", "err", err)
+	case code == CodeUnavailable:
+		r.Logger.WarnContext(ctx, "answered unavailable", "err", err)
 	}
 	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": code}}
 }

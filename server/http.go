@@ -116,7 +116,24 @@ func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.
 		writeRequestError(w, media, &requestError{http.StatusInternalServerError, graph.CodeInternal, "internal error"})
 		return
 	}
+	if retryable(resp) {
+		// GraphQL over HTTP keeps the status 200 for a result with
+		// errors; the header still tells a client or a proxy when to
+		// try again (README, "Error codes").
+		w.Header().Set("Retry-After", "1")
+	}
 	writeBody(w, media, http.StatusOK, b)
+}
+
+// retryable reports whether a result carries an UNAVAILABLE error: the
+// membership moved or a peer or publisher could not be reached.
+func retryable(resp *graphql.Response) bool {
+	for _, e := range resp.Errors {
+		if e.Extensions["code"] == graph.CodeUnavailable {
+			return true
+		}
+	}
+	return false
 }
 
 // negotiate picks the response media type from Accept as RFC 9110
