@@ -159,14 +159,27 @@ func freeTCP(t *testing.T, ip string) string {
 func (c *testCluster) start(name, ip string) *nodeProc {
 	t := c.t
 	t.Helper()
-	gossip := freeTCP(t, ip)
-	args := []string{"serve", "--data-dir", c.data, "--node-name", name, "--bind", gossip, "--rpc", freeTCP(t, ip),
-		"--listen", freeTCP(t, ip), "--log-level", "info"}
-	if c.seed != "" {
-		args = append(args, "--join", c.seed)
+	// freeTCP closes its listener before the node binds the port, so
+	// another process (a parallel test's node, an outgoing connection's
+	// ephemeral port) may take it meanwhile: a node that exits with
+	// "address already in use" is started again on fresh ports.
+	for attempt := 1; ; attempt++ {
+		gossip := freeTCP(t, ip)
+		args := []string{"serve", "--data-dir", c.data, "--node-name", name, "--bind", gossip, "--rpc", freeTCP(t, ip),
+			"--listen", freeTCP(t, ip), "--log-level", "info"}
+		if c.seed != "" {
+			args = append(args, "--join", c.seed)
+		}
+		args = append(args, c.extra...)
+		n, err := c.tryRun(name, ip, gossip, args)
+		if err == nil {
+			return n
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("%s: a port was taken before the node bound it; starting it again on fresh ports", name)
 	}
-	args = append(args, c.extra...)
-	return c.run(name, ip, gossip, args)
 }
 
 // restart starts a stopped node again, same name and addresses.
@@ -176,6 +189,17 @@ func (c *testCluster) restart(n *nodeProc) *nodeProc {
 }
 
 func (c *testCluster) run(name, ip, gossip string, args []string) *nodeProc {
+	c.t.Helper()
+	n, err := c.tryRun(name, ip, gossip, args)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+// tryRun starts a node and waits until it is ready; an error means the
+// process exited before its startup line (its stderr is in the error).
+func (c *testCluster) tryRun(name, ip, gossip string, args []string) (*nodeProc, error) {
 	t := c.t
 	t.Helper()
 	cmd := exec.Command(c.bin, args...)
@@ -195,7 +219,15 @@ func (c *testCluster) run(name, ip, gossip string, args []string) *nodeProc {
 	c.mu.Unlock()
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		t.Fatalf("%s: no startup line: %v\n%s", name, err, n.stderr.String())
+		<-n.done
+		c.mu.Lock()
+		delete(c.nodes, name)
+		if old := c.nodes[name+"-before"]; old != nil {
+			c.nodes[name] = old
+			delete(c.nodes, name+"-before")
+		}
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%s: no startup line: %v\n%s", name, err, n.stderr.String())
 	}
 	go func() { _, _ = bufio.NewReader(stdout).WriteTo(io_Discard{}) }()
 	n.url = strings.Fields(line)[2]
@@ -215,7 +247,7 @@ func (c *testCluster) run(name, ip, gossip string, args []string) *nodeProc {
 		c.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64}}
 	}
 	c.waitReady(n)
-	return n
+	return n, nil
 }
 
 type io_Discard struct{}
