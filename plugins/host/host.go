@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -227,24 +228,43 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 	if err := h.faults.Before(ctx); err != nil {
 		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
-	r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
-	if err != nil {
-		return "", callError(inst.name, err)
-	}
-	if !r.GetAllowed() {
-		reason := r.GetReason()
-		if reason == "" {
-			reason = "not allowed"
+	// A publish_direct plugin records delivered publishes later; the
+	// answer is never older than one delivered (see direct.answered).
+	// Asked again at most a few times while acknowledgements race it.
+	for try := 1; ; try++ {
+		var before uint64
+		if inst.direct != nil {
+			before = inst.direct.acked()
 		}
-		return "", fmt.Errorf("%w: %s", shard.ErrForbidden, reason)
-	}
-	if inst.direct != nil {
-		if e, ok := inst.direct.etag(resource); ok {
+		r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
+		if err != nil {
+			return "", callError(inst.name, err)
+		}
+		if !r.GetAllowed() {
+			reason := r.GetReason()
+			if reason == "" {
+				reason = "not allowed"
+			}
+			return "", fmt.Errorf("%w: %s", shard.ErrForbidden, reason)
+		}
+		if inst.direct == nil {
+			return r.GetEtag(), nil
+		}
+		e, pending, ok := inst.direct.answered(resource, before)
+		switch {
+		case pending:
 			return e, nil // delivered, not yet recorded by the plugin
+		case ok:
+			return r.GetEtag(), nil
+		case try == maxDirectTries:
+			return "", fmt.Errorf("%w: publisher %s is recording publishes faster than it answers: retry", shard.ErrUnavailable, inst.name)
 		}
 	}
-	return r.GetEtag(), nil
 }
+
+// maxDirectTries bounds how often a call reading a publish_direct
+// plugin's etags is asked again because an acknowledgement raced it.
+const maxDirectTries = 8
 
 // Publish hands a `publish` mutation to the owner of resource and delivers
 // the events it returns, exactly as Watch events are delivered. It returns
@@ -322,26 +342,59 @@ func (h *Host) Current(ctx context.Context, resources []string) map[string]strin
 	out := make(map[string]string, len(resources))
 	for inst, rs := range byInst {
 		for chunk := range slices.Chunk(rs, 1000) {
-			cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
-			cur, err := inst.client.Current(cctx, &pb.CurrentRequest{Resources: chunk})
-			cancel()
-			if err != nil {
-				h.log.Warn("Current failed", "plugin", inst.name, "err", err)
-				continue
-			}
-			for r, e := range cur.GetEtags() {
-				out[r] = e
-			}
-			if inst.direct != nil {
-				for _, r := range chunk {
-					if e, ok := inst.direct.etag(r); ok {
-						out[r] = e
-					}
-				}
-			}
+			h.currentChunk(ctx, inst, chunk, out)
 		}
 	}
 	return out
+}
+
+// currentChunk asks inst for the etags of chunk into out. As in
+// Authorize, a publish_direct plugin's pending etags win, and the call is
+// asked again while acknowledgements race it (direct.answered); a
+// resource still raced after that counts as unknown.
+func (h *Host) currentChunk(ctx context.Context, inst *instance, chunk []string, out map[string]string) {
+	for try := 1; ; try++ {
+		var before uint64
+		if inst.direct != nil {
+			before = inst.direct.acked()
+		}
+		cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+		cur, err := inst.client.Current(cctx, &pb.CurrentRequest{Resources: chunk})
+		cancel()
+		if err != nil {
+			h.log.Warn("Current failed", "plugin", inst.name, "err", err)
+			return
+		}
+		if inst.direct == nil {
+			maps.Copy(out, cur.GetEtags())
+			return
+		}
+		raced := false
+		for _, r := range chunk {
+			e, pending, ok := inst.direct.answered(r, before)
+			switch {
+			case pending:
+				out[r] = e
+			case ok:
+				if e, known := cur.GetEtags()[r]; known {
+					out[r] = e
+				}
+			default:
+				raced = true
+			}
+		}
+		if !raced {
+			return
+		}
+		if try == maxDirectTries {
+			for _, r := range chunk {
+				if _, pending, ok := inst.direct.answered(r, before); !pending && !ok {
+					delete(out, r)
+				}
+			}
+			return
+		}
+	}
 }
 
 // handle validates one event from inst and delivers it. Events about
