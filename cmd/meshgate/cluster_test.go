@@ -227,7 +227,7 @@ func (c *testCluster) tryRun(name, ip, gossip string, args []string) (*nodeProc,
 			delete(c.nodes, name+"-before")
 		}
 		c.mu.Unlock()
-		return nil, fmt.Errorf("%s: no startup line: %v\n%s", name, err, n.stderr.String())
+		return nil, fmt.Errorf("%s: no startup line: %w\n%s", name, err, n.stderr.String())
 	}
 	go func() { _, _ = bufio.NewReader(stdout).WriteTo(io_Discard{}) }()
 	n.url = strings.Fields(line)[2]
