@@ -27,7 +27,6 @@ type direct struct {
 	seq   uint64 // of the last publish queued
 	queue []*pb.PublishRequest
 	etags map[string]pendingEtag // resource → its last unacknowledged publish
-	acks  uint64                 // acknowledgements so far (see answered)
 }
 
 type pendingEtag struct {
@@ -67,30 +66,30 @@ func (d *direct) add(r *pb.PublishRequest) error {
 	return nil
 }
 
-// acked returns how many acknowledgements have arrived. A call that reads
-// the plugin's etags (Authorize, Current) notes it before the call and
-// compares after with answered.
-func (d *direct) acked() uint64 {
+// etag returns the pending etag of resource, if any.
+func (d *direct) etag(resource string) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.acks
+	e, ok := d.etags[resource]
+	return e.etag, ok
 }
 
-// answered tells whether the plugin's answer to a call begun when acked
-// said before can stand for resource: true with the pending etag if one is
-// waiting (it is the newest delivered), true with "" if none is and no
-// acknowledgement arrived during the call (then every delivered publish
-// was recorded before the plugin read its etags), false if one did: the
-// plugin may have read just before recording a publish whose pending etag
-// that acknowledgement removed, so its answer may be older than one
-// delivered, and the call is asked again.
-func (d *direct) answered(resource string, before uint64) (etag string, pending, ok bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if e, found := d.etags[resource]; found {
-		return e.etag, true, true
+// answer is what a call that read the plugin's etags (Authorize, Current)
+// answers for resource: the pending etag after the call, else the one
+// before it, else the plugin's. A publish pending before the call may be
+// recorded and acknowledged while the plugin answers from what it had,
+// so the pending etag is read on both sides. A publish that was neither
+// pending before nor after was delivered after the call began: its
+// caller had linked before asking (shard.Store.Subscribe), so it reaches
+// the caller's queue, and a RESYNC asking Current is superseded by it.
+func (d *direct) answer(resource, before string, pendingBefore bool, plugin string, known bool) (string, bool) {
+	if e, ok := d.etag(resource); ok {
+		return e, true
 	}
-	return "", false, d.acks == before
+	if pendingBefore {
+		return before, true
+	}
+	return plugin, known
 }
 
 // pending counts the resources with an unacknowledged publish.
@@ -105,7 +104,6 @@ func (d *direct) pending() int {
 func (d *direct) ack(seq uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.acks++
 	for r, e := range d.etags {
 		if e.seq <= seq {
 			delete(d.etags, r)

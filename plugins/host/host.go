@@ -228,43 +228,30 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 	if err := h.faults.Before(ctx); err != nil {
 		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
-	// A publish_direct plugin records delivered publishes later; the
-	// answer is never older than one delivered (see direct.answered).
-	// Asked again at most a few times while acknowledgements race it.
-	for try := 1; ; try++ {
-		var before uint64
-		if inst.direct != nil {
-			before = inst.direct.acked()
-		}
-		r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
-		if err != nil {
-			return "", callError(inst.name, err)
-		}
-		if !r.GetAllowed() {
-			reason := r.GetReason()
-			if reason == "" {
-				reason = "not allowed"
-			}
-			return "", fmt.Errorf("%w: %s", shard.ErrForbidden, reason)
-		}
-		if inst.direct == nil {
-			return r.GetEtag(), nil
-		}
-		e, pending, ok := inst.direct.answered(resource, before)
-		switch {
-		case pending:
-			return e, nil // delivered, not yet recorded by the plugin
-		case ok:
-			return r.GetEtag(), nil
-		case try == maxDirectTries:
-			return "", fmt.Errorf("%w: publisher %s is recording publishes faster than it answers: retry", shard.ErrUnavailable, inst.name)
-		}
+	// A publish_direct plugin records delivered publishes later: the
+	// answer is never older than one delivered (see direct.answer).
+	var before string
+	var pendingBefore bool
+	if inst.direct != nil {
+		before, pendingBefore = inst.direct.etag(resource)
 	}
+	r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
+	if err != nil {
+		return "", callError(inst.name, err)
+	}
+	if !r.GetAllowed() {
+		reason := r.GetReason()
+		if reason == "" {
+			reason = "not allowed"
+		}
+		return "", fmt.Errorf("%w: %s", shard.ErrForbidden, reason)
+	}
+	if inst.direct != nil {
+		e, _ := inst.direct.answer(resource, before, pendingBefore, r.GetEtag(), true)
+		return e, nil
+	}
+	return r.GetEtag(), nil
 }
-
-// maxDirectTries bounds how often a call reading a publish_direct
-// plugin's etags is asked again because an acknowledgement raced it.
-const maxDirectTries = 8
 
 // Publish hands a `publish` mutation to the owner of resource and delivers
 // the events it returns, exactly as Watch events are delivered. It returns
@@ -348,51 +335,37 @@ func (h *Host) Current(ctx context.Context, resources []string) map[string]strin
 	return out
 }
 
-// currentChunk asks inst for the etags of chunk into out. As in
-// Authorize, a publish_direct plugin's pending etags win, and the call is
-// asked again while acknowledgements race it (direct.answered); a
-// resource still raced after that counts as unknown.
+// currentChunk asks inst for the etags of chunk into out; a
+// publish_direct plugin's pending etags are read on both sides of the call
+// (see direct.answer).
 func (h *Host) currentChunk(ctx context.Context, inst *instance, chunk []string, out map[string]string) {
-	for try := 1; ; try++ {
-		var before uint64
-		if inst.direct != nil {
-			before = inst.direct.acked()
-		}
-		cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
-		cur, err := inst.client.Current(cctx, &pb.CurrentRequest{Resources: chunk})
-		cancel()
-		if err != nil {
-			h.log.Warn("Current failed", "plugin", inst.name, "err", err)
-			return
-		}
-		if inst.direct == nil {
-			maps.Copy(out, cur.GetEtags())
-			return
-		}
-		raced := false
+	type pend struct {
+		etag string
+		ok   bool
+	}
+	var before map[string]pend
+	if inst.direct != nil {
+		before = make(map[string]pend, len(chunk))
 		for _, r := range chunk {
-			e, pending, ok := inst.direct.answered(r, before)
-			switch {
-			case pending:
-				out[r] = e
-			case ok:
-				if e, known := cur.GetEtags()[r]; known {
-					out[r] = e
-				}
-			default:
-				raced = true
-			}
+			e, ok := inst.direct.etag(r)
+			before[r] = pend{e, ok}
 		}
-		if !raced {
-			return
-		}
-		if try == maxDirectTries {
-			for _, r := range chunk {
-				if _, pending, ok := inst.direct.answered(r, before); !pending && !ok {
-					delete(out, r)
-				}
-			}
-			return
+	}
+	cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+	cur, err := inst.client.Current(cctx, &pb.CurrentRequest{Resources: chunk})
+	cancel()
+	if err != nil {
+		h.log.Warn("Current failed", "plugin", inst.name, "err", err)
+		return
+	}
+	if inst.direct == nil {
+		maps.Copy(out, cur.GetEtags())
+		return
+	}
+	for _, r := range chunk {
+		e, known := cur.GetEtags()[r]
+		if e, known = inst.direct.answer(r, before[r].etag, before[r].ok, e, known); known {
+			out[r] = e
 		}
 	}
 }
