@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -65,5 +66,47 @@ func TestSubscribe_AgainRacingPublishNeverAnswersOlderThanDelivered(t *testing.T
 	// What the queue tells a list rebuilt after its holder died.
 	if h := s.QueueSubscriptions()[res]; len(h) != 1 || h[0].Hint.Etag != "v2" {
 		t.Errorf("re-link hint %+v, want etag v2", h)
+	}
+}
+
+// listEpoch is the epoch of res's list held by s.
+func listEpoch(t *testing.T, s *Store, res string) uint64 {
+	t.Helper()
+	s.resMu.RLock()
+	defer s.resMu.RUnlock()
+	r := s.res[res]
+	if r == nil {
+		t.Fatalf("no list for %s", res)
+	}
+	return r.pos.Epoch
+}
+
+// A repair whose re-link failed announces the loss with a RESYNC that
+// knows no position; the subscription must still refuse an event older
+// than the ones it appended (a frozen holder's outbox flushing late):
+// once a reader saw v60, it never gets v53 after it.
+func TestResync_WithoutPositionKeepsRefusingOlderEvents(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	q := mustQueue(t, s, alice)
+	const res = "user:alice/x"
+	mustSub(t, s, alice, q, res)
+	epoch := listEpoch(t, s, res)
+	at := func(o uint64) *Event {
+		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o}}
+	}
+	for i := uint64(1); i <= 60; i++ {
+		s.DeliverTo(at(i), []string{q})
+	}
+	if n := s.Resync(res, Linked{Etag: "v60"}, []string{q}); n != 1 {
+		t.Fatalf("Resync reached %d queues, want 1", n)
+	}
+	s.DeliverTo(at(53), []string{q}) // an old event, late
+	got := drainAll(t, s, alice, q)
+	if last := got[len(got)-1]; last != "RESYNC v60" {
+		t.Errorf("the queue ends %v: an event older than one appended came after the RESYNC", got[len(got)-3:])
+	}
+	s.DeliverTo(at(61), []string{q}) // the next one still goes on
+	if got := drainAll(t, s, alice, q); len(got) == 0 || got[len(got)-1] != "CHANGED v61" {
+		t.Errorf("the next event after the RESYNC was not appended: %v", got)
 	}
 }

@@ -256,7 +256,9 @@ func (s *Store) QueueSubscriptions() map[string][]SubscriberState {
 // queue held here that is subscribed to resource, which was just linked
 // (again) at l: the subscription goes on from l's position. A
 // subscription that already appended an event past l is left alone: what
-// it appended is newer. It returns how many it reached.
+// it appended is newer. A zero l.Pos (the list could not be reached)
+// leaves the subscription's position as it is: a position is never
+// lowered to "none". It returns how many it reached.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
 	now := s.cfg.Now()
 	n := 0
@@ -271,7 +273,13 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 			q.mu.Unlock()
 			continue
 		}
-		sub.pos, sub.etag, sub.parked = l.Pos, l.Etag, nil
+		// A RESYNC that knows no position (a repair whose link failed)
+		// does not lower the subscription's: it still appends only past
+		// the last event it appended, so a late older event is dropped.
+		if !l.Pos.IsZero() {
+			sub.pos = l.Pos
+		}
+		sub.etag, sub.parked = l.Etag, nil
 		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)

@@ -401,8 +401,15 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.relink(dead, crashed)
 }
 
-// relinkLater retries a repair's link until membership settles.
+// relinkLater retries a repair's link until membership settles. Once it
+// succeeds, the subscriptions go on from the list's real position (a
+// RESYNC with its etag): the failed attempt announced the loss with no
+// position, and events the list stamped meanwhile did not reach them.
 func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, err error) {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.GetQueue()
+	}
 	for range 60 {
 		select {
 		case <-n.stop:
@@ -410,9 +417,11 @@ func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, e
 		case <-time.After(500 * time.Millisecond):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		_, _, err = n.link(ctx, res, hint, subs, 0, false)
+		var l shard.Linked
+		_, l, err = n.link(ctx, res, hint, subs, 0, false)
 		cancel()
 		if err == nil {
+			n.store.Resync(res, l, names)
 			return
 		}
 	}
