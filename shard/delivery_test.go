@@ -110,3 +110,33 @@ func TestResync_WithoutPositionKeepsRefusingOlderEvents(t *testing.T) {
 		t.Errorf("the next event after the RESYNC was not appended: %v", got)
 	}
 }
+
+// An event held behind a gap (it overtook an earlier one) is not lost
+// when its queue moves to another node: the reader ends with its etag,
+// even when the gap fills at the new node and nothing is published
+// after.
+func TestExportQueue_EventsHeldBehindAGapAreNotLost(t *testing.T) {
+	a, _ := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, a, alice)
+	mustSub(t, a, alice, q, res)
+	epoch := listEpoch(t, a, res)
+	at := func(o uint64) *Event {
+		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o}}
+	}
+	a.DeliverTo(at(1), []string{q})
+	a.DeliverTo(at(3), []string{q}) // overtook v2: held in the subscription
+	st, ok := a.ExportQueue(q)
+	if !ok {
+		t.Fatal("ExportQueue: not held")
+	}
+	if !b.ImportQueue(st) {
+		t.Fatal("ImportQueue refused")
+	}
+	b.DeliverTo(at(2), []string{q}) // the gap fills at the new holder
+	got := drainAll(t, b, alice, q)
+	if len(got) == 0 || !strings.HasSuffix(got[len(got)-1], " v3") {
+		t.Errorf("the reader ends with %v: v3, delivered to the old holder, is lost", got)
+	}
+}

@@ -59,6 +59,16 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 		q.mu.Unlock()
 		return QueueState{}, false
 	}
+	// Events held behind a gap are not part of the state: the gap is
+	// given up on now, so a RESYNC with the newest of them is in the
+	// buffer that moves and the position moves past them. Invariant: an
+	// event handed to a queue is appended, announced by a RESYNC, or a
+	// duplicate; never lost with the node it waited on.
+	for _, sub := range q.subs {
+		if len(sub.parked) > 0 { // its listeners are told below, with the move
+			q.giveUpGapLocked(sub, sub.gap, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		}
+	}
 	q.dead, q.moved = true, true
 	st := QueueState{
 		Name: q.name, User: q.owner.user, Device: q.owner.device,
