@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,5 +139,32 @@ func TestExportQueue_EventsHeldBehindAGapAreNotLost(t *testing.T) {
 	got := drainAll(t, b, alice, q)
 	if len(got) == 0 || !strings.HasSuffix(got[len(got)-1], " v3") {
 		t.Errorf("the reader ends with %v: v3, delivered to the old holder, is lost", got)
+	}
+}
+
+// A client refreshing a subscription while its queue moves to another
+// node keeps receiving: the moved queue carries the subscription, so the
+// list keeps the queue (the subscribe itself answers ErrMoved and is
+// retried at the new node).
+func TestSubscribe_RefreshDuringQueueMoveKeepsTheQueueInTheList(t *testing.T) {
+	a, _ := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, a, alice)
+	mustSub(t, a, alice, q, res)
+	moving := authFunc(func(context.Context, Principal, string, string) (string, error) {
+		st, _ := a.ExportQueue(q) // the queue is handed to b meanwhile
+		b.ImportQueue(st)
+		return "e0", nil
+	})
+	if _, err := a.Subscribe(context.Background(), moving, alice, q, res, "", ""); !errors.Is(err, ErrMoved) {
+		t.Fatalf("subscribe during the move: %v, want ErrMoved", err)
+	}
+	subs, err := b.Subscriptions(context.Background(), alice, q)
+	if err != nil || len(subs) != 1 {
+		t.Fatalf("the moved queue lists %v (err %v), want its subscription", subs, err)
+	}
+	if n, held := a.HasResource(res); !held || n != 1 {
+		t.Errorf("the list holds %d entries (held %v) though the moved queue is subscribed: no publish reaches it", n, held)
 	}
 }

@@ -134,7 +134,10 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	q.mu.Lock()
 	if err := q.goneLocked(); err != nil {
 		q.mu.Unlock()
-		s.unlink(res, []string{queueName})
+		// Only a fresh (pending) subscription dies with its queue's
+		// move: a queue carries the subscriptions it had, so the list
+		// keeps serving an existing one at the queue's new home.
+		abandon(true)
 		return SubscriptionInfo{}, err
 	}
 	if q.subs[res] != sub { // unsubscribed (or taken out) meanwhile
