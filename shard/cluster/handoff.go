@@ -473,12 +473,7 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	resynced := 0
 	for _, res := range affected {
 		subs := lists[res]
-		var hint shard.Hint
-		for _, s := range subs {
-			if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Less(s.Hint.Pos)) {
-				hint = s.Hint
-			}
-		}
+		hint := newestHint(subs)
 		if e := etags[res]; e != "" {
 			hint.Etag = e // the publisher's word, when it has one
 		}
@@ -520,7 +515,11 @@ func (n *Node) audit() {
 	defer cancel()
 	k, missing := 0, 0
 	for res, subs := range lists {
-		added, l, err := n.link(ctx, res, shard.Hint{}, n.subscribersHere(subs), 0, false)
+		// The hint is what the queues here delivered, as relink's: a list
+		// the audit re-creates (it was lost) starts from the newest etag
+		// they saw, and its RESYNC never carries "" for a published
+		// resource. A list that learned a later etag keeps its own.
+		added, l, err := n.link(ctx, res, newestHint(subs), n.subscribersHere(subs), 0, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
 			continue
@@ -536,6 +535,18 @@ func (n *Node) audit() {
 	}
 	n.stats.Repairs.Add(1)
 	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
+}
+
+// newestHint is the newest etag, with its position, that the
+// subscriptions of subs (queues here, one resource) delivered.
+func newestHint(subs []shard.SubscriberState) shard.Hint {
+	var hint shard.Hint
+	for _, s := range subs {
+		if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Less(s.Hint.Pos)) {
+			hint = s.Hint
+		}
+	}
+	return hint
 }
 
 // subscribersHere turns queues held here into list entries naming this node.

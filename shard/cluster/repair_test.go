@@ -1,0 +1,59 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+
+	"meshgate/shard"
+)
+
+type etagAuth string
+
+func (e etagAuth) Authorize(context.Context, shard.Principal, string, string) (string, error) {
+	return string(e), nil
+}
+
+// The post-settle audit re-links a subscription missing from its list.
+// When the list itself was lost, the list it re-creates learns the
+// newest etag the queues delivered, and the RESYNC carries it: a client
+// that saw v5 is never told "" ("never published").
+func TestAudit_RelinkKeepsTheEtagTheQueueDelivered(t *testing.T) {
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{Name: "a"}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	defer n.Close()
+	ctx := context.Background()
+	alice := shard.Principal{User: "alice", Device: "d"}
+	q, err := n.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const res = "user:alice/x"
+	if _, err := store.Subscribe(ctx, etagAuth("v4"), alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "v5"})
+	store.RemoveSubscribers(res, []string{q.Name}) // the list is lost (a failed hand-off, a prune)
+	n.audit()
+	subs, err := store.Subscriptions(ctx, alice, q.Name)
+	if err != nil || len(subs) != 1 {
+		t.Fatalf("subscriptions %v, err %v", subs, err)
+	}
+	pg, err := store.Poll(ctx, alice, q.Name, 0, 10, 0)
+	if err != nil || len(pg.Items) == 0 {
+		t.Fatalf("poll: %v items, err %v", len(pg.Items), err)
+	}
+	last := pg.Items[len(pg.Items)-1]
+	if subs[0].Etag != "v5" || last.Etag != "v5" {
+		t.Errorf("after the audit the subscription's etag is %q and the queue ends with %s %q; want v5", subs[0].Etag, last.Kind, last.Etag)
+	}
+	if got := store.ResourcesWithScheme("user")[res]; got != "v5" {
+		t.Errorf("the re-created list knows etag %q, want v5", got)
+	}
+}
