@@ -168,3 +168,35 @@ func TestSubscribe_RefreshDuringQueueMoveKeepsTheQueueInTheList(t *testing.T) {
 		t.Errorf("the list holds %d entries (held %v) though the moved queue is subscribed: no publish reaches it", n, held)
 	}
 }
+
+// A new subscription that receives, while the publisher is asked, a late
+// event from before it was linked (sent to an earlier subscription of the
+// same queue) neither answers that older etag nor takes its position:
+// it goes on from the list's position at the link.
+func TestSubscribe_LateEventFromBeforeTheLinkIsNotTheAnswer(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	other := mustQueue(t, s, bob)
+	mustSub(t, s, bob, other, res) // keeps the list alive
+	for i := 1; i <= 5; i++ {
+		publish(s, res, "v"+strconv.Itoa(i))
+	}
+	epoch := listEpoch(t, s, res)
+	q := mustQueue(t, s, alice)
+	late := authFunc(func(context.Context, Principal, string, string) (string, error) {
+		// An event of offset 3 still on its way to this queue.
+		s.DeliverTo(&Event{Kind: Changed, Resource: res, Etag: "v3", Pos: Position{Epoch: epoch, Offset: 3}}, []string{q})
+		return "v5", nil
+	})
+	info, err := s.Subscribe(context.Background(), late, alice, q, res, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != "v5" {
+		t.Errorf("subscribe answered %q, older than the list's v5 at the link", info.Etag)
+	}
+	publish(s, res, "v6")
+	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v6" {
+		t.Errorf("after the subscribe the queue holds %v, want [CHANGED v6] at once", got)
+	}
+}

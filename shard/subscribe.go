@@ -144,6 +144,13 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		q.mu.Unlock()
 		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s was removed while it was made; retry", ErrUnavailable, res)
 	}
+	if sub.pending && !sub.pos.IsZero() && !linked.Pos.Less(sub.pos) {
+		// What arrived while pending was from before the link (a late
+		// event for an earlier subscription of this queue): the list's
+		// state at the link is newer, so it is neither the answer nor
+		// the subscription's position.
+		sub.seen = false
+	}
 	answer := etag
 	switch {
 	case sub.pending && sub.seen:
@@ -162,8 +169,10 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	}
 	learn := linked.Etag == "" && answer != ""
 	if sub.pending {
-		if sub.pos.IsZero() {
-			sub.pos = linked.Pos // the next event of the list is the first for this queue
+		// The next event of the list is the first for this queue: the
+		// position is at least the link's, whatever arrived before.
+		if sub.pos.Less(linked.Pos) {
+			sub.pos = linked.Pos
 		}
 		sub.pending, sub.seen = false, false
 	}
