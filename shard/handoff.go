@@ -65,8 +65,8 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	// event handed to a queue is appended, announced by a RESYNC, or a
 	// duplicate; never lost with the node it waited on.
 	for _, sub := range q.subs {
-		if len(sub.parked) > 0 { // its listeners are told below, with the move
-			q.giveUpGapLocked(sub, sub.gap, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		if x := sub.x; x != nil && len(x.parked) > 0 { // its listeners are told below, with the move
+			q.giveUpGapLocked(sub, x, x.gap, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		}
 	}
 	q.dead, q.moved = true, true
@@ -81,7 +81,7 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 		st.Events[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
 	for res, sub := range q.subs {
-		if !sub.pending { // a pending one is not allowed yet: its subscribe fails with ErrMoved
+		if !sub.isPending() { // a pending one is not allowed yet: its subscribe fails with ErrMoved
 			st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created})
 		}
 		sub.remove() // after its state is taken: removal marks created
@@ -251,7 +251,7 @@ func (s *Store) QueueSubscriptions() map[string][]SubscriberState {
 		for _, q := range sh.m {
 			q.mu.Lock()
 			for res, sub := range q.subs {
-				if !sub.pending {
+				if !sub.isPending() {
 					out[res] = append(out[res], SubscriberState{Queue: q.name, User: q.owner.user, Device: q.owner.device, Hint: Hint{Etag: sub.etag, Pos: sub.pos}})
 				}
 			}
@@ -279,7 +279,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		}
 		q.mu.Lock()
 		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.pending || !sub.pos.IsZero() && l.Pos.Less(sub.pos) && sub.pos.Epoch == l.Pos.Epoch {
+		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && l.Pos.Less(sub.pos) && sub.pos.Epoch == l.Pos.Epoch {
 			q.mu.Unlock()
 			continue
 		}
@@ -289,7 +289,8 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		if !l.Pos.IsZero() {
 			sub.pos = l.Pos
 		}
-		sub.etag, sub.parked = l.Etag, nil
+		sub.etag = l.Etag
+		sub.dropParked()
 		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)

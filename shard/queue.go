@@ -55,7 +55,9 @@ func (q *queue) goneLocked() error {
 
 // subscription is the queue's side of a (queue, resource) pair; the
 // resource's side is a subRef in its subscriber list, perhaps on another node.
-// Every field is guarded by the queue's mu.
+// Every field is guarded by the queue's mu. It is kept to 48 bytes (one
+// million of them is issue 7's scenario D): what only a subscription being
+// made or one waiting on a gap needs is out of line, in x.
 type subscription struct {
 	// etag is the last etag appended for the resource (or answered by subscribe).
 	etag string
@@ -64,17 +66,50 @@ type subscription struct {
 	// created is in unix nanoseconds; -1 once the subscription is removed
 	// from its queue, so list entries caching it look it up again.
 	created int64
-	// pending: linked, not yet allowed by the publisher; seen: an event
-	// arrived meanwhile (etag is its etag).
-	pending, seen bool
+	// x is nil unless the subscription is pending or holds parked events.
+	x *subExtra
+}
+
+// subExtra is the rarely used part of a subscription.
+type subExtra struct {
 	// parked holds events that came after a gap, in offset order, until
 	// it fills (see parkLocked); gap counts the gaps waited for.
 	parked []*Event
 	gap    uint32
+	// pending: linked, not yet allowed by the publisher; seen: an event
+	// arrived meanwhile (etag is its etag).
+	pending, seen bool
 }
 
 func (s *subscription) gone() bool { return s.created < 0 }
 func (s *subscription) remove()    { s.created = -1 }
+
+// isPending reports whether s is linked but not yet allowed.
+func (s *subscription) isPending() bool { return s.x != nil && s.x.pending }
+
+// extra is s.x, made if needed.
+func (s *subscription) extra() *subExtra {
+	if s.x == nil {
+		s.x = &subExtra{}
+	}
+	return s.x
+}
+
+// tidy lets x go once it holds nothing (a timer waiting on a gap holds
+// its own x, so a later one cannot be mistaken for it).
+func (s *subscription) tidy() {
+	if x := s.x; x != nil && !x.pending && len(x.parked) == 0 {
+		s.x = nil
+	}
+}
+
+// dropParked forgets s's parked events.
+func (s *subscription) dropParked() {
+	if s.x != nil {
+		s.x.parked = nil
+		s.tidy()
+	}
+}
 
 // firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
@@ -87,7 +122,8 @@ func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 // whether anything was appended. mu held.
 func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) ([]Listener, bool) {
 	v := sub.admitLocked(ev.Pos)
-	if v == parkIt && sub.pending {
+	pending := sub.isPending()
+	if v == parkIt && pending {
 		sub.pos, v = ev.Pos, resyncIt // a pending one only needs the newest etag
 	}
 	switch v {
@@ -96,7 +132,7 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	case parkIt:
 		return q.parkLocked(sub, ev, capacity, retain), false
 	case resyncIt:
-		sub.parked = nil
+		sub.dropParked()
 		if ev.Kind != Resync {
 			ev = &Event{Kind: Resync, Resource: ev.Resource, Etag: ev.Etag, Time: ev.Time, Pos: ev.Pos}
 		}
@@ -104,15 +140,19 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	if ev.Kind == Changed || ev.Kind == Resync {
 		sub.etag = ev.Etag
 	}
-	if sub.pending {
-		sub.seen = true
+	if pending {
+		sub.x.seen = true
 		return nil, false
 	}
 	ls := q.appendLocked(ev, capacity, retain)
+	x := sub.x
+	if x == nil {
+		return ls, true
+	}
 	// The gap before held events may have filled.
-	for len(sub.parked) > 0 && sub.parked[0].Pos.Offset <= sub.pos.Offset+1 {
-		next := sub.parked[0]
-		sub.parked = sub.parked[1:]
+	for len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1 {
+		next := x.parked[0]
+		x.parked = x.parked[1:]
 		if next.Pos.Offset == sub.pos.Offset+1 {
 			sub.pos = next.Pos
 			if next.Kind == Changed || next.Kind == Resync {
@@ -121,8 +161,9 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 			ls = q.appendLocked(next, capacity, retain)
 		}
 	}
-	if len(sub.parked) == 0 {
-		sub.parked = nil
+	if len(x.parked) == 0 {
+		x.parked = nil
+		sub.tidy()
 	}
 	return ls, true
 }
@@ -130,25 +171,26 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 // parkLocked holds ev, which came after a gap, in sub, in offset order.
 // The first one held starts the timer that gives up on the gap. mu held.
 func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
-	i := len(sub.parked)
-	for i > 0 && sub.parked[i-1].Pos.Offset >= ev.Pos.Offset {
-		if sub.parked[i-1].Pos.Offset == ev.Pos.Offset {
+	x := sub.extra()
+	i := len(x.parked)
+	for i > 0 && x.parked[i-1].Pos.Offset >= ev.Pos.Offset {
+		if x.parked[i-1].Pos.Offset == ev.Pos.Offset {
 			return nil // held already
 		}
 		i--
 	}
-	sub.parked = append(sub.parked, nil)
-	copy(sub.parked[i+1:], sub.parked[i:])
-	sub.parked[i] = ev
-	if len(sub.parked) > maxParked {
-		return q.giveUpGapLocked(sub, sub.gap, capacity, retain)
+	x.parked = append(x.parked, nil)
+	copy(x.parked[i+1:], x.parked[i:])
+	x.parked[i] = ev
+	if len(x.parked) > maxParked {
+		return q.giveUpGapLocked(sub, x, x.gap, capacity, retain)
 	}
-	if len(sub.parked) == 1 {
-		sub.gap++
-		gap := sub.gap
+	if len(x.parked) == 1 {
+		x.gap++
+		gap := x.gap
 		time.AfterFunc(holdGap, func() {
 			q.mu.Lock()
-			ls := q.giveUpGapLocked(sub, gap, capacity, retain)
+			ls := q.giveUpGapLocked(sub, x, gap, capacity, retain)
 			q.mu.Unlock()
 			notifyAll(ls)
 		})
@@ -157,14 +199,15 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 }
 
 // giveUpGapLocked announces the gap before sub's held events (if they are
-// still those of gap) with one RESYNC carrying the newest of them: what
-// was in the gap is lost. mu held.
-func (q *queue) giveUpGapLocked(sub *subscription, gap uint32, capacity, retain int) []Listener {
-	if len(sub.parked) == 0 || sub.gap != gap || sub.gone() || q.dead {
+// still those of x's gap) with one RESYNC carrying the newest of them:
+// what was in the gap is lost. mu held.
+func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, gap uint32, capacity, retain int) []Listener {
+	if sub.x != x || x == nil || len(x.parked) == 0 || x.gap != gap || sub.gone() || q.dead {
 		return nil
 	}
-	last := sub.parked[len(sub.parked)-1]
-	sub.parked = nil
+	last := x.parked[len(x.parked)-1]
+	x.parked = nil
+	sub.tidy()
 	sub.pos, sub.etag = last.Pos, last.Etag
 	return q.appendLocked(&Event{Kind: Resync, Resource: last.Resource, Etag: last.Etag, Time: last.Time, Pos: last.Pos}, capacity, retain)
 }

@@ -98,7 +98,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			q.mu.Unlock()
 			return SubscriptionInfo{}, s.tooManySubs()
 		}
-		sub = &subscription{created: now.UnixNano(), pending: true}
+		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true}}
 		if q.subs == nil {
 			q.subs = make(map[string]*subscription)
 		}
@@ -144,37 +144,39 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		q.mu.Unlock()
 		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s was removed while it was made; retry", ErrUnavailable, res)
 	}
-	if sub.pending && !sub.pos.IsZero() && !linked.Pos.Less(sub.pos) {
+	pending := sub.isPending()
+	if pending && !sub.pos.IsZero() && !linked.Pos.Less(sub.pos) {
 		// What arrived while pending was from before the link (a late
 		// event for an earlier subscription of this queue): the list's
 		// state at the link is newer, so it is neither the answer nor
 		// the subscription's position.
-		sub.seen = false
+		sub.x.seen = false
 	}
 	answer := etag
 	switch {
-	case sub.pending && sub.seen:
+	case pending && sub.x.seen:
 		answer = sub.etag // delivered while pending: the newest there is
-	case !sub.pending && linked.Pos.Less(sub.pos) && sub.etag != "":
+	case !pending && linked.Pos.Less(sub.pos) && sub.etag != "":
 		// An event past the link was appended while the publisher was
 		// asked: its etag is at least as new as the publisher's answer,
 		// which may have been read before it. Answering (and
 		// remembering) the publisher's would go back behind what the
 		// queue holds.
 		answer = sub.etag
-	case answer == "" && !sub.pending && sub.etag != "":
+	case answer == "" && !pending && sub.etag != "":
 		answer = sub.etag
 	case answer == "":
 		answer = linked.Etag
 	}
 	learn := linked.Etag == "" && answer != ""
-	if sub.pending {
+	if pending {
 		// The next event of the list is the first for this queue: the
 		// position is at least the link's, whatever arrived before.
 		if sub.pos.Less(linked.Pos) {
 			sub.pos = linked.Pos
 		}
-		sub.pending, sub.seen = false, false
+		sub.x.pending, sub.x.seen = false, false
+		sub.tidy()
 	}
 	sub.etag = answer
 	var ls []Listener
