@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
 )
 
 type etagAuth string
@@ -55,5 +56,60 @@ func TestAudit_RelinkKeepsTheEtagTheQueueDelivered(t *testing.T) {
 	}
 	if got := store.ResourcesWithScheme("user")[res]; got != "v5" {
 		t.Errorf("the re-created list knows etag %q, want v5", got)
+	}
+}
+
+// A repair whose link failed retries it; once it succeeds the
+// subscription goes on from the list's real position: the changes it
+// missed are announced (RESYNC with the list's etag) and the next
+// publish is appended at once, not held behind a false gap.
+func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{Name: "a"}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	defer n.Close()
+	ctx := context.Background()
+	alice := shard.Principal{User: "alice", Device: "d"}
+	q, err := n.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const res = "user:alice/x"
+	if _, err := store.Subscribe(ctx, etagAuth("v0"), alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	other, err := n.CreateQueue(ctx, shard.Principal{User: "bob", Device: "d"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Subscribe(ctx, etagAuth("v0"), shard.Principal{User: "bob", Device: "d"}, other.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(etag string) { store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: etag}) }
+	publish("v1")
+	store.RemoveSubscribers(res, []string{q.Name}) // the entry is lost with a dead holder
+	publish("v2")
+	publish("v3")
+	// The repair's first link failed: the loss is announced with no position.
+	hint := shard.Hint{Etag: "v1"}
+	store.Resync(res, shard.Linked{Etag: hint.Etag}, []string{q.Name})
+	n.relinkLater(res, hint, []*pb.Subscriber{{Queue: q.Name, User: alice.User, Device: alice.Device, Node: "a"}}, errNotHeld)
+	publish("v4")
+	pg, err := store.Poll(ctx, alice, q.Name, 0, 20, 0)
+	if err != nil || len(pg.Items) == 0 {
+		t.Fatalf("poll: %d items, err %v", len(pg.Items), err)
+	}
+	var got []string
+	for _, it := range pg.Items {
+		got = append(got, it.Kind.String()+" "+it.Etag)
+	}
+	if want := "CHANGED v4"; got[len(got)-1] != want || got[len(got)-2] != "RESYNC v3" {
+		t.Errorf("the queue holds %v, want it to end with RESYNC v3, CHANGED v4", got)
 	}
 }
