@@ -156,12 +156,13 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	switch {
 	case pending && sub.x.seen:
 		answer = sub.etag // delivered while pending: the newest there is
-	case !pending && linked.Pos.Less(sub.pos) && sub.etag != "":
+	case !pending && linked.Pos.Epoch == sub.pos.Epoch && linked.Pos.Offset < sub.pos.Offset && sub.etag != "":
 		// An event past the link was appended while the publisher was
 		// asked: its etag is at least as new as the publisher's answer,
 		// which may have been read before it. Answering (and
 		// remembering) the publisher's would go back behind what the
-		// queue holds.
+		// queue holds. Only within one epoch: positions of two lists
+		// say nothing of which etag is newer.
 		answer = sub.etag
 	case answer == "" && !pending && sub.etag != "":
 		answer = sub.etag
