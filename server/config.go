@@ -36,6 +36,9 @@ type Config struct {
 	// SSEKeepAlive is how often an idle SSE stream gets a comment line,
 	// and an idle multipart stream a `{}` heartbeat. Default 15 s.
 	SSEKeepAlive time.Duration `yaml:"sse_keep_alive"`
+	// CORS lets pages on other origins call /graphql (cmd: the cors:
+	// section). Off by default.
+	CORS CORSConfig `yaml:"-"`
 	// Logger: default discard.
 	Logger *slog.Logger `yaml:"-"`
 	// Now is the clock. Default time.Now.
@@ -120,6 +123,7 @@ func DefaultConfig() Config {
 		},
 		Limits:       DefaultLimits(),
 		SSEKeepAlive: 15 * time.Second,
+		CORS:         CORSConfig{MaxAge: 10 * time.Minute},
 		Now:          time.Now,
 	}
 }
@@ -170,6 +174,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	dur("sse_keep_alive", &c.SSEKeepAlive, d.SSEKeepAlive)
 	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.CORS.Check(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Faults.Check(); err != nil {

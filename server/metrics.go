@@ -63,9 +63,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQueues, prometheus.GaugeValue, float64(st.Queues))
 	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(st.Subscriptions))
 	ch <- prometheus.MustNewConstMetric(descResources, prometheus.GaugeValue, float64(st.Resources))
-	ws, sse := c.s.wheel.countByKind()
-	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(ws), "websocket")
-	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(sse), "sse")
+	n := c.s.wheel.countByKind()
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(n.ws), "websocket")
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(n.sse), "sse")
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(n.multipart), "multipart")
 	k := c.s.store.Counters()
 	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.CounterValue, float64(k.Deliveries.Load()))
 	for kind := shard.Changed; kind <= shard.Revoked; kind++ {

@@ -115,3 +115,54 @@ func TestMetrics_DashboardQueriesExist(t *testing.T) {
 		}
 	}
 }
+
+// TestMetrics_StreamsByTransport: an Apollo multipart stream is counted as
+// transport="multipart", not as SSE, in /metrics and in /status.json.
+func TestMetrics_StreamsByTransport(t *testing.T) {
+	g := start(t, server.Config{}, shard.Config{})
+	alice := g.token("alice", "laptop", "publish")
+	admin := g.token("ops", "prometheus", "admin")
+	q := g.createQueue(alice)
+	g.subscribe(alice, q, "user:alice/m")
+	if r := g.post(alice, "text/event-stream", streamQuery, map[string]any{"q": q}); r.StatusCode != 200 {
+		t.Fatalf("SSE: %d", r.StatusCode)
+	}
+	for range 2 {
+		if r := g.post(alice, `multipart/mixed;subscriptionSpec="1.0"`, streamQuery, map[string]any{"q": q}); r.StatusCode != 200 {
+			t.Fatalf("multipart: %d", r.StatusCode)
+		}
+	}
+	get := func(path string) string {
+		req, _ := http.NewRequest("GET", strings.TrimSuffix(g.url, "/graphql")+path, nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := g.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	// A stream joins the counts just after its headers are written.
+	want := []string{`meshgate_connections{transport="multipart"} 2`, `meshgate_connections{transport="sse"} 1`, `meshgate_connections{transport="websocket"} 0`}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		body = get("/metrics")
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(body, w+"\n")
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %q in\n%s", want, body)
+		}
+	}
+	if st := get("/status.json"); !strings.Contains(st, `"websocket":0,"sse":1,"multipart":2`) {
+		t.Errorf("status.json counts: %s", st)
+	}
+}

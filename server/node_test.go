@@ -69,6 +69,7 @@ func TestNodeClients(t *testing.T) {
 		{mode: "urql"},
 		{mode: "apollo-http", cfg: server.Config{SSEKeepAlive: time.Second}, env: []string{"MESHGATE_IDLE_MS=2500"}},
 		{mode: "chromium"},
+		{mode: "apollo-chromium", cfg: server.Config{SSEKeepAlive: time.Second}, env: []string{"MESHGATE_IDLE_MS=2500"}},
 		// Intervals scaled down so that 5 × MESHGATE_IDLE_MS of silence is
 		// past 3 ping intervals, when an unanswered connection is cut.
 		{mode: "legacy", cfg: server.Config{WS: server.WSConfig{PingInterval: time.Second, KeepAlive: time.Second}}, env: []string{"MESHGATE_IDLE_MS=1000"}},
@@ -81,7 +82,7 @@ func TestNodeClients(t *testing.T) {
 		{mode: "idle", env: []string{"MESHGATE_IDLE_MS=" + idleMS()}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			if tc.mode == "chromium" || tc.mode == "graphiql" {
+			if tc.mode == "chromium" || tc.mode == "graphiql" || tc.mode == "apollo-chromium" {
 				if _, err := exec.LookPath("chromium"); err != nil {
 					if os.Getenv("MESHGATE_REQUIRE_BROWSER") == "1" {
 						t.Fatal("chromium not found: apt-get install -y chromium")

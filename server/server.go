@@ -53,6 +53,7 @@ type Server struct {
 	metrics *metrics
 	status  statusHistory
 	guard   *guard
+	cors    *cors
 	faults  *faults.Injector
 	http    *http.Server
 	once    sync.Once
@@ -80,6 +81,10 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.exec.Use(&limits{maxDepth: cfg.MaxDepth, maxComplexity: cfg.MaxComplexity, maxExpanded: cfg.MaxTokens})
 
 	s.guard = newGuard(cfg.Limits, cfg.Now)
+	s.cors = newCORS(cfg.CORS)
+	if s.cors != nil && s.cors.any {
+		s.log.Warn("cors.allowed_origins has \"*\": a page on any origin may call the gateway with a token it holds; list the origins instead")
+	}
 	s.faults = faults.New(cfg.Faults, cfg.FaultSeed)
 	if s.faults != nil {
 		s.log.Warn("fault injection is on", "delay_probability", cfg.Faults.DelayProbability, "delay", cfg.Faults.Delay.String(), "error_probability", cfg.Faults.ErrorProbability)
@@ -109,7 +114,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 }
 
 // Handler returns the root HTTP handler.
-func (s *Server) Handler() http.Handler { return withRequestID(s.mux) }
+func (s *Server) Handler() http.Handler { return withRequestID(s.cors.wrap(s.mux)) }
 
 // Handle serves pattern with h beside the gateway's own routes (cmd mounts
 // optional pages such as /examples/). Call it before Serve.

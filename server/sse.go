@@ -22,12 +22,13 @@ import (
 // handler goroutine waits on a one-slot channel that both the queue and the
 // shared wheel (keep-alives, token expiry) signal.
 type sseConn struct {
-	wake    chan struct{}
-	pingDue atomic.Bool
-	expired atomic.Bool
-	expires time.Time
-	every   time.Duration
-	last    atomic.Int64 // unix nanoseconds of the last write
+	wake      chan struct{}
+	multipart bool // Apollo's multipart framing: transport="multipart" in /metrics
+	pingDue   atomic.Bool
+	expired   atomic.Bool
+	expires   time.Time
+	every     time.Duration
+	last      atomic.Int64 // unix nanoseconds of the last write
 }
 
 func (c *sseConn) Notify() {
@@ -124,7 +125,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f framing, 
 		refuseToken(w, mediaJSON, aerr)
 		return
 	}
-	c := &sseConn{wake: make(chan struct{}, 1), expires: exp, every: s.cfg.SSEKeepAlive}
+	_, isMultipart := f.(multipartFraming)
+	c := &sseConn{wake: make(chan struct{}, 1), multipart: isMultipart, expires: exp, every: s.cfg.SSEKeepAlive}
 	rc := http.NewResponseController(w)
 	opened := false
 	var out []byte

@@ -52,8 +52,7 @@ func (s *Server) sampleLoop(ctx context.Context) {
 
 func (h *statusHistory) record(s *Server) {
 	st := s.store.Stats()
-	ws, sse := s.wheel.countByKind()
-	p := sample{T: s.cfg.Now().Unix(), Deliveries: s.store.Counters().Deliveries.Load(), Queues: st.Queues, Subscriptions: st.Subscriptions, Streams: ws + sse}
+	p := sample{T: s.cfg.Now().Unix(), Deliveries: s.store.Counters().Deliveries.Load(), Queues: st.Queues, Subscriptions: st.Subscriptions, Streams: s.wheel.countByKind().total()}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.samples = append(h.samples, p)
@@ -78,6 +77,7 @@ type statusReport struct {
 		Resources     int    `json:"resources"`
 		WebSocket     int    `json:"websocket"`
 		SSE           int    `json:"sse"`
+		Multipart     int    `json:"multipart"`
 		Deliveries    uint64 `json:"deliveries"`
 		Overflows     uint64 `json:"overflows"`
 	} `json:"counts"`
@@ -108,7 +108,8 @@ func (s *Server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
 	rep.Node.HeapMiB = float64(ms.HeapInuse) / (1 << 20)
 	st := s.store.Stats()
 	rep.Counts.Queues, rep.Counts.Subscriptions, rep.Counts.Resources = st.Queues, st.Subscriptions, st.Resources
-	rep.Counts.WebSocket, rep.Counts.SSE = s.wheel.countByKind()
+	n := s.wheel.countByKind()
+	rep.Counts.WebSocket, rep.Counts.SSE, rep.Counts.Multipart = n.ws, n.sse, n.multipart
 	rep.Counts.Deliveries = s.store.Counters().Deliveries.Load()
 	rep.Counts.Overflows = s.store.Counters().Overflows.Load()
 	rep.Plugins = []PluginStatus{}

@@ -78,18 +78,31 @@ func (w *wheel) remove(c ticking) {
 	w.wg.Done()
 }
 
-// countByKind counts WebSocket and SSE connections.
-func (w *wheel) countByKind() (ws, sse int) {
+// streamCounts are the open streams by transport, as /metrics labels them.
+type streamCounts struct {
+	ws, sse, multipart int
+}
+
+func (n streamCounts) total() int { return n.ws + n.sse + n.multipart }
+
+// countByKind counts WebSocket, SSE and multipart (Apollo) streams.
+func (w *wheel) countByKind() streamCounts {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var n streamCounts
 	for c := range w.conns {
-		if _, ok := c.(*wsConn); ok {
-			ws++
-		} else {
-			sse++
+		switch c := c.(type) {
+		case *wsConn:
+			n.ws++
+		case *sseConn:
+			if c.multipart {
+				n.multipart++
+			} else {
+				n.sse++
+			}
 		}
 	}
-	return ws, sse
+	return n
 }
 
 func (w *wheel) wait() { <-w.done }

@@ -557,9 +557,20 @@ func waitFor(limit time.Duration, cond func() bool) bool {
 func publishAll(t *testing.T, c *testCluster, serving *servingSet, tok string, resources []string, devs []*device, etag string) {
 	t.Helper()
 	for i, r := range resources {
-		ns := serving.get()
-		if err := c.gql(ns[i%len(ns)], tok, `mutation($r:String!,$e:String!){ publish(resource:$r, etag:$e) }`, map[string]any{"r": r, "e": etag}, nil); err != nil {
-			t.Fatalf("publish %s: %v", r, err)
+		// LIMIT_EXCEEDED is the per-user request rate (50/s a node by
+		// default), which the load publisher before this may have spent:
+		// wait for the bucket as a client honouring Retry-After would.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ns := serving.get()
+			err := c.gql(ns[i%len(ns)], tok, `mutation($r:String!,$e:String!){ publish(resource:$r, etag:$e) }`, map[string]any{"r": r, "e": etag}, nil)
+			if err == nil {
+				break
+			}
+			if !strings.HasPrefix(err.Error(), "LIMIT_EXCEEDED") || time.Now().After(deadline) {
+				t.Fatalf("publish %s: %v", r, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	ok := waitFor(30*time.Second, func() bool {

@@ -41,11 +41,12 @@ type fileConfig struct {
 	// Faults injects failures on purpose (off by default); see README.
 	Faults faultConfig `yaml:"faults"`
 	// Plugins lists the publisher plugins; absent means every built-in.
-	Plugins []host.Plugin `yaml:"plugins"`
-	Store   shard.Config  `yaml:"queues"` // decoded straight into the store's config
-	Server  limitsConfig  `yaml:"limits"` // decoded straight into server.Config, with three keys of its own
-	Cluster clusterConfig `yaml:"cluster"`
-	Memory  memoryConfig  `yaml:"memory"`
+	Plugins []host.Plugin     `yaml:"plugins"`
+	Store   shard.Config      `yaml:"queues"` // decoded straight into the store's config
+	Server  limitsConfig      `yaml:"limits"` // decoded straight into server.Config, with three keys of its own
+	Cluster clusterConfig     `yaml:"cluster"`
+	CORS    server.CORSConfig `yaml:"cors"`
+	Memory  memoryConfig      `yaml:"memory"`
 }
 
 // memoryConfig tunes the garbage collector (see internal/gctune).

@@ -50,6 +50,7 @@ func (c *fileConfig) check(path string) error {
 	errs := eachError("", c.validate(path))
 	errs = append(errs, eachError(where+": queues: ", c.Store.Check())...)
 	errs = append(errs, eachError(where+": limits: ", c.Server.serverConfig(log).Check())...)
+	errs = append(errs, eachError(where+": ", c.CORS.Check())...)
 	if c.Plugins != nil {
 		errs = append(errs, eachError(where+": ", (host.Config{Plugins: c.Plugins}).Check())...)
 	}

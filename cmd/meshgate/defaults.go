@@ -28,6 +28,7 @@ func defaultConfig() (fileConfig, error) {
 	coalesce := !d.WS.NoCoalesce
 	c.Server = limitsConfig{Config: d, MaxStreams: d.Limits.MaxConns, MaxPayloadBytes: graph.MaxPayload,
 		WS: wsConfig{WSConfig: d.WS, CoalesceWrites: &coalesce}}
+	c.CORS = d.CORS
 	c.Memory.GCHeadroomMiB = gctune.DefaultHeadroom >> 20
 	c.Plugins = host.DefaultPlugins()
 	return c, nil
@@ -108,12 +109,15 @@ var configComments = map[string]string{ //nolint:gosec // G101: key names such a
 	"cluster.cert":                       "with ca: this node's certificate",
 	"cluster.key":                        "with cert: this node's key",
 	"cluster.probe_interval":             "failure-detection probe period; 0: 1s",
+	"cors":                               "pages on other origins calling /graphql (README: Browsers on other origins)",
+	"cors.allowed_origins":               "origins (scheme://host[:port]) whose pages may call /graphql and open WebSockets; [\"*\"]: any (warns); empty: no CORS headers, upgrades unchecked (--cors-allowed-origins)",
+	"cors.max_age":                       "how long a browser caches a preflight answer",
 	"memory":                             "the garbage collector",
 	"memory.gc_headroom_mib":             "heap growth allowed above the live heap, in MiB; -1: leave GOGC alone",
 }
 
 // listKeys are the keys whose values are lists.
-var listKeys = map[string]bool{"auth.keys": true, "plugins": true, "cluster.join": true, "cluster.gossip_keys": true}
+var listKeys = map[string]bool{"auth.keys": true, "plugins": true, "cluster.join": true, "cluster.gossip_keys": true, "cors.allowed_origins": true}
 
 // faultComments document each fault point's keys (faults.http.…).
 var faultComments = map[string]string{

@@ -115,6 +115,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srvCfg := cfg.Server.serverConfig(log)
 	srvCfg.Ready = func() bool { return pubs.Ready() && node.Joined() }
 	srvCfg.Faults, srvCfg.FaultSeed = cfg.Faults.HTTP, cfg.Faults.Seed
+	srvCfg.CORS = cfg.CORS
 	srvCfg.Plugins = func() []server.PluginStatus {
 		var out []server.PluginStatus
 		for _, p := range pubs.Health() {

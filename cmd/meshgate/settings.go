@@ -36,6 +36,7 @@ var settings = []setting{
 	{"cluster-ca-key", "cluster: CA key; each node issues itself a certificate", func(c *fileConfig) any { return &c.Cluster.CAKey }},
 	{"cluster-cert", "cluster: this node's certificate, issued by --cluster-ca", func(c *fileConfig) any { return &c.Cluster.Cert }},
 	{"cluster-key", "cluster: this node's key", func(c *fileConfig) any { return &c.Cluster.Key }},
+	{"cors-allowed-origins", "comma-separated origins (scheme://host[:port]) whose web pages may call /graphql, e.g. http://localhost:3000; * for any (not advised)", func(c *fileConfig) any { return &c.CORS.AllowedOrigins }},
 }
 
 // settingFlags registers a flag per setting on fs, of the field's type

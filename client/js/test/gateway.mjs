@@ -157,6 +157,7 @@ export async function startCluster(n) {
 export class Proxy {
   mode = 'pass';
   #sockets = new Set();
+  #websockets = new Set(); // {up, sock} of each WebSocket passed through
 
   constructor(target) {
     this.target = new URL(target);
@@ -197,6 +198,9 @@ export class Proxy {
         if (head.length) up.write(head);
         up.pipe(sock);
         sock.pipe(up);
+        const pair = { up, sock };
+        this.#websockets.add(pair);
+        up.on('close', () => this.#websockets.delete(pair));
       });
       this.#sockets.add(up);
       up.on('close', () => (this.#sockets.delete(up), sock.destroy()));
@@ -208,6 +212,21 @@ export class Proxy {
     const { address, port } = this.server.address();
     this.url = `http://${address}:${port}/graphql`;
     return this;
+  }
+
+  /** closeWebSockets ends every WebSocket through the proxy with a close
+   * frame of its own (code, reason), as a gateway that refuses a token
+   * mid-stream would, and drops the gateway's side. Call it while nothing
+   * is in flight, so the frame does not land inside one of the gateway's. */
+  closeWebSockets(code, reason) {
+    const r = Buffer.from(reason);
+    const frame = Buffer.concat([Buffer.from([0x88, 2 + r.length, code >> 8, code & 0xff]), r]);
+    for (const { up, sock } of this.#websockets) {
+      up.unpipe(sock);
+      sock.end(frame);
+      up.destroy();
+    }
+    this.#websockets.clear();
   }
 
   /** cut destroys every open connection through the proxy. */

@@ -9,6 +9,10 @@
 //   node clients.mjs apollo-ws     @apollo/client's GraphQLWsLink (graphql-ws)
 //   node clients.mjs legacy        subscriptions-transport-ws, idle past the old cut-off
 //   node clients.mjs chromium      a browser EventSource that loses its connection and resumes
+//   node clients.mjs apollo-chromium  Apollo's HttpLink in Chromium (multipart through the browser's fetch)
+//   node clients.mjs graphql-ws-ping  graphql-ws sees protocol pings on an idle connection
+//   node clients.mjs graphiql      GraphiQL in Chromium: paste a token, see the schema docs
+//   node clients.mjs idle          every streaming client at once, silent for MESHGATE_IDLE_MS
 //
 // Env: MESHGATE_URL (https://localhost:port/graphql), MESHGATE_TOKEN
 // (publish scope), NODE_EXTRA_CA_CERTS (the gateway's certificate),
@@ -604,7 +608,58 @@ async function idle() {
   console.log(`ok ${runs.map((r) => r.name).join(', ')}: idle ${idleMs} ms with default settings, then receive on the same connection`);
 }
 
-const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing, graphiql, idle };
+// Apollo Client's HttpLink in Chromium: the browser's fetch reads the
+// multipart stream. @apollo/client is bundled for the page with esbuild
+// and evaluated there, on the gateway's origin.
+async function apolloChromium() {
+  const esbuild = await import('esbuild');
+  const bundle = await esbuild.build({
+    stdin: { contents: "import { ApolloClient, InMemoryCache, HttpLink, gql } from '@apollo/client'; window.Apollo = { ApolloClient, InMemoryCache, HttpLink, gql };", resolveDir: process.cwd(), loader: 'js' },
+    bundle: true, format: 'iife', platform: 'browser', write: false, logLevel: 'silent',
+    define: { 'process.env.NODE_ENV': '"production"' },
+  });
+  const { q, res } = await setup('apollo-chromium');
+  const browser = await chromium(`${new URL(url).origin}/healthz`);
+  try {
+    await browser.evaluate(bundle.outputFiles[0].text);
+    const open = (queue) => browser.evaluate(`(() => {
+      const c = new Apollo.ApolloClient({ link: new Apollo.HttpLink({ uri: '/graphql', headers: { authorization: ${JSON.stringify(auth)} } }), cache: new Apollo.InMemoryCache() });
+      const run = { got: [], errors: [] };
+      (window.runs ||= {})[${JSON.stringify(queue)}] = run;
+      run.sub = c.subscribe({ query: Apollo.gql(${JSON.stringify(streamQuery)}), variables: { q: ${JSON.stringify(queue)} } }).subscribe({
+        next: (r) => { if (r.error) run.errors.push(r.error.errors?.[0]?.extensions?.code ?? String(r.error)); else run.got.push(r.data.notifications.seq); },
+        error: (e) => run.errors.push(e.errors?.[0]?.extensions?.code ?? String(e)),
+      });
+    })()`);
+    const run = (queue) => browser.evaluate(`({ got: window.runs[${JSON.stringify(queue)}].got, errors: window.runs[${JSON.stringify(queue)}].errors })`);
+    const until = async (what, queue, cond) => {
+      const end = Date.now() + 20000;
+      for (;;) {
+        const r = await run(queue);
+        if (cond(r)) return r;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(r)}`);
+        await sleep(50);
+      }
+    };
+    await open(q);
+    await publish(res, { i: 1 });
+    await until('the first notification', q, (r) => r.got.length >= 1 || r.errors.length);
+    await sleep(idleMs); // heartbeats meanwhile
+    await publish(res, { i: 2 });
+    const r = await until('the notification after idle', q, (r) => r.got.length >= 2 || r.errors.length);
+    assert.deepEqual(r, { got: [1, 2], errors: [] });
+    await browser.evaluate(`window.runs[${JSON.stringify(q)}].sub.unsubscribe()`);
+    console.log('ok Apollo HttpLink in Chromium: multipart subscription, receive after idle, unsubscribe');
+    await open('no-such-queue');
+    const e = await until('the error', 'no-such-queue', (r) => r.errors.length >= 1);
+    assert.equal(e.errors[0], 'QUEUE_NOT_FOUND');
+    console.log('ok Apollo HttpLink in Chromium: QUEUE_NOT_FOUND in the stream');
+  } finally {
+    await browser.close();
+  }
+}
+
+const modes = { 'graphql-sse': graphqlSSE, eventsource: eventSource, urql, 'apollo-http': apolloHTTP, chromium: chromiumEventSource, legacy, 'apollo-ws': apolloWS, 'graphql-ws-ping': graphqlWSPing, graphiql, idle, 'apollo-chromium': apolloChromium };
 const mode = process.argv[2];
 process.on('unhandledRejection', (err) => { console.error('FAIL unhandled rejection', err); process.exit(1); });
 try {
