@@ -204,6 +204,14 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 	if err := h.faults.Before(ctx); err != nil {
 		return "", fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
+	// A publish_direct plugin may answer from before it recorded a
+	// delivered publish even when its acknowledgement arrives during the
+	// call: look at the pending etag before the call and after it.
+	var before string
+	var pending bool
+	if inst.direct != nil {
+		before, pending = inst.direct.etag(resource)
+	}
 	r, err := inst.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalProto(p), Resource: resource, Proof: proof})
 	if err != nil {
 		return "", callError(inst.name, err)
@@ -218,6 +226,9 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 	if inst.direct != nil {
 		if e, ok := inst.direct.etag(resource); ok {
 			return e, nil // delivered, not yet recorded by the plugin
+		}
+		if pending {
+			return before, nil // recorded during the call, perhaps after the plugin answered
 		}
 	}
 	return r.GetEtag(), nil
@@ -299,6 +310,15 @@ func (h *Host) Current(ctx context.Context, resources []string) map[string]strin
 	out := make(map[string]string, len(resources))
 	for inst, rs := range byInst {
 		for chunk := range slices.Chunk(rs, 1000) {
+			var before map[string]string // pending before the call, as in Authorize
+			if inst.direct != nil {
+				before = make(map[string]string)
+				for _, r := range chunk {
+					if e, ok := inst.direct.etag(r); ok {
+						before[r] = e
+					}
+				}
+			}
 			cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 			cur, err := inst.client.Current(cctx, &pb.CurrentRequest{Resources: chunk})
 			cancel()
@@ -312,6 +332,8 @@ func (h *Host) Current(ctx context.Context, resources []string) map[string]strin
 			if inst.direct != nil {
 				for _, r := range chunk {
 					if e, ok := inst.direct.etag(r); ok {
+						out[r] = e
+					} else if e, ok := before[r]; ok {
 						out[r] = e
 					}
 				}
