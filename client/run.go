@@ -229,7 +229,9 @@ func (c *Client) stream(ctx context.Context) error {
 				return err
 			}
 			// The gateway lost the queue: make a new one and subscribe
-			// again on this connection; watches learn what changed.
+			// again on this connection; watches learn what changed. The
+			// client is not Streaming until its subscriptions are back.
+			c.setState(Reconnecting)
 			if err := c.makeQueueWith(ctx, exec); err != nil {
 				// Half made: run makes a whole new queue over HTTP.
 				return &Error{Code: "QUEUE_NOT_FOUND", Message: "making the queue again on the stream: " + err.Error()}
@@ -237,6 +239,7 @@ func (c *Client) stream(ctx context.Context) error {
 			if err := streamQueue(); err != nil {
 				return err
 			}
+			c.setState(Streaming)
 		case "complete":
 			return errors.New("stream completed by the gateway")
 		}
