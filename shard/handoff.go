@@ -213,6 +213,11 @@ func (s *Store) ImportResource(st ResourceState) {
 		if st.Etag != "" && !st.EtagPos.Less(r.etagPos) {
 			r.etag, r.etagPos = st.Etag, st.EtagPos
 		}
+		if s.peers != nil && len(st.Subs) > 0 {
+			// What the old holder sent last may not have arrived: the
+			// new holder announces the list's tail (position.go).
+			s.noteTailLocked(r, s.cfg.Now())
+		}
 		empty := len(r.subs) == 0
 		r.mu.Unlock()
 		if empty {

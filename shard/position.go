@@ -138,3 +138,120 @@ func (sub *subscription) admitLocked(p Position) verdict {
 	}
 	return parkIt
 }
+
+// Tail announcement (centrifuge's position check, made by the list): a gap
+// is found when a later event arrives, so when the event lost on its way
+// to another node was a resource's last one (an outbox full, a Push that
+// failed for good, queues not found while the cluster changes), nothing
+// would ever reveal it. So a list whose fan-out reached other nodes sends
+// its last event again, at the same position, to the queues it has on
+// other nodes: once it has been quiet for tailQuiet, then at growing
+// intervals (tailRounds times in all), and at most once per tailQuiet
+// while it keeps publishing. Positions make the resend harmless: a queue
+// that has the event drops it, a queue that missed only that one appends
+// it, and a queue further behind parks it and announces the gap with one
+// RESYNC. Invariant: an event a list stamped reaches every queue in the
+// list, or is announced to it, without waiting for a later publish.
+const (
+	tailQuiet  = time.Second
+	tailRounds = 4 // at 1, 3, 7 and 15 s of quiet
+)
+
+// tail is a list whose last event is still to be announced. Guarded by
+// Store.tailMu.
+type tail struct {
+	next   time.Time // when the next announcement is due
+	rounds int       // announcements since the last event
+}
+
+// noteTailLocked records that r stamped an event that went to other
+// nodes: its announcement is due tailQuiet from now, or sooner if one was
+// due already (so a list that keeps publishing announces once per
+// tailQuiet). r.mu held; tailMu is a leaf.
+func (s *Store) noteTailLocked(r *resource, now time.Time) {
+	s.tailMu.Lock()
+	if s.tails == nil {
+		s.tails = make(map[*resource]*tail)
+	}
+	due := now.Add(tailQuiet)
+	if t := s.tails[r]; t == nil {
+		s.tails[r] = &tail{next: due}
+	} else {
+		t.rounds = 0
+		if due.Before(t.next) {
+			t.next = due
+		}
+	}
+	s.tailMu.Unlock()
+}
+
+// AnnounceTails sends, for every list whose announcement is due, its
+// last event again to its queues held by other nodes (see tailQuiet).
+// The cluster calls it a few times a second. Safe for concurrent use; no
+// store lock may be held.
+func (s *Store) AnnounceTails() {
+	if s.peers == nil {
+		return
+	}
+	now := s.cfg.Now()
+	var due []*resource
+	s.tailMu.Lock()
+	for r, t := range s.tails {
+		if now.Before(t.next) {
+			continue
+		}
+		t.rounds++
+		if t.rounds >= tailRounds {
+			delete(s.tails, r)
+		} else {
+			t.next = now.Add(tailQuiet << t.rounds)
+		}
+		due = append(due, r)
+	}
+	s.tailMu.Unlock()
+	for _, r := range due {
+		s.announceTail(r)
+	}
+}
+
+// announceTail sends r's last event to r's queues held by other nodes.
+func (s *Store) announceTail(r *resource) {
+	r.mu.RLock()
+	ev := r.last
+	if r.dead {
+		r.mu.RUnlock()
+		s.forgetTail(r)
+		return
+	}
+	if ev == nil || ev.Pos != r.pos {
+		// Handed over (ImportResource), or gone on in a new epoch since
+		// (AddSubscribers): the tail is the list's etag at its position.
+		if r.etag == "" {
+			r.mu.RUnlock()
+			return
+		}
+		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: r.pos}
+	}
+	var remote, hints []string
+	for name, ref := range r.subs {
+		if node := ref.at.node; node != "" && node != s.name {
+			remote, hints = append(remote, name), append(hints, node)
+		} else if q := ref.q.Load(); q == nil && s.get(name) == nil {
+			remote, hints = append(remote, name), append(hints, node)
+		}
+	}
+	if len(remote) > 0 {
+		r.fwd.Add(1)
+		defer r.fwd.Done()
+	}
+	r.mu.RUnlock()
+	if len(remote) > 0 {
+		s.peers.Forward(ev, remote, hints)
+	}
+}
+
+func (s *Store) forgetTail(r *resource) {
+	s.tailMu.Lock()
+	delete(s.tails, r)
+	s.tailMu.Unlock()
+}

@@ -36,6 +36,12 @@ type Store struct {
 	peers Peers  // nil on a single node
 	name  string // this node's name in subscriber lists' hints
 
+	// tailMu guards tails: the lists whose last event is still to be
+	// announced to their queues on other nodes (position.go). A leaf,
+	// taken under resource.mu.
+	tailMu sync.Mutex
+	tails  map[*resource]*tail
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -75,7 +81,10 @@ type resource struct {
 	etagPos Position
 	// recent are the last publications stamped, by ID (see Event.ID).
 	recent []Published
-	dead   bool // removed from Store.res; re-look it up
+	// last is the newest event stamped (nil: none since the list came
+	// here), announced again to other nodes (AnnounceTails).
+	last *Event
+	dead bool // removed from Store.res; re-look it up
 	// fwd counts deliveries that have read the list and are still handing
 	// its remote part to Peers.Forward: an export waits for them, so
 	// every delivery from this list is on its way before the list leaves.

@@ -443,8 +443,11 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		r.mu.Unlock()
 		return 0, false
 	}
-	if r.stampLocked(ev) && (ev.Kind == Changed || ev.Kind == Resync) {
-		r.etag, r.etagPos = ev.Etag, ev.Pos
+	if r.stampLocked(ev) {
+		r.last = ev
+		if ev.Kind == Changed || ev.Kind == Resync {
+			r.etag, r.etagPos = ev.Etag, ev.Pos
+		}
 	}
 	for name, ref := range r.subs {
 		if node := ref.at.node; node != "" && node != s.name {
@@ -501,6 +504,9 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 	if len(remote) > 0 {
 		r.fwd.Add(1)
 		defer r.fwd.Done()
+		if s.peers != nil {
+			s.noteTailLocked(r, s.cfg.Now())
+		}
 	}
 	r.mu.Unlock()
 	s.counters.Deliveries.Add(uint64(n))

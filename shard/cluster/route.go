@@ -552,6 +552,27 @@ func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
 	return sent
 }
 
+// tailTick is how often the lists held here are asked whether their
+// tail is due to be announced (shard.Store.AnnounceTails).
+const tailTick = 250 * time.Millisecond
+
+// announceTails has the store announce its lists' tails until Close: the
+// last event of a list is sent again to its queues on other nodes, so one
+// lost on the way is never left unannounced (see shard/position.go).
+func (n *Node) announceTails() {
+	defer n.wg.Done()
+	t := time.NewTicker(tailTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.store.AnnounceTails()
+		}
+	}
+}
+
 const (
 	retryGap   = 50 * time.Millisecond
 	maxRetries = 40 // 2 s
