@@ -207,10 +207,13 @@ func (s *Store) ImportResource(st ResourceState) {
 				r.subs[sub.Queue] = &subRef{who: s.ownerRef(sub.Queue, sub.User, sub.Device), at: s.routeTo(sub.Node)}
 			}
 		}
+		observeAt(max(st.Pos.At, st.EtagPos.At))
 		if !st.Pos.IsZero() && st.Pos.Epoch != r.pos.Epoch {
 			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
 		}
-		if st.Etag != "" && !st.EtagPos.Less(r.etagPos) {
+		// The newer etag of the two lists, by At across epochs (Before):
+		// a list of an older epoch may have delivered the later one.
+		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
 			r.etag, r.etagPos = st.Etag, st.EtagPos
 		}
 		if s.peers != nil && len(st.Subs) > 0 {
@@ -270,10 +273,12 @@ func (s *Store) QueueSubscriptions() map[string][]SubscriberState {
 // Resync appends a RESYNC notification carrying l's etag to each named
 // queue held here that is subscribed to resource, which was just linked
 // (again) at l: the subscription goes on from l's position. A
-// subscription that already appended an event past l is left alone: what
-// it appended is newer. A zero l.Pos (the list could not be reached)
-// leaves the subscription's position as it is: a position is never
-// lowered to "none". It returns how many it reached.
+// subscription that already appended a newer etag than l's (an event
+// past l in its epoch, or a later At in another: Position.Before) is left
+// alone, so no subscription appends a RESYNC older than what it
+// delivered. A zero l.Pos (the list could not be reached) leaves the
+// subscription's position as it is: a position is never lowered to
+// "none". It returns how many it reached.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
 	now := s.cfg.Now()
 	n := 0
@@ -284,7 +289,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		}
 		q.mu.Lock()
 		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && l.Pos.Less(sub.pos) && sub.pos.Epoch == l.Pos.Epoch {
+		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && !l.Pos.IsZero() && l.Pos.Before(sub.pos) {
 			q.mu.Unlock()
 			continue
 		}

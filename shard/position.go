@@ -11,8 +11,17 @@ import (
 // the list's life: it changes whenever the list is created again (after a
 // crash, or once it emptied), and is taken from the clock, so a later
 // list has a greater epoch. The zero Position means "none".
+//
+// At is when the etag of the event at this position was first stamped by
+// a list (unix nanoseconds of a hybrid logical clock, see stampAt; 0:
+// unknown). A RESYNC that announces an etag again keeps its At. Epochs
+// are list creation times, not etag times: two lists of one resource can
+// live at once (a node taken for dead keeps stamping in its older epoch
+// while another made the list again), so etags of two epochs are ordered
+// by At (Before), never by epoch.
 type Position struct {
 	Epoch, Offset uint64
+	At            uint64
 }
 
 // IsZero reports whether p is the zero (absent) position.
@@ -21,6 +30,20 @@ func (p Position) IsZero() bool { return p.Epoch == 0 }
 // Less orders positions: by epoch, then offset.
 func (p Position) Less(o Position) bool {
 	return p.Epoch < o.Epoch || p.Epoch == o.Epoch && p.Offset < o.Offset
+}
+
+// Before reports whether the etag at p is older than the one at o: in one
+// epoch by offset (one list stamped both), across epochs by At, and by
+// epoch only when an At is unknown or both are equal (the same etag
+// announced by two lists). The zero position is before any other.
+func (p Position) Before(o Position) bool {
+	switch {
+	case p.Epoch == o.Epoch:
+		return p.Offset < o.Offset
+	case p.At != 0 && o.At != 0 && p.At != o.At:
+		return p.At < o.At
+	}
+	return p.Epoch < o.Epoch
 }
 
 // Hint is what a queue's side knows of a resource when it links: the last
@@ -33,6 +56,7 @@ type Hint struct {
 
 // Linked is a subscriber list's state when a queue was linked into it,
 // read under the list's lock: every event after Pos reaches the queue.
+// Pos.At is Etag's (the queue goes on from Pos knowing Etag).
 type Linked struct {
 	Pos  Position
 	Etag string
@@ -48,9 +72,10 @@ type Published struct {
 const maxRecent = 32
 
 // stampLocked gives ev its position in r's stream: the next offset, or
-// the one it had if r stamped the same publication lately. It reports
-// whether ev is new. r.mu held.
-func (r *resource) stampLocked(ev *Event) bool {
+// the one it had if r stamped the same publication lately. Its At is
+// stamped now, unless ev announces an etag again (a RESYNC that sets
+// ev.Pos.At to the etag's). It reports whether ev is new. r.mu held.
+func (r *resource) stampLocked(ev *Event, now time.Time) bool {
 	if ev.ID != 0 {
 		for _, p := range r.recent {
 			if p.ID == ev.ID {
@@ -60,6 +85,9 @@ func (r *resource) stampLocked(ev *Event) bool {
 		}
 	}
 	r.pos.Offset++
+	if r.pos.At = ev.Pos.At; r.pos.At == 0 {
+		r.pos.At = stampAt(now)
+	}
 	ev.Pos = r.pos
 	if ev.ID != 0 {
 		if len(r.recent) == maxRecent {
@@ -75,6 +103,33 @@ func (r *resource) stampLocked(ev *Event) bool {
 var lastEpoch atomic.Uint64
 
 func newEpoch(now time.Time) uint64 { return newEpochAbove(now, 0) }
+
+// lastAt is this node's hybrid logical clock (Position.At): it never goes
+// back, and it moves past every At this node learns from another node
+// (observeAt), so an etag stamped here after one it heard of is later
+// even when the other node's clock is ahead.
+var lastAt atomic.Uint64
+
+// stampAt is the At of an etag stamped now.
+func stampAt(now time.Time) uint64 {
+	for {
+		last := lastAt.Load()
+		a := max(uint64(now.UnixNano()), last+1)
+		if lastAt.CompareAndSwap(last, a) {
+			return a
+		}
+	}
+}
+
+// observeAt moves the clock past at, an At learned from elsewhere.
+func observeAt(at uint64) {
+	for {
+		last := lastAt.Load()
+		if at <= last || lastAt.CompareAndSwap(last, at) {
+			return
+		}
+	}
+}
 
 // newEpochAbove is a new epoch greater than floor (an epoch another node
 // made, whose clock may be ahead).
@@ -113,11 +168,13 @@ const (
 // position. The invariant it keeps: a subscription appends an event only
 // if its position is past the last one it appended, so an event sent
 // twice, or overtaken by a newer one, is never appended (whatever the
-// queue's buffer holds or a reader acknowledged); a newer epoch is
-// announced with one RESYNC; an event after a gap waits for the gap to
-// fill (parkIt). An unstamped event (zero p) is appended as it is; a
-// subscription with no position yet takes the event's. The queue's mu is
-// held.
+// queue's buffer holds or a reader acknowledged); an event after a gap
+// waits for the gap to fill (parkIt). An event of another epoch is
+// announced with one RESYNC if its etag is newer than the last one
+// appended (Before: by At), and dropped if not, so a subscription never
+// appends an etag older than one it delivered, whichever list sends it.
+// An unstamped event (zero p) is appended as it is; a subscription with
+// no position yet takes the event's. The queue's mu is held.
 func (sub *subscription) admitLocked(p Position) verdict {
 	switch {
 	case p.IsZero():
@@ -125,9 +182,10 @@ func (sub *subscription) admitLocked(p Position) verdict {
 	case sub.pos.IsZero():
 		sub.pos = p
 		return appendIt
-	case p.Epoch < sub.pos.Epoch:
-		return dropIt
-	case p.Epoch > sub.pos.Epoch:
+	case p.Epoch != sub.pos.Epoch:
+		if !sub.pos.Before(p) {
+			return dropIt
+		}
 		sub.pos = p
 		return resyncIt
 	case p.Offset <= sub.pos.Offset:
@@ -230,7 +288,9 @@ func (s *Store) announceTail(r *resource) {
 			r.mu.RUnlock()
 			return
 		}
-		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: r.pos}
+		pos := r.pos
+		pos.At = r.etagPos.At
+		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
 	}
 	var remote, hints []string
 	for name, ref := range r.subs {

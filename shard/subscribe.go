@@ -260,6 +260,7 @@ func (s *Store) AddSubscribers(res string, subs []SubscriberState, hint Hint) (a
 				ref.at = s.routeTo(sub.Node)
 			}
 		}
+		observeAt(hint.Pos.At)
 		if hint.Pos.Epoch > r.pos.Epoch {
 			// The queues saw a later list than this one (this node was
 			// taken for dead and came back): go on in a new epoch, later
@@ -267,18 +268,25 @@ func (s *Store) AddSubscribers(res string, subs []SubscriberState, hint Hint) (a
 			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
 		}
 		raised := false
-		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Less(r.etagPos) {
+		// Invariant: the list's etag never goes back. It adopts the
+		// hint's only if it is not older (Before: by offset in one epoch,
+		// by At across epochs), so a queue that followed another list of
+		// this resource cannot bring back an etag this one delivered a
+		// newer one over.
+		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
 			r.etag, r.etagPos = hint.Etag, hint.Pos
 			raised = true
 		}
 		l = Linked{Pos: r.pos, Etag: r.etag}
+		l.Pos.At = r.etagPos.At
 		empty := len(r.subs) == 0
 		r.mu.Unlock()
 		if empty {
 			s.dropIfEmpty(r)
 		}
 		if raised && len(subs) > 0 && others > 0 {
-			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now()})
+			// It keeps the etag's At: it announces that etag again.
+			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now(), Pos: Position{At: hint.Pos.At}})
 		}
 		return added, l
 	}
@@ -443,7 +451,7 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 		r.mu.Unlock()
 		return 0, false
 	}
-	if r.stampLocked(ev) {
+	if r.stampLocked(ev, s.cfg.Now()) {
 		r.last = ev
 		if ev.Kind == Changed || ev.Kind == Resync {
 			r.etag, r.etagPos = ev.Etag, ev.Pos

@@ -538,11 +538,12 @@ func (n *Node) audit() {
 }
 
 // newestHint is the newest etag, with its position, that the
-// subscriptions of subs (queues here, one resource) delivered.
+// subscriptions of subs (queues here, one resource) delivered: by offset
+// in one epoch, by the etags' At across epochs (shard.Position.Before).
 func newestHint(subs []shard.SubscriberState) shard.Hint {
 	var hint shard.Hint
 	for _, s := range subs {
-		if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Less(s.Hint.Pos)) {
+		if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Before(s.Hint.Pos)) {
 			hint = s.Hint
 		}
 	}

@@ -459,7 +459,7 @@ func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Pri
 
 // Learn implements shard.Peers: resource's holder learns hint.
 func (n *Node) Learn(resource string, hint shard.Hint) {
-	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset})
+	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At})
 }
 
 // learnAt applies a learn op where its list is held. A list held nowhere
@@ -469,7 +469,7 @@ func (n *Node) learnAt(op *pb.Op) {
 	where, _, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), false)
 	if where == "" {
 		if n.holdsResource(res) {
-			n.store.AddSubscribers(res, nil, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset()}})
+			n.store.AddSubscribers(res, nil, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
 		}
 		return
 	}
@@ -487,9 +487,9 @@ func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hi
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, Hops: hops, Asked: ask})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, Hops: hops, Asked: ask})
 	n.stats.forwarded(where, 1)
-	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset()}, Etag: rep.GetEtag()}, fromStatus(where, err)
+	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag()}, fromStatus(where, err)
 }
 
 // Unlink implements shard.Peers.
