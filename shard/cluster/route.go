@@ -360,8 +360,19 @@ func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
 // subscribed queue. It returns how many queues it reached (or was sent to).
 // The plugin host calls it for every event.
 func (n *Node) Deliver(ev *shard.Event) int {
-	k, _ := n.deliver(context.Background(), ev, 0, false)
+	k, _ := n.DeliverChecked(ev)
 	return k
+}
+
+// DeliverChecked is Deliver that reports an event that did not reach its
+// resource's subscriber list: its holder could not be reached, or the
+// list was not found while the cluster changes (shard.ErrUnavailable).
+// The plugin host answers a publish with that error, so the publisher
+// tries again. Invariant: a publish that answers success has been stamped
+// by its list, if the resource has one (then every subscriber gets it or
+// a RESYNC: see shard.Store.AnnounceTails).
+func (n *Node) DeliverChecked(ev *shard.Event) (int, error) {
+	return n.deliver(context.Background(), ev, 0, false)
 }
 
 // deliver fans ev out where its list is held; asked: the resource's owner
@@ -388,7 +399,7 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 					continue
 				}
 				n.stats.Dropped.Add(1)
-				n.log.Warn("notification not delivered: its subscriber list was not found while the cluster changes", "resource", ev.Resource)
+				return 0, fmt.Errorf("%w: the subscriber list of %s was not found while the cluster changes; retry", shard.ErrUnavailable, ev.Resource)
 			}
 			return k, nil
 		}
@@ -404,7 +415,7 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 		n.stats.forwarded(where, 1)
 		return int(rep.GetReached()), nil
 	}
-	return 0, nil
+	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
 }
 
 // awaitList waits until res's list is held here or a tomb says where it

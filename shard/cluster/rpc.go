@@ -87,7 +87,12 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 	for _, op := range r.GetOps() {
 		switch {
 		case op.GetEvent() != nil && op.GetFanout():
-			k, _ := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
+			// A fan-out op comes alone (deliver sends it): its error is the
+			// reply, so the publish it came from answers it.
+			k, err := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
+			if err != nil {
+				return nil, toStatus(err)
+			}
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
 			ev := eventOf(op.GetEvent())

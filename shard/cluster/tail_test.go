@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -79,5 +80,42 @@ func TestTail_DroppedLastEventIsAnnounced(t *testing.T) {
 	}
 	if k := len(items); k != 2 || items[0].Etag != "e1" || items[1].Kind != shard.Changed {
 		t.Errorf("the queue holds %v, want CHANGED e1, CHANGED e2 (the same publication, sent again)", items)
+	}
+}
+
+// TestDeliver_ListOutOfReachIsUnavailable: a publish whose event cannot
+// reach its resource's subscriber list (every call to the list's holder
+// fails) answers UNAVAILABLE, so the publisher tries again; before, the
+// cluster answered it as delivered to 0 queues and the change was lost
+// for every subscriber (the chaos test's "p71, the publisher p131").
+func TestDeliver_ListOutOfReachIsUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failPush atomic.Bool
+	n1 := startNodeWith(t, "n1", ca, caKey, "", func(_ context.Context, m string) error {
+		if failPush.Load() && strings.HasSuffix(m, "/Push") {
+			return fmt.Errorf("push refused by the test")
+		}
+		return nil
+	})
+	n2 := startNode(t, "n2", ca, caKey, n1.gossip)
+	waitRing(t, []*testNode{n1.testNode, n2.testNode}, 2)
+	res := ""
+	for i := 0; ; i++ {
+		if res = fmt.Sprintf("user:alice/r%d", i); n1.Ring().Owner(res) == "n2" {
+			break
+		}
+	}
+	failPush.Store(true)
+	_, err = n1.DeliverChecked(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
+	if !errors.Is(err, shard.ErrUnavailable) {
+		t.Fatalf("a publish its list's holder never got answered %v, want shard.ErrUnavailable", err)
+	}
+	failPush.Store(false)
+	if _, err := n1.DeliverChecked(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "e2", Time: time.Now()}); err != nil {
+		t.Fatalf("a publish with the holder reachable: %v", err)
 	}
 }
