@@ -152,3 +152,31 @@ func TestOrder_MergeAcrossEpochsKeepsTheNewerEtag(t *testing.T) {
 		t.Errorf("the merged list remembers %q; v2 was delivered after v1", got)
 	}
 }
+
+// TestOrder_SubscribeNeverAnswersAStalePublisherOverTheList: a client
+// whose queue was lost subscribes again knowing v2, which the list
+// delivered; the resource's publisher keeps etags in memory and, owner
+// only lately, answers v1. The answer is the list's v2, and no RESYNC
+// takes the new queue back to v1 (the chaos test's "went from p137 back
+// to p77 (RESYNC)" after a node was killed).
+func TestOrder_SubscribeNeverAnswersAStalePublisherOverTheList(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	ctx := context.Background()
+	q1 := mustQueue(t, s, alice)
+	if _, err := s.Subscribe(ctx, allowAll{"v0"}, alice, q1, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	publish(s, splitRes, "v1")
+	publish(s, splitRes, "v2")
+	q2 := mustQueue(t, s, alice)
+	info, err := s.Subscribe(ctx, allowAll{"v1"}, alice, q2, splitRes, "", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != "v2" {
+		t.Errorf("subscribe answered %q; the list delivered v2", info.Etag)
+	}
+	if got := drainAll(t, s, alice, q2); len(got) != 0 {
+		t.Errorf("the new queue holds %v, want nothing (the client knew v2)", got)
+	}
+}

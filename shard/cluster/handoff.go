@@ -442,10 +442,11 @@ func (n *Node) rejoined() {
 // Invariant (the gateway remembers what it delivered): the RESYNC carries
 // the list's etag after the re-link, and the re-link tells the list the
 // newest etag the queues here delivered (each subscription knows its last
-// one and that event's position), unless the publisher answers Current
-// for the resource. A list rebuilt after its holder died so starts from
-// the newest etag any queue saw, never from "" for a resource that was
-// published.
+// one and that event's position); the publisher's Current is used only
+// when no queue here holds an etag a list stamped. A list rebuilt after
+// its holder died so starts from the newest etag any queue saw, never
+// from "" for a resource that was published, and never from an older
+// etag a publisher remembers.
 func (n *Node) relink(dead func(string) bool, crashed []string) {
 	start := time.Now()
 	pruned := 0
@@ -474,8 +475,13 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	for _, res := range affected {
 		subs := lists[res]
 		hint := newestHint(subs)
-		if e := etags[res]; e != "" {
-			hint.Etag = e // the publisher's word, when it has one
+		if e := etags[res]; e != "" && hint.Pos.At == 0 {
+			// The publisher's word, when no queue here holds an etag a
+			// list stamped. Never over one that is: the new owner's
+			// publisher may keep etags in memory and know only the
+			// publishes it saw while it owned the resource, and its
+			// answer cannot be ordered against delivered etags.
+			hint.Etag = e
 		}
 		pbs := n.subscribersHere(subs)
 		names := make([]string, len(pbs))
