@@ -310,6 +310,47 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 	return n
 }
 
+// CatchUp brings each named queue held here that is subscribed to
+// resource up to l, the list's state at a link just made: a subscription
+// behind l (an earlier offset of l's epoch, or an older etag of another:
+// Position.Before) takes l's position, with one RESYNC carrying l's etag
+// unless it holds that etag already. The audit calls it for the queues
+// already in their lists: one that missed a list's last event, and its
+// tail announcement too, learns it without waiting for another publish.
+// It returns how many RESYNCs it appended.
+func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
+	if l.Pos.IsZero() || l.Etag == "" {
+		return 0
+	}
+	now := s.cfg.Now()
+	n := 0
+	for _, name := range queues {
+		q := s.get(name)
+		if q == nil {
+			continue
+		}
+		q.mu.Lock()
+		sub := q.subs[resource]
+		if q.dead || sub == nil || sub.isPending() || !sub.pos.Before(l.Pos) {
+			q.mu.Unlock()
+			continue
+		}
+		sub.pos = l.Pos
+		sub.dropParked()
+		if sub.etag == l.Etag {
+			q.mu.Unlock()
+			continue
+		}
+		sub.etag = l.Etag
+		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		q.mu.Unlock()
+		notifyAll(ls)
+		n++
+	}
+	s.counters.Notifications[Resync].Add(uint64(n))
+	return n
+}
+
 // SubscriberCount counts the entries of every subscriber list held here.
 func (s *Store) SubscriberCount() int {
 	s.resMu.RLock()

@@ -180,3 +180,43 @@ func TestOrder_SubscribeNeverAnswersAStalePublisherOverTheList(t *testing.T) {
 		t.Errorf("the new queue holds %v, want nothing (the client knew v2)", got)
 	}
 }
+
+// TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed: q is in the list
+// but missed v2 (lost on its way, and the tail announcements too, while
+// its route was wrong). The audit's link returns the list's state, and
+// CatchUp gives q one RESYNC v2; q2, up to date, gets nothing, and a
+// second CatchUp appends nothing.
+func TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	ctx := context.Background()
+	q, q2 := mustQueue(t, s, alice), mustQueue(t, s, alice)
+	for _, x := range []string{q, q2} {
+		if _, err := s.Subscribe(ctx, allowAll{"v0"}, alice, x, splitRes, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(s, splitRes, "v1")
+	s.RemoveSubscribers(splitRes, []string{q}) // q misses what comes next
+	publish(s, splitRes, "v2")
+	_, l := s.AddSubscribers(splitRes, []SubscriberState{{Queue: q, User: alice.User, Device: alice.Device}}, Hint{})
+	drainAll(t, s, alice, q2)
+	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v1" {
+		t.Fatalf("q holds %v before the catch-up, want [CHANGED v1]", got)
+	}
+	if k := s.CatchUp(splitRes, l, []string{q, q2}); k != 1 {
+		t.Errorf("CatchUp appended %d RESYNCs, want 1 (for q)", k)
+	}
+	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "RESYNC v2" {
+		t.Errorf("q holds %v after the catch-up, want [RESYNC v2]", got)
+	}
+	if got := drainAll(t, s, alice, q2); len(got) != 0 {
+		t.Errorf("q2, up to date, got %v", got)
+	}
+	if k := s.CatchUp(splitRes, l, []string{q, q2}); k != 0 {
+		t.Errorf("a second CatchUp appended %d", k)
+	}
+	publish(s, splitRes, "v3") // q goes on from the list's position: appended at once
+	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v3" {
+		t.Errorf("q holds %v after v3, want [CHANGED v3]", got)
+	}
+}

@@ -257,6 +257,7 @@ func (s *Store) AddSubscribers(res string, subs []SubscriberState, hint Hint) (a
 			continue // emptied and removed between lookup and lock
 		}
 		others := len(r.subs)
+		rerouted := false
 		for _, sub := range subs {
 			ref := r.subs[sub.Queue]
 			if ref == nil {
@@ -268,7 +269,13 @@ func (s *Store) AddSubscribers(res string, subs []SubscriberState, hint Hint) (a
 				r.subs[sub.Queue] = &subRef{who: s.ownerRef(sub.Queue, sub.User, sub.Device), at: s.routeTo(sub.Node)}
 			} else if ref.at.node != sub.Node {
 				ref.at = s.routeTo(sub.Node)
+				rerouted = true
 			}
+		}
+		if rerouted && s.peers != nil {
+			// Events sent on the old route may have been lost: the queue
+			// gets the list's tail on its new one (position.go).
+			s.noteTailLocked(r, s.cfg.Now())
 		}
 		observeAt(hint.Pos.At)
 		if hint.Pos.Epoch > r.pos.Epoch {

@@ -519,7 +519,7 @@ func (n *Node) audit() {
 	lists := n.store.QueueSubscriptions()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
-	k, missing := 0, 0
+	k, missing, behind := 0, 0, 0
 	for res, subs := range lists {
 		// The hint is what the queues here delivered, as relink's: a list
 		// the audit re-creates (it was lost) starts from the newest etag
@@ -534,6 +534,20 @@ func (n *Node) audit() {
 			missing++
 			k += n.store.Resync(res, l, added)
 		}
+		// The queues that were in the list, brought up to its position:
+		// one that missed the last event, and its tail announcements (its
+		// route was wrong until this link set it), learns it now.
+		var others []string
+		for _, s := range subs {
+			if !slices.Contains(added, s.Queue) {
+				others = append(others, s.Queue)
+			}
+		}
+		behind += n.store.CatchUp(res, l, others)
+	}
+	if behind > 0 {
+		n.stats.Repairs.Add(1)
+		n.log.Warn("audit: subscriptions were behind their lists; RESYNC with the list's etag", "resync", behind)
 	}
 	if missing == 0 {
 		n.log.Debug("audit: every subscription is in its list", "resources", len(lists), "in", time.Since(start))
