@@ -399,6 +399,13 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.mu.Unlock()
 	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
 	n.relink(dead, crashed)
+	// A list a crashed node held without owning it (a hand-off to or
+	// from it not finished, a list it took over and had not handed back)
+	// is not among those, and would stay lost until membership settles:
+	// publishes meanwhile find no list. So every other subscription here
+	// is linked again too, as the audit does: a lost list is made again
+	// now, and a queue behind its list catches up.
+	n.audit()
 }
 
 // relinkLater retries a repair's link until membership settles. Once it
