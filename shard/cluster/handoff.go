@@ -396,7 +396,13 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	for _, c := range crashed {
 		n.crashed[c] = time.Now()
 	}
+	n.repairedAt = time.Now()
 	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.repairedAt = time.Now()
+		n.mu.Unlock()
+	}()
 	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
 	n.relink(dead, crashed)
 	// A list a crashed node held without owning it (a hand-off to or

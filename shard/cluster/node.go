@@ -86,23 +86,27 @@ type Node struct {
 
 	// mu guards the fields below it up to metaMu. No store lock is taken
 	// while it is held.
-	mu        sync.Mutex
-	members   map[string]member // alive members as gossip reports them, self included
-	leaving   map[string]bool   // nodes that said they stop owning keys; true once done
-	history   []pastRing        // newest first
-	peers     map[string]*peer  // clients by node name
-	tombs     map[string]tomb   // keys handed off → where
-	inflight  map[string]chan struct{}
-	relays    map[*stream]string   // remote streams → the node they read from
-	crashed   map[string]time.Time // nodes repaired as dead, by when
-	draining  bool
-	epoch     uint64
-	changedAt time.Time
-	auditedAt time.Time
-	others    *ring.Ring      // the ring without this node, for locate
-	othersOf  uint64          // the epoch others was built from
-	pubs      LocalPublishers // this node's plugin host, for routed calls
-	routed    *Publishers
+	mu       sync.Mutex
+	members  map[string]member // alive members as gossip reports them, self included
+	leaving  map[string]bool   // nodes that said they stop owning keys; true once done
+	history  []pastRing        // newest first
+	peers    map[string]*peer  // clients by node name
+	tombs    map[string]tomb   // keys handed off → where
+	inflight map[string]chan struct{}
+	relays   map[*stream]string   // remote streams → the node they read from
+	crashed  map[string]time.Time // nodes repaired as dead, by when
+	// repairedAt is when this node last started or finished a crash
+	// repair: until lostListWait after it, a list not found may be one
+	// being made again (see deliver).
+	repairedAt time.Time
+	draining   bool
+	epoch      uint64
+	changedAt  time.Time
+	auditedAt  time.Time
+	others     *ring.Ring      // the ring without this node, for locate
+	othersOf   uint64          // the epoch others was built from
+	pubs       LocalPublishers // this node's plugin host, for routed calls
+	routed     *Publishers
 
 	// metaMu guards metas: members' metadata, copied in memberlist's
 	// callbacks (under memberlist's lock). Only admit.mu is taken under it.

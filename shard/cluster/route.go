@@ -401,6 +401,13 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 				n.stats.Dropped.Add(1)
 				return 0, fmt.Errorf("%w: the subscriber list of %s was not found while the cluster changes; retry", shard.ErrUnavailable, ev.Resource)
 			}
+			if !held && n.repairedLately() {
+				// A node died lately: the list may have died with it and
+				// be in the making again from its queues' side (relink,
+				// clients subscribing again). "No list" is not "no
+				// subscribers" yet: the publisher tries again.
+				return 0, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
+			}
 			return k, nil
 		}
 		p := n.peer(where)
@@ -416,6 +423,18 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 		return int(rep.GetReached()), nil
 	}
 	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
+}
+
+// lostListWait is how long after a crash repair a list not found may be
+// one that died with the crashed node and is being made again.
+const lostListWait = 2 * time.Second
+
+// repairedLately reports whether a crash repair ran here within
+// lostListWait.
+func (n *Node) repairedLately() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.repairedAt.IsZero() && time.Since(n.repairedAt) < lostListWait
 }
 
 // awaitList waits until res's list is held here or a tomb says where it
