@@ -411,7 +411,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	// publishes meanwhile find no list. So every other subscription here
 	// is linked again too, as the audit does: a lost list is made again
 	// now, and a queue behind its list catches up.
-	n.audit()
+	n.auditAll(true)
 }
 
 // relinkLater retries a repair's link until membership settles. Once it
@@ -527,7 +527,12 @@ var _ shard.Peers = (*Node)(nil)
 // queue knows its own subscriptions, so any list entry lost in a hand-off
 // comes back, with a RESYNC for the queues that were missing from a list
 // (they may have missed a change).
-func (n *Node) audit() {
+func (n *Node) audit() { n.auditAll(false) }
+
+// auditAll is the audit; retry: a link that fails is tried again in the
+// background (a repair's: the other survivors may not have dropped the
+// dead node yet and route to it).
+func (n *Node) auditAll(retry bool) {
 	start := time.Now()
 	lists := n.store.QueueSubscriptions()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
@@ -541,22 +546,16 @@ func (n *Node) audit() {
 		added, l, err := n.link(ctx, res, newestHint(subs), n.subscribersHere(subs), 0, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
+			if retry {
+				go n.auditLater(res, subs)
+			}
 			continue
 		}
 		if len(added) > 0 {
 			missing++
-			k += n.store.Resync(res, l, added)
 		}
-		// The queues that were in the list, brought up to its position:
-		// one that missed the last event, and its tail announcements (its
-		// route was wrong until this link set it), learns it now.
-		var others []string
-		for _, s := range subs {
-			if !slices.Contains(added, s.Queue) {
-				others = append(others, s.Queue)
-			}
-		}
-		behind += n.store.CatchUp(res, l, others)
+		r, b := n.settleLink(res, l, added, subs)
+		k, behind = k+r, behind+b
 	}
 	if behind > 0 {
 		n.stats.Repairs.Add(1)
@@ -568,6 +567,47 @@ func (n *Node) audit() {
 	}
 	n.stats.Repairs.Add(1)
 	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
+}
+
+// settleLink applies an audit's link of subs at l: the queues that were
+// not in the list (added) get a RESYNC; the others, brought up to the
+// list's position, catch up if they are behind (one that missed the last
+// event, and its tail announcements while its route was wrong, learns it
+// now). It returns both counts.
+func (n *Node) settleLink(res string, l shard.Linked, added []string, subs []shard.SubscriberState) (resynced, behind int) {
+	if len(added) > 0 {
+		resynced = n.store.Resync(res, l, added)
+	}
+	var others []string
+	for _, s := range subs {
+		if !slices.Contains(added, s.Queue) {
+			others = append(others, s.Queue)
+		}
+	}
+	return resynced, n.store.CatchUp(res, l, others)
+}
+
+// auditLater retries a repair's audit link until it succeeds or 30 s
+// pass, as relinkLater does.
+func (n *Node) auditLater(res string, subs []shard.SubscriberState) {
+	var err error
+	for range 60 {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		var added []string
+		var l shard.Linked
+		added, l, err = n.link(ctx, res, newestHint(subs), n.subscribersHere(subs), 0, false)
+		cancel()
+		if err == nil {
+			n.settleLink(res, l, added, subs)
+			return
+		}
+	}
+	n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for the audit", "resource", res, "err", err)
 }
 
 // newestHint is the newest etag, with its position, that the
