@@ -34,13 +34,17 @@ func (p Position) Less(o Position) bool {
 
 // Before reports whether the etag at p is older than the one at o: in one
 // epoch by offset (one list stamped both), across epochs by At, and by
-// epoch only when an At is unknown or both are equal (the same etag
-// announced by two lists). The zero position is before any other.
+// epoch only when both At are equal (the same etag announced by two
+// lists). An unknown At (0: an etag no list stamped, such as a
+// publisher's answer a list learned) is older than any known one: a
+// publisher that keeps etags in memory can answer one older than the
+// gateway delivered, and a newer list must not make it look newer. The
+// zero position is before any other.
 func (p Position) Before(o Position) bool {
 	switch {
 	case p.Epoch == o.Epoch:
 		return p.Offset < o.Offset
-	case p.At != 0 && o.At != 0 && p.At != o.At:
+	case p.At != o.At:
 		return p.At < o.At
 	}
 	return p.Epoch < o.Epoch
