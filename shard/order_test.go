@@ -258,3 +258,32 @@ func TestOrder_UnstampedEtagOfANewerListIsNotNewer(t *testing.T) {
 		t.Errorf("qa, which holds v2, appended %v", got)
 	}
 }
+
+// TestOrder_LateEventOfAnOlderListIsDroppedByAnUnstampedSubscription: qb
+// subscribed to a list made in a later epoch that knows only a
+// publisher's answer (v9, At unknown); a late event of an older list (v1:
+// a frozen node's outbox flushed after it came back) reaches qb. qb drops
+// it: an unknown At leaves the epochs to decide in a subscription's
+// stream. With unknown At counted as oldest there too, qb took it (a
+// RESYNC), went on in the old list's epoch and appended its stale events
+// as CHANGED (a v8 chaos run: 1468 watches went back, "p2726 back to
+// p866 (CHANGED)").
+func TestOrder_LateEventOfAnOlderListIsDroppedByAnUnstampedSubscription(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newStore(t, Config{})
+	qa := mustQueue(t, a, alice)
+	if _, err := a.Subscribe(ctx, allowAll{"v0"}, alice, qa, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	publish(a, splitRes, "v1")
+	late := lastEventOf(t, a, alice, qa, "v1")
+	b, _ := newStore(t, Config{})
+	qb := mustQueue(t, b, bob)
+	if _, err := b.Subscribe(ctx, allowAll{"v9"}, bob, qb, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	b.DeliverTo(late, []string{qb})
+	if got := drainAll(t, b, bob, qb); len(got) != 0 {
+		t.Errorf("qb appended %v from a late event of an older list", got)
+	}
+}
