@@ -290,7 +290,7 @@ func (s *Store) AddSubscribers(res string, subs []SubscriberState, hint Hint) (a
 		// by At across epochs), so a queue that followed another list of
 		// this resource cannot bring back an etag this one delivered a
 		// newer one over.
-		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.EtagBefore(r.etagPos) {
+		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
 			r.etag, r.etagPos = hint.Etag, hint.Pos
 			raised = true
 		}

@@ -616,7 +616,7 @@ func (n *Node) auditLater(res string, subs []shard.SubscriberState) {
 func newestHint(subs []shard.SubscriberState) shard.Hint {
 	var hint shard.Hint
 	for _, s := range subs {
-		if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.EtagBefore(s.Hint.Pos)) {
+		if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Before(s.Hint.Pos)) {
 			hint = s.Hint
 		}
 	}
