@@ -104,8 +104,8 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 		out.RecentEpochs = append(out.RecentEpochs, p.Pos.Epoch)
 		out.RecentOffsets = append(out.RecentOffsets, p.Pos.Offset)
 	}
-	for _, s := range st.Subs {
-		out.Subscribers = append(out.Subscribers, &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: s.Node})
+	for _, in := range st.Nodes {
+		out.Nodes = append(out.Nodes, interestPB(in))
 	}
 	return out
 }
@@ -118,10 +118,18 @@ func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
 			out.Recent = append(out.Recent, shard.Published{ID: id, Pos: shard.Position{Epoch: es[i], Offset: os[i]}})
 		}
 	}
-	for _, s := range st.GetSubscribers() {
-		out.Subs = append(out.Subs, shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()})
+	for _, in := range st.GetNodes() {
+		out.Nodes = append(out.Nodes, interestOf(in))
 	}
 	return out
+}
+
+func interestPB(in shard.Interest) *pb.Interest {
+	return &pb.Interest{Node: in.Node, Count: int64(in.Count), Ver: in.Ver}
+}
+
+func interestOf(in *pb.Interest) shard.Interest {
+	return shard.Interest{Node: in.GetNode(), Count: int(in.GetCount()), Ver: in.GetVer()}
 }
 
 // Errors cross the wire as a gRPC code and a message that starts with the

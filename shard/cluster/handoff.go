@@ -24,47 +24,37 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 // hold: its owner, which asked, starts the list itself.
 var errNotHeld = errors.New("subscriber list not held here")
 
-// link adds subscribers to resource's list where it is held and returns
-// the queues that were not in it yet, with the list's state when they
-// joined. asked: the resource's owner asked this node, which starts no
-// list for it (errNotHeld).
-func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, subs []*pb.Subscriber, hops uint32, asked bool) ([]string, shard.Linked, error) {
+// link records in (a node's interest) in resource's list where it is
+// held, and reports whether the node was not interested yet, with the
+// list's state when it joined. asked: the resource's owner asked this
+// node, which starts no list for it (errNotHeld).
+func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, hops uint32, asked bool) (bool, shard.Linked, error) {
 	mu := n.stripe(resource)
 	mu.RLock()
 	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
 	if err != nil {
 		mu.RUnlock()
-		return nil, shard.Linked{}, err
+		return false, shard.Linked{}, err
 	}
 	if where == "" {
 		if asked && !n.holdsResource(resource) {
 			mu.RUnlock()
-			return nil, shard.Linked{}, errNotHeld
+			return false, shard.Linked{}, errNotHeld
 		}
-		added, l := n.addHere(resource, hint, subs)
+		added, l := n.store.AddInterest(resource, in, hint)
 		mu.RUnlock()
 		return added, l, nil
 	}
 	mu.RUnlock()
-	added, l, err := n.linkAt(ctx, where, resource, hint, subs, hops+1, ask)
+	added, l, err := n.linkAt(ctx, where, resource, hint, in, hops+1, ask)
 	if ask && !asked && errors.Is(err, errNotHeld) {
 		// Nobody else holds the list: this node, its owner, starts it.
 		mu.RLock()
 		defer mu.RUnlock()
-		added, l = n.addHere(resource, hint, subs)
+		added, l = n.store.AddInterest(resource, in, hint)
 		return added, l, nil
 	}
 	return added, l, err
-}
-
-// addHere adds subscribers to resource's list in this store. The stripe
-// of resource is held (read).
-func (n *Node) addHere(resource string, hint shard.Hint, subs []*pb.Subscriber) ([]string, shard.Linked) {
-	st := make([]shard.SubscriberState, len(subs))
-	for i, s := range subs {
-		st[i] = shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()}
-	}
-	return n.store.AddSubscribers(resource, st, hint)
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a
@@ -118,7 +108,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		}
 		n.mu.Unlock()
 	}
-	exported := 0
+	exported := map[string]*pb.ResourceState{}
 	for _, res := range r.GetResources() {
 		mu := n.stripe(res)
 		mu.Lock()
@@ -127,7 +117,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 				ps := resourceStatePB(st)
 				keep(res, nil, ps)
 				rep.Resources = append(rep.Resources, ps)
-				exported++
+				exported[res] = ps
 			} else {
 				keep(res, nil, nil)
 			}
@@ -138,10 +128,14 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	// them. Queues go after the marks: ops forwarded for them from now on
 	// may wait at the taker for this very hand-off.
 	marks := n.outboxMarks()
+	var qs []string
 	for _, q := range r.GetQueues() {
-		if !mark(q) {
-			continue
+		if mark(q) {
+			qs = append(qs, q)
 		}
+	}
+	n.registerTaker(to, qs, exported)
+	for _, q := range qs {
 		if st, ok := n.store.ExportQueue(q); ok {
 			ps := queueStatePB(st)
 			keep(q, ps, nil)
@@ -150,7 +144,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 			keep(q, nil, nil)
 		}
 	}
-	if exported > 0 {
+	if len(exported) > 0 {
 		// Deliveries these lists queued before they left go out first, so
 		// the new holder's deliveries follow them. Only those: later ops
 		// may wait for this very hand-off at the taker.
@@ -158,6 +152,36 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	}
 	n.stats.KeysGiven.Add(uint64(len(rep.Queues) + len(rep.Resources)))
 	return rep
+}
+
+// registerTaker makes the taker of queues interested in their resources'
+// lists before the queues leave this node, so every event reaches the
+// queues here or there. A list leaving in the same hand-off carries the
+// interest (exported); one held elsewhere is told, and the queues here
+// wait, at most a second, for the events it stamped before it was told:
+// after that, only the taker gets new ones. The taker keeps what arrives
+// for them until they are imported (shard.Store.Arriving), and a queue
+// appends an event twice at neither node (positions).
+func (n *Node) registerTaker(to string, queues []string, exported map[string]*pb.ResourceState) {
+	want := map[string]shard.Position{}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	for res, k := range n.store.QueueResources(queues) {
+		in := shard.Interest{Node: to, Count: k} // Ver 0: only makes sure the taker is in
+		if ps := exported[res]; ps != nil {
+			ps.Nodes = append(ps.Nodes, interestPB(in))
+			continue
+		}
+		_, l, err := n.link(ctx, res, shard.Hint{}, in, 0, false)
+		if err != nil {
+			n.log.Debug("hand-off: the taker's interest was not registered", "resource", res, "to", to, "err", err)
+			continue
+		}
+		want[res] = l.Pos
+	}
+	for deadline := time.Now().Add(time.Second); !n.store.Caught(queues, want) && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // outboxMarks notes how many ops each peer had been given so far.
@@ -222,6 +246,8 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	if p == nil {
 		return unavailable(from)
 	}
+	n.store.Arriving(1)
+	defer n.store.Arriving(-1)
 	var rep *pb.TakeReply
 	var err error
 	for attempt := range 3 { // a lost reply is asked again: the giver keeps the state
@@ -244,13 +270,20 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 			_, _ = p.client.Take(actx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Ack: true})
 		}()
 	}()
+	// Lists first, and ops on them may go on: an imported queue tells
+	// its lists' holders (perhaps this node) that this node is interested.
+	for _, st := range rep.GetResources() {
+		n.store.ImportResource(resourceStateOf(st))
+	}
+	n.mu.Lock()
+	for _, k := range rs {
+		delete(n.inflight, k)
+	}
+	n.mu.Unlock()
 	for _, st := range rep.GetQueues() {
 		if !n.store.ImportQueue(queueStateOf(st)) {
 			n.log.Warn("a queue taken over was already here; kept the one here", "queue", st.GetName())
 		}
-	}
-	for _, st := range rep.GetResources() {
-		n.store.ImportResource(resourceStateOf(st))
 	}
 	took := len(rep.GetQueues()) + len(rep.GetResources())
 	n.stats.KeysTaken.Add(uint64(took))
@@ -405,11 +438,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 // succeeds, the subscriptions go on from the list's real position (a
 // RESYNC with its etag): the failed attempt announced the loss with no
 // position, and events the list stamped meanwhile did not reach them.
-func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, err error) {
-	names := make([]string, len(subs))
-	for i, s := range subs {
-		names[i] = s.GetQueue()
-	}
+func (n *Node) relinkLater(res string, hint shard.Hint, li shard.LocalInterest, err error) {
 	for range 60 {
 		select {
 		case <-n.stop:
@@ -418,10 +447,10 @@ func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, e
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		var l shard.Linked
-		_, l, err = n.link(ctx, res, hint, subs, 0, false)
+		_, l, err = n.link(ctx, res, hint, li.Interest, 0, false)
 		cancel()
 		if err == nil {
-			n.store.Resync(res, l, names)
+			n.store.Resync(res, l, li.Queues)
 			return
 		}
 	}
@@ -448,21 +477,13 @@ func (n *Node) rejoined() {
 // published.
 func (n *Node) relink(dead func(string) bool, crashed []string) {
 	start := time.Now()
-	pruned := 0
+	dropped := 0
 	if crashed != nil {
-		pruned = n.store.PruneSubscribers(func(q, node string) bool {
-			if n.store.Has(q) {
-				return false
-			}
-			if node != "" && node != n.cfg.Name {
-				return slices.Contains(crashed, node)
-			}
-			return dead(q)
-		})
+		dropped = n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
 	}
-	lists := n.store.QueueSubscriptions()
+	locals := n.store.LocalInterests()
 	var affected []string
-	for res := range lists {
+	for res := range locals {
 		if dead(res) {
 			affected = append(affected, res)
 		}
@@ -472,25 +493,20 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	etags := n.current(ctx, affected)
 	resynced := 0
 	for _, res := range affected {
-		subs := lists[res]
-		hint := newestHint(subs)
+		li := locals[res]
+		hint := li.Hint
 		if e := etags[res]; e != "" {
 			hint.Etag = e // the publisher's word, when it has one
 		}
-		pbs := n.subscribersHere(subs)
-		names := make([]string, len(pbs))
-		for i, s := range pbs {
-			names[i] = s.GetQueue()
-		}
-		_, l, err := n.link(ctx, res, hint, pbs, 0, false)
+		_, l, err := n.link(ctx, res, hint, li.Interest, 0, false)
 		if err != nil {
 			// Another node may not have seen the change yet and route
 			// to the dead one: linking is idempotent, so try again. The
 			// loss is announced now, with the newest etag known here.
-			go n.relinkLater(res, hint, pbs, err)
+			go n.relinkLater(res, hint, li, err)
 			l = shard.Linked{Etag: hint.Etag}
 		}
-		resynced += n.store.Resync(res, l, names)
+		resynced += n.store.Resync(res, l, li.Queues)
 	}
 	n.stats.Repairs.Add(1)
 	if crashed == nil {
@@ -498,62 +514,41 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 		return
 	}
 	n.stats.handoff(time.Since(start))
-	n.log.Info("repaired after crash", "crashed", crashed, "resources", len(affected), "resync", resynced, "pruned", pruned, "in", time.Since(start))
+	n.log.Info("repaired after crash", "crashed", crashed, "resources", len(affected), "resync", resynced, "dropped", dropped, "in", time.Since(start))
 }
 
 var _ shard.Peers = (*Node)(nil)
 
-// audit links every subscription of the queues here again at its
-// resource's holder, once membership has settled after a change: every
-// queue knows its own subscriptions, so any list entry lost in a hand-off
-// comes back, with a RESYNC for the queues that were missing from a list
-// (they may have missed a change).
+// audit records this node's interest again in the list of every resource
+// its queues subscribe to, once membership has settled after a change:
+// every node knows its own queues, so an interest lost in a hand-off
+// comes back, with a RESYNC for the queues here (they may have missed a
+// change). It should find nothing; it counts what it repairs.
 func (n *Node) audit() {
 	start := time.Now()
-	lists := n.store.QueueSubscriptions()
+	locals := n.store.LocalInterests()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
 	k, missing := 0, 0
-	for res, subs := range lists {
+	for res, li := range locals {
 		// The hint is what the queues here delivered, as relink's: a list
 		// the audit re-creates (it was lost) starts from the newest etag
 		// they saw, and its RESYNC never carries "" for a published
 		// resource. A list that learned a later etag keeps its own.
-		added, l, err := n.link(ctx, res, newestHint(subs), n.subscribersHere(subs), 0, false)
+		added, l, err := n.link(ctx, res, li.Hint, li.Interest, 0, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
 			continue
 		}
-		if len(added) > 0 {
+		if added {
 			missing++
-			k += n.store.Resync(res, l, added)
+			k += n.store.Resync(res, l, li.Queues)
 		}
 	}
 	if missing == 0 {
-		n.log.Debug("audit: every subscription is in its list", "resources", len(lists), "in", time.Since(start))
+		n.log.Debug("audit: this node is in every list it should be", "resources", len(locals), "in", time.Since(start))
 		return
 	}
 	n.stats.Repairs.Add(1)
-	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
-}
-
-// newestHint is the newest etag, with its position, that the
-// subscriptions of subs (queues here, one resource) delivered.
-func newestHint(subs []shard.SubscriberState) shard.Hint {
-	var hint shard.Hint
-	for _, s := range subs {
-		if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Less(s.Hint.Pos)) {
-			hint = s.Hint
-		}
-	}
-	return hint
-}
-
-// subscribersHere turns queues held here into list entries naming this node.
-func (n *Node) subscribersHere(subs []shard.SubscriberState) []*pb.Subscriber {
-	out := make([]*pb.Subscriber, len(subs))
-	for i, s := range subs {
-		out[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: n.cfg.Name}
-	}
-	return out
+	n.log.Warn("audit: this node was missing from subscriber lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
 }

@@ -94,6 +94,7 @@ type Node struct {
 	tombs     map[string]tomb   // keys handed off → where
 	inflight  map[string]chan struct{}
 	relays    map[*stream]string   // remote streams → the node they read from
+	waiting   map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed   map[string]time.Time // nodes repaired as dead, by when
 	draining  bool
 	epoch     uint64
@@ -195,6 +196,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		tombs:    map[string]tomb{},
 		inflight: map[string]chan struct{}{},
 		relays:   map[*stream]string{},
+		waiting:  map[string][]*pb.Op{},
 		crashed:  map[string]time.Time{},
 		changed:  make(chan struct{}, 1),
 		stop:     make(chan struct{}),
