@@ -270,11 +270,19 @@ func (s *Store) ImportResource(st ResourceState) {
 		for _, in := range st.Nodes {
 			r.mergeLocked(in)
 		}
+		observeAt(max(st.Pos.At, st.EtagPos.At))
 		if !st.Pos.IsZero() && st.Pos.Epoch != r.pos.Epoch {
 			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
 		}
-		if st.Etag != "" && !st.EtagPos.Less(r.etagPos) {
+		// The newer etag of the two lists, by At across epochs (Before):
+		// a list of an older epoch may have delivered the later one.
+		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
 			r.etag, r.etagPos = st.Etag, st.EtagPos
+		}
+		if s.peers != nil && len(st.Nodes) > 0 {
+			// What the old holder sent last may not have arrived: the
+			// new holder announces the list's tail (position.go).
+			s.noteTailLocked(r, s.cfg.Now())
 		}
 		r.mu.Unlock()
 		s.dropIfEmpty(r)
@@ -303,10 +311,12 @@ func (s *Store) Keys() (queues, resources []string) {
 // Resync appends a RESYNC notification carrying l's etag to each named
 // queue held here that is subscribed to resource, which was just linked
 // (again) at l: the subscription goes on from l's position. A
-// subscription that already appended an event past l is left alone: what
-// it appended is newer. A zero l.Pos (the list could not be reached)
-// leaves the subscription's position as it is: a position is never
-// lowered to "none". It returns how many it reached.
+// subscription that already appended a newer etag than l's (an event
+// past l in its epoch, or a later At in another: Position.Before) is left
+// alone, so no subscription appends a RESYNC older than what it
+// delivered. A zero l.Pos (the list could not be reached) leaves the
+// subscription's position as it is: a position is never lowered to
+// "none". It returns how many it reached.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
 	now := s.cfg.Now()
 	n := 0
@@ -317,7 +327,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		}
 		q.mu.Lock()
 		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && l.Pos.Less(sub.pos) && sub.pos.Epoch == l.Pos.Epoch {
+		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && !l.Pos.IsZero() && l.Pos.Before(sub.pos) {
 			q.mu.Unlock()
 			continue
 		}
@@ -330,6 +340,47 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		sub.etag = l.Etag
 		sub.dropParked()
 		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		q.mu.Unlock()
+		notifyAll(ls)
+		n++
+	}
+	s.counters.Notifications[Resync].Add(uint64(n))
+	return n
+}
+
+// CatchUp brings each named queue held here that is subscribed to
+// resource up to l, the list's state at a link just made: a subscription
+// behind l (an earlier offset of l's epoch, or an older etag of another:
+// Position.Before) takes l's position, with one RESYNC carrying l's etag
+// unless it holds that etag already. The audit calls it for the queues
+// already in their lists: one that missed a list's last event, and its
+// tail announcement too, learns it without waiting for another publish.
+// It returns how many RESYNCs it appended.
+func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
+	if l.Pos.IsZero() || l.Etag == "" {
+		return 0
+	}
+	now := s.cfg.Now()
+	n := 0
+	for _, name := range queues {
+		q := s.get(name)
+		if q == nil {
+			continue
+		}
+		q.mu.Lock()
+		sub := q.subs[resource]
+		if q.dead || sub == nil || sub.isPending() || !sub.pos.Before(l.Pos) {
+			q.mu.Unlock()
+			continue
+		}
+		sub.pos = l.Pos
+		sub.dropParked()
+		if sub.etag == l.Etag {
+			q.mu.Unlock()
+			continue
+		}
+		sub.etag = l.Etag
+		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
 		n++

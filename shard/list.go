@@ -34,7 +34,10 @@ type resource struct {
 	etagPos Position
 	// recent are the last publications stamped, by ID (see Event.ID).
 	recent []Published
-	dead   bool // removed from Store.res; re-look it up
+	// last is the newest event stamped (nil: none since the list came
+	// here), announced again to other nodes (AnnounceTails).
+	last *Event
+	dead bool // removed from Store.res; re-look it up
 	// fwd counts deliveries that have read the list and are still handing
 	// its remote part to Peers.Forward: an export waits for them, so
 	// every delivery from this list is on its way before the list leaves.
@@ -87,6 +90,7 @@ func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l L
 		if in.Count > 0 {
 			added = r.mergeLocked(in)
 		}
+		observeAt(hint.Pos.At)
 		if hint.Pos.Epoch > r.pos.Epoch {
 			// The queues saw a later list than this one (this node was
 			// taken for dead and came back): go on in a new epoch, later
@@ -94,15 +98,22 @@ func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l L
 			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
 		}
 		raised := false
-		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Less(r.etagPos) {
+		// Invariant: the list's etag never goes back. It adopts the
+		// hint's only if it is not older (Before: by offset in one epoch,
+		// by At across epochs), so a queue that followed another list of
+		// this resource cannot bring back an etag this one delivered a
+		// newer one over.
+		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
 			r.etag, r.etagPos = hint.Etag, hint.Pos
 			raised = true
 		}
 		l = Linked{Pos: r.pos, Etag: r.etag}
+		l.Pos.At = r.etagPos.At
 		r.mu.Unlock()
 		s.dropIfEmpty(r)
 		if raised && in.Count > 0 && others {
-			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now()})
+			// It keeps the etag's At: it announces that etag again.
+			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now(), Pos: Position{At: hint.Pos.At}})
 		}
 		return added, l
 	}
@@ -253,8 +264,11 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 	if ev.ID == 0 {
 		ev.ID = rand.Uint64() | 1 // so that a hand-on gives it the same position
 	}
-	if r.stampLocked(ev) && (ev.Kind == Changed || ev.Kind == Resync) {
-		r.etag, r.etagPos = ev.Etag, ev.Pos
+	if r.stampLocked(ev, s.cfg.Now()) {
+		r.last = ev
+		if ev.Kind == Changed || ev.Kind == Resync {
+			r.etag, r.etagPos = ev.Etag, ev.Pos
+		}
 	}
 	for node, in := range r.nodes {
 		switch {
@@ -266,9 +280,10 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 			n += in.Count
 		}
 	}
-	if len(remote) > 0 {
+	if len(remote) > 0 && s.peers != nil {
 		r.fwd.Add(1)
 		defer r.fwd.Done()
+		s.noteTailLocked(r, s.cfg.Now())
 	}
 	r.mu.Unlock()
 	if len(remote) > 0 && s.peers != nil {

@@ -11,8 +11,17 @@ import (
 // the list's life: it changes whenever the list is created again (after a
 // crash, or once it emptied), and is taken from the clock, so a later
 // list has a greater epoch. The zero Position means "none".
+//
+// At is when the etag of the event at this position was first stamped by
+// a list (unix nanoseconds of a hybrid logical clock, see stampAt; 0:
+// unknown). A RESYNC that announces an etag again keeps its At. Epochs
+// are list creation times, not etag times: two lists of one resource can
+// live at once (a node taken for dead keeps stamping in its older epoch
+// while another made the list again), so etags of two epochs are ordered
+// by At (Before), never by epoch.
 type Position struct {
 	Epoch, Offset uint64
+	At            uint64
 }
 
 // IsZero reports whether p is the zero (absent) position.
@@ -21,6 +30,20 @@ func (p Position) IsZero() bool { return p.Epoch == 0 }
 // Less orders positions: by epoch, then offset.
 func (p Position) Less(o Position) bool {
 	return p.Epoch < o.Epoch || p.Epoch == o.Epoch && p.Offset < o.Offset
+}
+
+// Before reports whether the etag at p is older than the one at o: in one
+// epoch by offset (one list stamped both), across epochs by At, and by
+// epoch only when an At is unknown or both are equal (the same etag
+// announced by two lists). The zero position is before any other.
+func (p Position) Before(o Position) bool {
+	switch {
+	case p.Epoch == o.Epoch:
+		return p.Offset < o.Offset
+	case p.At != 0 && o.At != 0 && p.At != o.At:
+		return p.At < o.At
+	}
+	return p.Epoch < o.Epoch
 }
 
 // Hint is what a queue's side knows of a resource when it links: the last
@@ -33,6 +56,7 @@ type Hint struct {
 
 // Linked is a subscriber list's state when a queue was linked into it,
 // read under the list's lock: every event after Pos reaches the queue.
+// Pos.At is Etag's (the queue goes on from Pos knowing Etag).
 type Linked struct {
 	Pos  Position
 	Etag string
@@ -48,9 +72,10 @@ type Published struct {
 const maxRecent = 32
 
 // stampLocked gives ev its position in r's stream: the next offset, or
-// the one it had if r stamped the same publication lately. It reports
-// whether ev is new. r.mu held.
-func (r *resource) stampLocked(ev *Event) bool {
+// the one it had if r stamped the same publication lately. Its At is
+// stamped now, unless ev announces an etag again (a RESYNC that sets
+// ev.Pos.At to the etag's). It reports whether ev is new. r.mu held.
+func (r *resource) stampLocked(ev *Event, now time.Time) bool {
 	if ev.ID != 0 {
 		for _, p := range r.recent {
 			if p.ID == ev.ID {
@@ -60,6 +85,9 @@ func (r *resource) stampLocked(ev *Event) bool {
 		}
 	}
 	r.pos.Offset++
+	if r.pos.At = ev.Pos.At; r.pos.At == 0 {
+		r.pos.At = stampAt(now)
+	}
 	ev.Pos = r.pos
 	if ev.ID != 0 {
 		if len(r.recent) == maxRecent {
@@ -75,6 +103,33 @@ func (r *resource) stampLocked(ev *Event) bool {
 var lastEpoch atomic.Uint64
 
 func newEpoch(now time.Time) uint64 { return newEpochAbove(now, 0) }
+
+// lastAt is this node's hybrid logical clock (Position.At): it never goes
+// back, and it moves past every At this node learns from another node
+// (observeAt), so an etag stamped here after one it heard of is later
+// even when the other node's clock is ahead.
+var lastAt atomic.Uint64
+
+// stampAt is the At of an etag stamped now.
+func stampAt(now time.Time) uint64 {
+	for {
+		last := lastAt.Load()
+		a := max(uint64(now.UnixNano()), last+1)
+		if lastAt.CompareAndSwap(last, a) {
+			return a
+		}
+	}
+}
+
+// observeAt moves the clock past at, an At learned from elsewhere.
+func observeAt(at uint64) {
+	for {
+		last := lastAt.Load()
+		if at <= last || lastAt.CompareAndSwap(last, at) {
+			return
+		}
+	}
+}
 
 // newEpochAbove is a new epoch greater than floor (an epoch another node
 // made, whose clock may be ahead).
@@ -113,11 +168,13 @@ const (
 // position. The invariant it keeps: a subscription appends an event only
 // if its position is past the last one it appended, so an event sent
 // twice, or overtaken by a newer one, is never appended (whatever the
-// queue's buffer holds or a reader acknowledged); a newer epoch is
-// announced with one RESYNC; an event after a gap waits for the gap to
-// fill (parkIt). An unstamped event (zero p) is appended as it is; a
-// subscription with no position yet takes the event's. The queue's mu is
-// held.
+// queue's buffer holds or a reader acknowledged); an event after a gap
+// waits for the gap to fill (parkIt). An event of another epoch is
+// announced with one RESYNC if its etag is newer than the last one
+// appended (Before: by At), and dropped if not, so a subscription never
+// appends an etag older than one it delivered, whichever list sends it.
+// An unstamped event (zero p) is appended as it is; a subscription with
+// no position yet takes the event's. The queue's mu is held.
 func (sub *subscription) admitLocked(p Position) verdict {
 	switch {
 	case p.IsZero():
@@ -125,9 +182,10 @@ func (sub *subscription) admitLocked(p Position) verdict {
 	case sub.pos.IsZero():
 		sub.pos = p
 		return appendIt
-	case p.Epoch < sub.pos.Epoch:
-		return dropIt
-	case p.Epoch > sub.pos.Epoch:
+	case p.Epoch != sub.pos.Epoch:
+		if !sub.pos.Before(p) {
+			return dropIt
+		}
 		sub.pos = p
 		return resyncIt
 	case p.Offset <= sub.pos.Offset:
@@ -137,4 +195,121 @@ func (sub *subscription) admitLocked(p Position) verdict {
 		return appendIt
 	}
 	return parkIt
+}
+
+// Tail announcement (centrifuge's position check, made by the list): a gap
+// is found when a later event arrives, so when the event lost on its way
+// to another node was a resource's last one (an outbox full, a Push that
+// failed for good, queues not found while the cluster changes), nothing
+// would ever reveal it. So a list whose fan-out reached other nodes sends
+// its last event again, at the same position, to every other node
+// interested in it (which offers it to its queues): once it has been quiet for tailQuiet, then at growing
+// intervals (tailRounds times in all), and at most once per tailQuiet
+// while it keeps publishing. Positions make the resend harmless: a queue
+// that has the event drops it, a queue that missed only that one appends
+// it, and a queue further behind parks it and announces the gap with one
+// RESYNC. Invariant: an event a list stamped reaches every queue in the
+// list, or is announced to it, without waiting for a later publish.
+const (
+	tailQuiet  = time.Second
+	tailRounds = 4 // at 1, 3, 7 and 15 s of quiet
+)
+
+// tail is a list whose last event is still to be announced. Guarded by
+// Store.tailMu.
+type tail struct {
+	next   time.Time // when the next announcement is due
+	rounds int       // announcements since the last event
+}
+
+// noteTailLocked records that r stamped an event that went to other
+// nodes: its announcement is due tailQuiet from now, or sooner if one was
+// due already (so a list that keeps publishing announces once per
+// tailQuiet). r.mu held; tailMu is a leaf.
+func (s *Store) noteTailLocked(r *resource, now time.Time) {
+	s.tailMu.Lock()
+	if s.tails == nil {
+		s.tails = make(map[*resource]*tail)
+	}
+	due := now.Add(tailQuiet)
+	if t := s.tails[r]; t == nil {
+		s.tails[r] = &tail{next: due}
+	} else {
+		t.rounds = 0
+		if due.Before(t.next) {
+			t.next = due
+		}
+	}
+	s.tailMu.Unlock()
+}
+
+// AnnounceTails sends, for every list whose announcement is due, its
+// last event again to its queues held by other nodes (see tailQuiet).
+// The cluster calls it a few times a second. Safe for concurrent use; no
+// store lock may be held.
+func (s *Store) AnnounceTails() {
+	if s.peers == nil {
+		return
+	}
+	now := s.cfg.Now()
+	var due []*resource
+	s.tailMu.Lock()
+	for r, t := range s.tails {
+		if now.Before(t.next) {
+			continue
+		}
+		t.rounds++
+		if t.rounds >= tailRounds {
+			delete(s.tails, r)
+		} else {
+			t.next = now.Add(tailQuiet << t.rounds)
+		}
+		due = append(due, r)
+	}
+	s.tailMu.Unlock()
+	for _, r := range due {
+		s.announceTail(r)
+	}
+}
+
+// announceTail sends r's last event to the other nodes interested in r.
+func (s *Store) announceTail(r *resource) {
+	r.mu.RLock()
+	ev := r.last
+	if r.dead {
+		r.mu.RUnlock()
+		s.forgetTail(r)
+		return
+	}
+	if ev == nil || ev.Pos != r.pos {
+		// Handed over (ImportResource), or gone on in a new epoch since
+		// (AddSubscribers): the tail is the list's etag at its position.
+		if r.etag == "" {
+			r.mu.RUnlock()
+			return
+		}
+		pos := r.pos
+		pos.At = r.etagPos.At
+		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
+	}
+	var remote []string
+	for node, in := range r.nodes {
+		if in.Count > 0 && node != s.name {
+			remote = append(remote, node)
+		}
+	}
+	if len(remote) > 0 {
+		r.fwd.Add(1)
+		defer r.fwd.Done()
+	}
+	r.mu.RUnlock()
+	if len(remote) > 0 {
+		s.peers.Forward(ev, remote)
+	}
+}
+
+func (s *Store) forgetTail(r *resource) {
+	s.tailMu.Lock()
+	delete(s.tails, r)
+	s.tailMu.Unlock()
 }

@@ -45,6 +45,12 @@ type Store struct {
 	peers Peers  // nil on a single node
 	name  string // this node's name in subscriber lists
 
+	// tailMu guards tails: the lists whose last event is still to be
+	// announced to their queues on other nodes (position.go). A leaf,
+	// taken under resource.mu.
+	tailMu sync.Mutex
+	tails  map[*resource]*tail
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once

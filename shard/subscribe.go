@@ -35,8 +35,9 @@ type SubscriptionInfo struct {
 // subscription, whose last etag is then the answer, or reflected in the
 // etag the publisher answers; the answer is never older than an etag
 // already delivered for the resource. A publisher that answers "" (it
-// forgot, as the built-in `user:` one does when it restarts) is not
-// believed over the list, which remembers the last etag it delivered.
+// forgot, as the built-in `user:` one does when it restarts), or any
+// etag while the list holds one it stamped, is not believed over the
+// list, which remembers the last etag it delivered.
 func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, queueName, res, proof, knownEtag string) (SubscriptionInfo, error) {
 	if _, _, err := ParseResource(res); err != nil {
 		return SubscriptionInfo{}, err
@@ -129,6 +130,15 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		answer = sub.etag
 	case answer == "" && !pending && sub.etag != "":
 		answer = sub.etag
+	case linked.Etag != "" && linked.Pos.At != 0:
+		// The list holds an etag a list stamped (delivered): it is at
+		// least as new as any publish that completed before the link,
+		// and a later one reaches the queue. The publisher's answer may
+		// be older: a publisher keeping etags in memory on one node (the
+		// built-in user:) knows only the publishes it saw while it owned
+		// the resource, so after ownership moved it can answer one the
+		// gateway delivered a newer one over.
+		answer = linked.Etag
 	case answer == "":
 		answer = linked.Etag
 	}

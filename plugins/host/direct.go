@@ -155,5 +155,5 @@ func (h *Host) publishDirect(inst *instance, p shard.Principal, resource, etag s
 	if err := inst.direct.add(&pb.PublishRequest{Principal: principalProto(p), Resource: resource, Etag: etag, Payload: payload}); err != nil {
 		return 0, err
 	}
-	return inst.handle(ev), nil
+	return inst.handleChecked(ev)
 }

@@ -255,7 +255,9 @@ func (h *Host) Authorize(ctx context.Context, p shard.Principal, resource, proof
 
 // Publish hands a `publish` mutation to the owner of resource and delivers
 // the events it returns, exactly as Watch events are delivered. It returns
-// how many queues they reached.
+// how many queues they reached, and shard.ErrUnavailable (retryable) if an
+// event did not reach its resource's subscriber list (a cluster moving):
+// a publish that answers success was taken by its list.
 func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag string, payload []byte) (int, error) {
 	inst, err := h.owner(resource)
 	if err != nil {
@@ -280,10 +282,15 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 		return 0, callError(inst.name, err)
 	}
 	n := 0
+	var failed error // retryable (UNAVAILABLE): an event its list did not get
 	for _, ev := range r.GetEvents() {
-		n += inst.handle(ev)
+		k, err := inst.handleChecked(ev)
+		n += k
+		if failed == nil {
+			failed = err
+		}
 	}
-	return n, nil
+	return n, failed
 }
 
 // callError maps a failed plugin call to the core's errors.
@@ -370,13 +377,28 @@ func (h *Host) currentChunk(ctx context.Context, inst *instance, chunk []string,
 	}
 }
 
+// checkedSink is a Sink that can report a delivery that did not reach
+// its resource's subscriber list (cluster.Node: the list's holder out of
+// reach, or the list moving): a publish answers that error, retryable,
+// instead of a success no subscriber will see.
+type checkedSink interface {
+	DeliverChecked(ev *shard.Event) (int, error)
+}
+
 // handle validates one event from inst and delivers it. Events about
 // schemes the plugin does not own, bad resources, etags or payloads are
 // dropped: a plugin cannot write outside its schemes.
 func (inst *instance) handle(ev *pb.Event) int {
+	n, _ := inst.handleChecked(ev)
+	return n
+}
+
+// handleChecked is handle that reports a CHANGED the sink could not
+// deliver (see checkedSink), for a publish to answer.
+func (inst *instance) handleChecked(ev *pb.Event) (int, error) {
 	h := inst.h
 	if !inst.valid(ev) {
-		return 0
+		return 0, nil
 	}
 	payload := ev.GetPayload()
 	switch {
@@ -393,17 +415,21 @@ func (inst *instance) handle(ev *pb.Event) int {
 	}
 	switch ev.GetKind() {
 	case pb.Event_CHANGED:
-		return h.sink.Deliver(&shard.Event{Kind: shard.Changed, Resource: ev.GetResource(), Etag: ev.GetEtag(), Time: at, Payload: payload})
+		sev := &shard.Event{Kind: shard.Changed, Resource: ev.GetResource(), Etag: ev.GetEtag(), Time: at, Payload: payload}
+		if cs, ok := h.sink.(checkedSink); ok {
+			return cs.DeliverChecked(sev)
+		}
+		return h.sink.Deliver(sev), nil
 	case pb.Event_REVOKED:
 		p := ev.GetPrincipal()
 		if p.GetUser() == "" {
 			h.log.Warn("plugin event dropped: REVOKED without a user", "plugin", inst.name, "resource", ev.GetResource())
-			return 0
+			return 0, nil
 		}
-		return h.sink.Revoke(ev.GetResource(), p.GetUser(), p.GetDevice())
+		return h.sink.Revoke(ev.GetResource(), p.GetUser(), p.GetDevice()), nil
 	}
 	h.log.Warn("plugin event dropped: unknown kind", "plugin", inst.name, "kind", ev.GetKind().String())
-	return 0
+	return 0, nil
 }
 
 // droppedPayload stands in for a payload the gateway will not carry:

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -313,7 +314,18 @@ func (h *Host) resync(ctx context.Context, inst *instance) {
 		if err != nil {
 			h.log.Warn("resync: Current failed; sending RESYNC for every resource", "plugin", inst.name, "err", err)
 		}
+		// A list whose etag changed while Current ran delivered a publish
+		// since: it is at least as new as the plugin's answer, which may
+		// have been read before it. A RESYNC with that answer would be
+		// stamped after it and take its subscribers back; skip them.
+		after := make(map[string]string, len(known))
+		for _, s := range inst.schemes {
+			maps.Copy(after, h.sink.ResourcesWithScheme(s))
+		}
 		for _, r := range chunk {
+			if e, ok := after[r]; ok && e != known[r] {
+				continue
+			}
 			// A resource the publisher leaves out is one it does not
 			// know (the built-in `user:` forgets on restart): the etag the
 			// gateway delivered last stands, never erased to "". When

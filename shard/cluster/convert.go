@@ -22,7 +22,7 @@ func principalOf(p *pb.Principal) shard.Principal {
 }
 
 func eventPB(ev *shard.Event) *pb.Event {
-	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Epoch: ev.Pos.Epoch, Offset: ev.Pos.Offset, Id: ev.ID}
+	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Epoch: ev.Pos.Epoch, Offset: ev.Pos.Offset, At: ev.Pos.At, Id: ev.ID}
 	if ev.From != nil {
 		e.From = &pb.Principal{User: ev.From.User, Device: ev.From.Device}
 	}
@@ -30,7 +30,7 @@ func eventPB(ev *shard.Event) *pb.Event {
 }
 
 func eventOf(e *pb.Event) *shard.Event {
-	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), Pos: shard.Position{Epoch: e.GetEpoch(), Offset: e.GetOffset()}, ID: e.GetId()}
+	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), Pos: shard.Position{Epoch: e.GetEpoch(), Offset: e.GetOffset(), At: e.GetAt()}, ID: e.GetId()}
 	if f := e.GetFrom(); f != nil {
 		ev.From = &shard.Principal{User: f.GetUser(), Device: f.GetDevice()}
 	}
@@ -78,7 +78,7 @@ func queueStatePB(st shard.QueueState) *pb.QueueState {
 		out.Events[i] = eventPB(ev)
 	}
 	for _, s := range st.Subs {
-		out.Subs = append(out.Subs, &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset})
+		out.Subs = append(out.Subs, &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset, At: s.Pos.At})
 	}
 	return out
 }
@@ -92,17 +92,18 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 		out.Events[i] = eventOf(e)
 	}
 	for _, s := range st.GetSubs() {
-		out.Subs = append(out.Subs, shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset()}})
+		out.Subs = append(out.Subs, shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset(), At: s.GetAt()}})
 	}
 	return out
 }
 
 func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
-	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset}
+	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, At: st.Pos.At, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset, EtagAt: st.EtagPos.At}
 	for _, p := range st.Recent {
 		out.RecentIds = append(out.RecentIds, p.ID)
 		out.RecentEpochs = append(out.RecentEpochs, p.Pos.Epoch)
 		out.RecentOffsets = append(out.RecentOffsets, p.Pos.Offset)
+		out.RecentAts = append(out.RecentAts, p.Pos.At)
 	}
 	for _, in := range st.Nodes {
 		out.Nodes = append(out.Nodes, interestPB(in))
@@ -111,11 +112,16 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 }
 
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
-	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset()},
-		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset()}}
+	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset(), At: st.GetAt()},
+		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset(), At: st.GetEtagAt()}}
 	if ids, es, os := st.GetRecentIds(), st.GetRecentEpochs(), st.GetRecentOffsets(); len(es) == len(ids) && len(os) == len(ids) {
+		ats := st.GetRecentAts()
 		for i, id := range ids {
-			out.Recent = append(out.Recent, shard.Published{ID: id, Pos: shard.Position{Epoch: es[i], Offset: os[i]}})
+			p := shard.Published{ID: id, Pos: shard.Position{Epoch: es[i], Offset: os[i]}}
+			if len(ats) == len(ids) {
+				p.Pos.At = ats[i]
+			}
+			out.Recent = append(out.Recent, p)
 		}
 	}
 	for _, in := range st.GetNodes() {

@@ -13,7 +13,10 @@
 //
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the
-// queue's side compares positions. A node owns keys only once it is ready
+// queue's side compares positions. A list whose events went to other
+// nodes sends its last one again once it is quiet (route.go
+// announceTails, shard.Store.AnnounceTails), so an event lost on the way
+// is announced even when nothing is published after it. A node owns keys only once it is ready
 // (Config.WaitReady, SetReady), and an error of a peer going away or of
 // membership moving is shard.ErrUnavailable. The locks and the order they
 // are taken in are in shard/LOCKS.md.

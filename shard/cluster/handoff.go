@@ -432,6 +432,13 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.mu.Unlock()
 	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
 	n.relink(dead, crashed)
+	// A list a crashed node held without owning it (a hand-off to or
+	// from it not finished, a list it took over and had not handed back)
+	// is not among those, and would stay lost until membership settles:
+	// publishes meanwhile find no list. So every other subscription here
+	// is linked again too, as the audit does: a lost list is made again
+	// now, and a queue behind its list catches up.
+	n.audit()
 }
 
 // relinkLater retries a repair's link until membership settles. Once it
@@ -471,10 +478,11 @@ func (n *Node) rejoined() {
 // Invariant (the gateway remembers what it delivered): the RESYNC carries
 // the list's etag after the re-link, and the re-link tells the list the
 // newest etag the queues here delivered (each subscription knows its last
-// one and that event's position), unless the publisher answers Current
-// for the resource. A list rebuilt after its holder died so starts from
-// the newest etag any queue saw, never from "" for a resource that was
-// published.
+// one and that event's position); the publisher's Current is used only
+// when no queue here holds an etag a list stamped. A list rebuilt after
+// its holder died so starts from the newest etag any queue saw, never
+// from "" for a resource that was published, and never from an older
+// etag a publisher remembers.
 func (n *Node) relink(dead func(string) bool, crashed []string) {
 	start := time.Now()
 	dropped := 0
@@ -495,8 +503,13 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	for _, res := range affected {
 		li := locals[res]
 		hint := li.Hint
-		if e := etags[res]; e != "" {
-			hint.Etag = e // the publisher's word, when it has one
+		if e := etags[res]; e != "" && hint.Pos.At == 0 {
+			// The publisher's word, when no queue here holds an etag a
+			// list stamped. Never over one that is: the new owner's
+			// publisher may keep etags in memory and know only the
+			// publishes it saw while it owned the resource, and its
+			// answer cannot be ordered against delivered etags.
+			hint.Etag = e
 		}
 		_, l, err := n.link(ctx, res, hint, li.Interest, 0, false)
 		if err != nil {
@@ -529,7 +542,7 @@ func (n *Node) audit() {
 	locals := n.store.LocalInterests()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
-	k, missing := 0, 0
+	k, missing, behind := 0, 0, 0
 	for res, li := range locals {
 		// The hint is what the queues here delivered, as relink's: a list
 		// the audit re-creates (it was lost) starts from the newest etag
@@ -543,7 +556,16 @@ func (n *Node) audit() {
 		if added {
 			missing++
 			k += n.store.Resync(res, l, li.Queues)
+			continue
 		}
+		// This node was in the list: its queues are brought up to the
+		// list's position; one that missed the last event, and its tail
+		// announcements, learns it now.
+		behind += n.store.CatchUp(res, l, li.Queues)
+	}
+	if behind > 0 {
+		n.stats.Repairs.Add(1)
+		n.log.Warn("audit: subscriptions were behind their lists; RESYNC with the list's etag", "resync", behind)
 	}
 	if missing == 0 {
 		n.log.Debug("audit: this node is in every list it should be", "resources", len(locals), "in", time.Since(start))

@@ -266,8 +266,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("cluster: gossip: %w", err)
 	}
 	n.ml = ml
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.loop()
+	go n.announceTails()
 	if len(n.cfg.Join) == 0 {
 		n.joined.Store(true)
 	} else if err := n.join(); err != nil {

@@ -360,8 +360,19 @@ func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
 // subscribed queue. It returns how many queues it reached (or was sent to).
 // The plugin host calls it for every event.
 func (n *Node) Deliver(ev *shard.Event) int {
-	k, _ := n.deliver(context.Background(), ev, 0, false)
+	k, _ := n.DeliverChecked(ev)
 	return k
+}
+
+// DeliverChecked is Deliver that reports an event that did not reach its
+// resource's subscriber list: its holder could not be reached, or the
+// list was not found while the cluster changes (shard.ErrUnavailable).
+// The plugin host answers a publish with that error, so the publisher
+// tries again. Invariant: a publish that answers success has been stamped
+// by its list, if the resource has one (then every subscriber gets it or
+// a RESYNC: see shard.Store.AnnounceTails).
+func (n *Node) DeliverChecked(ev *shard.Event) (int, error) {
+	return n.deliver(context.Background(), ev, 0, false)
 }
 
 // deliver fans ev out where its list is held; asked: the resource's owner
@@ -388,7 +399,7 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 					continue
 				}
 				n.stats.Dropped.Add(1)
-				n.log.Warn("notification not delivered: its subscriber list was not found while the cluster changes", "resource", ev.Resource)
+				return 0, fmt.Errorf("%w: the subscriber list of %s was not found while the cluster changes; retry", shard.ErrUnavailable, ev.Resource)
 			}
 			return k, nil
 		}
@@ -404,7 +415,7 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 		n.stats.forwarded(where, 1)
 		return int(rep.GetReached()), nil
 	}
-	return 0, nil
+	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
 }
 
 // awaitList waits until res's list is held here or a tomb says where it
@@ -468,7 +479,7 @@ func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hin
 
 // Learn implements shard.Peers: resource's holder learns hint.
 func (n *Node) Learn(resource string, hint shard.Hint) {
-	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset})
+	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At})
 }
 
 // learnAt applies a learn op where its list is held. A list held nowhere
@@ -478,7 +489,7 @@ func (n *Node) learnAt(op *pb.Op) {
 	where, _, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), false)
 	if where == "" {
 		if n.holdsResource(res) {
-			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset()}})
+			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
 		}
 		return
 	}
@@ -496,9 +507,9 @@ func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hi
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, Hops: hops, Asked: ask})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, Hops: hops, Asked: ask})
 	n.stats.forwarded(where, 1)
-	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset()}, Etag: rep.GetEtag()}, fromStatus(where, err)
+	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag()}, fromStatus(where, err)
 }
 
 // Interest implements shard.Peers: resource's holder records in.
@@ -592,6 +603,28 @@ func (n *Node) waitForPeer(node string) {
 }
 
 const retryGap = 50 * time.Millisecond
+
+// tailTick is how often the lists held here are asked whether their
+// tail is due to be announced (shard.Store.AnnounceTails).
+const tailTick = 250 * time.Millisecond
+
+// announceTails has the store announce its lists' tails until Close: the
+// last event of a list is sent again to the other nodes interested in
+// it, so one lost on the way is never left unannounced (see
+// shard/position.go).
+func (n *Node) announceTails() {
+	defer n.wg.Done()
+	t := time.NewTicker(tailTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.store.AnnounceTails()
+		}
+	}
+}
 
 // settled reports whether membership has been still long enough for every
 // node to see the same ring, with no key in flight to this node.

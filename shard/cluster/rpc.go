@@ -71,12 +71,12 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 }
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
-	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset()}}
+	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}}
 	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), r.GetHops(), r.GetAsked())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, Etag: l.Etag}, nil
+	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag}, nil
 }
 
 // Push applies ops in order.
@@ -86,7 +86,12 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 	for _, op := range r.GetOps() {
 		switch {
 		case op.GetEvent() != nil && op.GetFanout():
-			k, _ := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
+			// A fan-out op comes alone (deliver sends it): its error is the
+			// reply, so the publish it came from answers it.
+			k, err := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
+			if err != nil {
+				return nil, toStatus(err)
+			}
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
 			rep.Reached += int64(n.store.DeliverLocal(eventOf(op.GetEvent())))

@@ -164,8 +164,12 @@ type Event struct {
 	// The event's stream position in its resource's subscriber list
 	// (shard.Position; epoch 0: not stamped). A queue never appends an
 	// event at or below the last position it appended for the resource.
-	Epoch         uint64 `protobuf:"varint,8,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64 `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
+	Epoch  uint64 `protobuf:"varint,8,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset uint64 `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
+	// When the etag was first stamped by a list (shard.Position.At: unix
+	// nanoseconds of a hybrid logical clock; 0 unknown): etags of two
+	// epochs are ordered by it.
+	At            uint64 `protobuf:"varint,10,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +263,13 @@ func (x *Event) GetEpoch() uint64 {
 func (x *Event) GetOffset() uint64 {
 	if x != nil {
 		return x.Offset
+	}
+	return 0
+}
+
+func (x *Event) GetAt() uint64 {
+	if x != nil {
+		return x.At
 	}
 	return 0
 }
@@ -416,6 +427,7 @@ type Subscription struct {
 	// In a QueueState: the position of the last event the queue appended.
 	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Offset        uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	At            uint64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -488,6 +500,13 @@ func (x *Subscription) GetEpoch() uint64 {
 func (x *Subscription) GetOffset() uint64 {
 	if x != nil {
 		return x.Offset
+	}
+	return 0
+}
+
+func (x *Subscription) GetAt() uint64 {
+	if x != nil {
+		return x.At
 	}
 	return 0
 }
@@ -970,12 +989,13 @@ func (x *Interest) GetVer() uint64 {
 type LinkRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Resource string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Interest *Interest              `protobuf:"bytes,8,opt,name=interest,proto3" json:"interest,omitempty"`
+	Interest *Interest              `protobuf:"bytes,9,opt,name=interest,proto3" json:"interest,omitempty"`
 	// What the queues' side knows (shard.Hint): the last etag delivered and
 	// its position. The list adopts it unless it knows a later one.
 	Etag       string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	HintEpoch  uint64 `protobuf:"varint,6,opt,name=hint_epoch,json=hintEpoch,proto3" json:"hint_epoch,omitempty"`
 	HintOffset uint64 `protobuf:"varint,7,opt,name=hint_offset,json=hintOffset,proto3" json:"hint_offset,omitempty"`
+	HintAt     uint64 `protobuf:"varint,8,opt,name=hint_at,json=hintAt,proto3" json:"hint_at,omitempty"` // shard.Position.At of etag
 	Hops       uint32 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
 	// Sent by the key's ring owner, which does not hold it, to a node that
 	// may (a past owner): the receiver never sends it back to the owner.
@@ -1050,6 +1070,13 @@ func (x *LinkRequest) GetHintOffset() uint64 {
 	return 0
 }
 
+func (x *LinkRequest) GetHintAt() uint64 {
+	if x != nil {
+		return x.HintAt
+	}
+	return 0
+}
+
 func (x *LinkRequest) GetHops() uint32 {
 	if x != nil {
 		return x.Hops
@@ -1067,11 +1094,12 @@ func (x *LinkRequest) GetAsked() bool {
 type LinkReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The node had no interest in the list yet.
-	Added bool `protobuf:"varint,5,opt,name=added,proto3" json:"added,omitempty"`
+	Added bool `protobuf:"varint,6,opt,name=added,proto3" json:"added,omitempty"`
 	// The list's position and etag when it joined (shard.Linked).
 	Epoch         uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	Etag          string `protobuf:"bytes,4,opt,name=etag,proto3" json:"etag,omitempty"`
+	At            uint64 `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1134,6 +1162,13 @@ func (x *LinkReply) GetEtag() string {
 	return ""
 }
 
+func (x *LinkReply) GetAt() uint64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 // One operation in a Push: exactly one of its groups is set.
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1144,7 +1179,7 @@ type Op struct {
 	// Interest: a node's interest in resource's list (see Interest), for
 	// the list's holder.
 	InterestResource string    `protobuf:"bytes,4,opt,name=interest_resource,json=interestResource,proto3" json:"interest_resource,omitempty"`
-	Interest         *Interest `protobuf:"bytes,14,opt,name=interest,proto3" json:"interest,omitempty"`
+	Interest         *Interest `protobuf:"bytes,15,opt,name=interest,proto3" json:"interest,omitempty"`
 	// Revoke user's (device's) subscriptions to resource: with fanout at
 	// the list's holder (which tells every interested node), else here.
 	RevokeResource string `protobuf:"bytes,5,opt,name=revoke_resource,json=revokeResource,proto3" json:"revoke_resource,omitempty"`
@@ -1161,6 +1196,7 @@ type Op struct {
 	LearnEtag     string `protobuf:"bytes,11,opt,name=learn_etag,json=learnEtag,proto3" json:"learn_etag,omitempty"`
 	LearnEpoch    uint64 `protobuf:"varint,12,opt,name=learn_epoch,json=learnEpoch,proto3" json:"learn_epoch,omitempty"`
 	LearnOffset   uint64 `protobuf:"varint,13,opt,name=learn_offset,json=learnOffset,proto3" json:"learn_offset,omitempty"`
+	LearnAt       uint64 `protobuf:"varint,14,opt,name=learn_at,json=learnAt,proto3" json:"learn_at,omitempty"` // shard.Position.At of learn_etag
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1282,6 +1318,13 @@ func (x *Op) GetLearnEpoch() uint64 {
 func (x *Op) GetLearnOffset() uint64 {
 	if x != nil {
 		return x.LearnOffset
+	}
+	return 0
+}
+
+func (x *Op) GetLearnAt() uint64 {
+	if x != nil {
+		return x.LearnAt
 	}
 	return 0
 }
@@ -1626,7 +1669,7 @@ type ResourceState struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Etag  string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
 	// The nodes interested in the list.
-	Nodes []*Interest `protobuf:"bytes,11,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Nodes []*Interest `protobuf:"bytes,14,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// The list's stream position, and where etag was learned.
 	Epoch      uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Offset     uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
@@ -1636,6 +1679,10 @@ type ResourceState struct {
 	RecentIds     []uint64 `protobuf:"varint,8,rep,packed,name=recent_ids,json=recentIds,proto3" json:"recent_ids,omitempty"`
 	RecentOffsets []uint64 `protobuf:"varint,9,rep,packed,name=recent_offsets,json=recentOffsets,proto3" json:"recent_offsets,omitempty"`
 	RecentEpochs  []uint64 `protobuf:"varint,10,rep,packed,name=recent_epochs,json=recentEpochs,proto3" json:"recent_epochs,omitempty"`
+	// shard.Position.At of the last event, of etag, and of the recent publications.
+	At            uint64   `protobuf:"varint,11,opt,name=at,proto3" json:"at,omitempty"`
+	EtagAt        uint64   `protobuf:"varint,12,opt,name=etag_at,json=etagAt,proto3" json:"etag_at,omitempty"`
+	RecentAts     []uint64 `protobuf:"varint,13,rep,packed,name=recent_ats,json=recentAts,proto3" json:"recent_ats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1736,6 +1783,27 @@ func (x *ResourceState) GetRecentOffsets() []uint64 {
 func (x *ResourceState) GetRecentEpochs() []uint64 {
 	if x != nil {
 		return x.RecentEpochs
+	}
+	return nil
+}
+
+func (x *ResourceState) GetAt() uint64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *ResourceState) GetEtagAt() uint64 {
+	if x != nil {
+		return x.EtagAt
+	}
+	return 0
+}
+
+func (x *ResourceState) GetRecentAts() []uint64 {
+	if x != nil {
+		return x.RecentAts
 	}
 	return nil
 }
@@ -2610,7 +2678,7 @@ const file_peer_proto_rawDesc = "" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
-	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xfa\x01\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\x8a\x02\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
@@ -2620,7 +2688,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x04from\x18\x06 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\x04from\x12\x0e\n" +
 	"\x02id\x18\a \x01(\x04R\x02id\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06offset\x18\t \x01(\x04R\x06offset\"O\n" +
+	"\x06offset\x18\t \x01(\x04R\x06offset\x12\x0e\n" +
+	"\x02at\x18\n" +
+	" \x01(\x04R\x02at\"O\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x05event\x18\x02 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\"\xea\x01\n" +
@@ -2631,14 +2701,15 @@ const file_peer_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05depth\x18\x05 \x01(\x03R\x05depth\x12\x19\n" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12-\n" +
-	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xae\x01\n" +
+	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xbe\x01\n" +
 	"\fSubscription\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12*\n" +
 	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06offset\x18\x06 \x01(\x04R\x06offset\"\xc7\x02\n" +
+	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x0e\n" +
+	"\x02at\x18\a \x01(\x04R\x02at\"\xc7\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
@@ -2675,27 +2746,29 @@ const file_peer_proto_rawDesc = "" +
 	"\bInterest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
-	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xe5\x01\n" +
+	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xfe\x01\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x126\n" +
-	"\binterest\x18\b \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
+	"\binterest\x18\t \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
 	"hint_epoch\x18\x06 \x01(\x04R\thintEpoch\x12\x1f\n" +
 	"\vhint_offset\x18\a \x01(\x04R\n" +
-	"hintOffset\x12\x12\n" +
+	"hintOffset\x12\x17\n" +
+	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12\x12\n" +
 	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\x05 \x01(\bR\x05askedJ\x04\b\x02\x10\x03\"i\n" +
+	"\x05asked\x18\x05 \x01(\bR\x05askedJ\x04\b\x02\x10\x03\"y\n" +
 	"\tLinkReply\x12\x14\n" +
-	"\x05added\x18\x05 \x01(\bR\x05added\x12\x14\n" +
+	"\x05added\x18\x06 \x01(\bR\x05added\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04etag\x18\x04 \x01(\tR\x04etagJ\x04\b\x01\x10\x02\"\xd9\x03\n" +
+	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x0e\n" +
+	"\x02at\x18\x05 \x01(\x04R\x02atJ\x04\b\x01\x10\x02\"\xf4\x03\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12+\n" +
 	"\x11interest_resource\x18\x04 \x01(\tR\x10interestResource\x126\n" +
-	"\binterest\x18\x0e \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12'\n" +
+	"\binterest\x18\x0f \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12'\n" +
 	"\x0frevoke_resource\x18\x05 \x01(\tR\x0erevokeResource\x12\x1f\n" +
 	"\vrevoke_user\x18\x06 \x01(\tR\n" +
 	"revokeUser\x12#\n" +
@@ -2708,7 +2781,8 @@ const file_peer_proto_rawDesc = "" +
 	"learn_etag\x18\v \x01(\tR\tlearnEtag\x12\x1f\n" +
 	"\vlearn_epoch\x18\f \x01(\x04R\n" +
 	"learnEpoch\x12!\n" +
-	"\flearn_offset\x18\r \x01(\x04R\vlearnOffsetJ\x04\b\x02\x10\x03\"5\n" +
+	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\x12\x19\n" +
+	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03\"5\n" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
 	"\tPushReply\x12\x18\n" +
@@ -2734,11 +2808,11 @@ const file_peer_proto_rawDesc = "" +
 	"\tdelivered\x18\t \x01(\x04R\tdelivered\x12/\n" +
 	"\x06events\x18\n" +
 	" \x03(\v2\x17.meshgate.peer.v1.EventR\x06events\x122\n" +
-	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xc8\x02\n" +
+	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\x90\x03\n" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x120\n" +
-	"\x05nodes\x18\v \x03(\v2\x1a.meshgate.peer.v1.InterestR\x05nodes\x12\x14\n" +
+	"\x05nodes\x18\x0e \x03(\v2\x1a.meshgate.peer.v1.InterestR\x05nodes\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x1d\n" +
 	"\n" +
@@ -2749,7 +2823,11 @@ const file_peer_proto_rawDesc = "" +
 	"recent_ids\x18\b \x03(\x04R\trecentIds\x12%\n" +
 	"\x0erecent_offsets\x18\t \x03(\x04R\rrecentOffsets\x12#\n" +
 	"\rrecent_epochs\x18\n" +
-	" \x03(\x04R\frecentEpochsJ\x04\b\x03\x10\x04\"i\n" +
+	" \x03(\x04R\frecentEpochs\x12\x0e\n" +
+	"\x02at\x18\v \x01(\x04R\x02at\x12\x17\n" +
+	"\aetag_at\x18\f \x01(\x04R\x06etagAt\x12\x1d\n" +
+	"\n" +
+	"recent_ats\x18\r \x03(\x04R\trecentAtsJ\x04\b\x03\x10\x04\"i\n" +
 	"\vTakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
