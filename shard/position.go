@@ -283,7 +283,7 @@ func (s *Store) announceTail(r *resource) {
 	}
 	if ev == nil || ev.Pos != r.pos {
 		// Handed over (ImportResource), or gone on in a new epoch since
-		// (AddSubscribers): the tail is the list's etag at its position.
+		// (AddInterest): the tail is the list's etag at its position.
 		if r.etag == "" {
 			r.mu.RUnlock()
 			return

@@ -16,8 +16,6 @@ type SubscriptionInfo struct {
 	CreatedAt time.Time
 }
 
-// subRef is one entry of a resource's subscriber list: a queue, named, with
-// its owning device (for REVOKED, which targets a user's queues). The queue
 // Subscribe records that queue wants notifications about resource, after
 // auth has allowed p to read it. It returns the subscription with the
 // resource's current etag. If knownEtag is not empty and differs from the
@@ -28,8 +26,9 @@ type SubscriptionInfo struct {
 // table of the resource's subscribers; the resource's subscriber list, at
 // its holder (through Peers), records that this node is interested.
 //
-// Invariant (subscribe is ordered with publish): the queue is linked into
-// the list, under the list's lock, before the publisher is asked, and the
+// Invariant (subscribe is ordered with publish): the queue is in this
+// node's table, and this node in the list (linked under the list's lock),
+// before the publisher is asked, and the
 // subscription stays pending (it appends nothing) until the publisher has
 // allowed it. A publish is therefore either delivered to the pending
 // subscription, whose last etag is then the answer, or reflected in the

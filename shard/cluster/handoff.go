@@ -74,6 +74,13 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		n.mu.Unlock()
 		return rep
 	}
+	if r.GetPrepare() {
+		rep.Interest = map[string]int64{}
+		for res, k := range n.store.QueueResources(r.GetQueues()) {
+			rep.Interest[res] = int64(k)
+		}
+		return rep
+	}
 	until := time.Now().Add(tombTTL)
 	// mark reports whether key may be exported now; a key already given
 	// to the same taker is given again from its tomb.
@@ -134,7 +141,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 			qs = append(qs, q)
 		}
 	}
-	n.registerTaker(to, qs, exported)
+	n.letGo(to, qs, exported, r.GetCaught())
 	for _, q := range qs {
 		if st, ok := n.store.ExportQueue(q); ok {
 			ps := queueStatePB(st)
@@ -154,34 +161,77 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	return rep
 }
 
-// registerTaker makes the taker of queues interested in their resources'
-// lists before the queues leave this node, so every event reaches the
-// queues here or there. A list leaving in the same hand-off carries the
-// interest (exported); one held elsewhere is told, and the queues here
-// wait, at most a second, for the events it stamped before it was told:
-// after that, only the taker gets new ones. The taker keeps what arrives
-// for them until they are imported (shard.Store.Arriving), and a queue
-// appends an event twice at neither node (positions).
-func (n *Node) registerTaker(to string, queues []string, exported map[string]*pb.ResourceState) {
-	want := map[string]shard.Position{}
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
+// letGo readies queues to leave for their taker: the taker recorded
+// itself in their resources' lists (caught: each list's position when it
+// did; see take), and a list leaving in the same hand-off carries the
+// taker's interest (exported). The queues here wait, at most a second,
+// for the events their lists stamped before: after those, only the taker
+// gets new ones. The taker keeps what arrives for them until they are
+// imported (shard.Store.Arriving), and a queue appends an event at
+// neither node twice (positions). No call to another node is made here:
+// the taker waits for this Take.
+func (n *Node) letGo(to string, queues []string, exported map[string]*pb.ResourceState, caught map[string]*pb.Pos) {
 	for res, k := range n.store.QueueResources(queues) {
-		in := shard.Interest{Node: to, Count: k} // Ver 0: only makes sure the taker is in
-		if ps := exported[res]; ps != nil {
-			ps.Nodes = append(ps.Nodes, interestPB(in))
-			continue
+		if ps := exported[res]; ps != nil { // Ver 0: only makes sure the taker is in
+			ps.Nodes = append(ps.Nodes, interestPB(shard.Interest{Node: to, Count: k}))
 		}
-		_, l, err := n.link(ctx, res, shard.Hint{}, in, 0, false)
-		if err != nil {
-			n.log.Debug("hand-off: the taker's interest was not registered", "resource", res, "to", to, "err", err)
-			continue
-		}
-		want[res] = l.Pos
+	}
+	want := make(map[string]shard.Position, len(caught))
+	for res, p := range caught {
+		want[res] = shard.Position{Epoch: p.GetEpoch(), Offset: p.GetOffset()}
 	}
 	for deadline := time.Now().Add(time.Second); !n.store.Caught(queues, want) && time.Now().Before(deadline); {
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// enlist records this node in the lists of the resources that queues
+// about to be taken from node subscribe to, except those taken in the
+// same hand-off (resources, whose giver adds it), and returns each list's
+// position when it did. A list another hand-off is bringing here is
+// asked for at its giver, which holds it until that Take: waiting for it
+// here could wait for this very hand-off.
+func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) map[string]*pb.Pos {
+	prep, err := p.client.Take(ctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: queues, Prepare: true})
+	if err != nil {
+		n.log.Debug("hand-off: the queues' resources were not listed", "from", p.name, "err", err)
+		return nil
+	}
+	caught := map[string]*pb.Pos{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16) // links in flight
+	for res, k := range prep.GetInterest() {
+		if slices.Contains(resources, res) {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			// Ver 0: only makes sure this node is in; the queues' import
+			// sends the real count.
+			in := shard.Interest{Node: n.cfg.Name, Count: int(k)}
+			n.mu.Lock()
+			src := n.takingFrom[res]
+			n.mu.Unlock()
+			var l shard.Linked
+			var err error
+			if src != "" {
+				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, 1, true)
+			} else {
+				_, l, err = n.link(ctx, res, shard.Hint{}, in, 0, false)
+			}
+			if err != nil {
+				n.log.Debug("hand-off: not recorded in a list before the queues came", "resource", res, "err", err)
+				return
+			}
+			mu.Lock()
+			caught[res] = &pb.Pos{Epoch: l.Pos.Epoch, Offset: l.Pos.Offset}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return caught
 }
 
 // outboxMarks notes how many ops each peer had been given so far.
@@ -224,6 +274,7 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	for _, k := range resources {
 		if n.inflight[k] == nil {
 			n.inflight[k] = done
+			n.takingFrom[k] = from
 			rs = append(rs, k)
 		}
 	}
@@ -235,6 +286,7 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		}
 		for _, k := range rs {
 			delete(n.inflight, k)
+			delete(n.takingFrom, k)
 		}
 		n.mu.Unlock()
 		close(done)
@@ -248,11 +300,17 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	}
 	n.store.Arriving(1)
 	defer n.store.Arriving(-1)
+	var caught map[string]*pb.Pos
+	if len(qs) > 0 {
+		ectx, cancel := context.WithTimeout(ctx, callTimeout)
+		caught = n.enlist(ectx, p, qs, rs)
+		cancel()
+	}
 	var rep *pb.TakeReply
 	var err error
 	for attempt := range 3 { // a lost reply is asked again: the giver keeps the state
 		tctx, cancel := context.WithTimeout(ctx, callTimeout)
-		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs})
+		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Caught: caught})
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			break
@@ -278,6 +336,7 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	n.mu.Lock()
 	for _, k := range rs {
 		delete(n.inflight, k)
+		delete(n.takingFrom, k)
 	}
 	n.mu.Unlock()
 	for _, st := range rep.GetQueues() {
@@ -420,10 +479,10 @@ func (n *Node) stopRPC(ctx context.Context) error {
 	return nil
 }
 
-// repair rebuilds what crashed nodes held: every queue here re-links its
-// subscriptions to resources whose lists lived there at their new holders,
-// with a RESYNC carrying the publisher's current etag; entries for queues
-// that lived there are pruned from the lists here.
+// repair rebuilds what crashed nodes held: this node links its interest
+// again in every list that lived there, at its new holder, with a RESYNC
+// for its queues carrying the newest etag they delivered; the crashed
+// nodes are dropped from the lists here (their queues died with them).
 func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.mu.Lock()
 	for _, c := range crashed {
@@ -465,8 +524,8 @@ func (n *Node) relinkLater(res string, hint shard.Hint, li shard.LocalInterest, 
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
-// and pruned its queues from their lists. Every subscription of every
-// queue here is linked again, with a RESYNC: changes may have been missed.
+// and dropped it from their lists. Its interest in every list is linked
+// again, with a RESYNC: changes may have been missed.
 func (n *Node) rejoined() {
 	n.log.Warn("the cluster took this node for dead: linking every subscription again")
 	n.relink(func(string) bool { return true }, nil)

@@ -86,24 +86,25 @@ type Node struct {
 
 	// mu guards the fields below it up to metaMu. No store lock is taken
 	// while it is held.
-	mu        sync.Mutex
-	members   map[string]member // alive members as gossip reports them, self included
-	leaving   map[string]bool   // nodes that said they stop owning keys; true once done
-	history   []pastRing        // newest first
-	peers     map[string]*peer  // clients by node name
-	tombs     map[string]tomb   // keys handed off → where
-	inflight  map[string]chan struct{}
-	relays    map[*stream]string   // remote streams → the node they read from
-	waiting   map[string][]*pb.Op  // ops for nodes not members yet (see send)
-	crashed   map[string]time.Time // nodes repaired as dead, by when
-	draining  bool
-	epoch     uint64
-	changedAt time.Time
-	auditedAt time.Time
-	others    *ring.Ring      // the ring without this node, for locate
-	othersOf  uint64          // the epoch others was built from
-	pubs      LocalPublishers // this node's plugin host, for routed calls
-	routed    *Publishers
+	mu         sync.Mutex
+	members    map[string]member // alive members as gossip reports them, self included
+	leaving    map[string]bool   // nodes that said they stop owning keys; true once done
+	history    []pastRing        // newest first
+	peers      map[string]*peer  // clients by node name
+	tombs      map[string]tomb   // keys handed off → where
+	inflight   map[string]chan struct{}
+	takingFrom map[string]string    // lists in flight → the node giving them
+	relays     map[*stream]string   // remote streams → the node they read from
+	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
+	crashed    map[string]time.Time // nodes repaired as dead, by when
+	draining   bool
+	epoch      uint64
+	changedAt  time.Time
+	auditedAt  time.Time
+	others     *ring.Ring      // the ring without this node, for locate
+	othersOf   uint64          // the epoch others was built from
+	pubs       LocalPublishers // this node's plugin host, for routed calls
+	routed     *Publishers
 
 	// metaMu guards metas: members' metadata, copied in memberlist's
 	// callbacks (under memberlist's lock). Only admit.mu is taken under it.
@@ -189,17 +190,18 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster", "node", cfg.Name), store: store,
-		members:  map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight, ready: !cfg.WaitReady}},
-		leaving:  map[string]bool{},
-		peers:    map[string]*peer{},
-		metas:    map[string][]byte{},
-		tombs:    map[string]tomb{},
-		inflight: map[string]chan struct{}{},
-		relays:   map[*stream]string{},
-		waiting:  map[string][]*pb.Op{},
-		crashed:  map[string]time.Time{},
-		changed:  make(chan struct{}, 1),
-		stop:     make(chan struct{}),
+		members:    map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight, ready: !cfg.WaitReady}},
+		leaving:    map[string]bool{},
+		peers:      map[string]*peer{},
+		metas:      map[string][]byte{},
+		tombs:      map[string]tomb{},
+		inflight:   map[string]chan struct{}{},
+		takingFrom: map[string]string{},
+		relays:     map[*stream]string{},
+		waiting:    map[string][]*pb.Op{},
+		crashed:    map[string]time.Time{},
+		changed:    make(chan struct{}, 1),
+		stop:       make(chan struct{}),
 	}
 	n.ready.Store(!cfg.WaitReady)
 	if cfg.WaitReady && cfg.Gossip != "" {

@@ -14,7 +14,7 @@ import (
 )
 
 // peer is this node's client of another node, with its outbox: the
-// asynchronous ops (deliveries, unlinks, revokes) sent in order, batched
+// asynchronous ops (deliveries, interest, revokes) sent in order, batched
 // into one Push while the previous one is in flight.
 type peer struct {
 	n      *Node

@@ -585,13 +585,22 @@ func (n *Node) waitForPeer(node string) {
 		case <-time.After(retryGap):
 		}
 		if p := n.peer(node); p != nil {
-			n.mu.Lock()
-			for _, op := range n.waiting[node] {
-				p.push(op)
+			// Ops sent meanwhile still join the list, so the order holds;
+			// they are pushed with n.mu released (push may hand on).
+			for {
+				n.mu.Lock()
+				ops := n.waiting[node]
+				if len(ops) == 0 {
+					delete(n.waiting, node)
+					n.mu.Unlock()
+					return
+				}
+				n.waiting[node] = []*pb.Op{}
+				n.mu.Unlock()
+				for _, op := range ops {
+					p.push(op)
+				}
 			}
-			delete(n.waiting, node)
-			n.mu.Unlock()
-			return
 		}
 	}
 	n.mu.Lock()
