@@ -244,7 +244,20 @@ func (s *Store) Deliver(ev *Event) int {
 // it to the queues here, and hands it to Peers.Forward once for every
 // other interested node, which fans it out to its own queues. The count
 // includes the queues of those nodes.
-func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
+func (s *Store) DeliverHere(ev *Event) (n int, held bool) { return s.fan(ev, true) }
+
+// Refan sends ev, which the list held here stamped, again to every node
+// interested in the list now, this one included: the hand-on of an event
+// meant for a node that left (its queues' new nodes are interested by
+// now). It is never stamped again, so it cannot come back at a later
+// position; an event of another epoch (the list was made again since) is
+// not sent. It reports whether the list is held here.
+func (s *Store) Refan(ev *Event) (held bool) {
+	_, held = s.fan(ev, false)
+	return held
+}
+
+func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	s.resMu.RLock()
 	r := s.res[ev.Resource]
 	s.resMu.RUnlock()
@@ -257,17 +270,23 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) {
 	// one order. Nothing waits for another node: the receiving side
 	// orders what arrives by position.
 	r.mu.Lock()
-	if r.dead {
+	switch {
+	case r.dead:
 		r.mu.Unlock()
 		return 0, false
-	}
-	if ev.ID == 0 {
-		ev.ID = rand.Uint64() | 1 // so that a hand-on gives it the same position
-	}
-	if r.stampLocked(ev, s.cfg.Now()) {
-		r.last = ev
-		if ev.Kind == Changed || ev.Kind == Resync {
-			r.etag, r.etagPos = ev.Etag, ev.Pos
+	case !stamp && ev.Pos.Epoch != r.pos.Epoch:
+		r.mu.Unlock()
+		return 0, true
+	case !stamp:
+	case ev.ID == 0:
+		ev.ID = rand.Uint64() | 1 // so that a publish sent again gets the same position
+		fallthrough
+	default:
+		if r.stampLocked(ev, s.cfg.Now()) {
+			r.last = ev
+			if ev.Kind == Changed || ev.Kind == Resync {
+				r.etag, r.etagPos = ev.Etag, ev.Pos
+			}
 		}
 	}
 	for node, in := range r.nodes {

@@ -230,10 +230,10 @@ func (p *peer) waitExited() {
 }
 
 // handOn applies again, in order, the ops meant for a peer that left or
-// died: an event goes back to its list's holder, which gives it the same
-// position again (Event.ID) and sends it to every node interested now,
-// the peer's queues' new nodes among them; a queue appends it at most
-// once. Interest, learn and revoke ops go to the list's holder as they
+// died: an event this node stamped goes, as it is, to every node
+// interested in its list now, the peer's queues' new nodes among them (a
+// queue appends it at most once); a publication for a list's holder goes
+// to the holder, which gives it the same position again (Event.ID). Interest, learn and revoke ops go to the list's holder as they
 // are (idempotent). Nothing is handed on while this node itself is
 // closing.
 func (p *peer) handOn(ops []*pb.Op) {
@@ -256,8 +256,12 @@ func (n *Node) reroute(op *pb.Op) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	switch {
-	case op.GetEvent() != nil:
+	case op.GetEvent() != nil && op.GetFanout():
 		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0, false)
+	case op.GetEvent() != nil:
+		// Stamped here for the peer: sent as it is to the nodes
+		// interested now. A list that left since announces its tail.
+		n.store.Refan(eventOf(op.GetEvent()))
 	case op.GetInterestResource() != "":
 		fwd := proto.Clone(op).(*pb.Op)
 		fwd.Hops, fwd.Asked = 0, false
