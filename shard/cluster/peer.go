@@ -233,9 +233,9 @@ func (p *peer) waitExited() {
 // died: an event this node stamped goes, as it is, to every node
 // interested in its list now, the peer's queues' new nodes among them (a
 // queue appends it at most once); a publication for a list's holder goes
-// to the holder, which gives it the same position again (Event.ID). Interest, learn and revoke ops go to the list's holder as they
-// are (idempotent). Nothing is handed on while this node itself is
-// closing.
+// to the holder, which gives it the same position again (Event.ID).
+// Interest, learn and revoke ops go to the list's holder as they are
+// (idempotent). Nothing is handed on while this node itself is closing.
 func (p *peer) handOn(ops []*pb.Op) {
 	if len(ops) == 0 {
 		return
