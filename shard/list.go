@@ -53,19 +53,19 @@ func (r *resource) countLocked() int {
 	return n
 }
 
-// mergeLocked records in unless r knows a newer word from the same node;
-// a Ver 0 entry only makes sure the node is in. It reports whether the
-// node was not interested before. r.mu held.
+// mergeLocked records in unless r knows a newer word from the same node
+// (a message of an older Ver arriving late). Ver 0 (a hand-off's taker)
+// only makes sure the node is in. It reports whether the node was not
+// interested before and is now. r.mu held.
 func (r *resource) mergeLocked(in Interest) (added bool) {
 	cur, ok := r.nodes[in.Node]
-	added = !ok || cur.Count == 0
 	switch {
-	case in.Ver > cur.Ver || !ok:
+	case !ok || in.Ver > cur.Ver:
 		r.nodes[in.Node] = in
-	case added && in.Count > 0:
+	case in.Ver == 0 && cur.Count == 0:
 		r.nodes[in.Node] = Interest{Node: in.Node, Count: in.Count, Ver: cur.Ver}
 	}
-	return added && in.Count > 0
+	return cur.Count == 0 && r.nodes[in.Node].Count > 0
 }
 
 // AddInterest records in (a node's interest, Count > 0) in res's
@@ -99,11 +99,11 @@ func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l L
 		}
 		raised := false
 		// Invariant: the list's etag never goes back. It adopts the
-		// hint's only if it is not older (Before: by offset in one epoch,
-		// by At across epochs), so a queue that followed another list of
+		// hint's only if it is not older (EtagBefore: by offset in one
+		// epoch, by At across epochs), so a queue that followed another list of
 		// this resource cannot bring back an etag this one delivered a
 		// newer one over.
-		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
+		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.EtagBefore(r.etagPos) {
 			r.etag, r.etagPos = hint.Etag, hint.Pos
 			raised = true
 		}

@@ -600,6 +600,8 @@ func publishAll(t *testing.T, c *testCluster, serving *servingSet, tok string, r
 		// LIMIT_EXCEEDED is the per-user request rate (50/s a node by
 		// default), which the load publisher before this may have spent:
 		// wait for the bucket as a client honouring Retry-After would.
+		// UNAVAILABLE (a list being made again right after a crash) is
+		// tried again too, as README asks of a publisher.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			ns := serving.get()
@@ -607,7 +609,7 @@ func publishAll(t *testing.T, c *testCluster, serving *servingSet, tok string, r
 			if err == nil {
 				break
 			}
-			if !strings.HasPrefix(err.Error(), "LIMIT_EXCEEDED") || time.Now().After(deadline) {
+			if !strings.HasPrefix(err.Error(), "LIMIT_EXCEEDED") && !strings.HasPrefix(err.Error(), "UNAVAILABLE") || time.Now().After(deadline) {
 				t.Fatalf("publish %s: %v", r, err)
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -147,7 +147,7 @@ func (d *direct) report(ctx context.Context, inst *instance) {
 // as the one CHANGED event the plugin would have returned, and queues it
 // for the plugin. The pending etag is recorded before the delivery, as
 // the plugin records it before answering Publish.
-func (h *Host) publishDirect(inst *instance, p shard.Principal, resource, etag string, payload []byte) (int, error) {
+func (h *Host) publishDirect(ctx context.Context, inst *instance, p shard.Principal, resource, etag string, payload []byte) (int, error) {
 	ev := &pb.Event{Kind: pb.Event_CHANGED, Resource: resource, Etag: etag, Payload: payload}
 	if !inst.valid(ev) {
 		return 0, nil // dropped, as handle drops it
@@ -155,5 +155,5 @@ func (h *Host) publishDirect(inst *instance, p shard.Principal, resource, etag s
 	if err := inst.direct.add(&pb.PublishRequest{Principal: principalProto(p), Resource: resource, Etag: etag, Payload: payload}); err != nil {
 		return 0, err
 	}
-	return inst.handleChecked(ev)
+	return inst.handleChecked(ctx, ev)
 }

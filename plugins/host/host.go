@@ -264,7 +264,7 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 		return 0, err
 	}
 	if inst.direct != nil && h.faults == nil {
-		return h.publishDirect(inst, p, resource, etag, payload) // no call, so no deadline to set
+		return h.publishDirect(ctx, inst, p, resource, etag, payload) // no call, so no deadline to set
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
@@ -272,7 +272,7 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 		return 0, fmt.Errorf("%w: publisher %s: %v", shard.ErrUnavailable, inst.name, err) //nolint:errorlint // UNAVAILABLE is the contract; an injected fault or ctx error is only text
 	}
 	if inst.direct != nil {
-		return h.publishDirect(inst, p, resource, etag, payload)
+		return h.publishDirect(ctx, inst, p, resource, etag, payload)
 	}
 	r, err := inst.client.Publish(ctx, &pb.PublishRequest{Principal: principalProto(p), Resource: resource, Etag: etag, Payload: payload})
 	if status.Code(err) == codes.Unimplemented {
@@ -284,7 +284,7 @@ func (h *Host) Publish(ctx context.Context, p shard.Principal, resource, etag st
 	n := 0
 	var failed error // retryable (UNAVAILABLE): an event its list did not get
 	for _, ev := range r.GetEvents() {
-		k, err := inst.handleChecked(ev)
+		k, err := inst.handleChecked(ctx, ev)
 		n += k
 		if failed == nil {
 			failed = err
@@ -382,20 +382,21 @@ func (h *Host) currentChunk(ctx context.Context, inst *instance, chunk []string,
 // reach, or the list moving): a publish answers that error, retryable,
 // instead of a success no subscriber will see.
 type checkedSink interface {
-	DeliverChecked(ev *shard.Event) (int, error)
+	DeliverChecked(ctx context.Context, ev *shard.Event) (int, error)
 }
 
 // handle validates one event from inst and delivers it. Events about
 // schemes the plugin does not own, bad resources, etags or payloads are
 // dropped: a plugin cannot write outside its schemes.
 func (inst *instance) handle(ev *pb.Event) int {
-	n, _ := inst.handleChecked(ev)
+	n, _ := inst.handleChecked(context.Background(), ev)
 	return n
 }
 
 // handleChecked is handle that reports a CHANGED the sink could not
-// deliver (see checkedSink), for a publish to answer.
-func (inst *instance) handleChecked(ev *pb.Event) (int, error) {
+// deliver (see checkedSink), for a publish to answer; ctx is the
+// publish's, and its end stops the delivery before the event is stamped.
+func (inst *instance) handleChecked(ctx context.Context, ev *pb.Event) (int, error) {
 	h := inst.h
 	if !inst.valid(ev) {
 		return 0, nil
@@ -417,7 +418,7 @@ func (inst *instance) handleChecked(ev *pb.Event) (int, error) {
 	case pb.Event_CHANGED:
 		sev := &shard.Event{Kind: shard.Changed, Resource: ev.GetResource(), Etag: ev.GetEtag(), Time: at, Payload: payload}
 		if cs, ok := h.sink.(checkedSink); ok {
-			return cs.DeliverChecked(sev)
+			return cs.DeliverChecked(ctx, sev)
 		}
 		return h.sink.Deliver(sev), nil
 	case pb.Event_REVOKED:

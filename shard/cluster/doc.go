@@ -27,10 +27,15 @@
 // queue's side compares positions. A list whose events went to other
 // nodes sends its last one again once it is quiet (route.go
 // announceTails, shard.Store.AnnounceTails), so an event lost on the way
-// is announced even when nothing is published after it. A node owns keys
-// only once it is ready (Config.WaitReady, SetReady), and an error of a
-// peer going away or of membership moving is shard.ErrUnavailable. The
-// locks and the order they are taken in are in shard/LOCKS.md.
+// is announced even when nothing is published after it. After a crash,
+// every node links all its interest again (a list a dead node held
+// without owning it is made again at once), and for a moment a publish
+// that finds no list answers shard.ErrUnavailable: the list may be in the
+// making. A publish's context bounds its delivery, so one its caller gave
+// up on is never stamped after the changes published since. A node owns
+// keys only once it is ready (Config.WaitReady, SetReady), and an error
+// of a peer going away or of membership moving is shard.ErrUnavailable.
+// The locks and the order they are taken in are in shard/LOCKS.md.
 //
 // Files: node.go (membership, the ring), route.go (locating keys, calls,
 // fan-out to the interested nodes, ops kept for nodes not members yet),

@@ -488,7 +488,13 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	for _, c := range crashed {
 		n.crashed[c] = time.Now()
 	}
+	n.repairedAt = time.Now()
 	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.repairedAt = time.Now()
+		n.mu.Unlock()
+	}()
 	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
 	n.relink(dead, crashed)
 	// A list a crashed node held without owning it (a hand-off to or
@@ -497,7 +503,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	// publishes meanwhile find no list. So every other subscription here
 	// is linked again too, as the audit does: a lost list is made again
 	// now, and a queue behind its list catches up.
-	n.audit()
+	n.auditAll(true)
 }
 
 // relinkLater retries a repair's link until membership settles. Once it
@@ -596,7 +602,12 @@ var _ shard.Peers = (*Node)(nil)
 // every node knows its own queues, so an interest lost in a hand-off
 // comes back, with a RESYNC for the queues here (they may have missed a
 // change). It should find nothing; it counts what it repairs.
-func (n *Node) audit() {
+func (n *Node) audit() { n.auditAll(false) }
+
+// auditAll is the audit; retry: a link that fails is tried again in the
+// background (a repair's: the other survivors may not have dropped the
+// dead node yet and route to it).
+func (n *Node) auditAll(retry bool) {
 	start := time.Now()
 	locals := n.store.LocalInterests()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
@@ -610,17 +621,16 @@ func (n *Node) audit() {
 		added, l, err := n.link(ctx, res, li.Hint, li.Interest, 0, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
+			if retry {
+				go n.auditLater(res, li)
+			}
 			continue
 		}
 		if added {
 			missing++
-			k += n.store.Resync(res, l, li.Queues)
-			continue
 		}
-		// This node was in the list: its queues are brought up to the
-		// list's position; one that missed the last event, and its tail
-		// announcements, learns it now.
-		behind += n.store.CatchUp(res, l, li.Queues)
+		r, b := n.settleLink(res, l, added, li)
+		k, behind = k+r, behind+b
 	}
 	if behind > 0 {
 		n.stats.Repairs.Add(1)
@@ -632,4 +642,39 @@ func (n *Node) audit() {
 	}
 	n.stats.Repairs.Add(1)
 	n.log.Warn("audit: this node was missing from subscriber lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
+}
+
+// settleLink applies an audit's link of this node's interest li at l: if
+// the node was not in the list (added), its queues get a RESYNC; else
+// they are brought up to the list's position, and catch up if they are
+// behind (one that missed the last event, and its tail announcements,
+// learns it now). It returns both counts.
+func (n *Node) settleLink(res string, l shard.Linked, added bool, li shard.LocalInterest) (resynced, behind int) {
+	if added {
+		return n.store.Resync(res, l, li.Queues), 0
+	}
+	return 0, n.store.CatchUp(res, l, li.Queues)
+}
+
+// auditLater retries a repair's audit link until it succeeds or 30 s
+// pass, as relinkLater does.
+func (n *Node) auditLater(res string, li shard.LocalInterest) {
+	var err error
+	for range 60 {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		var added bool
+		var l shard.Linked
+		added, l, err = n.link(ctx, res, li.Hint, li.Interest, 0, false)
+		cancel()
+		if err == nil {
+			n.settleLink(res, l, added, li)
+			return
+		}
+	}
+	n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for the audit", "resource", res, "err", err)
 }

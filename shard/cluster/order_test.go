@@ -33,7 +33,7 @@ func TestRepair_DeliveredEtagWinsOverTheNewOwnersPublisher(t *testing.T) {
 	if _, err := nodes[0].Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes[1].DeliverChecked(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "v5", Time: time.Now()}); err != nil {
+	if _, err := nodes[1].DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v5", Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	last := func() string {
@@ -96,7 +96,7 @@ func TestRepair_ListHeldByACrashedNonOwnerIsMadeAgain(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { k, _ := owner.store.HasResource(res); return k == 1 }) {
 		t.Fatalf("the list of %s was not made again at its owner", res)
 	}
-	if k, err := owner.DeliverChecked(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+	if k, err := owner.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
 		t.Fatalf("a publish after the crash reached %d queues (err %v), want 1", k, err)
 	}
 }

@@ -360,7 +360,7 @@ func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
 // subscribed queue. It returns how many queues it reached (or was sent to).
 // The plugin host calls it for every event.
 func (n *Node) Deliver(ev *shard.Event) int {
-	k, _ := n.DeliverChecked(ev)
+	k, _ := n.DeliverChecked(context.Background(), ev)
 	return k
 }
 
@@ -370,9 +370,17 @@ func (n *Node) Deliver(ev *shard.Event) int {
 // The plugin host answers a publish with that error, so the publisher
 // tries again. Invariant: a publish that answers success has been stamped
 // by its list, if the resource has one (then every subscriber gets it or
-// a RESYNC: see shard.Store.AnnounceTails).
-func (n *Node) DeliverChecked(ev *shard.Event) (int, error) {
-	return n.deliver(context.Background(), ev, 0, false)
+// a RESYNC: see shard.Store.AnnounceTails). ctx bounds every wait on the
+// way (callTimeout if it has no deadline), and its end stops the event
+// before it is stamped: a publish its caller gave up on, and tried again,
+// is not stamped long after the retry, over the newer changes since.
+func (n *Node) DeliverChecked(ctx context.Context, ev *shard.Event) (int, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
+	return n.deliver(ctx, ev, 0, false)
 }
 
 // deliver fans ev out where its list is held; asked: the resource's owner
@@ -387,6 +395,9 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 			return 0, err
 		}
 		if where == "" {
+			if err := ctx.Err(); err != nil {
+				return 0, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
+			}
 			k, held := n.store.DeliverHere(ev)
 			if !held && n.tombOf(ev.Resource) != "" {
 				continue // handed off meanwhile
@@ -400,6 +411,13 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 				}
 				n.stats.Dropped.Add(1)
 				return 0, fmt.Errorf("%w: the subscriber list of %s was not found while the cluster changes; retry", shard.ErrUnavailable, ev.Resource)
+			}
+			if !held && n.repairedLately() {
+				// A node died lately: the list may have died with it and
+				// be in the making again from its queues' side (relink,
+				// clients subscribing again). "No list" is not "no
+				// subscribers" yet: the publisher tries again.
+				return 0, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
 			}
 			return k, nil
 		}
@@ -416,6 +434,18 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked 
 		return int(rep.GetReached()), nil
 	}
 	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
+}
+
+// lostListWait is how long after a crash repair a list not found may be
+// one that died with the crashed node and is being made again.
+const lostListWait = 2 * time.Second
+
+// repairedLately reports whether a crash repair ran here within
+// lostListWait.
+func (n *Node) repairedLately() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.repairedAt.IsZero() && time.Since(n.repairedAt) < lostListWait
 }
 
 // awaitList waits until res's list is held here or a tomb says where it

@@ -109,13 +109,52 @@ func TestDeliver_ListOutOfReachIsUnavailable(t *testing.T) {
 			break
 		}
 	}
+	ctx := context.Background()
 	failPush.Store(true)
-	_, err = n1.DeliverChecked(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
+	_, err = n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
 	if !errors.Is(err, shard.ErrUnavailable) {
 		t.Fatalf("a publish its list's holder never got answered %v, want shard.ErrUnavailable", err)
 	}
 	failPush.Store(false)
-	if _, err := n1.DeliverChecked(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "e2", Time: time.Now()}); err != nil {
+	if _, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e2", Time: time.Now()}); err != nil {
 		t.Fatalf("a publish with the holder reachable: %v", err)
+	}
+}
+
+// TestDeliver_GivenUpPublishIsNotStamped: a publish whose caller gave up
+// (its context ended while the event waited on the way) is not stamped by
+// the list afterwards: the publisher tried it again, and a late stamp
+// would put that older change after the newer ones published since (the
+// chaos test's "went from p1837 back to p637 (CHANGED)").
+func TestDeliver_GivenUpPublishIsNotStamped(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := startNode(t, "n1", ca, caKey, "")
+	ctx := context.Background()
+	q, err := n1.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const res = "user:alice/given-up"
+	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := n1.DeliverChecked(gone, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "late", Time: time.Now()}); !errors.Is(err, shard.ErrUnavailable) {
+		t.Errorf("a publish given up on answered %v, want shard.ErrUnavailable", err)
+	}
+	if _, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Items) != 1 || pg.Items[0].Etag != "v1" {
+		t.Errorf("the queue holds %d notifications (first %v), want only v1", len(pg.Items), pg.Items)
 	}
 }
