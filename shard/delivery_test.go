@@ -204,3 +204,38 @@ func TestSubscribe_LateEventFromBeforeTheLinkIsNotTheAnswer(t *testing.T) {
 		t.Errorf("after the subscribe the queue holds %v, want [CHANGED v6] at once", got)
 	}
 }
+
+// A queue handed to this node misses nothing that its list sent here
+// between its export at the old node and its import here: the old node
+// let it go only once this node was interested, and what arrived
+// meanwhile is kept for it (Arriving) and offered at the import, each
+// event once and in order.
+func TestImportQueue_EventsThatArrivedFirstAreAppended(t *testing.T) {
+	a, _ := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, a, alice)
+	mustSub(t, a, alice, q, res)
+	publish(a, res, "v1")
+	epoch := listEpoch(t, a, res)
+	at := func(o uint64) *Event {
+		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o}}
+	}
+	b.Arriving(1) // the hand-off to b begins
+	st, ok := a.ExportQueue(q)
+	if !ok {
+		t.Fatal("ExportQueue: not held")
+	}
+	b.DeliverLocal(at(1)) // sent to b too, before the export: a duplicate
+	b.DeliverLocal(at(2))
+	b.DeliverLocal(at(3))
+	if !b.ImportQueue(st) {
+		t.Fatal("ImportQueue refused")
+	}
+	b.DeliverLocal(at(4)) // after the import
+	b.Arriving(-1)
+	b.DeliverLocal(at(5))
+	if got, want := strings.Join(drainAll(t, b, alice, q), ","), "CHANGED v1,CHANGED v2,CHANGED v3,CHANGED v4,CHANGED v5"; got != want {
+		t.Errorf("the moved queue holds %s, want %s", got, want)
+	}
+}
