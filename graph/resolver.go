@@ -50,6 +50,12 @@ type Resolver struct {
 	// AllowSubscribe rate-limits subscribe per principal; nil allows all.
 	// server sets it.
 	AllowSubscribe func(shard.Principal) bool
+	// PollLinger is how long a long-poll (waitSeconds > 0) whose page is
+	// not full holds it after its oldest notification landed, so that
+	// the notifications following it ride in the same answer. Default
+	// DefaultPollLinger (20 ms); negative: none, every poll is answered
+	// as soon as it has one notification.
+	PollLinger time.Duration
 }
 
 // MaxPayload is the default limit on publish and invite payloads.

@@ -35,13 +35,14 @@ type Server struct {
 	exec  *executor.Executor
 	mux   *http.ServeMux
 
-	// resolver, present and recov serve the `publish` fast path
-	// (serveHTTP), which answers as exec would; slowPublish turns it off
-	// (tests compare the two).
+	// resolver, present and recov serve the `publish` and `notifications`
+	// fast paths (serveHTTP), which answer as exec would; slowPublish and
+	// slowPoll turn them off (tests compare the two).
 	resolver    *graph.Resolver
 	present     graphql.ErrorPresenterFunc
 	recov       graphql.RecoverFunc
 	slowPublish bool
+	slowPoll    bool
 
 	// base is the parent context of every stream; Shutdown cancels it,
 	// since http.Server.Shutdown does not wait for hijacked connections.

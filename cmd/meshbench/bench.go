@@ -39,9 +39,10 @@ type sub struct {
 	warm   atomic.Bool
 	last   atomic.Int64 // unix ns of the last measured delivery
 	count  atomic.Int64
-	queue  string // meshgate
-	token  string // meshgate
-	after  uint64 // poll mode
+	queue  string       // meshgate
+	token  string       // meshgate
+	after  uint64       // poll mode
+	polls  atomic.Int64 // poll mode: answers received
 	events int
 	base   string // the node it talks to
 }
@@ -166,6 +167,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 
 	// Measure.
 	cpu0, child0 := cpuSeconds(c.pids)
+	polls0 := b.polls()
 	t0 := time.Now()
 	var interval time.Duration
 	if c.rate > 0 {
@@ -197,6 +199,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cpu1, child1 := cpuSeconds(c.pids)
+	r.Polls = b.polls() - polls0
 	var lastNs int64
 	var lats []int64
 	for _, s := range b.subs {
@@ -225,6 +228,15 @@ func bench(ctx context.Context, c config) (*report, error) {
 		r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms = pct(0.50), pct(0.99), float64(lats[n-1])/1e6
 	}
 	return r, nil
+}
+
+// polls is how many poll answers the readers have received.
+func (b *bencher) polls() int64 {
+	var n int64
+	for _, s := range b.subs {
+		n += s.polls.Load()
+	}
+	return n
 }
 
 func (b *bencher) warmCount() int {
@@ -480,6 +492,7 @@ func (b *bencher) poll(ctx context.Context, s *sub) {
 		if err != nil {
 			return
 		}
+		s.polls.Add(1)
 		now := time.Now().UnixNano()
 		for _, it := range out.Notifications.Items {
 			if i, t, ok := parseEvent(it.Payload); ok {

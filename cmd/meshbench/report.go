@@ -38,6 +38,9 @@ type report struct {
 	ChildCPUSeconds float64 `json:"child_cpu_seconds,omitempty"`
 	// CPUMicrosPerEvent is ServerCPUSeconds per published event.
 	CPUMicrosPerEvent float64 `json:"cpu_us_per_event,omitempty"`
+	// Polls counts the poll answers the readers received while measuring
+	// (poll mode): Delivered/Polls is how full a page was.
+	Polls int64 `json:"polls,omitempty"`
 }
 
 func (r *report) print(w io.Writer) {
@@ -60,6 +63,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "deliveries     %d in %.2f s: %.0f/s (publishing took %.2f s)\n", r.Delivered, r.WindowSeconds, r.DeliveriesPerSecond, r.PublishSeconds)
 	fmt.Fprintf(w, "latency        p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	fmt.Fprintf(w, "lost %d, duplicated %d\n", r.Lost, r.Duplicates)
+	if r.Polls > 0 {
+		fmt.Fprintf(w, "polls          %d answered, %.1f notifications each\n", r.Polls, float64(r.Delivered)/float64(r.Polls))
+	}
 	if r.ServerCPUSeconds > 0 {
 		fmt.Fprintf(w, "server CPU     %.2f s (%.2f s in child processes): %.2f CPU-s per million deliveries, %.0f µs per event\n", r.ServerCPUSeconds, r.ChildCPUSeconds, r.CPUSecondsPerMillion, r.CPUMicrosPerEvent)
 	}
