@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -15,35 +16,54 @@ import (
 	"meshgate/shard"
 )
 
-// DefaultPollLinger is how long a long-poll holds a page that is not full
-// after its first notification landed (Resolver.PollLinger).
+// DefaultPollLinger is the least time a long-poll whose page is not full
+// is held after it arrived (Resolver.PollLinger).
 const DefaultPollLinger = 20 * time.Millisecond
 
-// pollLinger returns the linger a long-poll applies (0: none).
-func (r *Resolver) pollLinger() time.Duration {
+// pollPace is the linger each long-poll in flight adds, per core: twice
+// what a poll answer costs on a small machine (about 50 µs of CPU, most of
+// it net/http), so that answering every reader that re-polls at once
+// takes at most half of each core, and publishes and streams keep the
+// rest. maxPollLinger caps it.
+const (
+	pollPace      = 100 * time.Microsecond
+	maxPollLinger = time.Second
+)
+
+// pollLinger returns how long a long-poll whose page is not full is held
+// after it arrived, with inflight long-polls on this gateway (0: not at
+// all). Safe for concurrent use.
+func (r *Resolver) pollLinger(inflight int64) time.Duration {
+	base := r.PollLinger
 	switch {
-	case r.PollLinger < 0:
+	case base < 0:
 		return 0
-	case r.PollLinger == 0:
-		return DefaultPollLinger
+	case base == 0:
+		base = DefaultPollLinger
 	}
-	return r.PollLinger
+	paced := time.Duration(inflight) * pollPace / time.Duration(runtime.GOMAXPROCS(0))
+	return min(max(base, paced), max(base, maxPollLinger))
 }
 
 // page reads a queue for the `notifications` query, with the arguments as
 // the generated code passes them (nil: the schema's default).
 //
 // A long-poll (waitSeconds > 0) whose page is not full is answered no
-// sooner than PollLinger after it arrived: what lands meanwhile rides in
-// the same answer. A reader that re-polls as soon as it is answered thus
-// asks at most once per PollLinger while notifications keep coming, and
-// one that waits longer (a quiet queue) is answered the moment its first
-// notification lands, as before. Without it, thousands of readers of one
-// resource are answered one notification each and re-poll at once, and
-// their requests, served in arrival order on a busy core, keep the
-// publisher's waiting for a whole round of them: every page carried one
-// notification and a poll cost 40 times a WebSocket delivery
-// (BENCHMARKS.md, "POLL"). A full page and wait 0 are answered at once.
+// sooner than its linger after it arrived: what lands meanwhile rides in
+// the same answer. The linger is PollLinger, or more when many long-polls
+// are in flight: pollPace each per core, so the readers that re-poll as
+// soon as they are answered are answered at most about 10 000 times a
+// second per core while notifications keep coming. A reader that waits
+// longer (a quiet queue) is answered the moment its first notification
+// lands, as before; a full page and wait 0 are answered at once.
+//
+// Without it, thousands of readers of one resource are answered one
+// notification each and re-poll at once, and their requests, served in
+// arrival order on a busy core, keep the publisher's waiting for a whole
+// round of them: every page carried one notification and a poll cost 40
+// times a WebSocket delivery (BENCHMARKS.md, "POLL"). A fixed linger is
+// not enough: once a round of answers takes longer than the linger, the
+// core never idles and the publisher is starved again.
 func (r *Resolver) page(ctx context.Context, queue string, after *model.Seq, limit, waitSeconds *int) (shard.Page, error) {
 	p, err := principal(ctx)
 	if err != nil {
@@ -61,15 +81,18 @@ func (r *Resolver) page(ctx context.Context, queue string, after *model.Seq, lim
 		wait = *waitSeconds
 	}
 	start := time.Now()
+	if wait > 0 {
+		r.longPolls.Add(1)
+		defer r.longPolls.Add(-1)
+	}
 	pg, err := r.Backend.Poll(ctx, p, queue, a, lim, time.Duration(wait)*time.Second)
 	if err != nil {
 		return shard.Page{}, r.errorf(ctx, err)
 	}
-	linger := r.pollLinger()
-	if wait <= 0 || linger <= 0 || len(pg.Items) == 0 || len(pg.Items) >= lim {
+	if wait <= 0 || len(pg.Items) == 0 || len(pg.Items) >= lim {
 		return pg, nil
 	}
-	d := linger - time.Since(start)
+	d := r.pollLinger(r.longPolls.Load()) - time.Since(start)
 	if d <= 0 {
 		return pg, nil
 	}
