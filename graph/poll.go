@@ -20,13 +20,17 @@ import (
 // is held after it arrived (Resolver.PollLinger).
 const DefaultPollLinger = 20 * time.Millisecond
 
-// pollPace is the linger each long-poll in flight adds, per core: twice
-// what a poll answer costs on a small machine (about 50 µs of CPU, most of
-// it net/http), so that answering every reader that re-polls at once
-// takes at most half of each core, and publishes and streams keep the
-// rest. maxPollLinger caps it.
+// pollPace is the linger each long-poll in flight adds, per core: about
+// three times what a poll answer costs on a small machine (60-70 µs of
+// CPU, most of it net/http and the collector), so that answering every
+// reader that re-polls at once takes at most a third of each core and
+// publishes and streams keep the rest. With 2 000 readers on one core the
+// linger is 400 ms; maxPollLinger caps it. A larger pace means fuller
+// pages and later answers: at 100 µs the 2 000 readers of POLL got 10-19
+// notifications a page and the poll cost 4-7 CPU-s per million
+// deliveries, at 200 µs 29-52 and 2-3.2 (BENCHMARKS.md, "POLL").
 const (
-	pollPace      = 100 * time.Microsecond
+	pollPace      = 200 * time.Microsecond
 	maxPollLinger = time.Second
 )
 
