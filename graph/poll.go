@@ -56,7 +56,7 @@ func (r *Resolver) pollLinger(inflight int64) time.Duration {
 // sooner than its linger after it arrived: what lands meanwhile rides in
 // the same answer. The linger is PollLinger, or more when many long-polls
 // are in flight: pollPace each per core, so the readers that re-poll as
-// soon as they are answered are answered at most about 10 000 times a
+// soon as they are answered are answered at most about 5 000 times a
 // second per core while notifications keep coming. A reader that waits
 // longer (a quiet queue) is answered the moment its first notification
 // lands, as before; a full page and wait 0 are answered at once.
