@@ -180,7 +180,7 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	}
 	inst := &instance{h: h, name: p.Name, version: desc.GetVersion(), schemes: desc.GetSchemes(), client: client, proc: proc, sessions: desc.GetWantsSessions()}
 	if desc.GetPublishDirect() {
-		inst.direct = newDirect()
+		inst.direct = newDirect(desc.GetReadOwnSubtree())
 	}
 	if err := h.register(inst); err != nil {
 		return err

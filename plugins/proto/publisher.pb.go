@@ -207,8 +207,20 @@ type DescribeResponse struct {
 	// older than one delivered. A plugin that asks for it must still
 	// implement Publish (hosts without this field call it).
 	PublishDirect bool `protobuf:"varint,5,opt,name=publish_direct,json=publishDirect,proto3" json:"publish_direct,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// read_own_subtree, with publish_direct, is the plugin's Authorize rule,
+	// so the host answers Authorize for its schemes without calling it: a
+	// principal may read `<scheme>:<own user id>` and every resource below
+	// it (`<scheme>:<user id>/…`), whatever the proof, and nothing else
+	// (FORBIDDEN, reason "<scheme>:<id> belongs to another user"). The etag
+	// answered is the last one the host delivered for the resource since
+	// the plugin started ("" if none), so a plugin may set it only when its
+	// etags are exactly those of the publishes and events it reported (the
+	// built-in `user` plugin). The host ignores it without publish_direct,
+	// and calls Authorize while fault injection is on; hosts without this
+	// field call Authorize, so the plugin must still implement it.
+	ReadOwnSubtree bool `protobuf:"varint,6,opt,name=read_own_subtree,json=readOwnSubtree,proto3" json:"read_own_subtree,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -272,6 +284,13 @@ func (x *DescribeResponse) GetWantsSessions() bool {
 func (x *DescribeResponse) GetPublishDirect() bool {
 	if x != nil {
 		return x.PublishDirect
+	}
+	return false
+}
+
+func (x *DescribeResponse) GetReadOwnSubtree() bool {
+	if x != nil {
+		return x.ReadOwnSubtree
 	}
 	return false
 }
@@ -1196,13 +1215,14 @@ const file_publisher_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
 	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\x11\n" +
-	"\x0fDescribeRequest\"\xa8\x01\n" +
+	"\x0fDescribeRequest\"\xd2\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
 	"\aschemes\x18\x03 \x03(\tR\aschemes\x12%\n" +
 	"\x0ewants_sessions\x18\x04 \x01(\bR\rwantsSessions\x12%\n" +
-	"\x0epublish_direct\x18\x05 \x01(\bR\rpublishDirect\"\x84\x01\n" +
+	"\x0epublish_direct\x18\x05 \x01(\bR\rpublishDirect\x12(\n" +
+	"\x10read_own_subtree\x18\x06 \x01(\bR\x0ereadOwnSubtree\"\x84\x01\n" +
 	"\x10AuthorizeRequest\x12>\n" +
 	"\tprincipal\x18\x01 \x01(\v2 .meshgate.publisher.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +

@@ -68,7 +68,7 @@ func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeRes
 	_, sessions := s.p.(SessionWatcher)
 	_, publishable := s.p.(Publishable)
 	return &pb.DescribeResponse{Name: i.Name, Version: i.Version, Schemes: i.Schemes, WantsSessions: sessions,
-		PublishDirect: i.PublishDirect && publishable}, nil
+		PublishDirect: i.PublishDirect && publishable, ReadOwnSubtree: i.ReadOwnSubtree && i.PublishDirect && publishable}, nil
 }
 
 func (s *server) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeResponse, error) {
