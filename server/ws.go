@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,7 +169,8 @@ func (c *wsConn) run(rd io.Reader, noProtocol bool) {
 
 // readLoop reads frames until the connection ends.
 func (c *wsConn) readLoop(rd io.Reader) {
-	fr := newFrameReader(rd, c.s.cfg.WS.MaxMessageBytes)
+	_, isTLS := c.nc.(*tls.Conn)
+	fr := newFrameReader(rd, c.s.cfg.WS.MaxMessageBytes, !isTLS)
 	fr.onFrame = func() { c.lastRead.Store(c.s.cfg.Now().UnixNano()) }
 	for {
 		op, p, err := fr.next()
