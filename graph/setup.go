@@ -108,7 +108,7 @@ func optionalString(v any) (*string, bool) {
 // them, or the resolver's error on the field's path (through present, the
 // executor's error presenter) with data null, since the field is
 // non-null. A panic becomes recov's error, as in the executor. Tests
-// compare the two answers byte for byte (server, TestWS_SetupFastPath).
+// compare the two answers byte for byte (server, TestSetup_FastPathAnswersAsGqlgen).
 func (r *Resolver) ExecSetup(ctx context.Context, op SetupOp, present graphql.ErrorPresenterFunc, recov graphql.RecoverFunc) (resp *graphql.Response) {
 	defer func() {
 		if v := recover(); v != nil {

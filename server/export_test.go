@@ -22,6 +22,6 @@ func WSClosing(s *Server) int {
 // tests can give both paths the same inputs.
 func SetPublishFastPath(s *Server, on bool) { s.slowPublish = !on }
 
-// SetSetupFastPath turns createQueue's and subscribe's fast path on
-// WebSocket on or off.
+// SetSetupFastPath turns createQueue's and subscribe's fast path (HTTP
+// and WebSocket) on or off.
 func SetSetupFastPath(s *Server, on bool) { s.slowSetup = !on }

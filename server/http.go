@@ -105,6 +105,8 @@ func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.
 		// The common write: answered without gqlgen's execution, exactly
 		// as it would answer (graph.ExecPublish).
 		resp = s.resolver.ExecPublish(ctx, op, s.present, s.recov)
+	} else if setup, ok := graph.ParseSetupOp(opCtx); ok && !s.slowSetup {
+		resp = s.resolver.ExecSetup(ctx, setup, s.present, s.recov) // as on WebSocket (ws.go)
 	} else {
 		var responses graphql.ResponseHandler
 		responses, ctx = s.exec.DispatchOperation(ctx, opCtx)

@@ -42,7 +42,7 @@ type Server struct {
 	present     graphql.ErrorPresenterFunc
 	recov       graphql.RecoverFunc
 	slowPublish bool
-	slowSetup   bool // turns off createQueue's and subscribe's fast path on WebSocket (wsConn.subscribe)
+	slowSetup   bool // turns off createQueue's and subscribe's fast path (answerJSON, wsConn.subscribe)
 
 	handlers *handlers // run WebSocket messages (wshandlers.go)
 

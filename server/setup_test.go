@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,13 +17,13 @@ import (
 	"meshgate/shard"
 )
 
-// TestWS_SetupFastPathAnswersAsGqlgen sends the same operations over a
-// real WebSocket to two gateways, one answering `createQueue` and
+// TestSetup_FastPathAnswersAsGqlgen sends the same operations over a
+// real WebSocket, and over HTTP, to two gateways, one answering `createQueue` and
 // `subscribe` on their fast path and one through gqlgen's executor, and
 // compares every frame the operation brings back and what it left in the
 // queue, byte for byte. The gateways share a fixed clock and the same
 // seeded randomness, so queue names and times agree.
-func TestWS_SetupFastPathAnswersAsGqlgen(t *testing.T) {
+func TestSetup_FastPathAnswersAsGqlgen(t *testing.T) {
 	at := time.Date(2026, 12, 1, 11, 0, 0, 123456789, time.UTC)
 	newGateway := func() *gateway {
 		return start(t, server.Config{}, shard.Config{
@@ -79,51 +82,85 @@ func TestWS_SetupFastPathAnswersAsGqlgen(t *testing.T) {
 		{name: "subscribe, a missing variable", query: sub, vars: map[string]any{"q": "$queue"}},
 		{name: "subscribe, a number for a String variable", query: sub, vars: map[string]any{"q": "$queue", "r": "user:$user/inbox", "k": 5}},
 	} {
-		user := fmt.Sprint("u", i)
-		t.Run(tc.name, func(t *testing.T) {
-			var got [2]string
-			for j, g := range []*gateway{fast, slow} {
-				tok := g.token(user, "d")
-				queue := g.createQueue(tok)
-				other := g.createQueue(g.token(user, "other"))
-				if tc.pre != nil {
-					tc.pre(g, user, tok, queue)
-				}
-				fill := strings.NewReplacer("$queue", queue, "$other", other, "$user", user)
-				vars := map[string]any{}
-				for k, v := range tc.vars {
-					if s, ok := v.(string); ok {
-						v = fill.Replace(s)
+		for _, transport := range []string{"ws", "http"} {
+			user := fmt.Sprint("u", i, transport)
+			t.Run(tc.name+" over "+transport, func(t *testing.T) {
+				var got [2]string
+				for j, g := range []*gateway{fast, slow} {
+					tok := g.token(user, "d")
+					queue := g.createQueue(tok)
+					other := g.createQueue(g.token(user, "other"))
+					if tc.pre != nil {
+						tc.pre(g, user, tok, queue)
 					}
-					vars[k] = v
-				}
-				c := g.dial("graphql-transport-ws")
-				c.init(tok)
-				c.subscribe("x", fill.Replace(tc.query), vars)
-				var frames []string
-				for {
-					_, b, err := c.conn.Read(c.ctx)
-					if err != nil {
-						t.Fatalf("read: %v", err)
+					fill := strings.NewReplacer("$queue", queue, "$other", other, "$user", user)
+					vars := map[string]any{}
+					for k, v := range tc.vars {
+						if s, ok := v.(string); ok {
+							v = fill.Replace(s)
+						}
+						vars[k] = v
 					}
-					frames = append(frames, string(b))
-					var m wsMsg
-					_ = json.Unmarshal(b, &m)
-					if m.Type == "complete" || m.Type == "error" {
-						break
+					var answer string
+					if transport == "ws" {
+						answer = setupOverWS(t, g, tok, fill.Replace(tc.query), vars)
+					} else {
+						answer = setupOverHTTP(t, g, tok, fill.Replace(tc.query), vars)
 					}
+					// What the operation left: the queue's subscriptions and
+					// notifications, and the device's queues.
+					state := g.do(tok, `query($q:String!){ subscriptions(queue:$q) { resource etag createdAt } notifications(queue:$q) { items { seq kind resource etag } } queues { name subscriptionCount } }`, map[string]any{"q": queue})
+					b, _ := json.Marshal(state)
+					got[j] = answer + "\n" + string(b)
 				}
-				c.conn.Close(websocket.StatusNormalClosure, "")
-				// What the operation left: the queue's subscriptions and
-				// notifications, and the device's queues.
-				state := g.do(tok, `query($q:String!){ subscriptions(queue:$q) { resource etag createdAt } notifications(queue:$q) { items { seq kind resource etag } } queues { name subscriptionCount } }`, map[string]any{"q": queue})
-				b, _ := json.Marshal(state)
-				got[j] = strings.Join(frames, "\n") + "\n" + string(b)
-			}
-			if got[0] != got[1] {
-				t.Errorf("fast path:\n%s\ngqlgen:\n%s", got[0], got[1])
-			}
-			t.Logf("%s", got[0])
-		})
+				if got[0] != got[1] {
+					t.Errorf("fast path:\n%s\ngqlgen:\n%s", got[0], got[1])
+				}
+				t.Logf("%s", got[0])
+			})
+		}
 	}
+}
+
+// setupOverWS runs one operation on a fresh WebSocket and returns every
+// frame it brought back, up to its complete or error.
+func setupOverWS(t *testing.T, g *gateway, tok, query string, vars map[string]any) string {
+	t.Helper()
+	c := g.dial("graphql-transport-ws")
+	c.init(tok)
+	c.subscribe("x", query, vars)
+	defer c.conn.Close(websocket.StatusNormalClosure, "")
+	var frames []string
+	for {
+		_, b, err := c.conn.Read(c.ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		frames = append(frames, string(b))
+		var m wsMsg
+		_ = json.Unmarshal(b, &m)
+		if m.Type == "complete" || m.Type == "error" {
+			return strings.Join(frames, "\n")
+		}
+	}
+}
+
+// setupOverHTTP POSTs one operation and returns the status, the
+// Retry-After header and the body.
+func setupOverHTTP(t *testing.T, g *gateway, tok, query string, vars map[string]any) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, g.url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
 }
