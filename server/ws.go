@@ -250,8 +250,15 @@ func (c *wsConn) allow() bool {
 func (c *wsConn) handleOffStack(data []byte) bool {
 	done := make(chan bool, 1)
 	c.s.handlers.run(func() {
-		then := c.handleSafely(data, done)
-		if then != nil {
+		if then := c.handleSafely(data, done); then != nil {
+			defer func() {
+				// execute and execSetup recover their own; this keeps a
+				// kept goroutine, and the process, alive whatever.
+				if v := recover(); v != nil {
+					c.s.log.Error("websocket operation panic", "panic", v)
+					c.closeWith(closeInternal, "internal error")
+				}
+			}()
 			then()
 		}
 	})

@@ -30,7 +30,8 @@ func newHandlers(ctx context.Context, maxWorkers int) *handlers {
 }
 
 // run runs f on a kept worker, or on a goroutine of its own. It never
-// blocks. f must not panic (handleOffStack recovers its own).
+// blocks. f must not panic (handleOffStack recovers its own): a panic
+// in a kept goroutine would end the process.
 func (h *handlers) run(f func()) {
 	select {
 	case h.jobs <- f:
