@@ -19,6 +19,8 @@
 #                           with every subscriber on n1, then on n2; the node holding the
 #                           resource's list delivers locally, the other receives forwarded batches
 #   bench/run.sh A tls      meshgate and Centrifugo over TLS (the other references have no TLS)
+#   bench/run.sh R tls resume meshgate-ws centrifugo
+#                           R over TLS, every device resuming a TLS session with a ticket
 #
 # TARGETS (default: meshgate centrifugo gqlgen raw) may follow the scenario.
 # BENCH_PORT (default 8443) is meshgate's port; BENCH_DEBUG (e.g.
@@ -33,6 +35,8 @@ cd "$(dirname "$0")/.."
 scenario=${1:?scenario: A, B, C, C10, POLL or E}; shift
 tls=no
 if [ "${1:-}" = tls ]; then tls=yes; shift; fi
+resume=no # with tls: devices resume a TLS session with a ticket (meshbench -resume)
+if [ $tls = yes ] && [ "${1:-}" = resume ]; then resume=yes; shift; fi
 targets=${*:-meshgate centrifugo gqlgen raw}
 [ "$scenario" = Cs ] && scenario=C10
 centrifugo_version=v6.9.1
@@ -125,6 +129,7 @@ YAML
       pid=$!; url=http://127.0.0.1:9001; wait_up "$url/ws" ;;
   esac
   label="$scenario/$target"; [ $tls = yes ] && label="$label+tls"
+  if [ $resume = yes ]; then label="$label+resume"; extra+=(-resume); fi
   GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*|meshgate*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
     -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}" "${extra[@]}"
   if [ "${on:-}" != "" ]; then

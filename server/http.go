@@ -116,6 +116,8 @@ func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.
 			// unchanged (graph.ExecPoll), after scanning every byte.
 			body = [][]byte{[]byte(`{"data":`), resp.Data, []byte("}")}
 		}
+	} else if setup, ok := graph.ParseSetupOp(opCtx); ok && !s.slowSetup {
+		resp = s.resolver.ExecSetup(ctx, setup, s.present, s.recov) // as on WebSocket (ws.go)
 	} else {
 		var responses graphql.ResponseHandler
 		responses, ctx = s.exec.DispatchOperation(ctx, opCtx)

@@ -17,7 +17,10 @@ type report struct {
 	ConnsPerSecond float64 `json:"conns_per_second"`
 	// ConnectCPUMicros is the server's CPU (child processes included) per
 	// subscriber set up: what bounds a reconnect storm on a busy machine.
-	ConnectCPUMicros     float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
+	ConnectCPUMicros float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
+	// TLSResumed counts the subscribers whose TLS handshake resumed a
+	// session (-resume).
+	TLSResumed           int64   `json:"tls_resumed,omitempty"`
 	WarmupSeconds        float64 `json:"warmup_seconds"`
 	ServerRSSMiB         float64 `json:"server_rss_mib"`
 	RSSPerSubscriberKiB  float64 `json:"rss_per_subscriber_kib"`
@@ -54,6 +57,9 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "connect        %.2f s (%.0f conns/s, server CPU %.0f µs each), warm-up %.2f s\n", r.ConnectSeconds, r.ConnsPerSecond, r.ConnectCPUMicros, r.WarmupSeconds)
+	if r.TLSResumed > 0 {
+		fmt.Fprintf(w, "tls            %d of %d sessions resumed\n", r.TLSResumed, r.Subscribers)
+	}
 	if r.ServerRSSMiB > 0 {
 		fmt.Fprintf(w, "server memory  %.1f MiB RSS, %.2f KiB per subscriber, %d threads\n", r.ServerRSSMiB, r.RSSPerSubscriberKiB, r.ServerThreads)
 	}
