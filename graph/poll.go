@@ -26,9 +26,11 @@ const DefaultPollLinger = 20 * time.Millisecond
 // reader that re-polls at once takes at most a third of each core and
 // publishes and streams keep the rest. With 2 000 readers on one core the
 // linger is 400 ms; maxPollLinger caps it. A larger pace means fuller
-// pages and later answers: at 100 µs the 2 000 readers of POLL got 10-19
-// notifications a page and the poll cost 4-7 CPU-s per million
-// deliveries, at 200 µs 29-52 and 2-3.2 (BENCHMARKS.md, "POLL").
+// pages and later answers: at 100 µs the 2 000 readers of POLL got 10-20
+// notifications a page and the poll cost 3.8-7 CPU-s per million
+// deliveries, at 200 µs 29-52 and 2-3.2 on a quiet core (BENCHMARKS.md,
+// "POLL"). It assumes the gateway has its cores: when other processes
+// take them, rounds outlast the linger again.
 const (
 	pollPace      = 200 * time.Microsecond
 	maxPollLinger = time.Second
