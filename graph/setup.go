@@ -3,12 +3,10 @@ package graph
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 // SetupOp is a validated operation that is one `createQueue` or one
@@ -112,7 +110,7 @@ func optionalString(v any) (*string, bool) {
 func (r *Resolver) ExecSetup(ctx context.Context, op SetupOp, present graphql.ErrorPresenterFunc, recov graphql.RecoverFunc) (resp *graphql.Response) {
 	defer func() {
 		if v := recover(); v != nil {
-			resp = fieldFailure(ctx, recov(ctx, v), op.alias, nil, present)
+			resp = fieldError(ctx, recov(ctx, v), op.alias, nil, present)
 		}
 	}()
 	var values map[string]graphql.Marshaler
@@ -121,7 +119,7 @@ func (r *Resolver) ExecSetup(ctx context.Context, op SetupOp, present graphql.Er
 	case "createQueue":
 		q, err := m.CreateQueue(ctx, op.ttl)
 		if err != nil {
-			return fieldFailure(ctx, err, op.alias, op.pos, present)
+			return fieldError(ctx, err, op.alias, op.pos, present)
 		}
 		values = map[string]graphql.Marshaler{
 			"name": graphql.MarshalString(q.Name), "createdAt": graphql.MarshalTime(q.CreatedAt), "expiresAt": graphql.MarshalTime(q.ExpiresAt),
@@ -131,7 +129,7 @@ func (r *Resolver) ExecSetup(ctx context.Context, op SetupOp, present graphql.Er
 	case "subscribe":
 		s, err := m.Subscribe(ctx, op.queue, op.resource, op.proof, op.knownEtag)
 		if err != nil {
-			return fieldFailure(ctx, err, op.alias, op.pos, present)
+			return fieldError(ctx, err, op.alias, op.pos, present)
 		}
 		values = map[string]graphql.Marshaler{
 			"queue": graphql.MarshalString(s.Queue), "resource": graphql.MarshalString(s.Resource),
@@ -148,7 +146,7 @@ func (r *Resolver) ExecSetup(ctx context.Context, op SetupOp, present graphql.Er
 		if v == graphql.Null {
 			// Only a zero time marshals to null, and the store never
 			// answers one; gqlgen would null the whole result.
-			return fieldFailure(ctx, errors.New("internal error: a null in a non-null field"), op.alias, nil, present)
+			return fieldError(ctx, errors.New("internal error: a null in a non-null field"), op.alias, nil, present)
 		}
 		if i > 0 {
 			b.WriteByte(',')
@@ -160,22 +158,4 @@ func (r *Resolver) ExecSetup(ctx context.Context, op SetupOp, present graphql.Er
 	}
 	b.WriteString("}}")
 	return &graphql.Response{Data: b.Bytes()}
-}
-
-// fieldFailure is the response of a root field that failed with err, as
-// gqlgen's resolveField makes it: the error on the field's path, with its
-// location when pos is given (a resolver error; a recovered panic has
-// none), and data null.
-func fieldFailure(ctx context.Context, err error, alias string, pos *ast.Position, present graphql.ErrorPresenterFunc) *graphql.Response {
-	var gerr *gqlerror.Error
-	if !errors.As(err, &gerr) {
-		gerr = gqlerror.WrapPath(nil, err)
-	}
-	if gerr.Path == nil {
-		gerr.Path = ast.Path{ast.PathName(alias)}
-	}
-	if pos != nil && gerr.Locations == nil && pos.Line != 0 {
-		gerr.Locations = []gqlerror.Location{{Line: pos.Line, Column: pos.Column}}
-	}
-	return &graphql.Response{Errors: gqlerror.List{present(ctx, gerr)}, Data: json.RawMessage("null")}
 }
