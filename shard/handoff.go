@@ -276,7 +276,7 @@ func (s *Store) ImportResource(st ResourceState) {
 		}
 		// The newer etag of the two lists, by At across epochs (Before):
 		// a list of an older epoch may have delivered the later one.
-		if st.Etag != "" && !st.EtagPos.EtagBefore(r.etagPos) {
+		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
 			r.etag, r.etagPos = st.Etag, st.EtagPos
 		}
 		if s.peers != nil && len(st.Nodes) > 0 {
@@ -327,7 +327,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		}
 		q.mu.Lock()
 		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && !l.Pos.IsZero() && l.Pos.EtagBefore(sub.pos) {
+		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && !l.Pos.IsZero() && l.Pos.Before(sub.pos) {
 			q.mu.Unlock()
 			continue
 		}
@@ -369,7 +369,7 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 		}
 		q.mu.Lock()
 		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.EtagBefore(l.Pos) {
+		if q.dead || sub == nil || sub.isPending() || !sub.pos.Before(l.Pos) {
 			q.mu.Unlock()
 			continue
 		}

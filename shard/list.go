@@ -99,11 +99,11 @@ func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l L
 		}
 		raised := false
 		// Invariant: the list's etag never goes back. It adopts the
-		// hint's only if it is not older (EtagBefore: by offset in one
+		// hint's only if it is not older (Before: by offset in one
 		// epoch, by At across epochs), so a queue that followed another list of
 		// this resource cannot bring back an etag this one delivered a
 		// newer one over.
-		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.EtagBefore(r.etagPos) {
+		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
 			r.etag, r.etagPos = hint.Etag, hint.Pos
 			raised = true
 		}

@@ -253,7 +253,7 @@ func (s *Store) LocalInterests() map[string]LocalInterest {
 			q.mu.Lock()
 			if sub := q.subs[f.name]; sub != nil && !q.dead && !sub.isPending() {
 				li.Queues = append(li.Queues, q.name)
-				if sub.etag != "" && (li.Hint.Etag == "" || li.Hint.Pos.EtagBefore(sub.pos)) {
+				if sub.etag != "" && (li.Hint.Etag == "" || li.Hint.Pos.Before(sub.pos)) {
 					li.Hint = Hint{Etag: sub.etag, Pos: sub.pos}
 				}
 			}
