@@ -19,8 +19,12 @@
 #                           with every subscriber on n1, then on n2; the node holding the
 #                           resource's list delivers locally, the other receives forwarded batches
 #   bench/run.sh A tls      meshgate and Centrifugo over TLS (the other references have no TLS)
+#   bench/run.sh R tls resume meshgate-ws centrifugo
+#                           R over TLS, every device resuming a TLS session with a ticket
 #
 # TARGETS (default: meshgate centrifugo gqlgen raw) may follow the scenario.
+# BENCH_PORT (default 8443) is meshgate's port; BENCH_DEBUG (e.g.
+# 127.0.0.1:6060) serves its pprof during the run.
 # Results go to stdout and, as JSON lines, to bench/results/<scenario>.jsonl.
 #
 # Centrifugo is installed once, at the pinned version below, into bench/bin
@@ -31,6 +35,8 @@ cd "$(dirname "$0")/.."
 scenario=${1:?scenario: A, B, C, C10, POLL or E}; shift
 tls=no
 if [ "${1:-}" = tls ]; then tls=yes; shift; fi
+resume=no # with tls: devices resume a TLS session with a ticket (meshbench -resume)
+if [ $tls = yes ] && [ "${1:-}" = resume ]; then resume=yes; shift; fi
 targets=${*:-meshgate centrifugo gqlgen raw}
 [ "$scenario" = Cs ] && scenario=C10
 centrifugo_version=v6.9.1
@@ -75,8 +81,12 @@ limits:
   per_user: {request_rate: 1000000, request_burst: 1000000, subscribe_rate: 1000000, subscribe_burst: 1000000, max_streams: 100000}
 queues: {max_queues_per_device: 16}
 YAML
-      GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --config "$data/bench.yaml" --data-dir "$data" --listen 127.0.0.1:8443 "${flags[@]}" --log-level error >/dev/null 2>"$data/meshgate.log" &
-      pid=$!; url=$scheme://127.0.0.1:8443; wait_up "$url/healthz" ;;
+      # BENCH_PORT moves it off 8443 (two runs on one machine);
+      # BENCH_DEBUG=127.0.0.1:6060 serves pprof there during the run.
+      port=${BENCH_PORT:-8443}; [ -n "${BENCH_DEBUG:-}" ] && flags+=(--debug-listen "$BENCH_DEBUG")
+      if curl -s -o /dev/null "127.0.0.1:$port"; then echo "127.0.0.1:$port is taken: set BENCH_PORT" >&2; exit 1; fi
+      GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --config "$data/bench.yaml" --data-dir "$data" --listen "127.0.0.1:$port" "${flags[@]}" --log-level error >/dev/null 2>"$data/meshgate.log" &
+      pid=$!; url=$scheme://127.0.0.1:$port; wait_up "$url/healthz" ;;
     cluster3|cluster1|cluster2on1|cluster2on2)
       # Nodes of one cluster on core 0, each with GOMAXPROCS=1: the same
       # CPU as scenario A's single node, so CPU per delivery compares.
@@ -119,6 +129,7 @@ YAML
       pid=$!; url=http://127.0.0.1:9001; wait_up "$url/ws" ;;
   esac
   label="$scenario/$target"; [ $tls = yes ] && label="$label+tls"
+  if [ $resume = yes ]; then label="$label+resume"; extra+=(-resume); fi
   GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*|meshgate*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
     -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}" "${extra[@]}"
   if [ "${on:-}" != "" ]; then

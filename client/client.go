@@ -12,6 +12,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -72,7 +73,11 @@ const (
 // Options tune a Client. The zero value works.
 type Options struct {
 	// HTTPClient makes every request and carries TLS settings. Default
-	// http.DefaultClient.
+	// http.DefaultClient's transport with a TLS session cache, so that a
+	// device that reconnects resumes its TLS session (skipping the
+	// certificate and its signature) on any node that shares the
+	// cluster's ticket keys. A client of your own resumes if its
+	// tls.Config has a ClientSessionCache.
 	HTTPClient *http.Client
 	// Token is asked for a fresh token before the current one expires
 	// (its `exp` claim, 1 minute ahead) and when the gateway refuses it.
@@ -185,7 +190,7 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 		o = *opts
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = http.DefaultClient
+		o.HTTPClient = defaultHTTPClient()
 	}
 	if o.Transport == "" {
 		o.Transport = "auto"
@@ -582,4 +587,12 @@ func expiry(token string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(claims.Exp, 0), true
+}
+
+// defaultHTTPClient is Options.HTTPClient's default: http.DefaultTransport
+// with a TLS session cache.
+func defaultHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(0)} //nolint:gosec // Go's default minimum version
+	return &http.Client{Transport: t}
 }

@@ -56,6 +56,7 @@ type Plan struct {
 	key    string
 	alias  string
 	fields []planField
+	bare   bool // a poll page's item: the Notification object alone
 }
 
 type planField struct {
@@ -76,6 +77,20 @@ func compile(opCtx *graphql.OperationContext, root graphql.CollectedField) *Plan
 	p := &Plan{alias: root.Alias}
 	p.fields = collect(opCtx, root.Selections, "Notification")
 	p.key = root.Alias + "{" + planKey(p.fields) + "}"
+	return intern(p)
+}
+
+// compileItem compiles the selection of a poll page's `items`: each
+// item is encoded as the Notification object alone, without the
+// {"data":...} around a streamed event, and interned apart from those.
+func compileItem(opCtx *graphql.OperationContext, items graphql.CollectedField) *Plan {
+	p := &Plan{bare: true}
+	p.fields = collect(opCtx, items.Selections, "Notification")
+	p.key = "[]{" + planKey(p.fields) + "}" // no alias of a stream plan starts with '['
+	return intern(p)
+}
+
+func intern(p *Plan) *Plan {
 	plans.Lock()
 	defer plans.Unlock()
 	if shared, ok := plans.m[p.key]; ok {
@@ -149,9 +164,13 @@ func (p *Plan) Encode(dst []byte, n shard.Notification) []byte {
 func (p *Plan) encode(ev *shard.Event) *Encoded {
 	e := &Encoded{}
 	cur := make([]byte, 0, 128+len(ev.Payload))
-	cur = append(cur, `{"data":{`...)
-	cur = appendString(cur, p.alias)
-	cur = append(cur, ":{"...)
+	if p.bare {
+		cur = append(cur, '{')
+	} else {
+		cur = append(cur, `{"data":{`...)
+		cur = appendString(cur, p.alias)
+		cur = append(cur, ":{"...)
+	}
 	for i, f := range p.fields {
 		if i > 0 {
 			cur = append(cur, ',')
@@ -177,9 +196,12 @@ func (p *Plan) encode(ev *shard.Event) *Encoded {
 		case "publishedAt":
 			cur = appendString(cur, ev.Time.UTC().Format(time.RFC3339Nano))
 		case "payload":
-			if len(ev.Payload) == 0 {
+			switch {
+			case len(ev.Payload) == 0:
 				cur = append(cur, "null"...)
-			} else {
+			case p.bare:
+				cur = appendCanonical(cur, ev.Payload)
+			default:
 				cur = append(cur, ev.Payload...)
 			}
 		case "from":
@@ -188,7 +210,11 @@ func (p *Plan) encode(ev *shard.Event) *Encoded {
 			cur = append(cur, "null"...) // unreachable after validation
 		}
 	}
-	cur = append(cur, "}}}"...)
+	if p.bare {
+		cur = append(cur, '}')
+	} else {
+		cur = append(cur, "}}}"...)
+	}
 	e.parts = append(e.parts, cur)
 	return e
 }
@@ -227,10 +253,24 @@ func appendOptString(b []byte, s string) []byte {
 	return appendString(b, s)
 }
 
-// appendString writes s as a JSON string.
+// appendCanonical writes the JSON value v as json.Marshal writes a
+// json.RawMessage: compacted, with <, > and & escaped. A poll page is
+// written without passing through json.Marshal again (graph.ExecPoll), so
+// it must already be what json.Marshal would make of it. v is valid JSON
+// (every path that makes an event checks its payload).
+func appendCanonical(b, v []byte) []byte {
+	j, err := json.Marshal(json.RawMessage(v))
+	if err != nil {
+		return append(b, v...)
+	}
+	return append(b, j...)
+}
+
+// appendString writes s as a JSON string, as json.Marshal does (HTML
+// characters escaped).
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
 			j, _ := json.Marshal(s) // rare: escapes and non-ASCII
 			return append(b, j...)
 		}

@@ -2,13 +2,10 @@ package graph
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"strconv"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"meshgate/graph/model"
 )
@@ -62,29 +59,14 @@ func ParsePublishOp(opCtx *graphql.OperationContext) (op PublishOp, ok bool) {
 // response writer), which costs more than the rest of a publish to a
 // few subscribers.
 func (r *Resolver) ExecPublish(ctx context.Context, op PublishOp, present graphql.ErrorPresenterFunc, recov graphql.RecoverFunc) (resp *graphql.Response) {
-	// As gqlgen's resolveField: a resolver error gets the field's path
-	// and location, a recovered panic its path only.
-	fail := func(err error, located bool) *graphql.Response {
-		var gerr *gqlerror.Error
-		if !errors.As(err, &gerr) {
-			gerr = gqlerror.WrapPath(nil, err)
-		}
-		if gerr.Path == nil {
-			gerr.Path = ast.Path{ast.PathName(op.alias)}
-		}
-		if located && gerr.Locations == nil && op.pos != nil && op.pos.Line != 0 {
-			gerr.Locations = []gqlerror.Location{{Line: op.pos.Line, Column: op.pos.Column}}
-		}
-		return &graphql.Response{Errors: gqlerror.List{present(ctx, gerr)}, Data: json.RawMessage("null")}
-	}
 	defer func() {
 		if v := recover(); v != nil {
-			resp = fail(recov(ctx, v), false)
+			resp = fieldError(ctx, recov(ctx, v), op.alias, nil, present)
 		}
 	}()
 	n, err := (&mutationResolver{r}).Publish(ctx, op.resource, op.etag, op.payload)
 	if err != nil {
-		return fail(err, true)
+		return fieldError(ctx, err, op.alias, op.pos, present)
 	}
 	b := make([]byte, 0, len(op.alias)+24)
 	b = append(b, `{"`...)

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"meshgate/shard"
@@ -37,7 +38,8 @@ type Backend interface {
 	Members(ctx context.Context) []shard.NodeStats
 }
 
-// Resolver holds the resolvers' dependencies. It is safe for concurrent use.
+// Resolver holds the resolvers' dependencies. It is safe for concurrent
+// use, and must not be copied once in use.
 type Resolver struct {
 	// Backend holds the state: queues, subscriptions, streams.
 	Backend    Backend
@@ -50,6 +52,15 @@ type Resolver struct {
 	// AllowSubscribe rate-limits subscribe per principal; nil allows all.
 	// server sets it.
 	AllowSubscribe func(shard.Principal) bool
+	// PollLinger is the least time a long-poll (waitSeconds > 0) whose
+	// page is not full is held after it arrived, so that the
+	// notifications following the first ride in the same answer; many
+	// long-polls in flight hold it longer, up to 1 s (see page). Default
+	// DefaultPollLinger (20 ms); negative: none, every poll is answered
+	// as soon as it has one notification.
+	PollLinger time.Duration
+
+	longPolls atomic.Int64 // long-polls in flight, for the linger
 }
 
 // MaxPayload is the default limit on publish and invite payloads.

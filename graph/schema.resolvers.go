@@ -186,24 +186,9 @@ func (r *queryResolver) Subscriptions(ctx context.Context, queue string) ([]*mod
 
 // Notifications is the resolver for the notifications field.
 func (r *queryResolver) Notifications(ctx context.Context, queue string, after *model.Seq, limit *int, waitSeconds *int) (*model.NotificationPage, error) {
-	p, err := principal(ctx)
+	pg, err := r.page(ctx, queue, after, limit, waitSeconds)
 	if err != nil {
-		return nil, r.errorf(ctx, err)
-	}
-	var a uint64
-	if after != nil {
-		a = uint64(*after)
-	}
-	lim, wait := 100, 0
-	if limit != nil {
-		lim = *limit
-	}
-	if waitSeconds != nil {
-		wait = *waitSeconds
-	}
-	pg, err := r.Backend.Poll(ctx, p, queue, a, lim, time.Duration(wait)*time.Second)
-	if err != nil {
-		return nil, r.errorf(ctx, err)
+		return nil, err
 	}
 	out := &model.NotificationPage{Items: make([]*model.Notification, len(pg.Items)), LastSeq: model.Seq(pg.LastSeq), HasMore: pg.HasMore}
 	for i, n := range pg.Items {

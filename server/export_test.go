@@ -21,3 +21,11 @@ func WSClosing(s *Server) int {
 // SetPublishFastPath turns serveHTTP's `publish` fast path on or off, so
 // tests can give both paths the same inputs.
 func SetPublishFastPath(s *Server, on bool) { s.slowPublish = !on }
+
+// SetPollFastPath turns serveHTTP's `notifications` query fast path on or
+// off, so tests can give both paths the same inputs.
+func SetPollFastPath(s *Server, on bool) { s.slowPoll = !on }
+
+// SetSetupFastPath turns createQueue's and subscribe's fast path (HTTP
+// and WebSocket) on or off.
+func SetSetupFastPath(s *Server, on bool) { s.slowSetup = !on }

@@ -101,20 +101,36 @@ func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.
 		return
 	}
 	var resp *graphql.Response
+	var body [][]byte
 	if op, ok := graph.ParsePublishOp(opCtx); ok && !s.slowPublish {
 		// The common write: answered without gqlgen's execution, exactly
 		// as it would answer (graph.ExecPublish).
 		resp = s.resolver.ExecPublish(ctx, op, s.present, s.recov)
+	} else if op, ok := graph.ParsePollOp(opCtx); ok && !s.slowPoll {
+		// The common read, a poll: its page encoded from the
+		// notifications' shared encodings (graph.ExecPoll), as gqlgen
+		// would answer.
+		resp = s.resolver.ExecPoll(ctx, op, s.present, s.recov)
+		if len(resp.Errors) == 0 {
+			// A page is written as encoded: json.Marshal would copy it
+			// unchanged (graph.ExecPoll), after scanning every byte.
+			body = [][]byte{[]byte(`{"data":`), resp.Data, []byte("}")}
+		}
+	} else if setup, ok := graph.ParseSetupOp(opCtx); ok && !s.slowSetup {
+		resp = s.resolver.ExecSetup(ctx, setup, s.present, s.recov) // as on WebSocket (ws.go)
 	} else {
 		var responses graphql.ResponseHandler
 		responses, ctx = s.exec.DispatchOperation(ctx, opCtx)
 		resp = responses(ctx)
 	}
-	b, err := json.Marshal(resp)
-	if err != nil {
-		s.log.ErrorContext(ctx, "marshal response", "err", err)
-		writeRequestError(w, media, &requestError{http.StatusInternalServerError, graph.CodeInternal, "internal error"})
-		return
+	if body == nil {
+		b, err := json.Marshal(resp)
+		if err != nil {
+			s.log.ErrorContext(ctx, "marshal response", "err", err)
+			writeRequestError(w, media, &requestError{http.StatusInternalServerError, graph.CodeInternal, "internal error"})
+			return
+		}
+		body = [][]byte{b}
 	}
 	if retryable(resp) {
 		// GraphQL over HTTP keeps the status 200 for a result with
@@ -122,7 +138,7 @@ func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.
 		// try again (README, "Error codes").
 		w.Header().Set("Retry-After", "1")
 	}
-	writeBody(w, media, http.StatusOK, b)
+	writeBody(w, media, http.StatusOK, body...)
 }
 
 // retryable reports whether a result carries an UNAVAILABLE error: the
@@ -452,9 +468,18 @@ func marshalErrors(errs gqlerror.List) []byte {
 	return b
 }
 
-func writeBody(w http.ResponseWriter, media string, status int, body []byte) {
+// writeBody answers with the concatenation of body's parts. Its length
+// is sent: without it net/http chunks any body over 2 KiB.
+func writeBody(w http.ResponseWriter, media string, status int, body ...[]byte) {
+	n := 0
+	for _, b := range body {
+		n += len(b)
+	}
 	w.Header().Set("Content-Type", media+"; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(n))
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	for _, b := range body {
+		_, _ = w.Write(b)
+	}
 }

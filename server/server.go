@@ -35,13 +35,17 @@ type Server struct {
 	exec  *executor.Executor
 	mux   *http.ServeMux
 
-	// resolver, present and recov serve the `publish` fast path
-	// (serveHTTP), which answers as exec would; slowPublish turns it off
-	// (tests compare the two).
+	// resolver, present and recov serve the `publish` and `notifications`
+	// fast paths (serveHTTP), which answer as exec would; slowPublish and
+	// slowPoll turn them off (tests compare the two).
 	resolver    *graph.Resolver
 	present     graphql.ErrorPresenterFunc
 	recov       graphql.RecoverFunc
 	slowPublish bool
+	slowPoll    bool
+	slowSetup   bool // turns off createQueue's and subscribe's fast path (answerJSON, wsConn.subscribe)
+
+	handlers *handlers // run WebSocket messages (wshandlers.go)
 
 	// base is the parent context of every stream; Shutdown cancels it,
 	// since http.Server.Shutdown does not wait for hijacked connections.
@@ -94,6 +98,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.writers = newWriters(s.base, max(2, 2*runtime.GOMAXPROCS(0)), !cfg.WS.NoCoalesce)
+	s.handlers = newHandlers(s.base, maxHandlers)
 	s.status.started = cfg.Now()
 	s.wheel = newWheel(s.base, time.Second, cfg.Now, func() { s.guard.sweep(10 * time.Minute) })
 

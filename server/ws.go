@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,10 +63,12 @@ type wsConn struct {
 	lastRead  atomic.Int64 // unix nanoseconds
 	lastWrite atomic.Int64 // unix nanoseconds; writer only stores it
 
-	// read-side state: only the reader goroutine touches these
+	// read-side state: only the reader goroutine, or the goroutine
+	// handling a message while the reader waits for it, touches these
 	initSeen bool
 	tokens   float64
 	tokensAt time.Time
+	then     func() // an operation to run once the reader goes on (handleSafely)
 
 	mu        sync.Mutex
 	principal shard.Principal
@@ -166,7 +169,8 @@ func (c *wsConn) run(rd io.Reader, noProtocol bool) {
 
 // readLoop reads frames until the connection ends.
 func (c *wsConn) readLoop(rd io.Reader) {
-	fr := newFrameReader(rd, c.s.cfg.WS.MaxMessageBytes)
+	_, isTLS := c.nc.(*tls.Conn)
+	fr := newFrameReader(rd, c.s.cfg.WS.MaxMessageBytes, !isTLS)
 	fr.onFrame = func() { c.lastRead.Store(c.s.cfg.Now().UnixNano()) }
 	for {
 		op, p, err := fr.next()
@@ -233,25 +237,51 @@ func (c *wsConn) allow() bool {
 	return true
 }
 
-// handleOffStack runs handle on a short-lived goroutine and waits for it.
-// Handling a message (JSON decoding, gqlgen's parse and validation) needs a
-// deep stack; the reader goroutine lives as long as the connection, and a
-// stack, once grown, stays grown. Keeping the reader shallow keeps every
-// idle connection at the smallest stack; messages are rare (init,
-// subscribe, complete, ping), so the extra goroutine costs nothing that shows.
+// handleOffStack runs handle on a kept handler goroutine (s.handlers) and
+// waits for it. Handling a message (JSON decoding, gqlgen's parse and
+// validation) needs a deep stack; the reader goroutine lives as long as
+// the connection, and a stack, once grown, stays grown. Keeping the
+// reader shallow keeps every idle connection at the smallest stack.
+//
+// An operation that runs on (a query or mutation) is left in c.then by
+// handle: the reader goes on reading as soon as handle returns, and the
+// same goroutine then runs the operation, so an operation costs no
+// goroutine of its own.
 func (c *wsConn) handleOffStack(data []byte) bool {
 	done := make(chan bool, 1)
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				c.s.log.Error("websocket message panic", "panic", v)
-				c.closeWith(closeInternal, "internal error")
-				done <- false
-			}
-		}()
-		done <- c.handle(data)
-	}()
+	c.s.handlers.run(func() {
+		if then := c.handleSafely(data, done); then != nil {
+			defer func() {
+				// execute and execSetup recover their own; this keeps a
+				// kept goroutine, and the process, alive whatever.
+				if v := recover(); v != nil {
+					c.s.log.Error("websocket operation panic", "panic", v)
+					c.closeWith(closeInternal, "internal error")
+				}
+			}()
+			then()
+		}
+	})
 	return <-done
+}
+
+// handleSafely runs handle, sends its answer on done, and returns the
+// operation handle left to run. A panic closes the connection.
+func (c *wsConn) handleSafely(data []byte, done chan<- bool) (then func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.s.log.Error("websocket message panic", "panic", v)
+			c.closeWith(closeInternal, "internal error")
+			c.then, then = nil, nil
+			done <- false
+		}
+	}()
+	ok := c.handle(data)
+	// c.then is written and read only here and in handle, on the
+	// goroutine handling the message, while the reader waits on done.
+	then, c.then = c.then, nil
+	done <- ok
+	return then
 }
 
 func truncate(s string, n int) string {
@@ -380,15 +410,35 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) bool {
 		op.Notify() // the first read happens in the writer
 		return true
 	}
-	// Anything else gqlgen executes, in a goroutine of its own so the
-	// reader keeps reading (a long-poll query over WebSocket must not stall
-	// pings or other operations).
+	// Anything else runs once the reader goes on (handleOffStack), so the
+	// reader keeps reading (a long-poll query over WebSocket must not
+	// stall pings or other operations).
 	opCtxCtx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
 	op.stop = cancel
 	c.mu.Unlock()
-	go c.execute(opCtxCtx, op, opCtx)
+	if setup, ok := graph.ParseSetupOp(opCtx); ok && !c.s.slowSetup {
+		// A device's queue and subscription: answered without gqlgen's
+		// execution, exactly as it would answer (graph.ExecSetup).
+		c.then = func() { c.execSetup(opCtxCtx, op, setup) }
+		return true
+	}
+	c.then = func() { c.execute(opCtxCtx, op, opCtx) }
 	return true
+}
+
+// execSetup runs a createQueue or subscribe mutation on its fast path and
+// ends op with its result.
+func (c *wsConn) execSetup(ctx context.Context, op *wsOp, setup graph.SetupOp) {
+	defer op.stop()
+	resp := c.s.resolver.ExecSetup(ctx, setup, c.s.present, c.s.recov)
+	b, err := json.Marshal(resp)
+	if err != nil {
+		c.s.log.Error("marshal response", "err", err)
+		c.endOp(op, nil)
+		return
+	}
+	c.endOpResult(op, b)
 }
 
 func (c *wsConn) execute(ctx context.Context, op *wsOp, opCtx *graphql.OperationContext) {

@@ -19,7 +19,7 @@ type frameEvent struct {
 
 // readAll runs a frameReader over rd until its first error.
 func readAll(rd io.Reader, max int) []frameEvent {
-	fr := newFrameReader(rd, max)
+	fr := newFrameReader(rd, max, true)
 	var out []frameEvent
 	for range 64 {
 		op, p, err := fr.next()

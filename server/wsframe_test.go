@@ -52,7 +52,7 @@ func TestFrameReader(t *testing.T) {
 		{"truncated payload", clientFrame(true, ws.OpText, []byte("hello"))[:4], nil, nil, io.ErrUnexpectedEOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fr := newFrameReader(bytes.NewReader(tc.in), 1024)
+			fr := newFrameReader(bytes.NewReader(tc.in), 1024, true)
 			for i := 0; ; i++ {
 				op, p, err := fr.next()
 				if err != nil {
@@ -73,7 +73,7 @@ func TestFrameReader(t *testing.T) {
 }
 
 func TestFrameReader_tooBig(t *testing.T) {
-	fr := newFrameReader(bytes.NewReader(clientFrame(true, ws.OpText, make([]byte, 1025))), 1024)
+	fr := newFrameReader(bytes.NewReader(clientFrame(true, ws.OpText, make([]byte, 1025))), 1024, true)
 	if _, _, err := fr.next(); !errors.Is(err, errFrameTooBig) {
 		t.Fatalf("err %v, want errFrameTooBig", err)
 	}
@@ -117,7 +117,7 @@ func TestFrameReader_fragments(t *testing.T) {
 				in = append(in, clientFrame(true, ws.OpPing, []byte("p"))...)
 			}
 		}
-		fr := newFrameReader(bytes.NewReader(in), 1024)
+		fr := newFrameReader(bytes.NewReader(in), 1024, true)
 		op, p, err := fr.next()
 		if err != nil || op != ws.OpPing {
 			t.Fatalf("size %d: first %v %q %v, want the ping", size, op, p, err)
@@ -147,7 +147,7 @@ func TestFrameReader_limitsAndUTF8(t *testing.T) {
 		{"a rune split across fragments", splitRune, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := newFrameReader(bytes.NewReader(tc.in), 1024).next()
+			_, _, err := newFrameReader(bytes.NewReader(tc.in), 1024, true).next()
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err %v, want %v", err, tc.wantErr)
 			}

@@ -65,7 +65,7 @@ func TestSubscribe_AgainRacingPublishNeverAnswersOlderThanDelivered(t *testing.T
 		t.Errorf("the subscription remembers %+v (err %v), want etag v2", subs, err)
 	}
 	// What the queue tells a list rebuilt after its holder died.
-	if h := s.QueueSubscriptions()[res]; len(h) != 1 || h[0].Hint.Etag != "v2" {
+	if h := s.LocalInterests()[res]; len(h.Queues) != 1 || h.Hint.Etag != "v2" {
 		t.Errorf("re-link hint %+v, want etag v2", h)
 	}
 }
@@ -96,17 +96,17 @@ func TestResync_WithoutPositionKeepsRefusingOlderEvents(t *testing.T) {
 		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o}}
 	}
 	for i := uint64(1); i <= 60; i++ {
-		s.DeliverTo(at(i), []string{q})
+		s.DeliverLocal(at(i))
 	}
 	if n := s.Resync(res, Linked{Etag: "v60"}, []string{q}); n != 1 {
 		t.Fatalf("Resync reached %d queues, want 1", n)
 	}
-	s.DeliverTo(at(53), []string{q}) // an old event, late
+	s.DeliverLocal(at(53)) // an old event, late
 	got := drainAll(t, s, alice, q)
 	if last := got[len(got)-1]; last != "RESYNC v60" {
 		t.Errorf("the queue ends %v: an event older than one appended came after the RESYNC", got[len(got)-3:])
 	}
-	s.DeliverTo(at(61), []string{q}) // the next one still goes on
+	s.DeliverLocal(at(61)) // the next one still goes on
 	if got := drainAll(t, s, alice, q); len(got) == 0 || got[len(got)-1] != "CHANGED v61" {
 		t.Errorf("the next event after the RESYNC was not appended: %v", got)
 	}
@@ -126,8 +126,8 @@ func TestExportQueue_EventsHeldBehindAGapAreNotLost(t *testing.T) {
 	at := func(o uint64) *Event {
 		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o}}
 	}
-	a.DeliverTo(at(1), []string{q})
-	a.DeliverTo(at(3), []string{q}) // overtook v2: held in the subscription
+	a.DeliverLocal(at(1))
+	a.DeliverLocal(at(3)) // overtook v2: held in the subscription
 	st, ok := a.ExportQueue(q)
 	if !ok {
 		t.Fatal("ExportQueue: not held")
@@ -135,7 +135,7 @@ func TestExportQueue_EventsHeldBehindAGapAreNotLost(t *testing.T) {
 	if !b.ImportQueue(st) {
 		t.Fatal("ImportQueue refused")
 	}
-	b.DeliverTo(at(2), []string{q}) // the gap fills at the new holder
+	b.DeliverLocal(at(2)) // the gap fills at the new holder
 	got := drainAll(t, b, alice, q)
 	if len(got) == 0 || !strings.HasSuffix(got[len(got)-1], " v3") {
 		t.Errorf("the reader ends with %v: v3, delivered to the old holder, is lost", got)
@@ -143,9 +143,9 @@ func TestExportQueue_EventsHeldBehindAGapAreNotLost(t *testing.T) {
 }
 
 // A client refreshing a subscription while its queue moves to another
-// node keeps receiving: the moved queue carries the subscription, so the
-// list keeps the queue (the subscribe itself answers ErrMoved and is
-// retried at the new node).
+// node keeps receiving: the moved queue carries the subscription, so its
+// new node is interested in the list and a publish reaches it there (the
+// subscribe itself answers ErrMoved and is retried at the new node).
 func TestSubscribe_RefreshDuringQueueMoveKeepsTheQueueInTheList(t *testing.T) {
 	a, _ := newStore(t, Config{})
 	b, _ := newStore(t, Config{})
@@ -164,8 +164,12 @@ func TestSubscribe_RefreshDuringQueueMoveKeepsTheQueueInTheList(t *testing.T) {
 	if err != nil || len(subs) != 1 {
 		t.Fatalf("the moved queue lists %v (err %v), want its subscription", subs, err)
 	}
-	if n, held := a.HasResource(res); !held || n != 1 {
-		t.Errorf("the list holds %d entries (held %v) though the moved queue is subscribed: no publish reaches it", n, held)
+	if n, held := a.HasResource(res); held {
+		t.Errorf("the old node's list still counts %d queues of its own", n)
+	}
+	publish(b, res, "v1")
+	if got := drainAll(t, b, alice, q); len(got) == 0 || !strings.HasSuffix(got[len(got)-1], " v1") {
+		t.Errorf("after the move the queue holds %v: the publish did not reach it", got)
 	}
 }
 
@@ -185,7 +189,7 @@ func TestSubscribe_LateEventFromBeforeTheLinkIsNotTheAnswer(t *testing.T) {
 	q := mustQueue(t, s, alice)
 	late := authFunc(func(context.Context, Principal, string, string) (string, error) {
 		// An event of offset 3 still on its way to this queue.
-		s.DeliverTo(&Event{Kind: Changed, Resource: res, Etag: "v3", Pos: Position{Epoch: epoch, Offset: 3}}, []string{q})
+		s.DeliverLocal(&Event{Kind: Changed, Resource: res, Etag: "v3", Pos: Position{Epoch: epoch, Offset: 3}})
 		return "v5", nil
 	})
 	info, err := s.Subscribe(context.Background(), late, alice, q, res, "", "")
@@ -198,5 +202,40 @@ func TestSubscribe_LateEventFromBeforeTheLinkIsNotTheAnswer(t *testing.T) {
 	publish(s, res, "v6")
 	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v6" {
 		t.Errorf("after the subscribe the queue holds %v, want [CHANGED v6] at once", got)
+	}
+}
+
+// A queue handed to this node misses nothing that its list sent here
+// between its export at the old node and its import here: the old node
+// let it go only once this node was interested, and what arrived
+// meanwhile is kept for it (Arriving) and offered at the import, each
+// event once and in order.
+func TestImportQueue_EventsThatArrivedFirstAreAppended(t *testing.T) {
+	a, _ := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, a, alice)
+	mustSub(t, a, alice, q, res)
+	publish(a, res, "v1")
+	epoch := listEpoch(t, a, res)
+	at := func(o uint64) *Event {
+		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o}}
+	}
+	b.Arriving(1) // the hand-off to b begins
+	st, ok := a.ExportQueue(q)
+	if !ok {
+		t.Fatal("ExportQueue: not held")
+	}
+	b.DeliverLocal(at(1)) // sent to b too, before the export: a duplicate
+	b.DeliverLocal(at(2))
+	b.DeliverLocal(at(3))
+	if !b.ImportQueue(st) {
+		t.Fatal("ImportQueue refused")
+	}
+	b.DeliverLocal(at(4)) // after the import
+	b.Arriving(-1)
+	b.DeliverLocal(at(5))
+	if got, want := strings.Join(drainAll(t, b, alice, q), ","), "CHANGED v1,CHANGED v2,CHANGED v3,CHANGED v4,CHANGED v5"; got != want {
+		t.Errorf("the moved queue holds %s, want %s", got, want)
 	}
 }

@@ -1,8 +1,21 @@
 // Package shard holds meshgate's state and the rules that keep it whole: the
 // queue store (leases, bounded buffers, sequence numbers), the subscription
-// tables on both sides (resource → queues, queue → resources), fan-out of
-// events to subscribed queues, invites, and the streams that readers attach
-// to a queue.
+// tables (queue → resources; resource → the queues held here, local.go;
+// resource → the interested nodes at the list's holder, list.go), fan-out
+// of events to subscribed queues, invites, and the streams that readers
+// attach to a queue.
+//
+// Node-level interest (centrifuge's hub, nats-server's per-route
+// interest): a resource's subscriber list, at its holder, records which
+// nodes hold queues subscribed to it and how many (Interest); each node
+// keeps its own resource → queues table and appends what the holder sends
+// it, once per node and event (DeliverLocal). A node tells the holder its
+// interest when its count changes (subscribe links, Peers.Interest
+// otherwise); each node numbers its own messages (Interest.Ver), so the
+// holder keeps the newest whatever order they arrive in. A queue that
+// moves is in its new node's table, and its new node in the list, before
+// its old node lets it go (ImportQueue, Arriving; the cluster registers
+// the taker first); positions make the overlap harmless.
 //
 // Every operation is addressed by a queue name or a resource string only, so
 // that a router can send each call to the node that owns the key. The package
@@ -16,9 +29,9 @@
 // never older than one delivered; etags of two epochs are ordered by when
 // they were stamped (Position.At), so no subscription appends a RESYNC
 // older than what it delivered; a list announces its last event again to
-// its queues on other nodes (AnnounceTails), so a lost last event is never
-// left unannounced. The locks of shard and shard/cluster,
+// the other nodes interested in it (AnnounceTails), so a lost last event
+// is never left unannounced. The locks of shard and shard/cluster,
 // and the order they are taken in, are in LOCKS.md. Listener.Notify is
-// called with no queue lock held (a resource's lock may be held during
-// fan-out), so it must not call back into the Store.
+// called with no queue lock held (a resource's lock and a local table's
+// may be held during fan-out), so it must not call back into the Store.
 package shard

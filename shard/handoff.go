@@ -26,23 +26,15 @@ type SubState struct {
 	Created  int64    // unix nanoseconds
 }
 
-// ResourceState is a subscriber list in transit.
-// It moves with its stream position and last etag, so that its events
-// go on from where they were and its etag survives.
+// ResourceState is a subscriber list in transit: the nodes interested in
+// it, its stream position and its last etag, so that its events go on
+// from where they were and its etag survives.
 type ResourceState struct {
 	Name, Etag string
 	Pos        Position // the last event's
 	EtagPos    Position // where Etag was learned
 	Recent     []Published
-	Subs       []SubscriberState
-}
-
-// SubscriberState is one entry of a subscriber list; Node is where the
-// queue was last known to be held ("" unknown). Hint is, in
-// QueueSubscriptions, what the queue's subscription knows.
-type SubscriberState struct {
-	Queue, User, Device, Node string
-	Hint                      Hint
+	Nodes      []Interest
 }
 
 // ExportQueue removes the queue name from this store and returns its state
@@ -80,7 +72,8 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	for i := 0; i < q.n; i++ {
 		st.Events[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
-	for res, sub := range q.subs {
+	subs := q.subs
+	for res, sub := range subs {
 		if !sub.isPending() { // a pending one is not allowed yet: its subscribe fails with ErrMoved
 			st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created})
 		}
@@ -94,7 +87,47 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	q.mu.Unlock()
 	s.forget(q)
 	notifyAll(ls)
+	for res := range subs {
+		s.leaveLocal(res, q)
+	}
 	return st, true
+}
+
+// QueueResources counts, for each resource, how many of queues held here
+// subscribe to it: the interest their new node takes over.
+func (s *Store) QueueResources(queues []string) map[string]int {
+	out := map[string]int{}
+	for _, name := range queues {
+		if q := s.get(name); q != nil {
+			q.mu.Lock()
+			for res := range q.subs {
+				out[res]++
+			}
+			q.mu.Unlock()
+		}
+	}
+	return out
+}
+
+// Caught reports whether every subscription of queues held here to a
+// resource of want has appended up to want's position (or is in another
+// epoch): no event from before that position is still on its way to them.
+func (s *Store) Caught(queues []string, want map[string]Position) bool {
+	for _, name := range queues {
+		q := s.get(name)
+		if q == nil {
+			continue
+		}
+		q.mu.Lock()
+		for res, sub := range q.subs {
+			if p, ok := want[res]; ok && !sub.isPending() && sub.pos.Epoch == p.Epoch && sub.pos.Offset < p.Offset {
+				q.mu.Unlock()
+				return false
+			}
+		}
+		q.mu.Unlock()
+	}
+	return true
 }
 
 // forget takes a dead queue out of the table and the owners index.
@@ -153,7 +186,39 @@ func (s *Store) ImportQueue(st QueueState) bool {
 	s.ownerMu.Lock()
 	s.owners[q.owner] = append(s.owners[q.owner], q)
 	s.ownerMu.Unlock()
+	for _, sub := range st.Subs {
+		s.arrive(q, sub.Resource)
+	}
 	return true
+}
+
+// arrive puts an imported queue in res's local table and offers it the
+// events that came here for res while it was on its way (its old node
+// registered this node's interest before it let the queue go), then
+// tells the list's holder this node's interest.
+func (s *Store) arrive(q *queue, res string) {
+	for {
+		f := s.fanoutFor(res)
+		f.mu.Lock()
+		if f.dead {
+			f.mu.Unlock()
+			continue
+		}
+		q.mu.Lock()
+		sub := q.subs[res]
+		f.subs[q] = sub
+		var ls []Listener
+		for _, ev := range f.recent {
+			l, _ := q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
+			ls = append(ls, l...)
+		}
+		q.mu.Unlock()
+		in := s.interestLocked(f)
+		f.mu.Unlock()
+		notifyAll(ls)
+		s.setInterest(res, in)
+		return
+	}
 }
 
 // ExportResource removes resource name's subscriber list from this store
@@ -169,9 +234,9 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res, name)
 	s.resMu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Subs: make([]SubscriberState, 0, len(r.subs))}
-	for q, ref := range r.subs {
-		st.Subs = append(st.Subs, SubscriberState{Queue: q, User: ref.who.user, Device: ref.who.device, Node: ref.at.node})
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Nodes: make([]Interest, 0, len(r.nodes))}
+	for _, in := range r.nodes {
+		st.Nodes = append(st.Nodes, in)
 	}
 	r.mu.Unlock()
 	r.fwd.Wait() // deliveries that read the list have handed on their remote part
@@ -179,8 +244,8 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 }
 
 // ImportResource installs a subscriber list handed over by its previous
-// owner, merged with any list already held here: a superset is safe, since
-// entries whose queues are gone are pruned at the next delivery. A list
+// owner, merged with any list already held here (each node's newest
+// interest wins: Interest.Ver). A list
 // new here continues the one handed over (its position and etag). Two
 // lists merge into a new epoch, later than both, so every queue of either
 // gets one RESYNC at the next event and none drops it as older than what
@@ -194,7 +259,7 @@ func (s *Store) ImportResource(st ResourceState) {
 		r := s.res[st.Name]
 		merged := r != nil
 		if r == nil {
-			r = &resource{name: st.Name, subs: make(map[string]*subRef), pos: st.Pos, recent: st.Recent}
+			r = &resource{name: st.Name, nodes: make(map[string]Interest, len(st.Nodes)), pos: st.Pos, recent: st.Recent}
 			if r.pos.IsZero() {
 				r.pos = Position{Epoch: newEpoch(s.cfg.Now())}
 			}
@@ -206,10 +271,8 @@ func (s *Store) ImportResource(st ResourceState) {
 			r.mu.Unlock()
 			continue
 		}
-		for _, sub := range st.Subs {
-			if r.subs[sub.Queue] == nil {
-				r.subs[sub.Queue] = &subRef{who: s.ownerRef(sub.Queue, sub.User, sub.Device), at: s.routeTo(sub.Node)}
-			}
+		for _, in := range st.Nodes {
+			r.mergeLocked(in)
 		}
 		observeAt(max(st.Pos.At, st.EtagPos.At))
 		if merged && !st.Pos.IsZero() {
@@ -220,16 +283,13 @@ func (s *Store) ImportResource(st ResourceState) {
 		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
 			r.etag, r.etagPos = st.Etag, st.EtagPos
 		}
-		if s.peers != nil && len(st.Subs) > 0 {
+		if s.peers != nil && len(st.Nodes) > 0 {
 			// What the old holder sent last may not have arrived: the
 			// new holder announces the list's tail (position.go).
 			s.noteTailLocked(r, s.cfg.Now())
 		}
-		empty := len(r.subs) == 0
 		r.mu.Unlock()
-		if empty {
-			s.dropIfEmpty(r)
-		}
+		s.dropIfEmpty(r)
 		return
 	}
 }
@@ -250,28 +310,6 @@ func (s *Store) Keys() (queues, resources []string) {
 	}
 	s.resMu.RUnlock()
 	return queues, resources
-}
-
-// QueueSubscriptions lists, for every queue held here, the resources it is
-// subscribed to. A node that took over a dead node's resources re-links
-// the subscriptions they had.
-func (s *Store) QueueSubscriptions() map[string][]SubscriberState {
-	out := make(map[string][]SubscriberState) // resource → subscribers
-	for i := range s.queues {
-		sh := &s.queues[i]
-		sh.mu.RLock()
-		for _, q := range sh.m {
-			q.mu.Lock()
-			for res, sub := range q.subs {
-				if !sub.isPending() {
-					out[res] = append(out[res], SubscriberState{Queue: q.name, User: q.owner.user, Device: q.owner.device, Hint: Hint{Etag: sub.etag, Pos: sub.pos}})
-				}
-			}
-			q.mu.Unlock()
-		}
-		sh.mu.RUnlock()
-	}
-	return out
 }
 
 // Resync appends a RESYNC notification carrying l's etag to each named
@@ -352,48 +390,5 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 		n++
 	}
 	s.counters.Notifications[Resync].Add(uint64(n))
-	return n
-}
-
-// SubscriberCount counts the entries of every subscriber list held here.
-func (s *Store) SubscriberCount() int {
-	s.resMu.RLock()
-	rs := make([]*resource, 0, len(s.res))
-	for _, r := range s.res {
-		rs = append(rs, r)
-	}
-	s.resMu.RUnlock()
-	n := 0
-	for _, r := range rs {
-		r.mu.RLock()
-		n += len(r.subs)
-		r.mu.RUnlock()
-	}
-	return n
-}
-
-// PruneSubscribers removes, from every subscriber list held here, the
-// queues for which gone is true, given the node each was last known to be
-// held by (they lived on a node that crashed). It returns how many entries
-// it removed.
-func (s *Store) PruneSubscribers(gone func(queue, node string) bool) int {
-	s.resMu.RLock()
-	rs := make([]*resource, 0, len(s.res))
-	for _, r := range s.res {
-		rs = append(rs, r)
-	}
-	s.resMu.RUnlock()
-	n := 0
-	for _, r := range rs {
-		r.mu.Lock()
-		for q, ref := range r.subs {
-			if gone(q, ref.at.node) {
-				delete(r.subs, q)
-				n++
-			}
-		}
-		r.mu.Unlock()
-		s.dropIfEmpty(r)
-	}
 	return n
 }

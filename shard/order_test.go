@@ -39,13 +39,13 @@ func newSplitLists(t *testing.T) splitLists {
 }
 
 // hint is what s's queues know of splitRes, as relink and the audit send it.
-func hintOf(t *testing.T, s *Store) SubscriberState {
+func hintOf(t *testing.T, s *Store) LocalInterest {
 	t.Helper()
-	h := s.QueueSubscriptions()[splitRes]
-	if len(h) != 1 {
-		t.Fatalf("queue subscriptions %+v", h)
+	h := s.LocalInterests()[splitRes]
+	if len(h.Queues) != 1 {
+		t.Fatalf("local interest %+v", h)
 	}
-	return h[0]
+	return h
 }
 
 // lastEtag is the etag of the last notification of q.
@@ -68,7 +68,7 @@ func TestOrder_RelinkAcrossEpochsNeverResyncsAnOlderEtag(t *testing.T) {
 	sl := newSplitLists(t)
 	h := hintOf(t, sl.b)
 	h.Node = "b"
-	_, l := sl.a.AddSubscribers(splitRes, []SubscriberState{h}, h.Hint)
+	_, l := sl.a.AddInterest(splitRes, h.Interest, h.Hint)
 	if l.Etag != "v2" {
 		t.Errorf("the list answers etag %q after the link, want v2 (v1 is older)", l.Etag)
 	}
@@ -91,7 +91,7 @@ func TestOrder_ResyncFromAnOlderEtagIsNotAppended(t *testing.T) {
 	ev := lastEventOf(t, sl.b, bob, sl.qb, "v1")
 	h := hintOf(t, sl.a)
 	h.Node = "a"
-	_, l := sl.b.AddSubscribers(splitRes, []SubscriberState{h}, h.Hint)
+	_, l := sl.b.AddInterest(splitRes, h.Interest, h.Hint)
 	sl.a.Resync(splitRes, l, []string{sl.qa})
 	if all, last := lastEtag(t, sl.a, alice, sl.qa); last != "CHANGED v2" && last != "RESYNC v2" {
 		t.Errorf("qa holds %v: it went back from v2", all)
@@ -99,7 +99,7 @@ func TestOrder_ResyncFromAnOlderEtagIsNotAppended(t *testing.T) {
 	if all, last := lastEtag(t, sl.b, bob, sl.qb); last != "RESYNC v2" {
 		t.Errorf("qb holds %v, want it to end with RESYNC v2 (the list learned the newer etag)", all)
 	}
-	sl.a.DeliverTo(ev, []string{sl.qa}) // as below, after the re-link
+	sl.a.DeliverLocal(ev) // as below, after the re-link
 	if got := drainAll(t, sl.a, alice, sl.qa); len(got) != 0 {
 		t.Errorf("qa appended %v after v2, from a late v1 of the later epoch", got)
 	}
@@ -112,14 +112,14 @@ func TestOrder_ResyncFromAnOlderEtagIsNotAppended(t *testing.T) {
 func TestOrder_LateEventOfALaterEpochWithAnOlderEtagIsDropped(t *testing.T) {
 	sl := newSplitLists(t)
 	ev := lastEventOf(t, sl.b, bob, sl.qb, "v1")
-	sl.a.DeliverTo(ev, []string{sl.qa})
+	sl.a.DeliverLocal(ev)
 	if all, last := lastEtag(t, sl.a, alice, sl.qa); last != "CHANGED v2" {
 		t.Errorf("qa holds %v: it went back from v2", all)
 	}
 	// A newer event of b's list (v3, stamped after v2) is the newest
 	// there is: qa announces it.
 	publish(sl.b, splitRes, "v3")
-	sl.a.DeliverTo(lastEventOf(t, sl.b, bob, sl.qb, "v3"), []string{sl.qa})
+	sl.a.DeliverLocal(lastEventOf(t, sl.b, bob, sl.qb, "v3"))
 	if all, last := lastEtag(t, sl.a, alice, sl.qa); last != "RESYNC v3" {
 		t.Errorf("qa holds %v, want RESYNC v3 (a later etag of another epoch)", all)
 	}
@@ -182,8 +182,8 @@ func TestOrder_SubscribeNeverAnswersAStalePublisherOverTheList(t *testing.T) {
 	}
 }
 
-// TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed: q is in the list
-// but missed v2 (lost on its way, and the tail announcements too, while
+// TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed: q is in its
+// node's table but missed v2 (lost on its way, and the tail announcements too, while
 // its route was wrong). The audit's link returns the list's state, and
 // CatchUp gives q one RESYNC v2; q2, up to date, gets nothing, and a
 // second CatchUp appends nothing.
@@ -197,9 +197,9 @@ func TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed(t *testing.T) {
 		}
 	}
 	publish(s, splitRes, "v1")
-	s.RemoveSubscribers(splitRes, []string{q}) // q misses what comes next
+	s.leaveLocal(splitRes, s.get(q)) // q misses what comes next
 	publish(s, splitRes, "v2")
-	_, l := s.AddSubscribers(splitRes, []SubscriberState{{Queue: q, User: alice.User, Device: alice.Device}}, Hint{})
+	_, l := s.AddInterest(splitRes, s.joinLocal(splitRes, s.get(q)), Hint{})
 	drainAll(t, s, alice, q2)
 	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v1" {
 		t.Fatalf("q holds %v before the catch-up, want [CHANGED v1]", got)
@@ -244,7 +244,7 @@ func TestOrder_LateEventOfAnOlderListIsDroppedByAnUnstampedSubscription(t *testi
 	if _, err := b.Subscribe(ctx, allowAll{"v9"}, bob, qb, splitRes, "", ""); err != nil {
 		t.Fatal(err)
 	}
-	b.DeliverTo(late, []string{qb})
+	b.DeliverLocal(late)
 	if got := drainAll(t, b, bob, qb); len(got) != 0 {
 		t.Errorf("qb appended %v from a late event of an older list", got)
 	}

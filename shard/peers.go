@@ -2,27 +2,28 @@ package shard
 
 import "context"
 
-// Peers connects a store to the other nodes of a cluster. A subscription is
-// recorded twice: in its queue, held by the queue's owner, and in its
-// resource's subscriber list, held by the resource's owner. When the two are
-// different nodes, the store reaches the other side through Peers. Methods
-// must not call back into the store while it waits for them, except Link.
+// Peers connects a store to the other nodes of a cluster. A resource's
+// subscriber list, held by one node, records which nodes hold queues
+// subscribed to it (Interest); each node keeps its own queues' table and
+// appends the events the holder sends it (DeliverLocal). The store
+// reaches the holder, and the holder the interested nodes, through Peers.
+// Methods must not call back into the store while it waits for them,
+// except Link.
 type Peers interface {
-	// Link adds queue (owned by owner, held by this node) to resource's
-	// subscriber list at the resource's holder (see Store.AddSubscribers)
-	// and returns the list's position and etag when the queue joined.
-	Link(ctx context.Context, resource, queue string, owner Principal, hint Hint) (Linked, error)
+	// Link records in (this node's interest) in resource's subscriber
+	// list at its holder (see Store.AddInterest) and returns the list's
+	// position and etag when it did.
+	Link(ctx context.Context, resource string, in Interest, hint Hint) (Linked, error)
 	// Learn tells resource's list the etag a subscribe answered (see
-	// Store.AddSubscribers). It may return before that is done.
+	// Store.AddInterest). It may return before that is done.
 	Learn(resource string, hint Hint)
-	// Unlink removes queues from resource's subscriber list at its owner.
-	// It may return before that is done.
-	Unlink(resource string, queues []string)
-	// Forward delivers ev to queues held by other nodes, batched per node,
-	// and returns how many it sent on. It may return before they arrive.
-	// hints[i] is where queues[i] was last known to be held ("" unknown).
-	Forward(ev *Event, queues, hints []string) int
-	// RevokeQueues tells the holders of queues that their subscriptions to
-	// resource were revoked. It may return before that is done.
-	RevokeQueues(resource string, queues []string)
+	// Interest tells resource's list this node's changed interest (see
+	// Store.SetInterest). It may return before that is done.
+	Interest(resource string, in Interest)
+	// Forward sends ev, stamped here, once to each of nodes, which append
+	// it to their queues. It may return before it arrives.
+	Forward(ev *Event, nodes []string)
+	// RevokeAt tells nodes to revoke user's (device's) subscriptions to
+	// resource (see Store.RevokeLocal). It may return before that is done.
+	RevokeAt(resource, user, device string, nodes []string)
 }

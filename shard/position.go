@@ -212,8 +212,8 @@ func (sub *subscription) admitLocked(p Position) verdict {
 // to another node was a resource's last one (an outbox full, a Push that
 // failed for good, queues not found while the cluster changes), nothing
 // would ever reveal it. So a list whose fan-out reached other nodes sends
-// its last event again, at the same position, to the queues it has on
-// other nodes: once it has been quiet for tailQuiet, then at growing
+// its last event again, at the same position, to every other node
+// interested in it (which offers it to its queues): once it has been quiet for tailQuiet, then at growing
 // intervals (tailRounds times in all), and at most once per tailQuiet
 // while it keeps publishing. Positions make the resend harmless: a queue
 // that has the event drops it, a queue that missed only that one appends
@@ -282,7 +282,7 @@ func (s *Store) AnnounceTails() {
 	}
 }
 
-// announceTail sends r's last event to r's queues held by other nodes.
+// announceTail sends r's last event to the other nodes interested in r.
 func (s *Store) announceTail(r *resource) {
 	r.mu.RLock()
 	ev := r.last
@@ -293,7 +293,7 @@ func (s *Store) announceTail(r *resource) {
 	}
 	if ev == nil || ev.Pos != r.pos {
 		// Handed over (ImportResource), or gone on in a new epoch since
-		// (AddSubscribers): the tail is the list's etag at its position.
+		// (AddInterest): the tail is the list's etag at its position.
 		if r.etag == "" {
 			r.mu.RUnlock()
 			return
@@ -302,12 +302,10 @@ func (s *Store) announceTail(r *resource) {
 		pos.At = r.etagPos.At
 		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
 	}
-	var remote, hints []string
-	for name, ref := range r.subs {
-		if node := ref.at.node; node != "" && node != s.name {
-			remote, hints = append(remote, name), append(hints, node)
-		} else if q := ref.q.Load(); q == nil && s.get(name) == nil {
-			remote, hints = append(remote, name), append(hints, node)
+	var remote []string
+	for node, in := range r.nodes {
+		if in.Count > 0 && node != s.name {
+			remote = append(remote, node)
 		}
 	}
 	if len(remote) > 0 {
@@ -316,7 +314,7 @@ func (s *Store) announceTail(r *resource) {
 	}
 	r.mu.RUnlock()
 	if len(remote) > 0 {
-		s.peers.Forward(ev, remote, hints)
+		s.peers.Forward(ev, remote)
 	}
 }
 

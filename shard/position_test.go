@@ -7,8 +7,7 @@ import (
 	"time"
 )
 
-// An op forwarded to a queue's holder is sent again when its reply was
-// lost. Whatever the reader acknowledged meanwhile, the queue appends it
+// An event forwarded to a node is sent again when its reply was lost. Whatever the reader acknowledged meanwhile, the queue appends it
 // once: its position is at or below the last one the subscription appended.
 func TestDeliverTo_OpSentAgainAfterAckIsNotDuplicated(t *testing.T) {
 	s, _ := newStore(t, Config{})
@@ -24,8 +23,8 @@ func TestDeliverTo_OpSentAgainAfterAckIsNotDuplicated(t *testing.T) {
 	}
 	poll(t, s, alice, q, pg.LastSeq, 0) // acknowledged: it leaves the buffer
 	for range 3 {                       // the same op, sent again
-		if n, missing := s.DeliverTo(ev, []string{q}); n != 1 || len(missing) != 0 {
-			t.Fatalf("DeliverTo = %d, %v", n, missing)
+		if n := s.DeliverLocal(ev); n != 1 {
+			t.Fatalf("DeliverLocal = %d, want 1", n)
 		}
 	}
 	if pg := poll(t, s, alice, q, pg.LastSeq, 10); len(pg.Items) != 0 {
@@ -53,15 +52,15 @@ func TestDeliverTo_PositionsOrderWhatArrives(t *testing.T) {
 	at := func(e, o uint64, etag string) *Event {
 		return &Event{Kind: Changed, Resource: "user:alice/x", Etag: etag, Pos: Position{Epoch: e, Offset: o}}
 	}
-	s.DeliverTo(at(epoch, 1, "v1"), []string{q})
-	s.DeliverTo(at(epoch, 3, "v3"), []string{q})    // overtook v2: held
-	s.DeliverTo(at(epoch, 3, "v3"), []string{q})    // twice: held once
-	s.DeliverTo(at(epoch, 2, "v2"), []string{q})    // fills the gap: v2, v3
-	s.DeliverTo(at(epoch, 2, "v2"), []string{q})    // again: dropped
-	s.DeliverTo(at(epoch, 4, "v4"), []string{q})    // next: CHANGED
-	s.DeliverTo(at(epoch-1, 9, "old"), []string{q}) // an older epoch: dropped
-	s.DeliverTo(at(epoch+1, 1, "w1"), []string{q})  // a newer epoch: RESYNC
-	s.DeliverTo(at(epoch+1, 3, "w3"), []string{q})  // w2 is lost: held, then RESYNC
+	s.DeliverLocal(at(epoch, 1, "v1"))
+	s.DeliverLocal(at(epoch, 3, "v3"))    // overtook v2: held
+	s.DeliverLocal(at(epoch, 3, "v3"))    // twice: held once
+	s.DeliverLocal(at(epoch, 2, "v2"))    // fills the gap: v2, v3
+	s.DeliverLocal(at(epoch, 2, "v2"))    // again: dropped
+	s.DeliverLocal(at(epoch, 4, "v4"))    // next: CHANGED
+	s.DeliverLocal(at(epoch-1, 9, "old")) // an older epoch: dropped
+	s.DeliverLocal(at(epoch+1, 1, "w1"))  // a newer epoch: RESYNC
+	s.DeliverLocal(at(epoch+1, 3, "w3"))  // w2 is lost: held, then RESYNC
 	want := []string{"CHANGED v1", "CHANGED v2", "CHANGED v3", "CHANGED v4", "RESYNC w1", "RESYNC w3"}
 	var got []string
 	var after uint64

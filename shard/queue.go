@@ -23,11 +23,7 @@ type queue struct {
 	created time.Time
 	ttl     time.Duration
 
-	mu sync.Mutex
-	// hot is the subscription to hotRes that DeliverTo used last: a queue
-	// receiving forwarded events about one resource skips the map lookup.
-	hot       *subscription
-	hotRes    string
+	mu        sync.Mutex
 	expires   time.Time
 	ring      []*Event // grows by doubling up to Config.BufferSize
 	head, n   int
@@ -54,7 +50,8 @@ func (q *queue) goneLocked() error {
 }
 
 // subscription is the queue's side of a (queue, resource) pair; the
-// resource's side is a subRef in its subscriber list, perhaps on another node.
+// resource's side is an entry in this node's local table (fanout), and
+// this node's interest in the resource's subscriber list.
 // Every field is guarded by the queue's mu. It is kept to 56 bytes (one
 // million of them is issue 7's scenario D): what only a subscription being
 // made or one waiting on a gap needs is out of line, in x.

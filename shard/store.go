@@ -29,12 +29,21 @@ type Store struct {
 	ownerMu sync.Mutex
 	owners  map[owner][]*queue // a device's queues, for limits and invites
 
-	resMu  sync.RWMutex
-	res    map[string]*resource
-	routes sync.Map // node name → its shared *route (see subRef)
+	resMu sync.RWMutex
+	res   map[string]*resource // the subscriber lists held here
+
+	localMu sync.RWMutex
+	local   map[string]*fanout // resource → its subscribers held here
+
+	// arriving counts queue hand-offs to this node in progress: while
+	// any is, local fan-outs keep their recent events (see fanout.recent).
+	arriving atomic.Int32
+	// ver numbers this node's interest messages (see Interest.Ver); it
+	// starts from the clock, so a restarted node's are newer.
+	ver atomic.Uint64
 
 	peers Peers  // nil on a single node
-	name  string // this node's name in subscriber lists' hints
+	name  string // this node's name in subscriber lists
 
 	// tailMu guards tails: the lists whose last event is still to be
 	// announced to their queues on other nodes (position.go). A leaf,
@@ -65,32 +74,6 @@ type Counters struct {
 // Counters returns the store's totals. Safe for concurrent use.
 func (s *Store) Counters() *Counters { return &s.counters }
 
-// resource is one resource's subscriber list: the names of the queues
-// subscribed to it, wherever they live.
-type resource struct {
-	name string
-	// mu guards the fields below. Fan-out holds it (write) from stamping
-	// an event to the last local append, so a list's events are appended
-	// in the order of their positions.
-	mu   sync.RWMutex
-	subs map[string]*subRef // queue name → subscriber
-	pos  Position           // the last event's position (Offset 0: none yet in this epoch)
-	// etag is the last etag the gateway delivered for the resource (or
-	// learned from a subscribe or a hand-off), as of etagPos.
-	etag    string
-	etagPos Position
-	// recent are the last publications stamped, by ID (see Event.ID).
-	recent []Published
-	// last is the newest event stamped (nil: none since the list came
-	// here), announced again to other nodes (AnnounceTails).
-	last *Event
-	dead bool // removed from Store.res; re-look it up
-	// fwd counts deliveries that have read the list and are still handing
-	// its remote part to Peers.Forward: an export waits for them, so
-	// every delivery from this list is on its way before the list leaves.
-	fwd sync.WaitGroup
-}
-
 // New starts a store and its reaper.
 func New(cfg Config) (*Store, error) {
 	cfg, err := cfg.withDefaults()
@@ -103,12 +86,14 @@ func New(cfg Config) (*Store, error) {
 		seed:   maphash.MakeSeed(),
 		owners: make(map[owner][]*queue),
 		res:    make(map[string]*resource),
+		local:  make(map[string]*fanout),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	for i := range s.queues {
 		s.queues[i].m = make(map[string]*queue)
 	}
+	s.ver.Store(uint64(time.Now().UnixNano()))
 	go s.reap()
 	return s, nil
 }
@@ -306,7 +291,7 @@ func (s *Store) remove(q *queue) bool {
 	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
 
 	for res := range subs {
-		s.unlink(res, []string{q.name})
+		s.leaveLocal(res, q)
 	}
 	notifyAll(ls)
 	return true

@@ -537,25 +537,26 @@ func TestCursorBeyondLastSeqIsRefused(t *testing.T) {
 	}
 }
 
-// TestDeliverTo_FollowsResubscribe: the receiving end of a forwarded batch
-// reaches the queue's current subscription, not one it used before.
+// TestDeliverTo_FollowsResubscribe: the receiving end of a forwarded event
+// reaches the queue's current subscription, not one it used before, and
+// not a queue that unsubscribed.
 func TestDeliverTo_FollowsResubscribe(t *testing.T) {
 	s, _ := newStore(t, Config{})
 	ctx := context.Background()
 	q := mustQueue(t, s, alice)
 	mustSub(t, s, alice, q, "user:alice/a")
 	ev := func(etag string) *Event { return &Event{Kind: Changed, Resource: "user:alice/a", Etag: etag} }
-	if n, missing := s.DeliverTo(ev("x"), []string{q, "nope"}); n != 1 || len(missing) != 1 || missing[0] != "nope" {
-		t.Fatalf("first: %d delivered, missing %v", n, missing)
+	if n := s.DeliverLocal(ev("x")); n != 1 {
+		t.Fatalf("first: %d delivered", n)
 	}
 	if ok, _ := s.Unsubscribe(ctx, alice, q, "user:alice/a"); !ok {
 		t.Fatal("unsubscribe")
 	}
-	if n, missing := s.DeliverTo(ev("y"), []string{q}); n != 0 || len(missing) != 1 {
-		t.Fatalf("after unsubscribe: %d delivered, missing %v", n, missing)
+	if n := s.DeliverLocal(ev("y")); n != 0 {
+		t.Fatalf("after unsubscribe: %d delivered", n)
 	}
 	mustSub(t, s, alice, q, "user:alice/a")
-	if n, _ := s.DeliverTo(ev("z"), []string{q}); n != 1 {
+	if n := s.DeliverLocal(ev("z")); n != 1 {
 		t.Fatalf("after subscribing again: %d delivered", n)
 	}
 	if subs, _ := s.Subscriptions(ctx, alice, q); len(subs) != 1 || subs[0].Etag != "z" {

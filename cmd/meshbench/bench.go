@@ -39,9 +39,10 @@ type sub struct {
 	warm   atomic.Bool
 	last   atomic.Int64 // unix ns of the last measured delivery
 	count  atomic.Int64
-	queue  string // meshgate
-	token  string // meshgate
-	after  uint64 // poll mode
+	queue  string       // meshgate
+	token  string       // meshgate
+	after  uint64       // poll mode
+	polls  atomic.Int64 // poll mode: answers received
 	events int
 	base   string // the node it talks to
 }
@@ -75,10 +76,15 @@ type bencher struct {
 	key    server.Key
 	subs   []*sub
 	next   atomic.Uint64 // round robin over source addresses
+	// wsTLS is the subscribers' TLS configuration; with -resume it holds
+	// the session cache they share, and resumed counts the handshakes
+	// that resumed.
+	wsTLS   *tls.Config
+	resumed atomic.Int64
 }
 
 func bench(ctx context.Context, c config) (*report, error) {
-	b := &bencher{c: c}
+	b := &bencher{c: c, wsTLS: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback benchmark against a self-signed certificate
 	b.http = &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // loopback benchmark against a self-signed certificate
 		MaxIdleConnsPerHost: max(64, c.subs),
@@ -94,6 +100,16 @@ func bench(ctx context.Context, c config) (*report, error) {
 	}
 	r := &report{Label: c.label, Target: c.target, Mode: c.mode, Subscribers: c.subs, Events: c.events, Rate: c.rate}
 	rss0 := rssBytes(c.pids)
+
+	if c.resume {
+		// One device connected before: its ticket is everyone's first.
+		b.wsTLS.ClientSessionCache = tls.NewLRUClientSessionCache(len(c.urls))
+		for _, u := range c.urls {
+			if err := b.ticket(ctx, u); err != nil {
+				return nil, fmt.Errorf("first TLS session: %w", err)
+			}
+		}
+	}
 
 	// Connect and subscribe everyone.
 	setupCPU0, setupChild0 := cpuSeconds(c.pids)
@@ -127,6 +143,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 	}
 	r.ConnectSeconds = time.Since(start).Seconds()
 	r.ConnsPerSecond = float64(c.subs) / r.ConnectSeconds
+	r.TLSResumed = b.resumed.Load()
 	if len(c.pids) > 0 {
 		cpu, child := cpuSeconds(c.pids)
 		r.ConnectCPUMicros = (cpu + child - setupCPU0 - setupChild0) / float64(c.subs) * 1e6
@@ -166,6 +183,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 
 	// Measure.
 	cpu0, child0 := cpuSeconds(c.pids)
+	polls0 := b.polls()
 	t0 := time.Now()
 	var interval time.Duration
 	if c.rate > 0 {
@@ -197,6 +215,7 @@ func bench(ctx context.Context, c config) (*report, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cpu1, child1 := cpuSeconds(c.pids)
+	r.Polls = b.polls() - polls0
 	var lastNs int64
 	var lats []int64
 	for _, s := range b.subs {
@@ -225,6 +244,15 @@ func bench(ctx context.Context, c config) (*report, error) {
 		r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms = pct(0.50), pct(0.99), float64(lats[n-1])/1e6
 	}
 	return r, nil
+}
+
+// polls is how many poll answers the readers have received.
+func (b *bencher) polls() int64 {
+	var n int64
+	for _, s := range b.subs {
+		n += s.polls.Load()
+	}
+	return n
 }
 
 func (b *bencher) warmCount() int {
@@ -296,10 +324,13 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 	default:
 		return fmt.Errorf("unknown target %q", b.c.target)
 	}
-	d := ws.Dialer{Protocols: proto, NetDial: b.dial, TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 30 * time.Second}
+	d := ws.Dialer{Protocols: proto, NetDial: b.dial, TLSConfig: b.wsTLS, Timeout: 30 * time.Second}
 	conn, br, _, err := d.Dial(ctx, b.wsURL(s.base, path))
 	if err != nil {
 		return err
+	}
+	if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().DidResume {
+		b.resumed.Add(1)
 	}
 	s.conn, s.rd = conn, conn
 	if br != nil {
@@ -339,6 +370,26 @@ func (b *bencher) connect(ctx context.Context, s *sub) error {
 		vars["q"] = s.queue
 	}
 	return s.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": q, "variables": vars}})
+}
+
+// ticket makes one TLS connection to base with the subscribers' session
+// cache and reads until the server's session ticket is in it.
+func (b *bencher) ticket(ctx context.Context, base string) error {
+	if !strings.HasPrefix(base, "https://") {
+		return nil
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: b.wsTLS, DialContext: b.dial}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
 
 // setupOverWS makes s's queue and subscription with mutations on its
@@ -480,6 +531,7 @@ func (b *bencher) poll(ctx context.Context, s *sub) {
 		if err != nil {
 			return
 		}
+		s.polls.Add(1)
 		now := time.Now().UnixNano()
 		for _, it := range out.Notifications.Items {
 			if i, t, ok := parseEvent(it.Payload); ok {

@@ -47,6 +47,7 @@ type config struct {
 	settle   time.Duration
 	timeout  time.Duration
 	parallel int
+	resume   bool // TLS: resume sessions with a ticket
 	jsonOut  bool
 	out      string
 	label    string
@@ -71,6 +72,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.settle, "settle", 5*time.Second, "wait after connecting before measuring idle memory")
 	fs.DurationVar(&c.timeout, "timeout", 120*time.Second, "give up waiting for deliveries after this long without progress")
 	fs.IntVar(&c.parallel, "parallel", 64, "concurrent connection set-ups")
+	fs.BoolVar(&c.resume, "resume", false, "TLS: subscribers resume a TLS session with a ticket, as devices that connected before do (one full handshake first; the ticket each connection gets is the next one's)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON")
 	fs.StringVar(&c.out, "out", "", "append the report as a JSON line to this file")
 	fs.StringVar(&c.label, "label", "", "a name for this run in the report")

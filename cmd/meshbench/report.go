@@ -17,7 +17,10 @@ type report struct {
 	ConnsPerSecond float64 `json:"conns_per_second"`
 	// ConnectCPUMicros is the server's CPU (child processes included) per
 	// subscriber set up: what bounds a reconnect storm on a busy machine.
-	ConnectCPUMicros     float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
+	ConnectCPUMicros float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
+	// TLSResumed counts the subscribers whose TLS handshake resumed a
+	// session (-resume).
+	TLSResumed           int64   `json:"tls_resumed,omitempty"`
 	WarmupSeconds        float64 `json:"warmup_seconds"`
 	ServerRSSMiB         float64 `json:"server_rss_mib"`
 	RSSPerSubscriberKiB  float64 `json:"rss_per_subscriber_kib"`
@@ -38,6 +41,9 @@ type report struct {
 	ChildCPUSeconds float64 `json:"child_cpu_seconds,omitempty"`
 	// CPUMicrosPerEvent is ServerCPUSeconds per published event.
 	CPUMicrosPerEvent float64 `json:"cpu_us_per_event,omitempty"`
+	// Polls counts the poll answers the readers received while measuring
+	// (poll mode): Delivered/Polls is how full a page was.
+	Polls int64 `json:"polls,omitempty"`
 }
 
 func (r *report) print(w io.Writer) {
@@ -51,6 +57,9 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "connect        %.2f s (%.0f conns/s, server CPU %.0f µs each), warm-up %.2f s\n", r.ConnectSeconds, r.ConnsPerSecond, r.ConnectCPUMicros, r.WarmupSeconds)
+	if r.TLSResumed > 0 {
+		fmt.Fprintf(w, "tls            %d of %d sessions resumed\n", r.TLSResumed, r.Subscribers)
+	}
 	if r.ServerRSSMiB > 0 {
 		fmt.Fprintf(w, "server memory  %.1f MiB RSS, %.2f KiB per subscriber, %d threads\n", r.ServerRSSMiB, r.RSSPerSubscriberKiB, r.ServerThreads)
 	}
@@ -60,6 +69,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "deliveries     %d in %.2f s: %.0f/s (publishing took %.2f s)\n", r.Delivered, r.WindowSeconds, r.DeliveriesPerSecond, r.PublishSeconds)
 	fmt.Fprintf(w, "latency        p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	fmt.Fprintf(w, "lost %d, duplicated %d\n", r.Lost, r.Duplicates)
+	if r.Polls > 0 {
+		fmt.Fprintf(w, "polls          %d answered, %.1f notifications each\n", r.Polls, float64(r.Delivered)/float64(r.Polls))
+	}
 	if r.ServerCPUSeconds > 0 {
 		fmt.Fprintf(w, "server CPU     %.2f s (%.2f s in child processes): %.2f CPU-s per million deliveries, %.0f µs per event\n", r.ServerCPUSeconds, r.ChildCPUSeconds, r.CPUSecondsPerMillion, r.CPUMicrosPerEvent)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -236,7 +237,19 @@ func (c *fileConfig) tls(log *slog.Logger) (*tls.Config, error) {
 		}
 		log.Info(msg, "cert", cert, "sha256", fp, "hint", "curl --cacert "+cert)
 	}
-	return server.TLSConfig(cert, key)
+	cfg, err := server.TLSConfig(cert, key)
+	if err != nil || len(c.Cluster.GossipKeys) == 0 {
+		return cfg, err
+	}
+	// Every node seals session tickets with keys derived from the
+	// cluster's secret: a device resumes its TLS session on whichever
+	// node it reconnects to (server.ShareSessionTickets).
+	var secrets [][]byte
+	for _, k := range c.Cluster.GossipKeys {
+		b, _ := base64.StdEncoding.DecodeString(k) // checked by check
+		secrets = append(secrets, b)
+	}
+	return cfg, server.ShareSessionTickets(cfg, secrets, nil)
 }
 
 func notifySecond(ch chan os.Signal) {

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,11 +24,24 @@ type direct struct {
 	maxQueue int
 	wake     chan struct{} // cap 1: the queue is not empty
 
+	// ownRule is read_own_subtree: Authorize is answered here (authorizeOwn).
+	ownRule bool
+
 	mu    sync.Mutex
 	seq   uint64 // of the last publish queued
 	queue []*pb.PublishRequest
 	etags map[string]pendingEtag // resource → its last unacknowledged publish
+	// last is, with ownRule, the etag of each resource's last delivered
+	// publish or event since the plugin started: what the plugin records
+	// (it may set read_own_subtree only then), kept here so that
+	// Authorize needs no call. At most maxRuleEtags resources, as the
+	// built-in `user` plugin bounds its own (a resource beyond it is
+	// answered "", and the store keeps what its list delivered).
+	last map[string]string
 }
+
+// maxRuleEtags bounds direct.last (the `user` plugin's MaxResources).
+const maxRuleEtags = 1 << 20
 
 type pendingEtag struct {
 	etag string
@@ -43,8 +57,14 @@ const DirectInterval = 10 * time.Millisecond
 // keep up; beyond it `publish` fails with UNAVAILABLE.
 const maxDirectQueue = 1 << 16
 
-func newDirect() *direct {
-	return &direct{interval: DirectInterval, maxQueue: maxDirectQueue, wake: make(chan struct{}, 1), etags: make(map[string]pendingEtag)}
+// newDirect returns the host's side of a publish_direct plugin; ownRule
+// is its read_own_subtree.
+func newDirect(ownRule bool) *direct {
+	d := &direct{interval: DirectInterval, maxQueue: maxDirectQueue, wake: make(chan struct{}, 1), etags: make(map[string]pendingEtag), ownRule: ownRule}
+	if ownRule {
+		d.last = make(map[string]string)
+	}
+	return d
 }
 
 // add queues r for the plugin and records its etag as pending. It fails
@@ -64,6 +84,44 @@ func (d *direct) add(r *pb.PublishRequest) error {
 	default:
 	}
 	return nil
+}
+
+// recordLocked remembers etag as resource's last (ownRule only). d.mu held.
+func (d *direct) recordLocked(resource, etag string) {
+	if !d.ownRule {
+		return
+	}
+	if _, ok := d.last[resource]; ok || len(d.last) < maxRuleEtags {
+		d.last[resource] = etag
+	}
+}
+
+// record remembers the etag of a CHANGED event, a direct publish or one
+// the plugin reported itself, before it is delivered (ownRule only).
+func (d *direct) record(resource, etag string) {
+	if !d.ownRule {
+		return
+	}
+	d.mu.Lock()
+	d.recordLocked(resource, etag)
+	d.mu.Unlock()
+}
+
+// authorizeOwn is Authorize by the read_own_subtree rule: p may read
+// scheme:<p.User> and what is below it. It answers the last etag recorded
+// before the call, which a publish delivered after it follows into the
+// caller's queue (the caller linked before asking, shard.Store.Subscribe):
+// the answer is never older than an etag delivered before it, the
+// invariant direct.answer keeps for a call to the plugin.
+func (d *direct) authorizeOwn(p shard.Principal, scheme, resource string) (string, error) {
+	path := strings.TrimPrefix(resource, scheme+":")
+	id, _, _ := strings.Cut(path, "/")
+	if id != p.User {
+		return "", fmt.Errorf("%w: %s:%s belongs to another user", shard.ErrForbidden, scheme, id)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last[resource], nil
 }
 
 // etag returns the pending etag of resource, if any.

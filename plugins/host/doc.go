@@ -19,6 +19,12 @@
 //
 // It imports shard and plugins/sdk; nothing imports it but cmd.
 //
-// Lock order: Host.mu → nothing. A re-check holds no lock while it calls
-// the plugin or the sink.
+// A publish_direct plugin that declares read_own_subtree has its
+// Authorize answered by the host (direct.authorizeOwn); a plugin that
+// sets session_batches gets its session events in batches, one message
+// per SessionInterval at most (sessionBatch).
+//
+// Lock order: Host.mu → nothing; sessionBatch.mu → instance.sendMu;
+// direct.mu → nothing. A re-check holds no lock while it calls the plugin
+// or the sink.
 package host

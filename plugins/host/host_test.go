@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 			sdk.Serve(user.New())
 		case "user-unary":
 			sdk.Serve(unary{user.New()})
+		case "user-asked":
+			sdk.Serve(asked{user.New()})
+		case "user-rule-only":
+			sdk.Serve(ruleOnly{user.New()})
 		case "storage":
 			sdk.Serve(storage.New(filepath.Join(dir, "storage")))
 		case "presence":

@@ -130,9 +130,7 @@ func (s *sessions) run(ctx context.Context) {
 
 // broadcast sends a session event to every running plugin that asked for them.
 func (s *sessions) broadcast(user, dev string, online bool) {
-	m := &pb.HostMessage{Msg: &pb.HostMessage_Session{Session: &pb.SessionEvent{
-		Principal: &pb.Principal{User: user, Device: dev}, Online: online, TimeUnixNano: s.now().UnixNano(),
-	}}}
+	ev := &pb.SessionEvent{Principal: &pb.Principal{User: user, Device: dev}, Online: online, TimeUnixNano: s.now().UnixNano()}
 	s.h.mu.RLock()
 	insts := make([]*instance, 0, len(s.h.all))
 	for inst := range s.h.all {
@@ -142,8 +140,19 @@ func (s *sessions) broadcast(user, dev string, online bool) {
 	}
 	s.h.mu.RUnlock()
 	for _, inst := range insts {
-		inst.send(m)
+		inst.sendSession(ev)
 	}
+}
+
+// sendSession sends ev to inst: in its next batch if it reads batches
+// (the event is not changed afterwards, so batches may share it), else
+// in a message of its own.
+func (inst *instance) sendSession(ev *pb.SessionEvent) {
+	if inst.batch != nil {
+		inst.batch.add(inst, ev)
+		return
+	}
+	inst.send(&pb.HostMessage{Msg: &pb.HostMessage_Session{Session: ev}})
 }
 
 // replay tells a (re)started plugin which devices are online now.
@@ -160,9 +169,7 @@ func (s *sessions) replay(inst *instance) {
 	}
 	s.mu.Unlock()
 	for _, k := range on {
-		inst.send(&pb.HostMessage{Msg: &pb.HostMessage_Session{Session: &pb.SessionEvent{
-			Principal: &pb.Principal{User: k[0], Device: k[1]}, Online: true, TimeUnixNano: s.now().UnixNano(),
-		}}})
+		inst.sendSession(&pb.SessionEvent{Principal: &pb.Principal{User: k[0], Device: k[1]}, Online: true, TimeUnixNano: s.now().UnixNano()})
 	}
 }
 

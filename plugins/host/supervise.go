@@ -35,6 +35,10 @@ type instance struct {
 	sessions bool    // wants SessionEvents
 	direct   *direct // publish_direct: publishes delivered without a call; nil otherwise
 
+	// batch holds its session events when it reads them in batches
+	// (session_batches); nil otherwise.
+	batch *sessionBatch
+
 	// asks is set once the plugin has asked the host to authorize
 	// something: its decisions depend on other plugins' (see
 	// kickDependents).
@@ -181,7 +185,10 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	}
 	inst := &instance{h: h, name: p.Name, version: desc.GetVersion(), schemes: desc.GetSchemes(), client: client, proc: proc, sessions: desc.GetWantsSessions()}
 	if desc.GetPublishDirect() {
-		inst.direct = newDirect()
+		inst.direct = newDirect(desc.GetReadOwnSubtree())
+	}
+	if inst.sessions && desc.GetSessionBatches() {
+		inst.batch = newSessionBatch()
 	}
 	if err := h.register(inst); err != nil {
 		return err
@@ -202,6 +209,9 @@ func (h *Host) runOnce(ctx context.Context, p Plugin, attempt int, started func(
 	inst.host = hs
 	inst.sendMu.Unlock()
 	go inst.serveHost(runCtx, hs)
+	if inst.batch != nil {
+		go inst.batch.report(runCtx, inst)
+	}
 	if inst.direct != nil {
 		go inst.direct.report(runCtx, inst)
 	}

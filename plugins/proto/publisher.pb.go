@@ -207,8 +207,26 @@ type DescribeResponse struct {
 	// older than one delivered. A plugin that asks for it must still
 	// implement Publish (hosts without this field call it).
 	PublishDirect bool `protobuf:"varint,5,opt,name=publish_direct,json=publishDirect,proto3" json:"publish_direct,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// read_own_subtree, with publish_direct, is the plugin's Authorize rule,
+	// so the host answers Authorize for its schemes without calling it: a
+	// principal may read `<scheme>:<own user id>` and every resource below
+	// it (`<scheme>:<user id>/…`), whatever the proof, and nothing else
+	// (FORBIDDEN, reason "<scheme>:<id> belongs to another user"). The etag
+	// answered is the last one the host delivered for the resource since
+	// the plugin started ("" if none), so a plugin may set it only when its
+	// etags are exactly those of the publishes and events it reported (the
+	// built-in `user` plugin). The host ignores it without publish_direct,
+	// and calls Authorize while fault injection is on; hosts without this
+	// field call Authorize, so the plugin must still implement it.
+	ReadOwnSubtree bool `protobuf:"varint,6,opt,name=read_own_subtree,json=readOwnSubtree,proto3" json:"read_own_subtree,omitempty"`
+	// session_batches, with wants_sessions, says the plugin reads
+	// SessionEvents (several session events in one HostMessage). The host
+	// then sends one at most every 10 ms instead of one message, and one
+	// wake-up of the plugin, per device; hosts without this field send
+	// SessionEvent messages, so read both.
+	SessionBatches bool `protobuf:"varint,7,opt,name=session_batches,json=sessionBatches,proto3" json:"session_batches,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -272,6 +290,20 @@ func (x *DescribeResponse) GetWantsSessions() bool {
 func (x *DescribeResponse) GetPublishDirect() bool {
 	if x != nil {
 		return x.PublishDirect
+	}
+	return false
+}
+
+func (x *DescribeResponse) GetReadOwnSubtree() bool {
+	if x != nil {
+		return x.ReadOwnSubtree
+	}
+	return false
+}
+
+func (x *DescribeResponse) GetSessionBatches() bool {
+	if x != nil {
+		return x.SessionBatches
 	}
 	return false
 }
@@ -918,6 +950,7 @@ type HostMessage struct {
 	//	*HostMessage_Session
 	//	*HostMessage_Answer
 	//	*HostMessage_Published
+	//	*HostMessage_Sessions
 	Msg           isHostMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -987,6 +1020,15 @@ func (x *HostMessage) GetPublished() *Published {
 	return nil
 }
 
+func (x *HostMessage) GetSessions() *SessionEvents {
+	if x != nil {
+		if x, ok := x.Msg.(*HostMessage_Sessions); ok {
+			return x.Sessions
+		}
+	}
+	return nil
+}
+
 type isHostMessage_Msg interface {
 	isHostMessage_Msg()
 }
@@ -1003,11 +1045,66 @@ type HostMessage_Published struct {
 	Published *Published `protobuf:"bytes,3,opt,name=published,proto3,oneof"`
 }
 
+type HostMessage_Sessions struct {
+	// sessions is sent instead of session to a plugin that set
+	// session_batches in Describe.
+	Sessions *SessionEvents `protobuf:"bytes,4,opt,name=sessions,proto3,oneof"`
+}
+
 func (*HostMessage_Session) isHostMessage_Msg() {}
 
 func (*HostMessage_Answer) isHostMessage_Msg() {}
 
 func (*HostMessage_Published) isHostMessage_Msg() {}
+
+func (*HostMessage_Sessions) isHostMessage_Msg() {}
+
+// SessionEvents is several SessionEvents, oldest first: the host sends
+// one at most every 10 ms to a plugin that set session_batches, however
+// many devices came and went meanwhile.
+type SessionEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*SessionEvent        `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionEvents) Reset() {
+	*x = SessionEvents{}
+	mi := &file_publisher_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEvents) ProtoMessage() {}
+
+func (x *SessionEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_publisher_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEvents.ProtoReflect.Descriptor instead.
+func (*SessionEvents) Descriptor() ([]byte, []int) {
+	return file_publisher_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SessionEvents) GetEvents() []*SessionEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
 
 // Published reports publishes the host has delivered for a publish_direct
 // plugin, oldest first. seq numbers the last of them; seqs grow by one per
@@ -1022,7 +1119,7 @@ type Published struct {
 
 func (x *Published) Reset() {
 	*x = Published{}
-	mi := &file_publisher_proto_msgTypes[15]
+	mi := &file_publisher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1131,7 @@ func (x *Published) String() string {
 func (*Published) ProtoMessage() {}
 
 func (x *Published) ProtoReflect() protoreflect.Message {
-	mi := &file_publisher_proto_msgTypes[15]
+	mi := &file_publisher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1144,7 @@ func (x *Published) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Published.ProtoReflect.Descriptor instead.
 func (*Published) Descriptor() ([]byte, []int) {
-	return file_publisher_proto_rawDescGZIP(), []int{15}
+	return file_publisher_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Published) GetSeq() uint64 {
@@ -1077,7 +1174,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_publisher_proto_msgTypes[16]
+	mi := &file_publisher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1186,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_publisher_proto_msgTypes[16]
+	mi := &file_publisher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1199,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_publisher_proto_rawDescGZIP(), []int{16}
+	return file_publisher_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionEvent) GetPrincipal() *Principal {
@@ -1138,7 +1235,7 @@ type Answer struct {
 
 func (x *Answer) Reset() {
 	*x = Answer{}
-	mi := &file_publisher_proto_msgTypes[17]
+	mi := &file_publisher_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1247,7 @@ func (x *Answer) String() string {
 func (*Answer) ProtoMessage() {}
 
 func (x *Answer) ProtoReflect() protoreflect.Message {
-	mi := &file_publisher_proto_msgTypes[17]
+	mi := &file_publisher_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1260,7 @@ func (x *Answer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Answer.ProtoReflect.Descriptor instead.
 func (*Answer) Descriptor() ([]byte, []int) {
-	return file_publisher_proto_rawDescGZIP(), []int{17}
+	return file_publisher_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Answer) GetId() uint64 {
@@ -1196,13 +1293,15 @@ const file_publisher_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
 	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\x11\n" +
-	"\x0fDescribeRequest\"\xa8\x01\n" +
+	"\x0fDescribeRequest\"\xfb\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
 	"\aschemes\x18\x03 \x03(\tR\aschemes\x12%\n" +
 	"\x0ewants_sessions\x18\x04 \x01(\bR\rwantsSessions\x12%\n" +
-	"\x0epublish_direct\x18\x05 \x01(\bR\rpublishDirect\"\x84\x01\n" +
+	"\x0epublish_direct\x18\x05 \x01(\bR\rpublishDirect\x12(\n" +
+	"\x10read_own_subtree\x18\x06 \x01(\bR\x0ereadOwnSubtree\x12'\n" +
+	"\x0fsession_batches\x18\a \x01(\bR\x0esessionBatches\"\x84\x01\n" +
 	"\x10AuthorizeRequest\x12>\n" +
 	"\tprincipal\x18\x01 \x01(\v2 .meshgate.publisher.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +
@@ -1246,12 +1345,15 @@ const file_publisher_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"a\n" +
 	"\fAskAuthorize\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12A\n" +
-	"\arequest\x18\x02 \x01(\v2'.meshgate.publisher.v1.AuthorizeRequestR\arequest\"\xd0\x01\n" +
+	"\arequest\x18\x02 \x01(\v2'.meshgate.publisher.v1.AuthorizeRequestR\arequest\"\x94\x02\n" +
 	"\vHostMessage\x12?\n" +
 	"\asession\x18\x01 \x01(\v2#.meshgate.publisher.v1.SessionEventH\x00R\asession\x127\n" +
 	"\x06answer\x18\x02 \x01(\v2\x1d.meshgate.publisher.v1.AnswerH\x00R\x06answer\x12@\n" +
-	"\tpublished\x18\x03 \x01(\v2 .meshgate.publisher.v1.PublishedH\x00R\tpublishedB\x05\n" +
-	"\x03msg\"b\n" +
+	"\tpublished\x18\x03 \x01(\v2 .meshgate.publisher.v1.PublishedH\x00R\tpublished\x12B\n" +
+	"\bsessions\x18\x04 \x01(\v2$.meshgate.publisher.v1.SessionEventsH\x00R\bsessionsB\x05\n" +
+	"\x03msg\"L\n" +
+	"\rSessionEvents\x12;\n" +
+	"\x06events\x18\x01 \x03(\v2#.meshgate.publisher.v1.SessionEventR\x06events\"b\n" +
 	"\tPublished\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12C\n" +
 	"\tpublishes\x18\x02 \x03(\v2%.meshgate.publisher.v1.PublishRequestR\tpublishes\"\x8c\x01\n" +
@@ -1284,7 +1386,7 @@ func file_publisher_proto_rawDescGZIP() []byte {
 }
 
 var file_publisher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_publisher_proto_goTypes = []any{
 	(Event_Kind)(0),           // 0: meshgate.publisher.v1.Event.Kind
 	(*Principal)(nil),         // 1: meshgate.publisher.v1.Principal
@@ -1302,14 +1404,15 @@ var file_publisher_proto_goTypes = []any{
 	(*PublishedAck)(nil),      // 13: meshgate.publisher.v1.PublishedAck
 	(*AskAuthorize)(nil),      // 14: meshgate.publisher.v1.AskAuthorize
 	(*HostMessage)(nil),       // 15: meshgate.publisher.v1.HostMessage
-	(*Published)(nil),         // 16: meshgate.publisher.v1.Published
-	(*SessionEvent)(nil),      // 17: meshgate.publisher.v1.SessionEvent
-	(*Answer)(nil),            // 18: meshgate.publisher.v1.Answer
-	nil,                       // 19: meshgate.publisher.v1.CurrentResponse.EtagsEntry
+	(*SessionEvents)(nil),     // 16: meshgate.publisher.v1.SessionEvents
+	(*Published)(nil),         // 17: meshgate.publisher.v1.Published
+	(*SessionEvent)(nil),      // 18: meshgate.publisher.v1.SessionEvent
+	(*Answer)(nil),            // 19: meshgate.publisher.v1.Answer
+	nil,                       // 20: meshgate.publisher.v1.CurrentResponse.EtagsEntry
 }
 var file_publisher_proto_depIdxs = []int32{
 	1,  // 0: meshgate.publisher.v1.AuthorizeRequest.principal:type_name -> meshgate.publisher.v1.Principal
-	19, // 1: meshgate.publisher.v1.CurrentResponse.etags:type_name -> meshgate.publisher.v1.CurrentResponse.EtagsEntry
+	20, // 1: meshgate.publisher.v1.CurrentResponse.etags:type_name -> meshgate.publisher.v1.CurrentResponse.EtagsEntry
 	0,  // 2: meshgate.publisher.v1.Event.kind:type_name -> meshgate.publisher.v1.Event.Kind
 	1,  // 3: meshgate.publisher.v1.Event.principal:type_name -> meshgate.publisher.v1.Principal
 	1,  // 4: meshgate.publisher.v1.PublishRequest.principal:type_name -> meshgate.publisher.v1.Principal
@@ -1317,29 +1420,31 @@ var file_publisher_proto_depIdxs = []int32{
 	14, // 6: meshgate.publisher.v1.PluginMessage.ask:type_name -> meshgate.publisher.v1.AskAuthorize
 	13, // 7: meshgate.publisher.v1.PluginMessage.published_ack:type_name -> meshgate.publisher.v1.PublishedAck
 	4,  // 8: meshgate.publisher.v1.AskAuthorize.request:type_name -> meshgate.publisher.v1.AuthorizeRequest
-	17, // 9: meshgate.publisher.v1.HostMessage.session:type_name -> meshgate.publisher.v1.SessionEvent
-	18, // 10: meshgate.publisher.v1.HostMessage.answer:type_name -> meshgate.publisher.v1.Answer
-	16, // 11: meshgate.publisher.v1.HostMessage.published:type_name -> meshgate.publisher.v1.Published
-	10, // 12: meshgate.publisher.v1.Published.publishes:type_name -> meshgate.publisher.v1.PublishRequest
-	1,  // 13: meshgate.publisher.v1.SessionEvent.principal:type_name -> meshgate.publisher.v1.Principal
-	5,  // 14: meshgate.publisher.v1.Answer.response:type_name -> meshgate.publisher.v1.AuthorizeResponse
-	2,  // 15: meshgate.publisher.v1.Publisher.Describe:input_type -> meshgate.publisher.v1.DescribeRequest
-	4,  // 16: meshgate.publisher.v1.Publisher.Authorize:input_type -> meshgate.publisher.v1.AuthorizeRequest
-	6,  // 17: meshgate.publisher.v1.Publisher.Current:input_type -> meshgate.publisher.v1.CurrentRequest
-	8,  // 18: meshgate.publisher.v1.Publisher.Watch:input_type -> meshgate.publisher.v1.WatchRequest
-	10, // 19: meshgate.publisher.v1.Publisher.Publish:input_type -> meshgate.publisher.v1.PublishRequest
-	15, // 20: meshgate.publisher.v1.Publisher.Host:input_type -> meshgate.publisher.v1.HostMessage
-	3,  // 21: meshgate.publisher.v1.Publisher.Describe:output_type -> meshgate.publisher.v1.DescribeResponse
-	5,  // 22: meshgate.publisher.v1.Publisher.Authorize:output_type -> meshgate.publisher.v1.AuthorizeResponse
-	7,  // 23: meshgate.publisher.v1.Publisher.Current:output_type -> meshgate.publisher.v1.CurrentResponse
-	9,  // 24: meshgate.publisher.v1.Publisher.Watch:output_type -> meshgate.publisher.v1.Event
-	11, // 25: meshgate.publisher.v1.Publisher.Publish:output_type -> meshgate.publisher.v1.PublishResponse
-	12, // 26: meshgate.publisher.v1.Publisher.Host:output_type -> meshgate.publisher.v1.PluginMessage
-	21, // [21:27] is the sub-list for method output_type
-	15, // [15:21] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	18, // 9: meshgate.publisher.v1.HostMessage.session:type_name -> meshgate.publisher.v1.SessionEvent
+	19, // 10: meshgate.publisher.v1.HostMessage.answer:type_name -> meshgate.publisher.v1.Answer
+	17, // 11: meshgate.publisher.v1.HostMessage.published:type_name -> meshgate.publisher.v1.Published
+	16, // 12: meshgate.publisher.v1.HostMessage.sessions:type_name -> meshgate.publisher.v1.SessionEvents
+	18, // 13: meshgate.publisher.v1.SessionEvents.events:type_name -> meshgate.publisher.v1.SessionEvent
+	10, // 14: meshgate.publisher.v1.Published.publishes:type_name -> meshgate.publisher.v1.PublishRequest
+	1,  // 15: meshgate.publisher.v1.SessionEvent.principal:type_name -> meshgate.publisher.v1.Principal
+	5,  // 16: meshgate.publisher.v1.Answer.response:type_name -> meshgate.publisher.v1.AuthorizeResponse
+	2,  // 17: meshgate.publisher.v1.Publisher.Describe:input_type -> meshgate.publisher.v1.DescribeRequest
+	4,  // 18: meshgate.publisher.v1.Publisher.Authorize:input_type -> meshgate.publisher.v1.AuthorizeRequest
+	6,  // 19: meshgate.publisher.v1.Publisher.Current:input_type -> meshgate.publisher.v1.CurrentRequest
+	8,  // 20: meshgate.publisher.v1.Publisher.Watch:input_type -> meshgate.publisher.v1.WatchRequest
+	10, // 21: meshgate.publisher.v1.Publisher.Publish:input_type -> meshgate.publisher.v1.PublishRequest
+	15, // 22: meshgate.publisher.v1.Publisher.Host:input_type -> meshgate.publisher.v1.HostMessage
+	3,  // 23: meshgate.publisher.v1.Publisher.Describe:output_type -> meshgate.publisher.v1.DescribeResponse
+	5,  // 24: meshgate.publisher.v1.Publisher.Authorize:output_type -> meshgate.publisher.v1.AuthorizeResponse
+	7,  // 25: meshgate.publisher.v1.Publisher.Current:output_type -> meshgate.publisher.v1.CurrentResponse
+	9,  // 26: meshgate.publisher.v1.Publisher.Watch:output_type -> meshgate.publisher.v1.Event
+	11, // 27: meshgate.publisher.v1.Publisher.Publish:output_type -> meshgate.publisher.v1.PublishResponse
+	12, // 28: meshgate.publisher.v1.Publisher.Host:output_type -> meshgate.publisher.v1.PluginMessage
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_publisher_proto_init() }
@@ -1355,6 +1460,7 @@ func file_publisher_proto_init() {
 		(*HostMessage_Session)(nil),
 		(*HostMessage_Answer)(nil),
 		(*HostMessage_Published)(nil),
+		(*HostMessage_Sessions)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1362,7 +1468,7 @@ func file_publisher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_publisher_proto_rawDesc), len(file_publisher_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -67,8 +67,8 @@ func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeRes
 	i := s.p.Info()
 	_, sessions := s.p.(SessionWatcher)
 	_, publishable := s.p.(Publishable)
-	return &pb.DescribeResponse{Name: i.Name, Version: i.Version, Schemes: i.Schemes, WantsSessions: sessions,
-		PublishDirect: i.PublishDirect && publishable}, nil
+	return &pb.DescribeResponse{Name: i.Name, Version: i.Version, Schemes: i.Schemes, WantsSessions: sessions, SessionBatches: sessions,
+		PublishDirect: i.PublishDirect && publishable, ReadOwnSubtree: i.ReadOwnSubtree && i.PublishDirect && publishable}, nil
 }
 
 func (s *server) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeResponse, error) {
@@ -139,6 +139,12 @@ func (s *server) Host(stream pb.Publisher_HostServer) error {
 		case *pb.HostMessage_Session:
 			if sw != nil {
 				sw.Session(principalFrom(x.Session.GetPrincipal()), x.Session.GetOnline(), time.Unix(0, x.Session.GetTimeUnixNano()))
+			}
+		case *pb.HostMessage_Sessions: // session_batches
+			if sw != nil {
+				for _, ev := range x.Sessions.GetEvents() {
+					sw.Session(principalFrom(ev.GetPrincipal()), ev.GetOnline(), time.Unix(0, ev.GetTimeUnixNano()))
+				}
 			}
 		case *pb.HostMessage_Published:
 			s.recordPublished(stream, x.Published)

@@ -50,6 +50,17 @@ type Info struct {
 	// gateway answers Authorize and Current for that resource with the
 	// published etag itself. Only a Publishable publisher may set it.
 	PublishDirect bool
+	// ReadOwnSubtree, with PublishDirect, is the publisher's Authorize
+	// rule, declared so the gateway applies it without a round trip: a
+	// principal may read "<scheme>:<own user id>" and everything below
+	// it ("<scheme>:<user id>/…"), whatever the proof, and nothing else
+	// (reason "<scheme>:<id> belongs to another user"). The gateway then
+	// answers the etag of the last publish it delivered for the resource
+	// since the plugin started, so set it only when the publisher's etags
+	// are exactly those of its publishes and events. Authorize must still
+	// answer the same (gateways without the rule, fault injection, and
+	// access re-checks after a restart call it).
+	ReadOwnSubtree bool
 }
 
 // Decision is an authorization answer.

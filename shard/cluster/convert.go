@@ -105,8 +105,8 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 		out.RecentOffsets = append(out.RecentOffsets, p.Pos.Offset)
 		out.RecentAts = append(out.RecentAts, p.Pos.At)
 	}
-	for _, s := range st.Subs {
-		out.Subscribers = append(out.Subscribers, &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: s.Node})
+	for _, in := range st.Nodes {
+		out.Nodes = append(out.Nodes, interestPB(in))
 	}
 	return out
 }
@@ -124,10 +124,18 @@ func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
 			out.Recent = append(out.Recent, p)
 		}
 	}
-	for _, s := range st.GetSubscribers() {
-		out.Subs = append(out.Subs, shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()})
+	for _, in := range st.GetNodes() {
+		out.Nodes = append(out.Nodes, interestOf(in))
 	}
 	return out
+}
+
+func interestPB(in shard.Interest) *pb.Interest {
+	return &pb.Interest{Node: in.Node, Count: int64(in.Count), Ver: in.Ver}
+}
+
+func interestOf(in *pb.Interest) shard.Interest {
+	return shard.Interest{Node: in.GetNode(), Count: int(in.GetCount()), Ver: in.GetVer()}
 }
 
 // Errors cross the wire as a gRPC code and a message that starts with the

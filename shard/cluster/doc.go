@@ -11,24 +11,38 @@
 // late calls there. On a single node (no gossip address) every key is
 // local and nothing is sent anywhere.
 //
+// A resource's list records which nodes are interested in it (see
+// shard.Interest): its holder sends each event once to each of them, with
+// no queue names, and each appends it to its own queues. What moves when:
+// a list moves whole with its interested nodes (Take); a queue moves with
+// its subscriptions, and its new node is registered in each of their
+// lists before the old node exports it (give's registerTaker); a node
+// that dies is dropped from every list here, and the lists it held are
+// made again from every survivor's interest, with the newest etag and
+// position their queues delivered (relink); a node taken for dead that
+// returns links all its interest again (rejoined).
+//
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the
 // queue's side compares positions. A list whose events went to other
 // nodes sends its last one again once it is quiet (route.go
 // announceTails, shard.Store.AnnounceTails), so an event lost on the way
 // is announced even when nothing is published after it. After a crash,
-// every queue's subscriptions are linked again (a list a dead node held
+// every node links all its interest again (a list a dead node held
 // without owning it is made again at once), and for a moment a publish
 // that finds no list answers shard.ErrUnavailable: the list may be in the
 // making. A publish's context bounds its delivery, so one its caller gave
-// up on is never stamped after the changes published since. A node owns keys only once it is ready
-// (Config.WaitReady, SetReady), and an error of a peer going away or of
-// membership moving is shard.ErrUnavailable. The locks and the order they
-// are taken in are in shard/LOCKS.md.
+// up on is never stamped after the changes published since. A node owns
+// keys only once it is ready (Config.WaitReady, SetReady), and an error
+// of a peer going away or of membership moving is shard.ErrUnavailable.
+// The locks and the order they are taken in are in shard/LOCKS.md.
 //
 // Files: node.go (membership, the ring), route.go (locating keys, calls,
-// fan-out to other nodes), handoff.go (hand-off, repair, audit), peer.go
-// (outboxes), rpc.go (the service), stream.go (relayed streams),
-// publishers.go (calls to the owner's publishers), admit.go (member
-// identity), convert.go (wire forms and errors).
+// fan-out to the interested nodes, ops kept for nodes not members yet),
+// handoff.go (hand-off, registering a queue's taker, repair, audit),
+// peer.go (outboxes, hand-on of a gone peer's ops), rpc.go (the service),
+// stream.go (relayed streams), publishers.go (calls to the owner's
+// publishers), recheck.go (every node's subscribers of a scheme, for a
+// publisher's re-check), admit.go (member identity), convert.go (wire
+// forms and errors).
 package cluster

@@ -26,47 +26,37 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 // hold: its owner, which asked, starts the list itself.
 var errNotHeld = errors.New("subscriber list not held here")
 
-// link adds subscribers to resource's list where it is held and returns
-// the queues that were not in it yet, with the list's state when they
-// joined. asked: the resource's owner asked this node, which starts no
-// list for it (errNotHeld).
-func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, subs []*pb.Subscriber, hops uint32, asked bool) ([]string, shard.Linked, error) {
+// link records in (a node's interest) in resource's list where it is
+// held, and reports whether the node was not interested yet, with the
+// list's state when it joined. asked: the resource's owner asked this
+// node, which starts no list for it (errNotHeld).
+func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, hops uint32, asked bool) (bool, shard.Linked, error) {
 	mu := n.stripe(resource)
 	mu.RLock()
 	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
 	if err != nil {
 		mu.RUnlock()
-		return nil, shard.Linked{}, err
+		return false, shard.Linked{}, err
 	}
 	if where == "" {
 		if asked && !n.holdsResource(resource) {
 			mu.RUnlock()
-			return nil, shard.Linked{}, errNotHeld
+			return false, shard.Linked{}, errNotHeld
 		}
-		added, l := n.addHere(resource, hint, subs)
+		added, l := n.store.AddInterest(resource, in, hint)
 		mu.RUnlock()
 		return added, l, nil
 	}
 	mu.RUnlock()
-	added, l, err := n.linkAt(ctx, where, resource, hint, subs, hops+1, ask)
+	added, l, err := n.linkAt(ctx, where, resource, hint, in, hops+1, ask)
 	if ask && !asked && errors.Is(err, errNotHeld) {
 		// Nobody else holds the list: this node, its owner, starts it.
 		mu.RLock()
 		defer mu.RUnlock()
-		added, l = n.addHere(resource, hint, subs)
+		added, l = n.store.AddInterest(resource, in, hint)
 		return added, l, nil
 	}
 	return added, l, err
-}
-
-// addHere adds subscribers to resource's list in this store. The stripe
-// of resource is held (read).
-func (n *Node) addHere(resource string, hint shard.Hint, subs []*pb.Subscriber) ([]string, shard.Linked) {
-	st := make([]shard.SubscriberState, len(subs))
-	for i, s := range subs {
-		st[i] = shard.SubscriberState{Queue: s.GetQueue(), User: s.GetUser(), Device: s.GetDevice(), Node: s.GetNode()}
-	}
-	return n.store.AddSubscribers(resource, st, hint)
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a
@@ -84,6 +74,13 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 			}
 		}
 		n.mu.Unlock()
+		return rep
+	}
+	if r.GetPrepare() {
+		rep.Interest = map[string]int64{}
+		for res, k := range n.store.QueueResources(r.GetQueues()) {
+			rep.Interest[res] = int64(k)
+		}
 		return rep
 	}
 	until := time.Now().Add(tombTTL)
@@ -126,7 +123,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		}
 		n.mu.Unlock()
 	}
-	exported := 0
+	exported := map[string]*pb.ResourceState{}
 	for _, res := range r.GetResources() {
 		mu := n.stripe(res)
 		mu.Lock()
@@ -135,7 +132,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 				ps := resourceStatePB(st)
 				keep(res, nil, ps)
 				rep.Resources = append(rep.Resources, ps)
-				exported++
+				exported[res] = ps
 			} else {
 				keep(res, nil, nil)
 			}
@@ -146,10 +143,14 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	// them. Queues go after the marks: ops forwarded for them from now on
 	// may wait at the taker for this very hand-off.
 	marks := n.outboxMarks()
+	var qs []string
 	for _, q := range r.GetQueues() {
-		if !mark(q) {
-			continue
+		if mark(q) {
+			qs = append(qs, q)
 		}
+	}
+	n.letGo(to, qs, exported, r.GetCaught())
+	for _, q := range qs {
 		if st, ok := n.store.ExportQueue(q); ok {
 			ps := queueStatePB(st)
 			keep(q, ps, nil)
@@ -158,7 +159,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 			keep(q, nil, nil)
 		}
 	}
-	if exported > 0 {
+	if len(exported) > 0 {
 		// Deliveries these lists queued before they left go out first, so
 		// the new holder's deliveries follow them. Only those: later ops
 		// may wait for this very hand-off at the taker.
@@ -166,6 +167,79 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	}
 	n.stats.KeysGiven.Add(uint64(len(rep.Queues) + len(rep.Resources)))
 	return rep
+}
+
+// letGo readies queues to leave for their taker: the taker recorded
+// itself in their resources' lists (caught: each list's position when it
+// did; see take), and a list leaving in the same hand-off carries the
+// taker's interest (exported). The queues here wait, at most a second,
+// for the events their lists stamped before: after those, only the taker
+// gets new ones. The taker keeps what arrives for them until they are
+// imported (shard.Store.Arriving), and a queue appends an event at
+// neither node twice (positions). No call to another node is made here:
+// the taker waits for this Take.
+func (n *Node) letGo(to string, queues []string, exported map[string]*pb.ResourceState, caught map[string]*pb.Pos) {
+	for res, k := range n.store.QueueResources(queues) {
+		if ps := exported[res]; ps != nil { // Ver 0: only makes sure the taker is in
+			ps.Nodes = append(ps.Nodes, interestPB(shard.Interest{Node: to, Count: k}))
+		}
+	}
+	want := make(map[string]shard.Position, len(caught))
+	for res, p := range caught {
+		want[res] = shard.Position{Epoch: p.GetEpoch(), Offset: p.GetOffset()}
+	}
+	for deadline := time.Now().Add(time.Second); !n.store.Caught(queues, want) && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// enlist records this node in the lists of the resources that queues
+// about to be taken from node subscribe to, except those taken in the
+// same hand-off (resources, whose giver adds it), and returns each list's
+// position when it did. A list another hand-off is bringing here is
+// asked for at its giver, which holds it until that Take: waiting for it
+// here could wait for this very hand-off.
+func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) map[string]*pb.Pos {
+	prep, err := p.client.Take(ctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: queues, Prepare: true})
+	if err != nil {
+		n.log.Debug("hand-off: the queues' resources were not listed", "from", p.name, "err", err)
+		return nil
+	}
+	caught := map[string]*pb.Pos{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16) // links in flight
+	for res, k := range prep.GetInterest() {
+		if slices.Contains(resources, res) {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			// Ver 0: only makes sure this node is in; the queues' import
+			// sends the real count.
+			in := shard.Interest{Node: n.cfg.Name, Count: int(k)}
+			n.mu.Lock()
+			src := n.takingFrom[res]
+			n.mu.Unlock()
+			var l shard.Linked
+			var err error
+			if src != "" {
+				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, 1, true)
+			} else {
+				_, l, err = n.link(ctx, res, shard.Hint{}, in, 0, false)
+			}
+			if err != nil {
+				n.log.Debug("hand-off: not recorded in a list before the queues came", "resource", res, "err", err)
+				return
+			}
+			mu.Lock()
+			caught[res] = &pb.Pos{Epoch: l.Pos.Epoch, Offset: l.Pos.Offset}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return caught
 }
 
 // outboxMarks notes how many ops each peer had been given so far.
@@ -208,6 +282,7 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	for _, k := range resources {
 		if n.inflight[k] == nil {
 			n.inflight[k] = done
+			n.takingFrom[k] = from
 			rs = append(rs, k)
 		}
 	}
@@ -219,6 +294,7 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		}
 		for _, k := range rs {
 			delete(n.inflight, k)
+			delete(n.takingFrom, k)
 		}
 		n.mu.Unlock()
 		close(done)
@@ -230,11 +306,19 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	if p == nil {
 		return unavailable(from)
 	}
+	n.store.Arriving(1)
+	defer n.store.Arriving(-1)
+	var caught map[string]*pb.Pos
+	if len(qs) > 0 {
+		ectx, cancel := context.WithTimeout(ctx, callTimeout)
+		caught = n.enlist(ectx, p, qs, rs)
+		cancel()
+	}
 	var rep *pb.TakeReply
 	var err error
 	for attempt := range 3 { // a lost reply is asked again: the giver keeps the state
 		tctx, cancel := context.WithTimeout(ctx, callTimeout)
-		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs})
+		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Caught: caught})
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			break
@@ -252,13 +336,21 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 			_, _ = p.client.Take(actx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Ack: true})
 		}()
 	}()
+	// Lists first, and ops on them may go on: an imported queue tells
+	// its lists' holders (perhaps this node) that this node is interested.
+	for _, st := range rep.GetResources() {
+		n.store.ImportResource(resourceStateOf(st))
+	}
+	n.mu.Lock()
+	for _, k := range rs {
+		delete(n.inflight, k)
+		delete(n.takingFrom, k)
+	}
+	n.mu.Unlock()
 	for _, st := range rep.GetQueues() {
 		if !n.store.ImportQueue(queueStateOf(st)) {
 			n.log.Warn("a queue taken over was already here; kept the one here", "queue", st.GetName())
 		}
-	}
-	for _, st := range rep.GetResources() {
-		n.store.ImportResource(resourceStateOf(st))
 	}
 	took := len(rep.GetQueues()) + len(rep.GetResources())
 	n.stats.KeysTaken.Add(uint64(took))
@@ -395,10 +487,10 @@ func (n *Node) stopRPC(ctx context.Context) error {
 	return nil
 }
 
-// repair rebuilds what crashed nodes held: every queue here re-links its
-// subscriptions to resources whose lists lived there at their new holders,
-// with a RESYNC carrying the publisher's current etag; entries for queues
-// that lived there are pruned from the lists here.
+// repair rebuilds what crashed nodes held: this node links its interest
+// again in every list that lived there, at its new holder, with a RESYNC
+// for its queues carrying the newest etag they delivered; the crashed
+// nodes are dropped from the lists here (their queues died with them).
 func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.mu.Lock()
 	for _, c := range crashed {
@@ -426,11 +518,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 // succeeds, the subscriptions go on from the list's real position (a
 // RESYNC with its etag): the failed attempt announced the loss with no
 // position, and events the list stamped meanwhile did not reach them.
-func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, err error) {
-	names := make([]string, len(subs))
-	for i, s := range subs {
-		names[i] = s.GetQueue()
-	}
+func (n *Node) relinkLater(res string, hint shard.Hint, li shard.LocalInterest, err error) {
 	for range 60 {
 		select {
 		case <-n.stop:
@@ -439,10 +527,10 @@ func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, e
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		var l shard.Linked
-		_, l, err = n.link(ctx, res, hint, subs, 0, false)
+		_, l, err = n.link(ctx, res, hint, li.Interest, 0, false)
 		cancel()
 		if err == nil {
-			n.store.Resync(res, l, names)
+			n.store.Resync(res, l, li.Queues)
 			return
 		}
 	}
@@ -450,8 +538,8 @@ func (n *Node) relinkLater(res string, hint shard.Hint, subs []*pb.Subscriber, e
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
-// and pruned its queues from their lists. Every subscription of every
-// queue here is linked again, with a RESYNC: changes may have been missed.
+// and dropped it from their lists. Its interest in every list is linked
+// again, with a RESYNC: changes may have been missed.
 func (n *Node) rejoined() {
 	n.log.Warn("the cluster took this node for dead: linking every subscription again")
 	n.relink(func(string) bool { return true }, nil)
@@ -470,21 +558,13 @@ func (n *Node) rejoined() {
 // etag a publisher remembers.
 func (n *Node) relink(dead func(string) bool, crashed []string) {
 	start := time.Now()
-	pruned := 0
+	dropped := 0
 	if crashed != nil {
-		pruned = n.store.PruneSubscribers(func(q, node string) bool {
-			if n.store.Has(q) {
-				return false
-			}
-			if node != "" && node != n.cfg.Name {
-				return slices.Contains(crashed, node)
-			}
-			return dead(q)
-		})
+		dropped = n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
 	}
-	lists := n.store.QueueSubscriptions()
+	locals := n.store.LocalInterests()
 	var affected []string
-	for res := range lists {
+	for res := range locals {
 		if dead(res) {
 			affected = append(affected, res)
 		}
@@ -494,8 +574,8 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 	etags := n.current(ctx, affected)
 	resynced := 0
 	for _, res := range affected {
-		subs := lists[res]
-		hint := newestHint(subs)
+		li := locals[res]
+		hint := li.Hint
 		if e := etags[res]; e != "" && hint.Pos.At == 0 {
 			// The publisher's word, when no queue here holds an etag a
 			// list stamped. Never over one that is: the new owner's
@@ -504,20 +584,15 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 			// answer cannot be ordered against delivered etags.
 			hint.Etag = e
 		}
-		pbs := n.subscribersHere(subs)
-		names := make([]string, len(pbs))
-		for i, s := range pbs {
-			names[i] = s.GetQueue()
-		}
-		_, l, err := n.link(ctx, res, hint, pbs, 0, false)
+		_, l, err := n.link(ctx, res, hint, li.Interest, 0, false)
 		if err != nil {
 			// Another node may not have seen the change yet and route
 			// to the dead one: linking is idempotent, so try again. The
 			// loss is announced now, with the newest etag known here.
-			go n.relinkLater(res, hint, pbs, err)
+			go n.relinkLater(res, hint, li, err)
 			l = shard.Linked{Etag: hint.Etag}
 		}
-		resynced += n.store.Resync(res, l, names)
+		resynced += n.store.Resync(res, l, li.Queues)
 	}
 	n.stats.Repairs.Add(1)
 	if crashed == nil {
@@ -525,16 +600,16 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 		return
 	}
 	n.stats.handoff(time.Since(start))
-	n.log.Info("repaired after crash", "crashed", crashed, "resources", len(affected), "resync", resynced, "pruned", pruned, "in", time.Since(start))
+	n.log.Info("repaired after crash", "crashed", crashed, "resources", len(affected), "resync", resynced, "dropped", dropped, "in", time.Since(start))
 }
 
 var _ shard.Peers = (*Node)(nil)
 
-// audit links every subscription of the queues here again at its
-// resource's holder, once membership has settled after a change: every
-// queue knows its own subscriptions, so any list entry lost in a hand-off
-// comes back, with a RESYNC for the queues that were missing from a list
-// (they may have missed a change).
+// audit records this node's interest again in the list of every resource
+// its queues subscribe to, once membership has settled after a change:
+// every node knows its own queues, so an interest lost in a hand-off
+// comes back, with a RESYNC for the queues here (they may have missed a
+// change). It should find nothing; it counts what it repairs.
 func (n *Node) audit() { n.auditAll(false) }
 
 // auditAll is the audit; retry: a link that fails is tried again in the
@@ -542,27 +617,27 @@ func (n *Node) audit() { n.auditAll(false) }
 // dead node yet and route to it).
 func (n *Node) auditAll(retry bool) {
 	start := time.Now()
-	lists := n.store.QueueSubscriptions()
+	locals := n.store.LocalInterests()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
 	k, missing, behind := 0, 0, 0
-	for res, subs := range lists {
+	for res, li := range locals {
 		// The hint is what the queues here delivered, as relink's: a list
 		// the audit re-creates (it was lost) starts from the newest etag
 		// they saw, and its RESYNC never carries "" for a published
 		// resource. A list that learned a later etag keeps its own.
-		added, l, err := n.link(ctx, res, newestHint(subs), n.subscribersHere(subs), 0, false)
+		added, l, err := n.link(ctx, res, li.Hint, li.Interest, 0, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
 			if retry {
-				go n.auditLater(res, subs)
+				go n.auditLater(res, li)
 			}
 			continue
 		}
-		if len(added) > 0 {
+		if added {
 			missing++
 		}
-		r, b := n.settleLink(res, l, added, subs)
+		r, b := n.settleLink(res, l, added, li)
 		k, behind = k+r, behind+b
 	}
 	if behind > 0 {
@@ -570,34 +645,28 @@ func (n *Node) auditAll(retry bool) {
 		n.log.Warn("audit: subscriptions were behind their lists; RESYNC with the list's etag", "resync", behind)
 	}
 	if missing == 0 {
-		n.log.Debug("audit: every subscription is in its list", "resources", len(lists), "in", time.Since(start))
+		n.log.Debug("audit: this node is in every list it should be", "resources", len(locals), "in", time.Since(start))
 		return
 	}
 	n.stats.Repairs.Add(1)
-	n.log.Warn("audit: subscriptions were missing from their lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
+	n.log.Warn("audit: this node was missing from subscriber lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
 }
 
-// settleLink applies an audit's link of subs at l: the queues that were
-// not in the list (added) get a RESYNC; the others, brought up to the
-// list's position, catch up if they are behind (one that missed the last
-// event, and its tail announcements while its route was wrong, learns it
-// now). It returns both counts.
-func (n *Node) settleLink(res string, l shard.Linked, added []string, subs []shard.SubscriberState) (resynced, behind int) {
-	if len(added) > 0 {
-		resynced = n.store.Resync(res, l, added)
+// settleLink applies an audit's link of this node's interest li at l: if
+// the node was not in the list (added), its queues get a RESYNC; else
+// they are brought up to the list's position, and catch up if they are
+// behind (one that missed the last event, and its tail announcements,
+// learns it now). It returns both counts.
+func (n *Node) settleLink(res string, l shard.Linked, added bool, li shard.LocalInterest) (resynced, behind int) {
+	if added {
+		return n.store.Resync(res, l, li.Queues), 0
 	}
-	var others []string
-	for _, s := range subs {
-		if !slices.Contains(added, s.Queue) {
-			others = append(others, s.Queue)
-		}
-	}
-	return resynced, n.store.CatchUp(res, l, others)
+	return 0, n.store.CatchUp(res, l, li.Queues)
 }
 
 // auditLater retries a repair's audit link until it succeeds or 30 s
 // pass, as relinkLater does.
-func (n *Node) auditLater(res string, subs []shard.SubscriberState) {
+func (n *Node) auditLater(res string, li shard.LocalInterest) {
 	var err error
 	for range 60 {
 		select {
@@ -606,36 +675,14 @@ func (n *Node) auditLater(res string, subs []shard.SubscriberState) {
 		case <-time.After(500 * time.Millisecond):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		var added []string
+		var added bool
 		var l shard.Linked
-		added, l, err = n.link(ctx, res, newestHint(subs), n.subscribersHere(subs), 0, false)
+		added, l, err = n.link(ctx, res, li.Hint, li.Interest, 0, false)
 		cancel()
 		if err == nil {
-			n.settleLink(res, l, added, subs)
+			n.settleLink(res, l, added, li)
 			return
 		}
 	}
 	n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for the audit", "resource", res, "err", err)
-}
-
-// newestHint is the newest etag, with its position, that the
-// subscriptions of subs (queues here, one resource) delivered: by offset
-// in one epoch, by the etags' At across epochs (shard.Position.Before).
-func newestHint(subs []shard.SubscriberState) shard.Hint {
-	var hint shard.Hint
-	for _, s := range subs {
-		if s.Hint.Etag != "" && (hint.Etag == "" || hint.Pos.Before(s.Hint.Pos)) {
-			hint = s.Hint
-		}
-	}
-	return hint
-}
-
-// subscribersHere turns queues held here into list entries naming this node.
-func (n *Node) subscribersHere(subs []shard.SubscriberState) []*pb.Subscriber {
-	out := make([]*pb.Subscriber, len(subs))
-	for i, s := range subs {
-		out[i] = &pb.Subscriber{Queue: s.Queue, User: s.User, Device: s.Device, Node: n.cfg.Name}
-	}
-	return out
 }

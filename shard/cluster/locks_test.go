@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,13 +32,19 @@ func TestLockOrder_FanOutAndGiveDoNotDeadlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	const res = "user:alice/locks"
-	subs := func(i int) []shard.SubscriberState {
-		return []shard.SubscriberState{
-			{Queue: "qremote", User: "alice", Device: "d", Node: fmt.Sprint("c", i%2)},
-			{Queue: fmt.Sprint("q", i), User: "alice", Device: "d"},
-		}
+	alice := shard.Principal{User: "alice", Device: "d"}
+	q, err := n.CreateQueue(context.Background(), alice, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	store.AddSubscribers(res, subs(0), shard.Hint{})
+	if _, err := store.Subscribe(context.Background(), etagAuth("e0"), alice, q.Name, res, "", ""); err != nil { // a local subscriber
+		t.Fatal(err)
+	}
+	var ver atomic.Uint64
+	remote := func(i int) shard.Interest { // another node's interest
+		return shard.Interest{Node: fmt.Sprint("c", i%2), Count: 1 + i%3, Ver: ver.Add(1)}
+	}
+	store.AddInterest(res, remote(0), shard.Hint{})
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -48,7 +56,7 @@ func TestLockOrder_FanOutAndGiveDoNotDeadlock(t *testing.T) {
 					return
 				default:
 				}
-				store.SetHolder(res, "qremote", fmt.Sprint("b", i%2)) // the subscriber's route changes
+				store.SetInterest(res, remote(i)) // another node's interest changes
 				store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: fmt.Sprint("v", i)})
 			}
 		})
@@ -60,7 +68,7 @@ func TestLockOrder_FanOutAndGiveDoNotDeadlock(t *testing.T) {
 				return
 			default:
 			}
-			store.AddSubscribers(res, subs(i), shard.Hint{})
+			store.AddInterest(res, remote(i), shard.Hint{})
 		}
 	})
 	for range 2 {
@@ -75,7 +83,7 @@ func TestLockOrder_FanOutAndGiveDoNotDeadlock(t *testing.T) {
 				for _, st := range rep.GetResources() {
 					store.ImportResource(resourceStateOf(st))
 				}
-				store.AddSubscribers(res, subs(i), shard.Hint{})
+				store.AddInterest(res, remote(i), shard.Hint{})
 			}
 		})
 	}

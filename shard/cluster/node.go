@@ -86,15 +86,17 @@ type Node struct {
 
 	// mu guards the fields below it up to metaMu. No store lock is taken
 	// while it is held.
-	mu       sync.Mutex
-	members  map[string]member // alive members as gossip reports them, self included
-	leaving  map[string]bool   // nodes that said they stop owning keys; true once done
-	history  []pastRing        // newest first
-	peers    map[string]*peer  // clients by node name
-	tombs    map[string]tomb   // keys handed off → where
-	inflight map[string]chan struct{}
-	relays   map[*stream]string   // remote streams → the node they read from
-	crashed  map[string]time.Time // nodes repaired as dead, by when
+	mu         sync.Mutex
+	members    map[string]member // alive members as gossip reports them, self included
+	leaving    map[string]bool   // nodes that said they stop owning keys; true once done
+	history    []pastRing        // newest first
+	peers      map[string]*peer  // clients by node name
+	tombs      map[string]tomb   // keys handed off → where
+	inflight   map[string]chan struct{}
+	takingFrom map[string]string    // lists in flight → the node giving them
+	relays     map[*stream]string   // remote streams → the node they read from
+	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
+	crashed    map[string]time.Time // nodes repaired as dead, by when
 	// repairedAt is when this node last started or finished a crash
 	// repair: until lostListWait after it, a list not found may be one
 	// being made again (see deliver).
@@ -192,16 +194,18 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster", "node", cfg.Name), store: store,
-		members:  map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight, ready: !cfg.WaitReady}},
-		leaving:  map[string]bool{},
-		peers:    map[string]*peer{},
-		metas:    map[string][]byte{},
-		tombs:    map[string]tomb{},
-		inflight: map[string]chan struct{}{},
-		relays:   map[*stream]string{},
-		crashed:  map[string]time.Time{},
-		changed:  make(chan struct{}, 1),
-		stop:     make(chan struct{}),
+		members:    map[string]member{cfg.Name: {rpc: cfg.RPCAdvertise, weight: cfg.Weight, ready: !cfg.WaitReady}},
+		leaving:    map[string]bool{},
+		peers:      map[string]*peer{},
+		metas:      map[string][]byte{},
+		tombs:      map[string]tomb{},
+		inflight:   map[string]chan struct{}{},
+		takingFrom: map[string]string{},
+		relays:     map[*stream]string{},
+		waiting:    map[string][]*pb.Op{},
+		crashed:    map[string]time.Time{},
+		changed:    make(chan struct{}, 1),
+		stop:       make(chan struct{}),
 	}
 	n.ready.Store(!cfg.WaitReady)
 	if cfg.WaitReady && cfg.Gossip != "" {

@@ -8,12 +8,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 
 	pb "meshgate/shard/cluster/peerpb"
 )
 
 // peer is this node's client of another node, with its outbox: the
-// asynchronous ops (deliveries, unlinks, revokes) sent in order, batched
+// asynchronous ops (deliveries, interest, revokes) sent in order, batched
 // into one Push while the previous one is in flight.
 type peer struct {
 	n      *Node
@@ -123,16 +124,6 @@ func (p *peer) sentUpTo() uint64 {
 	return p.sent
 }
 
-// applyReply learns from a Push's reply: queues that moved, queues gone.
-func (n *Node) applyReply(rep *pb.PushReply) {
-	for _, m := range rep.GetMoved() {
-		n.store.SetHolder(m.GetResource(), m.GetQueue(), m.GetNode())
-	}
-	for _, m := range rep.GetMissing() {
-		n.prune(m.GetResource(), m.GetQueues())
-	}
-}
-
 // push queues op for the peer.
 func (p *peer) push(op *pb.Op) {
 	p.mu.Lock()
@@ -206,12 +197,10 @@ func (p *peer) deliver(batch []*pb.Op) {
 			break // it left or died: its queues went with it or elsewhere
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		var rep *pb.PushReply
-		rep, err = p.client.Push(ctx, &pb.PushRequest{Ops: batch})
+		_, err = p.client.Push(ctx, &pb.PushRequest{Ops: batch})
 		cancel()
 		if err == nil {
 			p.n.stats.forwarded(p.name, len(batch))
-			p.n.applyReply(rep)
 			return
 		}
 		select {
@@ -240,12 +229,13 @@ func (p *peer) waitExited() {
 	}
 }
 
-// handOn sends ops meant for a peer that left or died again, in order, to
-// wherever their queues or lists are now (a node that left handed them
-// on). An op the peer applied before it went is not applied twice: a
-// queue never appends the same publication twice from a forwarded op, and
-// unlinks and revokes are idempotent. Nothing is handed on while this
-// node itself is closing.
+// handOn applies again, in order, the ops meant for a peer that left or
+// died: an event this node stamped goes, as it is, to every node
+// interested in its list now, the peer's queues' new nodes among them (a
+// queue appends it at most once); a publication for a list's holder goes
+// to the holder, which gives it the same position again (Event.ID).
+// Interest, learn and revoke ops go to the list's holder as they are
+// (idempotent). Nothing is handed on while this node itself is closing.
 func (p *peer) handOn(ops []*pb.Op) {
 	if len(ops) == 0 {
 		return
@@ -269,14 +259,15 @@ func (n *Node) reroute(op *pb.Op) {
 	case op.GetEvent() != nil && op.GetFanout():
 		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0, false)
 	case op.GetEvent() != nil:
-		ev := eventOf(op.GetEvent())
-		n.forward(ev, op.GetEvent(), op.GetQueues(), 1) // hops 1: report, never prune here
-	case op.GetUnlinkResource() != "":
-		n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), 0, false)
+		// Stamped here for the peer: sent as it is to the nodes
+		// interested now. A list that left since announces its tail.
+		n.store.Refan(eventOf(op.GetEvent()))
+	case op.GetInterestResource() != "":
+		fwd := proto.Clone(op).(*pb.Op)
+		fwd.Hops, fwd.Asked = 0, false
+		n.interestAt(fwd)
 	case op.GetLearnResource() != "":
 		n.learnAt(op)
-	case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
-		n.revokeQueues(op.GetRevokeResource(), op.GetQueues(), 0)
 	case op.GetRevokeResource() != "":
 		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0, false)
 	}

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"meshgate/shard"
-	pb "meshgate/shard/cluster/peerpb"
 )
 
 type etagAuth string
@@ -40,7 +39,7 @@ func TestAudit_RelinkKeepsTheEtagTheQueueDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "v5"})
-	store.RemoveSubscribers(res, []string{q.Name}) // the list is lost (a failed hand-off, a prune)
+	store.DropNodes(func(string) bool { return true }) // the list is lost (a failed hand-off)
 	n.audit()
 	subs, err := store.Subscriptions(ctx, alice, q.Name)
 	if err != nil || len(subs) != 1 {
@@ -93,13 +92,15 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	}
 	publish := func(etag string) { store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: etag}) }
 	publish("v1")
-	store.RemoveSubscribers(res, []string{q.Name}) // the entry is lost with a dead holder
+	store.AddInterest(res, shard.Interest{Node: "b", Count: 1, Ver: 1}, shard.Hint{}) // another node keeps the list going
+	li := store.LocalInterests()[res]
+	store.DropNodes(func(node string) bool { return node == "a" }) // this node's interest is lost with a dead holder
 	publish("v2")
 	publish("v3")
 	// The repair's first link failed: the loss is announced with no position.
 	hint := shard.Hint{Etag: "v1"}
 	store.Resync(res, shard.Linked{Etag: hint.Etag}, []string{q.Name})
-	n.relinkLater(res, hint, []*pb.Subscriber{{Queue: q.Name, User: alice.User, Device: alice.Device, Node: "a"}}, errNotHeld)
+	n.relinkLater(res, hint, li, errNotHeld)
 	publish("v4")
 	pg, err := store.Poll(ctx, alice, q.Name, 0, 20, 0)
 	if err != nil || len(pg.Items) == 0 {

@@ -468,7 +468,8 @@ func (n *Node) awaitList(ctx context.Context, res string) bool {
 	return false
 }
 
-// Revoke removes user's (and device's) subscriptions to resource, at its holder.
+// Revoke removes user's (and device's) subscriptions to resource: its
+// holder tells every node interested in its list.
 func (n *Node) Revoke(resource, user, device string) int {
 	return n.revoke(context.Background(), resource, user, device, 0, false)
 }
@@ -482,9 +483,16 @@ func (n *Node) revoke(ctx context.Context, resource, user, device string, hops u
 		return n.store.Revoke(resource, user, device)
 	}
 	if p := n.peer(where); p != nil {
-		p.push(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Hops: hops + 1, Asked: ask})
+		p.push(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true, Hops: hops + 1, Asked: ask})
 	}
 	return 0
+}
+
+// RevokeAt implements shard.Peers: one op per interested node.
+func (n *Node) RevokeAt(resource, user, device string, nodes []string) {
+	for _, node := range nodes {
+		n.send(node, &pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device})
+	}
 }
 
 // ResourcesWithScheme lists the resources of scheme whose lists are held here.
@@ -492,9 +500,10 @@ func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
 	return n.store.ResourcesWithScheme(scheme)
 }
 
-// Link implements shard.Peers: it adds queue to resource's list at its holder.
-func (n *Node) Link(ctx context.Context, resource, queue string, owner shard.Principal, hint shard.Hint) (shard.Linked, error) {
-	_, l, err := n.link(ctx, resource, hint, []*pb.Subscriber{{Queue: queue, User: owner.User, Device: owner.Device, Node: n.cfg.Name}}, 0, false)
+// Link implements shard.Peers: it records this node's interest in
+// resource's list at its holder.
+func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hint shard.Hint) (shard.Linked, error) {
+	_, l, err := n.link(ctx, resource, hint, in, 0, false)
 	return l, err
 }
 
@@ -510,7 +519,7 @@ func (n *Node) learnAt(op *pb.Op) {
 	where, _, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), false)
 	if where == "" {
 		if n.holdsResource(res) {
-			n.store.AddSubscribers(res, nil, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
+			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
 		}
 		return
 	}
@@ -521,85 +530,127 @@ func (n *Node) learnAt(op *pb.Op) {
 	}
 }
 
-func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, subs []*pb.Subscriber, hops uint32, ask bool) ([]string, shard.Linked, error) {
+func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, hops uint32, ask bool) (bool, shard.Linked, error) {
 	p := n.peer(where)
 	if p == nil {
-		return nil, shard.Linked{}, unavailable(where)
+		return false, shard.Linked{}, unavailable(where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Subscribers: subs, Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, Hops: hops, Asked: ask})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, Hops: hops, Asked: ask})
 	n.stats.forwarded(where, 1)
 	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag()}, fromStatus(where, err)
 }
 
-// Unlink implements shard.Peers.
-func (n *Node) Unlink(resource string, queues []string) { n.unlinkAt(resource, queues, 0, false) }
+// Interest implements shard.Peers: resource's holder records in.
+func (n *Node) Interest(resource string, in shard.Interest) {
+	n.interestAt(&pb.Op{InterestResource: resource, Interest: interestPB(in)})
+}
 
-func (n *Node) unlinkAt(resource string, queues []string, hops uint32, asked bool) {
-	where, ask, _ := n.locate(context.Background(), resource, n.holdsResource, hops, asked)
+// interestAt applies an interest op where its list is held (or where its
+// ring owner starts one).
+func (n *Node) interestAt(op *pb.Op) {
+	res := op.GetInterestResource()
+	where, ask, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), op.GetAsked())
 	if where == "" {
-		n.store.RemoveSubscribers(resource, queues)
+		if !op.GetAsked() || n.holdsResource(res) { // asked: its owner starts it
+			n.store.SetInterest(res, interestOf(op.GetInterest()))
+		}
 		return
 	}
 	if p := n.peer(where); p != nil {
-		p.push(&pb.Op{UnlinkResource: resource, Queues: queues, Hops: hops + 1, Asked: ask})
+		fwd := proto.Clone(op).(*pb.Op)
+		fwd.Hops++
+		fwd.Asked = ask
+		p.push(fwd)
 	}
 }
 
-// prune removes queues that turned out to be gone from resource's list.
-func (n *Node) prune(resource string, queues []string) {
-	if len(queues) > 0 {
-		n.unlinkAt(resource, queues, 0, false)
+// Forward implements shard.Peers: one op per interested node, carrying
+// the event once; the node appends it to its own subscribers. Nothing
+// waits for what was sent on an old route: positions order it at the
+// queue. A node not known here yet (gossip is slower than the hand-off
+// that made it interested) gets its ops once it is, in order (see
+// waitForPeer); one that is gone gets nothing: its interest goes with it.
+func (n *Node) Forward(ev *shard.Event, nodes []string) {
+	e := eventPB(ev)
+	for _, node := range nodes {
+		n.send(node, &pb.Op{Event: e})
 	}
 }
 
-// Forward implements shard.Peers: one op per destination node, carrying
-// the event once and the names of its queues there.
-func (n *Node) Forward(ev *shard.Event, queues, hints []string) int {
-	// Names go where they were last known to be held: that node has them,
-	// or forwards them (before it answers) to where they went and says so.
-	// A name whose last holder is gone is looked up. Nothing waits for
-	// what was sent on an old route: positions order it at the queue.
-	var e *pb.Event
-	groups := map[string][]string{}
-	var unknown []string
+// send queues op for node, or keeps it until node is a member.
+func (n *Node) send(node string, op *pb.Op) {
 	n.mu.Lock()
-	for i, q := range queues {
-		if h := hints[i]; h != "" && h != n.cfg.Name && n.aliveLocked(h) {
-			groups[h] = append(groups[h], q)
-		} else {
-			unknown = append(unknown, q)
-		}
+	if w, ok := n.waiting[node]; ok {
+		n.waiting[node] = append(w, op)
+		n.mu.Unlock()
+		return
 	}
+	_, crashed := n.crashed[node]
 	n.mu.Unlock()
-	sent := 0
-	for where, names := range groups {
-		p := n.peer(where)
-		if p == nil {
-			unknown = append(unknown, names...)
-			continue
-		}
-		if e == nil {
-			e = eventPB(ev)
-		}
-		p.push(&pb.Op{Event: e, Queues: names, Hops: 1})
-		sent += len(names)
+	if p := n.peer(node); p != nil {
+		p.push(op)
+		return
 	}
-	if len(unknown) > 0 {
-		k, _ := n.forward(ev, e, unknown, 0)
-		sent += k
+	if crashed {
+		return
 	}
-	return sent
+	n.mu.Lock()
+	w, ok := n.waiting[node]
+	n.waiting[node] = append(w, op)
+	n.mu.Unlock()
+	if !ok {
+		go n.waitForPeer(node)
+	}
 }
+
+// waitForPeer hands the ops kept for node to its outbox once it is a
+// member, or drops them after settleTime.
+func (n *Node) waitForPeer(node string) {
+	for deadline := time.Now().Add(settleTime); time.Now().Before(deadline); {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(retryGap):
+		}
+		if p := n.peer(node); p != nil {
+			// Ops sent meanwhile still join the list, so the order holds;
+			// they are pushed with n.mu released (push may hand on).
+			for {
+				n.mu.Lock()
+				ops := n.waiting[node]
+				if len(ops) == 0 {
+					delete(n.waiting, node)
+					n.mu.Unlock()
+					return
+				}
+				n.waiting[node] = []*pb.Op{}
+				n.mu.Unlock()
+				for _, op := range ops {
+					p.push(op)
+				}
+			}
+		}
+	}
+	n.mu.Lock()
+	k := len(n.waiting[node])
+	delete(n.waiting, node)
+	n.mu.Unlock()
+	n.stats.Dropped.Add(uint64(k))
+	n.log.Warn("ops dropped: their node did not become a member", "peer", node, "ops", k)
+}
+
+const retryGap = 50 * time.Millisecond
 
 // tailTick is how often the lists held here are asked whether their
 // tail is due to be announced (shard.Store.AnnounceTails).
 const tailTick = 250 * time.Millisecond
 
 // announceTails has the store announce its lists' tails until Close: the
-// last event of a list is sent again to its queues on other nodes, so one
-// lost on the way is never left unannounced (see shard/position.go).
+// last event of a list is sent again to the other nodes interested in
+// it, so one lost on the way is never left unannounced (see
+// shard/position.go).
 func (n *Node) announceTails() {
 	defer n.wg.Done()
 	t := time.NewTicker(tailTick)
@@ -614,111 +665,10 @@ func (n *Node) announceTails() {
 	}
 }
 
-const (
-	retryGap   = 50 * time.Millisecond
-	maxRetries = 40 // 2 s
-)
-
-// forward sends ev (or its wire form e) to the nodes that hold queues.
-// A name held nowhere is missing: pruned from ev.Resource's list here
-// (hops 0) or reported to the sender. While membership is unsettled a
-// name that cannot be found may be in flight or behind a ring this node
-// has not seen yet: it is retried for a while, never pruned.
-func (n *Node) forward(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string) {
-	for attempt := 0; ; attempt++ {
-		var k int
-		k, missing, e = n.forwardOnce(ev, e, queues, hops)
-		sent += k
-		if len(missing) == 0 || n.settled() {
-			break
-		}
-		if attempt == maxRetries {
-			// Not found while the cluster changes: the queue may be in
-			// flight. Drop this notification for it but keep the
-			// subscription; never prune on a guess.
-			n.stats.Dropped.Add(uint64(len(missing)))
-			n.log.Warn("notification not delivered: queues not found while the cluster changes", "resource", ev.Resource, "queues", len(missing))
-			return sent, nil
-		}
-		// Wait here rather than later: the next notification of this
-		// resource must not overtake this one.
-		n.log.Debug("queues not found while the cluster changes: retrying", "resource", ev.Resource, "queues", len(missing), "hops", hops)
-		time.Sleep(retryGap)
-		queues = missing
-	}
-	if len(missing) > 0 && hops == 0 {
-		n.prune(ev.Resource, missing)
-		missing = nil
-	}
-	return sent, missing
-}
-
-// forwardOnce sends ev to where each queue is and returns the names it
-// could not find.
-func (n *Node) forwardOnce(ev *shard.Event, e *pb.Event, queues []string, hops uint32) (sent int, missing []string, _ *pb.Event) {
-	groups := map[string][]string{}
-	var here []string
-	for _, q := range queues {
-		where, _, _ := n.locate(context.Background(), q, n.store.Has, hops, false)
-		switch {
-		case where != "":
-			groups[where] = append(groups[where], q)
-			if hops == 0 {
-				n.store.SetHolder(ev.Resource, q, where)
-			}
-		case n.store.Has(q):
-			here = append(here, q) // arrived meanwhile
-			if hops == 0 {
-				n.store.SetHolder(ev.Resource, q, n.cfg.Name)
-			}
-		default:
-			missing = append(missing, q)
-		}
-	}
-	if len(here) > 0 {
-		k, gone := n.store.DeliverTo(ev, here)
-		sent += k
-		missing = append(missing, gone...)
-	}
-	if len(groups) > 0 && e == nil {
-		e = eventPB(ev)
-	}
-	for where, names := range groups {
-		p := n.peer(where)
-		if p == nil {
-			missing = append(missing, names...)
-			continue
-		}
-		p.push(&pb.Op{Event: e, Queues: names, Hops: hops + 1})
-		sent += len(names)
-	}
-	return sent, missing, e
-}
-
 // settled reports whether membership has been still long enough for every
 // node to see the same ring, with no key in flight to this node.
 func (n *Node) settled() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
-}
-
-// Revoke-forwarding half of shard.Peers: tell the holders of queues.
-func (n *Node) revokeQueues(resource string, queues []string, hops uint32) {
-	groups := map[string][]string{}
-	for _, q := range queues {
-		if where, _, _ := n.locate(context.Background(), q, n.store.Has, hops, false); where != "" {
-			groups[where] = append(groups[where], q)
-		}
-	}
-	for where, names := range groups {
-		if p := n.peer(where); p != nil {
-			p.push(&pb.Op{RevokeResource: resource, Queues: names, Hops: hops + 1})
-		}
-	}
-}
-
-// RevokeQueues implements shard.Peers.
-func (n *Node) RevokeQueues(resource string, queues []string) {
-	n.revokeQueues(resource, queues, 0)
 }

@@ -72,15 +72,14 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
 	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}}
-	added, l, err := s.n.link(ctx, r.GetResource(), hint, r.GetSubscribers(), r.GetHops(), r.GetAsked())
+	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), r.GetHops(), r.GetAsked())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag}, nil
 }
 
-// Push applies ops in order. Names not held here are sent on to where
-// they are; names held nowhere come back as missing.
+// Push applies ops in order.
 func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, error) {
 	n := s.n
 	rep := &pb.PushReply{}
@@ -95,90 +94,24 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			}
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
-			ev := eventOf(op.GetEvent())
-			k, notDelivered := n.store.DeliverTo(ev, op.GetQueues())
-			rep.Reached += int64(k)
-			// Of those not delivered, the queues held here are no longer
-			// subscribed; the others are sent on. A queue taken over
-			// while DeliverTo ran is held now but was not then: it is
-			// given the event again (once: publications are not appended
-			// twice), and only a queue that still refuses it is missing.
-			var missing, away []string
-			held := func(qs []string) (here []string) { // the rest are away
-				for _, q := range qs {
-					if n.store.Has(q) {
-						here = append(here, q)
-					} else {
-						away = append(away, q)
-					}
-				}
-				return here
-			}
-			if arrived := held(notDelivered); len(arrived) > 0 {
-				k, refused := n.store.DeliverTo(ev, arrived)
-				rep.Reached += int64(k)
-				missing = held(refused)
-			}
-			// Queues not here are sent on now, before this reply, to where
-			// they went (a tomb) or are (the ring); the sender learns
-			// where, and its next ops, sent there directly, land after.
-			moved := map[string][]string{}
-			var unknown []string
-			for _, q := range away {
-				to := n.tombOf(q)
-				if to == "" {
-					// Queue-keyed ops never go asked: a queue not found
-					// while it moves is waited for where it goes.
-					to, _, _ = n.locate(ctx, q, n.store.Has, op.GetHops(), false)
-				}
-				if to != "" && to != n.cfg.Name {
-					moved[to] = append(moved[to], q)
-				} else {
-					unknown = append(unknown, q)
-				}
-			}
-			for to, names := range moved {
-				r, err := n.pushNow(ctx, to, &pb.Op{Event: op.GetEvent(), Queues: names, Hops: op.GetHops() + 1})
-				if err != nil {
-					unknown = append(unknown, names...)
-					continue
-				}
-				rep.Reached += r.GetReached()
-				gone := map[string]bool{}
-				for _, m := range r.GetMissing() {
-					for _, q := range m.GetQueues() {
-						gone[q] = true
-					}
-				}
-				for _, q := range names {
-					if !gone[q] {
-						rep.Moved = append(rep.Moved, &pb.Moved{Resource: ev.Resource, Queue: q, Node: to})
-					}
-				}
-				rep.Moved = append(rep.Moved, r.GetMoved()...)
-				rep.Missing = append(rep.Missing, r.GetMissing()...)
-			}
-			if len(unknown) > 0 {
-				sent, gone := n.forward(ev, op.GetEvent(), unknown, op.GetHops())
-				rep.Reached += int64(sent)
-				missing = append(missing, gone...)
-			}
-			if len(missing) > 0 {
-				rep.Missing = append(rep.Missing, &pb.Missing{Resource: ev.Resource, Queues: missing})
-			}
-		case op.GetUnlinkResource() != "":
-			n.unlinkAt(op.GetUnlinkResource(), op.GetQueues(), op.GetHops(), op.GetAsked())
+			rep.Reached += int64(n.store.DeliverLocal(eventOf(op.GetEvent())))
+		case op.GetInterestResource() != "":
+			n.interestAt(op)
 		case op.GetLearnResource() != "":
 			n.learnAt(op)
-		case op.GetRevokeResource() != "" && len(op.GetQueues()) > 0:
-			k, missing := n.store.RevokeQueues(op.GetRevokeResource(), op.GetQueues())
-			rep.Reached += int64(k)
-			if len(missing) > 0 && op.GetHops() < maxHops {
-				n.revokeQueues(op.GetRevokeResource(), missing, op.GetHops())
-			}
-		case op.GetRevokeResource() != "":
+		case op.GetRevokeResource() != "" && op.GetFanout():
 			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops(), op.GetAsked()))
+		case op.GetRevokeResource() != "":
+			rep.Reached += int64(n.store.RevokeLocal(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice()))
 		}
+	}
+	return rep, nil
+}
+
+func (s service) Subscribers(_ context.Context, r *pb.SubscribersRequest) (*pb.SubscribersReply, error) {
+	rep := &pb.SubscribersReply{}
+	for _, sub := range s.n.store.SubscribersWithScheme(r.GetScheme()) {
+		rep.Subscribers = append(rep.Subscribers, &pb.Subscriber{Resource: sub.Resource, User: sub.User, Device: sub.Device})
 	}
 	return rep, nil
 }
@@ -258,19 +191,6 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 			clear(buf)
 		}
 	}
-}
-
-// pushNow sends one op to node and waits for its reply.
-func (n *Node) pushNow(ctx context.Context, node string, op *pb.Op) (*pb.PushReply, error) {
-	p := n.peer(node)
-	if p == nil {
-		return nil, unavailable(node)
-	}
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	n.stats.forwarded(node, 1)
-	rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{op}})
-	return rep, fromStatus(node, err)
 }
 
 // chanListener turns Notify into a channel signal.

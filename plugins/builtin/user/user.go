@@ -30,8 +30,9 @@ const MaxResources = 1 << 20
 // Info implements sdk.Publisher.
 func (*Publisher) Info() sdk.Info {
 	// Every publish is accepted as it is: the gateway need not wait for
-	// this process to deliver one.
-	return sdk.Info{Name: "user", Version: "1.0.0", Schemes: []string{"user"}, PublishDirect: true}
+	// this process to deliver one. Authorize is the own-subtree rule and
+	// the etags are the publishes': the gateway applies the rule itself.
+	return sdk.Info{Name: "user", Version: "1.0.0", Schemes: []string{"user"}, PublishDirect: true, ReadOwnSubtree: true}
 }
 
 // Authorize lets a user read their own subtree.

@@ -922,31 +922,32 @@ func (x *InviteReply) GetReached() int64 {
 	return 0
 }
 
-type Subscriber struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Queue  string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
-	User   string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Device string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
-	// The node that holds the queue, as last known.
-	Node          string `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+// One node's interest in a resource's subscriber list (shard.Interest):
+// how many of its queues subscribe, as of ver (the node's own counter; an
+// older ver never overwrites a newer one).
+type Interest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Count         int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Ver           uint64                 `protobuf:"varint,3,opt,name=ver,proto3" json:"ver,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Subscriber) Reset() {
-	*x = Subscriber{}
+func (x *Interest) Reset() {
+	*x = Interest{}
 	mi := &file_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Subscriber) String() string {
+func (x *Interest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Subscriber) ProtoMessage() {}
+func (*Interest) ProtoMessage() {}
 
-func (x *Subscriber) ProtoReflect() protoreflect.Message {
+func (x *Interest) ProtoReflect() protoreflect.Message {
 	mi := &file_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -958,44 +959,37 @@ func (x *Subscriber) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
-func (*Subscriber) Descriptor() ([]byte, []int) {
+// Deprecated: Use Interest.ProtoReflect.Descriptor instead.
+func (*Interest) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *Subscriber) GetQueue() string {
-	if x != nil {
-		return x.Queue
-	}
-	return ""
-}
-
-func (x *Subscriber) GetUser() string {
-	if x != nil {
-		return x.User
-	}
-	return ""
-}
-
-func (x *Subscriber) GetDevice() string {
-	if x != nil {
-		return x.Device
-	}
-	return ""
-}
-
-func (x *Subscriber) GetNode() string {
+func (x *Interest) GetNode() string {
 	if x != nil {
 		return x.Node
 	}
 	return ""
 }
 
-// Add subscribers to a resource's list, at the resource's owner.
+func (x *Interest) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Interest) GetVer() uint64 {
+	if x != nil {
+		return x.Ver
+	}
+	return 0
+}
+
+// Register a node's interest in a resource's list, at the list's holder.
 type LinkRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Resource    string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Subscribers []*Subscriber          `protobuf:"bytes,2,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Resource string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Interest *Interest              `protobuf:"bytes,9,opt,name=interest,proto3" json:"interest,omitempty"`
 	// What the queues' side knows (shard.Hint): the last etag delivered and
 	// its position. The list adopts it unless it knows a later one.
 	Etag       string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
@@ -1048,9 +1042,9 @@ func (x *LinkRequest) GetResource() string {
 	return ""
 }
 
-func (x *LinkRequest) GetSubscribers() []*Subscriber {
+func (x *LinkRequest) GetInterest() *Interest {
 	if x != nil {
-		return x.Subscribers
+		return x.Interest
 	}
 	return nil
 }
@@ -1099,9 +1093,9 @@ func (x *LinkRequest) GetAsked() bool {
 
 type LinkReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The queues that were not in the list yet.
-	Added []string `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
-	// The list's position and etag when they joined (shard.Linked).
+	// The node had no interest in the list yet.
+	Added bool `protobuf:"varint,6,opt,name=added,proto3" json:"added,omitempty"`
+	// The list's position and etag when it joined (shard.Linked).
 	Epoch         uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	Etag          string `protobuf:"bytes,4,opt,name=etag,proto3" json:"etag,omitempty"`
@@ -1140,11 +1134,11 @@ func (*LinkReply) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{13}
 }
 
-func (x *LinkReply) GetAdded() []string {
+func (x *LinkReply) GetAdded() bool {
 	if x != nil {
 		return x.Added
 	}
-	return nil
+	return false
 }
 
 func (x *LinkReply) GetEpoch() uint64 {
@@ -1178,21 +1172,23 @@ func (x *LinkReply) GetAt() uint64 {
 // One operation in a Push: exactly one of its groups is set.
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Deliver event to queues (or, with no queues, fan out at the resource's owner).
-	Event  *Event   `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
-	Queues []string `protobuf:"bytes,2,rep,name=queues,proto3" json:"queues,omitempty"`
-	Fanout bool     `protobuf:"varint,3,opt,name=fanout,proto3" json:"fanout,omitempty"`
-	// Remove queues from resource's subscriber list.
-	UnlinkResource string `protobuf:"bytes,4,opt,name=unlink_resource,json=unlinkResource,proto3" json:"unlink_resource,omitempty"`
-	// Revoke: with queues, at their owner; without, at the resource's owner for user/device.
+	// An event. fanout: for the resource's holder, which stamps it and sends
+	// it to every interested node; else, for this node's local subscribers.
+	Event  *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Fanout bool   `protobuf:"varint,3,opt,name=fanout,proto3" json:"fanout,omitempty"`
+	// Interest: a node's interest in resource's list (see Interest), for
+	// the list's holder.
+	InterestResource string    `protobuf:"bytes,4,opt,name=interest_resource,json=interestResource,proto3" json:"interest_resource,omitempty"`
+	Interest         *Interest `protobuf:"bytes,15,opt,name=interest,proto3" json:"interest,omitempty"`
+	// Revoke user's (device's) subscriptions to resource: with fanout at
+	// the list's holder (which tells every interested node), else here.
 	RevokeResource string `protobuf:"bytes,5,opt,name=revoke_resource,json=revokeResource,proto3" json:"revoke_resource,omitempty"`
 	RevokeUser     string `protobuf:"bytes,6,opt,name=revoke_user,json=revokeUser,proto3" json:"revoke_user,omitempty"`
 	RevokeDevice   string `protobuf:"bytes,7,opt,name=revoke_device,json=revokeDevice,proto3" json:"revoke_device,omitempty"`
 	Hops           uint32 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`
 	// Sent by the resource's ring owner, which does not hold its list, to a
 	// node that may (a past owner): the receiver never sends it back to the
-	// owner. Only ops on a resource (fan-out, unlink, revoke) go asked; ops
-	// on queues are waited for where their queues go.
+	// owner.
 	Asked bool `protobuf:"varint,9,opt,name=asked,proto3" json:"asked,omitempty"`
 	// Learn: resource's list learns the etag a subscribe answered, as of a
 	// position (shard.Peers.Learn).
@@ -1242,13 +1238,6 @@ func (x *Op) GetEvent() *Event {
 	return nil
 }
 
-func (x *Op) GetQueues() []string {
-	if x != nil {
-		return x.Queues
-	}
-	return nil
-}
-
 func (x *Op) GetFanout() bool {
 	if x != nil {
 		return x.Fanout
@@ -1256,11 +1245,18 @@ func (x *Op) GetFanout() bool {
 	return false
 }
 
-func (x *Op) GetUnlinkResource() string {
+func (x *Op) GetInterestResource() string {
 	if x != nil {
-		return x.UnlinkResource
+		return x.InterestResource
 	}
 	return ""
+}
+
+func (x *Op) GetInterest() *Interest {
+	if x != nil {
+		return x.Interest
+	}
+	return nil
 }
 
 func (x *Op) GetRevokeResource() string {
@@ -1380,14 +1376,8 @@ func (x *PushRequest) GetOps() []*Op {
 
 type PushReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// For each delivery op, the queues the receiver does not hold: the
-	// sender prunes them from its subscriber list.
-	Missing []*Missing `protobuf:"bytes,1,rep,name=missing,proto3" json:"missing,omitempty"`
-	// How many queues the ops reached (forwarded ones included).
-	Reached int64 `protobuf:"varint,2,opt,name=reached,proto3" json:"reached,omitempty"`
-	// Queues the receiver had handed to another node: the sender sends
-	// there from now on.
-	Moved         []*Moved `protobuf:"bytes,3,rep,name=moved,proto3" json:"moved,omitempty"`
+	// How many queues the ops reached here.
+	Reached       int64 `protobuf:"varint,2,opt,name=reached,proto3" json:"reached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1422,137 +1412,11 @@ func (*PushReply) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{16}
 }
 
-func (x *PushReply) GetMissing() []*Missing {
-	if x != nil {
-		return x.Missing
-	}
-	return nil
-}
-
 func (x *PushReply) GetReached() int64 {
 	if x != nil {
 		return x.Reached
 	}
 	return 0
-}
-
-func (x *PushReply) GetMoved() []*Moved {
-	if x != nil {
-		return x.Moved
-	}
-	return nil
-}
-
-type Moved struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Queue         string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
-	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Moved) Reset() {
-	*x = Moved{}
-	mi := &file_peer_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Moved) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Moved) ProtoMessage() {}
-
-func (x *Moved) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Moved.ProtoReflect.Descriptor instead.
-func (*Moved) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *Moved) GetResource() string {
-	if x != nil {
-		return x.Resource
-	}
-	return ""
-}
-
-func (x *Moved) GetQueue() string {
-	if x != nil {
-		return x.Queue
-	}
-	return ""
-}
-
-func (x *Moved) GetNode() string {
-	if x != nil {
-		return x.Node
-	}
-	return ""
-}
-
-type Missing struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Queues        []string               `protobuf:"bytes,2,rep,name=queues,proto3" json:"queues,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Missing) Reset() {
-	*x = Missing{}
-	mi := &file_peer_proto_msgTypes[18]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Missing) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Missing) ProtoMessage() {}
-
-func (x *Missing) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[18]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Missing.ProtoReflect.Descriptor instead.
-func (*Missing) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{18}
-}
-
-func (x *Missing) GetResource() string {
-	if x != nil {
-		return x.Resource
-	}
-	return ""
-}
-
-func (x *Missing) GetQueues() []string {
-	if x != nil {
-		return x.Queues
-	}
-	return nil
 }
 
 type StreamRequest struct {
@@ -1569,7 +1433,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_peer_proto_msgTypes[19]
+	mi := &file_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1445,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[19]
+	mi := &file_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1458,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{19}
+	return file_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StreamRequest) GetPrincipal() *Principal {
@@ -1641,7 +1505,7 @@ type StreamBatch struct {
 
 func (x *StreamBatch) Reset() {
 	*x = StreamBatch{}
-	mi := &file_peer_proto_msgTypes[20]
+	mi := &file_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1517,7 @@ func (x *StreamBatch) String() string {
 func (*StreamBatch) ProtoMessage() {}
 
 func (x *StreamBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[20]
+	mi := &file_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1530,7 @@ func (x *StreamBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBatch.ProtoReflect.Descriptor instead.
 func (*StreamBatch) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{20}
+	return file_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StreamBatch) GetItems() []*Notification {
@@ -1695,7 +1559,7 @@ type QueueState struct {
 
 func (x *QueueState) Reset() {
 	*x = QueueState{}
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1571,7 @@ func (x *QueueState) String() string {
 func (*QueueState) ProtoMessage() {}
 
 func (x *QueueState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1584,7 @@ func (x *QueueState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueState.ProtoReflect.Descriptor instead.
 func (*QueueState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{21}
+	return file_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueueState) GetName() string {
@@ -1801,10 +1665,11 @@ func (x *QueueState) GetSubs() []*Subscription {
 }
 
 type ResourceState struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Etag        string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
-	Subscribers []*Subscriber          `protobuf:"bytes,3,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Etag  string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	// The nodes interested in the list.
+	Nodes []*Interest `protobuf:"bytes,14,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// The list's stream position, and where etag was learned.
 	Epoch      uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Offset     uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
@@ -1824,7 +1689,7 @@ type ResourceState struct {
 
 func (x *ResourceState) Reset() {
 	*x = ResourceState{}
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +1701,7 @@ func (x *ResourceState) String() string {
 func (*ResourceState) ProtoMessage() {}
 
 func (x *ResourceState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +1714,7 @@ func (x *ResourceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceState.ProtoReflect.Descriptor instead.
 func (*ResourceState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{22}
+	return file_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResourceState) GetName() string {
@@ -1866,9 +1731,9 @@ func (x *ResourceState) GetEtag() string {
 	return ""
 }
 
-func (x *ResourceState) GetSubscribers() []*Subscriber {
+func (x *ResourceState) GetNodes() []*Interest {
 	if x != nil {
-		return x.Subscribers
+		return x.Nodes
 	}
 	return nil
 }
@@ -1947,19 +1812,27 @@ func (x *ResourceState) GetRecentAts() []uint64 {
 // A Take asked again for a key already given to the same node returns the
 // same state (the first reply may have been lost); ack tells the giver the
 // keys arrived, so it can forget their state.
+//
+// Before a Take of queues, the taker asks with prepare for the resources
+// they subscribe to (interest: resource → how many of them), and records
+// itself in those lists; caught, in the Take, is each list's position
+// when it did: the giver lets the queues go once they have appended up
+// to it (or after a second), so every event reaches them here or there.
 type TakeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	Queues        []string               `protobuf:"bytes,2,rep,name=queues,proto3" json:"queues,omitempty"`
 	Resources     []string               `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
 	Ack           bool                   `protobuf:"varint,4,opt,name=ack,proto3" json:"ack,omitempty"`
+	Prepare       bool                   `protobuf:"varint,5,opt,name=prepare,proto3" json:"prepare,omitempty"`
+	Caught        map[string]*Pos        `protobuf:"bytes,6,rep,name=caught,proto3" json:"caught,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TakeRequest) Reset() {
 	*x = TakeRequest{}
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +1844,7 @@ func (x *TakeRequest) String() string {
 func (*TakeRequest) ProtoMessage() {}
 
 func (x *TakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +1857,7 @@ func (x *TakeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeRequest.ProtoReflect.Descriptor instead.
 func (*TakeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{23}
+	return file_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TakeRequest) GetNode() string {
@@ -2015,19 +1888,88 @@ func (x *TakeRequest) GetAck() bool {
 	return false
 }
 
+func (x *TakeRequest) GetPrepare() bool {
+	if x != nil {
+		return x.Prepare
+	}
+	return false
+}
+
+func (x *TakeRequest) GetCaught() map[string]*Pos {
+	if x != nil {
+		return x.Caught
+	}
+	return nil
+}
+
+// A stream position (shard.Position without At).
+type Pos struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pos) Reset() {
+	*x = Pos{}
+	mi := &file_peer_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pos) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pos) ProtoMessage() {}
+
+func (x *Pos) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pos.ProtoReflect.Descriptor instead.
+func (*Pos) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Pos) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Pos) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 type TakeReply struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Queues    []*QueueState          `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
 	Resources []*ResourceState       `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
 	// Keys the receiver had already handed to another node: key → node.
-	Moved         map[string]string `protobuf:"bytes,3,rep,name=moved,proto3" json:"moved,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Moved map[string]string `protobuf:"bytes,3,rep,name=moved,proto3" json:"moved,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// For a prepare: resource → how many of the queues subscribe to it.
+	Interest      map[string]int64 `protobuf:"bytes,4,rep,name=interest,proto3" json:"interest,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TakeReply) Reset() {
 	*x = TakeReply{}
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +1981,7 @@ func (x *TakeReply) String() string {
 func (*TakeReply) ProtoMessage() {}
 
 func (x *TakeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +1994,7 @@ func (x *TakeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeReply.ProtoReflect.Descriptor instead.
 func (*TakeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{24}
+	return file_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TakeReply) GetQueues() []*QueueState {
@@ -2076,6 +2018,13 @@ func (x *TakeReply) GetMoved() map[string]string {
 	return nil
 }
 
+func (x *TakeReply) GetInterest() map[string]int64 {
+	if x != nil {
+		return x.Interest
+	}
+	return nil
+}
+
 // Handoff asks the receiver to Take these keys from the sender.
 type HandoffRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2088,7 +2037,7 @@ type HandoffRequest struct {
 
 func (x *HandoffRequest) Reset() {
 	*x = HandoffRequest{}
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2049,7 @@ func (x *HandoffRequest) String() string {
 func (*HandoffRequest) ProtoMessage() {}
 
 func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2062,7 @@ func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
 func (*HandoffRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{25}
+	return file_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HandoffRequest) GetNode() string {
@@ -2149,7 +2098,7 @@ type LeavingRequest struct {
 
 func (x *LeavingRequest) Reset() {
 	*x = LeavingRequest{}
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2110,7 @@ func (x *LeavingRequest) String() string {
 func (*LeavingRequest) ProtoMessage() {}
 
 func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2123,7 @@ func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeavingRequest.ProtoReflect.Descriptor instead.
 func (*LeavingRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{26}
+	return file_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeavingRequest) GetNode() string {
@@ -2199,7 +2148,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2160,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2173,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{27}
+	return file_peer_proto_rawDescGZIP(), []int{26}
 }
 
 type StatsReply struct {
@@ -2244,7 +2193,7 @@ type StatsReply struct {
 
 func (x *StatsReply) Reset() {
 	*x = StatsReply{}
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2205,7 @@ func (x *StatsReply) String() string {
 func (*StatsReply) ProtoMessage() {}
 
 func (x *StatsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2218,7 @@ func (x *StatsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsReply.ProtoReflect.Descriptor instead.
 func (*StatsReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{28}
+	return file_peer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatsReply) GetNode() string {
@@ -2335,6 +2284,155 @@ func (x *StatsReply) GetStreams() int64 {
 	return 0
 }
 
+type SubscribersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scheme        string                 `protobuf:"bytes,1,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribersRequest) Reset() {
+	*x = SubscribersRequest{}
+	mi := &file_peer_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribersRequest) ProtoMessage() {}
+
+func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribersRequest.ProtoReflect.Descriptor instead.
+func (*SubscribersRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SubscribersRequest) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+type SubscribersReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subscribers   []*Subscriber          `protobuf:"bytes,1,rep,name=subscribers,proto3" json:"subscribers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribersReply) Reset() {
+	*x = SubscribersReply{}
+	mi := &file_peer_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribersReply) ProtoMessage() {}
+
+func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribersReply.ProtoReflect.Descriptor instead.
+func (*SubscribersReply) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SubscribersReply) GetSubscribers() []*Subscriber {
+	if x != nil {
+		return x.Subscribers
+	}
+	return nil
+}
+
+// One principal subscribed to a resource (shard.Subscriber).
+type Subscriber struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Device        string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscriber) Reset() {
+	*x = Subscriber{}
+	mi := &file_peer_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscriber) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscriber) ProtoMessage() {}
+
+func (x *Subscriber) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
+func (*Subscriber) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Subscriber) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *Subscriber) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Subscriber) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
 type CurrentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Resources     []string               `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
@@ -2344,7 +2442,7 @@ type CurrentRequest struct {
 
 func (x *CurrentRequest) Reset() {
 	*x = CurrentRequest{}
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2454,7 @@ func (x *CurrentRequest) String() string {
 func (*CurrentRequest) ProtoMessage() {}
 
 func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2467,7 @@ func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentRequest.ProtoReflect.Descriptor instead.
 func (*CurrentRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{29}
+	return file_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CurrentRequest) GetResources() []string {
@@ -2388,7 +2486,7 @@ type CurrentReply struct {
 
 func (x *CurrentReply) Reset() {
 	*x = CurrentReply{}
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2498,7 @@ func (x *CurrentReply) String() string {
 func (*CurrentReply) ProtoMessage() {}
 
 func (x *CurrentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2511,7 @@ func (x *CurrentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentReply.ProtoReflect.Descriptor instead.
 func (*CurrentReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{30}
+	return file_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CurrentReply) GetEtags() map[string]string {
@@ -2435,7 +2533,7 @@ type AuthorizeRequest struct {
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2545,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2558,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{31}
+	return file_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuthorizeRequest) GetPrincipal() *Principal {
@@ -2500,7 +2598,7 @@ type AuthorizeReply struct {
 
 func (x *AuthorizeReply) Reset() {
 	*x = AuthorizeReply{}
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2610,7 @@ func (x *AuthorizeReply) String() string {
 func (*AuthorizeReply) ProtoMessage() {}
 
 func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2623,7 @@ func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
 func (*AuthorizeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{32}
+	return file_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuthorizeReply) GetEtag() string {
@@ -2548,7 +2646,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2658,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2671,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{33}
+	return file_peer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PublishRequest) GetPrincipal() *Principal {
@@ -2620,7 +2718,7 @@ type PublishReply struct {
 
 func (x *PublishReply) Reset() {
 	*x = PublishReply{}
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2730,7 @@ func (x *PublishReply) String() string {
 func (*PublishReply) ProtoMessage() {}
 
 func (x *PublishReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2743,7 @@ func (x *PublishReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
 func (*PublishReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{34}
+	return file_peer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PublishReply) GetReached() int64 {
@@ -2728,16 +2826,14 @@ const file_peer_proto_rawDesc = "" +
 	"\tto_device\x18\x03 \x01(\tR\btoDevice\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\"'\n" +
 	"\vInviteReply\x12\x18\n" +
-	"\areached\x18\x01 \x01(\x03R\areached\"b\n" +
-	"\n" +
-	"Subscriber\x12\x14\n" +
-	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
-	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
-	"\x06device\x18\x03 \x01(\tR\x06device\x12\x12\n" +
-	"\x04node\x18\x04 \x01(\tR\x04node\"\x80\x02\n" +
+	"\areached\x18\x01 \x01(\x03R\areached\"F\n" +
+	"\bInterest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
+	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xfe\x01\n" +
 	"\vLinkRequest\x12\x1a\n" +
-	"\bresource\x18\x01 \x01(\tR\bresource\x12>\n" +
-	"\vsubscribers\x18\x02 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\x12\x12\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x126\n" +
+	"\binterest\x18\t \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
 	"hint_epoch\x18\x06 \x01(\x04R\thintEpoch\x12\x1f\n" +
@@ -2745,18 +2841,18 @@ const file_peer_proto_rawDesc = "" +
 	"hintOffset\x12\x17\n" +
 	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12\x12\n" +
 	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\x05 \x01(\bR\x05asked\"s\n" +
+	"\x05asked\x18\x05 \x01(\bR\x05askedJ\x04\b\x02\x10\x03\"y\n" +
 	"\tLinkReply\x12\x14\n" +
-	"\x05added\x18\x01 \x03(\tR\x05added\x12\x14\n" +
+	"\x05added\x18\x06 \x01(\bR\x05added\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x0e\n" +
-	"\x02at\x18\x05 \x01(\x04R\x02at\"\xca\x03\n" +
+	"\x02at\x18\x05 \x01(\x04R\x02atJ\x04\b\x01\x10\x02\"\xf4\x03\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
-	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x16\n" +
-	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12'\n" +
-	"\x0funlink_resource\x18\x04 \x01(\tR\x0eunlinkResource\x12'\n" +
+	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12+\n" +
+	"\x11interest_resource\x18\x04 \x01(\tR\x10interestResource\x126\n" +
+	"\binterest\x18\x0f \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12'\n" +
 	"\x0frevoke_resource\x18\x05 \x01(\tR\x0erevokeResource\x12\x1f\n" +
 	"\vrevoke_user\x18\x06 \x01(\tR\n" +
 	"revokeUser\x12#\n" +
@@ -2770,20 +2866,11 @@ const file_peer_proto_rawDesc = "" +
 	"\vlearn_epoch\x18\f \x01(\x04R\n" +
 	"learnEpoch\x12!\n" +
 	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\x12\x19\n" +
-	"\blearn_at\x18\x0e \x01(\x04R\alearnAt\"5\n" +
+	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03\"5\n" +
 	"\vPushRequest\x12&\n" +
-	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"\x89\x01\n" +
-	"\tPushReply\x123\n" +
-	"\amissing\x18\x01 \x03(\v2\x19.meshgate.peer.v1.MissingR\amissing\x12\x18\n" +
-	"\areached\x18\x02 \x01(\x03R\areached\x12-\n" +
-	"\x05moved\x18\x03 \x03(\v2\x17.meshgate.peer.v1.MovedR\x05moved\"M\n" +
-	"\x05Moved\x12\x1a\n" +
-	"\bresource\x18\x01 \x01(\tR\bresource\x12\x14\n" +
-	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"=\n" +
-	"\aMissing\x12\x1a\n" +
-	"\bresource\x18\x01 \x01(\tR\bresource\x12\x16\n" +
-	"\x06queues\x18\x02 \x03(\tR\x06queues\"\xa2\x01\n" +
+	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
+	"\tPushReply\x12\x18\n" +
+	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\xa2\x01\n" +
 	"\rStreamRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x14\n" +
@@ -2805,11 +2892,11 @@ const file_peer_proto_rawDesc = "" +
 	"\tdelivered\x18\t \x01(\x04R\tdelivered\x12/\n" +
 	"\x06events\x18\n" +
 	" \x03(\v2\x17.meshgate.peer.v1.EventR\x06events\x122\n" +
-	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\x98\x03\n" +
+	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\x90\x03\n" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag\x12>\n" +
-	"\vsubscribers\x18\x03 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\x12\x14\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\x120\n" +
+	"\x05nodes\x18\x0e \x03(\v2\x1a.meshgate.peer.v1.InterestR\x05nodes\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x1d\n" +
 	"\n" +
@@ -2824,20 +2911,32 @@ const file_peer_proto_rawDesc = "" +
 	"\x02at\x18\v \x01(\x04R\x02at\x12\x17\n" +
 	"\aetag_at\x18\f \x01(\x04R\x06etagAt\x12\x1d\n" +
 	"\n" +
-	"recent_ats\x18\r \x03(\x04R\trecentAts\"i\n" +
+	"recent_ats\x18\r \x03(\x04R\trecentAtsJ\x04\b\x03\x10\x04\"\x98\x02\n" +
 	"\vTakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
 	"\tresources\x18\x03 \x03(\tR\tresources\x12\x10\n" +
-	"\x03ack\x18\x04 \x01(\bR\x03ack\"\xf8\x01\n" +
+	"\x03ack\x18\x04 \x01(\bR\x03ack\x12\x18\n" +
+	"\aprepare\x18\x05 \x01(\bR\aprepare\x12A\n" +
+	"\x06caught\x18\x06 \x03(\v2).meshgate.peer.v1.TakeRequest.CaughtEntryR\x06caught\x1aP\n" +
+	"\vCaughtEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.meshgate.peer.v1.PosR\x05value:\x028\x01\"3\n" +
+	"\x03Pos\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\"\xfc\x02\n" +
 	"\tTakeReply\x124\n" +
 	"\x06queues\x18\x01 \x03(\v2\x1c.meshgate.peer.v1.QueueStateR\x06queues\x12=\n" +
 	"\tresources\x18\x02 \x03(\v2\x1f.meshgate.peer.v1.ResourceStateR\tresources\x12<\n" +
-	"\x05moved\x18\x03 \x03(\v2&.meshgate.peer.v1.TakeReply.MovedEntryR\x05moved\x1a8\n" +
+	"\x05moved\x18\x03 \x03(\v2&.meshgate.peer.v1.TakeReply.MovedEntryR\x05moved\x12E\n" +
+	"\binterest\x18\x04 \x03(\v2).meshgate.peer.v1.TakeReply.InterestEntryR\binterest\x1a8\n" +
 	"\n" +
 	"MovedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Z\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\rInterestEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"Z\n" +
 	"\x0eHandoffRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
@@ -2856,7 +2955,16 @@ const file_peer_proto_rawDesc = "" +
 	"\tmisplaced\x18\x06 \x01(\x03R\tmisplaced\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04ring\x18\b \x03(\tR\x04ring\x12\x18\n" +
-	"\astreams\x18\t \x01(\x03R\astreams\".\n" +
+	"\astreams\x18\t \x01(\x03R\astreams\",\n" +
+	"\x12SubscribersRequest\x12\x16\n" +
+	"\x06scheme\x18\x01 \x01(\tR\x06scheme\"R\n" +
+	"\x10SubscribersReply\x12>\n" +
+	"\vsubscribers\x18\x01 \x03(\v2\x1c.meshgate.peer.v1.SubscriberR\vsubscribers\"T\n" +
+	"\n" +
+	"Subscriber\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\".\n" +
 	"\x0eCurrentRequest\x12\x1c\n" +
 	"\tresources\x18\x01 \x03(\tR\tresources\"\x89\x01\n" +
 	"\fCurrentReply\x12?\n" +
@@ -2889,7 +2997,7 @@ const file_peer_proto_rawDesc = "" +
 	"\rSUBSCRIPTIONS\x10\x04\x12\r\n" +
 	"\tSUBSCRIBE\x10\x05\x12\x0f\n" +
 	"\vUNSUBSCRIBE\x10\x06\x12\b\n" +
-	"\x04POLL\x10\a2\xec\a\n" +
+	"\x04POLL\x10\a2\xc5\b\n" +
 	"\x04Peer\x12A\n" +
 	"\x04Call\x12\x1b.meshgate.peer.v1.QueueCall\x1a\x1c.meshgate.peer.v1.QueueReply\x12H\n" +
 	"\x06Queues\x12\x1f.meshgate.peer.v1.QueuesRequest\x1a\x1d.meshgate.peer.v1.QueuesReply\x12H\n" +
@@ -2904,7 +3012,8 @@ const file_peer_proto_rawDesc = "" +
 	"\bRejoined\x12\x17.meshgate.peer.v1.Empty\x1a\x17.meshgate.peer.v1.Empty\x12Q\n" +
 	"\tAuthorize\x12\".meshgate.peer.v1.AuthorizeRequest\x1a .meshgate.peer.v1.AuthorizeReply\x12K\n" +
 	"\aPublish\x12 .meshgate.peer.v1.PublishRequest\x1a\x1e.meshgate.peer.v1.PublishReply\x12K\n" +
-	"\aCurrent\x12 .meshgate.peer.v1.CurrentRequest\x1a\x1e.meshgate.peer.v1.CurrentReplyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
+	"\aCurrent\x12 .meshgate.peer.v1.CurrentRequest\x1a\x1e.meshgate.peer.v1.CurrentReply\x12W\n" +
+	"\vSubscribers\x12$.meshgate.peer.v1.SubscribersRequest\x1a\".meshgate.peer.v1.SubscribersReplyB\x1fZ\x1dmeshgate/shard/cluster/peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -2919,46 +3028,50 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_peer_proto_goTypes = []any{
-	(QueueOp)(0),             // 0: meshgate.peer.v1.QueueOp
-	(*Principal)(nil),        // 1: meshgate.peer.v1.Principal
-	(*Event)(nil),            // 2: meshgate.peer.v1.Event
-	(*Notification)(nil),     // 3: meshgate.peer.v1.Notification
-	(*Queue)(nil),            // 4: meshgate.peer.v1.Queue
-	(*Subscription)(nil),     // 5: meshgate.peer.v1.Subscription
-	(*QueueCall)(nil),        // 6: meshgate.peer.v1.QueueCall
-	(*QueueReply)(nil),       // 7: meshgate.peer.v1.QueueReply
-	(*QueuesRequest)(nil),    // 8: meshgate.peer.v1.QueuesRequest
-	(*QueuesReply)(nil),      // 9: meshgate.peer.v1.QueuesReply
-	(*InviteRequest)(nil),    // 10: meshgate.peer.v1.InviteRequest
-	(*InviteReply)(nil),      // 11: meshgate.peer.v1.InviteReply
-	(*Subscriber)(nil),       // 12: meshgate.peer.v1.Subscriber
-	(*LinkRequest)(nil),      // 13: meshgate.peer.v1.LinkRequest
-	(*LinkReply)(nil),        // 14: meshgate.peer.v1.LinkReply
-	(*Op)(nil),               // 15: meshgate.peer.v1.Op
-	(*PushRequest)(nil),      // 16: meshgate.peer.v1.PushRequest
-	(*PushReply)(nil),        // 17: meshgate.peer.v1.PushReply
-	(*Moved)(nil),            // 18: meshgate.peer.v1.Moved
-	(*Missing)(nil),          // 19: meshgate.peer.v1.Missing
-	(*StreamRequest)(nil),    // 20: meshgate.peer.v1.StreamRequest
-	(*StreamBatch)(nil),      // 21: meshgate.peer.v1.StreamBatch
-	(*QueueState)(nil),       // 22: meshgate.peer.v1.QueueState
-	(*ResourceState)(nil),    // 23: meshgate.peer.v1.ResourceState
-	(*TakeRequest)(nil),      // 24: meshgate.peer.v1.TakeRequest
-	(*TakeReply)(nil),        // 25: meshgate.peer.v1.TakeReply
-	(*HandoffRequest)(nil),   // 26: meshgate.peer.v1.HandoffRequest
-	(*LeavingRequest)(nil),   // 27: meshgate.peer.v1.LeavingRequest
-	(*Empty)(nil),            // 28: meshgate.peer.v1.Empty
-	(*StatsReply)(nil),       // 29: meshgate.peer.v1.StatsReply
-	(*CurrentRequest)(nil),   // 30: meshgate.peer.v1.CurrentRequest
-	(*CurrentReply)(nil),     // 31: meshgate.peer.v1.CurrentReply
-	(*AuthorizeRequest)(nil), // 32: meshgate.peer.v1.AuthorizeRequest
-	(*AuthorizeReply)(nil),   // 33: meshgate.peer.v1.AuthorizeReply
-	(*PublishRequest)(nil),   // 34: meshgate.peer.v1.PublishRequest
-	(*PublishReply)(nil),     // 35: meshgate.peer.v1.PublishReply
-	nil,                      // 36: meshgate.peer.v1.TakeReply.MovedEntry
-	nil,                      // 37: meshgate.peer.v1.CurrentReply.EtagsEntry
+	(QueueOp)(0),               // 0: meshgate.peer.v1.QueueOp
+	(*Principal)(nil),          // 1: meshgate.peer.v1.Principal
+	(*Event)(nil),              // 2: meshgate.peer.v1.Event
+	(*Notification)(nil),       // 3: meshgate.peer.v1.Notification
+	(*Queue)(nil),              // 4: meshgate.peer.v1.Queue
+	(*Subscription)(nil),       // 5: meshgate.peer.v1.Subscription
+	(*QueueCall)(nil),          // 6: meshgate.peer.v1.QueueCall
+	(*QueueReply)(nil),         // 7: meshgate.peer.v1.QueueReply
+	(*QueuesRequest)(nil),      // 8: meshgate.peer.v1.QueuesRequest
+	(*QueuesReply)(nil),        // 9: meshgate.peer.v1.QueuesReply
+	(*InviteRequest)(nil),      // 10: meshgate.peer.v1.InviteRequest
+	(*InviteReply)(nil),        // 11: meshgate.peer.v1.InviteReply
+	(*Interest)(nil),           // 12: meshgate.peer.v1.Interest
+	(*LinkRequest)(nil),        // 13: meshgate.peer.v1.LinkRequest
+	(*LinkReply)(nil),          // 14: meshgate.peer.v1.LinkReply
+	(*Op)(nil),                 // 15: meshgate.peer.v1.Op
+	(*PushRequest)(nil),        // 16: meshgate.peer.v1.PushRequest
+	(*PushReply)(nil),          // 17: meshgate.peer.v1.PushReply
+	(*StreamRequest)(nil),      // 18: meshgate.peer.v1.StreamRequest
+	(*StreamBatch)(nil),        // 19: meshgate.peer.v1.StreamBatch
+	(*QueueState)(nil),         // 20: meshgate.peer.v1.QueueState
+	(*ResourceState)(nil),      // 21: meshgate.peer.v1.ResourceState
+	(*TakeRequest)(nil),        // 22: meshgate.peer.v1.TakeRequest
+	(*Pos)(nil),                // 23: meshgate.peer.v1.Pos
+	(*TakeReply)(nil),          // 24: meshgate.peer.v1.TakeReply
+	(*HandoffRequest)(nil),     // 25: meshgate.peer.v1.HandoffRequest
+	(*LeavingRequest)(nil),     // 26: meshgate.peer.v1.LeavingRequest
+	(*Empty)(nil),              // 27: meshgate.peer.v1.Empty
+	(*StatsReply)(nil),         // 28: meshgate.peer.v1.StatsReply
+	(*SubscribersRequest)(nil), // 29: meshgate.peer.v1.SubscribersRequest
+	(*SubscribersReply)(nil),   // 30: meshgate.peer.v1.SubscribersReply
+	(*Subscriber)(nil),         // 31: meshgate.peer.v1.Subscriber
+	(*CurrentRequest)(nil),     // 32: meshgate.peer.v1.CurrentRequest
+	(*CurrentReply)(nil),       // 33: meshgate.peer.v1.CurrentReply
+	(*AuthorizeRequest)(nil),   // 34: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),     // 35: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),     // 36: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),       // 37: meshgate.peer.v1.PublishReply
+	nil,                        // 38: meshgate.peer.v1.TakeRequest.CaughtEntry
+	nil,                        // 39: meshgate.peer.v1.TakeReply.MovedEntry
+	nil,                        // 40: meshgate.peer.v1.TakeReply.InterestEntry
+	nil,                        // 41: meshgate.peer.v1.CurrentReply.EtagsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -2971,55 +3084,60 @@ var file_peer_proto_depIdxs = []int32{
 	1,  // 7: meshgate.peer.v1.QueuesRequest.principal:type_name -> meshgate.peer.v1.Principal
 	4,  // 8: meshgate.peer.v1.QueuesReply.queues:type_name -> meshgate.peer.v1.Queue
 	1,  // 9: meshgate.peer.v1.InviteRequest.from:type_name -> meshgate.peer.v1.Principal
-	12, // 10: meshgate.peer.v1.LinkRequest.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	12, // 10: meshgate.peer.v1.LinkRequest.interest:type_name -> meshgate.peer.v1.Interest
 	2,  // 11: meshgate.peer.v1.Op.event:type_name -> meshgate.peer.v1.Event
-	15, // 12: meshgate.peer.v1.PushRequest.ops:type_name -> meshgate.peer.v1.Op
-	19, // 13: meshgate.peer.v1.PushReply.missing:type_name -> meshgate.peer.v1.Missing
-	18, // 14: meshgate.peer.v1.PushReply.moved:type_name -> meshgate.peer.v1.Moved
-	1,  // 15: meshgate.peer.v1.StreamRequest.principal:type_name -> meshgate.peer.v1.Principal
-	3,  // 16: meshgate.peer.v1.StreamBatch.items:type_name -> meshgate.peer.v1.Notification
-	2,  // 17: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
-	5,  // 18: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
-	12, // 19: meshgate.peer.v1.ResourceState.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	22, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
-	23, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	36, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	37, // 23: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
-	1,  // 24: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
-	1,  // 25: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
-	6,  // 26: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 27: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 28: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 29: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	16, // 30: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	20, // 31: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	24, // 32: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	26, // 33: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	27, // 34: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	28, // 35: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	28, // 36: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
-	32, // 37: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	34, // 38: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	30, // 39: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	7,  // 40: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 41: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 42: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	14, // 43: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
-	17, // 44: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	21, // 45: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	25, // 46: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	28, // 47: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	28, // 48: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	29, // 49: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	28, // 50: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	33, // 51: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	35, // 52: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	31, // 53: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	12, // 12: meshgate.peer.v1.Op.interest:type_name -> meshgate.peer.v1.Interest
+	15, // 13: meshgate.peer.v1.PushRequest.ops:type_name -> meshgate.peer.v1.Op
+	1,  // 14: meshgate.peer.v1.StreamRequest.principal:type_name -> meshgate.peer.v1.Principal
+	3,  // 15: meshgate.peer.v1.StreamBatch.items:type_name -> meshgate.peer.v1.Notification
+	2,  // 16: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
+	5,  // 17: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
+	12, // 18: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
+	38, // 19: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
+	20, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
+	21, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
+	39, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	40, // 23: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	31, // 24: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	41, // 25: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	1,  // 26: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 27: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	23, // 28: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
+	6,  // 29: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 30: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 31: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 32: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	16, // 33: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	18, // 34: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	22, // 35: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	25, // 36: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	26, // 37: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	27, // 38: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	27, // 39: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
+	34, // 40: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	36, // 41: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	32, // 42: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	29, // 43: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	7,  // 44: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 45: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 46: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	14, // 47: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 48: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	19, // 49: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	24, // 50: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	27, // 51: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	27, // 52: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	28, // 53: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	27, // 54: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	35, // 55: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	37, // 56: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	33, // 57: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	30, // 58: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	44, // [44:59] is the sub-list for method output_type
+	29, // [29:44] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -3033,7 +3151,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,20 +23,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Call_FullMethodName      = "/meshgate.peer.v1.Peer/Call"
-	Peer_Queues_FullMethodName    = "/meshgate.peer.v1.Peer/Queues"
-	Peer_Invite_FullMethodName    = "/meshgate.peer.v1.Peer/Invite"
-	Peer_Link_FullMethodName      = "/meshgate.peer.v1.Peer/Link"
-	Peer_Push_FullMethodName      = "/meshgate.peer.v1.Peer/Push"
-	Peer_Stream_FullMethodName    = "/meshgate.peer.v1.Peer/Stream"
-	Peer_Take_FullMethodName      = "/meshgate.peer.v1.Peer/Take"
-	Peer_Handoff_FullMethodName   = "/meshgate.peer.v1.Peer/Handoff"
-	Peer_Leaving_FullMethodName   = "/meshgate.peer.v1.Peer/Leaving"
-	Peer_Stats_FullMethodName     = "/meshgate.peer.v1.Peer/Stats"
-	Peer_Rejoined_FullMethodName  = "/meshgate.peer.v1.Peer/Rejoined"
-	Peer_Authorize_FullMethodName = "/meshgate.peer.v1.Peer/Authorize"
-	Peer_Publish_FullMethodName   = "/meshgate.peer.v1.Peer/Publish"
-	Peer_Current_FullMethodName   = "/meshgate.peer.v1.Peer/Current"
+	Peer_Call_FullMethodName        = "/meshgate.peer.v1.Peer/Call"
+	Peer_Queues_FullMethodName      = "/meshgate.peer.v1.Peer/Queues"
+	Peer_Invite_FullMethodName      = "/meshgate.peer.v1.Peer/Invite"
+	Peer_Link_FullMethodName        = "/meshgate.peer.v1.Peer/Link"
+	Peer_Push_FullMethodName        = "/meshgate.peer.v1.Peer/Push"
+	Peer_Stream_FullMethodName      = "/meshgate.peer.v1.Peer/Stream"
+	Peer_Take_FullMethodName        = "/meshgate.peer.v1.Peer/Take"
+	Peer_Handoff_FullMethodName     = "/meshgate.peer.v1.Peer/Handoff"
+	Peer_Leaving_FullMethodName     = "/meshgate.peer.v1.Peer/Leaving"
+	Peer_Stats_FullMethodName       = "/meshgate.peer.v1.Peer/Stats"
+	Peer_Rejoined_FullMethodName    = "/meshgate.peer.v1.Peer/Rejoined"
+	Peer_Authorize_FullMethodName   = "/meshgate.peer.v1.Peer/Authorize"
+	Peer_Publish_FullMethodName     = "/meshgate.peer.v1.Peer/Publish"
+	Peer_Current_FullMethodName     = "/meshgate.peer.v1.Peer/Current"
+	Peer_Subscribers_FullMethodName = "/meshgate.peer.v1.Peer/Subscribers"
 )
 
 // PeerClient is the client API for Peer service.
@@ -63,6 +64,9 @@ type PeerClient interface {
 	// Current answers the publishers' current etags of resources this node
 	// owns, for the RESYNC notifications of a repair.
 	Current(ctx context.Context, in *CurrentRequest, opts ...grpc.CallOption) (*CurrentReply, error)
+	// Subscribers lists the owners of this node's queues subscribed to
+	// resources of a scheme, for a publisher host's re-check.
+	Subscribers(ctx context.Context, in *SubscribersRequest, opts ...grpc.CallOption) (*SubscribersReply, error)
 }
 
 type peerClient struct {
@@ -222,6 +226,16 @@ func (c *peerClient) Current(ctx context.Context, in *CurrentRequest, opts ...gr
 	return out, nil
 }
 
+func (c *peerClient) Subscribers(ctx context.Context, in *SubscribersRequest, opts ...grpc.CallOption) (*SubscribersReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubscribersReply)
+	err := c.cc.Invoke(ctx, Peer_Subscribers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -246,6 +260,9 @@ type PeerServer interface {
 	// Current answers the publishers' current etags of resources this node
 	// owns, for the RESYNC notifications of a repair.
 	Current(context.Context, *CurrentRequest) (*CurrentReply, error)
+	// Subscribers lists the owners of this node's queues subscribed to
+	// resources of a scheme, for a publisher host's re-check.
+	Subscribers(context.Context, *SubscribersRequest) (*SubscribersReply, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -297,6 +314,9 @@ func (UnimplementedPeerServer) Publish(context.Context, *PublishRequest) (*Publi
 }
 func (UnimplementedPeerServer) Current(context.Context, *CurrentRequest) (*CurrentReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Current not implemented")
+}
+func (UnimplementedPeerServer) Subscribers(context.Context, *SubscribersRequest) (*SubscribersReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Subscribers not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -564,6 +584,24 @@ func _Peer_Current_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Subscribers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubscribersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Subscribers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Subscribers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Subscribers(ctx, req.(*SubscribersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -622,6 +660,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Current",
 			Handler:    _Peer_Current_Handler,
+		},
+		{
+			MethodName: "Subscribers",
+			Handler:    _Peer_Subscribers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

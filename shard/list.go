@@ -1,0 +1,358 @@
+package shard
+
+import (
+	"math/rand/v2"
+	"sync"
+)
+
+// Interest is one node's entry in a resource's subscriber list: how many
+// of its queues subscribe to the resource (0: none). Ver orders a node's
+// messages about its interest: it is taken from the node's own counter
+// when the count is read, so the list keeps the newest whatever order
+// they arrive in. Ver 0 (a hand-off registering a queue's new node on
+// its behalf) only makes sure the node is in the list.
+type Interest struct {
+	Node  string
+	Count int
+	Ver   uint64
+}
+
+// resource is one resource's subscriber list at its holder: which nodes
+// hold queues subscribed to it, and its stream. The queues themselves are
+// in each node's local table (fanout).
+type resource struct {
+	name string
+	// mu guards the fields below. Fan-out holds it (write) from stamping
+	// an event to the last local append, so a list's events are appended
+	// here and sent to other nodes in the order of their positions.
+	mu    sync.RWMutex
+	nodes map[string]Interest // node → its interest (Count 0 kept for its Ver)
+	pos   Position            // the last event's position (Offset 0: none yet in this epoch)
+	// etag is the last etag the gateway delivered for the resource (or
+	// learned from a subscribe or a hand-off), as of etagPos.
+	etag    string
+	etagPos Position
+	// recent are the last publications stamped, by ID (see Event.ID).
+	recent []Published
+	// last is the newest event stamped (nil: none since the list came
+	// here), announced again to other nodes (AnnounceTails).
+	last *Event
+	dead bool // removed from Store.res; re-look it up
+	// fwd counts deliveries that have read the list and are still handing
+	// its remote part to Peers.Forward: an export waits for them, so
+	// every delivery from this list is on its way before the list leaves.
+	fwd sync.WaitGroup
+}
+
+// countLocked is how many queues subscribe, over every node. r.mu held.
+func (r *resource) countLocked() int {
+	n := 0
+	for _, in := range r.nodes {
+		n += in.Count
+	}
+	return n
+}
+
+// mergeLocked records in unless r knows a newer word from the same node
+// (a message of an older Ver arriving late). Ver 0 (a hand-off's taker)
+// only makes sure the node is in. It reports whether the node was not
+// interested before and is now. r.mu held.
+func (r *resource) mergeLocked(in Interest) (added bool) {
+	cur, ok := r.nodes[in.Node]
+	switch {
+	case !ok || in.Ver > cur.Ver:
+		r.nodes[in.Node] = in
+	case in.Ver == 0 && cur.Count == 0:
+		r.nodes[in.Node] = Interest{Node: in.Node, Count: in.Count, Ver: cur.Ver}
+	}
+	return cur.Count == 0 && r.nodes[in.Node].Count > 0
+}
+
+// AddInterest records in (a node's interest, Count > 0) in res's
+// subscriber list, held by this node, creating the list (in a new epoch)
+// if needed. It reports whether the node was not interested yet, and
+// returns the list's position and etag as they were when it joined:
+// every later event of the list goes to the node.
+//
+// hint is what the node's queues know (a repair's re-link, or the etag a
+// subscribe answered): the list adopts its etag unless the list learned
+// one at a later position. If it adopts one while other nodes were in
+// the list, their queues get a RESYNC with it. A zero in only learns.
+func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l Linked) {
+	for {
+		r := s.resourceFor(res)
+		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			continue // emptied and removed between lookup and lock
+		}
+		others := r.countLocked() > 0
+		if in.Count > 0 {
+			added = r.mergeLocked(in)
+		}
+		observeAt(hint.Pos.At)
+		if hint.Pos.Epoch > r.pos.Epoch {
+			// The queues saw a later list than this one (this node was
+			// taken for dead and came back): go on in a new epoch, later
+			// than theirs, so none drops this list's events as older.
+			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
+		}
+		raised := false
+		// Invariant: the list's etag never goes back. It adopts the
+		// hint's only if it is not older (Before: by offset in one
+		// epoch, by At across epochs), so a queue that followed another list of
+		// this resource cannot bring back an etag this one delivered a
+		// newer one over.
+		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
+			r.etag, r.etagPos = hint.Etag, hint.Pos
+			raised = true
+		}
+		l = Linked{Pos: r.pos, Etag: r.etag}
+		l.Pos.At = r.etagPos.At
+		r.mu.Unlock()
+		s.dropIfEmpty(r)
+		if raised && in.Count > 0 && others {
+			// It keeps the etag's At: it announces that etag again.
+			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now(), Pos: Position{At: hint.Pos.At}})
+		}
+		return added, l
+	}
+}
+
+// SetInterest records a node's changed interest in res's list (the
+// count it sends when its queues subscribe or leave). A list held
+// nowhere is started by a node that still has queues for it, in a new
+// epoch: they are told of the loss with a RESYNC at the next event.
+func (s *Store) SetInterest(res string, in Interest) {
+	if in.Count > 0 {
+		s.AddInterest(res, in, Hint{})
+		return
+	}
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.mergeLocked(in)
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
+}
+
+// DropNodes takes the nodes for which gone is true (they crashed: their
+// queues are lost) out of every subscriber list held here, and returns
+// how many entries it removed.
+func (s *Store) DropNodes(gone func(node string) bool) int {
+	n := 0
+	for _, r := range s.lists() {
+		r.mu.Lock()
+		for node, in := range r.nodes {
+			if gone(node) && in.Count > 0 {
+				delete(r.nodes, node)
+				n++
+			}
+		}
+		r.mu.Unlock()
+		s.dropIfEmpty(r)
+	}
+	return n
+}
+
+// lists returns the subscriber lists held here.
+func (s *Store) lists() []*resource {
+	s.resMu.RLock()
+	defer s.resMu.RUnlock()
+	rs := make([]*resource, 0, len(s.res))
+	for _, r := range s.res {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// HasResource reports whether res's subscriber list is held here, and
+// how many queues it counts.
+func (s *Store) HasResource(res string) (subscribers int, held bool) {
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r == nil {
+		return 0, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.countLocked(), !r.dead
+}
+
+// SubscriberCount counts the queues of every subscriber list held here.
+func (s *Store) SubscriberCount() int {
+	n := 0
+	for _, r := range s.lists() {
+		r.mu.RLock()
+		n += r.countLocked()
+		r.mu.RUnlock()
+	}
+	return n
+}
+
+// resourceFor returns res's subscriber list, creating it.
+func (s *Store) resourceFor(res string) *resource {
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r != nil {
+		return r
+	}
+	s.resMu.Lock()
+	defer s.resMu.Unlock()
+	if r = s.res[res]; r == nil {
+		r = &resource{name: res, nodes: make(map[string]Interest), pos: Position{Epoch: newEpoch(s.cfg.Now())}}
+		s.res[res] = r
+	}
+	return r
+}
+
+// dropIfEmpty removes r once no node is interested.
+func (s *Store) dropIfEmpty(r *resource) {
+	r.mu.RLock()
+	empty := r.countLocked() == 0
+	r.mu.RUnlock()
+	if empty {
+		s.resMu.Lock()
+		r.mu.Lock()
+		if r.countLocked() == 0 && !r.dead {
+			r.dead = true
+			delete(s.res, r.name)
+		}
+		r.mu.Unlock()
+		s.resMu.Unlock()
+	}
+}
+
+// Deliver appends ev to every queue subscribed to ev.Resource and returns
+// how many queues it reached (or was sent to). The event is shared, never
+// copied; no goroutine is started. Readers are woken through their
+// listeners. The caller has validated ev; ev must not change afterwards.
+func (s *Store) Deliver(ev *Event) int {
+	n, _ := s.DeliverHere(ev)
+	return n
+}
+
+// DeliverHere is Deliver at the list's holder, which also reports whether
+// this node holds a subscriber list for ev.Resource at all (a resource
+// handed to another node is no longer held here). It stamps ev, appends
+// it to the queues here, and hands it to Peers.Forward once for every
+// other interested node, which fans it out to its own queues. The count
+// includes the queues of those nodes.
+func (s *Store) DeliverHere(ev *Event) (n int, held bool) { return s.fan(ev, true) }
+
+// Refan sends ev, which the list held here stamped, again to every node
+// interested in the list now, this one included: the hand-on of an event
+// meant for a node that left (its queues' new nodes are interested by
+// now). It is never stamped again, so it cannot come back at a later
+// position; an event of another epoch (the list was made again since) is
+// not sent. It reports whether the list is held here.
+func (s *Store) Refan(ev *Event) (held bool) {
+	_, held = s.fan(ev, false)
+	return held
+}
+
+func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
+	s.resMu.RLock()
+	r := s.res[ev.Resource]
+	s.resMu.RUnlock()
+	if r == nil {
+		return 0, false
+	}
+	var remote []string
+	// The list's lock is held for the whole local fan-out: the list's
+	// events are stamped, appended here and queued for other nodes in
+	// one order. Nothing waits for another node: the receiving side
+	// orders what arrives by position.
+	r.mu.Lock()
+	switch {
+	case r.dead:
+		r.mu.Unlock()
+		return 0, false
+	case !stamp && ev.Pos.Epoch != r.pos.Epoch:
+		r.mu.Unlock()
+		return 0, true
+	case !stamp:
+	case ev.ID == 0:
+		ev.ID = rand.Uint64() | 1 // so that a publish sent again gets the same position
+		fallthrough
+	default:
+		if r.stampLocked(ev, s.cfg.Now()) {
+			r.last = ev
+			if ev.Kind == Changed || ev.Kind == Resync {
+				r.etag, r.etagPos = ev.Etag, ev.Pos
+			}
+		}
+	}
+	for node, in := range r.nodes {
+		switch {
+		case in.Count == 0:
+		case node == s.name:
+			n += s.DeliverLocal(ev)
+		default:
+			remote = append(remote, node)
+			n += in.Count
+		}
+	}
+	if len(remote) > 0 && s.peers != nil {
+		r.fwd.Add(1)
+		defer r.fwd.Done()
+		s.noteTailLocked(r, s.cfg.Now())
+	}
+	r.mu.Unlock()
+	if len(remote) > 0 && s.peers != nil {
+		s.peers.Forward(ev, remote)
+	}
+	return n, true
+}
+
+// ResourcesWithScheme returns every resource of scheme whose subscriber
+// list is held here, with the last etag a publisher reported for it. The
+// plugin host compares these with the publisher's current etags after a
+// restart.
+func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
+	prefix := scheme + ":"
+	out := make(map[string]string)
+	for _, r := range s.lists() {
+		if len(r.name) <= len(prefix) || r.name[:len(prefix)] != prefix {
+			continue
+		}
+		r.mu.RLock()
+		if r.countLocked() > 0 {
+			out[r.name] = r.etag
+		}
+		r.mu.RUnlock()
+	}
+	return out
+}
+
+// Revoke removes the subscriptions to res of every queue owned by user
+// (and device, when not empty), and puts a REVOKED notification in each
+// of those queues: here, and through Peers.RevokeAt at every other node
+// interested in res's list, held here. It returns how many queues here
+// lost a subscription.
+func (s *Store) Revoke(res, user, device string) int {
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	var remote []string
+	if r != nil {
+		r.mu.RLock()
+		for node, in := range r.nodes {
+			if in.Count > 0 && node != s.name {
+				remote = append(remote, node)
+			}
+		}
+		r.mu.RUnlock()
+	}
+	n := s.RevokeLocal(res, user, device)
+	if len(remote) > 0 && s.peers != nil {
+		s.peers.RevokeAt(res, user, device, remote)
+	}
+	return n
+}

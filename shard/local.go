@@ -1,0 +1,304 @@
+package shard
+
+import "sync"
+
+// fanout is one resource's subscribers held here: every node keeps its
+// own table and appends an event of the resource to its queues, whether
+// this node holds the resource's subscriber list (which records only
+// which nodes are interested) or received the event from the holder.
+// (centrifuge's hub: a node subscribes to a channel once, for all its
+// clients, and fans out locally.)
+type fanout struct {
+	name string
+	// mu guards the fields below. Fan-out holds it from the first append
+	// to the last, so a node appends one resource's events in one order.
+	mu   sync.Mutex
+	subs map[*queue]*subscription // queue → its subscription to name, cached (re-read when gone)
+	// recent are the last events fanned out while a queue is being handed
+	// to this node (Store.arriving): the queue, imported after they came,
+	// is offered them, so none stamped between its old node's export and
+	// its import here is lost.
+	recent []*Event
+	dead   bool // removed from Store.local; re-look it up
+}
+
+// maxArrivingEvents bounds fanout.recent; a queue that arrives later
+// than that many events sees a gap and a RESYNC.
+const maxArrivingEvents = 64
+
+// fanoutFor returns res's local table, creating it.
+func (s *Store) fanoutFor(res string) *fanout {
+	s.localMu.RLock()
+	f := s.local[res]
+	s.localMu.RUnlock()
+	if f != nil {
+		return f
+	}
+	s.localMu.Lock()
+	defer s.localMu.Unlock()
+	if f = s.local[res]; f == nil {
+		f = &fanout{name: res, subs: make(map[*queue]*subscription)}
+		s.local[res] = f
+	}
+	return f
+}
+
+// interestLocked is this node's interest in f's resource now. f.mu held.
+func (s *Store) interestLocked(f *fanout) Interest {
+	return Interest{Node: s.name, Count: len(f.subs), Ver: s.ver.Add(1)}
+}
+
+// joinLocal puts q, subscribed to res, in res's local table and returns
+// this node's interest, for the list's holder.
+func (s *Store) joinLocal(res string, q *queue) Interest {
+	for {
+		f := s.fanoutFor(res)
+		f.mu.Lock()
+		if f.dead {
+			f.mu.Unlock()
+			continue
+		}
+		// Only a live subscription: an export or unsubscribe that ran
+		// before takes the queue out of the table after changing it.
+		q.mu.Lock()
+		if _, ok := f.subs[q]; !ok && !q.dead && q.subs[res] != nil {
+			f.subs[q] = nil
+		}
+		q.mu.Unlock()
+		in := s.interestLocked(f)
+		f.mu.Unlock()
+		return in
+	}
+}
+
+// leaveLocal takes q out of res's local table and tells the list's holder
+// this node's interest now.
+func (s *Store) leaveLocal(res string, q *queue) {
+	s.localMu.RLock()
+	f := s.local[res]
+	s.localMu.RUnlock()
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	_, had := f.subs[q]
+	delete(f.subs, q)
+	in := s.interestLocked(f)
+	f.mu.Unlock()
+	if had {
+		s.dropLocalIfEmpty(f)
+		s.setInterest(res, in)
+	}
+}
+
+// dropLocalIfEmpty removes f once it has no queue and none is arriving.
+func (s *Store) dropLocalIfEmpty(f *fanout) bool {
+	if s.arriving.Load() > 0 {
+		return false
+	}
+	s.localMu.Lock()
+	defer s.localMu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.subs) == 0 && !f.dead {
+		f.dead = true
+		delete(s.local, f.name)
+	}
+	return f.dead
+}
+
+// DeliverLocal appends ev, stamped by its list's holder, to every queue
+// held here that subscribes to ev.Resource, and returns how many it
+// reached: the receiving end of Peers.Forward. Each subscription decides
+// by ev's position (an op sent again, overtaken, or after a gap).
+func (s *Store) DeliverLocal(ev *Event) int {
+	arriving := s.arriving.Load() > 0
+	var f *fanout
+	for {
+		s.localMu.RLock()
+		f = s.local[ev.Resource]
+		s.localMu.RUnlock()
+		if f == nil && !arriving {
+			return 0
+		}
+		if f == nil {
+			f = s.fanoutFor(ev.Resource) // kept for a queue on its way here
+		}
+		f.mu.Lock()
+		if !f.dead {
+			break
+		}
+		f.mu.Unlock()
+	}
+	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
+	n := 0
+	switch {
+	case arriving && len(f.recent) == maxArrivingEvents:
+		f.recent = append(f.recent[:0], f.recent[1:]...)
+		fallthrough
+	case arriving:
+		f.recent = append(f.recent, ev)
+	default:
+		f.recent = nil
+	}
+	for q, sub := range f.subs {
+		q.mu.Lock()
+		if sub == nil || sub.gone() {
+			if sub = q.subs[ev.Resource]; sub == nil || q.dead { // unsubscribed or gone; it leaves the table
+				q.mu.Unlock()
+				continue
+			}
+			f.subs[q] = sub
+		}
+		ls, _ := q.offerLocked(sub, ev, capacity, retain)
+		q.mu.Unlock()
+		notifyAll(ls)
+		n++ // appended, or had been (the same publication again)
+	}
+	f.mu.Unlock()
+	s.counters.Deliveries.Add(uint64(n))
+	s.counters.Notifications[ev.Kind].Add(uint64(n))
+	return n
+}
+
+// RevokeLocal removes the subscriptions to res of every queue held here
+// owned by user (and device, when not empty), puts a REVOKED notification
+// in each, and returns how many it reached.
+func (s *Store) RevokeLocal(res, user, device string) int {
+	s.localMu.RLock()
+	f := s.local[res]
+	s.localMu.RUnlock()
+	if f == nil {
+		return 0
+	}
+	f.mu.Lock()
+	var hit []*queue
+	for q := range f.subs {
+		if q.owner.user == user && (device == "" || q.owner.device == device) {
+			hit = append(hit, q)
+		}
+	}
+	f.mu.Unlock()
+	now := s.cfg.Now()
+	n := 0
+	for _, q := range hit {
+		q.mu.Lock()
+		sub := q.subs[res]
+		if q.dead || sub == nil {
+			q.mu.Unlock()
+			continue
+		}
+		delete(q.subs, res)
+		sub.remove()
+		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		q.mu.Unlock()
+		notifyAll(ls)
+		s.leaveLocal(res, q)
+		n++
+	}
+	s.counters.Notifications[Revoked].Add(uint64(n))
+	return n
+}
+
+// Arriving marks a queue hand-off to this node as begun (+1) or ended
+// (-1). While one is in progress, events fanned out here are kept for
+// the queues on their way (see fanout.recent); once none is, tables
+// left with no queue are dropped and their holders told.
+func (s *Store) Arriving(delta int32) {
+	if s.arriving.Add(delta) > 0 {
+		return
+	}
+	s.localMu.RLock()
+	fs := make([]*fanout, 0, len(s.local))
+	for _, f := range s.local {
+		fs = append(fs, f)
+	}
+	s.localMu.RUnlock()
+	for _, f := range fs {
+		f.mu.Lock()
+		f.recent = nil
+		empty := len(f.subs) == 0
+		in := s.interestLocked(f)
+		f.mu.Unlock()
+		if empty && s.dropLocalIfEmpty(f) {
+			s.setInterest(f.name, in)
+		}
+	}
+}
+
+// LocalInterest is what this node knows of its queues' subscriptions to
+// one resource: its interest, the queues, and the newest etag they
+// delivered with its position (the hint a repair re-links with).
+type LocalInterest struct {
+	Interest
+	Queues []string
+	Hint   Hint
+}
+
+// LocalInterests lists, for every resource with subscribers here, this
+// node's interest in its list: a node that took over a dead node's lists
+// re-links them, and the audit checks them.
+func (s *Store) LocalInterests() map[string]LocalInterest {
+	s.localMu.RLock()
+	fs := make([]*fanout, 0, len(s.local))
+	for _, f := range s.local {
+		fs = append(fs, f)
+	}
+	s.localMu.RUnlock()
+	out := make(map[string]LocalInterest, len(fs))
+	for _, f := range fs {
+		f.mu.Lock()
+		li := LocalInterest{Interest: s.interestLocked(f)}
+		for q := range f.subs {
+			q.mu.Lock()
+			if sub := q.subs[f.name]; sub != nil && !q.dead && !sub.isPending() {
+				li.Queues = append(li.Queues, q.name)
+				if sub.etag != "" && (li.Hint.Etag == "" || li.Hint.Pos.Before(sub.pos)) {
+					li.Hint = Hint{Etag: sub.etag, Pos: sub.pos}
+				}
+			}
+			q.mu.Unlock()
+		}
+		f.mu.Unlock()
+		if li.Count > 0 {
+			out[f.name] = li
+		}
+	}
+	return out
+}
+
+// SubscribersWithScheme lists every distinct (resource, user, device) of
+// the queues held here subscribed to resources of scheme, for a publisher
+// host that must ask again who may read what (a restarted plugin may have
+// lost the revocations it was about to send). Safe for concurrent use.
+func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
+	prefix := scheme + ":"
+	s.localMu.RLock()
+	var fs []*fanout
+	for name, f := range s.local {
+		if len(name) > len(prefix) && name[:len(prefix)] == prefix {
+			fs = append(fs, f)
+		}
+	}
+	s.localMu.RUnlock()
+	var out []Subscriber
+	seen := map[Subscriber]bool{}
+	for _, f := range fs {
+		f.mu.Lock()
+		for q := range f.subs {
+			sub := Subscriber{Resource: f.name, User: q.owner.user, Device: q.owner.device}
+			if !seen[sub] {
+				seen[sub] = true
+				out = append(out, sub)
+			}
+		}
+		f.mu.Unlock()
+	}
+	return out
+}
+
+// Subscriber is one principal subscribed to a resource: the queue
+// owner's user and device (scopes are not kept with a subscription).
+type Subscriber struct {
+	Resource, User, Device string
+}
