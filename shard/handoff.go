@@ -247,13 +247,17 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // owner, merged with any list already held here (each node's newest
 // interest wins: Interest.Ver). A list
 // new here continues the one handed over (its position and etag). Two
-// lists of different epochs merge into a new epoch, later than both, so
-// every queue of either gets one RESYNC at the next event and none drops
-// it as older than what it has.
+// lists merge into a new epoch, later than both, so every queue of either
+// gets one RESYNC at the next event and none drops it as older than what
+// it has. Two copies of one epoch merge into a new one too: they may have
+// stamped different events at the same offsets (a copy of a list given
+// again, stale, from a tomb), and going on at either's offset would give
+// a later event a position a queue already holds another event at.
 func (s *Store) ImportResource(st ResourceState) {
 	for {
 		s.resMu.Lock()
 		r := s.res[st.Name]
+		merged := r != nil
 		if r == nil {
 			r = &resource{name: st.Name, nodes: make(map[string]Interest, len(st.Nodes)), pos: st.Pos, recent: st.Recent}
 			if r.pos.IsZero() {
@@ -271,7 +275,7 @@ func (s *Store) ImportResource(st ResourceState) {
 			r.mergeLocked(in)
 		}
 		observeAt(max(st.Pos.At, st.EtagPos.At))
-		if !st.Pos.IsZero() && st.Pos.Epoch != r.pos.Epoch {
+		if merged && !st.Pos.IsZero() {
 			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
 		}
 		// The newer etag of the two lists, by At across epochs (Before):

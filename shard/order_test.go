@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -246,5 +247,85 @@ func TestOrder_LateEventOfAnOlderListIsDroppedByAnUnstampedSubscription(t *testi
 	b.DeliverLocal(late)
 	if got := drainAll(t, b, bob, qb); len(got) != 0 {
 		t.Errorf("qb appended %v from a late event of an older list", got)
+	}
+}
+
+// TestOrder_TwoCopiesOfOneEpochMergeIntoANewEpoch: a list's state given
+// twice (once, and again, stale, from a tomb) makes two copies of one
+// epoch: one at offset 0 here, the other went on and stamped v1 at offset
+// 1. Merged, the list goes on in a new epoch, so its next event (v2) does
+// not get a position the other copy already gave v1, and a queue that
+// appended the late v1 does not drop v2. Before, the merge kept the epoch
+// and offset 0 (a v10 chaos run: 9973 watches went back through CHANGED,
+// "p2691 back to p1491", after queues were linked at such an offset 0).
+func TestOrder_TwoCopiesOfOneEpochMergeIntoANewEpoch(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newStore(t, Config{})
+	qa := mustQueue(t, a, alice)
+	if _, err := a.Subscribe(ctx, allowAll{"v0"}, alice, qa, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	stale, ok := a.ExportResource(splitRes) // given once, at offset 0
+	if !ok {
+		t.Fatal("no list")
+	}
+	a.ImportResource(stale) // the copy that goes on
+	publish(a, splitRes, "v1")
+	late := lastEventOf(t, a, alice, qa, "v1")
+	cur, _ := a.ExportResource(splitRes)
+	b, _ := newStore(t, Config{})
+	b.ImportResource(stale) // the stale copy, given again
+	qb := mustQueue(t, b, bob)
+	if _, err := b.Subscribe(ctx, allowAll{"v0"}, bob, qb, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	b.ImportResource(cur) // the copy that went on, merged into it
+	b.DeliverTo(late, []string{qb})
+	publish(b, splitRes, "v2")
+	if all, last := lastEtag(t, b, bob, qb); !strings.HasSuffix(last, " v2") {
+		t.Errorf("qb holds %v: the list's next event after the merge was dropped", all)
+	}
+}
+
+// TestOrder_RefreshSubscribeMovesThePositionWithTheEtag: q's subscription
+// was left at the position of a list it followed once (epoch A, offset
+// 0); the list is now another one (epoch B) that delivered v5. A refresh
+// subscribe answers v5 and moves q on to the link's position, so a late
+// event of the old list at (A, 1) is not taken for q's next one. Before,
+// only the etag moved, and q appended the old change after v5 (a v10
+// chaos run: 4440 watches went back through CHANGED, subscriptions at
+// offset 0 or 1 of an old epoch with a recent etag).
+func TestOrder_RefreshSubscribeMovesThePositionWithTheEtag(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newStore(t, Config{})
+	q := mustQueue(t, a, alice)
+	if _, err := a.Subscribe(ctx, allowAll{"v0"}, alice, q, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	old, ok := a.ExportResource(splitRes) // the list q followed (epoch A, offset 0) goes away
+	if !ok {
+		t.Fatal("no list")
+	}
+	c, _ := newStore(t, Config{})
+	qc := mustQueue(t, c, bob)
+	c.ImportResource(old) // it goes on elsewhere and stamps v1 at (A, 1)
+	if _, err := c.Subscribe(ctx, allowAll{"v0"}, bob, qc, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	publish(c, splitRes, "v1")
+	late := lastEventOf(t, c, bob, qc, "v1")
+	q2 := mustQueue(t, a, alice) // a new list here (epoch B) delivers v5
+	if _, err := a.Subscribe(ctx, allowAll{"v0"}, alice, q2, splitRes, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	publish(a, splitRes, "v5")
+	info, err := a.Subscribe(ctx, allowAll{"v0"}, alice, q, splitRes, "", "") // the refresh
+	if err != nil || info.Etag != "v5" {
+		t.Fatalf("refresh answered %q, %v; want v5", info.Etag, err)
+	}
+	drainAll(t, a, alice, q)
+	a.DeliverTo(late, []string{q})
+	if got := drainAll(t, a, alice, q); len(got) != 0 {
+		t.Errorf("q appended %v after the refresh answered v5", got)
 	}
 }

@@ -136,6 +136,11 @@ func observeAt(at uint64) {
 	}
 }
 
+// NewEpochAbove is a new epoch, from the clock, greater than floor and
+// than every epoch made here: for a list's state given again, stale, to
+// a node that may have gone on with it (cluster's give).
+func NewEpochAbove(floor uint64) uint64 { return newEpochAbove(time.Now(), floor) }
+
 // newEpochAbove is a new epoch greater than floor (an epoch another node
 // made, whose clock may be ahead).
 func newEpochAbove(now time.Time, floor uint64) uint64 {

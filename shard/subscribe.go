@@ -150,6 +150,15 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		}
 		sub.x.pending, sub.x.seen = false, false
 		sub.tidy()
+	} else if !linked.Pos.IsZero() && sub.pos.Before(linked.Pos) {
+		// A refresh: the answer is the list's state at the link, so the
+		// subscription goes on from the link's position too. Left behind
+		// (its etag new, its position that of a list it followed once),
+		// it would take a late event of that list, at the next offset
+		// there, for its next one, and append an old change after the
+		// answer.
+		sub.pos = linked.Pos
+		sub.dropParked()
 	}
 	sub.etag = answer
 	var ls []Listener

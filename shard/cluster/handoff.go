@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
 )
@@ -97,7 +99,13 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 			case t.queue != nil:
 				rep.Queues = append(rep.Queues, t.queue)
 			case t.resource != nil:
-				rep.Resources = append(rep.Resources, t.resource)
+				// Given again from its tomb, the state may be stale: the
+				// taker may have imported it and stamped events since (its
+				// acknowledgement lost). It goes on in a new epoch, so no
+				// position is given to two events (shard.Position).
+				again := proto.Clone(t.resource).(*pb.ResourceState)
+				again.Epoch, again.Offset, again.At = shard.NewEpochAbove(again.GetEpoch()), 0, 0
+				rep.Resources = append(rep.Resources, again)
 			}
 			return false
 		}
