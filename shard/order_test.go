@@ -280,7 +280,7 @@ func TestOrder_TwoCopiesOfOneEpochMergeIntoANewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.ImportResource(cur) // the copy that went on, merged into it
-	b.DeliverTo(late, []string{qb})
+	b.DeliverLocal(late)
 	publish(b, splitRes, "v2")
 	if all, last := lastEtag(t, b, bob, qb); !strings.HasSuffix(last, " v2") {
 		t.Errorf("qb holds %v: the list's next event after the merge was dropped", all)
@@ -324,7 +324,7 @@ func TestOrder_RefreshSubscribeMovesThePositionWithTheEtag(t *testing.T) {
 		t.Fatalf("refresh answered %q, %v; want v5", info.Etag, err)
 	}
 	drainAll(t, a, alice, q)
-	a.DeliverTo(late, []string{q})
+	a.DeliverLocal(late)
 	if got := drainAll(t, a, alice, q); len(got) != 0 {
 		t.Errorf("q appended %v after the refresh answered v5", got)
 	}

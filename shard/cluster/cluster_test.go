@@ -450,7 +450,19 @@ func TestJoinMovesKeysUnderLoad(t *testing.T) {
 		for i := range rounds {
 			for k := range 7 {
 				ev := &shard.Event{Kind: shard.Changed, Resource: fmt.Sprintf("user:alice/j%d", k), Etag: fmt.Sprint("e", i), Time: time.Now()}
-				nodes[i%2].Deliver(ev)
+				// As README asks of a publisher: UNAVAILABLE (a list
+				// moving) is tried again; success means it was stamped.
+				for try := 0; ; try++ {
+					_, err := nodes[i%2].DeliverChecked(ctx, ev)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, shard.ErrUnavailable) || try == 50 {
+						t.Errorf("publish %s %s: %v", ev.Resource, ev.Etag, err)
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
