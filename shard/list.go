@@ -1,7 +1,9 @@
 package shard
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 )
 
@@ -355,4 +357,49 @@ func (s *Store) Revoke(res, user, device string) int {
 		s.peers.RevokeAt(res, user, device, remote)
 	}
 	return n
+}
+
+// Explain describes what this node knows of res, for a failing test or
+// an operator: the list's entries, position and last event if it is
+// held here, and each local queue's subscription (its last position and
+// etag, parked events).
+func (s *Store) Explain(res string) string {
+	var b strings.Builder
+	s.resMu.RLock()
+	r := s.res[res]
+	s.resMu.RUnlock()
+	if r != nil {
+		r.mu.RLock()
+		fmt.Fprintf(&b, "list pos %+v etag %q dead %v nodes", r.pos, r.etag, r.dead)
+		for _, in := range r.nodes {
+			fmt.Fprintf(&b, " %s:%d@%d", in.Node, in.Count, in.Ver)
+		}
+		if r.last != nil {
+			fmt.Fprintf(&b, "; last %s at %+v", r.last.Etag, r.last.Pos)
+		}
+		r.mu.RUnlock()
+	} else {
+		b.WriteString("no list")
+	}
+	s.localMu.RLock()
+	f := s.local[res]
+	s.localMu.RUnlock()
+	if f == nil {
+		b.WriteString("; no local table")
+		return b.String()
+	}
+	f.mu.Lock()
+	fmt.Fprintf(&b, "; local table (%d recent):", len(f.recent))
+	for q := range f.subs {
+		q.mu.Lock()
+		if sub := q.subs[res]; sub != nil {
+			fmt.Fprintf(&b, " %s: %q at %+v", q.name, sub.etag, sub.pos)
+			if sub.x != nil {
+				fmt.Fprintf(&b, " (parked %d, gap %d, pending %v)", len(sub.x.parked), sub.x.gap, sub.x.pending)
+			}
+		}
+		q.mu.Unlock()
+	}
+	f.mu.Unlock()
+	return b.String()
 }

@@ -70,20 +70,27 @@ func (n *Node) locate(ctx context.Context, key string, held func(string) bool, h
 }
 
 // joinedRecentlyLocked reports whether this node was alone, or absent, in
-// every ring it remembers (historyTTL): it joined the others lately, and
-// the keys it owns may still be with the owners it displaced. A node that
-// shared a ring with others knows their past ownership from its history.
+// some ring it remembers (historyTTL): it joined the others lately, and
+// the keys it owns may still be with the owners it displaced.
+//
+// Invariant: a node that joined within historyTTL asks the owner it
+// displaced for a key it owns and does not hold, until the key arrives or
+// a tomb says where it went. Rings it installed while joining do not end
+// that: memberlist reports the others one at a time, so a joining node
+// passes through rings such as {n1, n3} that no other node ever used;
+// their owners are often this node itself, and a list still at its old
+// owner (n2) would be taken for absent here: a publish answered success
+// unstamped, a link started a second list that other nodes' queues were
+// not in. A node that shared every remembered ring with others knows
+// their past ownership from its history.
 // n.mu held.
 func (n *Node) joinedRecentlyLocked() bool {
-	if len(n.history) == 0 {
-		return false
-	}
 	for _, p := range n.history {
-		if ns := p.r.Nodes(); len(ns) > 1 && slices.Contains(ns, n.cfg.Name) {
-			return false
+		if ns := p.r.Nodes(); len(ns) <= 1 || !slices.Contains(ns, n.cfg.Name) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // withoutSelfLocked is the current ring minus this node, cached per epoch. n.mu held.
