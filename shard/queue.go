@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -291,6 +292,9 @@ func (q *queue) readLocked(after uint64, limit int, dst []Notification, now time
 	}
 	if after < first-1 {
 		after = first - 1
+	}
+	if n := min(int(q.lastSeq-min(after, q.lastSeq)), limit); n > 0 {
+		dst = slices.Grow(dst, n) // one allocation for the page, not one per doubling
 	}
 	for s := after + 1; s <= q.lastSeq && limit > 0; s++ {
 		i := (q.head + int(s-first)) % len(q.ring)
