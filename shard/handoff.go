@@ -197,28 +197,20 @@ func (s *Store) ImportQueue(st QueueState) bool {
 // registered this node's interest before it let the queue go), then
 // tells the list's holder this node's interest.
 func (s *Store) arrive(q *queue, res string) {
-	for {
-		f := s.fanoutFor(res)
-		f.mu.Lock()
-		if f.dead {
-			f.mu.Unlock()
-			continue
-		}
-		q.mu.Lock()
-		sub := q.subs[res]
-		f.subs[q] = sub
-		var ls []Listener
-		for _, ev := range f.recent {
-			l, _ := q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
-			ls = append(ls, l...)
-		}
-		q.mu.Unlock()
-		in := s.interestLocked(f)
-		f.mu.Unlock()
-		notifyAll(ls)
-		s.setInterest(res, in)
-		return
+	f := s.lockFanout(res)
+	q.mu.Lock()
+	sub := q.subs[res]
+	f.subs[q] = sub
+	var ls []Listener
+	for _, ev := range f.recent {
+		l, _ := q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		ls = append(ls, l...)
 	}
+	q.mu.Unlock()
+	in := s.interestLocked(f)
+	f.mu.Unlock()
+	notifyAll(ls)
+	s.setInterest(res, in)
 }
 
 // ExportResource removes resource name's subscriber list from this store

@@ -43,6 +43,19 @@ func (s *Store) fanoutFor(res string) *fanout {
 	return f
 }
 
+// lockFanout returns res's local table, live and locked: a table removed
+// from Store.local (dead) while this waited for its lock is looked up again.
+func (s *Store) lockFanout(res string) *fanout {
+	for {
+		f := s.fanoutFor(res)
+		f.mu.Lock()
+		if !f.dead {
+			return f
+		}
+		f.mu.Unlock()
+	}
+}
+
 // interestLocked is this node's interest in f's resource now. f.mu held.
 func (s *Store) interestLocked(f *fanout) Interest {
 	return Interest{Node: s.name, Count: len(f.subs), Ver: s.ver.Add(1)}
@@ -51,24 +64,17 @@ func (s *Store) interestLocked(f *fanout) Interest {
 // joinLocal puts q, subscribed to res, in res's local table and returns
 // this node's interest, for the list's holder.
 func (s *Store) joinLocal(res string, q *queue) Interest {
-	for {
-		f := s.fanoutFor(res)
-		f.mu.Lock()
-		if f.dead {
-			f.mu.Unlock()
-			continue
-		}
-		// Only a live subscription: an export or unsubscribe that ran
-		// before takes the queue out of the table after changing it.
-		q.mu.Lock()
-		if _, ok := f.subs[q]; !ok && !q.dead && q.subs[res] != nil {
-			f.subs[q] = nil
-		}
-		q.mu.Unlock()
-		in := s.interestLocked(f)
-		f.mu.Unlock()
-		return in
+	f := s.lockFanout(res)
+	// Only a live subscription: an export or unsubscribe that ran
+	// before takes the queue out of the table after changing it.
+	q.mu.Lock()
+	if _, ok := f.subs[q]; !ok && !q.dead && q.subs[res] != nil {
+		f.subs[q] = nil
 	}
+	q.mu.Unlock()
+	in := s.interestLocked(f)
+	f.mu.Unlock()
+	return in
 }
 
 // leaveLocal takes q out of res's local table and tells the list's holder
