@@ -313,6 +313,11 @@ func (s *Store) Keys() (queues, resources []string) {
 // delivered. A zero l.Pos (the list could not be reached) leaves the
 // subscription's position as it is: a position is never lowered to
 // "none". It returns how many it reached.
+//
+// Every caller announces a loss (a list made again, or this node's
+// interest lost), so an l.Etag of "" is not "never published": neither
+// the queues' side nor the publisher knew a version, and the RESYNC says
+// so (Event.EtagUnknown), for the client to re-read the resource.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
 	now := s.cfg.Now()
 	n := 0
@@ -335,7 +340,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		}
 		sub.etag = l.Etag
 		sub.dropParked()
-		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		ls := q.appendLocked(&Event{Kind: Resync, EtagUnknown: l.Etag == "", Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
 		n++

@@ -169,7 +169,10 @@ type Event struct {
 	// When the etag was first stamped by a list (shard.Position.At: unix
 	// nanoseconds of a hybrid logical clock; 0 unknown): etags of two
 	// epochs are ordered by it.
-	At            uint64 `protobuf:"varint,10,opt,name=at,proto3" json:"at,omitempty"`
+	At uint64 `protobuf:"varint,10,opt,name=at,proto3" json:"at,omitempty"`
+	// etag is "" because nobody knows the current version, not because it
+	// was never published (shard.Event.EtagUnknown).
+	EtagUnknown   bool `protobuf:"varint,11,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +275,13 @@ func (x *Event) GetAt() uint64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *Event) GetEtagUnknown() bool {
+	if x != nil {
+		return x.EtagUnknown
+	}
+	return false
 }
 
 type Notification struct {
@@ -425,9 +435,11 @@ type Subscription struct {
 	Etag            string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// In a QueueState: the position of the last event the queue appended.
-	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
-	At            uint64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
+	Epoch  uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	At     uint64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
+	// subscribe's answer: etag "" is unknown (shard.SubscriptionInfo.EtagUnknown).
+	EtagUnknown   bool `protobuf:"varint,8,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -509,6 +521,13 @@ func (x *Subscription) GetAt() uint64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *Subscription) GetEtagUnknown() bool {
+	if x != nil {
+		return x.EtagUnknown
+	}
+	return false
 }
 
 // A call on one queue, routed to the node that holds it.
@@ -2762,7 +2781,7 @@ const file_peer_proto_rawDesc = "" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
-	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\x8a\x02\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xad\x02\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
@@ -2774,7 +2793,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\t \x01(\x04R\x06offset\x12\x0e\n" +
 	"\x02at\x18\n" +
-	" \x01(\x04R\x02at\"O\n" +
+	" \x01(\x04R\x02at\x12!\n" +
+	"\fetag_unknown\x18\v \x01(\bR\vetagUnknown\"O\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x05event\x18\x02 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\"\xea\x01\n" +
@@ -2785,7 +2805,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05depth\x18\x05 \x01(\x03R\x05depth\x12\x19\n" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12-\n" +
-	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xbe\x01\n" +
+	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xe1\x01\n" +
 	"\fSubscription\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
@@ -2793,7 +2813,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x04R\x02at\"\xc7\x02\n" +
+	"\x02at\x18\a \x01(\x04R\x02at\x12!\n" +
+	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\"\xc7\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
