@@ -52,7 +52,7 @@ export type SubscribeMutationVariables = Exact<{
 }>;
 
 
-export type SubscribeMutation = { subscribe: { resource: string, etag: string } };
+export type SubscribeMutation = { subscribe: { resource: string, etag: string, etagUnknown: boolean } };
 
 export type UnsubscribeMutationVariables = Exact<{
   queue: string;
@@ -69,7 +69,7 @@ export type PollQueryVariables = Exact<{
 }>;
 
 
-export type PollQuery = { notifications: { lastSeq: number, items: Array<{ seq: number, kind: NotificationKind, resource: string | null, etag: string | null, publishedAt: string, payload: unknown, from: { user: string, device: string } | null }> } };
+export type PollQuery = { notifications: { lastSeq: number, items: Array<{ seq: number, kind: NotificationKind, resource: string | null, etag: string | null, etagUnknown: boolean, publishedAt: string, payload: unknown, from: { user: string, device: string } | null }> } };
 
 export type StreamSubscriptionVariables = Exact<{
   queue: string;
@@ -77,4 +77,4 @@ export type StreamSubscriptionVariables = Exact<{
 }>;
 
 
-export type StreamSubscription = { notifications: { seq: number, kind: NotificationKind, resource: string | null, etag: string | null, publishedAt: string, payload: unknown, from: { user: string, device: string } | null } };
+export type StreamSubscription = { notifications: { seq: number, kind: NotificationKind, resource: string | null, etag: string | null, etagUnknown: boolean, publishedAt: string, payload: unknown, from: { user: string, device: string } | null } };
