@@ -35,6 +35,9 @@ type ResourceState struct {
 	EtagPos    Position // where Etag was learned
 	Recent     []Published
 	Nodes      []Interest
+
+	// EtagUnknown: Etag is the "" of a repair that knew none.
+	EtagUnknown bool
 }
 
 // ExportQueue removes the queue name from this store and returns its state
@@ -226,7 +229,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res, name)
 	s.resMu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Nodes: make([]Interest, 0, len(r.nodes))}
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: r.recent, Nodes: make([]Interest, 0, len(r.nodes))}
 	for _, in := range r.nodes {
 		st.Nodes = append(st.Nodes, in)
 	}
@@ -273,7 +276,10 @@ func (s *Store) ImportResource(st ResourceState) {
 		// The newer etag of the two lists, by At across epochs (Before):
 		// a list of an older epoch may have delivered the later one.
 		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
-			r.etag, r.etagPos = st.Etag, st.EtagPos
+			r.etag, r.etagPos, r.etagUnknown = st.Etag, st.EtagPos, false
+		}
+		if st.EtagUnknown && r.etag == "" {
+			r.etagUnknown = true
 		}
 		if s.peers != nil && len(st.Nodes) > 0 {
 			// What the old holder sent last may not have arrived: the

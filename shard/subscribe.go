@@ -14,8 +14,9 @@ type SubscriptionInfo struct {
 	Resource string
 	Etag     string
 	// EtagUnknown: Etag is "" because the publisher forgot the version
-	// (knownEtag says the resource was published) and no list remembers
-	// one, not because it was never published. Only Subscribe sets it.
+	// (knownEtag says the resource was published, or the list was made
+	// again by a repair that knew none) and no list remembers one, not
+	// because it was never published. Only Subscribe sets it.
 	EtagUnknown bool
 	CreatedAt   time.Time
 }
@@ -166,10 +167,11 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	}
 	sub.etag = answer
 	// Invariant: "" means "never published". A caller that knew an etag
-	// (knownEtag) proves the resource was published, so an answer of ""
-	// (a publisher that forgot, and no list that remembers) is unknown,
-	// and said so in the answer and its RESYNC.
-	unknown := answer == "" && knownEtag != ""
+	// (knownEtag) proves the resource was published, and a list made
+	// again by a repair that knew no etag says it lost track, so an
+	// answer of "" then (a publisher that forgot, and no list that
+	// remembers) is unknown, and said so in the answer and its RESYNC.
+	unknown := answer == "" && (knownEtag != "" || linked.EtagUnknown)
 	var ls []Listener
 	if knownEtag != "" && knownEtag != answer {
 		s.counters.Notifications[Resync].Add(1)

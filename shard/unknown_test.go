@@ -113,3 +113,44 @@ func TestGiveUpGap_KeepsEtagUnknown(t *testing.T) {
 		t.Fatalf("queue holds %q, want the gap announced by an unknown RESYNC", got)
 	}
 }
+
+// TestList_RemembersAnUnknownEtag: a list made again by a repair that
+// knew no etag (Hint.Unknown) remembers that its "" is not "never
+// published": a fresh subscribe whose publisher answers "" says
+// EtagUnknown, the state handed to another node keeps it, and the first
+// etag the list learns (a publish) ends it.
+func TestList_RemembersAnUnknownEtag(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, s, alice)
+	if _, l := s.AddInterest(res, Interest{Node: "gone", Count: 1, Ver: 1}, Hint{Unknown: true}); !l.EtagUnknown || l.Etag != "" {
+		t.Fatalf("the repair's link answered %+v, want an unknown \"\"", l)
+	}
+	info, err := s.Subscribe(context.Background(), allowAll{""}, alice, q, res, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != "" || !info.EtagUnknown {
+		t.Fatalf("a fresh subscribe to a list that lost track answered %+v, want etag \"\" flagged unknown", info)
+	}
+
+	// Handed to another node, the list still knows it lost track.
+	st, ok := s.ExportResource(res)
+	if !ok || !st.EtagUnknown {
+		t.Fatalf("exported %+v, want EtagUnknown", st)
+	}
+	b, _ := newStore(t, Config{})
+	b.ImportResource(st)
+	if _, l := b.AddInterest(res, Interest{Node: "other", Count: 1, Ver: 1}, Hint{}); !l.EtagUnknown {
+		t.Fatalf("after the hand-off the list answers %+v, want an unknown \"\"", l)
+	}
+	// A publish teaches it the version.
+	publish(b, res, "v1")
+	if _, l := b.AddInterest(res, Interest{Node: "third", Count: 1, Ver: 1}, Hint{}); l.EtagUnknown || l.Etag != "v1" {
+		t.Fatalf("after a publish the list answers %+v, want v1, known", l)
+	}
+	// A list nobody said anything about: "" is "never published".
+	if _, l := b.AddInterest("user:alice/fresh", Interest{Node: "n", Count: 1, Ver: 1}, Hint{}); l.EtagUnknown {
+		t.Fatalf("a new list answers %+v, want a known \"\"", l)
+	}
+}

@@ -18,8 +18,9 @@ import (
 // (etagUnknown) in the answer and in the RESYNC, not answer "". Then the
 // owner is killed with -9, no publish after it: the list is made again
 // at a new owner from what the queues' side knows (nothing) and what its
-// publisher answers (nothing), and its RESYNC says "unknown" too. At no
-// point does the queue hold a plain "" for the resource.
+// publisher answers (nothing), and its RESYNC says "unknown" too, as
+// does a fresh subscribe on any node. At no point does the queue hold,
+// or a subscribe answer, a plain "" for the resource.
 func TestDelivery_UnknownEtagIsSaid(t *testing.T) {
 	c := newTestCluster(t)
 	ns := []*nodeProc{c.start("u1", "127.0.0.11"), c.start("u2", "127.0.0.12"), c.start("u3", "127.0.0.13")}
@@ -130,4 +131,21 @@ func TestDelivery_UnknownEtagIsSaid(t *testing.T) {
 		}
 	}
 	t.Logf("owner %s kill -9: the queue at %s holds %+v", owner.name, at.name, seen)
+
+	// A fresh subscribe, with no knownEtag, on every surviving node: the
+	// list made again remembers that it lost track, so "" is flagged.
+	fresh := c.token("fresh")
+	for _, n := range c.alive(ns) {
+		var fq struct{ CreateQueue struct{ Name string } }
+		if err := c.gql(n, fresh, `mutation{ createQueue(ttlSeconds: 60) { name } }`, nil, &fq); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.gql(n, fresh, `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag etagUnknown } }`,
+			map[string]any{"q": fq.CreateQueue.Name, "r": res}, &sub); err != nil {
+			t.Fatal(err)
+		}
+		if sub.Subscribe.Etag != "p1" && !sub.Subscribe.EtagUnknown {
+			t.Fatalf("after the owner died, a fresh subscribe at %s answered a plain %q: a client takes it for \"never published\"", n.name, sub.Subscribe.Etag)
+		}
+	}
 }

@@ -98,7 +98,7 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 }
 
 func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
-	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, At: st.Pos.At, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset, EtagAt: st.EtagPos.At}
+	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, At: st.Pos.At, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset, EtagAt: st.EtagPos.At, EtagUnknown: st.EtagUnknown}
 	for _, p := range st.Recent {
 		out.RecentIds = append(out.RecentIds, p.ID)
 		out.RecentEpochs = append(out.RecentEpochs, p.Pos.Epoch)
@@ -113,7 +113,7 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
 	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset(), At: st.GetAt()},
-		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset(), At: st.GetEtagAt()}}
+		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset(), At: st.GetEtagAt()}, EtagUnknown: st.GetEtagUnknown()}
 	if ids, es, os := st.GetRecentIds(), st.GetRecentEpochs(), st.GetRecentOffsets(); len(es) == len(ids) && len(os) == len(ids) {
 		ats := st.GetRecentAts()
 		for i, id := range ids {
