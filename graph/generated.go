@@ -696,7 +696,9 @@ enum NotificationKind {
   """
   The gateway may have missed changes to the resource (a subscriber list was
   rebuilt, a publisher restarted, or ` + "`" + `knownEtag` + "`" + ` was stale); ` + "`" + `etag` + "`" + ` is the
-  resource's current version. Compare it with the version you hold.
+  resource's current version. Compare it with the version you hold. When
+  ` + "`" + `etagUnknown` + "`" + ` is true nobody knows the current version (` + "`" + `etag` + "`" + ` is ` + "`" + `""` + "`" + `):
+  re-read the resource from its source.
   """
   RESYNC
   """

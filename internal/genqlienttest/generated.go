@@ -49,7 +49,9 @@ const (
 	NotificationKindInvite NotificationKind = "INVITE"
 	// The gateway may have missed changes to the resource (a subscriber list was
 	// rebuilt, a publisher restarted, or `knownEtag` was stale); `etag` is the
-	// resource's current version. Compare it with the version you hold.
+	// resource's current version. Compare it with the version you hold. When
+	// `etagUnknown` is true nobody knows the current version (`etag` is `""`):
+	// re-read the resource from its source.
 	NotificationKindResync NotificationKind = "RESYNC"
 	// Notifications this reader had not received were dropped because the queue's
 	// buffer was full. `payload` is `{"dropped": n, "fromSeq": a, "toSeq": b}`:
