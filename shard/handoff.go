@@ -226,10 +226,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res, name)
 	s.resMu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Nodes: make([]Interest, 0, len(r.nodes))}
-	for _, in := range r.nodes {
-		st.Nodes = append(st.Nodes, in)
-	}
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Nodes: slices.Clone(r.nodes)}
 	r.mu.Unlock()
 	r.fwd.Wait() // deliveries that read the list have handed on their remote part
 	return st, true
@@ -251,7 +248,7 @@ func (s *Store) ImportResource(st ResourceState) {
 		r := s.res[st.Name]
 		merged := r != nil
 		if r == nil {
-			r = &resource{name: st.Name, nodes: make(map[string]Interest, len(st.Nodes)), pos: st.Pos, recent: st.Recent}
+			r = &resource{name: st.Name, pos: st.Pos, recent: st.Recent}
 			if r.pos.IsZero() {
 				r.pos = Position{Epoch: newEpoch(s.cfg.Now())}
 			}

@@ -302,12 +302,7 @@ func (s *Store) announceTail(r *resource) {
 		pos.At = r.etagPos.At
 		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
 	}
-	var remote []string
-	for node, in := range r.nodes {
-		if in.Count > 0 && node != s.name {
-			remote = append(remote, node)
-		}
-	}
+	remote := r.remoteLocked(s.name)
 	if len(remote) > 0 {
 		r.fwd.Add(1)
 		defer r.fwd.Done()
