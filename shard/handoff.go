@@ -87,8 +87,8 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	q.mu.Unlock()
 	s.forget(q)
 	notifyAll(ls)
-	for res := range subs {
-		s.leaveLocal(res, q)
+	for res, sub := range subs {
+		s.leaveLocal(res, sub)
 	}
 	return st, true
 }
@@ -172,7 +172,7 @@ func (s *Store) ImportQueue(st QueueState) bool {
 	if len(st.Subs) > 0 {
 		q.subs = make(map[string]*subscription, len(st.Subs))
 		for _, sub := range st.Subs {
-			q.subs[sub.Resource] = &subscription{etag: sub.Etag, pos: sub.Pos, created: sub.Created}
+			q.subs[sub.Resource] = &subscription{q: q, etag: sub.Etag, pos: sub.Pos, created: sub.Created}
 		}
 	}
 	sh := s.shard(q.name)
@@ -200,7 +200,7 @@ func (s *Store) arrive(q *queue, res string) {
 	f := s.lockFanout(res)
 	q.mu.Lock()
 	sub := q.subs[res]
-	f.subs[q] = sub
+	f.subs[sub] = struct{}{}
 	var ls []Listener
 	for _, ev := range f.recent {
 		l, _ := q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
@@ -210,7 +210,7 @@ func (s *Store) arrive(q *queue, res string) {
 	in := s.interestLocked(f)
 	f.mu.Unlock()
 	notifyAll(ls)
-	s.setInterest(res, in)
+	s.peers.Interest(res, in)
 }
 
 // ExportResource removes resource name's subscriber list from this store
@@ -272,7 +272,7 @@ func (s *Store) ImportResource(st ResourceState) {
 		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
 			r.etag, r.etagPos = st.Etag, st.EtagPos
 		}
-		if s.peers != nil && len(st.Nodes) > 0 {
+		if len(st.Nodes) > 0 {
 			// What the old holder sent last may not have arrived: the
 			// new holder announces the list's tail (position.go).
 			s.noteTailLocked(r, s.cfg.Now())
@@ -309,36 +309,10 @@ func (s *Store) Keys() (queues, resources []string) {
 // alone, so no subscription appends a RESYNC older than what it
 // delivered. A zero l.Pos (the list could not be reached) leaves the
 // subscription's position as it is: a position is never lowered to
-// "none". It returns how many it reached.
+// "none", so a late older event is still dropped. It returns how many it
+// reached.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
-	now := s.cfg.Now()
-	n := 0
-	for _, name := range queues {
-		q := s.get(name)
-		if q == nil {
-			continue
-		}
-		q.mu.Lock()
-		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && !l.Pos.IsZero() && l.Pos.Before(sub.pos) {
-			q.mu.Unlock()
-			continue
-		}
-		// A RESYNC that knows no position (a repair whose link failed)
-		// does not lower the subscription's: it still appends only past
-		// the last event it appended, so a late older event is dropped.
-		if !l.Pos.IsZero() {
-			sub.pos = l.Pos
-		}
-		sub.etag = l.Etag
-		sub.dropParked()
-		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
-		q.mu.Unlock()
-		notifyAll(ls)
-		n++
-	}
-	s.counters.Notifications[Resync].Add(uint64(n))
-	return n
+	return s.resync(resource, l, queues, false)
 }
 
 // CatchUp brings each named queue held here that is subscribed to
@@ -353,6 +327,13 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 	if l.Pos.IsZero() || l.Etag == "" {
 		return 0
 	}
+	return s.resync(resource, l, queues, true)
+}
+
+// resync is Resync, or with catchUp CatchUp: the same move of a
+// subscription to l, for a subscription at or past l (Resync), or only
+// one behind it and with a RESYNC only for a new etag (CatchUp).
+func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool) int {
 	now := s.cfg.Now()
 	n := 0
 	for _, name := range queues {
@@ -362,21 +343,26 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 		}
 		q.mu.Lock()
 		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.Before(l.Pos) {
+		switch {
+		case q.dead || sub == nil || sub.isPending():
+		case catchUp && !sub.pos.Before(l.Pos):
+		case !catchUp && !l.Pos.IsZero() && l.Pos.Before(sub.pos):
+		default:
+			if !l.Pos.IsZero() {
+				sub.pos = l.Pos
+			}
+			sub.dropParked()
+			if catchUp && sub.etag == l.Etag {
+				break
+			}
+			sub.etag = l.Etag
+			ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 			q.mu.Unlock()
+			notifyAll(ls)
+			n++
 			continue
 		}
-		sub.pos = l.Pos
-		sub.dropParked()
-		if sub.etag == l.Etag {
-			q.mu.Unlock()
-			continue
-		}
-		sub.etag = l.Etag
-		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
-		notifyAll(ls)
-		n++
 	}
 	s.counters.Notifications[Resync].Add(uint64(n))
 	return n

@@ -324,13 +324,13 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 			n += in.Count
 		}
 	}
-	if len(remote) > 0 && s.peers != nil {
+	if len(remote) > 0 {
 		r.fwd.Add(1)
 		defer r.fwd.Done()
 		s.noteTailLocked(r, s.cfg.Now())
 	}
 	r.mu.Unlock()
-	if len(remote) > 0 && s.peers != nil {
+	if len(remote) > 0 {
 		s.peers.Forward(ev, remote)
 	}
 	return n, true
@@ -372,7 +372,7 @@ func (s *Store) Revoke(res, user, device string) int {
 		r.mu.RUnlock()
 	}
 	n := s.RevokeLocal(res, user, device)
-	if len(remote) > 0 && s.peers != nil {
+	if len(remote) > 0 {
 		s.peers.RevokeAt(res, user, device, remote)
 	}
 	return n
@@ -409,9 +409,10 @@ func (s *Store) Explain(res string) string {
 	}
 	f.mu.Lock()
 	fmt.Fprintf(&b, "; local table (%d recent):", len(f.recent))
-	for q := range f.subs {
+	for sub := range f.subs {
+		q := sub.q
 		q.mu.Lock()
-		if sub := q.subs[res]; sub != nil {
+		if !sub.gone() {
 			fmt.Fprintf(&b, " %s: %q at %+v", q.name, sub.etag, sub.pos)
 			if sub.x != nil {
 				fmt.Fprintf(&b, " (parked %d, gap %d, pending %v)", len(sub.x.parked), sub.x.gap, sub.x.pending)

@@ -13,7 +13,7 @@ type fanout struct {
 	// mu guards the fields below. Fan-out holds it from the first append
 	// to the last, so a node appends one resource's events in one order.
 	mu   sync.Mutex
-	subs map[*queue]*subscription // queue → its subscription to name, cached (re-read when gone)
+	subs map[*subscription]struct{} // the subscriptions to name of queues held here
 	// recent are the last events fanned out while a queue is being handed
 	// to this node (Store.arriving): the queue, imported after they came,
 	// is offered them, so none stamped between its old node's export and
@@ -37,7 +37,7 @@ func (s *Store) fanoutFor(res string) *fanout {
 	s.localMu.Lock()
 	defer s.localMu.Unlock()
 	if f = s.local[res]; f == nil {
-		f = &fanout{name: res, subs: make(map[*queue]*subscription)}
+		f = &fanout{name: res, subs: make(map[*subscription]struct{})}
 		s.local[res] = f
 	}
 	return f
@@ -61,15 +61,16 @@ func (s *Store) interestLocked(f *fanout) Interest {
 	return Interest{Node: s.name, Count: len(f.subs), Ver: s.ver.Add(1)}
 }
 
-// joinLocal puts q, subscribed to res, in res's local table and returns
-// this node's interest, for the list's holder.
-func (s *Store) joinLocal(res string, q *queue) Interest {
+// joinLocal puts sub, its queue's subscription to res, in res's local
+// table and returns this node's interest, for the list's holder.
+func (s *Store) joinLocal(res string, sub *subscription) Interest {
 	f := s.lockFanout(res)
 	// Only a live subscription: an export or unsubscribe that ran
-	// before takes the queue out of the table after changing it.
+	// before takes it out of the table after changing it.
+	q := sub.q
 	q.mu.Lock()
-	if _, ok := f.subs[q]; !ok && !q.dead && q.subs[res] != nil {
-		f.subs[q] = nil
+	if !q.dead && q.subs[res] == sub {
+		f.subs[sub] = struct{}{}
 	}
 	q.mu.Unlock()
 	in := s.interestLocked(f)
@@ -77,9 +78,10 @@ func (s *Store) joinLocal(res string, q *queue) Interest {
 	return in
 }
 
-// leaveLocal takes q out of res's local table and tells the list's holder
-// this node's interest now.
-func (s *Store) leaveLocal(res string, q *queue) {
+// leaveLocal takes sub, a subscription to res removed from its queue,
+// out of res's local table and tells the list's holder this node's
+// interest now.
+func (s *Store) leaveLocal(res string, sub *subscription) {
 	s.localMu.RLock()
 	f := s.local[res]
 	s.localMu.RUnlock()
@@ -87,13 +89,13 @@ func (s *Store) leaveLocal(res string, q *queue) {
 		return
 	}
 	f.mu.Lock()
-	_, had := f.subs[q]
-	delete(f.subs, q)
+	_, had := f.subs[sub]
+	delete(f.subs, sub)
 	in := s.interestLocked(f)
 	f.mu.Unlock()
 	if had {
 		s.dropLocalIfEmpty(f)
-		s.setInterest(res, in)
+		s.peers.Interest(res, in)
 	}
 }
 
@@ -147,14 +149,12 @@ func (s *Store) DeliverLocal(ev *Event) int {
 	default:
 		f.recent = nil
 	}
-	for q, sub := range f.subs {
+	for sub := range f.subs {
+		q := sub.q
 		q.mu.Lock()
-		if sub == nil || sub.gone() {
-			if sub = q.subs[ev.Resource]; sub == nil || q.dead { // unsubscribed or gone; it leaves the table
-				q.mu.Unlock()
-				continue
-			}
-			f.subs[q] = sub
+		if sub.gone() { // unsubscribed, or its queue gone: it leaves the table
+			q.mu.Unlock()
+			continue
 		}
 		ls, _ := q.offerLocked(sub, ev, capacity, retain)
 		q.mu.Unlock()
@@ -178,19 +178,19 @@ func (s *Store) RevokeLocal(res, user, device string) int {
 		return 0
 	}
 	f.mu.Lock()
-	var hit []*queue
-	for q := range f.subs {
-		if q.owner.user == user && (device == "" || q.owner.device == device) {
-			hit = append(hit, q)
+	var hit []*subscription
+	for sub := range f.subs {
+		if o := sub.q.owner; o.user == user && (device == "" || o.device == device) {
+			hit = append(hit, sub)
 		}
 	}
 	f.mu.Unlock()
 	now := s.cfg.Now()
 	n := 0
-	for _, q := range hit {
+	for _, sub := range hit {
+		q := sub.q
 		q.mu.Lock()
-		sub := q.subs[res]
-		if q.dead || sub == nil {
+		if sub.gone() {
 			q.mu.Unlock()
 			continue
 		}
@@ -199,7 +199,7 @@ func (s *Store) RevokeLocal(res, user, device string) int {
 		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
-		s.leaveLocal(res, q)
+		s.leaveLocal(res, sub)
 		n++
 	}
 	s.counters.Notifications[Revoked].Add(uint64(n))
@@ -227,7 +227,7 @@ func (s *Store) Arriving(delta int32) {
 		in := s.interestLocked(f)
 		f.mu.Unlock()
 		if empty && s.dropLocalIfEmpty(f) {
-			s.setInterest(f.name, in)
+			s.peers.Interest(f.name, in)
 		}
 	}
 }
@@ -255,9 +255,10 @@ func (s *Store) LocalInterests() map[string]LocalInterest {
 	for _, f := range fs {
 		f.mu.Lock()
 		li := LocalInterest{Interest: s.interestLocked(f)}
-		for q := range f.subs {
+		for sub := range f.subs {
+			q := sub.q
 			q.mu.Lock()
-			if sub := q.subs[f.name]; sub != nil && !q.dead && !sub.isPending() {
+			if !sub.gone() && !sub.isPending() {
 				li.Queues = append(li.Queues, q.name)
 				if sub.etag != "" && (li.Hint.Etag == "" || li.Hint.Pos.Before(sub.pos)) {
 					li.Hint = Hint{Etag: sub.etag, Pos: sub.pos}
@@ -291,11 +292,11 @@ func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
 	seen := map[Subscriber]bool{}
 	for _, f := range fs {
 		f.mu.Lock()
-		for q := range f.subs {
-			sub := Subscriber{Resource: f.name, User: q.owner.user, Device: q.owner.device}
-			if !seen[sub] {
-				seen[sub] = true
-				out = append(out, sub)
+		for sub := range f.subs {
+			who := Subscriber{Resource: f.name, User: sub.q.owner.user, Device: sub.q.owner.device}
+			if !seen[who] {
+				seen[who] = true
+				out = append(out, who)
 			}
 		}
 		f.mu.Unlock()

@@ -27,3 +27,18 @@ type Peers interface {
 	// resource (see Store.RevokeLocal). It may return before that is done.
 	RevokeAt(resource, user, device string, nodes []string)
 }
+
+// loopback is the Peers of a store alone, which holds every list itself.
+type loopback struct{ s *Store }
+
+func (l loopback) Link(_ context.Context, res string, in Interest, hint Hint) (Linked, error) {
+	_, linked := l.s.AddInterest(res, in, hint)
+	return linked, nil
+}
+
+func (l loopback) Learn(res string, hint Hint)      { l.s.AddInterest(res, Interest{}, hint) }
+func (l loopback) Interest(res string, in Interest) { l.s.SetInterest(res, in) }
+
+// Forward and RevokeAt are never called: a store alone names no other node.
+func (loopback) Forward(*Event, []string)                  {}
+func (loopback) RevokeAt(string, string, string, []string) {}

@@ -258,9 +258,6 @@ func (s *Store) noteTailLocked(r *resource, now time.Time) {
 // The cluster calls it a few times a second. Safe for concurrent use; no
 // store lock may be held.
 func (s *Store) AnnounceTails() {
-	if s.peers == nil {
-		return
-	}
 	now := s.cfg.Now()
 	var due []*resource
 	s.tailMu.Lock()

@@ -42,7 +42,7 @@ type Store struct {
 	// starts from the clock, so a restarted node's are newer.
 	ver atomic.Uint64
 
-	peers Peers  // nil on a single node
+	peers Peers  // loopback on a single node
 	name  string // this node's name in subscriber lists
 
 	// tailMu guards tails: the lists whose last event is still to be
@@ -93,6 +93,7 @@ func New(cfg Config) (*Store, error) {
 	for i := range s.queues {
 		s.queues[i].m = make(map[string]*queue)
 	}
+	s.peers = loopback{s}
 	s.ver.Store(uint64(time.Now().UnixNano()))
 	go s.reap()
 	return s, nil
@@ -290,8 +291,8 @@ func (s *Store) remove(q *queue) bool {
 	remaining := s.forget(q)
 	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
 
-	for res := range subs {
-		s.leaveLocal(res, q)
+	for res, sub := range subs {
+		s.leaveLocal(res, sub)
 	}
 	notifyAll(ls)
 	return true

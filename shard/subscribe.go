@@ -61,7 +61,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			q.mu.Unlock()
 			return SubscriptionInfo{}, s.tooManySubs()
 		}
-		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true}}
+		sub = &subscription{q: q, created: now.UnixNano(), x: &subExtra{pending: true}}
 		if q.subs == nil {
 			q.subs = make(map[string]*subscription)
 		}
@@ -79,11 +79,11 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			sub.remove()
 		}
 		q.mu.Unlock()
-		s.leaveLocal(res, q)
+		s.leaveLocal(res, sub)
 	}
 	// In the local table first: every event the list sends this node
 	// after the link reaches the queue.
-	linked, err := s.link(ctx, res, s.joinLocal(res, q), Hint{})
+	linked, err := s.peers.Link(ctx, res, s.joinLocal(res, sub), Hint{})
 	if err != nil {
 		abandon(false)
 		return SubscriptionInfo{}, err
@@ -173,42 +173,13 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if learn {
 		// The list knew no etag: it learns the publisher's, as of the
 		// position the queue was linked at (an event since wins).
-		s.learn(res, Hint{Etag: answer, Pos: linked.Pos})
+		s.peers.Learn(res, Hint{Etag: answer, Pos: linked.Pos})
 	}
 	return info, nil
 }
 
 func (s *Store) tooManySubs() error {
 	return fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
-}
-
-// link adds queue to res's subscriber list, here or at res's owner.
-// link registers this node's interest in at res's subscriber list, here
-// or at res's holder.
-func (s *Store) link(ctx context.Context, res string, in Interest, hint Hint) (Linked, error) {
-	if s.peers != nil {
-		return s.peers.Link(ctx, res, in, hint)
-	}
-	_, l := s.AddInterest(res, in, hint)
-	return l, nil
-}
-
-// learn tells res's list the etag a subscribe answered, here or at res's holder.
-func (s *Store) learn(res string, hint Hint) {
-	if s.peers != nil {
-		s.peers.Learn(res, hint)
-		return
-	}
-	s.AddInterest(res, Interest{}, hint)
-}
-
-// setInterest tells res's list this node's interest, here or at res's holder.
-func (s *Store) setInterest(res string, in Interest) {
-	if s.peers != nil {
-		s.peers.Interest(res, in)
-		return
-	}
-	s.SetInterest(res, in)
 }
 
 // Unsubscribe removes queue's subscription to resource. It reports whether
@@ -236,7 +207,7 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 	if sub == nil {
 		return false, nil
 	}
-	s.leaveLocal(res, q)
+	s.leaveLocal(res, sub)
 	return true, nil
 }
 
