@@ -132,12 +132,7 @@ func (s *Store) Caught(queues []string, want map[string]Position) bool {
 
 // forget takes a dead queue out of the table and the owners index.
 func (s *Store) forget(q *queue) int {
-	sh := s.shard(q.name)
-	sh.mu.Lock()
-	if sh.m[q.name] == q {
-		delete(sh.m, q.name)
-	}
-	sh.mu.Unlock()
+	s.shard(q.name).removeIf(q.name, q, nil)
 	s.ownerMu.Lock()
 	defer s.ownerMu.Unlock()
 	list := s.owners[q.owner]
@@ -175,14 +170,9 @@ func (s *Store) ImportQueue(st QueueState) bool {
 			q.subs[sub.Resource] = &subscription{q: q, etag: sub.Etag, pos: sub.Pos, created: sub.Created}
 		}
 	}
-	sh := s.shard(q.name)
-	sh.mu.Lock()
-	if sh.m[q.name] != nil {
-		sh.mu.Unlock()
+	if !s.shard(q.name).add(q.name, q) {
 		return false
 	}
-	sh.m[q.name] = q
-	sh.mu.Unlock()
 	s.ownerMu.Lock()
 	s.owners[q.owner] = append(s.owners[q.owner], q)
 	s.ownerMu.Unlock()
@@ -197,7 +187,7 @@ func (s *Store) ImportQueue(st QueueState) bool {
 // registered this node's interest before it let the queue go), then
 // tells the list's holder this node's interest.
 func (s *Store) arrive(q *queue, res string) {
-	f := s.lockFanout(res)
+	f := s.lockFanout(res, true)
 	q.mu.Lock()
 	sub := q.subs[res]
 	f.subs[sub] = struct{}{}
@@ -216,16 +206,16 @@ func (s *Store) arrive(q *queue, res string) {
 // ExportResource removes resource name's subscriber list from this store
 // and returns it for its new owner. It reports false if none is held here.
 func (s *Store) ExportResource(name string) (ResourceState, bool) {
-	s.resMu.Lock()
-	r := s.res[name]
+	s.res.mu.Lock()
+	r := s.res.m[name]
 	if r == nil {
-		s.resMu.Unlock()
+		s.res.mu.Unlock()
 		return ResourceState{}, false
 	}
 	r.mu.Lock()
 	r.dead = true
-	delete(s.res, name)
-	s.resMu.Unlock()
+	delete(s.res.m, name)
+	s.res.mu.Unlock()
 	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Nodes: slices.Clone(r.nodes)}
 	r.mu.Unlock()
 	r.fwd.Wait() // deliveries that read the list have handed on their remote part
@@ -244,17 +234,15 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // a later event a position a queue already holds another event at.
 func (s *Store) ImportResource(st ResourceState) {
 	for {
-		s.resMu.Lock()
-		r := s.res[st.Name]
-		merged := r != nil
-		if r == nil {
-			r = &resource{name: st.Name, pos: st.Pos, recent: st.Recent}
+		merged := true
+		r := s.res.getOrAdd(st.Name, func() *resource {
+			merged = false
+			r := &resource{name: st.Name, pos: st.Pos, recent: st.Recent}
 			if r.pos.IsZero() {
 				r.pos = Position{Epoch: newEpoch(s.cfg.Now())}
 			}
-			s.res[st.Name] = r
-		}
-		s.resMu.Unlock()
+			return r
+		})
 		r.mu.Lock()
 		if r.dead {
 			r.mu.Unlock()
@@ -286,19 +274,9 @@ func (s *Store) ImportResource(st ResourceState) {
 // Keys lists the names of the queues and resources held here.
 func (s *Store) Keys() (queues, resources []string) {
 	for i := range s.queues {
-		sh := &s.queues[i]
-		sh.mu.RLock()
-		for name := range sh.m {
-			queues = append(queues, name)
-		}
-		sh.mu.RUnlock()
+		queues = append(queues, s.queues[i].keys()...)
 	}
-	s.resMu.RLock()
-	for name := range s.res {
-		resources = append(resources, name)
-	}
-	s.resMu.RUnlock()
-	return queues, resources
+	return queues, s.res.keys()
 }
 
 // Resync appends a RESYNC notification carrying l's etag to each named

@@ -152,9 +152,7 @@ func (s *Store) SetInterest(res string, in Interest) {
 		s.AddInterest(res, in, Hint{})
 		return
 	}
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
+	r := s.res.get(res)
 	if r == nil {
 		return
 	}
@@ -169,7 +167,7 @@ func (s *Store) SetInterest(res string, in Interest) {
 // how many entries it removed.
 func (s *Store) DropNodes(gone func(node string) bool) int {
 	n := 0
-	for _, r := range s.lists() {
+	for _, r := range s.res.values(nil) {
 		r.mu.Lock()
 		r.nodes = slices.DeleteFunc(r.nodes, func(in Interest) bool {
 			drop := gone(in.Node) && in.Count > 0
@@ -184,23 +182,10 @@ func (s *Store) DropNodes(gone func(node string) bool) int {
 	return n
 }
 
-// lists returns the subscriber lists held here.
-func (s *Store) lists() []*resource {
-	s.resMu.RLock()
-	defer s.resMu.RUnlock()
-	rs := make([]*resource, 0, len(s.res))
-	for _, r := range s.res {
-		rs = append(rs, r)
-	}
-	return rs
-}
-
 // HasResource reports whether res's subscriber list is held here, and
 // how many queues it counts.
 func (s *Store) HasResource(res string) (subscribers int, held bool) {
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
+	r := s.res.get(res)
 	if r == nil {
 		return 0, false
 	}
@@ -212,7 +197,7 @@ func (s *Store) HasResource(res string) (subscribers int, held bool) {
 // SubscriberCount counts the queues of every subscriber list held here.
 func (s *Store) SubscriberCount() int {
 	n := 0
-	for _, r := range s.lists() {
+	for _, r := range s.res.values(nil) {
 		r.mu.RLock()
 		n += r.countLocked()
 		r.mu.RUnlock()
@@ -222,19 +207,9 @@ func (s *Store) SubscriberCount() int {
 
 // resourceFor returns res's subscriber list, creating it.
 func (s *Store) resourceFor(res string) *resource {
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
-	if r != nil {
-		return r
-	}
-	s.resMu.Lock()
-	defer s.resMu.Unlock()
-	if r = s.res[res]; r == nil {
-		r = &resource{name: res, pos: Position{Epoch: newEpoch(s.cfg.Now())}}
-		s.res[res] = r
-	}
-	return r
+	return s.res.getOrAdd(res, func() *resource {
+		return &resource{name: res, pos: Position{Epoch: newEpoch(s.cfg.Now())}}
+	})
 }
 
 // dropIfEmpty removes r once no node is interested.
@@ -243,14 +218,12 @@ func (s *Store) dropIfEmpty(r *resource) {
 	empty := r.countLocked() == 0
 	r.mu.RUnlock()
 	if empty {
-		s.resMu.Lock()
-		r.mu.Lock()
-		if r.countLocked() == 0 && !r.dead {
-			r.dead = true
-			delete(s.res, r.name)
-		}
-		r.mu.Unlock()
-		s.resMu.Unlock()
+		s.res.removeIf(r.name, r, func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.dead = r.countLocked() == 0
+			return r.dead
+		})
 	}
 }
 
@@ -283,9 +256,7 @@ func (s *Store) Refan(ev *Event) (held bool) {
 }
 
 func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
-	s.resMu.RLock()
-	r := s.res[ev.Resource]
-	s.resMu.RUnlock()
+	r := s.res.get(ev.Resource)
 	if r == nil {
 		return 0, false
 	}
@@ -341,12 +312,8 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 // plugin host compares these with the publisher's current etags after a
 // restart.
 func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
-	prefix := scheme + ":"
 	out := make(map[string]string)
-	for _, r := range s.lists() {
-		if len(r.name) <= len(prefix) || r.name[:len(prefix)] != prefix {
-			continue
-		}
+	for _, r := range s.res.values(hasScheme(scheme)) {
 		r.mu.RLock()
 		if r.countLocked() > 0 {
 			out[r.name] = r.etag
@@ -362,9 +329,7 @@ func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
 // interested in res's list, held here. It returns how many queues here
 // lost a subscription.
 func (s *Store) Revoke(res, user, device string) int {
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
+	r := s.res.get(res)
 	var remote []string
 	if r != nil {
 		r.mu.RLock()
@@ -384,10 +349,7 @@ func (s *Store) Revoke(res, user, device string) int {
 // etag, parked events).
 func (s *Store) Explain(res string) string {
 	var b strings.Builder
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
-	if r != nil {
+	if r := s.res.get(res); r != nil {
 		r.mu.RLock()
 		fmt.Fprintf(&b, "list pos %+v etag %q dead %v nodes", r.pos, r.etag, r.dead)
 		for _, in := range r.nodes {
@@ -400,14 +362,11 @@ func (s *Store) Explain(res string) string {
 	} else {
 		b.WriteString("no list")
 	}
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
+	f := s.lockFanout(res, false)
 	if f == nil {
 		b.WriteString("; no local table")
 		return b.String()
 	}
-	f.mu.Lock()
 	fmt.Fprintf(&b, "; local table (%d recent):", len(f.recent))
 	for sub := range f.subs {
 		q := sub.q

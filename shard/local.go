@@ -26,28 +26,20 @@ type fanout struct {
 // than that many events sees a gap and a RESYNC.
 const maxArrivingEvents = 64
 
-// fanoutFor returns res's local table, creating it.
-func (s *Store) fanoutFor(res string) *fanout {
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
-	if f != nil {
-		return f
-	}
-	s.localMu.Lock()
-	defer s.localMu.Unlock()
-	if f = s.local[res]; f == nil {
-		f = &fanout{name: res, subs: make(map[*subscription]struct{})}
-		s.local[res] = f
-	}
-	return f
-}
-
-// lockFanout returns res's local table, live and locked: a table removed
-// from Store.local (dead) while this waited for its lock is looked up again.
-func (s *Store) lockFanout(res string) *fanout {
+// lockFanout returns res's local table, live and locked, creating it if
+// create is true (else nil if there is none): a table removed from
+// Store.local (dead) while this waited for its lock is looked up again.
+func (s *Store) lockFanout(res string, create bool) *fanout {
 	for {
-		f := s.fanoutFor(res)
+		f := s.local.get(res)
+		if f == nil && !create {
+			return nil
+		}
+		if f == nil {
+			f = s.local.getOrAdd(res, func() *fanout {
+				return &fanout{name: res, subs: make(map[*subscription]struct{})}
+			})
+		}
 		f.mu.Lock()
 		if !f.dead {
 			return f
@@ -64,7 +56,7 @@ func (s *Store) interestLocked(f *fanout) Interest {
 // joinLocal puts sub, its queue's subscription to res, in res's local
 // table and returns this node's interest, for the list's holder.
 func (s *Store) joinLocal(res string, sub *subscription) Interest {
-	f := s.lockFanout(res)
+	f := s.lockFanout(res, true)
 	// Only a live subscription: an export or unsubscribe that ran
 	// before takes it out of the table after changing it.
 	q := sub.q
@@ -82,13 +74,10 @@ func (s *Store) joinLocal(res string, sub *subscription) Interest {
 // out of res's local table and tells the list's holder this node's
 // interest now.
 func (s *Store) leaveLocal(res string, sub *subscription) {
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
+	f := s.lockFanout(res, false)
 	if f == nil {
 		return
 	}
-	f.mu.Lock()
 	_, had := f.subs[sub]
 	delete(f.subs, sub)
 	in := s.interestLocked(f)
@@ -104,15 +93,12 @@ func (s *Store) dropLocalIfEmpty(f *fanout) bool {
 	if s.arriving.Load() > 0 {
 		return false
 	}
-	s.localMu.Lock()
-	defer s.localMu.Unlock()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.subs) == 0 && !f.dead {
-		f.dead = true
-		delete(s.local, f.name)
-	}
-	return f.dead
+	return s.local.removeIf(f.name, f, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.dead = len(f.subs) == 0
+		return f.dead
+	})
 }
 
 // DeliverLocal appends ev, stamped by its list's holder, to every queue
@@ -121,22 +107,9 @@ func (s *Store) dropLocalIfEmpty(f *fanout) bool {
 // by ev's position (an op sent again, overtaken, or after a gap).
 func (s *Store) DeliverLocal(ev *Event) int {
 	arriving := s.arriving.Load() > 0
-	var f *fanout
-	for {
-		s.localMu.RLock()
-		f = s.local[ev.Resource]
-		s.localMu.RUnlock()
-		if f == nil && !arriving {
-			return 0
-		}
-		if f == nil {
-			f = s.fanoutFor(ev.Resource) // kept for a queue on its way here
-		}
-		f.mu.Lock()
-		if !f.dead {
-			break
-		}
-		f.mu.Unlock()
+	f := s.lockFanout(ev.Resource, arriving) // while one arrives, made to keep ev for it
+	if f == nil {
+		return 0
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	n := 0
@@ -171,13 +144,10 @@ func (s *Store) DeliverLocal(ev *Event) int {
 // owned by user (and device, when not empty), puts a REVOKED notification
 // in each, and returns how many it reached.
 func (s *Store) RevokeLocal(res, user, device string) int {
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
+	f := s.lockFanout(res, false)
 	if f == nil {
 		return 0
 	}
-	f.mu.Lock()
 	var hit []*subscription
 	for sub := range f.subs {
 		if o := sub.q.owner; o.user == user && (device == "" || o.device == device) {
@@ -214,13 +184,7 @@ func (s *Store) Arriving(delta int32) {
 	if s.arriving.Add(delta) > 0 {
 		return
 	}
-	s.localMu.RLock()
-	fs := make([]*fanout, 0, len(s.local))
-	for _, f := range s.local {
-		fs = append(fs, f)
-	}
-	s.localMu.RUnlock()
-	for _, f := range fs {
+	for _, f := range s.local.values(nil) {
 		f.mu.Lock()
 		f.recent = nil
 		empty := len(f.subs) == 0
@@ -245,12 +209,7 @@ type LocalInterest struct {
 // node's interest in its list: a node that took over a dead node's lists
 // re-links them, and the audit checks them.
 func (s *Store) LocalInterests() map[string]LocalInterest {
-	s.localMu.RLock()
-	fs := make([]*fanout, 0, len(s.local))
-	for _, f := range s.local {
-		fs = append(fs, f)
-	}
-	s.localMu.RUnlock()
+	fs := s.local.values(nil)
 	out := make(map[string]LocalInterest, len(fs))
 	for _, f := range fs {
 		f.mu.Lock()
@@ -279,15 +238,7 @@ func (s *Store) LocalInterests() map[string]LocalInterest {
 // host that must ask again who may read what (a restarted plugin may have
 // lost the revocations it was about to send). Safe for concurrent use.
 func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
-	prefix := scheme + ":"
-	s.localMu.RLock()
-	var fs []*fanout
-	for name, f := range s.local {
-		if len(name) > len(prefix) && name[:len(prefix)] == prefix {
-			fs = append(fs, f)
-		}
-	}
-	s.localMu.RUnlock()
+	fs := s.local.values(hasScheme(scheme))
 	var out []Subscriber
 	seen := map[Subscriber]bool{}
 	for _, f := range fs {
