@@ -61,7 +61,7 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 			q.giveUpGapLocked(sub, x, x.gap, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		}
 	}
-	q.dead, q.moved = true, true
+	q.moved = true
 	st := QueueState{
 		Name: q.name, User: q.owner.user, Device: q.owner.device,
 		Created: q.created, TTL: q.ttl, Expires: q.expiresLocked(s.cfg.Now()),
@@ -72,24 +72,14 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	for i := 0; i < q.n; i++ {
 		st.Events[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
-	subs := q.subs
-	for res, sub := range subs {
+	for res, sub := range q.subs {
 		if !sub.isPending() { // a pending one is not allowed yet: its subscribe fails with ErrMoved
 			st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created})
 		}
-		sub.remove() // after its state is taken: removal marks created
 	}
-	ls := q.listeners
-	if q.waitCh != nil {
-		close(q.waitCh)
-		q.waitCh = nil
-	}
+	subs, ls := q.closeLocked() // after the state is taken: removal marks created
 	q.mu.Unlock()
-	s.forget(q)
-	notifyAll(ls)
-	for res, sub := range subs {
-		s.leaveLocal(res, sub)
-	}
+	s.drop(q, subs, ls)
 	return st, true
 }
 

@@ -136,6 +136,21 @@ func (s *Store) lookup(p Principal, name string) (*queue, error) {
 	return q, nil
 }
 
+// lockLive finds p's queue name and locks it, or says why not (not
+// found, moved, deleted). The caller unlocks q.mu.
+func (s *Store) lockLive(p Principal, name string) (*queue, error) {
+	q, err := s.lookup(p, name)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	if err := q.goneLocked(); err != nil {
+		q.mu.Unlock()
+		return nil, err
+	}
+	return q, nil
+}
+
 var nameEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 func (s *Store) newName() (string, error) {
@@ -195,14 +210,9 @@ func (s *Store) CreateQueueWhere(_ context.Context, p Principal, ttl time.Durati
 
 // Queue returns p's queue and renews its lease.
 func (s *Store) Queue(_ context.Context, p Principal, name string) (QueueInfo, error) {
-	q, err := s.lookup(p, name)
-	if err != nil {
-		return QueueInfo{}, err
-	}
 	now := s.cfg.Now()
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
+	q, err := s.lockLive(p, name)
+	if err != nil {
 		return QueueInfo{}, err
 	}
 	q.renewLocked(now)
@@ -256,27 +266,37 @@ func (s *Store) remove(q *queue) bool {
 		q.mu.Unlock()
 		return false
 	}
+	subs, ls := q.closeLocked()
+	q.subs = nil
+	q.mu.Unlock()
+	remaining := s.drop(q, subs, ls)
+	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
+	return true
+}
+
+// closeLocked marks q dead and its subscriptions removed, and wakes its
+// long-polls; it returns the subscriptions and listeners, for drop. mu held.
+func (q *queue) closeLocked() (map[string]*subscription, []Listener) {
 	q.dead = true
-	subs := q.subs
-	for _, sub := range subs {
+	for _, sub := range q.subs {
 		sub.remove()
 	}
-	q.subs = nil
-	ls := q.listeners
 	if q.waitCh != nil {
 		close(q.waitCh)
 		q.waitCh = nil
 	}
-	q.mu.Unlock()
+	return q.subs, q.listeners
+}
 
+// drop takes q, closed, out of the store and of its local tables, tells
+// its listeners, and returns how many queues its device has left.
+func (s *Store) drop(q *queue, subs map[string]*subscription, ls []Listener) int {
 	remaining := s.forget(q)
-	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
-
+	notifyAll(ls)
 	for res, sub := range subs {
 		s.leaveLocal(res, sub)
 	}
-	notifyAll(ls)
-	return true
+	return remaining
 }
 
 // reap removes expired queues every ReapInterval until Close.

@@ -44,14 +44,9 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if err := ValidEtag(knownEtag); err != nil {
 		return SubscriptionInfo{}, fmt.Errorf("knownEtag: %w", err)
 	}
-	q, err := s.lookup(p, queueName)
-	if err != nil {
-		return SubscriptionInfo{}, err
-	}
 	now := s.cfg.Now()
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
+	q, err := s.lockLive(p, queueName)
+	if err != nil {
 		return SubscriptionInfo{}, err
 	}
 	sub := q.subs[res]
@@ -59,7 +54,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if fresh {
 		if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
 			q.mu.Unlock()
-			return SubscriptionInfo{}, s.tooManySubs()
+			return SubscriptionInfo{}, fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
 		}
 		sub = &subscription{q: q, created: now.UnixNano(), x: &subExtra{pending: true}}
 		if q.subs == nil {
@@ -69,7 +64,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	}
 	q.mu.Unlock()
 	// abandon takes a fresh subscription out again.
-	abandon := func(bool) {
+	abandon := func() {
 		if !fresh {
 			return
 		}
@@ -85,12 +80,12 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	// after the link reaches the queue.
 	linked, err := s.peers.Link(ctx, res, s.joinLocal(res, sub), Hint{})
 	if err != nil {
-		abandon(false)
+		abandon()
 		return SubscriptionInfo{}, err
 	}
 	etag, err := auth.Authorize(ctx, p, res, proof)
 	if err != nil {
-		abandon(true)
+		abandon()
 		return SubscriptionInfo{}, fmt.Errorf("subscribe %s: %w", res, err)
 	}
 	now = s.cfg.Now()
@@ -100,7 +95,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		// Only a fresh (pending) subscription dies with its queue's
 		// move: a queue carries the subscriptions it had, so the list
 		// keeps serving an existing one at the queue's new home.
-		abandon(true)
+		abandon()
 		return SubscriptionInfo{}, err
 	}
 	if q.subs[res] != sub { // unsubscribed (or taken out) meanwhile
@@ -178,23 +173,14 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	return info, nil
 }
 
-func (s *Store) tooManySubs() error {
-	return fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
-}
-
 // Unsubscribe removes queue's subscription to resource. It reports whether
 // one existed.
 func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res string) (bool, error) {
 	if _, _, err := ParseResource(res); err != nil {
 		return false, err
 	}
-	q, err := s.lookup(p, queueName)
+	q, err := s.lockLive(p, queueName)
 	if err != nil {
-		return false, err
-	}
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
 		return false, err
 	}
 	sub := q.subs[res]
@@ -213,13 +199,8 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 
 // Subscriptions lists queue's subscriptions, sorted by resource, and renews its lease.
 func (s *Store) Subscriptions(_ context.Context, p Principal, queueName string) ([]SubscriptionInfo, error) {
-	q, err := s.lookup(p, queueName)
+	q, err := s.lockLive(p, queueName)
 	if err != nil {
-		return nil, err
-	}
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
 		return nil, err
 	}
 	q.renewLocked(s.cfg.Now())
