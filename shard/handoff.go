@@ -223,42 +223,33 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // again, stale, from a tomb), and going on at either's offset would give
 // a later event a position a queue already holds another event at.
 func (s *Store) ImportResource(st ResourceState) {
-	for {
-		merged := true
-		r := s.res.getOrAdd(st.Name, func() *resource {
-			merged = false
-			r := &resource{name: st.Name, pos: st.Pos, recent: st.Recent}
-			if r.pos.IsZero() {
-				r.pos = Position{Epoch: newEpoch(s.cfg.Now())}
-			}
-			return r
-		})
-		r.mu.Lock()
-		if r.dead {
-			r.mu.Unlock()
-			continue
+	var made *resource
+	r := s.lockList(st.Name, func() *resource {
+		made = &resource{name: st.Name, pos: st.Pos, recent: st.Recent}
+		if made.pos.IsZero() {
+			made.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}
 		}
-		for _, in := range st.Nodes {
-			r.mergeLocked(in)
-		}
-		observeAt(max(st.Pos.At, st.EtagPos.At))
-		if merged && !st.Pos.IsZero() {
-			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
-		}
-		// The newer etag of the two lists, by At across epochs (Before):
-		// a list of an older epoch may have delivered the later one.
-		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
-			r.etag, r.etagPos = st.Etag, st.EtagPos
-		}
-		if len(st.Nodes) > 0 {
-			// What the old holder sent last may not have arrived: the
-			// new holder announces the list's tail (position.go).
-			s.noteTailLocked(r, s.cfg.Now())
-		}
-		r.mu.Unlock()
-		s.dropIfEmpty(r)
-		return
+		return made
+	})
+	for _, in := range st.Nodes {
+		r.mergeLocked(in)
 	}
+	observeAt(max(st.Pos.At, st.EtagPos.At))
+	if r != made && !st.Pos.IsZero() { // merged with a list held here
+		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
+	}
+	// The newer etag of the two lists, by At across epochs (Before):
+	// a list of an older epoch may have delivered the later one.
+	if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
+		r.etag, r.etagPos = st.Etag, st.EtagPos
+	}
+	if len(st.Nodes) > 0 {
+		// What the old holder sent last may not have arrived: the
+		// new holder announces the list's tail (position.go).
+		s.noteTailLocked(r, s.cfg.Now())
+	}
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
 }
 
 // Keys lists the names of the queues and resources held here.

@@ -103,44 +103,37 @@ func (r *resource) remoteLocked(self string) []string {
 // one at a later position. If it adopts one while other nodes were in
 // the list, their queues get a RESYNC with it. A zero in only learns.
 func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l Linked) {
-	for {
-		r := s.resourceFor(res)
-		r.mu.Lock()
-		if r.dead {
-			r.mu.Unlock()
-			continue // emptied and removed between lookup and lock
-		}
-		others := r.countLocked() > 0
-		if in.Count > 0 {
-			added = r.mergeLocked(in)
-		}
-		observeAt(hint.Pos.At)
-		if hint.Pos.Epoch > r.pos.Epoch {
-			// The queues saw a later list than this one (this node was
-			// taken for dead and came back): go on in a new epoch, later
-			// than theirs, so none drops this list's events as older.
-			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
-		}
-		raised := false
-		// Invariant: the list's etag never goes back. It adopts the
-		// hint's only if it is not older (Before: by offset in one
-		// epoch, by At across epochs), so a queue that followed another list of
-		// this resource cannot bring back an etag this one delivered a
-		// newer one over.
-		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
-			r.etag, r.etagPos = hint.Etag, hint.Pos
-			raised = true
-		}
-		l = Linked{Pos: r.pos, Etag: r.etag}
-		l.Pos.At = r.etagPos.At
-		r.mu.Unlock()
-		s.dropIfEmpty(r)
-		if raised && in.Count > 0 && others {
-			// It keeps the etag's At: it announces that etag again.
-			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now(), Pos: Position{At: hint.Pos.At}})
-		}
-		return added, l
+	r := s.lockList(res, nil)
+	others := r.countLocked() > 0
+	if in.Count > 0 {
+		added = r.mergeLocked(in)
 	}
+	observeAt(hint.Pos.At)
+	if hint.Pos.Epoch > r.pos.Epoch {
+		// The queues saw a later list than this one (this node was
+		// taken for dead and came back): go on in a new epoch, later
+		// than theirs, so none drops this list's events as older.
+		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
+	}
+	raised := false
+	// Invariant: the list's etag never goes back. It adopts the
+	// hint's only if it is not older (Before: by offset in one
+	// epoch, by At across epochs), so a queue that followed another list of
+	// this resource cannot bring back an etag this one delivered a
+	// newer one over.
+	if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
+		r.etag, r.etagPos = hint.Etag, hint.Pos
+		raised = true
+	}
+	l = Linked{Pos: r.pos, Etag: r.etag}
+	l.Pos.At = r.etagPos.At
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
+	if raised && in.Count > 0 && others {
+		// It keeps the etag's At: it announces that etag again.
+		s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now(), Pos: Position{At: hint.Pos.At}})
+	}
+	return added, l
 }
 
 // SetInterest records a node's changed interest in res's list (the
@@ -205,11 +198,21 @@ func (s *Store) SubscriberCount() int {
 	return n
 }
 
-// resourceFor returns res's subscriber list, creating it.
-func (s *Store) resourceFor(res string) *resource {
-	return s.res.getOrAdd(res, func() *resource {
-		return &resource{name: res, pos: Position{Epoch: newEpoch(s.cfg.Now())}}
-	})
+// lockList returns res's subscriber list, live and locked, made by mk
+// if none is held (nil: an empty one in a new epoch): a list emptied and
+// removed (dead) between lookup and lock is looked up again.
+func (s *Store) lockList(res string, mk func() *resource) *resource {
+	if mk == nil {
+		mk = func() *resource { return &resource{name: res, pos: Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}} }
+	}
+	for {
+		r := s.res.getOrAdd(res, mk)
+		r.mu.Lock()
+		if !r.dead {
+			return r
+		}
+		r.mu.Unlock()
+	}
 }
 
 // dropIfEmpty removes r once no node is interested.

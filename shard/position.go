@@ -107,8 +107,6 @@ func (r *resource) stampLocked(ev *Event, now time.Time) bool {
 // clock is coarse or steps back.
 var lastEpoch atomic.Uint64
 
-func newEpoch(now time.Time) uint64 { return newEpochAbove(now, 0) }
-
 // lastAt is this node's hybrid logical clock (Position.At): it never goes
 // back, and it moves past every At this node learns from another node
 // (observeAt), so an etag stamped here after one it heard of is later
