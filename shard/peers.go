@@ -7,8 +7,9 @@ import "context"
 // subscribed to it (Interest); each node keeps its own queues' table and
 // appends the events the holder sends it (DeliverLocal). The store
 // reaches the holder, and the holder the interested nodes, through Peers.
-// Methods must not call back into the store while it waits for them,
-// except Link.
+// The store calls them with no store lock held. They must not call back
+// into the store while it waits for them, except Link (and loopback, a
+// store alone's Peers, which is the store's own list).
 type Peers interface {
 	// Link records in (this node's interest) in resource's subscriber
 	// list at its holder (see Store.AddInterest) and returns the list's
