@@ -58,7 +58,7 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	// duplicate; never lost with the node it waited on.
 	for _, sub := range q.subs {
 		if x := sub.x; x != nil && len(x.parked) > 0 { // its listeners are told below, with the move
-			q.giveUpGapLocked(sub, x, x.gap, s.cfg.BufferSize, s.cfg.RetainDelivered)
+			q.giveUpGapLocked(sub, x, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		}
 	}
 	q.moved = true

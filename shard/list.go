@@ -377,7 +377,7 @@ func (s *Store) Explain(res string) string {
 		if !sub.gone() {
 			fmt.Fprintf(&b, " %s: %q at %+v", q.name, sub.etag, sub.pos)
 			if sub.x != nil {
-				fmt.Fprintf(&b, " (parked %d, gap %d, pending %v)", len(sub.x.parked), sub.x.gap, sub.x.pending)
+				fmt.Fprintf(&b, " (parked %d, pending %v)", len(sub.x.parked), sub.x.pending)
 			}
 		}
 		q.mu.Unlock()

@@ -74,9 +74,8 @@ type subscription struct {
 // subExtra is the rarely used part of a subscription.
 type subExtra struct {
 	// parked holds events that came after a gap, in offset order, until
-	// it fills (see parkLocked); gap counts the gaps waited for.
+	// it fills (see parkLocked).
 	parked []*Event
-	gap    uint32
 	// pending: linked, not yet allowed by the publisher; seen: an event
 	// arrived meanwhile (etag is its etag).
 	pending, seen bool
@@ -184,14 +183,12 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 	copy(x.parked[i+1:], x.parked[i:])
 	x.parked[i] = ev
 	if len(x.parked) > maxParked {
-		return q.giveUpGapLocked(sub, x, x.gap, capacity, retain)
+		return q.giveUpGapLocked(sub, x, capacity, retain)
 	}
 	if len(x.parked) == 1 {
-		x.gap++
-		gap := x.gap
 		time.AfterFunc(holdGap, func() {
 			q.mu.Lock()
-			ls := q.giveUpGapLocked(sub, x, gap, capacity, retain)
+			ls := q.giveUpGapLocked(sub, x, capacity, retain)
 			q.mu.Unlock()
 			notifyAll(ls)
 		})
@@ -201,9 +198,13 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 
 // giveUpGapLocked announces the gap before sub's held events (if they are
 // still those of x's gap) with one RESYNC carrying the newest of them:
-// what was in the gap is lost. mu held.
-func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, gap uint32, capacity, retain int) []Listener {
-	if sub.x != x || x == nil || len(x.parked) == 0 || x.gap != gap || sub.gone() || q.dead {
+// what was in the gap is lost. x names the gap: a subscription's x lives
+// from the first event it parks until its parked events are gone (tidy
+// lets it go then; a pending subscription, whose x lives longer, parks
+// nothing), so a later gap has another x and a timer of an earlier one
+// finds sub.x changed. mu held.
+func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, capacity, retain int) []Listener {
+	if sub.x != x || x == nil || len(x.parked) == 0 || sub.gone() || q.dead {
 		return nil
 	}
 	last := x.parked[len(x.parked)-1]
