@@ -157,7 +157,7 @@ func (s *Store) ImportQueue(st QueueState) bool {
 	if len(st.Subs) > 0 {
 		q.subs = make(map[string]*subscription, len(st.Subs))
 		for _, sub := range st.Subs {
-			q.subs[sub.Resource] = &subscription{q: q, etag: sub.Etag, pos: sub.Pos, created: sub.Created}
+			q.subs[sub.Resource] = &subscription{etag: sub.Etag, pos: sub.Pos, created: sub.Created}
 		}
 	}
 	if !s.shard(q.name).add(q.name, q) {
@@ -180,7 +180,7 @@ func (s *Store) arrive(q *queue, res string) {
 	f := s.lockFanout(res, true)
 	q.mu.Lock()
 	sub := q.subs[res]
-	f.subs[sub] = struct{}{}
+	f.subs[sub] = q
 	var ls []Listener
 	for _, ev := range f.recent {
 		l, _ := q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)

@@ -371,8 +371,7 @@ func (s *Store) Explain(res string) string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "; local table (%d recent):", len(f.recent))
-	for sub := range f.subs {
-		q := sub.q
+	for sub, q := range f.subs {
 		q.mu.Lock()
 		if !sub.gone() {
 			fmt.Fprintf(&b, " %s: %q at %+v", q.name, sub.etag, sub.pos)

@@ -12,8 +12,10 @@ type fanout struct {
 	name string
 	// mu guards the fields below. Fan-out holds it from the first append
 	// to the last, so a node appends one resource's events in one order.
-	mu   sync.Mutex
-	subs map[*subscription]struct{} // the subscriptions to name of queues held here
+	mu sync.Mutex
+	// subs are the subscriptions to name of the queues held here, each
+	// with its queue (beside it, not behind it: fan-out loads both at once).
+	subs map[*subscription]*queue
 	// recent are the last events fanned out while a queue is being handed
 	// to this node (Store.arriving): the queue, imported after they came,
 	// is offered them, so none stamped between its old node's export and
@@ -37,7 +39,7 @@ func (s *Store) lockFanout(res string, create bool) *fanout {
 		}
 		if f == nil {
 			f = s.local.getOrAdd(res, func() *fanout {
-				return &fanout{name: res, subs: make(map[*subscription]struct{})}
+				return &fanout{name: res, subs: make(map[*subscription]*queue)}
 			})
 		}
 		f.mu.Lock()
@@ -53,16 +55,15 @@ func (s *Store) interestLocked(f *fanout) Interest {
 	return Interest{Node: s.name, Count: len(f.subs), Ver: s.ver.Add(1)}
 }
 
-// joinLocal puts sub, its queue's subscription to res, in res's local
-// table and returns this node's interest, for the list's holder.
-func (s *Store) joinLocal(res string, sub *subscription) Interest {
+// joinLocal puts sub, q's subscription to res, in res's local table and
+// returns this node's interest, for the list's holder.
+func (s *Store) joinLocal(res string, q *queue, sub *subscription) Interest {
 	f := s.lockFanout(res, true)
 	// Only a live subscription: an export or unsubscribe that ran
 	// before takes it out of the table after changing it.
-	q := sub.q
 	q.mu.Lock()
 	if !q.dead && q.subs[res] == sub {
-		f.subs[sub] = struct{}{}
+		f.subs[sub] = q
 	}
 	q.mu.Unlock()
 	in := s.interestLocked(f)
@@ -122,8 +123,7 @@ func (s *Store) DeliverLocal(ev *Event) int {
 	default:
 		f.recent = nil
 	}
-	for sub := range f.subs {
-		q := sub.q
+	for sub, q := range f.subs {
 		q.mu.Lock()
 		if sub.gone() { // unsubscribed, or its queue gone: it leaves the table
 			q.mu.Unlock()
@@ -148,17 +148,16 @@ func (s *Store) RevokeLocal(res, user, device string) int {
 	if f == nil {
 		return 0
 	}
-	var hit []*subscription
-	for sub := range f.subs {
-		if o := sub.q.owner; o.user == user && (device == "" || o.device == device) {
-			hit = append(hit, sub)
+	hit := map[*subscription]*queue{}
+	for sub, q := range f.subs {
+		if q.owner.user == user && (device == "" || q.owner.device == device) {
+			hit[sub] = q
 		}
 	}
 	f.mu.Unlock()
 	now := s.cfg.Now()
 	n := 0
-	for _, sub := range hit {
-		q := sub.q
+	for sub, q := range hit {
 		q.mu.Lock()
 		if sub.gone() {
 			q.mu.Unlock()
@@ -214,8 +213,7 @@ func (s *Store) LocalInterests() map[string]LocalInterest {
 	for _, f := range fs {
 		f.mu.Lock()
 		li := LocalInterest{Interest: s.interestLocked(f)}
-		for sub := range f.subs {
-			q := sub.q
+		for sub, q := range f.subs {
 			q.mu.Lock()
 			if !sub.gone() && !sub.isPending() {
 				li.Queues = append(li.Queues, q.name)
@@ -243,8 +241,8 @@ func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
 	seen := map[Subscriber]bool{}
 	for _, f := range fs {
 		f.mu.Lock()
-		for sub := range f.subs {
-			who := Subscriber{Resource: f.name, User: sub.q.owner.user, Device: sub.q.owner.device}
+		for _, q := range f.subs {
+			who := Subscriber{Resource: f.name, User: q.owner.user, Device: q.owner.device}
 			if !seen[who] {
 				seen[who] = true
 				out = append(out, who)

@@ -200,7 +200,7 @@ func TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed(t *testing.T) {
 	sub := s.get(q).subs[splitRes]
 	s.leaveLocal(splitRes, sub) // q misses what comes next
 	publish(s, splitRes, "v2")
-	_, l := s.AddInterest(splitRes, s.joinLocal(splitRes, sub), Hint{})
+	_, l := s.AddInterest(splitRes, s.joinLocal(splitRes, s.get(q), sub), Hint{})
 	drainAll(t, s, alice, q2)
 	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v1" {
 		t.Fatalf("q holds %v before the catch-up, want [CHANGED v1]", got)

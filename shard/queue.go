@@ -53,12 +53,11 @@ func (q *queue) goneLocked() error {
 // subscription is one (queue, resource) pair: held in its queue (subs)
 // and, the same value, in this node's local table of the resource
 // (fanout), which counts as this node's interest in the resource's
-// subscriber list. Every field but q (fixed) is guarded by the queue's
-// mu. It is kept to 64 bytes (one million of them is issue 7's scenario
-// D): what only a subscription being made or one waiting on a gap needs
-// is out of line, in x.
+// subscriber list. Every field is guarded by the queue's mu. It is kept
+// to 56 bytes (one million of them is issue 7's scenario D): what only a
+// subscription being made or one waiting on a gap needs is out of line,
+// in x.
 type subscription struct {
-	q *queue
 	// etag is the last etag appended for the resource (or answered by subscribe).
 	etag string
 	// pos is the position of the last event appended (zero: none yet);

@@ -56,7 +56,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			q.mu.Unlock()
 			return SubscriptionInfo{}, fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
 		}
-		sub = &subscription{q: q, created: now.UnixNano(), x: &subExtra{pending: true}}
+		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true}}
 		if q.subs == nil {
 			q.subs = make(map[string]*subscription)
 		}
@@ -78,7 +78,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	}
 	// In the local table first: every event the list sends this node
 	// after the link reaches the queue.
-	linked, err := s.peers.Link(ctx, res, s.joinLocal(res, sub), Hint{})
+	linked, err := s.peers.Link(ctx, res, s.joinLocal(res, q, sub), Hint{})
 	if err != nil {
 		abandon()
 		return SubscriptionInfo{}, err
