@@ -234,7 +234,7 @@ func (p *PublishPlan) Bind(vars map[string]json.RawMessage) (op PublishOp, ok bo
 				if !canonicalJSON(raw) {
 					return PublishOp{}, false
 				}
-				payload = model.JSON(raw)
+				payload = model.JSON(bytes.Clone(raw)) // raw may hold on to the request's body
 			}
 			if p.payload == v.name {
 				op.payload = payload

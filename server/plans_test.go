@@ -24,7 +24,7 @@ func TestHTTP_PlannedPublishAnswersAsGqlgen(t *testing.T) {
 	slow := start(t, lift, shard.Config{})
 	server.SetPublishFastPath(slow.srv, false)
 	const pub = `mutation($r:String!,$e:String!,$p:JSON){ publish(resource:$r, etag:$e, payload:$p) }`
-	q := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) }
+	q := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace // a JSON string's inside
 	body := func(query, rest string) string { return `{"query":"` + q(query) + `"` + rest + `}` }
 	vars := func(v string) string { return body(pub, `,"variables":`+v) }
 	nest := func(n int) string { return strings.Repeat(`[`, n) + `1` + strings.Repeat(`]`, n) }
@@ -57,7 +57,17 @@ func TestHTTP_PlannedPublishAnswersAsGqlgen(t *testing.T) {
 		{"variables null", vars(`null,"n":%d`), false},
 		{"variables not an object", vars(`[%d]`), false},
 		{"variables twice", vars(`{"r":"user:alice/inbox","e":"v%d"},"variables":{"p":1}`), false},
-		{"a variable with escaped name", vars(`{"r":"user:alice/inbox","\u0065":"v%d","p":1}`), true},
+		{"a variable with escaped name", vars(`{"r":"user:alice/inbox","\u0065":"v%d","p":1}`), false},
+		{"a variable named twice", vars(`{"r":"user:alice/inbox","e":"x","e":"v%d","p":1}`), true},
+		{"query twice", body(`mutation { publish(resource:"user:alice/inbox", etag:"q") }`, `,"query":"`+q(pub)+`","variables":{"r":"user:alice/inbox","e":"v%d"}`), false},
+		{"query in capitals", `{"QUERY":"`+q(pub)+`","variables":{"r":"user:alice/inbox","e":"v%d"}}`, false},
+		{"an unknown key", vars(`{"r":"user:alice/inbox","e":"v%d","p":1},"other":[1,{"a":"}"}]`), true},
+		{"an unknown key first", `{"x":{"y":"\"}"},"query":"`+q(pub)+`","variables":{"r":"user:alice/inbox","e":"v%d","p":1}}`, true},
+		{"query with a \\u escape", `{"query":"mutation($r:String!,$e:String!,$p:JSON){ publish(resource:$r, etag:$e, payload:$p) \u007d","variables":{"r":"user:alice/inbox","e":"v%d"}}`, false},
+		{"query with newlines", body("mutation($e:String!) {\n  publish(resource:\"user:alice/inbox\", etag:$e)\n}", `,"variables":{"e":"v%d"}`), true},
+		{"query not a string", `{"query":5,"variables":{"e":"v%d"}}`, false},
+		{"operationName a number", body(pub, `,"operationName":%d,"variables":{"r":"user:alice/inbox","e":"v1"}`), false},
+		{"a body that is an array", `[` + vars(`{"r":"user:alice/inbox","e":"v%d"}`) + `]`, false},
 		{"extra variables", vars(`{"r":"user:alice/inbox","e":"v%d","p":1,"x":[1,2]}`), true},
 		{"extensions", vars(`{"r":"user:alice/inbox","e":"v%d","p":1},"extensions":{"a":1}`), false},
 		{"whitespace in the body", "{ \"query\" : \"" + q(pub) + "\" ,\n \"variables\" : { \"r\" : \"user:alice/inbox\" , \"e\" : \"v%d\" , \"p\" : 1 } }", true},
