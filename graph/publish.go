@@ -86,7 +86,10 @@ func (r *Resolver) ExecPublish(ctx context.Context, op PublishOp, present graphq
 // come from a request's variables: literals read once, each variable by
 // its declared type. A request with the same document and operation name
 // as a planned one gets the same answer from gqlgen's parse, validation
-// and limits, so Bind can stand in for all of them and for the variables'
+// and limits (the complexity of `publish` is the default, 1, as long as
+// Config.Complexity sets no function for it: a function of its arguments
+// would make the limits depend on more than the text), so Bind can stand
+// in for all of them and for the variables'
 // decoding (server keeps the plans by document). Immutable once made:
 // safe for concurrent use.
 type PublishPlan struct {

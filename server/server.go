@@ -75,6 +75,7 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	if resolver.Logger == nil {
 		resolver.Logger = cfg.Logger.With("component", "graph")
 	}
+	// No Complexity functions: the publish plans rely on it (graph.PublishPlan).
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: resolver})
 	s.exec = executor.New(es)
 	s.exec.SetQueryCache(lru.New[*ast.QueryDocument](1000))
