@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -41,6 +43,45 @@ func FuzzDecodeRequest(f *testing.F) {
 			var q graphql.RawParams
 			_ = decodeRequest(body[:i], &q)
 			_ = decodeRequest(body[i:], &q)
+		}
+	})
+}
+
+// FuzzScanPlanned: whenever scanPlanned reads a body, decodeRequest reads
+// the same query, operation name and variables from it, and no extensions.
+func FuzzScanPlanned(f *testing.F) {
+	for _, s := range []string{
+		`{"query":"mutation($e:String!,$p:JSON){ publish(resource:\"user:b/feed\", etag:$e, payload:$p) }","variables":{"e":"e1","p":{"i":1,"t":2}}}`,
+		`{"query":"q\n\t\\\/","operationName":null,"variables":null,"extensions":null}`,
+		`{"x":[1,{"a":"}"}],"query":"a","variables":{"a":"x","a":[true, false ,null]}} `,
+		`{"query":"a","operationName":"B","variables":{"s":"\u00e9","n":-1.5e3}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := scanPlanned(body)
+		if !ok {
+			return
+		}
+		var p graphql.RawParams
+		if rerr := decodeRequest(body, &p); rerr != nil {
+			t.Fatalf("scanPlanned read %q, decodeRequest refused it: %v", body, rerr)
+		}
+		if got.query != p.Query || got.operationName != p.OperationName || p.Extensions != nil {
+			t.Fatalf("%q: scanPlanned read %q %q, decodeRequest %q %q (extensions %v)", body, got.query, got.operationName, p.Query, p.OperationName, p.Extensions)
+		}
+		vars := map[string]any{}
+		for k, raw := range got.vars {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			var v any
+			if err := dec.Decode(&v); err != nil || dec.More() {
+				t.Fatalf("%q: variable %s is %q, not one JSON value", body, k, raw)
+			}
+			vars[k] = v
+		}
+		if len(vars) != len(p.Variables) || (len(vars) > 0 && !reflect.DeepEqual(vars, p.Variables)) {
+			t.Fatalf("%q: scanPlanned read variables %v, decodeRequest %v", body, vars, p.Variables)
 		}
 	})
 }

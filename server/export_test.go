@@ -29,3 +29,7 @@ func SetPollFastPath(s *Server, on bool) { s.slowPoll = !on }
 // SetSetupFastPath turns createQueue's and subscribe's fast path (HTTP
 // and WebSocket) on or off.
 func SetSetupFastPath(s *Server, on bool) { s.slowSetup = !on }
+
+// PlannedAnswers counts the requests s has answered from a `publish`
+// plan (answerPlanned), so tests know which path answered.
+func PlannedAnswers(s *Server) int64 { return s.plans.answered.Load() }

@@ -63,10 +63,27 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		tooMany(w, media, "too many requests: slow down")
 		return
 	}
-	params, rerr := s.readParams(w, r)
-	if rerr != nil {
-		writeRequestError(w, media, rerr)
-		return
+	var params *graphql.RawParams
+	if r.Method == http.MethodPost {
+		body, rerr := s.readBody(w, r)
+		if rerr != nil {
+			writeRequestError(w, media, rerr)
+			return
+		}
+		if s.answerPlanned(w, r, media, p, body) {
+			return
+		}
+		params, rerr = s.paramsFromBody(r, body)
+		if rerr != nil {
+			writeRequestError(w, media, rerr)
+			return
+		}
+	} else {
+		var rerr *requestError
+		if params, rerr = s.readParams(w, r); rerr != nil {
+			writeRequestError(w, media, rerr)
+			return
+		}
 	}
 	ctx, opCtx, errBody := s.operationContext(r.Context(), p, params)
 	if errBody != nil {
@@ -104,7 +121,9 @@ func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.
 	var body [][]byte
 	if op, ok := graph.ParsePublishOp(opCtx); ok && !s.slowPublish {
 		// The common write: answered without gqlgen's execution, exactly
-		// as it would answer (graph.ExecPublish).
+		// as it would answer (graph.ExecPublish); the next request with
+		// this document skips gqlgen altogether (answerPlanned).
+		s.plans.learn(opCtx, op)
 		resp = s.resolver.ExecPublish(ctx, op, s.present, s.recov)
 	} else if op, ok := graph.ParsePollOp(opCtx); ok && !s.slowPoll {
 		// The common read, a poll: its page encoded from the
@@ -123,6 +142,12 @@ func (s *Server) answerJSON(ctx context.Context, w http.ResponseWriter, r *http.
 		responses, ctx = s.exec.DispatchOperation(ctx, opCtx)
 		resp = responses(ctx)
 	}
+	s.writeResult(ctx, w, media, resp, body)
+}
+
+// writeResult writes the result of a query or mutation: body when it is
+// already encoded, else resp as JSON.
+func (s *Server) writeResult(ctx context.Context, w http.ResponseWriter, media string, resp *graphql.Response, body [][]byte) {
 	if body == nil {
 		b, err := json.Marshal(resp)
 		if err != nil {
@@ -255,49 +280,69 @@ func parseAccept(accept string) []mediaRange {
 
 // readParams decodes a GraphQL request from a POST body or GET query.
 func (s *Server) readParams(w http.ResponseWriter, r *http.Request) (*graphql.RawParams, *requestError) {
-	params := &graphql.RawParams{Headers: r.Header, ReadTime: graphql.TraceTiming{Start: graphql.Now()}}
-	if r.Method == http.MethodGet {
-		q := r.URL.Query()
-		params.Query = q.Get("query")
-		params.OperationName = q.Get("operationName")
-		if v := q.Get("variables"); v != "" {
-			if err := decodeObject([]byte(v), &params.Variables); err != nil {
-				return nil, badRequest("variables: %v", err)
-			}
-		}
-		if v := q.Get("extensions"); v != "" {
-			if err := decodeObject([]byte(v), &params.Extensions); err != nil {
-				return nil, badRequest("extensions: %v", err)
-			}
-		}
-	} else {
-		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || mt != mediaJSON {
-			return nil, &requestError{http.StatusUnsupportedMediaType, graph.CodeBadRequest, "send the request as Content-Type: application/json"}
-		}
-		// The body has BodyTimeout to arrive; the deadline is lifted
-		// once it is in, so a stream that follows is not cut.
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(s.cfg.Now().Add(s.cfg.BodyTimeout))
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-		if err == nil {
-			_ = rc.SetReadDeadline(time.Time{})
-		}
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				refuseUnread(w, r)
-				return nil, &requestError{http.StatusRequestTimeout, graph.CodeBadRequest, fmt.Sprintf("the body did not arrive within %s", s.cfg.BodyTimeout)}
-			}
-			if errors.As(err, &tooBig) {
-				return nil, &requestError{http.StatusRequestEntityTooLarge, graph.CodeLimitExceeded, fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBodyBytes)}
-			}
-			return nil, badRequest("reading the body: %v", err)
-		}
-		if rerr := decodeRequest(body, params); rerr != nil {
+	if r.Method != http.MethodGet {
+		body, rerr := s.readBody(w, r)
+		if rerr != nil {
 			return nil, rerr
 		}
+		return s.paramsFromBody(r, body)
 	}
+	params := &graphql.RawParams{Headers: r.Header, ReadTime: graphql.TraceTiming{Start: graphql.Now()}}
+	q := r.URL.Query()
+	params.Query = q.Get("query")
+	params.OperationName = q.Get("operationName")
+	if v := q.Get("variables"); v != "" {
+		if err := decodeObject([]byte(v), &params.Variables); err != nil {
+			return nil, badRequest("variables: %v", err)
+		}
+	}
+	if v := q.Get("extensions"); v != "" {
+		if err := decodeObject([]byte(v), &params.Extensions); err != nil {
+			return nil, badRequest("extensions: %v", err)
+		}
+	}
+	return s.checkQuery(params)
+}
+
+// readBody reads a POST body, which must be JSON.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *requestError) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != mediaJSON {
+		return nil, &requestError{http.StatusUnsupportedMediaType, graph.CodeBadRequest, "send the request as Content-Type: application/json"}
+	}
+	// The body has BodyTimeout to arrive; the deadline is lifted
+	// once it is in, so a stream that follows is not cut.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(s.cfg.Now().Add(s.cfg.BodyTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			refuseUnread(w, r)
+			return nil, &requestError{http.StatusRequestTimeout, graph.CodeBadRequest, fmt.Sprintf("the body did not arrive within %s", s.cfg.BodyTimeout)}
+		}
+		if errors.As(err, &tooBig) {
+			return nil, &requestError{http.StatusRequestEntityTooLarge, graph.CodeLimitExceeded, fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBodyBytes)}
+		}
+		return nil, badRequest("reading the body: %v", err)
+	}
+	return body, nil
+}
+
+// paramsFromBody decodes a POST body read by readBody.
+func (s *Server) paramsFromBody(r *http.Request, body []byte) (*graphql.RawParams, *requestError) {
+	params := &graphql.RawParams{Headers: r.Header, ReadTime: graphql.TraceTiming{Start: graphql.Now()}}
+	if rerr := decodeRequest(body, params); rerr != nil {
+		return nil, rerr
+	}
+	return s.checkQuery(params)
+}
+
+// checkQuery refuses a request without a query or with one over the limit.
+func (s *Server) checkQuery(params *graphql.RawParams) (*graphql.RawParams, *requestError) {
 	if strings.TrimSpace(params.Query) == "" {
 		return nil, badRequest("the request has no query")
 	}

@@ -43,7 +43,8 @@ type Server struct {
 	recov       graphql.RecoverFunc
 	slowPublish bool
 	slowPoll    bool
-	slowSetup   bool // turns off createQueue's and subscribe's fast path (answerJSON, wsConn.subscribe)
+	slowSetup   bool          // turns off createQueue's and subscribe's fast path (answerJSON, wsConn.subscribe)
+	plans       *publishPlans // documents answerPlanned skips gqlgen for (off with slowPublish)
 
 	handlers *handlers // run WebSocket messages (wshandlers.go)
 
@@ -74,11 +75,13 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	if resolver.Logger == nil {
 		resolver.Logger = cfg.Logger.With("component", "graph")
 	}
+	// No Complexity functions: the publish plans rely on it (graph.PublishPlan).
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: resolver})
 	s.exec = executor.New(es)
 	s.exec.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	s.exec.SetParserTokenLimit(cfg.MaxTokens)
 	s.resolver, s.present, s.recov = resolver, graph.NewErrorPresenter(), graph.Recover(s.log)
+	s.plans = newPublishPlans()
 	s.exec.SetErrorPresenter(s.present)
 	s.exec.SetRecoverFunc(s.recov)
 	s.exec.Use(extension.Introspection{})
