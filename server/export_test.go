@@ -29,3 +29,15 @@ func SetPollFastPath(s *Server, on bool) { s.slowPoll = !on }
 // SetSetupFastPath turns createQueue's and subscribe's fast path (HTTP
 // and WebSocket) on or off.
 func SetSetupFastPath(s *Server, on bool) { s.slowSetup = !on }
+
+// WSParked is how many WebSockets are parked on the server's poller,
+// holding no reader goroutine; -1 if the server has no poller.
+func WSParked(s *Server) int {
+	if s.poller == nil {
+		return -1
+	}
+	return s.poller.Waiting()
+}
+
+// WSConns is how many WebSocket connections the server holds.
+func WSConns(s *Server) int { return s.wheel.countByKind().ws }

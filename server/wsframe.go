@@ -30,7 +30,9 @@ var errFrameUTF8 = errors.New("websocket: invalid UTF-8")
 // goroutine may use it.
 type frameReader struct {
 	rd  io.Reader
-	max int // the longest message, in bytes
+	br  *bufio.Reader // rd, if buffered
+	pre *prefixReader // the bytes read ahead by net/http, if any
+	max int           // the longest message, in bytes
 	// onFrame, if set, is called after each frame header is read.
 	onFrame func()
 
@@ -51,10 +53,39 @@ const frameReadBuffer = 64
 // front of it: for a socket, not for a TLS connection, which reads whole
 // records into a buffer of its own.
 func newFrameReader(rd io.Reader, max int, buffered bool) *frameReader {
+	fr := &frameReader{max: max}
+	fr.pre, _ = rd.(*prefixReader)
 	if buffered {
-		rd = bufio.NewReaderSize(rd, frameReadBuffer)
+		fr.br = bufio.NewReaderSize(rd, frameReadBuffer)
+		rd = fr.br
 	}
-	return &frameReader{rd: rd, max: max}
+	fr.rd = rd
+	return fr
+}
+
+// idle reports whether the reader is between frames and holds no input:
+// the next byte it returns comes from below it.
+func (fr *frameReader) idle() bool {
+	return fr.msg == nil && (fr.br == nil || fr.br.Buffered() == 0) && (fr.pre == nil || len(fr.pre.buf) == 0)
+}
+
+// prefixReader returns buf, then reads r: a hijacked connection's bytes
+// that net/http had read ahead, then the connection.
+type prefixReader struct {
+	buf []byte
+	r   io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.buf) == 0 {
+		return p.r.Read(b)
+	}
+	n := copy(b, p.buf)
+	p.buf = p.buf[n:]
+	if len(p.buf) == 0 {
+		p.buf = nil
+	}
+	return n, nil
 }
 
 // next returns the next control frame (op is a control opcode, p at most
