@@ -2,7 +2,8 @@
 // a server holding many idle connections need not keep a goroutine (and
 // its stack) blocked in Read for each one. It is the pattern of mail.ru's
 // "A Million WebSockets and Go": one epoll instance, one goroutine waiting
-// on it, and a goroutine started per wake-up.
+// on it (through Go's own poller, so no thread is held), and a goroutine
+// started per wake-up.
 //
 // It knows nothing of the protocol on the socket. It must not be given a
 // socket that holds buffered input above the kernel (a bufio.Reader's or a
@@ -80,8 +81,13 @@ func (p *Poller) Wait(rc syscall.RawConn, fn func()) (Token, error) {
 	}
 	if err != nil {
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		if _, ok := p.waiting[tok]; !ok {
+			// Close took the wait meanwhile (the arm failed on its
+			// closed descriptor): fn runs, as for any pending wait.
+			return tok, nil
+		}
 		delete(p.waiting, tok)
-		p.mu.Unlock()
 		return 0, err
 	}
 	return tok, nil
