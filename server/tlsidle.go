@@ -56,7 +56,7 @@ func tlsIdle(tc *tls.Conn, release bool) bool {
 	if !l.ok {
 		return false
 	}
-	base := unsafe.Pointer(tc) //nolint:gosec // G103: the fields' offsets and types are checked by tlsFields
+	base := unsafe.Pointer(tc)                                //nolint:gosec // G103: the fields' offsets and types are checked by tlsFields
 	rawInput := (*bytes.Buffer)(unsafe.Add(base, l.rawInput)) //nolint:gosec // G103: offset and type checked by tlsFields
 	input := (*bytes.Reader)(unsafe.Add(base, l.input))       //nolint:gosec // G103: as above
 	hand := (*bytes.Buffer)(unsafe.Add(base, l.hand))         //nolint:gosec // G103: as above

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,10 +150,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// Only after the handshake may the client have sent frames; keep the
 	// hijacked reader's bytes only if it holds some, so an idle connection
 	// keeps no 4 KiB buffer.
-	var rd io.Reader = nc
+	var rd io.Reader = connReader{c}
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		pre, _ := rw.Reader.Peek(rw.Reader.Buffered())
-		rd = &prefixReader{buf: bytes.Clone(pre), r: nc}
+		rd = &prefixReader{buf: bytes.Clone(pre), r: rd}
 	}
 	c.rc, c.tc = rawConnOf(nc)
 	c.fr = newFrameReader(rd, s.cfg.WS.MaxMessageBytes, c.tc == nil)
@@ -162,7 +163,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// so that net/http's per-connection state (request, buffers, the
 	// handler's grown stack) is garbage: an idle WebSocket keeps only what
 	// it needs.
-	go c.run(hs.Protocol == "", false)
+	go c.run(hs.Protocol == "")
 }
 
 // rawConnOf is nc's socket, for the poller, and nc itself if it is TLS.
@@ -188,7 +189,7 @@ func rawConnOf(nc net.Conn) (syscall.RawConn, *tls.Conn) {
 // run is the connection's reader: the goroutine serveWS starts, then one
 // the poller starts each time a parked connection becomes readable. The
 // reader that does not park owns the connection's end.
-func (c *wsConn) run(noProtocol, woken bool) {
+func (c *wsConn) run(noProtocol bool) {
 	parked := false
 	defer func() {
 		if v := recover(); v != nil {
@@ -205,7 +206,7 @@ func (c *wsConn) run(noProtocol, woken bool) {
 		c.closeWith(closeSubprotocol, "Subprotocol not acceptable")
 		return
 	}
-	parked = c.readLoop(woken)
+	parked = c.readLoop()
 }
 
 // resume is the poller's callback: the parked connection is readable,
@@ -214,11 +215,11 @@ func (c *wsConn) resume() {
 	c.mu.Lock()
 	c.parked = 0
 	c.mu.Unlock()
-	c.run(false, true)
+	c.run(false)
 }
 
-// park hands the connection to the poller if nothing is buffered above
-// its socket: no part of a frame in the frame reader, no record or
+// park hands the connection to the poller (the reader's read timed out
+// between frames) if nothing is buffered above its socket: no part of a frame in the frame reader, no record or
 // plaintext inside crypto/tls (whose handshake buffers it drops, see
 // tlsidle.go). Input the kernel cannot see would never wake the poller.
 // A closing connection is never parked: its reader must be blocked in
@@ -260,16 +261,24 @@ func (c *wsConn) unpark() {
 }
 
 // readLoop reads frames until the connection ends (false) or parks
-// (true). A reader the poller woke reads before it may park again: the
-// socket is readable, and a one-shot wait armed on it would fire at once.
-func (c *wsConn) readLoop(woken bool) bool {
+// (true). A connection parks once no frame has begun for WS.ParkAfter (a
+// read deadline, which connReader lets end a read only between frames),
+// not as soon as it would block: a device setting up sends a message per
+// round trip, and parking between them costs more than the reads.
+func (c *wsConn) readLoop() bool {
 	fr := c.fr
+	parkable := c.rc != nil && c.s.poller != nil
 	for {
-		if !woken && c.park() {
-			return true
+		if parkable && !c.isClosing() {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.WS.ParkAfter))
 		}
-		woken = false
 		op, p, err := fr.next()
+		if parkable && errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosing() {
+			if c.park() {
+				return true
+			}
+			continue // something is held above the socket: read on
+		}
 		switch {
 		case errors.Is(err, errFrameProtocol):
 			c.closeWith(ws.StatusProtocolError, "protocol error")
@@ -318,6 +327,32 @@ func (c *wsConn) readLoop(woken bool) bool {
 			return false
 		}
 	}
+}
+
+// connReader is the connection as the frame reader reads it. A read
+// deadline set for parking ends a read only at a frame's start; in the
+// middle of a frame it is lifted and the read goes on, since the frame
+// reader cannot resume a frame it was interrupted in. Once the connection
+// is closing, any deadline (closeGrace) ends the read.
+type connReader struct{ c *wsConn }
+
+func (r connReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.c.nc.Read(p)
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if r.c.fr.idle() || r.c.isClosing() {
+			return 0, err
+		}
+		_ = r.c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+func (c *wsConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing || c.closed
 }
 
 // touched records that a frame arrived (liveness, tick).
@@ -432,6 +467,7 @@ func (c *wsConn) handleInit(payload json.RawMessage) bool {
 	if tok == "" {
 		tok = c.header
 	}
+	c.header = "" // used once: an idle connection need not keep a token
 	p, exp, err := c.s.auth.Verify(tok)
 	if err != nil {
 		c.s.log.Debug("websocket token refused", "err", err)

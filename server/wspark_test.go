@@ -37,6 +37,12 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// fastPark parks idle connections after 20 ms rather than a second.
+func fastPark(c server.Config) server.Config {
+	c.WS.ParkAfter = 20 * time.Millisecond
+	return c
+}
+
 func needPoller(t *testing.T, g *gateway) {
 	t.Helper()
 	if server.WSParked(g.srv) < 0 {
@@ -53,7 +59,7 @@ func parked(g *gateway, n int) func() bool {
 func TestWSPark_IdleThenActive(t *testing.T) {
 	for _, useTLS := range []bool{true, false} {
 		t.Run(map[bool]string{true: "tls", false: "plain"}[useTLS], func(t *testing.T) {
-			g := startServing(t, server.Config{}, shard.Config{}, useTLS)
+			g := startServing(t, fastPark(server.Config{}), shard.Config{}, useTLS)
 			needPoller(t, g)
 			alice := g.token("alice", "laptop", "publish")
 			q := g.createQueue(alice)
@@ -125,7 +131,7 @@ func (h *heldConn) setHold(on bool) error {
 // decrypted), and frames sent with the upgrade request (net/http read
 // them ahead). Parked with them, the connection would wait forever.
 func TestWSPark_BufferedInputIsReadFirst(t *testing.T) {
-	g := start(t, server.Config{}, shard.Config{})
+	g := start(t, fastPark(server.Config{}), shard.Config{})
 	needPoller(t, g)
 	alice := g.token("alice", "laptop")
 	u, _ := url.Parse(g.wsURL)
@@ -242,7 +248,7 @@ func TestWSPark_EndsWhileParked(t *testing.T) {
 		waitUntil(t, "the connection to end", func() bool { return server.WSConns(g.srv) == 0 && server.WSParked(g.srv) == 0 })
 	}
 	t.Run("client hangs up", func(t *testing.T) {
-		g := start(t, server.Config{}, shard.Config{})
+		g := start(t, fastPark(server.Config{}), shard.Config{})
 		needPoller(t, g)
 		c := rawInit(t, g, g.token("alice", "laptop"))
 		waitUntil(t, "the connection to park", parked(g, 1))
@@ -250,7 +256,7 @@ func TestWSPark_EndsWhileParked(t *testing.T) {
 		gone(t, g)
 	})
 	t.Run("client closes", func(t *testing.T) {
-		g := start(t, server.Config{}, shard.Config{})
+		g := start(t, fastPark(server.Config{}), shard.Config{})
 		needPoller(t, g)
 		c := rawInit(t, g, g.token("alice", "laptop"))
 		waitUntil(t, "the connection to park", parked(g, 1))
@@ -263,7 +269,7 @@ func TestWSPark_EndsWhileParked(t *testing.T) {
 	t.Run("token expires", func(t *testing.T) {
 		// The server's close frame goes out from the writer; the parked
 		// reader must wake for the client's answer or the grace period.
-		g := start(t, server.Config{}, shard.Config{})
+		g := start(t, fastPark(server.Config{}), shard.Config{})
 		needPoller(t, g)
 		tok, err := server.Mint(g.key, "alice", "laptop", nil, 1500*time.Millisecond, time.Now())
 		if err != nil {
@@ -278,14 +284,14 @@ func TestWSPark_EndsWhileParked(t *testing.T) {
 	})
 	t.Run("client stops answering pings", func(t *testing.T) {
 		// abort closes the socket, which epoll does not report.
-		g := start(t, server.Config{WS: server.WSConfig{PingInterval: 300 * time.Millisecond}}, shard.Config{})
+		g := start(t, fastPark(server.Config{WS: server.WSConfig{PingInterval: 300 * time.Millisecond}}), shard.Config{})
 		needPoller(t, g)
 		rawInit(t, g, g.token("alice", "laptop"))
 		waitUntil(t, "the connection to park", parked(g, 1))
 		gone(t, g)
 	})
 	t.Run("server shuts down", func(t *testing.T) {
-		g := start(t, server.Config{}, shard.Config{})
+		g := start(t, fastPark(server.Config{}), shard.Config{})
 		needPoller(t, g)
 		c := g.dial("graphql-transport-ws")
 		c.init(g.token("alice", "laptop"))
@@ -306,8 +312,8 @@ func TestWSPark_EndsWhileParked(t *testing.T) {
 // parked fills its socket; the writer gives up after WriteTimeout and the
 // connection ends, its queue keeping what it missed.
 func TestWSPark_StalledConsumerIsFreed(t *testing.T) {
-	g := start(t, server.Config{WS: server.WSConfig{WriteTimeout: 500 * time.Millisecond},
-		Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6}}, shard.Config{RetainDelivered: 1024})
+	g := start(t, fastPark(server.Config{WS: server.WSConfig{WriteTimeout: 500 * time.Millisecond},
+		Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6}}), shard.Config{RetainDelivered: 1024})
 	needPoller(t, g)
 	alice := g.token("alice", "slow", "publish")
 	q := g.createQueue(alice)
@@ -334,7 +340,7 @@ func TestWSPark_StalledConsumerIsFreed(t *testing.T) {
 // ping, and closing them all leaves nothing parked.
 func TestWSPark_ManyConnections(t *testing.T) {
 	const n = 120
-	g := start(t, server.Config{Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6, SubscribeRate: 1e6, SubscribeBurst: 1e6, MaxConnsPerUser: 1000}}, shard.Config{})
+	g := start(t, fastPark(server.Config{Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6, SubscribeRate: 1e6, SubscribeBurst: 1e6, MaxConnsPerUser: 1000}}), shard.Config{})
 	needPoller(t, g)
 	pub := g.token("alice", "publisher", "publish")
 	var conns []*rawWS
@@ -368,3 +374,78 @@ func TestWSPark_ManyConnections(t *testing.T) {
 	waitUntil(t, "every connection to end", func() bool { return server.WSConns(g.srv) == 0 && server.WSParked(g.srv) == 0 })
 }
 
+// TestWSPark_SlowInputIsNotCut: input that trickles in slower than
+// ParkAfter (a frame a few bytes at a time; over TLS, a record split
+// across segments) is read whole: the parking deadline ends a read only
+// between frames, and a connection holding part of a TLS record is not
+// parked.
+func TestWSPark_SlowInputIsNotCut(t *testing.T) {
+	ping := textFrame(map[string]any{"type": "ping"})
+	expectPong := func(t *testing.T, c *rawWS) {
+		t.Helper()
+		if h, p, err := c.readFrame(); err != nil || h.OpCode != ws.OpText || !strings.Contains(string(p), `"pong"`) {
+			t.Fatalf("want pong, got %v %q %v", h.OpCode, p, err)
+		}
+	}
+	t.Run("a frame in pieces", func(t *testing.T) {
+		for _, useTLS := range []bool{false, true} {
+			g := startServing(t, fastPark(server.Config{}), shard.Config{}, useTLS)
+			needPoller(t, g)
+			c := rawInit(t, g, g.token("alice", "laptop"))
+			waitUntil(t, "the connection to park", parked(g, 1))
+			for i := 0; i < len(ping); i += 3 {
+				c.write(ping[i:min(i+3, len(ping))])
+				time.Sleep(60 * time.Millisecond) // three times ParkAfter
+			}
+			expectPong(t, c)
+		}
+	})
+	t.Run("a TLS record across segments", func(t *testing.T) {
+		g := start(t, fastPark(server.Config{}), shard.Config{})
+		needPoller(t, g)
+		u, _ := url.Parse(g.wsURL)
+		raw, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &heldConn{Conn: raw}
+		cfg := g.client.Transport.(*http.Transport).TLSClientConfig.Clone()
+		cfg.NextProtos, cfg.ServerName = []string{"http/1.1"}, "127.0.0.1"
+		conn := tls.Client(h, cfg)
+		defer conn.Close()
+		d := ws.Dialer{Protocols: []string{"graphql-transport-ws"}, Timeout: 10 * time.Second}
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if err := conn.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		br, _, err := d.Upgrade(conn, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &rawWS{t: t, nc: conn, rd: conn}
+		if br != nil {
+			c.rd = br
+		}
+		c.write(textFrame(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + g.token("alice", "laptop")}}))
+		if _, p, err := c.readFrame(); err != nil || !strings.Contains(string(p), "connection_ack") {
+			t.Fatalf("want connection_ack, got %q %v", p, err)
+		}
+		waitUntil(t, "the connection to park", parked(g, 1))
+		_ = h.setHold(true)
+		if _, err := conn.Write(ping); err != nil {
+			t.Fatal(err)
+		}
+		h.mu.Lock()
+		record := bytes.Clone(h.buf.Bytes())
+		h.buf.Reset()
+		h.hold = false
+		h.mu.Unlock()
+		for i := 0; i < len(record); i += 7 {
+			if _, err := raw.Write(record[i:min(i+7, len(record))]); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(60 * time.Millisecond)
+		}
+		expectPong(t, c)
+	})
+}
