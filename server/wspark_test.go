@@ -93,6 +93,22 @@ func TestWSPark_IdleThenActive(t *testing.T) {
 	}
 }
 
+// TestWSPark_InitAfterParking: a client that sends connection_init only
+// after its connection parked (a slow device, a loaded machine) is
+// answered: the poller wakes the reader for the first message too.
+func TestWSPark_InitAfterParking(t *testing.T) {
+	for _, useTLS := range []bool{true, false} {
+		g := startServing(t, fastPark(server.Config{}), shard.Config{}, useTLS)
+		needPoller(t, g)
+		c := g.rawDial("graphql-transport-ws")
+		waitUntil(t, "the connection to park", parked(g, 1))
+		c.write(textFrame(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + g.token("alice", "laptop")}}))
+		if h, p, err := c.readFrame(); err != nil || !strings.Contains(string(p), "connection_ack") {
+			t.Fatalf("tls %v: want connection_ack, got %v %q %v", useTLS, h.OpCode, p, err)
+		}
+	}
+}
+
 // heldConn holds what is written to it while hold is set and sends it in
 // one write on flush: TLS records written one by one arrive in one TCP
 // segment, as a client's kernel may coalesce them.
