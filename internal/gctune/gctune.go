@@ -140,7 +140,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 	defer debug.SetGCPercent(orig)
 	metrics.Read(samples)
 	current, lastCycle, lastAllocs, base := c.MaxPercent, uint64(0), samples[4].Value.Uint64(), uint64(0)
-	storm := false // the room is above twice Headroom
+	storm := false // the room grew past Headroom
+	var freed time.Time
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for {
@@ -167,12 +168,16 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 			current = p
 		}
 		switch {
-		case room > 2*c.Headroom:
+		case room > c.Headroom:
 			storm = true
-		case storm && room == c.Headroom:
+		case storm && room == c.Headroom && time.Since(freed) > time.Minute:
 			storm = false
+			freed = time.Now()
 			// The storm's garbage room is free now: collect it and give
 			// it back, rather than let the scavenger return it slowly.
+			// At most once a minute: each is a whole collection, and an
+			// allocation rate hovering at the room must not pay it
+			// every few seconds.
 			debug.FreeOSMemory()
 			log.Debug("allocation storm over: memory returned")
 		}
