@@ -17,9 +17,9 @@
 // each marking the whole live heap, which the storm is growing. So the
 // room follows the allocation rate, up to StormHeadroom: about one
 // collection per Interval while the storm lasts. When it is over the room
-// shrinks back, and the memory the storm used is returned to the
-// operating system at once (debug.FreeOSMemory), so idle connections
-// after a storm cost what they cost before it.
+// shrinks back, and once allocation is quiet the memory the storm used
+// is returned to the operating system at once (debug.FreeOSMemory), so
+// idle connections after a storm cost what they cost before it.
 package gctune
 
 import (
@@ -140,7 +140,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 	defer debug.SetGCPercent(orig)
 	metrics.Read(samples)
 	current, lastCycle, lastAllocs, base := c.MaxPercent, uint64(0), samples[4].Value.Uint64(), uint64(0)
-	storm := false // the room grew past Headroom
+	busy := false // allocating more than a quarter of Headroom an Interval since the last return
 	var freed time.Time
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
@@ -152,7 +152,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 		}
 		metrics.Read(samples)
 		allocs := samples[4].Value.Uint64()
-		room := Room(allocs-lastAllocs, c)
+		allocated := allocs - lastAllocs
+		room := Room(allocated, c)
 		lastAllocs = allocs
 		// The live heap is known only as of the last collection.
 		if cycle := samples[0].Value.Uint64(); cycle != lastCycle {
@@ -168,18 +169,20 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 			current = p
 		}
 		switch {
-		case room > c.Headroom:
-			storm = true
-		case storm && room == c.Headroom && time.Since(freed) > time.Minute:
-			storm = false
+		case allocated > c.Headroom/4:
+			busy = true
+		case busy && allocated < c.Headroom/16 && time.Since(freed) > time.Minute:
+			busy = false
 			freed = time.Now()
-			// The storm's garbage room is free now: collect it and give
-			// it back, rather than let the scavenger return it slowly.
-			// At most once a minute: each is a whole collection, and an
-			// allocation rate hovering at the room must not pay it
-			// every few seconds.
+			// Quiet after a busy spell (a storm, connections arriving):
+			// collect its garbage, and the stacks of its exited
+			// goroutines (the runtime frees those only at a collection,
+			// and a quiet heap may not collect for minutes), and give
+			// the memory back now rather than let the scavenger return
+			// it slowly. At most once a minute: each is a whole
+			// collection.
 			debug.FreeOSMemory()
-			log.Debug("allocation storm over: memory returned")
+			log.Debug("busy spell over: memory returned")
 		}
 	}
 }
