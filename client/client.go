@@ -41,6 +41,16 @@ const (
 	// notifications overflowed) and the resource's etag is not the one it
 	// knew: the resource changed while it was not listening.
 	ChangedWhileAway Kind = "CHANGED_WHILE_AWAY"
+	// EtagUnknown: nobody knows the resource's current version, so it
+	// may have changed and the client cannot tell: re-read the resource
+	// from its source. It comes from a RESYNC the gateway flags
+	// etagUnknown (a subscriber list made again after its holder died,
+	// with no surviving queue or publisher that knew the version), and
+	// from a subscribe that answered "" for a resource the client knew an
+	// etag of (its publisher forgot, as the built-in `user:` one does
+	// when it restarts). Etag is "" then; Watch.Etag keeps the last etag
+	// known, so a later change is still reported against it.
+	EtagUnknown Kind = "ETAG_UNKNOWN"
 )
 
 // Event is one thing that happened to a watched resource (or, for INVITE
@@ -301,16 +311,30 @@ func (c *Client) subscribe(ctx context.Context, q string, w *Watch) error {
 }
 
 func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *Watch) error {
-	var out struct{ Subscribe struct{ Etag string } }
-	err := gql(ctx, `mutation($q:String!,$r:String!,$p:String){ subscribe(queue:$q, resource:$r, proof:$p) { etag } }`,
+	var out struct {
+		Subscribe struct {
+			Etag        string
+			EtagUnknown bool
+		}
+	}
+	err := gql(ctx, `mutation($q:String!,$r:String!,$p:String){ subscribe(queue:$q, resource:$r, proof:$p) { etag etagUnknown } }`,
 		map[string]any{"q": q, "r": w.resource, "p": w.proof}, &out)
 	if err != nil {
 		return err
 	}
 	w.mu.Lock()
 	known := w.etag
-	w.etag = out.Subscribe.Etag
+	// "" means "never published": for a resource the client knew an etag
+	// of, it is a publisher that forgot, not a change to tell as one.
+	unknown := out.Subscribe.EtagUnknown || known != "" && out.Subscribe.Etag == ""
+	if !unknown {
+		w.etag = out.Subscribe.Etag
+	}
 	w.mu.Unlock()
+	if unknown {
+		w.send(Event{Kind: EtagUnknown, Resource: w.resource, Time: time.Now()})
+		return nil
+	}
 	if known != "" && known != out.Subscribe.Etag {
 		w.send(Event{Kind: ChangedWhileAway, Resource: w.resource, Etag: out.Subscribe.Etag, Time: time.Now()})
 	}
@@ -406,6 +430,9 @@ func (c *Client) dispatch(ctx context.Context, n notification) {
 	c.mu.Unlock()
 	c.stats.notifications.Add(1)
 	ev := Event{Kind: Kind(n.Kind), Resource: n.Resource, Etag: n.Etag, Seq: n.Seq, Time: n.PublishedAt, Payload: n.Payload}
+	if n.EtagUnknown {
+		ev.Kind = EtagUnknown // a RESYNC whose "" is not "never published"
+	}
 	if n.From != nil {
 		ev.From = n.From.User + "/" + n.From.Device
 	}
@@ -448,12 +475,13 @@ type notification struct {
 	Kind        string
 	Resource    string
 	Etag        string
+	EtagUnknown bool
 	PublishedAt time.Time
 	Payload     json.RawMessage
 	From        *struct{ User, Device string }
 }
 
-const notificationFields = `seq kind resource etag publishedAt payload from { user device }`
+const notificationFields = `seq kind resource etag etagUnknown publishedAt payload from { user device }`
 
 // gqlError is a GraphQL error with its code.
 type gqlError struct {

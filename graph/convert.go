@@ -21,7 +21,7 @@ func queueModel(q shard.QueueInfo) *model.Queue {
 }
 
 func subscriptionModel(s shard.SubscriptionInfo) *model.ResourceSubscription {
-	return &model.ResourceSubscription{Queue: s.Queue, Resource: s.Resource, Etag: s.Etag, CreatedAt: s.CreatedAt.UTC()}
+	return &model.ResourceSubscription{Queue: s.Queue, Resource: s.Resource, Etag: s.Etag, EtagUnknown: s.EtagUnknown, CreatedAt: s.CreatedAt.UTC()}
 }
 
 // notificationModel converts for gqlgen's executor. Streaming transports do
@@ -30,6 +30,7 @@ func notificationModel(n shard.Notification) *model.Notification {
 	m := &model.Notification{
 		Seq:         model.Seq(n.Seq),
 		Kind:        model.NotificationKind(n.Kind.String()),
+		EtagUnknown: n.EtagUnknown,
 		PublishedAt: n.Time.UTC(),
 		Payload:     model.JSON(n.Payload),
 	}

@@ -193,6 +193,8 @@ func (p *Plan) encode(ev *shard.Event) *Encoded {
 			} else {
 				cur = appendString(cur, ev.Etag)
 			}
+		case "etagUnknown":
+			cur = strconv.AppendBool(cur, ev.EtagUnknown)
 		case "publishedAt":
 			cur = appendString(cur, ev.Time.UTC().Format(time.RFC3339Nano))
 		case "payload":

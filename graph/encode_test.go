@@ -37,10 +37,11 @@ func TestPlanEncode_MatchesGqlgen(t *testing.T) {
 		query string
 		vars  map[string]any
 	}{
-		{"all fields", `subscription($q:String!){ notifications(queue:$q) { seq kind resource etag publishedAt payload from { user device scopes } } }`, nil},
+		{"all fields", `subscription($q:String!){ notifications(queue:$q) { seq kind resource etag etagUnknown publishedAt payload from { user device scopes } } }`, nil},
 		{"aliases and order", `subscription($q:String!){ n: notifications(queue:$q) { e: etag s: seq k: kind s2: seq __typename } }`, nil},
 		{"fragments", `subscription($q:String!){ notifications(queue:$q) { ...A ... on Notification { kind } } } fragment A on Notification { seq etag from { ...P } } fragment P on Principal { device __typename }`, nil},
 		{"skip and include", `subscription($q:String!, $yes:Boolean!){ notifications(queue:$q) { seq etag @include(if:$yes) kind @skip(if:$yes) payload @skip(if:false) } }`, map[string]any{"yes": true}},
+		{"etagUnknown, aliased", `subscription($q:String!){ notifications(queue:$q) { u: etagUnknown etag etagUnknown } }`, nil},
 		{"only seq", `subscription($q:String!){ notifications(queue:$q) { seq } }`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,14 +50,16 @@ func TestPlanEncode_MatchesGqlgen(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A CHANGED event with a payload that needs escaping, then an
-			// INVITE (from set, resource null), then an OVERFLOW-free RESYNC.
+			// INVITE (from set, resource null), then an OVERFLOW-free RESYNC,
+			// then a RESYNC whose etag nobody knows.
 			store.Deliver(&shard.Event{Kind: shard.Changed, Resource: "user:alice/x", Etag: `e"1\`, Time: time.Unix(1700000000, 123456789), Payload: []byte(`{"msg":"h\u00e9\"llo","n":[1,2.5,null]}`)})
 			if _, err := store.Invite(ctx, alice, "", "phone", []byte(`"call me"`)); err != nil {
 				t.Fatal(err)
 			}
 			store.Deliver(&shard.Event{Kind: shard.Resync, Resource: "user:alice/x", Etag: "é", Time: time.Unix(1700000001, 0)})
+			store.Deliver(&shard.Event{Kind: shard.Resync, EtagUnknown: true, Resource: "user:alice/x", Time: time.Unix(1700000002, 0)})
 			pg, err := store.Poll(ctx, phone, q.Name, 0, 10, 0)
-			if err != nil || len(pg.Items) != 3 {
+			if err != nil || len(pg.Items) != 4 {
 				t.Fatalf("poll: %v %d", err, len(pg.Items))
 			}
 

@@ -62,6 +62,7 @@ type ComplexityRoot struct {
 
 	Notification struct {
 		Etag        func(childComplexity int) int
+		EtagUnknown func(childComplexity int) int
 		From        func(childComplexity int) int
 		Kind        func(childComplexity int) int
 		Payload     func(childComplexity int) int
@@ -102,10 +103,11 @@ type ComplexityRoot struct {
 	}
 
 	ResourceSubscription struct {
-		CreatedAt func(childComplexity int) int
-		Etag      func(childComplexity int) int
-		Queue     func(childComplexity int) int
-		Resource  func(childComplexity int) int
+		CreatedAt   func(childComplexity int) int
+		Etag        func(childComplexity int) int
+		EtagUnknown func(childComplexity int) int
+		Queue       func(childComplexity int) int
+		Resource    func(childComplexity int) int
 	}
 
 	Subscription struct {
@@ -295,6 +297,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Notification.Etag(childComplexity), true
+	case "Notification.etagUnknown":
+		if e.ComplexityRoot.Notification.EtagUnknown == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notification.EtagUnknown(childComplexity), true
 	case "Notification.from":
 		if e.ComplexityRoot.Notification.From == nil {
 			break
@@ -478,6 +486,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ResourceSubscription.Etag(childComplexity), true
+	case "ResourceSubscription.etagUnknown":
+		if e.ComplexityRoot.ResourceSubscription.EtagUnknown == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ResourceSubscription.EtagUnknown(childComplexity), true
 	case "ResourceSubscription.queue":
 		if e.ComplexityRoot.ResourceSubscription.Queue == nil {
 			break
@@ -655,8 +669,20 @@ type ResourceSubscription {
   queue: String!
   "The resource, as ` + "`" + `scheme:path` + "`" + `."
   resource: String!
-  "The resource's current etag, as its publisher reported it when subscribing."
+  """
+  The resource's current etag, as its publisher reported it when subscribing
+  (or the newer one the gateway delivered). ` + "`" + `""` + "`" + ` means "never published",
+  unless ` + "`" + `etagUnknown` + "`" + ` is true.
+  """
   etag: String!
+  """
+  True when the gateway does not know the resource's current version: the
+  publisher forgot it (it keeps versions in memory and restarted) although
+  ` + "`" + `knownEtag` + "`" + ` says the resource was published. ` + "`" + `etag` + "`" + ` is then ` + "`" + `""` + "`" + ` and means
+  nothing; re-read the resource from its source. Only ` + "`" + `subscribe` + "`" + `'s answer
+  sets it; ` + "`" + `subscriptions` + "`" + ` reports false.
+  """
+  etagUnknown: Boolean!
   "When the subscription was created."
   createdAt: Time!
 }
@@ -670,7 +696,9 @@ enum NotificationKind {
   """
   The gateway may have missed changes to the resource (a subscriber list was
   rebuilt, a publisher restarted, or ` + "`" + `knownEtag` + "`" + ` was stale); ` + "`" + `etag` + "`" + ` is the
-  resource's current version. Compare it with the version you hold.
+  resource's current version. Compare it with the version you hold. When
+  ` + "`" + `etagUnknown` + "`" + ` is true nobody knows the current version (` + "`" + `etag` + "`" + ` is ` + "`" + `""` + "`" + `):
+  re-read the resource from its source.
   """
   RESYNC
   """
@@ -691,8 +719,20 @@ type Notification {
   kind: NotificationKind!
   "The resource concerned; null for INVITE and OVERFLOW."
   resource: String
-  "The resource's etag after the change; null for INVITE and OVERFLOW."
+  """
+  The resource's etag after the change; null for INVITE and OVERFLOW. ` + "`" + `""` + "`" + `
+  means "never published", unless ` + "`" + `etagUnknown` + "`" + ` is true.
+  """
   etag: String
+  """
+  True on a RESYNC whose resource's current version nobody knows: its
+  subscriber list was made again after its holder died (or a publisher
+  restarted, or forgot) and neither a surviving queue nor the publisher knew
+  the version. ` + "`" + `etag` + "`" + ` is then ` + "`" + `""` + "`" + ` and does NOT mean "never published": the
+  resource may have changed; re-read it from its source. False on every other
+  notification.
+  """
+  etagUnknown: Boolean!
   "When the publisher reported the event (or the gateway made the notification)."
   publishedAt: Time!
   "What the publisher or inviting device attached; null if nothing."
@@ -837,6 +877,8 @@ func (ec *executionContext) childFields_Notification(ctx context.Context, field 
 		return ec.fieldContext_Notification_resource(ctx, field)
 	case "etag":
 		return ec.fieldContext_Notification_etag(ctx, field)
+	case "etagUnknown":
+		return ec.fieldContext_Notification_etagUnknown(ctx, field)
 	case "publishedAt":
 		return ec.fieldContext_Notification_publishedAt(ctx, field)
 	case "payload":
@@ -899,6 +941,8 @@ func (ec *executionContext) childFields_ResourceSubscription(ctx context.Context
 		return ec.fieldContext_ResourceSubscription_resource(ctx, field)
 	case "etag":
 		return ec.fieldContext_ResourceSubscription_etag(ctx, field)
+	case "etagUnknown":
+		return ec.fieldContext_ResourceSubscription_etagUnknown(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_ResourceSubscription_createdAt(ctx, field)
 	}
@@ -1966,6 +2010,29 @@ func (ec *executionContext) fieldContext_Notification_etag(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Notification", field, false, false, "String")
 }
 
+func (ec *executionContext) _Notification_etagUnknown(ctx context.Context, field graphql.CollectedField, obj *model.Notification) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notification_etagUnknown(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EtagUnknown, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Notification_etagUnknown(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notification", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Notification_publishedAt(ctx context.Context, field graphql.CollectedField, obj *model.Notification) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2723,6 +2790,29 @@ func (ec *executionContext) _ResourceSubscription_etag(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_ResourceSubscription_etag(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ResourceSubscription", field, false, false, "String")
+}
+
+func (ec *executionContext) _ResourceSubscription_etagUnknown(ctx context.Context, field graphql.CollectedField, obj *model.ResourceSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ResourceSubscription_etagUnknown(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EtagUnknown, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ResourceSubscription_etagUnknown(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ResourceSubscription", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _ResourceSubscription_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.ResourceSubscription) (ret graphql.Marshaler) {
@@ -4062,6 +4152,11 @@ func (ec *executionContext) _Notification(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "etagUnknown":
+			out.Values[i] = ec._Notification_etagUnknown(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "publishedAt":
 			out.Values[i] = ec._Notification_publishedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -4352,6 +4447,11 @@ func (ec *executionContext) _ResourceSubscription(ctx context.Context, sel ast.S
 			}
 		case "etag":
 			out.Values[i] = ec._ResourceSubscription_etag(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "etagUnknown":
+			out.Values[i] = ec._ResourceSubscription_etagUnknown(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -30,7 +30,7 @@ type SetupOp struct {
 // every field of Queue and ResourceSubscription (none takes arguments).
 var (
 	queueFields        = map[string]bool{"__typename": true, "name": true, "createdAt": true, "expiresAt": true, "ttlSeconds": true, "depth": true, "lastSeq": true, "subscriptionCount": true}
-	subscriptionFields = map[string]bool{"__typename": true, "queue": true, "resource": true, "etag": true, "createdAt": true}
+	subscriptionFields = map[string]bool{"__typename": true, "queue": true, "resource": true, "etag": true, "etagUnknown": true, "createdAt": true}
 )
 
 // ParseSetupOp recognises a validated operation that is exactly one
@@ -133,7 +133,7 @@ func (r *Resolver) ExecSetup(ctx context.Context, op SetupOp, present graphql.Er
 		}
 		values = map[string]graphql.Marshaler{
 			"queue": graphql.MarshalString(s.Queue), "resource": graphql.MarshalString(s.Resource),
-			"etag": graphql.MarshalString(s.Etag), "createdAt": graphql.MarshalTime(s.CreatedAt),
+			"etag": graphql.MarshalString(s.Etag), "etagUnknown": graphql.MarshalBoolean(s.EtagUnknown), "createdAt": graphql.MarshalTime(s.CreatedAt),
 		}
 	}
 	values["__typename"] = graphql.MarshalString(op.resultType)

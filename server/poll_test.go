@@ -29,7 +29,7 @@ func TestHTTP_PollFastPathAnswersAsGqlgen(t *testing.T) {
 	slow := start(t, server.Config{}, qcfg)
 	server.SetPollFastPath(slow.srv, false)
 
-	all := `query($q:String!){ notifications(queue:$q) { lastSeq hasMore items { seq kind resource etag publishedAt payload from { user device scopes __typename } __typename } __typename } }`
+	all := `query($q:String!){ notifications(queue:$q) { lastSeq hasMore items { seq kind resource etag etagUnknown publishedAt payload from { user device scopes __typename } __typename } __typename } }`
 	short := `query($q:String!, $a:Seq, $l:Int, $w:Int){ notifications(queue:$q, after:$a, limit:$l, waitSeconds:$w) { lastSeq hasMore items { seq etag payload } } }`
 	for i, tc := range []struct {
 		name   string
@@ -41,6 +41,7 @@ func TestHTTP_PollFastPathAnswersAsGqlgen(t *testing.T) {
 		accept string
 	}{
 		{name: "every field", query: all, vars: `{"q":"$Q"}`},
+		{name: "etagUnknown aliased, beside etag", query: `query($q:String!){ notifications(queue:$q) { items { u: etagUnknown kind etag etagUnknown } } }`, vars: `{"q":"$Q"}`},
 		{name: "aliases, fragments and order", query: `query($q:String!){ n: notifications(queue:$q, limit:2) { ...P more: hasMore } } fragment P on NotificationPage { l: lastSeq items { s: seq ... on Notification { k: kind } s2: seq from { ... on Principal { d: device } } } }`, vars: `{"q":"$Q"}`},
 		{name: "skip and include", query: `query($q:String!, $yes:Boolean!){ notifications(queue:$q) { lastSeq @skip(if:$yes) hasMore @include(if:$yes) items { seq payload @skip(if:false) etag @include(if:$yes) } } }`, vars: `{"q":"$Q","yes":true}`},
 		{name: "literals", query: `{ notifications(queue:"$Q", after:1, limit:2) { lastSeq hasMore items { seq } } }`},
@@ -57,7 +58,7 @@ func TestHTTP_PollFastPathAnswersAsGqlgen(t *testing.T) {
 		{name: "negative wait", query: short, vars: `{"q":"$Q","w":-1}`},
 		{name: "wait too long", query: short, vars: `{"q":"$Q","w":61}`},
 		{name: "long-poll with notifications waiting", query: short, vars: `{"q":"$Q","w":5}`},
-		{name: "long-poll that times out", query: short, vars: `{"q":"$Q","a":4,"w":1}`},
+		{name: "long-poll that times out", query: short, vars: `{"q":"$Q","a":5,"w":1}`},
 		{name: "unknown queue", query: short, vars: `{"q":"nope"}`},
 		{name: "another device's queue", query: short, vars: `{"q":"$Q"}`, reader: "device"},
 		{name: "another user's queue", query: short, vars: `{"q":"$Q"}`, reader: "user"},
@@ -137,7 +138,8 @@ func TestHTTP_PollFastPathAnswersAsGqlgen(t *testing.T) {
 
 // fill puts four notifications in the queues subscribed to resource: two
 // CHANGED with payloads json.Marshal must rewrite (HTML characters, white
-// space, non-ASCII), an INVITE from another device, and a RESYNC.
+// space, non-ASCII), an INVITE from another device, a RESYNC, and a
+// RESYNC whose etag nobody knows.
 func fill(t *testing.T, g *gateway, resource, device string) {
 	t.Helper()
 	at := time.Date(2026, 12, 1, 11, 0, 0, 5, time.UTC)
@@ -147,4 +149,5 @@ func fill(t *testing.T, g *gateway, resource, device string) {
 		t.Fatal(err)
 	}
 	g.store.Deliver(&shard.Event{Kind: shard.Resync, Resource: resource, Etag: "e3", Time: at.Add(2 * time.Second)})
+	g.store.Deliver(&shard.Event{Kind: shard.Resync, EtagUnknown: true, Resource: resource, Time: at.Add(3 * time.Second)})
 }

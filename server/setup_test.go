@@ -61,7 +61,11 @@ func TestSetup_FastPathAnswersAsGqlgen(t *testing.T) {
 			g.createQueue(tok)
 		}},
 		{name: "subscribe", query: sub, vars: map[string]any{"q": "$queue", "r": "user:$user/inbox"}},
-		{name: "subscribe, every field, literals", query: `mutation { s: subscribe(queue: "$queue", resource: "user:$user/a", proof: "x") { __typename queue resource etag createdAt } }`},
+		{name: "subscribe, every field, literals", query: `mutation { s: subscribe(queue: "$queue", resource: "user:$user/a", proof: "x") { __typename queue resource etag etagUnknown createdAt } }`},
+		{name: "subscribe, a knownEtag the publisher does not know", query: `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r, knownEtag:"gone") { etag u: etagUnknown etagUnknown } }`, vars: map[string]any{"q": "$queue", "r": "user:$user/inbox"}},
+		{name: "subscribe, a stale knownEtag, every field", query: `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r, knownEtag:"old") { etag etagUnknown } }`, vars: map[string]any{"q": "$queue", "r": "user:$user/inbox"}, pre: func(g *gateway, user, _, _ string) {
+			g.publish(g.token("pub", "p", "publish"), "user:"+user+"/inbox", "e1", nil)
+		}},
 		{name: "subscribe, a published resource", query: sub, vars: map[string]any{"q": "$queue", "r": "user:$user/inbox"}, pre: func(g *gateway, user, _, _ string) {
 			g.publish(g.token("pub", "p", "publish"), "user:"+user+"/inbox", "e1", nil)
 		}},
@@ -109,7 +113,7 @@ func TestSetup_FastPathAnswersAsGqlgen(t *testing.T) {
 					}
 					// What the operation left: the queue's subscriptions and
 					// notifications, and the device's queues.
-					state := g.do(tok, `query($q:String!){ subscriptions(queue:$q) { resource etag createdAt } notifications(queue:$q) { items { seq kind resource etag } } queues { name subscriptionCount } }`, map[string]any{"q": queue})
+					state := g.do(tok, `query($q:String!){ subscriptions(queue:$q) { resource etag createdAt } notifications(queue:$q) { items { seq kind resource etag etagUnknown } } queues { name subscriptionCount } }`, map[string]any{"q": queue})
 					b, _ := json.Marshal(state)
 					got[j] = answer + "\n" + string(b)
 				}

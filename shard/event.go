@@ -32,10 +32,16 @@ func (k Kind) String() string {
 // to 10 000 subscribers makes one Event and 10 000 pointers to it. It is
 // immutable once appended, except for its memo.
 type Event struct {
-	Kind     Kind
-	Resource string // empty for Invite and Overflow
-	Etag     string
-	Time     time.Time
+	Kind Kind
+	// EtagUnknown marks a RESYNC whose Etag is "" because nobody knows the
+	// resource's current version (a list made again after its holder
+	// died, or a publisher that forgot, with no queue here that delivered
+	// one), not because it was never published. Beside Kind, it packs
+	// into the padding after it: no Event grows.
+	EtagUnknown bool
+	Resource    string // empty for Invite and Overflow
+	Etag        string
+	Time        time.Time
 	// Payload is a JSON value, validated by whoever built the event, or nil.
 	Payload []byte
 	// From is the sending device, for Invite.

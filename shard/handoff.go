@@ -35,6 +35,9 @@ type ResourceState struct {
 	EtagPos    Position // where Etag was learned
 	Recent     []Published
 	Nodes      []Interest
+
+	// EtagUnknown: Etag is the "" of a repair that knew none.
+	EtagUnknown bool
 }
 
 // ExportQueue removes the queue name from this store and returns its state
@@ -226,7 +229,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res, name)
 	s.resMu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, Recent: r.recent, Nodes: make([]Interest, 0, len(r.nodes))}
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: r.recent, Nodes: make([]Interest, 0, len(r.nodes))}
 	for _, in := range r.nodes {
 		st.Nodes = append(st.Nodes, in)
 	}
@@ -273,7 +276,10 @@ func (s *Store) ImportResource(st ResourceState) {
 		// The newer etag of the two lists, by At across epochs (Before):
 		// a list of an older epoch may have delivered the later one.
 		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
-			r.etag, r.etagPos = st.Etag, st.EtagPos
+			r.etag, r.etagPos, r.etagUnknown = st.Etag, st.EtagPos, false
+		}
+		if st.EtagUnknown && r.etag == "" {
+			r.etagUnknown = true
 		}
 		if s.peers != nil && len(st.Nodes) > 0 {
 			// What the old holder sent last may not have arrived: the
@@ -313,6 +319,11 @@ func (s *Store) Keys() (queues, resources []string) {
 // delivered. A zero l.Pos (the list could not be reached) leaves the
 // subscription's position as it is: a position is never lowered to
 // "none". It returns how many it reached.
+//
+// Every caller announces a loss (a list made again, or this node's
+// interest lost), so an l.Etag of "" is not "never published": neither
+// the queues' side nor the publisher knew a version, and the RESYNC says
+// so (Event.EtagUnknown), for the client to re-read the resource.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
 	now := s.cfg.Now()
 	n := 0
@@ -335,7 +346,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		}
 		sub.etag = l.Etag
 		sub.dropParked()
-		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		ls := q.appendLocked(&Event{Kind: Resync, EtagUnknown: l.Etag == "", Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
 		n++

@@ -40,6 +40,10 @@ type resource struct {
 	// here), announced again to other nodes (AnnounceTails).
 	last *Event
 	dead bool // removed from Store.res; re-look it up
+	// etagUnknown: etag is the "" of a repair that knew none (Hint.Unknown,
+	// or an Event.EtagUnknown stamped), not "never published". Beside
+	// dead, it packs into its padding.
+	etagUnknown bool
 	// fwd counts deliveries that have read the list and are still handing
 	// its remote part to Peers.Forward: an export waits for them, so
 	// every delivery from this list is on its way before the list leaves.
@@ -106,10 +110,13 @@ func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l L
 		// this resource cannot bring back an etag this one delivered a
 		// newer one over.
 		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
-			r.etag, r.etagPos = hint.Etag, hint.Pos
+			r.etag, r.etagPos, r.etagUnknown = hint.Etag, hint.Pos, false
 			raised = true
 		}
-		l = Linked{Pos: r.pos, Etag: r.etag}
+		if hint.Unknown && r.etag == "" {
+			r.etagUnknown = true
+		}
+		l = Linked{Pos: r.pos, Etag: r.etag, EtagUnknown: r.etagUnknown && r.etag == ""}
 		l.Pos.At = r.etagPos.At
 		r.mu.Unlock()
 		s.dropIfEmpty(r)
@@ -287,7 +294,7 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 		if r.stampLocked(ev, s.cfg.Now()) {
 			r.last = ev
 			if ev.Kind == Changed || ev.Kind == Resync {
-				r.etag, r.etagPos = ev.Etag, ev.Pos
+				r.etag, r.etagPos, r.etagUnknown = ev.Etag, ev.Pos, ev.EtagUnknown
 			}
 		}
 	}

@@ -57,6 +57,10 @@ func (p Position) Before(o Position) bool {
 type Hint struct {
 	Etag string
 	Pos  Position
+	// Unknown: Etag is "" because the linking side lost track (a repair
+	// whose queues and publisher knew no etag), not "never published". A
+	// list that knows no etag either remembers that (Linked.EtagUnknown).
+	Unknown bool
 }
 
 // Linked is a subscriber list's state when a queue was linked into it,
@@ -65,6 +69,9 @@ type Hint struct {
 type Linked struct {
 	Pos  Position
 	Etag string
+	// EtagUnknown: Etag is "" and the list was made again by a repair
+	// that knew no etag: "" is not "never published".
+	EtagUnknown bool
 }
 
 // Published is a publication a list stamped: its ID and position.

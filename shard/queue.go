@@ -208,7 +208,7 @@ func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, gap uint32, capa
 	x.parked = nil
 	sub.tidy()
 	sub.pos, sub.etag = last.Pos, last.Etag
-	return q.appendLocked(&Event{Kind: Resync, Resource: last.Resource, Etag: last.Etag, Time: last.Time, Pos: last.Pos}, capacity, retain)
+	return q.appendLocked(&Event{Kind: Resync, EtagUnknown: last.EtagUnknown, Resource: last.Resource, Etag: last.Etag, Time: last.Time, Pos: last.Pos}, capacity, retain)
 }
 
 // appendLocked adds ev and returns the listeners to notify. mu held.

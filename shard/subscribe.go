@@ -10,10 +10,15 @@ import (
 
 // SubscriptionInfo is one (queue, resource) pair as its owner sees it.
 type SubscriptionInfo struct {
-	Queue     string
-	Resource  string
-	Etag      string
-	CreatedAt time.Time
+	Queue    string
+	Resource string
+	Etag     string
+	// EtagUnknown: Etag is "" because the publisher forgot the version
+	// (knownEtag says the resource was published, or the list was made
+	// again by a repair that knew none) and no list remembers one, not
+	// because it was never published. Only Subscribe sets it.
+	EtagUnknown bool
+	CreatedAt   time.Time
 }
 
 // Subscribe records that queue wants notifications about resource, after
@@ -161,13 +166,19 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		sub.dropParked()
 	}
 	sub.etag = answer
+	// Invariant: "" means "never published". A caller that knew an etag
+	// (knownEtag) proves the resource was published, and a list made
+	// again by a repair that knew no etag says it lost track, so an
+	// answer of "" then (a publisher that forgot, and no list that
+	// remembers) is unknown, and said so in the answer and its RESYNC.
+	unknown := answer == "" && (knownEtag != "" || linked.EtagUnknown)
 	var ls []Listener
 	if knownEtag != "" && knownEtag != answer {
 		s.counters.Notifications[Resync].Add(1)
-		ls = q.appendLocked(&Event{Kind: Resync, Resource: res, Etag: answer, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		ls = q.appendLocked(&Event{Kind: Resync, EtagUnknown: unknown, Resource: res, Etag: answer, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 	}
 	q.renewLocked(now)
-	info := SubscriptionInfo{Queue: q.name, Resource: res, Etag: answer, CreatedAt: time.Unix(0, sub.created)}
+	info := SubscriptionInfo{Queue: q.name, Resource: res, Etag: answer, EtagUnknown: unknown, CreatedAt: time.Unix(0, sub.created)}
 	q.mu.Unlock()
 	notifyAll(ls)
 	if learn {

@@ -192,6 +192,7 @@ var subscribe = (
     subscribe(queue: $queue, resource: $resource, proof: $proof) {
       resource
       etag
+      etagUnknown
     }
   }
 `
@@ -214,6 +215,7 @@ var poll = (
         kind
         resource
         etag
+        etagUnknown
         publishedAt
         payload
         from {
@@ -235,6 +237,7 @@ var stream = (
       kind
       resource
       etag
+      etagUnknown
       publishedAt
       payload
       from {
@@ -1894,7 +1897,7 @@ var Client = class extends Emitter {
   #persistChain = Promise.resolve();
   #invites = /* @__PURE__ */ new Set();
   #loop;
-  #stats = { notifications: 0, duplicates: 0, reconnects: 0, queuesCreated: 0, resubscribes: 0, tokenRefreshes: 0, fallbacks: 0, changedWhileAway: 0 };
+  #stats = { notifications: 0, duplicates: 0, reconnects: 0, queuesCreated: 0, resubscribes: 0, tokenRefreshes: 0, fallbacks: 0, changedWhileAway: 0, etagUnknown: 0 };
   /** @internal use createClient */
   constructor(opts) {
     super();
@@ -2160,13 +2163,17 @@ var Client = class extends Emitter {
     if (this.#queue !== q) return;
     const known = this.#etags.get(w.resource);
     const etag = res.subscribe.etag;
-    this.#etags.set(w.resource, etag);
+    const unknown = res.subscribe.etagUnknown || known !== void 0 && known !== "" && etag === "";
+    if (!unknown) this.#etags.set(w.resource, etag);
     const firstTime = !this.#subscribed.has(w.resource);
     this.#subscribed.add(w.resource);
     if (again || this.#stats.queuesCreated > 1 || known !== void 0) this.#stats.resubscribes++;
     this.#persist();
     w._subscribed();
-    if (known !== void 0 && known !== etag && (firstTime || again)) {
+    if (unknown && (firstTime || again)) {
+      this.#stats.etagUnknown++;
+      w._deliver({ kind: "ETAG_UNKNOWN", resource: w.resource, etag: "", seq: 0, publishedAt: (/* @__PURE__ */ new Date()).toISOString(), payload: null });
+    } else if (!unknown && known !== void 0 && known !== etag && (firstTime || again)) {
       this.#stats.changedWhileAway++;
       w._deliver({ kind: "CHANGED_WHILE_AWAY", resource: w.resource, etag, seq: 0, publishedAt: (/* @__PURE__ */ new Date()).toISOString(), payload: null });
     }
@@ -2201,9 +2208,11 @@ var Client = class extends Emitter {
       case "CHANGED":
       case "RESYNC":
       case "REVOKED": {
-        if (n.kind !== "REVOKED" && n.etag != null) this.#etags.set(resource, n.etag);
+        const unknown = n.kind === "RESYNC" && n.etagUnknown;
+        if (n.kind !== "REVOKED" && n.etag != null && !unknown) this.#etags.set(resource, n.etag);
         const w = this.#watches.get(resource);
-        w?._deliver({ kind: n.kind, resource, etag: n.etag ?? "", seq: n.seq, publishedAt: n.publishedAt, payload: n.payload });
+        if (unknown && w) this.#stats.etagUnknown++;
+        w?._deliver({ kind: unknown ? "ETAG_UNKNOWN" : n.kind, resource, etag: unknown ? "" : n.etag ?? "", seq: n.seq, publishedAt: n.publishedAt, payload: n.payload });
         if (n.kind === "REVOKED") {
           this.#subscribed.delete(resource);
           this.#etags.delete(resource);

@@ -64,8 +64,16 @@ type ResourceSubscription struct {
 	Queue string `json:"queue"`
 	// The resource, as `scheme:path`.
 	Resource string `json:"resource"`
-	// The resource's current etag, as its publisher reported it when subscribing.
+	// The resource's current etag, as its publisher reported it when subscribing
+	// (or the newer one the gateway delivered). `""` means "never published",
+	// unless `etagUnknown` is true.
 	Etag string `json:"etag"`
+	// True when the gateway does not know the resource's current version: the
+	// publisher forgot it (it keeps versions in memory and restarted) although
+	// `knownEtag` says the resource was published. `etag` is then `""` and means
+	// nothing; re-read the resource from its source. Only `subscribe`'s answer
+	// sets it; `subscriptions` reports false.
+	EtagUnknown bool `json:"etagUnknown"`
 	// When the subscription was created.
 	CreatedAt time.Time `json:"createdAt"`
 }
@@ -83,7 +91,9 @@ const (
 	NotificationKindInvite NotificationKind = "INVITE"
 	// The gateway may have missed changes to the resource (a subscriber list was
 	// rebuilt, a publisher restarted, or `knownEtag` was stale); `etag` is the
-	// resource's current version. Compare it with the version you hold.
+	// resource's current version. Compare it with the version you hold. When
+	// `etagUnknown` is true nobody knows the current version (`etag` is `""`):
+	// re-read the resource from its source.
 	NotificationKindResync NotificationKind = "RESYNC"
 	// Notifications this reader had not received were dropped because the queue's
 	// buffer was full. `payload` is `{"dropped": n, "fromSeq": a, "toSeq": b}`:

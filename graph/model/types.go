@@ -9,6 +9,7 @@ type Notification struct {
 	Kind        NotificationKind
 	Resource    *string
 	Etag        *string
+	EtagUnknown bool
 	PublishedAt time.Time
 	Payload     JSON
 	From        *Principal

@@ -49,7 +49,9 @@ const (
 	NotificationKindInvite NotificationKind = "INVITE"
 	// The gateway may have missed changes to the resource (a subscriber list was
 	// rebuilt, a publisher restarted, or `knownEtag` was stale); `etag` is the
-	// resource's current version. Compare it with the version you hold.
+	// resource's current version. Compare it with the version you hold. When
+	// `etagUnknown` is true nobody knows the current version (`etag` is `""`):
+	// re-read the resource from its source.
 	NotificationKindResync NotificationKind = "RESYNC"
 	// Notifications this reader had not received were dropped because the queue's
 	// buffer was full. `payload` is `{"dropped": n, "fromSeq": a, "toSeq": b}`:
@@ -102,7 +104,8 @@ type PollNotificationsNotificationPageItemsNotification struct {
 	Kind NotificationKind `json:"kind"`
 	// The resource concerned; null for INVITE and OVERFLOW.
 	Resource string `json:"resource"`
-	// The resource's etag after the change; null for INVITE and OVERFLOW.
+	// The resource's etag after the change; null for INVITE and OVERFLOW. `""`
+	// means "never published", unless `etagUnknown` is true.
 	Etag string `json:"etag"`
 	// When the publisher reported the event (or the gateway made the notification).
 	PublishedAt time.Time `json:"publishedAt"`
@@ -168,7 +171,8 @@ type StreamNotificationsNotification struct {
 	Kind NotificationKind `json:"kind"`
 	// The resource concerned; null for INVITE and OVERFLOW.
 	Resource string `json:"resource"`
-	// The resource's etag after the change; null for INVITE and OVERFLOW.
+	// The resource's etag after the change; null for INVITE and OVERFLOW. `""`
+	// means "never published", unless `etagUnknown` is true.
 	Etag string `json:"etag"`
 	// What the publisher or inviting device attached; null if nothing.
 	Payload json.RawMessage `json:"payload"`
@@ -220,7 +224,9 @@ func (v *SubscribeResponse) GetSubscribe() SubscribeSubscribeResourceSubscriptio
 type SubscribeSubscribeResourceSubscription struct {
 	// The resource, as `scheme:path`.
 	Resource string `json:"resource"`
-	// The resource's current etag, as its publisher reported it when subscribing.
+	// The resource's current etag, as its publisher reported it when subscribing
+	// (or the newer one the gateway delivered). `""` means "never published",
+	// unless `etagUnknown` is true.
 	Etag string `json:"etag"`
 }
 

@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 			sdk.Serve(asked{user.New()})
 		case "user-rule-only":
 			sdk.Serve(ruleOnly{user.New()})
+		case "user-current-fails":
+			sdk.Serve(currentFails{user.New()})
 		case "storage":
 			sdk.Serve(storage.New(filepath.Join(dir, "storage")))
 		case "presence":

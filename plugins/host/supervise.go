@@ -348,7 +348,9 @@ func (h *Host) resync(ctx context.Context, inst *instance) {
 			if err != nil {
 				etag = known[r]
 			}
-			h.sink.Deliver(&shard.Event{Kind: shard.Resync, Resource: r, Etag: etag, Time: h.cfg.Now()})
+			// "" after a failed Current is not "never published": the
+			// list knew no etag and the publisher could not say.
+			h.sink.Deliver(&shard.Event{Kind: shard.Resync, EtagUnknown: err != nil && etag == "", Resource: r, Etag: etag, Time: h.cfg.Now()})
 			sent++
 		}
 	}

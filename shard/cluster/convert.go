@@ -22,7 +22,7 @@ func principalOf(p *pb.Principal) shard.Principal {
 }
 
 func eventPB(ev *shard.Event) *pb.Event {
-	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Epoch: ev.Pos.Epoch, Offset: ev.Pos.Offset, At: ev.Pos.At, Id: ev.ID}
+	e := &pb.Event{Kind: uint32(ev.Kind), Resource: ev.Resource, Etag: ev.Etag, TimeUnixNano: ev.Time.UnixNano(), Payload: ev.Payload, Epoch: ev.Pos.Epoch, Offset: ev.Pos.Offset, At: ev.Pos.At, Id: ev.ID, EtagUnknown: ev.EtagUnknown}
 	if ev.From != nil {
 		e.From = &pb.Principal{User: ev.From.User, Device: ev.From.Device}
 	}
@@ -30,7 +30,7 @@ func eventPB(ev *shard.Event) *pb.Event {
 }
 
 func eventOf(e *pb.Event) *shard.Event {
-	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), Pos: shard.Position{Epoch: e.GetEpoch(), Offset: e.GetOffset(), At: e.GetAt()}, ID: e.GetId()}
+	ev := &shard.Event{Kind: shard.Kind(e.GetKind()), Resource: e.GetResource(), Etag: e.GetEtag(), Time: time.Unix(0, e.GetTimeUnixNano()).UTC(), Payload: e.GetPayload(), Pos: shard.Position{Epoch: e.GetEpoch(), Offset: e.GetOffset(), At: e.GetAt()}, ID: e.GetId(), EtagUnknown: e.GetEtagUnknown()}
 	if f := e.GetFrom(); f != nil {
 		ev.From = &shard.Principal{User: f.GetUser(), Device: f.GetDevice()}
 	}
@@ -63,11 +63,11 @@ func queueOf(q *pb.Queue) shard.QueueInfo {
 }
 
 func subscriptionPB(s shard.SubscriptionInfo) *pb.Subscription {
-	return &pb.Subscription{Queue: s.Queue, Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.CreatedAt.UnixNano()}
+	return &pb.Subscription{Queue: s.Queue, Resource: s.Resource, Etag: s.Etag, EtagUnknown: s.EtagUnknown, CreatedUnixNano: s.CreatedAt.UnixNano()}
 }
 
 func subscriptionOf(s *pb.Subscription) shard.SubscriptionInfo {
-	return shard.SubscriptionInfo{Queue: s.GetQueue(), Resource: s.GetResource(), Etag: s.GetEtag(), CreatedAt: time.Unix(0, s.GetCreatedUnixNano())}
+	return shard.SubscriptionInfo{Queue: s.GetQueue(), Resource: s.GetResource(), Etag: s.GetEtag(), EtagUnknown: s.GetEtagUnknown(), CreatedAt: time.Unix(0, s.GetCreatedUnixNano())}
 }
 
 func queueStatePB(st shard.QueueState) *pb.QueueState {
@@ -98,7 +98,7 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 }
 
 func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
-	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, At: st.Pos.At, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset, EtagAt: st.EtagPos.At}
+	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, At: st.Pos.At, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset, EtagAt: st.EtagPos.At, EtagUnknown: st.EtagUnknown}
 	for _, p := range st.Recent {
 		out.RecentIds = append(out.RecentIds, p.ID)
 		out.RecentEpochs = append(out.RecentEpochs, p.Pos.Epoch)
@@ -113,7 +113,7 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
 	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset(), At: st.GetAt()},
-		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset(), At: st.GetEtagAt()}}
+		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset(), At: st.GetEtagAt()}, EtagUnknown: st.GetEtagUnknown()}
 	if ids, es, os := st.GetRecentIds(), st.GetRecentEpochs(), st.GetRecentOffsets(); len(es) == len(ids) && len(os) == len(ids) {
 		ats := st.GetRecentAts()
 		for i, id := range ids {

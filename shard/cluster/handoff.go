@@ -584,6 +584,10 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 			// answer cannot be ordered against delivered etags.
 			hint.Etag = e
 		}
+		// Neither the queues here nor the publisher know an etag: a list
+		// this link makes again remembers that its "" is not "never
+		// published", and a fresh subscribe to it answers etagUnknown.
+		hint.Unknown = hint.Etag == ""
 		_, l, err := n.link(ctx, res, hint, li.Interest, 0, false)
 		if err != nil {
 			// Another node may not have seen the change yet and route

@@ -544,9 +544,9 @@ func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hi
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, Hops: hops, Asked: ask})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, HintUnknown: hint.Unknown, Hops: hops, Asked: ask})
 	n.stats.forwarded(where, 1)
-	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag()}, fromStatus(where, err)
+	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag(), EtagUnknown: rep.GetEtagUnknown()}, fromStatus(where, err)
 }
 
 // Interest implements shard.Peers: resource's holder records in.

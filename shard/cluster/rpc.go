@@ -71,12 +71,12 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 }
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
-	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}}
+	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}, Unknown: r.GetHintUnknown()}
 	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), r.GetHops(), r.GetAsked())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag}, nil
+	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag, EtagUnknown: l.EtagUnknown}, nil
 }
 
 // Push applies ops in order.

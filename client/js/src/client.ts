@@ -28,18 +28,25 @@ export type State =
   | 'closed';
 
 /** WatchEventKind says what a WatchEvent reports: the gateway's kinds for a
- * resource, and CHANGED_WHILE_AWAY, which the client makes itself when it
+ * resource, and two the client makes itself. CHANGED_WHILE_AWAY: it
  * subscribed again (its queue was lost, or notifications overflowed) and
- * the resource's etag is not the one it knew. */
-export type WatchEventKind = 'CHANGED' | 'RESYNC' | 'REVOKED' | 'CHANGED_WHILE_AWAY';
+ * the resource's etag is not the one it knew. ETAG_UNKNOWN: nobody knows
+ * the resource's current version, so it may have changed: re-read it from
+ * its source. It comes from a RESYNC the gateway flags `etagUnknown` (a
+ * subscriber list made again after its holder died, and no surviving queue
+ * or publisher knew the version), and from a subscribe that answered ''
+ * for a resource the client knew an etag of (its publisher forgot, as the
+ * built-in `user:` one does when it restarts). Its etag is ''; `watch.etag`
+ * keeps the last etag known, so a later change is still reported. */
+export type WatchEventKind = 'CHANGED' | 'RESYNC' | 'REVOKED' | 'CHANGED_WHILE_AWAY' | 'ETAG_UNKNOWN';
 
 /** WatchEvent is one thing that happened to a watched resource. */
 export interface WatchEvent {
   kind: WatchEventKind;
   resource: string;
-  /** The resource's etag after the event ('' for REVOKED). */
+  /** The resource's etag after the event ('' for REVOKED and ETAG_UNKNOWN). */
   etag: string;
-  /** The notification's seq in the client's queue; 0 for CHANGED_WHILE_AWAY. */
+  /** The notification's seq in the client's queue; 0 for CHANGED_WHILE_AWAY, and for an ETAG_UNKNOWN a subscribe made. */
   seq: number;
   /** When the publisher reported it (RFC 3339). */
   publishedAt: string;
@@ -70,6 +77,8 @@ export interface Stats {
   /** Moves from a refused transport to the next (websocket → sse → poll). */
   fallbacks: number;
   changedWhileAway: number;
+  /** ETAG_UNKNOWN events delivered. */
+  etagUnknown: number;
   transport: Transport | undefined;
   url: string;
 }
@@ -125,6 +134,8 @@ interface WatchEvents {
   RESYNC: WatchEvent;
   REVOKED: WatchEvent;
   CHANGED_WHILE_AWAY: WatchEvent;
+  /** Re-read the resource from its source: see WatchEventKind. */
+  ETAG_UNKNOWN: WatchEvent;
   /** The watch ended: after REVOKED, close(), or an error subscribing
    * (FORBIDDEN, BAD_REQUEST: a MeshgateError). */
   end: Error | undefined;
@@ -262,7 +273,7 @@ export class Client extends Emitter<ClientEvents> {
   #persistChain: Promise<unknown> = Promise.resolve();
   #invites = new Set<Channel<ClientEvent>>();
   #loop: Promise<void>;
-  #stats = { notifications: 0, duplicates: 0, reconnects: 0, queuesCreated: 0, resubscribes: 0, tokenRefreshes: 0, fallbacks: 0, changedWhileAway: 0 };
+  #stats = { notifications: 0, duplicates: 0, reconnects: 0, queuesCreated: 0, resubscribes: 0, tokenRefreshes: 0, fallbacks: 0, changedWhileAway: 0, etagUnknown: 0 };
 
   /** @internal use createClient */
   constructor(opts: ClientOptions) {
@@ -547,13 +558,19 @@ export class Client extends Emitter<ClientEvents> {
     if (this.#queue !== q) return; // the queue was replaced meanwhile: its loop subscribes again
     const known = this.#etags.get(w.resource);
     const etag = res.subscribe.etag;
-    this.#etags.set(w.resource, etag);
+    // '' means "never published": for a resource the client knew an etag
+    // of, it is a publisher that forgot, not a change to report as one.
+    const unknown = res.subscribe.etagUnknown || (known !== undefined && known !== '' && etag === '');
+    if (!unknown) this.#etags.set(w.resource, etag);
     const firstTime = !this.#subscribed.has(w.resource);
     this.#subscribed.add(w.resource);
     if (again || this.#stats.queuesCreated > 1 || known !== undefined) this.#stats.resubscribes++;
     this.#persist();
     w._subscribed();
-    if (known !== undefined && known !== etag && (firstTime || again)) {
+    if (unknown && (firstTime || again)) {
+      this.#stats.etagUnknown++;
+      w._deliver({ kind: 'ETAG_UNKNOWN', resource: w.resource, etag: '', seq: 0, publishedAt: new Date().toISOString(), payload: null });
+    } else if (!unknown && known !== undefined && known !== etag && (firstTime || again)) {
       this.#stats.changedWhileAway++;
       w._deliver({ kind: 'CHANGED_WHILE_AWAY', resource: w.resource, etag, seq: 0, publishedAt: new Date().toISOString(), payload: null });
     }
@@ -592,9 +609,12 @@ export class Client extends Emitter<ClientEvents> {
       case 'CHANGED':
       case 'RESYNC':
       case 'REVOKED': {
-        if (n.kind !== 'REVOKED' && n.etag != null) this.#etags.set(resource, n.etag);
+        // A RESYNC flagged etagUnknown: its '' is not "never published".
+        const unknown = n.kind === 'RESYNC' && n.etagUnknown;
+        if (n.kind !== 'REVOKED' && n.etag != null && !unknown) this.#etags.set(resource, n.etag);
         const w = this.#watches.get(resource);
-        w?._deliver({ kind: n.kind, resource, etag: n.etag ?? '', seq: n.seq, publishedAt: n.publishedAt, payload: n.payload });
+        if (unknown && w) this.#stats.etagUnknown++;
+        w?._deliver({ kind: unknown ? 'ETAG_UNKNOWN' : n.kind, resource, etag: unknown ? '' : (n.etag ?? ''), seq: n.seq, publishedAt: n.publishedAt, payload: n.payload });
         if (n.kind === 'REVOKED') {
           this.#subscribed.delete(resource);
           this.#etags.delete(resource);

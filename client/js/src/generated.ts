@@ -18,7 +18,9 @@ export type NotificationKind =
   /**
    * The gateway may have missed changes to the resource (a subscriber list was
    * rebuilt, a publisher restarted, or `knownEtag` was stale); `etag` is the
-   * resource's current version. Compare it with the version you hold.
+   * resource's current version. Compare it with the version you hold. When
+   * `etagUnknown` is true nobody knows the current version (`etag` is `""`):
+   * re-read the resource from its source.
    */
   | 'RESYNC'
   /** The caller lost access to the resource; its subscription was removed. */
@@ -52,7 +54,7 @@ export type SubscribeMutationVariables = Exact<{
 }>;
 
 
-export type SubscribeMutation = { subscribe: { resource: string, etag: string } };
+export type SubscribeMutation = { subscribe: { resource: string, etag: string, etagUnknown: boolean } };
 
 export type UnsubscribeMutationVariables = Exact<{
   queue: string;
@@ -69,7 +71,7 @@ export type PollQueryVariables = Exact<{
 }>;
 
 
-export type PollQuery = { notifications: { lastSeq: number, items: Array<{ seq: number, kind: NotificationKind, resource: string | null, etag: string | null, publishedAt: string, payload: unknown, from: { user: string, device: string } | null }> } };
+export type PollQuery = { notifications: { lastSeq: number, items: Array<{ seq: number, kind: NotificationKind, resource: string | null, etag: string | null, etagUnknown: boolean, publishedAt: string, payload: unknown, from: { user: string, device: string } | null }> } };
 
 export type StreamSubscriptionVariables = Exact<{
   queue: string;
@@ -77,4 +79,4 @@ export type StreamSubscriptionVariables = Exact<{
 }>;
 
 
-export type StreamSubscription = { notifications: { seq: number, kind: NotificationKind, resource: string | null, etag: string | null, publishedAt: string, payload: unknown, from: { user: string, device: string } | null } };
+export type StreamSubscription = { notifications: { seq: number, kind: NotificationKind, resource: string | null, etag: string | null, etagUnknown: boolean, publishedAt: string, payload: unknown, from: { user: string, device: string } | null } };

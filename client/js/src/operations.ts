@@ -32,6 +32,7 @@ export const subscribe = /* GraphQL */ `
     subscribe(queue: $queue, resource: $resource, proof: $proof) {
       resource
       etag
+      etagUnknown
     }
   }
 `;
@@ -50,6 +51,7 @@ export const poll = /* GraphQL */ `
         kind
         resource
         etag
+        etagUnknown
         publishedAt
         payload
         from {
@@ -69,6 +71,7 @@ export const stream = /* GraphQL */ `
       kind
       resource
       etag
+      etagUnknown
       publishedAt
       payload
       from {

@@ -169,7 +169,10 @@ type Event struct {
 	// When the etag was first stamped by a list (shard.Position.At: unix
 	// nanoseconds of a hybrid logical clock; 0 unknown): etags of two
 	// epochs are ordered by it.
-	At            uint64 `protobuf:"varint,10,opt,name=at,proto3" json:"at,omitempty"`
+	At uint64 `protobuf:"varint,10,opt,name=at,proto3" json:"at,omitempty"`
+	// etag is "" because nobody knows the current version, not because it
+	// was never published (shard.Event.EtagUnknown).
+	EtagUnknown   bool `protobuf:"varint,11,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +275,13 @@ func (x *Event) GetAt() uint64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *Event) GetEtagUnknown() bool {
+	if x != nil {
+		return x.EtagUnknown
+	}
+	return false
 }
 
 type Notification struct {
@@ -425,9 +435,11 @@ type Subscription struct {
 	Etag            string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// In a QueueState: the position of the last event the queue appended.
-	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
-	At            uint64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
+	Epoch  uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	At     uint64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
+	// subscribe's answer: etag "" is unknown (shard.SubscriptionInfo.EtagUnknown).
+	EtagUnknown   bool `protobuf:"varint,8,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -509,6 +521,13 @@ func (x *Subscription) GetAt() uint64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *Subscription) GetEtagUnknown() bool {
+	if x != nil {
+		return x.EtagUnknown
+	}
+	return false
 }
 
 // A call on one queue, routed to the node that holds it.
@@ -1000,7 +1019,9 @@ type LinkRequest struct {
 	// Sent by the key's ring owner, which does not hold it, to a node that
 	// may (a past owner): the receiver never sends it back to the owner.
 	// It answers not_held when it has no list, and the owner starts one.
-	Asked         bool `protobuf:"varint,5,opt,name=asked,proto3" json:"asked,omitempty"`
+	Asked bool `protobuf:"varint,5,opt,name=asked,proto3" json:"asked,omitempty"`
+	// etag is "" because the queues' side lost track (shard.Hint.Unknown).
+	HintUnknown   bool `protobuf:"varint,10,opt,name=hint_unknown,json=hintUnknown,proto3" json:"hint_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1091,15 +1112,24 @@ func (x *LinkRequest) GetAsked() bool {
 	return false
 }
 
+func (x *LinkRequest) GetHintUnknown() bool {
+	if x != nil {
+		return x.HintUnknown
+	}
+	return false
+}
+
 type LinkReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The node had no interest in the list yet.
 	Added bool `protobuf:"varint,6,opt,name=added,proto3" json:"added,omitempty"`
 	// The list's position and etag when it joined (shard.Linked).
-	Epoch         uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Etag          string `protobuf:"bytes,4,opt,name=etag,proto3" json:"etag,omitempty"`
-	At            uint64 `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
+	Epoch  uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Etag   string `protobuf:"bytes,4,opt,name=etag,proto3" json:"etag,omitempty"`
+	At     uint64 `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
+	// etag is the "" of a repair that knew none (shard.Linked.EtagUnknown).
+	EtagUnknown   bool `protobuf:"varint,7,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1167,6 +1197,13 @@ func (x *LinkReply) GetAt() uint64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *LinkReply) GetEtagUnknown() bool {
+	if x != nil {
+		return x.EtagUnknown
+	}
+	return false
 }
 
 // One operation in a Push: exactly one of its groups is set.
@@ -1680,9 +1717,11 @@ type ResourceState struct {
 	RecentOffsets []uint64 `protobuf:"varint,9,rep,packed,name=recent_offsets,json=recentOffsets,proto3" json:"recent_offsets,omitempty"`
 	RecentEpochs  []uint64 `protobuf:"varint,10,rep,packed,name=recent_epochs,json=recentEpochs,proto3" json:"recent_epochs,omitempty"`
 	// shard.Position.At of the last event, of etag, and of the recent publications.
-	At            uint64   `protobuf:"varint,11,opt,name=at,proto3" json:"at,omitempty"`
-	EtagAt        uint64   `protobuf:"varint,12,opt,name=etag_at,json=etagAt,proto3" json:"etag_at,omitempty"`
-	RecentAts     []uint64 `protobuf:"varint,13,rep,packed,name=recent_ats,json=recentAts,proto3" json:"recent_ats,omitempty"`
+	At        uint64   `protobuf:"varint,11,opt,name=at,proto3" json:"at,omitempty"`
+	EtagAt    uint64   `protobuf:"varint,12,opt,name=etag_at,json=etagAt,proto3" json:"etag_at,omitempty"`
+	RecentAts []uint64 `protobuf:"varint,13,rep,packed,name=recent_ats,json=recentAts,proto3" json:"recent_ats,omitempty"`
+	// etag is the "" of a repair that knew none (shard.ResourceState.EtagUnknown).
+	EtagUnknown   bool `protobuf:"varint,15,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1806,6 +1845,13 @@ func (x *ResourceState) GetRecentAts() []uint64 {
 		return x.RecentAts
 	}
 	return nil
+}
+
+func (x *ResourceState) GetEtagUnknown() bool {
+	if x != nil {
+		return x.EtagUnknown
+	}
+	return false
 }
 
 // Take moves state to the caller: the receiver exports what it holds.
@@ -2762,7 +2808,7 @@ const file_peer_proto_rawDesc = "" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
-	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\x8a\x02\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\"\xad\x02\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
@@ -2774,7 +2820,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\t \x01(\x04R\x06offset\x12\x0e\n" +
 	"\x02at\x18\n" +
-	" \x01(\x04R\x02at\"O\n" +
+	" \x01(\x04R\x02at\x12!\n" +
+	"\fetag_unknown\x18\v \x01(\bR\vetagUnknown\"O\n" +
 	"\fNotification\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x05event\x18\x02 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\"\xea\x01\n" +
@@ -2785,7 +2832,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05depth\x18\x05 \x01(\x03R\x05depth\x12\x19\n" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12-\n" +
-	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xbe\x01\n" +
+	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xe1\x01\n" +
 	"\fSubscription\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
@@ -2793,7 +2840,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x04R\x02at\"\xc7\x02\n" +
+	"\x02at\x18\a \x01(\x04R\x02at\x12!\n" +
+	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\"\xc7\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
@@ -2830,7 +2878,7 @@ const file_peer_proto_rawDesc = "" +
 	"\bInterest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
-	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xfe\x01\n" +
+	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xa1\x02\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x126\n" +
 	"\binterest\x18\t \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
@@ -2841,13 +2889,16 @@ const file_peer_proto_rawDesc = "" +
 	"hintOffset\x12\x17\n" +
 	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12\x12\n" +
 	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\x05 \x01(\bR\x05askedJ\x04\b\x02\x10\x03\"y\n" +
+	"\x05asked\x18\x05 \x01(\bR\x05asked\x12!\n" +
+	"\fhint_unknown\x18\n" +
+	" \x01(\bR\vhintUnknownJ\x04\b\x02\x10\x03\"\x9c\x01\n" +
 	"\tLinkReply\x12\x14\n" +
 	"\x05added\x18\x06 \x01(\bR\x05added\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x0e\n" +
-	"\x02at\x18\x05 \x01(\x04R\x02atJ\x04\b\x01\x10\x02\"\xf4\x03\n" +
+	"\x02at\x18\x05 \x01(\x04R\x02at\x12!\n" +
+	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\xf4\x03\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12+\n" +
@@ -2892,7 +2943,7 @@ const file_peer_proto_rawDesc = "" +
 	"\tdelivered\x18\t \x01(\x04R\tdelivered\x12/\n" +
 	"\x06events\x18\n" +
 	" \x03(\v2\x17.meshgate.peer.v1.EventR\x06events\x122\n" +
-	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\x90\x03\n" +
+	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xb3\x03\n" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x120\n" +
@@ -2911,7 +2962,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x02at\x18\v \x01(\x04R\x02at\x12\x17\n" +
 	"\aetag_at\x18\f \x01(\x04R\x06etagAt\x12\x1d\n" +
 	"\n" +
-	"recent_ats\x18\r \x03(\x04R\trecentAtsJ\x04\b\x03\x10\x04\"\x98\x02\n" +
+	"recent_ats\x18\r \x03(\x04R\trecentAts\x12!\n" +
+	"\fetag_unknown\x18\x0f \x01(\bR\vetagUnknownJ\x04\b\x03\x10\x04\"\x98\x02\n" +
 	"\vTakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
