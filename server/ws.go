@@ -241,6 +241,12 @@ func (c *wsConn) park() bool {
 	// clears c.parked after it is set.
 	tok, err := c.s.poller.Wait(c.rc, c.resume)
 	if err != nil {
+		// The poller is closed (Shutdown) or cannot take the socket:
+		// this connection keeps its reader, blocked without a deadline,
+		// as it would with no poller.
+		c.s.log.Debug("websocket not parked", "err", err)
+		c.rc = nil
+		_ = c.nc.SetReadDeadline(time.Time{})
 		return false
 	}
 	c.parked = tok
@@ -267,8 +273,8 @@ func (c *wsConn) unpark() {
 // round trip, and parking between them costs more than the reads.
 func (c *wsConn) readLoop() bool {
 	fr := c.fr
-	parkable := c.rc != nil && c.s.poller != nil
 	for {
+		parkable := c.rc != nil && c.s.poller != nil
 		if parkable && !c.isClosing() {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.WS.ParkAfter))
 		}
