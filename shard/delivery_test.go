@@ -73,9 +73,9 @@ func TestSubscribe_AgainRacingPublishNeverAnswersOlderThanDelivered(t *testing.T
 // listEpoch is the epoch of res's list held by s.
 func listEpoch(t *testing.T, s *Store, res string) uint64 {
 	t.Helper()
-	s.resMu.RLock()
-	defer s.resMu.RUnlock()
-	r := s.res[res]
+	s.res.mu.RLock()
+	defer s.res.mu.RUnlock()
+	r := s.res.m[res]
 	if r == nil {
 		t.Fatalf("no list for %s", res)
 	}

@@ -61,10 +61,10 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	// duplicate; never lost with the node it waited on.
 	for _, sub := range q.subs {
 		if x := sub.x; x != nil && len(x.parked) > 0 { // its listeners are told below, with the move
-			q.giveUpGapLocked(sub, x, x.gap, s.cfg.BufferSize, s.cfg.RetainDelivered)
+			q.giveUpGapLocked(sub, x, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		}
 	}
-	q.dead, q.moved = true, true
+	q.moved = true
 	st := QueueState{
 		Name: q.name, User: q.owner.user, Device: q.owner.device,
 		Created: q.created, TTL: q.ttl, Expires: q.expiresLocked(s.cfg.Now()),
@@ -75,24 +75,14 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	for i := 0; i < q.n; i++ {
 		st.Events[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
-	subs := q.subs
-	for res, sub := range subs {
+	for res, sub := range q.subs {
 		if !sub.isPending() { // a pending one is not allowed yet: its subscribe fails with ErrMoved
 			st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created})
 		}
-		sub.remove() // after its state is taken: removal marks created
 	}
-	ls := q.listeners
-	if q.waitCh != nil {
-		close(q.waitCh)
-		q.waitCh = nil
-	}
+	subs, ls := q.closeLocked() // after the state is taken: removal marks created
 	q.mu.Unlock()
-	s.forget(q)
-	notifyAll(ls)
-	for res := range subs {
-		s.leaveLocal(res, q)
-	}
+	s.drop(q, subs, ls)
 	return st, true
 }
 
@@ -135,12 +125,7 @@ func (s *Store) Caught(queues []string, want map[string]Position) bool {
 
 // forget takes a dead queue out of the table and the owners index.
 func (s *Store) forget(q *queue) int {
-	sh := s.shard(q.name)
-	sh.mu.Lock()
-	if sh.m[q.name] == q {
-		delete(sh.m, q.name)
-	}
-	sh.mu.Unlock()
+	s.shard(q.name).removeIf(q.name, q, nil)
 	s.ownerMu.Lock()
 	defer s.ownerMu.Unlock()
 	list := s.owners[q.owner]
@@ -178,14 +163,9 @@ func (s *Store) ImportQueue(st QueueState) bool {
 			q.subs[sub.Resource] = &subscription{etag: sub.Etag, pos: sub.Pos, created: sub.Created}
 		}
 	}
-	sh := s.shard(q.name)
-	sh.mu.Lock()
-	if sh.m[q.name] != nil {
-		sh.mu.Unlock()
+	if !s.shard(q.name).add(q.name, q) {
 		return false
 	}
-	sh.m[q.name] = q
-	sh.mu.Unlock()
 	s.ownerMu.Lock()
 	s.owners[q.owner] = append(s.owners[q.owner], q)
 	s.ownerMu.Unlock()
@@ -200,10 +180,10 @@ func (s *Store) ImportQueue(st QueueState) bool {
 // registered this node's interest before it let the queue go), then
 // tells the list's holder this node's interest.
 func (s *Store) arrive(q *queue, res string) {
-	f := s.lockFanout(res)
+	f := s.lockFanout(res, true)
 	q.mu.Lock()
 	sub := q.subs[res]
-	f.subs[q] = sub
+	f.subs[sub] = q
 	var ls []Listener
 	for _, ev := range f.recent {
 		l, _ := q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
@@ -213,26 +193,23 @@ func (s *Store) arrive(q *queue, res string) {
 	in := s.interestLocked(f)
 	f.mu.Unlock()
 	notifyAll(ls)
-	s.setInterest(res, in)
+	s.peers.Interest(res, in)
 }
 
 // ExportResource removes resource name's subscriber list from this store
 // and returns it for its new owner. It reports false if none is held here.
 func (s *Store) ExportResource(name string) (ResourceState, bool) {
-	s.resMu.Lock()
-	r := s.res[name]
+	s.res.mu.Lock()
+	r := s.res.m[name]
 	if r == nil {
-		s.resMu.Unlock()
+		s.res.mu.Unlock()
 		return ResourceState{}, false
 	}
 	r.mu.Lock()
 	r.dead = true
-	delete(s.res, name)
-	s.resMu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: r.recent, Nodes: make([]Interest, 0, len(r.nodes))}
-	for _, in := range r.nodes {
-		st.Nodes = append(st.Nodes, in)
-	}
+	delete(s.res.m, name)
+	s.res.mu.Unlock()
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: r.recent, Nodes: slices.Clone(r.nodes)}
 	r.mu.Unlock()
 	r.fwd.Wait() // deliveries that read the list have handed on their remote part
 	return st, true
@@ -249,65 +226,44 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // again, stale, from a tomb), and going on at either's offset would give
 // a later event a position a queue already holds another event at.
 func (s *Store) ImportResource(st ResourceState) {
-	for {
-		s.resMu.Lock()
-		r := s.res[st.Name]
-		merged := r != nil
-		if r == nil {
-			r = &resource{name: st.Name, nodes: make(map[string]Interest, len(st.Nodes)), pos: st.Pos, recent: st.Recent}
-			if r.pos.IsZero() {
-				r.pos = Position{Epoch: newEpoch(s.cfg.Now())}
-			}
-			s.res[st.Name] = r
+	var made *resource
+	r := s.lockList(st.Name, func() *resource {
+		made = &resource{name: st.Name, pos: st.Pos, recent: st.Recent}
+		if made.pos.IsZero() {
+			made.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}
 		}
-		s.resMu.Unlock()
-		r.mu.Lock()
-		if r.dead {
-			r.mu.Unlock()
-			continue
-		}
-		for _, in := range st.Nodes {
-			r.mergeLocked(in)
-		}
-		observeAt(max(st.Pos.At, st.EtagPos.At))
-		if merged && !st.Pos.IsZero() {
-			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
-		}
-		// The newer etag of the two lists, by At across epochs (Before):
-		// a list of an older epoch may have delivered the later one.
-		if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
-			r.etag, r.etagPos, r.etagUnknown = st.Etag, st.EtagPos, false
-		}
-		if st.EtagUnknown && r.etag == "" {
-			r.etagUnknown = true
-		}
-		if s.peers != nil && len(st.Nodes) > 0 {
-			// What the old holder sent last may not have arrived: the
-			// new holder announces the list's tail (position.go).
-			s.noteTailLocked(r, s.cfg.Now())
-		}
-		r.mu.Unlock()
-		s.dropIfEmpty(r)
-		return
+		return made
+	})
+	for _, in := range st.Nodes {
+		r.mergeLocked(in)
 	}
+	observeAt(max(st.Pos.At, st.EtagPos.At))
+	if r != made && !st.Pos.IsZero() { // merged with a list held here
+		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
+	}
+	// The newer etag of the two lists, by At across epochs (Before):
+	// a list of an older epoch may have delivered the later one.
+	if st.Etag != "" && !st.EtagPos.Before(r.etagPos) {
+		r.etag, r.etagPos, r.etagUnknown = st.Etag, st.EtagPos, false
+	}
+	if st.EtagUnknown && r.etag == "" {
+		r.etagUnknown = true
+	}
+	if len(st.Nodes) > 0 {
+		// What the old holder sent last may not have arrived: the
+		// new holder announces the list's tail (position.go).
+		s.noteTailLocked(r, s.cfg.Now())
+	}
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
 }
 
 // Keys lists the names of the queues and resources held here.
 func (s *Store) Keys() (queues, resources []string) {
 	for i := range s.queues {
-		sh := &s.queues[i]
-		sh.mu.RLock()
-		for name := range sh.m {
-			queues = append(queues, name)
-		}
-		sh.mu.RUnlock()
+		queues = append(queues, s.queues[i].keys()...)
 	}
-	s.resMu.RLock()
-	for name := range s.res {
-		resources = append(resources, name)
-	}
-	s.resMu.RUnlock()
-	return queues, resources
+	return queues, s.res.keys()
 }
 
 // Resync appends a RESYNC notification carrying l's etag to each named
@@ -318,41 +274,15 @@ func (s *Store) Keys() (queues, resources []string) {
 // alone, so no subscription appends a RESYNC older than what it
 // delivered. A zero l.Pos (the list could not be reached) leaves the
 // subscription's position as it is: a position is never lowered to
-// "none". It returns how many it reached.
+// "none", so a late older event is still dropped. It returns how many it
+// reached.
 //
 // Every caller announces a loss (a list made again, or this node's
 // interest lost), so an l.Etag of "" is not "never published": neither
 // the queues' side nor the publisher knew a version, and the RESYNC says
 // so (Event.EtagUnknown), for the client to re-read the resource.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
-	now := s.cfg.Now()
-	n := 0
-	for _, name := range queues {
-		q := s.get(name)
-		if q == nil {
-			continue
-		}
-		q.mu.Lock()
-		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.IsZero() && !l.Pos.IsZero() && l.Pos.Before(sub.pos) {
-			q.mu.Unlock()
-			continue
-		}
-		// A RESYNC that knows no position (a repair whose link failed)
-		// does not lower the subscription's: it still appends only past
-		// the last event it appended, so a late older event is dropped.
-		if !l.Pos.IsZero() {
-			sub.pos = l.Pos
-		}
-		sub.etag = l.Etag
-		sub.dropParked()
-		ls := q.appendLocked(&Event{Kind: Resync, EtagUnknown: l.Etag == "", Resource: resource, Etag: l.Etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
-		q.mu.Unlock()
-		notifyAll(ls)
-		n++
-	}
-	s.counters.Notifications[Resync].Add(uint64(n))
-	return n
+	return s.resync(resource, l, queues, false)
 }
 
 // CatchUp brings each named queue held here that is subscribed to
@@ -367,6 +297,13 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 	if l.Pos.IsZero() || l.Etag == "" {
 		return 0
 	}
+	return s.resync(resource, l, queues, true)
+}
+
+// resync is Resync, or with catchUp CatchUp: the same move of a
+// subscription to l, for a subscription at or past l (Resync), or only
+// one behind it and with a RESYNC only for a new etag (CatchUp).
+func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool) int {
 	now := s.cfg.Now()
 	n := 0
 	for _, name := range queues {
@@ -376,21 +313,27 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 		}
 		q.mu.Lock()
 		sub := q.subs[resource]
-		if q.dead || sub == nil || sub.isPending() || !sub.pos.Before(l.Pos) {
+		switch {
+		case q.dead || sub == nil || sub.isPending():
+		case catchUp && !sub.pos.Before(l.Pos):
+		case !catchUp && !l.Pos.IsZero() && l.Pos.Before(sub.pos):
+		default:
+			if !l.Pos.IsZero() {
+				sub.pos = l.Pos
+			}
+			sub.dropParked()
+			if catchUp && sub.etag == l.Etag {
+				break
+			}
+			sub.etag = l.Etag
+			unknown := l.Etag == "" && (!catchUp || l.EtagUnknown) // see Resync
+			ls := q.appendLocked(&Event{Kind: Resync, EtagUnknown: unknown, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 			q.mu.Unlock()
+			notifyAll(ls)
+			n++
 			continue
 		}
-		sub.pos = l.Pos
-		sub.dropParked()
-		if sub.etag == l.Etag {
-			q.mu.Unlock()
-			continue
-		}
-		sub.etag = l.Etag
-		ls := q.appendLocked(&Event{Kind: Resync, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
-		notifyAll(ls)
-		n++
 	}
 	s.counters.Notifications[Resync].Add(uint64(n))
 	return n

@@ -3,6 +3,7 @@ package shard
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -27,9 +28,13 @@ type resource struct {
 	// mu guards the fields below. Fan-out holds it (write) from stamping
 	// an event to the last local append, so a list's events are appended
 	// here and sent to other nodes in the order of their positions.
-	mu    sync.RWMutex
-	nodes map[string]Interest // node → its interest (Count 0 kept for its Ver)
-	pos   Position            // the last event's position (Offset 0: none yet in this epoch)
+	mu sync.RWMutex
+	// nodes are the nodes' interests, one entry per node (Count 0 kept
+	// for its Ver); a slice, not a map: a list names few nodes, and most
+	// lists one (a map's smallest table is ~40 B a subscription in
+	// ScenarioD).
+	nodes []Interest
+	pos   Position // the last event's position (Offset 0: none yet in this epoch)
 	// etag is the last etag the gateway delivered for the resource (or
 	// learned from a subscribe or a hand-off), as of etagPos.
 	etag    string
@@ -64,14 +69,31 @@ func (r *resource) countLocked() int {
 // only makes sure the node is in. It reports whether the node was not
 // interested before and is now. r.mu held.
 func (r *resource) mergeLocked(in Interest) (added bool) {
-	cur, ok := r.nodes[in.Node]
-	switch {
-	case !ok || in.Ver > cur.Ver:
-		r.nodes[in.Node] = in
-	case in.Ver == 0 && cur.Count == 0:
-		r.nodes[in.Node] = Interest{Node: in.Node, Count: in.Count, Ver: cur.Ver}
+	i := slices.IndexFunc(r.nodes, func(cur Interest) bool { return cur.Node == in.Node })
+	if i < 0 {
+		r.nodes = append(r.nodes, in)
+		return in.Count > 0
 	}
-	return cur.Count == 0 && r.nodes[in.Node].Count > 0
+	cur := &r.nodes[i]
+	added = cur.Count == 0
+	switch {
+	case in.Ver > cur.Ver:
+		*cur = in
+	case in.Ver == 0 && cur.Count == 0:
+		cur.Count = in.Count
+	}
+	return added && cur.Count > 0
+}
+
+// remoteLocked lists the other nodes with queues in r. r.mu held.
+func (r *resource) remoteLocked(self string) []string {
+	var remote []string
+	for _, in := range r.nodes {
+		if in.Count > 0 && in.Node != self {
+			remote = append(remote, in.Node)
+		}
+	}
+	return remote
 }
 
 // AddInterest records in (a node's interest, Count > 0) in res's
@@ -85,47 +107,40 @@ func (r *resource) mergeLocked(in Interest) (added bool) {
 // one at a later position. If it adopts one while other nodes were in
 // the list, their queues get a RESYNC with it. A zero in only learns.
 func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l Linked) {
-	for {
-		r := s.resourceFor(res)
-		r.mu.Lock()
-		if r.dead {
-			r.mu.Unlock()
-			continue // emptied and removed between lookup and lock
-		}
-		others := r.countLocked() > 0
-		if in.Count > 0 {
-			added = r.mergeLocked(in)
-		}
-		observeAt(hint.Pos.At)
-		if hint.Pos.Epoch > r.pos.Epoch {
-			// The queues saw a later list than this one (this node was
-			// taken for dead and came back): go on in a new epoch, later
-			// than theirs, so none drops this list's events as older.
-			r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
-		}
-		raised := false
-		// Invariant: the list's etag never goes back. It adopts the
-		// hint's only if it is not older (Before: by offset in one
-		// epoch, by At across epochs), so a queue that followed another list of
-		// this resource cannot bring back an etag this one delivered a
-		// newer one over.
-		if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
-			r.etag, r.etagPos, r.etagUnknown = hint.Etag, hint.Pos, false
-			raised = true
-		}
-		if hint.Unknown && r.etag == "" {
-			r.etagUnknown = true
-		}
-		l = Linked{Pos: r.pos, Etag: r.etag, EtagUnknown: r.etagUnknown && r.etag == ""}
-		l.Pos.At = r.etagPos.At
-		r.mu.Unlock()
-		s.dropIfEmpty(r)
-		if raised && in.Count > 0 && others {
-			// It keeps the etag's At: it announces that etag again.
-			s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now(), Pos: Position{At: hint.Pos.At}})
-		}
-		return added, l
+	r := s.lockList(res, nil)
+	others := r.countLocked() > 0
+	if in.Count > 0 {
+		added = r.mergeLocked(in)
 	}
+	observeAt(hint.Pos.At)
+	if hint.Pos.Epoch > r.pos.Epoch {
+		// The queues saw a later list than this one (this node was
+		// taken for dead and came back): go on in a new epoch, later
+		// than theirs, so none drops this list's events as older.
+		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
+	}
+	raised := false
+	// Invariant: the list's etag never goes back. It adopts the
+	// hint's only if it is not older (Before: by offset in one
+	// epoch, by At across epochs), so a queue that followed another list of
+	// this resource cannot bring back an etag this one delivered a
+	// newer one over.
+	if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
+		r.etag, r.etagPos, r.etagUnknown = hint.Etag, hint.Pos, false
+		raised = true
+	}
+	if hint.Unknown && r.etag == "" {
+		r.etagUnknown = true
+	}
+	l = Linked{Pos: r.pos, Etag: r.etag, EtagUnknown: r.etagUnknown && r.etag == ""}
+	l.Pos.At = r.etagPos.At
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
+	if raised && in.Count > 0 && others {
+		// It keeps the etag's At: it announces that etag again.
+		s.Deliver(&Event{Kind: Resync, Resource: res, Etag: hint.Etag, Time: s.cfg.Now(), Pos: Position{At: hint.Pos.At}})
+	}
+	return added, l
 }
 
 // SetInterest records a node's changed interest in res's list (the
@@ -137,9 +152,7 @@ func (s *Store) SetInterest(res string, in Interest) {
 		s.AddInterest(res, in, Hint{})
 		return
 	}
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
+	r := s.res.get(res)
 	if r == nil {
 		return
 	}
@@ -154,37 +167,25 @@ func (s *Store) SetInterest(res string, in Interest) {
 // how many entries it removed.
 func (s *Store) DropNodes(gone func(node string) bool) int {
 	n := 0
-	for _, r := range s.lists() {
+	for _, r := range s.res.values(nil) {
 		r.mu.Lock()
-		for node, in := range r.nodes {
-			if gone(node) && in.Count > 0 {
-				delete(r.nodes, node)
+		r.nodes = slices.DeleteFunc(r.nodes, func(in Interest) bool {
+			drop := gone(in.Node) && in.Count > 0
+			if drop {
 				n++
 			}
-		}
+			return drop
+		})
 		r.mu.Unlock()
 		s.dropIfEmpty(r)
 	}
 	return n
 }
 
-// lists returns the subscriber lists held here.
-func (s *Store) lists() []*resource {
-	s.resMu.RLock()
-	defer s.resMu.RUnlock()
-	rs := make([]*resource, 0, len(s.res))
-	for _, r := range s.res {
-		rs = append(rs, r)
-	}
-	return rs
-}
-
 // HasResource reports whether res's subscriber list is held here, and
 // how many queues it counts.
 func (s *Store) HasResource(res string) (subscribers int, held bool) {
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
+	r := s.res.get(res)
 	if r == nil {
 		return 0, false
 	}
@@ -196,7 +197,7 @@ func (s *Store) HasResource(res string) (subscribers int, held bool) {
 // SubscriberCount counts the queues of every subscriber list held here.
 func (s *Store) SubscriberCount() int {
 	n := 0
-	for _, r := range s.lists() {
+	for _, r := range s.res.values(nil) {
 		r.mu.RLock()
 		n += r.countLocked()
 		r.mu.RUnlock()
@@ -204,21 +205,21 @@ func (s *Store) SubscriberCount() int {
 	return n
 }
 
-// resourceFor returns res's subscriber list, creating it.
-func (s *Store) resourceFor(res string) *resource {
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
-	if r != nil {
-		return r
+// lockList returns res's subscriber list, live and locked, made by mk
+// if none is held (nil: an empty one in a new epoch): a list emptied and
+// removed (dead) between lookup and lock is looked up again.
+func (s *Store) lockList(res string, mk func() *resource) *resource {
+	if mk == nil {
+		mk = func() *resource { return &resource{name: res, pos: Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}} }
 	}
-	s.resMu.Lock()
-	defer s.resMu.Unlock()
-	if r = s.res[res]; r == nil {
-		r = &resource{name: res, nodes: make(map[string]Interest), pos: Position{Epoch: newEpoch(s.cfg.Now())}}
-		s.res[res] = r
+	for {
+		r := s.res.getOrAdd(res, mk)
+		r.mu.Lock()
+		if !r.dead {
+			return r
+		}
+		r.mu.Unlock()
 	}
-	return r
 }
 
 // dropIfEmpty removes r once no node is interested.
@@ -227,14 +228,12 @@ func (s *Store) dropIfEmpty(r *resource) {
 	empty := r.countLocked() == 0
 	r.mu.RUnlock()
 	if empty {
-		s.resMu.Lock()
-		r.mu.Lock()
-		if r.countLocked() == 0 && !r.dead {
-			r.dead = true
-			delete(s.res, r.name)
-		}
-		r.mu.Unlock()
-		s.resMu.Unlock()
+		s.res.removeIf(r.name, r, func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.dead = r.countLocked() == 0
+			return r.dead
+		})
 	}
 }
 
@@ -267,9 +266,7 @@ func (s *Store) Refan(ev *Event) (held bool) {
 }
 
 func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
-	s.resMu.RLock()
-	r := s.res[ev.Resource]
-	s.resMu.RUnlock()
+	r := s.res.get(ev.Resource)
 	if r == nil {
 		return 0, false
 	}
@@ -298,23 +295,23 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 			}
 		}
 	}
-	for node, in := range r.nodes {
+	for _, in := range r.nodes {
 		switch {
 		case in.Count == 0:
-		case node == s.name:
+		case in.Node == s.name:
 			n += s.DeliverLocal(ev)
 		default:
-			remote = append(remote, node)
+			remote = append(remote, in.Node)
 			n += in.Count
 		}
 	}
-	if len(remote) > 0 && s.peers != nil {
+	if len(remote) > 0 {
 		r.fwd.Add(1)
 		defer r.fwd.Done()
 		s.noteTailLocked(r, s.cfg.Now())
 	}
 	r.mu.Unlock()
-	if len(remote) > 0 && s.peers != nil {
+	if len(remote) > 0 {
 		s.peers.Forward(ev, remote)
 	}
 	return n, true
@@ -325,12 +322,8 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 // plugin host compares these with the publisher's current etags after a
 // restart.
 func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
-	prefix := scheme + ":"
 	out := make(map[string]string)
-	for _, r := range s.lists() {
-		if len(r.name) <= len(prefix) || r.name[:len(prefix)] != prefix {
-			continue
-		}
+	for _, r := range s.res.values(hasScheme(scheme)) {
 		r.mu.RLock()
 		if r.countLocked() > 0 {
 			out[r.name] = r.etag
@@ -346,21 +339,15 @@ func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
 // interested in res's list, held here. It returns how many queues here
 // lost a subscription.
 func (s *Store) Revoke(res, user, device string) int {
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
+	r := s.res.get(res)
 	var remote []string
 	if r != nil {
 		r.mu.RLock()
-		for node, in := range r.nodes {
-			if in.Count > 0 && node != s.name {
-				remote = append(remote, node)
-			}
-		}
+		remote = r.remoteLocked(s.name)
 		r.mu.RUnlock()
 	}
 	n := s.RevokeLocal(res, user, device)
-	if len(remote) > 0 && s.peers != nil {
+	if len(remote) > 0 {
 		s.peers.RevokeAt(res, user, device, remote)
 	}
 	return n
@@ -372,10 +359,7 @@ func (s *Store) Revoke(res, user, device string) int {
 // etag, parked events).
 func (s *Store) Explain(res string) string {
 	var b strings.Builder
-	s.resMu.RLock()
-	r := s.res[res]
-	s.resMu.RUnlock()
-	if r != nil {
+	if r := s.res.get(res); r != nil {
 		r.mu.RLock()
 		fmt.Fprintf(&b, "list pos %+v etag %q dead %v nodes", r.pos, r.etag, r.dead)
 		for _, in := range r.nodes {
@@ -388,21 +372,18 @@ func (s *Store) Explain(res string) string {
 	} else {
 		b.WriteString("no list")
 	}
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
+	f := s.lockFanout(res, false)
 	if f == nil {
 		b.WriteString("; no local table")
 		return b.String()
 	}
-	f.mu.Lock()
 	fmt.Fprintf(&b, "; local table (%d recent):", len(f.recent))
-	for q := range f.subs {
+	for sub, q := range f.subs {
 		q.mu.Lock()
-		if sub := q.subs[res]; sub != nil {
+		if !sub.gone() {
 			fmt.Fprintf(&b, " %s: %q at %+v", q.name, sub.etag, sub.pos)
 			if sub.x != nil {
-				fmt.Fprintf(&b, " (parked %d, gap %d, pending %v)", len(sub.x.parked), sub.x.gap, sub.x.pending)
+				fmt.Fprintf(&b, " (parked %d, pending %v)", len(sub.x.parked), sub.x.pending)
 			}
 		}
 		q.mu.Unlock()

@@ -12,8 +12,10 @@ type fanout struct {
 	name string
 	// mu guards the fields below. Fan-out holds it from the first append
 	// to the last, so a node appends one resource's events in one order.
-	mu   sync.Mutex
-	subs map[*queue]*subscription // queue → its subscription to name, cached (re-read when gone)
+	mu sync.Mutex
+	// subs are the subscriptions to name of the queues held here, each
+	// with its queue (beside it, not behind it: fan-out loads both at once).
+	subs map[*subscription]*queue
 	// recent are the last events fanned out while a queue is being handed
 	// to this node (Store.arriving): the queue, imported after they came,
 	// is offered them, so none stamped between its old node's export and
@@ -26,28 +28,20 @@ type fanout struct {
 // than that many events sees a gap and a RESYNC.
 const maxArrivingEvents = 64
 
-// fanoutFor returns res's local table, creating it.
-func (s *Store) fanoutFor(res string) *fanout {
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
-	if f != nil {
-		return f
-	}
-	s.localMu.Lock()
-	defer s.localMu.Unlock()
-	if f = s.local[res]; f == nil {
-		f = &fanout{name: res, subs: make(map[*queue]*subscription)}
-		s.local[res] = f
-	}
-	return f
-}
-
-// lockFanout returns res's local table, live and locked: a table removed
-// from Store.local (dead) while this waited for its lock is looked up again.
-func (s *Store) lockFanout(res string) *fanout {
+// lockFanout returns res's local table, live and locked, creating it if
+// create is true (else nil if there is none): a table removed from
+// Store.local (dead) while this waited for its lock is looked up again.
+func (s *Store) lockFanout(res string, create bool) *fanout {
 	for {
-		f := s.fanoutFor(res)
+		f := s.local.get(res)
+		if f == nil && !create {
+			return nil
+		}
+		if f == nil {
+			f = s.local.getOrAdd(res, func() *fanout {
+				return &fanout{name: res, subs: make(map[*subscription]*queue)}
+			})
+		}
 		f.mu.Lock()
 		if !f.dead {
 			return f
@@ -61,15 +55,15 @@ func (s *Store) interestLocked(f *fanout) Interest {
 	return Interest{Node: s.name, Count: len(f.subs), Ver: s.ver.Add(1)}
 }
 
-// joinLocal puts q, subscribed to res, in res's local table and returns
-// this node's interest, for the list's holder.
-func (s *Store) joinLocal(res string, q *queue) Interest {
-	f := s.lockFanout(res)
+// joinLocal puts sub, q's subscription to res, in res's local table and
+// returns this node's interest, for the list's holder.
+func (s *Store) joinLocal(res string, q *queue, sub *subscription) Interest {
+	f := s.lockFanout(res, true)
 	// Only a live subscription: an export or unsubscribe that ran
-	// before takes the queue out of the table after changing it.
+	// before takes it out of the table after changing it.
 	q.mu.Lock()
-	if _, ok := f.subs[q]; !ok && !q.dead && q.subs[res] != nil {
-		f.subs[q] = nil
+	if !q.dead && q.subs[res] == sub {
+		f.subs[sub] = q
 	}
 	q.mu.Unlock()
 	in := s.interestLocked(f)
@@ -77,23 +71,21 @@ func (s *Store) joinLocal(res string, q *queue) Interest {
 	return in
 }
 
-// leaveLocal takes q out of res's local table and tells the list's holder
-// this node's interest now.
-func (s *Store) leaveLocal(res string, q *queue) {
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
+// leaveLocal takes sub, a subscription to res removed from its queue,
+// out of res's local table and tells the list's holder this node's
+// interest now.
+func (s *Store) leaveLocal(res string, sub *subscription) {
+	f := s.lockFanout(res, false)
 	if f == nil {
 		return
 	}
-	f.mu.Lock()
-	_, had := f.subs[q]
-	delete(f.subs, q)
+	_, had := f.subs[sub]
+	delete(f.subs, sub)
 	in := s.interestLocked(f)
 	f.mu.Unlock()
 	if had {
 		s.dropLocalIfEmpty(f)
-		s.setInterest(res, in)
+		s.peers.Interest(res, in)
 	}
 }
 
@@ -102,15 +94,12 @@ func (s *Store) dropLocalIfEmpty(f *fanout) bool {
 	if s.arriving.Load() > 0 {
 		return false
 	}
-	s.localMu.Lock()
-	defer s.localMu.Unlock()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.subs) == 0 && !f.dead {
-		f.dead = true
-		delete(s.local, f.name)
-	}
-	return f.dead
+	return s.local.removeIf(f.name, f, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.dead = len(f.subs) == 0
+		return f.dead
+	})
 }
 
 // DeliverLocal appends ev, stamped by its list's holder, to every queue
@@ -119,22 +108,9 @@ func (s *Store) dropLocalIfEmpty(f *fanout) bool {
 // by ev's position (an op sent again, overtaken, or after a gap).
 func (s *Store) DeliverLocal(ev *Event) int {
 	arriving := s.arriving.Load() > 0
-	var f *fanout
-	for {
-		s.localMu.RLock()
-		f = s.local[ev.Resource]
-		s.localMu.RUnlock()
-		if f == nil && !arriving {
-			return 0
-		}
-		if f == nil {
-			f = s.fanoutFor(ev.Resource) // kept for a queue on its way here
-		}
-		f.mu.Lock()
-		if !f.dead {
-			break
-		}
-		f.mu.Unlock()
+	f := s.lockFanout(ev.Resource, arriving) // while one arrives, made to keep ev for it
+	if f == nil {
+		return 0
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	n := 0
@@ -147,14 +123,11 @@ func (s *Store) DeliverLocal(ev *Event) int {
 	default:
 		f.recent = nil
 	}
-	for q, sub := range f.subs {
+	for sub, q := range f.subs {
 		q.mu.Lock()
-		if sub == nil || sub.gone() {
-			if sub = q.subs[ev.Resource]; sub == nil || q.dead { // unsubscribed or gone; it leaves the table
-				q.mu.Unlock()
-				continue
-			}
-			f.subs[q] = sub
+		if sub.gone() { // unsubscribed, or its queue gone: it leaves the table
+			q.mu.Unlock()
+			continue
 		}
 		ls, _ := q.offerLocked(sub, ev, capacity, retain)
 		q.mu.Unlock()
@@ -171,26 +144,22 @@ func (s *Store) DeliverLocal(ev *Event) int {
 // owned by user (and device, when not empty), puts a REVOKED notification
 // in each, and returns how many it reached.
 func (s *Store) RevokeLocal(res, user, device string) int {
-	s.localMu.RLock()
-	f := s.local[res]
-	s.localMu.RUnlock()
+	f := s.lockFanout(res, false)
 	if f == nil {
 		return 0
 	}
-	f.mu.Lock()
-	var hit []*queue
-	for q := range f.subs {
+	hit := map[*subscription]*queue{}
+	for sub, q := range f.subs {
 		if q.owner.user == user && (device == "" || q.owner.device == device) {
-			hit = append(hit, q)
+			hit[sub] = q
 		}
 	}
 	f.mu.Unlock()
 	now := s.cfg.Now()
 	n := 0
-	for _, q := range hit {
+	for sub, q := range hit {
 		q.mu.Lock()
-		sub := q.subs[res]
-		if q.dead || sub == nil {
+		if sub.gone() {
 			q.mu.Unlock()
 			continue
 		}
@@ -199,7 +168,7 @@ func (s *Store) RevokeLocal(res, user, device string) int {
 		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
-		s.leaveLocal(res, q)
+		s.leaveLocal(res, sub)
 		n++
 	}
 	s.counters.Notifications[Revoked].Add(uint64(n))
@@ -214,20 +183,14 @@ func (s *Store) Arriving(delta int32) {
 	if s.arriving.Add(delta) > 0 {
 		return
 	}
-	s.localMu.RLock()
-	fs := make([]*fanout, 0, len(s.local))
-	for _, f := range s.local {
-		fs = append(fs, f)
-	}
-	s.localMu.RUnlock()
-	for _, f := range fs {
+	for _, f := range s.local.values(nil) {
 		f.mu.Lock()
 		f.recent = nil
 		empty := len(f.subs) == 0
 		in := s.interestLocked(f)
 		f.mu.Unlock()
 		if empty && s.dropLocalIfEmpty(f) {
-			s.setInterest(f.name, in)
+			s.peers.Interest(f.name, in)
 		}
 	}
 }
@@ -245,19 +208,14 @@ type LocalInterest struct {
 // node's interest in its list: a node that took over a dead node's lists
 // re-links them, and the audit checks them.
 func (s *Store) LocalInterests() map[string]LocalInterest {
-	s.localMu.RLock()
-	fs := make([]*fanout, 0, len(s.local))
-	for _, f := range s.local {
-		fs = append(fs, f)
-	}
-	s.localMu.RUnlock()
+	fs := s.local.values(nil)
 	out := make(map[string]LocalInterest, len(fs))
 	for _, f := range fs {
 		f.mu.Lock()
 		li := LocalInterest{Interest: s.interestLocked(f)}
-		for q := range f.subs {
+		for sub, q := range f.subs {
 			q.mu.Lock()
-			if sub := q.subs[f.name]; sub != nil && !q.dead && !sub.isPending() {
+			if !sub.gone() && !sub.isPending() {
 				li.Queues = append(li.Queues, q.name)
 				if sub.etag != "" && (li.Hint.Etag == "" || li.Hint.Pos.Before(sub.pos)) {
 					li.Hint = Hint{Etag: sub.etag, Pos: sub.pos}
@@ -278,24 +236,16 @@ func (s *Store) LocalInterests() map[string]LocalInterest {
 // host that must ask again who may read what (a restarted plugin may have
 // lost the revocations it was about to send). Safe for concurrent use.
 func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
-	prefix := scheme + ":"
-	s.localMu.RLock()
-	var fs []*fanout
-	for name, f := range s.local {
-		if len(name) > len(prefix) && name[:len(prefix)] == prefix {
-			fs = append(fs, f)
-		}
-	}
-	s.localMu.RUnlock()
+	fs := s.local.values(hasScheme(scheme))
 	var out []Subscriber
 	seen := map[Subscriber]bool{}
 	for _, f := range fs {
 		f.mu.Lock()
-		for q := range f.subs {
-			sub := Subscriber{Resource: f.name, User: q.owner.user, Device: q.owner.device}
-			if !seen[sub] {
-				seen[sub] = true
-				out = append(out, sub)
+		for _, q := range f.subs {
+			who := Subscriber{Resource: f.name, User: q.owner.user, Device: q.owner.device}
+			if !seen[who] {
+				seen[who] = true
+				out = append(out, who)
 			}
 		}
 		f.mu.Unlock()

@@ -197,9 +197,10 @@ func TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed(t *testing.T) {
 		}
 	}
 	publish(s, splitRes, "v1")
-	s.leaveLocal(splitRes, s.get(q)) // q misses what comes next
+	sub := s.get(q).subs[splitRes]
+	s.leaveLocal(splitRes, sub) // q misses what comes next
 	publish(s, splitRes, "v2")
-	_, l := s.AddInterest(splitRes, s.joinLocal(splitRes, s.get(q)), Hint{})
+	_, l := s.AddInterest(splitRes, s.joinLocal(splitRes, s.get(q), sub), Hint{})
 	drainAll(t, s, alice, q2)
 	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v1" {
 		t.Fatalf("q holds %v before the catch-up, want [CHANGED v1]", got)
@@ -288,13 +289,17 @@ func TestOrder_TwoCopiesOfOneEpochMergeIntoANewEpoch(t *testing.T) {
 }
 
 // TestOrder_RefreshSubscribeMovesThePositionWithTheEtag: q's subscription
-// was left at the position of a list it followed once (epoch A, offset
-// 0); the list is now another one (epoch B) that delivered v5. A refresh
-// subscribe answers v5 and moves q on to the link's position, so a late
-// event of the old list at (A, 1) is not taken for q's next one. Before,
-// only the etag moved, and q appended the old change after v5 (a v10
-// chaos run: 4440 watches went back through CHANGED, subscriptions at
-// offset 0 or 1 of an old epoch with a recent etag).
+// is left at the position of a list it followed once (epoch A, offset 0)
+// with a newer etag, v5: a repair whose link failed announced v5 with no
+// position (Resync with a zero Linked.Pos keeps the position). The list
+// is now another one (epoch B, made by the refresh's link), and the
+// publisher answers v5. A refresh subscribe answers v5 and moves q on to
+// the link's position, so a late event of the old list at (A, 1) is not
+// taken for q's next one. Before, only the etag moved, and q appended
+// the old change after v5 (a v10 chaos run: 4440 watches went back
+// through CHANGED, subscriptions at offset 0 or 1 of an old epoch with a
+// recent etag). Nothing but the refresh moves q's position here: no
+// event of list B reaches q before the late one.
 func TestOrder_RefreshSubscribeMovesThePositionWithTheEtag(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newStore(t, Config{})
@@ -314,12 +319,10 @@ func TestOrder_RefreshSubscribeMovesThePositionWithTheEtag(t *testing.T) {
 	}
 	publish(c, splitRes, "v1")
 	late := lastEventOf(t, c, bob, qc, "v1")
-	q2 := mustQueue(t, a, alice) // a new list here (epoch B) delivers v5
-	if _, err := a.Subscribe(ctx, allowAll{"v0"}, alice, q2, splitRes, "", ""); err != nil {
-		t.Fatal(err)
+	if a.Resync(splitRes, Linked{Etag: "v5"}, []string{q}) != 1 { // the failed repair link
+		t.Fatal("no RESYNC")
 	}
-	publish(a, splitRes, "v5")
-	info, err := a.Subscribe(ctx, allowAll{"v0"}, alice, q, splitRes, "", "") // the refresh
+	info, err := a.Subscribe(ctx, allowAll{"v5"}, alice, q, splitRes, "", "") // the refresh: a new list (epoch B)
 	if err != nil || info.Etag != "v5" {
 		t.Fatalf("refresh answered %q, %v; want v5", info.Etag, err)
 	}

@@ -7,8 +7,9 @@ import "context"
 // subscribed to it (Interest); each node keeps its own queues' table and
 // appends the events the holder sends it (DeliverLocal). The store
 // reaches the holder, and the holder the interested nodes, through Peers.
-// Methods must not call back into the store while it waits for them,
-// except Link.
+// The store calls them with no store lock held. They must not call back
+// into the store while it waits for them, except Link (and loopback, a
+// store alone's Peers, which is the store's own list).
 type Peers interface {
 	// Link records in (this node's interest) in resource's subscriber
 	// list at its holder (see Store.AddInterest) and returns the list's
@@ -27,3 +28,18 @@ type Peers interface {
 	// resource (see Store.RevokeLocal). It may return before that is done.
 	RevokeAt(resource, user, device string, nodes []string)
 }
+
+// loopback is the Peers of a store alone, which holds every list itself.
+type loopback struct{ s *Store }
+
+func (l loopback) Link(_ context.Context, res string, in Interest, hint Hint) (Linked, error) {
+	_, linked := l.s.AddInterest(res, in, hint)
+	return linked, nil
+}
+
+func (l loopback) Learn(res string, hint Hint)      { l.s.AddInterest(res, Interest{}, hint) }
+func (l loopback) Interest(res string, in Interest) { l.s.SetInterest(res, in) }
+
+// Forward and RevokeAt are never called: a store alone names no other node.
+func (loopback) Forward(*Event, []string)                  {}
+func (loopback) RevokeAt(string, string, string, []string) {}

@@ -114,8 +114,6 @@ func (r *resource) stampLocked(ev *Event, now time.Time) bool {
 // clock is coarse or steps back.
 var lastEpoch atomic.Uint64
 
-func newEpoch(now time.Time) uint64 { return newEpochAbove(now, 0) }
-
 // lastAt is this node's hybrid logical clock (Position.At): it never goes
 // back, and it moves past every At this node learns from another node
 // (observeAt), so an etag stamped here after one it heard of is later
@@ -265,9 +263,6 @@ func (s *Store) noteTailLocked(r *resource, now time.Time) {
 // The cluster calls it a few times a second. Safe for concurrent use; no
 // store lock may be held.
 func (s *Store) AnnounceTails() {
-	if s.peers == nil {
-		return
-	}
 	now := s.cfg.Now()
 	var due []*resource
 	s.tailMu.Lock()
@@ -309,12 +304,7 @@ func (s *Store) announceTail(r *resource) {
 		pos.At = r.etagPos.At
 		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
 	}
-	var remote []string
-	for node, in := range r.nodes {
-		if in.Count > 0 && node != s.name {
-			remote = append(remote, node)
-		}
-	}
+	remote := r.remoteLocked(s.name)
 	if len(remote) > 0 {
 		r.fwd.Add(1)
 		defer r.fwd.Done()

@@ -46,9 +46,9 @@ func TestDeliverTo_PositionsOrderWhatArrives(t *testing.T) {
 	s, _ := newStore(t, Config{})
 	q := mustQueue(t, s, alice)
 	mustSub(t, s, alice, q, "user:alice/x")
-	s.resMu.RLock()
-	epoch := s.res["user:alice/x"].pos.Epoch
-	s.resMu.RUnlock()
+	s.res.mu.RLock()
+	epoch := s.res.m["user:alice/x"].pos.Epoch
+	s.res.mu.RUnlock()
 	at := func(e, o uint64, etag string) *Event {
 		return &Event{Kind: Changed, Resource: "user:alice/x", Etag: etag, Pos: Position{Epoch: e, Offset: o}}
 	}

@@ -50,12 +50,13 @@ func (q *queue) goneLocked() error {
 	return nil
 }
 
-// subscription is the queue's side of a (queue, resource) pair; the
-// resource's side is an entry in this node's local table (fanout), and
-// this node's interest in the resource's subscriber list.
-// Every field is guarded by the queue's mu. It is kept to 56 bytes (one
-// million of them is issue 7's scenario D): what only a subscription being
-// made or one waiting on a gap needs is out of line, in x.
+// subscription is one (queue, resource) pair: held in its queue (subs)
+// and, the same value, in this node's local table of the resource
+// (fanout), which counts as this node's interest in the resource's
+// subscriber list. Every field is guarded by the queue's mu. It is kept
+// to 56 bytes (one million of them is issue 7's scenario D): what only a
+// subscription being made or one waiting on a gap needs is out of line,
+// in x.
 type subscription struct {
 	// etag is the last etag appended for the resource (or answered by subscribe).
 	etag string
@@ -63,7 +64,7 @@ type subscription struct {
 	// pos.At is etag's, so etags of two epochs compare (Position.Before).
 	pos Position
 	// created is in unix nanoseconds; -1 once the subscription is removed
-	// from its queue, so list entries caching it look it up again.
+	// from its queue (or the queue is gone): the local table drops it.
 	created int64
 	// x is nil unless the subscription is pending or holds parked events.
 	x *subExtra
@@ -72,9 +73,8 @@ type subscription struct {
 // subExtra is the rarely used part of a subscription.
 type subExtra struct {
 	// parked holds events that came after a gap, in offset order, until
-	// it fills (see parkLocked); gap counts the gaps waited for.
+	// it fills (see parkLocked).
 	parked []*Event
-	gap    uint32
 	// pending: linked, not yet allowed by the publisher; seen: an event
 	// arrived meanwhile (etag is its etag).
 	pending, seen bool
@@ -182,14 +182,12 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 	copy(x.parked[i+1:], x.parked[i:])
 	x.parked[i] = ev
 	if len(x.parked) > maxParked {
-		return q.giveUpGapLocked(sub, x, x.gap, capacity, retain)
+		return q.giveUpGapLocked(sub, x, capacity, retain)
 	}
 	if len(x.parked) == 1 {
-		x.gap++
-		gap := x.gap
 		time.AfterFunc(holdGap, func() {
 			q.mu.Lock()
-			ls := q.giveUpGapLocked(sub, x, gap, capacity, retain)
+			ls := q.giveUpGapLocked(sub, x, capacity, retain)
 			q.mu.Unlock()
 			notifyAll(ls)
 		})
@@ -199,9 +197,13 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 
 // giveUpGapLocked announces the gap before sub's held events (if they are
 // still those of x's gap) with one RESYNC carrying the newest of them:
-// what was in the gap is lost. mu held.
-func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, gap uint32, capacity, retain int) []Listener {
-	if sub.x != x || x == nil || len(x.parked) == 0 || x.gap != gap || sub.gone() || q.dead {
+// what was in the gap is lost. x names the gap: a subscription's x lives
+// from the first event it parks until its parked events are gone (tidy
+// lets it go then; a pending subscription, whose x lives longer, parks
+// nothing), so a later gap has another x and a timer of an earlier one
+// finds sub.x changed. mu held.
+func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, capacity, retain int) []Listener {
+	if sub.x != x || x == nil || len(x.parked) == 0 || sub.gone() || q.dead {
 		return nil
 	}
 	last := x.parked[len(x.parked)-1]

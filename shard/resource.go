@@ -74,6 +74,12 @@ func ValidEtag(e string) error {
 	return nil
 }
 
+// hasScheme reports, for a table's values, whether a resource is of scheme.
+func hasScheme(scheme string) func(res string) bool {
+	prefix := scheme + ":"
+	return func(res string) bool { return len(res) > len(prefix) && res[:len(prefix)] == prefix }
+}
+
 func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 

@@ -21,19 +21,15 @@ type Store struct {
 	log  *slog.Logger
 	seed maphash.Seed
 
-	queues [queueShards]struct {
-		mu sync.RWMutex
-		m  map[string]*queue
-	}
+	// queues are the queues held here, by name, in shards: one table's
+	// lock for all would be taken by every call.
+	queues [queueShards]table[*queue]
 
 	ownerMu sync.Mutex
 	owners  map[owner][]*queue // a device's queues, for limits and invites
 
-	resMu sync.RWMutex
-	res   map[string]*resource // the subscriber lists held here
-
-	localMu sync.RWMutex
-	local   map[string]*fanout // resource → its subscribers held here
+	res   table[*resource] // the subscriber lists held here, by resource
+	local table[*fanout]   // resource → its subscribers held here (local.go)
 
 	// arriving counts queue hand-offs to this node in progress: while
 	// any is, local fan-outs keep their recent events (see fanout.recent).
@@ -42,7 +38,7 @@ type Store struct {
 	// starts from the clock, so a restarted node's are newer.
 	ver atomic.Uint64
 
-	peers Peers  // nil on a single node
+	peers Peers  // loopback on a single node
 	name  string // this node's name in subscriber lists
 
 	// tailMu guards tails: the lists whose last event is still to be
@@ -85,14 +81,15 @@ func New(cfg Config) (*Store, error) {
 		log:    cfg.Logger.With("component", "shard"),
 		seed:   maphash.MakeSeed(),
 		owners: make(map[owner][]*queue),
-		res:    make(map[string]*resource),
-		local:  make(map[string]*fanout),
+		res:    newTable[*resource](),
+		local:  newTable[*fanout](),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	for i := range s.queues {
-		s.queues[i].m = make(map[string]*queue)
+		s.queues[i] = newTable[*queue]()
 	}
+	s.peers = loopback{s}
 	s.ver.Store(uint64(time.Now().UnixNano()))
 	go s.reap()
 	return s, nil
@@ -105,10 +102,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) shard(name string) *struct {
-	mu sync.RWMutex
-	m  map[string]*queue
-} {
+func (s *Store) shard(name string) *table[*queue] {
 	return &s.queues[maphash.String(s.seed, name)%queueShards]
 }
 
@@ -117,13 +111,7 @@ func (s *Store) shard(name string) *struct {
 func (s *Store) SetPeers(p Peers, name string) { s.peers, s.name = p, name }
 
 // get returns the queue held here under name, or nil.
-func (s *Store) get(name string) *queue {
-	sh := s.shard(name)
-	sh.mu.RLock()
-	q := sh.m[name]
-	sh.mu.RUnlock()
-	return q
-}
+func (s *Store) get(name string) *queue { return s.shard(name).get(name) }
 
 // Has reports whether the queue name is held here.
 func (s *Store) Has(name string) bool {
@@ -141,12 +129,24 @@ func (s *Store) Has(name string) bool {
 // lookup finds a live queue owned by p. Another device's queue is reported
 // as not found, exactly like a missing one.
 func (s *Store) lookup(p Principal, name string) (*queue, error) {
-	sh := s.shard(name)
-	sh.mu.RLock()
-	q := sh.m[name]
-	sh.mu.RUnlock()
+	q := s.get(name)
 	if q == nil || q.owner != ownerOf(p) {
 		return nil, ErrQueueNotFound
+	}
+	return q, nil
+}
+
+// lockLive finds p's queue name and locks it, or says why not (not
+// found, moved, deleted). The caller unlocks q.mu.
+func (s *Store) lockLive(p Principal, name string) (*queue, error) {
+	q, err := s.lookup(p, name)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	if err := q.goneLocked(); err != nil {
+		q.mu.Unlock()
+		return nil, err
 	}
 	return q, nil
 }
@@ -198,10 +198,7 @@ func (s *Store) CreateQueueWhere(_ context.Context, p Principal, ttl time.Durati
 	s.owners[q.owner] = append(s.owners[q.owner], q)
 	s.ownerMu.Unlock()
 
-	sh := s.shard(name)
-	sh.mu.Lock()
-	sh.m[name] = q
-	sh.mu.Unlock()
+	s.shard(name).add(name, q) // names are unguessable: never taken
 	s.counters.QueuesCreated.Add(1)
 	s.log.Debug("queue created", "queue", name, "user", p.User, "device", p.Device)
 	q.mu.Lock()
@@ -213,14 +210,9 @@ func (s *Store) CreateQueueWhere(_ context.Context, p Principal, ttl time.Durati
 
 // Queue returns p's queue and renews its lease.
 func (s *Store) Queue(_ context.Context, p Principal, name string) (QueueInfo, error) {
-	q, err := s.lookup(p, name)
-	if err != nil {
-		return QueueInfo{}, err
-	}
 	now := s.cfg.Now()
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
+	q, err := s.lockLive(p, name)
+	if err != nil {
 		return QueueInfo{}, err
 	}
 	q.renewLocked(now)
@@ -274,27 +266,37 @@ func (s *Store) remove(q *queue) bool {
 		q.mu.Unlock()
 		return false
 	}
+	subs, ls := q.closeLocked()
+	q.subs = nil
+	q.mu.Unlock()
+	remaining := s.drop(q, subs, ls)
+	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
+	return true
+}
+
+// closeLocked marks q dead and its subscriptions removed, and wakes its
+// long-polls; it returns the subscriptions and listeners, for drop. mu held.
+func (q *queue) closeLocked() (map[string]*subscription, []Listener) {
 	q.dead = true
-	subs := q.subs
-	for _, sub := range subs {
+	for _, sub := range q.subs {
 		sub.remove()
 	}
-	q.subs = nil
-	ls := q.listeners
 	if q.waitCh != nil {
 		close(q.waitCh)
 		q.waitCh = nil
 	}
-	q.mu.Unlock()
+	return q.subs, q.listeners
+}
 
+// drop takes q, closed, out of the store and of its local tables, tells
+// its listeners, and returns how many queues its device has left.
+func (s *Store) drop(q *queue, subs map[string]*subscription, ls []Listener) int {
 	remaining := s.forget(q)
-	s.cfg.Observer.QueueGone(q.owner.user, q.owner.device, remaining)
-
-	for res := range subs {
-		s.leaveLocal(res, q)
-	}
 	notifyAll(ls)
-	return true
+	for res, sub := range subs {
+		s.leaveLocal(res, sub)
+	}
+	return remaining
 }
 
 // reap removes expired queues every ReapInterval until Close.
@@ -318,16 +320,13 @@ func (s *Store) ReapNow() int {
 	now := s.cfg.Now()
 	var expired []*queue
 	for i := range s.queues {
-		sh := &s.queues[i]
-		sh.mu.RLock()
-		for _, q := range sh.m {
+		for _, q := range s.queues[i].values(nil) {
 			q.mu.Lock()
 			if q.attached == 0 && now.After(q.expires) {
 				expired = append(expired, q)
 			}
 			q.mu.Unlock()
 		}
-		sh.mu.RUnlock()
 	}
 	n := 0
 	for _, q := range expired {
@@ -352,18 +351,14 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	var st Stats
 	for i := range s.queues {
-		sh := &s.queues[i]
-		sh.mu.RLock()
-		st.Queues += len(sh.m)
-		for _, q := range sh.m {
+		qs := s.queues[i].values(nil)
+		st.Queues += len(qs)
+		for _, q := range qs {
 			q.mu.Lock()
 			st.Subscriptions += len(q.subs)
 			q.mu.Unlock()
 		}
-		sh.mu.RUnlock()
 	}
-	s.resMu.RLock()
-	st.Resources = len(s.res)
-	s.resMu.RUnlock()
+	st.Resources = s.res.len()
 	return st
 }

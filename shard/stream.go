@@ -54,13 +54,8 @@ func (s *Store) Resume(ctx context.Context, p Principal, name string, cursor uin
 }
 
 func (s *Store) attach(_ context.Context, p Principal, name string, after uint64, ack bool, l Listener) (*Stream, error) {
-	q, err := s.lookup(p, name)
+	q, err := s.lockLive(p, name)
 	if err != nil {
-		return nil, err
-	}
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
 		return nil, err
 	}
 	if err := q.checkAfterLocked(after); err != nil {

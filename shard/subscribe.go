@@ -49,14 +49,9 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if err := ValidEtag(knownEtag); err != nil {
 		return SubscriptionInfo{}, fmt.Errorf("knownEtag: %w", err)
 	}
-	q, err := s.lookup(p, queueName)
-	if err != nil {
-		return SubscriptionInfo{}, err
-	}
 	now := s.cfg.Now()
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
+	q, err := s.lockLive(p, queueName)
+	if err != nil {
 		return SubscriptionInfo{}, err
 	}
 	sub := q.subs[res]
@@ -64,7 +59,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if fresh {
 		if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
 			q.mu.Unlock()
-			return SubscriptionInfo{}, s.tooManySubs()
+			return SubscriptionInfo{}, fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
 		}
 		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true}}
 		if q.subs == nil {
@@ -74,7 +69,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	}
 	q.mu.Unlock()
 	// abandon takes a fresh subscription out again.
-	abandon := func(bool) {
+	abandon := func() {
 		if !fresh {
 			return
 		}
@@ -84,18 +79,18 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			sub.remove()
 		}
 		q.mu.Unlock()
-		s.leaveLocal(res, q)
+		s.leaveLocal(res, sub)
 	}
 	// In the local table first: every event the list sends this node
 	// after the link reaches the queue.
-	linked, err := s.link(ctx, res, s.joinLocal(res, q), Hint{})
+	linked, err := s.peers.Link(ctx, res, s.joinLocal(res, q, sub), Hint{})
 	if err != nil {
-		abandon(false)
+		abandon()
 		return SubscriptionInfo{}, err
 	}
 	etag, err := auth.Authorize(ctx, p, res, proof)
 	if err != nil {
-		abandon(true)
+		abandon()
 		return SubscriptionInfo{}, fmt.Errorf("subscribe %s: %w", res, err)
 	}
 	now = s.cfg.Now()
@@ -105,7 +100,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		// Only a fresh (pending) subscription dies with its queue's
 		// move: a queue carries the subscriptions it had, so the list
 		// keeps serving an existing one at the queue's new home.
-		abandon(true)
+		abandon()
 		return SubscriptionInfo{}, err
 	}
 	if q.subs[res] != sub { // unsubscribed (or taken out) meanwhile
@@ -184,42 +179,9 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if learn {
 		// The list knew no etag: it learns the publisher's, as of the
 		// position the queue was linked at (an event since wins).
-		s.learn(res, Hint{Etag: answer, Pos: linked.Pos})
+		s.peers.Learn(res, Hint{Etag: answer, Pos: linked.Pos})
 	}
 	return info, nil
-}
-
-func (s *Store) tooManySubs() error {
-	return fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
-}
-
-// link adds queue to res's subscriber list, here or at res's owner.
-// link registers this node's interest in at res's subscriber list, here
-// or at res's holder.
-func (s *Store) link(ctx context.Context, res string, in Interest, hint Hint) (Linked, error) {
-	if s.peers != nil {
-		return s.peers.Link(ctx, res, in, hint)
-	}
-	_, l := s.AddInterest(res, in, hint)
-	return l, nil
-}
-
-// learn tells res's list the etag a subscribe answered, here or at res's holder.
-func (s *Store) learn(res string, hint Hint) {
-	if s.peers != nil {
-		s.peers.Learn(res, hint)
-		return
-	}
-	s.AddInterest(res, Interest{}, hint)
-}
-
-// setInterest tells res's list this node's interest, here or at res's holder.
-func (s *Store) setInterest(res string, in Interest) {
-	if s.peers != nil {
-		s.peers.Interest(res, in)
-		return
-	}
-	s.SetInterest(res, in)
 }
 
 // Unsubscribe removes queue's subscription to resource. It reports whether
@@ -228,13 +190,8 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 	if _, _, err := ParseResource(res); err != nil {
 		return false, err
 	}
-	q, err := s.lookup(p, queueName)
+	q, err := s.lockLive(p, queueName)
 	if err != nil {
-		return false, err
-	}
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
 		return false, err
 	}
 	sub := q.subs[res]
@@ -247,19 +204,14 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 	if sub == nil {
 		return false, nil
 	}
-	s.leaveLocal(res, q)
+	s.leaveLocal(res, sub)
 	return true, nil
 }
 
 // Subscriptions lists queue's subscriptions, sorted by resource, and renews its lease.
 func (s *Store) Subscriptions(_ context.Context, p Principal, queueName string) ([]SubscriptionInfo, error) {
-	q, err := s.lookup(p, queueName)
+	q, err := s.lockLive(p, queueName)
 	if err != nil {
-		return nil, err
-	}
-	q.mu.Lock()
-	if err := q.goneLocked(); err != nil {
-		q.mu.Unlock()
 		return nil, err
 	}
 	q.renewLocked(s.cfg.Now())
