@@ -33,3 +33,15 @@ func SetSetupFastPath(s *Server, on bool) { s.slowSetup = !on }
 // PlannedAnswers counts the requests s has answered from a `publish`
 // plan (answerPlanned), so tests know which path answered.
 func PlannedAnswers(s *Server) int64 { return s.plans.answered.Load() }
+
+// WSParked is how many WebSockets are parked on the server's poller,
+// holding no reader goroutine; -1 if the server has no poller.
+func WSParked(s *Server) int {
+	if s.poller == nil {
+		return -1
+	}
+	return s.poller.Waiting()
+}
+
+// WSConns is how many WebSocket connections the server holds.
+func WSConns(s *Server) int { return s.wheel.countByKind().ws }

@@ -37,6 +37,12 @@ type gateway struct {
 
 func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 	t.Helper()
+	return startServing(t, scfg, qcfg, true)
+}
+
+// startServing is start, over plain HTTP unless useTLS.
+func startServing(t testing.TB, scfg server.Config, qcfg shard.Config, useTLS bool) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	key, _, err := server.EnsureDevKey(dir)
 	if err != nil {
@@ -68,6 +74,9 @@ func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
+	if !useTLS {
+		tlsCfg = nil
+	}
 	go func() { done <- srv.Serve(l, tlsCfg) }()
 	pem, _ := os.ReadFile(cert)
 	pool := x509.NewCertPool()
@@ -80,6 +89,10 @@ func start(t testing.TB, scfg server.Config, qcfg shard.Config) *gateway {
 		key:    key,
 		srv:    srv,
 		store:  store,
+	}
+	if !useTLS {
+		g.url, g.wsURL = "http://"+l.Addr().String()+"/graphql", "ws://"+l.Addr().String()+"/graphql"
+		g.client = &http.Client{Timeout: 30 * time.Second}
 	}
 	t.Cleanup(func() {
 		// Idle client connections first: an open HTTP/2 connection makes

@@ -20,6 +20,7 @@ import (
 
 	"meshgate/graph"
 	"meshgate/internal/faults"
+	"meshgate/internal/netpoll"
 	"meshgate/shard"
 	"meshgate/shard/cluster"
 )
@@ -53,7 +54,11 @@ type Server struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 
-	wheel   *wheel
+	wheel *wheel
+	// poller wakes the readers of idle WebSockets (wsConn.park); nil
+	// where there is none (not Linux), and then every WebSocket keeps a
+	// goroutine blocked in Read.
+	poller  *netpoll.Poller
 	writers *writers
 	metrics *metrics
 	status  statusHistory
@@ -104,6 +109,10 @@ func New(cfg Config, auth *Authenticator, node *cluster.Node, resolver *graph.Re
 	s.handlers = newHandlers(s.base, maxHandlers)
 	s.status.started = cfg.Now()
 	s.wheel = newWheel(s.base, time.Second, cfg.Now, func() { s.guard.sweep(10 * time.Minute) })
+	if s.poller, err = netpoll.New(); err != nil {
+		s.log.Info("no poller: each WebSocket keeps a reader goroutine", "err", err)
+		s.poller = nil
+	}
 
 	go s.sampleLoop(s.base)
 	s.mux = http.NewServeMux()
@@ -219,6 +228,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wheel.wait()
 		if werr := s.wheel.drain(ctx); err == nil {
 			err = werr
+		}
+		if s.poller != nil {
+			// Parked readers still here (drain timed out) start, and
+			// end with their sockets.
+			_ = s.poller.Close()
 		}
 	})
 	return err

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -20,6 +22,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"meshgate/graph"
+	"meshgate/internal/netpoll"
 	"meshgate/shard"
 )
 
@@ -49,13 +52,19 @@ func isWebSocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// wsConn is one WebSocket connection. The handler goroutine reads; a writer
+// wsConn is one WebSocket connection. A reader goroutine reads; a writer
 // goroutine exists only while something is waiting to be sent, and writes
 // every pending message with a single flush. An idle connection holds no
-// timer and no goroutine besides its reader.
+// timer and, where the server has a poller (s.poller, Linux), no
+// goroutine either: between frames, with nothing buffered above the
+// socket, the reader parks the connection on the poller and returns, and
+// the poller starts a reader again once the socket is readable (park).
 type wsConn struct {
 	s      *Server
 	nc     net.Conn
+	fr     *frameReader
+	rc     syscall.RawConn // nc's socket, for the poller; nil: never parked
+	tc     *tls.Conn       // nc if it is TLS
 	legacy bool
 	start  time.Time
 	header string // the upgrade request's Authorization, used when connection_init carries none
@@ -95,6 +104,9 @@ type wsConn struct {
 	pingDue     bool // a WebSocket ping frame
 	kaDue       bool // a protocol keep-alive: `ka` (legacy) or a `ping` message
 	closed      bool
+	// parked is the poller's pending wait while the connection has no
+	// reader goroutine; zero otherwise.
+	parked netpoll.Token
 	// lastPing and lastKA are when tick last asked for each.
 	lastPing, lastKA time.Time
 }
@@ -136,63 +148,162 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		tokens: float64(s.cfg.WS.MessageBurst), tokensAt: now}
 	c.lastRead.Store(now.UnixNano())
 	// Only after the handshake may the client have sent frames; keep the
-	// hijacked reader only if it holds some, so an idle connection keeps
-	// no 4 KiB buffer.
-	var rd io.Reader = nc
+	// hijacked reader's bytes only if it holds some, so an idle connection
+	// keeps no 4 KiB buffer.
+	var rd io.Reader = connReader{c}
 	if rw != nil && rw.Reader.Buffered() > 0 {
-		rd = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), nc)
+		pre, _ := rw.Reader.Peek(rw.Reader.Buffered())
+		rd = &prefixReader{buf: bytes.Clone(pre), r: rd}
 	}
+	c.rc, c.tc = rawConnOf(nc)
+	c.fr = newFrameReader(rd, s.cfg.WS.MaxMessageBytes, c.tc == nil)
+	c.fr.onFrame = c.touched
 	s.wheel.add(c)
 	// The reader runs in a goroutine of its own and this handler returns,
 	// so that net/http's per-connection state (request, buffers, the
 	// handler's grown stack) is garbage: an idle WebSocket keeps only what
 	// it needs.
-	go c.run(rd, hs.Protocol == "")
+	go c.run(hs.Protocol == "")
 }
 
-// run is the connection's reader goroutine; it owns the connection's end.
-func (c *wsConn) run(rd io.Reader, noProtocol bool) {
-	defer c.s.wheel.remove(c)
-	defer c.teardown()
+// rawConnOf is nc's socket, for the poller, and nc itself if it is TLS.
+// A connection of another kind (a test's pipe, a wrapped listener's)
+// has no socket to wait on, and is never parked.
+func rawConnOf(nc net.Conn) (syscall.RawConn, *tls.Conn) {
+	inner := nc
+	tc, _ := nc.(*tls.Conn)
+	if tc != nil {
+		inner = tc.NetConn()
+	}
+	sc, ok := inner.(syscall.Conn)
+	if !ok {
+		return nil, tc
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, tc
+	}
+	return rc, tc
+}
+
+// run is the connection's reader: the goroutine serveWS starts, then one
+// the poller starts each time a parked connection becomes readable. The
+// reader that does not park owns the connection's end.
+func (c *wsConn) run(noProtocol bool) {
+	parked := false
 	defer func() {
 		if v := recover(); v != nil {
 			c.s.log.Error("websocket panic", "panic", v)
 			c.closeWith(closeInternal, "internal error")
+			parked = false
+		}
+		if !parked {
+			c.teardown()
+			c.s.wheel.remove(c)
 		}
 	}()
 	if noProtocol {
 		c.closeWith(closeSubprotocol, "Subprotocol not acceptable")
 		return
 	}
-	c.readLoop(rd)
+	parked = c.readLoop()
 }
 
-// readLoop reads frames until the connection ends.
-func (c *wsConn) readLoop(rd io.Reader) {
-	_, isTLS := c.nc.(*tls.Conn)
-	fr := newFrameReader(rd, c.s.cfg.WS.MaxMessageBytes, !isTLS)
-	fr.onFrame = func() { c.lastRead.Store(c.s.cfg.Now().UnixNano()) }
+// resume is the poller's callback: the parked connection is readable,
+// hung up, or unpark woke it.
+func (c *wsConn) resume() {
+	c.mu.Lock()
+	c.parked = 0
+	c.mu.Unlock()
+	c.run(false)
+}
+
+// park hands the connection to the poller (the reader's read timed out
+// between frames) if nothing is buffered above its socket: no part of a frame in the frame reader, no record or
+// plaintext inside crypto/tls (whose handshake buffers it drops, see
+// tlsidle.go). Input the kernel cannot see would never wake the poller.
+// A closing connection is never parked: its reader must be blocked in
+// Read for the read deadline the writer sets (closeGrace) to end it.
+// Only the reader calls it; true means the reader must return.
+func (c *wsConn) park() bool {
+	if c.rc == nil || c.s.poller == nil || !c.fr.idle() {
+		return false
+	}
+	if c.tc != nil && !tlsIdle(c.tc, true) {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.closed {
+		return false
+	}
+	// resume may start before Wait returns; it waits for c.mu, so it
+	// clears c.parked after it is set.
+	tok, err := c.s.poller.Wait(c.rc, c.resume)
+	if err != nil {
+		// The poller is closed (Shutdown) or cannot take the socket:
+		// this connection keeps its reader, blocked without a deadline,
+		// as it would with no poller.
+		c.s.log.Debug("websocket not parked", "err", err)
+		c.rc = nil
+		_ = c.nc.SetReadDeadline(time.Time{})
+		return false
+	}
+	c.parked = tok
+	return true
+}
+
+// unpark starts a reader for a parked connection now. Epoll reports
+// neither a socket closed on our side nor a read deadline: abort and the
+// writer's close call it after either.
+func (c *wsConn) unpark() {
+	c.mu.Lock()
+	tok := c.parked
+	c.parked = 0
+	c.mu.Unlock()
+	if tok != 0 && c.s.poller.Cancel(tok) {
+		go c.resume()
+	}
+}
+
+// readLoop reads frames until the connection ends (false) or parks
+// (true). A connection parks once no frame has begun for WS.ParkAfter (a
+// read deadline, which connReader lets end a read only between frames),
+// not as soon as it would block: a device setting up sends a message per
+// round trip, and parking between them costs more than the reads.
+func (c *wsConn) readLoop() bool {
+	fr := c.fr
 	for {
+		parkable := c.rc != nil && c.s.poller != nil
+		if parkable && !c.isClosing() {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.WS.ParkAfter))
+		}
 		op, p, err := fr.next()
+		if parkable && errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosing() {
+			if c.park() {
+				return true
+			}
+			continue // something is held above the socket: read on
+		}
 		switch {
 		case errors.Is(err, errFrameProtocol):
 			c.closeWith(ws.StatusProtocolError, "protocol error")
-			return
+			return false
 		case errors.Is(err, errFrameTooBig):
 			c.closeWith(closeTooBig, fmt.Sprintf("message larger than %d bytes", c.s.cfg.WS.MaxMessageBytes))
-			return
+			return false
 		case errors.Is(err, errFrameUTF8):
 			c.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
-			return
+			return false
 		case err != nil:
-			return
+			return false
 		}
 		// Every frame the client sends, control frames included, takes a
 		// token: before connection_init this is the only bound on the work
 		// an unauthenticated peer can cause.
 		if !c.allow() {
 			c.closeWith(closeTooManyRequests, "too many messages")
-			return
+			return false
 		}
 		if op.IsControl() {
 			switch op {
@@ -209,20 +320,49 @@ func (c *wsConn) readLoop(rd io.Reader) {
 					code = ws.StatusProtocolError
 				}
 				c.closeWith(code, "")
-				return
+				return false
 			}
 			continue
 		}
 		if op == ws.OpBinary && !c.legacy {
 			// graphql-transport-ws messages are JSON text (PROTOCOL.md).
 			c.closeWith(closeBadRequest, "binary messages are not accepted")
-			return
+			return false
 		}
 		if !c.handleOffStack(p) {
-			return
+			return false
 		}
 	}
 }
+
+// connReader is the connection as the frame reader reads it. A read
+// deadline set for parking ends a read only at a frame's start; in the
+// middle of a frame it is lifted and the read goes on, since the frame
+// reader cannot resume a frame it was interrupted in. Once the connection
+// is closing, any deadline (closeGrace) ends the read.
+type connReader struct{ c *wsConn }
+
+func (r connReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.c.nc.Read(p)
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if r.c.fr.idle() || r.c.isClosing() {
+			return 0, err
+		}
+		_ = r.c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+func (c *wsConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing || c.closed
+}
+
+// touched records that a frame arrived (liveness, tick).
+func (c *wsConn) touched() { c.lastRead.Store(c.s.cfg.Now().UnixNano()) }
 
 // allow takes one token from the connection's message bucket.
 func (c *wsConn) allow() bool {
@@ -333,6 +473,7 @@ func (c *wsConn) handleInit(payload json.RawMessage) bool {
 	if tok == "" {
 		tok = c.header
 	}
+	c.header = "" // used once: an idle connection need not keep a token
 	p, exp, err := c.s.auth.Verify(tok)
 	if err != nil {
 		c.s.log.Debug("websocket token refused", "err", err)
@@ -561,6 +702,7 @@ func (c *wsConn) abort() {
 	c.awake.Store(false)
 	c.mu.Unlock()
 	_ = c.nc.Close()
+	c.unpark()
 }
 
 // drainWriter waits briefly for a queued close frame to go out.

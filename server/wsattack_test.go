@@ -29,9 +29,11 @@ type rawWS struct {
 
 func (g *gateway) rawDial(proto string) *rawWS {
 	g.t.Helper()
-	tlsCfg := g.client.Transport.(*http.Transport).TLSClientConfig.Clone()
-	tlsCfg.NextProtos = []string{"http/1.1"}
-	d := ws.Dialer{TLSConfig: tlsCfg, Timeout: 10 * time.Second}
+	d := ws.Dialer{Timeout: 10 * time.Second}
+	if tr, ok := g.client.Transport.(*http.Transport); ok {
+		d.TLSConfig = tr.TLSClientConfig.Clone()
+		d.TLSConfig.NextProtos = []string{"http/1.1"}
+	}
 	if proto != "" {
 		d.Protocols = []string{proto}
 	}

@@ -30,7 +30,10 @@ var errFrameUTF8 = errors.New("websocket: invalid UTF-8")
 // goroutine may use it.
 type frameReader struct {
 	rd  io.Reader
-	max int // the longest message, in bytes
+	cr  countingReader // what rd reads from; counts the current frame's bytes
+	br  *bufio.Reader  // under cr, if buffered
+	pre *prefixReader  // the bytes read ahead by net/http, if any
+	max int            // the longest message, in bytes
 	// onFrame, if set, is called after each frame header is read.
 	onFrame func()
 
@@ -51,10 +54,53 @@ const frameReadBuffer = 64
 // front of it: for a socket, not for a TLS connection, which reads whole
 // records into a buffer of its own.
 func newFrameReader(rd io.Reader, max int, buffered bool) *frameReader {
+	fr := &frameReader{max: max}
+	fr.pre, _ = rd.(*prefixReader)
 	if buffered {
-		rd = bufio.NewReaderSize(rd, frameReadBuffer)
+		fr.br = bufio.NewReaderSize(rd, frameReadBuffer)
+		rd = fr.br
 	}
-	return &frameReader{rd: rd, max: max}
+	fr.cr.r = rd
+	fr.rd = &fr.cr
+	return fr
+}
+
+// countingReader counts the bytes read through it since n was zeroed.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// idle reports whether the reader is between frames, no byte of the next
+// one read, and holds no input: the next byte it returns comes from below
+// it. Only the reader's goroutine may call it.
+func (fr *frameReader) idle() bool {
+	return fr.msg == nil && fr.cr.n == 0 && (fr.br == nil || fr.br.Buffered() == 0) && (fr.pre == nil || len(fr.pre.buf) == 0)
+}
+
+// prefixReader returns buf, then reads r: a hijacked connection's bytes
+// that net/http had read ahead, then the connection.
+type prefixReader struct {
+	buf []byte
+	r   io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.buf) == 0 {
+		return p.r.Read(b)
+	}
+	n := copy(b, p.buf)
+	p.buf = p.buf[n:]
+	if len(p.buf) == 0 {
+		p.buf = nil
+	}
+	return n, nil
 }
 
 // next returns the next control frame (op is a control opcode, p at most
@@ -65,6 +111,7 @@ func newFrameReader(rd io.Reader, max int, buffered bool) *frameReader {
 // actually received, checked against the limit before each is read.
 func (fr *frameReader) next() (op ws.OpCode, p []byte, err error) {
 	for {
+		fr.cr.n = 0
 		h, err := ws.ReadHeaderBuffer(fr.rd, fr.hdr[:])
 		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 			return 0, nil, errFrameProtocol

@@ -227,6 +227,7 @@ func (c *wsConn) writeLoop(maxRounds int) (more bool) {
 			c.writing = false
 			c.awake.Store(false)
 			c.mu.Unlock()
+			c.unpark() // a parked reader would not see the deadline
 			return false
 		}
 	}

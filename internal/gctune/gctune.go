@@ -10,6 +10,16 @@
 // a small heap: with Go's default, a gateway holding a few megabytes
 // collects every few megabytes of garbage, and at 2 000 publishes a second
 // to ten subscribers that was a fifth of its CPU (BENCHMARKS.md, Cs).
+//
+// While the heap is being allocated fast (a reconnect storm: thousands of
+// TLS handshakes and set-ups a second, each leaving tens of KiB of
+// garbage), a fixed room means a collection every few hundred devices,
+// each marking the whole live heap, which the storm is growing. So the
+// room follows the allocation rate, up to StormHeadroom: about one
+// collection per Interval while the storm lasts. When it is over the room
+// shrinks back, and once allocation is quiet the memory the storm used
+// is returned to the operating system at once (debug.FreeOSMemory), so
+// idle connections after a storm cost what they cost before it.
 package gctune
 
 import (
@@ -30,6 +40,11 @@ type Config struct {
 	// Headroom is the heap growth allowed above the live heap between two
 	// collections, in bytes. Default 32 MiB.
 	Headroom uint64
+	// StormHeadroom is the most the headroom grows to while allocation
+	// is fast: the room is what was allocated over the last Interval,
+	// between Headroom and StormHeadroom. Default 256 MiB; equal to
+	// Headroom (or below it), a fixed room.
+	StormHeadroom uint64
 	// MinPercent and MaxPercent bound the GOGC that Run sets. Defaults 25
 	// and 800 (the whole headroom from a 4 MiB live heap up).
 	MinPercent, MaxPercent int
@@ -56,10 +71,17 @@ func (c Config) Validate() error {
 // DefaultHeadroom is Config.Headroom's default: 32 MiB.
 const DefaultHeadroom = 32 << 20
 
+// DefaultStormHeadroom is Config.StormHeadroom's default: 256 MiB.
+const DefaultStormHeadroom = 256 << 20
+
 func (c Config) withDefaults() Config {
 	if c.Headroom == 0 {
 		c.Headroom = DefaultHeadroom
 	}
+	if c.StormHeadroom == 0 {
+		c.StormHeadroom = DefaultStormHeadroom
+	}
+	c.StormHeadroom = max(c.StormHeadroom, c.Headroom)
 	if c.MinPercent <= 0 {
 		c.MinPercent = 25
 	}
@@ -80,11 +102,24 @@ func (c Config) withDefaults() Config {
 // and globals, which GOGC applies to) is live bytes.
 func Percent(live uint64, c Config) int {
 	c = c.withDefaults()
+	return percent(live, c.Headroom, c)
+}
+
+// percent is the GOGC that leaves room above live, within c's bounds; c
+// has its defaults.
+func percent(live, room uint64, c Config) int {
 	if live == 0 {
 		return c.MaxPercent
 	}
-	p := int(c.Headroom * 100 / live)
+	p := int(room * 100 / live)
 	return max(c.MinPercent, min(c.MaxPercent, p))
+}
+
+// Room is the headroom for a heap that allocated allocated bytes over the
+// last Interval: that much, between c.Headroom and c.StormHeadroom.
+func Room(allocated uint64, c Config) uint64 {
+	c = c.withDefaults()
+	return max(c.Headroom, min(c.StormHeadroom, allocated))
 }
 
 // Run adjusts GOGC after each collection until ctx ends, then restores
@@ -99,10 +134,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 	samples := []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+		{Name: "/gc/heap/allocs:bytes"},
 	}
 	orig := debug.SetGCPercent(c.MaxPercent)
 	defer debug.SetGCPercent(orig)
-	current, lastCycle := c.MaxPercent, uint64(0)
+	metrics.Read(samples)
+	current, lastCycle, lastAllocs, base := c.MaxPercent, uint64(0), samples[4].Value.Uint64(), uint64(0)
+	busy := false // allocating more than a quarter of Headroom an Interval since the last return
+	var freed time.Time
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for {
@@ -112,16 +151,38 @@ func Run(ctx context.Context, c Config, log *slog.Logger) {
 		case <-t.C:
 		}
 		metrics.Read(samples)
-		cycle := samples[0].Value.Uint64()
-		if cycle == lastCycle {
-			continue // no collection since the last look: nothing new to go by
+		allocs := samples[4].Value.Uint64()
+		allocated := allocs - lastAllocs
+		room := Room(allocated, c)
+		lastAllocs = allocs
+		// The live heap is known only as of the last collection.
+		if cycle := samples[0].Value.Uint64(); cycle != lastCycle {
+			lastCycle = cycle
+			base = samples[1].Value.Uint64() + samples[2].Value.Uint64() + samples[3].Value.Uint64()
 		}
-		lastCycle = cycle
-		base := samples[1].Value.Uint64() + samples[2].Value.Uint64() + samples[3].Value.Uint64()
-		if p := Percent(base, c); p != current {
+		if lastCycle == 0 {
+			continue // no collection yet: nothing to go by
+		}
+		if p := percent(base, room, c); p != current {
 			debug.SetGCPercent(p)
-			log.Debug("GOGC adjusted", "gogc", p, "live_heap_stacks_globals", base)
+			log.Debug("GOGC adjusted", "gogc", p, "live_heap_stacks_globals", base, "room", room)
 			current = p
+		}
+		switch {
+		case allocated > c.Headroom/4:
+			busy = true
+		case busy && allocated < c.Headroom/16 && time.Since(freed) > time.Minute:
+			busy = false
+			freed = time.Now()
+			// Quiet after a busy spell (a storm, connections arriving):
+			// collect its garbage, and the stacks of its exited
+			// goroutines (the runtime frees those only at a collection,
+			// and a quiet heap may not collect for minutes), and give
+			// the memory back now rather than let the scavenger return
+			// it slowly. At most once a minute: each is a whole
+			// collection.
+			debug.FreeOSMemory()
+			log.Debug("busy spell over: memory returned")
 		}
 	}
 }
