@@ -1,0 +1,135 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"meshgate/shard"
+	"meshgate/shard/ring"
+)
+
+type allowAll struct{}
+
+func (allowAll) Authorize(_ context.Context, _ shard.Principal, res, _ string) (string, error) {
+	return "etag-" + res, nil
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startRing starts k nodes n1…nk in this process and waits until every
+// one sees all of them.
+func startRing(t *testing.T, k int) []*Node {
+	t.Helper()
+	ca, caKey, _, err := EnsureDevCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*Node
+	var seed []string
+	for i := range k {
+		name := fmt.Sprintf("n%d", i+1)
+		store, err := shard.New(shard.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, cli, err := TLSFromCA(ca, caKey, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gossip := freeAddr(t)
+		n, err := New(Config{Name: name, Gossip: gossip, RPC: freeAddr(t), Join: seed, ServerTLS: srv, ClientTLS: cli, Auth: allowAll{}, ProbeInterval: 200 * time.Millisecond}, store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close(); store.Close() })
+		if seed == nil {
+			seed = []string{gossip}
+		}
+		nodes = append(nodes, n)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range nodes {
+		for len(n.Ring().Nodes()) != k {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s sees %v", n.Name(), n.Ring().Nodes())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// believe installs on n a ring of weights that no other node uses, with
+// no memory of past rings: a node that has not caught up with membership.
+func believe(n *Node, weights map[string]int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old := n.ring.Load()
+	n.installLocked(n.viewOf(ring.New(old.Epoch()+1, weights)), old)
+	n.history = nil
+}
+
+// A publish routed on one ring to a node on another must not answer
+// success unstamped: n2 believes n1 owns the resource, n1 (which has not
+// learned of n3) believes it owns it and knows of no list, and the list
+// is at n3, its owner on the ring the cluster agrees on. Before ring
+// identity, n1 served "no list" as success with 0 subscribers.
+func TestDeliver_WrongRouteIsUnavailableNotSuccess(t *testing.T) {
+	nodes := startRing(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	one := map[string]int{"n1": 1}
+	two := map[string]int{"n1": 1, "n2": 1}
+	res := ""
+	for i := 0; res == ""; i++ {
+		r := fmt.Sprintf("user:alice/w%d", i)
+		if n3.Ring().Owner(r) == "n3" && ring.New(0, two).Owner(r) == "n1" {
+			res = r
+		}
+	}
+	alice := shard.Principal{User: "alice", Device: "phone"}
+	q, err := n3.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n3.Subscribe(ctx, nil, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !n3.holdsResource(res) {
+		t.Fatal("the list is not at its owner n3")
+	}
+	real1, real2 := n1.ring.Load(), n2.ring.Load()
+	believe(n1, two)
+	believe(n2, one)
+	k, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
+	if !errors.Is(err, shard.ErrUnavailable) {
+		t.Fatalf("a publish on a wrong route answered %d, %v; want UNAVAILABLE", k, err)
+	}
+	// Membership converges: the retried publish reaches the list.
+	for _, x := range []struct {
+		n *Node
+		v *view
+	}{{n1, real1}, {n2, real2}} {
+		x.n.mu.Lock()
+		x.n.installLocked(x.v, x.n.ring.Load())
+		x.n.mu.Unlock()
+	}
+	if k, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e2", Time: time.Now()}); err != nil || k != 1 {
+		t.Fatalf("once the rings agree the publish reached %d (err %v), want 1", k, err)
+	}
+}
