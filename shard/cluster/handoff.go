@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -26,7 +27,7 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 // acknowledges it.
 func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	to := r.GetNode()
-	rep := &pb.TakeReply{Moved: map[string]string{}}
+	rep := &pb.TakeReply{}
 	if r.GetAck() {
 		n.mu.Lock()
 		for _, k := range append(r.GetQueues(), r.GetResources()...) {
@@ -56,8 +57,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		defer n.mu.Unlock()
 		if t, ok := n.tombs[key]; ok && !held {
 			switch {
-			case t.node != to:
-				rep.Moved[key] = t.node
+			case t.node != to: // handed to another node: not here
 			case t.queue != nil:
 				rep.Queues = append(rep.Queues, t.queue)
 			case t.resource != nil:
@@ -101,10 +101,9 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		}
 		mu.Unlock()
 	}
-	// Marks after the lists left: the deliveries they sent are behind
-	// them. Queues go after the marks: ops forwarded for them from now on
-	// may wait at the taker for this very hand-off.
-	marks := n.outboxMarks()
+	// Deliveries the lists queued here before they left may reach their
+	// queues after the taker's: nothing waits for them, positions order
+	// them at each queue (shard/position.go).
 	var qs []string
 	for _, q := range r.GetQueues() {
 		if mark(q) {
@@ -120,12 +119,6 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		} else {
 			keep(q, nil, nil)
 		}
-	}
-	if len(exported) > 0 {
-		// Deliveries these lists queued before they left go out first, so
-		// the new holder's deliveries follow them. Only those: later ops
-		// may wait for this very hand-off at the taker.
-		n.flushOutboxes(marks, 2*time.Second)
 	}
 	n.stats.KeysGiven.Add(uint64(len(rep.Queues) + len(rep.Resources)))
 	return rep
@@ -204,24 +197,17 @@ func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) 
 	return caught
 }
 
-// outboxMarks notes how many ops each peer had been given so far.
-func (n *Node) outboxMarks() map[*peer]uint64 {
+// flushOutboxes waits, at most limit, until every peer has sent the ops
+// it had been given so far.
+func (n *Node) flushOutboxes(limit time.Duration) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	marks := make(map[*peer]uint64, len(n.peers))
-	for _, p := range n.peers {
-		p.mu.Lock()
-		marks[p] = p.queued
-		p.mu.Unlock()
-	}
-	return marks
-}
-
-// flushOutboxes waits, at most limit, until every peer has sent the ops it
-// had been given when marks were taken.
-func (n *Node) flushOutboxes(marks map[*peer]uint64, limit time.Duration) {
+	peers := slices.Collect(maps.Values(n.peers))
+	n.mu.Unlock()
 	deadline := time.Now().Add(limit)
-	for p, m := range marks {
+	for _, p := range peers {
+		p.mu.Lock()
+		m := p.queued
+		p.mu.Unlock()
 		for p.sentUpTo() < m && time.Now().Before(deadline) {
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -318,7 +304,7 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	took := len(rep.GetQueues()) + len(rep.GetResources())
 	n.stats.KeysTaken.Add(uint64(took))
 	n.stats.handoff(time.Since(start))
-	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "moved_elsewhere", len(rep.GetMoved()), "in", time.Since(start))
+	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "in", time.Since(start))
 	return nil
 }
 
@@ -428,7 +414,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	// Ops still queued here go out before we say we are gone. Relays
 	// reading from here end when the gRPC server stops; their readers
 	// follow the tombs to the new holders.
-	n.flushOutboxes(n.outboxMarks(), 5*time.Second)
+	n.flushOutboxes(5 * time.Second)
 	tell(true)
 	n.log.Info("left the cluster", "handoff", time.Since(start), "misplaced_left", max(left, 0))
 	err := n.ml.Leave(2 * time.Second)

@@ -24,7 +24,6 @@ type peer struct {
 
 	mu      sync.Mutex
 	ops     []*pb.Op
-	sending int    // ops in the Push in flight
 	queued  uint64 // ops ever queued
 	sent    uint64 // ops ever sent (or dropped)
 	closed  bool   // no more ops are queued: push hands them on itself
@@ -174,14 +173,12 @@ func (p *peer) send() {
 			if len(p.ops) == 0 {
 				p.ops = nil
 			}
-			p.sending = k
 			p.mu.Unlock()
 			if k == 0 {
 				break
 			}
 			p.deliver(batch)
 			p.mu.Lock()
-			p.sending = 0
 			p.sent += uint64(k)
 			p.mu.Unlock()
 		}

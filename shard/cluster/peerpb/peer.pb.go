@@ -1939,8 +1939,6 @@ type TakeReply struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Queues    []*QueueState          `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
 	Resources []*ResourceState       `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
-	// Keys the receiver had already handed to another node: key → node.
-	Moved map[string]string `protobuf:"bytes,3,rep,name=moved,proto3" json:"moved,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// For a prepare: resource → how many of the queues subscribe to it.
 	Interest      map[string]int64 `protobuf:"bytes,4,rep,name=interest,proto3" json:"interest,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
@@ -1987,13 +1985,6 @@ func (x *TakeReply) GetQueues() []*QueueState {
 func (x *TakeReply) GetResources() []*ResourceState {
 	if x != nil {
 		return x.Resources
-	}
-	return nil
-}
-
-func (x *TakeReply) GetMoved() map[string]string {
-	if x != nil {
-		return x.Moved
 	}
 	return nil
 }
@@ -2903,19 +2894,14 @@ const file_peer_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x15.meshgate.peer.v1.PosR\x05value:\x028\x01\"3\n" +
 	"\x03Pos\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x04R\x06offset\"\xfc\x02\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\"\x8a\x02\n" +
 	"\tTakeReply\x124\n" +
 	"\x06queues\x18\x01 \x03(\v2\x1c.meshgate.peer.v1.QueueStateR\x06queues\x12=\n" +
-	"\tresources\x18\x02 \x03(\v2\x1f.meshgate.peer.v1.ResourceStateR\tresources\x12<\n" +
-	"\x05moved\x18\x03 \x03(\v2&.meshgate.peer.v1.TakeReply.MovedEntryR\x05moved\x12E\n" +
-	"\binterest\x18\x04 \x03(\v2).meshgate.peer.v1.TakeReply.InterestEntryR\binterest\x1a8\n" +
-	"\n" +
-	"MovedEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\tresources\x18\x02 \x03(\v2\x1f.meshgate.peer.v1.ResourceStateR\tresources\x12E\n" +
+	"\binterest\x18\x04 \x03(\v2).meshgate.peer.v1.TakeReply.InterestEntryR\binterest\x1a;\n" +
 	"\rInterestEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"Z\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01J\x04\b\x03\x10\x04\"Z\n" +
 	"\x0eHandoffRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
@@ -3007,7 +2993,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),               // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),          // 1: meshgate.peer.v1.Principal
@@ -3048,9 +3034,8 @@ var file_peer_proto_goTypes = []any{
 	(*PublishRequest)(nil),     // 36: meshgate.peer.v1.PublishRequest
 	(*PublishReply)(nil),       // 37: meshgate.peer.v1.PublishReply
 	nil,                        // 38: meshgate.peer.v1.TakeRequest.CaughtEntry
-	nil,                        // 39: meshgate.peer.v1.TakeReply.MovedEntry
-	nil,                        // 40: meshgate.peer.v1.TakeReply.InterestEntry
-	nil,                        // 41: meshgate.peer.v1.CurrentReply.EtagsEntry
+	nil,                        // 39: meshgate.peer.v1.TakeReply.InterestEntry
+	nil,                        // 40: meshgate.peer.v1.CurrentReply.EtagsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -3075,48 +3060,47 @@ var file_peer_proto_depIdxs = []int32{
 	38, // 19: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
 	20, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
 	21, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	39, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	40, // 23: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
-	31, // 24: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	41, // 25: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
-	1,  // 26: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
-	1,  // 27: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
-	23, // 28: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
-	6,  // 29: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 30: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 31: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 32: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	16, // 33: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	18, // 34: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	22, // 35: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	25, // 36: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	26, // 37: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	27, // 38: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	27, // 39: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
-	34, // 40: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	36, // 41: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	32, // 42: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	29, // 43: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
-	7,  // 44: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 45: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 46: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	14, // 47: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
-	17, // 48: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	19, // 49: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	24, // 50: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	27, // 51: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	27, // 52: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	28, // 53: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	27, // 54: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	35, // 55: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	37, // 56: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	33, // 57: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	30, // 58: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
-	44, // [44:59] is the sub-list for method output_type
-	29, // [29:44] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	39, // 22: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	31, // 23: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	40, // 24: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	1,  // 25: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 26: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	23, // 27: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
+	6,  // 28: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 29: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 30: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 31: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	16, // 32: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	18, // 33: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	22, // 34: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	25, // 35: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	26, // 36: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	27, // 37: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	27, // 38: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
+	34, // 39: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	36, // 40: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	32, // 41: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	29, // 42: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	7,  // 43: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 44: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 45: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	14, // 46: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 47: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	19, // 48: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	24, // 49: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	27, // 50: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	27, // 51: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	28, // 52: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	27, // 53: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	35, // 54: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	37, // 55: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	33, // 56: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	30, // 57: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	43, // [43:58] is the sub-list for method output_type
+	28, // [28:43] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -3130,7 +3114,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
