@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -16,30 +15,12 @@ import (
 // it came from another node on this node's ring. auth authorizes a
 // subscribe served here (nil: the node's Config.Auth).
 func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer, remote bool) (*pb.QueueReply, error) {
-	for range 4 { // each pass follows a move that happened meanwhile
-		at, err := n.locate(ctx, c.GetQueue(), n.store.Has, remote)
-		if err != nil {
-			return nil, err
-		}
-		if at.node != "" {
-			rep, err := n.callAt(ctx, at.node, c, at.ring)
-			if errors.Is(err, shard.ErrMoved) || !remote && errors.Is(err, errNotHeld) {
-				continue // it moved, or the ring changed under the route
-			}
-			return rep, err
-		}
-		for _, o := range at.ask {
-			if rep, err := n.callAt(ctx, o, c, at.ring); !errors.Is(err, errNotHeld) {
-				return rep, err
-			}
-		}
+	there := func(node string, id uint64) (*pb.QueueReply, error) { return n.callAt(ctx, node, c, id) }
+	return serve(ctx, n, c.GetQueue(), n.store.Has, remote, there, func(at place) (*pb.QueueReply, bool, error) {
 		rep, err := n.local(ctx, c, auth)
-		if t := n.tombOf(c.GetQueue()); errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && t != "" && !slices.Contains(at.ask, t) {
-			continue // handed off while we ran: follow it
-		}
-		return rep, err
-	}
-	return nil, fmt.Errorf("%w: queue %s is moving between nodes; retry", shard.ErrUnavailable, c.GetQueue())
+		again := errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.leftMeanwhile(c.GetQueue(), at)
+		return rep, again, err
+	})
 }
 
 // callAt sends c to node, on ring identity id.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"meshgate/shard"
@@ -49,40 +48,24 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, remote bool) (int, 
 	if ev.ID == 0 {
 		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
 	}
-	for range 4 { // each pass follows a move that happened meanwhile
-		at, err := n.locate(ctx, ev.Resource, n.holdsResource, remote)
-		if err != nil {
-			return 0, err
-		}
-		if at.node != "" {
-			k, err := n.deliverAt(ctx, at.node, ev, at.ring)
-			if !remote && errors.Is(err, errNotHeld) {
-				continue // the ring changed under the route
-			}
-			return k, err
-		}
-		for _, o := range at.ask {
-			if k, err := n.deliverAt(ctx, o, ev, at.ring); !errors.Is(err, errNotHeld) {
-				return k, err
-			}
-		}
+	there := func(node string, id uint64) (int, error) { return n.deliverAt(ctx, node, ev, id) }
+	return serve(ctx, n, ev.Resource, n.holdsResource, remote, there, func(at place) (int, bool, error) {
 		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
+			return 0, false, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
 		}
 		k, held := n.store.DeliverHere(ev)
-		if t := n.tombOf(ev.Resource); !held && t != "" && !slices.Contains(at.ask, t) {
-			continue // handed off meanwhile
+		if !held && n.leftMeanwhile(ev.Resource, at) {
+			return 0, true, nil
 		}
 		if !held && n.repairedLately() {
 			// A node died lately: the list may have died with it and
 			// be in the making again from its queues' side (relink,
 			// clients subscribing again). "No list" is not "no
 			// subscribers" yet: the publisher tries again.
-			return 0, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
+			return 0, false, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
 		}
-		return k, nil
-	}
-	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
+		return k, false, nil
+	})
 }
 
 // deliverAt sends ev to node for its list, on ring identity id.
@@ -180,40 +163,31 @@ func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hin
 // ring), and reports whether the node was not interested yet, with the
 // list's state when it joined. An owner whose list nobody holds starts
 // it; a node asked for a list it does not hold answers errNotHeld.
+//
+// Invariant: a link served here adds to the list held here, or starts
+// one, under the resource's stripe (read), which give holds (write) from
+// the tomb's making to the export: a link never starts a second list
+// after the first one left.
 func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, remote bool) (bool, shard.Linked, error) {
-	mu := n.stripe(resource)
-	for range 4 { // each pass follows a move that happened meanwhile
-		mu.RLock()
-		at, err := n.locate(ctx, resource, n.holdsResource, remote)
-		if err != nil {
-			mu.RUnlock()
-			return false, shard.Linked{}, err
-		}
-		if at.node == "" && len(at.ask) == 0 {
-			added, l := n.store.AddInterest(resource, in, hint)
-			mu.RUnlock()
-			return added, l, nil
-		}
-		mu.RUnlock()
-		if at.node != "" {
-			added, l, err := n.linkAt(ctx, at.node, resource, hint, in, at.ring)
-			if !remote && errors.Is(err, errNotHeld) {
-				continue // the ring changed under the route
-			}
-			return added, l, err
-		}
-		for _, o := range at.ask {
-			if added, l, err := n.linkAt(ctx, o, resource, hint, in, at.ring); !errors.Is(err, errNotHeld) {
-				return added, l, err
-			}
-		}
-		// Nobody else holds the list: this node, its owner, starts it.
-		mu.RLock()
-		added, l := n.store.AddInterest(resource, in, hint)
-		mu.RUnlock()
-		return added, l, nil
+	type linked struct {
+		added bool
+		l     shard.Linked
 	}
-	return false, shard.Linked{}, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, resource)
+	there := func(node string, id uint64) (linked, error) {
+		added, l, err := n.linkAt(ctx, node, resource, hint, in, id)
+		return linked{added, l}, err
+	}
+	r, err := serve(ctx, n, resource, n.holdsResource, remote, there, func(at place) (linked, bool, error) {
+		mu := n.stripe(resource)
+		mu.RLock()
+		defer mu.RUnlock()
+		if !n.holdsResource(resource) && n.leftMeanwhile(resource, at) {
+			return linked{}, true, nil
+		}
+		added, l := n.store.AddInterest(resource, in, hint)
+		return linked{added, l}, false, nil
+	})
+	return r.added, r.l, err
 }
 
 func (n *Node) linkAt(ctx context.Context, node, resource string, hint shard.Hint, in shard.Interest, id uint64) (bool, shard.Linked, error) {

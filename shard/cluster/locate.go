@@ -151,6 +151,46 @@ func (n *Node) sameRing(ctx context.Context, id uint64) error {
 	}
 }
 
+// serve runs a call on key where locate says it is served: at the node
+// it names (there), else at each node that may hold it, in turn (there;
+// errNotHeld: the next one), else here. A call sent on a route the ring
+// changed under (errNotHeld from the node named, for a call of this
+// node's own) or on a key that moved meanwhile (shard.ErrMoved; here
+// asking again) is located again.
+func serve[T any](ctx context.Context, n *Node, key string, held func(string) bool, remote bool, there func(node string, id uint64) (T, error), here func(at place) (v T, again bool, err error)) (T, error) {
+	var v T
+	for range 4 {
+		at, err := n.locate(ctx, key, held, remote)
+		if err != nil {
+			return v, err
+		}
+		if at.node != "" {
+			v, err = there(at.node, at.ring)
+			if errors.Is(err, shard.ErrMoved) || !remote && errors.Is(err, errNotHeld) {
+				continue
+			}
+			return v, err
+		}
+		for _, o := range at.ask {
+			if v, err = there(o, at.ring); !errors.Is(err, errNotHeld) {
+				return v, err
+			}
+		}
+		again := false
+		if v, again, err = here(at); !again {
+			return v, err
+		}
+	}
+	return v, fmt.Errorf("%w: %s is moving between nodes; retry", shard.ErrUnavailable, key)
+}
+
+// leftMeanwhile reports whether key, found here or absent at at, has
+// been handed off since: a tomb names a node at did not ask.
+func (n *Node) leftMeanwhile(key string, at place) bool {
+	t := n.tombOf(key)
+	return t != "" && !slices.Contains(at.ask, t)
+}
+
 func (n *Node) holdsResource(res string) bool {
 	_, held := n.store.HasResource(res)
 	return held

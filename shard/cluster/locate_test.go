@@ -133,3 +133,35 @@ func TestDeliver_WrongRouteIsUnavailableNotSuccess(t *testing.T) {
 		t.Fatalf("once the rings agree the publish reached %d (err %v), want 1", k, err)
 	}
 }
+
+// A call from another ring waits for this node to install that ring, and
+// is woken by the install; a ring never installed answers UNAVAILABLE.
+func TestSameRing_WaitsForTheSendersRing(t *testing.T) {
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	n, err := New(Config{Name: "n1"}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx := context.Background()
+	next := n.viewOf(ring.New(1, map[string]int{"n1": 1, "n2": 2}))
+	done := make(chan error, 1)
+	go func() { done <- n.sameRing(ctx, next.id) }()
+	n.mu.Lock()
+	n.installLocked(next, n.ring.Load())
+	n.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatalf("a call on the ring just installed: %v", err)
+	}
+	other := n.viewOf(ring.New(2, map[string]int{"n1": 2, "n2": 2})) // other weights: another identity
+	if other.id == next.id {
+		t.Fatal("two rings with other weights share an identity")
+	}
+	if err := n.sameRing(ctx, other.id); !errors.Is(err, shard.ErrUnavailable) {
+		t.Fatalf("a call on a ring never installed: %v, want UNAVAILABLE", err)
+	}
+}

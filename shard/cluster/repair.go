@@ -33,10 +33,33 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
-// and dropped it from their lists. Its interest in every list is linked
+// at deadAt (a wall-clock time in unix nanoseconds, the sender's) and
+// dropped it from their lists. Its interest in every list is linked
 // again, with a RESYNC: changes may have been missed.
-func (n *Node) rejoined() {
-	n.log.Warn("the cluster took this node for dead: linking every subscription again")
+//
+// Invariant: a list a node held when the cluster took it for dead is not
+// served after it returns. The survivors made it again (repair) from
+// their queues, with the newest etag they delivered, and published to
+// it since; the old copy would answer a subscribe with an older etag and
+// stamp changes a watch has seen newer ones of. So every list here made
+// before deadAt (its epoch: the wall-clock time it was made or merged)
+// is dropped, under its stripe, before the relink: this node, owning a
+// key it no longer holds, then asks the owner it displaced, which holds
+// the copy made again (locate), and a list nobody made again is started
+// from the queues here. Lists made or taken here since are kept.
+func (n *Node) rejoined(deadAt uint64) {
+	_, lists := n.store.Keys()
+	dropped := 0
+	for _, res := range lists {
+		mu := n.stripe(res)
+		mu.Lock()
+		if e, held := n.store.ListEpoch(res); held && e < deadAt {
+			n.store.ExportResource(res)
+			dropped++
+		}
+		mu.Unlock()
+	}
+	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped)
 	n.relink(func(string) bool { return true })
 }
 
