@@ -24,7 +24,8 @@
 // that dies is dropped from every list here, and the lists it held are
 // made again from every survivor's interest, with the newest etag and
 // position their queues delivered (relink); a node taken for dead that
-// returns links all its interest again (rejoined).
+// returns drops the lists it held then, which were made again elsewhere,
+// and links all its interest again (rejoined).
 //
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the

@@ -165,3 +165,54 @@ func TestSameRing_WaitsForTheSendersRing(t *testing.T) {
 		t.Fatalf("a call on a ring never installed: %v, want UNAVAILABLE", err)
 	}
 }
+
+// Review finding 6: a node the cluster took for dead comes back holding
+// its old copy of a list, while the survivors made the list again and
+// delivered newer etags through it. Told it was taken for dead, the node
+// drops its old copy: a subscribe through it answers the etag of the
+// copy made again (asked at the owner it displaced), not the old one.
+func TestRejoined_OldListIsDroppedNotServed(t *testing.T) {
+	nodes := startRing(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/j%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	alice := shard.Principal{User: "alice", Device: "phone"}
+	q1, err := n1.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Subscribe(ctx, nil, alice, q1.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "old", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if !n2.holdsResource(res) {
+		t.Fatal("the list is not at its owner n2")
+	}
+	// n2 was taken for dead: n1 made the list again from its queue and
+	// delivered a newer etag through it.
+	deadAt := uint64(time.Now().UnixNano())
+	n1.store.AddInterest(res, shard.Interest{Node: "n1", Count: 1, Ver: 1 << 40}, shard.Hint{Etag: "new", Pos: shard.Position{Epoch: deadAt + 1, Offset: 1, At: deadAt + 1}})
+	n2.rejoined(deadAt)
+	if n2.holdsResource(res) {
+		t.Fatal("the node taken for dead still holds its old list")
+	}
+	bob := shard.Principal{User: "bob", Device: "d"}
+	q2, err := n2.CreateQueue(ctx, bob, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := n2.Subscribe(ctx, nil, bob, q2.Name, res, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Etag != "new" {
+		t.Errorf("a subscribe through the returned node answered %q, want %q (the list made again)", sub.Etag, "new")
+	}
+}
