@@ -164,6 +164,12 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 		return toStatus(err)
 	}
 	at, err := n.locate(ctx, r.GetQueue(), n.store.Has, true)
+	if t := n.tombOf(r.GetQueue()); errors.Is(err, errNotHeld) && t != "" {
+		// A stream comes here by a redirect its reader's node followed,
+		// not asked by the owner (see locate): the tomb is followed even
+		// to the owner, which may hold the queue now.
+		at, err = place{node: t}, nil
+	}
 	if err != nil {
 		return toStatus(err)
 	}
