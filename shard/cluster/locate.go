@@ -21,12 +21,13 @@ import (
 //
 //   - On a shared ring, a call that reaches a node other than the key's
 //     owner was sent by the owner, asking (or by a node the owner asked,
-//     following its tomb): "asked" needs no flag. (A relayed stream is
-//     the exception: its reader's node follows redirects itself, so the
-//     Stream service follows a tomb even to the owner.) Such a node serves the
+//     following its tomb): "asked" needs no flag. Such a node serves the
 //     key if it holds it, follows its tomb unless it points to the owner,
 //     and else answers errNotHeld. It never sends the call to the owner,
 //     so every route is: entry node → owner → the nodes it asks → tombs.
+//     A relayed stream is the exception: its reader's node follows
+//     redirects itself, so the Stream service follows a tomb even to the
+//     owner.
 //   - Tombs point forward in a key's hand-off history: a tomb is made
 //     when its node gives the key away, and a node that holds the key
 //     follows no tomb (held is checked first). A tomb chain ends at the

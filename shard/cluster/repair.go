@@ -44,10 +44,14 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 // stamp changes a watch has seen newer ones of. So every list here made
 // before deadAt (its epoch: the wall-clock time it was made or merged)
 // is dropped, under its stripe, before the relink: this node, owning a
-// key it no longer holds, then asks the owner it displaced, which holds
-// the copy made again (locate), and a list nobody made again is started
-// from the queues here. Lists made or taken here since are kept.
+// key it no longer holds, then asks the owner on the ring without it
+// (remembered as a past ring), which holds the copy made again (locate),
+// and a list nobody made again is started from the queues here. Lists
+// made or taken here since are kept.
 func (n *Node) rejoined(deadAt uint64) {
+	n.mu.Lock() // the others ran on the ring without this node: remember it
+	n.history = append([]pastRing{{r: n.viewOf(n.ring.Load().without), until: time.Now().Add(historyTTL)}}, n.history...)
+	n.mu.Unlock()
 	_, lists := n.store.Keys()
 	dropped := 0
 	for _, res := range lists {
