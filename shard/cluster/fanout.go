@@ -74,7 +74,7 @@ func (n *Node) deliverAt(ctx context.Context, node string, ev *shard.Event, id u
 	if p == nil {
 		return 0, unavailable(node)
 	}
-	rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Ring: id}}})
+	rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Ring: id}}, Deadline: deadlineOf(ctx)})
 	if err != nil {
 		if err = fromStatus(node, err); !errors.Is(err, errNotHeld) {
 			n.log.Warn("event not delivered", "resource", ev.Resource, "peer", node, "err", err)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 
 	"meshgate/shard"
@@ -88,7 +89,12 @@ func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proo
 func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte, remote bool) (int, error) {
 	if o, id := n.ownerFor(resource, remote); o != "" {
 		if p := n.peer(o); p != nil {
-			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Ring: id})
+			if _, ok := ctx.Deadline(); !ok {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, callTimeout)
+				defer cancel()
+			}
+			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Ring: id, Deadline: deadlineOf(ctx)})
 			if err != nil {
 				return 0, fromStatus(o, err)
 			}
@@ -119,8 +125,13 @@ func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.Aut
 }
 
 func (s service) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.PublishReply, error) {
+	ctx, cancel := untilDeadline(ctx, r.GetDeadline())
+	defer cancel()
 	if err := s.n.sameRing(ctx, r.GetRing()); err != nil {
 		return nil, toStatus(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatus(fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, r.GetResource(), err)) //nolint:errorlint // UNAVAILABLE is the contract
 	}
 	k, err := s.n.publish(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetEtag(), r.GetPayload(), true)
 	if err != nil {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"meshgate/shard"
@@ -81,8 +82,8 @@ func (n *Node) audit() { n.relink(nil) }
 // the audit) names the lists that may have died (their holder crashed,
 // or took this node for dead): a link that fails for one of them is
 // announced at once; with lost set, every failed link is retried in the
-// background (linkLater), since a crashed node may also have held lists
-// it did not own.
+// background (relinkLater), since a crashed node may also have held
+// lists it did not own.
 //
 // Invariant (the gateway remembers what it delivered): a link tells the
 // list the newest etag the queues here delivered (each subscription knows
@@ -105,6 +106,7 @@ func (n *Node) relink(lost func(string) bool) int {
 	}
 	etags := n.current(ctx, unknown)
 	resynced, missing, behind := 0, 0, 0
+	var failed []string
 	for res, li := range locals {
 		if e := etags[res]; e != "" {
 			li.Hint.Etag = e
@@ -118,11 +120,12 @@ func (n *Node) relink(lost func(string) bool) int {
 			// Another node may not have seen the change yet and route to
 			// the dead one: linking is idempotent, so try again. The loss
 			// of a list that may have died is announced now, with the
-			// newest etag known.
+			// newest etag known here at its position: a queue that has
+			// appended a later one since is left alone (Resync).
 			if lost(res) {
-				resynced += n.store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, li.Queues)
+				resynced += n.store.Resync(res, shard.Linked{Etag: li.Hint.Etag, Pos: li.Hint.Pos}, li.Queues)
 			}
-			go n.linkLater(res, li)
+			failed = append(failed, res)
 			continue
 		}
 		if added {
@@ -130,6 +133,9 @@ func (n *Node) relink(lost func(string) bool) int {
 		}
 		r, b := n.settleLink(res, l, added, li)
 		resynced, behind = resynced+r, behind+b
+	}
+	if len(failed) > 0 {
+		go n.relinkLater(failed)
 	}
 	if missing+behind > 0 {
 		n.stats.Repairs.Add(1)
@@ -152,29 +158,51 @@ func (n *Node) settleLink(res string, l shard.Linked, added bool, li shard.Local
 	return 0, n.store.CatchUp(res, l, li.Queues)
 }
 
-// linkLater retries a repair's failed link until it succeeds or 30 s
-// pass. Once it succeeds, the subscriptions go on from the list's real
-// position (settleLink): the failed attempt announced the loss with no
-// position, and events the list stamped meanwhile did not reach them.
-func (n *Node) linkLater(res string, li shard.LocalInterest) {
+// relinkLater retries a repair's failed links until they succeed or 30 s
+// pass, reading this node's interest afresh each round: a link made late
+// carries the newest etag the queues here delivered by then, never the
+// one they had when the repair began (a list it starts would begin from
+// that, and its RESYNC go back). Once a link succeeds, the subscriptions
+// go on from the list's real position (settleLink).
+func (n *Node) relinkLater(failed []string) {
+	var mu sync.Mutex
 	var err error
-	for range 60 {
+	for round := 0; round < 60 && len(failed) > 0; round++ {
 		select {
 		case <-n.stop:
 			return
 		case <-time.After(500 * time.Millisecond):
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		var added bool
-		var l shard.Linked
-		added, l, err = n.link(ctx, res, li.Hint, li.Interest, false)
-		cancel()
-		if err == nil {
-			n.settleLink(res, l, added, li)
-			return
+		locals := n.store.LocalInterests()
+		var left []string
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16) // links in flight
+		for _, res := range failed {
+			li, ok := locals[res]
+			if !ok {
+				continue // no queue here subscribes to it any more
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+				defer cancel()
+				added, l, e := n.link(ctx, res, li.Hint, li.Interest, false)
+				if e == nil {
+					n.settleLink(res, l, added, li)
+					return
+				}
+				mu.Lock()
+				left, err = append(left, res), e
+				mu.Unlock()
+			})
 		}
+		wg.Wait()
+		failed = left
 	}
-	n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for the audit", "resource", res, "err", err)
+	if len(failed) > 0 {
+		n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for the audit", "resources", len(failed), "err", err)
+	}
 }
 
 var _ shard.Peers = (*Node)(nil)

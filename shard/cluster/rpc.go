@@ -95,6 +95,8 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 	rep := &pb.PushReply{}
 	for _, op := range r.GetOps() {
 		if op.GetEvent() != nil && op.GetFanout() {
+			ctx, cancel := untilDeadline(ctx, r.GetDeadline())
+			defer cancel()
 			if err := n.sameRing(ctx, op.GetRing()); err != nil {
 				return nil, toStatus(err)
 			}
@@ -215,6 +217,27 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 			clear(buf)
 		}
 	}
+}
+
+// deadlineOf is ctx's deadline in unix nanoseconds (0: none), for a call
+// whose receiver must not serve it after its sender gave up on it.
+func deadlineOf(ctx context.Context) uint64 {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return uint64(max(d.UnixNano(), 1))
+}
+
+// untilDeadline bounds a served call's ctx by its sender's deadline (unix
+// nanoseconds; 0 none). Invariant: a publish is never stamped after its
+// deadline, even when its call waited in a socket while this node was
+// frozen (gRPC's own timeout counts from when this node read the call).
+func untilDeadline(ctx context.Context, d uint64) (context.Context, context.CancelFunc) {
+	if d == 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, time.Unix(0, int64(d)))
 }
 
 // chanListener turns Notify into a channel signal.

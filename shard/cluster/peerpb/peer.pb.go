@@ -1311,8 +1311,13 @@ func (x *Op) GetLearnAt() uint64 {
 
 // Ops in the order one node sent them to another.
 type PushRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ops   []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// For a fan-out op: the publish's deadline (unix nanoseconds of the
+	// sender's clock; 0 none). gRPC's timeout counts from when the receiver
+	// reads the call, so a call that waited in a frozen node's socket would
+	// be served long after its sender gave up on it.
+	Deadline      uint64 `protobuf:"fixed64,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1352,6 +1357,13 @@ func (x *PushRequest) GetOps() []*Op {
 		return x.Ops
 	}
 	return nil
+}
+
+func (x *PushRequest) GetDeadline() uint64 {
+	if x != nil {
+		return x.Deadline
+	}
+	return 0
 }
 
 type PushReply struct {
@@ -2656,7 +2668,8 @@ type PublishRequest struct {
 	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	Etag          string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
-	Ring          uint64                 `protobuf:"fixed64,6,opt,name=ring,proto3" json:"ring,omitempty"` // see QueueCall.ring: the receiver serves it
+	Ring          uint64                 `protobuf:"fixed64,6,opt,name=ring,proto3" json:"ring,omitempty"`         // see QueueCall.ring: the receiver serves it
+	Deadline      uint64                 `protobuf:"fixed64,7,opt,name=deadline,proto3" json:"deadline,omitempty"` // see PushRequest.deadline
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2722,6 +2735,13 @@ func (x *PublishRequest) GetPayload() []byte {
 func (x *PublishRequest) GetRing() uint64 {
 	if x != nil {
 		return x.Ring
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetDeadline() uint64 {
+	if x != nil {
+		return x.Deadline
 	}
 	return 0
 }
@@ -2882,9 +2902,10 @@ const file_peer_proto_rawDesc = "" +
 	"learnEpoch\x12!\n" +
 	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\x12\x19\n" +
 	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
-	"\"5\n" +
+	"\"Q\n" +
 	"\vPushRequest\x12&\n" +
-	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
+	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\x12\x1a\n" +
+	"\bdeadline\x18\x02 \x01(\x06R\bdeadline\"1\n" +
 	"\tPushReply\x12\x18\n" +
 	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\xa8\x01\n" +
 	"\rStreamRequest\x129\n" +
@@ -2992,13 +3013,14 @@ const file_peer_proto_rawDesc = "" +
 	"\x05proof\x18\x03 \x01(\tR\x05proof\x12\x12\n" +
 	"\x04ring\x18\x05 \x01(\x06R\x04ringJ\x04\b\x04\x10\x05\"$\n" +
 	"\x0eAuthorizeReply\x12\x12\n" +
-	"\x04etag\x18\x01 \x01(\tR\x04etag\"\xaf\x01\n" +
+	"\x04etag\x18\x01 \x01(\tR\x04etag\"\xcb\x01\n" +
 	"\x0ePublishRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x12\n" +
-	"\x04ring\x18\x06 \x01(\x06R\x04ringJ\x04\b\x05\x10\x06\"(\n" +
+	"\x04ring\x18\x06 \x01(\x06R\x04ring\x12\x1a\n" +
+	"\bdeadline\x18\a \x01(\x06R\bdeadlineJ\x04\b\x05\x10\x06\"(\n" +
 	"\fPublishReply\x12\x18\n" +
 	"\areached\x18\x01 \x01(\x03R\areached*\x80\x01\n" +
 	"\aQueueOp\x12\x18\n" +
