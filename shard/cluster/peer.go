@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/protobuf/proto"
 
 	pb "meshgate/shard/cluster/peerpb"
 )
@@ -25,7 +24,6 @@ type peer struct {
 
 	mu      sync.Mutex
 	ops     []*pb.Op
-	sending int    // ops in the Push in flight
 	queued  uint64 // ops ever queued
 	sent    uint64 // ops ever sent (or dropped)
 	closed  bool   // no more ops are queued: push hands them on itself
@@ -175,14 +173,12 @@ func (p *peer) send() {
 			if len(p.ops) == 0 {
 				p.ops = nil
 			}
-			p.sending = k
 			p.mu.Unlock()
 			if k == 0 {
 				break
 			}
 			p.deliver(batch)
 			p.mu.Lock()
-			p.sending = 0
 			p.sent += uint64(k)
 			p.mu.Unlock()
 		}
@@ -253,22 +249,20 @@ func (p *peer) handOn(ops []*pb.Op) {
 
 // reroute applies op as if it had been made here.
 func (n *Node) reroute(op *pb.Op) {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
 	switch {
 	case op.GetEvent() != nil && op.GetFanout():
-		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0, false)
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), false)
 	case op.GetEvent() != nil:
 		// Stamped here for the peer: sent as it is to the nodes
 		// interested now. A list that left since announces its tail.
 		n.store.Refan(eventOf(op.GetEvent()))
 	case op.GetInterestResource() != "":
-		fwd := proto.Clone(op).(*pb.Op)
-		fwd.Hops, fwd.Asked = 0, false
-		n.interestAt(fwd)
+		n.interestAt(op, false)
 	case op.GetLearnResource() != "":
-		n.learnAt(op)
+		n.learnAt(op, false)
 	case op.GetRevokeResource() != "":
-		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0, false)
+		n.revoke(op, false)
 	}
 }
