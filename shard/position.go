@@ -188,6 +188,8 @@ const (
 // announced with one RESYNC if its etag is newer than the last one
 // appended (Before: by At), and dropped if not, so a subscription never
 // appends an etag older than one it delivered, whichever list sends it.
+// An event of the subscription's epoch stamped before the etag it
+// appended last (olderAt) is dropped as well: see there.
 // An unstamped event (zero p) is appended as it is; a subscription with
 // no position yet takes the event's. The queue's mu is held.
 func (sub *subscription) admitLocked(p Position) verdict {
@@ -203,6 +205,11 @@ func (sub *subscription) admitLocked(p Position) verdict {
 		}
 		sub.pos = p
 		return resyncIt
+	case sub.olderAt(p):
+		if p.Offset == sub.pos.Offset+1 {
+			sub.pos.Offset = p.Offset // seen; what it holds is newer
+		}
+		return dropIt
 	case p.Offset <= sub.pos.Offset:
 		return dropIt
 	case p.Offset == sub.pos.Offset+1:
@@ -210,6 +217,21 @@ func (sub *subscription) admitLocked(p Position) verdict {
 		return appendIt
 	}
 	return parkIt
+}
+
+// olderAt reports whether p, of the subscription's epoch, was stamped
+// before the etag the subscription appended last. Within one epoch a
+// list stamps At in offset order (its clock observes every At it
+// learns), so such an event comes from before the list adopted a newer
+// etag from another list's queues (a learn, a link's hint) and the
+// subscription was moved to that etag at the list's offset (Resync,
+// CatchUp), or from another copy of the epoch. Its offset alone would
+// take it for the next change: a watch would go from the newer etag back
+// to the older one. Invariant: a subscription's pos.At is the At of the
+// newest etag it appended, and it never appends an older one, within an
+// epoch as across epochs.
+func (sub *subscription) olderAt(p Position) bool {
+	return p.Epoch == sub.pos.Epoch && p.At != 0 && sub.pos.At != 0 && p.At < sub.pos.At
 }
 
 // Tail announcement (centrifuge's position check, made by the list): a gap

@@ -152,7 +152,9 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	for len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1 {
 		next := x.parked[0]
 		x.parked = x.parked[1:]
-		if next.Pos.Offset == sub.pos.Offset+1 {
+		if next.Pos.Offset == sub.pos.Offset+1 && sub.olderAt(next.Pos) {
+			sub.pos.Offset = next.Pos.Offset // seen; what it holds is newer (olderAt)
+		} else if next.Pos.Offset == sub.pos.Offset+1 {
 			sub.pos = next.Pos
 			if next.Kind == Changed || next.Kind == Resync {
 				sub.etag = next.Etag
