@@ -111,11 +111,6 @@ func (n *Node) relink(lost func(string) bool) int {
 		if e := etags[res]; e != "" {
 			li.Hint.Etag = e
 		}
-		// Neither the queues here nor the publisher know an etag of a
-		// list that may have died: a list this link makes again
-		// remembers that its "" is not "never published", and a fresh
-		// subscribe to it answers etagUnknown.
-		li.Hint.Unknown = lost != nil && lost(res) && li.Hint.Etag == ""
 		added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
 		if err != nil {
 			n.log.Debug("relink: link failed", "resource", res, "err", err)
