@@ -4,33 +4,28 @@
 // its queue or resource over gRPC with mutual TLS, hand-off of state when
 // nodes join or leave, and repair of subscriber lists when a node dies.
 //
-// A Node wraps one shard.Store. Any node accepts any call and sends it to
-// the key's ring owner; the node that holds the key serves it. State
-// moves whole (Take), so a key is held by exactly one node at a time; a
-// node that handed a key off remembers where it went (a tomb). Calls
-// between nodes carry the sender's ring identity (a hash of its ring's
-// members and weights); a receiver on another ring waits briefly for
-// membership to converge, else answers shard.ErrUnavailable, so every
-// route is short by construction, not by a hop count (locate.go). On a
-// single node (no gossip address) every key is local and nothing is sent
-// anywhere.
+// A Node wraps one shard.Store. Any node accepts any call: the node that
+// holds the key serves it, whichever node the ring names. State moves
+// whole (Take), so a key is held by exactly one node at a time; a node
+// that handed a key off remembers where it went (a tomb) and forwards
+// late calls there. On a single node (no gossip address) every key is
+// local and nothing is sent anywhere.
 //
 // A resource's list records which nodes are interested in it (see
 // shard.Interest): its holder sends each event once to each of them, with
 // no queue names, and each appends it to its own queues. What moves when:
 // a list moves whole with its interested nodes (Take); a queue moves with
 // its subscriptions, and its new node is registered in each of their
-// lists before the old node exports it (take's enlist); a node
+// lists before the old node exports it (give's registerTaker); a node
 // that dies is dropped from every list here, and the lists it held are
 // made again from every survivor's interest, with the newest etag and
 // position their queues delivered (relink); a node taken for dead that
-// returns drops the lists it held then, which were made again elsewhere,
-// and links all its interest again (rejoined).
+// returns links all its interest again (rejoined).
 //
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the
 // queue's side compares positions. A list whose events went to other
-// nodes sends its last one again once it is quiet (fanout.go
+// nodes sends its last one again once it is quiet (route.go
 // announceTails, shard.Store.AnnounceTails), so an event lost on the way
 // is announced even when nothing is published after it. After a crash,
 // every node links all its interest again (a list a dead node held
@@ -42,16 +37,12 @@
 // of a peer going away or of membership moving is shard.ErrUnavailable.
 // The locks and the order they are taken in are in shard/LOCKS.md.
 //
-// Files: node.go (membership, the ring and its identity), locate.go
-// (where a key is served, and the invariants that bound every route),
-// calls.go (queue calls, and calls on every node), fanout.go (delivery
-// to a list, fan-out to the interested nodes, interest, learn and revoke
-// ops, ops kept for nodes not members yet, tail announcements),
-// handoff.go (hand-off, registering a queue's taker, rebalance, leave),
-// repair.go (repair after a crash, relink, audit), peer.go (outboxes,
-// hand-on of a gone peer's ops), rpc.go (the service), stream.go
-// (relayed streams), publishers.go (calls to the owner's publishers),
-// recheck.go (every node's subscribers of a scheme, for a publisher's
-// re-check), admit.go (member identity), convert.go (wire forms and
-// errors).
+// Files: node.go (membership, the ring), route.go (locating keys, calls,
+// fan-out to the interested nodes, ops kept for nodes not members yet),
+// handoff.go (hand-off, registering a queue's taker, repair, audit),
+// peer.go (outboxes, hand-on of a gone peer's ops), rpc.go (the service),
+// stream.go (relayed streams), publishers.go (calls to the owner's
+// publishers), recheck.go (every node's subscribers of a scheme, for a
+// publisher's re-check), admit.go (member identity), convert.go (wire
+// forms and errors).
 package cluster

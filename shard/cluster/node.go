@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"slices"
@@ -67,8 +66,8 @@ type Config struct {
 }
 
 const (
+	maxHops      = 4                // a call forwarded more often is served where it is
 	historyTTL   = 2 * time.Minute  // how long a past ring's owners are asked for keys
-	ringWait     = time.Second      // how long a call from another ring waits for this node to install it
 	settleTime   = 15 * time.Second // after a ring change, nodes may disagree this long
 	tombTTL      = 2 * time.Minute  // how long a node forwards keys it handed off
 	rebalanceGap = 5 * time.Second  // periodic hand-off of misplaced keys
@@ -83,7 +82,7 @@ type Node struct {
 	log   *slog.Logger
 	store *shard.Store
 
-	ring atomic.Pointer[view]
+	ring atomic.Pointer[ring.Ring]
 
 	// mu guards the fields below it up to metaMu. No store lock is taken
 	// while it is held.
@@ -91,7 +90,6 @@ type Node struct {
 	members    map[string]member // alive members as gossip reports them, self included
 	leaving    map[string]bool   // nodes that said they stop owning keys; true once done
 	history    []pastRing        // newest first
-	installed  chan struct{}     // closed when the next ring is installed (see sameRing)
 	peers      map[string]*peer  // clients by node name
 	tombs      map[string]tomb   // keys handed off → where
 	inflight   map[string]chan struct{}
@@ -107,6 +105,8 @@ type Node struct {
 	epoch      uint64
 	changedAt  time.Time
 	auditedAt  time.Time
+	others     *ring.Ring      // the ring without this node, for locate
+	othersOf   uint64          // the epoch others was built from
 	pubs       LocalPublishers // this node's plugin host, for routed calls
 	routed     *Publishers
 
@@ -140,17 +140,8 @@ type member struct {
 	ready  bool // owns keys; a member not ready only forwards
 }
 
-// view is a ring with its identity (see ringID).
-type view struct {
-	*ring.Ring
-	id uint64
-	// without is the ring without this node: the owners this node
-	// displaced (see pastOwnersLocked).
-	without *ring.Ring
-}
-
 type pastRing struct {
-	r     *view
+	r     *ring.Ring
 	until time.Time
 }
 
@@ -213,15 +204,14 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		relays:     map[*stream]string{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
-		installed:  make(chan struct{}),
 		changed:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
 	n.ready.Store(!cfg.WaitReady)
 	if cfg.WaitReady && cfg.Gossip != "" {
-		n.ring.Store(n.viewOf(ring.New(0, map[string]int{})))
+		n.ring.Store(ring.New(0, map[string]int{}))
 	} else {
-		n.ring.Store(n.viewOf(ring.New(0, map[string]int{cfg.Name: cfg.Weight})))
+		n.ring.Store(ring.New(0, map[string]int{cfg.Name: cfg.Weight}))
 	}
 	store.SetPeers(n, cfg.Name)
 	if cfg.Gossip == "" {
@@ -253,7 +243,7 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) Store() *shard.Store { return n.store }
 
 // Ring is the node's current view of the ring.
-func (n *Node) Ring() *ring.Ring { return n.ring.Load().Ring }
+func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
 
 // Joined reports whether the node is part of its cluster: it joined a seed
 // (or needs none) and is not draining.
@@ -478,17 +468,21 @@ func (n *Node) rebuild() {
 		}
 	}()
 	n.members = alive
-	for name := range alive { // taken for dead, alive again: they must relink
-		if at, ok := n.crashed[name]; ok {
+	var back []string // taken for dead, alive again: they must relink
+	for name := range alive {
+		if _, ok := n.crashed[name]; ok {
+			back = append(back, name)
 			delete(n.crashed, name)
-			go func() {
-				if p := n.peer(name); p != nil {
-					ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-					defer cancel()
-					_, _ = p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
-				}
-			}()
 		}
+	}
+	for _, b := range back {
+		go func() {
+			if p := n.peer(b); p != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+				defer cancel()
+				_, _ = p.client.Rejoined(ctx, &pb.Empty{})
+			}
+		}()
 	}
 	r := n.ringLocked()
 	if slices.Equal(r.Nodes(), old.Nodes()) && sameWeights(r, old) {
@@ -516,7 +510,7 @@ func (n *Node) rebuild() {
 // serve them. One that is starting is a member (it forwards calls, and
 // others may call it) but in nobody's ring, so no call is served by a node
 // whose publishers are not up yet.
-func (n *Node) ringLocked() *view {
+func (n *Node) ringLocked() *ring.Ring {
 	w := map[string]int{}
 	for name, m := range n.members {
 		if name == n.cfg.Name {
@@ -528,42 +522,18 @@ func (n *Node) ringLocked() *view {
 		w[name] = m.weight
 	}
 	n.epoch++
-	return n.viewOf(ring.New(n.epoch, w))
+	return ring.New(n.epoch, w)
 }
 
-// viewOf computes r's identity, and the ring without this node.
-func (n *Node) viewOf(r *ring.Ring) *view {
-	w := map[string]int{}
-	for _, x := range r.Nodes() {
-		if x != n.cfg.Name {
-			w[x] = r.Weight(x)
-		}
-	}
-	return &view{Ring: r, id: ringID(r), without: ring.New(r.Epoch(), w)}
-}
-
-// ringID is r's identity: a hash of its members' sorted names and
-// weights. Two nodes with the same identity give every key the same
-// owner, whatever their epochs.
-func ringID(r *ring.Ring) uint64 {
-	h := fnv.New64a()
-	for _, x := range r.Nodes() { // sorted
-		fmt.Fprintf(h, "%q:%d;", x, r.Weight(x))
-	}
-	return h.Sum64()
-}
-
-func (n *Node) installLocked(r, old *view) {
+func (n *Node) installLocked(r, old *ring.Ring) {
 	now := time.Now()
 	n.history = append([]pastRing{{r: old, until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
-	close(n.installed)
-	n.installed = make(chan struct{})
 	n.changedAt = now
 }
 
-func sameWeights(a, b *view) bool {
+func sameWeights(a, b *ring.Ring) bool {
 	for _, x := range a.Nodes() {
 		if a.Weight(x) != b.Weight(x) {
 			return false

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 
 	pb "meshgate/shard/cluster/peerpb"
 )
@@ -24,6 +25,7 @@ type peer struct {
 
 	mu      sync.Mutex
 	ops     []*pb.Op
+	sending int    // ops in the Push in flight
 	queued  uint64 // ops ever queued
 	sent    uint64 // ops ever sent (or dropped)
 	closed  bool   // no more ops are queued: push hands them on itself
@@ -173,12 +175,14 @@ func (p *peer) send() {
 			if len(p.ops) == 0 {
 				p.ops = nil
 			}
+			p.sending = k
 			p.mu.Unlock()
 			if k == 0 {
 				break
 			}
 			p.deliver(batch)
 			p.mu.Lock()
+			p.sending = 0
 			p.sent += uint64(k)
 			p.mu.Unlock()
 		}
@@ -249,20 +253,22 @@ func (p *peer) handOn(ops []*pb.Op) {
 
 // reroute applies op as if it had been made here.
 func (n *Node) reroute(op *pb.Op) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
 	switch {
 	case op.GetEvent() != nil && op.GetFanout():
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		defer cancel()
-		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), false)
+		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0, false)
 	case op.GetEvent() != nil:
 		// Stamped here for the peer: sent as it is to the nodes
 		// interested now. A list that left since announces its tail.
 		n.store.Refan(eventOf(op.GetEvent()))
 	case op.GetInterestResource() != "":
-		n.interestAt(op, false)
+		fwd := proto.Clone(op).(*pb.Op)
+		fwd.Hops, fwd.Asked = 0, false
+		n.interestAt(fwd)
 	case op.GetLearnResource() != "":
-		n.learnAt(op, false)
+		n.learnAt(op)
 	case op.GetRevokeResource() != "":
-		n.revoke(op, false)
+		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0, false)
 	}
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 
 	"meshgate/shard"
@@ -37,12 +36,12 @@ func (n *Node) Publishers(local LocalPublishers) *Publishers {
 
 // Authorize implements shard.Authorizer at the resource's owner.
 func (p *Publishers) Authorize(ctx context.Context, pr shard.Principal, resource, proof string) (string, error) {
-	return p.n.authorize(ctx, pr, resource, proof, false)
+	return p.n.authorize(ctx, pr, resource, proof, 0)
 }
 
 // Publish runs a `publish` mutation at the resource's owner.
 func (p *Publishers) Publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte) (int, error) {
-	return p.n.publish(ctx, pr, resource, etag, payload, false)
+	return p.n.publish(ctx, pr, resource, etag, payload, 0)
 }
 
 func (n *Node) localPubs() LocalPublishers {
@@ -51,25 +50,20 @@ func (n *Node) localPubs() LocalPublishers {
 	return n.pubs
 }
 
-// ownerFor names the node whose publishers answer for resource, and the
-// ring identity it was chosen on ("": this node's). A call from another
-// node (remote) is served here: its sender chose this node as the owner
-// on the ring both share (see sameRing), so it is never sent on.
-func (n *Node) ownerFor(resource string, remote bool) (string, uint64) {
-	if remote || n.cfg.Gossip == "" {
-		return "", 0
+func (n *Node) ownerFor(resource string, hops uint32) string {
+	if hops >= maxHops || n.cfg.Gossip == "" {
+		return ""
 	}
-	v := n.ring.Load()
-	if o := v.Owner(resource); o != n.cfg.Name && n.isMember(o) {
-		return o, v.id
+	if o := n.ring.Load().Owner(resource); o != n.cfg.Name && n.isMember(o) {
+		return o
 	}
-	return "", 0
+	return ""
 }
 
-func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proof string, remote bool) (string, error) {
-	if o, id := n.ownerFor(resource, remote); o != "" {
+func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proof string, hops uint32) (string, error) {
+	if o := n.ownerFor(resource, hops); o != "" {
 		if p := n.peer(o); p != nil {
-			rep, err := p.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalPB(pr), Resource: resource, Proof: proof, Ring: id})
+			rep, err := p.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalPB(pr), Resource: resource, Proof: proof, Hops: hops + 1})
 			if err == nil {
 				return rep.GetEtag(), nil
 			}
@@ -86,15 +80,10 @@ func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proo
 	return l.Authorize(ctx, pr, resource, proof)
 }
 
-func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte, remote bool) (int, error) {
-	if o, id := n.ownerFor(resource, remote); o != "" {
+func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte, hops uint32) (int, error) {
+	if o := n.ownerFor(resource, hops); o != "" {
 		if p := n.peer(o); p != nil {
-			if _, ok := ctx.Deadline(); !ok {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, callTimeout)
-				defer cancel()
-			}
-			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Ring: id, Deadline: deadlineOf(ctx)})
+			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Hops: hops + 1})
 			if err != nil {
 				return 0, fromStatus(o, err)
 			}
@@ -114,10 +103,7 @@ func isUnavailable(err error) bool {
 }
 
 func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeReply, error) {
-	if err := s.n.sameRing(ctx, r.GetRing()); err != nil {
-		return nil, toStatus(err)
-	}
-	etag, err := s.n.authorize(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetProof(), true)
+	etag, err := s.n.authorize(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetProof(), r.GetHops())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -125,15 +111,7 @@ func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.Aut
 }
 
 func (s service) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.PublishReply, error) {
-	ctx, cancel := untilDeadline(ctx, r.GetDeadline())
-	defer cancel()
-	if err := s.n.sameRing(ctx, r.GetRing()); err != nil {
-		return nil, toStatus(err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, toStatus(fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, r.GetResource(), err)) //nolint:errorlint // UNAVAILABLE is the contract
-	}
-	k, err := s.n.publish(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetEtag(), r.GetPayload(), true)
+	k, err := s.n.publish(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetEtag(), r.GetPayload(), r.GetHops())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -150,7 +128,7 @@ func (n *Node) current(ctx context.Context, resources []string) map[string]strin
 	}
 	byOwner := map[string][]string{}
 	for _, r := range resources {
-		o, _ := n.ownerFor(r, false)
+		o := n.ownerFor(r, 0)
 		byOwner[o] = append(byOwner[o], r)
 	}
 	out := make(map[string]string, len(resources))

@@ -93,13 +93,14 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	publish := func(etag string) { store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: etag}) }
 	publish("v1")
 	store.AddInterest(res, shard.Interest{Node: "b", Count: 1, Ver: 1}, shard.Hint{}) // another node keeps the list going
-	store.DropNodes(func(node string) bool { return node == "a" })                    // this node's interest is lost with a dead holder
+	li := store.LocalInterests()[res]
+	store.DropNodes(func(node string) bool { return node == "a" }) // this node's interest is lost with a dead holder
 	publish("v2")
 	publish("v3")
 	// The repair's first link failed: the loss is announced with no position.
 	hint := shard.Hint{Etag: "v1"}
 	store.Resync(res, shard.Linked{Etag: hint.Etag}, []string{q.Name})
-	n.relinkLater([]string{res})
+	n.relinkLater(res, hint, li, errNotHeld)
 	publish("v4")
 	pg, err := store.Poll(ctx, alice, q.Name, 0, 20, 0)
 	if err != nil || len(pg.Items) == 0 {

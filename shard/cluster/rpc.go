@@ -50,10 +50,7 @@ func (n *Node) RPCAddr() string {
 }
 
 func (s service) Call(ctx context.Context, c *pb.QueueCall) (*pb.QueueReply, error) {
-	if err := s.n.sameRing(ctx, c.GetRing()); err != nil {
-		return nil, toStatus(err)
-	}
-	rep, err := s.n.call(ctx, c, nil, true)
+	rep, err := s.n.call(ctx, c, nil)
 	return rep, toStatus(err)
 }
 
@@ -75,49 +72,35 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
 	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}, Unknown: r.GetHintUnknown()}
-	if err := s.n.sameRing(ctx, r.GetRing()); err != nil {
-		return nil, toStatus(err)
-	}
-	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), true)
+	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), r.GetHops(), r.GetAsked())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag, EtagUnknown: l.EtagUnknown}, nil
 }
 
-// Push applies ops in order. An op routed to a list's holder carries its
-// sender's ring identity: a fan-out op (it comes alone: deliver sends it)
-// answers shard.ErrUnavailable if the rings still differ after ringWait,
-// so the publish it came from is tried again; an op from an outbox has
-// nobody to answer, and is routed as this node's own instead.
+// Push applies ops in order.
 func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, error) {
 	n := s.n
 	rep := &pb.PushReply{}
 	for _, op := range r.GetOps() {
-		if op.GetEvent() != nil && op.GetFanout() {
-			ctx, cancel := untilDeadline(ctx, r.GetDeadline())
-			defer cancel()
-			if err := n.sameRing(ctx, op.GetRing()); err != nil {
-				return nil, toStatus(err)
-			}
-			k, err := n.deliver(ctx, eventOf(op.GetEvent()), true)
+		switch {
+		case op.GetEvent() != nil && op.GetFanout():
+			// A fan-out op comes alone (deliver sends it): its error is the
+			// reply, so the publish it came from answers it.
+			k, err := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
 			if err != nil {
 				return nil, toStatus(err)
 			}
 			rep.Reached += int64(k)
-			continue
-		}
-		routed := op.GetInterestResource() != "" || op.GetLearnResource() != "" || op.GetRevokeResource() != "" && op.GetFanout()
-		remote := routed && n.sameRing(ctx, op.GetRing()) == nil
-		switch {
 		case op.GetEvent() != nil:
 			rep.Reached += int64(n.store.DeliverLocal(eventOf(op.GetEvent())))
 		case op.GetInterestResource() != "":
-			n.interestAt(op, remote)
+			n.interestAt(op)
 		case op.GetLearnResource() != "":
-			n.learnAt(op, remote)
+			n.learnAt(op)
 		case op.GetRevokeResource() != "" && op.GetFanout():
-			rep.Reached += int64(n.revoke(op, remote))
+			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops(), op.GetAsked()))
 		case op.GetRevokeResource() != "":
 			rep.Reached += int64(n.store.RevokeLocal(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice()))
 		}
@@ -149,8 +132,8 @@ func (s service) Leaving(_ context.Context, r *pb.LeavingRequest) (*pb.Empty, er
 	return &pb.Empty{}, nil
 }
 
-func (s service) Rejoined(_ context.Context, r *pb.RejoinedRequest) (*pb.Empty, error) {
-	go s.n.rejoined(uint64(max(r.GetDeadUnixNano(), 0)))
+func (s service) Rejoined(context.Context, *pb.Empty) (*pb.Empty, error) {
+	go s.n.rejoined()
 	return &pb.Empty{}, nil
 }
 
@@ -162,20 +145,11 @@ func (s service) Stats(context.Context, *pb.Empty) (*pb.StatsReply, error) {
 func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 	n := s.n
 	ctx := out.Context()
-	if err := n.sameRing(ctx, r.GetRing()); err != nil {
-		return toStatus(err)
-	}
-	at, err := n.locate(ctx, r.GetQueue(), n.store.Has, true)
-	if t := n.tombOf(r.GetQueue()); errors.Is(err, errNotHeld) && t != "" {
-		// A stream comes here by a redirect its reader's node followed,
-		// not asked by the owner (see locate): the tomb is followed even
-		// to the owner, which may hold the queue now.
-		at, err = place{node: t}, nil
-	}
+	where, _, err := n.locate(ctx, r.GetQueue(), n.store.Has, r.GetHops(), false)
 	if err != nil {
 		return toStatus(err)
 	}
-	if where := at.first(); where != "" {
+	if where != "" {
 		return status.Error(codes.Aborted, "moved|"+where)
 	}
 	l := &chanListener{ch: make(chan struct{}, 1)}
@@ -217,27 +191,6 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 			clear(buf)
 		}
 	}
-}
-
-// deadlineOf is ctx's deadline in unix nanoseconds (0: none), for a call
-// whose receiver must not serve it after its sender gave up on it.
-func deadlineOf(ctx context.Context) uint64 {
-	d, ok := ctx.Deadline()
-	if !ok {
-		return 0
-	}
-	return uint64(max(d.UnixNano(), 1))
-}
-
-// untilDeadline bounds a served call's ctx by its sender's deadline (unix
-// nanoseconds; 0 none). Invariant: a publish is never stamped after its
-// deadline, even when its call waited in a socket while this node was
-// frozen (gRPC's own timeout counts from when this node read the call).
-func untilDeadline(ctx context.Context, d uint64) (context.Context, context.CancelFunc) {
-	if d == 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithDeadline(ctx, time.Unix(0, int64(d)))
 }
 
 // chanListener turns Notify into a channel signal.

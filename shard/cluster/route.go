@@ -1,0 +1,681 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+	"meshgate/shard/ring"
+)
+
+// locate says where key is served: "" for here, else a node's name. The
+// node that holds a key serves it; a key being taken by this node is
+// waited for; a key handed off is followed to where it went; otherwise the
+// ring's owner serves it. If that is this node and it does not hold the
+// key, a node that may still hold it is asked (ask is true): a past ring's
+// owner, or, on a node that joined within historyTTL, the owner it
+// displaced. A call that came asked (asked) is never sent back to the
+// ring's owner, which asked: only tombs and past owners are followed, and
+// with none of them the call is served here as "not held". After maxHops
+// forwards a call is served where it is.
+func (n *Node) locate(ctx context.Context, key string, held func(string) bool, hops uint32, asked bool) (where string, ask bool, err error) {
+	for {
+		if held(key) {
+			return "", false, nil
+		}
+		n.mu.Lock()
+		ch := n.inflight[key]
+		if ch == nil {
+			break
+		}
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return "", false, ctx.Err()
+		}
+	}
+	defer n.mu.Unlock()
+	self := n.cfg.Name
+	if t, ok := n.tombs[key]; ok && n.aliveLocked(t.node) {
+		return t.node, false, nil
+	}
+	if hops >= maxHops {
+		return "", false, nil
+	}
+	owner := n.ring.Load().Owner(key)
+	if !asked && owner != "" && owner != self {
+		return owner, false, nil
+	}
+	// This node owns the key (or its owner asked) and does not hold it.
+	for _, p := range n.history {
+		if o := p.r.Owner(key); o != "" && o != self && o != owner && n.aliveLocked(o) {
+			return o, true, nil
+		}
+	}
+	if !asked && n.joinedRecentlyLocked() {
+		if o := n.withoutSelfLocked().Owner(key); o != "" && n.aliveLocked(o) {
+			return o, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// joinedRecentlyLocked reports whether this node was alone, or absent, in
+// some ring it remembers (historyTTL): it joined the others lately, and
+// the keys it owns may still be with the owners it displaced.
+//
+// Invariant: a node that joined within historyTTL asks the owner it
+// displaced for a key it owns and does not hold, until the key arrives or
+// a tomb says where it went. Rings it installed while joining do not end
+// that: memberlist reports the others one at a time, so a joining node
+// passes through rings such as {n1, n3} that no other node ever used;
+// their owners are often this node itself, and a list still at its old
+// owner (n2) would be taken for absent here: a publish answered success
+// unstamped, a link started a second list that other nodes' queues were
+// not in. A node that shared every remembered ring with others knows
+// their past ownership from its history.
+// n.mu held.
+func (n *Node) joinedRecentlyLocked() bool {
+	for _, p := range n.history {
+		if ns := p.r.Nodes(); len(ns) <= 1 || !slices.Contains(ns, n.cfg.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutSelfLocked is the current ring minus this node, cached per epoch. n.mu held.
+func (n *Node) withoutSelfLocked() *ring.Ring {
+	r := n.ring.Load()
+	if n.others == nil || n.othersOf != r.Epoch() {
+		w := map[string]int{}
+		for _, x := range r.Nodes() {
+			if x != n.cfg.Name {
+				w[x] = r.Weight(x)
+			}
+		}
+		n.others, n.othersOf = ring.New(r.Epoch(), w), r.Epoch()
+	}
+	return n.others
+}
+
+func (n *Node) holdsResource(res string) bool {
+	_, held := n.store.HasResource(res)
+	return held
+}
+
+func (n *Node) tombOf(key string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.tombs[key].node
+}
+
+func unavailable(node string) error {
+	return fmt.Errorf("%w: node %s is not reachable", shard.ErrUnavailable, node)
+}
+
+// call runs a queue call where the queue is held.
+// auth authorizes a subscribe served here (nil: the node's Config.Auth).
+func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer) (*pb.QueueReply, error) {
+	for range 4 {
+		where, ask, err := n.locate(ctx, c.GetQueue(), n.store.Has, c.GetHops(), c.GetAsked())
+		if err != nil {
+			return nil, err
+		}
+		if where == "" {
+			rep, err := n.local(ctx, c, auth)
+			if errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.tombOf(c.GetQueue()) != "" {
+				continue // handed off while we ran: follow it
+			}
+			return rep, err
+		}
+		p := n.peer(where)
+		if p == nil {
+			return nil, unavailable(where)
+		}
+		fwd := proto.Clone(c).(*pb.QueueCall)
+		fwd.Hops++
+		fwd.Asked = ask
+		n.stats.forwarded(where, 1)
+		rep, err := p.client.Call(ctx, fwd)
+		if err = fromStatus(where, err); errors.Is(err, shard.ErrMoved) {
+			continue
+		}
+		return rep, err
+	}
+	return nil, fmt.Errorf("%w: queue %s is moving between nodes; retry", shard.ErrUnavailable, c.GetQueue())
+}
+
+// local runs a queue call on this node's store.
+func (n *Node) local(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer) (*pb.QueueReply, error) {
+	if auth == nil {
+		auth = n.cfg.Auth
+	}
+	if auth == nil {
+		n.mu.Lock()
+		if n.routed != nil {
+			auth = n.routed
+		}
+		n.mu.Unlock()
+	}
+	if auth == nil && c.GetOp() == pb.QueueOp_SUBSCRIBE {
+		return nil, fmt.Errorf("%w: no publishers on this node", shard.ErrUnavailable)
+	}
+	p := principalOf(c.GetPrincipal())
+	s := n.store
+	switch c.GetOp() {
+	case pb.QueueOp_GET, pb.QueueOp_RENEW:
+		q, err := s.Queue(ctx, p, c.GetQueue())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Queue: queuePB(q)}, nil
+	case pb.QueueOp_DELETE:
+		if err := s.DeleteQueue(ctx, p, c.GetQueue()); err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Ok: true}, nil
+	case pb.QueueOp_SUBSCRIPTIONS:
+		subs, err := s.Subscriptions(ctx, p, c.GetQueue())
+		if err != nil {
+			return nil, err
+		}
+		rep := &pb.QueueReply{}
+		for _, sub := range subs {
+			rep.Subscriptions = append(rep.Subscriptions, subscriptionPB(sub))
+		}
+		return rep, nil
+	case pb.QueueOp_SUBSCRIBE:
+		sub, err := s.Subscribe(ctx, auth, p, c.GetQueue(), c.GetResource(), c.GetProof(), c.GetKnownEtag())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Subscriptions: []*pb.Subscription{subscriptionPB(sub)}}, nil
+	case pb.QueueOp_UNSUBSCRIBE:
+		ok, err := s.Unsubscribe(ctx, p, c.GetQueue(), c.GetResource())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Ok: ok}, nil
+	case pb.QueueOp_POLL:
+		pg, err := s.Poll(ctx, p, c.GetQueue(), c.GetAfter(), int(c.GetLimit()), time.Duration(c.GetWaitMs())*time.Millisecond)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.QueueReply{Items: notificationsPB(pg.Items), LastSeq: pg.LastSeq, HasMore: pg.HasMore}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown queue op %v", shard.ErrInvalidInput, c.GetOp())
+}
+
+// CreateQueue makes a queue for p here, with a name the ring gives to this
+// node, so the queue lives where its device connected.
+func (n *Node) CreateQueue(ctx context.Context, p shard.Principal, ttl time.Duration) (shard.QueueInfo, error) {
+	self := n.cfg.Name
+	return n.store.CreateQueueWhere(ctx, p, ttl, func(name string) bool {
+		r := n.ring.Load()
+		return !r.Has(self) || r.Owner(name) == self
+	})
+}
+
+// Queue returns p's queue and renews its lease.
+func (n *Node) Queue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error) {
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_GET, Principal: principalPB(p), Queue: name}, nil)
+	if err != nil {
+		return shard.QueueInfo{}, err
+	}
+	return queueOf(rep.GetQueue()), nil
+}
+
+// RenewQueue renews p's queue's lease.
+func (n *Node) RenewQueue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error) {
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_RENEW, Principal: principalPB(p), Queue: name}, nil)
+	if err != nil {
+		return shard.QueueInfo{}, err
+	}
+	return queueOf(rep.GetQueue()), nil
+}
+
+// DeleteQueue removes p's queue.
+func (n *Node) DeleteQueue(ctx context.Context, p shard.Principal, name string) error {
+	_, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_DELETE, Principal: principalPB(p), Queue: name}, nil)
+	return err
+}
+
+// Subscriptions lists p's queue's subscriptions.
+func (n *Node) Subscriptions(ctx context.Context, p shard.Principal, name string) ([]shard.SubscriptionInfo, error) {
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIPTIONS, Principal: principalPB(p), Queue: name}, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]shard.SubscriptionInfo, len(rep.GetSubscriptions()))
+	for i, s := range rep.GetSubscriptions() {
+		out[i] = subscriptionOf(s)
+	}
+	return out, nil
+}
+
+// Subscribe subscribes p's queue to resource; the queue's holder asks its
+// publishers (auth is used when that is this node).
+func (n *Node) Subscribe(ctx context.Context, auth shard.Authorizer, p shard.Principal, queue, resource, proof, knownEtag string) (shard.SubscriptionInfo, error) {
+	if _, _, err := shard.ParseResource(resource); err != nil {
+		return shard.SubscriptionInfo{}, err
+	}
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource, Proof: proof, KnownEtag: knownEtag}, auth)
+	if err != nil {
+		return shard.SubscriptionInfo{}, err
+	}
+	return subscriptionOf(rep.GetSubscriptions()[0]), nil
+}
+
+// Unsubscribe removes p's queue's subscription to resource.
+func (n *Node) Unsubscribe(ctx context.Context, p shard.Principal, queue, resource string) (bool, error) {
+	if _, _, err := shard.ParseResource(resource); err != nil {
+		return false, err
+	}
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_UNSUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource}, nil)
+	if err != nil {
+		return false, err
+	}
+	return rep.GetOk(), nil
+}
+
+// Poll reads p's queue (see shard.Store.Poll).
+func (n *Node) Poll(ctx context.Context, p shard.Principal, name string, after uint64, limit int, wait time.Duration) (shard.Page, error) {
+	if n.store.Has(name) { // the common case: no conversion, events stay shared
+		pg, err := n.store.Poll(ctx, p, name, after, limit, wait)
+		if !errors.Is(err, shard.ErrMoved) {
+			return pg, err
+		}
+	}
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_POLL, Principal: principalPB(p), Queue: name, After: after, Limit: int32(min(limit, 1<<30)), WaitMs: wait.Milliseconds()}, nil)
+	if err != nil {
+		return shard.Page{}, err
+	}
+	return shard.Page{Items: notificationsOf(rep.GetItems(), nil), LastSeq: rep.GetLastSeq(), HasMore: rep.GetHasMore()}, nil
+}
+
+// Queues lists p's device's queues on every node.
+func (n *Node) Queues(ctx context.Context, p shard.Principal) []shard.QueueInfo {
+	out := n.store.Queues(ctx, p)
+	var mu sync.Mutex
+	n.eachPeer(ctx, func(ctx context.Context, pr *peer) {
+		rep, err := pr.client.Queues(ctx, &pb.QueuesRequest{Principal: principalPB(p)})
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		for _, q := range rep.GetQueues() {
+			out = append(out, queueOf(q))
+		}
+		mu.Unlock()
+	})
+	return out
+}
+
+// Invite puts an INVITE in every queue of the target device, on every node.
+func (n *Node) Invite(ctx context.Context, from shard.Principal, toUser, toDevice string, payload []byte) (int, error) {
+	total, err := n.store.Invite(ctx, from, toUser, toDevice, payload)
+	if err != nil && !errors.Is(err, shard.ErrDeviceNotFound) {
+		return 0, err
+	}
+	var mu sync.Mutex
+	n.eachPeer(ctx, func(ctx context.Context, pr *peer) {
+		rep, err := pr.client.Invite(ctx, &pb.InviteRequest{From: principalPB(from), ToUser: toUser, ToDevice: toDevice, Payload: payload})
+		if err == nil {
+			mu.Lock()
+			total += int(rep.GetReached())
+			mu.Unlock()
+		}
+	})
+	if total == 0 {
+		return 0, shard.ErrDeviceNotFound
+	}
+	return total, nil
+}
+
+// eachPeer calls f for every other live member, in parallel, and waits.
+func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
+	n.mu.Lock()
+	var names []string
+	for name := range n.members {
+		if name != n.cfg.Name {
+			names = append(names, name)
+		}
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, name := range names {
+		if p := n.peer(name); p != nil {
+			wg.Go(func() { f(ctx, p) })
+		}
+	}
+	wg.Wait()
+}
+
+// Deliver hands ev to its resource's holder, which appends it to every
+// subscribed queue. It returns how many queues it reached (or was sent to).
+// The plugin host calls it for every event.
+func (n *Node) Deliver(ev *shard.Event) int {
+	k, _ := n.DeliverChecked(context.Background(), ev)
+	return k
+}
+
+// DeliverChecked is Deliver that reports an event that did not reach its
+// resource's subscriber list: its holder could not be reached, or the
+// list was not found while the cluster changes (shard.ErrUnavailable).
+// The plugin host answers a publish with that error, so the publisher
+// tries again. Invariant: a publish that answers success has been stamped
+// by its list, if the resource has one (then every subscriber gets it or
+// a RESYNC: see shard.Store.AnnounceTails). ctx bounds every wait on the
+// way (callTimeout if it has no deadline), and its end stops the event
+// before it is stamped: a publish its caller gave up on, and tried again,
+// is not stamped long after the retry, over the newer changes since.
+func (n *Node) DeliverChecked(ctx context.Context, ev *shard.Event) (int, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
+	return n.deliver(ctx, ev, 0, false)
+}
+
+// deliver fans ev out where its list is held; asked: the resource's owner
+// asked this node, which may hold the list no longer (or never did).
+func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked bool) (int, error) {
+	if ev.ID == 0 {
+		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
+	}
+	for range 4 {
+		where, ask, err := n.locate(ctx, ev.Resource, n.holdsResource, hops, asked)
+		if err != nil {
+			return 0, err
+		}
+		if where == "" {
+			if err := ctx.Err(); err != nil {
+				return 0, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
+			}
+			k, held := n.store.DeliverHere(ev)
+			if !held && n.tombOf(ev.Resource) != "" {
+				continue // handed off meanwhile
+			}
+			if !held && !asked && hops >= maxHops && !n.settled() {
+				// The event went round the nodes while their rings and
+				// hand-offs disagree, and may not be passed on again. The
+				// list is likely on its way here.
+				if n.awaitList(ctx, ev.Resource) {
+					continue
+				}
+				n.stats.Dropped.Add(1)
+				return 0, fmt.Errorf("%w: the subscriber list of %s was not found while the cluster changes; retry", shard.ErrUnavailable, ev.Resource)
+			}
+			if !held && n.repairedLately() {
+				// A node died lately: the list may have died with it and
+				// be in the making again from its queues' side (relink,
+				// clients subscribing again). "No list" is not "no
+				// subscribers" yet: the publisher tries again.
+				return 0, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
+			}
+			return k, nil
+		}
+		p := n.peer(where)
+		if p == nil {
+			return 0, unavailable(where)
+		}
+		rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Hops: hops + 1, Asked: ask}}})
+		if err != nil {
+			n.log.Warn("event not delivered", "resource", ev.Resource, "peer", where, "err", err)
+			return 0, fromStatus(where, err)
+		}
+		n.stats.forwarded(where, 1)
+		return int(rep.GetReached()), nil
+	}
+	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
+}
+
+// lostListWait is how long after a crash repair a list not found may be
+// one that died with the crashed node and is being made again.
+const lostListWait = 2 * time.Second
+
+// repairedLately reports whether a crash repair ran here within
+// lostListWait.
+func (n *Node) repairedLately() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.repairedAt.IsZero() && time.Since(n.repairedAt) < lostListWait
+}
+
+// awaitList waits until res's list is held here or a tomb says where it
+// went, and reports whether either happened. It gives up when membership
+// has settled (nobody is handing the list over any more), when ctx ends,
+// or after settleTime: a failed hand-off is retried at the next rebalance,
+// seconds later.
+func (n *Node) awaitList(ctx context.Context, res string) bool {
+	deadline := time.Now().Add(settleTime)
+	for time.Now().Before(deadline) && !n.settled() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(retryGap):
+		}
+		if n.holdsResource(res) || n.tombOf(res) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Revoke removes user's (and device's) subscriptions to resource: its
+// holder tells every node interested in its list.
+func (n *Node) Revoke(resource, user, device string) int {
+	return n.revoke(context.Background(), resource, user, device, 0, false)
+}
+
+func (n *Node) revoke(ctx context.Context, resource, user, device string, hops uint32, asked bool) int {
+	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
+	if err != nil {
+		return 0
+	}
+	if where == "" {
+		return n.store.Revoke(resource, user, device)
+	}
+	if p := n.peer(where); p != nil {
+		p.push(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true, Hops: hops + 1, Asked: ask})
+	}
+	return 0
+}
+
+// RevokeAt implements shard.Peers: one op per interested node.
+func (n *Node) RevokeAt(resource, user, device string, nodes []string) {
+	for _, node := range nodes {
+		n.send(node, &pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device})
+	}
+}
+
+// ResourcesWithScheme lists the resources of scheme whose lists are held here.
+func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
+	return n.store.ResourcesWithScheme(scheme)
+}
+
+// Link implements shard.Peers: it records this node's interest in
+// resource's list at its holder.
+func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hint shard.Hint) (shard.Linked, error) {
+	_, l, err := n.link(ctx, resource, hint, in, 0, false)
+	return l, err
+}
+
+// Learn implements shard.Peers: resource's holder learns hint.
+func (n *Node) Learn(resource string, hint shard.Hint) {
+	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At})
+}
+
+// learnAt applies a learn op where its list is held. A list held nowhere
+// learns nothing: the next subscribe starts it.
+func (n *Node) learnAt(op *pb.Op) {
+	res := op.GetLearnResource()
+	where, _, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), false)
+	if where == "" {
+		if n.holdsResource(res) {
+			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
+		}
+		return
+	}
+	if p := n.peer(where); p != nil {
+		fwd := proto.Clone(op).(*pb.Op)
+		fwd.Hops++
+		p.push(fwd)
+	}
+}
+
+func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, hops uint32, ask bool) (bool, shard.Linked, error) {
+	p := n.peer(where)
+	if p == nil {
+		return false, shard.Linked{}, unavailable(where)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, HintUnknown: hint.Unknown, Hops: hops, Asked: ask})
+	n.stats.forwarded(where, 1)
+	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag(), EtagUnknown: rep.GetEtagUnknown()}, fromStatus(where, err)
+}
+
+// Interest implements shard.Peers: resource's holder records in.
+func (n *Node) Interest(resource string, in shard.Interest) {
+	n.interestAt(&pb.Op{InterestResource: resource, Interest: interestPB(in)})
+}
+
+// interestAt applies an interest op where its list is held (or where its
+// ring owner starts one).
+func (n *Node) interestAt(op *pb.Op) {
+	res := op.GetInterestResource()
+	where, ask, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), op.GetAsked())
+	if where == "" {
+		if !op.GetAsked() || n.holdsResource(res) { // asked: its owner starts it
+			n.store.SetInterest(res, interestOf(op.GetInterest()))
+		}
+		return
+	}
+	if p := n.peer(where); p != nil {
+		fwd := proto.Clone(op).(*pb.Op)
+		fwd.Hops++
+		fwd.Asked = ask
+		p.push(fwd)
+	}
+}
+
+// Forward implements shard.Peers: one op per interested node, carrying
+// the event once; the node appends it to its own subscribers. Nothing
+// waits for what was sent on an old route: positions order it at the
+// queue. A node not known here yet (gossip is slower than the hand-off
+// that made it interested) gets its ops once it is, in order (see
+// waitForPeer); one that is gone gets nothing: its interest goes with it.
+func (n *Node) Forward(ev *shard.Event, nodes []string) {
+	e := eventPB(ev)
+	for _, node := range nodes {
+		n.send(node, &pb.Op{Event: e})
+	}
+}
+
+// send queues op for node, or keeps it until node is a member.
+func (n *Node) send(node string, op *pb.Op) {
+	n.mu.Lock()
+	if w, ok := n.waiting[node]; ok {
+		n.waiting[node] = append(w, op)
+		n.mu.Unlock()
+		return
+	}
+	_, crashed := n.crashed[node]
+	n.mu.Unlock()
+	if p := n.peer(node); p != nil {
+		p.push(op)
+		return
+	}
+	if crashed {
+		return
+	}
+	n.mu.Lock()
+	w, ok := n.waiting[node]
+	n.waiting[node] = append(w, op)
+	n.mu.Unlock()
+	if !ok {
+		go n.waitForPeer(node)
+	}
+}
+
+// waitForPeer hands the ops kept for node to its outbox once it is a
+// member, or drops them after settleTime.
+func (n *Node) waitForPeer(node string) {
+	for deadline := time.Now().Add(settleTime); time.Now().Before(deadline); {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(retryGap):
+		}
+		if p := n.peer(node); p != nil {
+			// Ops sent meanwhile still join the list, so the order holds;
+			// they are pushed with n.mu released (push may hand on).
+			for {
+				n.mu.Lock()
+				ops := n.waiting[node]
+				if len(ops) == 0 {
+					delete(n.waiting, node)
+					n.mu.Unlock()
+					return
+				}
+				n.waiting[node] = []*pb.Op{}
+				n.mu.Unlock()
+				for _, op := range ops {
+					p.push(op)
+				}
+			}
+		}
+	}
+	n.mu.Lock()
+	k := len(n.waiting[node])
+	delete(n.waiting, node)
+	n.mu.Unlock()
+	n.stats.Dropped.Add(uint64(k))
+	n.log.Warn("ops dropped: their node did not become a member", "peer", node, "ops", k)
+}
+
+const retryGap = 50 * time.Millisecond
+
+// tailTick is how often the lists held here are asked whether their
+// tail is due to be announced (shard.Store.AnnounceTails).
+const tailTick = 250 * time.Millisecond
+
+// announceTails has the store announce its lists' tails until Close: the
+// last event of a list is sent again to the other nodes interested in
+// it, so one lost on the way is never left unannounced (see
+// shard/position.go).
+func (n *Node) announceTails() {
+	defer n.wg.Done()
+	t := time.NewTicker(tailTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.store.AnnounceTails()
+		}
+	}
+}
+
+// settled reports whether membership has been still long enough for every
+// node to see the same ring, with no key in flight to this node.
+func (n *Node) settled() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
+}
