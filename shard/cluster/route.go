@@ -482,8 +482,9 @@ func (n *Node) Revoke(resource, user, device string) int {
 }
 
 func (n *Node) revoke(ctx context.Context, resource, user, device string, hops uint32, asked bool) int {
-	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
+	where, ask, err := n.locate(opNow, resource, n.holdsResource, hops, asked)
 	if err != nil {
+		n.whenLanded(resource, func() { n.revoke(ctx, resource, user, device, hops, asked) })
 		return 0
 	}
 	if where == "" {
@@ -523,7 +524,11 @@ func (n *Node) Learn(resource string, hint shard.Hint) {
 // learns nothing: the next subscribe starts it.
 func (n *Node) learnAt(op *pb.Op) {
 	res := op.GetLearnResource()
-	where, _, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), false)
+	where, _, err := n.locate(opNow, res, n.holdsResource, op.GetHops(), false)
+	if err != nil {
+		n.whenLanded(res, func() { n.learnAt(op) })
+		return
+	}
 	if where == "" {
 		if n.holdsResource(res) {
 			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
@@ -554,11 +559,54 @@ func (n *Node) Interest(resource string, in shard.Interest) {
 	n.interestAt(&pb.Op{InterestResource: resource, Interest: interestPB(in)})
 }
 
+// opNow is a context already done: locate, given it, answers its error
+// at once where it would wait for a key in flight to this node.
+var opNow = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// whenLanded runs apply, an asynchronous op on key (interest, learn,
+// revoke) that found key in flight to this node, once that hand-off
+// ends, on its own goroutine.
+//
+// Invariant: an asynchronous op never waits for a key in flight on the
+// path that made or received it. Those paths are a give's export of a
+// queue (leaveLocal), a take's import (arrive, Arriving), and the Push
+// handler that applies a peer's outbox in order; a take in flight waits
+// for its giver's Take, and the giver may be waiting on one of those
+// paths: a node taking a list from one node while giving queues of that
+// list to another, whose take is in turn enlisting through this node, is
+// a wait cycle across three nodes that only the takes' 10 s deadlines
+// broke (the churn test's join overlapping a leave). Ops on a list are
+// idempotent or ordered by Interest.Ver and positions, so applying one
+// later, after the list landed, changes nothing but when.
+func (n *Node) whenLanded(key string, apply func()) {
+	n.mu.Lock()
+	ch := n.inflight[key]
+	n.mu.Unlock()
+	go func() {
+		if ch != nil {
+			select {
+			case <-ch:
+			case <-n.stop:
+				return
+			}
+		}
+		apply()
+	}()
+}
+
 // interestAt applies an interest op where its list is held (or where its
 // ring owner starts one).
 func (n *Node) interestAt(op *pb.Op) {
 	res := op.GetInterestResource()
-	where, ask, _ := n.locate(context.Background(), res, n.holdsResource, op.GetHops(), op.GetAsked())
+	where, ask, err := n.locate(opNow, res, n.holdsResource, op.GetHops(), op.GetAsked())
+	if err != nil {
+		n.whenLanded(res, func() { n.interestAt(op) })
+		return
+	}
 	if where == "" {
 		if !op.GetAsked() || n.holdsResource(res) { // asked: its owner starts it
 			n.store.SetInterest(res, interestOf(op.GetInterest()))

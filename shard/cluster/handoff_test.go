@@ -1,0 +1,107 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"meshgate/shard/cluster"
+)
+
+// TestHandoff_GiveWhileTakingDoesNotWaitForTheTake: node x takes a list
+// (rD) from y while it gives away a queue subscribed to that list. The
+// queue's leaving tells rD's holder x's interest now, and rD is in flight
+// to x. The give must finish while x's take still waits for y's answer:
+// in the churn test the taker of that give was itself waiting, holding a
+// key x's take enlisted through, and the three waited on each other until
+// the takes' 10 s deadlines broke the cycle (n3 taking from a leaving n2
+// while giving to a joined n4; issue 12). The give waited for the take
+// before (it hangs here until the test gives up).
+func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hold atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	var once, unblock sync.Once
+	x := startNodeWith(t, "x", ca, caKey, "", func(ctx context.Context, method string) error {
+		if hold.Load() && strings.HasSuffix(method, "/Take") { // x's take asks y for rD
+			once.Do(func() { close(held) })
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	free := func() { unblock.Do(func() { close(release) }) }
+	defer free()
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode}, 2)
+	ctx := context.Background()
+	rD := ""
+	for i := 0; rD == ""; i++ { // a list y owns, so it lives there
+		if r := fmt.Sprintf("user:alice/d%d", i); y.Ring().Owner(r) == "y" {
+			rD = r
+		}
+	}
+	q, err := x.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Subscribe(ctx, allowAll{}, alice, q.Name, rD, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := y.store.HasResource(rD); !ok || k != 1 {
+		t.Fatalf("y holds rD's list: %v with %d queues; want it, with x's queue", ok, k)
+	}
+
+	hold.Store(true)
+	took := make(chan error, 1)
+	go func() { took <- x.TakeKeys(ctx, "y", nil, []string{rD}) }()
+	select {
+	case <-held: // rD is in flight to x: its take waits for y's answer
+	case <-time.After(20 * time.Second):
+		t.Fatal("x's take never asked y")
+	}
+	gave := make(chan int, 1)
+	go func() { k, _ := x.GiveKeys("z", []string{q.Name}, nil); gave <- k }()
+	select {
+	case k := <-gave:
+		if k != 1 {
+			t.Fatalf("gave %d queues, want 1", k)
+		}
+	case <-time.After(20 * time.Second):
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "%s\n", buf[:runtime.Stack(buf, true)])
+		t.Fatal("the give waited for a take in flight to its own node (stacks above)")
+	}
+	free()
+	select {
+	case err := <-took:
+		if err != nil {
+			t.Fatalf("take: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the take did not finish")
+	}
+	// The queue's leaving reached the list once it landed at x: no queue
+	// is subscribed to it any more (it came with x's queue counted), so it
+	// is dropped.
+	if _, ok := y.store.HasResource(rD); ok {
+		t.Fatal("y still holds rD's list after x took it")
+	}
+	if !waitFor(10*time.Second, func() bool { k, ok := x.store.HasResource(rD); return !ok || k == 0 }) {
+		k, _ := x.store.HasResource(rD)
+		t.Fatalf("after the hand-offs x's copy of rD's list counts %d queues; want none", k)
+	}
+}
