@@ -32,11 +32,22 @@ var errNotHeld = errors.New("subscriber list not held here")
 // node, which starts no list for it (errNotHeld).
 func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, hops uint32, asked bool) (bool, shard.Linked, error) {
 	mu := n.stripe(resource)
-	mu.RLock()
-	where, ask, err := n.locate(ctx, resource, n.holdsResource, hops, asked)
-	if err != nil {
-		mu.RUnlock()
-		return false, shard.Linked{}, err
+	var where string
+	var ask bool
+	for {
+		// A list in flight here is waited for holding no stripe: a give
+		// of a list on the same stripe waits for the stripe, and the
+		// take bringing this one may need it (its enlist links here).
+		if err := n.landed(ctx, resource); err != nil {
+			return false, shard.Linked{}, err
+		}
+		mu.RLock()
+		var err error
+		where, ask, err = n.locate(opNow, resource, n.holdsResource, hops, asked)
+		if err == nil {
+			break
+		}
+		mu.RUnlock() // in flight again meanwhile
 	}
 	if where == "" {
 		if asked && !n.holdsResource(resource) {
@@ -57,6 +68,23 @@ func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in sh
 		return added, l, nil
 	}
 	return added, l, err
+}
+
+// landed returns once key is not in flight to this node, or when ctx ends.
+func (n *Node) landed(ctx context.Context, key string) error {
+	for {
+		n.mu.Lock()
+		ch := n.inflight[key]
+		n.mu.Unlock()
+		if ch == nil {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a
