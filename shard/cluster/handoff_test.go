@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"meshgate/shard"
 	"meshgate/shard/cluster"
 )
 
@@ -103,5 +104,110 @@ func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { k, ok := x.store.HasResource(rD); return !ok || k == 0 }) {
 		k, _ := x.store.HasResource(rD)
 		t.Fatalf("after the hand-offs x's copy of rD's list counts %d queues; want none", k)
+	}
+}
+
+// TestHandoff_OverlappingTakesDoNotWaitOnEachOther is the churn test's
+// stall with three nodes in one process: x takes a queue and a list (rD)
+// from y, as n3 took from the leaving n2, while z takes from x a queue
+// subscribed to rD and a list (rB) that y's queue subscribes to, as the
+// joined n4 took from n3. x gives rB to z, then its queue, whose leaving
+// tells rD's holder x's interest; x's take enlists in rB, which follows
+// rB's tomb to z, where rB is in flight. Each take waited for the other
+// until the first deadline: z's take (10 s, as a Handoff's) failed after
+// x had given it the keys, and they were lost. Both must succeed.
+func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hold atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	var once, unblock sync.Once
+	x := startNodeWith(t, "x", ca, caKey, "", func(ctx context.Context, method string) error {
+		if hold.Load() && strings.HasSuffix(method, "/Take") { // x's take asks y: held until z's take is given rB
+			once.Do(func() { close(held) })
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	free := func() { unblock.Do(func() { close(release) }) }
+	defer free()
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	z := startNode(t, "z", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	ctx := context.Background()
+	owned := func(by, prefix string) string {
+		for i := 0; ; i++ {
+			if r := fmt.Sprintf("user:alice/%s%d", prefix, i); x.Ring().Owner(r) == by {
+				return r
+			}
+		}
+	}
+	rD, rB := owned("y", "d"), owned("x", "b") // where their lists start
+	qx, err := x.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := shard.Principal{User: "alice", Device: "tablet"}
+	qy, err := y.CreateQueue(ctx, bob, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Subscribe(ctx, allowAll{}, alice, qx.Name, rD, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := y.Subscribe(ctx, allowAll{}, bob, qy.Name, rB, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := y.store.HasResource(rD); !ok {
+		t.Fatal("rD's list is not at y")
+	}
+	if _, ok := x.store.HasResource(rB); !ok {
+		t.Fatal("rB's list is not at x")
+	}
+
+	hold.Store(true)
+	xTook := make(chan error, 1)
+	go func() { xTook <- x.TakeKeys(ctx, "y", []string{qy.Name}, []string{rD}) }()
+	select {
+	case <-held: // qy and rD are in flight to x
+	case <-time.After(20 * time.Second):
+		t.Fatal("x's take never asked y")
+	}
+	zTook := make(chan error, 1)
+	go func() {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a Handoff's deadline
+		defer cancel()
+		zTook <- z.TakeKeys(hctx, "x", []string{qx.Name}, []string{rB})
+	}()
+	if !waitFor(20*time.Second, func() bool { _, ok := x.store.HasResource(rB); return !ok }) {
+		t.Fatal("x never gave rB to z")
+	}
+	free() // x's take goes on: it enlists in rB, now in flight to z
+	for name, ch := range map[string]chan error{"x from y": xTook, "z from x": zTook} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("take %s: %v", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("take %s did not end", name)
+		}
+	}
+	for _, c := range []struct {
+		n     *testNode
+		queue string
+		list  string
+	}{{x.testNode, qy.Name, rD}, {z.testNode, qx.Name, rB}} {
+		_, ok := c.n.store.HasResource(c.list)
+		if !c.n.store.Has(c.queue) || !ok {
+			t.Errorf("%s holds the queue it took: %v, the list: %v", c.n.Name(), c.n.store.Has(c.queue), ok)
+		}
 	}
 }
