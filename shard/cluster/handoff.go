@@ -342,10 +342,17 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		caught = n.enlist(ectx, p, qs, rs)
 		cancel()
 	}
+	if err := ctx.Err(); err != nil { // nothing was given yet: the giver tries again
+		return fromStatus(from, err)
+	}
 	var rep *pb.TakeReply
 	var err error
 	for attempt := range 3 { // a lost reply is asked again: the giver keeps the state
-		tctx, cancel := context.WithTimeout(ctx, callTimeout)
+		// Invariant: once asked, the giver's answer is read, even after
+		// the Handoff's caller gave up (ctx): the giver exports the keys
+		// on the request, and keys given and never imported would be
+		// nowhere but in its tombs, which its rebalance does not hand on.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Caught: caught})
 		cancel()
 		if err == nil || ctx.Err() != nil {

@@ -211,3 +211,78 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp: the giver exports
+// keys on the taker's Take, whether or not the Handoff that started the
+// take is still waited for. Here the caller gives up while x's give is
+// under way (its queue waits for an event y's outbox holds back): z
+// must still read x's answer and hold the keys. It gave up with the
+// caller before, and the keys, given, were nowhere but in x's tombs: the
+// churn test's lost queue after its stalled hand-off.
+func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := startNode(t, "x", ca, caKey, "")
+	var hold atomic.Bool
+	release := make(chan struct{})
+	var unblock sync.Once
+	free := func() { unblock.Do(func() { close(release) }) }
+	defer free()
+	y := startNodeWith(t, "y", ca, caKey, x.gossip, func(ctx context.Context, method string) error {
+		if hold.Load() && strings.HasSuffix(method, "/Push") { // y's outbox: held back
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	z := startNode(t, "z", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	ctx := context.Background()
+	owned := func(by, prefix string) string {
+		for i := 0; ; i++ {
+			if r := fmt.Sprintf("user:alice/%s%d", prefix, i); x.Ring().Owner(r) == by {
+				return r
+			}
+		}
+	}
+	rY, rX := owned("y", "y"), owned("x", "x")
+	q, err := x.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{rY, rX} {
+		if _, err := x.Subscribe(ctx, allowAll{}, alice, q.Name, r, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := x.store.HasResource(rX); !ok {
+		t.Fatal("rX's list is not at x")
+	}
+	hold.Store(true)
+	if _, err := y.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: rY, Etag: "v1", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	took := make(chan error, 1)
+	go func() { took <- z.TakeKeys(hctx, "x", []string{q.Name}, []string{rX}) }()
+	if !waitFor(20*time.Second, func() bool { _, ok := x.store.HasResource(rX); return !ok }) {
+		t.Fatal("x never gave rX to z")
+	}
+	cancel() // the Handoff's caller gives up while x's give goes on
+	select {
+	case <-took:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the take did not end")
+	}
+	if !waitFor(10*time.Second, func() bool { _, ok := z.store.HasResource(rX); return ok && z.store.Has(q.Name) }) {
+		_, ok := z.store.HasResource(rX)
+		t.Fatalf("z holds the queue x gave it: %v, the list: %v; x holds the queue: %v", z.store.Has(q.Name), ok, x.store.Has(q.Name))
+	}
+}
