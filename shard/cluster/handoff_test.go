@@ -277,7 +277,10 @@ func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
 	}
 	cancel() // the Handoff's caller gives up while x's give goes on
 	select {
-	case <-took:
+	case err := <-took:
+		if err != nil {
+			t.Errorf("take: %v", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the take did not end")
 	}
