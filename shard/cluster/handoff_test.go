@@ -30,22 +30,9 @@ func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hold atomic.Bool
-	held, release := make(chan struct{}), make(chan struct{})
-	var once, unblock sync.Once
-	x := startNodeWith(t, "x", ca, caKey, "", func(ctx context.Context, method string) error {
-		if hold.Load() && strings.HasSuffix(method, "/Take") { // x's take asks y for rD
-			once.Do(func() { close(held) })
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
-	free := func() { unblock.Do(func() { close(release) }) }
-	defer free()
+	g := newGate()
+	defer g.free()
+	x := startNodeWith(t, "x", ca, caKey, "", g.holding("/Take")) // x's take asks y for rD
 	y := startNode(t, "y", ca, caKey, x.gossip)
 	waitRing(t, []*testNode{x.testNode, y.testNode}, 2)
 	ctx := context.Background()
@@ -66,11 +53,11 @@ func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 		t.Fatalf("y holds rD's list: %v with %d queues; want it, with x's queue", ok, k)
 	}
 
-	hold.Store(true)
+	g.armed.Store(true)
 	took := make(chan error, 1)
 	go func() { took <- x.TakeKeys(ctx, "y", nil, []string{rD}) }()
 	select {
-	case <-held: // rD is in flight to x: its take waits for y's answer
+	case <-g.held: // rD is in flight to x: its take waits for y's answer
 	case <-time.After(20 * time.Second):
 		t.Fatal("x's take never asked y")
 	}
@@ -86,7 +73,7 @@ func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 		fmt.Fprintf(os.Stderr, "%s\n", buf[:runtime.Stack(buf, true)])
 		t.Fatal("the give waited for a take in flight to its own node (stacks above)")
 	}
-	free()
+	g.free()
 	select {
 	case err := <-took:
 		if err != nil {
@@ -122,22 +109,9 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hold atomic.Bool
-	held, release := make(chan struct{}), make(chan struct{})
-	var once, unblock sync.Once
-	x := startNodeWith(t, "x", ca, caKey, "", func(ctx context.Context, method string) error {
-		if hold.Load() && strings.HasSuffix(method, "/Take") { // x's take asks y: held until z's take is given rB
-			once.Do(func() { close(held) })
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
-	free := func() { unblock.Do(func() { close(release) }) }
-	defer free()
+	g := newGate()
+	defer g.free()
+	x := startNodeWith(t, "x", ca, caKey, "", g.holding("/Take")) // x's take asks y: held until z's take is given rB
 	y := startNode(t, "y", ca, caKey, x.gossip)
 	z := startNode(t, "z", ca, caKey, x.gossip)
 	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
@@ -172,11 +146,11 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 		t.Fatal("rB's list is not at x")
 	}
 
-	hold.Store(true)
+	g.armed.Store(true)
 	xTook := make(chan error, 1)
 	go func() { xTook <- x.TakeKeys(ctx, "y", []string{qy.Name}, []string{rD}) }()
 	select {
-	case <-held: // qy and rD are in flight to x
+	case <-g.held: // qy and rD are in flight to x
 	case <-time.After(20 * time.Second):
 		t.Fatal("x's take never asked y")
 	}
@@ -189,7 +163,7 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 	if !waitFor(20*time.Second, func() bool { _, ok := x.store.HasResource(rB); return !ok }) {
 		t.Fatal("x never gave rB to z")
 	}
-	free() // x's take goes on: it enlists in rB, now in flight to z
+	g.free() // x's take goes on: it enlists in rB, now in flight to z
 	for name, ch := range map[string]chan error{"x from y": xTook, "z from x": zTook} {
 		select {
 		case err := <-ch:
@@ -226,21 +200,9 @@ func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := startNode(t, "x", ca, caKey, "")
-	var hold atomic.Bool
-	release := make(chan struct{})
-	var unblock sync.Once
-	free := func() { unblock.Do(func() { close(release) }) }
-	defer free()
-	y := startNodeWith(t, "y", ca, caKey, x.gossip, func(ctx context.Context, method string) error {
-		if hold.Load() && strings.HasSuffix(method, "/Push") { // y's outbox: held back
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
+	g := newGate()
+	defer g.free()
+	y := startNodeWith(t, "y", ca, caKey, x.gossip, g.holding("/Push")) // y's outbox: held back
 	z := startNode(t, "z", ca, caKey, x.gossip)
 	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
 	ctx := context.Background()
@@ -264,7 +226,7 @@ func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
 	if _, ok := x.store.HasResource(rX); !ok {
 		t.Fatal("rX's list is not at x")
 	}
-	hold.Store(true)
+	g.armed.Store(true)
 	if _, err := y.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: rY, Etag: "v1", Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -289,3 +251,35 @@ func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
 		t.Fatalf("z holds the queue x gave it: %v, the list: %v; x holds the queue: %v", z.store.Has(q.Name), ok, x.store.Has(q.Name))
 	}
 }
+
+// gate holds a node's outgoing calls of one method, once armed, until it
+// is freed (or the call's context ends); held is closed when the first
+// one is held.
+type gate struct {
+	armed         atomic.Bool
+	held, release chan struct{}
+	once, unblock sync.Once
+}
+
+func newGate() *gate {
+	return &gate{held: make(chan struct{}), release: make(chan struct{})}
+}
+
+// holding is an interceptor for startNodeWith that holds calls whose
+// method ends in suffix.
+func (g *gate) holding(suffix string) func(ctx context.Context, method string) error {
+	return func(ctx context.Context, method string) error {
+		if !g.armed.Load() || !strings.HasSuffix(method, suffix) {
+			return nil
+		}
+		g.once.Do(func() { close(g.held) })
+		select {
+		case <-g.release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (g *gate) free() { g.unblock.Do(func() { close(g.release) }) }
