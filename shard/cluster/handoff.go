@@ -127,13 +127,7 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 			case t.queue != nil:
 				rep.Queues = append(rep.Queues, t.queue)
 			case t.resource != nil:
-				// Given again from its tomb, the state may be stale: the
-				// taker may have imported it and stamped events since (its
-				// acknowledgement lost). It goes on in a new epoch, so no
-				// position is given to two events (shard.Position).
-				again := proto.Clone(t.resource).(*pb.ResourceState)
-				again.Epoch, again.Offset, again.At = shard.NewEpochAbove(again.GetEpoch()), 0, 0
-				rep.Resources = append(rep.Resources, again)
+				rep.Resources = append(rep.Resources, t.again())
 			}
 			return false
 		}
@@ -294,9 +288,99 @@ func (n *Node) flushOutboxes(marks map[*peer]uint64, limit time.Duration) {
 	}
 }
 
+// again is the list a tomb keeps, to be given again or taken back. The
+// state may be stale: the taker may have imported it and stamped events
+// since (its acknowledgement lost). It goes on in a new epoch, so no
+// position is given to two events (shard.Position), and without the
+// taker's interest when the taker is gone.
+func (t tomb) again() *pb.ResourceState {
+	st := proto.Clone(t.resource).(*pb.ResourceState)
+	st.Epoch, st.Offset, st.At = shard.NewEpochAbove(st.GetEpoch()), 0, 0
+	return st
+}
+
 // take moves keys from node to this one. Calls on those keys wait here
 // until they arrive.
+//
+// Invariant (a key given is held by its giver until its taker has it):
+// the giver exports keys on the taker's Take and keeps their state in
+// its tombs until the taker acknowledges the import. A take that asked
+// and did not read the answer (the connection broke, the giver was slow)
+// asks again (retake) until the keys land or the giver is gone, and the
+// giver gives them again from the tombs to this taker alone; a taker that
+// is gone before it acknowledged gets nothing more: its giver takes the
+// keys back (takeBack). So keys are never only in a tomb nobody reads.
 func (n *Node) take(ctx context.Context, from string, queues, resources []string) error {
+	asked, err := n.takeOnce(ctx, from, queues, resources)
+	if asked && err != nil {
+		go n.retake(from, queues, resources) //nolint:gosec // G118: it outlives the Handoff on purpose
+	}
+	return err
+}
+
+// retake asks from again, with a growing pause, for keys a take asked
+// for and did not get, until they land here or from is no longer a
+// member (then it takes them back: takeBack).
+func (n *Node) retake(from string, queues, resources []string) {
+	for pause := 500 * time.Millisecond; ; pause = min(2*pause, 8*time.Second) {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(pause):
+		}
+		if n.peer(from) == nil {
+			n.log.Warn("hand-off: the giver is gone before this node got its keys", "from", from)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		_, err := n.takeOnce(ctx, from, queues, resources)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+}
+
+// takeBack imports again the keys this node gave to a node that is no
+// longer a member and had not acknowledged them a callTimeout after
+// they were given: it died or left with its take unfinished, and the
+// tomb holds the only copy. The queues' subscriptions are then linked
+// again, with a RESYNC for those behind their lists (auditAll): events
+// stamped meanwhile went to the taker. It runs before a rebalance.
+func (n *Node) takeBack() {
+	n.mu.Lock()
+	var qs []*pb.QueueState
+	var rs []*pb.ResourceState
+	for k, t := range n.tombs {
+		if t.queue == nil && t.resource == nil || n.aliveLocked(t.node) || time.Until(t.until) > tombTTL-callTimeout {
+			continue
+		}
+		if t.queue != nil {
+			qs = append(qs, t.queue)
+		} else {
+			st := t.again()
+			st.Nodes = slices.DeleteFunc(st.Nodes, func(in *pb.Interest) bool { return in.GetNode() == t.node })
+			rs = append(rs, st)
+		}
+		delete(n.tombs, k)
+	}
+	n.mu.Unlock()
+	if len(qs)+len(rs) == 0 {
+		return
+	}
+	for _, st := range rs {
+		n.store.ImportResource(resourceStateOf(st))
+	}
+	for _, st := range qs {
+		n.store.ImportQueue(queueStateOf(st))
+	}
+	n.log.Warn("hand-off: took back keys whose taker went away before it had them", "queues", len(qs), "resources", len(rs))
+	n.auditAll(true)
+}
+
+// takeOnce is one take; asked reports whether the giver was asked for
+// the keys (and may have exported them).
+func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []string) (asked bool, _ error) {
 	start := time.Now()
 	done := make(chan struct{})
 	n.mu.Lock()
@@ -328,11 +412,11 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		close(done)
 	}()
 	if len(qs)+len(rs) == 0 {
-		return nil
+		return false, nil
 	}
 	p := n.peer(from)
 	if p == nil {
-		return unavailable(from)
+		return false, unavailable(from)
 	}
 	n.store.Arriving(1)
 	defer n.store.Arriving(-1)
@@ -343,26 +427,16 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		cancel()
 	}
 	if err := ctx.Err(); err != nil { // nothing was given yet: the giver tries again
-		return fromStatus(from, err)
+		return false, fromStatus(from, err)
 	}
-	var rep *pb.TakeReply
-	var err error
-	for attempt := range 3 { // a lost reply is asked again: the giver keeps the state
-		// Invariant: once asked, the giver's answer is read, even after
-		// the Handoff's caller gave up (ctx): the giver exports the keys
-		// on the request, and keys given and never imported would be
-		// nowhere but in its tombs, which its rebalance does not hand on.
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Caught: caught})
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
-	}
+	// Once asked, the giver's answer is read even after the Handoff's
+	// caller gave up (ctx): the giver exports the keys on the request.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	rep, err := p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Caught: caught})
+	cancel()
 	if err != nil {
-		n.log.Warn("take failed", "from", from, "queues", len(qs), "resources", len(rs), "err", err)
-		return fromStatus(from, err)
+		n.log.Warn("take failed; asking again", "from", from, "queues", len(qs), "resources", len(rs), "err", err)
+		return true, fromStatus(from, err)
 	}
 	defer func() {
 		go func() {
@@ -391,7 +465,7 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	n.stats.KeysTaken.Add(uint64(took))
 	n.stats.handoff(time.Since(start))
 	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "moved_elsewhere", len(rep.GetMoved()), "in", time.Since(start))
-	return nil
+	return true, nil
 }
 
 // rebalance hands every key this node holds but does not own to its
@@ -402,6 +476,7 @@ func (n *Node) rebalance() int {
 	if n.cfg.Gossip == "" {
 		return 0
 	}
+	n.takeBack()
 	r := n.ring.Load()
 	self := n.cfg.Name
 	qs, rs := n.store.Keys()
