@@ -92,7 +92,7 @@ func (n *Node) landed(ctx context.Context, key string) error {
 // acknowledges it.
 func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	to := r.GetNode()
-	rep := &pb.TakeReply{Moved: map[string]string{}}
+	rep := &pb.TakeReply{}
 	if r.GetAck() {
 		n.mu.Lock()
 		for _, k := range append(r.GetQueues(), r.GetResources()...) {
@@ -113,7 +113,8 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	}
 	until := time.Now().Add(tombTTL)
 	// mark reports whether key may be exported now; a key already given
-	// to the same taker is given again from its tomb.
+	// to the same taker is given again from its tomb (one given to
+	// another node is not given).
 	// The store is asked before n.mu is taken: n.mu is never held while
 	// a store lock is taken (LOCKS.md).
 	mark := func(key string) bool {
@@ -122,11 +123,9 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		defer n.mu.Unlock()
 		if t, ok := n.tombs[key]; ok && !held {
 			switch {
-			case t.node != to:
-				rep.Moved[key] = t.node
-			case t.queue != nil:
+			case t.node == to && t.queue != nil:
 				rep.Queues = append(rep.Queues, t.queue)
-			case t.resource != nil:
+			case t.node == to && t.resource != nil:
 				rep.Resources = append(rep.Resources, t.again())
 			}
 			return false
@@ -399,18 +398,15 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 		}
 	}
 	n.mu.Unlock()
-	defer func() {
+	release := func(keys []string) {
 		n.mu.Lock()
-		for _, k := range qs {
-			delete(n.inflight, k)
-		}
-		for _, k := range rs {
+		for _, k := range keys {
 			delete(n.inflight, k)
 			delete(n.takingFrom, k)
 		}
 		n.mu.Unlock()
-		close(done)
-	}()
+	}
+	defer func() { release(qs); release(rs); close(done) }()
 	if len(qs)+len(rs) == 0 {
 		return false, nil
 	}
@@ -450,21 +446,15 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 	for _, st := range rep.GetResources() {
 		n.store.ImportResource(resourceStateOf(st))
 	}
-	n.mu.Lock()
-	for _, k := range rs {
-		delete(n.inflight, k)
-		delete(n.takingFrom, k)
-	}
-	n.mu.Unlock()
+	release(rs)
 	for _, st := range rep.GetQueues() {
 		if !n.store.ImportQueue(queueStateOf(st)) {
 			n.log.Warn("a queue taken over was already here; kept the one here", "queue", st.GetName())
 		}
 	}
-	took := len(rep.GetQueues()) + len(rep.GetResources())
-	n.stats.KeysTaken.Add(uint64(took))
+	n.stats.KeysTaken.Add(uint64(len(rep.GetQueues()) + len(rep.GetResources())))
 	n.stats.handoff(time.Since(start))
-	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "moved_elsewhere", len(rep.GetMoved()), "in", time.Since(start))
+	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "in", time.Since(start))
 	return true, nil
 }
 
@@ -579,14 +569,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	tell(true)
 	n.log.Info("left the cluster", "handoff", time.Since(start), "misplaced_left", max(left, 0))
 	err := n.ml.Leave(2 * time.Second)
-	if gerr := n.stopRPC(ctx); err == nil {
-		err = gerr
-	}
-	return err
-}
-
-// stopRPC lets streams and calls in flight finish until ctx ends.
-func (n *Node) stopRPC(ctx context.Context) error {
+	// Streams and calls in flight finish until ctx ends.
 	done := make(chan struct{})
 	go func() { n.grpcSrv.GracefulStop(); close(done) }()
 	select {
@@ -594,7 +577,7 @@ func (n *Node) stopRPC(ctx context.Context) error {
 	case <-ctx.Done():
 		n.grpcSrv.Stop()
 	}
-	return nil
+	return err
 }
 
 // repair rebuilds what crashed nodes held: the crashed nodes are dropped
