@@ -345,7 +345,8 @@ func (n *Node) retake(from string, queues, resources []string) {
 // they were given: it died or left with its take unfinished, and the
 // tomb holds the only copy. The queues' subscriptions are then linked
 // again, with a RESYNC for those behind their lists (auditAll): events
-// stamped meanwhile went to the taker. It runs before a rebalance.
+// stamped meanwhile went to the taker. It runs before a rebalance
+// (rebalMu held), and links holding no lock.
 func (n *Node) takeBack() {
 	n.mu.Lock()
 	var qs []*pb.QueueState
@@ -374,7 +375,7 @@ func (n *Node) takeBack() {
 		n.store.ImportQueue(queueStateOf(st))
 	}
 	n.log.Warn("hand-off: took back keys whose taker went away before it had them", "queues", len(qs), "resources", len(rs))
-	n.relink(func(string) bool { return false }, true)
+	go n.relink(func(string) bool { return false }, true) // rebalMu is held
 }
 
 // takeOnce is one take; asked reports whether the giver was asked for
