@@ -290,8 +290,7 @@ func (n *Node) flushOutboxes(marks map[*peer]uint64, limit time.Duration) {
 // again is the list a tomb keeps, to be given again or taken back. The
 // state may be stale: the taker may have imported it and stamped events
 // since (its acknowledgement lost). It goes on in a new epoch, so no
-// position is given to two events (shard.Position), and without the
-// taker's interest when the taker is gone.
+// position is given to two events (shard.Position).
 func (t tomb) again() *pb.ResourceState {
 	st := proto.Clone(t.resource).(*pb.ResourceState)
 	st.Epoch, st.Offset, st.At = shard.NewEpochAbove(st.GetEpoch()), 0, 0
@@ -343,10 +342,11 @@ func (n *Node) retake(from string, queues, resources []string) {
 // takeBack imports again the keys this node gave to a node that is no
 // longer a member and had not acknowledged them a callTimeout after
 // they were given: it died or left with its take unfinished, and the
-// tomb holds the only copy. The queues' subscriptions are then linked
-// again, with a RESYNC for those behind their lists (auditAll): events
-// stamped meanwhile went to the taker. It runs before a rebalance
-// (rebalMu held), and links holding no lock.
+// tomb holds the only copy; a list comes back without the taker's
+// interest. The queues' subscriptions are then linked again, with a
+// RESYNC for those behind their lists (relink): events stamped meanwhile
+// went to the taker. It runs before a rebalance (rebalMu held), and
+// links holding no lock.
 func (n *Node) takeBack() {
 	n.mu.Lock()
 	var qs []*pb.QueueState
