@@ -2,7 +2,6 @@ package shard
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -283,17 +282,8 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	case !stamp && ev.Pos.Epoch != r.pos.Epoch:
 		r.mu.Unlock()
 		return 0, true
-	case !stamp:
-	case ev.ID == 0:
-		ev.ID = rand.Uint64() | 1 // so that a publish sent again gets the same position
-		fallthrough
-	default:
-		if r.stampLocked(ev, s.cfg.Now()) {
-			r.last = ev
-			if ev.Kind == Changed || ev.Kind == Resync {
-				r.etag, r.etagPos, r.etagUnknown = ev.Etag, ev.Pos, ev.EtagUnknown
-			}
-		}
+	case stamp:
+		r.stampLocked(ev, s.cfg.Now())
 	}
 	for _, in := range r.nodes {
 		switch {

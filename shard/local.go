@@ -114,13 +114,9 @@ func (s *Store) DeliverLocal(ev *Event) int {
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	n := 0
-	switch {
-	case arriving && len(f.recent) == maxArrivingEvents:
-		f.recent = append(f.recent[:0], f.recent[1:]...)
-		fallthrough
-	case arriving:
-		f.recent = append(f.recent, ev)
-	default:
+	if arriving {
+		f.recent = appendBounded(f.recent, ev, maxArrivingEvents)
+	} else {
 		f.recent = nil
 	}
 	for sub, q := range f.subs {
@@ -142,34 +138,38 @@ func (s *Store) DeliverLocal(ev *Event) int {
 
 // RevokeLocal removes the subscriptions to res of every queue held here
 // owned by user (and device, when not empty), puts a REVOKED notification
-// in each, and returns how many it reached.
+// in each, and returns how many it reached. The subscriptions leave the
+// local table with it held (queue.mu is taken under fanout.mu), and the
+// list's holder is told this node's interest once.
 func (s *Store) RevokeLocal(res, user, device string) int {
 	f := s.lockFanout(res, false)
 	if f == nil {
 		return 0
 	}
-	hit := map[*subscription]*queue{}
-	for sub, q := range f.subs {
-		if q.owner.user == user && (device == "" || q.owner.device == device) {
-			hit[sub] = q
-		}
-	}
-	f.mu.Unlock()
 	now := s.cfg.Now()
 	n := 0
-	for sub, q := range hit {
+	for sub, q := range f.subs {
+		if q.owner.user != user || device != "" && q.owner.device != device {
+			continue
+		}
 		q.mu.Lock()
-		if sub.gone() {
+		if sub.gone() { // its own leaveLocal takes it out
 			q.mu.Unlock()
 			continue
 		}
 		delete(q.subs, res)
 		sub.remove()
+		delete(f.subs, sub)
 		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
-		s.leaveLocal(res, sub)
 		n++
+	}
+	in := s.interestLocked(f)
+	f.mu.Unlock()
+	if n > 0 {
+		s.dropLocalIfEmpty(f)
+		s.peers.Interest(res, in)
 	}
 	s.counters.Notifications[Revoked].Add(uint64(n))
 	return n

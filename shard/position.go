@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 )
@@ -84,16 +85,18 @@ type Published struct {
 const maxRecent = 32
 
 // stampLocked gives ev its position in r's stream: the next offset, or
-// the one it had if r stamped the same publication lately. Its At is
-// stamped now, unless ev announces an etag again (a RESYNC that sets
-// ev.Pos.At to the etag's). It reports whether ev is new. r.mu held.
-func (r *resource) stampLocked(ev *Event, now time.Time) bool {
-	if ev.ID != 0 {
-		for _, p := range r.recent {
-			if p.ID == ev.ID {
-				ev.Pos = p.Pos
-				return false
-			}
+// the one it had if r stamped the same publication lately (a publish
+// sent again; ev.ID, given here if it has none). Its At is stamped now,
+// unless ev announces an etag again (a RESYNC that sets ev.Pos.At to the
+// etag's). A new event becomes r's last one, and its etag r's. r.mu held.
+func (r *resource) stampLocked(ev *Event, now time.Time) {
+	if ev.ID == 0 {
+		ev.ID = rand.Uint64() | 1 // so that a publish sent again gets the same position
+	}
+	for _, p := range r.recent {
+		if p.ID == ev.ID {
+			ev.Pos = p.Pos
+			return
 		}
 	}
 	r.pos.Offset++
@@ -101,13 +104,20 @@ func (r *resource) stampLocked(ev *Event, now time.Time) bool {
 		r.pos.At = stampAt(now)
 	}
 	ev.Pos = r.pos
-	if ev.ID != 0 {
-		if len(r.recent) == maxRecent {
-			r.recent = append(r.recent[:0], r.recent[1:]...)
-		}
-		r.recent = append(r.recent, Published{ID: ev.ID, Pos: ev.Pos})
+	r.recent = appendBounded(r.recent, Published{ID: ev.ID, Pos: ev.Pos}, maxRecent)
+	r.last = ev
+	if ev.Kind == Changed || ev.Kind == Resync {
+		r.etag, r.etagPos, r.etagUnknown = ev.Etag, ev.Pos, ev.EtagUnknown
 	}
-	return true
+}
+
+// appendBounded appends v to s, dropping the oldest first if s holds
+// limit already.
+func appendBounded[T any](s []T, v T, limit int) []T {
+	if len(s) == limit {
+		s = append(s[:0], s[1:]...)
+	}
+	return append(s, v)
 }
 
 // lastEpoch makes epochs strictly increasing on this node even when the
@@ -265,9 +275,6 @@ type tail struct {
 // tailQuiet). r.mu held; tailMu is a leaf.
 func (s *Store) noteTailLocked(r *resource, now time.Time) {
 	s.tailMu.Lock()
-	if s.tails == nil {
-		s.tails = make(map[*resource]*tail)
-	}
 	due := now.Add(tailQuiet)
 	if t := s.tails[r]; t == nil {
 		s.tails[r] = &tail{next: due}
@@ -312,7 +319,9 @@ func (s *Store) announceTail(r *resource) {
 	ev := r.last
 	if r.dead {
 		r.mu.RUnlock()
-		s.forgetTail(r)
+		s.tailMu.Lock()
+		delete(s.tails, r)
+		s.tailMu.Unlock()
 		return
 	}
 	if ev == nil || ev.Pos != r.pos {
@@ -335,10 +344,4 @@ func (s *Store) announceTail(r *resource) {
 	if len(remote) > 0 {
 		s.peers.Forward(ev, remote)
 	}
-}
-
-func (s *Store) forgetTail(r *resource) {
-	s.tailMu.Lock()
-	delete(s.tails, r)
-	s.tailMu.Unlock()
 }

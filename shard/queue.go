@@ -1,9 +1,9 @@
 package shard
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -31,8 +31,9 @@ type queue struct {
 	lastSeq   uint64
 	acked     uint64 // highest seq acknowledged by a reader
 	delivered uint64 // highest seq written to an attached stream
-	attached  int
-	listeners []Listener // copy-on-write: readers copy the slice header under mu
+	// listeners are the attached streams' (one each: attach adds it,
+	// Close removes it); copy-on-write: readers copy the slice header under mu
+	listeners []Listener
 	waitCh    chan struct{}
 	subs      map[string]*subscription // resource → subscription
 	dead      bool
@@ -110,6 +111,14 @@ func (s *subscription) dropParked() {
 	}
 }
 
+// took records ev, appended for s (or seen while pending), as s's last
+// etag if it carries one.
+func (s *subscription) took(ev *Event) {
+	if ev.Kind == Changed || ev.Kind == Resync {
+		s.etag = ev.Etag
+	}
+}
+
 // firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 
@@ -136,9 +145,7 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 			ev = &Event{Kind: Resync, Resource: ev.Resource, Etag: ev.Etag, Time: ev.Time, Pos: ev.Pos}
 		}
 	}
-	if ev.Kind == Changed || ev.Kind == Resync {
-		sub.etag = ev.Etag
-	}
+	sub.took(ev)
 	if pending {
 		sub.x.seen = true
 		return nil, false
@@ -148,17 +155,17 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	if x == nil {
 		return ls, true
 	}
-	// The gap before held events may have filled.
+	// The gap before held events may have filled: each is admitted as
+	// it would be arriving now. Invariant: parked events are of sub's
+	// epoch and past its offset (a move of sub to another position,
+	// Resync or a refresh subscribe, drops them; a pending subscription
+	// parks nothing), so admitLocked appends the next one, drops one
+	// overtaken, and moves past one stamped before the etag held (olderAt).
 	for len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1 {
 		next := x.parked[0]
 		x.parked = x.parked[1:]
-		if next.Pos.Offset == sub.pos.Offset+1 && sub.olderAt(next.Pos) {
-			sub.pos.Offset = next.Pos.Offset // seen; what it holds is newer (olderAt)
-		} else if next.Pos.Offset == sub.pos.Offset+1 {
-			sub.pos = next.Pos
-			if next.Kind == Changed || next.Kind == Resync {
-				sub.etag = next.Etag
-			}
+		if sub.admitLocked(next.Pos) == appendIt {
+			sub.took(next)
 			ls = q.appendLocked(next, capacity, retain)
 		}
 	}
@@ -173,16 +180,11 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 // The first one held starts the timer that gives up on the gap. mu held.
 func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
 	x := sub.extra()
-	i := len(x.parked)
-	for i > 0 && x.parked[i-1].Pos.Offset >= ev.Pos.Offset {
-		if x.parked[i-1].Pos.Offset == ev.Pos.Offset {
-			return nil // held already
-		}
-		i--
+	i, held := slices.BinarySearchFunc(x.parked, ev.Pos.Offset, func(p *Event, off uint64) int { return cmp.Compare(p.Pos.Offset, off) })
+	if held {
+		return nil
 	}
-	x.parked = append(x.parked, nil)
-	copy(x.parked[i+1:], x.parked[i:])
-	x.parked[i] = ev
+	x.parked = slices.Insert(x.parked, i, ev)
 	if len(x.parked) > maxParked {
 		return q.giveUpGapLocked(sub, x, capacity, retain)
 	}
@@ -309,14 +311,7 @@ func (q *queue) readLocked(after uint64, limit int, dst []Notification, now time
 }
 
 func overflowEvent(from, to uint64, now time.Time) *Event {
-	p := make([]byte, 0, 64)
-	p = append(p, `{"dropped":`...)
-	p = strconv.AppendUint(p, to-from+1, 10)
-	p = append(p, `,"fromSeq":`...)
-	p = strconv.AppendUint(p, from, 10)
-	p = append(p, `,"toSeq":`...)
-	p = strconv.AppendUint(p, to, 10)
-	p = append(p, '}')
+	p := fmt.Appendf(make([]byte, 0, 64), `{"dropped":%d,"fromSeq":%d,"toSeq":%d}`, to-from+1, from, to)
 	return &Event{Kind: Overflow, Time: now, Payload: p}
 }
 
@@ -349,7 +344,7 @@ func (q *queue) renewLocked(now time.Time) { q.expires = now.Add(q.ttl) }
 
 // expiresLocked is when the lease ends; an attached stream keeps it a full ttl away. mu held.
 func (q *queue) expiresLocked(now time.Time) time.Time {
-	if q.attached > 0 {
+	if len(q.listeners) > 0 {
 		return now.Add(q.ttl)
 	}
 	return q.expires
