@@ -118,15 +118,14 @@ func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l L
 		// than theirs, so none drops this list's events as older.
 		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
 	}
-	raised := false
 	// Invariant: the list's etag never goes back. It adopts the
 	// hint's only if it is not older (Before: by offset in one
 	// epoch, by At across epochs), so a queue that followed another list of
 	// this resource cannot bring back an etag this one delivered a
 	// newer one over.
-	if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
+	raised := hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos)
+	if raised {
 		r.etag, r.etagPos, r.etagUnknown = hint.Etag, hint.Pos, false
-		raised = true
 	}
 	if hint.Unknown && r.etag == "" {
 		r.etagUnknown = true
@@ -168,13 +167,9 @@ func (s *Store) DropNodes(gone func(node string) bool) int {
 	n := 0
 	for _, r := range s.res.values(nil) {
 		r.mu.Lock()
-		r.nodes = slices.DeleteFunc(r.nodes, func(in Interest) bool {
-			drop := gone(in.Node) && in.Count > 0
-			if drop {
-				n++
-			}
-			return drop
-		})
+		had := len(r.nodes)
+		r.nodes = slices.DeleteFunc(r.nodes, func(in Interest) bool { return gone(in.Node) && in.Count > 0 })
+		n += had - len(r.nodes)
 		r.mu.Unlock()
 		s.dropIfEmpty(r)
 	}

@@ -34,13 +34,11 @@ const maxArrivingEvents = 64
 func (s *Store) lockFanout(res string, create bool) *fanout {
 	for {
 		f := s.local.get(res)
-		if f == nil && !create {
-			return nil
+		if f == nil && create {
+			f = s.local.getOrAdd(res, func() *fanout { return &fanout{name: res, subs: make(map[*subscription]*queue)} })
 		}
 		if f == nil {
-			f = s.local.getOrAdd(res, func() *fanout {
-				return &fanout{name: res, subs: make(map[*subscription]*queue)}
-			})
+			return nil
 		}
 		f.mu.Lock()
 		if !f.dead {
@@ -125,7 +123,7 @@ func (s *Store) DeliverLocal(ev *Event) int {
 			q.mu.Unlock()
 			continue
 		}
-		ls, _ := q.offerLocked(sub, ev, capacity, retain)
+		ls := q.offerLocked(sub, ev, capacity, retain)
 		q.mu.Unlock()
 		notifyAll(ls)
 		n++ // appended, or had been (the same publication again)

@@ -130,26 +130,24 @@ var lastEpoch atomic.Uint64
 // even when the other node's clock is ahead.
 var lastAt atomic.Uint64
 
-// stampAt is the At of an etag stamped now.
-func stampAt(now time.Time) uint64 {
+// tick moves clock past its last value, to floor at least, and returns
+// where it went: clocks here never go back nor give a value twice.
+func tick(clock *atomic.Uint64, floor uint64) uint64 {
 	for {
-		last := lastAt.Load()
-		a := max(uint64(now.UnixNano()), last+1)
-		if lastAt.CompareAndSwap(last, a) {
-			return a
+		last := clock.Load()
+		v := max(floor, last+1)
+		if clock.CompareAndSwap(last, v) {
+			return v
 		}
 	}
 }
 
-// observeAt moves the clock past at, an At learned from elsewhere.
-func observeAt(at uint64) {
-	for {
-		last := lastAt.Load()
-		if at <= last || lastAt.CompareAndSwap(last, at) {
-			return
-		}
-	}
-}
+// stampAt is the At of an etag stamped now.
+func stampAt(now time.Time) uint64 { return tick(&lastAt, uint64(now.UnixNano())) }
+
+// observeAt moves the clock past at, an At learned from elsewhere: every
+// At stamped here after it is later.
+func observeAt(at uint64) { tick(&lastAt, at) }
 
 // NewEpochAbove is a new epoch, from the clock, greater than floor and
 // than every epoch made here: for a list's state given again, stale, to
@@ -159,13 +157,7 @@ func NewEpochAbove(floor uint64) uint64 { return newEpochAbove(time.Now(), floor
 // newEpochAbove is a new epoch greater than floor (an epoch another node
 // made, whose clock may be ahead).
 func newEpochAbove(now time.Time, floor uint64) uint64 {
-	for {
-		last := lastEpoch.Load()
-		e := max(uint64(now.UnixNano()), last+1, floor+1)
-		if lastEpoch.CompareAndSwap(last, e) {
-			return e
-		}
-	}
+	return tick(&lastEpoch, max(uint64(now.UnixNano()), floor+1))
 }
 
 // verdict is what a subscription does with an event at some position.

@@ -126,9 +126,8 @@ func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 // is appended, turned into a RESYNC, held until a gap before it fills, or
 // dropped, as the event's position says (see admitLocked). A pending
 // subscription appends nothing but remembers the newest etag, for the
-// subscribe that answers it. It returns the listeners to notify and
-// whether anything was appended. mu held.
-func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) ([]Listener, bool) {
+// subscribe that answers it. It returns the listeners to notify. mu held.
+func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
 	v := sub.admitLocked(ev.Pos)
 	pending := sub.isPending()
 	if v == parkIt && pending {
@@ -136,9 +135,9 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	}
 	switch v {
 	case dropIt:
-		return nil, false
+		return nil
 	case parkIt:
-		return q.parkLocked(sub, ev, capacity, retain), false
+		return q.parkLocked(sub, ev, capacity, retain)
 	case resyncIt:
 		sub.dropParked()
 		if ev.Kind != Resync {
@@ -148,20 +147,16 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	sub.took(ev)
 	if pending {
 		sub.x.seen = true
-		return nil, false
+		return nil
 	}
 	ls := q.appendLocked(ev, capacity, retain)
-	x := sub.x
-	if x == nil {
-		return ls, true
-	}
 	// The gap before held events may have filled: each is admitted as
 	// it would be arriving now. Invariant: parked events are of sub's
 	// epoch and past its offset (a move of sub to another position,
 	// Resync or a refresh subscribe, drops them; a pending subscription
 	// parks nothing), so admitLocked appends the next one, drops one
 	// overtaken, and moves past one stamped before the etag held (olderAt).
-	for len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1 {
+	for x := sub.x; x != nil && len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1; {
 		next := x.parked[0]
 		x.parked = x.parked[1:]
 		if sub.admitLocked(next.Pos) == appendIt {
@@ -169,11 +164,8 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 			ls = q.appendLocked(next, capacity, retain)
 		}
 	}
-	if len(x.parked) == 0 {
-		x.parked = nil
-		sub.tidy()
-	}
-	return ls, true
+	sub.tidy()
+	return ls
 }
 
 // parkLocked holds ev, which came after a gap, in sub, in offset order.
@@ -205,7 +197,8 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 // from the first event it parks until its parked events are gone (tidy
 // lets it go then; a pending subscription, whose x lives longer, parks
 // nothing), so a later gap has another x and a timer of an earlier one
-// finds sub.x changed. mu held.
+// finds sub.x changed. A nil x, or one with nothing parked, announces
+// nothing. mu held.
 func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, capacity, retain int) []Listener {
 	if sub.x != x || x == nil || len(x.parked) == 0 || sub.gone() || q.dead {
 		return nil

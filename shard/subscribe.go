@@ -238,9 +238,6 @@ func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice strin
 	s.ownerMu.Lock()
 	qs := append([]*queue(nil), s.owners[owner{toUser, toDevice}]...)
 	s.ownerMu.Unlock()
-	if len(qs) == 0 {
-		return 0, ErrDeviceNotFound
-	}
 	ev := &Event{Kind: Invite, Time: s.cfg.Now(), Payload: payload, From: &Principal{User: from.User, Device: from.Device}}
 	n := 0
 	for _, q := range qs {
@@ -254,7 +251,7 @@ func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice strin
 		notifyAll(ls)
 		n++
 	}
-	if n == 0 {
+	if n == 0 { // no queue here, or only dead ones
 		return 0, ErrDeviceNotFound
 	}
 	s.counters.Notifications[Invite].Add(uint64(n))
