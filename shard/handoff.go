@@ -126,10 +126,7 @@ func (s *Store) forget(q *queue) int {
 	s.shard(q.name).removeIf(q.name, q, nil)
 	s.ownerMu.Lock()
 	defer s.ownerMu.Unlock()
-	list := s.owners[q.owner]
-	if i := slices.Index(list, q); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-	}
+	list := slices.DeleteFunc(s.owners[q.owner], func(o *queue) bool { return o == q })
 	if len(list) == 0 {
 		delete(s.owners, q.owner)
 	} else {

@@ -184,10 +184,9 @@ func (s *Store) Arriving(delta int32) {
 	for _, f := range s.local.values(nil) {
 		f.mu.Lock()
 		f.recent = nil
-		empty := len(f.subs) == 0
 		in := s.interestLocked(f)
 		f.mu.Unlock()
-		if empty && s.dropLocalIfEmpty(f) {
+		if in.Count == 0 && s.dropLocalIfEmpty(f) {
 			s.peers.Interest(f.name, in)
 		}
 	}

@@ -268,14 +268,10 @@ type tail struct {
 func (s *Store) noteTailLocked(r *resource, now time.Time) {
 	s.tailMu.Lock()
 	due := now.Add(tailQuiet)
-	if t := s.tails[r]; t == nil {
-		s.tails[r] = &tail{next: due}
-	} else {
-		t.rounds = 0
-		if due.Before(t.next) {
-			t.next = due
-		}
+	if t, ok := s.tails[r]; ok && t.next.Before(due) {
+		due = t.next
 	}
+	s.tails[r] = tail{next: due}
 	s.tailMu.Unlock()
 }
 
@@ -295,7 +291,7 @@ func (s *Store) AnnounceTails() {
 		if t.rounds >= tailRounds {
 			delete(s.tails, r)
 		} else {
-			t.next = now.Add(tailQuiet << t.rounds)
+			s.tails[r] = tail{next: now.Add(tailQuiet << t.rounds), rounds: t.rounds}
 		}
 		due = append(due, r)
 	}
@@ -328,12 +324,12 @@ func (s *Store) announceTail(r *resource) {
 		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
 	}
 	remote := r.remoteLocked(s.name)
-	if len(remote) > 0 {
-		r.fwd.Add(1)
-		defer r.fwd.Done()
+	if len(remote) == 0 {
+		r.mu.RUnlock()
+		return
 	}
+	r.fwd.Add(1)
 	r.mu.RUnlock()
-	if len(remote) > 0 {
-		s.peers.Forward(ev, remote)
-	}
+	s.peers.Forward(ev, remote)
+	r.fwd.Done()
 }

@@ -45,7 +45,7 @@ type Store struct {
 	// announced to their queues on other nodes (position.go). A leaf,
 	// taken under resource.mu.
 	tailMu sync.Mutex
-	tails  map[*resource]*tail
+	tails  map[*resource]tail
 
 	stop chan struct{}
 	done chan struct{}
@@ -83,7 +83,7 @@ func New(cfg Config) (*Store, error) {
 		owners: make(map[owner][]*queue),
 		res:    newTable[*resource](),
 		local:  newTable[*fanout](),
-		tails:  make(map[*resource]*tail),
+		tails:  make(map[*resource]tail),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
