@@ -150,14 +150,12 @@ func (s *Store) SetInterest(res string, in Interest) {
 		s.AddInterest(res, in, Hint{})
 		return
 	}
-	r := s.res.get(res)
-	if r == nil {
-		return
+	if r := s.res.get(res); r != nil {
+		r.mu.Lock()
+		r.mergeLocked(in)
+		r.mu.Unlock()
+		s.dropIfEmpty(r)
 	}
-	r.mu.Lock()
-	r.mergeLocked(in)
-	r.mu.Unlock()
-	s.dropIfEmpty(r)
 }
 
 // DropNodes takes the nodes for which gone is true (they crashed: their

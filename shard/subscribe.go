@@ -195,17 +195,16 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 		return false, err
 	}
 	sub := q.subs[res]
-	delete(q.subs, res)
 	if sub != nil {
+		delete(q.subs, res)
 		sub.remove()
 	}
 	q.renewLocked(s.cfg.Now())
 	q.mu.Unlock()
-	if sub == nil {
-		return false, nil
+	if sub != nil {
+		s.leaveLocal(res, sub)
 	}
-	s.leaveLocal(res, sub)
-	return true, nil
+	return sub != nil, nil
 }
 
 // Subscriptions lists queue's subscriptions, sorted by resource, and renews its lease.
