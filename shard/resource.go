@@ -83,13 +83,5 @@ func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func isPathByte(c byte) bool {
-	switch {
-	case isLower(c), isDigit(c), c >= 'A' && c <= 'Z':
-		return true
-	}
-	switch c {
-	case '-', '.', '_', '~', '@', '+', '=', ',', ':':
-		return true
-	}
-	return false
+	return isLower(c) || isDigit(c) || c >= 'A' && c <= 'Z' || strings.IndexByte("-._~@+=,:", c) >= 0
 }
