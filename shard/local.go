@@ -137,8 +137,9 @@ func (s *Store) DeliverLocal(ev *Event) int {
 // RevokeLocal removes the subscriptions to res of every queue held here
 // owned by user (and device, when not empty), puts a REVOKED notification
 // in each, and returns how many it reached. The subscriptions leave the
-// local table with it held (queue.mu is taken under fanout.mu), and the
-// list's holder is told this node's interest once.
+// local table with it held (queue.mu is taken under fanout.mu), the
+// readers are told once it is released, and the list's holder is told
+// this node's interest once.
 func (s *Store) RevokeLocal(res, user, device string) int {
 	f := s.lockFanout(res, false)
 	if f == nil {
@@ -146,25 +147,24 @@ func (s *Store) RevokeLocal(res, user, device string) int {
 	}
 	now := s.cfg.Now()
 	n := 0
+	var ls []Listener
 	for sub, q := range f.subs {
 		if q.owner.user != user || device != "" && q.owner.device != device {
 			continue
 		}
 		q.mu.Lock()
-		if sub.gone() { // its own leaveLocal takes it out
-			q.mu.Unlock()
-			continue
+		if !sub.gone() { // else its own leaveLocal takes it out
+			delete(q.subs, res)
+			sub.remove()
+			delete(f.subs, sub)
+			ls = append(ls, q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
+			n++
 		}
-		delete(q.subs, res)
-		sub.remove()
-		delete(f.subs, sub)
-		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
-		notifyAll(ls)
-		n++
 	}
 	in := s.interestLocked(f)
 	f.mu.Unlock()
+	notifyAll(ls)
 	if n > 0 {
 		s.dropLocalIfEmpty(f)
 		s.peers.Interest(res, in)
