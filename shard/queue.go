@@ -87,14 +87,6 @@ func (s *subscription) remove()    { s.created = -1 }
 // isPending reports whether s is linked but not yet allowed.
 func (s *subscription) isPending() bool { return s.x != nil && s.x.pending }
 
-// extra is s.x, made if needed.
-func (s *subscription) extra() *subExtra {
-	if s.x == nil {
-		s.x = &subExtra{}
-	}
-	return s.x
-}
-
 // tidy lets x go once it holds nothing (a timer waiting on a gap holds
 // its own x, so a later one cannot be mistaken for it).
 func (s *subscription) tidy() {
@@ -171,7 +163,10 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 // parkLocked holds ev, which came after a gap, in sub, in offset order.
 // The first one held starts the timer that gives up on the gap. mu held.
 func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
-	x := sub.extra()
+	if sub.x == nil {
+		sub.x = &subExtra{}
+	}
+	x := sub.x
 	i, held := slices.BinarySearchFunc(x.parked, ev.Pos.Offset, func(p *Event, off uint64) int { return cmp.Compare(p.Pos.Offset, off) })
 	if held {
 		return nil
