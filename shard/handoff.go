@@ -308,6 +308,7 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool) int {
 	now := s.cfg.Now()
 	n := 0
+	var ls []Listener
 	for _, name := range queues {
 		q := s.get(name)
 		if q == nil {
@@ -329,14 +330,12 @@ func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool)
 			}
 			sub.etag = l.Etag
 			unknown := l.Etag == "" && (!catchUp || l.EtagUnknown) // see Resync
-			ls := q.appendLocked(&Event{Kind: Resync, EtagUnknown: unknown, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
-			q.mu.Unlock()
-			notifyAll(ls)
+			ls = append(ls, q.appendLocked(&Event{Kind: Resync, EtagUnknown: unknown, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
 			n++
-			continue
 		}
 		q.mu.Unlock()
 	}
+	notifyAll(ls)
 	s.counters.Notifications[Resync].Add(uint64(n))
 	return n
 }
