@@ -251,11 +251,9 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) { return s.fan(ev, tru
 // meant for a node that left (its queues' new nodes are interested by
 // now). It is never stamped again, so it cannot come back at a later
 // position; an event of another epoch (the list was made again since) is
-// not sent. It reports whether the list is held here.
-func (s *Store) Refan(ev *Event) (held bool) {
-	_, held = s.fan(ev, false)
-	return held
-}
+// not sent, nor is one whose list is not held here (it announces its
+// tail where it went).
+func (s *Store) Refan(ev *Event) { s.fan(ev, false) }
 
 func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	r := s.res.get(ev.Resource)
