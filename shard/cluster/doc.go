@@ -8,7 +8,9 @@
 // holds the key serves it, whichever node the ring names. State moves
 // whole (Take), so a key is held by exactly one node at a time; a node
 // that handed a key off remembers where it went (a tomb) and forwards
-// late calls there. On a single node (no gossip address) every key is
+// late calls there. The tomb keeps what was given until the taker
+// acknowledges it: a take that did not get its answer asks again, and
+// keys given to a taker that went away come back (handoff.go take). On a single node (no gossip address) every key is
 // local and nothing is sent anywhere.
 //
 // A resource's list records which nodes are interested in it (see

@@ -98,9 +98,9 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	publish("v2")
 	publish("v3")
 	// The repair's first link failed: the loss is announced with no position.
-	hint := shard.Hint{Etag: "v1"}
-	store.Resync(res, shard.Linked{Etag: hint.Etag}, []string{q.Name})
-	n.relinkLater(res, hint, li, errNotHeld)
+	li.Hint = shard.Hint{Etag: "v1"}
+	store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, []string{q.Name})
+	n.relinkLater(res, li, true)
 	publish("v4")
 	pg, err := store.Poll(ctx, alice, q.Name, 0, 20, 0)
 	if err != nil || len(pg.Items) == 0 {
