@@ -632,7 +632,7 @@ func (n *Node) audit() {
 		n.log.Debug("audit: this node is in every list it should be", "resources", resources, "in", time.Since(start))
 		return
 	}
-	n.stats.Repairs.Add(1)
+	n.stats.Audited.Add(uint64(missing + behind))
 	n.log.Warn("audit: this node was missing from lists or its subscriptions behind them; RESYNC with the list's etag", "resync_missing", missing, "resync_behind", behind, "in", time.Since(start))
 }
 

@@ -56,6 +56,15 @@ func TestAudit_RelinkKeepsTheEtagTheQueueDelivered(t *testing.T) {
 	if got := store.ResourcesWithScheme("user")[res]; got != "v5" {
 		t.Errorf("the re-created list knows etag %q, want v5", got)
 	}
+	// The audit is a safety net that counts what it repairs: one RESYNC
+	// here, none when it runs again and finds nothing.
+	if got := n.Stats().Audited.Load(); got != 1 {
+		t.Errorf("the audit counted %d RESYNCs, want 1", got)
+	}
+	n.audit()
+	if got := n.Stats().Audited.Load(); got != 1 {
+		t.Errorf("a second audit that found nothing counted %d RESYNCs in all, want 1", got)
+	}
 }
 
 // A repair whose link failed retries it; once it succeeds the
