@@ -138,8 +138,10 @@ func (c *testCluster) dumpLogs() {
 
 // auditResyncs sums, over every node's log, the RESYNCs the post-settle
 // audit appended (shard/cluster's audit: a safety net that should find
-// nothing; a count above 0 means an interest was lost on the way).
-func (c *testCluster) auditResyncs() (k int) {
+// nothing): to queues whose node was missing from their list (an interest
+// lost on the way), and to subscriptions behind their list.
+func (c *testCluster) auditResyncs() string {
+	missing, behind := 0, 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range c.nodes {
@@ -153,10 +155,10 @@ func (c *testCluster) auditResyncs() (k int) {
 				json.Unmarshal(raw["resync_missing"], &e.Missing) //nolint:errcheck // a missing field counts 0
 				json.Unmarshal(raw["resync_behind"], &e.Behind)   //nolint:errcheck // a missing field counts 0
 			}
-			k += e.Missing + e.Behind
+			missing, behind = missing+e.Missing, behind+e.Behind
 		}
 	}
-	return k
+	return fmt.Sprintf("%d RESYNCs (%d missing from their list, %d behind it)", missing+behind, missing, behind)
 }
 
 func tail(s string, k int) string {
@@ -822,7 +824,7 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 	serving.set(n1, n4)
 	t.Logf("SIGCONT: ring of 2 again after %v", c.waitRing("n1", "n4"))
 	v := c.settled(n1, -1)
-	t.Logf("settled: %+v; the post-settle audit appended %d RESYNCs (it should find nothing)", v, c.auditResyncs())
+	t.Logf("settled: %+v; the post-settle audit appended %s (it should find nothing)", v, c.auditResyncs())
 	publishAll(t, c, serving, pubTok, resources, devs, "after-stop")
 }
 
