@@ -4,12 +4,15 @@
 // its queue or resource over gRPC with mutual TLS, hand-off of state when
 // nodes join or leave, and repair of subscriber lists when a node dies.
 //
-// A Node wraps one shard.Store. Any node accepts any call: the node that
-// holds the key serves it, whichever node the ring names. State moves
-// whole (Take), so a key is held by exactly one node at a time; a node
-// that handed a key off remembers where it went (a tomb) and forwards
-// late calls there. On a single node (no gossip address) every key is
-// local and nothing is sent anywhere.
+// A Node wraps one shard.Store. Any node accepts any call and sends it to
+// the key's ring owner; the node that holds the key serves it. State
+// moves whole (Take), so a key is held by exactly one node at a time; a
+// node that handed a key off remembers where it went (a tomb). Calls
+// between nodes carry the sender's ring identity (ring.Ring.ID); a
+// receiver on another ring waits briefly for membership to converge,
+// else answers shard.ErrUnavailable, so every route is short by
+// construction, not by a hop count (route.go, locate). On a single node
+// (no gossip address) every key is local and nothing is sent anywhere.
 //
 // A resource's list records which nodes are interested in it (see
 // shard.Interest): its holder sends each event once to each of them, with

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -22,19 +23,18 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 	return &n.stripes[maphash.String(stripeSeed, key)%uint64(len(n.stripes))]
 }
 
-// errNotHeld answers an asked link for a list the asked node does not
-// hold: its owner, which asked, starts the list itself.
-var errNotHeld = errors.New("subscriber list not held here")
+// errNotHeld answers a call that reached a node other than its key's
+// owner (on a shared ring: the owner asked) for a key not held there.
+var errNotHeld = errors.New("key not held here")
 
-// link records in (a node's interest) in resource's list where it is
-// held, and reports whether the node was not interested yet, with the
-// list's state when it joined. asked: the resource's owner asked this
-// node, which starts no list for it (errNotHeld).
-func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, hops uint32, asked bool) (bool, shard.Linked, error) {
+// link records in (a node's interest) in resource's list where it is held
+// (see locate; remote: the call came from another node on this node's
+// ring), and reports whether the node was not interested yet, with the
+// list's state when it joined. An owner whose list nobody holds starts
+// it; a node asked for a list it does not hold answers errNotHeld.
+func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, remote bool) (bool, shard.Linked, error) {
 	mu := n.stripe(resource)
-	var where string
-	var ask bool
-	for {
+	for range 4 { // each pass follows a move that happened meanwhile
 		// A list in flight here is waited for holding no stripe: a give
 		// of a list on the same stripe waits for the stripe, and the
 		// take bringing this one may need it (its enlist links here).
@@ -42,32 +42,37 @@ func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in sh
 			return false, shard.Linked{}, err
 		}
 		mu.RLock()
-		var err error
-		where, ask, err = n.locate(opNow, resource, n.holdsResource, hops, asked)
-		if err == nil {
-			break
-		}
-		mu.RUnlock() // in flight again meanwhile
-	}
-	if where == "" {
-		if asked && !n.holdsResource(resource) {
+		at, err := n.locate(opNow, resource, n.holdsResource, remote)
+		if err == nil && at.node == "" && len(at.ask) == 0 {
+			added, l := n.store.AddInterest(resource, in, hint)
 			mu.RUnlock()
-			return false, shard.Linked{}, errNotHeld
+			return added, l, nil
 		}
+		mu.RUnlock()
+		switch {
+		case errors.Is(err, context.Canceled):
+			continue // in flight again meanwhile
+		case err != nil:
+			return false, shard.Linked{}, err
+		case at.node != "":
+			added, l, err := n.linkAt(ctx, at.node, resource, hint, in, at.ring)
+			if !remote && errors.Is(err, errNotHeld) {
+				continue // the ring changed under the route
+			}
+			return added, l, err
+		}
+		for _, o := range at.ask {
+			if added, l, err := n.linkAt(ctx, o, resource, hint, in, at.ring); !errors.Is(err, errNotHeld) {
+				return added, l, err
+			}
+		}
+		// Nobody else holds the list: this node, its owner, starts it.
+		mu.RLock()
 		added, l := n.store.AddInterest(resource, in, hint)
 		mu.RUnlock()
 		return added, l, nil
 	}
-	mu.RUnlock()
-	added, l, err := n.linkAt(ctx, where, resource, hint, in, hops+1, ask)
-	if ask && !asked && errors.Is(err, errNotHeld) {
-		// Nobody else holds the list: this node, its owner, starts it.
-		mu.RLock()
-		defer mu.RUnlock()
-		added, l = n.store.AddInterest(resource, in, hint)
-		return added, l, nil
-	}
-	return added, l, err
+	return false, shard.Linked{}, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, resource)
 }
 
 // landed returns once key is not in flight to this node, or when ctx ends.
@@ -253,9 +258,9 @@ func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) 
 			var l shard.Linked
 			var err error
 			if src != "" {
-				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, 1, true)
+				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, n.ring.Load().ID())
 			} else {
-				_, l, err = n.link(ctx, res, shard.Hint{}, in, 0, false)
+				_, l, err = n.link(ctx, res, shard.Hint{}, in, false)
 			}
 			if err != nil {
 				n.log.Debug("hand-off: not recorded in a list before the queues came", "resource", res, "err", err)
@@ -562,7 +567,7 @@ func (n *Node) relinkLater(res string, hint shard.Hint, li shard.LocalInterest, 
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		var l shard.Linked
-		_, l, err = n.link(ctx, res, hint, li.Interest, 0, false)
+		_, l, err = n.link(ctx, res, hint, li.Interest, false)
 		cancel()
 		if err == nil {
 			n.store.Resync(res, l, li.Queues)
@@ -623,7 +628,7 @@ func (n *Node) relink(dead func(string) bool, crashed []string) {
 		// this link makes again remembers that its "" is not "never
 		// published", and a fresh subscribe to it answers etagUnknown.
 		hint.Unknown = hint.Etag == ""
-		_, l, err := n.link(ctx, res, hint, li.Interest, 0, false)
+		_, l, err := n.link(ctx, res, hint, li.Interest, false)
 		if err != nil {
 			// Another node may not have seen the change yet and route
 			// to the dead one: linking is idempotent, so try again. The
@@ -665,7 +670,7 @@ func (n *Node) auditAll(retry bool) {
 		// the audit re-creates (it was lost) starts from the newest etag
 		// they saw, and its RESYNC never carries "" for a published
 		// resource. A list that learned a later etag keeps its own.
-		added, l, err := n.link(ctx, res, li.Hint, li.Interest, 0, false)
+		added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
 		if err != nil {
 			n.log.Debug("audit: link failed", "resource", res, "err", err)
 			if retry {
@@ -716,7 +721,7 @@ func (n *Node) auditLater(res string, li shard.LocalInterest) {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		var added bool
 		var l shard.Linked
-		added, l, err = n.link(ctx, res, li.Hint, li.Interest, 0, false)
+		added, l, err = n.link(ctx, res, li.Hint, li.Interest, false)
 		cancel()
 		if err == nil {
 			n.settleLink(res, l, added, li)

@@ -66,8 +66,8 @@ type Config struct {
 }
 
 const (
-	maxHops      = 4                // a call forwarded more often is served where it is
 	historyTTL   = 2 * time.Minute  // how long a past ring's owners are asked for keys
+	ringWait     = time.Second      // how long a call from another ring waits for this node to install it
 	settleTime   = 15 * time.Second // after a ring change, nodes may disagree this long
 	tombTTL      = 2 * time.Minute  // how long a node forwards keys it handed off
 	rebalanceGap = 5 * time.Second  // periodic hand-off of misplaced keys
@@ -90,6 +90,7 @@ type Node struct {
 	members    map[string]member // alive members as gossip reports them, self included
 	leaving    map[string]bool   // nodes that said they stop owning keys; true once done
 	history    []pastRing        // newest first
+	installed  chan struct{}     // closed when the next ring is installed (see sameRing)
 	peers      map[string]*peer  // clients by node name
 	tombs      map[string]tomb   // keys handed off → where
 	inflight   map[string]chan struct{}
@@ -204,6 +205,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		relays:     map[*stream]string{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
+		installed:  make(chan struct{}),
 		changed:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
@@ -485,7 +487,7 @@ func (n *Node) rebuild() {
 		}()
 	}
 	r := n.ringLocked()
-	if slices.Equal(r.Nodes(), old.Nodes()) && sameWeights(r, old) {
+	if r.ID() == old.ID() {
 		n.mu.Unlock()
 		if len(crashed) > 0 {
 			n.repair(old, crashed)
@@ -530,16 +532,9 @@ func (n *Node) installLocked(r, old *ring.Ring) {
 	n.history = append([]pastRing{{r: old, until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
+	close(n.installed)
+	n.installed = make(chan struct{})
 	n.changedAt = now
-}
-
-func sameWeights(a, b *ring.Ring) bool {
-	for _, x := range a.Nodes() {
-		if a.Weight(x) != b.Weight(x) {
-			return false
-		}
-	}
-	return true
 }
 
 // expire forgets old tombs and rings.

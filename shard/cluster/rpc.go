@@ -50,7 +50,10 @@ func (n *Node) RPCAddr() string {
 }
 
 func (s service) Call(ctx context.Context, c *pb.QueueCall) (*pb.QueueReply, error) {
-	rep, err := s.n.call(ctx, c, nil)
+	if err := s.n.sameRing(ctx, c.GetRing()); err != nil {
+		return nil, toStatus(err)
+	}
+	rep, err := s.n.call(ctx, c, nil, true)
 	return rep, toStatus(err)
 }
 
@@ -72,40 +75,63 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
 	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}, Unknown: r.GetHintUnknown()}
-	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), r.GetHops(), r.GetAsked())
+	if err := s.n.sameRing(ctx, r.GetRing()); err != nil {
+		return nil, toStatus(err)
+	}
+	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), true)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag, EtagUnknown: l.EtagUnknown}, nil
 }
 
-// Push applies ops in order.
+// Push applies ops in order. An op routed to a list's holder carries its
+// sender's ring identity. A fan-out op (it comes alone: deliver sends it)
+// answers shard.ErrUnavailable if the rings still differ after ringWait,
+// so the publish it came from is tried again. An interest, learn or
+// revoke op from another ring has nobody to answer: it is applied on its
+// own goroutine once the rings agree, or as this node's own after
+// ringWait, and holds up no op behind it (ops on a list are ordered by
+// Interest.Ver and positions, not by arrival; see whenLanded).
 func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, error) {
 	n := s.n
 	rep := &pb.PushReply{}
 	for _, op := range r.GetOps() {
 		switch {
 		case op.GetEvent() != nil && op.GetFanout():
-			// A fan-out op comes alone (deliver sends it): its error is the
-			// reply, so the publish it came from answers it.
-			k, err := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
+			if err := n.sameRing(ctx, op.GetRing()); err != nil {
+				return nil, toStatus(err)
+			}
+			k, err := n.deliver(ctx, eventOf(op.GetEvent()), true)
 			if err != nil {
 				return nil, toStatus(err)
 			}
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
 			rep.Reached += int64(n.store.DeliverLocal(eventOf(op.GetEvent())))
-		case op.GetInterestResource() != "":
-			n.interestAt(op)
-		case op.GetLearnResource() != "":
-			n.learnAt(op)
-		case op.GetRevokeResource() != "" && op.GetFanout():
-			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops(), op.GetAsked()))
-		case op.GetRevokeResource() != "":
+		case op.GetRevokeResource() != "" && !op.GetFanout():
 			rep.Reached += int64(n.store.RevokeLocal(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice()))
+		case op.GetRing() == n.ring.Load().ID():
+			rep.Reached += int64(n.applyOp(op, true))
+		default:
+			go func() { n.applyOp(op, n.sameRing(context.WithoutCancel(ctx), op.GetRing()) == nil) }()
 		}
 	}
 	return rep, nil
+}
+
+// applyOp applies a routed op (interest, learn, fan-out revoke) where its
+// list is held; remote: it came from another node on this node's ring.
+func (n *Node) applyOp(op *pb.Op, remote bool) int {
+	switch {
+	case op.GetInterestResource() != "":
+		n.interestAt(op, remote)
+	case op.GetLearnResource() != "":
+		n.learnAt(op, remote)
+	case op.GetRevokeResource() != "":
+		return n.revoke(op, remote)
+	}
+	return 0
 }
 
 func (s service) Subscribers(_ context.Context, r *pb.SubscribersRequest) (*pb.SubscribersReply, error) {
@@ -145,11 +171,13 @@ func (s service) Stats(context.Context, *pb.Empty) (*pb.StatsReply, error) {
 func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 	n := s.n
 	ctx := out.Context()
-	where, _, err := n.locate(ctx, r.GetQueue(), n.store.Has, r.GetHops(), false)
+	// A stream is not routed: its reader's node follows the redirects
+	// (moved) it is answered, so it is located as a call made here.
+	at, err := n.locate(ctx, r.GetQueue(), n.store.Has, false)
 	if err != nil {
 		return toStatus(err)
 	}
-	if where != "" {
+	if where := at.first(); where != "" {
 		return status.Error(codes.Aborted, "moved|"+where)
 	}
 	l := &chanListener{ch: make(chan struct{}, 1)}

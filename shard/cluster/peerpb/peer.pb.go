@@ -536,16 +536,18 @@ type QueueCall struct {
 	Op        QueueOp                `protobuf:"varint,1,opt,name=op,proto3,enum=meshgate.peer.v1.QueueOp" json:"op,omitempty"`
 	Principal *Principal             `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
 	Queue     string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
-	Hops      uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
 	Resource  string                 `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
 	Proof     string                 `protobuf:"bytes,6,opt,name=proof,proto3" json:"proof,omitempty"`
 	KnownEtag string                 `protobuf:"bytes,7,opt,name=known_etag,json=knownEtag,proto3" json:"known_etag,omitempty"`
 	After     uint64                 `protobuf:"varint,8,opt,name=after,proto3" json:"after,omitempty"`
 	Limit     int32                  `protobuf:"varint,9,opt,name=limit,proto3" json:"limit,omitempty"`
 	WaitMs    int64                  `protobuf:"varint,10,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
-	// Sent by the key's ring owner, which does not hold it, to a node that
-	// may (a past owner): the receiver never sends it back to the owner.
-	Asked         bool `protobuf:"varint,11,opt,name=asked,proto3" json:"asked,omitempty"`
+	// The sender's ring identity (ring.Ring.ID: a hash of its members'
+	// sorted names and weights). A receiver on another ring waits briefly
+	// for membership to converge, else answers UNAVAILABLE; on a shared
+	// ring, a call reaching a node other than the key's owner was asked by
+	// the owner (see locate). Every routed call and op carries it.
+	Ring          uint64 `protobuf:"fixed64,12,opt,name=ring,proto3" json:"ring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,13 +603,6 @@ func (x *QueueCall) GetQueue() string {
 	return ""
 }
 
-func (x *QueueCall) GetHops() uint32 {
-	if x != nil {
-		return x.Hops
-	}
-	return 0
-}
-
 func (x *QueueCall) GetResource() string {
 	if x != nil {
 		return x.Resource
@@ -650,11 +645,11 @@ func (x *QueueCall) GetWaitMs() int64 {
 	return 0
 }
 
-func (x *QueueCall) GetAsked() bool {
+func (x *QueueCall) GetRing() uint64 {
 	if x != nil {
-		return x.Asked
+		return x.Ring
 	}
-	return false
+	return 0
 }
 
 type QueueReply struct {
@@ -1015,13 +1010,11 @@ type LinkRequest struct {
 	HintEpoch  uint64 `protobuf:"varint,6,opt,name=hint_epoch,json=hintEpoch,proto3" json:"hint_epoch,omitempty"`
 	HintOffset uint64 `protobuf:"varint,7,opt,name=hint_offset,json=hintOffset,proto3" json:"hint_offset,omitempty"`
 	HintAt     uint64 `protobuf:"varint,8,opt,name=hint_at,json=hintAt,proto3" json:"hint_at,omitempty"` // shard.Position.At of etag
-	Hops       uint32 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
-	// Sent by the key's ring owner, which does not hold it, to a node that
-	// may (a past owner): the receiver never sends it back to the owner.
-	// It answers not_held when it has no list, and the owner starts one.
-	Asked bool `protobuf:"varint,5,opt,name=asked,proto3" json:"asked,omitempty"`
 	// etag is "" because the queues' side lost track (shard.Hint.Unknown).
-	HintUnknown   bool `protobuf:"varint,10,opt,name=hint_unknown,json=hintUnknown,proto3" json:"hint_unknown,omitempty"`
+	HintUnknown bool `protobuf:"varint,10,opt,name=hint_unknown,json=hintUnknown,proto3" json:"hint_unknown,omitempty"`
+	// See QueueCall.ring. A node the owner asked answers not_held when it
+	// has no list, and the owner starts one.
+	Ring          uint64 `protobuf:"fixed64,12,opt,name=ring,proto3" json:"ring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1098,25 +1091,18 @@ func (x *LinkRequest) GetHintAt() uint64 {
 	return 0
 }
 
-func (x *LinkRequest) GetHops() uint32 {
-	if x != nil {
-		return x.Hops
-	}
-	return 0
-}
-
-func (x *LinkRequest) GetAsked() bool {
-	if x != nil {
-		return x.Asked
-	}
-	return false
-}
-
 func (x *LinkRequest) GetHintUnknown() bool {
 	if x != nil {
 		return x.HintUnknown
 	}
 	return false
+}
+
+func (x *LinkRequest) GetRing() uint64 {
+	if x != nil {
+		return x.Ring
+	}
+	return 0
 }
 
 type LinkReply struct {
@@ -1222,11 +1208,9 @@ type Op struct {
 	RevokeResource string `protobuf:"bytes,5,opt,name=revoke_resource,json=revokeResource,proto3" json:"revoke_resource,omitempty"`
 	RevokeUser     string `protobuf:"bytes,6,opt,name=revoke_user,json=revokeUser,proto3" json:"revoke_user,omitempty"`
 	RevokeDevice   string `protobuf:"bytes,7,opt,name=revoke_device,json=revokeDevice,proto3" json:"revoke_device,omitempty"`
-	Hops           uint32 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`
-	// Sent by the resource's ring owner, which does not hold its list, to a
-	// node that may (a past owner): the receiver never sends it back to the
-	// owner.
-	Asked bool `protobuf:"varint,9,opt,name=asked,proto3" json:"asked,omitempty"`
+	// On an op routed to a list's holder (fanout, interest, learn): see
+	// QueueCall.ring.
+	Ring uint64 `protobuf:"fixed64,16,opt,name=ring,proto3" json:"ring,omitempty"`
 	// Learn: resource's list learns the etag a subscribe answered, as of a
 	// position (shard.Peers.Learn).
 	LearnResource string `protobuf:"bytes,10,opt,name=learn_resource,json=learnResource,proto3" json:"learn_resource,omitempty"`
@@ -1317,18 +1301,11 @@ func (x *Op) GetRevokeDevice() string {
 	return ""
 }
 
-func (x *Op) GetHops() uint32 {
+func (x *Op) GetRing() uint64 {
 	if x != nil {
-		return x.Hops
+		return x.Ring
 	}
 	return 0
-}
-
-func (x *Op) GetAsked() bool {
-	if x != nil {
-		return x.Asked
-	}
-	return false
 }
 
 func (x *Op) GetLearnResource() string {
@@ -1462,8 +1439,7 @@ type StreamRequest struct {
 	Queue     string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
 	After     uint64                 `protobuf:"varint,3,opt,name=after,proto3" json:"after,omitempty"`
 	// resume: continue from after without acknowledging (a stream whose queue moved).
-	Resume        bool   `protobuf:"varint,4,opt,name=resume,proto3" json:"resume,omitempty"`
-	Hops          uint32 `protobuf:"varint,5,opt,name=hops,proto3" json:"hops,omitempty"`
+	Resume        bool `protobuf:"varint,4,opt,name=resume,proto3" json:"resume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1524,13 +1500,6 @@ func (x *StreamRequest) GetResume() bool {
 		return x.Resume
 	}
 	return false
-}
-
-func (x *StreamRequest) GetHops() uint32 {
-	if x != nil {
-		return x.Hops
-	}
-	return 0
 }
 
 type StreamBatch struct {
@@ -2572,7 +2541,7 @@ type AuthorizeRequest struct {
 	Principal     *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
 	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	Proof         string                 `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
-	Hops          uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
+	Ring          uint64                 `protobuf:"fixed64,5,opt,name=ring,proto3" json:"ring,omitempty"` // see QueueCall.ring
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2628,9 +2597,9 @@ func (x *AuthorizeRequest) GetProof() string {
 	return ""
 }
 
-func (x *AuthorizeRequest) GetHops() uint32 {
+func (x *AuthorizeRequest) GetRing() uint64 {
 	if x != nil {
-		return x.Hops
+		return x.Ring
 	}
 	return 0
 }
@@ -2685,7 +2654,7 @@ type PublishRequest struct {
 	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	Etag          string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
-	Hops          uint32                 `protobuf:"varint,5,opt,name=hops,proto3" json:"hops,omitempty"`
+	Ring          uint64                 `protobuf:"fixed64,6,opt,name=ring,proto3" json:"ring,omitempty"` // see QueueCall.ring
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2748,9 +2717,9 @@ func (x *PublishRequest) GetPayload() []byte {
 	return nil
 }
 
-func (x *PublishRequest) GetHops() uint32 {
+func (x *PublishRequest) GetRing() uint64 {
 	if x != nil {
-		return x.Hops
+		return x.Ring
 	}
 	return 0
 }
@@ -2841,12 +2810,11 @@ const file_peer_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x0e\n" +
 	"\x02at\x18\a \x01(\x04R\x02at\x12!\n" +
-	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\"\xc7\x02\n" +
+	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\"\xbd\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
-	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x1a\n" +
+	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x05 \x01(\tR\bresource\x12\x14\n" +
 	"\x05proof\x18\x06 \x01(\tR\x05proof\x12\x1d\n" +
 	"\n" +
@@ -2854,8 +2822,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x05after\x18\b \x01(\x04R\x05after\x12\x14\n" +
 	"\x05limit\x18\t \x01(\x05R\x05limit\x12\x17\n" +
 	"\await_ms\x18\n" +
-	" \x01(\x03R\x06waitMs\x12\x14\n" +
-	"\x05asked\x18\v \x01(\bR\x05asked\"\xfd\x01\n" +
+	" \x01(\x03R\x06waitMs\x12\x12\n" +
+	"\x04ring\x18\f \x01(\x06R\x04ringJ\x04\b\x04\x10\x05J\x04\b\v\x10\f\"\xfd\x01\n" +
 	"\n" +
 	"QueueReply\x12-\n" +
 	"\x05queue\x18\x01 \x01(\v2\x17.meshgate.peer.v1.QueueR\x05queue\x12D\n" +
@@ -2878,7 +2846,7 @@ const file_peer_proto_rawDesc = "" +
 	"\bInterest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
-	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xa1\x02\n" +
+	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\x9d\x02\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x126\n" +
 	"\binterest\x18\t \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
@@ -2887,18 +2855,17 @@ const file_peer_proto_rawDesc = "" +
 	"hint_epoch\x18\x06 \x01(\x04R\thintEpoch\x12\x1f\n" +
 	"\vhint_offset\x18\a \x01(\x04R\n" +
 	"hintOffset\x12\x17\n" +
-	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\x05 \x01(\bR\x05asked\x12!\n" +
+	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12!\n" +
 	"\fhint_unknown\x18\n" +
-	" \x01(\bR\vhintUnknownJ\x04\b\x02\x10\x03\"\x9c\x01\n" +
+	" \x01(\bR\vhintUnknown\x12\x12\n" +
+	"\x04ring\x18\f \x01(\x06R\x04ringJ\x04\b\x02\x10\x03J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\v\x10\f\"\x9c\x01\n" +
 	"\tLinkReply\x12\x14\n" +
 	"\x05added\x18\x06 \x01(\bR\x05added\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x0e\n" +
 	"\x02at\x18\x05 \x01(\x04R\x02at\x12!\n" +
-	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\xf4\x03\n" +
+	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\xea\x03\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12+\n" +
@@ -2908,8 +2875,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vrevoke_user\x18\x06 \x01(\tR\n" +
 	"revokeUser\x12#\n" +
 	"\rrevoke_device\x18\a \x01(\tR\frevokeDevice\x12\x12\n" +
-	"\x04hops\x18\b \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\t \x01(\bR\x05asked\x12%\n" +
+	"\x04ring\x18\x10 \x01(\x06R\x04ring\x12%\n" +
 	"\x0elearn_resource\x18\n" +
 	" \x01(\tR\rlearnResource\x12\x1d\n" +
 	"\n" +
@@ -2917,17 +2883,17 @@ const file_peer_proto_rawDesc = "" +
 	"\vlearn_epoch\x18\f \x01(\x04R\n" +
 	"learnEpoch\x12!\n" +
 	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\x12\x19\n" +
-	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03\"5\n" +
+	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"\"5\n" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
 	"\tPushReply\x12\x18\n" +
-	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\xa2\x01\n" +
+	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\x94\x01\n" +
 	"\rStreamRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\x04R\x05after\x12\x16\n" +
-	"\x06resume\x18\x04 \x01(\bR\x06resume\x12\x12\n" +
-	"\x04hops\x18\x05 \x01(\rR\x04hops\"C\n" +
+	"\x06resume\x18\x04 \x01(\bR\x06resumeJ\x04\b\x05\x10\x06\"C\n" +
 	"\vStreamBatch\x124\n" +
 	"\x05items\x18\x01 \x03(\v2\x1e.meshgate.peer.v1.NotificationR\x05items\"\xef\x02\n" +
 	"\n" +
@@ -3024,20 +2990,20 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"EtagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
 	"\x10AuthorizeRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +
 	"\x05proof\x18\x03 \x01(\tR\x05proof\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\"$\n" +
+	"\x04ring\x18\x05 \x01(\x06R\x04ringJ\x04\b\x04\x10\x05\"$\n" +
 	"\x0eAuthorizeReply\x12\x12\n" +
-	"\x04etag\x18\x01 \x01(\tR\x04etag\"\xa9\x01\n" +
+	"\x04etag\x18\x01 \x01(\tR\x04etag\"\xaf\x01\n" +
 	"\x0ePublishRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x12\n" +
-	"\x04hops\x18\x05 \x01(\rR\x04hops\"(\n" +
+	"\x04ring\x18\x06 \x01(\x06R\x04ringJ\x04\b\x05\x10\x06\"(\n" +
 	"\fPublishReply\x12\x18\n" +
 	"\areached\x18\x01 \x01(\x03R\areached*\x80\x01\n" +
 	"\aQueueOp\x12\x18\n" +

@@ -1,0 +1,53 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"meshgate/shard"
+	"meshgate/shard/ring"
+)
+
+// A publish routed on one ring to a node on another must not answer
+// success unstamped: n2 believes n1 owns the resource, n1 (which has not
+// learned of n3) believes it owns it and knows of no list, and the list
+// is at n3, its owner on the ring the cluster agrees on. With hop counts,
+// n1 served "no list" as success with 0 subscribers; with ring identity,
+// n1 sees n2's ring is not its own and answers UNAVAILABLE, and the
+// publish tried again once the rings agree reaches the list.
+func TestDeliver_WrongRouteIsUnavailableNotSuccess(t *testing.T) {
+	nodes := startNodes(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	two := map[string]int{"n1": 1, "n2": 1}
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/w%d", i); n3.Ring().Owner(r) == "n3" && ring.New(0, two).Owner(r) == "n1" {
+			res = r
+		}
+	}
+	q, err := n3.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n3.Subscribe(ctx, nil, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := n3.store.HasResource(res); !held {
+		t.Fatal("the list is not at its owner n3")
+	}
+	restore1 := n1.Believe(two)
+	restore2 := n2.Believe(map[string]int{"n1": 1})
+	k, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
+	if !errors.Is(err, shard.ErrUnavailable) {
+		t.Fatalf("a publish on a wrong route answered %d, %v; want UNAVAILABLE", k, err)
+	}
+	restore1()
+	restore2()
+	if k, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e2", Time: time.Now()}); err != nil || k != 1 {
+		t.Fatalf("once the rings agree the publish reached %d (err %v), want 1", k, err)
+	}
+}
