@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -32,64 +31,34 @@ var errNotHeld = errors.New("key not held here")
 // ring), and reports whether the node was not interested yet, with the
 // list's state when it joined. An owner whose list nobody holds starts
 // it; a node asked for a list it does not hold answers errNotHeld.
+//
+// Invariant: a link served here adds to the list held here, or starts
+// one, under the resource's stripe (read), which give holds (write) from
+// the tomb's making to the export: a link never starts a second list
+// after the first one left, nor beside one in flight here. A list in
+// flight here is waited for (locate) holding no stripe: a give of a list
+// on the same stripe waits for the stripe, and the take bringing this one
+// may need it (its enlist links here).
 func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, remote bool) (bool, shard.Linked, error) {
-	mu := n.stripe(resource)
-	for range 4 { // each pass follows a move that happened meanwhile
-		// A list in flight here is waited for holding no stripe: a give
-		// of a list on the same stripe waits for the stripe, and the
-		// take bringing this one may need it (its enlist links here).
-		if err := n.landed(ctx, resource); err != nil {
-			return false, shard.Linked{}, err
-		}
+	type linked struct {
+		added bool
+		l     shard.Linked
+	}
+	there := func(node string, id uint64) (linked, error) {
+		added, l, err := n.linkAt(ctx, node, resource, hint, in, id)
+		return linked{added, l}, err
+	}
+	r, err := serve(ctx, n, resource, n.holdsResource, remote, there, func(at place) (linked, bool, error) {
+		mu := n.stripe(resource)
 		mu.RLock()
-		at, err := n.locate(opNow, resource, n.holdsResource, remote)
-		if err == nil && at.node == "" && len(at.ask) == 0 {
-			added, l := n.store.AddInterest(resource, in, hint)
-			mu.RUnlock()
-			return added, l, nil
+		defer mu.RUnlock()
+		if !n.holdsResource(resource) && n.movedMeanwhile(resource, at) {
+			return linked{}, true, nil
 		}
-		mu.RUnlock()
-		switch {
-		case errors.Is(err, context.Canceled):
-			continue // in flight again meanwhile
-		case err != nil:
-			return false, shard.Linked{}, err
-		case at.node != "":
-			added, l, err := n.linkAt(ctx, at.node, resource, hint, in, at.ring)
-			if !remote && errors.Is(err, errNotHeld) {
-				continue // the ring changed under the route
-			}
-			return added, l, err
-		}
-		for _, o := range at.ask {
-			if added, l, err := n.linkAt(ctx, o, resource, hint, in, at.ring); !errors.Is(err, errNotHeld) {
-				return added, l, err
-			}
-		}
-		// Nobody else holds the list: this node, its owner, starts it.
-		mu.RLock()
 		added, l := n.store.AddInterest(resource, in, hint)
-		mu.RUnlock()
-		return added, l, nil
-	}
-	return false, shard.Linked{}, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, resource)
-}
-
-// landed returns once key is not in flight to this node, or when ctx ends.
-func (n *Node) landed(ctx context.Context, key string) error {
-	for {
-		n.mu.Lock()
-		ch := n.inflight[key]
-		n.mu.Unlock()
-		if ch == nil {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+		return linked{added, l}, false, nil
+	})
+	return r.added, r.l, err
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a

@@ -106,8 +106,7 @@ type Node struct {
 	epoch      uint64
 	changedAt  time.Time
 	auditedAt  time.Time
-	others     *ring.Ring      // the ring without this node, for locate
-	othersOf   uint64          // the epoch others was built from
+	others     *ring.Ring      // the ring installed last, without this node (see locate)
 	pubs       LocalPublishers // this node's plugin host, for routed calls
 	routed     *Publishers
 
@@ -532,6 +531,13 @@ func (n *Node) installLocked(r, old *ring.Ring) {
 	n.history = append([]pastRing{{r: old, until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
+	w := map[string]int{}
+	for _, x := range r.Nodes() {
+		if x != n.cfg.Name {
+			w[x] = r.Weight(x)
+		}
+	}
+	n.others = ring.New(r.Epoch(), w)
 	close(n.installed)
 	n.installed = make(chan struct{})
 	n.changedAt = now

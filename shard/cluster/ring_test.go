@@ -51,3 +51,35 @@ func TestDeliver_WrongRouteIsUnavailableNotSuccess(t *testing.T) {
 		t.Fatalf("once the rings agree the publish reached %d (err %v), want 1", k, err)
 	}
 }
+
+// A stream of a queue that is gone (its node deleted it, or died with
+// it) ends QUEUE_NOT_FOUND from any node, so its client makes a new
+// queue: n1 sends it to the queue's owner n2, which does not hold it and
+// sends it on to a node that may (a past ring's owner), which holds
+// nothing and says so. Without hop counts, before streams carried a ring
+// identity, the two nodes sent the stream back and forth until the
+// reader's node gave up with UNAVAILABLE, and the client retried forever
+// (the chaos test's 335 watches of c2's clients never caught up after
+// c2's kill -9, with 0 queues re-created).
+func TestAttach_QueueGoneIsNotFoundFromEveryNode(t *testing.T) {
+	nodes := startNodes(t, 3)
+	ctx := context.Background()
+	q, err := nodes[1].CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[1].DeleteQueue(ctx, alice, q.Name); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err := n.Attach(actx, alice, q.Name, 0, &listener{ch: make(chan struct{}, 1)})
+		cancel()
+		if !errors.Is(err, shard.ErrQueueNotFound) {
+			t.Errorf("attach at %s to a deleted queue: %v, %v; want QUEUE_NOT_FOUND", n.Name(), r, err)
+		}
+		if r != nil {
+			r.Close()
+		}
+	}
+}

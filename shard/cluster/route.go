@@ -12,7 +12,6 @@ import (
 
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
-	"meshgate/shard/ring"
 )
 
 // Routing on a ring identity nodes compare (ring.Ring.ID). A call
@@ -51,13 +50,22 @@ type place struct {
 	ring uint64 // the ring identity the route was chosen on
 }
 
-// first is where a call that cannot ask in turn (a stream) goes: the
-// node serving the key, or its likeliest holder; "" this node.
-func (at place) first() string {
-	if at.node == "" && len(at.ask) > 0 {
-		return at.ask[0]
+// holderOf is where a stream of queue name is read ("" here): the node
+// serving it, or, if this node owns it and does not hold it, its
+// likeliest holder (a stream cannot ask in turn). remote: the stream came
+// from another node on this node's ring, so a node neither holding nor
+// owning the queue answers errNotHeld (see locate), except that a tomb
+// is followed even to the owner: a stream comes by a redirect its
+// reader's node followed, not only asked by the owner.
+func (n *Node) holderOf(ctx context.Context, name string, remote bool) (string, error) {
+	at, err := n.locate(ctx, name, n.store.Has, remote)
+	if t := n.tombOf(name); errors.Is(err, errNotHeld) && t != "" {
+		return t, nil
 	}
-	return at.node
+	if at.node == "" && len(at.ask) > 0 {
+		return at.ask[0], err
+	}
+	return at.node, err
 }
 
 // locate says where key is served. remote: the call came from another
@@ -85,15 +93,14 @@ func (n *Node) locate(ctx context.Context, key string, held func(string) bool, r
 	defer n.mu.Unlock()
 	r := n.ring.Load()
 	self, owner := n.cfg.Name, r.Owner(key)
-	t, tomb := n.tombs[key]
-	tomb = tomb && n.aliveLocked(t.node)
+	tomb := n.tombs[key].node
 	switch {
 	case owner == "" || owner == self:
-		return place{ask: n.pastOwnersLocked(key, t.node, tomb), ring: r.ID()}, nil
+		return place{ask: n.pastOwnersLocked(key), ring: r.ID()}, nil
 	case !remote:
 		return place{node: owner, ring: r.ID()}, nil
-	case tomb && t.node != owner:
-		return place{node: t.node, ring: r.ID()}, nil
+	case tomb != "" && tomb != owner && n.aliveLocked(tomb):
+		return place{node: tomb, ring: r.ID()}, nil
 	}
 	return place{}, errNotHeld
 }
@@ -102,39 +109,21 @@ func (n *Node) locate(ctx context.Context, key string, held func(string) bool, r
 // and does not hold: the node its tomb names, then, while this node
 // remembers a ring change (historyTTL), each past ring's owner and the
 // owner this node displaced. Only live members, each once. n.mu held.
-func (n *Node) pastOwnersLocked(key, tombNode string, tomb bool) []string {
+func (n *Node) pastOwnersLocked(key string) []string {
 	var out []string
 	add := func(o string) {
 		if o != "" && o != n.cfg.Name && n.aliveLocked(o) && !slices.Contains(out, o) {
 			out = append(out, o)
 		}
 	}
-	if tomb {
-		add(tombNode)
-	}
-	if len(n.history) == 0 {
-		return out
-	}
-	for _, p := range n.history {
-		add(p.r.Owner(key))
-	}
-	add(n.withoutSelfLocked().Owner(key))
-	return out
-}
-
-// withoutSelfLocked is the current ring minus this node, cached per epoch. n.mu held.
-func (n *Node) withoutSelfLocked() *ring.Ring {
-	r := n.ring.Load()
-	if n.others == nil || n.othersOf != r.Epoch() {
-		w := map[string]int{}
-		for _, x := range r.Nodes() {
-			if x != n.cfg.Name {
-				w[x] = r.Weight(x)
-			}
+	add(n.tombs[key].node)
+	if len(n.history) > 0 {
+		for _, p := range n.history {
+			add(p.r.Owner(key))
 		}
-		n.others, n.othersOf = ring.New(r.Epoch(), w), r.Epoch()
+		add(n.others.Owner(key))
 	}
-	return n.others
+	return out
 }
 
 // sameRing returns once this node's ring identity is id (the sender's),
@@ -160,6 +149,48 @@ func (n *Node) sameRing(ctx context.Context, id uint64) error {
 	}
 }
 
+// serve runs a call on key where locate says it is served: at the node
+// it names (there), else at each node that may hold it, in turn (there;
+// errNotHeld: the next one), else here. A call of this node's own sent
+// on a route the ring changed under (errNotHeld from the node named), a
+// key that moved meanwhile (shard.ErrMoved), or one that here finds gone
+// or coming (again) is located again.
+func serve[T any](ctx context.Context, n *Node, key string, held func(string) bool, remote bool, there func(node string, id uint64) (T, error), here func(at place) (v T, again bool, err error)) (T, error) {
+	var v T
+	for range 4 { // each pass follows a move that happened meanwhile
+		at, err := n.locate(ctx, key, held, remote)
+		if err != nil {
+			return v, err
+		}
+		if at.node != "" {
+			v, err = there(at.node, at.ring)
+			if errors.Is(err, shard.ErrMoved) || !remote && errors.Is(err, errNotHeld) {
+				continue
+			}
+			return v, err
+		}
+		for _, o := range at.ask {
+			if v, err = there(o, at.ring); !errors.Is(err, errNotHeld) {
+				return v, err
+			}
+		}
+		again := false
+		if v, again, err = here(at); !again {
+			return v, err
+		}
+	}
+	return v, fmt.Errorf("%w: %s is moving between nodes; retry", shard.ErrUnavailable, key)
+}
+
+// movedMeanwhile reports whether key, not found here, left (a tomb to a
+// node not asked already) or is in flight here since at was located.
+func (n *Node) movedMeanwhile(key string, at place) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.tombs[key]
+	return n.inflight[key] != nil || ok && !slices.Contains(at.ask, t.node)
+}
+
 func (n *Node) holdsResource(res string) bool {
 	_, held := n.store.HasResource(res)
 	return held
@@ -179,30 +210,11 @@ func unavailable(node string) error {
 // it came from another node on this node's ring. auth authorizes a
 // subscribe served here (nil: the node's Config.Auth).
 func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer, remote bool) (*pb.QueueReply, error) {
-	for range 4 { // each pass follows a move that happened meanwhile
-		at, err := n.locate(ctx, c.GetQueue(), n.store.Has, remote)
-		if err != nil {
-			return nil, err
-		}
-		if at.node != "" {
-			rep, err := n.callAt(ctx, at.node, c, at.ring)
-			if errors.Is(err, shard.ErrMoved) || !remote && errors.Is(err, errNotHeld) {
-				continue // it moved, or the ring changed under the route
-			}
-			return rep, err
-		}
-		for _, o := range at.ask {
-			if rep, err := n.callAt(ctx, o, c, at.ring); !errors.Is(err, errNotHeld) {
-				return rep, err
-			}
-		}
-		rep, err := n.local(ctx, c, auth)
-		if t := n.tombOf(c.GetQueue()); errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && t != "" && !slices.Contains(at.ask, t) {
-			continue // handed off while we ran: follow it
-		}
-		return rep, err
-	}
-	return nil, fmt.Errorf("%w: queue %s is moving between nodes; retry", shard.ErrUnavailable, c.GetQueue())
+	there := func(node string, id uint64) (*pb.QueueReply, error) { return n.callAt(ctx, node, c, id) }
+	return serve(ctx, n, c.GetQueue(), n.store.Has, remote, there, func(at place) (*pb.QueueReply, bool, error) {
+		rep, err := n.local(ctx, c, auth) // handed off while it ran: follow it
+		return rep, errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.movedMeanwhile(c.GetQueue(), at), err
+	})
 }
 
 // callAt sends c to node, on ring identity id.
@@ -463,40 +475,24 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, remote bool) (int, 
 	if ev.ID == 0 {
 		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
 	}
-	for range 4 { // each pass follows a move that happened meanwhile
-		at, err := n.locate(ctx, ev.Resource, n.holdsResource, remote)
-		if err != nil {
-			return 0, err
-		}
-		if at.node != "" {
-			k, err := n.deliverAt(ctx, at.node, ev, at.ring)
-			if !remote && errors.Is(err, errNotHeld) {
-				continue // the ring changed under the route
-			}
-			return k, err
-		}
-		for _, o := range at.ask {
-			if k, err := n.deliverAt(ctx, o, ev, at.ring); !errors.Is(err, errNotHeld) {
-				return k, err
-			}
-		}
+	there := func(node string, id uint64) (int, error) { return n.deliverAt(ctx, node, ev, id) }
+	return serve(ctx, n, ev.Resource, n.holdsResource, remote, there, func(at place) (int, bool, error) {
 		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
+			return 0, false, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
 		}
 		k, held := n.store.DeliverHere(ev)
-		if t := n.tombOf(ev.Resource); !held && t != "" && !slices.Contains(at.ask, t) {
-			continue // handed off meanwhile
+		if !held && n.movedMeanwhile(ev.Resource, at) {
+			return 0, true, nil
 		}
 		if !held && n.repairedLately() {
 			// A node died lately: the list may have died with it and
 			// be in the making again from its queues' side (relink,
 			// clients subscribing again). "No list" is not "no
 			// subscribers" yet: the publisher tries again.
-			return 0, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
+			return 0, false, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
 		}
-		return k, nil
-	}
-	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
+		return k, false, nil
+	})
 }
 
 // deliverAt sends ev to node for its list, on ring identity id.

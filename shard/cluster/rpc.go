@@ -35,6 +35,16 @@ func (n *Node) serveRPC() error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.MaxRecvMsgSize(64<<20),
+		// A routed call (a request with a ring field) is served once this
+		// node is on its sender's ring (sameRing).
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if r, ok := req.(interface{ GetRing() uint64 }); ok {
+				if err := n.sameRing(ctx, r.GetRing()); err != nil {
+					return nil, toStatus(err)
+				}
+			}
+			return h(ctx, req)
+		}),
 	)
 	pb.RegisterPeerServer(n.grpcSrv, service{n: n})
 	go func() { _ = n.grpcSrv.Serve(ln) }()
@@ -50,9 +60,6 @@ func (n *Node) RPCAddr() string {
 }
 
 func (s service) Call(ctx context.Context, c *pb.QueueCall) (*pb.QueueReply, error) {
-	if err := s.n.sameRing(ctx, c.GetRing()); err != nil {
-		return nil, toStatus(err)
-	}
 	rep, err := s.n.call(ctx, c, nil, true)
 	return rep, toStatus(err)
 }
@@ -75,9 +82,6 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
 	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}, Unknown: r.GetHintUnknown()}
-	if err := s.n.sameRing(ctx, r.GetRing()); err != nil {
-		return nil, toStatus(err)
-	}
 	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), true)
 	if err != nil {
 		return nil, toStatus(err)
@@ -171,13 +175,14 @@ func (s service) Stats(context.Context, *pb.Empty) (*pb.StatsReply, error) {
 func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 	n := s.n
 	ctx := out.Context()
-	// A stream is not routed: its reader's node follows the redirects
-	// (moved) it is answered, so it is located as a call made here.
-	at, err := n.locate(ctx, r.GetQueue(), n.store.Has, false)
+	if err := n.sameRing(ctx, r.GetRing()); err != nil {
+		return toStatus(err)
+	}
+	where, err := n.holderOf(ctx, r.GetQueue(), true)
 	if err != nil {
 		return toStatus(err)
 	}
-	if where := at.first(); where != "" {
+	if where != "" {
 		return status.Error(codes.Aborted, "moved|"+where)
 	}
 	l := &chanListener{ch: make(chan struct{}, 1)}

@@ -47,11 +47,10 @@ func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after
 	for range 5 { // each pass follows a move the holder reported
 		where := hint
 		if where == "" {
-			at, err := n.locate(ctx, name, n.store.Has, false)
-			if err != nil {
+			var err error
+			if where, err = n.holderOf(ctx, name, false); err != nil {
 				return nil, err
 			}
-			where = at.first()
 		}
 		if where == "" {
 			st, err := n.store.Attach(ctx, p, name, after, l)
@@ -86,7 +85,7 @@ func (s *stream) relay(ctx context.Context, where string, after uint64, resume b
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel) // until the first message: the caller's deadline applies
-	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume})
+	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Ring: s.n.ring.Load().ID()})
 	if err == nil {
 		_, err = cs.Recv()
 	}
@@ -96,7 +95,10 @@ func (s *stream) relay(ctx context.Context, where string, after uint64, resume b
 		if to, ok := movedTo(err); ok {
 			return to, nil
 		}
-		return "", fromStatus(where, err)
+		if err = fromStatus(where, err); errors.Is(err, errNotHeld) {
+			return "", fmt.Errorf("%w: %s", shard.ErrQueueNotFound, s.name) // asked, and nobody holds it
+		}
+		return "", err
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -177,9 +179,7 @@ func (s *stream) follow(cursor uint64, hint string) {
 		hint = ""
 		var err error
 		if where == "" {
-			var at place
-			at, err = s.n.locate(ctx, s.name, s.n.store.Has, false)
-			where = at.first()
+			where, err = s.n.holderOf(ctx, s.name, false)
 		}
 		if err == nil && where == "" {
 			var st *shard.Stream

@@ -1439,7 +1439,8 @@ type StreamRequest struct {
 	Queue     string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
 	After     uint64                 `protobuf:"varint,3,opt,name=after,proto3" json:"after,omitempty"`
 	// resume: continue from after without acknowledging (a stream whose queue moved).
-	Resume        bool `protobuf:"varint,4,opt,name=resume,proto3" json:"resume,omitempty"`
+	Resume        bool   `protobuf:"varint,4,opt,name=resume,proto3" json:"resume,omitempty"`
+	Ring          uint64 `protobuf:"fixed64,6,opt,name=ring,proto3" json:"ring,omitempty"` // see QueueCall.ring
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1500,6 +1501,13 @@ func (x *StreamRequest) GetResume() bool {
 		return x.Resume
 	}
 	return false
+}
+
+func (x *StreamRequest) GetRing() uint64 {
+	if x != nil {
+		return x.Ring
+	}
+	return 0
 }
 
 type StreamBatch struct {
@@ -2888,12 +2896,13 @@ const file_peer_proto_rawDesc = "" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
 	"\tPushReply\x12\x18\n" +
-	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\x94\x01\n" +
+	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\xa8\x01\n" +
 	"\rStreamRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\x04R\x05after\x12\x16\n" +
-	"\x06resume\x18\x04 \x01(\bR\x06resumeJ\x04\b\x05\x10\x06\"C\n" +
+	"\x06resume\x18\x04 \x01(\bR\x06resume\x12\x12\n" +
+	"\x04ring\x18\x06 \x01(\x06R\x04ringJ\x04\b\x05\x10\x06\"C\n" +
 	"\vStreamBatch\x124\n" +
 	"\x05items\x18\x01 \x03(\v2\x1e.meshgate.peer.v1.NotificationR\x05items\"\xef\x02\n" +
 	"\n" +
