@@ -1,6 +1,16 @@
 package cluster
 
-import "meshgate/shard/ring"
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+	"meshgate/shard/ring"
+)
 
 // Believe installs on n a ring of weights that no other node uses, with
 // no memory of past rings (a node that has not caught up with
@@ -16,4 +26,13 @@ func (n *Node) Believe(weights map[string]int) (restore func()) {
 		defer n.mu.Unlock()
 		n.installLocked(had, n.ring.Load())
 	}
+}
+
+// PushAfterDeadline sends ev to node for its list as a fan-out Push whose
+// sender's deadline passed a minute ago, as a call that waited in the
+// socket of a frozen node does: gRPC's own timeout would count from now.
+func (n *Node) PushAfterDeadline(node string, ev *shard.Event) error {
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "meshgate-deadline-ns", strconv.FormatInt(time.Now().Add(-time.Minute).UnixNano(), 10))
+	_, err := n.peer(node).client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Ring: n.ring.Load().ID()}}})
+	return fromStatus(node, err)
 }

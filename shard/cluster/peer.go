@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 
 	pb "meshgate/shard/cluster/peerpb"
 )
@@ -69,6 +71,9 @@ func (n *Node) peer(node string) *peer {
 }
 
 func (n *Node) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if d, ok := ctx.Deadline(); ok { // see serveIntercept
+		ctx = metadata.AppendToOutgoingContext(ctx, deadlineKey, strconv.FormatInt(d.UnixNano(), 10))
+	}
 	if n.cfg.Intercept != nil {
 		if err := n.cfg.Intercept(ctx, method); err != nil {
 			return err

@@ -83,3 +83,40 @@ func TestAttach_QueueGoneIsNotFoundFromEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// A publish whose sender gave up on it is never stamped, even when its
+// call reaches the list's holder only later: one that waited in the
+// socket of a frozen node, served when it thawed, was stamped over the
+// changes published since (gRPC's timeout counts from when the receiver
+// reads the call), and watches went back to it.
+func TestDeliver_CallPastItsSendersDeadlineIsNotStamped(t *testing.T) {
+	nodes := startNodes(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/late%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	q, err := n2.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Subscribe(ctx, nil, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	err = n1.PushAfterDeadline("n2", &shard.Event{Kind: shard.Changed, Resource: res, Etag: "late", Time: time.Now()})
+	if !errors.Is(err, shard.ErrUnavailable) {
+		t.Errorf("a fan-out past its sender's deadline answered %v; want UNAVAILABLE", err)
+	}
+	pg, err := n2.Poll(ctx, alice, q.Name, 0, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range pg.Items {
+		if it.Etag == "late" {
+			t.Fatalf("the queue got the publish its sender gave up on: %+v", pg.Items)
+		}
+	}
+}

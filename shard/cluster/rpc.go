@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"meshgate/shard"
@@ -35,16 +37,7 @@ func (n *Node) serveRPC() error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.MaxRecvMsgSize(64<<20),
-		// A routed call (a request with a ring field) is served once this
-		// node is on its sender's ring (sameRing).
-		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if r, ok := req.(interface{ GetRing() uint64 }); ok {
-				if err := n.sameRing(ctx, r.GetRing()); err != nil {
-					return nil, toStatus(err)
-				}
-			}
-			return h(ctx, req)
-		}),
+		grpc.UnaryInterceptor(n.serveIntercept),
 	)
 	pb.RegisterPeerServer(n.grpcSrv, service{n: n})
 	go func() { _ = n.grpcSrv.Serve(ln) }()
@@ -87,6 +80,38 @@ func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, er
 		return nil, toStatus(err)
 	}
 	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag, EtagUnknown: l.EtagUnknown}, nil
+}
+
+// deadlineKey carries a call's deadline in its metadata: the unix
+// nanoseconds of its sender's clock (nodes' clocks agree to well within
+// callTimeout).
+const deadlineKey = "meshgate-deadline-ns"
+
+// serveIntercept runs before every unary call this node serves.
+//
+// Invariant: a call is never served after its sender's deadline. gRPC's
+// own timeout counts from when this node reads the call, so a call that
+// waited in the socket of a frozen node (SIGSTOP, a long GC pause) was
+// served when it thawed, as fresh: a publish its publisher had given up
+// on, and tried again elsewhere, was stamped over the changes published
+// since (the chaos test's watches went back 720 changes after c1's 15 s
+// freeze, once publishing was fast). And a routed call (a request with a
+// ring field) is served once this node is on its sender's ring
+// (sameRing).
+func (n *Node) serveIntercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if d := metadata.ValueFromIncomingContext(ctx, deadlineKey); len(d) > 0 {
+		if ns, err := strconv.ParseInt(d[0], 10, 64); err == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, ns))
+			defer cancel()
+		}
+	}
+	if r, ok := req.(interface{ GetRing() uint64 }); ok {
+		if err := n.sameRing(ctx, r.GetRing()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return h(ctx, req)
 }
 
 // Push applies ops in order. An op routed to a list's holder carries its
