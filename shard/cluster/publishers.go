@@ -88,6 +88,11 @@ func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proo
 func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte, remote bool) (int, error) {
 	if o, id := n.ownerFor(resource, remote); o != "" {
 		if p := n.peer(o); p != nil {
+			// Invariant: a publish sent on has a deadline, which the owner
+			// serves it by (serveIntercept); with none, one that waited in
+			// a frozen owner's socket was stamped when it thawed.
+			ctx, cancel := context.WithTimeout(ctx, callTimeout)
+			defer cancel()
 			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Ring: id})
 			if err != nil {
 				return 0, fromStatus(o, err)

@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	"meshgate/shard"
+	"meshgate/shard/cluster"
 	"meshgate/shard/ring"
 )
 
@@ -118,5 +123,48 @@ func TestDeliver_CallPastItsSendersDeadlineIsNotStamped(t *testing.T) {
 		if it.Etag == "late" {
 			t.Fatalf("the queue got the publish its sender gave up on: %+v", pg.Items)
 		}
+	}
+}
+
+type localPubs struct{ allowAll }
+
+func (localPubs) Publish(context.Context, shard.Principal, string, string, []byte) (int, error) {
+	return 1, nil
+}
+
+// A publish sent to its resource's owner carries a deadline, even when
+// its caller set none (a GraphQL mutation's context has none): the owner
+// serves it by that deadline, so one that waited in a frozen owner's
+// socket is not stamped when the owner thaws.
+func TestPublish_SentToTheOwnerCarriesItsDeadline(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var withDeadline, publishes atomic.Int32
+	n1 := startNodeWith(t, "n1", ca, caKey, "", func(ctx context.Context, m string) error {
+		if strings.HasSuffix(m, "/Publish") {
+			publishes.Add(1)
+			if md, _ := metadata.FromOutgoingContext(ctx); len(md.Get("meshgate-deadline-ns")) > 0 {
+				withDeadline.Add(1)
+			}
+		}
+		return nil
+	})
+	n2 := startNode(t, "n2", ca, caKey, n1.gossip)
+	waitRing(t, []*testNode{n1.testNode, n2.testNode}, 2)
+	n2.Publishers(localPubs{})
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/pub%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	if k, err := n1.Publishers(localPubs{}).Publish(context.Background(), alice, res, "e1", nil); err != nil || k != 1 {
+		t.Fatalf("publish at the owner: %d, %v", k, err)
+	}
+	if publishes.Load() != 1 || withDeadline.Load() != 1 {
+		t.Fatalf("%d publishes sent to the owner, %d with a deadline; want 1 and 1", publishes.Load(), withDeadline.Load())
 	}
 }
