@@ -19,11 +19,12 @@
 // no queue names, and each appends it to its own queues. What moves when:
 // a list moves whole with its interested nodes (Take); a queue moves with
 // its subscriptions, and its new node is registered in each of their
-// lists before the old node exports it (give's registerTaker); a node
-// that dies is dropped from every list here, and the lists it held are
-// made again from every survivor's interest, with the newest etag and
+// lists before the old node exports it (take's enlist); a node that
+// dies is dropped from every list here, and the lists it held are made
+// again from every survivor's interest, with the newest etag and
 // position their queues delivered (relink); a node taken for dead that
-// returns links all its interest again (rejoined).
+// returns drops the lists it held then and links all its interest again
+// (rejoined).
 //
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the

@@ -36,3 +36,7 @@ func (n *Node) PushAfterDeadline(node string, ev *shard.Event) error {
 	_, err := n.peer(node).client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Ring: n.ring.Load().ID()}}})
 	return fromStatus(node, err)
 }
+
+// RejoinedAt runs what this node does when told the cluster took it for
+// dead at deadAt.
+func (n *Node) RejoinedAt(deadAt time.Time) { n.rejoined(uint64(deadAt.UnixNano())) }

@@ -348,7 +348,10 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 	// Lists first, and ops on them may go on: an imported queue tells
 	// its lists' holders (perhaps this node) that this node is interested.
 	for _, st := range rep.GetResources() {
+		mu := n.stripe(st.GetName())
+		mu.Lock() // see rejoined
 		n.store.ImportResource(resourceStateOf(st))
+		mu.Unlock()
 	}
 	n.mu.Lock()
 	for _, k := range rs {
@@ -547,10 +550,38 @@ func (n *Node) relinkLater(res string, hint shard.Hint, li shard.LocalInterest, 
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
-// and dropped it from their lists. Its interest in every list is linked
-// again, with a RESYNC: changes may have been missed.
-func (n *Node) rejoined() {
-	n.log.Warn("the cluster took this node for dead: linking every subscription again")
+// at deadAt (unix nanoseconds, the sender's clock) and dropped it from
+// their lists. Its interest in every list is linked again, with a
+// RESYNC: changes may have been missed.
+//
+// Invariant: a list a node held when the cluster took it for dead is not
+// served after it returns. The survivors made it again (repair) from
+// their queues, with the newest etag they delivered, and published to it
+// since; the old copy would answer a subscribe with an older etag and
+// stamp changes over newer ones. So every list here made before deadAt
+// (its epoch: when it was made or last merged) is dropped under its
+// stripe, before the relink: this node, owning a key it no longer holds,
+// then asks the owners of the ring without it (remembered as a past
+// ring), which hold the copy made again, and a list nobody made again
+// starts from the queues here. A take's import of a list takes the same
+// stripe, so a list handed here meanwhile is merged before the check
+// (a new epoch: kept) or lands after the drop.
+func (n *Node) rejoined(deadAt uint64) {
+	n.mu.Lock()
+	n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
+	n.mu.Unlock()
+	_, lists := n.store.Keys()
+	dropped := 0
+	for _, res := range lists {
+		mu := n.stripe(res)
+		mu.Lock()
+		if e, held := n.store.ListEpoch(res); held && e < deadAt {
+			n.store.ExportResource(res)
+			dropped++
+		}
+		mu.Unlock()
+	}
+	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped)
 	n.relink(func(string) bool { return true }, nil)
 }
 

@@ -469,21 +469,17 @@ func (n *Node) rebuild() {
 		}
 	}()
 	n.members = alive
-	var back []string // taken for dead, alive again: they must relink
-	for name := range alive {
-		if _, ok := n.crashed[name]; ok {
-			back = append(back, name)
+	for name := range alive { // taken for dead, alive again: it must relink
+		if at, ok := n.crashed[name]; ok {
 			delete(n.crashed, name)
+			go func() {
+				if p := n.peer(name); p != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+					defer cancel()
+					_, _ = p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
+				}
+			}()
 		}
-	}
-	for _, b := range back {
-		go func() {
-			if p := n.peer(b); p != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-				defer cancel()
-				_, _ = p.client.Rejoined(ctx, &pb.Empty{})
-			}
-		}()
 	}
 	r := n.ringLocked()
 	if r.ID() == old.ID() {

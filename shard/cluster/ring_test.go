@@ -168,3 +168,55 @@ func TestPublish_SentToTheOwnerCarriesItsDeadline(t *testing.T) {
 		t.Fatalf("%d publishes sent to the owner, %d with a deadline; want 1 and 1", publishes.Load(), withDeadline.Load())
 	}
 }
+
+// A node the cluster took for dead comes back holding its old copy of a
+// list, while the survivors made the list again and delivered newer
+// etags through it (review finding 6). Told it was taken for dead, the
+// node drops its old copy: a subscribe through it answers the etag of
+// the copy made again, which it asks the ring without it for, not the
+// old one.
+func TestRejoined_OldListIsDroppedNotServed(t *testing.T) {
+	nodes := startNodes(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/j%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	q1, err := n1.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Subscribe(ctx, nil, alice, q1.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "old", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := n2.store.HasResource(res); !held {
+		t.Fatal("the list is not at its owner n2")
+	}
+	// n2 was taken for dead: n1 made the list again from its queue and
+	// delivered a newer etag through it.
+	deadAt := time.Now()
+	at := uint64(deadAt.UnixNano()) + 1
+	n1.store.AddInterest(res, shard.Interest{Node: "n1", Count: 1, Ver: 1 << 40}, shard.Hint{Etag: "new", Pos: shard.Position{Epoch: at, Offset: 1, At: at}})
+	n2.RejoinedAt(deadAt)
+	if _, held := n2.store.HasResource(res); held {
+		t.Fatal("the node taken for dead still holds its old list")
+	}
+	bob := shard.Principal{User: "bob", Device: "d"}
+	q2, err := n2.CreateQueue(ctx, bob, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := n2.Subscribe(ctx, nil, bob, q2.Name, res, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Etag != "new" {
+		t.Errorf("a subscribe through the returned node answered %q, want %q (the list made again)", sub.Etag, "new")
+	}
+}

@@ -187,8 +187,8 @@ func (s service) Leaving(_ context.Context, r *pb.LeavingRequest) (*pb.Empty, er
 	return &pb.Empty{}, nil
 }
 
-func (s service) Rejoined(context.Context, *pb.Empty) (*pb.Empty, error) {
-	go s.n.rejoined()
+func (s service) Rejoined(_ context.Context, r *pb.RejoinedRequest) (*pb.Empty, error) {
+	go s.n.rejoined(uint64(max(r.GetDeadUnixNano(), 0)))
 	return &pb.Empty{}, nil
 }
 

@@ -2199,6 +2199,52 @@ func (*Empty) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{26}
 }
 
+type RejoinedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the sender repaired the receiver as crashed (unix nanoseconds of
+	// its clock): every list the receiver made before then was made again.
+	DeadUnixNano  int64 `protobuf:"varint,1,opt,name=dead_unix_nano,json=deadUnixNano,proto3" json:"dead_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejoinedRequest) Reset() {
+	*x = RejoinedRequest{}
+	mi := &file_peer_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejoinedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejoinedRequest) ProtoMessage() {}
+
+func (x *RejoinedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejoinedRequest.ProtoReflect.Descriptor instead.
+func (*RejoinedRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RejoinedRequest) GetDeadUnixNano() int64 {
+	if x != nil {
+		return x.DeadUnixNano
+	}
+	return 0
+}
+
 type StatsReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -2216,7 +2262,7 @@ type StatsReply struct {
 
 func (x *StatsReply) Reset() {
 	*x = StatsReply{}
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2274,7 @@ func (x *StatsReply) String() string {
 func (*StatsReply) ProtoMessage() {}
 
 func (x *StatsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2287,7 @@ func (x *StatsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsReply.ProtoReflect.Descriptor instead.
 func (*StatsReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{27}
+	return file_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatsReply) GetNode() string {
@@ -2316,7 +2362,7 @@ type SubscribersRequest struct {
 
 func (x *SubscribersRequest) Reset() {
 	*x = SubscribersRequest{}
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2374,7 @@ func (x *SubscribersRequest) String() string {
 func (*SubscribersRequest) ProtoMessage() {}
 
 func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2387,7 @@ func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersRequest.ProtoReflect.Descriptor instead.
 func (*SubscribersRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{28}
+	return file_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SubscribersRequest) GetScheme() string {
@@ -2360,7 +2406,7 @@ type SubscribersReply struct {
 
 func (x *SubscribersReply) Reset() {
 	*x = SubscribersReply{}
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2418,7 @@ func (x *SubscribersReply) String() string {
 func (*SubscribersReply) ProtoMessage() {}
 
 func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2431,7 @@ func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersReply.ProtoReflect.Descriptor instead.
 func (*SubscribersReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{29}
+	return file_peer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubscribersReply) GetSubscribers() []*Subscriber {
@@ -2407,7 +2453,7 @@ type Subscriber struct {
 
 func (x *Subscriber) Reset() {
 	*x = Subscriber{}
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2465,7 @@ func (x *Subscriber) String() string {
 func (*Subscriber) ProtoMessage() {}
 
 func (x *Subscriber) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2478,7 @@ func (x *Subscriber) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
 func (*Subscriber) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{30}
+	return file_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Subscriber) GetResource() string {
@@ -2465,7 +2511,7 @@ type CurrentRequest struct {
 
 func (x *CurrentRequest) Reset() {
 	*x = CurrentRequest{}
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2523,7 @@ func (x *CurrentRequest) String() string {
 func (*CurrentRequest) ProtoMessage() {}
 
 func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2536,7 @@ func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentRequest.ProtoReflect.Descriptor instead.
 func (*CurrentRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{31}
+	return file_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CurrentRequest) GetResources() []string {
@@ -2509,7 +2555,7 @@ type CurrentReply struct {
 
 func (x *CurrentReply) Reset() {
 	*x = CurrentReply{}
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2567,7 @@ func (x *CurrentReply) String() string {
 func (*CurrentReply) ProtoMessage() {}
 
 func (x *CurrentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2580,7 @@ func (x *CurrentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentReply.ProtoReflect.Descriptor instead.
 func (*CurrentReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{32}
+	return file_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CurrentReply) GetEtags() map[string]string {
@@ -2556,7 +2602,7 @@ type AuthorizeRequest struct {
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2614,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2627,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{33}
+	return file_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuthorizeRequest) GetPrincipal() *Principal {
@@ -2621,7 +2667,7 @@ type AuthorizeReply struct {
 
 func (x *AuthorizeReply) Reset() {
 	*x = AuthorizeReply{}
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2679,7 @@ func (x *AuthorizeReply) String() string {
 func (*AuthorizeReply) ProtoMessage() {}
 
 func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2692,7 @@ func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
 func (*AuthorizeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{34}
+	return file_peer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuthorizeReply) GetEtag() string {
@@ -2669,7 +2715,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +2727,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +2740,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{35}
+	return file_peer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PublishRequest) GetPrincipal() *Principal {
@@ -2741,7 +2787,7 @@ type PublishReply struct {
 
 func (x *PublishReply) Reset() {
 	*x = PublishReply{}
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +2799,7 @@ func (x *PublishReply) String() string {
 func (*PublishReply) ProtoMessage() {}
 
 func (x *PublishReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +2812,7 @@ func (x *PublishReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
 func (*PublishReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{36}
+	return file_peer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PublishReply) GetReached() int64 {
@@ -2971,7 +3017,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x0eLeavingRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\"\a\n" +
-	"\x05Empty\"\x80\x02\n" +
+	"\x05Empty\"7\n" +
+	"\x0fRejoinedRequest\x12$\n" +
+	"\x0edead_unix_nano\x18\x01 \x01(\x03R\fdeadUnixNano\"\x80\x02\n" +
 	"\n" +
 	"StatsReply\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
@@ -3024,7 +3072,7 @@ const file_peer_proto_rawDesc = "" +
 	"\rSUBSCRIPTIONS\x10\x04\x12\r\n" +
 	"\tSUBSCRIBE\x10\x05\x12\x0f\n" +
 	"\vUNSUBSCRIBE\x10\x06\x12\b\n" +
-	"\x04POLL\x10\a2\xc5\b\n" +
+	"\x04POLL\x10\a2\xcf\b\n" +
 	"\x04Peer\x12A\n" +
 	"\x04Call\x12\x1b.meshgate.peer.v1.QueueCall\x1a\x1c.meshgate.peer.v1.QueueReply\x12H\n" +
 	"\x06Queues\x12\x1f.meshgate.peer.v1.QueuesRequest\x1a\x1d.meshgate.peer.v1.QueuesReply\x12H\n" +
@@ -3035,8 +3083,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x04Take\x12\x1d.meshgate.peer.v1.TakeRequest\x1a\x1b.meshgate.peer.v1.TakeReply\x12D\n" +
 	"\aHandoff\x12 .meshgate.peer.v1.HandoffRequest\x1a\x17.meshgate.peer.v1.Empty\x12D\n" +
 	"\aLeaving\x12 .meshgate.peer.v1.LeavingRequest\x1a\x17.meshgate.peer.v1.Empty\x12>\n" +
-	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReply\x12<\n" +
-	"\bRejoined\x12\x17.meshgate.peer.v1.Empty\x1a\x17.meshgate.peer.v1.Empty\x12Q\n" +
+	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReply\x12F\n" +
+	"\bRejoined\x12!.meshgate.peer.v1.RejoinedRequest\x1a\x17.meshgate.peer.v1.Empty\x12Q\n" +
 	"\tAuthorize\x12\".meshgate.peer.v1.AuthorizeRequest\x1a .meshgate.peer.v1.AuthorizeReply\x12K\n" +
 	"\aPublish\x12 .meshgate.peer.v1.PublishRequest\x1a\x1e.meshgate.peer.v1.PublishReply\x12K\n" +
 	"\aCurrent\x12 .meshgate.peer.v1.CurrentRequest\x1a\x1e.meshgate.peer.v1.CurrentReply\x12W\n" +
@@ -3055,7 +3103,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),               // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),          // 1: meshgate.peer.v1.Principal
@@ -3085,20 +3133,21 @@ var file_peer_proto_goTypes = []any{
 	(*HandoffRequest)(nil),     // 25: meshgate.peer.v1.HandoffRequest
 	(*LeavingRequest)(nil),     // 26: meshgate.peer.v1.LeavingRequest
 	(*Empty)(nil),              // 27: meshgate.peer.v1.Empty
-	(*StatsReply)(nil),         // 28: meshgate.peer.v1.StatsReply
-	(*SubscribersRequest)(nil), // 29: meshgate.peer.v1.SubscribersRequest
-	(*SubscribersReply)(nil),   // 30: meshgate.peer.v1.SubscribersReply
-	(*Subscriber)(nil),         // 31: meshgate.peer.v1.Subscriber
-	(*CurrentRequest)(nil),     // 32: meshgate.peer.v1.CurrentRequest
-	(*CurrentReply)(nil),       // 33: meshgate.peer.v1.CurrentReply
-	(*AuthorizeRequest)(nil),   // 34: meshgate.peer.v1.AuthorizeRequest
-	(*AuthorizeReply)(nil),     // 35: meshgate.peer.v1.AuthorizeReply
-	(*PublishRequest)(nil),     // 36: meshgate.peer.v1.PublishRequest
-	(*PublishReply)(nil),       // 37: meshgate.peer.v1.PublishReply
-	nil,                        // 38: meshgate.peer.v1.TakeRequest.CaughtEntry
-	nil,                        // 39: meshgate.peer.v1.TakeReply.MovedEntry
-	nil,                        // 40: meshgate.peer.v1.TakeReply.InterestEntry
-	nil,                        // 41: meshgate.peer.v1.CurrentReply.EtagsEntry
+	(*RejoinedRequest)(nil),    // 28: meshgate.peer.v1.RejoinedRequest
+	(*StatsReply)(nil),         // 29: meshgate.peer.v1.StatsReply
+	(*SubscribersRequest)(nil), // 30: meshgate.peer.v1.SubscribersRequest
+	(*SubscribersReply)(nil),   // 31: meshgate.peer.v1.SubscribersReply
+	(*Subscriber)(nil),         // 32: meshgate.peer.v1.Subscriber
+	(*CurrentRequest)(nil),     // 33: meshgate.peer.v1.CurrentRequest
+	(*CurrentReply)(nil),       // 34: meshgate.peer.v1.CurrentReply
+	(*AuthorizeRequest)(nil),   // 35: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),     // 36: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),     // 37: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),       // 38: meshgate.peer.v1.PublishReply
+	nil,                        // 39: meshgate.peer.v1.TakeRequest.CaughtEntry
+	nil,                        // 40: meshgate.peer.v1.TakeReply.MovedEntry
+	nil,                        // 41: meshgate.peer.v1.TakeReply.InterestEntry
+	nil,                        // 42: meshgate.peer.v1.CurrentReply.EtagsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -3120,13 +3169,13 @@ var file_peer_proto_depIdxs = []int32{
 	2,  // 16: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
 	5,  // 17: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
 	12, // 18: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
-	38, // 19: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
+	39, // 19: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
 	20, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
 	21, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	39, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	40, // 23: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
-	31, // 24: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	41, // 25: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	40, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	41, // 23: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	32, // 24: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	42, // 25: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
 	1,  // 26: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
 	1,  // 27: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
 	23, // 28: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
@@ -3140,11 +3189,11 @@ var file_peer_proto_depIdxs = []int32{
 	25, // 36: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
 	26, // 37: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
 	27, // 38: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	27, // 39: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
-	34, // 40: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	36, // 41: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	32, // 42: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	29, // 43: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	28, // 39: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
+	35, // 40: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	37, // 41: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	33, // 42: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	30, // 43: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
 	7,  // 44: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
 	9,  // 45: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
 	11, // 46: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
@@ -3154,12 +3203,12 @@ var file_peer_proto_depIdxs = []int32{
 	24, // 50: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
 	27, // 51: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
 	27, // 52: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	28, // 53: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	29, // 53: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
 	27, // 54: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	35, // 55: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	37, // 56: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	33, // 57: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	30, // 58: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	36, // 55: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	38, // 56: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	34, // 57: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	31, // 58: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
 	44, // [44:59] is the sub-list for method output_type
 	29, // [29:44] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
@@ -3178,7 +3227,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
