@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -107,15 +108,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Now == nil {
 		c.Now = d.Now
 	}
-	if c.Rand == nil {
-		c.Rand = d.Rand
-	}
-	if c.Logger == nil {
-		c.Logger = d.Logger
-	}
-	if c.Observer == nil {
-		c.Observer = nopObserver{}
-	}
+	c.Rand = cmp.Or(c.Rand, d.Rand)
+	c.Logger = cmp.Or(c.Logger, d.Logger)
+	c.Observer = cmp.Or[Observer](c.Observer, nopObserver{})
 	return c, errors.Join(errs...)
 }
 

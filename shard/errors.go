@@ -22,6 +22,4 @@ var (
 	// ErrMoved: the queue was handed to another node while the call ran;
 	// the cluster retries it there. Callers outside a cluster never see it.
 	ErrMoved = errors.New("shard: queue moved to another node")
-	// ErrClosed: the store is shut down.
-	ErrClosed = errors.New("shard: closed")
 )

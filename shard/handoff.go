@@ -59,10 +59,8 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	// buffer that moves and the position moves past them. Invariant: an
 	// event handed to a queue is appended, announced by a RESYNC, or a
 	// duplicate; never lost with the node it waited on.
-	for _, sub := range q.subs {
-		if x := sub.x; x != nil && len(x.parked) > 0 { // its listeners are told below, with the move
-			q.giveUpGapLocked(sub, x, s.cfg.BufferSize, s.cfg.RetainDelivered)
-		}
+	for _, sub := range q.subs { // their listeners are told below, with the move
+		q.giveUpGapLocked(sub, sub.x, s.cfg.BufferSize, s.cfg.RetainDelivered)
 	}
 	q.moved = true
 	st := QueueState{
@@ -128,10 +126,7 @@ func (s *Store) forget(q *queue) int {
 	s.shard(q.name).removeIf(q.name, q, nil)
 	s.ownerMu.Lock()
 	defer s.ownerMu.Unlock()
-	list := s.owners[q.owner]
-	if i := slices.Index(list, q); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-	}
+	list := slices.DeleteFunc(s.owners[q.owner], func(o *queue) bool { return o == q })
 	if len(list) == 0 {
 		delete(s.owners, q.owner)
 	} else {
@@ -182,12 +177,14 @@ func (s *Store) ImportQueue(st QueueState) bool {
 func (s *Store) arrive(q *queue, res string) {
 	f := s.lockFanout(res, true)
 	q.mu.Lock()
-	sub := q.subs[res]
-	f.subs[sub] = q
 	var ls []Listener
-	for _, ev := range f.recent {
-		l, _ := q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
-		ls = append(ls, l...)
+	// Unless a call since the queue entered the table removed it (or
+	// the subscription): only live subscriptions are in a local table.
+	if sub := q.subs[res]; sub != nil && !q.dead {
+		f.subs[sub] = q
+		for _, ev := range f.recent {
+			ls = append(ls, q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
+		}
 	}
 	q.mu.Unlock()
 	in := s.interestLocked(f)
@@ -261,9 +258,14 @@ func (s *Store) ImportResource(st ResourceState) {
 // Keys lists the names of the queues and resources held here.
 func (s *Store) Keys() (queues, resources []string) {
 	for i := range s.queues {
-		queues = append(queues, s.queues[i].keys()...)
+		for _, q := range s.queues[i].values(nil) {
+			queues = append(queues, q.name)
+		}
 	}
-	return queues, s.res.keys()
+	for _, r := range s.res.values(nil) {
+		resources = append(resources, r.name)
+	}
+	return queues, resources
 }
 
 // Resync appends a RESYNC notification carrying l's etag to each named
@@ -306,6 +308,7 @@ func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
 func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool) int {
 	now := s.cfg.Now()
 	n := 0
+	var ls []Listener
 	for _, name := range queues {
 		q := s.get(name)
 		if q == nil {
@@ -327,14 +330,12 @@ func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool)
 			}
 			sub.etag = l.Etag
 			unknown := l.Etag == "" && (!catchUp || l.EtagUnknown) // see Resync
-			ls := q.appendLocked(&Event{Kind: Resync, EtagUnknown: unknown, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
-			q.mu.Unlock()
-			notifyAll(ls)
+			ls = append(ls, q.appendLocked(&Event{Kind: Resync, EtagUnknown: unknown, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
 			n++
-			continue
 		}
 		q.mu.Unlock()
 	}
+	notifyAll(ls)
 	s.counters.Notifications[Resync].Add(uint64(n))
 	return n
 }

@@ -2,7 +2,6 @@ package shard
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -119,15 +118,14 @@ func (s *Store) AddInterest(res string, in Interest, hint Hint) (added bool, l L
 		// than theirs, so none drops this list's events as older.
 		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), hint.Pos.Epoch)}
 	}
-	raised := false
 	// Invariant: the list's etag never goes back. It adopts the
 	// hint's only if it is not older (Before: by offset in one
 	// epoch, by At across epochs), so a queue that followed another list of
 	// this resource cannot bring back an etag this one delivered a
 	// newer one over.
-	if hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos) {
+	raised := hint.Etag != "" && hint.Etag != r.etag && !hint.Pos.Before(r.etagPos)
+	if raised {
 		r.etag, r.etagPos, r.etagUnknown = hint.Etag, hint.Pos, false
-		raised = true
 	}
 	if hint.Unknown && r.etag == "" {
 		r.etagUnknown = true
@@ -152,14 +150,12 @@ func (s *Store) SetInterest(res string, in Interest) {
 		s.AddInterest(res, in, Hint{})
 		return
 	}
-	r := s.res.get(res)
-	if r == nil {
-		return
+	if r := s.res.get(res); r != nil {
+		r.mu.Lock()
+		r.mergeLocked(in)
+		r.mu.Unlock()
+		s.dropIfEmpty(r)
 	}
-	r.mu.Lock()
-	r.mergeLocked(in)
-	r.mu.Unlock()
-	s.dropIfEmpty(r)
 }
 
 // DropNodes takes the nodes for which gone is true (they crashed: their
@@ -169,13 +165,9 @@ func (s *Store) DropNodes(gone func(node string) bool) int {
 	n := 0
 	for _, r := range s.res.values(nil) {
 		r.mu.Lock()
-		r.nodes = slices.DeleteFunc(r.nodes, func(in Interest) bool {
-			drop := gone(in.Node) && in.Count > 0
-			if drop {
-				n++
-			}
-			return drop
-		})
+		had := len(r.nodes)
+		r.nodes = slices.DeleteFunc(r.nodes, func(in Interest) bool { return gone(in.Node) && in.Count > 0 })
+		n += had - len(r.nodes)
 		r.mu.Unlock()
 		s.dropIfEmpty(r)
 	}
@@ -271,11 +263,9 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) { return s.fan(ev, tru
 // meant for a node that left (its queues' new nodes are interested by
 // now). It is never stamped again, so it cannot come back at a later
 // position; an event of another epoch (the list was made again since) is
-// not sent. It reports whether the list is held here.
-func (s *Store) Refan(ev *Event) (held bool) {
-	_, held = s.fan(ev, false)
-	return held
-}
+// not sent, nor is one whose list is not held here (it announces its
+// tail where it went).
+func (s *Store) Refan(ev *Event) { s.fan(ev, false) }
 
 func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	r := s.res.get(ev.Resource)
@@ -295,17 +285,8 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	case !stamp && ev.Pos.Epoch != r.pos.Epoch:
 		r.mu.Unlock()
 		return 0, true
-	case !stamp:
-	case ev.ID == 0:
-		ev.ID = rand.Uint64() | 1 // so that a publish sent again gets the same position
-		fallthrough
-	default:
-		if r.stampLocked(ev, s.cfg.Now()) {
-			r.last = ev
-			if ev.Kind == Changed || ev.Kind == Resync {
-				r.etag, r.etagPos, r.etagUnknown = ev.Etag, ev.Pos, ev.EtagUnknown
-			}
-		}
+	case stamp:
+		r.stampLocked(ev, s.cfg.Now())
 	}
 	for _, in := range r.nodes {
 		switch {

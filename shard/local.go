@@ -34,13 +34,11 @@ const maxArrivingEvents = 64
 func (s *Store) lockFanout(res string, create bool) *fanout {
 	for {
 		f := s.local.get(res)
-		if f == nil && !create {
-			return nil
+		if f == nil && create {
+			f = s.local.getOrAdd(res, func() *fanout { return &fanout{name: res, subs: make(map[*subscription]*queue)} })
 		}
 		if f == nil {
-			f = s.local.getOrAdd(res, func() *fanout {
-				return &fanout{name: res, subs: make(map[*subscription]*queue)}
-			})
+			return nil
 		}
 		f.mu.Lock()
 		if !f.dead {
@@ -114,13 +112,9 @@ func (s *Store) DeliverLocal(ev *Event) int {
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	n := 0
-	switch {
-	case arriving && len(f.recent) == maxArrivingEvents:
-		f.recent = append(f.recent[:0], f.recent[1:]...)
-		fallthrough
-	case arriving:
-		f.recent = append(f.recent, ev)
-	default:
+	if arriving {
+		f.recent = appendBounded(f.recent, ev, maxArrivingEvents)
+	} else {
 		f.recent = nil
 	}
 	for sub, q := range f.subs {
@@ -129,7 +123,7 @@ func (s *Store) DeliverLocal(ev *Event) int {
 			q.mu.Unlock()
 			continue
 		}
-		ls, _ := q.offerLocked(sub, ev, capacity, retain)
+		ls := q.offerLocked(sub, ev, capacity, retain)
 		q.mu.Unlock()
 		notifyAll(ls)
 		n++ // appended, or had been (the same publication again)
@@ -142,34 +136,38 @@ func (s *Store) DeliverLocal(ev *Event) int {
 
 // RevokeLocal removes the subscriptions to res of every queue held here
 // owned by user (and device, when not empty), puts a REVOKED notification
-// in each, and returns how many it reached.
+// in each, and returns how many it reached. The subscriptions leave the
+// local table with it held (queue.mu is taken under fanout.mu), the
+// readers are told once it is released, and the list's holder is told
+// this node's interest once.
 func (s *Store) RevokeLocal(res, user, device string) int {
 	f := s.lockFanout(res, false)
 	if f == nil {
 		return 0
 	}
-	hit := map[*subscription]*queue{}
-	for sub, q := range f.subs {
-		if q.owner.user == user && (device == "" || q.owner.device == device) {
-			hit[sub] = q
-		}
-	}
-	f.mu.Unlock()
 	now := s.cfg.Now()
 	n := 0
-	for sub, q := range hit {
-		q.mu.Lock()
-		if sub.gone() {
-			q.mu.Unlock()
+	var ls []Listener
+	for sub, q := range f.subs {
+		if q.owner.user != user || device != "" && q.owner.device != device {
 			continue
 		}
-		delete(q.subs, res)
-		sub.remove()
-		ls := q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		q.mu.Lock()
+		if !sub.gone() { // else its own leaveLocal takes it out
+			delete(q.subs, res)
+			sub.remove()
+			delete(f.subs, sub)
+			ls = append(ls, q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
+			n++
+		}
 		q.mu.Unlock()
-		notifyAll(ls)
-		s.leaveLocal(res, sub)
-		n++
+	}
+	in := s.interestLocked(f)
+	f.mu.Unlock()
+	notifyAll(ls)
+	if n > 0 {
+		s.dropLocalIfEmpty(f)
+		s.peers.Interest(res, in)
 	}
 	s.counters.Notifications[Revoked].Add(uint64(n))
 	return n
@@ -186,10 +184,9 @@ func (s *Store) Arriving(delta int32) {
 	for _, f := range s.local.values(nil) {
 		f.mu.Lock()
 		f.recent = nil
-		empty := len(f.subs) == 0
 		in := s.interestLocked(f)
 		f.mu.Unlock()
-		if empty && s.dropLocalIfEmpty(f) {
+		if in.Count == 0 && s.dropLocalIfEmpty(f) {
 			s.peers.Interest(f.name, in)
 		}
 	}

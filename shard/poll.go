@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -35,11 +36,7 @@ func (s *Store) Poll(ctx context.Context, p Principal, name string, after uint64
 	for {
 		now := s.cfg.Now()
 		q.mu.Lock()
-		if err := q.goneLocked(); err != nil {
-			q.mu.Unlock()
-			return Page{}, err
-		}
-		if err := q.checkAfterLocked(after); err != nil {
+		if err := cmp.Or(q.goneLocked(), q.checkAfterLocked(after)); err != nil {
 			q.mu.Unlock()
 			return Page{}, err
 		}

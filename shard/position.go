@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 )
@@ -84,16 +85,18 @@ type Published struct {
 const maxRecent = 32
 
 // stampLocked gives ev its position in r's stream: the next offset, or
-// the one it had if r stamped the same publication lately. Its At is
-// stamped now, unless ev announces an etag again (a RESYNC that sets
-// ev.Pos.At to the etag's). It reports whether ev is new. r.mu held.
-func (r *resource) stampLocked(ev *Event, now time.Time) bool {
-	if ev.ID != 0 {
-		for _, p := range r.recent {
-			if p.ID == ev.ID {
-				ev.Pos = p.Pos
-				return false
-			}
+// the one it had if r stamped the same publication lately (a publish
+// sent again; ev.ID, given here if it has none). Its At is stamped now,
+// unless ev announces an etag again (a RESYNC that sets ev.Pos.At to the
+// etag's). A new event becomes r's last one, and its etag r's. r.mu held.
+func (r *resource) stampLocked(ev *Event, now time.Time) {
+	if ev.ID == 0 {
+		ev.ID = rand.Uint64() | 1 // so that a publish sent again gets the same position
+	}
+	for _, p := range r.recent {
+		if p.ID == ev.ID {
+			ev.Pos = p.Pos
+			return
 		}
 	}
 	r.pos.Offset++
@@ -101,13 +104,20 @@ func (r *resource) stampLocked(ev *Event, now time.Time) bool {
 		r.pos.At = stampAt(now)
 	}
 	ev.Pos = r.pos
-	if ev.ID != 0 {
-		if len(r.recent) == maxRecent {
-			r.recent = append(r.recent[:0], r.recent[1:]...)
-		}
-		r.recent = append(r.recent, Published{ID: ev.ID, Pos: ev.Pos})
+	r.recent = appendBounded(r.recent, Published{ID: ev.ID, Pos: ev.Pos}, maxRecent)
+	r.last = ev
+	if ev.Kind == Changed || ev.Kind == Resync {
+		r.etag, r.etagPos, r.etagUnknown = ev.Etag, ev.Pos, ev.EtagUnknown
 	}
-	return true
+}
+
+// appendBounded appends v to s, dropping the oldest first if s holds
+// limit already.
+func appendBounded[T any](s []T, v T, limit int) []T {
+	if len(s) == limit {
+		s = append(s[:0], s[1:]...)
+	}
+	return append(s, v)
 }
 
 // lastEpoch makes epochs strictly increasing on this node even when the
@@ -120,26 +130,24 @@ var lastEpoch atomic.Uint64
 // even when the other node's clock is ahead.
 var lastAt atomic.Uint64
 
-// stampAt is the At of an etag stamped now.
-func stampAt(now time.Time) uint64 {
+// tick moves clock past its last value, to floor at least, and returns
+// where it went: clocks here never go back nor give a value twice.
+func tick(clock *atomic.Uint64, floor uint64) uint64 {
 	for {
-		last := lastAt.Load()
-		a := max(uint64(now.UnixNano()), last+1)
-		if lastAt.CompareAndSwap(last, a) {
-			return a
+		last := clock.Load()
+		v := max(floor, last+1)
+		if clock.CompareAndSwap(last, v) {
+			return v
 		}
 	}
 }
 
-// observeAt moves the clock past at, an At learned from elsewhere.
-func observeAt(at uint64) {
-	for {
-		last := lastAt.Load()
-		if at <= last || lastAt.CompareAndSwap(last, at) {
-			return
-		}
-	}
-}
+// stampAt is the At of an etag stamped now.
+func stampAt(now time.Time) uint64 { return tick(&lastAt, uint64(now.UnixNano())) }
+
+// observeAt moves the clock past at, an At learned from elsewhere: every
+// At stamped here after it is later.
+func observeAt(at uint64) { tick(&lastAt, at) }
 
 // NewEpochAbove is a new epoch, from the clock, greater than floor and
 // than every epoch made here: for a list's state given again, stale, to
@@ -149,13 +157,7 @@ func NewEpochAbove(floor uint64) uint64 { return newEpochAbove(time.Now(), floor
 // newEpochAbove is a new epoch greater than floor (an epoch another node
 // made, whose clock may be ahead).
 func newEpochAbove(now time.Time, floor uint64) uint64 {
-	for {
-		last := lastEpoch.Load()
-		e := max(uint64(now.UnixNano()), last+1, floor+1)
-		if lastEpoch.CompareAndSwap(last, e) {
-			return e
-		}
-	}
+	return tick(&lastEpoch, max(uint64(now.UnixNano()), floor+1))
 }
 
 // verdict is what a subscription does with an event at some position.
@@ -265,18 +267,11 @@ type tail struct {
 // tailQuiet). r.mu held; tailMu is a leaf.
 func (s *Store) noteTailLocked(r *resource, now time.Time) {
 	s.tailMu.Lock()
-	if s.tails == nil {
-		s.tails = make(map[*resource]*tail)
-	}
 	due := now.Add(tailQuiet)
-	if t := s.tails[r]; t == nil {
-		s.tails[r] = &tail{next: due}
-	} else {
-		t.rounds = 0
-		if due.Before(t.next) {
-			t.next = due
-		}
+	if t, ok := s.tails[r]; ok && t.next.Before(due) {
+		due = t.next
 	}
+	s.tails[r] = tail{next: due}
 	s.tailMu.Unlock()
 }
 
@@ -296,7 +291,7 @@ func (s *Store) AnnounceTails() {
 		if t.rounds >= tailRounds {
 			delete(s.tails, r)
 		} else {
-			t.next = now.Add(tailQuiet << t.rounds)
+			s.tails[r] = tail{next: now.Add(tailQuiet << t.rounds), rounds: t.rounds}
 		}
 		due = append(due, r)
 	}
@@ -312,7 +307,9 @@ func (s *Store) announceTail(r *resource) {
 	ev := r.last
 	if r.dead {
 		r.mu.RUnlock()
-		s.forgetTail(r)
+		s.tailMu.Lock()
+		delete(s.tails, r)
+		s.tailMu.Unlock()
 		return
 	}
 	if ev == nil || ev.Pos != r.pos {
@@ -327,18 +324,12 @@ func (s *Store) announceTail(r *resource) {
 		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
 	}
 	remote := r.remoteLocked(s.name)
-	if len(remote) > 0 {
-		r.fwd.Add(1)
-		defer r.fwd.Done()
+	if len(remote) == 0 {
+		r.mu.RUnlock()
+		return
 	}
+	r.fwd.Add(1)
 	r.mu.RUnlock()
-	if len(remote) > 0 {
-		s.peers.Forward(ev, remote)
-	}
-}
-
-func (s *Store) forgetTail(r *resource) {
-	s.tailMu.Lock()
-	delete(s.tails, r)
-	s.tailMu.Unlock()
+	s.peers.Forward(ev, remote)
+	r.fwd.Done()
 }

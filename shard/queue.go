@@ -1,9 +1,9 @@
 package shard
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -31,8 +31,9 @@ type queue struct {
 	lastSeq   uint64
 	acked     uint64 // highest seq acknowledged by a reader
 	delivered uint64 // highest seq written to an attached stream
-	attached  int
-	listeners []Listener // copy-on-write: readers copy the slice header under mu
+	// listeners are the attached streams' (one each: attach adds it,
+	// Close removes it); copy-on-write: readers copy the slice header under mu
+	listeners []Listener
 	waitCh    chan struct{}
 	subs      map[string]*subscription // resource → subscription
 	dead      bool
@@ -86,14 +87,6 @@ func (s *subscription) remove()    { s.created = -1 }
 // isPending reports whether s is linked but not yet allowed.
 func (s *subscription) isPending() bool { return s.x != nil && s.x.pending }
 
-// extra is s.x, made if needed.
-func (s *subscription) extra() *subExtra {
-	if s.x == nil {
-		s.x = &subExtra{}
-	}
-	return s.x
-}
-
 // tidy lets x go once it holds nothing (a timer waiting on a gap holds
 // its own x, so a later one cannot be mistaken for it).
 func (s *subscription) tidy() {
@@ -110,6 +103,14 @@ func (s *subscription) dropParked() {
 	}
 }
 
+// took records ev, appended for s (or seen while pending), as s's last
+// etag if it carries one.
+func (s *subscription) took(ev *Event) {
+	if ev.Kind == Changed || ev.Kind == Resync {
+		s.etag = ev.Etag
+	}
+}
+
 // firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 
@@ -117,9 +118,8 @@ func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 // is appended, turned into a RESYNC, held until a gap before it fills, or
 // dropped, as the event's position says (see admitLocked). A pending
 // subscription appends nothing but remembers the newest etag, for the
-// subscribe that answers it. It returns the listeners to notify and
-// whether anything was appended. mu held.
-func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) ([]Listener, bool) {
+// subscribe that answers it. It returns the listeners to notify. mu held.
+func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
 	v := sub.admitLocked(ev.Pos)
 	pending := sub.isPending()
 	if v == parkIt && pending {
@@ -127,62 +127,51 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	}
 	switch v {
 	case dropIt:
-		return nil, false
+		return nil
 	case parkIt:
-		return q.parkLocked(sub, ev, capacity, retain), false
+		return q.parkLocked(sub, ev, capacity, retain)
 	case resyncIt:
 		sub.dropParked()
 		if ev.Kind != Resync {
 			ev = &Event{Kind: Resync, Resource: ev.Resource, Etag: ev.Etag, Time: ev.Time, Pos: ev.Pos}
 		}
 	}
-	if ev.Kind == Changed || ev.Kind == Resync {
-		sub.etag = ev.Etag
-	}
+	sub.took(ev)
 	if pending {
 		sub.x.seen = true
-		return nil, false
+		return nil
 	}
 	ls := q.appendLocked(ev, capacity, retain)
-	x := sub.x
-	if x == nil {
-		return ls, true
-	}
-	// The gap before held events may have filled.
-	for len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1 {
+	// The gap before held events may have filled: each is admitted as
+	// it would be arriving now. Invariant: parked events are of sub's
+	// epoch and past its offset (a move of sub to another position,
+	// Resync or a refresh subscribe, drops them; a pending subscription
+	// parks nothing), so admitLocked appends the next one, drops one
+	// overtaken, and moves past one stamped before the etag held (olderAt).
+	for x := sub.x; x != nil && len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1; {
 		next := x.parked[0]
 		x.parked = x.parked[1:]
-		if next.Pos.Offset == sub.pos.Offset+1 && sub.olderAt(next.Pos) {
-			sub.pos.Offset = next.Pos.Offset // seen; what it holds is newer (olderAt)
-		} else if next.Pos.Offset == sub.pos.Offset+1 {
-			sub.pos = next.Pos
-			if next.Kind == Changed || next.Kind == Resync {
-				sub.etag = next.Etag
-			}
+		if sub.admitLocked(next.Pos) == appendIt {
+			sub.took(next)
 			ls = q.appendLocked(next, capacity, retain)
 		}
 	}
-	if len(x.parked) == 0 {
-		x.parked = nil
-		sub.tidy()
-	}
-	return ls, true
+	sub.tidy()
+	return ls
 }
 
 // parkLocked holds ev, which came after a gap, in sub, in offset order.
 // The first one held starts the timer that gives up on the gap. mu held.
 func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
-	x := sub.extra()
-	i := len(x.parked)
-	for i > 0 && x.parked[i-1].Pos.Offset >= ev.Pos.Offset {
-		if x.parked[i-1].Pos.Offset == ev.Pos.Offset {
-			return nil // held already
-		}
-		i--
+	if sub.x == nil {
+		sub.x = &subExtra{}
 	}
-	x.parked = append(x.parked, nil)
-	copy(x.parked[i+1:], x.parked[i:])
-	x.parked[i] = ev
+	x := sub.x
+	i, held := slices.BinarySearchFunc(x.parked, ev.Pos.Offset, func(p *Event, off uint64) int { return cmp.Compare(p.Pos.Offset, off) })
+	if held {
+		return nil
+	}
+	x.parked = slices.Insert(x.parked, i, ev)
 	if len(x.parked) > maxParked {
 		return q.giveUpGapLocked(sub, x, capacity, retain)
 	}
@@ -203,7 +192,8 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 // from the first event it parks until its parked events are gone (tidy
 // lets it go then; a pending subscription, whose x lives longer, parks
 // nothing), so a later gap has another x and a timer of an earlier one
-// finds sub.x changed. mu held.
+// finds sub.x changed. A nil x, or one with nothing parked, announces
+// nothing. mu held.
 func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, capacity, retain int) []Listener {
 	if sub.x != x || x == nil || len(x.parked) == 0 || sub.gone() || q.dead {
 		return nil
@@ -309,14 +299,7 @@ func (q *queue) readLocked(after uint64, limit int, dst []Notification, now time
 }
 
 func overflowEvent(from, to uint64, now time.Time) *Event {
-	p := make([]byte, 0, 64)
-	p = append(p, `{"dropped":`...)
-	p = strconv.AppendUint(p, to-from+1, 10)
-	p = append(p, `,"fromSeq":`...)
-	p = strconv.AppendUint(p, from, 10)
-	p = append(p, `,"toSeq":`...)
-	p = strconv.AppendUint(p, to, 10)
-	p = append(p, '}')
+	p := fmt.Appendf(make([]byte, 0, 64), `{"dropped":%d,"fromSeq":%d,"toSeq":%d}`, to-from+1, from, to)
 	return &Event{Kind: Overflow, Time: now, Payload: p}
 }
 
@@ -349,7 +332,7 @@ func (q *queue) renewLocked(now time.Time) { q.expires = now.Add(q.ttl) }
 
 // expiresLocked is when the lease ends; an attached stream keeps it a full ttl away. mu held.
 func (q *queue) expiresLocked(now time.Time) time.Time {
-	if q.attached > 0 {
+	if len(q.listeners) > 0 {
 		return now.Add(q.ttl)
 	}
 	return q.expires

@@ -29,14 +29,13 @@ func ParseResource(r string) (scheme, path string, err error) {
 	if !ok {
 		return "", "", fmt.Errorf("%w: resource %q is not scheme:path", ErrInvalidInput, r)
 	}
-	if len(scheme) == 0 || len(scheme) > MaxSchemeLen || !isLower(scheme[0]) {
-		return "", "", fmt.Errorf("%w: resource scheme must be 1-%d bytes of a-z, 0-9 and -, starting with a letter", ErrInvalidInput, MaxSchemeLen)
-	}
-	for i := 1; i < len(scheme); i++ {
+	badScheme := len(scheme) == 0 || len(scheme) > MaxSchemeLen
+	for i := 0; i < len(scheme) && !badScheme; i++ {
 		c := scheme[i]
-		if !isLower(c) && !isDigit(c) && c != '-' {
-			return "", "", fmt.Errorf("%w: resource scheme must be 1-%d bytes of a-z, 0-9 and -, starting with a letter", ErrInvalidInput, MaxSchemeLen)
-		}
+		badScheme = !isLower(c) && (i == 0 || !isDigit(c) && c != '-')
+	}
+	if badScheme {
+		return "", "", fmt.Errorf("%w: resource scheme must be 1-%d bytes of a-z, 0-9 and -, starting with a letter", ErrInvalidInput, MaxSchemeLen)
 	}
 	if path == "" {
 		return "", "", fmt.Errorf("%w: resource path is empty", ErrInvalidInput)
@@ -84,13 +83,5 @@ func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func isPathByte(c byte) bool {
-	switch {
-	case isLower(c), isDigit(c), c >= 'A' && c <= 'Z':
-		return true
-	}
-	switch c {
-	case '-', '.', '_', '~', '@', '+', '=', ',', ':':
-		return true
-	}
-	return false
+	return isLower(c) || isDigit(c) || c >= 'A' && c <= 'Z' || strings.IndexByte("-._~@+=,:", c) >= 0
 }

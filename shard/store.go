@@ -45,7 +45,7 @@ type Store struct {
 	// announced to their queues on other nodes (position.go). A leaf,
 	// taken under resource.mu.
 	tailMu sync.Mutex
-	tails  map[*resource]*tail
+	tails  map[*resource]tail
 
 	stop chan struct{}
 	done chan struct{}
@@ -83,6 +83,7 @@ func New(cfg Config) (*Store, error) {
 		owners: make(map[owner][]*queue),
 		res:    newTable[*resource](),
 		local:  newTable[*fanout](),
+		tails:  make(map[*resource]tail),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
@@ -251,7 +252,7 @@ func (s *Store) DeleteQueue(_ context.Context, p Principal, name string) error {
 	if err != nil {
 		return err
 	}
-	if !s.remove(q) {
+	if !s.remove(q, nil) {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		return q.goneLocked()
@@ -259,10 +260,11 @@ func (s *Store) DeleteQueue(_ context.Context, p Principal, name string) error {
 	return nil
 }
 
-// remove unlinks q everywhere. It reports false if q was already gone.
-func (s *Store) remove(q *queue) bool {
+// remove unlinks q everywhere, if it is live and still (nil: always),
+// asked under q's lock, agrees. It reports whether it removed q.
+func (s *Store) remove(q *queue, still func() bool) bool {
 	q.mu.Lock()
-	if q.dead {
+	if q.dead || still != nil && !still() {
 		q.mu.Unlock()
 		return false
 	}
@@ -318,25 +320,16 @@ func (s *Store) reap() {
 // The reaper calls it; tests with an injected clock call it directly.
 func (s *Store) ReapNow() int {
 	now := s.cfg.Now()
-	var expired []*queue
+	n := 0
 	for i := range s.queues {
 		for _, q := range s.queues[i].values(nil) {
-			q.mu.Lock()
-			if q.attached == 0 && now.After(q.expires) {
-				expired = append(expired, q)
+			// Asked under q's lock: a reader may have renewed it or
+			// attached since the queue was listed.
+			if s.remove(q, func() bool { return len(q.listeners) == 0 && now.After(q.expires) }) {
+				n++
+				s.counters.QueuesExpired.Add(1)
+				s.log.Debug("queue expired", "queue", q.name)
 			}
-			q.mu.Unlock()
-		}
-	}
-	n := 0
-	for _, q := range expired {
-		q.mu.Lock()
-		still := q.attached == 0 && now.After(q.expires) // a reader may have renewed it since
-		q.mu.Unlock()
-		if still && s.remove(q) {
-			n++
-			s.counters.QueuesExpired.Add(1)
-			s.log.Debug("queue expired", "queue", q.name)
 		}
 	}
 	return n

@@ -65,7 +65,6 @@ func (s *Store) attach(_ context.Context, p Principal, name string, after uint64
 	if ack {
 		q.ackLocked(after)
 	}
-	q.attached++
 	q.listeners = append(slices.Clip(q.listeners), l)
 	pending := q.pendingLocked(after)
 	q.mu.Unlock()
@@ -113,7 +112,6 @@ func (st *Stream) Close() {
 		return
 	}
 	q.listeners = slices.Delete(slices.Clone(q.listeners), i, i+1)
-	q.attached--
 	q.renewLocked(st.s.cfg.Now())
 	q.mu.Unlock()
 	st.s.cfg.Observer.StreamClosed(q.owner.user, q.owner.device)

@@ -108,16 +108,14 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s was removed while it was made; retry", ErrUnavailable, res)
 	}
 	pending := sub.isPending()
-	if pending && !sub.pos.IsZero() && !linked.Pos.Less(sub.pos) {
-		// What arrived while pending was from before the link (a late
-		// event for an earlier subscription of this queue): the list's
-		// state at the link is newer, so it is neither the answer nor
-		// the subscription's position.
-		sub.x.seen = false
-	}
+	// What arrived while pending counts only if it is past the link: an
+	// event at or before it (a late event for an earlier subscription of
+	// this queue) is older than the list's state at the link, so it is
+	// neither the answer nor the subscription's position (below).
+	seen := pending && sub.x.seen && (sub.pos.IsZero() || linked.Pos.Less(sub.pos))
 	answer := etag
 	switch {
-	case pending && sub.x.seen:
+	case seen:
 		answer = sub.etag // delivered while pending: the newest there is
 	case !pending && linked.Pos.Epoch == sub.pos.Epoch && linked.Pos.Offset < sub.pos.Offset && sub.etag != "":
 		// An event past the link was appended while the publisher was
@@ -148,8 +146,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		if sub.pos.Less(linked.Pos) {
 			sub.pos = linked.Pos
 		}
-		sub.x.pending, sub.x.seen = false, false
-		sub.tidy()
+		sub.x = nil // it held only pending and seen: a pending subscription parks nothing (offerLocked)
 	} else if !linked.Pos.IsZero() && sub.pos.Before(linked.Pos) {
 		// A refresh: the answer is the list's state at the link, so the
 		// subscription goes on from the link's position too. Left behind
@@ -195,17 +192,16 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 		return false, err
 	}
 	sub := q.subs[res]
-	delete(q.subs, res)
 	if sub != nil {
+		delete(q.subs, res)
 		sub.remove()
 	}
 	q.renewLocked(s.cfg.Now())
 	q.mu.Unlock()
-	if sub == nil {
-		return false, nil
+	if sub != nil {
+		s.leaveLocal(res, sub)
 	}
-	s.leaveLocal(res, sub)
-	return true, nil
+	return sub != nil, nil
 }
 
 // Subscriptions lists queue's subscriptions, sorted by resource, and renews its lease.
@@ -238,9 +234,6 @@ func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice strin
 	s.ownerMu.Lock()
 	qs := append([]*queue(nil), s.owners[owner{toUser, toDevice}]...)
 	s.ownerMu.Unlock()
-	if len(qs) == 0 {
-		return 0, ErrDeviceNotFound
-	}
 	ev := &Event{Kind: Invite, Time: s.cfg.Now(), Payload: payload, From: &Principal{User: from.User, Device: from.Device}}
 	n := 0
 	for _, q := range qs {
@@ -254,7 +247,7 @@ func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice strin
 		notifyAll(ls)
 		n++
 	}
-	if n == 0 {
+	if n == 0 { // no queue here, or only dead ones
 		return 0, ErrDeviceNotFound
 	}
 	s.counters.Notifications[Invite].Add(uint64(n))

@@ -75,17 +75,6 @@ func (t *table[V]) values(keep func(k string) bool) []V {
 	return vs
 }
 
-// keys returns the keys.
-func (t *table[V]) keys() []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	ks := make([]string, 0, len(t.m))
-	for k := range t.m {
-		ks = append(ks, k)
-	}
-	return ks
-}
-
 // len is how many values the table holds.
 func (t *table[V]) len() int {
 	t.mu.RLock()

@@ -1,0 +1,3 @@
+// Package peerpb is the generated Go code of the node-to-node contract,
+// peer.proto. Regenerate with `go generate ./...`.
+package peerpb
