@@ -568,7 +568,9 @@ func (n *Node) relinkLater(res string, hint shard.Hint, li shard.LocalInterest, 
 // (a new epoch: kept) or lands after the drop.
 func (n *Node) rejoined(deadAt uint64) {
 	n.mu.Lock()
-	n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
+	if n.others != nil { // nil: no ring installed yet (a node just restarted), nothing to remember
+		n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
+	}
 	n.mu.Unlock()
 	_, lists := n.store.Keys()
 	dropped := 0

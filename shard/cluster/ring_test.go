@@ -220,3 +220,32 @@ func TestRejoined_OldListIsDroppedNotServed(t *testing.T) {
 		t.Errorf("a subscribe through the returned node answered %q, want %q (the list made again)", sub.Etag, "new")
 	}
 }
+
+// A node told it was taken for dead before it installed any ring (a
+// restarted node the others still remember as crashed: WaitReady, its
+// first ring not built yet) keeps serving: the chaos test's restarted c2
+// panicked on a nil past ring in locate.
+func TestRejoined_BeforeAnyRingIsInstalled(t *testing.T) {
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ca, caKey, _, err := cluster.EnsureDevCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, cli, err := cluster.TLSFromCA(ca, caKey, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cluster.New(cluster.Config{Name: "n1", Gossip: "127.0.0.1:0", RPC: "127.0.0.1:0", ServerTLS: srv, ClientTLS: cli, WaitReady: true}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	n.RejoinedAt(time.Now())
+	if _, err := n.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: "user:alice/r", Etag: "e1", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
