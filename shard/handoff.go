@@ -206,7 +206,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res.m, name)
 	s.res.mu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: r.recent, Nodes: slices.Clone(r.nodes)}
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: slices.Clone(r.recent), Nodes: slices.Clone(r.nodes)}
 	r.mu.Unlock()
 	r.fwd.Wait() // deliveries that read the list have handed on their remote part
 	return st, true

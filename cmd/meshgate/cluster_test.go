@@ -136,6 +136,29 @@ func (c *testCluster) dumpLogs() {
 	}
 }
 
+// auditResyncs sums, over every node's log, the RESYNCs the post-settle
+// audit appended (shard/cluster's audit: a safety net that should find
+// nothing; a count above 0 means an interest was lost on the way).
+func (c *testCluster) auditResyncs() (k int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		for _, l := range strings.Split(n.stderr.String(), "\n") {
+			if !strings.Contains(l, `"msg":"audit: this node was missing`) {
+				continue
+			}
+			var e struct{ Missing, Behind int }
+			var raw map[string]json.RawMessage
+			if json.Unmarshal([]byte(l), &raw) == nil {
+				json.Unmarshal(raw["resync_missing"], &e.Missing) //nolint:errcheck // a missing field counts 0
+				json.Unmarshal(raw["resync_behind"], &e.Behind)   //nolint:errcheck // a missing field counts 0
+			}
+			k += e.Missing + e.Behind
+		}
+	}
+	return k
+}
+
 func tail(s string, k int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > k {
@@ -799,7 +822,7 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 	serving.set(n1, n4)
 	t.Logf("SIGCONT: ring of 2 again after %v", c.waitRing("n1", "n4"))
 	v := c.settled(n1, -1)
-	t.Logf("settled: %+v", v)
+	t.Logf("settled: %+v; the post-settle audit appended %d RESYNCs (it should find nothing)", v, c.auditResyncs())
 	publishAll(t, c, serving, pubTok, resources, devs, "after-stop")
 }
 

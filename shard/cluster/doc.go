@@ -7,12 +7,15 @@
 // A Node wraps one shard.Store. Any node accepts any call and sends it to
 // the key's ring owner; the node that holds the key serves it. State
 // moves whole (Take), so a key is held by exactly one node at a time; a
-// node that handed a key off remembers where it went (a tomb). Calls
-// between nodes carry the sender's ring identity (ring.Ring.ID); a
-// receiver on another ring waits briefly for membership to converge,
-// else answers shard.ErrUnavailable, so every route is short by
-// construction, not by a hop count (route.go, locate). On a single node
-// (no gossip address) every key is local and nothing is sent anywhere.
+// node that handed a key off remembers where it went (a tomb). The tomb
+// keeps what was given until the taker acknowledges it: a take that did
+// not get its answer asks again, and keys given to a taker that went
+// away come back (handoff.go take). Calls between nodes carry the
+// sender's ring identity (ring.Ring.ID); a receiver on another ring
+// waits briefly for membership to converge, else answers
+// shard.ErrUnavailable, so every route is short by construction, not by
+// a hop count (route.go, locate). On a single node (no gossip address)
+// every key is local and nothing is sent anywhere.
 //
 // A resource's list records which nodes are interested in it (see
 // shard.Interest): its holder sends each event once to each of them, with

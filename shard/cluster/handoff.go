@@ -66,7 +66,7 @@ func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in sh
 // acknowledges it.
 func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	to := r.GetNode()
-	rep := &pb.TakeReply{Moved: map[string]string{}}
+	rep := &pb.TakeReply{}
 	if r.GetAck() {
 		n.mu.Lock()
 		for _, k := range append(r.GetQueues(), r.GetResources()...) {
@@ -87,7 +87,8 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	}
 	until := time.Now().Add(tombTTL)
 	// mark reports whether key may be exported now; a key already given
-	// to the same taker is given again from its tomb.
+	// to the same taker is given again from its tomb (one given to
+	// another node is not given).
 	// The store is asked before n.mu is taken: n.mu is never held while
 	// a store lock is taken (LOCKS.md).
 	mark := func(key string) bool {
@@ -96,18 +97,10 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		defer n.mu.Unlock()
 		if t, ok := n.tombs[key]; ok && !held {
 			switch {
-			case t.node != to:
-				rep.Moved[key] = t.node
-			case t.queue != nil:
+			case t.node == to && t.queue != nil:
 				rep.Queues = append(rep.Queues, t.queue)
-			case t.resource != nil:
-				// Given again from its tomb, the state may be stale: the
-				// taker may have imported it and stamped events since (its
-				// acknowledgement lost). It goes on in a new epoch, so no
-				// position is given to two events (shard.Position).
-				again := proto.Clone(t.resource).(*pb.ResourceState)
-				again.Epoch, again.Offset, again.At = shard.NewEpochAbove(again.GetEpoch()), 0, 0
-				rep.Resources = append(rep.Resources, again)
+			case t.node == to && t.resource != nil:
+				rep.Resources = append(rep.Resources, t.again())
 			}
 			return false
 		}
@@ -268,9 +261,103 @@ func (n *Node) flushOutboxes(marks map[*peer]uint64, limit time.Duration) {
 	}
 }
 
+// again is the list a tomb keeps, to be given again or taken back. The
+// state may be stale: the taker may have imported it and stamped events
+// since (its acknowledgement lost). It goes on in a new epoch, so no
+// position is given to two events (shard.Position).
+func (t tomb) again() *pb.ResourceState {
+	st := proto.Clone(t.resource).(*pb.ResourceState)
+	st.Epoch, st.Offset, st.At = shard.NewEpochAbove(st.GetEpoch()), 0, 0
+	return st
+}
+
 // take moves keys from node to this one. Calls on those keys wait here
 // until they arrive.
+//
+// Invariant (a key given is held by its giver until its taker has it):
+// the giver exports keys on the taker's Take and keeps their state in
+// its tombs until the taker acknowledges the import. A take that asked
+// and did not read the answer (the connection broke, the giver was slow)
+// asks again (retake) until the keys land or the giver is gone, and the
+// giver gives them again from the tombs to this taker alone; a taker that
+// is gone before it acknowledged gets nothing more: its giver takes the
+// keys back (takeBack). So keys are never only in a tomb nobody reads.
 func (n *Node) take(ctx context.Context, from string, queues, resources []string) error {
+	asked, err := n.takeOnce(ctx, from, queues, resources)
+	if asked && err != nil {
+		go n.retake(from, queues, resources) //nolint:gosec // G118: it outlives the Handoff on purpose
+	}
+	return err
+}
+
+// retake asks from again, with a growing pause, for keys a take asked
+// for and did not get, until they land here or from is no longer a
+// member (then it takes them back: takeBack).
+func (n *Node) retake(from string, queues, resources []string) {
+	for pause := 500 * time.Millisecond; ; pause = min(2*pause, 8*time.Second) {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(pause):
+		}
+		if n.peer(from) == nil {
+			n.log.Warn("hand-off: the giver is gone before this node got its keys", "from", from)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		_, err := n.takeOnce(ctx, from, queues, resources)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+}
+
+// takeBack imports again the keys this node gave to a node that is no
+// longer a member and had not acknowledged them a callTimeout after
+// they were given: it died or left with its take unfinished, and the
+// tomb holds the only copy; a list comes back without the taker's
+// interest. The queues' subscriptions are then linked again, with a
+// RESYNC for those behind their lists (relink): events stamped meanwhile
+// went to the taker. It runs before a rebalance (rebalMu held), and
+// links holding no lock.
+func (n *Node) takeBack() {
+	n.mu.Lock()
+	var qs []*pb.QueueState
+	var rs []*pb.ResourceState
+	for k, t := range n.tombs {
+		if t.queue == nil && t.resource == nil || n.aliveLocked(t.node) || time.Until(t.until) > tombTTL-callTimeout {
+			continue
+		}
+		if t.queue != nil {
+			qs = append(qs, t.queue)
+		} else {
+			st := t.again()
+			st.Nodes = slices.DeleteFunc(st.Nodes, func(in *pb.Interest) bool { return in.GetNode() == t.node })
+			rs = append(rs, st)
+		}
+		delete(n.tombs, k)
+	}
+	n.mu.Unlock()
+	if len(qs)+len(rs) == 0 {
+		return
+	}
+	for _, st := range rs {
+		mu := n.stripe(st.GetName())
+		mu.Lock() // see rejoined
+		n.store.ImportResource(resourceStateOf(st))
+		mu.Unlock()
+	}
+	for _, st := range qs {
+		n.store.ImportQueue(queueStateOf(st))
+	}
+	n.log.Warn("hand-off: took back keys whose taker went away before it had them", "queues", len(qs), "resources", len(rs))
+	go n.relink(func(string) bool { return false }, true) // rebalMu is held
+}
+
+// takeOnce is one take; asked reports whether the giver was asked for
+// the keys (and may have exported them).
+func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []string) (asked bool, _ error) {
 	start := time.Now()
 	done := make(chan struct{})
 	n.mu.Lock()
@@ -289,24 +376,21 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		}
 	}
 	n.mu.Unlock()
-	defer func() {
+	release := func(keys []string) {
 		n.mu.Lock()
-		for _, k := range qs {
-			delete(n.inflight, k)
-		}
-		for _, k := range rs {
+		for _, k := range keys {
 			delete(n.inflight, k)
 			delete(n.takingFrom, k)
 		}
 		n.mu.Unlock()
-		close(done)
-	}()
+	}
+	defer func() { release(qs); release(rs); close(done) }()
 	if len(qs)+len(rs) == 0 {
-		return nil
+		return false, nil
 	}
 	p := n.peer(from)
 	if p == nil {
-		return unavailable(from)
+		return false, unavailable(from)
 	}
 	n.store.Arriving(1)
 	defer n.store.Arriving(-1)
@@ -317,26 +401,16 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		cancel()
 	}
 	if err := ctx.Err(); err != nil { // nothing was given yet: the giver tries again
-		return fromStatus(from, err)
+		return false, fromStatus(from, err)
 	}
-	var rep *pb.TakeReply
-	var err error
-	for attempt := range 3 { // a lost reply is asked again: the giver keeps the state
-		// Invariant: once asked, the giver's answer is read, even after
-		// the Handoff's caller gave up (ctx): the giver exports the keys
-		// on the request, and keys given and never imported would be
-		// nowhere but in its tombs, which its rebalance does not hand on.
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-		rep, err = p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Caught: caught})
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
-	}
+	// Once asked, the giver's answer is read even after the Handoff's
+	// caller gave up (ctx): the giver exports the keys on the request.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	rep, err := p.client.Take(tctx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Caught: caught})
+	cancel()
 	if err != nil {
-		n.log.Warn("take failed", "from", from, "queues", len(qs), "resources", len(rs), "err", err)
-		return fromStatus(from, err)
+		n.log.Warn("take failed; asking again", "from", from, "queues", len(qs), "resources", len(rs), "err", err)
+		return true, fromStatus(from, err)
 	}
 	defer func() {
 		go func() {
@@ -353,22 +427,16 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 		n.store.ImportResource(resourceStateOf(st))
 		mu.Unlock()
 	}
-	n.mu.Lock()
-	for _, k := range rs {
-		delete(n.inflight, k)
-		delete(n.takingFrom, k)
-	}
-	n.mu.Unlock()
+	release(rs)
 	for _, st := range rep.GetQueues() {
 		if !n.store.ImportQueue(queueStateOf(st)) {
 			n.log.Warn("a queue taken over was already here; kept the one here", "queue", st.GetName())
 		}
 	}
-	took := len(rep.GetQueues()) + len(rep.GetResources())
-	n.stats.KeysTaken.Add(uint64(took))
+	n.stats.KeysTaken.Add(uint64(len(rep.GetQueues()) + len(rep.GetResources())))
 	n.stats.handoff(time.Since(start))
-	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "moved_elsewhere", len(rep.GetMoved()), "in", time.Since(start))
-	return nil
+	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "in", time.Since(start))
+	return true, nil
 }
 
 // rebalance hands every key this node holds but does not own to its
@@ -379,6 +447,7 @@ func (n *Node) rebalance() int {
 	if n.cfg.Gossip == "" {
 		return 0
 	}
+	n.takeBack()
 	r := n.ring.Load()
 	self := n.cfg.Name
 	qs, rs := n.store.Keys()
@@ -481,14 +550,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	tell(true)
 	n.log.Info("left the cluster", "handoff", time.Since(start), "misplaced_left", max(left, 0))
 	err := n.ml.Leave(2 * time.Second)
-	if gerr := n.stopRPC(ctx); err == nil {
-		err = gerr
-	}
-	return err
-}
-
-// stopRPC lets streams and calls in flight finish until ctx ends.
-func (n *Node) stopRPC(ctx context.Context) error {
+	// Streams and calls in flight finish until ctx ends.
 	done := make(chan struct{})
 	go func() { n.grpcSrv.GracefulStop(); close(done) }()
 	select {
@@ -496,57 +558,34 @@ func (n *Node) stopRPC(ctx context.Context) error {
 	case <-ctx.Done():
 		n.grpcSrv.Stop()
 	}
-	return nil
+	return err
 }
 
-// repair rebuilds what crashed nodes held: this node links its interest
-// again in every list that lived there, at its new holder, with a RESYNC
-// for its queues carrying the newest etag they delivered; the crashed
-// nodes are dropped from the lists here (their queues died with them).
+// repair rebuilds what crashed nodes held: the crashed nodes are dropped
+// from the lists here (their queues died with them), and this node links
+// its interest again in every list, with a RESYNC for its queues in the
+// lists that lived there. Every list, not only those: one a crashed node
+// held without owning it (a hand-off to or from it not finished, a list
+// it took over and had not handed back) would otherwise stay lost until
+// membership settles, and publishes meanwhile find no list.
 func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
+	start := time.Now()
 	n.mu.Lock()
 	for _, c := range crashed {
-		n.crashed[c] = time.Now()
+		n.crashed[c] = start
 	}
-	n.repairedAt = time.Now()
+	n.repairedAt = start
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
 		n.repairedAt = time.Now()
 		n.mu.Unlock()
 	}()
-	dead := func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }
-	n.relink(dead, crashed)
-	// A list a crashed node held without owning it (a hand-off to or
-	// from it not finished, a list it took over and had not handed back)
-	// is not among those, and would stay lost until membership settles:
-	// publishes meanwhile find no list. So every other subscription here
-	// is linked again too, as the audit does: a lost list is made again
-	// now, and a queue behind its list catches up.
-	n.auditAll(true)
-}
-
-// relinkLater retries a repair's link until membership settles. Once it
-// succeeds, the subscriptions go on from the list's real position (a
-// RESYNC with its etag): the failed attempt announced the loss with no
-// position, and events the list stamped meanwhile did not reach them.
-func (n *Node) relinkLater(res string, hint shard.Hint, li shard.LocalInterest, err error) {
-	for range 60 {
-		select {
-		case <-n.stop:
-			return
-		case <-time.After(500 * time.Millisecond):
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		var l shard.Linked
-		_, l, err = n.link(ctx, res, hint, li.Interest, false)
-		cancel()
-		if err == nil {
-			n.store.Resync(res, l, li.Queues)
-			return
-		}
-	}
-	n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for their clients", "resource", res, "err", err)
+	dropped := n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
+	lost, _, _ := n.relink(func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
+	n.stats.Repairs.Add(1)
+	n.stats.handoff(time.Since(start))
+	n.log.Info("repaired after crash", "crashed", crashed, "resync", lost, "dropped", dropped, "in", time.Since(start))
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
@@ -584,69 +623,9 @@ func (n *Node) rejoined(deadAt uint64) {
 		mu.Unlock()
 	}
 	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped)
-	n.relink(func(string) bool { return true }, nil)
-}
-
-// relink links again the subscriptions of the queues here to resources
-// for which dead is true, and puts a RESYNC in each.
-//
-// Invariant (the gateway remembers what it delivered): the RESYNC carries
-// the list's etag after the re-link, and the re-link tells the list the
-// newest etag the queues here delivered (each subscription knows its last
-// one and that event's position); the publisher's Current is used only
-// when no queue here holds an etag a list stamped. A list rebuilt after
-// its holder died so starts from the newest etag any queue saw, never
-// from "" for a resource that was published, and never from an older
-// etag a publisher remembers.
-func (n *Node) relink(dead func(string) bool, crashed []string) {
-	start := time.Now()
-	dropped := 0
-	if crashed != nil {
-		dropped = n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
-	}
-	locals := n.store.LocalInterests()
-	var affected []string
-	for res := range locals {
-		if dead(res) {
-			affected = append(affected, res)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
-	defer cancel()
-	etags := n.current(ctx, affected)
-	resynced := 0
-	for _, res := range affected {
-		li := locals[res]
-		hint := li.Hint
-		if e := etags[res]; e != "" && hint.Pos.At == 0 {
-			// The publisher's word, when no queue here holds an etag a
-			// list stamped. Never over one that is: the new owner's
-			// publisher may keep etags in memory and know only the
-			// publishes it saw while it owned the resource, and its
-			// answer cannot be ordered against delivered etags.
-			hint.Etag = e
-		}
-		// Neither the queues here nor the publisher know an etag: a list
-		// this link makes again remembers that its "" is not "never
-		// published", and a fresh subscribe to it answers etagUnknown.
-		hint.Unknown = hint.Etag == ""
-		_, l, err := n.link(ctx, res, hint, li.Interest, false)
-		if err != nil {
-			// Another node may not have seen the change yet and route
-			// to the dead one: linking is idempotent, so try again. The
-			// loss is announced now, with the newest etag known here.
-			go n.relinkLater(res, hint, li, err)
-			l = shard.Linked{Etag: hint.Etag}
-		}
-		resynced += n.store.Resync(res, l, li.Queues)
-	}
+	k, _, _ := n.relink(func(string) bool { return true }, true)
 	n.stats.Repairs.Add(1)
-	if crashed == nil {
-		n.log.Info("relinked", "resources", len(affected), "resync", resynced, "in", time.Since(start))
-		return
-	}
-	n.stats.handoff(time.Since(start))
-	n.log.Info("repaired after crash", "crashed", crashed, "resources", len(affected), "resync", resynced, "dropped", dropped, "in", time.Since(start))
+	n.log.Info("relinked", "resync", k)
 }
 
 var _ shard.Peers = (*Node)(nil)
@@ -656,63 +635,97 @@ var _ shard.Peers = (*Node)(nil)
 // every node knows its own queues, so an interest lost in a hand-off
 // comes back, with a RESYNC for the queues here (they may have missed a
 // change). It should find nothing; it counts what it repairs.
-func (n *Node) audit() { n.auditAll(false) }
-
-// auditAll is the audit; retry: a link that fails is tried again in the
-// background (a repair's: the other survivors may not have dropped the
-// dead node yet and route to it).
-func (n *Node) auditAll(retry bool) {
+func (n *Node) audit() {
 	start := time.Now()
-	locals := n.store.LocalInterests()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
-	defer cancel()
-	k, missing, behind := 0, 0, 0
-	for res, li := range locals {
-		// The hint is what the queues here delivered, as relink's: a list
-		// the audit re-creates (it was lost) starts from the newest etag
-		// they saw, and its RESYNC never carries "" for a published
-		// resource. A list that learned a later etag keeps its own.
-		added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
-		if err != nil {
-			n.log.Debug("audit: link failed", "resource", res, "err", err)
-			if retry {
-				go n.auditLater(res, li)
-			}
-			continue
-		}
-		if added {
-			missing++
-		}
-		r, b := n.settleLink(res, l, added, li)
-		k, behind = k+r, behind+b
-	}
-	if behind > 0 {
-		n.stats.Repairs.Add(1)
-		n.log.Warn("audit: subscriptions were behind their lists; RESYNC with the list's etag", "resync", behind)
-	}
-	if missing == 0 {
-		n.log.Debug("audit: this node is in every list it should be", "resources", len(locals), "in", time.Since(start))
+	missing, behind, resources := n.relink(func(string) bool { return false }, false)
+	if missing+behind == 0 {
+		n.log.Debug("audit: this node is in every list it should be", "resources", resources, "in", time.Since(start))
 		return
 	}
-	n.stats.Repairs.Add(1)
-	n.log.Warn("audit: this node was missing from subscriber lists; linked again with RESYNC", "resources", missing, "resync", k, "in", time.Since(start))
+	n.stats.Audited.Add(uint64(missing + behind))
+	n.log.Warn("audit: this node was missing from lists or its subscriptions behind them; RESYNC with the list's etag", "resync_missing", missing, "resync_behind", behind, "in", time.Since(start))
 }
 
-// settleLink applies an audit's link of this node's interest li at l: if
-// the node was not in the list (added), its queues get a RESYNC; else
-// they are brought up to the list's position, and catch up if they are
+// relink links again this node's interest in the list of every resource
+// its queues subscribe to, and returns how many RESYNCs it appended to
+// subscriptions whose list was lost (lost(res), or this node missing from
+// it), how many to subscriptions behind their list (shard.Store.CatchUp),
+// and how many resources it linked. retry: a link that fails is tried
+// again in the background (a repair's: the other survivors may not have
+// dropped the dead node yet and route to it).
+//
+// Invariant (the gateway remembers what it delivered): a lost list's
+// RESYNC carries the list's etag after the re-link, and the re-link tells
+// the list the newest etag the queues here delivered (each subscription
+// knows its last one and that event's position); the publisher's Current
+// is used only when no queue here holds an etag a list stamped. A list
+// rebuilt after its holder died so starts from the newest etag any queue
+// saw, never from "" for a resource that was published, and never from an
+// older etag a publisher remembers.
+func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, resources int) {
+	locals := n.store.LocalInterests()
+	var affected []string
+	for res := range locals {
+		if lost(res) {
+			affected = append(affected, res)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
+	defer cancel()
+	etags := n.current(ctx, affected)
+	for res, li := range locals {
+		isLost := lost(res)
+		if isLost {
+			if e := etags[res]; e != "" && li.Hint.Pos.At == 0 {
+				// The publisher's word, when no queue here holds an etag a
+				// list stamped. Never over one that is: the new owner's
+				// publisher may keep etags in memory and know only the
+				// publishes it saw while it owned the resource.
+				li.Hint.Etag = e
+			}
+			// Nobody here knows an etag: a list this link makes again
+			// remembers that its "" is not "never published", and a fresh
+			// subscribe to it answers etagUnknown.
+			li.Hint.Unknown = li.Hint.Etag == ""
+		}
+		r, b, err := n.relinkOne(ctx, res, li, isLost)
+		resynced, behind = resynced+r, behind+b
+		if err == nil {
+			continue
+		}
+		n.log.Debug("relink: link failed", "resource", res, "err", err)
+		if isLost {
+			// The loss is announced now, with the newest etag known here;
+			// the retry's RESYNC brings the list's own.
+			resynced += n.store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, li.Queues)
+		}
+		if retry {
+			go n.relinkLater(res, li, isLost)
+		}
+	}
+	return resynced, behind, len(locals)
+}
+
+// relinkOne links this node's interest li in res's list. If the node was
+// not in it, or it was lost, the queues get a RESYNC from the list's
+// position; else they are brought up to it, and catch up if they are
 // behind (one that missed the last event, and its tail announcements,
 // learns it now). It returns both counts.
-func (n *Node) settleLink(res string, l shard.Linked, added bool, li shard.LocalInterest) (resynced, behind int) {
-	if added {
-		return n.store.Resync(res, l, li.Queues), 0
+func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest, lost bool) (resynced, behind int, err error) {
+	added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case added || lost:
+		return n.store.Resync(res, l, li.Queues), 0, nil
 	}
-	return 0, n.store.CatchUp(res, l, li.Queues)
+	return 0, n.store.CatchUp(res, l, li.Queues), nil
 }
 
-// auditLater retries a repair's audit link until it succeeds or 30 s
-// pass, as relinkLater does.
-func (n *Node) auditLater(res string, li shard.LocalInterest) {
+// relinkLater retries a repair's link until it succeeds or 30 s pass.
+// Once it succeeds, the subscriptions go on from the list's real position:
+// events the list stamped meanwhile did not reach them.
+func (n *Node) relinkLater(res string, li shard.LocalInterest, lost bool) {
 	var err error
 	for range 60 {
 		select {
@@ -721,12 +734,9 @@ func (n *Node) auditLater(res string, li shard.LocalInterest) {
 		case <-time.After(500 * time.Millisecond):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		var added bool
-		var l shard.Linked
-		added, l, err = n.link(ctx, res, li.Hint, li.Interest, false)
+		_, _, err = n.relinkOne(ctx, res, li, lost)
 		cancel()
 		if err == nil {
-			n.settleLink(res, l, added, li)
 			return
 		}
 	}

@@ -283,3 +283,124 @@ func (g *gate) holding(suffix string) func(ctx context.Context, method string) e
 }
 
 func (g *gate) free() { g.unblock.Do(func() { close(g.release) }) }
+
+// lostAnswer sets up the answer-never-reaches-the-taker cases: x holds a
+// queue subscribed to a list x holds too. It returns them.
+func lostAnswer(t *testing.T, x *testNode) (queue, list string) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; list == ""; i++ {
+		if r := fmt.Sprintf("user:alice/l%d", i); x.Ring().Owner(r) == x.Name() {
+			list = r
+		}
+	}
+	q, err := x.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Subscribe(ctx, allowAll{}, alice, q.Name, list, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	return q.Name, list
+}
+
+// reaches publishes etag on list through n until the publish lands, and
+// waits until queue, read through n, holds it: the queue and its
+// subscription are alive somewhere in the cluster.
+func reaches(t *testing.T, n *testNode, queue, list, etag string) {
+	t.Helper()
+	ctx := context.Background()
+	published := waitFor(30*time.Second, func() bool {
+		_, err := n.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: list, Etag: etag, Time: time.Now()})
+		return err == nil
+	})
+	if !published {
+		t.Fatalf("the publish of %s never landed", etag)
+	}
+	var last error
+	if !waitFor(20*time.Second, func() bool {
+		pg, err := n.Poll(ctx, alice, queue, 0, 100, 0)
+		last = err
+		for _, it := range pg.Items {
+			if it.Event.Etag == etag {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("queue %s never got %s (last poll: %v)", queue, etag, last)
+	}
+}
+
+// TestHandoff_TakeWhoseAnswerIsLostAsksAgain: z's take asks x for a queue
+// and its list; x exports them, and the answer never reaches z (here the
+// connection breaks, and stays down for the take's next calls). The keys are then
+// only in x's tombs, kept for z: z must ask again until it has them. Before,
+// its take failed and nobody asked again: the queue was lost (x's tombs
+// sent its calls to z, which did not hold it).
+func TestHandoff_TakeWhoseAnswerIsLostAsksAgain(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x started
+	var armed atomic.Bool
+	var takes atomic.Int32
+	var queue, list string
+	cut := func(_ context.Context, method string) error {
+		if !armed.Load() || !strings.HasSuffix(method, "/Take") {
+			return nil
+		}
+		switch k := takes.Add(1); {
+		case k == 2: // 1 lists the queue's resources; 2 takes
+			// The giver runs the Take, and its answer is lost on the way.
+			x.GiveKeys("z", []string{queue}, []string{list})
+			return fmt.Errorf("%w: connection reset", shard.ErrUnavailable)
+		case k <= 4: // and the connection stays down a while
+			return fmt.Errorf("%w: connection refused", shard.ErrUnavailable)
+		}
+		return nil
+	}
+	x = startNode(t, "x", ca, caKey, "")
+	z := startNodeWith(t, "z", ca, caKey, x.gossip, cut)
+	waitRing(t, []*testNode{x.testNode, z.testNode}, 2)
+	queue, list = lostAnswer(t, x.testNode)
+	armed.Store(true)
+	if err := z.TakeKeys(context.Background(), "x", []string{queue}, []string{list}); err == nil {
+		t.Fatal("the take whose answer was lost succeeded")
+	}
+	if x.store.Has(queue) {
+		t.Fatal("x still holds the queue it exported")
+	}
+	if !waitFor(20*time.Second, func() bool { return x.store.Has(queue) || z.store.Has(queue) }) {
+		t.Fatal("neither node holds the queue: it was lost in x's tombs")
+	}
+	reaches(t, z.testNode, queue, list, "v2")
+	reaches(t, x.testNode, queue, list, "v3")
+}
+
+// TestHandoff_KeysGivenToATakerThatDiesComeBack: x gives a queue and its
+// list to z (z's Take), and z dies before it imported them (its answer
+// never arrived). x must take them back: no node but x has them. Before,
+// they stayed in x's tombs until those expired: the queue was lost.
+func TestHandoff_KeysGivenToATakerThatDiesComeBack(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := startNode(t, "x", ca, caKey, "")
+	z := startNode(t, "z", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, z.testNode}, 2)
+	queue, list := lostAnswer(t, x.testNode)
+	if q, r := x.GiveKeys("z", []string{queue}, []string{list}); q != 1 || r != 1 {
+		t.Fatalf("x gave %d queues and %d lists; want 1 and 1", q, r)
+	}
+	z.Close() // dies with its take unfinished
+	waitRing(t, []*testNode{x.testNode}, 1)
+	if !waitFor(40*time.Second, func() bool { return x.store.Has(queue) }) {
+		t.Fatal("x never took back the queue its dead taker did not get")
+	}
+	reaches(t, x.testNode, queue, list, "v2")
+}

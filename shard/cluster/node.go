@@ -545,7 +545,7 @@ func (n *Node) expire() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for k, t := range n.tombs {
-		if now.After(t.until) {
+		if now.After(t.until) && t.queue == nil && t.resource == nil { // one not acknowledged is kept: see take
 			delete(n.tombs, k)
 		}
 	}

@@ -56,6 +56,15 @@ func TestAudit_RelinkKeepsTheEtagTheQueueDelivered(t *testing.T) {
 	if got := store.ResourcesWithScheme("user")[res]; got != "v5" {
 		t.Errorf("the re-created list knows etag %q, want v5", got)
 	}
+	// The audit is a safety net that counts what it repairs: one RESYNC
+	// here, none when it runs again and finds nothing.
+	if got := n.Stats().Audited.Load(); got != 1 {
+		t.Errorf("the audit counted %d RESYNCs, want 1", got)
+	}
+	n.audit()
+	if got := n.Stats().Audited.Load(); got != 1 {
+		t.Errorf("a second audit that found nothing counted %d RESYNCs in all, want 1", got)
+	}
 }
 
 // A repair whose link failed retries it; once it succeeds the
@@ -98,9 +107,9 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	publish("v2")
 	publish("v3")
 	// The repair's first link failed: the loss is announced with no position.
-	hint := shard.Hint{Etag: "v1"}
-	store.Resync(res, shard.Linked{Etag: hint.Etag}, []string{q.Name})
-	n.relinkLater(res, hint, li, errNotHeld)
+	li.Hint = shard.Hint{Etag: "v1"}
+	store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, []string{q.Name})
+	n.relinkLater(res, li, true)
 	publish("v4")
 	pg, err := store.Poll(ctx, alice, q.Name, 0, 20, 0)
 	if err != nil || len(pg.Items) == 0 {

@@ -17,7 +17,8 @@ type Stats struct {
 	RingChanges atomic.Uint64 // ring rebuilds
 	KeysGiven   atomic.Uint64 // queues and lists handed to other nodes
 	KeysTaken   atomic.Uint64 // queues and lists taken over
-	Repairs     atomic.Uint64 // crash repairs run
+	Repairs     atomic.Uint64 // crash repairs and rejoins run
+	Audited     atomic.Uint64 // RESYNCs the post-settle audit appended: it should find nothing
 	Dropped     atomic.Uint64 // ops that could not reach a peer
 	Relays      atomic.Uint64 // relayed streams opened
 
