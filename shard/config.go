@@ -23,7 +23,14 @@ type Config struct {
 	BufferSize int `yaml:"buffer_size"`
 	// RetainDelivered is how many notifications already written to a stream
 	// stay buffered for a reader that reconnects with an older `after`.
-	// Default 64, at most BufferSize.
+	// Default 1024 (the default BufferSize), at most BufferSize. It must
+	// cover what a stream can have in flight: a relayed stream's holder
+	// writes to another node's relay buffer and its gRPC window, hundreds
+	// of notifications under load, and a relay that breaks (its node
+	// froze, its reader's connection went) loses them; with 64, the
+	// reader resuming elsewhere got an OVERFLOW, subscribed again, was
+	// answered the current etags, and then read the older notifications
+	// still queued after them (TestRelay_BrokenWithManyInFlightResumesWithoutOverflow).
 	RetainDelivered int `yaml:"retain_delivered"`
 	// MaxSubscriptionsPerQueue: default 10 000.
 	MaxSubscriptionsPerQueue int `yaml:"max_subscriptions_per_queue"`
@@ -51,7 +58,7 @@ func DefaultConfig() Config {
 		DefaultTTL:               300 * time.Second,
 		MaxTTL:                   3600 * time.Second,
 		BufferSize:               1024,
-		RetainDelivered:          64,
+		RetainDelivered:          1024,
 		MaxSubscriptionsPerQueue: 10000,
 		MaxQueuesPerDevice:       16,
 		ReapInterval:             time.Second,

@@ -186,6 +186,18 @@ func (s *Store) HasResource(res string) (subscribers int, held bool) {
 	return r.countLocked(), !r.dead
 }
 
+// ListEpoch reports the epoch of res's list here (held false: none): the
+// wall-clock time it was made or last merged (Position.Epoch).
+func (s *Store) ListEpoch(res string) (epoch uint64, held bool) {
+	r := s.res.get(res)
+	if r == nil {
+		return 0, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pos.Epoch, !r.dead
+}
+
 // SubscriberCount counts the queues of every subscriber list held here.
 func (s *Store) SubscriberCount() int {
 	n := 0

@@ -4,25 +4,30 @@
 // its queue or resource over gRPC with mutual TLS, hand-off of state when
 // nodes join or leave, and repair of subscriber lists when a node dies.
 //
-// A Node wraps one shard.Store. Any node accepts any call: the node that
-// holds the key serves it, whichever node the ring names. State moves
-// whole (Take), so a key is held by exactly one node at a time; a node
-// that handed a key off remembers where it went (a tomb) and forwards
-// late calls there. The tomb keeps what was given until the taker
-// acknowledges it: a take that did not get its answer asks again, and
-// keys given to a taker that went away come back (handoff.go take). On a single node (no gossip address) every key is
-// local and nothing is sent anywhere.
+// A Node wraps one shard.Store. Any node accepts any call and sends it to
+// the key's ring owner; the node that holds the key serves it. State
+// moves whole (Take), so a key is held by exactly one node at a time; a
+// node that handed a key off remembers where it went (a tomb). The tomb
+// keeps what was given until the taker acknowledges it: a take that did
+// not get its answer asks again, and keys given to a taker that went
+// away come back (handoff.go take). Calls between nodes carry the
+// sender's ring identity (ring.Ring.ID); a receiver on another ring
+// waits briefly for membership to converge, else answers
+// shard.ErrUnavailable, so every route is short by construction, not by
+// a hop count (route.go, locate). On a single node (no gossip address)
+// every key is local and nothing is sent anywhere.
 //
 // A resource's list records which nodes are interested in it (see
 // shard.Interest): its holder sends each event once to each of them, with
 // no queue names, and each appends it to its own queues. What moves when:
 // a list moves whole with its interested nodes (Take); a queue moves with
 // its subscriptions, and its new node is registered in each of their
-// lists before the old node exports it (give's registerTaker); a node
-// that dies is dropped from every list here, and the lists it held are
-// made again from every survivor's interest, with the newest etag and
+// lists before the old node exports it (take's enlist); a node that
+// dies is dropped from every list here, and the lists it held are made
+// again from every survivor's interest, with the newest etag and
 // position their queues delivered (relink); a node taken for dead that
-// returns links all its interest again (rejoined).
+// returns drops the lists it held then and links all its interest again
+// (rejoined).
 //
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the

@@ -22,69 +22,43 @@ func (n *Node) stripe(key string) *sync.RWMutex {
 	return &n.stripes[maphash.String(stripeSeed, key)%uint64(len(n.stripes))]
 }
 
-// errNotHeld answers an asked link for a list the asked node does not
-// hold: its owner, which asked, starts the list itself.
-var errNotHeld = errors.New("subscriber list not held here")
+// errNotHeld answers a call that reached a node other than its key's
+// owner (on a shared ring: the owner asked) for a key not held there.
+var errNotHeld = errors.New("key not held here")
 
-// link records in (a node's interest) in resource's list where it is
-// held, and reports whether the node was not interested yet, with the
-// list's state when it joined. asked: the resource's owner asked this
-// node, which starts no list for it (errNotHeld).
-func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, hops uint32, asked bool) (bool, shard.Linked, error) {
-	mu := n.stripe(resource)
-	var where string
-	var ask bool
-	for {
-		// A list in flight here is waited for holding no stripe: a give
-		// of a list on the same stripe waits for the stripe, and the
-		// take bringing this one may need it (its enlist links here).
-		if err := n.landed(ctx, resource); err != nil {
-			return false, shard.Linked{}, err
-		}
-		mu.RLock()
-		var err error
-		where, ask, err = n.locate(opNow, resource, n.holdsResource, hops, asked)
-		if err == nil {
-			break
-		}
-		mu.RUnlock() // in flight again meanwhile
+// link records in (a node's interest) in resource's list where it is held
+// (see locate; remote: the call came from another node on this node's
+// ring), and reports whether the node was not interested yet, with the
+// list's state when it joined. An owner whose list nobody holds starts
+// it; a node asked for a list it does not hold answers errNotHeld.
+//
+// Invariant: a link served here adds to the list held here, or starts
+// one, under the resource's stripe (read), which give holds (write) from
+// the tomb's making to the export: a link never starts a second list
+// after the first one left, nor beside one in flight here. A list in
+// flight here is waited for (locate) holding no stripe: a give of a list
+// on the same stripe waits for the stripe, and the take bringing this one
+// may need it (its enlist links here).
+func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, remote bool) (bool, shard.Linked, error) {
+	type linked struct {
+		added bool
+		l     shard.Linked
 	}
-	if where == "" {
-		if asked && !n.holdsResource(resource) {
-			mu.RUnlock()
-			return false, shard.Linked{}, errNotHeld
-		}
-		added, l := n.store.AddInterest(resource, in, hint)
-		mu.RUnlock()
-		return added, l, nil
+	there := func(node string, id uint64) (linked, error) {
+		added, l, err := n.linkAt(ctx, node, resource, hint, in, id)
+		return linked{added, l}, err
 	}
-	mu.RUnlock()
-	added, l, err := n.linkAt(ctx, where, resource, hint, in, hops+1, ask)
-	if ask && !asked && errors.Is(err, errNotHeld) {
-		// Nobody else holds the list: this node, its owner, starts it.
+	r, err := serve(ctx, n, resource, n.holdsResource, remote, there, func(at place) (linked, bool, error) {
+		mu := n.stripe(resource)
 		mu.RLock()
 		defer mu.RUnlock()
-		added, l = n.store.AddInterest(resource, in, hint)
-		return added, l, nil
-	}
-	return added, l, err
-}
-
-// landed returns once key is not in flight to this node, or when ctx ends.
-func (n *Node) landed(ctx context.Context, key string) error {
-	for {
-		n.mu.Lock()
-		ch := n.inflight[key]
-		n.mu.Unlock()
-		if ch == nil {
-			return nil
+		if !n.holdsResource(resource) && n.movedMeanwhile(resource, at) {
+			return linked{}, true, nil
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+		added, l := n.store.AddInterest(resource, in, hint)
+		return linked{added, l}, false, nil
+	})
+	return r.added, r.l, err
 }
 
 // give exports keys to node (the Take RPC): each key leaves this store as a
@@ -246,9 +220,9 @@ func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) 
 			var l shard.Linked
 			var err error
 			if src != "" {
-				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, 1, true)
+				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, n.ring.Load().ID())
 			} else {
-				_, l, err = n.link(ctx, res, shard.Hint{}, in, 0, false)
+				_, l, err = n.link(ctx, res, shard.Hint{}, in, false)
 			}
 			if err != nil {
 				n.log.Debug("hand-off: not recorded in a list before the queues came", "resource", res, "err", err)
@@ -369,7 +343,10 @@ func (n *Node) takeBack() {
 		return
 	}
 	for _, st := range rs {
+		mu := n.stripe(st.GetName())
+		mu.Lock() // see rejoined
 		n.store.ImportResource(resourceStateOf(st))
+		mu.Unlock()
 	}
 	for _, st := range qs {
 		n.store.ImportQueue(queueStateOf(st))
@@ -445,7 +422,10 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 	// Lists first, and ops on them may go on: an imported queue tells
 	// its lists' holders (perhaps this node) that this node is interested.
 	for _, st := range rep.GetResources() {
+		mu := n.stripe(st.GetName())
+		mu.Lock() // see rejoined
 		n.store.ImportResource(resourceStateOf(st))
+		mu.Unlock()
 	}
 	release(rs)
 	for _, st := range rep.GetQueues() {
@@ -609,10 +589,40 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
-// and dropped it from their lists. Its interest in every list is linked
-// again, with a RESYNC: changes may have been missed.
-func (n *Node) rejoined() {
-	n.log.Warn("the cluster took this node for dead: linking every subscription again")
+// at deadAt (unix nanoseconds, the sender's clock) and dropped it from
+// their lists. Its interest in every list is linked again, with a
+// RESYNC: changes may have been missed.
+//
+// Invariant: a list a node held when the cluster took it for dead is not
+// served after it returns. The survivors made it again (repair) from
+// their queues, with the newest etag they delivered, and published to it
+// since; the old copy would answer a subscribe with an older etag and
+// stamp changes over newer ones. So every list here made before deadAt
+// (its epoch: when it was made or last merged) is dropped under its
+// stripe, before the relink: this node, owning a key it no longer holds,
+// then asks the owners of the ring without it (remembered as a past
+// ring), which hold the copy made again, and a list nobody made again
+// starts from the queues here. A take's import of a list takes the same
+// stripe, so a list handed here meanwhile is merged before the check
+// (a new epoch: kept) or lands after the drop.
+func (n *Node) rejoined(deadAt uint64) {
+	n.mu.Lock()
+	if n.others != nil { // nil: no ring installed yet (a node just restarted), nothing to remember
+		n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
+	}
+	n.mu.Unlock()
+	_, lists := n.store.Keys()
+	dropped := 0
+	for _, res := range lists {
+		mu := n.stripe(res)
+		mu.Lock()
+		if e, held := n.store.ListEpoch(res); held && e < deadAt {
+			n.store.ExportResource(res)
+			dropped++
+		}
+		mu.Unlock()
+	}
+	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped)
 	k, _, _ := n.relink(func(string) bool { return true }, true)
 	n.stats.Repairs.Add(1)
 	n.log.Info("relinked", "resync", k)
@@ -702,7 +712,7 @@ func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, res
 // behind (one that missed the last event, and its tail announcements,
 // learns it now). It returns both counts.
 func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest, lost bool) (resynced, behind int, err error) {
-	added, l, err := n.link(ctx, res, li.Hint, li.Interest, 0, false)
+	added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
 	switch {
 	case err != nil:
 		return 0, 0, err

@@ -66,8 +66,8 @@ type Config struct {
 }
 
 const (
-	maxHops      = 4                // a call forwarded more often is served where it is
 	historyTTL   = 2 * time.Minute  // how long a past ring's owners are asked for keys
+	ringWait     = time.Second      // how long a call from another ring waits for this node to install it
 	settleTime   = 15 * time.Second // after a ring change, nodes may disagree this long
 	tombTTL      = 2 * time.Minute  // how long a node forwards keys it handed off
 	rebalanceGap = 5 * time.Second  // periodic hand-off of misplaced keys
@@ -90,6 +90,7 @@ type Node struct {
 	members    map[string]member // alive members as gossip reports them, self included
 	leaving    map[string]bool   // nodes that said they stop owning keys; true once done
 	history    []pastRing        // newest first
+	installed  chan struct{}     // closed when the next ring is installed (see sameRing)
 	peers      map[string]*peer  // clients by node name
 	tombs      map[string]tomb   // keys handed off → where
 	inflight   map[string]chan struct{}
@@ -105,8 +106,7 @@ type Node struct {
 	epoch      uint64
 	changedAt  time.Time
 	auditedAt  time.Time
-	others     *ring.Ring      // the ring without this node, for locate
-	othersOf   uint64          // the epoch others was built from
+	others     *ring.Ring      // the ring installed last, without this node (see locate)
 	pubs       LocalPublishers // this node's plugin host, for routed calls
 	routed     *Publishers
 
@@ -204,6 +204,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		relays:     map[*stream]string{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
+		installed:  make(chan struct{}),
 		changed:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
@@ -468,24 +469,20 @@ func (n *Node) rebuild() {
 		}
 	}()
 	n.members = alive
-	var back []string // taken for dead, alive again: they must relink
-	for name := range alive {
-		if _, ok := n.crashed[name]; ok {
-			back = append(back, name)
+	for name := range alive { // taken for dead, alive again: it must relink
+		if at, ok := n.crashed[name]; ok {
 			delete(n.crashed, name)
+			go func() {
+				if p := n.peer(name); p != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+					defer cancel()
+					_, _ = p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
+				}
+			}()
 		}
 	}
-	for _, b := range back {
-		go func() {
-			if p := n.peer(b); p != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-				defer cancel()
-				_, _ = p.client.Rejoined(ctx, &pb.Empty{})
-			}
-		}()
-	}
 	r := n.ringLocked()
-	if slices.Equal(r.Nodes(), old.Nodes()) && sameWeights(r, old) {
+	if r.ID() == old.ID() {
 		n.mu.Unlock()
 		if len(crashed) > 0 {
 			n.repair(old, crashed)
@@ -530,16 +527,16 @@ func (n *Node) installLocked(r, old *ring.Ring) {
 	n.history = append([]pastRing{{r: old, until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
-	n.changedAt = now
-}
-
-func sameWeights(a, b *ring.Ring) bool {
-	for _, x := range a.Nodes() {
-		if a.Weight(x) != b.Weight(x) {
-			return false
+	w := map[string]int{}
+	for _, x := range r.Nodes() {
+		if x != n.cfg.Name {
+			w[x] = r.Weight(x)
 		}
 	}
-	return true
+	n.others = ring.New(r.Epoch(), w)
+	close(n.installed)
+	n.installed = make(chan struct{})
+	n.changedAt = now
 }
 
 // expire forgets old tombs and rings.

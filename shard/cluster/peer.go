@@ -2,13 +2,14 @@ package cluster
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/grpc/metadata"
 
 	pb "meshgate/shard/cluster/peerpb"
 )
@@ -70,6 +71,9 @@ func (n *Node) peer(node string) *peer {
 }
 
 func (n *Node) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if d, ok := ctx.Deadline(); ok { // see serveIntercept
+		ctx = metadata.AppendToOutgoingContext(ctx, deadlineKey, strconv.FormatInt(d.UnixNano(), 10))
+	}
 	if n.cfg.Intercept != nil {
 		if err := n.cfg.Intercept(ctx, method); err != nil {
 			return err
@@ -253,22 +257,18 @@ func (p *peer) handOn(ops []*pb.Op) {
 
 // reroute applies op as if it had been made here.
 func (n *Node) reroute(op *pb.Op) {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
 	switch {
 	case op.GetEvent() != nil && op.GetFanout():
-		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), 0, false)
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), false)
 	case op.GetEvent() != nil:
 		// Stamped here for the peer: sent as it is to the nodes
 		// interested now. A list that left since announces its tail.
 		n.store.Refan(eventOf(op.GetEvent()))
-	case op.GetInterestResource() != "":
-		fwd := proto.Clone(op).(*pb.Op)
-		fwd.Hops, fwd.Asked = 0, false
-		n.interestAt(fwd)
-	case op.GetLearnResource() != "":
-		n.learnAt(op)
 	case op.GetRevokeResource() != "":
-		n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), 0, false)
+		n.Revoke(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice())
+	default:
+		n.applyOp(op, false)
 	}
 }

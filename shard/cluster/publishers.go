@@ -36,12 +36,12 @@ func (n *Node) Publishers(local LocalPublishers) *Publishers {
 
 // Authorize implements shard.Authorizer at the resource's owner.
 func (p *Publishers) Authorize(ctx context.Context, pr shard.Principal, resource, proof string) (string, error) {
-	return p.n.authorize(ctx, pr, resource, proof, 0)
+	return p.n.authorize(ctx, pr, resource, proof, false)
 }
 
 // Publish runs a `publish` mutation at the resource's owner.
 func (p *Publishers) Publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte) (int, error) {
-	return p.n.publish(ctx, pr, resource, etag, payload, 0)
+	return p.n.publish(ctx, pr, resource, etag, payload, false)
 }
 
 func (n *Node) localPubs() LocalPublishers {
@@ -50,20 +50,25 @@ func (n *Node) localPubs() LocalPublishers {
 	return n.pubs
 }
 
-func (n *Node) ownerFor(resource string, hops uint32) string {
-	if hops >= maxHops || n.cfg.Gossip == "" {
-		return ""
+// ownerFor names the node whose publishers answer for resource ("": this
+// one), and the ring identity it was chosen on. A call from another node
+// (remote) is served here: its sender chose this node as the owner on
+// the ring both share (see sameRing), so it is never sent on.
+func (n *Node) ownerFor(resource string, remote bool) (string, uint64) {
+	if remote || n.cfg.Gossip == "" {
+		return "", 0
 	}
-	if o := n.ring.Load().Owner(resource); o != n.cfg.Name && n.isMember(o) {
-		return o
+	r := n.ring.Load()
+	if o := r.Owner(resource); o != n.cfg.Name && n.isMember(o) {
+		return o, r.ID()
 	}
-	return ""
+	return "", 0
 }
 
-func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proof string, hops uint32) (string, error) {
-	if o := n.ownerFor(resource, hops); o != "" {
+func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proof string, remote bool) (string, error) {
+	if o, id := n.ownerFor(resource, remote); o != "" {
 		if p := n.peer(o); p != nil {
-			rep, err := p.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalPB(pr), Resource: resource, Proof: proof, Hops: hops + 1})
+			rep, err := p.client.Authorize(ctx, &pb.AuthorizeRequest{Principal: principalPB(pr), Resource: resource, Proof: proof, Ring: id})
 			if err == nil {
 				return rep.GetEtag(), nil
 			}
@@ -80,10 +85,15 @@ func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proo
 	return l.Authorize(ctx, pr, resource, proof)
 }
 
-func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte, hops uint32) (int, error) {
-	if o := n.ownerFor(resource, hops); o != "" {
+func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag string, payload []byte, remote bool) (int, error) {
+	if o, id := n.ownerFor(resource, remote); o != "" {
 		if p := n.peer(o); p != nil {
-			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Hops: hops + 1})
+			// Invariant: a publish sent on has a deadline, which the owner
+			// serves it by (serveIntercept); with none, one that waited in
+			// a frozen owner's socket was stamped when it thawed.
+			ctx, cancel := context.WithTimeout(ctx, callTimeout)
+			defer cancel()
+			rep, err := p.client.Publish(ctx, &pb.PublishRequest{Principal: principalPB(pr), Resource: resource, Etag: etag, Payload: payload, Ring: id})
 			if err != nil {
 				return 0, fromStatus(o, err)
 			}
@@ -103,7 +113,7 @@ func isUnavailable(err error) bool {
 }
 
 func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeReply, error) {
-	etag, err := s.n.authorize(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetProof(), r.GetHops())
+	etag, err := s.n.authorize(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetProof(), true)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -111,7 +121,7 @@ func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.Aut
 }
 
 func (s service) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.PublishReply, error) {
-	k, err := s.n.publish(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetEtag(), r.GetPayload(), r.GetHops())
+	k, err := s.n.publish(ctx, principalOf(r.GetPrincipal()), r.GetResource(), r.GetEtag(), r.GetPayload(), true)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -128,7 +138,7 @@ func (n *Node) current(ctx context.Context, resources []string) map[string]strin
 	}
 	byOwner := map[string][]string{}
 	for _, r := range resources {
-		o := n.ownerFor(r, 0)
+		o, _ := n.ownerFor(r, false)
 		byOwner[o] = append(byOwner[o], r)
 	}
 	out := make(map[string]string, len(resources))

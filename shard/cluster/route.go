@@ -7,29 +7,76 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
-	"meshgate/shard/ring"
 )
 
-// locate says where key is served: "" for here, else a node's name. The
-// node that holds a key serves it; a key being taken by this node is
-// waited for; a key handed off is followed to where it went; otherwise the
-// ring's owner serves it. If that is this node and it does not hold the
-// key, a node that may still hold it is asked (ask is true): a past ring's
-// owner, or, on a node that joined within historyTTL, the owner it
-// displaced. A call that came asked (asked) is never sent back to the
-// ring's owner, which asked: only tombs and past owners are followed, and
-// with none of them the call is served here as "not held". After maxHops
-// forwards a call is served where it is.
-func (n *Node) locate(ctx context.Context, key string, held func(string) bool, hops uint32, asked bool) (where string, ask bool, err error) {
+// Routing on a ring identity nodes compare (ring.Ring.ID). A call
+// enters the cluster at any node, which sends it to the key's ring owner;
+// the owner serves it if it holds the key, and else asks, in turn, the
+// nodes that may (pastOwnersLocked). Every call between nodes carries the
+// sender's ring identity, and the receiver checks it first (sameRing): a
+// call from another ring waits for this node to install it, at most
+// ringWait, else is answered shard.ErrUnavailable. No call is bounced on
+// by counting hops; these invariants bound every route:
+//
+//   - On a shared ring, a call that reaches a node other than the key's
+//     owner was sent by the owner, asking (or by a node the owner asked,
+//     following its tomb): "asked" needs no flag. Such a node serves the
+//     key if it holds it, follows its tomb unless it points to the owner,
+//     and else answers errNotHeld. It never sends the call to the owner,
+//     so every route is: entry node → owner → the nodes it asks → tombs.
+//   - Tombs point forward in a key's hand-off history: a tomb is made
+//     when its node gives the key away, and a node that holds the key
+//     follows no tomb (held is checked first).
+//   - A key's holder is its owner, or a node the owner can name: the node
+//     it gave the key to (a tomb), a past ring's owner (rebalance hands a
+//     key to its new owner; until it has, the past owner holds it), or the
+//     owner this node displaced when it joined (memberlist reports members
+//     one at a time, so a joining node's own past rings may not name the
+//     holder). Past rings are remembered for historyTTL, well past a
+//     rebalance.
+
+// place is where locate found a key's call is served.
+type place struct {
+	node string // another node serves it; "" this one
+	// This node owns the key and does not hold it: the nodes that may,
+	// to ask in turn (each answers errNotHeld if it does not). With none
+	// left, the key is absent and served here as such.
+	ask  []string
+	ring uint64 // the ring identity the route was chosen on
+}
+
+// holderOf is where a stream of queue name is read ("" here): the node
+// serving it, or, if this node owns it and does not hold it, its
+// likeliest holder (a stream cannot ask in turn). remote: the stream came
+// from another node on this node's ring, so a node neither holding nor
+// owning the queue answers errNotHeld (see locate), except that a tomb
+// is followed even to the owner: a stream comes by a redirect its
+// reader's node followed, not only asked by the owner.
+func (n *Node) holderOf(ctx context.Context, name string, remote bool) (string, error) {
+	at, err := n.locate(ctx, name, n.store.Has, remote)
+	if t := n.tombOf(name); errors.Is(err, errNotHeld) && t != "" {
+		return t, nil
+	}
+	if at.node == "" && len(at.ask) > 0 {
+		return at.ask[0], err
+	}
+	return at.node, err
+}
+
+// locate says where key is served. remote: the call came from another
+// node on this node's ring (see sameRing). A key held here is served
+// here; a key being taken by this node is waited for; see the invariants
+// above for the rest. A remote call for a key neither held nor owned
+// here answers errNotHeld.
+func (n *Node) locate(ctx context.Context, key string, held func(string) bool, remote bool) (place, error) {
 	for {
 		if held(key) {
-			return "", false, nil
+			return place{}, nil
 		}
 		n.mu.Lock()
 		ch := n.inflight[key]
@@ -40,72 +87,108 @@ func (n *Node) locate(ctx context.Context, key string, held func(string) bool, h
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return "", false, ctx.Err()
+			return place{}, ctx.Err()
 		}
 	}
 	defer n.mu.Unlock()
-	self := n.cfg.Name
-	if t, ok := n.tombs[key]; ok && n.aliveLocked(t.node) {
-		return t.node, false, nil
-	}
-	if hops >= maxHops {
-		return "", false, nil
-	}
-	owner := n.ring.Load().Owner(key)
-	if !asked && owner != "" && owner != self {
-		return owner, false, nil
-	}
-	// This node owns the key (or its owner asked) and does not hold it.
-	for _, p := range n.history {
-		if o := p.r.Owner(key); o != "" && o != self && o != owner && n.aliveLocked(o) {
-			return o, true, nil
-		}
-	}
-	if !asked && n.joinedRecentlyLocked() {
-		if o := n.withoutSelfLocked().Owner(key); o != "" && n.aliveLocked(o) {
-			return o, true, nil
-		}
-	}
-	return "", false, nil
-}
-
-// joinedRecentlyLocked reports whether this node was alone, or absent, in
-// some ring it remembers (historyTTL): it joined the others lately, and
-// the keys it owns may still be with the owners it displaced.
-//
-// Invariant: a node that joined within historyTTL asks the owner it
-// displaced for a key it owns and does not hold, until the key arrives or
-// a tomb says where it went. Rings it installed while joining do not end
-// that: memberlist reports the others one at a time, so a joining node
-// passes through rings such as {n1, n3} that no other node ever used;
-// their owners are often this node itself, and a list still at its old
-// owner (n2) would be taken for absent here: a publish answered success
-// unstamped, a link started a second list that other nodes' queues were
-// not in. A node that shared every remembered ring with others knows
-// their past ownership from its history.
-// n.mu held.
-func (n *Node) joinedRecentlyLocked() bool {
-	for _, p := range n.history {
-		if ns := p.r.Nodes(); len(ns) <= 1 || !slices.Contains(ns, n.cfg.Name) {
-			return true
-		}
-	}
-	return false
-}
-
-// withoutSelfLocked is the current ring minus this node, cached per epoch. n.mu held.
-func (n *Node) withoutSelfLocked() *ring.Ring {
 	r := n.ring.Load()
-	if n.others == nil || n.othersOf != r.Epoch() {
-		w := map[string]int{}
-		for _, x := range r.Nodes() {
-			if x != n.cfg.Name {
-				w[x] = r.Weight(x)
+	self, owner := n.cfg.Name, r.Owner(key)
+	tomb := n.tombs[key].node
+	switch {
+	case owner == "" || owner == self:
+		return place{ask: n.pastOwnersLocked(key), ring: r.ID()}, nil
+	case !remote:
+		return place{node: owner, ring: r.ID()}, nil
+	case tomb != "" && tomb != owner && n.aliveLocked(tomb):
+		return place{node: tomb, ring: r.ID()}, nil
+	}
+	return place{}, errNotHeld
+}
+
+// pastOwnersLocked lists the nodes that may hold a key this node owns
+// and does not hold: the node its tomb names, then, while this node
+// remembers a ring change (historyTTL), each past ring's owner and the
+// owner this node displaced. Only live members, each once. n.mu held.
+func (n *Node) pastOwnersLocked(key string) []string {
+	var out []string
+	add := func(o string) {
+		if o != "" && o != n.cfg.Name && n.aliveLocked(o) && !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	add(n.tombs[key].node)
+	if len(n.history) > 0 {
+		for _, p := range n.history {
+			add(p.r.Owner(key))
+		}
+		add(n.others.Owner(key))
+	}
+	return out
+}
+
+// sameRing returns once this node's ring identity is id (the sender's),
+// waiting at most ringWait for membership to converge, woken by each ring
+// install; else it answers shard.ErrUnavailable: the caller tries again.
+func (n *Node) sameRing(ctx context.Context, id uint64) error {
+	t := time.NewTimer(ringWait)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		r, installed := n.ring.Load(), n.installed
+		n.mu.Unlock()
+		if r.ID() == id {
+			return nil
+		}
+		select {
+		case <-installed:
+		case <-t.C:
+			return fmt.Errorf("%w: %s and the sender disagree on the ring while membership changes; retry", shard.ErrUnavailable, n.cfg.Name)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", shard.ErrUnavailable, ctx.Err()) //nolint:errorlint // UNAVAILABLE is the contract
+		}
+	}
+}
+
+// serve runs a call on key where locate says it is served: at the node
+// it names (there), else at each node that may hold it, in turn (there;
+// errNotHeld: the next one), else here. A call of this node's own sent
+// on a route the ring changed under (errNotHeld from the node named), a
+// key that moved meanwhile (shard.ErrMoved), or one that here finds gone
+// or coming (again) is located again.
+func serve[T any](ctx context.Context, n *Node, key string, held func(string) bool, remote bool, there func(node string, id uint64) (T, error), here func(at place) (v T, again bool, err error)) (T, error) {
+	var v T
+	for range 4 { // each pass follows a move that happened meanwhile
+		at, err := n.locate(ctx, key, held, remote)
+		if err != nil {
+			return v, err
+		}
+		if at.node != "" {
+			v, err = there(at.node, at.ring)
+			if errors.Is(err, shard.ErrMoved) || !remote && errors.Is(err, errNotHeld) {
+				continue
+			}
+			return v, err
+		}
+		for _, o := range at.ask {
+			if v, err = there(o, at.ring); !errors.Is(err, errNotHeld) {
+				return v, err
 			}
 		}
-		n.others, n.othersOf = ring.New(r.Epoch(), w), r.Epoch()
+		again := false
+		if v, again, err = here(at); !again {
+			return v, err
+		}
 	}
-	return n.others
+	return v, fmt.Errorf("%w: %s is moving between nodes; retry", shard.ErrUnavailable, key)
+}
+
+// movedMeanwhile reports whether key, not found here, left (a tomb to a
+// node not asked already) or is in flight here since at was located.
+func (n *Node) movedMeanwhile(key string, at place) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.tombs[key]
+	return n.inflight[key] != nil || ok && !slices.Contains(at.ask, t.node)
 }
 
 func (n *Node) holdsResource(res string) bool {
@@ -123,36 +206,27 @@ func unavailable(node string) error {
 	return fmt.Errorf("%w: node %s is not reachable", shard.ErrUnavailable, node)
 }
 
-// call runs a queue call where the queue is held.
-// auth authorizes a subscribe served here (nil: the node's Config.Auth).
-func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer) (*pb.QueueReply, error) {
-	for range 4 {
-		where, ask, err := n.locate(ctx, c.GetQueue(), n.store.Has, c.GetHops(), c.GetAsked())
-		if err != nil {
-			return nil, err
-		}
-		if where == "" {
-			rep, err := n.local(ctx, c, auth)
-			if errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.tombOf(c.GetQueue()) != "" {
-				continue // handed off while we ran: follow it
-			}
-			return rep, err
-		}
-		p := n.peer(where)
-		if p == nil {
-			return nil, unavailable(where)
-		}
-		fwd := proto.Clone(c).(*pb.QueueCall)
-		fwd.Hops++
-		fwd.Asked = ask
-		n.stats.forwarded(where, 1)
-		rep, err := p.client.Call(ctx, fwd)
-		if err = fromStatus(where, err); errors.Is(err, shard.ErrMoved) {
-			continue
-		}
-		return rep, err
+// call runs a queue call where the queue is held (see locate). remote:
+// it came from another node on this node's ring. auth authorizes a
+// subscribe served here (nil: the node's Config.Auth).
+func (n *Node) call(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer, remote bool) (*pb.QueueReply, error) {
+	there := func(node string, id uint64) (*pb.QueueReply, error) { return n.callAt(ctx, node, c, id) }
+	return serve(ctx, n, c.GetQueue(), n.store.Has, remote, there, func(at place) (*pb.QueueReply, bool, error) {
+		rep, err := n.local(ctx, c, auth) // handed off while it ran: follow it
+		return rep, errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.movedMeanwhile(c.GetQueue(), at), err
+	})
+}
+
+// callAt sends c to node, on ring identity id.
+func (n *Node) callAt(ctx context.Context, node string, c *pb.QueueCall, id uint64) (*pb.QueueReply, error) {
+	p := n.peer(node)
+	if p == nil {
+		return nil, unavailable(node)
 	}
-	return nil, fmt.Errorf("%w: queue %s is moving between nodes; retry", shard.ErrUnavailable, c.GetQueue())
+	c.Ring = id
+	n.stats.forwarded(node, 1)
+	rep, err := p.client.Call(ctx, c)
+	return rep, fromStatus(node, err)
 }
 
 // local runs a queue call on this node's store.
@@ -228,7 +302,7 @@ func (n *Node) CreateQueue(ctx context.Context, p shard.Principal, ttl time.Dura
 
 // Queue returns p's queue and renews its lease.
 func (n *Node) Queue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error) {
-	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_GET, Principal: principalPB(p), Queue: name}, nil)
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_GET, Principal: principalPB(p), Queue: name}, nil, false)
 	if err != nil {
 		return shard.QueueInfo{}, err
 	}
@@ -237,7 +311,7 @@ func (n *Node) Queue(ctx context.Context, p shard.Principal, name string) (shard
 
 // RenewQueue renews p's queue's lease.
 func (n *Node) RenewQueue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error) {
-	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_RENEW, Principal: principalPB(p), Queue: name}, nil)
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_RENEW, Principal: principalPB(p), Queue: name}, nil, false)
 	if err != nil {
 		return shard.QueueInfo{}, err
 	}
@@ -246,13 +320,13 @@ func (n *Node) RenewQueue(ctx context.Context, p shard.Principal, name string) (
 
 // DeleteQueue removes p's queue.
 func (n *Node) DeleteQueue(ctx context.Context, p shard.Principal, name string) error {
-	_, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_DELETE, Principal: principalPB(p), Queue: name}, nil)
+	_, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_DELETE, Principal: principalPB(p), Queue: name}, nil, false)
 	return err
 }
 
 // Subscriptions lists p's queue's subscriptions.
 func (n *Node) Subscriptions(ctx context.Context, p shard.Principal, name string) ([]shard.SubscriptionInfo, error) {
-	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIPTIONS, Principal: principalPB(p), Queue: name}, nil)
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIPTIONS, Principal: principalPB(p), Queue: name}, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +343,7 @@ func (n *Node) Subscribe(ctx context.Context, auth shard.Authorizer, p shard.Pri
 	if _, _, err := shard.ParseResource(resource); err != nil {
 		return shard.SubscriptionInfo{}, err
 	}
-	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource, Proof: proof, KnownEtag: knownEtag}, auth)
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_SUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource, Proof: proof, KnownEtag: knownEtag}, auth, false)
 	if err != nil {
 		return shard.SubscriptionInfo{}, err
 	}
@@ -281,7 +355,7 @@ func (n *Node) Unsubscribe(ctx context.Context, p shard.Principal, queue, resour
 	if _, _, err := shard.ParseResource(resource); err != nil {
 		return false, err
 	}
-	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_UNSUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource}, nil)
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_UNSUBSCRIBE, Principal: principalPB(p), Queue: queue, Resource: resource}, nil, false)
 	if err != nil {
 		return false, err
 	}
@@ -296,7 +370,7 @@ func (n *Node) Poll(ctx context.Context, p shard.Principal, name string, after u
 			return pg, err
 		}
 	}
-	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_POLL, Principal: principalPB(p), Queue: name, After: after, Limit: int32(min(limit, 1<<30)), WaitMs: wait.Milliseconds()}, nil)
+	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_POLL, Principal: principalPB(p), Queue: name, After: after, Limit: int32(min(limit, 1<<30)), WaitMs: wait.Milliseconds()}, nil, false)
 	if err != nil {
 		return shard.Page{}, err
 	}
@@ -372,79 +446,75 @@ func (n *Node) Deliver(ev *shard.Event) int {
 }
 
 // DeliverChecked is Deliver that reports an event that did not reach its
-// resource's subscriber list: its holder could not be reached, or the
-// list was not found while the cluster changes (shard.ErrUnavailable).
-// The plugin host answers a publish with that error, so the publisher
-// tries again. Invariant: a publish that answers success has been stamped
-// by its list, if the resource has one (then every subscriber gets it or
-// a RESYNC: see shard.Store.AnnounceTails). ctx bounds every wait on the
-// way (callTimeout if it has no deadline), and its end stops the event
-// before it is stamped: a publish its caller gave up on, and tried again,
-// is not stamped long after the retry, over the newer changes since.
+// resource's subscriber list: its holder could not be reached, the rings
+// of the nodes on the way disagreed, or the list may be in the making
+// after a crash (shard.ErrUnavailable). The plugin host answers a publish
+// with that error, so the publisher tries again.
+//
+// Invariant: a publish that answers success has been stamped by its list,
+// or no list of its resource exists: the resource's owner, on a ring
+// every node on the way shared, holds none, and every node that may hold
+// one (locate's invariants) answered that it does not. Then every
+// subscriber gets it or a RESYNC (see shard.Store.AnnounceTails). ctx
+// bounds every wait on the way (callTimeout if it has no deadline), and
+// its end stops the event before it is stamped: a publish its caller gave
+// up on, and tried again, is not stamped long after the retry, over the
+// newer changes since.
 func (n *Node) DeliverChecked(ctx context.Context, ev *shard.Event) (int, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, callTimeout)
 		defer cancel()
 	}
-	return n.deliver(ctx, ev, 0, false)
+	return n.deliver(ctx, ev, false)
 }
 
-// deliver fans ev out where its list is held; asked: the resource's owner
-// asked this node, which may hold the list no longer (or never did).
-func (n *Node) deliver(ctx context.Context, ev *shard.Event, hops uint32, asked bool) (int, error) {
+// deliver fans ev out where its list is held (see locate; remote: it came
+// from another node on this node's ring).
+func (n *Node) deliver(ctx context.Context, ev *shard.Event, remote bool) (int, error) {
 	if ev.ID == 0 {
 		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
 	}
-	for range 4 {
-		where, ask, err := n.locate(ctx, ev.Resource, n.holdsResource, hops, asked)
-		if err != nil {
-			return 0, err
+	there := func(node string, id uint64) (int, error) { return n.deliverAt(ctx, node, ev, id) }
+	return serve(ctx, n, ev.Resource, n.holdsResource, remote, there, func(at place) (int, bool, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, false, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
 		}
-		if where == "" {
-			if err := ctx.Err(); err != nil {
-				return 0, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
-			}
-			k, held := n.store.DeliverHere(ev)
-			if !held && n.tombOf(ev.Resource) != "" {
-				continue // handed off meanwhile
-			}
-			if !held && !asked && hops >= maxHops && !n.settled() {
-				// The event went round the nodes while their rings and
-				// hand-offs disagree, and may not be passed on again. The
-				// list is likely on its way here.
-				if n.awaitList(ctx, ev.Resource) {
-					continue
-				}
-				n.stats.Dropped.Add(1)
-				return 0, fmt.Errorf("%w: the subscriber list of %s was not found while the cluster changes; retry", shard.ErrUnavailable, ev.Resource)
-			}
-			if !held && n.repairedLately() {
-				// A node died lately: the list may have died with it and
-				// be in the making again from its queues' side (relink,
-				// clients subscribing again). "No list" is not "no
-				// subscribers" yet: the publisher tries again.
-				return 0, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
-			}
-			return k, nil
+		k, held := n.store.DeliverHere(ev)
+		if !held && n.movedMeanwhile(ev.Resource, at) {
+			return 0, true, nil
 		}
-		p := n.peer(where)
-		if p == nil {
-			return 0, unavailable(where)
+		if !held && n.repairedLately() {
+			// A node died lately: the list may have died with it and
+			// be in the making again from its queues' side (relink,
+			// clients subscribing again). "No list" is not "no
+			// subscribers" yet: the publisher tries again.
+			return 0, false, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
 		}
-		rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Hops: hops + 1, Asked: ask}}})
-		if err != nil {
-			n.log.Warn("event not delivered", "resource", ev.Resource, "peer", where, "err", err)
-			return 0, fromStatus(where, err)
-		}
-		n.stats.forwarded(where, 1)
-		return int(rep.GetReached()), nil
+		return k, false, nil
+	})
+}
+
+// deliverAt sends ev to node for its list, on ring identity id.
+func (n *Node) deliverAt(ctx context.Context, node string, ev *shard.Event, id uint64) (int, error) {
+	p := n.peer(node)
+	if p == nil {
+		return 0, unavailable(node)
 	}
-	return 0, fmt.Errorf("%w: the subscriber list of %s is moving between nodes; retry", shard.ErrUnavailable, ev.Resource)
+	rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Ring: id}}})
+	if err = fromStatus(node, err); err != nil {
+		if !errors.Is(err, errNotHeld) {
+			n.log.Warn("event not delivered", "resource", ev.Resource, "peer", node, "err", err)
+		}
+		return 0, err
+	}
+	n.stats.forwarded(node, 1)
+	return int(rep.GetReached()), nil
 }
 
 // lostListWait is how long after a crash repair a list not found may be
-// one that died with the crashed node and is being made again.
+// one that died with the crashed node and is being made again. Ring
+// identity does not cover it: the nodes agree, and the list is gone.
 const lostListWait = 2 * time.Second
 
 // repairedLately reports whether a crash repair ran here within
@@ -455,45 +525,51 @@ func (n *Node) repairedLately() bool {
 	return !n.repairedAt.IsZero() && time.Since(n.repairedAt) < lostListWait
 }
 
-// awaitList waits until res's list is held here or a tomb says where it
-// went, and reports whether either happened. It gives up when membership
-// has settled (nobody is handing the list over any more), when ctx ends,
-// or after settleTime: a failed hand-off is retried at the next rebalance,
-// seconds later.
-func (n *Node) awaitList(ctx context.Context, res string) bool {
-	deadline := time.Now().Add(settleTime)
-	for time.Now().Before(deadline) && !n.settled() {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(retryGap):
-		}
-		if n.holdsResource(res) || n.tombOf(res) != "" {
-			return true
+// routeOp applies op, an asynchronous change of res's list (interest,
+// learn, revoke), where the list is held: here (apply), at the node
+// locate names, or, at an owner that does not hold the list, at every
+// node that may (only the holder applies it). remote: op came from
+// another node on this node's ring. Nobody answers an op: one that
+// reaches a node that was asked and holds no list is dropped there; at
+// an owner with nobody to ask it is applied here (an interest may start
+// the list). One that finds res in flight here is applied once it lands
+// (whenLanded).
+func (n *Node) routeOp(op *pb.Op, res string, remote bool, apply func()) {
+	at, err := n.locate(opNow, res, n.holdsResource, remote)
+	if errors.Is(err, context.Canceled) {
+		n.whenLanded(res, func() { n.routeOp(op, res, remote, apply) })
+		return
+	}
+	if err != nil {
+		return
+	}
+	if at.node == "" && len(at.ask) == 0 {
+		apply()
+		return
+	}
+	op.Ring = at.ring
+	if at.node != "" {
+		at.ask = []string{at.node}
+	}
+	for _, node := range at.ask {
+		if p := n.peer(node); p != nil {
+			p.push(op)
 		}
 	}
-	return false
 }
 
 // Revoke removes user's (and device's) subscriptions to resource: its
 // holder tells every node interested in its list.
 func (n *Node) Revoke(resource, user, device string) int {
-	return n.revoke(context.Background(), resource, user, device, 0, false)
+	return n.revoke(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true}, false)
 }
 
-func (n *Node) revoke(ctx context.Context, resource, user, device string, hops uint32, asked bool) int {
-	where, ask, err := n.locate(opNow, resource, n.holdsResource, hops, asked)
-	if err != nil {
-		n.whenLanded(resource, func() { n.revoke(ctx, resource, user, device, hops, asked) })
-		return 0
-	}
-	if where == "" {
-		return n.store.Revoke(resource, user, device)
-	}
-	if p := n.peer(where); p != nil {
-		p.push(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true, Hops: hops + 1, Asked: ask})
-	}
-	return 0
+func (n *Node) revoke(op *pb.Op, remote bool) int {
+	var k atomic.Int64 // set later if the list is in flight here (whenLanded)
+	n.routeOp(op, op.GetRevokeResource(), remote, func() {
+		k.Store(int64(n.store.Revoke(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice())))
+	})
+	return int(k.Load())
 }
 
 // RevokeAt implements shard.Peers: one op per interested node.
@@ -511,52 +587,41 @@ func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
 // Link implements shard.Peers: it records this node's interest in
 // resource's list at its holder.
 func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hint shard.Hint) (shard.Linked, error) {
-	_, l, err := n.link(ctx, resource, hint, in, 0, false)
+	_, l, err := n.link(ctx, resource, hint, in, false)
 	return l, err
 }
 
 // Learn implements shard.Peers: resource's holder learns hint.
 func (n *Node) Learn(resource string, hint shard.Hint) {
-	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At})
+	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At}, false)
 }
 
 // learnAt applies a learn op where its list is held. A list held nowhere
 // learns nothing: the next subscribe starts it.
-func (n *Node) learnAt(op *pb.Op) {
+func (n *Node) learnAt(op *pb.Op, remote bool) {
 	res := op.GetLearnResource()
-	where, _, err := n.locate(opNow, res, n.holdsResource, op.GetHops(), false)
-	if err != nil {
-		n.whenLanded(res, func() { n.learnAt(op) })
-		return
-	}
-	if where == "" {
+	n.routeOp(op, res, remote, func() {
 		if n.holdsResource(res) {
 			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
 		}
-		return
-	}
-	if p := n.peer(where); p != nil {
-		fwd := proto.Clone(op).(*pb.Op)
-		fwd.Hops++
-		p.push(fwd)
-	}
+	})
 }
 
-func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, hops uint32, ask bool) (bool, shard.Linked, error) {
+func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, id uint64) (bool, shard.Linked, error) {
 	p := n.peer(where)
 	if p == nil {
 		return false, shard.Linked{}, unavailable(where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, HintUnknown: hint.Unknown, Hops: hops, Asked: ask})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, HintUnknown: hint.Unknown, Ring: id})
 	n.stats.forwarded(where, 1)
 	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag(), EtagUnknown: rep.GetEtagUnknown()}, fromStatus(where, err)
 }
 
 // Interest implements shard.Peers: resource's holder records in.
 func (n *Node) Interest(resource string, in shard.Interest) {
-	n.interestAt(&pb.Op{InterestResource: resource, Interest: interestPB(in)})
+	n.interestAt(&pb.Op{InterestResource: resource, Interest: interestPB(in)}, false)
 }
 
 // opNow is a context already done: locate, given it, answers its error
@@ -599,26 +664,11 @@ func (n *Node) whenLanded(key string, apply func()) {
 }
 
 // interestAt applies an interest op where its list is held (or where its
-// ring owner starts one).
-func (n *Node) interestAt(op *pb.Op) {
-	res := op.GetInterestResource()
-	where, ask, err := n.locate(opNow, res, n.holdsResource, op.GetHops(), op.GetAsked())
-	if err != nil {
-		n.whenLanded(res, func() { n.interestAt(op) })
-		return
-	}
-	if where == "" {
-		if !op.GetAsked() || n.holdsResource(res) { // asked: its owner starts it
-			n.store.SetInterest(res, interestOf(op.GetInterest()))
-		}
-		return
-	}
-	if p := n.peer(where); p != nil {
-		fwd := proto.Clone(op).(*pb.Op)
-		fwd.Hops++
-		fwd.Asked = ask
-		p.push(fwd)
-	}
+// owner, with nobody to ask, starts one).
+func (n *Node) interestAt(op *pb.Op, remote bool) {
+	n.routeOp(op, op.GetInterestResource(), remote, func() {
+		n.store.SetInterest(op.GetInterestResource(), interestOf(op.GetInterest()))
+	})
 }
 
 // Forward implements shard.Peers: one op per interested node, carrying

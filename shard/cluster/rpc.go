@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"meshgate/shard"
@@ -35,6 +37,7 @@ func (n *Node) serveRPC() error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.MaxRecvMsgSize(64<<20),
+		grpc.UnaryInterceptor(n.serveIntercept),
 	)
 	pb.RegisterPeerServer(n.grpcSrv, service{n: n})
 	go func() { _ = n.grpcSrv.Serve(ln) }()
@@ -50,7 +53,7 @@ func (n *Node) RPCAddr() string {
 }
 
 func (s service) Call(ctx context.Context, c *pb.QueueCall) (*pb.QueueReply, error) {
-	rep, err := s.n.call(ctx, c, nil)
+	rep, err := s.n.call(ctx, c, nil, true)
 	return rep, toStatus(err)
 }
 
@@ -72,40 +75,92 @@ func (s service) Invite(ctx context.Context, r *pb.InviteRequest) (*pb.InviteRep
 
 func (s service) Link(ctx context.Context, r *pb.LinkRequest) (*pb.LinkReply, error) {
 	hint := shard.Hint{Etag: r.GetEtag(), Pos: shard.Position{Epoch: r.GetHintEpoch(), Offset: r.GetHintOffset(), At: r.GetHintAt()}, Unknown: r.GetHintUnknown()}
-	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), r.GetHops(), r.GetAsked())
+	added, l, err := s.n.link(ctx, r.GetResource(), hint, interestOf(r.GetInterest()), true)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.LinkReply{Added: added, Epoch: l.Pos.Epoch, Offset: l.Pos.Offset, At: l.Pos.At, Etag: l.Etag, EtagUnknown: l.EtagUnknown}, nil
 }
 
-// Push applies ops in order.
+// deadlineKey carries a call's deadline in its metadata: the unix
+// nanoseconds of its sender's clock (nodes' clocks agree to well within
+// callTimeout).
+const deadlineKey = "meshgate-deadline-ns"
+
+// serveIntercept runs before every unary call this node serves.
+//
+// Invariant: a call is never served after its sender's deadline. gRPC's
+// own timeout counts from when this node reads the call, so a call that
+// waited in the socket of a frozen node (SIGSTOP, a long GC pause) was
+// served when it thawed, as fresh: a publish its publisher had given up
+// on, and tried again elsewhere, was stamped over the changes published
+// since (the chaos test's watches went back 720 changes after c1's 15 s
+// freeze, once publishing was fast). And a routed call (a request with a
+// ring field) is served once this node is on its sender's ring
+// (sameRing).
+func (n *Node) serveIntercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if d := metadata.ValueFromIncomingContext(ctx, deadlineKey); len(d) > 0 {
+		if ns, err := strconv.ParseInt(d[0], 10, 64); err == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, ns))
+			defer cancel()
+		}
+	}
+	if r, ok := req.(interface{ GetRing() uint64 }); ok {
+		if err := n.sameRing(ctx, r.GetRing()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return h(ctx, req)
+}
+
+// Push applies ops in order. An op routed to a list's holder carries its
+// sender's ring identity. A fan-out op (it comes alone: deliver sends it)
+// answers shard.ErrUnavailable if the rings still differ after ringWait,
+// so the publish it came from is tried again. An interest, learn or
+// revoke op from another ring has nobody to answer: it is applied on its
+// own goroutine once the rings agree, or as this node's own after
+// ringWait, and holds up no op behind it (ops on a list are ordered by
+// Interest.Ver and positions, not by arrival; see whenLanded).
 func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, error) {
 	n := s.n
 	rep := &pb.PushReply{}
 	for _, op := range r.GetOps() {
 		switch {
 		case op.GetEvent() != nil && op.GetFanout():
-			// A fan-out op comes alone (deliver sends it): its error is the
-			// reply, so the publish it came from answers it.
-			k, err := n.deliver(ctx, eventOf(op.GetEvent()), op.GetHops(), op.GetAsked())
+			if err := n.sameRing(ctx, op.GetRing()); err != nil {
+				return nil, toStatus(err)
+			}
+			k, err := n.deliver(ctx, eventOf(op.GetEvent()), true)
 			if err != nil {
 				return nil, toStatus(err)
 			}
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
 			rep.Reached += int64(n.store.DeliverLocal(eventOf(op.GetEvent())))
-		case op.GetInterestResource() != "":
-			n.interestAt(op)
-		case op.GetLearnResource() != "":
-			n.learnAt(op)
-		case op.GetRevokeResource() != "" && op.GetFanout():
-			rep.Reached += int64(n.revoke(ctx, op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice(), op.GetHops(), op.GetAsked()))
-		case op.GetRevokeResource() != "":
+		case op.GetRevokeResource() != "" && !op.GetFanout():
 			rep.Reached += int64(n.store.RevokeLocal(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice()))
+		case op.GetRing() == n.ring.Load().ID():
+			rep.Reached += int64(n.applyOp(op, true))
+		default:
+			go func() { n.applyOp(op, n.sameRing(context.WithoutCancel(ctx), op.GetRing()) == nil) }()
 		}
 	}
 	return rep, nil
+}
+
+// applyOp applies a routed op (interest, learn, fan-out revoke) where its
+// list is held; remote: it came from another node on this node's ring.
+func (n *Node) applyOp(op *pb.Op, remote bool) int {
+	switch {
+	case op.GetInterestResource() != "":
+		n.interestAt(op, remote)
+	case op.GetLearnResource() != "":
+		n.learnAt(op, remote)
+	case op.GetRevokeResource() != "":
+		return n.revoke(op, remote)
+	}
+	return 0
 }
 
 func (s service) Subscribers(_ context.Context, r *pb.SubscribersRequest) (*pb.SubscribersReply, error) {
@@ -132,8 +187,8 @@ func (s service) Leaving(_ context.Context, r *pb.LeavingRequest) (*pb.Empty, er
 	return &pb.Empty{}, nil
 }
 
-func (s service) Rejoined(context.Context, *pb.Empty) (*pb.Empty, error) {
-	go s.n.rejoined()
+func (s service) Rejoined(_ context.Context, r *pb.RejoinedRequest) (*pb.Empty, error) {
+	go s.n.rejoined(uint64(max(r.GetDeadUnixNano(), 0)))
 	return &pb.Empty{}, nil
 }
 
@@ -145,7 +200,10 @@ func (s service) Stats(context.Context, *pb.Empty) (*pb.StatsReply, error) {
 func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 	n := s.n
 	ctx := out.Context()
-	where, _, err := n.locate(ctx, r.GetQueue(), n.store.Has, r.GetHops(), false)
+	if err := n.sameRing(ctx, r.GetRing()); err != nil {
+		return toStatus(err)
+	}
+	where, err := n.holderOf(ctx, r.GetQueue(), true)
 	if err != nil {
 		return toStatus(err)
 	}

@@ -44,11 +44,11 @@ type stream struct {
 func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after uint64, l shard.Listener) (shard.Reader, error) {
 	s := &stream{n: n, p: p, name: name, l: l, space: make(chan struct{}, 1)}
 	hint := ""
-	for attempt := range maxHops + 1 {
+	for range 5 { // each pass follows a move the holder reported
 		where := hint
 		if where == "" {
 			var err error
-			if where, _, err = n.locate(ctx, name, n.store.Has, 0, false); err != nil {
+			if where, err = n.holderOf(ctx, name, false); err != nil {
 				return nil, err
 			}
 		}
@@ -64,7 +64,7 @@ func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after
 			return s, nil
 		}
 		s.last = after
-		moved, err := s.relay(ctx, where, after, false, uint32(attempt+1))
+		moved, err := s.relay(ctx, where, after, false)
 		if err != nil {
 			return nil, err
 		}
@@ -78,14 +78,14 @@ func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after
 
 // relay opens the holder's stream. It returns the node the queue moved
 // to, if the holder says so.
-func (s *stream) relay(ctx context.Context, where string, after uint64, resume bool, hops uint32) (moved string, err error) {
+func (s *stream) relay(ctx context.Context, where string, after uint64, resume bool) (moved string, err error) {
 	p := s.n.peer(where)
 	if p == nil {
 		return "", unavailable(where)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel) // until the first message: the caller's deadline applies
-	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Hops: hops})
+	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Ring: s.n.ring.Load().ID()})
 	if err == nil {
 		_, err = cs.Recv()
 	}
@@ -95,7 +95,10 @@ func (s *stream) relay(ctx context.Context, where string, after uint64, resume b
 		if to, ok := movedTo(err); ok {
 			return to, nil
 		}
-		return "", fromStatus(where, err)
+		if err = fromStatus(where, err); errors.Is(err, errNotHeld) {
+			return "", fmt.Errorf("%w: %s", shard.ErrQueueNotFound, s.name) // asked, and nobody holds it
+		}
+		return "", err
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -176,7 +179,7 @@ func (s *stream) follow(cursor uint64, hint string) {
 		hint = ""
 		var err error
 		if where == "" {
-			where, _, err = s.n.locate(ctx, s.name, s.n.store.Has, 0, false)
+			where, err = s.n.holderOf(ctx, s.name, false)
 		}
 		if err == nil && where == "" {
 			var st *shard.Stream
@@ -200,7 +203,7 @@ func (s *stream) follow(cursor uint64, hint string) {
 			}
 		} else if err == nil {
 			var moved string
-			moved, err = s.relay(ctx, where, cursor, true, uint32(min(attempt+1, maxHops)))
+			moved, err = s.relay(ctx, where, cursor, true)
 			if err == nil && moved == "" {
 				cancel()
 				return

@@ -1,6 +1,8 @@
 package ring
 
 import (
+	"fmt"
+	"hash/fnv"
 	"hash/maphash"
 	"maps"
 	"slices"
@@ -32,6 +34,7 @@ type Ring struct {
 	nodes   []string // sorted
 	hr      *hashring.HashRing
 	single  string // the only member of a ring of one: no lookup at all
+	id      uint64 // see ID
 
 	// GetNode costs ~0.5 µs and 4 allocations; the cache a hash and a
 	// pointer load. Allocated on first use.
@@ -64,8 +67,18 @@ func New(epoch uint64, weights map[string]int) *Ring {
 	if len(w) == 1 {
 		r.single = r.nodes[0]
 	}
+	h := fnv.New64a()
+	for _, n := range r.nodes {
+		fmt.Fprintf(h, "%q:%d;", n, w[n])
+	}
+	r.id = h.Sum64()
 	return r
 }
+
+// ID is the ring's identity: a hash of its members' sorted names and
+// weights, whatever its epoch. Two rings with one ID give every key the
+// same owner, so nodes compare IDs to know they route alike.
+func (r *Ring) ID() uint64 { return r.id }
 
 // Epoch is the ring's number.
 func (r *Ring) Epoch() uint64 { return r.epoch }

@@ -64,3 +64,15 @@ func TestShares_SampledOnceAndTheCallersToChange(t *testing.T) {
 		t.Fatalf("second call %v after the first's map was changed", b)
 	}
 }
+
+func TestID_NamesMembersAndWeightsNotEpochs(t *testing.T) {
+	a := New(1, map[string]int{"n1": 1, "n2": 2})
+	if b := New(7, map[string]int{"n2": 2, "n1": 1}); a.ID() != b.ID() {
+		t.Error("equal members and weights, other epoch: IDs differ")
+	}
+	for _, w := range []map[string]int{{"n1": 1, "n2": 1}, {"n1": 1}, {"n1": 1, "n2": 2, "n3": 1}, {"n1": 1, "n3": 2}} {
+		if New(1, w).ID() == a.ID() {
+			t.Errorf("%v has the ID of %v", w, a.Nodes())
+		}
+	}
+}

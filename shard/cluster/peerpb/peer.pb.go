@@ -536,16 +536,18 @@ type QueueCall struct {
 	Op        QueueOp                `protobuf:"varint,1,opt,name=op,proto3,enum=meshgate.peer.v1.QueueOp" json:"op,omitempty"`
 	Principal *Principal             `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
 	Queue     string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
-	Hops      uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
 	Resource  string                 `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
 	Proof     string                 `protobuf:"bytes,6,opt,name=proof,proto3" json:"proof,omitempty"`
 	KnownEtag string                 `protobuf:"bytes,7,opt,name=known_etag,json=knownEtag,proto3" json:"known_etag,omitempty"`
 	After     uint64                 `protobuf:"varint,8,opt,name=after,proto3" json:"after,omitempty"`
 	Limit     int32                  `protobuf:"varint,9,opt,name=limit,proto3" json:"limit,omitempty"`
 	WaitMs    int64                  `protobuf:"varint,10,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
-	// Sent by the key's ring owner, which does not hold it, to a node that
-	// may (a past owner): the receiver never sends it back to the owner.
-	Asked         bool `protobuf:"varint,11,opt,name=asked,proto3" json:"asked,omitempty"`
+	// The sender's ring identity (ring.Ring.ID: a hash of its members'
+	// sorted names and weights). A receiver on another ring waits briefly
+	// for membership to converge, else answers UNAVAILABLE; on a shared
+	// ring, a call reaching a node other than the key's owner was asked by
+	// the owner (see locate). Every routed call and op carries it.
+	Ring          uint64 `protobuf:"fixed64,12,opt,name=ring,proto3" json:"ring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,13 +603,6 @@ func (x *QueueCall) GetQueue() string {
 	return ""
 }
 
-func (x *QueueCall) GetHops() uint32 {
-	if x != nil {
-		return x.Hops
-	}
-	return 0
-}
-
 func (x *QueueCall) GetResource() string {
 	if x != nil {
 		return x.Resource
@@ -650,11 +645,11 @@ func (x *QueueCall) GetWaitMs() int64 {
 	return 0
 }
 
-func (x *QueueCall) GetAsked() bool {
+func (x *QueueCall) GetRing() uint64 {
 	if x != nil {
-		return x.Asked
+		return x.Ring
 	}
-	return false
+	return 0
 }
 
 type QueueReply struct {
@@ -1015,13 +1010,11 @@ type LinkRequest struct {
 	HintEpoch  uint64 `protobuf:"varint,6,opt,name=hint_epoch,json=hintEpoch,proto3" json:"hint_epoch,omitempty"`
 	HintOffset uint64 `protobuf:"varint,7,opt,name=hint_offset,json=hintOffset,proto3" json:"hint_offset,omitempty"`
 	HintAt     uint64 `protobuf:"varint,8,opt,name=hint_at,json=hintAt,proto3" json:"hint_at,omitempty"` // shard.Position.At of etag
-	Hops       uint32 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
-	// Sent by the key's ring owner, which does not hold it, to a node that
-	// may (a past owner): the receiver never sends it back to the owner.
-	// It answers not_held when it has no list, and the owner starts one.
-	Asked bool `protobuf:"varint,5,opt,name=asked,proto3" json:"asked,omitempty"`
 	// etag is "" because the queues' side lost track (shard.Hint.Unknown).
-	HintUnknown   bool `protobuf:"varint,10,opt,name=hint_unknown,json=hintUnknown,proto3" json:"hint_unknown,omitempty"`
+	HintUnknown bool `protobuf:"varint,10,opt,name=hint_unknown,json=hintUnknown,proto3" json:"hint_unknown,omitempty"`
+	// See QueueCall.ring. A node the owner asked answers not_held when it
+	// has no list, and the owner starts one.
+	Ring          uint64 `protobuf:"fixed64,12,opt,name=ring,proto3" json:"ring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1098,25 +1091,18 @@ func (x *LinkRequest) GetHintAt() uint64 {
 	return 0
 }
 
-func (x *LinkRequest) GetHops() uint32 {
-	if x != nil {
-		return x.Hops
-	}
-	return 0
-}
-
-func (x *LinkRequest) GetAsked() bool {
-	if x != nil {
-		return x.Asked
-	}
-	return false
-}
-
 func (x *LinkRequest) GetHintUnknown() bool {
 	if x != nil {
 		return x.HintUnknown
 	}
 	return false
+}
+
+func (x *LinkRequest) GetRing() uint64 {
+	if x != nil {
+		return x.Ring
+	}
+	return 0
 }
 
 type LinkReply struct {
@@ -1222,11 +1208,9 @@ type Op struct {
 	RevokeResource string `protobuf:"bytes,5,opt,name=revoke_resource,json=revokeResource,proto3" json:"revoke_resource,omitempty"`
 	RevokeUser     string `protobuf:"bytes,6,opt,name=revoke_user,json=revokeUser,proto3" json:"revoke_user,omitempty"`
 	RevokeDevice   string `protobuf:"bytes,7,opt,name=revoke_device,json=revokeDevice,proto3" json:"revoke_device,omitempty"`
-	Hops           uint32 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`
-	// Sent by the resource's ring owner, which does not hold its list, to a
-	// node that may (a past owner): the receiver never sends it back to the
-	// owner.
-	Asked bool `protobuf:"varint,9,opt,name=asked,proto3" json:"asked,omitempty"`
+	// On an op routed to a list's holder (fanout, interest, learn): see
+	// QueueCall.ring.
+	Ring uint64 `protobuf:"fixed64,16,opt,name=ring,proto3" json:"ring,omitempty"`
 	// Learn: resource's list learns the etag a subscribe answered, as of a
 	// position (shard.Peers.Learn).
 	LearnResource string `protobuf:"bytes,10,opt,name=learn_resource,json=learnResource,proto3" json:"learn_resource,omitempty"`
@@ -1317,18 +1301,11 @@ func (x *Op) GetRevokeDevice() string {
 	return ""
 }
 
-func (x *Op) GetHops() uint32 {
+func (x *Op) GetRing() uint64 {
 	if x != nil {
-		return x.Hops
+		return x.Ring
 	}
 	return 0
-}
-
-func (x *Op) GetAsked() bool {
-	if x != nil {
-		return x.Asked
-	}
-	return false
 }
 
 func (x *Op) GetLearnResource() string {
@@ -1463,7 +1440,7 @@ type StreamRequest struct {
 	After     uint64                 `protobuf:"varint,3,opt,name=after,proto3" json:"after,omitempty"`
 	// resume: continue from after without acknowledging (a stream whose queue moved).
 	Resume        bool   `protobuf:"varint,4,opt,name=resume,proto3" json:"resume,omitempty"`
-	Hops          uint32 `protobuf:"varint,5,opt,name=hops,proto3" json:"hops,omitempty"`
+	Ring          uint64 `protobuf:"fixed64,6,opt,name=ring,proto3" json:"ring,omitempty"` // see QueueCall.ring
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1526,9 +1503,9 @@ func (x *StreamRequest) GetResume() bool {
 	return false
 }
 
-func (x *StreamRequest) GetHops() uint32 {
+func (x *StreamRequest) GetRing() uint64 {
 	if x != nil {
-		return x.Hops
+		return x.Ring
 	}
 	return 0
 }
@@ -2222,6 +2199,52 @@ func (*Empty) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{26}
 }
 
+type RejoinedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the sender repaired the receiver as crashed (unix nanoseconds of
+	// its clock): every list the receiver made before then was made again.
+	DeadUnixNano  int64 `protobuf:"varint,1,opt,name=dead_unix_nano,json=deadUnixNano,proto3" json:"dead_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejoinedRequest) Reset() {
+	*x = RejoinedRequest{}
+	mi := &file_peer_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejoinedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejoinedRequest) ProtoMessage() {}
+
+func (x *RejoinedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejoinedRequest.ProtoReflect.Descriptor instead.
+func (*RejoinedRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RejoinedRequest) GetDeadUnixNano() int64 {
+	if x != nil {
+		return x.DeadUnixNano
+	}
+	return 0
+}
+
 type StatsReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -2239,7 +2262,7 @@ type StatsReply struct {
 
 func (x *StatsReply) Reset() {
 	*x = StatsReply{}
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2274,7 @@ func (x *StatsReply) String() string {
 func (*StatsReply) ProtoMessage() {}
 
 func (x *StatsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2287,7 @@ func (x *StatsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsReply.ProtoReflect.Descriptor instead.
 func (*StatsReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{27}
+	return file_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatsReply) GetNode() string {
@@ -2339,7 +2362,7 @@ type SubscribersRequest struct {
 
 func (x *SubscribersRequest) Reset() {
 	*x = SubscribersRequest{}
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2374,7 @@ func (x *SubscribersRequest) String() string {
 func (*SubscribersRequest) ProtoMessage() {}
 
 func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2387,7 @@ func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersRequest.ProtoReflect.Descriptor instead.
 func (*SubscribersRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{28}
+	return file_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SubscribersRequest) GetScheme() string {
@@ -2383,7 +2406,7 @@ type SubscribersReply struct {
 
 func (x *SubscribersReply) Reset() {
 	*x = SubscribersReply{}
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2418,7 @@ func (x *SubscribersReply) String() string {
 func (*SubscribersReply) ProtoMessage() {}
 
 func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2431,7 @@ func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersReply.ProtoReflect.Descriptor instead.
 func (*SubscribersReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{29}
+	return file_peer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubscribersReply) GetSubscribers() []*Subscriber {
@@ -2430,7 +2453,7 @@ type Subscriber struct {
 
 func (x *Subscriber) Reset() {
 	*x = Subscriber{}
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2465,7 @@ func (x *Subscriber) String() string {
 func (*Subscriber) ProtoMessage() {}
 
 func (x *Subscriber) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2478,7 @@ func (x *Subscriber) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
 func (*Subscriber) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{30}
+	return file_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Subscriber) GetResource() string {
@@ -2488,7 +2511,7 @@ type CurrentRequest struct {
 
 func (x *CurrentRequest) Reset() {
 	*x = CurrentRequest{}
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2500,7 +2523,7 @@ func (x *CurrentRequest) String() string {
 func (*CurrentRequest) ProtoMessage() {}
 
 func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2513,7 +2536,7 @@ func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentRequest.ProtoReflect.Descriptor instead.
 func (*CurrentRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{31}
+	return file_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CurrentRequest) GetResources() []string {
@@ -2532,7 +2555,7 @@ type CurrentReply struct {
 
 func (x *CurrentReply) Reset() {
 	*x = CurrentReply{}
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2567,7 @@ func (x *CurrentReply) String() string {
 func (*CurrentReply) ProtoMessage() {}
 
 func (x *CurrentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2580,7 @@ func (x *CurrentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentReply.ProtoReflect.Descriptor instead.
 func (*CurrentReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{32}
+	return file_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CurrentReply) GetEtags() map[string]string {
@@ -2572,14 +2595,14 @@ type AuthorizeRequest struct {
 	Principal     *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
 	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	Proof         string                 `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
-	Hops          uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`
+	Ring          uint64                 `protobuf:"fixed64,5,opt,name=ring,proto3" json:"ring,omitempty"` // see QueueCall.ring
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2614,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2627,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{33}
+	return file_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuthorizeRequest) GetPrincipal() *Principal {
@@ -2628,9 +2651,9 @@ func (x *AuthorizeRequest) GetProof() string {
 	return ""
 }
 
-func (x *AuthorizeRequest) GetHops() uint32 {
+func (x *AuthorizeRequest) GetRing() uint64 {
 	if x != nil {
-		return x.Hops
+		return x.Ring
 	}
 	return 0
 }
@@ -2644,7 +2667,7 @@ type AuthorizeReply struct {
 
 func (x *AuthorizeReply) Reset() {
 	*x = AuthorizeReply{}
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2679,7 @@ func (x *AuthorizeReply) String() string {
 func (*AuthorizeReply) ProtoMessage() {}
 
 func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2692,7 @@ func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
 func (*AuthorizeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{34}
+	return file_peer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuthorizeReply) GetEtag() string {
@@ -2685,14 +2708,14 @@ type PublishRequest struct {
 	Resource      string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	Etag          string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
-	Hops          uint32                 `protobuf:"varint,5,opt,name=hops,proto3" json:"hops,omitempty"`
+	Ring          uint64                 `protobuf:"fixed64,6,opt,name=ring,proto3" json:"ring,omitempty"` // see QueueCall.ring
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2727,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2740,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{35}
+	return file_peer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PublishRequest) GetPrincipal() *Principal {
@@ -2748,9 +2771,9 @@ func (x *PublishRequest) GetPayload() []byte {
 	return nil
 }
 
-func (x *PublishRequest) GetHops() uint32 {
+func (x *PublishRequest) GetRing() uint64 {
 	if x != nil {
-		return x.Hops
+		return x.Ring
 	}
 	return 0
 }
@@ -2764,7 +2787,7 @@ type PublishReply struct {
 
 func (x *PublishReply) Reset() {
 	*x = PublishReply{}
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +2799,7 @@ func (x *PublishReply) String() string {
 func (*PublishReply) ProtoMessage() {}
 
 func (x *PublishReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +2812,7 @@ func (x *PublishReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
 func (*PublishReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{36}
+	return file_peer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PublishReply) GetReached() int64 {
@@ -2841,12 +2864,11 @@ const file_peer_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x0e\n" +
 	"\x02at\x18\a \x01(\x04R\x02at\x12!\n" +
-	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\"\xc7\x02\n" +
+	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\"\xbd\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
-	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x1a\n" +
+	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x05 \x01(\tR\bresource\x12\x14\n" +
 	"\x05proof\x18\x06 \x01(\tR\x05proof\x12\x1d\n" +
 	"\n" +
@@ -2854,8 +2876,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x05after\x18\b \x01(\x04R\x05after\x12\x14\n" +
 	"\x05limit\x18\t \x01(\x05R\x05limit\x12\x17\n" +
 	"\await_ms\x18\n" +
-	" \x01(\x03R\x06waitMs\x12\x14\n" +
-	"\x05asked\x18\v \x01(\bR\x05asked\"\xfd\x01\n" +
+	" \x01(\x03R\x06waitMs\x12\x12\n" +
+	"\x04ring\x18\f \x01(\x06R\x04ringJ\x04\b\x04\x10\x05J\x04\b\v\x10\f\"\xfd\x01\n" +
 	"\n" +
 	"QueueReply\x12-\n" +
 	"\x05queue\x18\x01 \x01(\v2\x17.meshgate.peer.v1.QueueR\x05queue\x12D\n" +
@@ -2878,7 +2900,7 @@ const file_peer_proto_rawDesc = "" +
 	"\bInterest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
-	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xa1\x02\n" +
+	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\x9d\x02\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x126\n" +
 	"\binterest\x18\t \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
@@ -2887,18 +2909,17 @@ const file_peer_proto_rawDesc = "" +
 	"hint_epoch\x18\x06 \x01(\x04R\thintEpoch\x12\x1f\n" +
 	"\vhint_offset\x18\a \x01(\x04R\n" +
 	"hintOffset\x12\x17\n" +
-	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\x05 \x01(\bR\x05asked\x12!\n" +
+	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12!\n" +
 	"\fhint_unknown\x18\n" +
-	" \x01(\bR\vhintUnknownJ\x04\b\x02\x10\x03\"\x9c\x01\n" +
+	" \x01(\bR\vhintUnknown\x12\x12\n" +
+	"\x04ring\x18\f \x01(\x06R\x04ringJ\x04\b\x02\x10\x03J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\v\x10\f\"\x9c\x01\n" +
 	"\tLinkReply\x12\x14\n" +
 	"\x05added\x18\x06 \x01(\bR\x05added\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x0e\n" +
 	"\x02at\x18\x05 \x01(\x04R\x02at\x12!\n" +
-	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\xf4\x03\n" +
+	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\xea\x03\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12+\n" +
@@ -2908,8 +2929,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vrevoke_user\x18\x06 \x01(\tR\n" +
 	"revokeUser\x12#\n" +
 	"\rrevoke_device\x18\a \x01(\tR\frevokeDevice\x12\x12\n" +
-	"\x04hops\x18\b \x01(\rR\x04hops\x12\x14\n" +
-	"\x05asked\x18\t \x01(\bR\x05asked\x12%\n" +
+	"\x04ring\x18\x10 \x01(\x06R\x04ring\x12%\n" +
 	"\x0elearn_resource\x18\n" +
 	" \x01(\tR\rlearnResource\x12\x1d\n" +
 	"\n" +
@@ -2917,17 +2937,18 @@ const file_peer_proto_rawDesc = "" +
 	"\vlearn_epoch\x18\f \x01(\x04R\n" +
 	"learnEpoch\x12!\n" +
 	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\x12\x19\n" +
-	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03\"5\n" +
+	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"\"5\n" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
 	"\tPushReply\x12\x18\n" +
-	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\xa2\x01\n" +
+	"\areached\x18\x02 \x01(\x03R\areachedJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04\"\xa8\x01\n" +
 	"\rStreamRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\x04R\x05after\x12\x16\n" +
 	"\x06resume\x18\x04 \x01(\bR\x06resume\x12\x12\n" +
-	"\x04hops\x18\x05 \x01(\rR\x04hops\"C\n" +
+	"\x04ring\x18\x06 \x01(\x06R\x04ringJ\x04\b\x05\x10\x06\"C\n" +
 	"\vStreamBatch\x124\n" +
 	"\x05items\x18\x01 \x03(\v2\x1e.meshgate.peer.v1.NotificationR\x05items\"\xef\x02\n" +
 	"\n" +
@@ -2996,7 +3017,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x0eLeavingRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\"\a\n" +
-	"\x05Empty\"\x80\x02\n" +
+	"\x05Empty\"7\n" +
+	"\x0fRejoinedRequest\x12$\n" +
+	"\x0edead_unix_nano\x18\x01 \x01(\x03R\fdeadUnixNano\"\x80\x02\n" +
 	"\n" +
 	"StatsReply\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
@@ -3024,20 +3047,20 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"EtagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
 	"\x10AuthorizeRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x14\n" +
 	"\x05proof\x18\x03 \x01(\tR\x05proof\x12\x12\n" +
-	"\x04hops\x18\x04 \x01(\rR\x04hops\"$\n" +
+	"\x04ring\x18\x05 \x01(\x06R\x04ringJ\x04\b\x04\x10\x05\"$\n" +
 	"\x0eAuthorizeReply\x12\x12\n" +
-	"\x04etag\x18\x01 \x01(\tR\x04etag\"\xa9\x01\n" +
+	"\x04etag\x18\x01 \x01(\tR\x04etag\"\xaf\x01\n" +
 	"\x0ePublishRequest\x129\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x12\n" +
-	"\x04hops\x18\x05 \x01(\rR\x04hops\"(\n" +
+	"\x04ring\x18\x06 \x01(\x06R\x04ringJ\x04\b\x05\x10\x06\"(\n" +
 	"\fPublishReply\x12\x18\n" +
 	"\areached\x18\x01 \x01(\x03R\areached*\x80\x01\n" +
 	"\aQueueOp\x12\x18\n" +
@@ -3049,7 +3072,7 @@ const file_peer_proto_rawDesc = "" +
 	"\rSUBSCRIPTIONS\x10\x04\x12\r\n" +
 	"\tSUBSCRIBE\x10\x05\x12\x0f\n" +
 	"\vUNSUBSCRIBE\x10\x06\x12\b\n" +
-	"\x04POLL\x10\a2\xc5\b\n" +
+	"\x04POLL\x10\a2\xcf\b\n" +
 	"\x04Peer\x12A\n" +
 	"\x04Call\x12\x1b.meshgate.peer.v1.QueueCall\x1a\x1c.meshgate.peer.v1.QueueReply\x12H\n" +
 	"\x06Queues\x12\x1f.meshgate.peer.v1.QueuesRequest\x1a\x1d.meshgate.peer.v1.QueuesReply\x12H\n" +
@@ -3060,8 +3083,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x04Take\x12\x1d.meshgate.peer.v1.TakeRequest\x1a\x1b.meshgate.peer.v1.TakeReply\x12D\n" +
 	"\aHandoff\x12 .meshgate.peer.v1.HandoffRequest\x1a\x17.meshgate.peer.v1.Empty\x12D\n" +
 	"\aLeaving\x12 .meshgate.peer.v1.LeavingRequest\x1a\x17.meshgate.peer.v1.Empty\x12>\n" +
-	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReply\x12<\n" +
-	"\bRejoined\x12\x17.meshgate.peer.v1.Empty\x1a\x17.meshgate.peer.v1.Empty\x12Q\n" +
+	"\x05Stats\x12\x17.meshgate.peer.v1.Empty\x1a\x1c.meshgate.peer.v1.StatsReply\x12F\n" +
+	"\bRejoined\x12!.meshgate.peer.v1.RejoinedRequest\x1a\x17.meshgate.peer.v1.Empty\x12Q\n" +
 	"\tAuthorize\x12\".meshgate.peer.v1.AuthorizeRequest\x1a .meshgate.peer.v1.AuthorizeReply\x12K\n" +
 	"\aPublish\x12 .meshgate.peer.v1.PublishRequest\x1a\x1e.meshgate.peer.v1.PublishReply\x12K\n" +
 	"\aCurrent\x12 .meshgate.peer.v1.CurrentRequest\x1a\x1e.meshgate.peer.v1.CurrentReply\x12W\n" +
@@ -3080,7 +3103,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),               // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),          // 1: meshgate.peer.v1.Principal
@@ -3110,20 +3133,21 @@ var file_peer_proto_goTypes = []any{
 	(*HandoffRequest)(nil),     // 25: meshgate.peer.v1.HandoffRequest
 	(*LeavingRequest)(nil),     // 26: meshgate.peer.v1.LeavingRequest
 	(*Empty)(nil),              // 27: meshgate.peer.v1.Empty
-	(*StatsReply)(nil),         // 28: meshgate.peer.v1.StatsReply
-	(*SubscribersRequest)(nil), // 29: meshgate.peer.v1.SubscribersRequest
-	(*SubscribersReply)(nil),   // 30: meshgate.peer.v1.SubscribersReply
-	(*Subscriber)(nil),         // 31: meshgate.peer.v1.Subscriber
-	(*CurrentRequest)(nil),     // 32: meshgate.peer.v1.CurrentRequest
-	(*CurrentReply)(nil),       // 33: meshgate.peer.v1.CurrentReply
-	(*AuthorizeRequest)(nil),   // 34: meshgate.peer.v1.AuthorizeRequest
-	(*AuthorizeReply)(nil),     // 35: meshgate.peer.v1.AuthorizeReply
-	(*PublishRequest)(nil),     // 36: meshgate.peer.v1.PublishRequest
-	(*PublishReply)(nil),       // 37: meshgate.peer.v1.PublishReply
-	nil,                        // 38: meshgate.peer.v1.TakeRequest.CaughtEntry
-	nil,                        // 39: meshgate.peer.v1.TakeReply.MovedEntry
-	nil,                        // 40: meshgate.peer.v1.TakeReply.InterestEntry
-	nil,                        // 41: meshgate.peer.v1.CurrentReply.EtagsEntry
+	(*RejoinedRequest)(nil),    // 28: meshgate.peer.v1.RejoinedRequest
+	(*StatsReply)(nil),         // 29: meshgate.peer.v1.StatsReply
+	(*SubscribersRequest)(nil), // 30: meshgate.peer.v1.SubscribersRequest
+	(*SubscribersReply)(nil),   // 31: meshgate.peer.v1.SubscribersReply
+	(*Subscriber)(nil),         // 32: meshgate.peer.v1.Subscriber
+	(*CurrentRequest)(nil),     // 33: meshgate.peer.v1.CurrentRequest
+	(*CurrentReply)(nil),       // 34: meshgate.peer.v1.CurrentReply
+	(*AuthorizeRequest)(nil),   // 35: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),     // 36: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),     // 37: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),       // 38: meshgate.peer.v1.PublishReply
+	nil,                        // 39: meshgate.peer.v1.TakeRequest.CaughtEntry
+	nil,                        // 40: meshgate.peer.v1.TakeReply.MovedEntry
+	nil,                        // 41: meshgate.peer.v1.TakeReply.InterestEntry
+	nil,                        // 42: meshgate.peer.v1.CurrentReply.EtagsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -3145,13 +3169,13 @@ var file_peer_proto_depIdxs = []int32{
 	2,  // 16: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
 	5,  // 17: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
 	12, // 18: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
-	38, // 19: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
+	39, // 19: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
 	20, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
 	21, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	39, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	40, // 23: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
-	31, // 24: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	41, // 25: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	40, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	41, // 23: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	32, // 24: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	42, // 25: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
 	1,  // 26: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
 	1,  // 27: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
 	23, // 28: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
@@ -3165,11 +3189,11 @@ var file_peer_proto_depIdxs = []int32{
 	25, // 36: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
 	26, // 37: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
 	27, // 38: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	27, // 39: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.Empty
-	34, // 40: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	36, // 41: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	32, // 42: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	29, // 43: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	28, // 39: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
+	35, // 40: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	37, // 41: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	33, // 42: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	30, // 43: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
 	7,  // 44: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
 	9,  // 45: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
 	11, // 46: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
@@ -3179,12 +3203,12 @@ var file_peer_proto_depIdxs = []int32{
 	24, // 50: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
 	27, // 51: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
 	27, // 52: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	28, // 53: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	29, // 53: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
 	27, // 54: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	35, // 55: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	37, // 56: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	33, // 57: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	30, // 58: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	36, // 55: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	38, // 56: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	34, // 57: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	31, // 58: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
 	44, // [44:59] is the sub-list for method output_type
 	29, // [29:44] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
@@ -3203,7 +3227,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

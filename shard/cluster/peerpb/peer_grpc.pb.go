@@ -55,8 +55,9 @@ type PeerClient interface {
 	Leaving(ctx context.Context, in *LeavingRequest, opts ...grpc.CallOption) (*Empty, error)
 	Stats(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*StatsReply, error)
 	// Rejoined tells a node that the others took it for dead and rebuilt
-	// without it: it links its queues' subscriptions again.
-	Rejoined(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
+	// without it: it drops the lists it held then (made again elsewhere)
+	// and links its queues' subscriptions again.
+	Rejoined(ctx context.Context, in *RejoinedRequest, opts ...grpc.CallOption) (*Empty, error)
 	// Authorize and Publish run at the resource's owner, so a publisher
 	// that keeps state in memory keeps it in one place.
 	Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeReply, error)
@@ -186,7 +187,7 @@ func (c *peerClient) Stats(ctx context.Context, in *Empty, opts ...grpc.CallOpti
 	return out, nil
 }
 
-func (c *peerClient) Rejoined(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error) {
+func (c *peerClient) Rejoined(ctx context.Context, in *RejoinedRequest, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
 	err := c.cc.Invoke(ctx, Peer_Rejoined_FullMethodName, in, out, cOpts...)
@@ -251,8 +252,9 @@ type PeerServer interface {
 	Leaving(context.Context, *LeavingRequest) (*Empty, error)
 	Stats(context.Context, *Empty) (*StatsReply, error)
 	// Rejoined tells a node that the others took it for dead and rebuilt
-	// without it: it links its queues' subscriptions again.
-	Rejoined(context.Context, *Empty) (*Empty, error)
+	// without it: it drops the lists it held then (made again elsewhere)
+	// and links its queues' subscriptions again.
+	Rejoined(context.Context, *RejoinedRequest) (*Empty, error)
 	// Authorize and Publish run at the resource's owner, so a publisher
 	// that keeps state in memory keeps it in one place.
 	Authorize(context.Context, *AuthorizeRequest) (*AuthorizeReply, error)
@@ -303,7 +305,7 @@ func (UnimplementedPeerServer) Leaving(context.Context, *LeavingRequest) (*Empty
 func (UnimplementedPeerServer) Stats(context.Context, *Empty) (*StatsReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
 }
-func (UnimplementedPeerServer) Rejoined(context.Context, *Empty) (*Empty, error) {
+func (UnimplementedPeerServer) Rejoined(context.Context, *RejoinedRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rejoined not implemented")
 }
 func (UnimplementedPeerServer) Authorize(context.Context, *AuthorizeRequest) (*AuthorizeReply, error) {
@@ -513,7 +515,7 @@ func _Peer_Stats_Handler(srv interface{}, ctx context.Context, dec func(interfac
 }
 
 func _Peer_Rejoined_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(Empty)
+	in := new(RejoinedRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -525,7 +527,7 @@ func _Peer_Rejoined_Handler(srv interface{}, ctx context.Context, dec func(inter
 		FullMethod: Peer_Rejoined_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).Rejoined(ctx, req.(*Empty))
+		return srv.(PeerServer).Rejoined(ctx, req.(*RejoinedRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }

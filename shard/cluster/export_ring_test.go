@@ -1,0 +1,42 @@
+package cluster
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+	"meshgate/shard/ring"
+)
+
+// Believe installs on n a ring of weights that no other node uses, with
+// no memory of past rings (a node that has not caught up with
+// membership), and returns a func that puts back the ring it had.
+func (n *Node) Believe(weights map[string]int) (restore func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	had := n.ring.Load()
+	n.installLocked(ring.New(had.Epoch()+1, weights), had)
+	n.history = nil
+	return func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.installLocked(had, n.ring.Load())
+	}
+}
+
+// PushAfterDeadline sends ev to node for its list as a fan-out Push whose
+// sender's deadline passed a minute ago, as a call that waited in the
+// socket of a frozen node does: gRPC's own timeout would count from now.
+func (n *Node) PushAfterDeadline(node string, ev *shard.Event) error {
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "meshgate-deadline-ns", strconv.FormatInt(time.Now().Add(-time.Minute).UnixNano(), 10))
+	_, err := n.peer(node).client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Ring: n.ring.Load().ID()}}})
+	return fromStatus(node, err)
+}
+
+// RejoinedAt runs what this node does when told the cluster took it for
+// dead at deadAt.
+func (n *Node) RejoinedAt(deadAt time.Time) { n.rejoined(uint64(deadAt.UnixNano())) }
