@@ -14,7 +14,7 @@
 // sender's ring identity (ring.Ring.ID); a receiver on another ring
 // waits briefly for membership to converge, else answers
 // shard.ErrUnavailable, so every route is short by construction, not by
-// a hop count (route.go, locate). On a single node (no gossip address)
+// a hop count (locate.go). On a single node (no gossip address)
 // every key is local and nothing is sent anywhere.
 //
 // A resource's list records which nodes are interested in it (see
@@ -32,7 +32,7 @@
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the
 // queue's side compares positions. A list whose events went to other
-// nodes sends its last one again once it is quiet (route.go
+// nodes sends its last one again once it is quiet (fanout.go
 // announceTails, shard.Store.AnnounceTails), so an event lost on the way
 // is announced even when nothing is published after it. After a crash,
 // every node links all its interest again (a list a dead node held
@@ -44,10 +44,14 @@
 // of a peer going away or of membership moving is shard.ErrUnavailable.
 // The locks and the order they are taken in are in shard/LOCKS.md.
 //
-// Files: node.go (membership, the ring), route.go (locating keys, calls,
-// fan-out to the interested nodes, ops kept for nodes not members yet),
-// handoff.go (hand-off, registering a queue's taker, repair, audit),
-// peer.go (outboxes, hand-on of a gone peer's ops), rpc.go (the service),
+// Files: node.go (membership, the ring), locate.go (where a key is
+// served: the ring identity, owners, tombs, past owners), calls.go (queue
+// calls routed to the queue's holder), fanout.go (deliveries to a list's
+// holder, interest, learn and revoke ops, fan-out to the interested
+// nodes, ops kept for nodes not members yet, tail announcements),
+// handoff.go (hand-off: give, take, take-back, rebalance, leave),
+// repair.go (crash repair, rejoin, the audit: one relink), peer.go
+// (outboxes, hand-on of a gone peer's ops), rpc.go (the service),
 // stream.go (relayed streams), publishers.go (calls to the owner's
 // publishers), recheck.go (every node's subscribers of a scheme, for a
 // publisher's re-check), admit.go (member identity), convert.go (wire

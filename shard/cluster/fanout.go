@@ -1,0 +1,389 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
+)
+
+// Deliver hands ev to its resource's holder, which appends it to every
+// subscribed queue. It returns how many queues it reached (or was sent to).
+// The plugin host calls it for every event.
+func (n *Node) Deliver(ev *shard.Event) int {
+	k, _ := n.DeliverChecked(context.Background(), ev)
+	return k
+}
+
+// DeliverChecked is Deliver that reports an event that did not reach its
+// resource's subscriber list: its holder could not be reached, the rings
+// of the nodes on the way disagreed, or the list may be in the making
+// after a crash (shard.ErrUnavailable). The plugin host answers a publish
+// with that error, so the publisher tries again.
+//
+// Invariant: a publish that answers success has been stamped by its list,
+// or no list of its resource exists: the resource's owner, on a ring
+// every node on the way shared, holds none, and every node that may hold
+// one (locate's invariants) answered that it does not. Then every
+// subscriber gets it or a RESYNC (see shard.Store.AnnounceTails). ctx
+// bounds every wait on the way (callTimeout if it has no deadline), and
+// its end stops the event before it is stamped: a publish its caller gave
+// up on, and tried again, is not stamped long after the retry, over the
+// newer changes since.
+func (n *Node) DeliverChecked(ctx context.Context, ev *shard.Event) (int, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
+	return n.deliver(ctx, ev, false)
+}
+
+// deliver fans ev out where its list is held (see locate; remote: it came
+// from another node on this node's ring).
+func (n *Node) deliver(ctx context.Context, ev *shard.Event, remote bool) (int, error) {
+	if ev.ID == 0 {
+		ev.ID = rand.Uint64() | 1 // names this publication on every node it crosses
+	}
+	there := func(node string, id uint64) (int, error) { return n.deliverAt(ctx, node, ev, id) }
+	return serve(ctx, n, ev.Resource, n.holdsResource, remote, there, func(at place) (int, bool, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, false, fmt.Errorf("%w: the publish of %s was given up on: %v", shard.ErrUnavailable, ev.Resource, err) //nolint:errorlint // UNAVAILABLE is the contract
+		}
+		k, held := n.store.DeliverHere(ev)
+		if !held && n.movedMeanwhile(ev.Resource, at) {
+			return 0, true, nil
+		}
+		if !held && n.repairedLately() {
+			// A node died lately: the list may have died with it and
+			// be in the making again from its queues' side (relink,
+			// clients subscribing again). "No list" is not "no
+			// subscribers" yet: the publisher tries again.
+			return 0, false, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
+		}
+		return k, false, nil
+	})
+}
+
+// deliverAt sends ev to node for its list, on ring identity id.
+func (n *Node) deliverAt(ctx context.Context, node string, ev *shard.Event, id uint64) (int, error) {
+	p := n.peer(node)
+	if p == nil {
+		return 0, unavailable(node)
+	}
+	rep, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Event: eventPB(ev), Fanout: true, Ring: id}}})
+	if err = fromStatus(node, err); err != nil {
+		if !errors.Is(err, errNotHeld) {
+			n.log.Warn("event not delivered", "resource", ev.Resource, "peer", node, "err", err)
+		}
+		return 0, err
+	}
+	n.stats.forwarded(node, 1)
+	return int(rep.GetReached()), nil
+}
+
+// lostListWait is how long after a crash repair a list not found may be
+// one that died with the crashed node and is being made again. Ring
+// identity does not cover it: the nodes agree, and the list is gone.
+const lostListWait = 2 * time.Second
+
+// repairedLately reports whether a crash repair ran here within
+// lostListWait.
+func (n *Node) repairedLately() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.repairedAt.IsZero() && time.Since(n.repairedAt) < lostListWait
+}
+
+// routeOp applies op, an asynchronous change of res's list (interest,
+// learn, revoke), where the list is held: here (apply), at the node
+// locate names, or, at an owner that does not hold the list, at every
+// node that may (only the holder applies it). remote: op came from
+// another node on this node's ring. Nobody answers an op: one that
+// reaches a node that was asked and holds no list is dropped there; at
+// an owner with nobody to ask it is applied here (an interest may start
+// the list). One that finds res in flight here is applied once it lands
+// (whenLanded).
+func (n *Node) routeOp(op *pb.Op, res string, remote bool, apply func()) {
+	at, err := n.locate(opNow, res, n.holdsResource, remote)
+	if errors.Is(err, context.Canceled) {
+		n.whenLanded(res, func() { n.routeOp(op, res, remote, apply) })
+		return
+	}
+	if err != nil {
+		return
+	}
+	if at.node == "" && len(at.ask) == 0 {
+		apply()
+		return
+	}
+	op.Ring = at.ring
+	if at.node != "" {
+		at.ask = []string{at.node}
+	}
+	for _, node := range at.ask {
+		if p := n.peer(node); p != nil {
+			p.push(op)
+		}
+	}
+}
+
+// Revoke removes user's (and device's) subscriptions to resource: its
+// holder tells every node interested in its list.
+func (n *Node) Revoke(resource, user, device string) int {
+	return n.revoke(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true}, false)
+}
+
+func (n *Node) revoke(op *pb.Op, remote bool) int {
+	var k atomic.Int64 // set later if the list is in flight here (whenLanded)
+	n.routeOp(op, op.GetRevokeResource(), remote, func() {
+		k.Store(int64(n.store.Revoke(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice())))
+	})
+	return int(k.Load())
+}
+
+// RevokeAt implements shard.Peers: one op per interested node.
+func (n *Node) RevokeAt(resource, user, device string, nodes []string) {
+	for _, node := range nodes {
+		n.send(node, &pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device})
+	}
+}
+
+// ResourcesWithScheme lists the resources of scheme whose lists are held here.
+func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
+	return n.store.ResourcesWithScheme(scheme)
+}
+
+// Link implements shard.Peers: it records this node's interest in
+// resource's list at its holder.
+func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hint shard.Hint) (shard.Linked, error) {
+	_, l, err := n.link(ctx, resource, hint, in, false)
+	return l, err
+}
+
+// Learn implements shard.Peers: resource's holder learns hint.
+func (n *Node) Learn(resource string, hint shard.Hint) {
+	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At}, false)
+}
+
+// learnAt applies a learn op where its list is held. A list held nowhere
+// learns nothing: the next subscribe starts it.
+func (n *Node) learnAt(op *pb.Op, remote bool) {
+	res := op.GetLearnResource()
+	n.routeOp(op, res, remote, func() {
+		if n.holdsResource(res) {
+			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
+		}
+	})
+}
+
+func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, id uint64) (bool, shard.Linked, error) {
+	p := n.peer(where)
+	if p == nil {
+		return false, shard.Linked{}, unavailable(where)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, HintUnknown: hint.Unknown, Ring: id})
+	n.stats.forwarded(where, 1)
+	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag(), EtagUnknown: rep.GetEtagUnknown()}, fromStatus(where, err)
+}
+
+// Interest implements shard.Peers: resource's holder records in.
+func (n *Node) Interest(resource string, in shard.Interest) {
+	n.interestAt(&pb.Op{InterestResource: resource, Interest: interestPB(in)}, false)
+}
+
+// opNow is a context already done: locate, given it, answers its error
+// at once where it would wait for a key in flight to this node.
+var opNow = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// whenLanded runs apply, an asynchronous op on key (interest, learn,
+// revoke) that found key in flight to this node, once that hand-off
+// ends, on its own goroutine.
+//
+// Invariant: an asynchronous op never waits for a key in flight on the
+// path that made or received it. Those paths are a give's export of a
+// queue (leaveLocal), a take's import (arrive, Arriving), and the Push
+// handler that applies a peer's outbox in order; a take in flight waits
+// for its giver's Take, and the giver may be waiting on one of those
+// paths: a node taking a list from one node while giving queues of that
+// list to another, whose take is in turn enlisting through this node, is
+// a wait cycle across three nodes that only the takes' 10 s deadlines
+// broke (the churn test's join overlapping a leave). Ops on a list are
+// idempotent or ordered by Interest.Ver and positions, so applying one
+// later, after the list landed, changes nothing but when.
+func (n *Node) whenLanded(key string, apply func()) {
+	n.mu.Lock()
+	ch := n.inflight[key]
+	n.mu.Unlock()
+	go func() {
+		if ch != nil {
+			select {
+			case <-ch:
+			case <-n.stop:
+				return
+			}
+		}
+		apply()
+	}()
+}
+
+// interestAt applies an interest op where its list is held (or where its
+// owner, with nobody to ask, starts one).
+func (n *Node) interestAt(op *pb.Op, remote bool) {
+	n.routeOp(op, op.GetInterestResource(), remote, func() {
+		n.store.SetInterest(op.GetInterestResource(), interestOf(op.GetInterest()))
+	})
+}
+
+// Forward implements shard.Peers: one op per interested node, carrying
+// the event once; the node appends it to its own subscribers. Nothing
+// waits for what was sent on an old route: positions order it at the
+// queue. A node not known here yet (gossip is slower than the hand-off
+// that made it interested) gets its ops once it is, in order (see
+// waitForPeer); one that is gone gets nothing: its interest goes with it.
+func (n *Node) Forward(ev *shard.Event, nodes []string) {
+	e := eventPB(ev)
+	for _, node := range nodes {
+		n.send(node, &pb.Op{Event: e})
+	}
+}
+
+// send queues op for node, or keeps it until node is a member.
+func (n *Node) send(node string, op *pb.Op) {
+	n.mu.Lock()
+	if w, ok := n.waiting[node]; ok {
+		n.waiting[node] = append(w, op)
+		n.mu.Unlock()
+		return
+	}
+	_, crashed := n.crashed[node]
+	n.mu.Unlock()
+	if p := n.peer(node); p != nil {
+		p.push(op)
+		return
+	}
+	if crashed {
+		return
+	}
+	n.mu.Lock()
+	w, ok := n.waiting[node]
+	n.waiting[node] = append(w, op)
+	n.mu.Unlock()
+	if !ok {
+		go n.waitForPeer(node)
+	}
+}
+
+// waitForPeer hands the ops kept for node to its outbox once it is a
+// member, or drops them after settleTime.
+func (n *Node) waitForPeer(node string) {
+	for deadline := time.Now().Add(settleTime); time.Now().Before(deadline); {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(retryGap):
+		}
+		if p := n.peer(node); p != nil {
+			// Ops sent meanwhile still join the list, so the order holds;
+			// they are pushed with n.mu released (push may hand on).
+			for {
+				n.mu.Lock()
+				ops := n.waiting[node]
+				if len(ops) == 0 {
+					delete(n.waiting, node)
+					n.mu.Unlock()
+					return
+				}
+				n.waiting[node] = []*pb.Op{}
+				n.mu.Unlock()
+				for _, op := range ops {
+					p.push(op)
+				}
+			}
+		}
+	}
+	n.mu.Lock()
+	k := len(n.waiting[node])
+	delete(n.waiting, node)
+	n.mu.Unlock()
+	n.stats.Dropped.Add(uint64(k))
+	n.log.Warn("ops dropped: their node did not become a member", "peer", node, "ops", k)
+}
+
+const retryGap = 50 * time.Millisecond
+
+// tailTick is how often the lists held here are asked whether their
+// tail is due to be announced (shard.Store.AnnounceTails).
+const tailTick = 250 * time.Millisecond
+
+// announceTails has the store announce its lists' tails until Close: the
+// last event of a list is sent again to the other nodes interested in
+// it, so one lost on the way is never left unannounced (see
+// shard/position.go).
+func (n *Node) announceTails() {
+	defer n.wg.Done()
+	t := time.NewTicker(tailTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.store.AnnounceTails()
+		}
+	}
+}
+
+// settled reports whether membership has been still long enough for every
+// node to see the same ring, with no key in flight to this node.
+func (n *Node) settled() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
+}
+
+// link records in (a node's interest) in resource's list where it is held
+// (see locate; remote: the call came from another node on this node's
+// ring), and reports whether the node was not interested yet, with the
+// list's state when it joined. An owner whose list nobody holds starts
+// it; a node asked for a list it does not hold answers errNotHeld.
+//
+// Invariant: a link served here adds to the list held here, or starts
+// one, under the resource's stripe (read), which give holds (write) from
+// the tomb's making to the export: a link never starts a second list
+// after the first one left, nor beside one in flight here. A list in
+// flight here is waited for (locate) holding no stripe: a give of a list
+// on the same stripe waits for the stripe, and the take bringing this one
+// may need it (its enlist links here).
+func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, remote bool) (bool, shard.Linked, error) {
+	type linked struct {
+		added bool
+		l     shard.Linked
+	}
+	there := func(node string, id uint64) (linked, error) {
+		added, l, err := n.linkAt(ctx, node, resource, hint, in, id)
+		return linked{added, l}, err
+	}
+	r, err := serve(ctx, n, resource, n.holdsResource, remote, there, func(at place) (linked, bool, error) {
+		mu := n.stripe(resource)
+		mu.RLock()
+		defer mu.RUnlock()
+		if !n.holdsResource(resource) && n.movedMeanwhile(resource, at) {
+			return linked{}, true, nil
+		}
+		added, l := n.store.AddInterest(resource, in, hint)
+		return linked{added, l}, false, nil
+	})
+	return r.added, r.l, err
+}

@@ -1,0 +1,189 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"meshgate/shard"
+)
+
+// repair rebuilds what crashed nodes held: the crashed nodes are dropped
+// from the lists here (their queues died with them), and this node links
+// its interest again in every list, with a RESYNC for its queues in the
+// lists that lived there. Every list, not only those: one a crashed node
+// held without owning it (a hand-off to or from it not finished, a list
+// it took over and had not handed back) would otherwise stay lost until
+// membership settles, and publishes meanwhile find no list.
+func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
+	start := time.Now()
+	n.mu.Lock()
+	for _, c := range crashed {
+		n.crashed[c] = start
+	}
+	n.repairedAt = start
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.repairedAt = time.Now()
+		n.mu.Unlock()
+	}()
+	dropped := n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
+	lost, _, _ := n.relink(func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
+	n.stats.Repairs.Add(1)
+	n.stats.handoff(time.Since(start))
+	n.log.Info("repaired after crash", "crashed", crashed, "resync", lost, "dropped", dropped, "in", time.Since(start))
+}
+
+// rejoined: the others took this node for dead (it was frozen or cut off)
+// at deadAt (unix nanoseconds, the sender's clock) and dropped it from
+// their lists. Its interest in every list is linked again, with a
+// RESYNC: changes may have been missed.
+//
+// Invariant: a list a node held when the cluster took it for dead is not
+// served after it returns. The survivors made it again (repair) from
+// their queues, with the newest etag they delivered, and published to it
+// since; the old copy would answer a subscribe with an older etag and
+// stamp changes over newer ones. So every list here made before deadAt
+// (its epoch: when it was made or last merged) is dropped under its
+// stripe, before the relink: this node, owning a key it no longer holds,
+// then asks the owners of the ring without it (remembered as a past
+// ring), which hold the copy made again, and a list nobody made again
+// starts from the queues here. A take's import of a list takes the same
+// stripe, so a list handed here meanwhile is merged before the check
+// (a new epoch: kept) or lands after the drop.
+func (n *Node) rejoined(deadAt uint64) {
+	n.mu.Lock()
+	if n.others != nil { // nil: no ring installed yet (a node just restarted), nothing to remember
+		n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
+	}
+	n.mu.Unlock()
+	_, lists := n.store.Keys()
+	dropped := 0
+	for _, res := range lists {
+		mu := n.stripe(res)
+		mu.Lock()
+		if e, held := n.store.ListEpoch(res); held && e < deadAt {
+			n.store.ExportResource(res)
+			dropped++
+		}
+		mu.Unlock()
+	}
+	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped)
+	k, _, _ := n.relink(func(string) bool { return true }, true)
+	n.stats.Repairs.Add(1)
+	n.log.Info("relinked", "resync", k)
+}
+
+// audit records this node's interest again in the list of every resource
+// its queues subscribe to, once membership has settled after a change:
+// every node knows its own queues, so an interest lost in a hand-off
+// comes back, with a RESYNC for the queues here (they may have missed a
+// change). It should find nothing; it counts what it repairs.
+func (n *Node) audit() {
+	start := time.Now()
+	missing, behind, resources := n.relink(func(string) bool { return false }, false)
+	if missing+behind == 0 {
+		n.log.Debug("audit: this node is in every list it should be", "resources", resources, "in", time.Since(start))
+		return
+	}
+	n.stats.Audited.Add(uint64(missing + behind))
+	n.log.Warn("audit: this node was missing from lists or its subscriptions behind them; RESYNC with the list's etag", "resync_missing", missing, "resync_behind", behind, "in", time.Since(start))
+}
+
+// relink links again this node's interest in the list of every resource
+// its queues subscribe to, and returns how many RESYNCs it appended to
+// subscriptions whose list was lost (lost(res), or this node missing from
+// it), how many to subscriptions behind their list (shard.Store.CatchUp),
+// and how many resources it linked. retry: a link that fails is tried
+// again in the background (a repair's: the other survivors may not have
+// dropped the dead node yet and route to it).
+//
+// Invariant (the gateway remembers what it delivered): a lost list's
+// RESYNC carries the list's etag after the re-link, and the re-link tells
+// the list the newest etag the queues here delivered (each subscription
+// knows its last one and that event's position); the publisher's Current
+// is used only when no queue here holds an etag a list stamped. A list
+// rebuilt after its holder died so starts from the newest etag any queue
+// saw, never from "" for a resource that was published, and never from an
+// older etag a publisher remembers.
+func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, resources int) {
+	locals := n.store.LocalInterests()
+	var affected []string
+	for res := range locals {
+		if lost(res) {
+			affected = append(affected, res)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
+	defer cancel()
+	etags := n.current(ctx, affected)
+	for res, li := range locals {
+		isLost := lost(res)
+		if isLost {
+			if e := etags[res]; e != "" && li.Hint.Pos.At == 0 {
+				// The publisher's word, when no queue here holds an etag a
+				// list stamped. Never over one that is: the new owner's
+				// publisher may keep etags in memory and know only the
+				// publishes it saw while it owned the resource.
+				li.Hint.Etag = e
+			}
+			// Nobody here knows an etag: a list this link makes again
+			// remembers that its "" is not "never published", and a fresh
+			// subscribe to it answers etagUnknown.
+			li.Hint.Unknown = li.Hint.Etag == ""
+		}
+		r, b, err := n.relinkOne(ctx, res, li, isLost)
+		resynced, behind = resynced+r, behind+b
+		if err == nil {
+			continue
+		}
+		n.log.Debug("relink: link failed", "resource", res, "err", err)
+		if isLost {
+			// The loss is announced now, with the newest etag known here;
+			// the retry's RESYNC brings the list's own.
+			resynced += n.store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, li.Queues)
+		}
+		if retry {
+			go n.relinkLater(res, li, isLost)
+		}
+	}
+	return resynced, behind, len(locals)
+}
+
+// relinkOne links this node's interest li in res's list. If the node was
+// not in it, or it was lost, the queues get a RESYNC from the list's
+// position; else they are brought up to it, and catch up if they are
+// behind (one that missed the last event, and its tail announcements,
+// learns it now). It returns both counts.
+func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest, lost bool) (resynced, behind int, err error) {
+	added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case added || lost:
+		return n.store.Resync(res, l, li.Queues), 0, nil
+	}
+	return 0, n.store.CatchUp(res, l, li.Queues), nil
+}
+
+// relinkLater retries a repair's link until it succeeds or 30 s pass.
+// Once it succeeds, the subscriptions go on from the list's real position:
+// events the list stamped meanwhile did not reach them.
+func (n *Node) relinkLater(res string, li shard.LocalInterest, lost bool) {
+	var err error
+	for range 60 {
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		_, _, err = n.relinkOne(ctx, res, li, lost)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	n.log.Warn("repair: linking failed for 30 s; the subscriptions wait for the audit", "resource", res, "err", err)
+}
