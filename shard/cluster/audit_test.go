@@ -110,14 +110,16 @@ func TestRejoined_ListTakenAfterTheReturnKeepsEveryInterest(t *testing.T) {
 	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
 		t.Fatal(err)
 	}
-	// The list lives at n1 (it held it while n2 was away) ...
+	// n1 took n2 for dead after the list was made (its epoch), and the
+	// list lived at n1 while n2 was away.
+	time.Sleep(10 * time.Millisecond)
+	deadAt := time.Now()
+	time.Sleep(10 * time.Millisecond)
 	if err := n1.TakeKeys(ctx, "n2", nil, []string{res}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
-	deadAt := time.Now() // ... when n1 took n2 for dead
-	time.Sleep(10 * time.Millisecond)
-	// n2 is back: it takes its list, then hears it was taken for dead.
+	// n2 is back: it takes its list (n1's rebalance may give it first),
+	// then hears it was taken for dead.
 	if err := n2.TakeKeys(ctx, "n1", nil, []string{res}); err != nil {
 		t.Fatal(err)
 	}
