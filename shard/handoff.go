@@ -225,7 +225,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 func (s *Store) ImportResource(st ResourceState) {
 	var made *resource
 	r := s.lockList(st.Name, func() *resource {
-		made = &resource{name: st.Name, pos: st.Pos, recent: st.Recent}
+		made = &resource{name: st.Name, pos: st.Pos, recent: st.Recent, came: uint64(s.cfg.Now().UnixNano())}
 		if made.pos.IsZero() {
 			made.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}
 		}

@@ -38,6 +38,12 @@ type resource struct {
 	// learned from a subscribe or a hand-off), as of etagPos.
 	etag    string
 	etagPos Position
+	// came is when the list came to this store (unix nanoseconds, this
+	// node's clock): made here, or imported whole from another node. An
+	// imported list keeps its epoch (its stream goes on), so the epoch
+	// alone does not say whether this node held it at some past moment
+	// (see HeldSince).
+	came uint64
 	// recent are the last publications stamped, by ID (see Event.ID).
 	recent []Published
 	// last is the newest event stamped (nil: none since the list came
@@ -186,16 +192,21 @@ func (s *Store) HasResource(res string) (subscribers int, held bool) {
 	return r.countLocked(), !r.dead
 }
 
-// ListEpoch reports the epoch of res's list here (held false: none): the
-// wall-clock time it was made or last merged (Position.Epoch).
-func (s *Store) ListEpoch(res string) (epoch uint64, held bool) {
+// HeldSince reports since when res's list has been what this node holds
+// (held false: none), in unix nanoseconds: the later of when it came here
+// (made here, or imported whole) and its epoch (Position.Epoch: the
+// wall-clock time it was made or last merged, or went on in a new epoch).
+// A list this node held at time t has a HeldSince at or before t; one
+// that came here after t, even with an older epoch (a list imported whole
+// keeps its stream's epoch), has a later one.
+func (s *Store) HeldSince(res string) (since uint64, held bool) {
 	r := s.res.get(res)
 	if r == nil {
 		return 0, false
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.pos.Epoch, !r.dead
+	return max(r.came, r.pos.Epoch), !r.dead
 }
 
 // SubscriberCount counts the queues of every subscriber list held here.
@@ -214,7 +225,10 @@ func (s *Store) SubscriberCount() int {
 // removed (dead) between lookup and lock is looked up again.
 func (s *Store) lockList(res string, mk func() *resource) *resource {
 	if mk == nil {
-		mk = func() *resource { return &resource{name: res, pos: Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}} }
+		mk = func() *resource {
+			now := s.cfg.Now()
+			return &resource{name: res, pos: Position{Epoch: newEpochAbove(now, 0)}, came: uint64(now.UnixNano())}
+		}
 	}
 	for {
 		r := s.res.getOrAdd(res, mk)

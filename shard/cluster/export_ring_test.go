@@ -40,3 +40,10 @@ func (n *Node) PushAfterDeadline(node string, ev *shard.Event) error {
 // RejoinedAt runs what this node does when told the cluster took it for
 // dead at deadAt.
 func (n *Node) RejoinedAt(deadAt time.Time) { n.rejoined(uint64(deadAt.UnixNano())) }
+
+// AuditNow runs the post-settle audit here now and returns how many
+// RESYNCs the audits on this node appended so far.
+func (n *Node) AuditNow() uint64 {
+	n.audit()
+	return n.stats.Audited.Load()
+}

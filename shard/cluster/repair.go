@@ -44,14 +44,24 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 // served after it returns. The survivors made it again (repair) from
 // their queues, with the newest etag they delivered, and published to it
 // since; the old copy would answer a subscribe with an older etag and
-// stamp changes over newer ones. So every list here made before deadAt
-// (its epoch: when it was made or last merged) is dropped under its
-// stripe, before the relink: this node, owning a key it no longer holds,
-// then asks the owners of the ring without it (remembered as a past
-// ring), which hold the copy made again, and a list nobody made again
-// starts from the queues here. A take's import of a list takes the same
-// stripe, so a list handed here meanwhile is merged before the check
-// (a new epoch: kept) or lands after the drop.
+// stamp changes over newer ones. So every list held here since before
+// deadAt (shard.Store.HeldSince: made here, imported or merged before
+// it) is dropped under its stripe, before the relink: this node, owning
+// a key it no longer holds, then asks the owners of the ring without it
+// (remembered as a past ring), which hold the copy made again, and a
+// list nobody made again starts from the queues here. A take's import of a list takes the same
+// stripe, so a list handed here meanwhile is imported before the check
+// (it came after deadAt: kept) or lands after the drop.
+//
+// Invariant: a list that came here after deadAt is the live one and is
+// kept, whatever its epoch. The survivors hand this node its lists as
+// soon as it is in their ring again, at the same time as they tell it
+// it was taken for dead (rebuild), and a list imported whole keeps the
+// epoch it had where it lived (possibly long before deadAt). Dropped by
+// its epoch, it took every other node's interest with it: only this
+// node's was linked again, and the others' queues got no event until
+// the post-settle audit found them missing from it (issue 12: the
+// chaos and churn runs' audits found RESYNCs, all "missing").
 func (n *Node) rejoined(deadAt uint64) {
 	n.mu.Lock()
 	if n.others != nil { // nil: no ring installed yet (a node just restarted), nothing to remember
@@ -63,7 +73,7 @@ func (n *Node) rejoined(deadAt uint64) {
 	for _, res := range lists {
 		mu := n.stripe(res)
 		mu.Lock()
-		if e, held := n.store.ListEpoch(res); held && e < deadAt {
+		if since, held := n.store.HeldSince(res); held && since < deadAt {
 			n.store.ExportResource(res)
 			dropped++
 		}

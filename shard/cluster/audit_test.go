@@ -1,0 +1,146 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"meshgate/shard"
+	"meshgate/shard/cluster"
+)
+
+// settle waits until no node holds a key its ring gives another.
+func settle(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	ok := waitFor(30*time.Second, func() bool {
+		for _, m := range nodes[0].Members(context.Background()) {
+			if m.Up && m.Misplaced > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("keys still misplaced: %+v", nodes[0].Members(context.Background()))
+	}
+	time.Sleep(500 * time.Millisecond) // outboxes drain
+}
+
+func auditAll(t *testing.T, when string, nodes []*testNode) {
+	t.Helper()
+	for _, n := range nodes {
+		if k := n.AuditNow(); k != 0 {
+			t.Errorf("%s: %s's audit appended %d RESYNCs so far", when, n.Name(), k)
+		}
+	}
+}
+
+func TestAudit_FindsNothingAfterMembershipChanges(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, "a", ca, caKey, "")
+	b := startNode(t, "b", ca, caKey, a.gossip)
+	nodes := []*testNode{a.testNode, b.testNode}
+	waitRing(t, nodes, 2)
+	ctx := context.Background()
+	for i := range 12 {
+		n := nodes[i%2]
+		q, err := n.CreateQueue(ctx, alice, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 8 {
+			if _, err := n.Subscribe(ctx, allowAll{}, alice, q.Name, fmt.Sprintf("user:alice/r%d", (i+j)%20), "", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	settle(t, nodes)
+	auditAll(t, "start", nodes)
+	c := startNode(t, "c", ca, caKey, a.gossip)
+	nodes = append(nodes, c.testNode)
+	waitRing(t, nodes, 3)
+	settle(t, nodes)
+	auditAll(t, "after c joined", nodes)
+	if err := b.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nodes = []*testNode{a.testNode, c.testNode}
+	waitRing(t, nodes, 2)
+	settle(t, nodes)
+	auditAll(t, "after b left", nodes)
+	d := startNode(t, "d", ca, caKey, a.gossip)
+	nodes = append(nodes, d.testNode)
+	waitRing(t, nodes, 3)
+	settle(t, nodes)
+	auditAll(t, "after d joined", nodes)
+	c.Close() // a crash
+	nodes = []*testNode{a.testNode, d.testNode}
+	waitRing(t, nodes, 2)
+	settle(t, nodes)
+	auditAll(t, "after c crashed", nodes)
+}
+
+// TestRejoined_ListTakenAfterTheReturnKeepsEveryInterest: n2 was taken
+// for dead (at deadAt) and came back; the list of res lived at n1 all
+// along, with n1's queue in it, and n1 hands it to its owner n2 as soon
+// as n2 is in the ring again, before n2 hears it was taken for dead
+// (the Rejoined call and the rebalance are sent at once). The list n2
+// took is the live one, not a copy n2 held when it was taken for dead:
+// it must keep n1's interest, so a publish reaches n1's queue without
+// waiting for the post-settle audit.
+func TestRejoined_ListTakenAfterTheReturnKeepsEveryInterest(t *testing.T) {
+	nodes := startNodes(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/t%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	q, err := n1.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	// n1 took n2 for dead after the list was made (its epoch), and the
+	// list lived at n1 while n2 was away.
+	time.Sleep(10 * time.Millisecond)
+	deadAt := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	if err := n1.TakeKeys(ctx, "n2", nil, []string{res}); err != nil {
+		t.Fatal(err)
+	}
+	// n2 is back: it takes its list (n1's rebalance may give it first),
+	// then hears it was taken for dead.
+	if err := n2.TakeKeys(ctx, "n1", nil, []string{res}); err != nil {
+		t.Fatal(err)
+	}
+	if k, held := n2.store.HasResource(res); !held || k != 1 {
+		t.Fatalf("n2 holds the list: %v, with %d queues; want it, with n1's queue", held, k)
+	}
+	n2.RejoinedAt(deadAt)
+	if k, held := n2.store.HasResource(res); !held || k != 1 {
+		t.Errorf("after n2 heard it was taken for dead, it holds the list: %v, with %d queues; want it, with n1's queue (%s)", held, k, n2.store.Explain(res))
+	}
+	if k, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+		t.Errorf("a publish after n2's return reached %d queues (err %v); want n1's queue", k, err)
+	}
+	got := waitFor(10*time.Second, func() bool {
+		pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+		return err == nil && len(pg.Items) > 0 && pg.Items[len(pg.Items)-1].Etag == "v1"
+	})
+	if !got {
+		t.Error("n1's queue never got the publish after n2's return")
+	}
+	if k := n1.AuditNow(); k != 0 {
+		t.Errorf("n1's audit found its interest missing from the list: %d RESYNCs", k)
+	}
+}
