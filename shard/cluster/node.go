@@ -416,17 +416,7 @@ func (n *Node) loop() {
 			time.Sleep(20 * time.Millisecond) // let a burst of events settle
 			n.rebuild()
 		case <-rebalance.C:
-			n.expire()
-			n.rebalance()
-			n.mu.Lock()
-			due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
-			n.mu.Unlock()
-			if due && n.settled() {
-				n.mu.Lock()
-				n.auditedAt = time.Now()
-				n.mu.Unlock()
-				n.audit()
-			}
+			n.tick()
 		case <-rejoin.C:
 			if n.ml.NumMembers() < len(n.cfg.Join)+1 || !n.joined.Load() {
 				if err := n.join(); err == nil {
@@ -434,6 +424,22 @@ func (n *Node) loop() {
 				}
 			}
 		}
+	}
+}
+
+// tick is the loop's periodic work: old tombs and rings forgotten, keys
+// handed to their owners, and the post-settle audit once it is due.
+func (n *Node) tick() {
+	n.expire()
+	n.rebalance()
+	n.mu.Lock()
+	due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
+	n.mu.Unlock()
+	if due && n.settled() {
+		n.mu.Lock()
+		n.auditedAt = time.Now()
+		n.mu.Unlock()
+		n.audit()
 	}
 }
 
