@@ -197,6 +197,13 @@ func TestAudit_NotOnThawBeforeTheClusterSaysSo(t *testing.T) {
 	if k, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
 		t.Errorf("a publish after n1's rejoin reached %d queues (err %v); want n1's queue", k, err)
 	}
+	got := waitFor(10*time.Second, func() bool {
+		pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+		return err == nil && len(pg.Items) > 0 && pg.Items[len(pg.Items)-1].Etag == "v1"
+	})
+	if !got {
+		t.Error("n1's queue never got the publish after its rejoin")
+	}
 	if before, k := n1.Audited(), n1.AuditNow(); k != before {
 		t.Errorf("after the rejoin, n1's audit appended %d RESYNCs; want 0", k-before)
 	}

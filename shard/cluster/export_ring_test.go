@@ -54,6 +54,7 @@ func (n *Node) Freeze(d time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.changedAt = n.changedAt.Add(-d)
+	n.beat = n.beat.Add(-d)
 }
 
 // Tick runs the loop's periodic work now (expire, rebalance, the audit
