@@ -144,3 +144,67 @@ func TestRejoined_ListTakenAfterTheReturnKeepsEveryInterest(t *testing.T) {
 		t.Errorf("n1's audit found its interest missing from the list: %d RESYNCs", k)
 	}
 }
+
+// TestAudit_NotOnThawBeforeTheClusterSaysSo: n1 was frozen (SIGSTOP)
+// longer than settleTime, right after a ring change; meanwhile n2 took
+// it for dead and dropped it from its lists (repair). When n1 runs
+// again, its own clocks say membership has been still for longer than
+// settleTime (its ring never changed: it saw nothing), so its loop's
+// next tick ran the post-settle audit at once, before n2 had it back
+// and told it it was taken for dead (Rejoined). The audit found n1's
+// interest missing from n2's list, as it was meant to be (n1 was
+// dead to n2), and counted RESYNCs: the "missing" RESYNCs of every
+// chaos and churn loop run (issue 12), all at the node that had been
+// frozen. The audit must not run on a node that was not running
+// through the quiet time it counts; the rejoin links n1 again.
+func TestAudit_NotOnThawBeforeTheClusterSaysSo(t *testing.T) {
+	nodes := startNodes(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/f%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	q, err := n1.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, held := n2.store.HasResource(res); !held || k != 1 {
+		t.Fatalf("n2 holds the list: %v, with %d queues; want it, with n1's queue", held, k)
+	}
+	// n1 is frozen; n2 takes it for dead and drops it from its lists.
+	deadAt := time.Now()
+	n2.RepairAsDead("n1")
+	if k, _ := n2.store.HasResource(res); k != 0 {
+		t.Fatalf("n2's list still counts %d queues after n2 took n1 for dead", k)
+	}
+	// n1 runs again after more than settleTime: its loop ticks at once.
+	n1.Freeze(16 * time.Second)
+	n1.Tick()
+	if k := n1.Audited(); k != 0 {
+		t.Errorf("n1 ran the post-settle audit as it thawed, before the cluster told it it had been taken for dead: %d RESYNCs for its interest missing from a list that dropped it as dead", k)
+	}
+	// n2 has it back and tells it: n1 links its interest again.
+	n1.RejoinedAt(deadAt)
+	if !waitFor(10*time.Second, func() bool { k, _ := n2.store.HasResource(res); return k == 1 }) {
+		t.Fatalf("n1's rejoin did not link its interest in n2's list again: %s", n2.store.Explain(res))
+	}
+	if k, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+		t.Errorf("a publish after n1's rejoin reached %d queues (err %v); want n1's queue", k, err)
+	}
+	got := waitFor(10*time.Second, func() bool {
+		pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+		return err == nil && len(pg.Items) > 0 && pg.Items[len(pg.Items)-1].Etag == "v1"
+	})
+	if !got {
+		t.Error("n1's queue never got the publish after its rejoin")
+	}
+	if before, k := n1.Audited(), n1.AuditNow(); k != before {
+		t.Errorf("after the rejoin, n1's audit appended %d RESYNCs; want 0", k-before)
+	}
+}

@@ -47,3 +47,23 @@ func (n *Node) AuditNow() uint64 {
 	n.audit()
 	return n.stats.Audited.Load()
 }
+
+// Freeze makes n as a process stopped for d finds itself when it runs
+// again (SIGSTOP, then SIGCONT): its clocks ran on, nothing else did.
+func (n *Node) Freeze(d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.changedAt = n.changedAt.Add(-d)
+	n.beat = n.beat.Add(-d)
+}
+
+// Tick runs the loop's periodic work now (expire, rebalance, the audit
+// if it is due).
+func (n *Node) Tick() { n.tick() }
+
+// RepairAsDead runs what a survivor does when it takes nodes for dead:
+// they leave every list here, and this node links its interest again.
+func (n *Node) RepairAsDead(nodes ...string) { n.repair(n.ring.Load(), nodes) }
+
+// Audited is how many RESYNCs the audits on this node appended so far.
+func (n *Node) Audited() uint64 { return n.stats.Audited.Load() }

@@ -350,6 +350,7 @@ func (n *Node) announceTails() {
 func (n *Node) settled() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.beatLocked(time.Now())
 	return time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
 }
 

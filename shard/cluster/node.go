@@ -106,6 +106,7 @@ type Node struct {
 	epoch      uint64
 	changedAt  time.Time
 	auditedAt  time.Time
+	beat       time.Time       // when this node was last seen running (see beatLocked)
 	others     *ring.Ring      // the ring installed last, without this node (see locate)
 	pubs       LocalPublishers // this node's plugin host, for routed calls
 	routed     *Publishers
@@ -273,9 +274,10 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("cluster: gossip: %w", err)
 	}
 	n.ml = ml
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.loop()
 	go n.announceTails()
+	go n.heartbeat()
 	if len(n.cfg.Join) == 0 {
 		n.joined.Store(true)
 	} else if err := n.join(); err != nil {
@@ -416,17 +418,7 @@ func (n *Node) loop() {
 			time.Sleep(20 * time.Millisecond) // let a burst of events settle
 			n.rebuild()
 		case <-rebalance.C:
-			n.expire()
-			n.rebalance()
-			n.mu.Lock()
-			due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
-			n.mu.Unlock()
-			if due && n.settled() {
-				n.mu.Lock()
-				n.auditedAt = time.Now()
-				n.mu.Unlock()
-				n.audit()
-			}
+			n.tick()
 		case <-rejoin.C:
 			if n.ml.NumMembers() < len(n.cfg.Join)+1 || !n.joined.Load() {
 				if err := n.join(); err == nil {
@@ -434,6 +426,73 @@ func (n *Node) loop() {
 				}
 			}
 		}
+	}
+}
+
+// heartbeat notes, until Close, that this node is running (beatLocked),
+// a few times a probe interval.
+func (n *Node) heartbeat() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ProbeInterval / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.mu.Lock()
+			n.beatLocked(time.Now())
+			n.mu.Unlock()
+		}
+	}
+}
+
+// stallGap is how long this node may go unseen by its heartbeat before
+// it counts as not having run meanwhile (see beatLocked): well under the
+// others' time to take it for dead (a probe, its timeout and
+// SuspicionMult probe intervals of suspicion), well over a late wake-up
+// of a loaded machine.
+func (n *Node) stallGap() time.Duration { return max(2*n.cfg.ProbeInterval, time.Second) }
+
+// beatLocked notes that this node runs at now. n.mu held.
+//
+// Invariant: the post-settle audit runs only once membership has been
+// still for settleTime while this node was running to see it. A node
+// stopped (SIGSTOP, a paused VM, a stop-the-world) sees nothing change:
+// its ring stays the one it had, while the others take it for dead,
+// drop it from their lists and make its lists again. Its clocks run on,
+// so when it runs again its last ring change looks older than
+// settleTime and its loop's next tick, at once, ran the audit, before
+// the others had it back and told it it was taken for dead (Rejoined):
+// the audit found this node's interest missing from every list the
+// others had dropped it from, as dead, and counted each as a RESYNC
+// (issue 12: every chaos and churn loop run's audit RESYNCs, "missing",
+// all at the node that had been frozen). So a gap longer than stallGap
+// since the last beat is a membership change this node did not see: the
+// audit is due settleTime after it, and Rejoined does the repair.
+// settled beats too, so the tick that runs first after a stop sees the
+// gap even if the heartbeat has not run yet.
+func (n *Node) beatLocked(now time.Time) {
+	if gap := now.Sub(n.beat); !n.beat.IsZero() && gap > n.stallGap() {
+		n.changedAt = now
+		n.log.Info("this node did not run for a while: membership may have changed meanwhile; the audit waits", "for", gap.Round(time.Millisecond))
+	}
+	n.beat = now
+}
+
+// tick is the loop's periodic work: old tombs and rings forgotten, keys
+// handed to their owners, and the post-settle audit once it is due.
+func (n *Node) tick() {
+	n.expire()
+	n.rebalance()
+	n.mu.Lock()
+	due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
+	n.mu.Unlock()
+	if due && n.settled() {
+		n.mu.Lock()
+		n.auditedAt = time.Now()
+		n.mu.Unlock()
+		n.audit()
 	}
 }
 

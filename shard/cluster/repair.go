@@ -64,7 +64,8 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 // chaos and churn runs' audits found RESYNCs, all "missing").
 func (n *Node) rejoined(deadAt uint64) {
 	n.mu.Lock()
-	if n.others != nil { // nil: no ring installed yet (a node just restarted), nothing to remember
+	n.changedAt = time.Now() // the cluster changed without this node: the audit waits (beatLocked)
+	if n.others != nil {     // nil: no ring installed yet (a node just restarted), nothing to remember
 		n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
 	}
 	n.mu.Unlock()
