@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"meshgate/internal/certs"
 	"net"
 	"net/http"
 	"os"
@@ -53,11 +54,11 @@ func startGateway() *gateway {
 	if err != nil {
 		panic(err)
 	}
-	cert, keyPath, _, _, err := server.EnsureDevCert(dir)
+	cert, keyPath, _, _, err := certs.EnsureDevCert(dir)
 	if err != nil {
 		panic(err)
 	}
-	tlsCfg, err := server.TLSConfig(cert, keyPath)
+	tlsCfg, err := certs.TLSConfig(cert, keyPath)
 	if err != nil {
 		panic(err)
 	}
@@ -66,7 +67,7 @@ func startGateway() *gateway {
 		panic(err)
 	}
 	go srv.Serve(l, tlsCfg)
-	pem, _ := os.ReadFile(filepath.Join(dir, server.DevCertFile))
+	pem, _ := os.ReadFile(filepath.Join(dir, certs.DevCertFile))
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}

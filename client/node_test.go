@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"meshgate/internal/certs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"meshgate/internal/testkit"
-	"meshgate/server"
 )
 
 // TestNodeRecoveryGuide runs the guide's Node client (graphql-ws, no SDK)
@@ -30,7 +30,7 @@ func TestNodeRecoveryGuide(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, "recovery.mjs", "user:alice/notes")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "MESHGATE_URL="+strings.Replace(gw.URL, "127.0.0.1", "localhost", 1),
-		"MESHGATE_TOKEN="+tok, "NODE_EXTRA_CA_CERTS="+filepath.Join(gw.dir, server.DevCertFile))
+		"MESHGATE_TOKEN="+tok, "NODE_EXTRA_CA_CERTS="+filepath.Join(gw.dir, certs.DevCertFile))
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

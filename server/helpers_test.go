@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"meshgate/internal/certs"
 	"net"
 	"net/http"
 	"os"
@@ -61,11 +62,11 @@ func startServing(t testing.TB, scfg server.Config, qcfg shard.Config, useTLS bo
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, keyPath, _, _, err := server.EnsureDevCert(dir)
+	cert, keyPath, _, _, err := certs.EnsureDevCert(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsCfg, err := server.TLSConfig(cert, keyPath)
+	tlsCfg, err := certs.TLSConfig(cert, keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}

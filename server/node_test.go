@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"meshgate/internal/certs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,7 @@ func TestNodeReferenceClients(t *testing.T) {
 	node := testkit.Node(t, dir, "graphql-ws")
 	// The audits send many requests with one token: lift the per-user rate.
 	g := start(t, server.Config{Limits: server.Limits{RequestRate: 1e6, RequestBurst: 1e6}}, shard.Config{})
-	cert := filepath.Join(filepath.Dir(strings.TrimSuffix(g.key.SecretFile, "/")), server.DevCertFile)
+	cert := filepath.Join(filepath.Dir(strings.TrimSuffix(g.key.SecretFile, "/")), certs.DevCertFile)
 	for _, mode := range []string{"http", "ws"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -92,7 +93,7 @@ func TestNodeClients(t *testing.T) {
 			}
 			tc.cfg.Limits = server.Limits{RequestRate: 1e6, RequestBurst: 1e6}
 			g := start(t, tc.cfg, shard.Config{})
-			cert := filepath.Join(filepath.Dir(strings.TrimSuffix(g.key.SecretFile, "/")), server.DevCertFile)
+			cert := filepath.Join(filepath.Dir(strings.TrimSuffix(g.key.SecretFile, "/")), certs.DevCertFile)
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second+5*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, node, "clients.mjs", tc.mode)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"meshgate/internal/certs"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -17,11 +18,11 @@ import (
 // carries the session ticket to the client.
 func ticketNode(t *testing.T, dir string, secret []byte, clock *atomic.Int64) string {
 	t.Helper()
-	cert, key, _, _, err := server.EnsureDevCert(dir)
+	cert, key, _, _, err := certs.EnsureDevCert(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := server.TLSConfig(cert, key)
+	cfg, err := certs.TLSConfig(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestTLS_SharedTicketsResumeOnAnotherNode(t *testing.T) {
 	next.Store(clock.Load() + int64(server.TicketPeriod/time.Second))
 	first := ticketNode(t, dir, secret, &clock)
 
-	pem, err := os.ReadFile(dir + "/" + server.DevCertFile)
+	pem, err := os.ReadFile(dir + "/" + certs.DevCertFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io"
+	"meshgate/internal/certs"
 	"net"
 	"testing"
 	"time"
@@ -25,11 +26,11 @@ func TestTLSIdle_FieldsFound(t *testing.T) {
 func tlsPair(t *testing.T) (srv, cli *tls.Conn) {
 	t.Helper()
 	dir := t.TempDir()
-	cert, key, _, _, err := EnsureDevCert(dir)
+	cert, key, _, _, err := certs.EnsureDevCert(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := TLSConfig(cert, key)
+	cfg, err := certs.TLSConfig(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"meshgate/internal/certs"
 	"net"
 	"os"
 	"strings"
@@ -144,18 +145,18 @@ func (c *clusterConfig) node(store *shard.Store, dataDir string, current func(co
 	var err error
 	switch {
 	case c.Cert != "":
-		cfg.ServerTLS, cfg.ClientTLS, err = cluster.TLSFromFiles(c.CA, c.Cert, c.Key)
+		cfg.ServerTLS, cfg.ClientTLS, err = certs.TLSFromFiles(c.CA, c.Cert, c.Key)
 	case c.CA != "":
-		cfg.ServerTLS, cfg.ClientTLS, err = cluster.TLSFromCA(c.CA, c.CAKey, c.NodeName)
+		cfg.ServerTLS, cfg.ClientTLS, err = certs.TLSFromCA(c.CA, c.CAKey, c.NodeName)
 	default:
-		ca, key, created, derr := cluster.EnsureDevCA(dataDir)
+		ca, key, created, derr := certs.EnsureDevCA(dataDir)
 		if derr != nil {
 			return nil, derr
 		}
 		if created {
 			log.Info("created development cluster CA; give every node this data directory or these files", "ca", ca)
 		}
-		cfg.ServerTLS, cfg.ClientTLS, err = cluster.TLSFromCA(ca, key, c.NodeName)
+		cfg.ServerTLS, cfg.ClientTLS, err = certs.TLSFromCA(ca, key, c.NodeName)
 	}
 	if err != nil {
 		return nil, err

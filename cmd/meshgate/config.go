@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"meshgate/internal/certs"
 	"net"
 	"os"
 	"os/signal"
@@ -227,7 +228,7 @@ func (c *fileConfig) tls(log *slog.Logger) (*tls.Config, error) {
 		var created bool
 		var err error
 		host, _, _ := net.SplitHostPort(c.Listen) // the certificate covers the listen host too
-		cert, key, fp, created, err = server.EnsureDevCert(c.DataDir, host)
+		cert, key, fp, created, err = certs.EnsureDevCert(c.DataDir, host)
 		if err != nil {
 			return nil, err
 		}
@@ -237,7 +238,7 @@ func (c *fileConfig) tls(log *slog.Logger) (*tls.Config, error) {
 		}
 		log.Info(msg, "cert", cert, "sha256", fp, "hint", "curl --cacert "+cert)
 	}
-	cfg, err := server.TLSConfig(cert, key)
+	cfg, err := certs.TLSConfig(cert, key)
 	if err != nil || len(c.Cluster.GossipKeys) == 0 {
 		return cfg, err
 	}

@@ -6,11 +6,10 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
+	"meshgate/internal/certs"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"meshgate/server"
 )
 
 // TestDevCert_CoversListenHost: the development certificate verifies for
@@ -39,7 +38,7 @@ func TestDevCert_CoversListenHost(t *testing.T) {
 					conn.Close()
 				}
 			}()
-			b, err := os.ReadFile(filepath.Join(dir, server.DevCertFile))
+			b, err := os.ReadFile(filepath.Join(dir, certs.DevCertFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +52,7 @@ func TestDevCert_CoversListenHost(t *testing.T) {
 		})
 	}
 	// A name is covered too, and localhost still is.
-	cert, _, _, created, err := server.EnsureDevCert(dir, "gateway.test")
+	cert, _, _, created, err := certs.EnsureDevCert(dir, "gateway.test")
 	if err != nil || !created {
 		t.Fatalf("created %v, err %v", created, err)
 	}
@@ -68,10 +67,10 @@ func TestDevCert_CoversListenHost(t *testing.T) {
 			t.Errorf("%s: %v", h, err)
 		}
 	}
-	if _, _, _, created, _ := server.EnsureDevCert(dir, "gateway.test"); created {
+	if _, _, _, created, _ := certs.EnsureDevCert(dir, "gateway.test"); created {
 		t.Error("a certificate that covers the host was issued again")
 	}
-	if _, _, _, created, _ := server.EnsureDevCert(dir, "0.0.0.0"); created {
+	if _, _, _, created, _ := certs.EnsureDevCert(dir, "0.0.0.0"); created {
 		t.Error("the unspecified address needs no new certificate")
 	}
 }

@@ -19,6 +19,8 @@ func TestDependenciesPointInward(t *testing.T) {
 		{"meshgate/plugins/...", []string{"meshgate/graph", "meshgate/server", "github.com/99designs/gqlgen"}},
 		// graph sees the core through its Backend interface, never the cluster.
 		{"meshgate/graph/...", []string{"meshgate/server", "meshgate/cmd", "meshgate/shard/cluster"}},
+		// TLS material is made in one place, for the server and the cluster alike.
+		{"meshgate/internal/certs", []string{"meshgate/shard", "meshgate/server", "meshgate/graph", "meshgate/plugins"}},
 		// internal/inproc (a publisher) and testkit are for tests: no binary carries them.
 		{"meshgate/cmd/...", []string{"meshgate/internal/inproc", "meshgate/internal/testkit", "meshgate/internal/genqlienttest", "github.com/Khan/genqlient"}},
 	} {

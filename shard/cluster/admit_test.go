@@ -1,11 +1,10 @@
 package cluster_test
 
 import (
+	"meshgate/internal/certs"
 	"slices"
 	"testing"
 	"time"
-
-	"meshgate/shard/cluster"
 )
 
 // TestRogueMemberStaysOutOfTheRing: a process with its own CA joins the
@@ -14,11 +13,11 @@ import (
 // it cannot prove a cluster certificate for its name.
 func TestRogueMemberStaysOutOfTheRing(t *testing.T) {
 	dir, evilDir := t.TempDir(), t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	evilCA, evilKey, _, err := cluster.EnsureDevCA(evilDir)
+	evilCA, evilKey, _, err := certs.EnsureDevCA(evilDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,11 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"meshgate/internal/certs"
 	"testing"
 	"time"
 
 	"meshgate/shard"
-	"meshgate/shard/cluster"
 )
 
 // settle waits until no node holds a key its ring gives another.
@@ -38,7 +38,7 @@ func auditAll(t *testing.T, when string, nodes []*testNode) {
 
 func TestAudit_FindsNothingAfterMembershipChanges(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

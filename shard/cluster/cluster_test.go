@@ -2,12 +2,11 @@ package cluster_test
 
 import (
 	"math/rand/v2"
+	"meshgate/internal/certs"
 
 	"context"
 	"errors"
 	"fmt"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"meshgate/shard"
 	"meshgate/shard/cluster"
@@ -66,7 +68,7 @@ type testNode struct {
 func startNodes(t *testing.T, k int) []*testNode {
 	t.Helper()
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ func startNodeWith(t *testing.T, name, ca, caKey, seed string, intercept func(co
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, cli, err := cluster.TLSFromCA(ca, caKey, name)
+	srv, cli, err := certs.TLSFromCA(ca, caKey, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +413,7 @@ func TestCrashRepairs(t *testing.T) {
 // now gives it move there, and local streams follow their queues.
 func TestJoinMovesKeysUnderLoad(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +521,7 @@ func TestJoinMovesKeysUnderLoad(t *testing.T) {
 // pushes, and every notification still arrives once, in order.
 func TestFaultsOnPeerCalls(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,7 +610,7 @@ func TestFaultsOnPeerCalls(t *testing.T) {
 // about once, neither sent round the nodes nor dropped as lost.
 func TestJustAfterJoinKeysGoToTheirOwners(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -671,7 +673,7 @@ func TestJustAfterJoinKeysGoToTheirOwners(t *testing.T) {
 // n2's queue went, once, and before the next one.
 func TestOutboxOfALeftPeerIsHandedOn(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"meshgate/internal/certs"
 	"os"
 	"runtime"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"meshgate/shard"
-	"meshgate/shard/cluster"
 )
 
 // TestHandoff_GiveWhileTakingDoesNotWaitForTheTake: node x takes a list
@@ -26,7 +26,7 @@ import (
 // before (it hangs here until the test gives up).
 func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 // x had given it the keys, and they were lost. Both must succeed.
 func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 // churn test's lost queue after its stalled hand-off.
 func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func reaches(t *testing.T, n *testNode, queue, list, etag string) {
 // sent its calls to z, which did not hold it).
 func TestHandoff_TakeWhoseAnswerIsLostAsksAgain(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestHandoff_TakeWhoseAnswerIsLostAsksAgain(t *testing.T) {
 // they stayed in x's tombs until those expired: the queue was lost.
 func TestHandoff_KeysGivenToATakerThatDiesComeBack(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"meshgate/internal/certs"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,7 +139,7 @@ func (localPubs) Publish(context.Context, shard.Principal, string, string, []byt
 // socket is not stamped when the owner thaws.
 func TestPublish_SentToTheOwnerCarriesItsDeadline(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,11 +232,11 @@ func TestRejoined_BeforeAnyRingIsInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	ca, caKey, _, err := cluster.EnsureDevCA(t.TempDir())
+	ca, caKey, _, err := certs.EnsureDevCA(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, cli, err := cluster.TLSFromCA(ca, caKey, "n1")
+	srv, cli, err := certs.TLSFromCA(ca, caKey, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}

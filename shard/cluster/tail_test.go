@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"meshgate/internal/certs"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"meshgate/shard"
-	"meshgate/shard/cluster"
 )
 
 // TestTail_DroppedLastEventIsAnnounced: the last change of a resource is
@@ -21,7 +21,7 @@ import (
 // review12 wrote for its owed RESYNC).
 func TestTail_DroppedLastEventIsAnnounced(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestTail_DroppedLastEventIsAnnounced(t *testing.T) {
 // for every subscriber (the chaos test's "p71, the publisher p131").
 func TestDeliver_ListOutOfReachIsUnavailable(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestDeliver_ListOutOfReachIsUnavailable(t *testing.T) {
 // chaos test's "went from p1837 back to p637 (CHANGED)").
 func TestDeliver_GivenUpPublishIsNotStamped(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey, _, err := cluster.EnsureDevCA(dir)
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

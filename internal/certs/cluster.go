@@ -1,4 +1,4 @@
-package cluster
+package certs
 
 import (
 	"crypto/ecdsa"
@@ -7,13 +7,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // Development cluster CA files in the data directory.
@@ -31,50 +28,16 @@ func EnsureDevCA(dataDir string) (caPath, keyPath string, created bool, err erro
 	if _, err := os.Stat(caPath); err == nil {
 		return caPath, keyPath, false, nil
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", "", false, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", false, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "meshgate cluster development CA", Organization: []string{"meshgate"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", "", false, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return "", "", false, err
-	}
-	if err := writePEM(keyPath, "PRIVATE KEY", keyDER, 0o600); err != nil {
-		return "", "", false, err
-	}
-	if err := writePEM(caPath, "CERTIFICATE", der, 0o644); err != nil {
+	if err := selfSign(dataDir, caPath, keyPath, tmpl, 10); err != nil {
 		return "", "", false, err
 	}
 	return caPath, keyPath, true, nil
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	return n
-}
-
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // TLSFromCA issues this node a fresh certificate from the CA (kept in
@@ -93,21 +56,19 @@ func TLSFromCA(caPath, caKeyPath, nodeName string) (server, client *tls.Config, 
 		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: nodeName, Organization: []string{"meshgate cluster"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(1, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{nodeName},
+		Subject:     pkix.Name{CommonName: nodeName, Organization: []string{"meshgate cluster"}},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{nodeName},
 	}
+	stamp(tmpl, 1)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, ca.PrivateKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("node certificate: %w", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return tlsConfigs(tls.Certificate{Certificate: [][]byte{der, caCert.Raw}, PrivateKey: key}, pool)
+	return nodeConfigs(tls.Certificate{Certificate: [][]byte{der, caCert.Raw}, PrivateKey: key}, pool)
 }
 
 // TLSFromFiles loads a node certificate and key issued by the cluster CA
@@ -125,13 +86,15 @@ func TLSFromFiles(caPath, certPath, keyPath string) (server, client *tls.Config,
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster certificate: %w", err)
 	}
-	return tlsConfigs(cert, pool)
+	return nodeConfigs(cert, pool)
 }
 
-// tlsConfigs: both sides present a certificate and accept exactly those
+// nodeConfigs: both sides present a certificate and accept exactly those
 // the cluster CA issued. Peers are dialled by address, so names are not
-// checked: membership in the cluster is the CA's signature.
-func tlsConfigs(cert tls.Certificate, pool *x509.CertPool) (*tls.Config, *tls.Config, error) {
+// checked: membership in the cluster is the CA's signature. Neither side
+// resumes a session (no tickets, no client session cache), so every
+// connection is verified.
+func nodeConfigs(cert tls.Certificate, pool *x509.CertPool) (*tls.Config, *tls.Config, error) {
 	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 {
 			return errors.New("cluster: peer sent no certificate")
@@ -157,6 +120,7 @@ func tlsConfigs(cert tls.Certificate, pool *x509.CertPool) (*tls.Config, *tls.Co
 	server := &tls.Config{
 		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13,
 		ClientAuth: tls.RequireAnyClientCert, VerifyPeerCertificate: verify,
+		SessionTicketsDisabled: true, // a resumed session skips verify
 	}
 	client := &tls.Config{
 		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13,

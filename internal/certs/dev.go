@@ -1,22 +1,15 @@
-package server
+package certs
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // Development certificate files in the data directory.
@@ -42,7 +35,7 @@ func EnsureDevCert(dataDir string, hosts ...string) (certPath, keyPath, fingerpr
 		}
 	}
 	if !covers(certPath, extra) {
-		if err := makeDevCert(dataDir, certPath, keyPath, extra); err != nil {
+		if err := selfSign(dataDir, certPath, keyPath, devTemplate(extra), 2); err != nil {
 			return "", "", "", false, fmt.Errorf("dev certificate: %w", err)
 		}
 		created = true
@@ -54,15 +47,7 @@ func EnsureDevCert(dataDir string, hosts ...string) (certPath, keyPath, fingerpr
 // covers reports whether the certificate at certPath exists and verifies
 // for every host.
 func covers(certPath string, hosts []string) bool {
-	b, err := os.ReadFile(certPath)
-	if err != nil {
-		return false
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return false
-	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
+	cert, err := readCert(certPath)
 	if err != nil {
 		return false
 	}
@@ -74,30 +59,21 @@ func covers(certPath string, hosts []string) bool {
 	return true
 }
 
-func makeDevCert(dataDir, certPath, keyPath string, hosts []string) error {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return err
-	}
-	now := time.Now()
+// devTemplate is the development certificate for localhost, loopback
+// (including 127.0.0.2-16, for development clusters on one machine) and
+// hosts.
+func devTemplate(hosts []string) *x509.Certificate {
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "meshgate development", Organization: []string{"meshgate"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(2, 0, 0),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
-		IPAddresses:           devIPs(),
+		IPAddresses:           []net.IP{net.IPv6loopback},
+	}
+	for i := byte(1); i <= 16; i++ {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IPv4(127, 0, 0, i))
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -106,54 +82,17 @@ func makeDevCert(dataDir, certPath, keyPath string, hosts []string) error {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := writePEM(keyPath, "PRIVATE KEY", keyDER, 0o600); err != nil {
-		return err
-	}
-	return writePEM(certPath, "CERTIFICATE", der, 0o644)
-}
-
-// devIPs are the addresses the development certificate covers: loopback,
-// including 127.0.0.2-16 for development clusters on one machine.
-func devIPs() []net.IP {
-	ips := []net.IP{net.IPv6loopback}
-	for i := byte(1); i <= 16; i++ {
-		ips = append(ips, net.IPv4(127, 0, 0, i))
-	}
-	return ips
-}
-
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if err := pem.Encode(f, &pem.Block{Type: typ, Bytes: der}); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return tmpl
 }
 
 // Fingerprint returns the SHA-256 fingerprint of a PEM certificate file,
 // as colon-separated hex.
 func Fingerprint(certPath string) (string, error) {
-	b, err := os.ReadFile(certPath)
+	cert, err := readCert(certPath)
 	if err != nil {
 		return "", err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return "", fmt.Errorf("%s: no PEM block", certPath)
-	}
-	sum := sha256.Sum256(blk.Bytes)
+	sum := sha256.Sum256(cert.Raw)
 	h := strings.ToUpper(hex.EncodeToString(sum[:]))
 	var parts []string
 	for i := 0; i < len(h); i += 2 {
@@ -162,7 +101,8 @@ func Fingerprint(certPath string) (string, error) {
 	return strings.Join(parts, ":"), nil
 }
 
-// TLSConfig loads the certificate pair with modern defaults.
+// TLSConfig loads the certificate pair with modern defaults, for the
+// gateway's clients.
 func TLSConfig(certPath, keyPath string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
@@ -174,3 +114,5 @@ func TLSConfig(certPath, keyPath string) (*tls.Config, error) {
 		NextProtos:   []string{"h2", "http/1.1"},
 	}, nil
 }
+
+func errNoPEM(path string) error { return fmt.Errorf("%s: no PEM block", path) }
