@@ -43,11 +43,8 @@ func (s *Store) Poll(ctx context.Context, p Principal, name string, after uint64
 		q.ackLocked(after)
 		q.renewLocked(now)
 		if limit == 0 || wait == 0 || q.pendingLocked(after) {
-			items := q.readLocked(after, limit+1, nil, now)
+			items := q.readLocked(after, limit+1, nil, now, &s.counters.Overflows)
 			q.mu.Unlock()
-			if len(items) > 0 && items[0].Kind == Overflow {
-				s.counters.Overflows.Add(1)
-			}
 			pg := Page{Items: items, LastSeq: after}
 			if len(items) > limit {
 				pg.Items, pg.HasMore = items[:limit], true
