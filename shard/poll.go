@@ -43,15 +43,9 @@ func (s *Store) Poll(ctx context.Context, p Principal, name string, after uint64
 		q.ackLocked(after)
 		q.renewLocked(now)
 		if limit == 0 || wait == 0 || q.pendingLocked(after) {
-			items := q.readLocked(after, limit+1, nil, now)
+			items := q.readLocked(after, limit+1, nil, now, &s.counters.Overflows)
 			q.mu.Unlock()
-			if len(items) > 0 && items[0].Kind == Overflow {
-				s.counters.Overflows.Add(1)
-			}
-			pg := Page{Items: items, LastSeq: after}
-			if len(items) > limit {
-				pg.Items, pg.HasMore = items[:limit], true
-			}
+			pg := Page{Items: items[:min(len(items), limit)], LastSeq: after, HasMore: len(items) > limit}
 			if n := len(pg.Items); n > 0 {
 				pg.LastSeq = pg.Items[n-1].Seq
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -225,9 +226,7 @@ func (q *queue) appendLocked(ev *Event, capacity, retain int) []Listener {
 }
 
 func (q *queue) growLocked(capacity int) {
-	size := max(4, 2*len(q.ring))
-	size = min(size, capacity)
-	ring := make([]*Event, size)
+	ring := make([]*Event, min(max(4, 2*len(q.ring)), capacity))
 	for i := 0; i < q.n; i++ {
 		ring[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
@@ -274,26 +273,23 @@ func (q *queue) trimDeliveredLocked(retain int) {
 // readLocked returns up to limit notifications after seq `after`. If
 // entries this reader had not acknowledged were dropped, the first returned
 // notification is an OVERFLOW carrying the seq of the last dropped entry, so
-// that the reader's seqs stay increasing and the loss is never silent. mu held.
-func (q *queue) readLocked(after uint64, limit int, dst []Notification, now time.Time) []Notification {
+// that the reader's seqs stay increasing and the loss is never silent; it
+// counts in overflows. mu held.
+func (q *queue) readLocked(after uint64, limit int, dst []Notification, now time.Time, overflows *atomic.Uint64) []Notification {
 	first := q.firstSeq()
 	gapFrom := max(after, q.acked) + 1
 	if gapFrom < first && limit > 0 {
 		gapTo := first - 1
 		dst = append(dst, Notification{Seq: gapTo, Event: overflowEvent(gapFrom, gapTo, now)})
+		overflows.Add(1)
 		limit--
-		after = gapTo
 	}
-	if after < first-1 {
-		after = first - 1
-	}
-	if n := min(int(q.lastSeq-min(after, q.lastSeq)), limit); n > 0 {
-		dst = slices.Grow(dst, n) // one allocation for the page, not one per doubling
-	}
-	for s := after + 1; s <= q.lastSeq && limit > 0; s++ {
+	after = max(after, first-1)
+	n := max(0, min(int(q.lastSeq-min(after, q.lastSeq)), limit))
+	dst = slices.Grow(dst, n) // one allocation for the page, not one per doubling
+	for s := after + 1; s <= after+uint64(n); s++ {
 		i := (q.head + int(s-first)) % len(q.ring)
 		dst = append(dst, Notification{Seq: s, Event: q.ring[i]})
-		limit--
 	}
 	return dst
 }

@@ -40,22 +40,20 @@ func ParseResource(r string) (scheme, path string, err error) {
 	if path == "" {
 		return "", "", fmt.Errorf("%w: resource path is empty", ErrInvalidInput)
 	}
-	start := 0
-	for i := 0; i <= len(path); i++ {
-		if i < len(path) && path[i] != '/' {
-			if !isPathByte(path[i]) {
-				return "", "", fmt.Errorf("%w: resource path has a forbidden byte %q at %d", ErrInvalidInput, path[i], len(scheme)+1+i)
+	at := len(scheme) + 1 // where seg starts in r
+	for seg := range strings.SplitSeq(path, "/") {
+		for i := 0; i < len(seg); i++ {
+			if !isPathByte(seg[i]) {
+				return "", "", fmt.Errorf("%w: resource path has a forbidden byte %q at %d", ErrInvalidInput, seg[i], at+i)
 			}
-			continue
 		}
-		seg := path[start:i]
 		switch seg {
 		case "":
 			return "", "", fmt.Errorf("%w: resource path has an empty segment", ErrInvalidInput)
 		case ".", "..":
 			return "", "", fmt.Errorf("%w: resource path has a %q segment", ErrInvalidInput, seg)
 		}
-		start = i + 1
+		at += len(seg) + 1
 	}
 	return scheme, path, nil
 }

@@ -223,11 +223,6 @@ func (s *Store) Queue(_ context.Context, p Principal, name string) (QueueInfo, e
 	return info, nil
 }
 
-// RenewQueue renews p's queue's lease.
-func (s *Store) RenewQueue(ctx context.Context, p Principal, name string) (QueueInfo, error) {
-	return s.Queue(ctx, p, name)
-}
-
 // Queues lists p's device's queues.
 func (s *Store) Queues(_ context.Context, p Principal) []QueueInfo {
 	s.ownerMu.Lock()

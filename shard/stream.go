@@ -87,10 +87,7 @@ func (st *Stream) Next(dst []Notification, limit int) ([]Notification, error) {
 		return dst, err
 	}
 	n := len(dst)
-	dst = q.readLocked(st.cursor, limit, dst, now)
-	if len(dst) > n && dst[n].Kind == Overflow {
-		st.s.counters.Overflows.Add(1)
-	}
+	dst = q.readLocked(st.cursor, limit, dst, now, &st.s.counters.Overflows)
 	if len(dst) > n {
 		st.cursor = dst[len(dst)-1].Seq
 		if st.cursor > q.delivered {

@@ -117,26 +117,25 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	switch {
 	case seen:
 		answer = sub.etag // delivered while pending: the newest there is
-	case !pending && linked.Pos.Epoch == sub.pos.Epoch && linked.Pos.Offset < sub.pos.Offset && sub.etag != "":
+	case !pending && linked.Pos.Epoch == sub.pos.Epoch && linked.Pos.Offset < sub.pos.Offset && sub.etag != "",
+		answer == "" && !pending && sub.etag != "":
 		// An event past the link was appended while the publisher was
 		// asked: its etag is at least as new as the publisher's answer,
 		// which may have been read before it. Answering (and
 		// remembering) the publisher's would go back behind what the
 		// queue holds. Only within one epoch: positions of two lists
-		// say nothing of which etag is newer.
+		// say nothing of which etag is newer. A publisher that answers
+		// "" is not believed over the etag the queue holds either.
 		answer = sub.etag
-	case answer == "" && !pending && sub.etag != "":
-		answer = sub.etag
-	case linked.Etag != "" && linked.Pos.At != 0:
+	case linked.Etag != "" && linked.Pos.At != 0, answer == "":
 		// The list holds an etag a list stamped (delivered): it is at
 		// least as new as any publish that completed before the link,
 		// and a later one reaches the queue. The publisher's answer may
 		// be older: a publisher keeping etags in memory on one node (the
 		// built-in user:) knows only the publishes it saw while it owned
 		// the resource, so after ownership moved it can answer one the
-		// gateway delivered a newer one over.
-		answer = linked.Etag
-	case answer == "":
+		// gateway delivered a newer one over. A publisher that answers
+		// "" takes the list's etag (which may be "" too).
 		answer = linked.Etag
 	}
 	learn := linked.Etag == "" && answer != ""
@@ -237,15 +236,14 @@ func (s *Store) Invite(_ context.Context, from Principal, toUser, toDevice strin
 	ev := &Event{Kind: Invite, Time: s.cfg.Now(), Payload: payload, From: &Principal{User: from.User, Device: from.Device}}
 	n := 0
 	for _, q := range qs {
+		var ls []Listener
 		q.mu.Lock()
-		if q.dead {
-			q.mu.Unlock()
-			continue
+		if !q.dead {
+			ls = q.appendLocked(ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
+			n++
 		}
-		ls := q.appendLocked(ev, s.cfg.BufferSize, s.cfg.RetainDelivered)
 		q.mu.Unlock()
 		notifyAll(ls)
-		n++
 	}
 	if n == 0 { // no queue here, or only dead ones
 		return 0, ErrDeviceNotFound
