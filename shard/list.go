@@ -1,9 +1,7 @@
 package shard
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -358,43 +356,4 @@ func (s *Store) Revoke(res, user, device string) int {
 		s.peers.RevokeAt(res, user, device, remote)
 	}
 	return n
-}
-
-// Explain describes what this node knows of res, for a failing test or
-// an operator: the list's entries, position and last event if it is
-// held here, and each local queue's subscription (its last position and
-// etag, parked events).
-func (s *Store) Explain(res string) string {
-	var b strings.Builder
-	if r := s.res.get(res); r != nil {
-		r.mu.RLock()
-		fmt.Fprintf(&b, "list pos %+v etag %q dead %v nodes", r.pos, r.etag, r.dead)
-		for _, in := range r.nodes {
-			fmt.Fprintf(&b, " %s:%d@%d", in.Node, in.Count, in.Ver)
-		}
-		if r.last != nil {
-			fmt.Fprintf(&b, "; last %s at %+v", r.last.Etag, r.last.Pos)
-		}
-		r.mu.RUnlock()
-	} else {
-		b.WriteString("no list")
-	}
-	f := s.lockFanout(res, false)
-	if f == nil {
-		b.WriteString("; no local table")
-		return b.String()
-	}
-	fmt.Fprintf(&b, "; local table (%d recent):", len(f.recent))
-	for sub, q := range f.subs {
-		q.mu.Lock()
-		if !sub.gone() {
-			fmt.Fprintf(&b, " %s: %q at %+v", q.name, sub.etag, sub.pos)
-			if sub.x != nil {
-				fmt.Fprintf(&b, " (parked %d, pending %v)", len(sub.x.parked), sub.x.pending)
-			}
-		}
-		q.mu.Unlock()
-	}
-	f.mu.Unlock()
-	return b.String()
 }
