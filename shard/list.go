@@ -344,16 +344,13 @@ func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
 // interested in res's list, held here. It returns how many queues here
 // lost a subscription.
 func (s *Store) Revoke(res, user, device string) int {
-	r := s.res.get(res)
 	var remote []string
-	if r != nil {
+	if r := s.res.get(res); r != nil {
 		r.mu.RLock()
 		remote = r.remoteLocked(s.name)
 		r.mu.RUnlock()
 	}
 	n := s.RevokeLocal(res, user, device)
-	if len(remote) > 0 {
-		s.peers.RevokeAt(res, user, device, remote)
-	}
+	s.peers.RevokeAt(res, user, device, remote) // none: nothing to send
 	return n
 }
