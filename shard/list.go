@@ -1,9 +1,7 @@
 package shard
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -183,13 +181,7 @@ func (s *Store) DropNodes(gone func(node string) bool) int {
 // HasResource reports whether res's subscriber list is held here, and
 // how many queues it counts.
 func (s *Store) HasResource(res string) (subscribers int, held bool) {
-	r := s.res.get(res)
-	if r == nil {
-		return 0, false
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.countLocked(), !r.dead
+	return readList(s, res, (*resource).countLocked)
 }
 
 // HeldSince reports since when res's list has been what this node holds
@@ -200,13 +192,20 @@ func (s *Store) HasResource(res string) (subscribers int, held bool) {
 // that came here after t, even with an older epoch (a list imported whole
 // keeps its stream's epoch), has a later one.
 func (s *Store) HeldSince(res string) (since uint64, held bool) {
+	return readList(s, res, func(r *resource) uint64 { return max(r.came, r.pos.Epoch) })
+}
+
+// readList is what read says of res's list, under the list's read lock,
+// and whether the list is held here (one removed since it was looked up,
+// dead, is not).
+func readList[T any](s *Store, res string, read func(*resource) T) (v T, held bool) {
 	r := s.res.get(res)
 	if r == nil {
-		return 0, false
+		return v, false
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return max(r.came, r.pos.Epoch), !r.dead
+	return read(r), !r.dead
 }
 
 // SubscriberCount counts the queues of every subscriber list held here.
@@ -346,55 +345,8 @@ func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
 // interested in res's list, held here. It returns how many queues here
 // lost a subscription.
 func (s *Store) Revoke(res, user, device string) int {
-	r := s.res.get(res)
-	var remote []string
-	if r != nil {
-		r.mu.RLock()
-		remote = r.remoteLocked(s.name)
-		r.mu.RUnlock()
-	}
+	remote, _ := readList(s, res, func(r *resource) []string { return r.remoteLocked(s.name) })
 	n := s.RevokeLocal(res, user, device)
-	if len(remote) > 0 {
-		s.peers.RevokeAt(res, user, device, remote)
-	}
+	s.peers.RevokeAt(res, user, device, remote) // none: nothing to send
 	return n
-}
-
-// Explain describes what this node knows of res, for a failing test or
-// an operator: the list's entries, position and last event if it is
-// held here, and each local queue's subscription (its last position and
-// etag, parked events).
-func (s *Store) Explain(res string) string {
-	var b strings.Builder
-	if r := s.res.get(res); r != nil {
-		r.mu.RLock()
-		fmt.Fprintf(&b, "list pos %+v etag %q dead %v nodes", r.pos, r.etag, r.dead)
-		for _, in := range r.nodes {
-			fmt.Fprintf(&b, " %s:%d@%d", in.Node, in.Count, in.Ver)
-		}
-		if r.last != nil {
-			fmt.Fprintf(&b, "; last %s at %+v", r.last.Etag, r.last.Pos)
-		}
-		r.mu.RUnlock()
-	} else {
-		b.WriteString("no list")
-	}
-	f := s.lockFanout(res, false)
-	if f == nil {
-		b.WriteString("; no local table")
-		return b.String()
-	}
-	fmt.Fprintf(&b, "; local table (%d recent):", len(f.recent))
-	for sub, q := range f.subs {
-		q.mu.Lock()
-		if !sub.gone() {
-			fmt.Fprintf(&b, " %s: %q at %+v", q.name, sub.etag, sub.pos)
-			if sub.x != nil {
-				fmt.Fprintf(&b, " (parked %d, pending %v)", len(sub.x.parked), sub.x.pending)
-			}
-		}
-		q.mu.Unlock()
-	}
-	f.mu.Unlock()
-	return b.String()
 }

@@ -38,16 +38,7 @@ func (t *table[V]) getOrAdd(k string, mk func() V) V {
 }
 
 // add puts v under k unless k is taken, and reports whether it did.
-func (t *table[V]) add(k string, v V) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var zero V
-	if t.m[k] != zero {
-		return false
-	}
-	t.m[k] = v
-	return true
-}
+func (t *table[V]) add(k string, v V) bool { return t.getOrAdd(k, func() V { return v }) == v }
 
 // removeIf deletes k if it still holds v and drop (nil: yes), called
 // under mu, agrees; drop marks v dead under v's own lock. It reports

@@ -128,7 +128,7 @@ func TestRejoined_ListTakenAfterTheReturnKeepsEveryInterest(t *testing.T) {
 	}
 	n2.RejoinedAt(deadAt)
 	if k, held := n2.store.HasResource(res); !held || k != 1 {
-		t.Errorf("after n2 heard it was taken for dead, it holds the list: %v, with %d queues; want it, with n1's queue (%s)", held, k, n2.store.Explain(res))
+		t.Errorf("after n2 heard it was taken for dead, it holds the list: %v, with %d queues; want it, with n1's queue", held, k)
 	}
 	if k, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
 		t.Errorf("a publish after n2's return reached %d queues (err %v); want n1's queue", k, err)
@@ -192,7 +192,7 @@ func TestAudit_NotOnThawBeforeTheClusterSaysSo(t *testing.T) {
 	// n2 has it back and tells it: n1 links its interest again.
 	n1.RejoinedAt(deadAt)
 	if !waitFor(10*time.Second, func() bool { k, _ := n2.store.HasResource(res); return k == 1 }) {
-		t.Fatalf("n1's rejoin did not link its interest in n2's list again: %s", n2.store.Explain(res))
+		t.Fatal("n1's rejoin did not link its interest in n2's list again")
 	}
 	if k, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
 		t.Errorf("a publish after n1's rejoin reached %d queues (err %v); want n1's queue", k, err)

@@ -480,7 +480,6 @@ func TestJoinMovesKeysUnderLoad(t *testing.T) {
 			for _, n := range all {
 				k, held := n.store.HasResource(res)
 				t.Logf("%s: holds queue %v, list of %s: %v with %d; owns q %v owns r %v", n.Name(), n.store.Has(rd.q), res, held, k, n.Owns(rd.q), n.Owns(res))
-				t.Logf("%s: %s", n.Name(), n.store.Explain(res))
 			}
 			for j, g := range got {
 				if j >= len(got)-3 || g.Etag != fmt.Sprint("e", j) {
