@@ -41,9 +41,6 @@ func (n *Node) admitted(name, rpc string) bool {
 	a := &n.admit
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.m == nil {
-		a.m = map[string]admitState{}
-	}
 	st := a.m[name]
 	if st.rpc == rpc && (st.ok || st.inflight || time.Since(st.at) < admitRetry) {
 		return st.ok

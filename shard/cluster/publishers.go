@@ -72,7 +72,7 @@ func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proo
 			if err == nil {
 				return rep.GetEtag(), nil
 			}
-			if err = fromStatus(o, err); !isUnavailable(err) {
+			if err = fromStatus(o, err); !errors.Is(err, shard.ErrUnavailable) {
 				return "", err
 			}
 			// The owner is unreachable: answer here rather than fail.
@@ -105,11 +105,6 @@ func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag s
 		return 0, shard.ErrUnavailable
 	}
 	return l.Publish(ctx, pr, resource, etag, payload)
-}
-
-func isUnavailable(err error) bool {
-	var w *wrapErr
-	return err != nil && (errors.As(err, &w) && w.err == shard.ErrUnavailable)
 }
 
 func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeReply, error) {

@@ -89,30 +89,23 @@ func nodeStatsOf(r *pb.StatsReply) NodeStats {
 // Members returns every member's report, sorted by name, with ring shares
 // from this node's ring. Members that do not answer are listed as not up.
 func (n *Node) Members(ctx context.Context) []NodeStats {
-	out := map[string]NodeStats{n.cfg.Name: nodeStatsOf(n.localStats())}
+	out := map[string]NodeStats{}
 	n.mu.Lock()
 	for name := range n.members {
-		if _, ok := out[name]; !ok {
-			out[name] = NodeStats{Name: name}
-		}
+		out[name] = NodeStats{Name: name}
 	}
 	for name := range n.crashed { // taken for dead and not back: shown down
-		if _, ok := out[name]; !ok {
-			out[name] = NodeStats{Name: name}
-		}
+		out[name] = NodeStats{Name: name}
 	}
 	n.mu.Unlock()
-	var mu sync.Mutex
+	out[n.cfg.Name] = nodeStatsOf(n.localStats())
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second) // a frozen node must not stall the view
 	defer cancel()
-	n.eachPeer(ctx, func(ctx context.Context, p *peer) {
-		rep, err := p.client.Stats(ctx, &pb.Empty{})
-		if err == nil {
-			mu.Lock()
-			out[p.name] = nodeStatsOf(rep)
-			mu.Unlock()
-		}
-	})
+	for name, rep := range askPeers(ctx, n, func(ctx context.Context, p *peer) (*pb.StatsReply, error) {
+		return p.client.Stats(ctx, &pb.Empty{})
+	}) {
+		out[name] = nodeStatsOf(rep)
+	}
 	shares := n.ring.Load().Shares()
 	list := make([]NodeStats, 0, len(out))
 	for _, name := range slices.Sorted(maps.Keys(out)) {
