@@ -39,12 +39,8 @@ func (n *Node) local(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer
 	if auth == nil {
 		auth = n.cfg.Auth
 	}
-	if auth == nil {
-		n.mu.Lock()
-		if n.routed != nil {
-			auth = n.routed
-		}
-		n.mu.Unlock()
+	if auth == nil && n.localPubs() != nil {
+		auth = &Publishers{n: n} // asked at each resource's owner
 	}
 	if auth == nil && c.GetOp() == pb.QueueOp_SUBSCRIBE {
 		return nil, fmt.Errorf("%w: no publishers on this node", shard.ErrUnavailable)

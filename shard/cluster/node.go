@@ -110,7 +110,6 @@ type Node struct {
 	beat       time.Time       // when this node was last seen running (see beatLocked)
 	others     *ring.Ring      // the ring installed last, without this node (see locate)
 	pubs       LocalPublishers // this node's plugin host, for routed calls
-	routed     *Publishers
 
 	// metaMu guards metas: members' metadata, copied in memberlist's
 	// callbacks (under memberlist's lock). Only admit.mu is taken under it.
@@ -207,9 +206,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		n.ring.Store(ring.New(0, map[string]int{cfg.Name: cfg.Weight}))
 	}
 	store.SetPeers(n, cfg.Name)
-	if cfg.Gossip == "" {
-		n.joined.Store(true)
-	}
+	n.joined.Store(cfg.Gossip == "") // a single node joins nothing
 	return n, nil
 }
 
@@ -457,8 +454,8 @@ func (n *Node) stallGap() time.Duration { return max(2*n.cfg.ProbeInterval, time
 // all at the node that had been frozen). So a gap longer than stallGap
 // since the last beat is a membership change this node did not see: the
 // audit is due settleTime after it, and Rejoined does the repair.
-// settled beats too, so the tick that runs first after a stop sees the
-// gap even if the heartbeat has not run yet.
+// tick beats too, so the tick that runs first after a stop sees the gap
+// even if the heartbeat has not run yet.
 func (n *Node) beatLocked(now time.Time) {
 	if gap := now.Sub(n.beat); !n.beat.IsZero() && gap > n.stallGap() {
 		n.changedAt = now
@@ -468,17 +465,21 @@ func (n *Node) beatLocked(now time.Time) {
 }
 
 // tick is the loop's periodic work: old tombs and rings forgotten, keys
-// handed to their owners, and the post-settle audit once it is due.
+// handed to their owners, and the post-settle audit once it is due: the
+// ring changed since the last audit, and membership has been still long
+// enough for every node to see the same ring (settleTime), with no key
+// in flight to this node.
 func (n *Node) tick() {
 	n.expire()
 	n.rebalance()
 	n.mu.Lock()
-	due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
-	n.mu.Unlock()
-	if due && n.settled() {
-		n.mu.Lock()
+	n.beatLocked(time.Now())
+	due := n.auditedAt.Before(n.changedAt) && time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
+	if due {
 		n.auditedAt = time.Now()
-		n.mu.Unlock()
+	}
+	n.mu.Unlock()
+	if due {
 		n.audit()
 	}
 }

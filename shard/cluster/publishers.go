@@ -19,19 +19,15 @@ type LocalPublishers interface {
 // Publishers asks the publishers of the resource's owner node, so that a
 // publisher keeping state in memory (the built-in `user:`) keeps each
 // resource's etag on one node. On a single node it is local.
-type Publishers struct {
-	n     *Node
-	local LocalPublishers
-}
+type Publishers struct{ n *Node }
 
 // Publishers routes local's calls to each resource's owner. The node
 // answers routed calls from other nodes with local too.
 func (n *Node) Publishers(local LocalPublishers) *Publishers {
-	routed := &Publishers{n: n, local: local}
 	n.mu.Lock()
-	n.pubs, n.routed = local, routed
+	n.pubs = local
 	n.mu.Unlock()
-	return routed
+	return &Publishers{n: n}
 }
 
 // Authorize implements shard.Authorizer at the resource's owner.

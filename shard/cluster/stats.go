@@ -22,9 +22,10 @@ type Stats struct {
 	Dropped     atomic.Uint64 // ops that could not reach a peer
 	Relays      atomic.Uint64 // relayed streams opened
 
-	mu        sync.Mutex
-	fwd       map[string]uint64 // peer → RPCs and ops sent
-	onHandoff func(time.Duration)
+	mu  sync.Mutex
+	fwd map[string]uint64 // peer → RPCs and ops sent
+
+	onHandoff atomic.Pointer[func(time.Duration)]
 }
 
 func (s *Stats) forwarded(peer string, k int) {
@@ -37,11 +38,8 @@ func (s *Stats) forwarded(peer string, k int) {
 }
 
 func (s *Stats) handoff(d time.Duration) {
-	s.mu.Lock()
-	f := s.onHandoff
-	s.mu.Unlock()
-	if f != nil {
-		f(d)
+	if f := s.onHandoff.Load(); f != nil && *f != nil {
+		(*f)(d)
 	}
 }
 
@@ -53,11 +51,7 @@ func (s *Stats) Forwarded() map[string]uint64 {
 }
 
 // OnHandoff sets a function told the duration of every hand-off and repair.
-func (s *Stats) OnHandoff(f func(time.Duration)) {
-	s.mu.Lock()
-	s.onHandoff = f
-	s.mu.Unlock()
-}
+func (s *Stats) OnHandoff(f func(time.Duration)) { s.onHandoff.Store(&f) }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() *Stats { return &n.stats }
