@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"time"
 )
@@ -41,9 +40,6 @@ func (n *Node) admitted(name, rpc string) bool {
 	a := &n.admit
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.m == nil {
-		a.m = map[string]admitState{}
-	}
 	st := a.m[name]
 	if st.rpc == rpc && (st.ok || st.inflight || time.Since(st.at) < admitRetry) {
 		return st.ok
@@ -86,29 +82,4 @@ func (n *Node) verifyPeer(name, rpc string) error {
 		return fmt.Errorf("the certificate at %s is for %q %v, not %q", rpc, leaf.Subject.CommonName, leaf.DNSNames, name)
 	}
 	return nil
-}
-
-// GossipMembers lists the members gossip reports, admitted to the ring
-// or not, sorted.
-func (n *Node) GossipMembers() []string {
-	if n.ml == nil {
-		return []string{n.cfg.Name}
-	}
-	var out []string
-	for _, m := range n.ml.Members() {
-		out = append(out, m.Name)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// Refused reports why member name is kept out of the ring, or nil.
-func (n *Node) Refused(name string) error {
-	n.admit.mu.Lock()
-	defer n.admit.mu.Unlock()
-	st := n.admit.m[name]
-	if st.ok || st.inflight {
-		return nil
-	}
-	return st.err
 }

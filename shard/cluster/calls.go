@@ -39,12 +39,8 @@ func (n *Node) local(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer
 	if auth == nil {
 		auth = n.cfg.Auth
 	}
-	if auth == nil {
-		n.mu.Lock()
-		if n.routed != nil {
-			auth = n.routed
-		}
-		n.mu.Unlock()
+	if auth == nil && n.localPubs() != nil {
+		auth = &Publishers{n: n} // asked at each resource's owner
 	}
 	if auth == nil && c.GetOp() == pb.QueueOp_SUBSCRIBE {
 		return nil, fmt.Errorf("%w: no publishers on this node", shard.ErrUnavailable)
@@ -52,7 +48,7 @@ func (n *Node) local(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer
 	p := principalOf(c.GetPrincipal())
 	s := n.store
 	switch c.GetOp() {
-	case pb.QueueOp_GET, pb.QueueOp_RENEW:
+	case pb.QueueOp_GET, pb.QueueOp_RENEW: // RENEW: from a node of an earlier build
 		q, err := s.Queue(ctx, p, c.GetQueue())
 		if err != nil {
 			return nil, err
@@ -114,13 +110,10 @@ func (n *Node) Queue(ctx context.Context, p shard.Principal, name string) (shard
 	return queueOf(rep.GetQueue()), nil
 }
 
-// RenewQueue renews p's queue's lease.
+// RenewQueue renews p's queue's lease: reading a queue renews it (see
+// shard.Store.RenewQueue).
 func (n *Node) RenewQueue(ctx context.Context, p shard.Principal, name string) (shard.QueueInfo, error) {
-	rep, err := n.call(ctx, &pb.QueueCall{Op: pb.QueueOp_RENEW, Principal: principalPB(p), Queue: name}, nil, false)
-	if err != nil {
-		return shard.QueueInfo{}, err
-	}
-	return queueOf(rep.GetQueue()), nil
+	return n.Queue(ctx, p, name)
 }
 
 // DeleteQueue removes p's queue.
@@ -185,18 +178,13 @@ func (n *Node) Poll(ctx context.Context, p shard.Principal, name string, after u
 // Queues lists p's device's queues on every node.
 func (n *Node) Queues(ctx context.Context, p shard.Principal) []shard.QueueInfo {
 	out := n.store.Queues(ctx, p)
-	var mu sync.Mutex
-	n.eachPeer(ctx, func(ctx context.Context, pr *peer) {
-		rep, err := pr.client.Queues(ctx, &pb.QueuesRequest{Principal: principalPB(p)})
-		if err != nil {
-			return
-		}
-		mu.Lock()
+	for _, rep := range askPeers(ctx, n, func(ctx context.Context, pr *peer) (*pb.QueuesReply, error) {
+		return pr.client.Queues(ctx, &pb.QueuesRequest{Principal: principalPB(p)})
+	}) {
 		for _, q := range rep.GetQueues() {
 			out = append(out, queueOf(q))
 		}
-		mu.Unlock()
-	})
+	}
 	return out
 }
 
@@ -206,23 +194,20 @@ func (n *Node) Invite(ctx context.Context, from shard.Principal, toUser, toDevic
 	if err != nil && !errors.Is(err, shard.ErrDeviceNotFound) {
 		return 0, err
 	}
-	var mu sync.Mutex
-	n.eachPeer(ctx, func(ctx context.Context, pr *peer) {
-		rep, err := pr.client.Invite(ctx, &pb.InviteRequest{From: principalPB(from), ToUser: toUser, ToDevice: toDevice, Payload: payload})
-		if err == nil {
-			mu.Lock()
-			total += int(rep.GetReached())
-			mu.Unlock()
-		}
-	})
+	for _, rep := range askPeers(ctx, n, func(ctx context.Context, pr *peer) (*pb.InviteReply, error) {
+		return pr.client.Invite(ctx, &pb.InviteRequest{From: principalPB(from), ToUser: toUser, ToDevice: toDevice, Payload: payload})
+	}) {
+		total += int(rep.GetReached())
+	}
 	if total == 0 {
 		return 0, shard.ErrDeviceNotFound
 	}
 	return total, nil
 }
 
-// eachPeer calls f for every other live member, in parallel, and waits.
-func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
+// askPeers asks every other live member in parallel, within callTimeout,
+// and returns the answers of those that answered, by node.
+func askPeers[T any](ctx context.Context, n *Node, ask func(context.Context, *peer) (T, error)) map[string]T {
 	n.mu.Lock()
 	var names []string
 	for name := range n.members {
@@ -233,11 +218,20 @@ func (n *Node) eachPeer(ctx context.Context, f func(context.Context, *peer)) {
 	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
+	var mu sync.Mutex
 	var wg sync.WaitGroup
+	out := map[string]T{}
 	for _, name := range names {
 		if p := n.peer(name); p != nil {
-			wg.Go(func() { f(ctx, p) })
+			wg.Go(func() {
+				if rep, err := ask(ctx, p); err == nil {
+					mu.Lock()
+					out[name] = rep
+					mu.Unlock()
+				}
+			})
 		}
 	}
 	wg.Wait()
+	return out
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 
 	pb "meshgate/shard/cluster/peerpb"
 )
@@ -17,4 +18,29 @@ func (n *Node) TakeKeys(ctx context.Context, from string, queues, resources []st
 func (n *Node) GiveKeys(to string, queues, resources []string) (int, int) {
 	rep := n.give(&pb.TakeRequest{Node: to, Queues: queues, Resources: resources})
 	return len(rep.GetQueues()), len(rep.GetResources())
+}
+
+// GossipMembers lists the members gossip reports, admitted to the ring
+// or not, sorted.
+func (n *Node) GossipMembers() []string {
+	if n.ml == nil {
+		return []string{n.cfg.Name}
+	}
+	var out []string
+	for _, m := range n.ml.Members() {
+		out = append(out, m.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Refused reports why member name is kept out of the ring, or nil.
+func (n *Node) Refused(name string) error {
+	n.admit.mu.Lock()
+	defer n.admit.mu.Unlock()
+	st := n.admit.m[name]
+	if st.ok || st.inflight {
+		return nil
+	}
+	return st.err
 }

@@ -327,33 +327,6 @@ const retryGap = 50 * time.Millisecond
 // tail is due to be announced (shard.Store.AnnounceTails).
 const tailTick = 250 * time.Millisecond
 
-// announceTails has the store announce its lists' tails until Close: the
-// last event of a list is sent again to the other nodes interested in
-// it, so one lost on the way is never left unannounced (see
-// shard/position.go).
-func (n *Node) announceTails() {
-	defer n.wg.Done()
-	t := time.NewTicker(tailTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.store.AnnounceTails()
-		}
-	}
-}
-
-// settled reports whether membership has been still long enough for every
-// node to see the same ring, with no key in flight to this node.
-func (n *Node) settled() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.beatLocked(time.Now())
-	return time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
-}
-
 // link records in (a node's interest) in resource's list where it is held
 // (see locate; remote: the call came from another node on this node's
 // ring), and reports whether the node was not interested yet, with the

@@ -488,8 +488,8 @@ func (n *Node) Leave(ctx context.Context) error {
 	n.installLocked(r, old)
 	n.mu.Unlock()
 	tell := func(done bool) {
-		n.eachPeer(ctx, func(ctx context.Context, p *peer) {
-			_, _ = p.client.Leaving(ctx, &pb.LeavingRequest{Node: n.cfg.Name, Done: done})
+		askPeers(ctx, n, func(ctx context.Context, p *peer) (*pb.Empty, error) {
+			return p.client.Leaving(ctx, &pb.LeavingRequest{Node: n.cfg.Name, Done: done})
 		})
 	}
 	tell(false)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -109,7 +110,6 @@ type Node struct {
 	beat       time.Time       // when this node was last seen running (see beatLocked)
 	others     *ring.Ring      // the ring installed last, without this node (see locate)
 	pubs       LocalPublishers // this node's plugin host, for routed calls
-	routed     *Publishers
 
 	// metaMu guards metas: members' metadata, copied in memberlist's
 	// callbacks (under memberlist's lock). Only admit.mu is taken under it.
@@ -126,7 +126,6 @@ type Node struct {
 
 	ml      *memberlist.Memberlist
 	grpcSrv *grpc.Server
-	rpcLn   net.Listener
 	joined  atomic.Bool
 	ready   atomic.Bool // may own keys (see Config.WaitReady)
 	changed chan struct{}
@@ -167,24 +166,14 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("cluster: node name is required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Weight == 0 {
-		cfg.Weight = 1
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	cfg.Weight = cmp.Or(cfg.Weight, 1)
 	if cfg.Weight < 1 || cfg.Weight > ring.MaxWeight {
 		return nil, fmt.Errorf("cluster: weight must be 1-%d", ring.MaxWeight)
 	}
-	if cfg.ProbeInterval == 0 {
-		cfg.ProbeInterval = time.Second
-	}
-	if cfg.GossipAdvertise == "" {
-		cfg.GossipAdvertise = cfg.Gossip
-	}
-	if cfg.RPCAdvertise == "" {
-		cfg.RPCAdvertise = cfg.RPC
-	}
+	cfg.ProbeInterval = cmp.Or(cfg.ProbeInterval, time.Second)
+	cfg.GossipAdvertise = cmp.Or(cfg.GossipAdvertise, cfg.Gossip)
+	cfg.RPCAdvertise = cmp.Or(cfg.RPCAdvertise, cfg.RPC)
 	if cfg.Gossip != "" && (cfg.RPC == "" || cfg.ServerTLS == nil || cfg.ClientTLS == nil) {
 		return nil, errors.New("cluster: a gossip address needs an RPC address and cluster TLS")
 	}
@@ -205,6 +194,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		relays:     map[*stream]string{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
+		admit:      admission{m: map[string]admitState{}},
 		installed:  make(chan struct{}),
 		changed:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
@@ -216,9 +206,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		n.ring.Store(ring.New(0, map[string]int{cfg.Name: cfg.Weight}))
 	}
 	store.SetPeers(n, cfg.Name)
-	if cfg.Gossip == "" {
-		n.joined.Store(true)
-	}
+	n.joined.Store(cfg.Gossip == "") // a single node joins nothing
 	return n, nil
 }
 
@@ -276,49 +264,41 @@ func (n *Node) Start(ctx context.Context) error {
 	n.ml = ml
 	n.wg.Add(3)
 	go n.loop()
-	go n.announceTails()
-	go n.heartbeat()
-	if len(n.cfg.Join) == 0 {
-		n.joined.Store(true)
-	} else if err := n.join(); err != nil {
+	// The last event of a list is sent again to the other nodes interested
+	// in it, so one lost on the way is never left unannounced (see
+	// shard/position.go).
+	go n.every(tailTick, n.store.AnnounceTails)
+	go n.every(n.cfg.ProbeInterval/4, n.heartbeat) // a few times a probe interval
+	if err := n.join(); err != nil {
 		n.log.Warn("join failed; retrying in the background", "seeds", n.cfg.Join, "err", err)
 	}
 	n.membershipChanged()
 	return nil
 }
 
+// join joins the seeds other than this node; with none, the node is its
+// cluster's first member.
 func (n *Node) join() error {
-	var seeds []string
-	for _, s := range n.cfg.Join {
-		if s != n.cfg.GossipAdvertise {
-			seeds = append(seeds, s)
+	seeds := slices.DeleteFunc(slices.Clone(n.cfg.Join), func(s string) bool { return s == n.cfg.GossipAdvertise })
+	if len(seeds) > 0 {
+		if k, err := n.ml.Join(seeds); k == 0 {
+			return err
 		}
 	}
-	if len(seeds) == 0 {
-		n.joined.Store(true)
-		return nil
-	}
-	k, err := n.ml.Join(seeds)
-	if k > 0 {
-		n.joined.Store(true)
-		return nil
-	}
-	return err
+	n.joined.Store(true)
+	return nil
 }
 
 func (n *Node) memberlistConfig() (*memberlist.Config, error) {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.Name
-	host, port, err := splitHostPort(n.cfg.Gossip)
-	if err != nil {
+	var err error
+	if mc.BindAddr, mc.BindPort, err = splitHostPort(n.cfg.Gossip); err != nil {
 		return nil, fmt.Errorf("cluster: gossip address: %w", err)
 	}
-	mc.BindAddr, mc.BindPort = host, port
-	ahost, aport, err := splitHostPort(n.cfg.GossipAdvertise)
-	if err != nil {
+	if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(n.cfg.GossipAdvertise); err != nil {
 		return nil, fmt.Errorf("cluster: gossip advertise address: %w", err)
 	}
-	mc.AdvertiseAddr, mc.AdvertisePort = ahost, aport
 	mc.ProbeInterval = n.cfg.ProbeInterval
 	mc.ProbeTimeout = n.cfg.ProbeInterval / 2
 	mc.SuspicionMult = 3
@@ -429,22 +409,26 @@ func (n *Node) loop() {
 	}
 }
 
-// heartbeat notes, until Close, that this node is running (beatLocked),
-// a few times a probe interval.
-func (n *Node) heartbeat() {
+// every runs f every d until Close; n.wg counts it.
+func (n *Node) every(d time.Duration, f func()) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.ProbeInterval / 4)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-t.C:
-			n.mu.Lock()
-			n.beatLocked(time.Now())
-			n.mu.Unlock()
+			f()
 		}
 	}
+}
+
+// heartbeat notes that this node is running (see beatLocked).
+func (n *Node) heartbeat() {
+	n.mu.Lock()
+	n.beatLocked(time.Now())
+	n.mu.Unlock()
 }
 
 // stallGap is how long this node may go unseen by its heartbeat before
@@ -470,8 +454,8 @@ func (n *Node) stallGap() time.Duration { return max(2*n.cfg.ProbeInterval, time
 // all at the node that had been frozen). So a gap longer than stallGap
 // since the last beat is a membership change this node did not see: the
 // audit is due settleTime after it, and Rejoined does the repair.
-// settled beats too, so the tick that runs first after a stop sees the
-// gap even if the heartbeat has not run yet.
+// tick beats too, so the tick that runs first after a stop sees the gap
+// even if the heartbeat has not run yet.
 func (n *Node) beatLocked(now time.Time) {
 	if gap := now.Sub(n.beat); !n.beat.IsZero() && gap > n.stallGap() {
 		n.changedAt = now
@@ -481,17 +465,21 @@ func (n *Node) beatLocked(now time.Time) {
 }
 
 // tick is the loop's periodic work: old tombs and rings forgotten, keys
-// handed to their owners, and the post-settle audit once it is due.
+// handed to their owners, and the post-settle audit once it is due: the
+// ring changed since the last audit, and membership has been still long
+// enough for every node to see the same ring (settleTime), with no key
+// in flight to this node.
 func (n *Node) tick() {
 	n.expire()
 	n.rebalance()
 	n.mu.Lock()
-	due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
-	n.mu.Unlock()
-	if due && n.settled() {
-		n.mu.Lock()
+	n.beatLocked(time.Now())
+	due := n.auditedAt.Before(n.changedAt) && time.Since(n.changedAt) > settleTime && len(n.inflight) == 0
+	if due {
 		n.auditedAt = time.Now()
-		n.mu.Unlock()
+	}
+	n.mu.Unlock()
+	if due {
 		n.audit()
 	}
 }
@@ -511,8 +499,7 @@ func (n *Node) rebuild() {
 	n.metaMu.Unlock()
 	n.mu.Lock()
 	old := n.ring.Load()
-	var crashed []string
-	var gone []string
+	var crashed, gone []string
 	for name := range n.members {
 		if _, ok := alive[name]; !ok && name != n.cfg.Name {
 			if !n.leaving[name] {

@@ -19,19 +19,15 @@ type LocalPublishers interface {
 // Publishers asks the publishers of the resource's owner node, so that a
 // publisher keeping state in memory (the built-in `user:`) keeps each
 // resource's etag on one node. On a single node it is local.
-type Publishers struct {
-	n     *Node
-	local LocalPublishers
-}
+type Publishers struct{ n *Node }
 
 // Publishers routes local's calls to each resource's owner. The node
 // answers routed calls from other nodes with local too.
 func (n *Node) Publishers(local LocalPublishers) *Publishers {
-	routed := &Publishers{n: n, local: local}
 	n.mu.Lock()
-	n.pubs, n.routed = local, routed
+	n.pubs = local
 	n.mu.Unlock()
-	return routed
+	return &Publishers{n: n}
 }
 
 // Authorize implements shard.Authorizer at the resource's owner.
@@ -72,7 +68,7 @@ func (n *Node) authorize(ctx context.Context, pr shard.Principal, resource, proo
 			if err == nil {
 				return rep.GetEtag(), nil
 			}
-			if err = fromStatus(o, err); !isUnavailable(err) {
+			if err = fromStatus(o, err); !errors.Is(err, shard.ErrUnavailable) {
 				return "", err
 			}
 			// The owner is unreachable: answer here rather than fail.
@@ -105,11 +101,6 @@ func (n *Node) publish(ctx context.Context, pr shard.Principal, resource, etag s
 		return 0, shard.ErrUnavailable
 	}
 	return l.Publish(ctx, pr, resource, etag, payload)
-}
-
-func isUnavailable(err error) bool {
-	var w *wrapErr
-	return err != nil && (errors.As(err, &w) && w.err == shard.ErrUnavailable)
 }
 
 func (s service) Authorize(ctx context.Context, r *pb.AuthorizeRequest) (*pb.AuthorizeReply, error) {

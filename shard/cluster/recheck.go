@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"sync"
 
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
@@ -27,18 +26,16 @@ func (n *Node) SubscribersWithScheme(scheme string) []shard.Subscriber {
 	for _, sub := range n.store.SubscribersWithScheme(scheme) {
 		add(sub)
 	}
-	var mu sync.Mutex
-	n.eachPeer(context.Background(), func(ctx context.Context, p *peer) {
+	for _, rep := range askPeers(context.Background(), n, func(ctx context.Context, p *peer) (*pb.SubscribersReply, error) {
 		rep, err := p.client.Subscribers(ctx, &pb.SubscribersRequest{Scheme: scheme})
 		if err != nil {
 			n.log.Warn("re-check: a node did not list its subscribers", "peer", p.name, "err", err)
-			return
 		}
-		mu.Lock()
-		defer mu.Unlock()
+		return rep, err
+	}) {
 		for _, s := range rep.GetSubscribers() {
 			add(shard.Subscriber{Resource: s.GetResource(), User: s.GetUser(), Device: s.GetDevice()})
 		}
-	})
+	}
 	return out
 }

@@ -31,7 +31,6 @@ func (n *Node) serveRPC() error {
 	if err != nil {
 		return fmt.Errorf("cluster: rpc listen: %w", err)
 	}
-	n.rpcLn = ln
 	n.grpcSrv = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(n.cfg.ServerTLS)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -42,14 +41,6 @@ func (n *Node) serveRPC() error {
 	pb.RegisterPeerServer(n.grpcSrv, service{n: n})
 	go func() { _ = n.grpcSrv.Serve(ln) }()
 	return nil
-}
-
-// RPCAddr is the address the node-to-node service listens on ("" if none).
-func (n *Node) RPCAddr() string {
-	if n.rpcLn == nil {
-		return ""
-	}
-	return n.rpcLn.Addr().String()
 }
 
 func (s service) Call(ctx context.Context, c *pb.QueueCall) (*pb.QueueReply, error) {
@@ -210,14 +201,12 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 	if where != "" {
 		return status.Error(codes.Aborted, "moved|"+where)
 	}
-	l := &chanListener{ch: make(chan struct{}, 1)}
-	p := principalOf(r.GetPrincipal())
-	var st *shard.Stream
+	open := n.store.Attach
 	if r.GetResume() {
-		st, err = n.store.Resume(ctx, p, r.GetQueue(), r.GetAfter(), l)
-	} else {
-		st, err = n.store.Attach(ctx, p, r.GetQueue(), r.GetAfter(), l)
+		open = n.store.Resume
 	}
+	l := &chanListener{ch: make(chan struct{}, 1)}
+	st, err := open(ctx, principalOf(r.GetPrincipal()), r.GetQueue(), r.GetAfter(), l)
 	if err != nil {
 		return toStatus(err)
 	}

@@ -22,9 +22,10 @@ type Stats struct {
 	Dropped     atomic.Uint64 // ops that could not reach a peer
 	Relays      atomic.Uint64 // relayed streams opened
 
-	mu        sync.Mutex
-	fwd       map[string]uint64 // peer → RPCs and ops sent
-	onHandoff func(time.Duration)
+	mu  sync.Mutex
+	fwd map[string]uint64 // peer → RPCs and ops sent
+
+	onHandoff atomic.Pointer[func(time.Duration)]
 }
 
 func (s *Stats) forwarded(peer string, k int) {
@@ -37,11 +38,8 @@ func (s *Stats) forwarded(peer string, k int) {
 }
 
 func (s *Stats) handoff(d time.Duration) {
-	s.mu.Lock()
-	f := s.onHandoff
-	s.mu.Unlock()
-	if f != nil {
-		f(d)
+	if f := s.onHandoff.Load(); f != nil && *f != nil {
+		(*f)(d)
 	}
 }
 
@@ -53,11 +51,7 @@ func (s *Stats) Forwarded() map[string]uint64 {
 }
 
 // OnHandoff sets a function told the duration of every hand-off and repair.
-func (s *Stats) OnHandoff(f func(time.Duration)) {
-	s.mu.Lock()
-	s.onHandoff = f
-	s.mu.Unlock()
-}
+func (s *Stats) OnHandoff(f func(time.Duration)) { s.onHandoff.Store(&f) }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() *Stats { return &n.stats }
@@ -89,30 +83,23 @@ func nodeStatsOf(r *pb.StatsReply) NodeStats {
 // Members returns every member's report, sorted by name, with ring shares
 // from this node's ring. Members that do not answer are listed as not up.
 func (n *Node) Members(ctx context.Context) []NodeStats {
-	out := map[string]NodeStats{n.cfg.Name: nodeStatsOf(n.localStats())}
+	out := map[string]NodeStats{}
 	n.mu.Lock()
 	for name := range n.members {
-		if _, ok := out[name]; !ok {
-			out[name] = NodeStats{Name: name}
-		}
+		out[name] = NodeStats{Name: name}
 	}
 	for name := range n.crashed { // taken for dead and not back: shown down
-		if _, ok := out[name]; !ok {
-			out[name] = NodeStats{Name: name}
-		}
+		out[name] = NodeStats{Name: name}
 	}
 	n.mu.Unlock()
-	var mu sync.Mutex
+	out[n.cfg.Name] = nodeStatsOf(n.localStats())
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second) // a frozen node must not stall the view
 	defer cancel()
-	n.eachPeer(ctx, func(ctx context.Context, p *peer) {
-		rep, err := p.client.Stats(ctx, &pb.Empty{})
-		if err == nil {
-			mu.Lock()
-			out[p.name] = nodeStatsOf(rep)
-			mu.Unlock()
-		}
-	})
+	for name, rep := range askPeers(ctx, n, func(ctx context.Context, p *peer) (*pb.StatsReply, error) {
+		return p.client.Stats(ctx, &pb.Empty{})
+	}) {
+		out[name] = nodeStatsOf(rep)
+	}
 	shares := n.ring.Load().Shares()
 	list := make([]NodeStats, 0, len(out))
 	for _, name := range slices.Sorted(maps.Keys(out)) {
