@@ -67,30 +67,30 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 		n.tombs[key] = tomb{node: to, until: until}
 		return true
 	}
+	// keep records in key's tomb the state given (nothing given: no tomb).
 	keep := func(key string, q *pb.QueueState, r *pb.ResourceState) {
 		n.mu.Lock()
+		defer n.mu.Unlock()
 		if q == nil && r == nil {
 			delete(n.tombs, key)
-		} else {
-			t := n.tombs[key]
-			t.queue, t.resource = q, r
-			n.tombs[key] = t
+			return
 		}
-		n.mu.Unlock()
+		t := n.tombs[key]
+		t.queue, t.resource = q, r
+		n.tombs[key] = t
 	}
 	exported := map[string]*pb.ResourceState{}
 	for _, res := range r.GetResources() {
 		mu := n.stripe(res)
 		mu.Lock()
 		if mark(res) {
+			var ps *pb.ResourceState // nil: no list here to give
 			if st, ok := n.store.ExportResource(res); ok {
-				ps := resourceStatePB(st)
-				keep(res, nil, ps)
+				ps = resourceStatePB(st)
 				rep.Resources = append(rep.Resources, ps)
 				exported[res] = ps
-			} else {
-				keep(res, nil, nil)
 			}
+			keep(res, nil, ps)
 		}
 		mu.Unlock()
 	}
@@ -106,13 +106,12 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 	}
 	n.letGo(to, qs, exported, r.GetCaught())
 	for _, q := range qs {
+		var ps *pb.QueueState // nil: no queue here to give
 		if st, ok := n.store.ExportQueue(q); ok {
-			ps := queueStatePB(st)
-			keep(q, ps, nil)
+			ps = queueStatePB(st)
 			rep.Queues = append(rep.Queues, ps)
-		} else {
-			keep(q, nil, nil)
 		}
+		keep(q, ps, nil)
 	}
 	if len(exported) > 0 {
 		// Deliveries these lists queued before they left go out first, so
@@ -372,13 +371,6 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 		n.log.Warn("take failed; asking again", "from", from, "queues", len(qs), "resources", len(rs), "err", err)
 		return true, fromStatus(from, err)
 	}
-	defer func() {
-		go func() {
-			actx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			defer cancel()
-			_, _ = p.client.Take(actx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Ack: true})
-		}()
-	}()
 	// Lists first, and ops on them may go on: an imported queue tells
 	// its lists' holders (perhaps this node) that this node is interested.
 	for _, st := range rep.GetResources() {
@@ -396,6 +388,12 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 	n.stats.KeysTaken.Add(uint64(len(rep.GetQueues()) + len(rep.GetResources())))
 	n.stats.handoff(time.Since(start))
 	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "in", time.Since(start))
+	// The giver may forget the state in its tombs once the keys are here.
+	go func() { //nolint:gosec // G118: the acknowledgement outlives the Handoff on purpose
+		actx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		_, _ = p.client.Take(actx, &pb.TakeRequest{Node: n.cfg.Name, Queues: qs, Resources: rs, Ack: true})
+	}()
 	return true, nil
 }
 
@@ -431,27 +429,24 @@ func (n *Node) rebalance() int {
 			group(o).r = append(group(o).r, res)
 		}
 	}
+	const chunk = 2000
 	left := 0
 	for o, g := range groups {
-		p := n.peer(o)
-		if p == nil {
-			left += len(g.q) + len(g.r)
-			continue
-		}
-		const chunk = 2000
-		for len(g.q)+len(g.r) > 0 {
+		// The keys still in g after the loop are left misplaced: their
+		// owner is not a peer yet, or a hand-off failed.
+		for p := n.peer(o); p != nil && len(g.q)+len(g.r) > 0; {
 			cq := g.q[:min(chunk, len(g.q))]
 			cr := g.r[:min(chunk-len(cq), len(g.r))]
-			g.q, g.r = g.q[len(cq):], g.r[len(cr):]
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 			_, err := p.client.Handoff(ctx, &pb.HandoffRequest{Node: self, Queues: cq, Resources: cr})
 			cancel()
 			if err != nil {
 				n.log.Warn("hand-off failed; will retry", "to", o, "err", err)
-				left += len(cq) + len(cr) + len(g.q) + len(g.r)
 				break
 			}
+			g.q, g.r = g.q[len(cq):], g.r[len(cr):]
 		}
+		left += len(g.q) + len(g.r)
 	}
 	return left
 }

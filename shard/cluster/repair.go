@@ -23,16 +23,14 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	}
 	n.repairedAt = start
 	n.mu.Unlock()
-	defer func() {
-		n.mu.Lock()
-		n.repairedAt = time.Now()
-		n.mu.Unlock()
-	}()
 	dropped := n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
 	lost, _, _ := n.relink(func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
 	n.stats.Repairs.Add(1)
 	n.stats.handoff(time.Since(start))
 	n.log.Info("repaired after crash", "crashed", crashed, "resync", lost, "dropped", dropped, "in", time.Since(start))
+	n.mu.Lock()
+	n.repairedAt = time.Now()
+	n.mu.Unlock()
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
