@@ -67,3 +67,11 @@ func (n *Node) RepairAsDead(nodes ...string) { n.repair(n.ring.Load(), nodes) }
 
 // Audited is how many RESYNCs the audits on this node appended so far.
 func (n *Node) Audited() uint64 { return n.stats.Audited.Load() }
+
+// TellRejoined runs what this node does when node name, repaired as dead
+// at at, is a member again; it returns once name has been told.
+func (n *Node) TellRejoined(name string, at time.Time) { n.tellRejoined(name, at) }
+
+// RefuseRejoined makes the next k Rejoined calls to this node fail as
+// unavailable, as a call to a node just thawed may.
+func (n *Node) RefuseRejoined(k int32) { n.refuseRejoined.Store(k) }

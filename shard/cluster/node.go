@@ -132,6 +132,8 @@ type Node struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	stats   Stats
+
+	refuseRejoined atomic.Int32 // Rejoined calls still to refuse: a test's fault (export_test.go)
 }
 
 type member struct {
@@ -484,6 +486,40 @@ func (n *Node) tick() {
 	}
 }
 
+// tellRejoined tells name, repaired as dead at at and a member again,
+// that it was taken for dead, so it drops the lists it held then and
+// links all its interest again (rejoined). Invariant: a returning node
+// hears it as long as it stays a member: the call is asked again until
+// it is answered. A node that never heard it would keep stamping the
+// lists the others made again, and the others dropped its interest, so
+// its queues would miss their events until the audit; the first call
+// often fails, since the connection to a node that was frozen is
+// broken when it comes back.
+func (n *Node) tellRejoined(name string, at time.Time) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		if p := n.peer(name); p != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			_, err := p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
+			cancel()
+			if err == nil {
+				return
+			}
+			n.log.Warn("could not tell a returning node it was taken for dead; asking again", "node", name, "err", err)
+		}
+		n.mu.Lock()
+		_, member := n.members[name]
+		n.mu.Unlock()
+		if !member {
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
 // rebuild derives the ring from membership: the one place it changes.
 func (n *Node) rebuild() {
 	alive := map[string]member{}
@@ -518,13 +554,7 @@ func (n *Node) rebuild() {
 	for name := range alive { // taken for dead, alive again: it must relink
 		if at, ok := n.crashed[name]; ok {
 			delete(n.crashed, name)
-			go func() {
-				if p := n.peer(name); p != nil {
-					ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-					defer cancel()
-					_, _ = p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
-				}
-			}()
+			go n.tellRejoined(name, at)
 		}
 	}
 	r := n.ringLocked()

@@ -222,6 +222,42 @@ func TestRejoined_OldListIsDroppedNotServed(t *testing.T) {
 	}
 }
 
+// The first call to a node that comes back often fails: its
+// connections broke while it was frozen. It must still hear that it was
+// taken for dead, or it goes on serving the list it held then (issue
+// 12: Rejoined was sent once and its failure ignored).
+func TestRejoined_ToldAgainWhenTheFirstCallsFail(t *testing.T) {
+	nodes := startNodes(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/r%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	q1, err := n1.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Subscribe(ctx, nil, alice, q1.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := n2.store.HasResource(res); !held {
+		t.Fatal("the list is not at its owner n2")
+	}
+	n2.RefuseRejoined(2)
+	n1.TellRejoined("n2", time.Now())
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, held := n2.store.HasResource(res); !held {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("n2 still holds the list it held when it was taken for dead: it never heard it was")
+		}
+	}
+}
+
 // A node told it was taken for dead before it installed any ring (a
 // restarted node the others still remember as crashed: WaitReady, its
 // first ring not built yet) keeps serving: the chaos test's restarted c2

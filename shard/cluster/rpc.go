@@ -179,6 +179,9 @@ func (s service) Leaving(_ context.Context, r *pb.LeavingRequest) (*pb.Empty, er
 }
 
 func (s service) Rejoined(_ context.Context, r *pb.RejoinedRequest) (*pb.Empty, error) {
+	if s.n.refuseRejoined.Load() > 0 && s.n.refuseRejoined.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "refused by the test")
+	}
 	go s.n.rejoined(uint64(max(r.GetDeadUnixNano(), 0)))
 	return &pb.Empty{}, nil
 }
