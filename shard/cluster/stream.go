@@ -152,25 +152,8 @@ func movedTo(err error) (string, bool) {
 // recv copies the holder's batches into buf until the relay ends, then
 // follows the queue or ends the stream.
 func (s *stream) recv(cs pb.Peer_StreamClient) {
-	for {
-		b, err := cs.Recv()
-		if err != nil {
-			s.n.mu.Lock()
-			delete(s.n.relays, s)
-			s.n.mu.Unlock()
-			s.mu.Lock()
-			closed, last := s.closed, s.last
-			s.mu.Unlock()
-			switch {
-			case closed:
-			case status.Code(err) == codes.NotFound:
-				s.fail(shard.ErrQueueNotFound)
-			default:
-				hint, _ := movedTo(err)
-				s.follow(last, hint)
-			}
-			return
-		}
+	b, err := cs.Recv()
+	for ; err == nil; b, err = cs.Recv() {
 		s.mu.Lock()
 		s.buf = notificationsOf(b.GetItems(), s.buf)
 		if k := len(s.buf); k > 0 {
@@ -182,6 +165,20 @@ func (s *stream) recv(cs pb.Peer_StreamClient) {
 		if full {
 			<-s.space.ch
 		}
+	}
+	s.n.mu.Lock()
+	delete(s.n.relays, s)
+	s.n.mu.Unlock()
+	s.mu.Lock()
+	closed, last := s.closed, s.last
+	s.mu.Unlock()
+	switch {
+	case closed:
+	case status.Code(err) == codes.NotFound:
+		s.fail(shard.ErrQueueNotFound)
+	default:
+		hint, _ := movedTo(err)
+		s.follow(last, hint)
 	}
 }
 
@@ -268,13 +265,9 @@ func (s *stream) Lag() uint64 {
 	return uint64(k)
 }
 
-// Close implements shard.Reader.
+// Close implements shard.Reader. Safe to call twice: each step is.
 func (s *stream) Close() {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
 	s.closed = true
 	st, cancel := s.local, s.cancel
 	s.mu.Unlock()
