@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"time"
@@ -142,14 +141,8 @@ var sentinels = []struct {
 
 // toStatus turns a store error into a gRPC status error.
 func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) {
-		return status.Error(codes.Canceled, err.Error())
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return status.Error(codes.DeadlineExceeded, err.Error())
+	if st := status.FromContextError(err); st.Code() != codes.Unknown {
+		return st.Err() // nil, or the end of a context: CANCELLED, DEADLINE_EXCEEDED
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
