@@ -23,6 +23,10 @@ type peer struct {
 	name   string
 	conn   *grpc.ClientConn
 	client pb.PeerClient
+	// relays is the context of the streams relayed from the peer: ending
+	// it ends them (dropRelays) before the connection closes.
+	relays    context.Context
+	endRelays context.CancelFunc
 
 	mu      sync.Mutex
 	ops     []*pb.Op
@@ -64,6 +68,7 @@ func (n *Node) peer(node string) *peer {
 		return nil
 	}
 	p := &peer{n: n, name: node, conn: conn, client: pb.NewPeerClient(conn), wake: chanListener{ch: make(chan struct{}, 1)}, stop: make(chan struct{}), exited: make(chan struct{})}
+	p.relays, p.endRelays = context.WithCancel(context.Background())
 	n.peers[node] = p
 	go p.send()
 	return p
@@ -116,6 +121,7 @@ func (p *peer) close() {
 		p.closed = true
 		p.mu.Unlock()
 		close(p.stop)
+		p.endRelays()
 		p.conn.Close()
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,7 +106,7 @@ func (s *stream) relay(ctx context.Context, where string, after uint64, resume b
 	if p == nil {
 		return "", unavailable(where)
 	}
-	rctx, cancel := context.WithCancel(context.Background())
+	rctx, cancel := context.WithCancel(p.relays)
 	stop := context.AfterFunc(ctx, cancel) // until the first message: the caller's deadline applies
 	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Ring: s.n.ring.Load().ID()})
 	if err == nil {
@@ -132,9 +131,6 @@ func (s *stream) relay(ctx context.Context, where string, after uint64, resume b
 	}
 	s.cancel, s.last = cancel, after
 	s.mu.Unlock()
-	s.n.mu.Lock()
-	s.n.relays[s] = where
-	s.n.mu.Unlock()
 	s.n.stats.Relays.Add(1)
 	go s.recv(cs)
 	return "", nil
@@ -166,9 +162,6 @@ func (s *stream) recv(cs pb.Peer_StreamClient) {
 			<-s.space.ch
 		}
 	}
-	s.n.mu.Lock()
-	delete(s.n.relays, s)
-	s.n.mu.Unlock()
 	s.mu.Lock()
 	closed, last := s.closed, s.last
 	s.mu.Unlock()
@@ -284,18 +277,10 @@ func (s *stream) Close() {
 // look for the queue again (and end with QUEUE_NOT_FOUND: it died there).
 func (n *Node) dropRelays(crashed []string) {
 	n.mu.Lock()
-	var cancels []context.CancelFunc
-	for s, from := range n.relays {
-		if slices.Contains(crashed, from) {
-			s.mu.Lock()
-			if s.cancel != nil {
-				cancels = append(cancels, s.cancel)
-			}
-			s.mu.Unlock()
+	defer n.mu.Unlock()
+	for _, c := range crashed {
+		if p := n.peers[c]; p != nil {
+			p.endRelays()
 		}
-	}
-	n.mu.Unlock()
-	for _, c := range cancels {
-		c()
 	}
 }
