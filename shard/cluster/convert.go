@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"time"
@@ -37,12 +36,19 @@ func eventOf(e *pb.Event) *shard.Event {
 	return ev
 }
 
-func notificationsPB(ns []shard.Notification) []*pb.Notification {
-	out := make([]*pb.Notification, len(ns))
-	for i, n := range ns {
-		out[i] = &pb.Notification{Seq: n.Seq, Event: eventPB(n.Event)}
+// convertAll returns f of each of xs, in order.
+func convertAll[T, U any](xs []T, f func(T) U) []U {
+	out := make([]U, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
 	}
 	return out
+}
+
+func notificationsPB(ns []shard.Notification) []*pb.Notification {
+	return convertAll(ns, func(n shard.Notification) *pb.Notification {
+		return &pb.Notification{Seq: n.Seq, Event: eventPB(n.Event)}
+	})
 }
 
 func notificationsOf(ns []*pb.Notification, dst []shard.Notification) []shard.Notification {
@@ -71,63 +77,39 @@ func subscriptionOf(s *pb.Subscription) shard.SubscriptionInfo {
 }
 
 func queueStatePB(st shard.QueueState) *pb.QueueState {
-	out := &pb.QueueState{Name: st.Name, User: st.User, Device: st.Device, CreatedUnixNano: st.Created.UnixNano(), TtlMs: st.TTL.Milliseconds(),
-		ExpiresUnixNano: st.Expires.UnixNano(), LastSeq: st.LastSeq, Acked: st.Acked, Delivered: st.Delivered}
-	out.Events = make([]*pb.Event, len(st.Events))
-	for i, ev := range st.Events {
-		out.Events[i] = eventPB(ev)
-	}
-	for _, s := range st.Subs {
-		out.Subs = append(out.Subs, &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset, At: s.Pos.At})
-	}
-	return out
+	return &pb.QueueState{Name: st.Name, User: st.User, Device: st.Device, CreatedUnixNano: st.Created.UnixNano(), TtlMs: st.TTL.Milliseconds(),
+		ExpiresUnixNano: st.Expires.UnixNano(), LastSeq: st.LastSeq, Acked: st.Acked, Delivered: st.Delivered,
+		Events: convertAll(st.Events, eventPB),
+		Subs: convertAll(st.Subs, func(s shard.SubState) *pb.Subscription {
+			return &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset, At: s.Pos.At}
+		})}
 }
 
 func queueStateOf(st *pb.QueueState) shard.QueueState {
-	out := shard.QueueState{Name: st.GetName(), User: st.GetUser(), Device: st.GetDevice(), Created: time.Unix(0, st.GetCreatedUnixNano()),
+	return shard.QueueState{Name: st.GetName(), User: st.GetUser(), Device: st.GetDevice(), Created: time.Unix(0, st.GetCreatedUnixNano()),
 		TTL: time.Duration(st.GetTtlMs()) * time.Millisecond, Expires: time.Unix(0, st.GetExpiresUnixNano()),
-		LastSeq: st.GetLastSeq(), Acked: st.GetAcked(), Delivered: st.GetDelivered()}
-	out.Events = make([]*shard.Event, len(st.GetEvents()))
-	for i, e := range st.GetEvents() {
-		out.Events[i] = eventOf(e)
-	}
-	for _, s := range st.GetSubs() {
-		out.Subs = append(out.Subs, shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset(), At: s.GetAt()}})
-	}
-	return out
+		LastSeq: st.GetLastSeq(), Acked: st.GetAcked(), Delivered: st.GetDelivered(),
+		Events: convertAll(st.GetEvents(), eventOf),
+		Subs: convertAll(st.GetSubs(), func(s *pb.Subscription) shard.SubState {
+			return shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset(), At: s.GetAt()}}
+		})}
 }
 
 func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
-	out := &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, At: st.Pos.At, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset, EtagAt: st.EtagPos.At, EtagUnknown: st.EtagUnknown}
-	for _, p := range st.Recent {
-		out.RecentIds = append(out.RecentIds, p.ID)
-		out.RecentEpochs = append(out.RecentEpochs, p.Pos.Epoch)
-		out.RecentOffsets = append(out.RecentOffsets, p.Pos.Offset)
-		out.RecentAts = append(out.RecentAts, p.Pos.At)
-	}
-	for _, in := range st.Nodes {
-		out.Nodes = append(out.Nodes, interestPB(in))
-	}
-	return out
+	return &pb.ResourceState{Name: st.Name, Etag: st.Etag, Epoch: st.Pos.Epoch, Offset: st.Pos.Offset, At: st.Pos.At, EtagEpoch: st.EtagPos.Epoch, EtagOffset: st.EtagPos.Offset, EtagAt: st.EtagPos.At, EtagUnknown: st.EtagUnknown,
+		Recent: convertAll(st.Recent, func(p shard.Published) *pb.Published {
+			return &pb.Published{Id: p.ID, Epoch: p.Pos.Epoch, Offset: p.Pos.Offset, At: p.Pos.At}
+		}),
+		Nodes: convertAll(st.Nodes, interestPB)}
 }
 
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
-	out := shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset(), At: st.GetAt()},
-		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset(), At: st.GetEtagAt()}, EtagUnknown: st.GetEtagUnknown()}
-	if ids, es, os := st.GetRecentIds(), st.GetRecentEpochs(), st.GetRecentOffsets(); len(es) == len(ids) && len(os) == len(ids) {
-		ats := st.GetRecentAts()
-		for i, id := range ids {
-			p := shard.Published{ID: id, Pos: shard.Position{Epoch: es[i], Offset: os[i]}}
-			if len(ats) == len(ids) {
-				p.Pos.At = ats[i]
-			}
-			out.Recent = append(out.Recent, p)
-		}
-	}
-	for _, in := range st.GetNodes() {
-		out.Nodes = append(out.Nodes, interestOf(in))
-	}
-	return out
+	return shard.ResourceState{Name: st.GetName(), Etag: st.GetEtag(), Pos: shard.Position{Epoch: st.GetEpoch(), Offset: st.GetOffset(), At: st.GetAt()},
+		EtagPos: shard.Position{Epoch: st.GetEtagEpoch(), Offset: st.GetEtagOffset(), At: st.GetEtagAt()}, EtagUnknown: st.GetEtagUnknown(),
+		Recent: convertAll(st.GetRecent(), func(p *pb.Published) shard.Published {
+			return shard.Published{ID: p.GetId(), Pos: shard.Position{Epoch: p.GetEpoch(), Offset: p.GetOffset(), At: p.GetAt()}}
+		}),
+		Nodes: convertAll(st.GetNodes(), interestOf)}
 }
 
 func interestPB(in shard.Interest) *pb.Interest {
@@ -159,14 +141,8 @@ var sentinels = []struct {
 
 // toStatus turns a store error into a gRPC status error.
 func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) {
-		return status.Error(codes.Canceled, err.Error())
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return status.Error(codes.DeadlineExceeded, err.Error())
+	if st := status.FromContextError(err); st.Code() != codes.Unknown {
+		return st.Err() // nil, or the end of a context: CANCELLED, DEADLINE_EXCEEDED
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {

@@ -1,11 +1,11 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
 	"meshgate/shard"
@@ -100,27 +100,31 @@ func (n *Node) repairedLately() bool {
 	return !n.repairedAt.IsZero() && time.Since(n.repairedAt) < lostListWait
 }
 
-// routeOp applies op, an asynchronous change of res's list (interest,
-// learn, revoke), where the list is held: here (apply), at the node
-// locate names, or, at an owner that does not hold the list, at every
-// node that may (only the holder applies it). remote: op came from
+// applyOp applies op, an asynchronous change of a resource's list
+// (interest, learn, revoke), where the list is held: here (applyHere), at
+// the node locate names, or, at an owner that does not hold the list, at
+// every node that may (only the holder applies it). remote: op came from
 // another node on this node's ring. Nobody answers an op: one that
 // reaches a node that was asked and holds no list is dropped there; at
 // an owner with nobody to ask it is applied here (an interest may start
-// the list). One that finds res in flight here is applied once it lands
-// (whenLanded).
-func (n *Node) routeOp(op *pb.Op, res string, remote bool, apply func()) {
+// the list). One that finds its list in flight here is applied once it
+// lands (whenLanded). It returns how many queues a revoke applied here at
+// once reached.
+func (n *Node) applyOp(op *pb.Op, remote bool) int {
+	res := cmp.Or(op.GetInterestResource(), op.GetLearnResource(), op.GetRevokeResource())
+	if res == "" {
+		return 0
+	}
 	at, err := n.locate(opNow, res, n.holdsResource, remote)
 	if errors.Is(err, context.Canceled) {
-		n.whenLanded(res, func() { n.routeOp(op, res, remote, apply) })
-		return
+		n.whenLanded(res, func() { n.applyOp(op, remote) })
+		return 0
 	}
 	if err != nil {
-		return
+		return 0
 	}
 	if at.node == "" && len(at.ask) == 0 {
-		apply()
-		return
+		return n.applyHere(op, res)
 	}
 	op.Ring = at.ring
 	if at.node != "" {
@@ -131,20 +135,29 @@ func (n *Node) routeOp(op *pb.Op, res string, remote bool, apply func()) {
 			p.push(op)
 		}
 	}
+	return 0
+}
+
+// applyHere applies op to res's list here. A list held nowhere learns
+// nothing: the next subscribe starts it.
+func (n *Node) applyHere(op *pb.Op, res string) int {
+	switch {
+	case op.GetInterestResource() != "":
+		n.store.SetInterest(res, interestOf(op.GetInterest()))
+	case op.GetLearnResource() != "":
+		if n.holdsResource(res) {
+			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
+		}
+	default:
+		return n.store.Revoke(res, op.GetRevokeUser(), op.GetRevokeDevice())
+	}
+	return 0
 }
 
 // Revoke removes user's (and device's) subscriptions to resource: its
 // holder tells every node interested in its list.
 func (n *Node) Revoke(resource, user, device string) int {
-	return n.revoke(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true}, false)
-}
-
-func (n *Node) revoke(op *pb.Op, remote bool) int {
-	var k atomic.Int64 // set later if the list is in flight here (whenLanded)
-	n.routeOp(op, op.GetRevokeResource(), remote, func() {
-		k.Store(int64(n.store.Revoke(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice())))
-	})
-	return int(k.Load())
+	return n.applyOp(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true}, false)
 }
 
 // RevokeAt implements shard.Peers: one op per interested node.
@@ -168,18 +181,7 @@ func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hin
 
 // Learn implements shard.Peers: resource's holder learns hint.
 func (n *Node) Learn(resource string, hint shard.Hint) {
-	n.learnAt(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At}, false)
-}
-
-// learnAt applies a learn op where its list is held. A list held nowhere
-// learns nothing: the next subscribe starts it.
-func (n *Node) learnAt(op *pb.Op, remote bool) {
-	res := op.GetLearnResource()
-	n.routeOp(op, res, remote, func() {
-		if n.holdsResource(res) {
-			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
-		}
-	})
+	n.applyOp(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At}, false)
 }
 
 func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, id uint64) (bool, shard.Linked, error) {
@@ -196,7 +198,7 @@ func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hi
 
 // Interest implements shard.Peers: resource's holder records in.
 func (n *Node) Interest(resource string, in shard.Interest) {
-	n.interestAt(&pb.Op{InterestResource: resource, Interest: interestPB(in)}, false)
+	n.applyOp(&pb.Op{InterestResource: resource, Interest: interestPB(in)}, false)
 }
 
 // opNow is a context already done: locate, given it, answers its error
@@ -236,14 +238,6 @@ func (n *Node) whenLanded(key string, apply func()) {
 		}
 		apply()
 	}()
-}
-
-// interestAt applies an interest op where its list is held (or where its
-// owner, with nobody to ask, starts one).
-func (n *Node) interestAt(op *pb.Op, remote bool) {
-	n.routeOp(op, op.GetInterestResource(), remote, func() {
-		n.store.SetInterest(op.GetInterestResource(), interestOf(op.GetInterest()))
-	})
 }
 
 // Forward implements shard.Peers: one op per interested node, carrying

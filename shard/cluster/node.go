@@ -96,7 +96,6 @@ type Node struct {
 	tombs      map[string]tomb   // keys handed off → where
 	inflight   map[string]chan struct{}
 	takingFrom map[string]string    // lists in flight → the node giving them
-	relays     map[*stream]string   // remote streams → the node they read from
 	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed    map[string]time.Time // nodes repaired as dead, by when
 	// repairedAt is when this node last started or finished a crash
@@ -193,7 +192,6 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		tombs:      map[string]tomb{},
 		inflight:   map[string]chan struct{}{},
 		takingFrom: map[string]string{},
-		relays:     map[*stream]string{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
 		admit:      admission{m: map[string]admitState{}},

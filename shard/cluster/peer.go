@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -20,17 +21,19 @@ import (
 type peer struct {
 	n      *Node
 	name   string
-	addr   string
 	conn   *grpc.ClientConn
 	client pb.PeerClient
+	// relays is the context of the streams relayed from the peer: ending
+	// it ends them (dropRelays) before the connection closes.
+	relays    context.Context
+	endRelays context.CancelFunc
 
 	mu      sync.Mutex
 	ops     []*pb.Op
-	sending int    // ops in the Push in flight
 	queued  uint64 // ops ever queued
 	sent    uint64 // ops ever sent (or dropped)
 	closed  bool   // no more ops are queued: push hands them on itself
-	wake    chan struct{}
+	wake    chanListener
 	stop    chan struct{}
 	exited  chan struct{} // closed when the outbox has sent or handed on all it held
 	stopped sync.Once
@@ -64,7 +67,8 @@ func (n *Node) peer(node string) *peer {
 		n.log.Warn("peer connection", "peer", node, "err", err)
 		return nil
 	}
-	p := &peer{n: n, name: node, addr: m.rpc, conn: conn, client: pb.NewPeerClient(conn), wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
+	p := &peer{n: n, name: node, conn: conn, client: pb.NewPeerClient(conn), wake: chanListener{ch: make(chan struct{}, 1)}, stop: make(chan struct{}), exited: make(chan struct{})}
+	p.relays, p.endRelays = context.WithCancel(context.Background())
 	n.peers[node] = p
 	go p.send()
 	return p
@@ -117,6 +121,7 @@ func (p *peer) close() {
 		p.closed = true
 		p.mu.Unlock()
 		close(p.stop)
+		p.endRelays()
 		p.conn.Close()
 	})
 }
@@ -133,7 +138,10 @@ func (p *peer) push(op *pb.Op) {
 	p.mu.Lock()
 	if p.closed { // it left or died after the caller chose it
 		p.mu.Unlock()
-		p.waitExited() // what was queued before goes on first
+		select { // what was queued before goes on first (at most 2 s)
+		case <-p.exited:
+		case <-time.After(2 * time.Second):
+		}
 		p.handOn([]*pb.Op{op})
 		return
 	}
@@ -146,10 +154,7 @@ func (p *peer) push(op *pb.Op) {
 	p.ops = append(p.ops, op)
 	p.queued++
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	p.wake.Notify()
 }
 
 // send drains the outbox, one Push at a time, so the peer applies ops in
@@ -160,42 +165,38 @@ func (p *peer) send() {
 		select {
 		case <-p.stop:
 			// Closed while idle, or between batches: what is left goes on.
-			p.mu.Lock()
-			left := p.ops
-			p.ops = nil
-			p.mu.Unlock()
-			p.handOn(left)
-			p.mu.Lock()
-			p.sent += uint64(len(left))
-			p.mu.Unlock()
+			p.sendBatch(math.MaxInt, p.handOn)
 			return
-		case <-p.wake:
+		case <-p.wake.ch:
 		}
-		for {
-			p.mu.Lock()
-			k := min(len(p.ops), maxBatchOps)
-			batch := p.ops[:k:k]
-			p.ops = p.ops[k:]
-			if len(p.ops) == 0 {
-				p.ops = nil
-			}
-			p.sending = k
-			p.mu.Unlock()
-			if k == 0 {
-				break
-			}
-			p.deliver(batch)
-			p.mu.Lock()
-			p.sending = 0
-			p.sent += uint64(k)
-			p.mu.Unlock()
+		for p.sendBatch(maxBatchOps, p.deliver) {
 		}
 	}
 }
 
+// sendBatch takes up to limit ops off the outbox, gives them to send and
+// counts them sent. It reports whether there were any.
+func (p *peer) sendBatch(limit int, send func([]*pb.Op)) bool {
+	p.mu.Lock()
+	k := min(len(p.ops), limit)
+	batch := p.ops[:k:k]
+	p.ops = p.ops[k:]
+	if len(p.ops) == 0 {
+		p.ops = nil
+	}
+	p.mu.Unlock()
+	if k == 0 {
+		return false
+	}
+	send(batch)
+	p.mu.Lock()
+	p.sent += uint64(k)
+	p.mu.Unlock()
+	return true
+}
+
 func (p *peer) deliver(batch []*pb.Op) {
 	var err error
-	stopped := false
 	for attempt := range 6 {
 		if attempt > 0 && !p.n.isMember(p.name) {
 			break // it left or died: its queues went with it or elsewhere
@@ -209,14 +210,12 @@ func (p *peer) deliver(batch []*pb.Op) {
 		}
 		select {
 		case <-p.stop:
-			stopped = true
+			p.handOn(batch)
+			return
 		case <-time.After(min(time.Duration(50<<attempt)*time.Millisecond, time.Second)):
 		}
-		if stopped {
-			break
-		}
 	}
-	if stopped || !p.n.isMember(p.name) {
+	if !p.n.isMember(p.name) {
 		p.handOn(batch)
 		return
 	}
@@ -224,22 +223,14 @@ func (p *peer) deliver(batch []*pb.Op) {
 	p.n.log.Warn("push to peer failed: ops dropped", "peer", p.name, "ops", len(batch), "err", err)
 }
 
-// waitExited waits, at most 2 s, until the outbox of a closed peer has
-// handed on what it held.
-func (p *peer) waitExited() {
-	select {
-	case <-p.exited:
-	case <-time.After(2 * time.Second):
-	}
-}
-
 // handOn applies again, in order, the ops meant for a peer that left or
-// died: an event this node stamped goes, as it is, to every node
-// interested in its list now, the peer's queues' new nodes among them (a
-// queue appends it at most once); a publication for a list's holder goes
-// to the holder, which gives it the same position again (Event.ID).
-// Interest, learn and revoke ops go to the list's holder as they are
-// (idempotent). Nothing is handed on while this node itself is closing.
+// died, as if they had been made here: an event this node stamped goes,
+// as it is, to every node interested in its list now, the peer's queues'
+// new nodes among them (a queue appends it at most once); a publication
+// for a list's holder goes to the holder, which gives it the same
+// position again (Event.ID). Interest, learn and revoke ops go to the
+// list's holder as they are (idempotent). Nothing is handed on while this
+// node itself is closing.
 func (p *peer) handOn(ops []*pb.Op) {
 	if len(ops) == 0 {
 		return
@@ -249,26 +240,22 @@ func (p *peer) handOn(ops []*pb.Op) {
 		return
 	default:
 	}
-	p.n.log.Info("peer gone: sending its ops on", "peer", p.name, "ops", len(ops))
+	n := p.n
+	n.log.Info("peer gone: sending its ops on", "peer", p.name, "ops", len(ops))
 	for _, op := range ops {
-		p.n.reroute(op)
-	}
-}
-
-// reroute applies op as if it had been made here.
-func (n *Node) reroute(op *pb.Op) {
-	switch {
-	case op.GetEvent() != nil && op.GetFanout():
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		defer cancel()
-		_, _ = n.deliver(ctx, eventOf(op.GetEvent()), false)
-	case op.GetEvent() != nil:
-		// Stamped here for the peer: sent as it is to the nodes
-		// interested now. A list that left since announces its tail.
-		n.store.Refan(eventOf(op.GetEvent()))
-	case op.GetRevokeResource() != "":
-		n.Revoke(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice())
-	default:
-		n.applyOp(op, false)
+		switch {
+		case op.GetEvent() != nil && op.GetFanout():
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			_, _ = n.deliver(ctx, eventOf(op.GetEvent()), false)
+			cancel()
+		case op.GetEvent() != nil:
+			// Stamped here for the peer: sent as it is to the nodes
+			// interested now. A list that left since announces its tail.
+			n.store.Refan(eventOf(op.GetEvent()))
+		case op.GetRevokeResource() != "":
+			n.Revoke(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice())
+		default:
+			n.applyOp(op, false)
+		}
 	}
 }

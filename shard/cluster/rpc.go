@@ -140,20 +140,6 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 	return rep, nil
 }
 
-// applyOp applies a routed op (interest, learn, fan-out revoke) where its
-// list is held; remote: it came from another node on this node's ring.
-func (n *Node) applyOp(op *pb.Op, remote bool) int {
-	switch {
-	case op.GetInterestResource() != "":
-		n.interestAt(op, remote)
-	case op.GetLearnResource() != "":
-		n.learnAt(op, remote)
-	case op.GetRevokeResource() != "":
-		return n.revoke(op, remote)
-	}
-	return 0
-}
-
 func (s service) Subscribers(_ context.Context, r *pb.SubscribersRequest) (*pb.SubscribersReply, error) {
 	rep := &pb.SubscribersReply{}
 	for _, sub := range s.n.store.SubscribersWithScheme(r.GetScheme()) {

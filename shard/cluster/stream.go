@@ -32,39 +32,23 @@ type stream struct {
 	mu     sync.Mutex
 	local  *shard.Stream
 	buf    []shard.Notification
-	last   uint64 // seq of the newest notification received from a relay
+	last   uint64 // seq of the newest notification a relay received, or that it started after
 	err    error  // the stream's end, once buf is drained
 	cancel context.CancelFunc
-	space  chan struct{}
+	space  chanListener // told when Next empties buf, or on Close
 	closed bool
 }
 
 // Attach opens a reader on p's queue from seq after (acknowledging up to
 // it), wherever the queue is held. l is told when Next has news.
 func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after uint64, l shard.Listener) (shard.Reader, error) {
-	s := &stream{n: n, p: p, name: name, l: l, space: make(chan struct{}, 1)}
+	s := &stream{n: n, p: p, name: name, l: l, space: chanListener{ch: make(chan struct{}, 1)}}
 	hint := ""
 	for range 5 { // each pass follows a move the holder reported
-		where := hint
-		if where == "" {
-			var err error
-			if where, err = n.holderOf(ctx, name, false); err != nil {
-				return nil, err
-			}
+		moved, err := s.open(ctx, hint, after, false)
+		if errors.Is(err, shard.ErrMoved) {
+			continue
 		}
-		if where == "" {
-			st, err := n.store.Attach(ctx, p, name, after, l)
-			if errors.Is(err, shard.ErrMoved) || errors.Is(err, shard.ErrQueueNotFound) && n.tombOf(name) != "" {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			s.local = st
-			return s, nil
-		}
-		s.last = after
-		moved, err := s.relay(ctx, where, after, false)
 		if err != nil {
 			return nil, err
 		}
@@ -76,14 +60,53 @@ func (n *Node) Attach(ctx context.Context, p shard.Principal, name string, after
 	return nil, fmt.Errorf("%w: queue %s is moving between nodes; retry", shard.ErrUnavailable, name)
 }
 
-// relay opens the holder's stream. It returns the node the queue moved
-// to, if the holder says so.
+// open reads the queue where it is held (where: the node it moved to, if
+// known) from cursor; resume: acknowledging nothing, for a stream that
+// was reading elsewhere. It returns the node the queue moved to, if the
+// holder says so, and shard.ErrMoved if the queue left here meanwhile.
+func (s *stream) open(ctx context.Context, where string, cursor uint64, resume bool) (moved string, err error) {
+	if where == "" {
+		if where, err = s.n.holderOf(ctx, s.name, false); err != nil {
+			return "", err
+		}
+	}
+	if where != "" {
+		return s.relay(ctx, where, cursor, resume)
+	}
+	attach := s.n.store.Attach
+	if resume {
+		attach = s.n.store.Resume
+	}
+	st, err := attach(ctx, s.p, s.name, cursor, s.l)
+	if errors.Is(err, shard.ErrQueueNotFound) && s.n.tombOf(s.name) != "" {
+		return "", fmt.Errorf("%w: queue %s left here while it was looked for", shard.ErrMoved, s.name)
+	}
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.local = st
+	}
+	s.mu.Unlock()
+	if closed {
+		st.Close()
+	}
+	if resume {
+		s.l.Notify() // Resume may have told l before Next read here
+	}
+	return "", nil
+}
+
+// relay opens the holder's stream from seq after. It returns the node the
+// queue moved to, if the holder says so.
 func (s *stream) relay(ctx context.Context, where string, after uint64, resume bool) (moved string, err error) {
 	p := s.n.peer(where)
 	if p == nil {
 		return "", unavailable(where)
 	}
-	rctx, cancel := context.WithCancel(context.Background())
+	rctx, cancel := context.WithCancel(p.relays)
 	stop := context.AfterFunc(ctx, cancel) // until the first message: the caller's deadline applies
 	cs, err := p.client.Stream(rctx, &pb.StreamRequest{Principal: principalPB(s.p), Queue: s.name, After: after, Resume: resume, Ring: s.n.ring.Load().ID()})
 	if err == nil {
@@ -106,13 +129,10 @@ func (s *stream) relay(ctx context.Context, where string, after uint64, resume b
 		cancel()
 		return "", nil
 	}
-	s.cancel = cancel
+	s.cancel, s.last = cancel, after
 	s.mu.Unlock()
-	s.n.mu.Lock()
-	s.n.relays[s] = where
-	s.n.mu.Unlock()
 	s.n.stats.Relays.Add(1)
-	go s.recv(cs, where)
+	go s.recv(cs)
 	return "", nil
 }
 
@@ -127,29 +147,9 @@ func movedTo(err error) (string, bool) {
 
 // recv copies the holder's batches into buf until the relay ends, then
 // follows the queue or ends the stream.
-func (s *stream) recv(cs pb.Peer_StreamClient, from string) {
-	defer func() {
-		s.n.mu.Lock()
-		delete(s.n.relays, s)
-		s.n.mu.Unlock()
-	}()
-	for {
-		b, err := cs.Recv()
-		if err != nil {
-			s.mu.Lock()
-			closed, last := s.closed, s.last
-			s.mu.Unlock()
-			if closed {
-				return
-			}
-			if status.Code(err) == codes.NotFound {
-				s.fail(shard.ErrQueueNotFound)
-				return
-			}
-			hint, _ := movedTo(err)
-			go s.follow(last, hint)
-			return
-		}
+func (s *stream) recv(cs pb.Peer_StreamClient) {
+	b, err := cs.Recv()
+	for ; err == nil; b, err = cs.Recv() {
 		s.mu.Lock()
 		s.buf = notificationsOf(b.GetItems(), s.buf)
 		if k := len(s.buf); k > 0 {
@@ -159,15 +159,26 @@ func (s *stream) recv(cs pb.Peer_StreamClient, from string) {
 		s.mu.Unlock()
 		s.l.Notify()
 		if full {
-			<-s.space
+			<-s.space.ch
 		}
+	}
+	s.mu.Lock()
+	closed, last := s.closed, s.last
+	s.mu.Unlock()
+	switch {
+	case closed:
+	case status.Code(err) == codes.NotFound:
+		s.fail(shard.ErrQueueNotFound)
+	default:
+		hint, _ := movedTo(err)
+		s.follow(last, hint)
 	}
 }
 
 // follow re-opens the stream where its queue went, from cursor.
 func (s *stream) follow(cursor uint64, hint string) {
 	backoff := 50 * time.Millisecond
-	for attempt := 0; attempt < 30; attempt++ {
+	for range 30 {
 		s.mu.Lock()
 		closed := s.closed
 		s.mu.Unlock()
@@ -175,48 +186,16 @@ func (s *stream) follow(cursor uint64, hint string) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		where := hint
-		hint = ""
-		var err error
-		if where == "" {
-			where, err = s.n.holderOf(ctx, s.name, false)
-		}
-		if err == nil && where == "" {
-			var st *shard.Stream
-			st, err = s.n.store.Resume(ctx, s.p, s.name, cursor, s.l)
-			if err == nil {
-				s.mu.Lock()
-				if s.closed {
-					st.Close()
-				} else {
-					s.local = st
-				}
-				s.mu.Unlock()
-				cancel()
-				s.l.Notify()
-				return
-			}
-			if errors.Is(err, shard.ErrQueueNotFound) && s.n.tombOf(s.name) == "" {
-				cancel()
-				s.fail(shard.ErrQueueNotFound)
-				return
-			}
-		} else if err == nil {
-			var moved string
-			moved, err = s.relay(ctx, where, cursor, true)
-			if err == nil && moved == "" {
-				cancel()
-				return
-			}
-			hint = moved
-			if errors.Is(err, shard.ErrQueueNotFound) {
-				cancel()
-				s.fail(shard.ErrQueueNotFound)
-				return
-			}
-		}
+		moved, err := s.open(ctx, hint, cursor, true)
 		cancel()
-		if hint == "" {
+		if errors.Is(err, shard.ErrQueueNotFound) {
+			s.fail(shard.ErrQueueNotFound)
+			return
+		}
+		if err == nil && moved == "" {
+			return
+		}
+		if hint = moved; hint == "" {
 			time.Sleep(backoff)
 			backoff = min(2*backoff, time.Second)
 		}
@@ -248,11 +227,8 @@ func (s *stream) Next(dst []shard.Notification, limit int) ([]shard.Notification
 		if s.local == st {
 			s.local = nil
 		}
-		closed := s.closed
 		s.mu.Unlock()
-		if !closed {
-			go s.follow(cursor, "")
-		}
+		go s.follow(cursor, "") // it ends at once if s is closed
 		return out, nil
 	}
 	defer s.mu.Unlock()
@@ -262,10 +238,7 @@ func (s *stream) Next(dst []shard.Notification, limit int) ([]shard.Notification
 	s.buf = s.buf[k:]
 	if len(s.buf) == 0 {
 		s.buf = nil
-		select {
-		case s.space <- struct{}{}:
-		default:
-		}
+		s.space.Notify()
 	}
 	if k == 0 && s.err != nil {
 		return dst, s.err
@@ -285,13 +258,9 @@ func (s *stream) Lag() uint64 {
 	return uint64(k)
 }
 
-// Close implements shard.Reader.
+// Close implements shard.Reader. Safe to call twice: each step is.
 func (s *stream) Close() {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
 	s.closed = true
 	st, cancel := s.local, s.cancel
 	s.mu.Unlock()
@@ -301,30 +270,17 @@ func (s *stream) Close() {
 	if cancel != nil {
 		cancel()
 	}
-	select {
-	case s.space <- struct{}{}:
-	default:
-	}
+	s.space.Notify()
 }
 
 // dropRelays ends the relays reading from crashed nodes; their streams
 // look for the queue again (and end with QUEUE_NOT_FOUND: it died there).
 func (n *Node) dropRelays(crashed []string) {
 	n.mu.Lock()
-	var cancels []context.CancelFunc
-	for s, from := range n.relays {
-		for _, c := range crashed {
-			if from == c {
-				s.mu.Lock()
-				if s.cancel != nil {
-					cancels = append(cancels, s.cancel)
-				}
-				s.mu.Unlock()
-			}
+	defer n.mu.Unlock()
+	for _, c := range crashed {
+		if p := n.peers[c]; p != nil {
+			p.endRelays()
 		}
-	}
-	n.mu.Unlock()
-	for _, c := range cancels {
-		c()
 	}
 }

@@ -1689,14 +1689,11 @@ type ResourceState struct {
 	Offset     uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
 	EtagEpoch  uint64 `protobuf:"varint,6,opt,name=etag_epoch,json=etagEpoch,proto3" json:"etag_epoch,omitempty"`
 	EtagOffset uint64 `protobuf:"varint,7,opt,name=etag_offset,json=etagOffset,proto3" json:"etag_offset,omitempty"`
-	// The last publications stamped (shard.Published), oldest first.
-	RecentIds     []uint64 `protobuf:"varint,8,rep,packed,name=recent_ids,json=recentIds,proto3" json:"recent_ids,omitempty"`
-	RecentOffsets []uint64 `protobuf:"varint,9,rep,packed,name=recent_offsets,json=recentOffsets,proto3" json:"recent_offsets,omitempty"`
-	RecentEpochs  []uint64 `protobuf:"varint,10,rep,packed,name=recent_epochs,json=recentEpochs,proto3" json:"recent_epochs,omitempty"`
-	// shard.Position.At of the last event, of etag, and of the recent publications.
-	At        uint64   `protobuf:"varint,11,opt,name=at,proto3" json:"at,omitempty"`
-	EtagAt    uint64   `protobuf:"varint,12,opt,name=etag_at,json=etagAt,proto3" json:"etag_at,omitempty"`
-	RecentAts []uint64 `protobuf:"varint,13,rep,packed,name=recent_ats,json=recentAts,proto3" json:"recent_ats,omitempty"`
+	// shard.Position.At of the last event and of etag.
+	At     uint64 `protobuf:"varint,11,opt,name=at,proto3" json:"at,omitempty"`
+	EtagAt uint64 `protobuf:"varint,12,opt,name=etag_at,json=etagAt,proto3" json:"etag_at,omitempty"`
+	// The last publications stamped, oldest first.
+	Recent []*Published `protobuf:"bytes,16,rep,name=recent,proto3" json:"recent,omitempty"`
 	// etag is the "" of a repair that knew none (shard.ResourceState.EtagUnknown).
 	EtagUnknown   bool `protobuf:"varint,15,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1782,27 +1779,6 @@ func (x *ResourceState) GetEtagOffset() uint64 {
 	return 0
 }
 
-func (x *ResourceState) GetRecentIds() []uint64 {
-	if x != nil {
-		return x.RecentIds
-	}
-	return nil
-}
-
-func (x *ResourceState) GetRecentOffsets() []uint64 {
-	if x != nil {
-		return x.RecentOffsets
-	}
-	return nil
-}
-
-func (x *ResourceState) GetRecentEpochs() []uint64 {
-	if x != nil {
-		return x.RecentEpochs
-	}
-	return nil
-}
-
 func (x *ResourceState) GetAt() uint64 {
 	if x != nil {
 		return x.At
@@ -1817,9 +1793,9 @@ func (x *ResourceState) GetEtagAt() uint64 {
 	return 0
 }
 
-func (x *ResourceState) GetRecentAts() []uint64 {
+func (x *ResourceState) GetRecent() []*Published {
 	if x != nil {
-		return x.RecentAts
+		return x.Recent
 	}
 	return nil
 }
@@ -1829,6 +1805,76 @@ func (x *ResourceState) GetEtagUnknown() bool {
 		return x.EtagUnknown
 	}
 	return false
+}
+
+// A publication a list stamped lately (shard.Published): its id and the
+// position it was given.
+type Published struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	At            uint64                 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Published) Reset() {
+	*x = Published{}
+	mi := &file_peer_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Published) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Published) ProtoMessage() {}
+
+func (x *Published) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Published.ProtoReflect.Descriptor instead.
+func (*Published) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Published) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Published) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Published) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Published) GetAt() uint64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
 }
 
 // Take moves state to the caller: the receiver exports what it holds.
@@ -1855,7 +1901,7 @@ type TakeRequest struct {
 
 func (x *TakeRequest) Reset() {
 	*x = TakeRequest{}
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1913,7 @@ func (x *TakeRequest) String() string {
 func (*TakeRequest) ProtoMessage() {}
 
 func (x *TakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[21]
+	mi := &file_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +1926,7 @@ func (x *TakeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeRequest.ProtoReflect.Descriptor instead.
 func (*TakeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{21}
+	return file_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TakeRequest) GetNode() string {
@@ -1936,7 +1982,7 @@ type Pos struct {
 
 func (x *Pos) Reset() {
 	*x = Pos{}
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +1994,7 @@ func (x *Pos) String() string {
 func (*Pos) ProtoMessage() {}
 
 func (x *Pos) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[22]
+	mi := &file_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2007,7 @@ func (x *Pos) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pos.ProtoReflect.Descriptor instead.
 func (*Pos) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{22}
+	return file_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Pos) GetEpoch() uint64 {
@@ -1992,7 +2038,7 @@ type TakeReply struct {
 
 func (x *TakeReply) Reset() {
 	*x = TakeReply{}
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2050,7 @@ func (x *TakeReply) String() string {
 func (*TakeReply) ProtoMessage() {}
 
 func (x *TakeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[23]
+	mi := &file_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2063,7 @@ func (x *TakeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeReply.ProtoReflect.Descriptor instead.
 func (*TakeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{23}
+	return file_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TakeReply) GetQueues() []*QueueState {
@@ -2060,7 +2106,7 @@ type HandoffRequest struct {
 
 func (x *HandoffRequest) Reset() {
 	*x = HandoffRequest{}
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2118,7 @@ func (x *HandoffRequest) String() string {
 func (*HandoffRequest) ProtoMessage() {}
 
 func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[24]
+	mi := &file_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2131,7 @@ func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
 func (*HandoffRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{24}
+	return file_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HandoffRequest) GetNode() string {
@@ -2121,7 +2167,7 @@ type LeavingRequest struct {
 
 func (x *LeavingRequest) Reset() {
 	*x = LeavingRequest{}
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2179,7 @@ func (x *LeavingRequest) String() string {
 func (*LeavingRequest) ProtoMessage() {}
 
 func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[25]
+	mi := &file_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2192,7 @@ func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeavingRequest.ProtoReflect.Descriptor instead.
 func (*LeavingRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{25}
+	return file_peer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeavingRequest) GetNode() string {
@@ -2171,7 +2217,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2229,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2242,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{26}
+	return file_peer_proto_rawDescGZIP(), []int{27}
 }
 
 type RejoinedRequest struct {
@@ -2210,7 +2256,7 @@ type RejoinedRequest struct {
 
 func (x *RejoinedRequest) Reset() {
 	*x = RejoinedRequest{}
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2268,7 @@ func (x *RejoinedRequest) String() string {
 func (*RejoinedRequest) ProtoMessage() {}
 
 func (x *RejoinedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2281,7 @@ func (x *RejoinedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinedRequest.ProtoReflect.Descriptor instead.
 func (*RejoinedRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{27}
+	return file_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RejoinedRequest) GetDeadUnixNano() int64 {
@@ -2262,7 +2308,7 @@ type StatsReply struct {
 
 func (x *StatsReply) Reset() {
 	*x = StatsReply{}
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2320,7 @@ func (x *StatsReply) String() string {
 func (*StatsReply) ProtoMessage() {}
 
 func (x *StatsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2333,7 @@ func (x *StatsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsReply.ProtoReflect.Descriptor instead.
 func (*StatsReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{28}
+	return file_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatsReply) GetNode() string {
@@ -2362,7 +2408,7 @@ type SubscribersRequest struct {
 
 func (x *SubscribersRequest) Reset() {
 	*x = SubscribersRequest{}
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2420,7 @@ func (x *SubscribersRequest) String() string {
 func (*SubscribersRequest) ProtoMessage() {}
 
 func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2433,7 @@ func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersRequest.ProtoReflect.Descriptor instead.
 func (*SubscribersRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{29}
+	return file_peer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubscribersRequest) GetScheme() string {
@@ -2406,7 +2452,7 @@ type SubscribersReply struct {
 
 func (x *SubscribersReply) Reset() {
 	*x = SubscribersReply{}
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2464,7 @@ func (x *SubscribersReply) String() string {
 func (*SubscribersReply) ProtoMessage() {}
 
 func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2477,7 @@ func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersReply.ProtoReflect.Descriptor instead.
 func (*SubscribersReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{30}
+	return file_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubscribersReply) GetSubscribers() []*Subscriber {
@@ -2453,7 +2499,7 @@ type Subscriber struct {
 
 func (x *Subscriber) Reset() {
 	*x = Subscriber{}
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2511,7 @@ func (x *Subscriber) String() string {
 func (*Subscriber) ProtoMessage() {}
 
 func (x *Subscriber) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2524,7 @@ func (x *Subscriber) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
 func (*Subscriber) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{31}
+	return file_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Subscriber) GetResource() string {
@@ -2511,7 +2557,7 @@ type CurrentRequest struct {
 
 func (x *CurrentRequest) Reset() {
 	*x = CurrentRequest{}
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2569,7 @@ func (x *CurrentRequest) String() string {
 func (*CurrentRequest) ProtoMessage() {}
 
 func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2582,7 @@ func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentRequest.ProtoReflect.Descriptor instead.
 func (*CurrentRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{32}
+	return file_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CurrentRequest) GetResources() []string {
@@ -2555,7 +2601,7 @@ type CurrentReply struct {
 
 func (x *CurrentReply) Reset() {
 	*x = CurrentReply{}
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2567,7 +2613,7 @@ func (x *CurrentReply) String() string {
 func (*CurrentReply) ProtoMessage() {}
 
 func (x *CurrentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2580,7 +2626,7 @@ func (x *CurrentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentReply.ProtoReflect.Descriptor instead.
 func (*CurrentReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{33}
+	return file_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CurrentReply) GetEtags() map[string]string {
@@ -2602,7 +2648,7 @@ type AuthorizeRequest struct {
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2660,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2673,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{34}
+	return file_peer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuthorizeRequest) GetPrincipal() *Principal {
@@ -2667,7 +2713,7 @@ type AuthorizeReply struct {
 
 func (x *AuthorizeReply) Reset() {
 	*x = AuthorizeReply{}
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2679,7 +2725,7 @@ func (x *AuthorizeReply) String() string {
 func (*AuthorizeReply) ProtoMessage() {}
 
 func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2692,7 +2738,7 @@ func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
 func (*AuthorizeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{35}
+	return file_peer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuthorizeReply) GetEtag() string {
@@ -2715,7 +2761,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2773,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2786,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{36}
+	return file_peer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PublishRequest) GetPrincipal() *Principal {
@@ -2787,7 +2833,7 @@ type PublishReply struct {
 
 func (x *PublishReply) Reset() {
 	*x = PublishReply{}
-	mi := &file_peer_proto_msgTypes[37]
+	mi := &file_peer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2845,7 @@ func (x *PublishReply) String() string {
 func (*PublishReply) ProtoMessage() {}
 
 func (x *PublishReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[37]
+	mi := &file_peer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2858,7 @@ func (x *PublishReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
 func (*PublishReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{37}
+	return file_peer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PublishReply) GetReached() int64 {
@@ -2964,7 +3010,7 @@ const file_peer_proto_rawDesc = "" +
 	"\tdelivered\x18\t \x01(\x04R\tdelivered\x12/\n" +
 	"\x06events\x18\n" +
 	" \x03(\v2\x17.meshgate.peer.v1.EventR\x06events\x122\n" +
-	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xb3\x03\n" +
+	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xf6\x02\n" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x120\n" +
@@ -2974,17 +3020,18 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"etag_epoch\x18\x06 \x01(\x04R\tetagEpoch\x12\x1f\n" +
 	"\vetag_offset\x18\a \x01(\x04R\n" +
-	"etagOffset\x12\x1d\n" +
-	"\n" +
-	"recent_ids\x18\b \x03(\x04R\trecentIds\x12%\n" +
-	"\x0erecent_offsets\x18\t \x03(\x04R\rrecentOffsets\x12#\n" +
-	"\rrecent_epochs\x18\n" +
-	" \x03(\x04R\frecentEpochs\x12\x0e\n" +
+	"etagOffset\x12\x0e\n" +
 	"\x02at\x18\v \x01(\x04R\x02at\x12\x17\n" +
-	"\aetag_at\x18\f \x01(\x04R\x06etagAt\x12\x1d\n" +
-	"\n" +
-	"recent_ats\x18\r \x03(\x04R\trecentAts\x12!\n" +
-	"\fetag_unknown\x18\x0f \x01(\bR\vetagUnknownJ\x04\b\x03\x10\x04\"\x98\x02\n" +
+	"\aetag_at\x18\f \x01(\x04R\x06etagAt\x123\n" +
+	"\x06recent\x18\x10 \x03(\v2\x1b.meshgate.peer.v1.PublishedR\x06recent\x12!\n" +
+	"\fetag_unknown\x18\x0f \x01(\bR\vetagUnknownJ\x04\b\x03\x10\x04J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"J\x04\b\n" +
+	"\x10\vJ\x04\b\r\x10\x0e\"Y\n" +
+	"\tPublished\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x04R\x02at\"\x98\x02\n" +
 	"\vTakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
@@ -3103,7 +3150,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),               // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),          // 1: meshgate.peer.v1.Principal
@@ -3127,27 +3174,28 @@ var file_peer_proto_goTypes = []any{
 	(*StreamBatch)(nil),        // 19: meshgate.peer.v1.StreamBatch
 	(*QueueState)(nil),         // 20: meshgate.peer.v1.QueueState
 	(*ResourceState)(nil),      // 21: meshgate.peer.v1.ResourceState
-	(*TakeRequest)(nil),        // 22: meshgate.peer.v1.TakeRequest
-	(*Pos)(nil),                // 23: meshgate.peer.v1.Pos
-	(*TakeReply)(nil),          // 24: meshgate.peer.v1.TakeReply
-	(*HandoffRequest)(nil),     // 25: meshgate.peer.v1.HandoffRequest
-	(*LeavingRequest)(nil),     // 26: meshgate.peer.v1.LeavingRequest
-	(*Empty)(nil),              // 27: meshgate.peer.v1.Empty
-	(*RejoinedRequest)(nil),    // 28: meshgate.peer.v1.RejoinedRequest
-	(*StatsReply)(nil),         // 29: meshgate.peer.v1.StatsReply
-	(*SubscribersRequest)(nil), // 30: meshgate.peer.v1.SubscribersRequest
-	(*SubscribersReply)(nil),   // 31: meshgate.peer.v1.SubscribersReply
-	(*Subscriber)(nil),         // 32: meshgate.peer.v1.Subscriber
-	(*CurrentRequest)(nil),     // 33: meshgate.peer.v1.CurrentRequest
-	(*CurrentReply)(nil),       // 34: meshgate.peer.v1.CurrentReply
-	(*AuthorizeRequest)(nil),   // 35: meshgate.peer.v1.AuthorizeRequest
-	(*AuthorizeReply)(nil),     // 36: meshgate.peer.v1.AuthorizeReply
-	(*PublishRequest)(nil),     // 37: meshgate.peer.v1.PublishRequest
-	(*PublishReply)(nil),       // 38: meshgate.peer.v1.PublishReply
-	nil,                        // 39: meshgate.peer.v1.TakeRequest.CaughtEntry
-	nil,                        // 40: meshgate.peer.v1.TakeReply.MovedEntry
-	nil,                        // 41: meshgate.peer.v1.TakeReply.InterestEntry
-	nil,                        // 42: meshgate.peer.v1.CurrentReply.EtagsEntry
+	(*Published)(nil),          // 22: meshgate.peer.v1.Published
+	(*TakeRequest)(nil),        // 23: meshgate.peer.v1.TakeRequest
+	(*Pos)(nil),                // 24: meshgate.peer.v1.Pos
+	(*TakeReply)(nil),          // 25: meshgate.peer.v1.TakeReply
+	(*HandoffRequest)(nil),     // 26: meshgate.peer.v1.HandoffRequest
+	(*LeavingRequest)(nil),     // 27: meshgate.peer.v1.LeavingRequest
+	(*Empty)(nil),              // 28: meshgate.peer.v1.Empty
+	(*RejoinedRequest)(nil),    // 29: meshgate.peer.v1.RejoinedRequest
+	(*StatsReply)(nil),         // 30: meshgate.peer.v1.StatsReply
+	(*SubscribersRequest)(nil), // 31: meshgate.peer.v1.SubscribersRequest
+	(*SubscribersReply)(nil),   // 32: meshgate.peer.v1.SubscribersReply
+	(*Subscriber)(nil),         // 33: meshgate.peer.v1.Subscriber
+	(*CurrentRequest)(nil),     // 34: meshgate.peer.v1.CurrentRequest
+	(*CurrentReply)(nil),       // 35: meshgate.peer.v1.CurrentReply
+	(*AuthorizeRequest)(nil),   // 36: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),     // 37: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),     // 38: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),       // 39: meshgate.peer.v1.PublishReply
+	nil,                        // 40: meshgate.peer.v1.TakeRequest.CaughtEntry
+	nil,                        // 41: meshgate.peer.v1.TakeReply.MovedEntry
+	nil,                        // 42: meshgate.peer.v1.TakeReply.InterestEntry
+	nil,                        // 43: meshgate.peer.v1.CurrentReply.EtagsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -3169,51 +3217,52 @@ var file_peer_proto_depIdxs = []int32{
 	2,  // 16: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
 	5,  // 17: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
 	12, // 18: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
-	39, // 19: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
-	20, // 20: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
-	21, // 21: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	40, // 22: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	41, // 23: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
-	32, // 24: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	42, // 25: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
-	1,  // 26: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
-	1,  // 27: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
-	23, // 28: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
-	6,  // 29: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 30: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 31: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 32: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	16, // 33: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	18, // 34: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	22, // 35: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	25, // 36: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	26, // 37: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	27, // 38: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	28, // 39: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
-	35, // 40: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	37, // 41: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	33, // 42: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	30, // 43: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
-	7,  // 44: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 45: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 46: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	14, // 47: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
-	17, // 48: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	19, // 49: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	24, // 50: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	27, // 51: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	27, // 52: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	29, // 53: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	27, // 54: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	36, // 55: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	38, // 56: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	34, // 57: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	31, // 58: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
-	44, // [44:59] is the sub-list for method output_type
-	29, // [29:44] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	22, // 19: meshgate.peer.v1.ResourceState.recent:type_name -> meshgate.peer.v1.Published
+	40, // 20: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
+	20, // 21: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
+	21, // 22: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
+	41, // 23: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	42, // 24: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	33, // 25: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	43, // 26: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	1,  // 27: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 28: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	24, // 29: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
+	6,  // 30: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 31: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 32: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 33: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	16, // 34: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	18, // 35: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	23, // 36: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	26, // 37: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	27, // 38: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	28, // 39: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	29, // 40: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
+	36, // 41: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	38, // 42: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	34, // 43: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	31, // 44: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	7,  // 45: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 46: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 47: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	14, // 48: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 49: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	19, // 50: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	25, // 51: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	28, // 52: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	28, // 53: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	30, // 54: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	28, // 55: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	37, // 56: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	39, // 57: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	35, // 58: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	32, // 59: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	45, // [45:60] is the sub-list for method output_type
+	30, // [30:45] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -3227,7 +3276,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
