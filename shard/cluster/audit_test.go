@@ -208,3 +208,50 @@ func TestAudit_NotOnThawBeforeTheClusterSaysSo(t *testing.T) {
 		t.Errorf("after the rejoin, n1's audit appended %d RESYNCs; want 0", k-before)
 	}
 }
+
+// TestLeft_NodeTellsNobodyItWasTakenForDead: n3 left the cluster, but its
+// memberlist still probes (nobody refutes to a node that left), and under
+// load it took n1 for dead alone and then saw it again. n3 told n1 it
+// had been taken for dead (Rejoined), and n1 dropped the lists it held,
+// n2's interest with them: n2 never took n1 for dead, so it never linked
+// again, and its queue got no publish until the post-settle audit (the
+// RESYNCs of TestAudit_FindsNothingAfterMembershipChanges under load,
+// after b left). A node in nobody's ring tells nobody.
+func TestLeft_NodeTellsNobodyItWasTakenForDead(t *testing.T) {
+	nodes := startNodes(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	if err := n3.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitRing(t, nodes[:2], 2)
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/l%d", i); n1.Ring().Owner(r) == "n1" {
+			res = r
+		}
+	}
+	q, err := n2.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, held := n1.store.HasResource(res); !held || k != 1 {
+		t.Fatalf("n1 holds the list: %v, with %d queues; want it, with n2's queue", held, k)
+	}
+	// n3, gone from the cluster, takes n1 for dead and sees it again.
+	n3.RepairAsDead("n1")
+	n3.Rebuild()
+	if waitFor(2*time.Second, func() bool { k, _ := n1.store.HasResource(res); return k != 1 }) {
+		k, held := n1.store.HasResource(res)
+		t.Errorf("after a node that left took n1 for dead, n1 holds the list: %v, with %d queues; want it, with n2's queue", held, k)
+	}
+	if k, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+		t.Errorf("a publish reached %d queues (err %v); want n2's queue", k, err)
+	}
+	if k := n2.AuditNow(); k != 0 {
+		t.Errorf("n2's audit found its interest missing from n1's list: %d RESYNCs", k)
+	}
+}

@@ -67,3 +67,7 @@ func (n *Node) RepairAsDead(nodes ...string) { n.repair(n.ring.Load(), nodes) }
 
 // Audited is how many RESYNCs the audits on this node appended so far.
 func (n *Node) Audited() uint64 { return n.stats.Audited.Load() }
+
+// Rebuild derives n's ring from its membership now, as a memberlist
+// callback does.
+func (n *Node) Rebuild() { n.rebuild() }
