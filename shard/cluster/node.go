@@ -133,6 +133,10 @@ type Node struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	stats   Stats
+
+	// relinking counts this node's relinks under way (a crash repair's,
+	// a rejoin's, a take-back's, a repair's retries): see tick.
+	relinking atomic.Int32
 }
 
 type member struct {
@@ -488,7 +492,14 @@ func (n *Node) tick() {
 	n.mu.Lock()
 	due := !n.changedAt.IsZero() && n.auditedAt.Before(n.changedAt)
 	n.mu.Unlock()
-	if due && n.settled() {
+	// Invariant: the audit does not run while a relink of this node's is
+	// under way. What it would find missing (a list that died with a
+	// crashed node and is being made again, this node's interest in a
+	// list not linked yet) is the relink's to repair, and the relink
+	// announces it (a RESYNC for a lost list); counted by the audit too,
+	// it reads as a defect that was none. A due audit runs at the first
+	// tick after the relinks end.
+	if due && n.settled() && n.relinking.Load() == 0 {
 		n.mu.Lock()
 		n.auditedAt = time.Now()
 		n.mu.Unlock()
