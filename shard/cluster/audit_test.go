@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"meshgate/internal/certs"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,5 +208,112 @@ func TestAudit_NotOnThawBeforeTheClusterSaysSo(t *testing.T) {
 	}
 	if before, k := n1.Audited(), n1.AuditNow(); k != before {
 		t.Errorf("after the rejoin, n1's audit appended %d RESYNCs; want 0", k-before)
+	}
+}
+
+// TestLeft_NodeTellsNobodyItWasTakenForDead: n3 left the cluster, but its
+// memberlist still probes (nobody refutes to a node that left), and under
+// load it took n1 for dead alone and then saw it again. n3 told n1 it
+// had been taken for dead (Rejoined), and n1 dropped the lists it held,
+// n2's interest with them: n2 never took n1 for dead, so it never linked
+// again, and its queue got no publish until the post-settle audit (the
+// RESYNCs of TestAudit_FindsNothingAfterMembershipChanges under load,
+// after b left). A node in nobody's ring tells nobody.
+func TestLeft_NodeTellsNobodyItWasTakenForDead(t *testing.T) {
+	nodes := startNodes(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	if err := n3.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitRing(t, nodes[:2], 2)
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/l%d", i); n1.Ring().Owner(r) == "n1" {
+			res = r
+		}
+	}
+	q, err := n2.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, held := n1.store.HasResource(res); !held || k != 1 {
+		t.Fatalf("n1 holds the list: %v, with %d queues; want it, with n2's queue", held, k)
+	}
+	// n3, gone from the cluster, takes n1 for dead and sees it again.
+	n3.RepairAsDead("n1")
+	n3.Rebuild()
+	if waitFor(2*time.Second, func() bool { k, _ := n1.store.HasResource(res); return k != 1 }) {
+		k, held := n1.store.HasResource(res)
+		t.Errorf("after a node that left took n1 for dead, n1 holds the list: %v, with %d queues; want it, with n2's queue", held, k)
+	}
+	if k, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+		t.Errorf("a publish reached %d queues (err %v); want n2's queue", k, err)
+	}
+	if k := n2.AuditNow(); k != 0 {
+		t.Errorf("n2's audit found its interest missing from n1's list: %d RESYNCs", k)
+	}
+}
+
+// TestAudit_NotWhileARelinkIsUnderWay: n1 relinks after a rejoin, and its
+// link into n2's list failed (a peer not reachable for a moment): the
+// relink announced the loss (a RESYNC) and tries the link again in the
+// background. A post-settle audit that ran meanwhile linked n1 first and
+// counted its interest missing from the list, a repair that was under
+// way: under load, the audits of TestAudit_FindsNothingAfterMembershipChanges
+// counted RESYNCs so while their node's crash repair was still linking.
+// The audit waits for the node's relinks; it finds nothing after them.
+func TestAudit_NotWhileARelinkIsUnderWay(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut atomic.Bool
+	first := startNodeWith(t, "n1", ca, caKey, "", func(_ context.Context, method string) error {
+		if cut.Load() && strings.HasSuffix(method, "/Link") {
+			return fmt.Errorf("%w: connection refused", shard.ErrUnavailable)
+		}
+		return nil
+	})
+	n1 := first.testNode
+	n2 := startNode(t, "n2", ca, caKey, first.gossip).testNode
+	waitRing(t, []*testNode{n1, n2}, 2)
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/u%d", i); n1.Ring().Owner(r) == "n2" {
+			res = r
+		}
+	}
+	q, err := n1.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	// n2 took n1 for dead and dropped it from its list; n1 hears so, and
+	// its relink's link fails: it is tried again in the background.
+	deadAt := time.Now()
+	n2.RepairAsDead("n1")
+	cut.Store(true)
+	n1.RejoinedAt(deadAt)
+	cut.Store(false)
+	// Membership has been still for longer than settleTime: the audit is
+	// due at n1's next tick, with the relink's retry not run yet.
+	n1.QuietFor(16 * time.Second)
+	n1.Tick()
+	if k := n1.Audited(); k != 0 {
+		t.Errorf("n1's audit ran while its relink was under way and counted %d RESYNCs for an interest the relink was linking", k)
+	}
+	if !waitFor(10*time.Second, func() bool { k, _ := n2.store.HasResource(res); return k == 1 }) {
+		t.Fatal("n1's relink did not link its interest in n2's list again")
+	}
+	if k := n1.AuditNow(); k != 0 {
+		t.Errorf("after the relink, n1's audit appended %d RESYNCs; want 0", k)
 	}
 }

@@ -41,9 +41,13 @@ func (n *Node) PushAfterDeadline(node string, ev *shard.Event) error {
 // dead at deadAt.
 func (n *Node) RejoinedAt(deadAt time.Time) { n.rejoined(uint64(deadAt.UnixNano())) }
 
-// AuditNow runs the post-settle audit here now and returns how many
-// RESYNCs the audits on this node appended so far.
+// AuditNow runs the post-settle audit here once this node's relinks
+// have ended (as tick does; at most 30 s, then at once) and returns how
+// many RESYNCs the audits on this node appended so far.
 func (n *Node) AuditNow() uint64 {
+	for deadline := time.Now().Add(30 * time.Second); n.relinking.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	n.audit()
 	return n.stats.Audited.Load()
 }
@@ -75,3 +79,16 @@ func (n *Node) TellRejoined(name string, at time.Time) { n.tellRejoined(name, at
 // RefuseRejoined makes the next k Rejoined calls to this node fail as
 // unavailable, as a call to a node just thawed may.
 func (n *Node) RefuseRejoined(k int32) { n.refuseRejoined.Store(k) }
+
+// Rebuild derives n's ring from its membership now, as a memberlist
+// callback does.
+func (n *Node) Rebuild() { n.rebuild() }
+
+// QuietFor makes n's last membership change d ago, with n running all
+// along (unlike Freeze): its next tick finds the audit due.
+func (n *Node) QuietFor(d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.changedAt = time.Now().Add(-d)
+	n.beat = time.Now()
+}

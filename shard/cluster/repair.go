@@ -117,6 +117,8 @@ func (n *Node) audit() {
 // saw, never from "" for a resource that was published, and never from an
 // older etag a publisher remembers.
 func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, resources int) {
+	n.relinking.Add(1)
+	defer n.relinking.Add(-1)
 	locals := n.store.LocalInterests()
 	var affected []string
 	for res := range locals {
@@ -154,6 +156,7 @@ func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, res
 			resynced += n.store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, li.Queues)
 		}
 		if retry {
+			n.relinking.Add(1) // until relinkLater ends
 			go n.relinkLater(res, li, isLost)
 		}
 	}
@@ -180,6 +183,7 @@ func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest
 // Once it succeeds, the subscriptions go on from the list's real position:
 // events the list stamped meanwhile did not reach them.
 func (n *Node) relinkLater(res string, li shard.LocalInterest, lost bool) {
+	defer n.relinking.Add(-1)
 	var err error
 	for range 60 {
 		select {
