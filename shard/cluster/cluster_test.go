@@ -283,12 +283,17 @@ func TestGracefulLeaveMovesEverything(t *testing.T) {
 	}
 	var readers []reader
 	for i := range 20 {
+		// The set-up retries UNAVAILABLE as a client does: under load a
+		// node may take another for dead for a moment right after start.
 		n := nodes[i%3]
-		q, err := n.CreateQueue(ctx, alice, 0)
-		if err != nil {
+		var q shard.QueueInfo
+		if err := untilAvailable(func() (err error) { q, err = n.CreateQueue(ctx, alice, 0); return err }); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.Subscribe(ctx, allowAll{}, alice, q.Name, "user:alice/feed", "", ""); err != nil {
+		if err := untilAvailable(func() error {
+			_, err := n.Subscribe(ctx, allowAll{}, alice, q.Name, "user:alice/feed", "", "")
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 		l := &listener{ch: make(chan struct{}, 1)}
@@ -296,8 +301,8 @@ func TestGracefulLeaveMovesEverything(t *testing.T) {
 		if at == leaving {
 			at = nodes[0]
 		}
-		r, err := at.Attach(ctx, alice, q.Name, 0, l)
-		if err != nil {
+		var r shard.Reader
+		if err := untilAvailable(func() (err error) { r, err = at.Attach(ctx, alice, q.Name, 0, l); return err }); err != nil {
 			t.Fatal(err)
 		}
 		defer r.Close()
