@@ -317,3 +317,120 @@ func TestAudit_NotWhileARelinkIsUnderWay(t *testing.T) {
 		t.Errorf("after the relink, n1's audit appended %d RESYNCs; want 0", k)
 	}
 }
+
+// TestAudit_LeavesAnEventOnItsWayAlone: n1 holds the list, n2 a queue in
+// it; a publish is on its way to n2 (its Push slow) when n2's audit
+// runs. The audit's link answered the list's position, past the queue's,
+// and the audit counted the queue behind and appended a RESYNC; the
+// CHANGED, arriving after it, was dropped as at its position (and with
+// it the payload a CHANGED carries). An event stamped lately is still on
+// its way or announced by its list's tail (shard/position.go): the audit
+// leaves it alone.
+func TestAudit_LeavesAnEventOnItsWayAlone(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slow atomic.Bool
+	first := startNodeWith(t, "n1", ca, caKey, "", func(_ context.Context, method string) error {
+		if slow.Load() && strings.HasSuffix(method, "/Push") {
+			time.Sleep(500 * time.Millisecond)
+		}
+		return nil
+	})
+	n1 := first.testNode
+	n2 := startNode(t, "n2", ca, caKey, first.gossip).testNode
+	waitRing(t, []*testNode{n1, n2}, 2)
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/w%d", i); n1.Ring().Owner(r) == "n1" {
+			res = r
+		}
+	}
+	q, err := n2.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	if k, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now(), Payload: []byte(`{"v":1}`)}); err != nil || k != 1 {
+		t.Fatalf("the publish reached %d queues (err %v); want n2's", k, err)
+	}
+	if k := n2.AuditNow(); k != 0 {
+		t.Errorf("n2's audit appended %d RESYNCs for an event on its way to its queue; want 0", k)
+	}
+	var got []string
+	waitFor(5*time.Second, func() bool {
+		pg, err := n2.Poll(ctx, alice, q.Name, 0, 10, 0)
+		got = got[:0]
+		for _, it := range pg.Items {
+			got = append(got, it.Kind.String()+" "+it.Etag)
+		}
+		return err == nil && len(got) > 0
+	})
+	if len(got) != 1 || got[0] != "CHANGED v1" {
+		t.Errorf("n2's queue holds %v; want [CHANGED v1]", got)
+	}
+}
+
+// TestAudit_CatchesUpLaterWithAnEventLostLately: as above, but the
+// publish is lost for good (every Push to n2 fails, its tail
+// announcements too). The audit, right after it, leaves it to its way;
+// once it is old enough to be lost, the queue still behind gets one
+// RESYNC with the list's etag, without another publish.
+func TestAudit_CatchesUpLaterWithAnEventLostLately(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := certs.EnsureDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut atomic.Bool
+	first := startNodeWith(t, "n1", ca, caKey, "", func(_ context.Context, method string) error {
+		if cut.Load() && strings.HasSuffix(method, "/Push") {
+			return fmt.Errorf("%w: connection refused", shard.ErrUnavailable)
+		}
+		return nil
+	})
+	n1 := first.testNode
+	n2 := startNode(t, "n2", ca, caKey, first.gossip).testNode
+	waitRing(t, []*testNode{n1, n2}, 2)
+	ctx := context.Background()
+	res := ""
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/x%d", i); n1.Ring().Owner(r) == "n1" {
+			res = r
+		}
+	}
+	q, err := n2.CreateQueue(ctx, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	cut.Store(true)
+	defer cut.Store(false)
+	if _, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	before := n2.AuditNow()
+	var got []string
+	caught := waitFor(10*time.Second, func() bool {
+		pg, err := n2.Poll(ctx, alice, q.Name, 0, 10, 0)
+		got = got[:0]
+		for _, it := range pg.Items {
+			got = append(got, it.Kind.String()+" "+it.Etag)
+		}
+		return err == nil && len(got) > 0
+	})
+	if !caught || len(got) != 1 || got[0] != "RESYNC v1" {
+		t.Errorf("n2's queue holds %v; want [RESYNC v1] from the audit's late catch-up", got)
+	}
+	if n2.Audited() == before {
+		t.Error("the late catch-up was not counted as the audit's")
+	}
+}

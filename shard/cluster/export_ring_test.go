@@ -19,12 +19,12 @@ func (n *Node) Believe(weights map[string]int) (restore func()) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	had := n.ring.Load()
-	n.installLocked(ring.New(had.Epoch()+1, weights), had)
+	n.installLocked(ring.New(had.Epoch()+1, weights))
 	n.history = nil
 	return func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		n.installLocked(had, n.ring.Load())
+		n.installLocked(had)
 	}
 }
 

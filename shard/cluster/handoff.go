@@ -319,10 +319,14 @@ func (n *Node) takeBack() {
 func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []string) (asked bool, _ error) {
 	start := time.Now()
 	done := make(chan struct{})
+	// Asked before n.mu is taken (LOCKS.md): a queue imported meanwhile
+	// is asked for again, and its giver gives nothing more or a copy
+	// ImportQueue refuses.
+	absent := slices.DeleteFunc(slices.Clone(queues), n.store.Has)
 	n.mu.Lock()
 	var qs, rs []string
-	for _, k := range queues {
-		if n.inflight[k] == nil && !n.store.Has(k) {
+	for _, k := range absent {
+		if n.inflight[k] == nil {
 			n.inflight[k] = done
 			qs = append(qs, k)
 		}
@@ -460,9 +464,8 @@ func (n *Node) peerLeaving(node string, done bool) {
 		n.mu.Unlock()
 		return
 	}
-	old := n.ring.Load()
 	r := n.ringLocked()
-	n.installLocked(r, old)
+	n.installLocked(r)
 	n.mu.Unlock()
 	n.log.Info("peer leaving", "peer", node, "epoch", r.Epoch(), "nodes", r.Nodes())
 	go n.rebalance()
@@ -478,9 +481,8 @@ func (n *Node) Leave(ctx context.Context) error {
 	start := time.Now()
 	n.mu.Lock()
 	n.draining = true
-	old := n.ring.Load()
 	r := n.ringLocked()
-	n.installLocked(r, old)
+	n.installLocked(r)
 	n.mu.Unlock()
 	tell := func(done bool) {
 		askPeers(ctx, n, func(ctx context.Context, p *peer) (*pb.Empty, error) {

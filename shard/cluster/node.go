@@ -253,11 +253,11 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.Gossip == "" {
 		return nil
 	}
-	if err := n.serveRPC(); err != nil {
+	mc, err := n.memberlistConfig() // before serveRPC: a bad address leaves no server behind
+	if err != nil {
 		return err
 	}
-	mc, err := n.memberlistConfig()
-	if err != nil {
+	if err := n.serveRPC(); err != nil {
 		return err
 	}
 	ml, err := memberlist.Create(mc)
@@ -587,7 +587,7 @@ func (n *Node) rebuild() {
 		}
 		return
 	}
-	n.installLocked(r, old)
+	n.installLocked(r)
 	n.mu.Unlock()
 	n.log.Info("ring changed", "epoch", r.Epoch(), "nodes", r.Nodes(), "crashed", crashed)
 	n.stats.RingChanges.Add(1)
@@ -620,9 +620,11 @@ func (n *Node) ringLocked() *ring.Ring {
 	return ring.New(n.epoch, w)
 }
 
-func (n *Node) installLocked(r, old *ring.Ring) {
+// installLocked makes r this node's ring, remembering the one it
+// replaces for historyTTL. n.mu held.
+func (n *Node) installLocked(r *ring.Ring) {
 	now := time.Now()
-	n.history = append([]pastRing{{r: old, until: now.Add(historyTTL)}}, n.history...)
+	n.history = append([]pastRing{{r: n.ring.Load(), until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
 	w := map[string]int{}

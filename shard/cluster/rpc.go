@@ -190,12 +190,19 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 	if where != "" {
 		return status.Error(codes.Aborted, "moved|"+where)
 	}
+	// moved is a queue handed on while the relay opened or ran: its
+	// reader follows the tomb (a store ErrMoved through toStatus would
+	// read "moved|shard: …", taken for a node name).
+	moved := func() error { return status.Error(codes.Aborted, "moved|"+n.tombOf(r.GetQueue())) }
 	open := n.store.Attach
 	if r.GetResume() {
 		open = n.store.Resume
 	}
 	l := &chanListener{ch: make(chan struct{}, 1)}
 	st, err := open(ctx, principalOf(r.GetPrincipal()), r.GetQueue(), r.GetAfter(), l)
+	if errors.Is(err, shard.ErrMoved) {
+		return moved()
+	}
 	if err != nil {
 		return toStatus(err)
 	}
@@ -213,7 +220,7 @@ func (s service) Stream(r *pb.StreamRequest, out pb.Peer_StreamServer) error {
 		for {
 			buf, err = st.Next(buf[:0], 256)
 			if errors.Is(err, shard.ErrMoved) {
-				return status.Error(codes.Aborted, "moved|"+n.tombOf(r.GetQueue()))
+				return moved()
 			}
 			if err != nil {
 				return toStatus(err)
