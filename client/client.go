@@ -31,7 +31,8 @@ const (
 	// ChangedWhileAway: the client subscribed again (its queue was lost),
 	// or Watch was given a knownEtag, and the resource's etag is not the
 	// one it knew: the resource changed while it was not listening. After
-	// an OVERFLOW, a RESYNC says it instead (Client.resubscribe).
+	// an OVERFLOW, a RESYNC says it instead, queued after the
+	// notifications still there.
 	ChangedWhileAway Kind = "CHANGED_WHILE_AWAY"
 	// EtagUnknown: nobody knows the resource's current version, so it
 	// may have changed and the client cannot tell: re-read the resource
