@@ -28,9 +28,11 @@ const (
 	Revoked  Kind = "REVOKED"
 	Overflow Kind = "OVERFLOW"
 	Invite   Kind = "INVITE"
-	// ChangedWhileAway: the client re-subscribed (its queue was lost, or
-	// notifications overflowed) and the resource's etag is not the one it
-	// knew: the resource changed while it was not listening.
+	// ChangedWhileAway: the client subscribed again (its queue was lost),
+	// or Watch was given a knownEtag, and the resource's etag is not the
+	// one it knew: the resource changed while it was not listening. After
+	// an OVERFLOW, a RESYNC says it instead, queued after the
+	// notifications still there.
 	ChangedWhileAway Kind = "CHANGED_WHILE_AWAY"
 	// EtagUnknown: nobody knows the resource's current version, so it
 	// may have changed and the client cannot tell: re-read the resource
@@ -302,14 +304,7 @@ func (c *Client) subscribe(ctx context.Context, q string, w *Watch) error {
 }
 
 func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *Watch) error {
-	var out struct {
-		Subscribe struct {
-			Etag        string
-			EtagUnknown bool
-		}
-	}
-	err := gql(ctx, `mutation($q:String!,$r:String!,$p:String){ subscribe(queue:$q, resource:$r, proof:$p) { etag etagUnknown } }`,
-		map[string]any{"q": q, "r": w.resource, "p": w.proof}, &out)
+	a, err := c.ask(ctx, gql, q, w, "")
 	if err != nil {
 		return err
 	}
@@ -317,19 +312,64 @@ func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *W
 	known := w.etag
 	// "" means "never published": for a resource the client knew an etag
 	// of, it is a publisher that forgot, not a change to tell as one.
-	unknown := out.Subscribe.EtagUnknown || known != "" && out.Subscribe.Etag == ""
+	unknown := a.EtagUnknown || known != "" && a.Etag == ""
 	if !unknown {
-		w.etag = out.Subscribe.Etag
+		w.etag = a.Etag
 	}
 	w.mu.Unlock()
 	if unknown {
 		w.send(Event{Kind: EtagUnknown, Resource: w.resource, Time: time.Now()})
 		return nil
 	}
-	if known != "" && known != out.Subscribe.Etag {
-		w.send(Event{Kind: ChangedWhileAway, Resource: w.resource, Etag: out.Subscribe.Etag, Time: time.Now()})
+	if known != "" && known != a.Etag {
+		w.send(Event{Kind: ChangedWhileAway, Resource: w.resource, Etag: a.Etag, Time: time.Now()})
 	}
 	return nil
+}
+
+// answer is what subscribe answers: the resource's current etag.
+type answer struct {
+	Etag        string
+	EtagUnknown bool
+}
+
+// ask subscribes q to w's resource, telling the gateway knownEtag ("":
+// none), and returns the answer without taking it.
+func (c *Client) ask(ctx context.Context, gql execFunc, q string, w *Watch, knownEtag string) (answer, error) {
+	var out struct{ Subscribe answer }
+	err := gql(ctx, `mutation($q:String!,$r:String!,$p:String,$k:String){ subscribe(queue:$q, resource:$r, proof:$p, knownEtag:$k) { etag etagUnknown } }`,
+		map[string]any{"q": q, "r": w.resource, "p": w.proof, "k": knownEtag}, &out)
+	return out.Subscribe, err
+}
+
+// resubscribe subscribes q to w's resource again after an OVERFLOW,
+// without taking the answer. The notifications still queued after the
+// OVERFLOW are newer than those dropped but may be older than the
+// answer: a watch that took it would go back when it read them. So it
+// names the last etag it took (knownEtag); when the answer differs, the
+// gateway appends a RESYNC carrying it after everything queued (under the
+// queue's lock, shard.Store.Subscribe), and the watch reaches it by
+// reading on. When the answer is that etag, the watch is current.
+func (c *Client) resubscribe(ctx context.Context, q string, w *Watch) error {
+	known := w.Etag()
+	if known == "" {
+		// A watch that knows no etag has none to name, and the gateway
+		// appends a RESYNC only for a knownEtag. A resource never
+		// published had nothing dropped; for one that was, name an
+		// etag no publisher made, which the answer differs from.
+		a, err := c.ask(ctx, c.gql, q, w, "")
+		if err != nil || a.Etag == "" && !a.EtagUnknown {
+			return err
+		}
+		known = noEtag()
+	}
+	_, err := c.ask(ctx, c.gql, q, w, known)
+	return err
+}
+
+// noEtag is an etag no publisher made: 128 random bits.
+func noEtag() string {
+	return fmt.Sprintf("meshgate-client-none-%016x%016x", rand.Uint64(), rand.Uint64())
 }
 
 func (w *Watch) send(ev Event) {
@@ -368,8 +408,9 @@ func (c *Client) makeQueueWith(ctx context.Context, gql execFunc) error {
 	return nil
 }
 
-// resubscribeAll subscribes every watch again on the same queue (after an
-// OVERFLOW: some notifications are gone, so compare etags).
+// resubscribeAll subscribes every watch again on the same queue after an
+// OVERFLOW (some notifications are gone): each watch learns its
+// resource's current etag from a RESYNC at the end of the queue.
 func (c *Client) resubscribeAll(ctx context.Context) {
 	c.mu.Lock()
 	q := c.queue
@@ -379,7 +420,7 @@ func (c *Client) resubscribeAll(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	for _, w := range ws {
-		if err := c.subscribe(ctx, q, w); err == nil {
+		if err := c.resubscribe(ctx, q, w); err == nil {
 			c.stats.resubscribes.Add(1)
 		}
 	}

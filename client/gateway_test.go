@@ -32,7 +32,10 @@ type gateway struct {
 	Server *server.Server
 }
 
-func startGateway() *gateway {
+func startGateway() *gateway { return startGatewayWith(shard.Config{}) }
+
+// startGatewayWith starts a gateway whose queues are configured by cfg.
+func startGatewayWith(cfg shard.Config) *gateway {
 	dir, err := os.MkdirTemp("", "meshgate-client")
 	if err != nil {
 		panic(err)
@@ -45,7 +48,7 @@ func startGateway() *gateway {
 	if err != nil {
 		panic(err)
 	}
-	store, err := shard.New(shard.Config{})
+	store, err := shard.New(cfg)
 	if err != nil {
 		panic(err)
 	}

@@ -188,8 +188,8 @@ var deleteQueue = (
 var subscribe = (
   /* GraphQL */
   `
-  mutation Subscribe($queue: String!, $resource: String!, $proof: String) {
-    subscribe(queue: $queue, resource: $resource, proof: $proof) {
+  mutation Subscribe($queue: String!, $resource: String!, $proof: String, $knownEtag: String) {
+    subscribe(queue: $queue, resource: $resource, proof: $proof, knownEtag: $knownEtag) {
       resource
       etag
       etagUnknown
@@ -2141,42 +2141,74 @@ var Client = class extends Emitter {
   /** #subscribe subscribes the queue to w's resource unless it already is,
    * and reports a changed etag. A refusal (FORBIDDEN, …) ends the watch;
    * a failure of the node or network is thrown, and retried. */
-  async #subscribe(w, again = false) {
+  async #subscribe(w) {
     const q = this.#queue;
     if (!q || this.#watches.get(w.resource) !== w) return;
-    if (!again && this.#subscribed.has(w.resource)) return w._subscribed();
-    let res;
+    if (this.#subscribed.has(w.resource)) return w._subscribed();
+    const res = await this.#ask(q, w, null);
+    if (!res || this.#queue !== q) return;
+    const known = this.#etags.get(w.resource);
+    const etag = res.etag;
+    const unknown = res.etagUnknown || known !== void 0 && known !== "" && etag === "";
+    if (!unknown) this.#etags.set(w.resource, etag);
+    const firstTime = !this.#subscribed.has(w.resource);
+    this.#subscribed.add(w.resource);
+    if (this.#stats.queuesCreated > 1 || known !== void 0) this.#stats.resubscribes++;
+    this.#persist();
+    w._subscribed();
+    if (unknown && firstTime) {
+      this.#stats.etagUnknown++;
+      w._deliver({ kind: "ETAG_UNKNOWN", resource: w.resource, etag: "", seq: 0, publishedAt: (/* @__PURE__ */ new Date()).toISOString(), payload: null });
+    } else if (!unknown && known !== void 0 && known !== etag && firstTime) {
+      this.#stats.changedWhileAway++;
+      w._deliver({ kind: "CHANGED_WHILE_AWAY", resource: w.resource, etag, seq: 0, publishedAt: (/* @__PURE__ */ new Date()).toISOString(), payload: null });
+    }
+  }
+  /** #ask subscribes q to w's resource, naming knownEtag (null: none),
+   * and returns the answer without taking it. A refusal (FORBIDDEN, …)
+   * ends the watch and returns undefined; a failure of the node or network
+   * is thrown. */
+  async #ask(q, w, knownEtag) {
     try {
-      res = await this.#gql(subscribe, {
+      const res = await this.#gql(subscribe, {
         queue: q,
         resource: w.resource,
-        proof: w.proof ?? null
+        proof: w.proof ?? null,
+        knownEtag
       });
+      return res.subscribe;
     } catch (err) {
       if (err instanceof MeshgateError && !["UNAVAILABLE", "QUEUE_NOT_FOUND", "UNAUTHENTICATED"].includes(err.code)) {
         this.#watches.delete(w.resource);
         w._end(err);
-        return;
+        return void 0;
       }
       throw err;
     }
-    if (this.#queue !== q) return;
-    const known = this.#etags.get(w.resource);
-    const etag = res.subscribe.etag;
-    const unknown = res.subscribe.etagUnknown || known !== void 0 && known !== "" && etag === "";
-    if (!unknown) this.#etags.set(w.resource, etag);
-    const firstTime = !this.#subscribed.has(w.resource);
-    this.#subscribed.add(w.resource);
-    if (again || this.#stats.queuesCreated > 1 || known !== void 0) this.#stats.resubscribes++;
-    this.#persist();
-    w._subscribed();
-    if (unknown && (firstTime || again)) {
-      this.#stats.etagUnknown++;
-      w._deliver({ kind: "ETAG_UNKNOWN", resource: w.resource, etag: "", seq: 0, publishedAt: (/* @__PURE__ */ new Date()).toISOString(), payload: null });
-    } else if (!unknown && known !== void 0 && known !== etag && (firstTime || again)) {
-      this.#stats.changedWhileAway++;
-      w._deliver({ kind: "CHANGED_WHILE_AWAY", resource: w.resource, etag, seq: 0, publishedAt: (/* @__PURE__ */ new Date()).toISOString(), payload: null });
+  }
+  /** #resubscribe subscribes the queue to w's resource again after an
+   * OVERFLOW, without taking the answer. The notifications still queued
+   * after the OVERFLOW are newer than those dropped but may be older than
+   * the answer: a watch that took it would go back when it read them. So
+   * it names the last etag it took (knownEtag); when the answer differs,
+   * the gateway appends a RESYNC carrying it after everything queued, and
+   * the watch reaches it by reading on. When the answer is that etag, the
+   * watch is current. */
+  async #resubscribe(w) {
+    const q = this.#queue;
+    if (!q || this.#watches.get(w.resource) !== w) return;
+    if (!this.#subscribed.has(w.resource)) return this.#subscribe(w);
+    let known = this.#etags.get(w.resource) ?? "";
+    if (known === "") {
+      const res = await this.#ask(q, w, null);
+      if (!res) return;
+      if (res.etag === "" && !res.etagUnknown) {
+        this.#stats.resubscribes++;
+        return;
+      }
+      known = noEtag();
     }
+    if (await this.#ask(q, w, known)) this.#stats.resubscribes++;
   }
   #subscribeFailed(err) {
     if (isCode(err, "QUEUE_NOT_FOUND")) this.#stream?.abort();
@@ -2200,7 +2232,7 @@ var Client = class extends Emitter {
         this.emit("invite", ev);
         if (n.kind === "OVERFLOW") {
           for (const w of [...this.#watches.values()]) {
-            void this.#serial(() => this.#subscribe(w, true)).catch((err) => this.#subscribeFailed(err));
+            void this.#serial(() => this.#resubscribe(w)).catch((err) => this.#subscribeFailed(err));
           }
         }
         break;
@@ -2311,6 +2343,10 @@ var Client = class extends Emitter {
     clearTimeout(this.#renewTimer);
   }
 };
+function noEtag() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return "meshgate-client-none-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
 function createClient3(opts) {
   return new Client(opts);
 }

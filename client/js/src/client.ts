@@ -29,8 +29,9 @@ export type State =
 
 /** WatchEventKind says what a WatchEvent reports: the gateway's kinds for a
  * resource, and two the client makes itself. CHANGED_WHILE_AWAY: it
- * subscribed again (its queue was lost, or notifications overflowed) and
- * the resource's etag is not the one it knew. ETAG_UNKNOWN: nobody knows
+ * subscribed again (its queue was lost), or watch() was given a knownEtag,
+ * and the resource's etag is not the one it knew; after an OVERFLOW a
+ * RESYNC says it instead (see ClientEvent). ETAG_UNKNOWN: nobody knows
  * the resource's current version, so it may have changed: re-read it from
  * its source. It comes from a RESYNC the gateway flags `etagUnknown` (a
  * subscriber list made again after its holder died, and no surviving queue
@@ -55,8 +56,9 @@ export interface WatchEvent {
 }
 
 /** ClientEvent is an INVITE from another device, or an OVERFLOW (the
- * gateway dropped notifications; the client has already subscribed again
- * and reported what changed with CHANGED_WHILE_AWAY). */
+ * gateway dropped notifications; the client subscribes again naming the
+ * etag it holds of each resource, and each resource that moved gets a
+ * RESYNC with its current etag after the notifications still queued). */
 export interface ClientEvent {
   kind: 'INVITE' | 'OVERFLOW';
   seq: number;
@@ -536,44 +538,82 @@ export class Client extends Emitter<ClientEvents> {
   /** #subscribe subscribes the queue to w's resource unless it already is,
    * and reports a changed etag. A refusal (FORBIDDEN, …) ends the watch;
    * a failure of the node or network is thrown, and retried. */
-  async #subscribe(w: Watch, again = false): Promise<void> {
+  async #subscribe(w: Watch): Promise<void> {
     const q = this.#queue;
     if (!q || this.#watches.get(w.resource) !== w) return;
-    if (!again && this.#subscribed.has(w.resource)) return w._subscribed();
-    let res: SubscribeMutation;
+    if (this.#subscribed.has(w.resource)) return w._subscribed();
+    const res = await this.#ask(q, w, null);
+    if (!res || this.#queue !== q) return; // refused, or the queue was replaced meanwhile: its loop subscribes again
+    const known = this.#etags.get(w.resource);
+    const etag = res.etag;
+    // '' means "never published": for a resource the client knew an etag
+    // of, it is a publisher that forgot, not a change to report as one.
+    const unknown = res.etagUnknown || (known !== undefined && known !== '' && etag === '');
+    if (!unknown) this.#etags.set(w.resource, etag);
+    const firstTime = !this.#subscribed.has(w.resource);
+    this.#subscribed.add(w.resource);
+    if (this.#stats.queuesCreated > 1 || known !== undefined) this.#stats.resubscribes++;
+    this.#persist();
+    w._subscribed();
+    if (unknown && firstTime) {
+      this.#stats.etagUnknown++;
+      w._deliver({ kind: 'ETAG_UNKNOWN', resource: w.resource, etag: '', seq: 0, publishedAt: new Date().toISOString(), payload: null });
+    } else if (!unknown && known !== undefined && known !== etag && firstTime) {
+      this.#stats.changedWhileAway++;
+      w._deliver({ kind: 'CHANGED_WHILE_AWAY', resource: w.resource, etag, seq: 0, publishedAt: new Date().toISOString(), payload: null });
+    }
+  }
+
+  /** #ask subscribes q to w's resource, naming knownEtag (null: none),
+   * and returns the answer without taking it. A refusal (FORBIDDEN, …)
+   * ends the watch and returns undefined; a failure of the node or network
+   * is thrown. */
+  async #ask(q: string, w: Watch, knownEtag: string | null): Promise<SubscribeMutation['subscribe'] | undefined> {
     try {
-      res = await this.#gql<SubscribeMutation>(ops.subscribe, {
+      const res = await this.#gql<SubscribeMutation>(ops.subscribe, {
         queue: q,
         resource: w.resource,
         proof: w.proof ?? null,
+        knownEtag,
       } satisfies SubscribeMutationVariables);
+      return res.subscribe;
     } catch (err) {
       if (err instanceof MeshgateError && !['UNAVAILABLE', 'QUEUE_NOT_FOUND', 'UNAUTHENTICATED'].includes(err.code)) {
         this.#watches.delete(w.resource);
         w._end(err);
-        return;
+        return undefined;
       }
       throw err;
     }
-    if (this.#queue !== q) return; // the queue was replaced meanwhile: its loop subscribes again
-    const known = this.#etags.get(w.resource);
-    const etag = res.subscribe.etag;
-    // '' means "never published": for a resource the client knew an etag
-    // of, it is a publisher that forgot, not a change to report as one.
-    const unknown = res.subscribe.etagUnknown || (known !== undefined && known !== '' && etag === '');
-    if (!unknown) this.#etags.set(w.resource, etag);
-    const firstTime = !this.#subscribed.has(w.resource);
-    this.#subscribed.add(w.resource);
-    if (again || this.#stats.queuesCreated > 1 || known !== undefined) this.#stats.resubscribes++;
-    this.#persist();
-    w._subscribed();
-    if (unknown && (firstTime || again)) {
-      this.#stats.etagUnknown++;
-      w._deliver({ kind: 'ETAG_UNKNOWN', resource: w.resource, etag: '', seq: 0, publishedAt: new Date().toISOString(), payload: null });
-    } else if (!unknown && known !== undefined && known !== etag && (firstTime || again)) {
-      this.#stats.changedWhileAway++;
-      w._deliver({ kind: 'CHANGED_WHILE_AWAY', resource: w.resource, etag, seq: 0, publishedAt: new Date().toISOString(), payload: null });
+  }
+
+  /** #resubscribe subscribes the queue to w's resource again after an
+   * OVERFLOW, without taking the answer. The notifications still queued
+   * after the OVERFLOW are newer than those dropped but may be older than
+   * the answer: a watch that took it would go back when it read them. So
+   * it names the last etag it took (knownEtag); when the answer differs,
+   * the gateway appends a RESYNC carrying it after everything queued, and
+   * the watch reaches it by reading on. When the answer is that etag, the
+   * watch is current. */
+  async #resubscribe(w: Watch): Promise<void> {
+    const q = this.#queue;
+    if (!q || this.#watches.get(w.resource) !== w) return;
+    if (!this.#subscribed.has(w.resource)) return this.#subscribe(w);
+    let known = this.#etags.get(w.resource) ?? '';
+    if (known === '') {
+      // A watch that knows no etag has none to name, and the gateway
+      // appends a RESYNC only for a knownEtag. A resource never published
+      // had nothing dropped; for one that was, name an etag no publisher
+      // made, which the answer differs from.
+      const res = await this.#ask(q, w, null);
+      if (!res) return;
+      if (res.etag === '' && !res.etagUnknown) {
+        this.#stats.resubscribes++;
+        return;
+      }
+      known = noEtag();
     }
+    if (await this.#ask(q, w, known)) this.#stats.resubscribes++;
   }
 
   #subscribeFailed(err: unknown): void {
@@ -599,9 +639,9 @@ export class Client extends Emitter<ClientEvents> {
         if (n.from) ev.from = `${n.from.user}/${n.from.device}`;
         this.emit('invite', ev);
         if (n.kind === 'OVERFLOW') {
-          // Some notifications are gone: subscribe again and compare etags.
+          // Some notifications are gone: subscribe again (#resubscribe).
           for (const w of [...this.#watches.values()]) {
-            void this.#serial(() => this.#subscribe(w, true)).catch((err: unknown) => this.#subscribeFailed(err));
+            void this.#serial(() => this.#resubscribe(w)).catch((err: unknown) => this.#subscribeFailed(err));
           }
         }
         break;
@@ -715,6 +755,12 @@ export class Client extends Emitter<ClientEvents> {
     }
     clearTimeout(this.#renewTimer);
   }
+}
+
+/** noEtag is an etag no publisher made: 128 random bits. */
+function noEtag(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return 'meshgate-client-none-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
 /** createClient connects to meshgate as the device the token names. It

@@ -51,6 +51,7 @@ export type SubscribeMutationVariables = Exact<{
   queue: string;
   resource: string;
   proof?: string | null | undefined;
+  knownEtag?: string | null | undefined;
 }>;
 
 

@@ -28,8 +28,8 @@ export const deleteQueue = /* GraphQL */ `
 `;
 
 export const subscribe = /* GraphQL */ `
-  mutation Subscribe($queue: String!, $resource: String!, $proof: String) {
-    subscribe(queue: $queue, resource: $resource, proof: $proof) {
+  mutation Subscribe($queue: String!, $resource: String!, $proof: String, $knownEtag: String) {
+    subscribe(queue: $queue, resource: $resource, proof: $proof, knownEtag: $knownEtag) {
       resource
       etag
       etagUnknown

@@ -1,7 +1,10 @@
 // OVERFLOW: while the client cannot read, its queue (4 notifications here)
-// drops the oldest. When it is back it gets the OVERFLOW, subscribes
-// again, and reports each resource whose change was dropped as
-// CHANGED_WHILE_AWAY, ending with every etag current.
+// drops the oldest. When it is back it gets the OVERFLOW, then what is
+// still queued: newer than what was dropped, but not newer than what a
+// subscribe answers now. It subscribes again naming the etags it holds,
+// and takes nothing from the answers: a RESYNC after what is queued
+// brings each resource that moved to its current etag. No watch goes
+// back, and each ends current.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,8 +28,25 @@ after(async () => {
   await gw?.stop();
 });
 
-test('OVERFLOW: subscribe again and report what was dropped', async (t) => {
-  const client = createClient({ url: proxy.url, token: () => gw.token('alice', 'slow'), webSocketImpl: WebSocket, maxBackoffMs: 300 });
+/** SlowWebSocket hands each message to the client delayMs after the
+ * previous one (a slow link): a subscribe's answer, over HTTP, comes
+ * before the notifications queued behind the OVERFLOW. */
+class SlowWebSocket extends WebSocket {
+  static delayMs = 0;
+  set onmessage(fn) {
+    let chain = Promise.resolve();
+    super.onmessage = fn && ((ev) => {
+      const ms = SlowWebSocket.delayMs;
+      chain = chain.then(() => ms && new Promise((r) => setTimeout(r, ms))).then(() => fn(ev));
+    });
+  }
+  get onmessage() {
+    return super.onmessage;
+  }
+}
+
+test('OVERFLOW: subscribe again; no watch goes back, each ends current', async (t) => {
+  const client = createClient({ url: proxy.url, token: () => gw.token('alice', 'slow'), webSocketImpl: SlowWebSocket, maxBackoffMs: 300 });
   t.after(() => client.close());
   const a = client.watch('user:alice/a');
   const b = client.watch('user:alice/b');
@@ -35,19 +55,37 @@ test('OVERFLOW: subscribe again and report what was dropped', async (t) => {
   client.on('invite', (ev) => ev.kind === 'OVERFLOW' && overflows.push(ev));
   await Promise.all([a.ready, b.ready]);
   await waitFor(() => client.state === 'live', 'live');
+  await gw.publish('user:alice/a', 'a1');
+  await waitFor(() => a.etag === 'a1', 'a1');
 
   proxy.mode = 'down';
   proxy.cut();
   await waitFor(() => client.state === 'recovering', 'recovering');
   await gw.publish('user:alice/b', 'b1'); // the oldest: dropped
-  for (let i = 1; i <= 10; i++) await gw.publish('user:alice/a', `a${i}`);
+  for (let i = 2; i <= 10; i++) await gw.publish('user:alice/a', `a${i}`); // a7..a10 stay queued
+  SlowWebSocket.delayMs = 200;
   proxy.mode = 'pass';
 
   await waitFor(() => overflows.length === 1, 'OVERFLOW');
-  await waitFor(() => a.etag === 'a10' && b.etag === 'b1', () => `etags a=${a.etag} b=${b.etag}`);
-  const away = await waitFor(() => eb.find((e) => e.kind === 'CHANGED_WHILE_AWAY'), "b's dropped change reported");
-  assert.equal(away.etag, 'b1');
-  assert.equal(ea.at(-1).etag, 'a10');
+  await waitFor(() => ea.at(-1)?.etag === 'a10' && eb.at(-1)?.etag === 'b1', () => `a: ${trace(ea)}; b: ${trace(eb)}`);
+  SlowWebSocket.delayMs = 0;
+  // Once a change made now is in, everything queued before it is.
+  await gw.publish('user:alice/a', 'a11');
+  await waitFor(() => ea.at(-1)?.etag === 'a11', () => `a11; a: ${trace(ea)}`);
+  t.diagnostic(`a: ${trace(ea)}; b: ${trace(eb)}`);
+  for (const [name, evs] of [['a', ea], ['b', eb]]) {
+    let prev = 0;
+    for (const ev of evs) {
+      assert.ok(['CHANGED', 'RESYNC', 'CHANGED_WHILE_AWAY'].includes(ev.kind), `${name}: ${trace(evs)}`);
+      const v = Number(ev.etag.slice(1));
+      assert.ok(v >= prev, `${name} went back to ${ev.kind}(${ev.etag}): ${trace(evs)}`);
+      prev = v;
+    }
+  }
+  assert.equal(a.etag, 'a11');
+  assert.equal(b.etag, 'b1');
   assert.ok(client.stats().resubscribes >= 2);
   assert.equal(client.stats().queuesCreated, 1);
 });
+
+const trace = (evs) => evs.map((e) => `${e.kind}(${e.etag})`).join(' ');
