@@ -168,15 +168,6 @@ func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, res
 // position; else they are brought up to it, and catch up if they are
 // behind (one that missed the last event, and its tail announcements,
 // learns it now). It returns both counts.
-//
-// Invariant: a catch-up announces only an event that is lost, never one
-// on its way. An etag its list stamped less than catchUpAfter ago may
-// still be in an outbox or a Push to this node (the queue would get a
-// RESYNC, and then drop the CHANGED, with its payload, as at its
-// position), and if it is lost the list's tail announces it
-// (shard/position.go); such a list is caught up with once it is that
-// old, against the position linked now: a queue that has not reached it
-// by then lost it (counted as the audit's).
 func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest, lost bool) (resynced, behind int, err error) {
 	added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
 	switch {
@@ -184,23 +175,9 @@ func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest
 		return 0, 0, err
 	case added || lost:
 		return n.store.Resync(res, l, li.Queues), 0, nil
-	case l.Pos.At != 0 && time.Since(time.Unix(0, int64(l.Pos.At))) < catchUpAfter: //nolint:gosec // G115: unix nanoseconds fit
-		time.AfterFunc(catchUpAfter, func() {
-			if k := n.store.CatchUp(res, l, li.Queues); k > 0 {
-				n.stats.Audited.Add(uint64(k))
-				n.log.Warn("audit: subscriptions behind their list after its last event was stamped; RESYNC with the list's etag", "resource", res, "resync_behind", k)
-			}
-		})
-		return 0, 0, nil
 	}
 	return 0, n.store.CatchUp(res, l, li.Queues), nil
 }
-
-// catchUpAfter is how old a list's last etag is before a queue behind it
-// is taken to have lost it (see relinkOne): past its list's first tail
-// announcement (shard's tailQuiet, 1 s) and the time a forwarded event
-// takes to land, with room for a loaded node.
-const catchUpAfter = 3 * time.Second
 
 // relinkLater retries a repair's link until it succeeds or 30 s pass.
 // Once it succeeds, the subscriptions go on from the list's real position:
