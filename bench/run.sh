@@ -23,8 +23,12 @@
 #                           R over TLS, every device resuming a TLS session with a ticket
 #
 # TARGETS (default: meshgate centrifugo gqlgen raw) may follow the scenario.
-# BENCH_PORT (default 8443) is meshgate's port; BENCH_DEBUG (e.g.
-# 127.0.0.1:6060) serves its pprof during the run.
+# BENCH_PORT (default 8443) is meshgate's port (a cluster's nodes listen
+# on it at 127.0.0.1-3, and gossip and serve pprof as far from 7946 and
+# 6061-6063); BENCH_DEBUG (e.g. 127.0.0.1:6060) serves a single
+# meshgate's pprof during the run. BENCH_LOG_LEVEL (default error) is the
+# cluster nodes' log level; BENCH_KEEP, a directory, keeps their logs and
+# metrics after each run.
 # Results go to stdout and, as JSON lines, to bench/results/<scenario>.jsonl.
 #
 # Centrifugo is installed once, at the pinned version below, into bench/bin
@@ -97,15 +101,19 @@ limits:
 YAML
       k=${target#cluster}; on=
       case $k in *on*) on=${k#*on}; k=${k%on*} ;; esac
+      # BENCH_PORT moves every port of the cluster: HTTP on it, gossip
+      # and pprof the same distance from 7946 and 6060.
+      port=${BENCH_PORT:-8443}; gossip=$((7946 + port - 8443)); debug=$((6060 + port - 8443))
+      if curl -s -o /dev/null "127.0.0.1:$port"; then echo "127.0.0.1:$port is taken: set BENCH_PORT" >&2; exit 1; fi
       pids=(); urls=()
       for i in $(seq 1 "$k"); do
-        join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7946)
+        join=(); [ "$i" -gt 1 ] && join=(--join "127.0.0.1:$gossip")
         GOMAXPROCS=1 taskset -c 0 "$bin/meshgate" serve --config "$data/bench.yaml" --data-dir "$data" --insecure-http \
-          --node-name "n$i" --bind "127.0.0.$i:7946" --listen "127.0.0.$i:8443" "${join[@]}" --log-level error \
-          --debug-listen "127.0.0.1:$((6060 + i))" >/dev/null 2>"$data/n$i.log" &
-        pids+=($!); urls+=("http://127.0.0.$i:8443")
-        wait_up "http://127.0.0.$i:8443/healthz"
-        for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.$i:8443/readyz" && break; sleep 0.1; done
+          --node-name "n$i" --bind "127.0.0.$i:$gossip" --listen "127.0.0.$i:$port" "${join[@]}" --log-level "${BENCH_LOG_LEVEL:-error}" \
+          --debug-listen "127.0.0.1:$((debug + i))" >/dev/null 2>"$data/n$i.log" &
+        pids+=($!); urls+=("http://127.0.0.$i:$port")
+        wait_up "http://127.0.0.$i:$port/healthz"
+        for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.$i:$port/readyz" && break; sleep 0.1; done
       done
       sleep 2 # every ring agrees
       pid=$(IFS=,; echo "${pids[*]}"); url=$(IFS=,; echo "${urls[*]}")
@@ -132,9 +140,17 @@ YAML
   if [ $resume = yes ]; then label="$label+resume"; extra+=(-resume); fi
   GOMAXPROCS=1 taskset -c 1 "$bin/meshbench" -target "$(case $target in cluster*|meshgate*) echo meshgate ;; *) echo "$target" ;; esac)" -url "$url" -pid "$pid" -key "$data/dev-hs256.key" \
     -label "$label" -out "bench/results/$scenario.jsonl" "${args[@]}" "${extra[@]}"
+  if [ -n "${BENCH_KEEP:-}" ] && [[ $target == cluster* ]]; then
+    # Each node's log and metrics after the run, for a run to explain.
+    mkdir -p "$BENCH_KEEP"
+    for i in $(seq 1 "$k"); do
+      cp "$data/n$i.log" "$BENCH_KEEP/$target-n$i.log"
+      curl -s "127.0.0.1:$((debug + i))/metrics" > "$BENCH_KEEP/$target-n$i.metrics"
+    done
+  fi
   if [ "${on:-}" != "" ]; then
     for i in $(seq 1 "$k"); do
-      held=$(curl -s "127.0.0.1:$((6060 + i))/metrics" | awk '$1 == "meshgate_resources" {print $2}')
+      held=$(curl -s "127.0.0.1:$((debug + i))/metrics" | awk '$1 == "meshgate_resources" {print $2}')
       [ "${held:-0}" != 0 ] && echo "the resource's list was held by n$i: deliveries were $([ "$i" = "$on" ] && echo local || echo remote)"
     done
   fi

@@ -284,28 +284,6 @@ func (s *Store) Keys() (queues, resources []string) {
 // the queues' side nor the publisher knew a version, and the RESYNC says
 // so (Event.EtagUnknown), for the client to re-read the resource.
 func (s *Store) Resync(resource string, l Linked, queues []string) int {
-	return s.resync(resource, l, queues, false)
-}
-
-// CatchUp brings each named queue held here that is subscribed to
-// resource up to l, the list's state at a link just made: a subscription
-// behind l (an earlier offset of l's epoch, or an older etag of another:
-// Position.Before) takes l's position, with one RESYNC carrying l's etag
-// unless it holds that etag already. The audit calls it for the queues
-// already in their lists: one that missed a list's last event, and its
-// tail announcement too, learns it without waiting for another publish.
-// It returns how many RESYNCs it appended.
-func (s *Store) CatchUp(resource string, l Linked, queues []string) int {
-	if l.Pos.IsZero() || l.Etag == "" {
-		return 0
-	}
-	return s.resync(resource, l, queues, true)
-}
-
-// resync is Resync, or with catchUp CatchUp: the same move of a
-// subscription to l, for a subscription at or past l (Resync), or only
-// one behind it and with a RESYNC only for a new etag (CatchUp).
-func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool) int {
 	now := s.cfg.Now()
 	n := 0
 	var ls []Listener
@@ -318,19 +296,14 @@ func (s *Store) resync(resource string, l Linked, queues []string, catchUp bool)
 		sub := q.subs[resource]
 		switch {
 		case q.dead || sub == nil || sub.isPending():
-		case catchUp && !sub.pos.Before(l.Pos):
-		case !catchUp && !l.Pos.IsZero() && l.Pos.Before(sub.pos):
+		case !l.Pos.IsZero() && l.Pos.Before(sub.pos):
 		default:
 			if !l.Pos.IsZero() {
 				sub.pos = l.Pos
 			}
 			sub.dropParked()
-			if catchUp && sub.etag == l.Etag {
-				break
-			}
 			sub.etag = l.Etag
-			unknown := l.Etag == "" && (!catchUp || l.EtagUnknown) // see Resync
-			ls = append(ls, q.appendLocked(&Event{Kind: Resync, EtagUnknown: unknown, Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
+			ls = append(ls, q.appendLocked(&Event{Kind: Resync, EtagUnknown: l.Etag == "", Resource: resource, Etag: l.Etag, Time: now, Pos: l.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
 			n++
 		}
 		q.mu.Unlock()

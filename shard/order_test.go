@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Two lists of one resource lived at once (a node taken for dead kept
@@ -182,12 +183,17 @@ func TestOrder_SubscribeNeverAnswersAStalePublisherOverTheList(t *testing.T) {
 	}
 }
 
-// TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed: q is in its
-// node's table but missed v2 (lost on its way, and the tail announcements too, while
-// its route was wrong). The audit's link returns the list's state, and
-// CatchUp gives q one RESYNC v2; q2, up to date, gets nothing, and a
-// second CatchUp appends nothing.
-func TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed(t *testing.T) {
+// TestOrder_OfferTailCatchesUpAQueueInItsListThatMissedIt: q is in its
+// node's table but missed v2 (lost on its way, and the tail
+// announcements too, while its route was wrong). A relink's catch-up
+// offers the list's last event again (OfferTail): q appends v2 itself,
+// with its payload, q2, up to date, drops it, and a second offer
+// appends nothing. Then q misses v4 and v5: offered v5, it holds it
+// behind the gap and announces the gap with one RESYNC v5 after
+// holdGap. (Before, the relinking node moved its queues to the
+// position its link answered, with a RESYNC: an event still on its way
+// then was dropped when it came.)
+func TestOrder_OfferTailCatchesUpAQueueInItsListThatMissedIt(t *testing.T) {
 	s, _ := newStore(t, Config{})
 	ctx := context.Background()
 	q, q2 := mustQueue(t, s, alice), mustQueue(t, s, alice)
@@ -196,30 +202,45 @@ func TestOrder_CatchUpAnnouncesWhatAQueueInItsListMissed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publish(s, splitRes, "v1")
 	sub := s.get(q).subs[splitRes]
-	s.leaveLocal(splitRes, sub) // q misses what comes next
-	publish(s, splitRes, "v2")
-	_, l := s.AddInterest(splitRes, s.joinLocal(splitRes, s.get(q), sub), Hint{})
+	miss := func(etags ...string) { // q misses them, then is in its table again
+		s.leaveLocal(splitRes, sub)
+		for _, e := range etags {
+			publish(s, splitRes, e)
+		}
+		s.AddInterest(splitRes, s.joinLocal(splitRes, s.get(q), sub), Hint{})
+	}
+	publish(s, splitRes, "v1")
+	miss("v2")
 	drainAll(t, s, alice, q2)
 	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v1" {
 		t.Fatalf("q holds %v before the catch-up, want [CHANGED v1]", got)
 	}
-	if k := s.CatchUp(splitRes, l, []string{q, q2}); k != 1 {
-		t.Errorf("CatchUp appended %d RESYNCs, want 1 (for q)", k)
+	s.OfferTail(splitRes, s.name)
+	pg := poll(t, s, alice, q, 0, 10)
+	if len(pg.Items) != 1 || pg.Items[0].Kind != Changed || pg.Items[0].Etag != "v2" || string(pg.Items[0].Payload) != `{"v":"v2"}` {
+		t.Errorf("q holds %v after the catch-up, want v2 itself", pg.Items)
 	}
-	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "RESYNC v2" {
-		t.Errorf("q holds %v after the catch-up, want [RESYNC v2]", got)
-	}
+	drainAll(t, s, alice, q)
+	s.OfferTail(splitRes, s.name)
 	if got := drainAll(t, s, alice, q2); len(got) != 0 {
 		t.Errorf("q2, up to date, got %v", got)
 	}
-	if k := s.CatchUp(splitRes, l, []string{q, q2}); k != 0 {
-		t.Errorf("a second CatchUp appended %d", k)
+	if got := drainAll(t, s, alice, q); len(got) != 0 {
+		t.Errorf("a second offer appended %v", got)
 	}
-	publish(s, splitRes, "v3") // q goes on from the list's position: appended at once
+	publish(s, splitRes, "v3") // q goes on from v2: appended at once
 	if got := drainAll(t, s, alice, q); len(got) != 1 || got[0] != "CHANGED v3" {
 		t.Errorf("q holds %v after v3, want [CHANGED v3]", got)
+	}
+	miss("v4", "v5")
+	s.OfferTail(splitRes, s.name)
+	var got []string
+	for deadline := time.Now().Add(holdGap + 5*time.Second); time.Now().Before(deadline) && len(got) == 0; time.Sleep(20 * time.Millisecond) {
+		got = drainAll(t, s, alice, q)
+	}
+	if len(got) != 1 || got[0] != "RESYNC v5" {
+		t.Errorf("q, behind by two, holds %v after the catch-up, want [RESYNC v5]", got)
 	}
 }
 

@@ -226,8 +226,8 @@ func (sub *subscription) admitLocked(p Position) verdict {
 // list stamps At in offset order (its clock observes every At it
 // learns), so such an event comes from before the list adopted a newer
 // etag from another list's queues (a learn, a link's hint) and the
-// subscription was moved to that etag at the list's offset (Resync,
-// CatchUp), or from another copy of the epoch. Its offset alone would
+// subscription was moved to that etag at the list's offset (Resync),
+// or from another copy of the epoch. Its offset alone would
 // take it for the next change: a watch would go from the newer etag back
 // to the older one. Invariant: a subscription's pos.At is the At of the
 // newest etag it appended, and it never appends an older one, within an
@@ -304,7 +304,6 @@ func (s *Store) AnnounceTails() {
 // announceTail sends r's last event to the other nodes interested in r.
 func (s *Store) announceTail(r *resource) {
 	r.mu.RLock()
-	ev := r.last
 	if r.dead {
 		r.mu.RUnlock()
 		s.tailMu.Lock()
@@ -312,24 +311,68 @@ func (s *Store) announceTail(r *resource) {
 		s.tailMu.Unlock()
 		return
 	}
-	if ev == nil || ev.Pos != r.pos {
-		// Handed over (ImportResource), or gone on in a new epoch since
-		// (AddInterest): the tail is the list's etag at its position.
-		if r.etag == "" {
-			r.mu.RUnlock()
-			return
-		}
-		pos := r.pos
-		pos.At = r.etagPos.At
-		ev = &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
-	}
+	ev := s.tailLocked(r)
 	remote := r.remoteLocked(s.name)
-	if len(remote) == 0 {
+	if ev == nil || len(remote) == 0 {
 		r.mu.RUnlock()
 		return
 	}
 	r.fwd.Add(1)
 	r.mu.RUnlock()
 	s.peers.Forward(ev, remote)
+	r.fwd.Done()
+}
+
+// tailLocked is r's last event, to send again at its position, or nil
+// if r has none. r.mu held.
+func (s *Store) tailLocked(r *resource) *Event {
+	if ev := r.last; ev != nil && ev.Pos == r.pos {
+		return ev
+	}
+	// Handed over (ImportResource), or gone on in a new epoch since
+	// (AddInterest): the tail is the list's etag at its position.
+	if r.etag == "" {
+		return nil
+	}
+	pos := r.pos
+	pos.At = r.etagPos.At
+	return &Event{Kind: Resync, Resource: r.name, Etag: r.etag, Time: s.cfg.Now(), Pos: pos}
+}
+
+// OfferTail offers res's last event, held here, again to node's queues,
+// in order behind every event the list sent node before: here, appended
+// under the list's lock as fan-out does; for another node, through
+// Peers.Forward, which queues it behind them. It is how a node relinking
+// its queues already in the list (cluster's audit and repairs) catches
+// up those that are behind it, by position as a tail announcement does:
+// a queue that has the event drops it, one that missed only it appends
+// it, one further behind announces the gap with a RESYNC.
+//
+// Invariant: a catch-up never overtakes an event on its way to the
+// queue. The relinking node cannot tell an event lost on its way from one
+// still coming (its Push slow on a loaded machine): moving its queues to
+// the position its link answered, with a RESYNC, made the event dropped
+// as already seen when it came (E2's loaded run: 9 942 deliveries lost,
+// one change at nearly every subscriber, each with a RESYNC instead).
+// Safe for concurrent use; no store lock may be held.
+func (s *Store) OfferTail(res, node string) {
+	r := s.res.get(res)
+	if r == nil {
+		return
+	}
+	r.mu.RLock()
+	ev := s.tailLocked(r)
+	if r.dead || ev == nil {
+		r.mu.RUnlock()
+		return
+	}
+	if node == s.name {
+		s.DeliverLocal(ev)
+		r.mu.RUnlock()
+		return
+	}
+	r.fwd.Add(1)
+	r.mu.RUnlock()
+	s.peers.Forward(ev, []string{node})
 	r.fwd.Done()
 }

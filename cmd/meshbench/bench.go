@@ -45,6 +45,12 @@ type sub struct {
 	polls  atomic.Int64 // poll mode: answers received
 	events int
 	base   string // the node it talks to
+	// seq is the last queue seq received (meshgate streams), and
+	// announced counts notifications without an event of the bench's
+	// (RESYNC, OVERFLOW, …: a loss the server announced) received
+	// since its first warm-up event.
+	seq       atomic.Uint64
+	announced atomic.Int64
 }
 
 func (s *sub) record(i, t int64, now int64) {
@@ -223,10 +229,14 @@ func bench(ctx context.Context, c config) (*report, error) {
 		lats = append(lats, s.lat...)
 		r.Duplicates += s.dups
 		s.mu.Unlock()
+		r.Announced += s.announced.Load()
 		lastNs = max(lastNs, s.last.Load())
 	}
 	r.Delivered = b.delivered()
 	r.Lost = want - r.Delivered
+	if r.Lost > 0 {
+		b.explainLoss(ctx, r)
+	}
 	window := time.Unix(0, lastNs).Sub(t0).Seconds()
 	if r.Delivered > 0 && window > 0 {
 		r.DeliveriesPerSecond = float64(r.Delivered) / window
@@ -511,8 +521,13 @@ func (b *bencher) read(ctx context.Context, s *sub) {
 			_ = s.send(map[string]any{"type": "pong"})
 			continue
 		}
+		if seq, ok := numberAfter(p, []byte(`"seq":`)); ok {
+			s.seq.Store(uint64(seq))
+		}
 		if i, t, ok := parseEvent(p); ok {
 			s.record(i, t, now)
+		} else if s.warm.Load() && bytes.Contains(p, []byte(`"seq":`)) {
+			s.announced.Add(1)
 		}
 	}
 }
@@ -727,4 +742,65 @@ func procStatus(pid int, key string) int64 {
 		}
 	}
 	return 0
+}
+
+// explainLoss says, on stderr, what the lost deliveries were: which
+// events were missing at how many subscribers, how many of those
+// subscribers were told of a loss (a notification without an event:
+// RESYNC, OVERFLOW…), and, for meshgate, what a few of those
+// subscribers' queues hold after the last seq their stream carried.
+func (b *bencher) explainLoss(ctx context.Context, r *report) {
+	missing := map[int]int{} // event index → subscribers missing it
+	var short []*sub
+	for _, s := range b.subs {
+		s.mu.Lock()
+		k := 0
+		for i := range s.events {
+			if s.seen[i/64]&(1<<(i%64)) == 0 {
+				missing[i]++
+				k++
+			}
+		}
+		s.mu.Unlock()
+		if k > 0 {
+			short = append(short, s)
+			if s.announced.Load() == 0 {
+				r.LostUnannounced += int64(k)
+			}
+		}
+	}
+	idx := make([]int, 0, len(missing))
+	for i := range missing {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	fmt.Fprintf(os.Stderr, "loss: %d subscribers short, %d announcements received in all, %d lost at subscribers told nothing\n", len(short), r.Announced, r.LostUnannounced)
+	for k, i := range idx {
+		if k == 20 {
+			fmt.Fprintf(os.Stderr, "loss:   … %d more events\n", len(idx)-k)
+			break
+		}
+		fmt.Fprintf(os.Stderr, "loss:   event %d missing at %d subscribers\n", i, missing[i])
+	}
+	if b.c.target != "meshgate" || b.c.mode != "ws" {
+		return
+	}
+	for _, s := range short[:min(3, len(short))] {
+		var out struct {
+			Notifications struct {
+				LastSeq uint64
+				Items   []struct {
+					Seq     uint64
+					Kind    string
+					Etag    string
+					Payload json.RawMessage
+				}
+			}
+		}
+		after := s.seq.Load()
+		err := b.gqlAt(ctx, s.base, s.token, `query($q:String!,$a:Seq){ notifications(queue:$q, after:$a, limit:100) { lastSeq items { seq kind etag payload } } }`,
+			map[string]any{"q": s.queue, "a": after}, &out)
+		fmt.Fprintf(os.Stderr, "loss:   subscriber %d (%s, queue %s): stream's last seq %d, %d announcements; the queue after it: %+v err %v\n",
+			s.idx, s.base, s.queue, after, s.announced.Load(), out.Notifications, err)
+	}
 }

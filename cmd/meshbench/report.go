@@ -20,16 +20,23 @@ type report struct {
 	ConnectCPUMicros float64 `json:"connect_cpu_us_per_subscriber,omitempty"`
 	// TLSResumed counts the subscribers whose TLS handshake resumed a
 	// session (-resume).
-	TLSResumed           int64   `json:"tls_resumed,omitempty"`
-	WarmupSeconds        float64 `json:"warmup_seconds"`
-	ServerRSSMiB         float64 `json:"server_rss_mib"`
-	RSSPerSubscriberKiB  float64 `json:"rss_per_subscriber_kib"`
-	ServerThreads        int64   `json:"server_threads"`
-	PublishSeconds       float64 `json:"publish_seconds"`
-	WindowSeconds        float64 `json:"window_seconds"`
-	Delivered            int64   `json:"delivered"`
-	Lost                 int64   `json:"lost"`
-	Duplicates           int     `json:"duplicates"`
+	TLSResumed          int64   `json:"tls_resumed,omitempty"`
+	WarmupSeconds       float64 `json:"warmup_seconds"`
+	ServerRSSMiB        float64 `json:"server_rss_mib"`
+	RSSPerSubscriberKiB float64 `json:"rss_per_subscriber_kib"`
+	ServerThreads       int64   `json:"server_threads"`
+	PublishSeconds      float64 `json:"publish_seconds"`
+	WindowSeconds       float64 `json:"window_seconds"`
+	Delivered           int64   `json:"delivered"`
+	Lost                int64   `json:"lost"`
+	Duplicates          int     `json:"duplicates"`
+	// Announced counts the notifications without an event of the bench's
+	// (RESYNC, OVERFLOW…) that subscribers received once live: a
+	// loss the server told them of. LostUnannounced is the part of Lost
+	// at subscribers that received none, which the server's guarantees
+	// (DESIGN.md) rule out.
+	Announced            int64   `json:"announced,omitempty"`
+	LostUnannounced      int64   `json:"lost_unannounced,omitempty"`
 	DeliveriesPerSecond  float64 `json:"deliveries_per_second"`
 	LatencyP50ms         float64 `json:"latency_p50_ms"`
 	LatencyP99ms         float64 `json:"latency_p99_ms"`
@@ -69,6 +76,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "deliveries     %d in %.2f s: %.0f/s (publishing took %.2f s)\n", r.Delivered, r.WindowSeconds, r.DeliveriesPerSecond, r.PublishSeconds)
 	fmt.Fprintf(w, "latency        p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	fmt.Fprintf(w, "lost %d, duplicated %d\n", r.Lost, r.Duplicates)
+	if r.Lost > 0 || r.Announced > 0 {
+		fmt.Fprintf(w, "announced      %d losses told (RESYNC, OVERFLOW…); %d lost at subscribers told nothing\n", r.Announced, r.LostUnannounced)
+	}
 	if r.Polls > 0 {
 		fmt.Fprintf(w, "polls          %d answered, %.1f notifications each\n", r.Polls, float64(r.Delivered)/float64(r.Polls))
 	}

@@ -175,7 +175,7 @@ func (n *Node) ResourcesWithScheme(scheme string) map[string]string {
 // Link implements shard.Peers: it records this node's interest in
 // resource's list at its holder.
 func (n *Node) Link(ctx context.Context, resource string, in shard.Interest, hint shard.Hint) (shard.Linked, error) {
-	_, l, err := n.link(ctx, resource, hint, in, false)
+	_, l, err := n.link(ctx, resource, hint, in, false, false)
 	return l, err
 }
 
@@ -184,14 +184,14 @@ func (n *Node) Learn(resource string, hint shard.Hint) {
 	n.applyOp(&pb.Op{LearnResource: resource, LearnEtag: hint.Etag, LearnEpoch: hint.Pos.Epoch, LearnOffset: hint.Pos.Offset, LearnAt: hint.Pos.At}, false)
 }
 
-func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, id uint64) (bool, shard.Linked, error) {
+func (n *Node) linkAt(ctx context.Context, where, resource string, hint shard.Hint, in shard.Interest, catchUp bool, id uint64) (bool, shard.Linked, error) {
 	p := n.peer(where)
 	if p == nil {
 		return false, shard.Linked{}, unavailable(where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, HintUnknown: hint.Unknown, Ring: id})
+	rep, err := p.client.Link(ctx, &pb.LinkRequest{Resource: resource, Interest: interestPB(in), Etag: hint.Etag, HintEpoch: hint.Pos.Epoch, HintOffset: hint.Pos.Offset, HintAt: hint.Pos.At, HintUnknown: hint.Unknown, CatchUp: catchUp, Ring: id})
 	n.stats.forwarded(where, 1)
 	return rep.GetAdded(), shard.Linked{Pos: shard.Position{Epoch: rep.GetEpoch(), Offset: rep.GetOffset(), At: rep.GetAt()}, Etag: rep.GetEtag(), EtagUnknown: rep.GetEtagUnknown()}, fromStatus(where, err)
 }
@@ -326,6 +326,9 @@ const tailTick = 250 * time.Millisecond
 // ring), and reports whether the node was not interested yet, with the
 // list's state when it joined. An owner whose list nobody holds starts
 // it; a node asked for a list it does not hold answers errNotHeld.
+// catchUp (a relink's): the holder offers the node its last event again
+// if the node was in the list already, in order behind the events it
+// sent it (shard.Store.OfferTail), so its queues that are behind catch up.
 //
 // Invariant: a link served here adds to the list held here, or starts
 // one, under the resource's stripe (read), which give holds (write) from
@@ -334,13 +337,13 @@ const tailTick = 250 * time.Millisecond
 // flight here is waited for (locate) holding no stripe: a give of a list
 // on the same stripe waits for the stripe, and the take bringing this one
 // may need it (its enlist links here).
-func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, remote bool) (bool, shard.Linked, error) {
+func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in shard.Interest, catchUp, remote bool) (bool, shard.Linked, error) {
 	type linked struct {
 		added bool
 		l     shard.Linked
 	}
 	there := func(node string, id uint64) (linked, error) {
-		added, l, err := n.linkAt(ctx, node, resource, hint, in, id)
+		added, l, err := n.linkAt(ctx, node, resource, hint, in, catchUp, id)
 		return linked{added, l}, err
 	}
 	r, err := serve(ctx, n, resource, n.holdsResource, remote, there, func(at place) (linked, bool, error) {
@@ -351,6 +354,9 @@ func (n *Node) link(ctx context.Context, resource string, hint shard.Hint, in sh
 			return linked{}, true, nil
 		}
 		added, l := n.store.AddInterest(resource, in, hint)
+		if catchUp && !added {
+			n.store.OfferTail(resource, in.Node)
+		}
 		return linked{added, l}, false, nil
 	})
 	return r.added, r.l, err

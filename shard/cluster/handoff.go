@@ -179,9 +179,9 @@ func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) 
 			var l shard.Linked
 			var err error
 			if src != "" {
-				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, n.ring.Load().ID())
+				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, false, n.ring.Load().ID())
 			} else {
-				_, l, err = n.link(ctx, res, shard.Hint{}, in, false)
+				_, l, err = n.link(ctx, res, shard.Hint{}, in, false, false)
 			}
 			if err != nil {
 				n.log.Debug("hand-off: not recorded in a list before the queues came", "resource", res, "err", err)

@@ -24,7 +24,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.repairedAt = start
 	n.mu.Unlock()
 	dropped := n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
-	lost, _, _ := n.relink(func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
+	lost, _ := n.relink(func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
 	n.stats.Repairs.Add(1)
 	n.stats.handoff(time.Since(start))
 	n.log.Info("repaired after crash", "crashed", crashed, "resync", lost, "dropped", dropped, "in", time.Since(start))
@@ -79,7 +79,7 @@ func (n *Node) rejoined(deadAt uint64) {
 		mu.Unlock()
 	}
 	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped)
-	k, _, _ := n.relink(func(string) bool { return true }, true)
+	k, _ := n.relink(func(string) bool { return true }, true)
 	n.stats.Repairs.Add(1)
 	n.log.Info("relinked", "resync", k)
 }
@@ -88,23 +88,25 @@ func (n *Node) rejoined(deadAt uint64) {
 // its queues subscribe to, once membership has settled after a change:
 // every node knows its own queues, so an interest lost in a hand-off
 // comes back, with a RESYNC for the queues here (they may have missed a
-// change). It should find nothing; it counts what it repairs.
+// change), and a queue behind a list it is in catches up (relinkOne). It
+// should find nothing; it counts the RESYNCs for missing interest. Those
+// of a catch-up are the gap repair's, at the queues, when the list's
+// tail comes (shard.Store.OfferTail).
 func (n *Node) audit() {
 	start := time.Now()
-	missing, behind, resources := n.relink(func(string) bool { return false }, false)
-	if missing+behind == 0 {
+	missing, resources := n.relink(func(string) bool { return false }, false)
+	if missing == 0 {
 		n.log.Debug("audit: this node is in every list it should be", "resources", resources, "in", time.Since(start))
 		return
 	}
-	n.stats.Audited.Add(uint64(missing + behind))
-	n.log.Warn("audit: this node was missing from lists or its subscriptions behind them; RESYNC with the list's etag", "resync_missing", missing, "resync_behind", behind, "in", time.Since(start))
+	n.stats.Audited.Add(uint64(missing))
+	n.log.Warn("audit: this node was missing from lists; RESYNC with the list's etag", "resync_missing", missing, "in", time.Since(start))
 }
 
 // relink links again this node's interest in the list of every resource
 // its queues subscribe to, and returns how many RESYNCs it appended to
 // subscriptions whose list was lost (lost(res), or this node missing from
-// it), how many to subscriptions behind their list (shard.Store.CatchUp),
-// and how many resources it linked. retry: a link that fails is tried
+// it), and how many resources it linked. retry: a link that fails is tried
 // again in the background (a repair's: the other survivors may not have
 // dropped the dead node yet and route to it).
 //
@@ -116,7 +118,7 @@ func (n *Node) audit() {
 // rebuilt after its holder died so starts from the newest etag any queue
 // saw, never from "" for a resource that was published, and never from an
 // older etag a publisher remembers.
-func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, resources int) {
+func (n *Node) relink(lost func(string) bool, retry bool) (resynced, resources int) {
 	n.relinking.Add(1)
 	defer n.relinking.Add(-1)
 	locals := n.store.LocalInterests()
@@ -144,8 +146,8 @@ func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, res
 			// subscribe to it answers etagUnknown.
 			li.Hint.Unknown = li.Hint.Etag == ""
 		}
-		r, b, err := n.relinkOne(ctx, res, li, isLost)
-		resynced, behind = resynced+r, behind+b
+		r, err := n.relinkOne(ctx, res, li, isLost)
+		resynced += r
 		if err == nil {
 			continue
 		}
@@ -160,23 +162,27 @@ func (n *Node) relink(lost func(string) bool, retry bool) (resynced, behind, res
 			go n.relinkLater(res, li, isLost)
 		}
 	}
-	return resynced, behind, len(locals)
+	return resynced, len(locals)
 }
 
 // relinkOne links this node's interest li in res's list. If the node was
 // not in it, or it was lost, the queues get a RESYNC from the list's
-// position; else they are brought up to it, and catch up if they are
-// behind (one that missed the last event, and its tail announcements,
-// learns it now). It returns both counts.
-func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest, lost bool) (resynced, behind int, err error) {
-	added, l, err := n.link(ctx, res, li.Hint, li.Interest, false)
+// position. Else the list's holder offers this node its last event again
+// (catchUp), behind every event it sent here before, and a queue behind
+// the list catches up by position (one that missed the last event, and
+// its tail announcements, learns it now; see shard.Store.OfferTail): the
+// position the link answers counts events that may still be on their way
+// here, so the queues are not moved to it. It returns how many RESYNCs
+// it appended.
+func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest, lost bool) (resynced int, err error) {
+	added, l, err := n.link(ctx, res, li.Hint, li.Interest, !lost, false)
 	switch {
 	case err != nil:
-		return 0, 0, err
+		return 0, err
 	case added || lost:
-		return n.store.Resync(res, l, li.Queues), 0, nil
+		return n.store.Resync(res, l, li.Queues), nil
 	}
-	return 0, n.store.CatchUp(res, l, li.Queues), nil
+	return 0, nil
 }
 
 // relinkLater retries a repair's link until it succeeds or 30 s pass.
@@ -192,7 +198,7 @@ func (n *Node) relinkLater(res string, li shard.LocalInterest, lost bool) {
 		case <-time.After(500 * time.Millisecond):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		_, _, err = n.relinkOne(ctx, res, li, lost)
+		_, err = n.relinkOne(ctx, res, li, lost)
 		cancel()
 		if err == nil {
 			return

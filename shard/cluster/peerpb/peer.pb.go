@@ -1014,7 +1014,13 @@ type LinkRequest struct {
 	HintUnknown bool `protobuf:"varint,10,opt,name=hint_unknown,json=hintUnknown,proto3" json:"hint_unknown,omitempty"`
 	// See QueueCall.ring. A node the owner asked answers not_held when it
 	// has no list, and the owner starts one.
-	Ring          uint64 `protobuf:"fixed64,12,opt,name=ring,proto3" json:"ring,omitempty"`
+	Ring uint64 `protobuf:"fixed64,12,opt,name=ring,proto3" json:"ring,omitempty"`
+	// The linking node's queues already in the list may be behind it (a
+	// relink: an event lost on its way): the holder sends the node its
+	// last event again, behind every event it sent the node before
+	// (shard.Store.OfferTail), rather than the node moving its queues to
+	// the position this link answers, over an event still on its way.
+	CatchUp       bool `protobuf:"varint,13,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1103,6 +1109,13 @@ func (x *LinkRequest) GetRing() uint64 {
 		return x.Ring
 	}
 	return 0
+}
+
+func (x *LinkRequest) GetCatchUp() bool {
+	if x != nil {
+		return x.CatchUp
+	}
+	return false
 }
 
 type LinkReply struct {
@@ -2946,7 +2959,7 @@ const file_peer_proto_rawDesc = "" +
 	"\bInterest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
-	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\x9d\x02\n" +
+	"\x03ver\x18\x03 \x01(\x04R\x03ver\"\xb8\x02\n" +
 	"\vLinkRequest\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x126\n" +
 	"\binterest\x18\t \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
@@ -2958,7 +2971,8 @@ const file_peer_proto_rawDesc = "" +
 	"\ahint_at\x18\b \x01(\x04R\x06hintAt\x12!\n" +
 	"\fhint_unknown\x18\n" +
 	" \x01(\bR\vhintUnknown\x12\x12\n" +
-	"\x04ring\x18\f \x01(\x06R\x04ringJ\x04\b\x02\x10\x03J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\v\x10\f\"\x9c\x01\n" +
+	"\x04ring\x18\f \x01(\x06R\x04ring\x12\x19\n" +
+	"\bcatch_up\x18\r \x01(\bR\acatchUpJ\x04\b\x02\x10\x03J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\v\x10\f\"\x9c\x01\n" +
 	"\tLinkReply\x12\x14\n" +
 	"\x05added\x18\x06 \x01(\bR\x05added\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
