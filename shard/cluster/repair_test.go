@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"meshgate/shard"
+	"meshgate/shard/ring"
 )
 
 type etagAuth string
@@ -119,5 +122,56 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	}
 	if want := "CHANGED v4"; got[len(got)-1] != want || got[len(got)-2] != "RESYNC v3" {
 		t.Errorf("the queue holds %v, want it to end with RESYNC v3, CHANGED v4", got)
+	}
+}
+
+// A repair whose link fails announces the loss at once, with the newest
+// etag its queues held when it looked (the hint), and retries the link.
+// An event that reaches a queue after that look (an op of the old list
+// still arriving while the repair asks the publisher and links) is newer
+// than the hint: the RESYNC leaves that subscription alone rather than
+// announce the older etag after it. Seen under load in
+// TestFaultsOnPeerCalls: CHANGED e18, then RESYNC e17.
+func TestRelink_FailedLinkNeverAnnouncesAnOlderEtag(t *testing.T) {
+	n, store := loneNode(t)
+	defer store.Close()
+	defer n.Close()
+	ctx := context.Background()
+	alice := shard.Principal{User: "alice", Device: "d"}
+	two := map[string]int{"a": 1, "b": 1}
+	res := ""
+	for i := 0; res == ""; i++ { // a list node b owns once it is in the ring
+		if r := fmt.Sprintf("user:alice/x%d", i); ring.New(1, two).Owner(r) == "b" {
+			res = r
+		}
+	}
+	q := subscribedAt(t, n, alice, res, "v0")
+	store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1"})
+	pg, err := store.Poll(ctx, alice, q, 0, 10, 0)
+	if err != nil || len(pg.Items) != 1 {
+		t.Fatalf("poll: %d items, err %v", len(pg.Items), err)
+	}
+	v1 := pg.Items[0].Pos
+	// While the relink asks the publisher, the list's next event arrives.
+	n.cfg.Current = func(context.Context, []string) map[string]string {
+		store.DeliverLocal(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Pos: shard.Position{Epoch: v1.Epoch, Offset: v1.Offset + 1, At: v1.At + 1}})
+		return nil
+	}
+	defer n.Believe(two)() // b, which owns the list now, cannot be reached: the link fails
+	n.RejoinedAt(time.Now())
+	pg, err = store.Poll(ctx, alice, q, 0, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range pg.Items {
+		got = append(got, it.Kind.String()+" "+it.Etag)
+	}
+	if last := got[len(got)-1]; last != "CHANGED v2" {
+		t.Errorf("the queue holds %v: after CHANGED v2 it went back to an older etag", got)
+	}
+	subs, err := store.Subscriptions(ctx, alice, q)
+	if err != nil || len(subs) != 1 || subs[0].Etag != "v2" {
+		t.Errorf("subscriptions %v, err %v; want the etag v2 it delivered", subs, err)
 	}
 }
