@@ -46,6 +46,20 @@ func subscribedAt(t *testing.T, n *Node, p shard.Principal, res, etag string) st
 	return q.Name
 }
 
+// held lists what p's queue holds in store, oldest first, as "KIND etag".
+func held(t *testing.T, store *shard.Store, p shard.Principal, queue string) []string {
+	t.Helper()
+	pg, err := store.Poll(context.Background(), p, queue, 0, 100, 0)
+	if err != nil || len(pg.Items) == 0 {
+		t.Fatalf("poll: %d items, err %v", len(pg.Items), err)
+	}
+	var out []string
+	for _, it := range pg.Items {
+		out = append(out, it.Kind.String()+" "+it.Etag)
+	}
+	return out
+}
+
 // The post-settle audit re-links a subscription missing from its list.
 // When the list itself was lost, the list it re-creates learns the
 // newest etag the queues delivered, and the RESYNC carries it: a client
@@ -95,7 +109,6 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	n, store := loneNode(t)
 	defer store.Close()
 	defer n.Close()
-	ctx := context.Background()
 	alice := shard.Principal{User: "alice", Device: "d"}
 	const res = "user:alice/x"
 	q := subscribedAt(t, n, alice, res, "v0")
@@ -112,14 +125,7 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, []string{q})
 	n.relinkLater(res, li, true)
 	publish("v4")
-	pg, err := store.Poll(ctx, alice, q, 0, 20, 0)
-	if err != nil || len(pg.Items) == 0 {
-		t.Fatalf("poll: %d items, err %v", len(pg.Items), err)
-	}
-	var got []string
-	for _, it := range pg.Items {
-		got = append(got, it.Kind.String()+" "+it.Etag)
-	}
+	got := held(t, store, alice, q)
 	if want := "CHANGED v4"; got[len(got)-1] != want || got[len(got)-2] != "RESYNC v3" {
 		t.Errorf("the queue holds %v, want it to end with RESYNC v3, CHANGED v4", got)
 	}
@@ -159,14 +165,7 @@ func TestRelink_FailedLinkNeverAnnouncesAnOlderEtag(t *testing.T) {
 	}
 	defer n.Believe(two)() // b, which owns the list now, cannot be reached: the link fails
 	n.RejoinedAt(time.Now())
-	pg, err = store.Poll(ctx, alice, q, 0, 10, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, it := range pg.Items {
-		got = append(got, it.Kind.String()+" "+it.Etag)
-	}
+	got := held(t, store, alice, q)
 	if last := got[len(got)-1]; last != "CHANGED v2" {
 		t.Errorf("the queue holds %v: after CHANGED v2 it went back to an older etag", got)
 	}
