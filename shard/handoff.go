@@ -274,7 +274,8 @@ func (s *Store) Keys() (queues, resources []string) {
 // subscription that already appended a newer etag than l's (an event
 // past l in its epoch, or a later At in another: Position.Before) is left
 // alone, so no subscription appends a RESYNC older than what it
-// delivered. A zero l.Pos (the list could not be reached) leaves the
+// delivered. A zero l.Pos (no position known: the list could not be
+// reached and the queues held no etag a list stamped) leaves the
 // subscription's position as it is: a position is never lowered to
 // "none", so a late older event is still dropped. It returns how many it
 // reached.

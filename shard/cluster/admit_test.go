@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"meshgate/internal/certs"
 	"slices"
 	"testing"
 	"time"
@@ -12,15 +11,8 @@ import (
 // cluster's nodes see it in gossip but never put it in their ring, since
 // it cannot prove a cluster certificate for its name.
 func TestRogueMemberStaysOutOfTheRing(t *testing.T) {
-	dir, evilDir := t.TempDir(), t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evilCA, evilKey, _, err := certs.EnsureDevCA(evilDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
+	evilCA, evilKey := devCA(t)
 	n1 := startNode(t, "n1", ca, caKey, "")
 	n2 := startNode(t, "n2", ca, caKey, n1.gossip)
 	waitRing(t, []*testNode{n1.testNode, n2.testNode}, 2)

@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"meshgate/internal/certs"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,11 +38,7 @@ func auditAll(t *testing.T, when string, nodes []*testNode) {
 }
 
 func TestAudit_FindsNothingAfterMembershipChanges(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	a := startNode(t, "a", ca, caKey, "")
 	b := startNode(t, "b", ca, caKey, a.gossip)
 	nodes := []*testNode{a.testNode, b.testNode}
@@ -51,14 +46,9 @@ func TestAudit_FindsNothingAfterMembershipChanges(t *testing.T) {
 	ctx := context.Background()
 	for i := range 12 {
 		n := nodes[i%2]
-		q, err := n.CreateQueue(ctx, alice, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := newQueue(t, n, alice)
 		for j := range 8 {
-			if _, err := n.Subscribe(ctx, allowAll{}, alice, q.Name, fmt.Sprintf("user:alice/r%d", (i+j)%20), "", ""); err != nil {
-				t.Fatal(err)
-			}
+			subscribe(t, n, allowAll{}, alice, q, fmt.Sprintf("user:alice/r%d", (i+j)%20))
 		}
 	}
 	settle(t, nodes)
@@ -99,19 +89,8 @@ func TestRejoined_ListTakenAfterTheReturnKeepsEveryInterest(t *testing.T) {
 	nodes := startNodes(t, 2)
 	n1, n2 := nodes[0], nodes[1]
 	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/t%d", i); n1.Ring().Owner(r) == "n2" {
-			res = r
-		}
-	}
-	q, err := n1.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(n1, "n2", "t")
+	q := subscribed(t, n1, allowAll{}, alice, res)
 	// n1 took n2 for dead after the list was made (its epoch), and the
 	// list lived at n1 while n2 was away.
 	time.Sleep(10 * time.Millisecond)
@@ -136,7 +115,7 @@ func TestRejoined_ListTakenAfterTheReturnKeepsEveryInterest(t *testing.T) {
 		t.Errorf("a publish after n2's return reached %d queues (err %v); want n1's queue", k, err)
 	}
 	got := waitFor(10*time.Second, func() bool {
-		pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+		pg, err := n1.Poll(ctx, alice, q, 0, 10, 0)
 		return err == nil && len(pg.Items) > 0 && pg.Items[len(pg.Items)-1].Etag == "v1"
 	})
 	if !got {
@@ -163,19 +142,8 @@ func TestAudit_NotOnThawBeforeTheClusterSaysSo(t *testing.T) {
 	nodes := startNodes(t, 2)
 	n1, n2 := nodes[0], nodes[1]
 	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/f%d", i); n1.Ring().Owner(r) == "n2" {
-			res = r
-		}
-	}
-	q, err := n1.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(n1, "n2", "f")
+	q := subscribed(t, n1, allowAll{}, alice, res)
 	if k, held := n2.store.HasResource(res); !held || k != 1 {
 		t.Fatalf("n2 holds the list: %v, with %d queues; want it, with n1's queue", held, k)
 	}
@@ -200,7 +168,7 @@ func TestAudit_NotOnThawBeforeTheClusterSaysSo(t *testing.T) {
 		t.Errorf("a publish after n1's rejoin reached %d queues (err %v); want n1's queue", k, err)
 	}
 	got := waitFor(10*time.Second, func() bool {
-		pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+		pg, err := n1.Poll(ctx, alice, q, 0, 10, 0)
 		return err == nil && len(pg.Items) > 0 && pg.Items[len(pg.Items)-1].Etag == "v1"
 	})
 	if !got {
@@ -227,19 +195,8 @@ func TestLeft_NodeTellsNobodyItWasTakenForDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRing(t, nodes[:2], 2)
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/l%d", i); n1.Ring().Owner(r) == "n1" {
-			res = r
-		}
-	}
-	q, err := n2.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(n1, "n1", "l")
+	subscribed(t, n2, allowAll{}, alice, res)
 	if k, held := n1.store.HasResource(res); !held || k != 1 {
 		t.Fatalf("n1 holds the list: %v, with %d queues; want it, with n2's queue", held, k)
 	}
@@ -267,11 +224,7 @@ func TestLeft_NodeTellsNobodyItWasTakenForDead(t *testing.T) {
 // counted RESYNCs so while their node's crash repair was still linking.
 // The audit waits for the node's relinks; it finds nothing after them.
 func TestAudit_NotWhileARelinkIsUnderWay(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	var cut atomic.Bool
 	first := startNodeWith(t, "n1", ca, caKey, "", func(_ context.Context, method string) error {
 		if cut.Load() && strings.HasSuffix(method, "/Link") {
@@ -282,20 +235,8 @@ func TestAudit_NotWhileARelinkIsUnderWay(t *testing.T) {
 	n1 := first.testNode
 	n2 := startNode(t, "n2", ca, caKey, first.gossip).testNode
 	waitRing(t, []*testNode{n1, n2}, 2)
-	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/u%d", i); n1.Ring().Owner(r) == "n2" {
-			res = r
-		}
-	}
-	q, err := n1.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(n1, "n2", "u")
+	subscribed(t, n1, allowAll{}, alice, res)
 	// n2 took n1 for dead and dropped it from its list; n1 hears so, and
 	// its relink's link fails: it is tried again in the background.
 	deadAt := time.Now()

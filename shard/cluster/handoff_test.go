@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"meshgate/internal/certs"
 	"os"
 	"runtime"
 	"strings"
@@ -25,30 +24,15 @@ import (
 // while giving to a joined n4; issue 12). The give waited for the take
 // before (it hangs here until the test gives up).
 func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	g := newGate()
 	defer g.free()
 	x := startNodeWith(t, "x", ca, caKey, "", g.holding("/Take")) // x's take asks y for rD
 	y := startNode(t, "y", ca, caKey, x.gossip)
 	waitRing(t, []*testNode{x.testNode, y.testNode}, 2)
 	ctx := context.Background()
-	rD := ""
-	for i := 0; rD == ""; i++ { // a list y owns, so it lives there
-		if r := fmt.Sprintf("user:alice/d%d", i); y.Ring().Owner(r) == "y" {
-			rD = r
-		}
-	}
-	q, err := x.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := x.Subscribe(ctx, allowAll{}, alice, q.Name, rD, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	rD := ownedBy(y.testNode, "y", "d") // a list y owns, so it lives there
+	q := subscribed(t, x.testNode, allowAll{}, alice, rD)
 	if k, ok := y.store.HasResource(rD); !ok || k != 1 {
 		t.Fatalf("y holds rD's list: %v with %d queues; want it, with x's queue", ok, k)
 	}
@@ -62,7 +46,7 @@ func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 		t.Fatal("x's take never asked y")
 	}
 	gave := make(chan int, 1)
-	go func() { k, _ := x.GiveKeys("z", []string{q.Name}, nil); gave <- k }()
+	go func() { k, _ := x.GiveKeys("z", []string{q}, nil); gave <- k }()
 	select {
 	case k := <-gave:
 		if k != 1 {
@@ -104,11 +88,7 @@ func TestHandoff_GiveWhileTakingDoesNotWaitForTheTake(t *testing.T) {
 // until the first deadline: z's take (10 s, as a Handoff's) failed after
 // x had given it the keys, and they were lost. Both must succeed.
 func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	g := newGate()
 	defer g.free()
 	x := startNodeWith(t, "x", ca, caKey, "", g.holding("/Take")) // x's take asks y: held until z's take is given rB
@@ -116,29 +96,12 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 	z := startNode(t, "z", ca, caKey, x.gossip)
 	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
 	ctx := context.Background()
-	owned := func(by, prefix string) string {
-		for i := 0; ; i++ {
-			if r := fmt.Sprintf("user:alice/%s%d", prefix, i); x.Ring().Owner(r) == by {
-				return r
-			}
-		}
-	}
-	rD, rB := owned("y", "d"), owned("x", "b") // where their lists start
-	qx, err := x.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rD, rB := ownedBy(x.testNode, "y", "d"), ownedBy(x.testNode, "x", "b") // where their lists start
+	qx := newQueue(t, x.testNode, alice)
 	bob := shard.Principal{User: "alice", Device: "tablet"}
-	qy, err := y.CreateQueue(ctx, bob, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := x.Subscribe(ctx, allowAll{}, alice, qx.Name, rD, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := y.Subscribe(ctx, allowAll{}, bob, qy.Name, rB, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	qy := newQueue(t, y.testNode, bob)
+	subscribe(t, x.testNode, allowAll{}, alice, qx, rD)
+	subscribe(t, y.testNode, allowAll{}, bob, qy, rB)
 	if _, ok := y.store.HasResource(rD); !ok {
 		t.Fatal("rD's list is not at y")
 	}
@@ -148,7 +111,7 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 
 	g.armed.Store(true)
 	xTook := make(chan error, 1)
-	go func() { xTook <- x.TakeKeys(ctx, "y", []string{qy.Name}, []string{rD}) }()
+	go func() { xTook <- x.TakeKeys(ctx, "y", []string{qy}, []string{rD}) }()
 	select {
 	case <-g.held: // qy and rD are in flight to x
 	case <-time.After(20 * time.Second):
@@ -158,7 +121,7 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 	go func() {
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a Handoff's deadline
 		defer cancel()
-		zTook <- z.TakeKeys(hctx, "x", []string{qx.Name}, []string{rB})
+		zTook <- z.TakeKeys(hctx, "x", []string{qx}, []string{rB})
 	}()
 	if !waitFor(20*time.Second, func() bool { _, ok := x.store.HasResource(rB); return !ok }) {
 		t.Fatal("x never gave rB to z")
@@ -178,7 +141,7 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 		n     *testNode
 		queue string
 		list  string
-	}{{x.testNode, qy.Name, rD}, {z.testNode, qx.Name, rB}} {
+	}{{x.testNode, qy, rD}, {z.testNode, qx, rB}} {
 		_, ok := c.n.store.HasResource(c.list)
 		if !c.n.store.Has(c.queue) || !ok {
 			t.Errorf("%s holds the queue it took: %v, the list: %v", c.n.Name(), c.n.store.Has(c.queue), ok)
@@ -194,11 +157,7 @@ func TestHandoff_OverlappingTakesDoNotWaitOnEachOther(t *testing.T) {
 // caller before, and the keys, given, were nowhere but in x's tombs: the
 // churn test's lost queue after its stalled hand-off.
 func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	x := startNode(t, "x", ca, caKey, "")
 	g := newGate()
 	defer g.free()
@@ -206,34 +165,17 @@ func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
 	z := startNode(t, "z", ca, caKey, x.gossip)
 	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
 	ctx := context.Background()
-	owned := func(by, prefix string) string {
-		for i := 0; ; i++ {
-			if r := fmt.Sprintf("user:alice/%s%d", prefix, i); x.Ring().Owner(r) == by {
-				return r
-			}
-		}
-	}
-	rY, rX := owned("y", "y"), owned("x", "x")
-	q, err := x.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []string{rY, rX} {
-		if _, err := x.Subscribe(ctx, allowAll{}, alice, q.Name, r, "", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rY, rX := ownedBy(x.testNode, "y", "y"), ownedBy(x.testNode, "x", "x")
+	q := subscribed(t, x.testNode, allowAll{}, alice, rY, rX)
 	if _, ok := x.store.HasResource(rX); !ok {
 		t.Fatal("rX's list is not at x")
 	}
 	g.armed.Store(true)
-	if _, err := y.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: rY, Etag: "v1", Time: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, y.testNode, rY, "v1")
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	took := make(chan error, 1)
-	go func() { took <- z.TakeKeys(hctx, "x", []string{q.Name}, []string{rX}) }()
+	go func() { took <- z.TakeKeys(hctx, "x", []string{q}, []string{rX}) }()
 	if !waitFor(20*time.Second, func() bool { _, ok := x.store.HasResource(rX); return !ok }) {
 		t.Fatal("x never gave rX to z")
 	}
@@ -246,9 +188,9 @@ func TestHandoff_TakeReadsItsKeysAfterItsCallerGaveUp(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the take did not end")
 	}
-	if !waitFor(10*time.Second, func() bool { _, ok := z.store.HasResource(rX); return ok && z.store.Has(q.Name) }) {
+	if !waitFor(10*time.Second, func() bool { _, ok := z.store.HasResource(rX); return ok && z.store.Has(q) }) {
 		_, ok := z.store.HasResource(rX)
-		t.Fatalf("z holds the queue x gave it: %v, the list: %v; x holds the queue: %v", z.store.Has(q.Name), ok, x.store.Has(q.Name))
+		t.Fatalf("z holds the queue x gave it: %v, the list: %v; x holds the queue: %v", z.store.Has(q), ok, x.store.Has(q))
 	}
 }
 
@@ -288,20 +230,8 @@ func (g *gate) free() { g.unblock.Do(func() { close(g.release) }) }
 // queue subscribed to a list x holds too. It returns them.
 func lostAnswer(t *testing.T, x *testNode) (queue, list string) {
 	t.Helper()
-	ctx := context.Background()
-	for i := 0; list == ""; i++ {
-		if r := fmt.Sprintf("user:alice/l%d", i); x.Ring().Owner(r) == x.Name() {
-			list = r
-		}
-	}
-	q, err := x.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := x.Subscribe(ctx, allowAll{}, alice, q.Name, list, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	return q.Name, list
+	list = ownedBy(x, x.Name(), "l")
+	return subscribed(t, x, allowAll{}, alice, list), list
 }
 
 // reaches publishes etag on list through n until the publish lands, and
@@ -339,11 +269,7 @@ func reaches(t *testing.T, n *testNode, queue, list, etag string) {
 // its take failed and nobody asked again: the queue was lost (x's tombs
 // sent its calls to z, which did not hold it).
 func TestHandoff_TakeWhoseAnswerIsLostAsksAgain(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	var x started
 	var armed atomic.Bool
 	var takes atomic.Int32
@@ -385,11 +311,7 @@ func TestHandoff_TakeWhoseAnswerIsLostAsksAgain(t *testing.T) {
 // never arrived). x must take them back: no node but x has them. Before,
 // they stayed in x's tombs until those expired: the queue was lost.
 func TestHandoff_KeysGivenToATakerThatDiesComeBack(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	x := startNode(t, "x", ca, caKey, "")
 	z := startNode(t, "z", ca, caKey, x.gossip)
 	waitRing(t, []*testNode{x.testNode, z.testNode}, 2)

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -23,23 +22,9 @@ import (
 // list). They must all finish; a deadlock fails the test after 30 s with
 // every goroutine's stack.
 func TestLockOrder_FanOutAndGiveDoNotDeadlock(t *testing.T) {
-	store, err := shard.New(shard.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(Config{Name: "a"}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, store := loneNode(t)
 	const res = "user:alice/locks"
-	alice := shard.Principal{User: "alice", Device: "d"}
-	q, err := n.CreateQueue(context.Background(), alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Subscribe(context.Background(), etagAuth("e0"), alice, q.Name, res, "", ""); err != nil { // a local subscriber
-		t.Fatal(err)
-	}
+	subscribedAt(t, n, shard.Principal{User: "alice", Device: "d"}, res, "e0") // a local subscriber
 	var ver atomic.Uint64
 	remote := func(i int) shard.Interest { // another node's interest
 		return shard.Interest{Node: fmt.Sprint("c", i%2), Count: 1 + i%3, Ver: ver.Add(1)}

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -20,24 +19,11 @@ func TestRepair_DeliveredEtagWinsOverTheNewOwnersPublisher(t *testing.T) {
 	nodes := startNodes(t, 3)
 	ctx := context.Background()
 	dead := nodes[2]
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/d%d", i); dead.Owns(r) {
-			res = r
-		}
-	}
-	q, err := nodes[0].CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[1].DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v5", Time: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(dead, dead.Name(), "d")
+	q := subscribed(t, nodes[0], allowAll{}, alice, res)
+	publish(t, nodes[1], res, "v5")
 	last := func() string {
-		pg, err := nodes[0].Poll(ctx, alice, q.Name, 0, 10, 0)
+		pg, err := nodes[0].Poll(ctx, alice, q, 0, 10, 0)
 		if err != nil || len(pg.Items) == 0 {
 			return ""
 		}
@@ -67,25 +53,9 @@ func TestRepair_ListHeldByACrashedNonOwnerIsMadeAgain(t *testing.T) {
 	nodes := startNodes(t, 3)
 	ctx := context.Background()
 	owner, qnode, holder := nodes[0], nodes[1], nodes[2]
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/h%d", i); owner.Owns(r) {
-			res = r
-		}
-	}
-	var q shard.QueueInfo
-	var err error
-	for i := 0; q.Name == "" || qnode.Ring().Owner(q.Name) != qnode.Name(); i++ {
-		if i == 100 {
-			t.Fatal("no queue owned by", qnode.Name())
-		}
-		if q, err = qnode.CreateQueue(ctx, alice, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := qnode.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(owner, owner.Name(), "h")
+	q := ownedQueue(t, qnode, alice)
+	subscribe(t, qnode, allowAll{}, alice, q, res)
 	st, ok := owner.store.ExportResource(res)
 	if !ok {
 		t.Fatal("the owner holds no list")

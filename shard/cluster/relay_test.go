@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -20,37 +19,21 @@ import (
 func TestRelay_BrokenWithManyInFlightResumesWithoutOverflow(t *testing.T) {
 	nodes := startNodes(t, 2)
 	n1, n2 := nodes[0], nodes[1]
-	ctx := context.Background()
-	q, err := n2.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const res, k = "user:alice/relayed", 300
-	if _, err := n2.Subscribe(ctx, nil, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	l := &listener{ch: make(chan struct{}, 1)}
-	r, err := n1.Attach(ctx, alice, q.Name, 0, l) // relayed from n2
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := subscribed(t, n2, nil, alice, res)
+	r, _ := attach(t, n1, alice, q) // relayed from n2
 	for i := range k {
-		if _, err := n2.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: fmt.Sprint("e", i), Time: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		publish(t, n2, res, fmt.Sprint("e", i))
 	}
 	lag := r.(interface{ Lag() uint64 })
 	if !waitFor(10*time.Second, func() bool { return lag.Lag() == k }) {
 		t.Fatalf("the relay holds %d of %d", lag.Lag(), k)
 	}
 	r.Close() // nothing was read: all k were in flight
-	l2 := &listener{ch: make(chan struct{}, 1)}
-	r2, err := n1.Attach(ctx, alice, q.Name, 0, l2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r2, l2 := attach(t, n1, alice, q)
 	defer r2.Close()
 	var got []shard.Notification
+	var err error
 	for deadline := time.After(10 * time.Second); len(got) < k; {
 		n := len(got)
 		if got, err = r2.Next(got, k); err != nil {

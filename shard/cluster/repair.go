@@ -155,7 +155,16 @@ func (n *Node) relink(lost func(string) bool, retry bool) (resynced, resources i
 		if isLost {
 			// The loss is announced now, with the newest etag known here;
 			// the retry's RESYNC brings the list's own.
-			resynced += n.store.Resync(res, shard.Linked{Etag: li.Hint.Etag}, li.Queues)
+			//
+			// Invariant: the announcement never goes back behind what a
+			// queue delivered. The hint is what the queues held when
+			// LocalInterests looked; an event of the old list may have
+			// reached one since (while the publisher was asked and the
+			// links tried), so the RESYNC carries the hint's position and
+			// Store.Resync leaves alone a subscription past it. Without
+			// one it was appended after that event: CHANGED e18, then
+			// RESYNC e17.
+			resynced += n.store.Resync(res, shard.Linked{Etag: li.Hint.Etag, Pos: li.Hint.Pos}, li.Queues)
 		}
 		if retry {
 			n.relinking.Add(1) // until relinkLater ends

@@ -35,13 +35,7 @@ func TestDeliver_WrongRouteIsUnavailableNotSuccess(t *testing.T) {
 			res = r
 		}
 	}
-	q, err := n3.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := untilAvailable(func() error { _, err := n3.Subscribe(ctx, nil, alice, q.Name, res, "", ""); return err }); err != nil {
-		t.Fatal(err)
-	}
+	subscribed(t, n3, nil, alice, res)
 	if _, held := n3.store.HasResource(res); !held {
 		t.Fatal("the list is not at its owner n3")
 	}
@@ -63,25 +57,6 @@ func TestDeliver_WrongRouteIsUnavailableNotSuccess(t *testing.T) {
 	}
 }
 
-// untilAvailable runs call until it answers anything but
-// shard.ErrUnavailable, for at most 10 s, as README asks of a client
-// (UNAVAILABLE is tried again), and returns its last error. On a loaded
-// machine memberlist may take a live node for dead for a moment (a
-// probe's ack late), and a call sent on the ring of that moment answers
-// UNAVAILABLE, as it must: the receiver's ring never matches it. The
-// tests that use it ask for the answer once membership is still, not
-// for the first try's.
-func untilAvailable(call func() error) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := call()
-		if !errors.Is(err, shard.ErrUnavailable) || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // A stream of a queue that is gone (its node deleted it, or died with
 // it) ends QUEUE_NOT_FOUND from any node, so its client makes a new
 // queue: n1 sends it to the queue's owner n2, which does not hold it and
@@ -94,16 +69,13 @@ func untilAvailable(call func() error) error {
 func TestAttach_QueueGoneIsNotFoundFromEveryNode(t *testing.T) {
 	nodes := startNodes(t, 3)
 	ctx := context.Background()
-	q, err := nodes[1].CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nodes[1].DeleteQueue(ctx, alice, q.Name); err != nil {
+	q := newQueue(t, nodes[1], alice)
+	if err := nodes[1].DeleteQueue(ctx, alice, q); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		r, err := n.Attach(actx, alice, q.Name, 0, &listener{ch: make(chan struct{}, 1)})
+		r, err := n.Attach(actx, alice, q, 0, &listener{ch: make(chan struct{}, 1)})
 		cancel()
 		if !errors.Is(err, shard.ErrQueueNotFound) {
 			t.Errorf("attach at %s to a deleted queue: %v, %v; want QUEUE_NOT_FOUND", n.Name(), r, err)
@@ -123,24 +95,13 @@ func TestDeliver_CallPastItsSendersDeadlineIsNotStamped(t *testing.T) {
 	nodes := startNodes(t, 2)
 	n1, n2 := nodes[0], nodes[1]
 	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/late%d", i); n1.Ring().Owner(r) == "n2" {
-			res = r
-		}
-	}
-	q, err := n2.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n2.Subscribe(ctx, nil, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	err = n1.PushAfterDeadline("n2", &shard.Event{Kind: shard.Changed, Resource: res, Etag: "late", Time: time.Now()})
+	res := ownedBy(n1, "n2", "late")
+	q := subscribed(t, n2, nil, alice, res)
+	err := n1.PushAfterDeadline("n2", &shard.Event{Kind: shard.Changed, Resource: res, Etag: "late", Time: time.Now()})
 	if !errors.Is(err, shard.ErrUnavailable) {
 		t.Errorf("a fan-out past its sender's deadline answered %v; want UNAVAILABLE", err)
 	}
-	pg, err := n2.Poll(ctx, alice, q.Name, 0, 10, 0)
+	pg, err := n2.Poll(ctx, alice, q, 0, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,11 +123,7 @@ func (localPubs) Publish(context.Context, shard.Principal, string, string, []byt
 // serves it by that deadline, so one that waited in a frozen owner's
 // socket is not stamped when the owner thaws.
 func TestPublish_SentToTheOwnerCarriesItsDeadline(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	var withDeadline, publishes atomic.Int32
 	n1 := startNodeWith(t, "n1", ca, caKey, "", func(ctx context.Context, m string) error {
 		if strings.HasSuffix(m, "/Publish") {
@@ -180,12 +137,7 @@ func TestPublish_SentToTheOwnerCarriesItsDeadline(t *testing.T) {
 	n2 := startNode(t, "n2", ca, caKey, n1.gossip)
 	waitRing(t, []*testNode{n1.testNode, n2.testNode}, 2)
 	n2.Publishers(localPubs{})
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/pub%d", i); n1.Ring().Owner(r) == "n2" {
-			res = r
-		}
-	}
+	res := ownedBy(n1.testNode, "n2", "pub")
 	if k, err := n1.Publishers(localPubs{}).Publish(context.Background(), alice, res, "e1", nil); err != nil || k != 1 {
 		t.Fatalf("publish at the owner: %d, %v", k, err)
 	}
@@ -204,22 +156,9 @@ func TestRejoined_OldListIsDroppedNotServed(t *testing.T) {
 	nodes := startNodes(t, 2)
 	n1, n2 := nodes[0], nodes[1]
 	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/j%d", i); n1.Ring().Owner(r) == "n2" {
-			res = r
-		}
-	}
-	q1, err := n1.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n1.Subscribe(ctx, nil, alice, q1.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "old", Time: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(n1, "n2", "j")
+	subscribed(t, n1, nil, alice, res)
+	publish(t, n1, res, "old")
 	if _, held := n2.store.HasResource(res); !held {
 		t.Fatal("the list is not at its owner n2")
 	}
@@ -233,11 +172,8 @@ func TestRejoined_OldListIsDroppedNotServed(t *testing.T) {
 		t.Fatal("the node taken for dead still holds its old list")
 	}
 	bob := shard.Principal{User: "bob", Device: "d"}
-	q2, err := n2.CreateQueue(ctx, bob, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := n2.Subscribe(ctx, nil, bob, q2.Name, res, "", "")
+	q2 := newQueue(t, n2, bob)
+	sub, err := n2.Subscribe(ctx, nil, bob, q2, res, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,20 +189,8 @@ func TestRejoined_OldListIsDroppedNotServed(t *testing.T) {
 func TestRejoined_ToldAgainWhenTheFirstCallsFail(t *testing.T) {
 	nodes := startNodes(t, 2)
 	n1, n2 := nodes[0], nodes[1]
-	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/r%d", i); n1.Ring().Owner(r) == "n2" {
-			res = r
-		}
-	}
-	q1, err := n1.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n1.Subscribe(ctx, nil, alice, q1.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(n1, "n2", "r")
+	subscribed(t, n1, nil, alice, res)
 	if _, held := n2.store.HasResource(res); !held {
 		t.Fatal("the list is not at its owner n2")
 	}
@@ -292,10 +216,7 @@ func TestRejoined_BeforeAnyRingIsInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	ca, caKey, _, err := certs.EnsureDevCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	srv, cli, err := certs.TLSFromCA(ca, caKey, "n1")
 	if err != nil {
 		t.Fatal(err)

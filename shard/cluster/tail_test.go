@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"meshgate/internal/certs"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,11 +19,7 @@ import (
 // stayed stale for good before (review 12 finding 5; the test is the one
 // review12 wrote for its owed RESYNC).
 func TestTail_DroppedLastEventIsAnnounced(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	n1 := startNode(t, "n1", ca, caKey, "")
 	var failPush atomic.Bool
 	n2 := startNodeWith(t, "n2", ca, caKey, n1.gossip, func(_ context.Context, m string) error {
@@ -35,27 +30,12 @@ func TestTail_DroppedLastEventIsAnnounced(t *testing.T) {
 	})
 	waitRing(t, []*testNode{n1.testNode, n2.testNode}, 2)
 	ctx := context.Background()
-	var q shard.QueueInfo
-	for i := 0; q.Name == "" || n1.Ring().Owner(q.Name) != "n1"; i++ {
-		if i == 100 {
-			t.Fatal("no queue held by n1")
-		}
-		if q, err = n1.CreateQueue(ctx, alice, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res := ""
-	for i := 0; ; i++ {
-		if res = fmt.Sprintf("user:alice/r%d", i); n1.Ring().Owner(res) == "n2" {
-			break
-		}
-	}
-	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	res := ownedBy(n1.testNode, "n2", "r")
+	q := ownedQueue(t, n1.testNode, alice)
+	subscribe(t, n1.testNode, allowAll{}, alice, q, res)
 	n2.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
 	if !waitFor(10*time.Second, func() bool {
-		pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+		pg, err := n1.Poll(ctx, alice, q, 0, 10, 0)
 		return err == nil && len(pg.Items) == 1
 	}) {
 		t.Fatal("e1 never arrived")
@@ -69,7 +49,7 @@ func TestTail_DroppedLastEventIsAnnounced(t *testing.T) {
 	failPush.Store(false)
 	var items []shard.Notification
 	if !waitFor(15*time.Second, func() bool {
-		pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+		pg, err := n1.Poll(ctx, alice, q, 0, 10, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,11 +69,7 @@ func TestTail_DroppedLastEventIsAnnounced(t *testing.T) {
 // cluster answered it as delivered to 0 queues and the change was lost
 // for every subscriber (the chaos test's "p71, the publisher p131").
 func TestDeliver_ListOutOfReachIsUnavailable(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	var failPush atomic.Bool
 	n1 := startNodeWith(t, "n1", ca, caKey, "", func(_ context.Context, m string) error {
 		if failPush.Load() && strings.HasSuffix(m, "/Push") {
@@ -103,15 +79,10 @@ func TestDeliver_ListOutOfReachIsUnavailable(t *testing.T) {
 	})
 	n2 := startNode(t, "n2", ca, caKey, n1.gossip)
 	waitRing(t, []*testNode{n1.testNode, n2.testNode}, 2)
-	res := ""
-	for i := 0; ; i++ {
-		if res = fmt.Sprintf("user:alice/r%d", i); n1.Ring().Owner(res) == "n2" {
-			break
-		}
-	}
+	res := ownedBy(n1.testNode, "n2", "r")
 	ctx := context.Background()
 	failPush.Store(true)
-	_, err = n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
+	_, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "e1", Time: time.Now()})
 	if !errors.Is(err, shard.ErrUnavailable) {
 		t.Fatalf("a publish its list's holder never got answered %v, want shard.ErrUnavailable", err)
 	}
@@ -127,21 +98,11 @@ func TestDeliver_ListOutOfReachIsUnavailable(t *testing.T) {
 // would put that older change after the newer ones published since (the
 // chaos test's "went from p1837 back to p637 (CHANGED)").
 func TestDeliver_GivenUpPublishIsNotStamped(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	n1 := startNode(t, "n1", ca, caKey, "")
 	ctx := context.Background()
-	q, err := n1.CreateQueue(ctx, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const res = "user:alice/given-up"
-	if _, err := n1.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
+	q := subscribed(t, n1.testNode, allowAll{}, alice, res)
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := n1.DeliverChecked(gone, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "late", Time: time.Now()}); !errors.Is(err, shard.ErrUnavailable) {
@@ -150,7 +111,7 @@ func TestDeliver_GivenUpPublishIsNotStamped(t *testing.T) {
 	if _, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	pg, err := n1.Poll(ctx, alice, q.Name, 0, 10, 0)
+	pg, err := n1.Poll(ctx, alice, q, 0, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
