@@ -270,11 +270,7 @@ func TestAudit_NotWhileARelinkIsUnderWay(t *testing.T) {
 // RESYNCs of an E2 benchmark run that lost 9 942 deliveries (one change
 // at nearly every subscriber) while the machine was loaded.
 func TestAudit_EventInFlightIsNotTakenForLost(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, _, err := certs.EnsureDevCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := devCA(t)
 	n1 := startNode(t, "n1", ca, caKey, "")
 	hold := make(chan struct{})
 	var holding atomic.Bool
@@ -290,6 +286,7 @@ func TestAudit_EventInFlightIsNotTakenForLost(t *testing.T) {
 	waitRing(t, []*testNode{n1.testNode, n2.testNode}, 2)
 	ctx := context.Background()
 	var q shard.QueueInfo
+	var err error
 	for i := 0; q.Name == "" || n1.Ring().Owner(q.Name) != "n1"; i++ {
 		if i == 100 {
 			t.Fatal("no queue held by n1")
