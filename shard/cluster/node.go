@@ -99,8 +99,8 @@ type Node struct {
 	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed    map[string]time.Time // nodes repaired as dead, by when
 	// repairedAt is when this node last started or finished a crash
-	// repair: until lostListWait after it, a list not found may be one
-	// being made again (see deliver).
+	// repair, or a rejoin that dropped lists: until lostListWait after
+	// it, a list not found may be one being made again (see deliver).
 	repairedAt time.Time
 	draining   bool
 	epoch      uint64
