@@ -395,3 +395,30 @@ func TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain(t *testing.
 		t.Errorf("n2's audit found its interest missing from n1's list: %d RESYNCs", k)
 	}
 }
+
+// TestLeaving_NodeStopsTellingItWasTakenForDead: n1 took n2 for dead,
+// saw it again, and asks it until it answers that it was (tellRejoined);
+// n2 refuses meanwhile, as a node just thawed may. n1 then leaves: in
+// nobody's ring, it must stop asking (only a node in the ring tells a
+// node it was taken for dead, see TestLeft_NodeTellsNobodyItWasTakenForDead),
+// or n2, answering at last, drops the lists it holds with the interest
+// of the nodes that never took it for dead.
+func TestLeaving_NodeStopsTellingItWasTakenForDead(t *testing.T) {
+	nodes := startNodes(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	n2.RefuseRejoined(1 << 30)
+	done := make(chan struct{})
+	go func() { n1.TellRejoined("n2", time.Now()); close(done) }()
+	if err := n1.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n2.RefuseRejoined(0)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("n1 still asks n2 to hear it was taken for dead after n1 left")
+	}
+	if waitFor(time.Second, func() bool { return n2.Stats().Repairs.Load() > 0 }) {
+		t.Error("n2 was told it had been taken for dead by a node that had left")
+	}
+}

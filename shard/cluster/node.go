@@ -498,14 +498,22 @@ func (n *Node) tick() {
 // tellRejoined tells name, repaired as dead at at and a member again,
 // that it was taken for dead, so it drops the lists it held then and
 // links all its interest again (rejoined). Invariant: a returning node
-// hears it as long as it stays a member: the call is asked again until
-// it is answered. A node that never heard it would keep stamping the
-// lists the others made again, and the others dropped its interest, so
-// its queues would miss their events until the audit; the first call
-// often fails, since the connection to a node that was frozen is
-// broken when it comes back.
+// hears it as long as it stays a member and this node in the ring: the
+// call is asked again until it is answered, or until this node starts
+// leaving (draining: only a node in the ring tells, see rebuild). A
+// node that never heard it would keep stamping the lists the others
+// made again, and the others dropped its interest, so its queues would
+// miss their events until the audit; the first call often fails, since
+// the connection to a node that was frozen is broken when it comes back.
 func (n *Node) tellRejoined(name string, at time.Time) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		n.mu.Lock()
+		_, member := n.members[name]
+		draining := n.draining
+		n.mu.Unlock()
+		if !member || draining {
+			return
+		}
 		if p := n.peer(name); p != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 			_, err := p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
@@ -514,12 +522,6 @@ func (n *Node) tellRejoined(name string, at time.Time) {
 				return
 			}
 			n.log.Warn("could not tell a returning node it was taken for dead; asking again", "node", name, "err", err)
-		}
-		n.mu.Lock()
-		_, member := n.members[name]
-		n.mu.Unlock()
-		if !member {
-			return
 		}
 		select {
 		case <-n.stop:
