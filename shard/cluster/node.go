@@ -566,18 +566,17 @@ func (n *Node) rebuild() {
 		if at, ok := n.crashed[name]; ok {
 			delete(n.crashed, name)
 			// Invariant: only a node in the ring tells a node it was taken
-			// for dead. One that is leaving or has left (draining) is in
-			// nobody's ring, and after its leave its memberlist still
-			// probes, with a view nobody refutes to: under load it takes
-			// live members for dead alone. Told so, a member drops every
-			// list it held (rejoined), with the interest of nodes that never
-			// took it for dead and so never link again: their queues got
-			// nothing until the post-settle audit (issue 12: the audit
-			// test's RESYNCs after b left). Had ring members taken it for
-			// dead too, each of them tells it.
-			if n.draining {
-				continue
-			}
+			// for dead (tellRejoined asks nothing while this node is
+			// draining). One that is leaving or has left is in nobody's
+			// ring, and after its leave its memberlist still probes, with
+			// a view nobody refutes to: under load it takes live members
+			// for dead alone. Told so, a member drops every list it held
+			// (rejoined), for nothing: the lists were live, and every
+			// queue in them gets a RESYNC (before rejoined told the other
+			// interested nodes to link again, those queues got nothing
+			// until the post-settle audit: issue 12, the audit test's
+			// RESYNCs after b left). Had ring members taken it for dead
+			// too, each of them tells it.
 			go n.tellRejoined(name, at)
 		}
 	}
