@@ -26,8 +26,9 @@
 // dies is dropped from every list here, and the lists it held are made
 // again from every survivor's interest, with the newest etag and
 // position their queues delivered (relink); a node taken for dead that
-// returns drops the lists it held then and links all its interest again
-// (rejoined).
+// returns drops the lists it held then, tells the other nodes interested
+// in them to link again (some never took it for dead), and links all
+// its interest again (rejoined).
 //
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the

@@ -60,9 +60,10 @@ func (n *Node) deliver(ctx context.Context, ev *shard.Event, remote bool) (int, 
 			return 0, true, nil
 		}
 		if !held && n.repairedLately() {
-			// A node died lately: the list may have died with it and
-			// be in the making again from its queues' side (relink,
-			// clients subscribing again). "No list" is not "no
+			// A node died lately (or this node, taken for dead, dropped
+			// its lists): the list may have died with it and be in the
+			// making again from its queues' side (relink, clients
+			// subscribing again). "No list" is not "no
 			// subscribers" yet: the publisher tries again.
 			return 0, false, fmt.Errorf("%w: the subscriber list of %s may be being made again after a node failed; retry", shard.ErrUnavailable, ev.Resource)
 		}
@@ -93,11 +94,19 @@ func (n *Node) deliverAt(ctx context.Context, node string, ev *shard.Event, id u
 const lostListWait = 2 * time.Second
 
 // repairedLately reports whether a crash repair ran here within
-// lostListWait.
+// lostListWait, or a rejoin that dropped lists.
 func (n *Node) repairedLately() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return !n.repairedAt.IsZero() && time.Since(n.repairedAt) < lostListWait
+}
+
+// noteRepaired records that lists held here are being made again now
+// (see repairedLately). n.mu not held.
+func (n *Node) noteRepaired() {
+	n.mu.Lock()
+	n.repairedAt = time.Now()
+	n.mu.Unlock()
 }
 
 // applyOp applies op, an asynchronous change of a resource's list

@@ -311,7 +311,7 @@ func (n *Node) takeBack() {
 		n.store.ImportQueue(queueStateOf(st))
 	}
 	n.log.Warn("hand-off: took back keys whose taker went away before it had them", "queues", len(qs), "resources", len(rs))
-	go n.relink(func(string) bool { return false }, true) // rebalMu is held
+	go n.relink(nil, func(string) bool { return false }, true) // rebalMu is held
 }
 
 // takeOnce is one take; asked reports whether the giver was asked for

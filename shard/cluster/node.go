@@ -99,8 +99,8 @@ type Node struct {
 	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed    map[string]time.Time // nodes repaired as dead, by when
 	// repairedAt is when this node last started or finished a crash
-	// repair: until lostListWait after it, a list not found may be one
-	// being made again (see deliver).
+	// repair, or a rejoin that dropped lists: until lostListWait after
+	// it, a list not found may be one being made again (see deliver).
 	repairedAt time.Time
 	draining   bool
 	epoch      uint64
@@ -498,14 +498,22 @@ func (n *Node) tick() {
 // tellRejoined tells name, repaired as dead at at and a member again,
 // that it was taken for dead, so it drops the lists it held then and
 // links all its interest again (rejoined). Invariant: a returning node
-// hears it as long as it stays a member: the call is asked again until
-// it is answered. A node that never heard it would keep stamping the
-// lists the others made again, and the others dropped its interest, so
-// its queues would miss their events until the audit; the first call
-// often fails, since the connection to a node that was frozen is
-// broken when it comes back.
+// hears it as long as it stays a member and this node in the ring: the
+// call is asked again until it is answered, or until this node starts
+// leaving (draining: only a node in the ring tells, see rebuild). A
+// node that never heard it would keep stamping the lists the others
+// made again, and the others dropped its interest, so its queues would
+// miss their events until the audit; the first call often fails, since
+// the connection to a node that was frozen is broken when it comes back.
 func (n *Node) tellRejoined(name string, at time.Time) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		n.mu.Lock()
+		_, member := n.members[name]
+		draining := n.draining
+		n.mu.Unlock()
+		if !member || draining {
+			return
+		}
 		if p := n.peer(name); p != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 			_, err := p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
@@ -514,12 +522,6 @@ func (n *Node) tellRejoined(name string, at time.Time) {
 				return
 			}
 			n.log.Warn("could not tell a returning node it was taken for dead; asking again", "node", name, "err", err)
-		}
-		n.mu.Lock()
-		_, member := n.members[name]
-		n.mu.Unlock()
-		if !member {
-			return
 		}
 		select {
 		case <-n.stop:
@@ -564,18 +566,17 @@ func (n *Node) rebuild() {
 		if at, ok := n.crashed[name]; ok {
 			delete(n.crashed, name)
 			// Invariant: only a node in the ring tells a node it was taken
-			// for dead. One that is leaving or has left (draining) is in
-			// nobody's ring, and after its leave its memberlist still
-			// probes, with a view nobody refutes to: under load it takes
-			// live members for dead alone. Told so, a member drops every
-			// list it held (rejoined), with the interest of nodes that never
-			// took it for dead and so never link again: their queues got
-			// nothing until the post-settle audit (issue 12: the audit
-			// test's RESYNCs after b left). Had ring members taken it for
-			// dead too, each of them tells it.
-			if n.draining {
-				continue
-			}
+			// for dead (tellRejoined asks nothing while this node is
+			// draining). One that is leaving or has left is in nobody's
+			// ring, and after its leave its memberlist still probes, with
+			// a view nobody refutes to: under load it takes live members
+			// for dead alone. Told so, a member drops every list it held
+			// (rejoined), for nothing: the lists were live, and every
+			// queue in them gets a RESYNC (before rejoined told the other
+			// interested nodes to link again, those queues got nothing
+			// until the post-settle audit: issue 12, the audit test's
+			// RESYNCs after b left). Had ring members taken it for dead
+			// too, each of them tells it.
 			go n.tellRejoined(name, at)
 		}
 	}

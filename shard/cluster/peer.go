@@ -229,8 +229,9 @@ func (p *peer) deliver(batch []*pb.Op) {
 // new nodes among them (a queue appends it at most once); a publication
 // for a list's holder goes to the holder, which gives it the same
 // position again (Event.ID). Interest, learn and revoke ops go to the
-// list's holder as they are (idempotent). Nothing is handed on while this
-// node itself is closing.
+// list's holder as they are (idempotent); a relink, the peer's own
+// interest, goes with it. Nothing is handed on while this node itself
+// is closing.
 func (p *peer) handOn(ops []*pb.Op) {
 	if len(ops) == 0 {
 		return

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
 )
 
 // repair rebuilds what crashed nodes held: the crashed nodes are dropped
@@ -24,13 +25,11 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.repairedAt = start
 	n.mu.Unlock()
 	dropped := n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
-	lost, _ := n.relink(func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
+	lost, _ := n.relink(nil, func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
 	n.stats.Repairs.Add(1)
 	n.stats.handoff(time.Since(start))
 	n.log.Info("repaired after crash", "crashed", crashed, "resync", lost, "dropped", dropped, "in", time.Since(start))
-	n.mu.Lock()
-	n.repairedAt = time.Now()
-	n.mu.Unlock()
+	n.noteRepaired()
 }
 
 // rejoined: the others took this node for dead (it was frozen or cut off)
@@ -60,6 +59,21 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 // node's was linked again, and the others' queues got no event until
 // the post-settle audit found them missing from it (issue 12: the
 // chaos and churn runs' audits found RESYNCs, all "missing").
+//
+// Invariant: a node whose interest a dropped list held hears of it and
+// links again (an Op's relink). Not every member took this node for
+// dead: a suspicion may reach some and not others (memberlist's
+// refutation overtakes it), and one that never did saw no ring change,
+// so it links nothing again by itself; its queues got nothing until the
+// post-settle audit found them missing (issue 12: the churn test's
+// audit RESYNCs). Told, it links where the list is held now, and its
+// queues get a RESYNC if it was missing there (relinkOne): every event,
+// or one RESYNC, never silence. From the first drop until lostListWait
+// after this node's own relink, a publish that finds no list is tried
+// again (repairedAt, deliver): the list may be in the making from those
+// queues, and a publish answered as reaching nobody meanwhile would
+// leave them a RESYNC with an older etag
+// (TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain).
 func (n *Node) rejoined(deadAt uint64) {
 	n.mu.Lock()
 	n.changedAt = time.Now() // the cluster changed without this node: the audit waits (beatLocked)
@@ -69,17 +83,30 @@ func (n *Node) rejoined(deadAt uint64) {
 	n.mu.Unlock()
 	_, lists := n.store.Keys()
 	dropped := 0
+	told := map[string][]string{} // node → resources whose dropped list held its interest
 	for _, res := range lists {
 		mu := n.stripe(res)
 		mu.Lock()
 		if since, held := n.store.HeldSince(res); held && since < deadAt {
-			n.store.ExportResource(res)
+			n.noteRepaired()
+			st, _ := n.store.ExportResource(res)
 			dropped++
+			for _, in := range st.Nodes {
+				if in.Count > 0 && in.Node != n.cfg.Name {
+					told[in.Node] = append(told[in.Node], res)
+				}
+			}
 		}
 		mu.Unlock()
 	}
-	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped)
-	k, _ := n.relink(func(string) bool { return true }, true)
+	for node, res := range told {
+		n.send(node, &pb.Op{Relink: res})
+	}
+	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped, "told", len(told))
+	k, _ := n.relink(nil, func(string) bool { return true }, true)
+	if dropped > 0 {
+		n.noteRepaired()
+	}
 	n.stats.Repairs.Add(1)
 	n.log.Info("relinked", "resync", k)
 }
@@ -94,7 +121,7 @@ func (n *Node) rejoined(deadAt uint64) {
 // tail comes (shard.Store.OfferTail).
 func (n *Node) audit() {
 	start := time.Now()
-	missing, resources := n.relink(func(string) bool { return false }, false)
+	missing, resources := n.relink(nil, func(string) bool { return false }, false)
 	if missing == 0 {
 		n.log.Debug("audit: this node is in every list it should be", "resources", resources, "in", time.Since(start))
 		return
@@ -104,11 +131,12 @@ func (n *Node) audit() {
 }
 
 // relink links again this node's interest in the list of every resource
-// its queues subscribe to, and returns how many RESYNCs it appended to
-// subscriptions whose list was lost (lost(res), or this node missing from
-// it), and how many resources it linked. retry: a link that fails is tried
-// again in the background (a repair's: the other survivors may not have
-// dropped the dead node yet and route to it).
+// its queues subscribe to (of those in only, if only is not nil), and
+// returns how many RESYNCs it appended to subscriptions whose list was
+// lost (lost(res), or this node missing from it), and how many resources
+// it linked. retry: a link that fails is tried again in the background
+// (a repair's: the other survivors may not have dropped the dead node yet
+// and route to it).
 //
 // Invariant (the gateway remembers what it delivered): a lost list's
 // RESYNC carries the list's etag after the re-link, and the re-link tells
@@ -118,10 +146,19 @@ func (n *Node) audit() {
 // rebuilt after its holder died so starts from the newest etag any queue
 // saw, never from "" for a resource that was published, and never from an
 // older etag a publisher remembers.
-func (n *Node) relink(lost func(string) bool, retry bool) (resynced, resources int) {
+func (n *Node) relink(only []string, lost func(string) bool, retry bool) (resynced, resources int) {
 	n.relinking.Add(1)
 	defer n.relinking.Add(-1)
 	locals := n.store.LocalInterests()
+	if only != nil {
+		all := locals
+		locals = make(map[string]shard.LocalInterest, len(only))
+		for _, res := range only {
+			if li, ok := all[res]; ok {
+				locals[res] = li
+			}
+		}
+	}
 	var affected []string
 	for res := range locals {
 		if lost(res) {

@@ -195,9 +195,12 @@ func TestRejoined_ToldAgainWhenTheFirstCallsFail(t *testing.T) {
 		t.Fatal("the list is not at its owner n2")
 	}
 	n2.RefuseRejoined(2)
-	n1.TellRejoined("n2", time.Now())
+	deadAt := time.Now()
+	n1.TellRejoined("n2", deadAt)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, held := n2.store.HasResource(res); !held {
+		// Dropped, or made again since: n2 tells n1, whose interest the
+		// old list held, to link again, and n1's link starts a new one.
+		if since, held := n2.store.HeldSince(res); !held || since > uint64(deadAt.UnixNano()) {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -112,7 +112,9 @@ func (n *Node) serveIntercept(ctx context.Context, req any, _ *grpc.UnaryServerI
 // revoke op from another ring has nobody to answer: it is applied on its
 // own goroutine once the rings agree, or as this node's own after
 // ringWait, and holds up no op behind it (ops on a list are ordered by
-// Interest.Ver and positions, not by arrival; see whenLanded).
+// Interest.Ver and positions, not by arrival; see whenLanded). A relink
+// (see rejoined) runs on its own goroutine too: its links wait for other
+// nodes.
 func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, error) {
 	n := s.n
 	rep := &pb.PushReply{}
@@ -131,6 +133,8 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			rep.Reached += int64(n.store.DeliverLocal(eventOf(op.GetEvent())))
 		case op.GetRevokeResource() != "" && !op.GetFanout():
 			rep.Reached += int64(n.store.RevokeLocal(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice()))
+		case len(op.GetRelink()) > 0:
+			go n.relink(op.GetRelink(), func(string) bool { return false }, true) //nolint:gosec // G118: it outlives the Push on purpose
 		case op.GetRing() == n.ring.Load().ID():
 			rep.Reached += int64(n.applyOp(op, true))
 		default:

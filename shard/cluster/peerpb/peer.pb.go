@@ -1231,6 +1231,11 @@ type Op struct {
 	LearnEpoch    uint64 `protobuf:"varint,12,opt,name=learn_epoch,json=learnEpoch,proto3" json:"learn_epoch,omitempty"`
 	LearnOffset   uint64 `protobuf:"varint,13,opt,name=learn_offset,json=learnOffset,proto3" json:"learn_offset,omitempty"`
 	LearnAt       uint64 `protobuf:"varint,14,opt,name=learn_at,json=learnAt,proto3" json:"learn_at,omitempty"` // shard.Position.At of learn_etag
+	// Relink: the sender dropped its lists of these resources, and this
+	// node's interest in them went with them (the sender had been taken
+	// for dead: Node.rejoined); this node links its interest in each
+	// again where the list is held now.
+	Relink        []string `protobuf:"bytes,17,rep,name=relink,proto3" json:"relink,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1354,6 +1359,13 @@ func (x *Op) GetLearnAt() uint64 {
 		return x.LearnAt
 	}
 	return 0
+}
+
+func (x *Op) GetRelink() []string {
+	if x != nil {
+		return x.Relink
+	}
+	return nil
 }
 
 // Ops in the order one node sent them to another.
@@ -2979,7 +2991,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x0e\n" +
 	"\x02at\x18\x05 \x01(\x04R\x02at\x12!\n" +
-	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\xea\x03\n" +
+	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\x82\x04\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12+\n" +
@@ -2997,7 +3009,8 @@ const file_peer_proto_rawDesc = "" +
 	"\vlearn_epoch\x18\f \x01(\x04R\n" +
 	"learnEpoch\x12!\n" +
 	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\x12\x19\n" +
-	"\blearn_at\x18\x0e \x01(\x04R\alearnAtJ\x04\b\x02\x10\x03J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"\blearn_at\x18\x0e \x01(\x04R\alearnAt\x12\x16\n" +
+	"\x06relink\x18\x11 \x03(\tR\x06relinkJ\x04\b\x02\x10\x03J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
 	"\"5\n" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
