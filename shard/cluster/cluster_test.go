@@ -120,29 +120,43 @@ func startNodeWith(t *testing.T, name, ca, caKey, seed string, intercept func(co
 	if err != nil {
 		t.Fatal(err)
 	}
-	gossip := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	cfg := cluster.Config{
-		Name: name, Gossip: gossip, RPC: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
-		ServerTLS: srv, ClientTLS: cli, Auth: allowAll{}, ProbeInterval: 200 * time.Millisecond,
-		Logger:    slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Intercept: intercept,
-		Current: func(_ context.Context, rs []string) map[string]string {
-			out := map[string]string{}
-			for _, r := range rs {
-				out[r] = "current@" + name
-			}
-			return out
-		},
-	}
-	if seed != "" {
-		cfg.Join = []string{seed}
-	}
-	n, err := cluster.New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
+	// A port freePort gave may be taken again before the node binds it
+	// (by another test's node, or this node's other port): a start that
+	// finds its address in use is tried again on new ports.
+	var n *cluster.Node
+	var gossip string
+	for attempt := 0; ; attempt++ {
+		gossip = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+		cfg := cluster.Config{
+			Name: name, Gossip: gossip, RPC: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
+			ServerTLS: srv, ClientTLS: cli, Auth: allowAll{}, ProbeInterval: 200 * time.Millisecond,
+			Logger:    slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Intercept: intercept,
+			Current: func(_ context.Context, rs []string) map[string]string {
+				out := map[string]string{}
+				for _, r := range rs {
+					out[r] = "current@" + name
+				}
+				return out
+			},
+		}
+		if cfg.RPC == gossip {
+			continue
+		}
+		if seed != "" {
+			cfg.Join = []string{seed}
+		}
+		if n, err = cluster.New(cfg, store); err != nil {
+			t.Fatal(err)
+		}
+		err = n.Start(context.Background())
+		if err == nil {
+			break
+		}
+		n.Close()
+		if attempt == 4 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { n.Close(); store.Close() })
 	return started{&testNode{n, store}, gossip}
