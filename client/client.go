@@ -120,6 +120,10 @@ type Client struct {
 	queue   string
 	lastSeq uint64
 	watches map[string]*Watch
+	// fences holds, for a resource whose watch was closed, the queue's
+	// last seq once it was unsubscribed: its notifications up to there,
+	// still unread, were queued for the closed watch (dispatch).
+	fences  map[string]uint64
 	state   State
 	states  chan State
 	invites chan Event
@@ -172,7 +176,17 @@ func (w *Watch) Close() {
 	if q != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = c.gql(ctx, `mutation($q:String!,$r:String!){ unsubscribe(queue:$q, resource:$r) }`, map[string]any{"q": q, "r": w.resource}, nil)
+		// A mutation's fields run in turn: lastSeq is read once the
+		// subscription is gone, so every notification it queued has a
+		// seq not above it.
+		var out struct{ RenewQueue struct{ LastSeq uint64 } }
+		if c.gql(ctx, `mutation($q:String!,$r:String!){ unsubscribe(queue:$q, resource:$r) renewQueue(name:$q) { lastSeq } }`, map[string]any{"q": q, "r": w.resource}, &out) == nil {
+			c.mu.Lock()
+			if c.queue == q && out.RenewQueue.LastSeq > c.lastSeq {
+				c.fences[w.resource] = out.RenewQueue.LastSeq
+			}
+			c.mu.Unlock()
+		}
 	}
 }
 
@@ -215,7 +229,7 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 	}
 	c := &Client{
 		opts: o, urls: append([]string{url}, o.URLs...), log: o.Logger.With("component", "meshgate-client"),
-		token: token, watches: map[string]*Watch{}, state: Connecting,
+		token: token, watches: map[string]*Watch{}, fences: map[string]uint64{}, state: Connecting,
 		states: make(chan State, 16), invites: make(chan Event, o.Buffer), kick: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
@@ -394,6 +408,7 @@ func (c *Client) makeQueueWith(ctx context.Context, gql execFunc) error {
 	c.stats.queues.Add(1)
 	c.mu.Lock()
 	c.queue, c.lastSeq = out.CreateQueue.Name, 0
+	clear(c.fences) // seqs of the old queue
 	ws := make([]*Watch, 0, len(c.watches))
 	for _, w := range c.watches {
 		ws = append(ws, w)
@@ -420,10 +435,37 @@ func (c *Client) resubscribeAll(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	for _, w := range ws {
-		if err := c.resubscribe(ctx, q, w); err == nil {
-			c.stats.resubscribes.Add(1)
+		// Invariant: after an OVERFLOW every watch is subscribed again
+		// naming its etag, or stops watching: the RESYNC that subscribe
+		// queues is all that brings back a resource whose changes were
+		// dropped. So a failure of the node or network is retried (gql
+		// moves on to the next node), until it works or the watch, its
+		// queue or the client is gone. Another error (the queue is gone:
+		// the stream learns it and subscribes everything again) is not.
+		for attempt := 0; ; attempt++ {
+			err := c.resubscribe(ctx, q, w)
+			if err == nil {
+				c.stats.resubscribes.Add(1)
+				break
+			}
+			var e *Error
+			if errors.As(err, &e) && e.Code != "UNAVAILABLE" || ctx.Err() != nil {
+				break
+			}
+			c.log.Debug("subscribing again after an OVERFLOW failed", "resource", w.resource, "err", err)
+			sleep(ctx, c.backoff(attempt))
+			if !c.watching(q, w) {
+				break
+			}
 		}
 	}
+}
+
+// watching reports whether w is still watched on queue q.
+func (c *Client) watching(q string, w *Watch) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && c.queue == q && c.watches[w.resource] == w
 }
 
 // Close stops the client and deletes its queue.
@@ -458,9 +500,22 @@ func (c *Client) dispatch(ctx context.Context, n notification) {
 		return
 	}
 	c.lastSeq = n.Seq
+	// Invariant: a watch sees no notification queued before its
+	// subscribe answered. One at or below its resource's fence was
+	// queued for an earlier watch, before that one was unsubscribed: it
+	// may be older than what the new watch's subscribe answered.
+	stale := false
+	if f, ok := c.fences[n.Resource]; ok && n.Resource != "" {
+		if stale = n.Seq <= f; !stale {
+			delete(c.fences, n.Resource)
+		}
+	}
 	w := c.watches[n.Resource]
 	c.mu.Unlock()
 	c.stats.notifications.Add(1)
+	if stale {
+		return
+	}
 	ev := Event{Kind: Kind(n.Kind), Resource: n.Resource, Etag: n.Etag, Seq: n.Seq, Time: n.PublishedAt, Payload: n.Payload}
 	if n.EtagUnknown {
 		ev.Kind = EtagUnknown // a RESYNC whose "" is not "never published"

@@ -1,8 +1,17 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,4 +154,92 @@ func eventually(cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
+}
+
+// After an OVERFLOW the client subscribes again naming the etag it holds,
+// and the RESYNC that answer makes is how a resource whose every change
+// was dropped comes current. When that subscribe fails (the node is down,
+// or answers UNAVAILABLE while the cluster changes), it must be made
+// again: else the watch stays behind for good. Here a proxy in front of
+// the gateway answers UNAVAILABLE to d's subscribes with a knownEtag, more
+// times than one call's own retries.
+func TestOverflow_FailedResubscribeIsRetried(t *testing.T) {
+	gw := startGatewayWith(shard.Config{BufferSize: 4, RetainDelivered: 4})
+	defer gw.stop()
+	const refusals = 4 // more than the 2+len(URLs) tries of one request
+	var mu sync.Mutex
+	refused := 0
+	target, _ := url.Parse(gw.URL)
+	target.Path = ""
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = gw.HTTP.Transport
+	rp.ErrorLog = log.New(io.Discard, "", 0) // polls cut short when the client closes
+	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var op struct {
+			Query     string
+			Variables map[string]any
+		}
+		_ = json.Unmarshal(body, &op)
+		if strings.Contains(op.Query, "subscribe(queue:") && op.Variables["r"] == "user:alice/d" && op.Variables["k"] != nil && op.Variables["k"] != "" {
+			mu.Lock()
+			refuse := refused < refusals
+			if refuse {
+				refused++
+			}
+			mu.Unlock()
+			if refuse {
+				rw.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(rw, `{"errors":[{"message":"the cluster is changing","extensions":{"code":"UNAVAILABLE"}}]}`)
+				return
+			}
+		}
+		rp.ServeHTTP(rw, r)
+	}))
+	defer proxy.Close()
+	ctx := context.Background()
+	c, err := client.Dial(ctx, proxy.URL+"/graphql", gw.token("slow", time.Hour), &client.Options{HTTPClient: gw.HTTP, Transport: "poll", Buffer: 1, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	gw.publish("user:alice/d", "d01")
+	hold, err := c.Watch(ctx, "user:alice/hold", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Watch(ctx, "user:alice/d", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// h02 fills hold's event buffer: the client is stuck handing over h03,
+	// and its queue fills behind it; d02 is dropped.
+	gw.publish("user:alice/hold", "h02")
+	gw.publish("user:alice/hold", "h03")
+	waitFor(t, "the client to hold h03", func() bool { return c.Stats().Notifications == 2 })
+	gw.publish("user:alice/d", "d02")
+	for i := 4; i <= 12; i++ {
+		gw.publish("user:alice/hold", "h"+pad(i))
+	}
+	go func() {
+		for range hold.Events() {
+		}
+	}()
+	var evs []client.Event
+	timeout := time.After(20 * time.Second)
+	for d.Etag() != "d02" {
+		select {
+		case ev := <-d.Events():
+			evs = append(evs, ev)
+		case <-timeout:
+			mu.Lock()
+			t.Fatalf("d is at %s after its resubscribe was refused %d times; want d02; d: %s", d.Etag(), refused, trace(evs))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refused != refusals {
+		t.Fatalf("refused %d subscribes; want %d", refused, refusals)
+	}
 }

@@ -202,6 +202,9 @@ var unsubscribe = (
   `
   mutation Unsubscribe($queue: String!, $resource: String!) {
     unsubscribe(queue: $queue, resource: $resource)
+    renewQueue(name: $queue) {
+      lastSeq
+    }
   }
 `
 );
@@ -1891,6 +1894,10 @@ var Client = class extends Emitter {
   // resource → last etag known
   #subscribed = /* @__PURE__ */ new Set();
   // resources subscribed on #queue
+  // For a resource whose watch was closed: #queue's last seq once it was
+  // unsubscribed. Its notifications up to there, still unread, were
+  // queued for the closed watch (#dispatch).
+  #fences = /* @__PURE__ */ new Map();
   #watches = /* @__PURE__ */ new Map();
   #saved;
   #chain = Promise.resolve();
@@ -2019,7 +2026,8 @@ var Client = class extends Emitter {
     this.#etags.delete(w.resource);
     this.#persist();
     try {
-      await this.#serial(() => this.#gql(unsubscribe, { queue: q, resource: w.resource }));
+      const { renewQueue: renewQueue2 } = await this.#serial(() => this.#gql(unsubscribe, { queue: q, resource: w.resource }));
+      if (this.#queue === q && renewQueue2.lastSeq > this.#lastSeq) this.#fences.set(w.resource, renewQueue2.lastSeq);
     } catch {
     }
   }
@@ -2127,6 +2135,7 @@ var Client = class extends Emitter {
       this.#queue = createQueue2.name;
       this.#lastSeq = 0;
       this.#subscribed.clear();
+      this.#fences.clear();
       this.#persist();
     }
     for (const w of [...this.#watches.values()]) {
@@ -2210,6 +2219,27 @@ var Client = class extends Emitter {
     }
     if (await this.#ask(q, w, known)) this.#stats.resubscribes++;
   }
+  /** #afterOverflow runs #resubscribe for w after an OVERFLOW.
+   * Invariant: after an OVERFLOW every watch is subscribed again naming its
+   * etag, or stops watching: the RESYNC that subscribe queues is all that
+   * brings back a resource whose changes were dropped. So a failure of the
+   * node or network is retried, with backoff, until it works or the watch,
+   * its queue or the client is gone. A refusal ends the watch (#ask); a
+   * lost queue is made again by the loop, which subscribes every watch. */
+  async #afterOverflow(w) {
+    const q = this.#queue;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#serial(() => this.#resubscribe(w));
+        return;
+      } catch (err) {
+        this.#subscribeFailed(err);
+        if (err instanceof MeshgateError && err.code !== "UNAVAILABLE") return;
+      }
+      await sleep(this.#backoff(attempt), this.#closing.signal);
+      if (this.#closing.signal.aborted || this.#queue !== q || this.#watches.get(w.resource) !== w) return;
+    }
+  }
   #subscribeFailed(err) {
     if (isCode(err, "QUEUE_NOT_FOUND")) this.#stream?.abort();
     this.emit("error", err instanceof Error ? err : new Error(String(err)));
@@ -2231,15 +2261,17 @@ var Client = class extends Emitter {
         if (n.from) ev.from = `${n.from.user}/${n.from.device}`;
         this.emit("invite", ev);
         if (n.kind === "OVERFLOW") {
-          for (const w of [...this.#watches.values()]) {
-            void this.#serial(() => this.#resubscribe(w)).catch((err) => this.#subscribeFailed(err));
-          }
+          for (const w of [...this.#watches.values()]) void this.#afterOverflow(w);
         }
         break;
       }
       case "CHANGED":
       case "RESYNC":
       case "REVOKED": {
+        if (!this.#watches.has(resource) && !this.#subscribed.has(resource)) break;
+        const fence = this.#fences.get(resource);
+        if (fence !== void 0 && n.seq <= fence) break;
+        this.#fences.delete(resource);
         const unknown = n.kind === "RESYNC" && n.etagUnknown;
         if (n.kind !== "REVOKED" && n.etag != null && !unknown) this.#etags.set(resource, n.etag);
         const w = this.#watches.get(resource);

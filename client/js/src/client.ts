@@ -8,6 +8,7 @@ import type {
   RenewQueueMutation,
   SubscribeMutation,
   SubscribeMutationVariables,
+  UnsubscribeMutation,
 } from './generated.js';
 import { isCode, MeshgateError, NetworkFailure, post, tokenExpiry, type FetchFn } from './http.js';
 import * as ops from './operations.js';
@@ -269,6 +270,10 @@ export class Client extends Emitter<ClientEvents> {
   #lastSeq = 0;
   #etags = new Map<string, string>(); // resource → last etag known
   #subscribed = new Set<string>(); // resources subscribed on #queue
+  // For a resource whose watch was closed: #queue's last seq once it was
+  // unsubscribed. Its notifications up to there, still unread, were
+  // queued for the closed watch (#dispatch).
+  #fences = new Map<string, number>();
   #watches = new Map<string, Watch>();
   #saved: Saved | undefined;
   #chain: Promise<unknown> = Promise.resolve();
@@ -406,9 +411,10 @@ export class Client extends Emitter<ClientEvents> {
     this.#etags.delete(w.resource);
     this.#persist();
     try {
-      await this.#serial(() => this.#gql(ops.unsubscribe, { queue: q, resource: w.resource }));
+      const { renewQueue } = await this.#serial(() => this.#gql<UnsubscribeMutation>(ops.unsubscribe, { queue: q, resource: w.resource }));
+      if (this.#queue === q && renewQueue.lastSeq > this.#lastSeq) this.#fences.set(w.resource, renewQueue.lastSeq);
     } catch {
-      // its notifications are ignored from now on
+      // its notifications are ignored until it is watched again
     }
   }
 
@@ -523,6 +529,7 @@ export class Client extends Emitter<ClientEvents> {
       this.#queue = createQueue.name;
       this.#lastSeq = 0;
       this.#subscribed.clear();
+      this.#fences.clear(); // seqs of the old queue
       this.#persist();
     }
     for (const w of [...this.#watches.values()]) {
@@ -616,6 +623,28 @@ export class Client extends Emitter<ClientEvents> {
     if (await this.#ask(q, w, known)) this.#stats.resubscribes++;
   }
 
+  /** #afterOverflow runs #resubscribe for w after an OVERFLOW.
+   * Invariant: after an OVERFLOW every watch is subscribed again naming its
+   * etag, or stops watching: the RESYNC that subscribe queues is all that
+   * brings back a resource whose changes were dropped. So a failure of the
+   * node or network is retried, with backoff, until it works or the watch,
+   * its queue or the client is gone. A refusal ends the watch (#ask); a
+   * lost queue is made again by the loop, which subscribes every watch. */
+  async #afterOverflow(w: Watch): Promise<void> {
+    const q = this.#queue;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#serial(() => this.#resubscribe(w));
+        return;
+      } catch (err) {
+        this.#subscribeFailed(err);
+        if (err instanceof MeshgateError && err.code !== 'UNAVAILABLE') return;
+      }
+      await sleep(this.#backoff(attempt), this.#closing.signal);
+      if (this.#closing.signal.aborted || this.#queue !== q || this.#watches.get(w.resource) !== w) return;
+    }
+  }
+
   #subscribeFailed(err: unknown): void {
     // A lost queue or node: the loop re-checks the queue on the next connection.
     if (isCode(err, 'QUEUE_NOT_FOUND')) this.#stream?.abort();
@@ -640,15 +669,23 @@ export class Client extends Emitter<ClientEvents> {
         this.emit('invite', ev);
         if (n.kind === 'OVERFLOW') {
           // Some notifications are gone: subscribe again (#resubscribe).
-          for (const w of [...this.#watches.values()]) {
-            void this.#serial(() => this.#resubscribe(w)).catch((err: unknown) => this.#subscribeFailed(err));
-          }
+          for (const w of [...this.#watches.values()]) void this.#afterOverflow(w);
         }
         break;
       }
       case 'CHANGED':
       case 'RESYNC':
       case 'REVOKED': {
+        // Invariant: a watch sees no notification queued before its
+        // subscribe answered, and a closed one leaves no etag behind. One
+        // for a resource neither watched nor subscribed, or at or below
+        // its fence, was queued for a closed watch, before it was
+        // unsubscribed: it may be older than what a new watch's subscribe
+        // answered.
+        if (!this.#watches.has(resource) && !this.#subscribed.has(resource)) break;
+        const fence = this.#fences.get(resource);
+        if (fence !== undefined && n.seq <= fence) break;
+        this.#fences.delete(resource);
         // A RESYNC flagged etagUnknown: its '' is not "never published".
         const unknown = n.kind === 'RESYNC' && n.etagUnknown;
         if (n.kind !== 'REVOKED' && n.etag != null && !unknown) this.#etags.set(resource, n.etag);

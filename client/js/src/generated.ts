@@ -63,7 +63,7 @@ export type UnsubscribeMutationVariables = Exact<{
 }>;
 
 
-export type UnsubscribeMutation = { unsubscribe: boolean };
+export type UnsubscribeMutation = { unsubscribe: boolean, renewQueue: { lastSeq: number } };
 
 export type PollQueryVariables = Exact<{
   queue: string;

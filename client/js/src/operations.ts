@@ -37,9 +37,14 @@ export const subscribe = /* GraphQL */ `
   }
 `;
 
+// A mutation's fields run in turn: lastSeq is read once the subscription
+// is gone, so every notification it queued has a seq not above it.
 export const unsubscribe = /* GraphQL */ `
   mutation Unsubscribe($queue: String!, $resource: String!) {
     unsubscribe(queue: $queue, resource: $resource)
+    renewQueue(name: $queue) {
+      lastSeq
+    }
   }
 `;
 

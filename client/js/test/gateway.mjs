@@ -156,6 +156,10 @@ export async function startCluster(n) {
  * destroys every open connection (the network drops). */
 export class Proxy {
   mode = 'pass';
+  /** answer, if set, sees each POSTed operation ({query, variables}) and
+   * returns the JSON body to answer it with instead of the gateway, or
+   * undefined to pass it on. */
+  answer = undefined;
   #sockets = new Set();
   #websockets = new Set(); // {up, sock} of each WebSocket passed through
 
@@ -174,13 +178,29 @@ export class Proxy {
         res.writeHead(403, { 'content-type': 'text/plain' }).end('streams are not allowed here');
         return;
       }
-      const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
+      const forward = (body) => {
+        const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+          res.writeHead(ur.statusCode, ur.headers);
+          ur.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        res.on('close', () => up.destroy());
+        if (body) up.end(body);
+        else req.pipe(up);
+      };
+      if (!this.answer || req.method !== 'POST') return forward();
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        let op;
+        try {
+          op = JSON.parse(body);
+        } catch {}
+        const a = op && this.answer(op);
+        if (a === undefined) return forward(body);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(a));
       });
-      up.on('error', () => res.destroy());
-      res.on('close', () => up.destroy());
-      req.pipe(up);
     });
     this.server.on('connection', (s) => {
       this.#sockets.add(s);

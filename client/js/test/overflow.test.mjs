@@ -88,4 +88,42 @@ test('OVERFLOW: subscribe again; no watch goes back, each ends current', async (
   assert.equal(client.stats().queuesCreated, 1);
 });
 
+// The RESYNC that a subscribe after an OVERFLOW makes is all that brings
+// back a resource whose every change was dropped. When that subscribe
+// fails (here the gateway, through the proxy, answers UNAVAILABLE twice,
+// as while the cluster changes), it must be made again: else the watch
+// stays behind for good.
+test('OVERFLOW: a subscribe again that fails is retried', async (t) => {
+  let refused = 0;
+  proxy.answer = ({ query, variables }) => {
+    if (!query.includes('subscribe(queue') || variables.resource !== 'user:alice/d' || !variables.knownEtag || refused >= 2) return undefined;
+    refused++;
+    return { errors: [{ message: 'the cluster is changing', extensions: { code: 'UNAVAILABLE' } }] };
+  };
+  t.after(() => (proxy.answer = undefined));
+  await gw.publish('user:alice/d', 'd1');
+  const client = createClient({ url: proxy.url, token: () => gw.token('alice', 'retry'), webSocketImpl: WebSocket, maxBackoffMs: 300 });
+  t.after(() => client.close());
+  const d = client.watch('user:alice/d');
+  const x = client.watch('user:alice/x');
+  const ed = record(d);
+  const overflows = [];
+  client.on('invite', (ev) => ev.kind === 'OVERFLOW' && overflows.push(ev));
+  await Promise.all([d.ready, x.ready]);
+  await waitFor(() => client.state === 'live', 'live');
+  assert.equal(d.etag, 'd1');
+
+  proxy.mode = 'down';
+  proxy.cut();
+  await waitFor(() => client.state === 'recovering', 'recovering');
+  await gw.publish('user:alice/d', 'd2'); // dropped
+  for (let i = 1; i <= 8; i++) await gw.publish('user:alice/x', `x${i}`);
+  proxy.mode = 'pass';
+
+  await waitFor(() => overflows.length === 1, 'OVERFLOW');
+  await waitFor(() => d.etag === 'd2', () => `d at d2 after ${refused} refusals; d: ${trace(ed)}`);
+  assert.equal(refused, 2);
+  assert.deepEqual(ed.map((e) => `${e.kind}(${e.etag})`), ['RESYNC(d2)']);
+});
+
 const trace = (evs) => evs.map((e) => `${e.kind}(${e.etag})`).join(' ');

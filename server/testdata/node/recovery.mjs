@@ -51,7 +51,42 @@ async function newQueue() {
   print({ kind: 'READY' });
 }
 
-// 2. Stream with graphql-ws, resuming after the last seq seen; skip any seq
+// A failure of a node or the network (not a refusal: an error with another
+// code) is tried again, with backoff and jitter.
+const backoff = (n) => new Promise((r) => setTimeout(r, Math.random() * Math.min(10000, 100 * 2 ** n)));
+async function gqlRetried(query, variables) {
+  for (let n = 0; ; n++) {
+    try {
+      return await gql(query, variables);
+    } catch (e) {
+      if (e.code && e.code !== 'UNAVAILABLE') throw e;
+      await backoff(n);
+    }
+  }
+}
+
+// 2. OVERFLOW: some notifications were dropped. Subscribe again naming the
+// last etag applied, and take nothing from the answer: what is still
+// queued is newer than what was dropped but may be older than the answer.
+// When the answer differs, the gateway queues a RESYNC carrying it after
+// all that, and reading on brings us to it. A resource of which we know no
+// etag: none if it was never published, else an etag no publisher made.
+// A failed subscribe is made again: its RESYNC is all that brings back a
+// resource whose every change was dropped.
+async function resubscribe() {
+  const sub = 'mutation($q: String!, $r: String!, $k: String) { subscribe(queue: $q, resource: $r, knownEtag: $k) { etag etagUnknown } }';
+  for (const r of resources) {
+    let known = etags.get(r) ?? '';
+    if (known === '') {
+      const { subscribe } = await gqlRetried(sub, { q: queue, r, k: null });
+      if (subscribe.etag === '' && !subscribe.etagUnknown) continue; // never published: nothing was dropped
+      known = `meshgate-client-none-${Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+    }
+    await gqlRetried(sub, { q: queue, r, k: known });
+  }
+}
+
+// 3. Stream with graphql-ws, resuming after the last seq seen; skip any seq
 // already seen. On QUEUE_NOT_FOUND make a new queue; on anything else
 // (a node going away: close 1001, a network error) reconnect with backoff
 // and jitter, to the same URL or another node's.
@@ -61,7 +96,7 @@ const client = createClient({
   connectionParams: () => ({ authorization: auth }), // a function: a fresh token each connection
   retryAttempts: Infinity,
   shouldRetry: () => true,
-  retryWait: async (n) => new Promise((r) => setTimeout(r, Math.random() * Math.min(10000, 100 * 2 ** n))),
+  retryWait: backoff,
 });
 
 async function stream() {
@@ -77,8 +112,8 @@ async function stream() {
         if (n.seq <= lastSeq) continue; // seen already
         lastSeq = n.seq;
         if (n.kind === 'CHANGED' || n.kind === 'RESYNC') etags.set(n.resource, n.etag);
-        if (n.kind === 'OVERFLOW') { await newQueue(); continue; } // some are gone: compare etags again
         print(n);
+        if (n.kind === 'OVERFLOW') await resubscribe(); // some are gone (2.)
       }
     } catch (e) {
       const code = e.code ?? (Array.isArray(e) ? e[0]?.extensions?.code : undefined);
