@@ -43,13 +43,14 @@ func (s *Store) RememberUnheld(until time.Time) {
 	}
 }
 
-// ForgetUnheld forgets the remembered publishes whose time is up.
-func (s *Store) ForgetUnheld() {
+// ForgetUnheld forgets the remembered publishes whose time is up, and
+// those of the resources drop accepts (nil: none).
+func (s *Store) ForgetUnheld(drop func(res string) bool) {
 	now := s.cfg.Now().UnixNano()
 	s.res.mu.Lock()
 	defer s.res.mu.Unlock()
 	for res, u := range s.unheld {
-		if now > u.until {
+		if now > u.until || drop != nil && drop(res) {
 			delete(s.unheld, res)
 		}
 	}

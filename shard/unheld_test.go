@@ -36,7 +36,7 @@ func TestUnheld_ListStartsFromAPublishThatFoundNone(t *testing.T) {
 
 	publish(s, res, "v5") // remembered, for a minute
 	clk.Add(2 * time.Minute)
-	s.ForgetUnheld()
+	s.ForgetUnheld(nil)
 	publish(s, res, "v6") // too late: not remembered
 	s.res.mu.RLock()
 	defer s.res.mu.RUnlock()

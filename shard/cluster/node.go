@@ -654,7 +654,7 @@ func (n *Node) installLocked(r *ring.Ring) {
 
 // expire forgets old tombs and rings.
 func (n *Node) expire() {
-	n.store.ForgetUnheld()
+	n.store.ForgetUnheld(nil)
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
