@@ -42,7 +42,7 @@ var (
 	descRingShare     = prometheus.NewDesc("meshgate_ring_share", "Each member's share of the hash ring (0-1), as this node's ring has it.", []string{"node"}, nil)
 	descRingMembers   = prometheus.NewDesc("meshgate_ring_members", "Members of this node's ring.", nil, nil)
 	descForwarded     = prometheus.NewDesc("meshgate_cluster_forwarded_total", "Calls and ops this node sent to another node, by peer.", []string{"peer"}, nil)
-	descClusterEvents = prometheus.NewDesc("meshgate_cluster_events_total", "Cluster events: ring changes, keys given and taken in hand-offs, crash repairs, RESYNCs the post-settle audit appended (a safety net: it should find nothing), ops dropped because a peer was unreachable, streams relayed from another node.", []string{"event"}, nil)
+	descClusterEvents = prometheus.NewDesc("meshgate_cluster_events_total", "Cluster events: ring changes, keys given and taken in hand-offs, crash repairs, RESYNCs the post-settle audit appended (a safety net: it should find nothing), ops dropped because a peer was unreachable, streams relayed from another node, publishes that found no list not remembered (over the bound).", []string{"event"}, nil)
 )
 
 // collector reads the store, the wheel and the plugins at scrape time.
@@ -91,7 +91,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		name string
 		v    uint64
 	}{{"ring_change", cs.RingChanges.Load()}, {"key_given", cs.KeysGiven.Load()}, {"key_taken", cs.KeysTaken.Load()},
-		{"repair", cs.Repairs.Load()}, {"audit_resync", cs.Audited.Load()}, {"dropped", cs.Dropped.Load()}, {"relay", cs.Relays.Load()}} {
+		{"repair", cs.Repairs.Load()}, {"audit_resync", cs.Audited.Load()}, {"dropped", cs.Dropped.Load()}, {"relay", cs.Relays.Load()},
+		{"unheld_dropped", k.UnheldDropped.Load()}} {
 		ch <- prometheus.MustNewConstMetric(descClusterEvents, prometheus.CounterValue, float64(e.v), e.name)
 	}
 	if c.s.cfg.Plugins != nil {

@@ -224,9 +224,16 @@ func (s *Store) SubscriberCount() int {
 // removed (dead) between lookup and lock is looked up again.
 func (s *Store) lockList(res string, mk func() *resource) *resource {
 	if mk == nil {
-		mk = func() *resource {
+		mk = func() *resource { // under res.mu
 			now := s.cfg.Now()
-			return &resource{name: res, pos: Position{Epoch: newEpochAbove(now, 0)}, came: uint64(now.UnixNano())}
+			r := &resource{name: res, pos: Position{Epoch: newEpochAbove(now, 0)}, came: uint64(now.UnixNano())}
+			if u, ok := s.unheld[res]; ok {
+				// A publish acknowledged here while no list was: the list
+				// starts from its etag (see noteUnheld).
+				delete(s.unheld, res)
+				r.etag, r.etagPos = u.etag, Position{Epoch: r.pos.Epoch, At: u.at}
+			}
+			return r
 		}
 	}
 	for {
@@ -282,6 +289,9 @@ func (s *Store) Refan(ev *Event) { s.fan(ev, false) }
 
 func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	r := s.res.get(ev.Resource)
+	if r == nil && stamp {
+		r = s.noteUnheld(ev)
+	}
 	if r == nil {
 		return 0, false
 	}

@@ -47,6 +47,12 @@ type Store struct {
 	tailMu sync.Mutex
 	tails  map[*resource]tail
 
+	// unheldUntil (unix nanoseconds) is until when a publish that finds
+	// no list here is remembered in unheld (list.go, RememberUnheld);
+	// unheld is guarded by res.mu.
+	unheldUntil atomic.Int64
+	unheld      map[string]unheldPub
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -63,6 +69,10 @@ type Counters struct {
 	Deliveries atomic.Uint64
 	// Overflows counts OVERFLOW notifications handed to readers.
 	Overflows atomic.Uint64
+	// UnheldDropped counts publishes that found no list while the store
+	// remembered such publishes (RememberUnheld) and were not remembered:
+	// maxUnheld were already.
+	UnheldDropped atomic.Uint64
 	// QueuesCreated and QueuesExpired count queue lifecycles.
 	QueuesCreated, QueuesExpired atomic.Uint64
 }
@@ -84,6 +94,7 @@ func New(cfg Config) (*Store, error) {
 		res:    newTable[*resource](),
 		local:  newTable[*fanout](),
 		tails:  make(map[*resource]tail),
+		unheld: make(map[string]unheldPub),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}

@@ -92,3 +92,8 @@ func (n *Node) QuietFor(d time.Duration) {
 	n.changedAt = time.Now().Add(-d)
 	n.beat = time.Now()
 }
+
+// DelayRelinks makes every relink op this node is told of (see
+// rejoined) wait d before it links, as on a node whose links wait for
+// others.
+func (n *Node) DelayRelinks(d time.Duration) { n.relinkDelay.Store(int64(d)) }

@@ -412,6 +412,10 @@ func (n *Node) rebalance() int {
 	n.takeBack()
 	r := n.ring.Load()
 	self := n.cfg.Name
+	// A publish remembered for a list this node no longer owns is not
+	// the newest one when the key comes back: the owner meanwhile
+	// acknowledged others (see shard.Store.RememberUnheld).
+	n.store.ForgetUnheld(func(res string) bool { return r.Owner(res) != self })
 	qs, rs := n.store.Keys()
 	type keys struct{ q, r []string }
 	groups := map[string]*keys{}

@@ -133,6 +133,7 @@ type Node struct {
 	stats   Stats
 
 	refuseRejoined atomic.Int32 // Rejoined calls still to refuse: a test's fault (export_test.go)
+	relinkDelay    atomic.Int64 // how long a relink op waits before it runs: a test's fault
 
 	// relinking counts this node's relinks under way (a crash repair's,
 	// a rejoin's, a take-back's, a repair's retries): see tick.
@@ -463,6 +464,7 @@ func (n *Node) stallGap() time.Duration { return max(2*n.cfg.ProbeInterval, time
 func (n *Node) beatLocked(now time.Time) {
 	if gap := now.Sub(n.beat); !n.beat.IsZero() && gap > n.stallGap() {
 		n.changedAt = now
+		n.rememberUnheld()
 		n.log.Info("this node did not run for a while: membership may have changed meanwhile; the audit waits", "for", gap.Round(time.Millisecond))
 	}
 	n.beat = now
@@ -506,6 +508,15 @@ func (n *Node) tick() {
 // miss their events until the audit; the first call often fails, since
 // the connection to a node that was frozen is broken when it comes back.
 func (n *Node) tellRejoined(name string, at time.Time) {
+	n.askUntilAnswered(name, "tell a returning node it was taken for dead", func(ctx context.Context, p *peer) error {
+		_, err := p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
+		return err
+	})
+}
+
+// askUntilAnswered makes call to node name until it succeeds, as long as
+// name is a member and this node is not draining (what: for the log).
+func (n *Node) askUntilAnswered(name, what string, call func(context.Context, *peer) error) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		n.mu.Lock()
 		_, member := n.members[name]
@@ -516,12 +527,12 @@ func (n *Node) tellRejoined(name string, at time.Time) {
 		}
 		if p := n.peer(name); p != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			_, err := p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
+			err := call(ctx, p)
 			cancel()
 			if err == nil {
 				return
 			}
-			n.log.Warn("could not tell a returning node it was taken for dead; asking again", "node", name, "err", err)
+			n.log.Warn("could not "+what+"; asking again", "node", name, "err", err)
 		}
 		select {
 		case <-n.stop:
@@ -628,6 +639,7 @@ func (n *Node) installLocked(r *ring.Ring) {
 	n.history = append([]pastRing{{r: n.ring.Load(), until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
+	n.rememberUnheld()
 	w := map[string]int{}
 	for _, x := range r.Nodes() {
 		if x != n.cfg.Name {
@@ -642,6 +654,7 @@ func (n *Node) installLocked(r *ring.Ring) {
 
 // expire forgets old tombs and rings.
 func (n *Node) expire() {
+	n.store.ForgetUnheld(nil)
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()

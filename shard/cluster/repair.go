@@ -24,6 +24,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	}
 	n.repairedAt = start
 	n.mu.Unlock()
+	n.rememberUnheld()
 	dropped := n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
 	lost, _ := n.relink(nil, func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
 	n.stats.Repairs.Add(1)
@@ -74,6 +75,13 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 // queues, and a publish answered as reaching nobody meanwhile would
 // leave them a RESYNC with an older etag
 // (TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain).
+// The telling is asked again until the node answers (askUntilAnswered):
+// an op in the outbox is dropped after a few failed pushes, and the
+// connection of a node just thawed often is broken. A node told links
+// late (its links may wait for this one): the publishes acknowledged
+// meanwhile with no list to reach are remembered where they found none
+// (rememberUnheld), so its queues' RESYNC names the newest of them
+// (TestRejoined_ToldNodeLinkingLateGetsWhatWasPublishedMeanwhile).
 func (n *Node) rejoined(deadAt uint64) {
 	n.mu.Lock()
 	n.changedAt = time.Now() // the cluster changed without this node: the audit waits (beatLocked)
@@ -81,6 +89,7 @@ func (n *Node) rejoined(deadAt uint64) {
 		n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
 	}
 	n.mu.Unlock()
+	n.rememberUnheld()
 	_, lists := n.store.Keys()
 	dropped := 0
 	told := map[string][]string{} // node → resources whose dropped list held its interest
@@ -100,7 +109,10 @@ func (n *Node) rejoined(deadAt uint64) {
 		mu.Unlock()
 	}
 	for node, res := range told {
-		n.send(node, &pb.Op{Relink: res})
+		go n.askUntilAnswered(node, "tell a node to link again", func(ctx context.Context, p *peer) error {
+			_, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Relink: res}}})
+			return err
+		})
 	}
 	n.log.Warn("the cluster took this node for dead: linking every subscription again", "dropped", dropped, "told", len(told))
 	k, _ := n.relink(nil, func(string) bool { return true }, true)
@@ -109,6 +121,28 @@ func (n *Node) rejoined(deadAt uint64) {
 	}
 	n.stats.Repairs.Add(1)
 	n.log.Info("relinked", "resync", k)
+}
+
+// rememberUnheld makes the store remember, for historyTTL, the publishes
+// that find no list here (shard.Store.RememberUnheld): lists may be in
+// the making from other nodes' queues, whose links come when those
+// nodes learn of the loss, seconds apart.
+func (n *Node) rememberUnheld() { n.store.RememberUnheld(time.Now().Add(historyTTL)) }
+
+// relinkTold links again this node's interest in the lists of res, which
+// the node that held them dropped (rejoined there). This node's ring
+// did not change, so nothing else here would: the audit is made due
+// (changedAt) as after a membership change, as a safety net for a link
+// that keeps failing.
+func (n *Node) relinkTold(res []string) {
+	n.mu.Lock()
+	n.changedAt = time.Now()
+	n.mu.Unlock()
+	n.rememberUnheld()
+	if d := n.relinkDelay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	n.relink(res, func(string) bool { return false }, true)
 }
 
 // audit records this node's interest again in the list of every resource

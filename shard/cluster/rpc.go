@@ -134,7 +134,7 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 		case op.GetRevokeResource() != "" && !op.GetFanout():
 			rep.Reached += int64(n.store.RevokeLocal(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice()))
 		case len(op.GetRelink()) > 0:
-			go n.relink(op.GetRelink(), func(string) bool { return false }, true) //nolint:gosec // G118: it outlives the Push on purpose
+			go n.relinkTold(op.GetRelink())
 		case op.GetRing() == n.ring.Load().ID():
 			rep.Reached += int64(n.applyOp(op, true))
 		default:

@@ -1,0 +1,81 @@
+package shard
+
+import "time"
+
+// maxUnheld bounds how many publishes that found no list are remembered
+// (RememberUnheld); beyond it, one is counted (Counters.UnheldDropped)
+// and forgotten.
+const maxUnheld = 1 << 16
+
+// unheldPub is a publish acknowledged while no list of its resource was
+// held here: its etag, the At it was given then, and until when it is
+// remembered (unix nanoseconds).
+type unheldPub struct {
+	etag  string
+	at    uint64
+	until int64
+}
+
+// RememberUnheld makes this store remember, until until, every publish
+// that finds no subscriber list here (noteUnheld). The cluster calls it
+// whenever lists may be in the making elsewhere: a membership change, a
+// repair, a rejoin that dropped lists, a node told to link again.
+//
+// Invariant: a publish acknowledged while its list was lost is not lost
+// to a queue whose interest was on its way. A list dies with its holder
+// (a crash) or is dropped (a node taken for dead comes back); the queues
+// in it link again from their nodes, each when it learns of the loss,
+// which may be seconds apart (a survivor that saw the death later, a
+// node told by the returning one). A publish in between finds no list,
+// reaches nobody and is acknowledged; the list a late link then starts
+// from that queue's last etag would be older than the acknowledged one,
+// and its RESYNC would leave the queue stale for good (issue 12: the
+// chaos test's watches "never caught up", the publisher's later etags
+// never announced). Remembered, the publish gives the list it would have
+// reached its etag, ordered by At with the queues' hints (AddInterest
+// never takes an older one over it): the late link's RESYNC names it.
+func (s *Store) RememberUnheld(until time.Time) {
+	for u := until.UnixNano(); ; {
+		old := s.unheldUntil.Load()
+		if old >= u || s.unheldUntil.CompareAndSwap(old, u) {
+			return
+		}
+	}
+}
+
+// ForgetUnheld forgets the remembered publishes whose time is up, and
+// those of the resources drop accepts (nil: none).
+func (s *Store) ForgetUnheld(drop func(res string) bool) {
+	now := s.cfg.Now().UnixNano()
+	s.res.mu.Lock()
+	defer s.res.mu.Unlock()
+	for res, u := range s.unheld {
+		if now > u.until || drop != nil && drop(res) {
+			delete(s.unheld, res)
+		}
+	}
+}
+
+// noteUnheld remembers ev, a publish of a change that found no list
+// here, while RememberUnheld asks for it. It returns the list if one was
+// made meanwhile (ev goes to it). The table's write lock orders it with
+// the making of a list (lockList): either the list is made first and ev
+// reaches it, or ev is remembered first and the list starts from it.
+func (s *Store) noteUnheld(ev *Event) *resource {
+	now := s.cfg.Now()
+	until := s.unheldUntil.Load()
+	if ev.Kind != Changed && ev.Kind != Resync || now.UnixNano() > until {
+		return nil
+	}
+	s.res.mu.Lock()
+	defer s.res.mu.Unlock()
+	if r := s.res.m[ev.Resource]; r != nil {
+		return r
+	}
+	if _, ok := s.unheld[ev.Resource]; !ok && len(s.unheld) >= maxUnheld {
+		s.counters.UnheldDropped.Add(1)
+		return nil
+	}
+	s.unheld[ev.Resource] = unheldPub{etag: ev.Etag, at: stampAt(now), until: until}
+	return nil
+}
