@@ -383,36 +383,12 @@ func TestAudit_EventInFlightIsNotTakenForLost(t *testing.T) {
 // n2 links again, its queue gets a RESYNC at once and every publish
 // after it.
 func TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain(t *testing.T) {
-	nodes := startNodes(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/s%d", i); n1.Ring().Owner(r) == "n1" {
-			res = r
-		}
-	}
-	q, err := n2.CreateQueue(ctx, alice, 0) // held by n2
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	if k, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
-		t.Fatalf("the first publish reached %d queues (err %v); want n2's queue", k, err)
-	}
-	time.Sleep(10 * time.Millisecond) // the list is older than n3's repair
-	// n3 takes n1 for dead, sees it again, and tells it; n2 never hears of it.
-	n3.RepairAsDead("n1")
-	n3.Rebuild()
-	if !waitFor(10*time.Second, func() bool { return n1.Stats().Repairs.Load() > 0 }) {
-		t.Fatal("n1 never heard it had been taken for dead")
-	}
+	n1, n2, q, res := droppedWithInterest(t, 0)
 	// A publisher tries an UNAVAILABLE publish again.
 	var k int
+	var err error
 	publish := func() bool {
-		k, err = n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Time: time.Now()})
+		k, err = n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Time: time.Now()})
 		return err == nil
 	}
 	if !waitFor(10*time.Second, publish) || k != 1 {
@@ -423,17 +399,7 @@ func TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain(t *testing.
 	// of the relink, older, is then left out).
 	want := []string{"[CHANGED v1 RESYNC v1 CHANGED v2]", "[CHANGED v1 RESYNC v2]"}
 	var got []string
-	waitFor(5*time.Second, func() bool {
-		pg, err := n2.Poll(ctx, alice, q.Name, 0, 20, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = got[:0]
-		for _, it := range pg.Items {
-			got = append(got, it.Kind.String()+" "+it.Etag)
-		}
-		return slices.Contains(want, fmt.Sprint(got))
-	})
+	waitFor(5*time.Second, func() bool { got = queued(t, n2, q); return slices.Contains(want, fmt.Sprint(got)) })
 	if !slices.Contains(want, fmt.Sprint(got)) {
 		t.Errorf("n2's queue holds %v, want one of %v", got, want)
 	}
@@ -442,69 +408,69 @@ func TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain(t *testing.
 	}
 }
 
-// TestRejoined_ToldNodeLinkingLateGetsWhatWasPublishedMeanwhile: as in
-// TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain, n1
-// drops its list, held since before n3 took it for dead, and tells n2,
-// whose queue was in it, to link again; but n2 links late (its links
-// wait, as under load, for longer than n1's lostListWait). A publish
-// meanwhile finds no list, reaches nobody and is acknowledged. n2's link
-// then starts the list again from the etag its queue delivered, and its
-// RESYNC announced that older one: the queue held v1 for good while the
-// publisher's last change was v2 (issue 12: the chaos test's "17 of
-// 1000 watches never caught up", c1 having "dropped 15, told 2").
-func TestRejoined_ToldNodeLinkingLateGetsWhatWasPublishedMeanwhile(t *testing.T) {
+// droppedWithInterest sets the stage of the tests of a node told to link
+// again: a queue q held by n2 subscribes to res, owned by n1, whose list
+// delivers v1 to it; then n3 takes n1 for dead, sees it again, and tells
+// it (n2 never hears of it), so n1 drops its list, older than n3's
+// repair, and tells n2 to link again, which n2 does delay after.
+func droppedWithInterest(t *testing.T, delay time.Duration) (n1, n2 *testNode, q, res string) {
+	t.Helper()
 	nodes := startNodes(t, 3)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	ctx := context.Background()
-	res := ""
-	for i := 0; res == ""; i++ {
-		if r := fmt.Sprintf("user:alice/s%d", i); n1.Ring().Owner(r) == "n1" {
-			res = r
-		}
-	}
-	q, err := n2.CreateQueue(ctx, alice, 0) // held by n2
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n2.Subscribe(ctx, allowAll{}, alice, q.Name, res, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	if k, err := n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+	res = ownedBy(n1, "n1", "s")
+	q = subscribed(t, n2, allowAll{}, alice, res)
+	if k, err := n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
 		t.Fatalf("the first publish reached %d queues (err %v); want n2's queue", k, err)
 	}
 	time.Sleep(10 * time.Millisecond) // the list is older than n3's repair
-	n2.DelayRelinks(6 * time.Second)
+	n2.DelayRelinks(delay)
 	n3.RepairAsDead("n1")
 	n3.Rebuild()
 	if !waitFor(10*time.Second, func() bool { return n1.Stats().Repairs.Load() > 0 }) {
 		t.Fatal("n1 never heard it had been taken for dead")
 	}
+	return n1, n2, q, res
+}
+
+// queued lists the kinds and etags queue q of n holds.
+func queued(t *testing.T, n *testNode, q string) []string {
+	t.Helper()
+	pg, err := n.Poll(context.Background(), alice, q, 0, 20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, it := range pg.Items {
+		out = append(out, it.Kind.String()+" "+it.Etag)
+	}
+	return out
+}
+
+// TestRejoined_ToldNodeLinkingLateGetsWhatWasPublishedMeanwhile: as in
+// TestRejoined_InterestOfANodeThatNeverTookItForDeadIsLinkedAgain, n1
+// drops its list and tells n2, whose queue was in it, to link again; but
+// n2 links late (its links wait, as under load, for longer than n1's
+// lostListWait). A publish meanwhile finds no list, reaches nobody and is
+// acknowledged. n2's link then started the list again from the etag its
+// queue delivered, and its RESYNC announced that older one: the queue
+// held v1 for good while the publisher's last change was v2 (issue 12:
+// the chaos test's "17 of 1000 watches never caught up", c1 having
+// "dropped 15, told 2").
+func TestRejoined_ToldNodeLinkingLateGetsWhatWasPublishedMeanwhile(t *testing.T) {
+	n1, n2, q, res := droppedWithInterest(t, 6*time.Second)
 	// A publisher tries an UNAVAILABLE publish again, until it is
 	// acknowledged: once n1's lostListWait is over, before n2 links.
+	var err error
 	publish := func() bool {
-		_, err = n1.DeliverChecked(ctx, &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Time: time.Now()})
+		_, err = n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Time: time.Now()})
 		return err == nil
 	}
 	if !waitFor(10*time.Second, publish) {
 		t.Fatalf("the publish was never acknowledged: %v", err)
 	}
-	var got []string
-	last := func() string {
-		pg, err := n2.Poll(ctx, alice, q.Name, 0, 20, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = got[:0]
-		for _, it := range pg.Items {
-			got = append(got, it.Kind.String()+" "+it.Etag)
-		}
-		if len(pg.Items) == 0 {
-			return ""
-		}
-		return pg.Items[len(pg.Items)-1].Etag
-	}
 	// n2 links 6 s after it was told; its RESYNC comes then.
-	if !waitFor(15*time.Second, func() bool { return last() == "v2" }) {
+	var got []string
+	if !waitFor(15*time.Second, func() bool { got = queued(t, n2, q); return len(got) > 0 && strings.HasSuffix(got[len(got)-1], " v2") }) {
 		t.Errorf("n2's queue holds %v: its last etag is not v2, the publisher's last change", got)
 	}
 }
