@@ -167,3 +167,33 @@ func TestSubscribe_AtomicWithPublish(t *testing.T) {
 		})
 	}
 }
+
+// TestSubscribe_AnswerNotOlderThanAnEventStampedBeforeTheLink: the list
+// stamped v1 before the link, and v1 is still on its way to the queue's
+// node (another queue there follows the list); the publisher answers
+// v0, older (it keeps etags in memory and forgot, or was read on a
+// node that saw v1 late). The answer is the list's v1, v1 arriving
+// after it is not appended again, and v2 follows.
+func TestSubscribe_AnswerNotOlderThanAnEventStampedBeforeTheLink(t *testing.T) {
+	const res = "user:alice/before"
+	r := newRouted(t)
+	ctx := context.Background()
+	other := mustQueue(t, r.node, bob)
+	if _, err := r.node.Subscribe(ctx, allowAll{"v0"}, bob, other, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	publish(r.holder, res, "v1") // stamped; on its way to node
+	q := mustQueue(t, r.node, alice)
+	info, err := r.node.Subscribe(ctx, allowAll{"v0"}, alice, q, res, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.release()
+	publish(r.holder, res, "v2")
+	r.release()
+	got := drainAll(t, r.node, alice, q)
+	if info.Etag != "v1" || len(got) != 1 || got[0] != "CHANGED v2" {
+		t.Errorf("subscribe answered %q and the queue holds %v; want v1, then [CHANGED v2]", info.Etag, got)
+	}
+	checkWatch(t, info.Etag, got, "v2")
+}
