@@ -26,7 +26,9 @@
 // event of a resource carries the position its list holder stamped; a
 // subscription appends only past the last position it appended; subscribe
 // is ordered with publish under the list's lock; the etag answered is
-// never older than one delivered; etags of two epochs are ordered by when
+// never older than one delivered, and has a position (a publisher's
+// answer once the list learned it, after the publisher answered), from
+// which the subscription goes on; etags of two epochs are ordered by when
 // they were stamped (Position.At), so no subscription appends a RESYNC
 // older than what it delivered; a list announces its last event again to
 // the other nodes interested in it (AnnounceTails), so a lost last event

@@ -13,7 +13,8 @@ import "context"
 type Peers interface {
 	// Link records in (this node's interest) in resource's subscriber
 	// list at its holder (see Store.AddInterest) and returns the list's
-	// position and etag when it did.
+	// position and etag when it did. A zero in only learns hint and
+	// reads the list's state (Subscribe, once its publisher answered).
 	Link(ctx context.Context, resource string, in Interest, hint Hint) (Linked, error)
 	// Learn tells resource's list the etag a subscribe answered (see
 	// Store.AddInterest). It may return before that is done.

@@ -42,6 +42,22 @@ type SubscriptionInfo struct {
 // forgot, as the built-in `user:` one does when it restarts), or any
 // etag while the list holds one it stamped, is not believed over the
 // list, which remembers the last etag it delivered.
+//
+// Invariant (an answer has a position): the etag answered is the list's
+// state at a position, and the subscription goes on from that position,
+// so the queue appends only events stamped after it. The link's own
+// position will not do for a publisher's answer, which is read later: a
+// publish recorded before that read may have been stamped since the
+// link, and its event still be on its way to this node, older than the
+// answer. So a publisher's answer is believed only once the list has
+// learned it, as of the link, after the publisher answered (a second
+// Link, with no interest): the list's position then is the answer's, and
+// its etag the answer (the publisher's, adopted, or one the list stamped
+// since the link). This holds as long as the publisher records a publish
+// before its event reaches the list and a resource's publishes reach it
+// in the order recorded (every publish through the gateway, one at a
+// time): a publish recorded before the read and not stamped before the
+// list answered is the one whose etag the publisher answered.
 func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, queueName, res, proof, knownEtag string) (SubscriptionInfo, error) {
 	if _, _, err := ParseResource(res); err != nil {
 		return SubscriptionInfo{}, err
@@ -92,6 +108,21 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	if err != nil {
 		abandon()
 		return SubscriptionInfo{}, fmt.Errorf("subscribe %s: %w", res, err)
+	}
+	if etag != "" && etag != linked.Etag && (linked.Etag == "" || linked.Pos.At == 0) {
+		// The list has stamped no etag (nor learned this one), so the
+		// publisher's answer is believed, but only with a position (an
+		// answer has a position, above): the list learns it as of the
+		// link, and where the list stands now, after the publisher
+		// answered, is the answer's position; its etag is the answer.
+		// Without it, an event the list stamped after the link, still
+		// on its way to this node and older than the answer, was
+		// appended after the answer as the next event past the link
+		// (TestSubscribe_AtomicWithPublish).
+		if linked, err = s.peers.Link(ctx, res, Interest{}, Hint{Etag: etag, Pos: linked.Pos}); err != nil {
+			abandon()
+			return SubscriptionInfo{}, fmt.Errorf("subscribe %s: %w", res, err)
+		}
 	}
 	now = s.cfg.Now()
 	q.mu.Lock()
@@ -147,8 +178,9 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		}
 		sub.x = nil // it held only pending and seen: a pending subscription parks nothing (offerLocked)
 	} else if !linked.Pos.IsZero() && sub.pos.Before(linked.Pos) {
-		// A refresh: the answer is the list's state at the link, so the
-		// subscription goes on from the link's position too. Left behind
+		// A refresh: the answer is the list's state at the link (or
+		// when it learned the publisher's answer), so the subscription
+		// goes on from that position too. Left behind
 		// (its etag new, its position that of a list it followed once),
 		// it would take a late event of that list, at the next offset
 		// there, for its next one, and append an old change after the
@@ -173,8 +205,11 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	q.mu.Unlock()
 	notifyAll(ls)
 	if learn {
-		// The list knew no etag: it learns the publisher's, as of the
-		// position the queue was linked at (an event since wins).
+		// The list knows no etag and the answer is the subscription's
+		// own (a refresh the publisher answered "", after the list was
+		// made again): it learns it, as of the position the queue was
+		// linked at (an event since wins). A publisher's answer was
+		// learned above, before it was believed.
 		s.peers.Learn(res, Hint{Etag: answer, Pos: linked.Pos})
 	}
 	return info, nil
