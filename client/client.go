@@ -167,13 +167,17 @@ func (w *Watch) Etag() string {
 func (w *Watch) Close() {
 	c := w.c
 	c.mu.Lock()
-	if c.watches[w.resource] == w {
+	// Invariant: only the client's current watch of a resource speaks for
+	// it at the gateway. One REVOKED ended, or closed already, holds no
+	// subscription of its own: the queue's, if any, is a newer watch's.
+	current := c.watches[w.resource] == w
+	if current {
 		delete(c.watches, w.resource)
 	}
 	q := c.queue
 	c.mu.Unlock()
 	w.shut()
-	if q != "" {
+	if current && q != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// A mutation's fields run in turn: lastSeq is read once the
