@@ -123,7 +123,9 @@ type Client struct {
 	// fences holds, for a resource whose watch was closed, the queue's
 	// last seq once it was unsubscribed: its notifications up to there,
 	// still unread, were queued for the closed watch (dispatch).
-	fences  map[string]uint64
+	fences map[string]uint64
+	// turns orders each resource's Watch and Close (lockResource).
+	turns   map[string]*turn
 	state   State
 	states  chan State
 	invites chan Event
@@ -166,6 +168,7 @@ func (w *Watch) Etag() string {
 // Close stops watching the resource.
 func (w *Watch) Close() {
 	c := w.c
+	defer c.lockResource(w.resource)()
 	c.mu.Lock()
 	// Invariant: only the client's current watch of a resource speaks for
 	// it at the gateway. One REVOKED ended, or closed already, holds no
@@ -233,7 +236,7 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 	}
 	c := &Client{
 		opts: o, urls: append([]string{url}, o.URLs...), log: o.Logger.With("component", "meshgate-client"),
-		token: token, watches: map[string]*Watch{}, fences: map[string]uint64{}, state: Connecting,
+		token: token, watches: map[string]*Watch{}, fences: map[string]uint64{}, turns: map[string]*turn{}, state: Connecting,
 		states: make(chan State, 16), invites: make(chan Event, o.Buffer), kick: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
@@ -291,6 +294,7 @@ func (c *Client) setState(s State) {
 // the resource's etag is no longer that one.
 func (c *Client) Watch(ctx context.Context, resource, proof, knownEtag string) (*Watch, error) {
 	w := &Watch{c: c, resource: resource, proof: proof, events: make(chan Event, c.opts.Buffer), etag: knownEtag}
+	defer c.lockResource(resource)()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -310,6 +314,39 @@ func (c *Client) Watch(ctx context.Context, resource, proof, knownEtag string) (
 		return nil, err
 	}
 	return w, nil
+}
+
+// turn is one resource's lock, held by the Watch or Close at it, and how
+// many wait for it.
+type turn struct {
+	mu    sync.Mutex
+	users int
+}
+
+// lockResource waits for resource's turn and returns its unlock.
+// Invariant: a resource's Watch and Close run one at a time, each from
+// taking or giving up its place in c.watches to its subscribe or
+// unsubscribe's answer; so the gateway gets them in the order the map
+// saw them, and the last one to change the map is the one that holds.
+// Nothing holding a turn waits on the run goroutine, nor on another turn.
+func (c *Client) lockResource(resource string) (unlock func()) {
+	c.mu.Lock()
+	t := c.turns[resource]
+	if t == nil {
+		t = &turn{}
+		c.turns[resource] = t
+	}
+	t.users++
+	c.mu.Unlock()
+	t.mu.Lock()
+	return func() {
+		t.mu.Unlock()
+		c.mu.Lock()
+		if t.users--; t.users == 0 {
+			delete(c.turns, resource)
+		}
+		c.mu.Unlock()
+	}
 }
 
 // execFunc runs one GraphQL operation and decodes its data into out: over
