@@ -324,11 +324,12 @@ type turn struct {
 }
 
 // lockResource waits for resource's turn and returns its unlock.
-// Invariant: a resource's Watch and Close run one at a time, each from
-// taking or giving up its place in c.watches to its subscribe or
-// unsubscribe's answer; so the gateway gets them in the order the map
-// saw them, and the last one to change the map is the one that holds.
-// Nothing holding a turn waits on the run goroutine, nor on another turn.
+// Invariant: a resource's Watch and Close, and the client's own
+// subscribes of it again (a new queue, an OVERFLOW), run one at a time,
+// each from its look at c.watches (or change of it) to the gateway's
+// answer; so the gateway gets them in the order the map saw them, and
+// the last one to change the map is the one that holds. Nothing holding
+// a turn waits on the app (a full Events channel), nor on another turn.
 func (c *Client) lockResource(resource string) (unlock func()) {
 	c.mu.Lock()
 	t := c.turns[resource]
@@ -363,6 +364,14 @@ func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *W
 	if err != nil {
 		return err
 	}
+	w.take(a)
+	return nil
+}
+
+// take takes a subscribe's answer and reports a changed etag. It may
+// block on a full Events channel: hold no turn for it, unless w is new
+// (Watch: one event into an empty channel).
+func (w *Watch) take(a answer) {
 	w.mu.Lock()
 	known := w.etag
 	// "" means "never published": for a resource the client knew an etag
@@ -374,12 +383,11 @@ func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *W
 	w.mu.Unlock()
 	if unknown {
 		w.send(Event{Kind: EtagUnknown, Resource: w.resource, Time: time.Now()})
-		return nil
+		return
 	}
 	if known != "" && known != a.Etag {
 		w.send(Event{Kind: ChangedWhileAway, Resource: w.resource, Etag: a.Etag, Time: time.Now()})
 	}
-	return nil
 }
 
 // answer is what subscribe answers: the resource's current etag.
@@ -456,9 +464,20 @@ func (c *Client) makeQueueWith(ctx context.Context, gql execFunc) error {
 	}
 	c.mu.Unlock()
 	for _, w := range ws {
-		if err := c.subscribeWith(ctx, gql, out.CreateQueue.Name, w); err != nil {
+		// In w's turn, so that a Close of it made meanwhile unsubscribes
+		// after this subscribe, not before (lockResource). The answer is
+		// taken after: take may wait for the app, which may be closing w.
+		unlock := c.lockResource(w.resource)
+		if !c.watching(out.CreateQueue.Name, w) {
+			unlock()
+			continue
+		}
+		a, err := c.ask(ctx, gql, out.CreateQueue.Name, w, "")
+		unlock()
+		if err != nil {
 			return err
 		}
+		w.take(a)
 		c.stats.resubscribes.Add(1)
 	}
 	return nil
@@ -483,8 +502,16 @@ func (c *Client) resubscribeAll(ctx context.Context) {
 		// moves on to the next node), until it works or the watch, its
 		// queue or the client is gone. Another error (the queue is gone:
 		// the stream learns it and subscribes everything again) is not.
+		// Each try is made in w's turn, so that a Close of it made meanwhile
+		// unsubscribes after it, not before (lockResource).
 		for attempt := 0; ; attempt++ {
+			unlock := c.lockResource(w.resource)
+			if !c.watching(q, w) {
+				unlock()
+				break
+			}
 			err := c.resubscribe(ctx, q, w)
+			unlock()
 			if err == nil {
 				c.stats.resubscribes.Add(1)
 				break
@@ -495,9 +522,6 @@ func (c *Client) resubscribeAll(ctx context.Context) {
 			}
 			c.log.Debug("subscribing again after an OVERFLOW failed", "resource", w.resource, "err", err)
 			sleep(ctx, c.backoff(attempt))
-			if !c.watching(q, w) {
-				break
-			}
 		}
 	}
 }
