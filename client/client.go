@@ -124,7 +124,8 @@ type Client struct {
 	// last seq once it was unsubscribed: its notifications up to there,
 	// still unread, were queued for the closed watch (dispatch).
 	fences map[string]uint64
-	// turns orders each resource's Watch and Close (lockResource).
+	// turns orders what subscribes or unsubscribes each resource
+	// (lockResource).
 	turns   map[string]*turn
 	state   State
 	states  chan State
@@ -316,8 +317,8 @@ func (c *Client) Watch(ctx context.Context, resource, proof, knownEtag string) (
 	return w, nil
 }
 
-// turn is one resource's lock, held by the Watch or Close at it, and how
-// many wait for it.
+// turn is one resource's lock, held by what subscribes or unsubscribes
+// it, and how many hold or wait for it.
 type turn struct {
 	mu    sync.Mutex
 	users int
