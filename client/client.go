@@ -123,7 +123,10 @@ type Client struct {
 	// fences holds, for a resource whose watch was closed, the queue's
 	// last seq once it was unsubscribed: its notifications up to there,
 	// still unread, were queued for the closed watch (dispatch).
-	fences  map[string]uint64
+	fences map[string]uint64
+	// turns orders what subscribes or unsubscribes each resource
+	// (lockResource).
+	turns   map[string]*turn
 	state   State
 	states  chan State
 	invites chan Event
@@ -166,14 +169,19 @@ func (w *Watch) Etag() string {
 // Close stops watching the resource.
 func (w *Watch) Close() {
 	c := w.c
+	defer c.lockResource(w.resource)()
 	c.mu.Lock()
-	if c.watches[w.resource] == w {
+	// Invariant: only the client's current watch of a resource speaks for
+	// it at the gateway. One REVOKED ended, or closed already, holds no
+	// subscription of its own: the queue's, if any, is a newer watch's.
+	current := c.watches[w.resource] == w
+	if current {
 		delete(c.watches, w.resource)
 	}
 	q := c.queue
 	c.mu.Unlock()
 	w.shut()
-	if q != "" {
+	if current && q != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// A mutation's fields run in turn: lastSeq is read once the
@@ -229,7 +237,7 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 	}
 	c := &Client{
 		opts: o, urls: append([]string{url}, o.URLs...), log: o.Logger.With("component", "meshgate-client"),
-		token: token, watches: map[string]*Watch{}, fences: map[string]uint64{}, state: Connecting,
+		token: token, watches: map[string]*Watch{}, fences: map[string]uint64{}, turns: map[string]*turn{}, state: Connecting,
 		states: make(chan State, 16), invites: make(chan Event, o.Buffer), kick: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
@@ -287,6 +295,7 @@ func (c *Client) setState(s State) {
 // the resource's etag is no longer that one.
 func (c *Client) Watch(ctx context.Context, resource, proof, knownEtag string) (*Watch, error) {
 	w := &Watch{c: c, resource: resource, proof: proof, events: make(chan Event, c.opts.Buffer), etag: knownEtag}
+	defer c.lockResource(resource)()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -308,6 +317,40 @@ func (c *Client) Watch(ctx context.Context, resource, proof, knownEtag string) (
 	return w, nil
 }
 
+// turn is one resource's lock, held by what subscribes or unsubscribes
+// it, and how many hold or wait for it.
+type turn struct {
+	mu    sync.Mutex
+	users int
+}
+
+// lockResource waits for resource's turn and returns its unlock.
+// Invariant: a resource's Watch and Close, and the client's own
+// subscribes of it again (a new queue, an OVERFLOW), run one at a time,
+// each from its look at c.watches (or change of it) to the gateway's
+// answer; so the gateway gets them in the order the map saw them, and
+// the last one to change the map is the one that holds. Nothing holding
+// a turn waits on the app (a full Events channel), nor on another turn.
+func (c *Client) lockResource(resource string) (unlock func()) {
+	c.mu.Lock()
+	t := c.turns[resource]
+	if t == nil {
+		t = &turn{}
+		c.turns[resource] = t
+	}
+	t.users++
+	c.mu.Unlock()
+	t.mu.Lock()
+	return func() {
+		t.mu.Unlock()
+		c.mu.Lock()
+		if t.users--; t.users == 0 {
+			delete(c.turns, resource)
+		}
+		c.mu.Unlock()
+	}
+}
+
 // execFunc runs one GraphQL operation and decodes its data into out: over
 // HTTP (Client.gql) or on the stream's own WebSocket.
 type execFunc func(ctx context.Context, query string, vars map[string]any, out any) error
@@ -322,6 +365,14 @@ func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *W
 	if err != nil {
 		return err
 	}
+	w.take(a)
+	return nil
+}
+
+// take takes a subscribe's answer and reports a changed etag. It may
+// block on a full Events channel: hold no turn for it, unless w is new
+// (Watch: one event into an empty channel).
+func (w *Watch) take(a answer) {
 	w.mu.Lock()
 	known := w.etag
 	// "" means "never published": for a resource the client knew an etag
@@ -333,12 +384,11 @@ func (c *Client) subscribeWith(ctx context.Context, gql execFunc, q string, w *W
 	w.mu.Unlock()
 	if unknown {
 		w.send(Event{Kind: EtagUnknown, Resource: w.resource, Time: time.Now()})
-		return nil
+		return
 	}
 	if known != "" && known != a.Etag {
 		w.send(Event{Kind: ChangedWhileAway, Resource: w.resource, Etag: a.Etag, Time: time.Now()})
 	}
-	return nil
 }
 
 // answer is what subscribe answers: the resource's current etag.
@@ -415,9 +465,20 @@ func (c *Client) makeQueueWith(ctx context.Context, gql execFunc) error {
 	}
 	c.mu.Unlock()
 	for _, w := range ws {
-		if err := c.subscribeWith(ctx, gql, out.CreateQueue.Name, w); err != nil {
+		// In w's turn, so that a Close of it made meanwhile unsubscribes
+		// after this subscribe, not before (lockResource). The answer is
+		// taken after: take may wait for the app, which may be closing w.
+		unlock := c.lockResource(w.resource)
+		if !c.watching(out.CreateQueue.Name, w) {
+			unlock()
+			continue
+		}
+		a, err := c.ask(ctx, gql, out.CreateQueue.Name, w, "")
+		unlock()
+		if err != nil {
 			return err
 		}
+		w.take(a)
 		c.stats.resubscribes.Add(1)
 	}
 	return nil
@@ -442,8 +503,16 @@ func (c *Client) resubscribeAll(ctx context.Context) {
 		// moves on to the next node), until it works or the watch, its
 		// queue or the client is gone. Another error (the queue is gone:
 		// the stream learns it and subscribes everything again) is not.
+		// Each try is made in w's turn, so that a Close of it made meanwhile
+		// unsubscribes after it, not before (lockResource).
 		for attempt := 0; ; attempt++ {
+			unlock := c.lockResource(w.resource)
+			if !c.watching(q, w) {
+				unlock()
+				break
+			}
 			err := c.resubscribe(ctx, q, w)
+			unlock()
 			if err == nil {
 				c.stats.resubscribes.Add(1)
 				break
@@ -454,9 +523,6 @@ func (c *Client) resubscribeAll(ctx context.Context) {
 			}
 			c.log.Debug("subscribing again after an OVERFLOW failed", "resource", w.resource, "err", err)
 			sleep(ctx, c.backoff(attempt))
-			if !c.watching(q, w) {
-				break
-			}
 		}
 	}
 }

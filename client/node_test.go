@@ -23,7 +23,10 @@ import (
 
 // TestNodeRecoveryGuide runs the guide's Node client (graphql-ws, no SDK)
 // against a real gateway: it sees changes, and after its queue is lost it
-// makes a new one and reports the change it missed.
+// makes a new one and reports the change it missed. Nobody knowing a
+// version (a RESYNC flagged etagUnknown, a subscribe answering "" for a
+// resource it knew an etag of) it reports as ETAG_UNKNOWN, keeping the
+// etag it knew (OTHER-LANGUAGES.md, steps 2 and 5).
 func TestNodeRecoveryGuide(t *testing.T) {
 	dir, _ := filepath.Abs("../server/testdata/node")
 	node := testkit.Node(t, dir, "graphql-ws")
@@ -32,7 +35,7 @@ func TestNodeRecoveryGuide(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tok := gw.token("browser", time.Hour)
-	cmd := exec.CommandContext(ctx, node, "recovery.mjs", "user:alice/notes")
+	cmd := exec.CommandContext(ctx, node, "recovery.mjs", "user:alice/notes", "user:alice/forgot")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "MESHGATE_URL="+strings.Replace(gw.URL, "127.0.0.1", "localhost", 1),
 		"MESHGATE_TOKEN="+tok, "NODE_EXTRA_CA_CERTS="+filepath.Join(gw.dir, certs.DevCertFile))
@@ -106,6 +109,44 @@ func TestNodeRecoveryGuide(t *testing.T) {
 	expect("READY", "")
 	gw.publish("user:alice/notes", "a3")
 	expect("CHANGED", "a3")
+
+	// Nobody knows notes' version (as the gateway's repair says when it
+	// made a list again and no one knew it).
+	gw.store.Deliver(&shard.Event{Kind: shard.Resync, EtagUnknown: true, Resource: "user:alice/notes", Time: time.Now()})
+	if m := expect("ETAG_UNKNOWN", ""); m["resource"] != "user:alice/notes" {
+		t.Fatalf("ETAG_UNKNOWN of %v; want user:alice/notes", m["resource"])
+	}
+	// forgot changes to f1 without its publisher (the built-in user: one,
+	// which remembers etags in memory) hearing of it, as after the
+	// publisher restarted: subscribed again, it answers "".
+	gw.store.Deliver(&shard.Event{Kind: shard.Changed, Resource: "user:alice/forgot", Etag: "f1", Time: time.Now()})
+	ready = expect("CHANGED", "f1")
+	if err := gw.do(tok, `mutation($q:String!){ deleteQueue(name:$q) }`, map[string]any{"q": ready["queue"]}); err != nil {
+		t.Fatal(err)
+	}
+	// On the new queue: notes is at a3, the etag it kept; forgot's "" is
+	// not "never published".
+	var unknown []any
+	for {
+		m, ok := <-lines
+		if !ok {
+			t.Fatal("the Node client exited")
+		}
+		if m["kind"] == "READY" {
+			break
+		}
+		switch m["kind"] {
+		case "ETAG_UNKNOWN":
+			unknown = append(unknown, m["resource"])
+		default:
+			t.Errorf("on the new queue before READY: %v", m)
+		}
+	}
+	if len(unknown) != 1 || unknown[0] != "user:alice/forgot" {
+		t.Errorf("ETAG_UNKNOWN on the new queue for %v; want [user:alice/forgot]", unknown)
+	}
+	gw.publish("user:alice/notes", "a4")
+	expect("CHANGED", "a4")
 }
 
 // TestNodeRecoveryGuide_Overflow runs the guide's Node client through a

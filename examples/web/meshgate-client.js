@@ -2021,13 +2021,21 @@ var Client = class extends Emitter {
     this.#watches.delete(w.resource);
     w._end();
     const q = this.#queue;
-    if (!q || !this.#subscribed.has(w.resource)) return;
+    if (!q || !this.#subscribed.has(w.resource)) {
+      await this.#serial(async () => {
+      });
+      return;
+    }
     this.#subscribed.delete(w.resource);
     this.#etags.delete(w.resource);
     this.#persist();
+    await this.#serial(() => this.#unsubscribe(q, w.resource));
+  }
+  /** #unsubscribe unsubscribes q from resource; run it on #serial. */
+  async #unsubscribe(q, resource) {
     try {
-      const { renewQueue: renewQueue2 } = await this.#serial(() => this.#gql(unsubscribe, { queue: q, resource: w.resource }));
-      if (this.#queue === q && renewQueue2.lastSeq > this.#lastSeq) this.#fences.set(w.resource, renewQueue2.lastSeq);
+      const { renewQueue: renewQueue2 } = await this.#gql(unsubscribe, { queue: q, resource });
+      if (this.#queue === q && renewQueue2.lastSeq > this.#lastSeq) this.#fences.set(resource, renewQueue2.lastSeq);
     } catch {
     }
   }
@@ -2156,6 +2164,10 @@ var Client = class extends Emitter {
     if (this.#subscribed.has(w.resource)) return w._subscribed();
     const res = await this.#ask(q, w, null);
     if (!res || this.#queue !== q) return;
+    if (this.#watches.get(w.resource) !== w) {
+      await this.#unsubscribe(q, w.resource);
+      return;
+    }
     const known = this.#etags.get(w.resource);
     const etag = res.etag;
     const unknown = res.etagUnknown || known !== void 0 && known !== "" && etag === "";

@@ -406,13 +406,23 @@ export class Client extends Emitter<ClientEvents> {
     this.#watches.delete(w.resource);
     w._end();
     const q = this.#queue;
-    if (!q || !this.#subscribed.has(w.resource)) return;
+    if (!q || !this.#subscribed.has(w.resource)) {
+      // A subscribe of w may be on its way (on #serial): it undoes itself
+      // when it lands (#subscribe). Resolve once it has.
+      await this.#serial(async () => {});
+      return;
+    }
     this.#subscribed.delete(w.resource);
     this.#etags.delete(w.resource);
     this.#persist();
+    await this.#serial(() => this.#unsubscribe(q, w.resource));
+  }
+
+  /** #unsubscribe unsubscribes q from resource; run it on #serial. */
+  async #unsubscribe(q: string, resource: string): Promise<void> {
     try {
-      const { renewQueue } = await this.#serial(() => this.#gql<UnsubscribeMutation>(ops.unsubscribe, { queue: q, resource: w.resource }));
-      if (this.#queue === q && renewQueue.lastSeq > this.#lastSeq) this.#fences.set(w.resource, renewQueue.lastSeq);
+      const { renewQueue } = await this.#gql<UnsubscribeMutation>(ops.unsubscribe, { queue: q, resource });
+      if (this.#queue === q && renewQueue.lastSeq > this.#lastSeq) this.#fences.set(resource, renewQueue.lastSeq);
     } catch {
       // its notifications are ignored until it is watched again
     }
@@ -551,6 +561,14 @@ export class Client extends Emitter<ClientEvents> {
     if (this.#subscribed.has(w.resource)) return w._subscribed();
     const res = await this.#ask(q, w, null);
     if (!res || this.#queue !== q) return; // refused, or the queue was replaced meanwhile: its loop subscribes again
+    if (this.#watches.get(w.resource) !== w) {
+      // Invariant: a resource is subscribed on #queue only while it is
+      // watched. w was closed while this subscribe was on its way, and
+      // _unwatch found nothing to unsubscribe: undo it here, still on
+      // #serial, so it lands before any later watch's subscribe.
+      await this.#unsubscribe(q, w.resource);
+      return;
+    }
     const known = this.#etags.get(w.resource);
     const etag = res.etag;
     // '' means "never published": for a resource the client knew an etag

@@ -158,7 +158,8 @@ export class Proxy {
   mode = 'pass';
   /** answer, if set, sees each POSTed operation ({query, variables}) and
    * returns the JSON body to answer it with instead of the gateway, or
-   * undefined to pass it on. */
+   * undefined to pass it on; or a promise of either, to hold it until
+   * then. */
   answer = undefined;
   #sockets = new Set();
   #websockets = new Set(); // {up, sock} of each WebSocket passed through
@@ -197,9 +198,13 @@ export class Proxy {
         try {
           op = JSON.parse(body);
         } catch {}
+        const answered = (a) => {
+          if (a === undefined) return forward(body);
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(a));
+        };
         const a = op && this.answer(op);
-        if (a === undefined) return forward(body);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(a));
+        if (a instanceof Promise) a.then(answered, () => res.destroy());
+        else answered(a);
       });
     });
     this.server.on('connection', (s) => {

@@ -36,13 +36,20 @@ const print = (o) => console.log(JSON.stringify({ ...o, queue }));
 
 // 1. A queue, and every resource subscribed. On a new queue, compare each
 // resource's etag with the one we knew: a difference is a change we missed.
+// etagUnknown, or "" for a resource we knew an etag of (a publisher that
+// forgot its versions), means nobody knows the current version: fetch the
+// resource from its source, and keep the etag we knew rather than "".
 async function newQueue() {
   ({ createQueue: { name: queue } } = await gql('mutation { createQueue(ttlSeconds: 300) { name } }'));
   lastSeq = 0;
   for (const r of resources) {
     const { subscribe } = await gql(
-      'mutation($q: String!, $r: String!) { subscribe(queue: $q, resource: $r) { etag } }', { q: queue, r });
+      'mutation($q: String!, $r: String!) { subscribe(queue: $q, resource: $r) { etag etagUnknown } }', { q: queue, r });
     const known = etags.get(r);
+    if (subscribe.etagUnknown || (known !== undefined && known !== '' && subscribe.etag === '')) {
+      print({ kind: 'ETAG_UNKNOWN', resource: r, etag: '' });
+      continue;
+    }
     if (known !== undefined && known !== subscribe.etag) {
       print({ kind: 'CHANGED_WHILE_AWAY', resource: r, etag: subscribe.etag });
     }
@@ -87,9 +94,11 @@ async function resubscribe() {
 }
 
 // 3. Stream with graphql-ws, resuming after the last seq seen; skip any seq
-// already seen. On QUEUE_NOT_FOUND make a new queue; on anything else
-// (a node going away: close 1001, a network error) reconnect with backoff
-// and jitter, to the same URL or another node's.
+// already seen. A RESYNC flagged etagUnknown says nobody knows the
+// version (its "" is not "never published"): fetch the resource from its
+// source, and keep the etag we knew. On QUEUE_NOT_FOUND make a new queue;
+// on anything else (a node going away: close 1001, a network error)
+// reconnect with backoff and jitter, to the same URL or another node's.
 const client = createClient({
   url: url.replace(/^http/, 'ws'),
   webSocketImpl: WebSocket,
@@ -103,7 +112,7 @@ async function stream() {
   for (;;) {
     try {
       const it = client.iterate({
-        query: `subscription($q: String!, $a: Seq) { notifications(queue: $q, after: $a) { seq kind resource etag } }`,
+        query: `subscription($q: String!, $a: Seq) { notifications(queue: $q, after: $a) { seq kind resource etag etagUnknown } }`,
         variables: { q: queue, a: lastSeq },
       });
       for await (const { data, errors } of it) {
@@ -111,6 +120,10 @@ async function stream() {
         const n = data.notifications;
         if (n.seq <= lastSeq) continue; // seen already
         lastSeq = n.seq;
+        if (n.kind === 'RESYNC' && n.etagUnknown) {
+          print({ seq: n.seq, kind: 'ETAG_UNKNOWN', resource: n.resource, etag: '' });
+          continue;
+        }
         if (n.kind === 'CHANGED' || n.kind === 'RESYNC') etags.set(n.resource, n.etag);
         print(n);
         if (n.kind === 'OVERFLOW') await resubscribe(); // some are gone (2.)
