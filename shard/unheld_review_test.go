@@ -77,3 +77,21 @@ func TestUnheld_ResyncKeepsItsAt(t *testing.T) {
 		t.Errorf("a queue that delivered v5 (stamped after v4) links and the list answers %q", l.Etag)
 	}
 }
+
+// A list taken back whole (its taker died before it had it) after a
+// publish was acknowledged here with no list goes on from that publish,
+// not from the older etag it was given away with: its queues elsewhere
+// get a RESYNC naming it (the tail), as a late link's would.
+func TestUnheld_ListTakenBackGoesOnFromAPublishRememberedMeanwhile(t *testing.T) {
+	s, clk := newStore(t, Config{})
+	const res = "user:alice/x"
+	at := stampAt(time.Now())
+	s.RememberUnheld(clk.Now().Add(time.Minute))
+	publish(s, res, "v6") // acknowledged while the list was on its way to a taker that died
+	s.ImportResource(ResourceState{Name: res, Etag: "v4",
+		Pos: Position{Epoch: 7, Offset: 4, At: at}, EtagPos: Position{Epoch: 7, Offset: 4, At: at},
+		Nodes: []Interest{{Node: "n2", Count: 1, Ver: 1}}})
+	if _, l := s.AddInterest(res, Interest{}, Hint{}); l.Etag != "v6" {
+		t.Errorf("the list taken back answers %q, older than v6, acknowledged meanwhile", l.Etag)
+	}
+}
