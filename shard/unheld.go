@@ -76,6 +76,25 @@ func (s *Store) noteUnheld(ev *Event) *resource {
 		s.counters.UnheldDropped.Add(1)
 		return nil
 	}
-	s.unheld[ev.Resource] = unheldPub{etag: ev.Etag, at: stampAt(now), until: until}
+	// A RESYNC announcing an etag again keeps its At (stampLocked).
+	at := ev.Pos.At
+	if at == 0 {
+		at = stampAt(now)
+	}
+	s.unheld[ev.Resource] = unheldPub{etag: ev.Etag, at: at, until: until}
 	return nil
+}
+
+// takeUnheldLocked forgets the publish remembered for res and returns
+// it, unless its time is up (a later publish was then not remembered).
+// Every list made here takes it (lockList's callers), so none is left
+// behind to start a later list from an etag older than that list's.
+// s.res.mu held (write).
+func (s *Store) takeUnheldLocked(res string, now time.Time) (unheldPub, bool) {
+	u, ok := s.unheld[res]
+	if !ok {
+		return u, false
+	}
+	delete(s.unheld, res)
+	return u, now.UnixNano() <= u.until
 }
