@@ -224,13 +224,23 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // a later event a position a queue already holds another event at.
 func (s *Store) ImportResource(st ResourceState) {
 	var made *resource
+	var u unheldPub
+	var remembered bool
 	r := s.lockList(st.Name, func() *resource {
 		made = &resource{name: st.Name, pos: st.Pos, recent: st.Recent, came: uint64(s.cfg.Now().UnixNano())}
 		if made.pos.IsZero() {
 			made.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}
 		}
+		u, remembered = s.takeUnheldLocked(st.Name, s.cfg.Now())
 		return made
 	})
+	if remembered && (st.Etag == "" || u.at > st.EtagPos.At) {
+		// A publish acknowledged here, with no list, after the etag the
+		// list handed over (a take-back of a list whose taker died): the
+		// list goes on from it, and its tail (below) announces it to the
+		// queues it holds.
+		st.Etag, st.EtagPos, st.EtagUnknown = u.etag, Position{Epoch: made.pos.Epoch, Offset: made.pos.Offset, At: u.at}, false
+	}
 	for _, in := range st.Nodes {
 		r.mergeLocked(in)
 	}

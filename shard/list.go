@@ -227,10 +227,9 @@ func (s *Store) lockList(res string, mk func() *resource) *resource {
 		mk = func() *resource { // under res.mu
 			now := s.cfg.Now()
 			r := &resource{name: res, pos: Position{Epoch: newEpochAbove(now, 0)}, came: uint64(now.UnixNano())}
-			if u, ok := s.unheld[res]; ok {
+			if u, ok := s.takeUnheldLocked(res, now); ok {
 				// A publish acknowledged here while no list was: the list
 				// starts from its etag (see noteUnheld).
-				delete(s.unheld, res)
 				r.etag, r.etagPos = u.etag, Position{Epoch: r.pos.Epoch, At: u.at}
 			}
 			return r

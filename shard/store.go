@@ -48,10 +48,13 @@ type Store struct {
 	tails  map[*resource]tail
 
 	// unheldUntil (unix nanoseconds) is until when a publish that finds
-	// no list here is remembered in unheld (list.go, RememberUnheld);
-	// unheld is guarded by res.mu.
+	// no list here is remembered in unheld (unheld.go, RememberUnheld).
 	unheldUntil atomic.Int64
-	unheld      map[string]unheldPub
+	// unheldMu guards unheld. A leaf, taken under res.mu: read by a
+	// publish that remembers (noteUnheld), write by the making of a
+	// list (lockList's mk), which orders the two; alone to forget.
+	unheldMu sync.Mutex
+	unheld   map[string]unheldPub
 
 	stop chan struct{}
 	done chan struct{}

@@ -1,6 +1,9 @@
 package shard
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // maxUnheld bounds how many publishes that found no list are remembered
 // (RememberUnheld); beyond it, one is counted (Counters.UnheldDropped)
@@ -44,38 +47,80 @@ func (s *Store) RememberUnheld(until time.Time) {
 }
 
 // ForgetUnheld forgets the remembered publishes whose time is up, and
-// those of the resources drop accepts (nil: none).
+// those of the resources drop accepts (nil: none). drop is called with
+// no lock held: no lookup of a list waits for it.
 func (s *Store) ForgetUnheld(drop func(res string) bool) {
 	now := s.cfg.Now().UnixNano()
-	s.res.mu.Lock()
-	defer s.res.mu.Unlock()
+	var keys []string
+	s.unheldMu.Lock()
 	for res, u := range s.unheld {
-		if now > u.until || drop != nil && drop(res) {
+		switch {
+		case now > u.until:
 			delete(s.unheld, res)
+		case drop != nil:
+			keys = append(keys, res)
 		}
 	}
+	s.unheldMu.Unlock()
+	keys = slices.DeleteFunc(keys, func(res string) bool { return !drop(res) })
+	if len(keys) == 0 {
+		return
+	}
+	s.unheldMu.Lock()
+	for _, res := range keys {
+		delete(s.unheld, res)
+	}
+	s.unheldMu.Unlock()
 }
 
 // noteUnheld remembers ev, a publish of a change that found no list
 // here, while RememberUnheld asks for it. It returns the list if one was
-// made meanwhile (ev goes to it). The table's write lock orders it with
-// the making of a list (lockList): either the list is made first and ev
-// reaches it, or ev is remembered first and the list starts from it.
+// made meanwhile (ev goes to it). The table's lock orders it with the
+// making of a list (lockList, under the write lock; here the read lock,
+// so publishes that remember hold up no lookup): either the list is
+// made first and ev reaches it, or ev is remembered first and the list
+// starts from it.
 func (s *Store) noteUnheld(ev *Event) *resource {
-	now := s.cfg.Now()
 	until := s.unheldUntil.Load()
-	if ev.Kind != Changed && ev.Kind != Resync || now.UnixNano() > until {
+	if until == 0 || ev.Kind != Changed && ev.Kind != Resync { // on a single node: never asked
 		return nil
 	}
-	s.res.mu.Lock()
-	defer s.res.mu.Unlock()
+	now := s.cfg.Now()
+	if now.UnixNano() > until {
+		return nil
+	}
+	s.res.mu.RLock()
+	defer s.res.mu.RUnlock()
 	if r := s.res.m[ev.Resource]; r != nil {
 		return r
 	}
+	s.unheldMu.Lock()
+	defer s.unheldMu.Unlock()
 	if _, ok := s.unheld[ev.Resource]; !ok && len(s.unheld) >= maxUnheld {
 		s.counters.UnheldDropped.Add(1)
 		return nil
 	}
-	s.unheld[ev.Resource] = unheldPub{etag: ev.Etag, at: stampAt(now), until: until}
+	// A RESYNC announcing an etag again keeps its At (stampLocked).
+	at := ev.Pos.At
+	if at == 0 {
+		at = stampAt(now)
+	}
+	s.unheld[ev.Resource] = unheldPub{etag: ev.Etag, at: at, until: until}
 	return nil
+}
+
+// takeUnheldLocked forgets the publish remembered for res and returns
+// it, unless its time is up (a later publish was then not remembered).
+// Every list made here takes it (lockList's callers), so none is left
+// behind to start a later list from an etag older than that list's.
+// s.res.mu held (write).
+func (s *Store) takeUnheldLocked(res string, now time.Time) (unheldPub, bool) {
+	s.unheldMu.Lock()
+	defer s.unheldMu.Unlock()
+	u, ok := s.unheld[res]
+	if !ok {
+		return u, false
+	}
+	delete(s.unheld, res)
+	return u, now.UnixNano() <= u.until
 }

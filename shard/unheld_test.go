@@ -39,6 +39,8 @@ func TestUnheld_ListStartsFromAPublishThatFoundNone(t *testing.T) {
 	s.ForgetUnheld(nil)
 	publish(s, res, "v6") // too late: not remembered
 	s.res.mu.RLock()
+	s.unheldMu.Lock()
+	defer s.unheldMu.Unlock()
 	defer s.res.mu.RUnlock()
 	if len(s.unheld) != 0 || len(s.res.m) != 0 {
 		t.Fatalf("state kept for a resource nobody subscribes to: %d publishes, %d lists", len(s.unheld), len(s.res.m))

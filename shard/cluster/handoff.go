@@ -11,6 +11,7 @@ import (
 
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
+	"meshgate/shard/ring"
 )
 
 var stripeSeed = maphash.MakeSeed()
@@ -414,8 +415,18 @@ func (n *Node) rebalance() int {
 	self := n.cfg.Name
 	// A publish remembered for a list this node no longer owns is not
 	// the newest one when the key comes back: the owner meanwhile
-	// acknowledged others (see shard.Store.RememberUnheld).
-	n.store.ForgetUnheld(func(res string) bool { return r.Owner(res) != self })
+	// acknowledged others (see shard.Store.RememberUnheld). Nor is one
+	// of a key another node owned in any ring installed since the last
+	// rebalance, though it is this node's again now: a rebalance reads
+	// the ring when it gets rebalMu, and rings may have come and gone
+	// while another one's hand-offs ran.
+	n.mu.Lock()
+	rings := append(n.installedSince, r)
+	n.installedSince = nil
+	n.mu.Unlock()
+	n.store.ForgetUnheld(func(res string) bool {
+		return slices.ContainsFunc(rings, func(x *ring.Ring) bool { return x.Owner(res) != self })
+	})
 	qs, rs := n.store.Keys()
 	type keys struct{ q, r []string }
 	groups := map[string]*keys{}

@@ -98,6 +98,10 @@ type Node struct {
 	takingFrom map[string]string    // lists in flight → the node giving them
 	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed    map[string]time.Time // nodes repaired as dead, by when
+	// installedSince are the rings installed since the last rebalance
+	// forgot the remembered publishes of keys this node does not own
+	// (see rebalance): a key away in any of them is forgotten.
+	installedSince []*ring.Ring
 	// repairedAt is when this node last started or finished a crash
 	// repair, or a rejoin that dropped lists: until lostListWait after
 	// it, a list not found may be one being made again (see deliver).
@@ -639,6 +643,7 @@ func (n *Node) installLocked(r *ring.Ring) {
 	n.history = append([]pastRing{{r: n.ring.Load(), until: now.Add(historyTTL)}}, n.history...)
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
 	n.ring.Store(r)
+	n.installedSince = append(n.installedSince, r)
 	n.rememberUnheld()
 	w := map[string]int{}
 	for _, x := range r.Nodes() {

@@ -89,6 +89,9 @@ func (n *Node) rejoined(deadAt uint64) {
 		n.history = append([]pastRing{{r: n.others, until: time.Now().Add(historyTTL)}}, n.history...)
 	}
 	n.mu.Unlock()
+	// A publish remembered here before is as stale as the lists dropped
+	// below: the others acknowledged newer ones meanwhile.
+	n.store.ForgetUnheld(func(string) bool { return true })
 	n.rememberUnheld()
 	_, lists := n.store.Keys()
 	dropped := 0
