@@ -284,7 +284,7 @@ func (s *Store) Keys() (queues, resources []string) {
 // subscription that already appended a newer etag than l's (an event
 // past l in its epoch, or a later At in another: Position.Before) is left
 // alone, so no subscription appends a RESYNC older than what it
-// delivered. A zero l.Pos (no position known: the list could not be
+// delivered; so is one already at l with l's etag. A zero l.Pos (no position known: the list could not be
 // reached and the queues held no etag a list stamped) leaves the
 // subscription's position as it is: a position is never lowered to
 // "none", so a late older event is still dropped. It returns how many it
@@ -308,6 +308,9 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 		switch {
 		case q.dead || sub == nil || sub.isPending():
 		case !l.Pos.IsZero() && l.Pos.Before(sub.pos):
+		case !l.Pos.IsZero() && l.Pos == sub.pos && l.Etag == sub.etag:
+			// It appended the event at l already: nothing was missed
+			// (an event stamped before the link answered overtook it).
 		default:
 			if !l.Pos.IsZero() {
 				sub.pos = l.Pos

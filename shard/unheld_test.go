@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -44,5 +45,95 @@ func TestUnheld_ListStartsFromAPublishThatFoundNone(t *testing.T) {
 	defer s.res.mu.RUnlock()
 	if len(s.unheld) != 0 || len(s.res.m) != 0 {
 		t.Fatalf("state kept for a resource nobody subscribes to: %d publishes, %d lists", len(s.unheld), len(s.res.m))
+	}
+}
+
+// A publish remembered while no list was held here is not the newest one
+// once a list came here whole (a take, a take-back) and went on: after
+// that list empties, a list made again must not start from the
+// remembered etag. Here: v1 remembered, the list of the node that held
+// it (v3, stamped later) imported, emptied; a fresh subscribe, whose
+// publisher says v3, and whose client knows v3.
+func TestUnheld_ImportedListIsNotOvertakenByAnOlderRememberedPublish(t *testing.T) {
+	s, clk := newStore(t, Config{})
+	const res = "user:alice/x"
+	s.RememberUnheld(clk.Now().Add(time.Minute))
+	publish(s, res, "v1") // no list here: remembered
+	at := stampAt(time.Now())
+	s.ImportResource(ResourceState{Name: res, Etag: "v3",
+		Pos: Position{Epoch: 7, Offset: 3, At: at}, EtagPos: Position{Epoch: 7, Offset: 3, At: at},
+		Nodes: []Interest{{Node: "n2", Count: 1, Ver: 1}}})
+	s.SetInterest(res, Interest{Node: "n2", Count: 0, Ver: 2}) // its last queue left: dropped
+
+	q := mustQueue(t, s, alice)
+	info, err := s.Subscribe(context.Background(), allowAll{"v3"}, alice, q, res, "", "v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != "v3" {
+		t.Errorf("subscribe answered %q, older than v3, which the list delivered and the publisher answers", info.Etag)
+	}
+	if got := drainAll(t, s, alice, q); len(got) != 0 {
+		t.Errorf("a client that knows v3 got %v", got)
+	}
+}
+
+// A remembered publish whose time is up is not used, even before
+// ForgetUnheld sweeps it: a publish after that time found no list and
+// was not remembered, so the remembered one is older than what was
+// acknowledged.
+func TestUnheld_ExpiredPublishIsNotUsedBeforeTheSweep(t *testing.T) {
+	s, clk := newStore(t, Config{})
+	const res = "user:alice/x"
+	s.RememberUnheld(clk.Now().Add(time.Minute))
+	publish(s, res, "v1") // remembered until the minute is up
+	clk.Add(2 * time.Minute)
+	publish(s, res, "v2") // not remembered: acknowledged, reached nobody
+
+	q := mustQueue(t, s, alice)
+	info, err := s.Subscribe(context.Background(), allowAll{"v2"}, alice, q, res, "", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != "v2" {
+		t.Errorf("subscribe answered %q, older than v2, which the publisher answers", info.Etag)
+	}
+	if got := drainAll(t, s, alice, q); len(got) != 0 {
+		t.Errorf("a client that knows v2 got %v", got)
+	}
+}
+
+// A RESYNC that announces an etag again and finds no list is remembered
+// with that etag's At, not a new one: else an old etag, remembered as
+// stamped now, is taken over a newer one a queue delivered meanwhile.
+func TestUnheld_ResyncKeepsItsAt(t *testing.T) {
+	s, clk := newStore(t, Config{})
+	const res = "user:alice/x"
+	s.RememberUnheld(clk.Now().Add(time.Minute))
+	oldAt := stampAt(time.Now())
+	newer := Hint{Etag: "v5", Pos: Position{Epoch: 9, Offset: 5, At: stampAt(time.Now())}}
+	// The RESYNC of v4 (at oldAt) that AddInterest sends, landing after
+	// the list emptied.
+	s.Deliver(&Event{Kind: Resync, Resource: res, Etag: "v4", Pos: Position{At: oldAt}})
+	if _, l := s.AddInterest(res, Interest{Node: "n2", Count: 1, Ver: 1}, newer); l.Etag != "v5" {
+		t.Errorf("a queue that delivered v5 (stamped after v4) links and the list answers %q", l.Etag)
+	}
+}
+
+// A list taken back whole (its taker died before it had it) after a
+// publish was acknowledged here with no list goes on from that publish,
+// not from the older etag it was given away with: its queues elsewhere
+// get a RESYNC naming it (the tail), as a late link's would.
+func TestUnheld_ListTakenBackGoesOnFromAPublishRememberedMeanwhile(t *testing.T) {
+	s, clk := newStore(t, Config{})
+	const res = "user:alice/x"
+	at := stampAt(time.Now())
+	s.RememberUnheld(clk.Now().Add(time.Minute))
+	publish(s, res, "v6") // acknowledged while the list was on its way to a taker that died
+	s.ImportResource(ResourceState{Name: res, Etag: "v4",
+		Pos: Position{Epoch: 7, Offset: 4, At: at}, EtagPos: Position{Epoch: 7, Offset: 4, At: at},
+		Nodes: []Interest{{Node: "n2", Count: 1, Ver: 1}}})
+	if _, l := s.AddInterest(res, Interest{}, Hint{}); l.Etag != "v6" {
+		t.Errorf("the list taken back answers %q, older than v6, acknowledged meanwhile", l.Etag)
 	}
 }

@@ -97,3 +97,7 @@ func (n *Node) QuietFor(d time.Duration) {
 // rejoined) wait d before it links, as on a node whose links wait for
 // others.
 func (n *Node) DelayRelinks(d time.Duration) { n.relinkDelay.Store(int64(d)) }
+
+// RememberUnheldNow opens this node's window of remembered publishes, as
+// a ring change, a repair or a rejoin here does.
+func (n *Node) RememberUnheldNow() { n.rememberUnheld() }
