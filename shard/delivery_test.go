@@ -112,6 +112,25 @@ func TestResync_WithoutPositionKeepsRefusingOlderEvents(t *testing.T) {
 	}
 }
 
+// A link's answer that an event stamped before it overtook (the queue
+// appended the event at the link's position already, with its etag)
+// announces nothing: CHANGED v2 is not followed by RESYNC v2.
+func TestResync_AtTheLinksPositionAlreadyAnnouncesNothing(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	q := mustQueue(t, s, alice)
+	const res = "user:alice/x"
+	mustSub(t, s, alice, q, res)
+	epoch := listEpoch(t, s, res)
+	ev := &Event{Kind: Changed, Resource: res, Etag: "v2", Pos: Position{Epoch: epoch, Offset: 1, At: 7}}
+	s.DeliverLocal(ev)
+	if n := s.Resync(res, Linked{Etag: "v2", Pos: ev.Pos}, []string{q}); n != 0 {
+		t.Errorf("Resync at the position the queue has appended a RESYNC: %v", drainAll(t, s, alice, q))
+	}
+	if n := s.Resync(res, Linked{Etag: "v3", Pos: Position{Epoch: epoch, Offset: 2, At: 8}}, []string{q}); n != 1 {
+		t.Errorf("Resync past the queue's position reached %d queues, want 1", n)
+	}
+}
+
 // An event held behind a gap (it overtook an earlier one) is not lost
 // when its queue moves to another node: the reader ends with its etag,
 // even when the gap fills at the new node and nothing is published
