@@ -512,21 +512,30 @@ func (n *Node) tick() {
 // miss their events until the audit; the first call often fails, since
 // the connection to a node that was frozen is broken when it comes back.
 func (n *Node) tellRejoined(name string, at time.Time) {
-	n.askUntilAnswered(name, "tell a returning node it was taken for dead", func(ctx context.Context, p *peer) error {
+	n.askUntilAnswered(name, 0, "tell a returning node it was taken for dead", func(ctx context.Context, p *peer) error {
 		_, err := p.client.Rejoined(ctx, &pb.RejoinedRequest{DeadUnixNano: at.UnixNano()})
 		return err
 	})
 }
 
 // askUntilAnswered makes call to node name until it succeeds, as long as
-// name is a member and this node is not draining (what: for the log).
-func (n *Node) askUntilAnswered(name, what string, call func(context.Context, *peer) error) {
+// name is a member (or was not one for less than grace: membership may
+// not have caught up yet) and this node is not draining (what: for the
+// log).
+func (n *Node) askUntilAnswered(name string, grace time.Duration, what string, call func(context.Context, *peer) error) {
+	away := time.Time{} // since when name is not a member
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		n.mu.Lock()
 		_, member := n.members[name]
 		draining := n.draining
 		n.mu.Unlock()
-		if !member || draining {
+		switch {
+		case member:
+			away = time.Time{}
+		case away.IsZero():
+			away = time.Now()
+		}
+		if draining || !member && time.Since(away) >= grace {
 			return
 		}
 		if p := n.peer(name); p != nil {

@@ -112,7 +112,7 @@ func (n *Node) rejoined(deadAt uint64) {
 		mu.Unlock()
 	}
 	for node, res := range told {
-		go n.askUntilAnswered(node, "tell a node to link again", func(ctx context.Context, p *peer) error {
+		go n.askUntilAnswered(node, settleTime, "tell a node to link again", func(ctx context.Context, p *peer) error {
 			_, err := p.client.Push(ctx, &pb.PushRequest{Ops: []*pb.Op{{Relink: res}}})
 			return err
 		})
