@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -180,6 +181,8 @@ func freeTCP(t *testing.T, ip string) string {
 
 // start runs node name on ip, joining the first node, and waits until it
 // is ready (plugins up, joined).
+// MESHGATE_TEST_LOG_LEVEL (e.g. debug) sets the nodes' log level; a
+// failed test keeps their logs whole (dumpLogs).
 func (c *testCluster) start(name, ip string) *nodeProc {
 	t := c.t
 	t.Helper()
@@ -190,7 +193,7 @@ func (c *testCluster) start(name, ip string) *nodeProc {
 	for attempt := 1; ; attempt++ {
 		gossip := freeTCP(t, ip)
 		args := []string{"serve", "--data-dir", c.data, "--node-name", name, "--bind", gossip, "--rpc", freeTCP(t, ip),
-			"--listen", freeTCP(t, ip), "--log-level", "info"}
+			"--listen", freeTCP(t, ip), "--log-level", cmp.Or(os.Getenv("MESHGATE_TEST_LOG_LEVEL"), "info")}
 		if c.seed != "" {
 			args = append(args, "--join", c.seed)
 		}
@@ -749,7 +752,7 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 				}
 			}
 			if strings.Join(order, ",") != strings.Join(pub.acked[r], ",") {
-				t.Errorf("%s: changes of %s arrived as %v; published as %v", d.name, r, order, pub.acked[r])
+				t.Errorf("%s (queue %s): changes of %s arrived as %v; published as %v; RESYNCs %v", d.name, d.queue, r, order, pub.acked[r], d.resyncE[r])
 			}
 		}
 		if d.dups > 0 || d.gaps > 0 || d.lost {
