@@ -234,13 +234,15 @@ func (s *Store) ImportResource(st ResourceState) {
 		u, remembered = s.takeUnheldLocked(st.Name, s.cfg.Now())
 		return made
 	})
-	if remembered && (st.Etag == "" || u.at > st.EtagPos.At) {
-		// A publish acknowledged here, with no list, after the etag the
-		// list handed over (a take-back of a list whose taker died): the
-		// list goes on from it, and its tail (below) announces it to the
-		// queues it holds.
-		st.Etag, st.EtagPos, st.EtagUnknown = u.etag, Position{Epoch: made.pos.Epoch, Offset: made.pos.Offset, At: u.at}, false
-	}
+	// A publish acknowledged here, with no list, after the etag the list
+	// handed over (a take-back of a list whose taker died, a publish
+	// that reached the new owner before the list): the list stamps it,
+	// below, as a RESYNC at its next offset, so every queue in it hears
+	// of it. Put at the list's current position instead (its etag
+	// rewritten), it was dropped as a duplicate by every queue that had
+	// the list's last event, and the next publish came as the next
+	// change (TestLoss_RememberedPublishReachesQueuesAtTheImportedListsPosition).
+	newer := remembered && (st.Etag == "" || u.at > st.EtagPos.At)
 	for _, in := range st.Nodes {
 		r.mergeLocked(in)
 	}
@@ -262,6 +264,9 @@ func (s *Store) ImportResource(st ResourceState) {
 		s.noteTailLocked(r, s.cfg.Now())
 	}
 	r.mu.Unlock()
+	if newer {
+		s.Deliver(&Event{Kind: Resync, Resource: st.Name, Etag: u.etag, Time: s.cfg.Now(), Pos: Position{At: u.at}})
+	}
 	s.dropIfEmpty(r)
 }
 
