@@ -40,20 +40,8 @@ func TestRejoined_PublishRememberedBeforeTheDeathIsNotServed(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	n1.RejoinedAt(deadAt)
 
-	q, err := n2.CreateQueue(context.Background(), alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info shard.SubscriptionInfo
-	if err := untilAvailable(func() error {
-		var err error
-		info, err = n2.Store().Subscribe(context.Background(), answers("v2"), alice, q.Name, res, "", "v2")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if info.Etag != "v2" {
-		t.Errorf("subscribe answered %q, the publish n1 remembered before it was taken for dead, over the publisher's v2", info.Etag)
+	if etag := freshSubscribe(t, n2, res, "v2"); etag != "v2" {
+		t.Errorf("subscribe answered %q, the publish n1 remembered before it was taken for dead, over the publisher's v2", etag)
 	}
 }
 
@@ -89,19 +77,24 @@ func TestUnheld_KeyAwayAndBackBetweenRebalancesForgetsWhatItRemembered(t *testin
 	n2.Tick()
 	n1.Tick()
 
-	q, err := n2.CreateQueue(context.Background(), alice, 0)
-	if err != nil {
-		t.Fatal(err)
+	if etag := freshSubscribe(t, n2, res, "v2"); etag != "v2" {
+		t.Errorf("subscribe answered %q, remembered before the key went away, over the publisher's v2", etag)
 	}
+}
+
+// freshSubscribe subscribes a new queue of n to res, whose publisher
+// answers etag (and so does the client), and returns the etag the
+// subscribe answered.
+func freshSubscribe(t *testing.T, n *testNode, res, etag string) string {
+	t.Helper()
+	q := newQueue(t, n, alice)
 	var info shard.SubscriptionInfo
 	if err := untilAvailable(func() error {
 		var err error
-		info, err = n2.Store().Subscribe(context.Background(), answers("v2"), alice, q.Name, res, "", "v2")
+		info, err = n.Store().Subscribe(context.Background(), answers(etag), alice, q, res, "", etag)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if info.Etag != "v2" {
-		t.Errorf("subscribe answered %q, remembered before the key went away, over the publisher's v2", info.Etag)
-	}
+	return info.Etag
 }
