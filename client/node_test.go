@@ -35,27 +35,7 @@ func TestNodeRecoveryGuide(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tok := gw.token("browser", time.Hour)
-	cmd := exec.CommandContext(ctx, node, "recovery.mjs", "user:alice/notes", "user:alice/forgot")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "MESHGATE_URL="+strings.Replace(gw.URL, "127.0.0.1", "localhost", 1),
-		"MESHGATE_TOKEN="+tok, "NODE_EXTRA_CA_CERTS="+filepath.Join(gw.dir, certs.DevCertFile))
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan map[string]any, 16)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				lines <- m
-			}
-		}
-		close(lines)
-	}()
+	lines := runRecovery(ctx, t, node, dir, strings.Replace(gw.URL, "127.0.0.1", "localhost", 1), tok, gw.dir, "user:alice/notes", "user:alice/forgot")
 	// await returns the client's next line of kind (and etag, unless ""),
 	// skipping others, or false after d.
 	await := func(kind, etag string, d time.Duration) (map[string]any, bool) {
@@ -165,27 +145,7 @@ func TestNodeRecoveryGuide_Overflow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	tok := gw.token("browser", time.Hour)
-	cmd := exec.CommandContext(ctx, node, "recovery.mjs", "user:alice/a", "user:alice/b")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "MESHGATE_URL=https://localhost:"+px.port+"/graphql",
-		"MESHGATE_TOKEN="+tok, "NODE_EXTRA_CA_CERTS="+filepath.Join(gw.dir, certs.DevCertFile))
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan map[string]any, 64)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				lines <- m
-			}
-		}
-		close(lines)
-	}()
+	lines := runRecovery(ctx, t, node, dir, "https://localhost:"+px.port+"/graphql", tok, gw.dir, "user:alice/a", "user:alice/b")
 	var seen []map[string]any
 	// await reads the client's lines until one satisfies cond, or fails.
 	await := func(what string, d time.Duration, cond func(m map[string]any) bool) bool {
@@ -351,4 +311,32 @@ func (p *tcpProxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// runRecovery starts the guide's Node client (recovery.mjs in dir) on
+// url with token tok, trusting the development certificate in certDir,
+// watching resources, until ctx ends; it returns the JSON lines it prints.
+func runRecovery(ctx context.Context, t *testing.T, node, dir, url, tok, certDir string, resources ...string) <-chan map[string]any {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, node, append([]string{"recovery.mjs"}, resources...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MESHGATE_URL="+url, "MESHGATE_TOKEN="+tok, "NODE_EXTRA_CA_CERTS="+filepath.Join(certDir, certs.DevCertFile))
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan map[string]any, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				lines <- m
+			}
+		}
+		close(lines)
+	}()
+	return lines
 }
