@@ -65,17 +65,7 @@ func TestUnheld_ImportedListIsNotOvertakenByAnOlderRememberedPublish(t *testing.
 		Nodes: []Interest{{Node: "n2", Count: 1, Ver: 1}}})
 	s.SetInterest(res, Interest{Node: "n2", Count: 0, Ver: 2}) // its last queue left: dropped
 
-	q := mustQueue(t, s, alice)
-	info, err := s.Subscribe(context.Background(), allowAll{"v3"}, alice, q, res, "", "v3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Etag != "v3" {
-		t.Errorf("subscribe answered %q, older than v3, which the list delivered and the publisher answers", info.Etag)
-	}
-	if got := drainAll(t, s, alice, q); len(got) != 0 {
-		t.Errorf("a client that knows v3 got %v", got)
-	}
+	freshSubscribe(t, s, res, "v3", "older than v3, which the list delivered and the publisher answers")
 }
 
 // A remembered publish whose time is up is not used, even before
@@ -90,17 +80,7 @@ func TestUnheld_ExpiredPublishIsNotUsedBeforeTheSweep(t *testing.T) {
 	clk.Add(2 * time.Minute)
 	publish(s, res, "v2") // not remembered: acknowledged, reached nobody
 
-	q := mustQueue(t, s, alice)
-	info, err := s.Subscribe(context.Background(), allowAll{"v2"}, alice, q, res, "", "v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Etag != "v2" {
-		t.Errorf("subscribe answered %q, older than v2, which the publisher answers", info.Etag)
-	}
-	if got := drainAll(t, s, alice, q); len(got) != 0 {
-		t.Errorf("a client that knows v2 got %v", got)
-	}
+	freshSubscribe(t, s, res, "v2", "older than v2, which the publisher answers")
 }
 
 // A RESYNC that announces an etag again and finds no list is remembered
@@ -135,5 +115,23 @@ func TestUnheld_ListTakenBackGoesOnFromAPublishRememberedMeanwhile(t *testing.T)
 		Nodes: []Interest{{Node: "n2", Count: 1, Ver: 1}}})
 	if _, l := s.AddInterest(res, Interest{}, Hint{}); l.Etag != "v6" {
 		t.Errorf("the list taken back answers %q, older than v6, acknowledged meanwhile", l.Etag)
+	}
+}
+
+// freshSubscribe subscribes a new queue of s to res, whose publisher
+// answers etag and whose client knows it: the subscribe must answer
+// etag (else why, with the answer) and queue nothing.
+func freshSubscribe(t *testing.T, s *Store, res, etag, why string) {
+	t.Helper()
+	q := mustQueue(t, s, alice)
+	info, err := s.Subscribe(context.Background(), allowAll{etag}, alice, q, res, "", etag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != etag {
+		t.Errorf("subscribe answered %q, %s", info.Etag, why)
+	}
+	if got := drainAll(t, s, alice, q); len(got) != 0 {
+		t.Errorf("a client that knows %s got %v", etag, got)
 	}
 }
