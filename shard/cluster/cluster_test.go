@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"net"
 	"os"
@@ -851,4 +852,37 @@ func waitFor(limit time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return cond()
+}
+
+// TestGracefulLeave_ListsForgetTheLeaver: a node that left gracefully
+// handed every queue away, so no list may go on naming it. A list whose
+// leaver's last interest op was lost on the way (seen in the churn test:
+// a list went on counting one queue of a node that had left, and sent
+// its events to a node that was gone) forgets it once it is gone.
+func TestGracefulLeave_ListsForgetTheLeaver(t *testing.T) {
+	nodes := startNodes(t, 3)
+	holder, reader, leaver := nodes[0], nodes[1], nodes[2]
+	res := ownedBy(holder, holder.Name(), "leaver")
+	q := ownedQueue(t, reader, alice)
+	subscribe(t, reader, allowAll{}, alice, q, res)
+	if k, held := holder.store.HasResource(res); !held || k != 1 {
+		t.Fatalf("the holder counts %d subscribers (held %v); want 1", k, held)
+	}
+	// The leaver's "no more queues" never came.
+	holder.store.SetInterest(res, shard.Interest{Node: leaver.Name(), Count: 1, Ver: math.MaxInt64})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leaver.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { k, _ := holder.store.HasResource(res); return k == 1 }) {
+		k, _ := holder.store.HasResource(res)
+		t.Fatalf("the holder counts %d subscribers after the leaver left; want 1 (the reader's)", k)
+	}
+	publish(t, holder, res, "v1")
+	r, l := attach(t, reader, alice, q)
+	defer r.Close()
+	if _, err := collect(t, r, l, 1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }

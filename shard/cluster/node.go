@@ -570,10 +570,12 @@ func (n *Node) rebuild() {
 	n.metaMu.Unlock()
 	n.mu.Lock()
 	old := n.ring.Load()
-	var crashed, gone []string
+	var crashed, left, gone []string
 	for name := range n.members {
 		if _, ok := alive[name]; !ok && name != n.cfg.Name {
-			if !n.leaving[name] {
+			if n.leaving[name] {
+				left = append(left, name)
+			} else {
 				crashed = append(crashed, name)
 			}
 			delete(n.leaving, name)
@@ -583,6 +585,9 @@ func (n *Node) rebuild() {
 	defer func() {
 		for _, g := range gone {
 			go n.dropPeer(g)
+		}
+		if len(left) > 0 {
+			go n.forgetLeft(left)
 		}
 	}()
 	n.members = alive
@@ -621,6 +626,19 @@ func (n *Node) rebuild() {
 		n.repair(old, crashed)
 	}
 	go n.rebalance()
+}
+
+// forgetLeft takes nodes that left gracefully out of every list held
+// here. Invariant: no list names a node that is gone. One that left
+// handed every queue away before it said it was done (Leave), so an
+// interest still recorded for it is stale: its last interest op was lost
+// on the way while the lists it named moved (seen in the churn test: a
+// list kept counting a queue of the leaver and sent its events to a node
+// that was gone). A crashed node's entries go with the repair instead.
+func (n *Node) forgetLeft(left []string) {
+	if k := n.store.DropNodes(func(node string) bool { return slices.Contains(left, node) }); k > 0 {
+		n.log.Info("lists forgot nodes that left", "nodes", left, "entries", k)
+	}
 }
 
 // ringLocked builds the ring of alive members that are ready and not
