@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // authFunc is an Authorizer made of a function.
@@ -256,5 +257,68 @@ func TestImportQueue_EventsThatArrivedFirstAreAppended(t *testing.T) {
 	b.DeliverLocal(at(5))
 	if got, want := strings.Join(drainAll(t, b, alice, q), ","), "CHANGED v1,CHANGED v2,CHANGED v3,CHANGED v4,CHANGED v5"; got != want {
 		t.Errorf("the moved queue holds %s, want %s", got, want)
+	}
+}
+
+// A queue that moves while it waits for a gap to fill goes on waiting at
+// its new node: the events of the gap, sent to the new node too (it was
+// interested before the old one let the queue go), are appended there in
+// order, and nothing is announced lost. Given up at the export, the gap
+// became a RESYNC and the events that came to fill it were dropped as
+// older (the churn test's join: "change v222 arrived 0 times").
+func TestExportQueue_AGapGoesOnFillingAtTheNewNode(t *testing.T) {
+	a, _ := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, a, alice)
+	mustSub(t, a, alice, q, res)
+	epoch := listEpoch(t, a, res)
+	at := func(o uint64) *Event {
+		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o}}
+	}
+	a.DeliverLocal(at(1))
+	a.DeliverLocal(at(4)) // overtook v2 and v3: held
+	b.Arriving(1)
+	st, ok := a.ExportQueue(q)
+	if !ok {
+		t.Fatal("ExportQueue: not held")
+	}
+	b.DeliverLocal(at(2)) // the gap's events reach the new node
+	if !b.ImportQueue(st) {
+		t.Fatal("ImportQueue refused")
+	}
+	b.DeliverLocal(at(3))
+	b.Arriving(-1)
+	if got, want := strings.Join(drainAll(t, b, alice, q), ","), "CHANGED v1,CHANGED v2,CHANGED v3,CHANGED v4"; got != want {
+		t.Errorf("the moved queue holds %s, want %s", got, want)
+	}
+}
+
+// A gap that never fills after its queue moved is announced at the new
+// node once it has waited its time (holdGap): a RESYNC with the newest
+// event held.
+func TestExportQueue_AGapThatNeverFillsIsAnnouncedAtTheNewNode(t *testing.T) {
+	a, _ := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, a, alice)
+	mustSub(t, a, alice, q, res)
+	epoch := listEpoch(t, a, res)
+	a.DeliverLocal(&Event{Kind: Changed, Resource: res, Etag: "v1", Pos: Position{Epoch: epoch, Offset: 1}})
+	a.DeliverLocal(&Event{Kind: Changed, Resource: res, Etag: "v3", Pos: Position{Epoch: epoch, Offset: 3}})
+	st, ok := a.ExportQueue(q)
+	if !ok || !b.ImportQueue(st) {
+		t.Fatal("the queue did not move")
+	}
+	var got []string
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if got = append(got, drainAll(t, b, alice, q)...); len(got) > 0 && got[len(got)-1] == "RESYNC v3" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Join(got, ",") != "CHANGED v1,RESYNC v3" {
+		t.Errorf("the moved queue holds %v, want [CHANGED v1 RESYNC v3]", got)
 	}
 }

@@ -24,6 +24,9 @@ type SubState struct {
 	Etag     string
 	Pos      Position // of the last event appended
 	Created  int64    // unix nanoseconds
+	// Parked are the events held behind a gap, in offset order: the new
+	// node goes on waiting for it to fill (see ExportQueue).
+	Parked []*Event
 }
 
 // ResourceState is a subscriber list in transit: the nodes interested in
@@ -54,14 +57,6 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 		q.mu.Unlock()
 		return QueueState{}, false
 	}
-	// Events held behind a gap are not part of the state: the gap is
-	// given up on now, so a RESYNC with the newest of them is in the
-	// buffer that moves and the position moves past them. Invariant: an
-	// event handed to a queue is appended, announced by a RESYNC, or a
-	// duplicate; never lost with the node it waited on.
-	for _, sub := range q.subs { // their listeners are told below, with the move
-		q.giveUpGapLocked(sub, sub.x, s.cfg.BufferSize, s.cfg.RetainDelivered)
-	}
 	q.moved = true
 	st := QueueState{
 		Name: q.name, User: q.owner.user, Device: q.owner.device,
@@ -75,7 +70,18 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	}
 	for res, sub := range q.subs {
 		if !sub.isPending() { // a pending one is not allowed yet: its subscribe fails with ErrMoved
-			st.Subs = append(st.Subs, SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created})
+			ss := SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created}
+			// Invariant: a gap goes with its queue. Events held behind
+			// it move too, and the new node waits for it to fill: the
+			// events in the gap were sent to it as well (the old node
+			// lets a queue go once the new one is in its lists), and
+			// arrive there before the import or after it (Arriving).
+			// Given up on here, the gap was announced as a loss, and
+			// those events were dropped there as older than the RESYNC.
+			if sub.x != nil {
+				ss.Parked = slices.Clone(sub.x.parked)
+			}
+			st.Subs = append(st.Subs, ss)
 		}
 	}
 	subs, ls := q.closeLocked() // after the state is taken: removal marks created
@@ -154,8 +160,13 @@ func (s *Store) ImportQueue(st QueueState) bool {
 	}
 	if len(st.Subs) > 0 {
 		q.subs = make(map[string]*subscription, len(st.Subs))
-		for _, sub := range st.Subs {
-			q.subs[sub.Resource] = &subscription{etag: sub.Etag, pos: sub.Pos, created: sub.Created}
+		for _, ss := range st.Subs {
+			sub := &subscription{etag: ss.Etag, pos: ss.Pos, created: ss.Created}
+			if len(ss.Parked) > 0 { // the gap waits its time again here
+				sub.x = &subExtra{parked: slices.Clone(ss.Parked)}
+				q.holdGapLocked(sub, sub.x, capacity, s.cfg.RetainDelivered)
+			}
+			q.subs[ss.Resource] = sub
 		}
 	}
 	if !s.shard(q.name).add(q.name, q) {

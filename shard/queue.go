@@ -177,14 +177,21 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 		return q.giveUpGapLocked(sub, x, capacity, retain)
 	}
 	if len(x.parked) == 1 {
-		time.AfterFunc(holdGap, func() {
-			q.mu.Lock()
-			ls := q.giveUpGapLocked(sub, x, capacity, retain)
-			q.mu.Unlock()
-			notifyAll(ls)
-		})
+		q.holdGapLocked(sub, x, capacity, retain)
 	}
 	return nil
+}
+
+// holdGapLocked starts the timer that gives up on x's gap in sub after
+// holdGap (a gap filled or given up on meanwhile has let x go: the timer
+// then finds sub.x changed and does nothing). mu held.
+func (q *queue) holdGapLocked(sub *subscription, x *subExtra, capacity, retain int) {
+	time.AfterFunc(holdGap, func() {
+		q.mu.Lock()
+		ls := q.giveUpGapLocked(sub, x, capacity, retain)
+		q.mu.Unlock()
+		notifyAll(ls)
+	})
 }
 
 // giveUpGapLocked announces the gap before sub's held events (if they are

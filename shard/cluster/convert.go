@@ -81,7 +81,7 @@ func queueStatePB(st shard.QueueState) *pb.QueueState {
 		ExpiresUnixNano: st.Expires.UnixNano(), LastSeq: st.LastSeq, Acked: st.Acked, Delivered: st.Delivered,
 		Events: convertAll(st.Events, eventPB),
 		Subs: convertAll(st.Subs, func(s shard.SubState) *pb.Subscription {
-			return &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset, At: s.Pos.At}
+			return &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset, At: s.Pos.At, Parked: convertAll(s.Parked, eventPB)}
 		})}
 }
 
@@ -91,7 +91,7 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 		LastSeq: st.GetLastSeq(), Acked: st.GetAcked(), Delivered: st.GetDelivered(),
 		Events: convertAll(st.GetEvents(), eventOf),
 		Subs: convertAll(st.GetSubs(), func(s *pb.Subscription) shard.SubState {
-			return shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset(), At: s.GetAt()}}
+			return shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset(), At: s.GetAt()}, Parked: convertAll(s.GetParked(), eventOf)}
 		})}
 }
 

@@ -439,7 +439,10 @@ type Subscription struct {
 	Offset uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
 	At     uint64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"` // shard.Position.At of etag
 	// subscribe's answer: etag "" is unknown (shard.SubscriptionInfo.EtagUnknown).
-	EtagUnknown   bool `protobuf:"varint,8,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
+	EtagUnknown bool `protobuf:"varint,8,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
+	// In a QueueState: the events held behind a gap, in offset order
+	// (shard.SubState.Parked).
+	Parked        []*Event `protobuf:"bytes,9,rep,name=parked,proto3" json:"parked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +531,13 @@ func (x *Subscription) GetEtagUnknown() bool {
 		return x.EtagUnknown
 	}
 	return false
+}
+
+func (x *Subscription) GetParked() []*Event {
+	if x != nil {
+		return x.Parked
+	}
+	return nil
 }
 
 // A call on one queue, routed to the node that holds it.
@@ -2926,7 +2936,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05depth\x18\x05 \x01(\x03R\x05depth\x12\x19\n" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12-\n" +
-	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xe1\x01\n" +
+	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\x92\x02\n" +
 	"\fSubscription\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
@@ -2935,7 +2945,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x0e\n" +
 	"\x02at\x18\a \x01(\x04R\x02at\x12!\n" +
-	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\"\xbd\x02\n" +
+	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\x12/\n" +
+	"\x06parked\x18\t \x03(\v2\x17.meshgate.peer.v1.EventR\x06parked\"\xbd\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
@@ -3227,69 +3238,70 @@ var file_peer_proto_goTypes = []any{
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
 	2,  // 1: meshgate.peer.v1.Notification.event:type_name -> meshgate.peer.v1.Event
-	0,  // 2: meshgate.peer.v1.QueueCall.op:type_name -> meshgate.peer.v1.QueueOp
-	1,  // 3: meshgate.peer.v1.QueueCall.principal:type_name -> meshgate.peer.v1.Principal
-	4,  // 4: meshgate.peer.v1.QueueReply.queue:type_name -> meshgate.peer.v1.Queue
-	5,  // 5: meshgate.peer.v1.QueueReply.subscriptions:type_name -> meshgate.peer.v1.Subscription
-	3,  // 6: meshgate.peer.v1.QueueReply.items:type_name -> meshgate.peer.v1.Notification
-	1,  // 7: meshgate.peer.v1.QueuesRequest.principal:type_name -> meshgate.peer.v1.Principal
-	4,  // 8: meshgate.peer.v1.QueuesReply.queues:type_name -> meshgate.peer.v1.Queue
-	1,  // 9: meshgate.peer.v1.InviteRequest.from:type_name -> meshgate.peer.v1.Principal
-	12, // 10: meshgate.peer.v1.LinkRequest.interest:type_name -> meshgate.peer.v1.Interest
-	2,  // 11: meshgate.peer.v1.Op.event:type_name -> meshgate.peer.v1.Event
-	12, // 12: meshgate.peer.v1.Op.interest:type_name -> meshgate.peer.v1.Interest
-	15, // 13: meshgate.peer.v1.PushRequest.ops:type_name -> meshgate.peer.v1.Op
-	1,  // 14: meshgate.peer.v1.StreamRequest.principal:type_name -> meshgate.peer.v1.Principal
-	3,  // 15: meshgate.peer.v1.StreamBatch.items:type_name -> meshgate.peer.v1.Notification
-	2,  // 16: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
-	5,  // 17: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
-	12, // 18: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
-	22, // 19: meshgate.peer.v1.ResourceState.recent:type_name -> meshgate.peer.v1.Published
-	40, // 20: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
-	20, // 21: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
-	21, // 22: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	41, // 23: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	42, // 24: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
-	33, // 25: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	43, // 26: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
-	1,  // 27: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
-	1,  // 28: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
-	24, // 29: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
-	6,  // 30: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 31: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 32: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 33: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	16, // 34: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	18, // 35: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	23, // 36: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	26, // 37: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	27, // 38: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	28, // 39: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	29, // 40: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
-	36, // 41: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	38, // 42: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	34, // 43: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	31, // 44: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
-	7,  // 45: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 46: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 47: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	14, // 48: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
-	17, // 49: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	19, // 50: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	25, // 51: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	28, // 52: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	28, // 53: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	30, // 54: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	28, // 55: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	37, // 56: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	39, // 57: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	35, // 58: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	32, // 59: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
-	45, // [45:60] is the sub-list for method output_type
-	30, // [30:45] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	2,  // 2: meshgate.peer.v1.Subscription.parked:type_name -> meshgate.peer.v1.Event
+	0,  // 3: meshgate.peer.v1.QueueCall.op:type_name -> meshgate.peer.v1.QueueOp
+	1,  // 4: meshgate.peer.v1.QueueCall.principal:type_name -> meshgate.peer.v1.Principal
+	4,  // 5: meshgate.peer.v1.QueueReply.queue:type_name -> meshgate.peer.v1.Queue
+	5,  // 6: meshgate.peer.v1.QueueReply.subscriptions:type_name -> meshgate.peer.v1.Subscription
+	3,  // 7: meshgate.peer.v1.QueueReply.items:type_name -> meshgate.peer.v1.Notification
+	1,  // 8: meshgate.peer.v1.QueuesRequest.principal:type_name -> meshgate.peer.v1.Principal
+	4,  // 9: meshgate.peer.v1.QueuesReply.queues:type_name -> meshgate.peer.v1.Queue
+	1,  // 10: meshgate.peer.v1.InviteRequest.from:type_name -> meshgate.peer.v1.Principal
+	12, // 11: meshgate.peer.v1.LinkRequest.interest:type_name -> meshgate.peer.v1.Interest
+	2,  // 12: meshgate.peer.v1.Op.event:type_name -> meshgate.peer.v1.Event
+	12, // 13: meshgate.peer.v1.Op.interest:type_name -> meshgate.peer.v1.Interest
+	15, // 14: meshgate.peer.v1.PushRequest.ops:type_name -> meshgate.peer.v1.Op
+	1,  // 15: meshgate.peer.v1.StreamRequest.principal:type_name -> meshgate.peer.v1.Principal
+	3,  // 16: meshgate.peer.v1.StreamBatch.items:type_name -> meshgate.peer.v1.Notification
+	2,  // 17: meshgate.peer.v1.QueueState.events:type_name -> meshgate.peer.v1.Event
+	5,  // 18: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
+	12, // 19: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
+	22, // 20: meshgate.peer.v1.ResourceState.recent:type_name -> meshgate.peer.v1.Published
+	40, // 21: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
+	20, // 22: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
+	21, // 23: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
+	41, // 24: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	42, // 25: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	33, // 26: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	43, // 27: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	1,  // 28: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 29: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	24, // 30: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
+	6,  // 31: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 32: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 33: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 34: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	16, // 35: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	18, // 36: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	23, // 37: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	26, // 38: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	27, // 39: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	28, // 40: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	29, // 41: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
+	36, // 42: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	38, // 43: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	34, // 44: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	31, // 45: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	7,  // 46: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 47: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 48: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	14, // 49: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 50: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	19, // 51: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	25, // 52: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	28, // 53: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	28, // 54: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	30, // 55: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	28, // 56: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	37, // 57: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	39, // 58: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	35, // 59: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	32, // 60: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	46, // [46:61] is the sub-list for method output_type
+	31, // [31:46] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
