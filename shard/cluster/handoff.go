@@ -243,9 +243,12 @@ func (t tomb) again() *pb.ResourceState {
 // is gone before it acknowledged gets nothing more: its giver takes the
 // keys back (takeBack). So keys are never only in a tomb nobody reads.
 func (n *Node) take(ctx context.Context, from string, queues, resources []string) error {
+	n.store.Arriving(1) // until the keys land: see retake
 	asked, err := n.takeOnce(ctx, from, queues, resources)
 	if asked && err != nil {
 		go n.retake(from, queues, resources) //nolint:gosec // G118: it outlives the Handoff on purpose
+	} else {
+		n.store.Arriving(-1)
 	}
 	return err
 }
@@ -253,7 +256,16 @@ func (n *Node) take(ctx context.Context, from string, queues, resources []string
 // retake asks from again, with a growing pause, for keys a take asked
 // for and did not get, until they land here or from is no longer a
 // member (then it takes them back: takeBack).
+//
+// Invariant: a queue on its way here misses nothing sent here for it
+// until it lands, however many times its take asks. This node is in the
+// queue's lists since the first try (enlist), and the giver let the queue
+// go, so the events stamped meanwhile come here only: they are kept for
+// it (shard.Store.Arriving) between the tries too, not only while a take
+// call runs. Dropped between two tries, they were announced lost with a
+// RESYNC once the queue landed.
 func (n *Node) retake(from string, queues, resources []string) {
+	defer n.store.Arriving(-1) // take's
 	for pause := 500 * time.Millisecond; ; pause = min(2*pause, 8*time.Second) {
 		select {
 		case <-n.stop:

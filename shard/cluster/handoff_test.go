@@ -326,3 +326,60 @@ func TestHandoff_KeysGivenToATakerThatDiesComeBack(t *testing.T) {
 	}
 	reaches(t, x.testNode, queue, list, "v2")
 }
+
+// TestHandoff_EventsWhileATakeAsksAgainAreKept: z takes a queue from x
+// (its list stays at x); x lets it go and the answer is lost, so z asks
+// again a moment later (retake). z is in the list since its first try,
+// so x sends z the events stamped meanwhile: z must keep them for the
+// queue on its way, as during any take. Before, z kept them only while a
+// take call was running, dropped those that came between two tries, and
+// the queue, landed, announced them lost with a RESYNC.
+func TestHandoff_EventsWhileATakeAsksAgainAreKept(t *testing.T) {
+	ca, caKey := devCA(t)
+	var x started
+	var armed atomic.Bool
+	var takes atomic.Int32
+	var queue string
+	cut := func(_ context.Context, method string) error {
+		if !armed.Load() || !strings.HasSuffix(method, "/Take") {
+			return nil
+		}
+		switch k := takes.Add(1); {
+		case k == 1: // z is enlisted in the list
+			return nil
+		case k == 2: // the take, whose answer is lost
+			x.GiveKeys("z", []string{queue}, nil)
+			return fmt.Errorf("%w: connection reset", shard.ErrUnavailable)
+		case k <= 4: // and the connection stays down a while
+			return fmt.Errorf("%w: connection refused", shard.ErrUnavailable)
+		}
+		return nil
+	}
+	x = startNode(t, "x", ca, caKey, "")
+	z := startNodeWith(t, "z", ca, caKey, x.gossip, cut)
+	waitRing(t, []*testNode{x.testNode, z.testNode}, 2)
+	list := ownedBy(x.testNode, "x", "kept")
+	queue = ownedQueue(t, x.testNode, alice)
+	subscribe(t, x.testNode, allowAll{}, alice, queue, list)
+	publish(t, x.testNode, list, "v1")
+	armed.Store(true)
+	if err := z.TakeKeys(context.Background(), "x", []string{queue}, nil); err == nil {
+		t.Fatal("the take whose answer was lost succeeded")
+	}
+	publish(t, x.testNode, list, "v2") // while z asks again: x sends it to z
+	if !waitFor(20*time.Second, func() bool { return z.store.Has(queue) }) {
+		t.Fatal("z never got the queue")
+	}
+	publish(t, x.testNode, list, "v3")
+	r, l := attach(t, x.testNode, alice, queue) // the queue is x's: it goes back there
+
+	defer r.Close()
+	got, err := collect(t, r, l, 3, 10*time.Second)
+	var es []string
+	for _, n := range got {
+		es = append(es, n.Event.Kind.String()+" "+n.Event.Etag)
+	}
+	if err != nil || strings.Join(es, ",") != "CHANGED v1,CHANGED v2,CHANGED v3" {
+		t.Fatalf("the queue holds %v (%v), want [CHANGED v1 CHANGED v2 CHANGED v3]", es, err)
+	}
+}
