@@ -44,3 +44,38 @@ func (n *Node) Refused(name string) error {
 	}
 	return st.err
 }
+
+// BringList marks res as on its way here from node from, as a take of it
+// does, and returns the landing: it imports the state from gave (what
+// from's give answered), as the take would.
+func (n *Node) BringList(res, from string) (land func(gave *pb.ResourceState)) {
+	done := make(chan struct{})
+	n.mu.Lock()
+	n.inflight[res] = done
+	n.takingFrom[res] = from
+	n.mu.Unlock()
+	return func(gave *pb.ResourceState) {
+		n.landList(gave)
+		n.mu.Lock()
+		delete(n.inflight, res)
+		delete(n.takingFrom, res)
+		n.mu.Unlock()
+		close(done)
+	}
+}
+
+// GiveList gives res's list to node to, as its Take would, and returns
+// the state given.
+func (n *Node) GiveList(to, res string) *pb.ResourceState {
+	rs := n.give(&pb.TakeRequest{Node: to, Resources: []string{res}}).GetResources()
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[0]
+}
+
+// Enlist records this node in the lists of queues' resources, as a take
+// of queues from node from does before it asks for them.
+func (n *Node) Enlist(ctx context.Context, from string, queues []string) {
+	n.enlist(ctx, n.peer(from), queues, nil)
+}

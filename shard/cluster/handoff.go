@@ -181,6 +181,9 @@ func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) 
 			var err error
 			if src != "" {
 				_, l, err = n.linkAt(ctx, src, res, shard.Hint{}, in, false, n.ring.Load().ID())
+				if err != nil && n.enlistOnLanding(res, in) {
+					return // recorded as the list lands, or now: it has landed
+				}
 			} else {
 				_, l, err = n.link(ctx, res, shard.Hint{}, in, false, false)
 			}
@@ -195,6 +198,64 @@ func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) 
 	}
 	wg.Wait()
 	return caught
+}
+
+// pendingInterest is a queue's interest to record in a list as it lands
+// here (enlistOnLanding), unless it lands after until.
+type pendingInterest struct {
+	in    shard.Interest
+	until time.Time
+}
+
+// enlistOnLanding records in (a hand-off's Ver 0 interest) in res's list,
+// which a take is bringing here and whose giver has let it go already
+// (its link failed): as the list lands (landList), or now if it has. It
+// reports false if res is no longer in flight here nor held.
+//
+// Invariant: a queue taken here is in its lists before its old node lets
+// it go, even a list on its way here too. Not recorded, the list, landed,
+// stamped events for the queue's old node only until the queue's own
+// interest came (arrive), and the old node had let the queue go: they
+// were lost, then announced by a RESYNC (the churn test's join: "change
+// v264 arrived 0 times"); and a list whose only other node then left
+// was dropped as empty, and the queues' interest that came next found it
+// nowhere, for the 18 s until the audit. Waiting for the list to land
+// instead could wait on a take that waits for this one.
+func (n *Node) enlistOnLanding(res string, in shard.Interest) bool {
+	mu := n.stripe(res)
+	mu.Lock() // landList holds it across the import
+	defer mu.Unlock()
+	if n.holdsResource(res) {
+		n.store.AddInterest(res, in, shard.Hint{})
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.inflight[res] == nil {
+		return false
+	}
+	p := n.enlisted[res]
+	p.in = shard.Interest{Node: in.Node, Count: p.in.Count + in.Count}
+	p.until = time.Now().Add(2 * callTimeout)
+	n.enlisted[res] = p
+	return true
+}
+
+// landList imports a list a take brought here, with the interests of
+// queues coming here that enlisted in it on its way (enlistOnLanding).
+func (n *Node) landList(st *pb.ResourceState) {
+	res := st.GetName()
+	mu := n.stripe(res)
+	mu.Lock() // see rejoined
+	defer mu.Unlock()
+	n.store.ImportResource(resourceStateOf(st))
+	n.mu.Lock()
+	p, ok := n.enlisted[res]
+	delete(n.enlisted, res)
+	n.mu.Unlock()
+	if ok && time.Now().Before(p.until) {
+		n.store.AddInterest(res, p.in, shard.Hint{})
+	}
 }
 
 // outboxMarks notes how many ops each peer had been given so far.
@@ -391,10 +452,7 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 	// Lists first, and ops on them may go on: an imported queue tells
 	// its lists' holders (perhaps this node) that this node is interested.
 	for _, st := range rep.GetResources() {
-		mu := n.stripe(st.GetName())
-		mu.Lock() // see rejoined
-		n.store.ImportResource(resourceStateOf(st))
-		mu.Unlock()
+		n.landList(st)
 	}
 	release(rs)
 	for _, st := range rep.GetQueues() {

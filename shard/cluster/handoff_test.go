@@ -383,3 +383,29 @@ func TestHandoff_EventsWhileATakeAsksAgainAreKept(t *testing.T) {
 		t.Fatalf("the queue holds %v (%v), want [CHANGED v1 CHANGED v2 CHANGED v3]", es, err)
 	}
 }
+
+// TestHandoff_QueueEnlistsInAListOnItsWayToo: z takes a queue from x and,
+// in another take, the queue's list from y; y has let the list go when
+// the queue's take enlists z in it. z must be in the list as it lands:
+// the list stamps events for z's queues from then on, and x lets the
+// queue go without waiting for z's own interest. Before, the enlist
+// failed ("key not held here"), and the list landed counting only x.
+func TestHandoff_QueueEnlistsInAListOnItsWayToo(t *testing.T) {
+	nodes := startNodes(t, 3)
+	x, y, z := nodes[0], nodes[1], nodes[2]
+	list := ownedBy(y, y.Name(), "onitsway")
+	q := ownedQueue(t, x, alice)
+	subscribe(t, x, allowAll{}, alice, q, list)
+	land := z.BringList(list, y.Name())
+	gave := y.GiveList(z.Name(), list)
+	if gave == nil {
+		t.Fatal("y gave no list")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	z.Enlist(ctx, x.Name(), []string{q})
+	land(gave)
+	if k, held := z.store.HasResource(list); !held || k != 2 {
+		t.Fatalf("the list landed at z counts %d subscribers (held %v); want 2: x's queue, and z for it", k, held)
+	}
+}

@@ -96,6 +96,9 @@ type Node struct {
 	tombs      map[string]tomb   // keys handed off → where
 	inflight   map[string]chan struct{}
 	takingFrom map[string]string    // lists in flight → the node giving them
+	// enlisted are interests of queues on their way here in lists on
+	// their way here too, to record as the lists land (see enlist).
+	enlisted map[string]pendingInterest
 	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed    map[string]time.Time // nodes repaired as dead, by when
 	// installedSince are the rings installed since the last rebalance
@@ -201,6 +204,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		tombs:      map[string]tomb{},
 		inflight:   map[string]chan struct{}{},
 		takingFrom: map[string]string{},
+		enlisted:   map[string]pendingInterest{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
 		admit:      admission{m: map[string]admitState{}},
