@@ -178,6 +178,31 @@ func (s *Store) DropNodes(gone func(node string) bool) int {
 	return n
 }
 
+// ForgetNodes sets to 0 the count of the nodes for which gone is true
+// (they left gracefully: their queues went elsewhere) in every subscriber
+// list held here, and returns how many entries it changed. Invariant: an
+// entry a node's interest op is compared against (Ver) outlives the
+// node's queues, so an op of the node still on its way (relayed by a
+// former holder of the list, kept until the list landed) is older than
+// it and changes nothing; an entry removed, as DropNodes does, took its
+// Ver with it, and such an op named the node in the list again. A node
+// that comes back sends a newer Ver (its counter starts from the clock).
+func (s *Store) ForgetNodes(gone func(node string) bool) int {
+	n := 0
+	for _, r := range s.res.values(nil) {
+		r.mu.Lock()
+		for i := range r.nodes {
+			if in := &r.nodes[i]; in.Count > 0 && gone(in.Node) {
+				in.Count = 0
+				n++
+			}
+		}
+		r.mu.Unlock()
+		s.dropIfEmpty(r)
+	}
+	return n
+}
+
 // HasResource reports whether res's subscriber list is held here, and
 // how many queues it counts.
 func (s *Store) HasResource(res string) (subscribers int, held bool) {

@@ -886,3 +886,33 @@ func TestGracefulLeave_ListsForgetTheLeaver(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGracefulLeave_ALateInterestOpOfTheLeaverIsNotRecordedAgain: an
+// interest op of the leaver still on its way when forgetLeft ran (one
+// relayed by a former holder of the list, or kept by whenLanded until the
+// list landed) is applied as it comes (applyHere's SetInterest): the
+// entry forgetLeft removed is recorded again, with nothing left to say
+// it is stale (its Ver went with it), and the list counts a queue of a
+// node that is gone.
+func TestGracefulLeave_ALateInterestOpOfTheLeaverIsNotRecordedAgain(t *testing.T) {
+	nodes := startNodes(t, 3)
+	holder, reader, leaver := nodes[0], nodes[1], nodes[2]
+	res := ownedBy(holder, holder.Name(), "late")
+	q := ownedQueue(t, reader, alice)
+	subscribe(t, reader, allowAll{}, alice, q, res)
+	// The leaver's last word (Ver 2000, no more queues) was lost; an
+	// earlier one (Ver 1000, one queue) is still on its way.
+	holder.store.SetInterest(res, shard.Interest{Node: leaver.Name(), Count: 1, Ver: 1500})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leaver.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { k, _ := holder.store.HasResource(res); return k == 1 }) {
+		t.Fatal("forgetLeft did not run at the holder")
+	}
+	holder.store.SetInterest(res, shard.Interest{Node: leaver.Name(), Count: 1, Ver: 1000})
+	if k, _ := holder.store.HasResource(res); k != 1 {
+		t.Fatalf("the holder counts %d subscribers after the leaver's late op; want 1 (the reader's): an op older than the entry forgetLeft dropped named %s again", k, leaver.Name())
+	}
+}

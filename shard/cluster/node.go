@@ -95,12 +95,12 @@ type Node struct {
 	peers      map[string]*peer  // clients by node name
 	tombs      map[string]tomb   // keys handed off → where
 	inflight   map[string]chan struct{}
-	takingFrom map[string]string    // lists in flight → the node giving them
+	takingFrom map[string]string // lists in flight → the node giving them
 	// enlisted are interests of queues on their way here in lists on
 	// their way here too, to record as the lists land (see enlist).
 	enlisted map[string]pendingInterest
-	waiting    map[string][]*pb.Op  // ops for nodes not members yet (see send)
-	crashed    map[string]time.Time // nodes repaired as dead, by when
+	waiting  map[string][]*pb.Op  // ops for nodes not members yet (see send)
+	crashed  map[string]time.Time // nodes repaired as dead, by when
 	// installedSince are the rings installed since the last rebalance
 	// forgot the remembered publishes of keys this node does not own
 	// (see rebalance): a key away in any of them is forgotten.
@@ -638,9 +638,11 @@ func (n *Node) rebuild() {
 // interest still recorded for it is stale: its last interest op was lost
 // on the way while the lists it named moved (seen in the churn test: a
 // list kept counting a queue of the leaver and sent its events to a node
-// that was gone). A crashed node's entries go with the repair instead.
+// that was gone). Each entry is kept with its Ver and a count of 0
+// (Store.ForgetNodes), so a late op of the leaver does not name it again.
+// A crashed node's entries go with the repair instead.
 func (n *Node) forgetLeft(left []string) {
-	if k := n.store.DropNodes(func(node string) bool { return slices.Contains(left, node) }); k > 0 {
+	if k := n.store.ForgetNodes(func(node string) bool { return slices.Contains(left, node) }); k > 0 {
 		n.log.Info("lists forgot nodes that left", "nodes", left, "entries", k)
 	}
 }
