@@ -916,3 +916,25 @@ func TestGracefulLeave_ALateInterestOpOfTheLeaverIsNotRecordedAgain(t *testing.T
 		t.Fatalf("the holder counts %d subscribers after the leaver's late op; want 1 (the reader's): an op older than the entry forgetLeft dropped named %s again", k, leaver.Name())
 	}
 }
+
+// TestInterest_AtAnOwnerThatHoldsNoListStartsIt: a node's interest op
+// (a queue arriving, or one leaving while others stay) for a resource
+// whose owner holds no list, nor does any node it asks, starts the list
+// at the owner, as a link would. Before, the owner sent the op to the
+// nodes that may hold the list, each answered "not held", and the op
+// was dropped: the queues got nothing until the audit (the churn test's
+// join: 18 s).
+func TestInterest_AtAnOwnerThatHoldsNoListStartsIt(t *testing.T) {
+	ca, caKey := devCA(t)
+	x := startNode(t, "x", ca, caKey, "")
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode}, 2)
+	z := startNode(t, "z", ca, caKey, x.gossip) // it takes over keys x or y owned
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	res := ownedBy(z.testNode, "z", "nowhere")
+	z.Interest(res, shard.Interest{Node: "z", Count: 1, Ver: 1})
+	if !waitFor(5*time.Second, func() bool { k, held := z.store.HasResource(res); return held && k == 1 }) {
+		k, held := z.store.HasResource(res)
+		t.Fatalf("the owner's list counts %d (held %v); want z's queue", k, held)
+	}
+}

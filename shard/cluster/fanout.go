@@ -135,6 +135,20 @@ func (n *Node) applyOp(op *pb.Op, remote bool) int {
 	if at.node == "" && len(at.ask) == 0 {
 		return n.applyHere(op, res)
 	}
+	if in := interestOf(op.GetInterest()); at.node == "" && op.GetInterestResource() != "" && in.Count > 0 {
+		// This node owns res and holds no list: the nodes it would ask
+		// each drop an op for a list they do not hold, and a node with
+		// queues for res would be in no list. A link asks them in turn
+		// and else starts the list here (serve), as a subscribe's does.
+		go func() { //nolint:gosec // G118: an op's apply outlives its caller
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			defer cancel()
+			if _, _, err := n.link(ctx, res, shard.Hint{}, in, false, remote); err != nil {
+				n.log.Debug("interest not recorded", "resource", res, "node", in.Node, "err", err)
+			}
+		}()
+		return 0
+	}
 	op.Ring = at.ring
 	if at.node != "" {
 		at.ask = []string{at.node}
