@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
@@ -130,6 +133,9 @@ func (n *Node) applyOp(op *pb.Op, remote bool) int {
 		return 0
 	}
 	if err != nil {
+		if errors.Is(err, errNotHeld) && op.GetInterestResource() != "" {
+			n.keepInTomb(res, interestOf(op.GetInterest()))
+		}
 		return 0
 	}
 	if at.node == "" && len(at.ask) == 0 {
@@ -159,6 +165,44 @@ func (n *Node) applyOp(op *pb.Op, remote bool) int {
 		}
 	}
 	return 0
+}
+
+// keepInTomb records in, a node's interest in res's list that reached
+// this node (asked) after it gave the list away, in the list its tomb
+// keeps until the taker acknowledges it.
+//
+// Invariant: an interest op on a list given and not yet acknowledged is
+// applied to the list wherever it is, the giver's tomb included. Between
+// a take whose answer was lost and its retake, the list is held nowhere
+// and in flight nowhere: its owner (the taker) asks the giver, which
+// holds only the tomb, and dropped the op there; the list given again
+// from the tomb kept the count the op replaced for ever (a node that
+// had no queue in it any more went on getting its events, after it left
+// too: the churn test's list that kept counting n2).
+// TestHandoff_InterestOpOnAListBetweenATakeAndItsRetakeIsNotLost. The
+// state given is never changed in place (it may be being sent): the
+// tomb keeps a copy.
+func (n *Node) keepInTomb(res string, in shard.Interest) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.tombs[res]
+	if !ok || t.resource == nil {
+		return
+	}
+	st := proto.Clone(t.resource).(*pb.ResourceState)
+	i := slices.IndexFunc(st.GetNodes(), func(x *pb.Interest) bool { return x.GetNode() == in.Node })
+	switch {
+	case i < 0:
+		st.Nodes = append(st.Nodes, interestPB(in))
+	case in.Ver > st.Nodes[i].GetVer():
+		st.Nodes[i] = interestPB(in)
+	case in.Ver == 0 && st.Nodes[i].GetCount() == 0:
+		st.Nodes[i] = interestPB(shard.Interest{Node: in.Node, Count: in.Count, Ver: st.Nodes[i].GetVer()})
+	default:
+		return
+	}
+	t.resource = st
+	n.tombs[res] = t
 }
 
 // applyHere applies op to res's list here. A list held nowhere learns

@@ -136,7 +136,16 @@ func (n *Node) give(r *pb.TakeRequest) *pb.TakeReply {
 func (n *Node) letGo(to string, queues []string, exported map[string]*pb.ResourceState, caught map[string]*pb.Pos) {
 	for res, k := range n.store.QueueResources(queues) {
 		if ps := exported[res]; ps != nil { // Ver 0: only makes sure the taker is in
-			ps.Nodes = append(ps.Nodes, interestPB(shard.Interest{Node: to, Count: k}))
+			// Under n.mu: the tomb keeps ps, or the copy of it an op
+			// reaching the tomb made meanwhile (keepInTomb), and both
+			// name the taker.
+			in := shard.Interest{Node: to, Count: k}
+			n.mu.Lock()
+			ps.Nodes = append(ps.Nodes, interestPB(in))
+			if t := n.tombs[res]; t.resource != nil && t.resource != ps {
+				t.resource.Nodes = append(t.resource.Nodes, interestPB(in))
+			}
+			n.mu.Unlock()
 		}
 	}
 	want := make(map[string]shard.Position, len(caught))
