@@ -322,3 +322,25 @@ func TestExportQueue_AGapThatNeverFillsIsAnnouncedAtTheNewNode(t *testing.T) {
 		t.Errorf("the moved queue holds %v, want [CHANGED v1 RESYNC v3]", got)
 	}
 }
+
+// An event that fills a gap but is dropped as older than the etag the
+// subscription holds (olderAt: the subscription was moved to a newer
+// etag at the list's offset) still lets the events held behind the gap
+// go on at once: the gap is filled.
+func TestGap_FilledByAnOlderEventLetsTheHeldOnesGoOn(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, s, alice)
+	mustSub(t, s, alice, q, res)
+	epoch := listEpoch(t, s, res)
+	at := func(o, a uint64) *Event {
+		return &Event{Kind: Changed, Resource: res, Etag: "v" + strconv.FormatUint(o, 10), Pos: Position{Epoch: epoch, Offset: o, At: a}}
+	}
+	s.DeliverLocal(at(1, 10))
+	s.Resync(res, Linked{Etag: "vX", Pos: Position{Epoch: epoch, Offset: 1, At: 50}}, []string{q})
+	s.DeliverLocal(at(3, 60)) // held: offset 2 has not come
+	s.DeliverLocal(at(2, 20)) // fills the gap, older than vX: dropped
+	if got, want := strings.Join(drainAll(t, s, alice, q), ","), "CHANGED v1,RESYNC vX,CHANGED v3"; got != want {
+		t.Errorf("the queue holds %s, want %s at once", got, want)
+	}
+}

@@ -128,7 +128,9 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	}
 	switch v {
 	case dropIt:
-		return nil
+		// An event stamped before the etag sub holds (olderAt) may
+		// still fill the gap before held events: they go on now.
+		return q.drainParkedLocked(sub, nil, capacity, retain)
 	case parkIt:
 		return q.parkLocked(sub, ev, capacity, retain)
 	case resyncIt:
@@ -142,13 +144,18 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 		sub.x.seen = true
 		return nil
 	}
-	ls := q.appendLocked(ev, capacity, retain)
-	// The gap before held events may have filled: each is admitted as
-	// it would be arriving now. Invariant: parked events are of sub's
-	// epoch and past its offset (a move of sub to another position,
-	// Resync or a refresh subscribe, drops them; a pending subscription
-	// parks nothing), so admitLocked appends the next one, drops one
-	// overtaken, and moves past one stamped before the etag held (olderAt).
+	return q.drainParkedLocked(sub, q.appendLocked(ev, capacity, retain), capacity, retain)
+}
+
+// drainParkedLocked appends the events held in sub whose gap has filled,
+// adding their listeners to ls. The gap before held events may have
+// filled: each is admitted as it would be arriving now. Invariant: parked
+// events are of sub's epoch and past its offset (a move of sub to another
+// position, Resync or a refresh subscribe, drops them; a pending
+// subscription parks nothing), so admitLocked appends the next one, drops
+// one overtaken, and moves past one stamped before the etag held
+// (olderAt). mu held.
+func (q *queue) drainParkedLocked(sub *subscription, ls []Listener, capacity, retain int) []Listener {
 	for x := sub.x; x != nil && len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1; {
 		next := x.parked[0]
 		x.parked = x.parked[1:]
