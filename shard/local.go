@@ -53,6 +53,10 @@ func (s *Store) interestLocked(f *fanout) Interest {
 	return Interest{Node: s.name, Count: len(f.subs), Ver: s.ver.Add(1)}
 }
 
+// InterestVer is the Ver of the newest interest this node has sent for
+// any resource: every later one has a larger Ver.
+func (s *Store) InterestVer() uint64 { return s.ver.Load() }
+
 // joinLocal puts sub, q's subscription to res, in res's local table and
 // returns this node's interest, for the list's holder.
 func (s *Store) joinLocal(res string, q *queue, sub *subscription) Interest {

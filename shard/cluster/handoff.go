@@ -210,9 +210,12 @@ func (n *Node) enlist(ctx context.Context, p *peer, queues, resources []string) 
 }
 
 // pendingInterest is a queue's interest to record in a list as it lands
-// here (enlistOnLanding), unless it lands after until.
+// here (enlistOnLanding), unless it lands after until. floor is the
+// node's newest interest Ver when it was kept: a word of the node the
+// landing list holds with a larger Ver is newer than the enlist.
 type pendingInterest struct {
 	in    shard.Interest
+	floor uint64
 	until time.Time
 }
 
@@ -243,7 +246,10 @@ func (n *Node) enlistOnLanding(res string, in shard.Interest) bool {
 	if n.inflight[res] == nil {
 		return false
 	}
-	p := n.enlisted[res]
+	p, ok := n.enlisted[res]
+	if !ok {
+		p.floor = n.store.InterestVer()
+	}
 	p.in = shard.Interest{Node: in.Node, Count: p.in.Count + in.Count}
 	p.until = time.Now().Add(2 * callTimeout)
 	n.enlisted[res] = p
@@ -252,19 +258,36 @@ func (n *Node) enlistOnLanding(res string, in shard.Interest) bool {
 
 // landList imports a list a take brought here, with the interests of
 // queues coming here that enlisted in it on its way (enlistOnLanding).
+//
+// Invariant: the enlist is part of the list that lands, never a second
+// step after it, and never outvotes the node's own newer word. Imported
+// first, a list whose other entries all count 0 (its last queue left
+// while it travelled) was dropped as empty, and the enlist then started
+// a list with no etag in a new epoch; and a Ver 0 enlist merged over
+// the node's later "0" (its queues came and left before the list landed)
+// counted queues the node no longer had, for good.
+// TestHandoff_AListLandingWithOnlyAnEnlistKeepsItsStream,
+// TestHandoff_AnEnlistOnItsWayDoesNotOutvoteTheNodesNewerWord.
 func (n *Node) landList(st *pb.ResourceState) {
 	res := st.GetName()
 	mu := n.stripe(res)
 	mu.Lock() // see rejoined
 	defer mu.Unlock()
-	n.store.ImportResource(resourceStateOf(st))
+	rs := resourceStateOf(st)
 	n.mu.Lock()
 	p, ok := n.enlisted[res]
 	delete(n.enlisted, res)
 	n.mu.Unlock()
 	if ok && time.Now().Before(p.until) {
-		n.store.AddInterest(res, p.in, shard.Hint{})
+		i := slices.IndexFunc(rs.Nodes, func(in shard.Interest) bool { return in.Node == p.in.Node })
+		switch {
+		case i < 0:
+			rs.Nodes = append(rs.Nodes, p.in)
+		case rs.Nodes[i].Ver <= p.floor && rs.Nodes[i].Count == 0:
+			rs.Nodes[i].Count = p.in.Count
+		}
 	}
+	n.store.ImportResource(rs)
 }
 
 // outboxMarks notes how many ops each peer had been given so far.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
 )
 
 // TestHandoff_GiveWhileTakingDoesNotWaitForTheTake: node x takes a list
@@ -407,5 +408,62 @@ func TestHandoff_QueueEnlistsInAListOnItsWayToo(t *testing.T) {
 	land(gave)
 	if k, held := z.store.HasResource(list); !held || k != 2 {
 		t.Fatalf("the list landed at z counts %d subscribers (held %v); want 2: x's queue, and z for it", k, held)
+	}
+}
+
+// TestHandoff_AListLandingWithOnlyAnEnlistKeepsItsStream: a list whose
+// other entries all count 0 as it lands (its last queue at x left while
+// it travelled) lands with the enlist of the queue coming to z: it keeps
+// its epoch and etag, and is not dropped as empty first.
+func TestHandoff_AListLandingWithOnlyAnEnlistKeepsItsStream(t *testing.T) {
+	nodes := startNodes(t, 3)
+	x, y, z := nodes[0], nodes[1], nodes[2]
+	list := ownedBy(y, y.Name(), "onlyenlist")
+	q := ownedQueue(t, x, alice)
+	subscribe(t, x, allowAll{}, alice, q, list)
+	publish(t, x, list, "v1")
+	land := z.BringList(list, y.Name())
+	gave := y.GiveList(z.Name(), list)
+	if gave == nil {
+		t.Fatal("y gave no list")
+	}
+	for _, in := range gave.GetNodes() { // x's word, merged in y's tomb: its queue left
+		in.Count, in.Ver = 0, in.GetVer()+1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	z.Enlist(ctx, x.Name(), []string{q})
+	land(gave)
+	st, held := z.store.ExportResource(list)
+	if !held || st.Etag != "v1" || st.Pos.Epoch != gave.GetEpoch() {
+		t.Fatalf("the list landed at z: held %v, etag %q, epoch %d; want etag v1 in epoch %d (the list given goes on)", held, st.Etag, st.Pos.Epoch, gave.GetEpoch())
+	}
+}
+
+// TestHandoff_AnEnlistOnItsWayDoesNotOutvoteTheNodesNewerWord: the list
+// landing at z holds a word of z newer than z's enlist (z's queues came
+// and left while the list travelled): the enlist, a Ver 0 "make sure z
+// is in", does not count z's queue again.
+func TestHandoff_AnEnlistOnItsWayDoesNotOutvoteTheNodesNewerWord(t *testing.T) {
+	nodes := startNodes(t, 3)
+	x, y, z := nodes[0], nodes[1], nodes[2]
+	list := ownedBy(y, y.Name(), "outvote")
+	q := ownedQueue(t, x, alice)
+	subscribe(t, x, allowAll{}, alice, q, list)
+	land := z.BringList(list, y.Name())
+	gave := y.GiveList(z.Name(), list)
+	if gave == nil {
+		t.Fatal("y gave no list")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	z.Enlist(ctx, x.Name(), []string{q})
+	// z sends a word after the enlist (here about another resource: it
+	// moves z's counter), and its word about list says 0.
+	subscribed(t, z, allowAll{}, alice, ownedBy(z, z.Name(), "elsewhere"))
+	gave.Nodes = append(gave.Nodes, &pb.Interest{Node: z.Name(), Count: 0, Ver: z.store.InterestVer()})
+	land(gave)
+	if k, held := z.store.HasResource(list); !held || k != 1 {
+		t.Fatalf("the list landed at z counts %d subscribers (held %v); want 1: x's queue, z's newer word is 0", k, held)
 	}
 }

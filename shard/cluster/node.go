@@ -690,7 +690,7 @@ func (n *Node) installLocked(r *ring.Ring) {
 	n.changedAt = now
 }
 
-// expire forgets old tombs and rings.
+// expire forgets old tombs, rings and kept enlists.
 func (n *Node) expire() {
 	n.store.ForgetUnheld(nil)
 	now := time.Now()
@@ -699,6 +699,11 @@ func (n *Node) expire() {
 	for k, t := range n.tombs {
 		if now.After(t.until) && t.queue == nil && t.resource == nil { // one not acknowledged is kept: see take
 			delete(n.tombs, k)
+		}
+	}
+	for k, p := range n.enlisted { // its list never landed here
+		if now.After(p.until) {
+			delete(n.enlisted, k)
 		}
 	}
 	n.history = slices.DeleteFunc(n.history, func(p pastRing) bool { return now.After(p.until) })
