@@ -938,3 +938,47 @@ func TestInterest_AtAnOwnerThatHoldsNoListStartsIt(t *testing.T) {
 		t.Fatalf("the owner's list counts %d (held %v); want z's queue", k, held)
 	}
 }
+
+// TestInterest_AtAnOwnerThatHoldsNoListKeepsTheNewestWord: z owns a
+// resource and holds no list; z's "1 queue" starts it through a link
+// (held at its first ask), and z's "0 queues" comes meanwhile. The list
+// ends with the newest word: none of z's queues.
+func TestInterest_AtAnOwnerThatHoldsNoListKeepsTheNewestWord(t *testing.T) {
+	ca, caKey := devCA(t)
+	x := startNode(t, "x", ca, caKey, "")
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode}, 2)
+	g := newGate()
+	z := startNodeWith(t, "z", ca, caKey, x.gossip, g.holding("/Link"))
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	res := ownedBy(z.testNode, "z", "newest")
+	sent := func() (k uint64) {
+		for _, v := range z.Stats().Forwarded() {
+			k += v
+		}
+		return k
+	}
+	before := sent()
+	g.armed.Store(true)
+	z.Interest(res, shard.Interest{Node: "z", Count: 1, Ver: 1})
+	select {
+	case <-g.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("z asked nobody for the list")
+	}
+	z.Interest(res, shard.Interest{Node: "z", Count: 0, Ver: 2})
+	g.free()
+	if !waitFor(5*time.Second, func() bool { return sent() > before }) {
+		t.Fatal("z's held link never ended")
+	}
+	counts := func() bool { k, held := z.store.HasResource(res); return !held || k == 0 }
+	if !waitFor(3*time.Second, counts) {
+		k, held := z.store.HasResource(res)
+		t.Fatalf("the owner's list counts %d (held %v); want 0: z's newest word", k, held)
+	}
+	time.Sleep(300 * time.Millisecond) // the link's last step, had it one
+	if !counts() {
+		k, _ := z.store.HasResource(res)
+		t.Fatalf("the owner's list counts %d; want 0: z's newest word", k)
+	}
+}

@@ -122,9 +122,13 @@ func (n *Node) noteRepaired() {
 // the list). One that finds its list in flight here is applied once it
 // lands (whenLanded). It returns how many queues a revoke applied here at
 // once reached.
-func (n *Node) applyOp(op *pb.Op, remote bool) int {
+func (n *Node) applyOp(op *pb.Op, remote bool) int { return n.applyOpIn(op, remote, false) }
+
+// applyOpIn is applyOp; chained: op is applied by linkAsOwner's
+// goroutine, after the link it waited behind.
+func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) int {
 	res := cmp.Or(op.GetInterestResource(), op.GetLearnResource(), op.GetRevokeResource())
-	if res == "" {
+	if res == "" || !chained && n.behindLink(res, op, remote) {
 		return 0
 	}
 	at, err := n.locate(opNow, res, n.holdsResource, remote)
@@ -146,13 +150,11 @@ func (n *Node) applyOp(op *pb.Op, remote bool) int {
 		// each drop an op for a list they do not hold, and a node with
 		// queues for res would be in no list. A link asks them in turn
 		// and else starts the list here (serve), as a subscribe's does.
-		go func() { //nolint:gosec // G118: an op's apply outlives its caller
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			defer cancel()
-			if _, _, err := n.link(ctx, res, shard.Hint{}, in, false, remote); err != nil {
-				n.log.Debug("interest not recorded", "resource", res, "node", in.Node, "err", err)
-			}
-		}()
+		if chained {
+			n.linkOwned(res, in, remote)
+		} else {
+			n.linkAsOwner(res, op, in, remote)
+		}
 		return 0
 	}
 	op.Ring = at.ring
@@ -165,6 +167,83 @@ func (n *Node) applyOp(op *pb.Op, remote bool) int {
 		}
 	}
 	return 0
+}
+
+// ownerOp is an op waiting behind a link (Node.ownerOps).
+type ownerOp struct {
+	op     *pb.Op
+	remote bool
+}
+
+// behindLink queues op after the link linkAsOwner runs for res, if one
+// runs, and reports whether it did.
+func (n *Node) behindLink(res string, op *pb.Op, remote bool) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ops, ok := n.ownerOps[res]
+	if ok {
+		n.ownerOps[res] = append(ops, ownerOp{op, remote})
+	}
+	return ok
+}
+
+// linkAsOwner starts res's list through a link (in, op's interest) on
+// its own goroutine, then applies the ops on res that came meanwhile, in
+// the order they came.
+//
+// Invariant: a node's interest ops on a resource are applied at its
+// owner in the order they reach it, a link in between included. A
+// node's "0 queues" that came while its "1 queue" was linking went to
+// the nodes asked, which dropped it (they hold no list), and the link
+// then counted the queue for good: the list sent the node events for
+// nothing, and never became empty.
+// TestInterest_AtAnOwnerThatHoldsNoListKeepsTheNewestWord.
+func (n *Node) linkAsOwner(res string, op *pb.Op, in shard.Interest, remote bool) {
+	if n.behindLink(res, op, remote) {
+		return
+	}
+	n.mu.Lock()
+	if ops, ok := n.ownerOps[res]; ok { // one started since behindLink looked
+		n.ownerOps[res] = append(ops, ownerOp{op, remote})
+		n.mu.Unlock()
+		return
+	}
+	n.ownerOps[res] = nil
+	n.mu.Unlock()
+	go func() { //nolint:gosec // G118: an op's apply outlives its caller
+		n.linkOwned(res, in, remote)
+		for {
+			n.mu.Lock()
+			ops := n.ownerOps[res]
+			if len(ops) == 0 {
+				delete(n.ownerOps, res)
+				n.mu.Unlock()
+				return
+			}
+			n.ownerOps[res] = nil
+			n.mu.Unlock()
+			for _, o := range ops {
+				n.applyOpIn(o.op, o.remote, true)
+			}
+		}
+	}()
+}
+
+// linkOwned records in in res's list through a link, for at most
+// callTimeout or until the node stops.
+func (n *Node) linkOwned(res string, in shard.Interest, remote bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if _, _, err := n.link(ctx, res, shard.Hint{}, in, false, remote); err != nil {
+		n.log.Debug("interest not recorded", "resource", res, "node", in.Node, "err", err)
+	}
 }
 
 // keepInTomb records in, a node's interest in res's list that reached

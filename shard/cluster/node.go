@@ -99,6 +99,10 @@ type Node struct {
 	// enlisted are interests of queues on their way here in lists on
 	// their way here too, to record as the lists land (see enlist).
 	enlisted map[string]pendingInterest
+	// ownerOps are, per resource this node owns and started a list of
+	// through a link still running (see linkAsOwner), the ops that came
+	// meanwhile, in order: nil while none.
+	ownerOps map[string][]ownerOp
 	waiting  map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed  map[string]time.Time // nodes repaired as dead, by when
 	// installedSince are the rings installed since the last rebalance
@@ -205,6 +209,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		inflight:   map[string]chan struct{}{},
 		takingFrom: map[string]string{},
 		enlisted:   map[string]pendingInterest{},
+		ownerOps:   map[string][]ownerOp{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
 		admit:      admission{m: map[string]admitState{}},
