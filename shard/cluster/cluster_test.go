@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"slices"
 	"testing"
 	"time"
 
@@ -914,6 +915,45 @@ func TestGracefulLeave_ALateInterestOpOfTheLeaverIsNotRecordedAgain(t *testing.T
 	holder.store.SetInterest(res, shard.Interest{Node: leaver.Name(), Count: 1, Ver: 1000})
 	if k, _ := holder.store.HasResource(res); k != 1 {
 		t.Fatalf("the holder counts %d subscribers after the leaver's late op; want 1 (the reader's): an op older than the entry forgetLeft dropped named %s again", k, leaver.Name())
+	}
+}
+
+// TestGracefulLeave_AListOnItsWayWhenTheLeaverLeftForgetsIt: a list in
+// flight to z when the leaver left (or in its giver's tomb, given again
+// later) still counts the leaver's lost "no more queues": it forgets the
+// leaver as it lands, as the lists held everywhere did when it left.
+func TestGracefulLeave_AListOnItsWayWhenTheLeaverLeftForgetsIt(t *testing.T) {
+	nodes := startNodes(t, 4)
+	reader, holder, taker, leaver := nodes[0], nodes[1], nodes[2], nodes[3]
+	res := ownedBy(holder, holder.Name(), "onitsway")
+	q := ownedQueue(t, reader, alice)
+	subscribe(t, reader, allowAll{}, alice, q, res)
+	holder.store.SetInterest(res, shard.Interest{Node: leaver.Name(), Count: 1, Ver: math.MaxInt64}) // its last word lost
+	land := taker.BringList(res, holder.Name())
+	gave := holder.GiveList(taker.Name(), res)
+	if gave == nil {
+		t.Fatal("the holder gave no list")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leaver.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return !slices.Contains(taker.GossipMembers(), leaver.Name()) }) {
+		t.Fatal("the taker never saw the leaver go")
+	}
+	time.Sleep(500 * time.Millisecond) // the taker's lists forgot it (it holds none yet)
+	land(gave)
+	count := func() (k int) { // wherever it is now: the owner may take it back
+		for _, n := range nodes[:3] {
+			if c, held := n.store.HasResource(res); held {
+				k += c
+			}
+		}
+		return k
+	}
+	if !waitFor(5*time.Second, func() bool { return count() == 1 }) {
+		t.Fatalf("the list landed at the taker counts %d subscribers; want 1 (the reader's): it names %s, gone", count(), leaver.Name())
 	}
 }
 

@@ -277,6 +277,7 @@ func (n *Node) landList(st *pb.ResourceState) {
 	n.mu.Lock()
 	p, ok := n.enlisted[res]
 	delete(n.enlisted, res)
+	n.zeroLeftLocked(rs.Nodes)
 	n.mu.Unlock()
 	if ok && time.Now().Before(p.until) {
 		i := slices.IndexFunc(rs.Nodes, func(in shard.Interest) bool { return in.Node == p.in.Node })
@@ -389,7 +390,7 @@ func (n *Node) retake(from string, queues, resources []string) {
 func (n *Node) takeBack() {
 	n.mu.Lock()
 	var qs []*pb.QueueState
-	var rs []*pb.ResourceState
+	var rs []shard.ResourceState
 	for k, t := range n.tombs {
 		if t.queue == nil && t.resource == nil || n.aliveLocked(t.node) || time.Until(t.until) > tombTTL-callTimeout {
 			continue
@@ -399,7 +400,8 @@ func (n *Node) takeBack() {
 		} else {
 			st := t.again()
 			st.Nodes = slices.DeleteFunc(st.Nodes, func(in *pb.Interest) bool { return in.GetNode() == t.node })
-			rs = append(rs, st)
+			rs = append(rs, resourceStateOf(st))
+			n.zeroLeftLocked(rs[len(rs)-1].Nodes)
 		}
 		delete(n.tombs, k)
 	}
@@ -408,9 +410,9 @@ func (n *Node) takeBack() {
 		return
 	}
 	for _, st := range rs {
-		mu := n.stripe(st.GetName())
+		mu := n.stripe(st.Name)
 		mu.Lock() // see rejoined
-		n.store.ImportResource(resourceStateOf(st))
+		n.store.ImportResource(st)
 		mu.Unlock()
 	}
 	for _, st := range qs {

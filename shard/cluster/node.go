@@ -105,6 +105,7 @@ type Node struct {
 	ownerOps map[string][]ownerOp
 	waiting  map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed  map[string]time.Time // nodes repaired as dead, by when
+	left     map[string]time.Time // nodes that left gracefully, by when (see forgetLeft)
 	// installedSince are the rings installed since the last rebalance
 	// forgot the remembered publishes of keys this node does not own
 	// (see rebalance): a key away in any of them is forgotten.
@@ -212,6 +213,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		ownerOps:   map[string][]ownerOp{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
+		left:       map[string]time.Time{},
 		admit:      admission{m: map[string]admitState{}},
 		installed:  make(chan struct{}),
 		changed:    make(chan struct{}, 1),
@@ -584,6 +586,7 @@ func (n *Node) rebuild() {
 		if _, ok := alive[name]; !ok && name != n.cfg.Name {
 			if n.leaving[name] {
 				left = append(left, name)
+				n.left[name] = time.Now()
 			} else {
 				crashed = append(crashed, name)
 			}
@@ -601,6 +604,7 @@ func (n *Node) rebuild() {
 	}()
 	n.members = alive
 	for name := range alive { // taken for dead, alive again: it must relink
+		delete(n.left, name) // back: its interest is new again
 		if at, ok := n.crashed[name]; ok {
 			delete(n.crashed, name)
 			// Invariant: only a node in the ring tells a node it was taken
@@ -645,10 +649,24 @@ func (n *Node) rebuild() {
 // list kept counting a queue of the leaver and sent its events to a node
 // that was gone). Each entry is kept with its Ver and a count of 0
 // (Store.ForgetNodes), so a late op of the leaver does not name it again.
-// A crashed node's entries go with the repair instead.
+// A crashed node's entries go with the repair instead. A list that was
+// in flight or in a tomb when this ran forgets the leaver as it lands
+// (zeroLeftLocked).
 func (n *Node) forgetLeft(left []string) {
 	if k := n.store.ForgetNodes(func(node string) bool { return slices.Contains(left, node) }); k > 0 {
 		n.log.Info("lists forgot nodes that left", "nodes", left, "entries", k)
+	}
+}
+
+// zeroLeftLocked sets to 0 the counts of nodes that left gracefully in
+// nodes, the entries of a list landing here: one that was in flight or
+// in a tomb when forgetLeft ran
+// (TestGracefulLeave_AListOnItsWayWhenTheLeaverLeftForgetsIt). n.mu held.
+func (n *Node) zeroLeftLocked(nodes []shard.Interest) {
+	for i := range nodes {
+		if _, gone := n.left[nodes[i].Node]; gone {
+			nodes[i].Count = 0
+		}
 	}
 }
 
@@ -695,7 +713,7 @@ func (n *Node) installLocked(r *ring.Ring) {
 	n.changedAt = now
 }
 
-// expire forgets old tombs, rings and kept enlists.
+// expire forgets old tombs, rings, kept enlists and nodes that left.
 func (n *Node) expire() {
 	n.store.ForgetUnheld(nil)
 	now := time.Now()
@@ -704,6 +722,11 @@ func (n *Node) expire() {
 	for k, t := range n.tombs {
 		if now.After(t.until) && t.queue == nil && t.resource == nil { // one not acknowledged is kept: see take
 			delete(n.tombs, k)
+		}
+	}
+	for k, at := range n.left {
+		if now.Sub(at) > historyTTL {
+			delete(n.left, k)
 		}
 	}
 	for k, p := range n.enlisted { // its list never landed here
