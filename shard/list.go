@@ -162,31 +162,16 @@ func (s *Store) SetInterest(res string, in Interest) {
 	}
 }
 
-// DropNodes takes the nodes for which gone is true (they crashed: their
-// queues are lost) out of every subscriber list held here, and returns
-// how many entries it removed.
-func (s *Store) DropNodes(gone func(node string) bool) int {
-	n := 0
-	for _, r := range s.res.values(nil) {
-		r.mu.Lock()
-		had := len(r.nodes)
-		r.nodes = slices.DeleteFunc(r.nodes, func(in Interest) bool { return gone(in.Node) && in.Count > 0 })
-		n += had - len(r.nodes)
-		r.mu.Unlock()
-		s.dropIfEmpty(r)
-	}
-	return n
-}
-
-// ForgetNodes sets to 0 the count of the nodes for which gone is true
-// (they left gracefully: their queues went elsewhere) in every subscriber
-// list held here, and returns how many entries it changed. Invariant: an
-// entry a node's interest op is compared against (Ver) outlives the
-// node's queues, so an op of the node still on its way (relayed by a
-// former holder of the list, kept until the list landed) is older than
-// it and changes nothing; an entry removed, as DropNodes does, took its
-// Ver with it, and such an op named the node in the list again. A node
-// that comes back sends a newer Ver (its counter starts from the clock).
+// ForgetNodes sets to 0 the count of the nodes for which gone is true in
+// every subscriber list held here, and returns how many entries it
+// changed: nodes that left gracefully (their queues went elsewhere) or
+// crashed (their queues are lost). Invariant: an entry a node's interest
+// op is compared against (Ver) outlives the node's queues, so an op of
+// the node still on its way (relayed by a former holder of the list,
+// kept until the list landed) is older than it and changes nothing; an
+// entry removed took its Ver with it, and such an op named the node in
+// the list again. A node that comes back sends a newer Ver (its counter
+// goes on, or starts from the clock after a restart).
 func (s *Store) ForgetNodes(gone func(node string) bool) int {
 	n := 0
 	for _, r := range s.res.values(nil) {

@@ -25,7 +25,7 @@ func (n *Node) repair(old interface{ Owner(string) string }, crashed []string) {
 	n.repairedAt = start
 	n.mu.Unlock()
 	n.rememberUnheld()
-	dropped := n.store.DropNodes(func(node string) bool { return slices.Contains(crashed, node) })
+	dropped := n.store.ForgetNodes(func(node string) bool { return slices.Contains(crashed, node) })
 	lost, _ := n.relink(nil, func(key string) bool { return slices.Contains(crashed, old.Owner(key)) }, true)
 	n.stats.Repairs.Add(1)
 	n.stats.handoff(time.Since(start))

@@ -73,7 +73,7 @@ func TestAudit_RelinkKeepsTheEtagTheQueueDelivered(t *testing.T) {
 	const res = "user:alice/x"
 	q := subscribedAt(t, n, alice, res, "v4")
 	store.Deliver(&shard.Event{Kind: shard.Changed, Resource: res, Etag: "v5"})
-	store.DropNodes(func(string) bool { return true }) // the list is lost (a failed hand-off)
+	store.ForgetNodes(func(string) bool { return true }) // the list is lost (a failed hand-off)
 	n.audit()
 	subs, err := store.Subscriptions(ctx, alice, q)
 	if err != nil || len(subs) != 1 {
@@ -117,7 +117,7 @@ func TestRelinkLater_SubscriptionGoesOnFromTheListsPosition(t *testing.T) {
 	publish("v1")
 	store.AddInterest(res, shard.Interest{Node: "b", Count: 1, Ver: 1}, shard.Hint{}) // another node keeps the list going
 	li := store.LocalInterests()[res]
-	store.DropNodes(func(node string) bool { return node == "a" }) // this node's interest is lost with a dead holder
+	store.ForgetNodes(func(node string) bool { return node == "a" }) // this node's interest is lost with a dead holder
 	publish("v2")
 	publish("v3")
 	// The repair's first link failed: the loss is announced with no position.
