@@ -447,11 +447,13 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 		}
 	}
 	n.mu.Unlock()
-	release := func(keys []string) {
+	release := func(keys []string) { // only this take's marks: another's may follow it
 		n.mu.Lock()
 		for _, k := range keys {
-			delete(n.inflight, k)
-			delete(n.takingFrom, k)
+			if n.inflight[k] == done {
+				delete(n.inflight, k)
+				delete(n.takingFrom, k)
+			}
 		}
 		n.mu.Unlock()
 	}
