@@ -246,10 +246,11 @@ func (n *Node) enlistOnLanding(res string, in shard.Interest) bool {
 	if n.inflight[res] == nil {
 		return false
 	}
-	p, ok := n.enlisted[res]
-	if !ok {
-		p.floor = n.store.InterestVer()
-	}
+	p := n.enlisted[res]
+	// The newest enlist's floor: counting a queue too many until its
+	// arrival sends the real count costs an event sent for nothing;
+	// counting one too few loses its events.
+	p.floor = n.store.InterestVer()
 	p.in = shard.Interest{Node: in.Node, Count: p.in.Count + in.Count}
 	p.until = time.Now().Add(2 * callTimeout)
 	n.enlisted[res] = p
