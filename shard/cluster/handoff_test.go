@@ -467,3 +467,37 @@ func TestHandoff_AnEnlistOnItsWayDoesNotOutvoteTheNodesNewerWord(t *testing.T) {
 		t.Fatalf("the list landed at z counts %d subscribers (held %v); want 1: x's queue, z's newer word is 0", k, held)
 	}
 }
+
+// TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnItsWay: z's
+// word on a list on its way to z, sent before z's enlist in it was kept
+// (z's last queue of the list left while it travelled), waits for the
+// landing (whenLanded) and is applied after it: it is older than the
+// enlist (its Ver is below the enlist's floor) and must not take z, with
+// the queue coming, out of the list the enlist put it in.
+func TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnItsWay(t *testing.T) {
+	nodes := startNodes(t, 3)
+	x, y, z := nodes[0], nodes[1], nodes[2]
+	list := ownedBy(y, y.Name(), "olderword")
+	q := ownedQueue(t, x, alice)
+	subscribe(t, x, allowAll{}, alice, q, list)
+	land := z.BringList(list, y.Name())
+	gave := y.GiveList(z.Name(), list)
+	if gave == nil {
+		t.Fatal("y gave no list")
+	}
+	// z's "0" on list, sent now: it finds the list in flight to z.
+	subscribed(t, z, allowAll{}, alice, ownedBy(z, z.Name(), "elsewhere")) // z's counter has moved
+	z.Interest(list, shard.Interest{Node: z.Name(), Count: 0, Ver: z.store.InterestVer()})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	z.Enlist(ctx, x.Name(), []string{q}) // kept: its floor is above z's "0"
+	// y, the list's owner here, asked z for the enlist (its tomb): that
+	// Link, waiting at z for the landing, ends once the cancel reaches
+	// it. Landed before, it would put z in after the word, by chance.
+	time.Sleep(300 * time.Millisecond)
+	land(gave)
+	if waitFor(time.Second, func() bool { k, held := z.store.HasResource(list); return !held || k != 2 }) {
+		k, held := z.store.HasResource(list)
+		t.Fatalf("the list landed at z counts %d subscribers (held %v) once z's older word was applied; want 2: x's queue, and z for the queue coming", k, held)
+	}
+}
