@@ -281,12 +281,19 @@ func (n *Node) landList(st *pb.ResourceState) {
 	n.zeroLeftLocked(rs.Nodes)
 	n.mu.Unlock()
 	if ok && time.Now().Before(p.until) {
+		// The enlist is recorded at its floor, not at Ver 0 nor under an
+		// older word's Ver: a word of the node sent before it was kept
+		// (one waiting for the landing, whenLanded) is older and changes
+		// nothing; every later one is newer and wins.
 		i := slices.IndexFunc(rs.Nodes, func(in shard.Interest) bool { return in.Node == p.in.Node })
 		switch {
 		case i < 0:
-			rs.Nodes = append(rs.Nodes, p.in)
-		case rs.Nodes[i].Ver <= p.floor && rs.Nodes[i].Count == 0:
-			rs.Nodes[i].Count = p.in.Count
+			rs.Nodes = append(rs.Nodes, shard.Interest{Node: p.in.Node, Count: p.in.Count, Ver: p.floor})
+		case rs.Nodes[i].Ver <= p.floor:
+			if rs.Nodes[i].Count == 0 {
+				rs.Nodes[i].Count = p.in.Count
+			}
+			rs.Nodes[i].Ver = p.floor
 		}
 	}
 	n.store.ImportResource(rs)
