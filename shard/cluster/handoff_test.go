@@ -392,16 +392,8 @@ func TestHandoff_EventsWhileATakeAsksAgainAreKept(t *testing.T) {
 // queue go without waiting for z's own interest. Before, the enlist
 // failed ("key not held here"), and the list landed counting only x.
 func TestHandoff_QueueEnlistsInAListOnItsWayToo(t *testing.T) {
-	nodes := startNodes(t, 3)
-	x, y, z := nodes[0], nodes[1], nodes[2]
-	list := ownedBy(y, y.Name(), "onitsway")
-	q := ownedQueue(t, x, alice)
-	subscribe(t, x, allowAll{}, alice, q, list)
-	land := z.BringList(list, y.Name())
-	gave := y.GiveList(z.Name(), list)
-	if gave == nil {
-		t.Fatal("y gave no list")
-	}
+	w := onItsWay(t, "onitsway", false)
+	x, z, list, q, land, gave := w.x, w.z, w.list, w.q, w.land, w.gave
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	z.Enlist(ctx, x.Name(), []string{q})
@@ -416,17 +408,8 @@ func TestHandoff_QueueEnlistsInAListOnItsWayToo(t *testing.T) {
 // it travelled) lands with the enlist of the queue coming to z: it keeps
 // its epoch and etag, and is not dropped as empty first.
 func TestHandoff_AListLandingWithOnlyAnEnlistKeepsItsStream(t *testing.T) {
-	nodes := startNodes(t, 3)
-	x, y, z := nodes[0], nodes[1], nodes[2]
-	list := ownedBy(y, y.Name(), "onlyenlist")
-	q := ownedQueue(t, x, alice)
-	subscribe(t, x, allowAll{}, alice, q, list)
-	publish(t, x, list, "v1")
-	land := z.BringList(list, y.Name())
-	gave := y.GiveList(z.Name(), list)
-	if gave == nil {
-		t.Fatal("y gave no list")
-	}
+	w := onItsWay(t, "onlyenlist", true)
+	x, z, list, q, land, gave := w.x, w.z, w.list, w.q, w.land, w.gave
 	for _, in := range gave.GetNodes() { // x's word, merged in y's tomb: its queue left
 		in.Count, in.Ver = 0, in.GetVer()+1
 	}
@@ -445,16 +428,8 @@ func TestHandoff_AListLandingWithOnlyAnEnlistKeepsItsStream(t *testing.T) {
 // and left while the list travelled): the enlist, a Ver 0 "make sure z
 // is in", does not count z's queue again.
 func TestHandoff_AnEnlistOnItsWayDoesNotOutvoteTheNodesNewerWord(t *testing.T) {
-	nodes := startNodes(t, 3)
-	x, y, z := nodes[0], nodes[1], nodes[2]
-	list := ownedBy(y, y.Name(), "outvote")
-	q := ownedQueue(t, x, alice)
-	subscribe(t, x, allowAll{}, alice, q, list)
-	land := z.BringList(list, y.Name())
-	gave := y.GiveList(z.Name(), list)
-	if gave == nil {
-		t.Fatal("y gave no list")
-	}
+	w := onItsWay(t, "outvote", false)
+	x, z, list, q, land, gave := w.x, w.z, w.list, w.q, w.land, w.gave
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	z.Enlist(ctx, x.Name(), []string{q})
@@ -475,16 +450,8 @@ func TestHandoff_AnEnlistOnItsWayDoesNotOutvoteTheNodesNewerWord(t *testing.T) {
 // enlist (its Ver is below the enlist's floor) and must not take z, with
 // the queue coming, out of the list the enlist put it in.
 func TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnItsWay(t *testing.T) {
-	nodes := startNodes(t, 3)
-	x, y, z := nodes[0], nodes[1], nodes[2]
-	list := ownedBy(y, y.Name(), "olderword")
-	q := ownedQueue(t, x, alice)
-	subscribe(t, x, allowAll{}, alice, q, list)
-	land := z.BringList(list, y.Name())
-	gave := y.GiveList(z.Name(), list)
-	if gave == nil {
-		t.Fatal("y gave no list")
-	}
+	w := onItsWay(t, "olderword", false)
+	x, z, list, q, land, gave := w.x, w.z, w.list, w.q, w.land, w.gave
 	// z's "0" on list, sent now: it finds the list in flight to z.
 	subscribed(t, z, allowAll{}, alice, ownedBy(z, z.Name(), "elsewhere")) // z's counter has moved
 	z.Interest(list, shard.Interest{Node: z.Name(), Count: 0, Ver: z.store.InterestVer()})
@@ -500,4 +467,33 @@ func TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnItsWay(t *testing.
 		k, held := z.store.HasResource(list)
 		t.Fatalf("the list landed at z counts %d subscribers (held %v) once z's older word was applied; want 2: x's queue, and z for the queue coming", k, held)
 	}
+}
+
+// listOnItsWay is the set-up of the enlist-on-its-way cases: x holds a
+// queue q subscribed to list, whose holder y gave it to z (gave), and z
+// has not landed it yet (land).
+type listOnItsWay struct {
+	x, y, z *testNode
+	list, q string
+	land    func(*pb.ResourceState)
+	gave    *pb.ResourceState
+}
+
+// onItsWay sets up a listOnItsWay on three nodes; published: the list
+// delivered v1 first.
+func onItsWay(t *testing.T, prefix string, published bool) listOnItsWay {
+	t.Helper()
+	nodes := startNodes(t, 3)
+	w := listOnItsWay{x: nodes[0], y: nodes[1], z: nodes[2]}
+	w.list = ownedBy(w.y, w.y.Name(), prefix)
+	w.q = ownedQueue(t, w.x, alice)
+	subscribe(t, w.x, allowAll{}, alice, w.q, w.list)
+	if published {
+		publish(t, w.x, w.list, "v1")
+	}
+	w.land = w.z.BringList(w.list, w.y.Name())
+	if w.gave = w.y.GiveList(w.z.Name(), w.list); w.gave == nil {
+		t.Fatal("y gave no list")
+	}
+	return w
 }
