@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -212,21 +213,29 @@ func (n *Node) linkAsOwner(res string, op *pb.Op, in shard.Interest, remote bool
 	n.mu.Unlock()
 	go func() { //nolint:gosec // G118: an op's apply outlives its caller
 		n.linkOwned(res, in, remote)
-		for {
-			n.mu.Lock()
-			ops := n.ownerOps[res]
-			if len(ops) == 0 {
-				delete(n.ownerOps, res)
-				n.mu.Unlock()
-				return
-			}
-			n.ownerOps[res] = nil
-			n.mu.Unlock()
-			for _, o := range ops {
-				n.applyOpIn(o.op, o.remote, true)
-			}
-		}
+		drain(&n.mu, n.ownerOps, res, func(o ownerOp) { n.applyOpIn(o.op, o.remote, true) })
 	}()
+}
+
+// drain applies, in order and with mu released, the items m keeps under
+// key (m guarded by mu), those added meanwhile included, then removes key:
+// while key is in m, senders add to it rather than act themselves (send,
+// behindLink), so nothing overtakes what was kept.
+func drain[T any](mu *sync.Mutex, m map[string][]T, key string, apply func(T)) {
+	for {
+		mu.Lock()
+		items := m[key]
+		if len(items) == 0 {
+			delete(m, key)
+			mu.Unlock()
+			return
+		}
+		m[key] = nil
+		mu.Unlock()
+		for _, x := range items {
+			apply(x)
+		}
+	}
 }
 
 // linkOwned records in in res's list through a link, for at most
@@ -437,20 +446,8 @@ func (n *Node) waitForPeer(node string) {
 		if p := n.peer(node); p != nil {
 			// Ops sent meanwhile still join the list, so the order holds;
 			// they are pushed with n.mu released (push may hand on).
-			for {
-				n.mu.Lock()
-				ops := n.waiting[node]
-				if len(ops) == 0 {
-					delete(n.waiting, node)
-					n.mu.Unlock()
-					return
-				}
-				n.waiting[node] = []*pb.Op{}
-				n.mu.Unlock()
-				for _, op := range ops {
-					p.push(op)
-				}
-			}
+			drain(&n.mu, n.waiting, node, p.push)
+			return
 		}
 	}
 	n.mu.Lock()
