@@ -162,6 +162,42 @@ func (s *Store) SetInterest(res string, in Interest) {
 	}
 }
 
+// Enlist records in res's list, held here (made if none), in.Count
+// queues of in.Node on their way to it, as of floor (see WithEnlist).
+func (s *Store) Enlist(res string, in Interest, floor uint64) {
+	r := s.lockList(res, nil)
+	r.nodes = WithEnlist(r.nodes, in, floor)
+	r.mu.Unlock()
+	s.dropIfEmpty(r)
+}
+
+// WithEnlist records in nodes, a list's entries, that in.Count queues of
+// in.Node are on their way to it (a hand-off's enlist), as of floor: the
+// node's newest interest Ver when the enlist was made.
+//
+// Invariant: an enlist neither outvotes a newer word of the node nor is
+// outvoted by an older one. A word above floor was sent after the
+// enlist and is kept; otherwise the entry goes on at floor (its count
+// kept if the node counts queues already), so a word sent before the
+// enlist and applied after it (it waited for the list to land) changes
+// nothing. At Ver 0, such a word took the node out of the list while
+// its queue was still coming, and the list's events for it were lost
+// until the queue arrived
+// (TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnceLanded).
+func WithEnlist(nodes []Interest, in Interest, floor uint64) []Interest {
+	i := slices.IndexFunc(nodes, func(cur Interest) bool { return cur.Node == in.Node })
+	switch {
+	case i < 0:
+		return append(nodes, Interest{Node: in.Node, Count: in.Count, Ver: floor})
+	case nodes[i].Ver <= floor:
+		if nodes[i].Count == 0 {
+			nodes[i].Count = in.Count
+		}
+		nodes[i].Ver = floor
+	}
+	return nodes
+}
+
 // ForgetNodes sets to 0 the count of the nodes for which gone is true in
 // every subscriber list held here, and returns how many entries it
 // changed: nodes that left gracefully (their queues went elsewhere) or

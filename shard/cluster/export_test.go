@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
 )
 
@@ -79,3 +80,13 @@ func (n *Node) GiveList(to, res string) *pb.ResourceState {
 func (n *Node) Enlist(ctx context.Context, from string, queues []string) {
 	n.enlist(ctx, n.peer(from), queues, nil)
 }
+
+// EnlistOnLanding records in in res's list as a take's enlist does when
+// its link at the list's giver failed (see enlistOnLanding).
+func (n *Node) EnlistOnLanding(res string, in shard.Interest) bool {
+	return n.enlistOnLanding(res, in)
+}
+
+// ForgetLeft runs the forgetting of nodes that left, as the ring rebuild
+// that saw them go starts it (on its own goroutine, so perhaps late).
+func (n *Node) ForgetLeft(left []string) { n.forgetLeft(left) }

@@ -238,7 +238,7 @@ func (n *Node) enlistOnLanding(res string, in shard.Interest) bool {
 	mu.Lock() // landList holds it across the import
 	defer mu.Unlock()
 	if n.holdsResource(res) {
-		n.store.AddInterest(res, in, shard.Hint{})
+		n.store.Enlist(res, in, n.store.InterestVer())
 		return true
 	}
 	n.mu.Lock()
@@ -281,20 +281,10 @@ func (n *Node) landList(st *pb.ResourceState) {
 	n.zeroLeftLocked(rs.Nodes)
 	n.mu.Unlock()
 	if ok && time.Now().Before(p.until) {
-		// The enlist is recorded at its floor, not at Ver 0 nor under an
-		// older word's Ver: a word of the node sent before it was kept
-		// (one waiting for the landing, whenLanded) is older and changes
-		// nothing; every later one is newer and wins.
-		i := slices.IndexFunc(rs.Nodes, func(in shard.Interest) bool { return in.Node == p.in.Node })
-		switch {
-		case i < 0:
-			rs.Nodes = append(rs.Nodes, shard.Interest{Node: p.in.Node, Count: p.in.Count, Ver: p.floor})
-		case rs.Nodes[i].Ver <= p.floor:
-			if rs.Nodes[i].Count == 0 {
-				rs.Nodes[i].Count = p.in.Count
-			}
-			rs.Nodes[i].Ver = p.floor
-		}
+		// At its floor: a word of the node sent before the enlist was
+		// kept (one waiting for the landing, whenLanded) is older and
+		// changes nothing; every later one is newer and wins.
+		rs.Nodes = shard.WithEnlist(rs.Nodes, p.in, p.floor)
 	}
 	n.store.ImportResource(rs)
 }

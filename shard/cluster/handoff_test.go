@@ -469,6 +469,25 @@ func TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnItsWay(t *testing.
 	}
 }
 
+// TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnceLanded: as
+// above, but the list has landed by the time z records its enlist
+// (enlistOnLanding finds it held): z's word sent before the enlist,
+// applied after it (it waited for the landing), must not take z, with
+// the queue coming, out of the list.
+func TestHandoff_AnOlderWordOfTheNodeDoesNotOutvoteItsEnlistOnceLanded(t *testing.T) {
+	w := onItsWay(t, "olderlanded", false)
+	z, list := w.z, w.list
+	w.land(w.gave)
+	older := shard.Interest{Node: z.Name(), Count: 0, Ver: z.store.InterestVer()}
+	if !z.EnlistOnLanding(list, shard.Interest{Node: z.Name(), Count: 1}) {
+		t.Fatal("the enlist was not recorded; the list is held at z")
+	}
+	z.Interest(list, older)
+	if k, held := z.store.HasResource(list); !held || k != 2 {
+		t.Fatalf("the list at z counts %d subscribers (held %v) once z's older word was applied; want 2: x's queue, and z for the queue coming", k, held)
+	}
+}
+
 // listOnItsWay is the set-up of the enlist-on-its-way cases: x holds a
 // queue q subscribed to list, whose holder y gave it to z (gave), and z
 // has not landed it yet (land).
