@@ -957,6 +957,22 @@ func TestGracefulLeave_AListOnItsWayWhenTheLeaverLeftForgetsIt(t *testing.T) {
 	}
 }
 
+// TestGracefulLeave_ANodeBackBeforeItsLeaveIsForgottenKeepsItsInterest:
+// the forgetting of a node that left runs on its own goroutine, started
+// by the ring rebuild that saw it go; when it runs late, after the node
+// is a member again (it rejoined under its name), it must not take the
+// node's new interest out of the lists.
+func TestGracefulLeave_ANodeBackBeforeItsLeaveIsForgottenKeepsItsInterest(t *testing.T) {
+	nodes := startNodes(t, 2)
+	holder, back := nodes[0], nodes[1]
+	res := ownedBy(holder, holder.Name(), "backsoon")
+	subscribed(t, back, allowAll{}, alice, res)
+	holder.ForgetLeft([]string{back.Name()}) // late: back is a member
+	if k, held := holder.store.HasResource(res); !held || k != 1 {
+		t.Fatalf("the list counts %d subscribers (held %v); want 1: the queue of %s, a member", k, held, back.Name())
+	}
+}
+
 // TestInterest_AtAnOwnerThatHoldsNoListStartsIt: a node's interest op
 // (a queue arriving, or one leaving while others stay) for a resource
 // whose owner holds no list, nor does any node it asks, starts the list

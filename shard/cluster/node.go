@@ -651,8 +651,12 @@ func (n *Node) rebuild() {
 // (Store.ForgetNodes), so a late op of the leaver does not name it again.
 // A crashed node's entries go with the repair instead. A list that was
 // in flight or in a tomb when this ran forgets the leaver as it lands
-// (zeroLeftLocked).
+// (zeroLeftLocked). A node a member again by the time this runs (it
+// runs on its own goroutine) is left alone: its interest is new.
 func (n *Node) forgetLeft(left []string) {
+	n.mu.Lock()
+	left = slices.DeleteFunc(left, func(node string) bool { _, gone := n.left[node]; return !gone })
+	n.mu.Unlock()
 	if k := n.store.ForgetNodes(func(node string) bool { return slices.Contains(left, node) }); k > 0 {
 		n.log.Info("lists forgot nodes that left", "nodes", left, "entries", k)
 	}
