@@ -973,6 +973,38 @@ func TestGracefulLeave_ANodeBackBeforeItsLeaveIsForgottenKeepsItsInterest(t *tes
 	}
 }
 
+// TestGracefulLeave_ALeaveWhoseFlushSpentItsTimeStillSaysDone: a node
+// that handed everything off and then spent its Leave's time sending the
+// ops still queued (a slow peer) tells the others it is done all the
+// same: it left, and they must not repair it as one that crashed (a
+// repair re-links every list and RESYNCs the queues of those it owned).
+func TestGracefulLeave_ALeaveWhoseFlushSpentItsTimeStillSaysDone(t *testing.T) {
+	ca, caKey := devCA(t)
+	a := startNode(t, "n1", ca, caKey, "")
+	b := startNode(t, "n2", ca, caKey, a.gossip)
+	slow := func(_ context.Context, method string) error {
+		if strings.HasSuffix(method, "/Push") {
+			time.Sleep(1500 * time.Millisecond) // a peer slow to take ops in
+		}
+		return nil
+	}
+	leaver := startNodeWith(t, "n3", ca, caKey, a.gossip, slow)
+	nodes := []*testNode{a.testNode, b.testNode, leaver.testNode}
+	waitRing(t, nodes, 3)
+	// An op in the leaver's outbox: its word on a list a holds.
+	leaver.Interest(ownedBy(a.testNode, a.Name(), "slowflush"), shard.Interest{Node: leaver.Name(), Count: 0, Ver: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = leaver.Leave(ctx) // its time runs out in the flush
+	if !waitFor(10*time.Second, func() bool { return !slices.Contains(a.GossipMembers(), leaver.Name()) }) {
+		t.Fatal("n1 never saw the leaver go")
+	}
+	time.Sleep(500 * time.Millisecond) // n1's ring rebuild runs its repair, if any
+	if k := a.Stats().Repairs.Load() + b.Stats().Repairs.Load(); k != 0 {
+		t.Fatalf("the other nodes ran %d crash repairs after the leaver left; want 0: it handed everything off", k)
+	}
+}
+
 // TestInterest_AtAnOwnerThatHoldsNoListStartsIt: a node's interest op
 // (a queue arriving, or one leaving while others stay) for a resource
 // whose owner holds no list, nor does any node it asks, starts the list

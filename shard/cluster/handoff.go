@@ -603,12 +603,12 @@ func (n *Node) Leave(ctx context.Context) error {
 	r := n.ringLocked()
 	n.installLocked(r)
 	n.mu.Unlock()
-	tell := func(done bool) {
+	tell := func(ctx context.Context, done bool) {
 		askPeers(ctx, n, func(ctx context.Context, p *peer) (*pb.Empty, error) {
 			return p.client.Leaving(ctx, &pb.LeavingRequest{Node: n.cfg.Name, Done: done})
 		})
 	}
-	tell(false)
+	tell(ctx, false)
 	left := -1
 	for ctx.Err() == nil && len(r.Nodes()) > 0 {
 		if left = n.rebalance(); left == 0 {
@@ -623,7 +623,16 @@ func (n *Node) Leave(ctx context.Context) error {
 	// reading from here end when the gRPC server stops; their readers
 	// follow the tombs to the new holders.
 	n.flushOutboxes(n.outboxMarks(), 5*time.Second)
-	tell(true)
+	// Invariant: a node that handed everything off says it is done, even
+	// once ctx is spent (the flush may have used it up): told nothing, the
+	// others take it for crashed and repair every list. With keys still
+	// here it says nothing: they die with it, and the repair is due.
+	// With no node to hand them to (an empty ring), no one repairs.
+	if left == 0 || len(r.Nodes()) == 0 {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		tell(dctx, true)
+		cancel()
+	}
 	n.log.Info("left the cluster", "handoff", time.Since(start), "misplaced_left", max(left, 0))
 	err := n.ml.Leave(2 * time.Second)
 	// Streams and calls in flight finish until ctx ends.
