@@ -24,6 +24,7 @@ import (
 
 	"meshgate/shard"
 	"meshgate/shard/cluster"
+	"meshgate/shard/ring"
 )
 
 type allowAll struct{}
@@ -1068,5 +1069,51 @@ func TestInterest_AtAnOwnerThatHoldsNoListKeepsTheNewestWord(t *testing.T) {
 	if !counts() {
 		k, _ := z.store.HasResource(res)
 		t.Fatalf("the owner's list counts %d; want 0: z's newest word", k)
+	}
+}
+
+// TestInterest_AnOwnersLinkCutByARingChangeIsTriedOnTheNewRing: x's "1
+// queue" reaches z, the resource's owner, which holds no list and starts
+// one through a link; a node joins while the link asks the other nodes
+// (it is held), and the joiner owns the resource now. The link, sent on
+// the old ring, answers UNAVAILABLE; nothing else would record x's
+// interest (no audit runs for 15 s), so the owner tries it again on the
+// new ring, where it goes to the joiner.
+func TestInterest_AnOwnersLinkCutByARingChangeIsTriedOnTheNewRing(t *testing.T) {
+	ca, caKey := devCA(t)
+	x := startNode(t, "x", ca, caKey, "")
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode}, 2)
+	g := newGate()
+	z := startNodeWith(t, "z", ca, caKey, x.gossip, g.holding("/Link"))
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	before, after := ring.New(0, map[string]int{"x": 1, "y": 1, "z": 1}), ring.New(0, map[string]int{"x": 1, "y": 1, "z": 1, "w": 1})
+	var res string
+	for i := 0; res == ""; i++ {
+		if r := fmt.Sprintf("user:alice/cut%d", i); before.Owner(r) == "z" && after.Owner(r) == "w" {
+			res = r
+		}
+	}
+	g.armed.Store(true)
+	x.Interest(res, shard.Interest{Node: "x", Count: 1, Ver: 1})
+	select {
+	case <-g.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("z asked nobody for the list")
+	}
+	w := startNode(t, "w", ca, caKey, x.gossip)
+	nodes := []*testNode{x.testNode, y.testNode, z.testNode, w.testNode}
+	waitRing(t, nodes, 4)
+	g.free()
+	count := func() (k int) {
+		for _, n := range nodes {
+			if c, held := n.store.HasResource(res); held {
+				k += c
+			}
+		}
+		return k
+	}
+	if !waitFor(5*time.Second, func() bool { return count() == 1 }) {
+		t.Fatalf("the lists of %s count %d subscribers; want 1: x's queue", res, count())
 	}
 }

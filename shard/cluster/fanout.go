@@ -129,7 +129,7 @@ func (n *Node) applyOp(op *pb.Op, remote bool) int { return n.applyOpIn(op, remo
 // goroutine, after the link it waited behind.
 func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) int {
 	res := cmp.Or(op.GetInterestResource(), op.GetLearnResource(), op.GetRevokeResource())
-	if res == "" || !chained && n.behindLink(res, op, remote) {
+	if res == "" || !chained && n.behindLink(res, op) {
 		return 0
 	}
 	at, err := n.locate(opNow, res, n.holdsResource, remote)
@@ -170,20 +170,14 @@ func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) int {
 	return 0
 }
 
-// ownerOp is an op waiting behind a link (Node.ownerOps).
-type ownerOp struct {
-	op     *pb.Op
-	remote bool
-}
-
 // behindLink queues op after the link linkAsOwner runs for res, if one
 // runs, and reports whether it did.
-func (n *Node) behindLink(res string, op *pb.Op, remote bool) bool {
+func (n *Node) behindLink(res string, op *pb.Op) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ops, ok := n.ownerOps[res]
 	if ok {
-		n.ownerOps[res] = append(ops, ownerOp{op, remote})
+		n.ownerOps[res] = append(ops, op)
 	}
 	return ok
 }
@@ -198,14 +192,14 @@ func (n *Node) behindLink(res string, op *pb.Op, remote bool) bool {
 // the nodes asked, which dropped it (they hold no list), and the link
 // then counted the queue for good: the list sent the node events for
 // nothing, and never became empty.
-// TestInterest_AtAnOwnerThatHoldsNoListKeepsTheNewestWord.
+// TestInterest_AtAnOwnerThatHoldsNoListKeepsTheNewestWord. The ops that
+// waited are applied as this node's own (not remote): on the ring they
+// came on, this node owns res, where the two are alike; on a ring
+// installed since, they go to res's owner there.
 func (n *Node) linkAsOwner(res string, op *pb.Op, in shard.Interest, remote bool) {
-	if n.behindLink(res, op, remote) {
-		return
-	}
 	n.mu.Lock()
-	if ops, ok := n.ownerOps[res]; ok { // one started since behindLink looked
-		n.ownerOps[res] = append(ops, ownerOp{op, remote})
+	if ops, ok := n.ownerOps[res]; ok { // one started since applyOpIn looked
+		n.ownerOps[res] = append(ops, op)
 		n.mu.Unlock()
 		return
 	}
@@ -213,7 +207,7 @@ func (n *Node) linkAsOwner(res string, op *pb.Op, in shard.Interest, remote bool
 	n.mu.Unlock()
 	go func() { //nolint:gosec // G118: an op's apply outlives its caller
 		n.linkOwned(res, in, remote)
-		drain(&n.mu, n.ownerOps, res, func(o ownerOp) { n.applyOpIn(o.op, o.remote, true) })
+		drain(&n.mu, n.ownerOps, res, func(op *pb.Op) { n.applyOpIn(op, false, true) })
 	}()
 }
 
@@ -240,6 +234,13 @@ func drain[T any](mu *sync.Mutex, m map[string][]T, key string, apply func(T)) {
 
 // linkOwned records in in res's list through a link, for at most
 // callTimeout or until the node stops.
+//
+// Invariant: an interest an owner took on is recorded unless the node
+// stops or callTimeout passes. The op has no sender waiting to try it
+// again, so a link cut by membership moving (UNAVAILABLE: a node asked
+// is on a ring installed since) is tried again here, as this node's own
+// on the ring it has now; dropped, its node's queues got nothing until
+// the audit (TestInterest_AnOwnersLinkCutByARingChangeIsTriedOnTheNewRing).
 func (n *Node) linkOwned(res string, in shard.Interest, remote bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
@@ -250,8 +251,20 @@ func (n *Node) linkOwned(res string, in shard.Interest, remote bool) {
 		case <-ctx.Done():
 		}
 	}()
-	if _, _, err := n.link(ctx, res, shard.Hint{}, in, false, remote); err != nil {
-		n.log.Debug("interest not recorded", "resource", res, "node", in.Node, "err", err)
+	for {
+		_, _, err := n.link(ctx, res, shard.Hint{}, in, false, remote)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, shard.ErrUnavailable) || ctx.Err() != nil {
+			n.log.Debug("interest not recorded", "resource", res, "node", in.Node, "err", err)
+			return
+		}
+		remote = false
+		select {
+		case <-ctx.Done():
+		case <-time.After(retryGap):
+		}
 	}
 }
 

@@ -102,7 +102,7 @@ type Node struct {
 	// ownerOps are, per resource this node owns and started a list of
 	// through a link still running (see linkAsOwner), the ops that came
 	// meanwhile, in order: nil while none.
-	ownerOps map[string][]ownerOp
+	ownerOps map[string][]*pb.Op
 	waiting  map[string][]*pb.Op  // ops for nodes not members yet (see send)
 	crashed  map[string]time.Time // nodes repaired as dead, by when
 	left     map[string]time.Time // nodes that left gracefully, by when (see forgetLeft)
@@ -210,7 +210,7 @@ func New(cfg Config, store *shard.Store) (*Node, error) {
 		inflight:   map[string]chan struct{}{},
 		takingFrom: map[string]string{},
 		enlisted:   map[string]pendingInterest{},
-		ownerOps:   map[string][]ownerOp{},
+		ownerOps:   map[string][]*pb.Op{},
 		waiting:    map[string][]*pb.Op{},
 		crashed:    map[string]time.Time{},
 		left:       map[string]time.Time{},
