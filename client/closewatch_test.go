@@ -147,6 +147,9 @@ func startHoldingProxy(t *testing.T, gw *gateway, held, first func(operation) bo
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		var op operation
 		_ = json.Unmarshal(body, &op)
+		if px.armed.Load() && op.is("subscribe", "user:alice/again-hold-lost-queue") {
+			time.Sleep(300 * time.Millisecond)
+		}
 		if !px.armed.Load() {
 			rp.ServeHTTP(rw, req)
 			return
@@ -248,7 +251,14 @@ func TestWatchClose_WhileTheClientSubscribesAgain(t *testing.T) {
 			<-px.holding // r's subscribe again is on its way
 			w.Close()
 			<-px.passed
-			subs := gw.subscriptions(t, tok, c.Queue())
+			// On a new queue the client subscribes its watches one by one
+			// in map order: when r's came first, hold's may still be on
+			// its way once r's has passed. Wait for it, then look.
+			var subs []string
+			waitFor(t, "the queue to be subscribed to "+hold.Resource(), func() bool {
+				subs = gw.subscriptions(t, tok, c.Queue())
+				return slices.Contains(subs, hold.Resource())
+			})
 			if len(subs) != 1 || subs[0] != hold.Resource() {
 				t.Fatalf("the queue is subscribed to %v; want only %s", subs, hold.Resource())
 			}
