@@ -344,3 +344,42 @@ func TestGap_FilledByAnOlderEventLetsTheHeldOnesGoOn(t *testing.T) {
 		t.Errorf("the queue holds %s, want %s at once", got, want)
 	}
 }
+
+// A revoke made at a node while queues are on their way to it is applied
+// to those it covers when they land: the revoked device's queue lands
+// with a REVOKED and no subscription; another device's queue, and one
+// subscribed after the revoke, land subscribed.
+func TestArrive_RevokeMadeWhileTheQueueWasOnItsWay(t *testing.T) {
+	a, aClock := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	revoked, other := mustQueue(t, a, alice), mustQueue(t, a, alice2)
+	mustSub(t, a, alice, revoked, res)
+	mustSub(t, a, alice2, other, res)
+	b.Arriving(1)
+	defer b.Arriving(-1)
+	b.RevokeLocal(res, alice.User, alice.Device)
+	later := mustQueue(t, a, alice)
+	aClock.Add(time.Second) // subscribed after the revoke (the two clocks agree)
+	mustSub(t, a, alice, later, res)
+	for _, q := range []string{revoked, other, later} {
+		st, ok := a.ExportQueue(q)
+		if !ok || !b.ImportQueue(st) {
+			t.Fatalf("queue %s not handed over", q)
+		}
+	}
+	for _, c := range []struct {
+		q      string
+		p      Principal
+		subbed bool
+	}{{revoked, alice, false}, {other, alice2, true}, {later, alice, true}} {
+		subs, err := b.Subscriptions(context.Background(), c.p, c.q)
+		if err != nil || (len(subs) == 1) != c.subbed {
+			t.Errorf("queue of %s (subscribed after the revoke: %v) landed subscribed to %v (err %v); want subscribed: %v", c.p.Device, c.q == later, subs, err, c.subbed)
+		}
+		got := drainAll(t, b, c.p, c.q)
+		if revokedLast := len(got) > 0 && strings.HasPrefix(got[len(got)-1], "REVOKED"); revokedLast == c.subbed {
+			t.Errorf("queue of %s holds %v; want a REVOKED at its end: %v", c.p.Device, got, !c.subbed)
+		}
+	}
+}

@@ -21,7 +21,24 @@ type fanout struct {
 	// is offered them, so none stamped between its old node's export and
 	// its import here is lost.
 	recent []*Event
-	dead   bool // removed from Store.local; re-look it up
+	// revoked are the revokes of the resource made here while a queue
+	// is being handed to this node: a queue imported after one, owned by
+	// its principal and subscribed before it, lands revoked (arrive).
+	revoked []revoke
+	dead    bool // removed from Store.local; re-look it up
+}
+
+// revoke is a revoke of one owner's subscriptions (device "": all the
+// user's) made at unix nanoseconds at.
+type revoke struct {
+	user, device string
+	at           int64
+}
+
+// covers reports whether rv revokes sub, a subscription of a queue owned
+// by o.
+func (rv revoke) covers(o owner, sub *subscription) bool {
+	return o.user == rv.user && (rv.device == "" || o.device == rv.device) && sub.created <= rv.at
 }
 
 // maxArrivingEvents bounds fanout.recent; a queue that arrives later
@@ -119,7 +136,7 @@ func (s *Store) DeliverLocal(ev *Event) int {
 	if arriving {
 		f.recent = appendBounded(f.recent, ev, maxArrivingEvents)
 	} else {
-		f.recent = nil
+		f.recent, f.revoked = nil, nil
 	}
 	for sub, q := range f.subs {
 		q.mu.Lock()
@@ -144,12 +161,25 @@ func (s *Store) DeliverLocal(ev *Event) int {
 // local table with it held (queue.mu is taken under fanout.mu), the
 // readers are told once it is released, and the list's holder is told
 // this node's interest once.
+//
+// Invariant: a revoke made at a node reaches the queues it will hold,
+// not only those it holds. While a queue is on its way here (Arriving:
+// its old node let it go, this node has not imported it, perhaps
+// between a take whose answer was lost and its retake) the revoke is
+// kept in the table, made for it, and the queue lands revoked (arrive).
+// Before, it landed subscribed, and the principal the publisher had
+// revoked went on getting the resource's changes
+// (TestRevoke_AQueueOnItsWayIsRevokedWhenItLands).
 func (s *Store) RevokeLocal(res, user, device string) int {
-	f := s.lockFanout(res, false)
+	now := s.cfg.Now()
+	arriving := s.arriving.Load() > 0
+	f := s.lockFanout(res, arriving)
 	if f == nil {
 		return 0
 	}
-	now := s.cfg.Now()
+	if arriving {
+		f.revoked = appendBounded(f.revoked, revoke{user, device, now.UnixNano()}, maxArrivingEvents)
+	}
 	n := 0
 	var ls []Listener
 	for sub, q := range f.subs {
@@ -187,7 +217,7 @@ func (s *Store) Arriving(delta int32) {
 	}
 	for _, f := range s.local.values(nil) {
 		f.mu.Lock()
-		f.recent = nil
+		f.recent, f.revoked = nil, nil
 		in := s.interestLocked(f)
 		f.mu.Unlock()
 		if in.Count == 0 && s.dropLocalIfEmpty(f) {

@@ -138,8 +138,12 @@ func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) int {
 		return 0
 	}
 	if err != nil {
-		if errors.Is(err, errNotHeld) && op.GetInterestResource() != "" {
+		switch {
+		case !errors.Is(err, errNotHeld):
+		case op.GetInterestResource() != "":
 			n.keepInTomb(res, interestOf(op.GetInterest()))
+		case op.GetRevokeResource() != "":
+			return n.revokeFromTomb(res, op)
 		}
 		return 0
 	}
@@ -304,6 +308,39 @@ func (n *Node) keepInTomb(res string, in shard.Interest) {
 	}
 	t.resource = st
 	n.tombs[res] = t
+}
+
+// revokeFromTomb sends op, a revoke of res that reached this node (asked)
+// after it gave res's list away, to the nodes the list its tomb keeps
+// counts, as the list's holder would (shard.Store.Revoke), and returns
+// how many queues here it reached.
+//
+// Invariant: a revoke of a list given and not yet acknowledged reaches
+// the list's queues wherever the list is, the giver's tomb included (as
+// an interest op does: keepInTomb). Dropped there, between a take whose
+// answer was lost and its retake, the revoked principal's queues kept
+// their subscriptions and went on getting the resource's changes
+// (TestRevoke_OnAListBetweenATakeAndItsRetakeReachesItsQueues).
+func (n *Node) revokeFromTomb(res string, op *pb.Op) int {
+	n.mu.Lock()
+	t := n.tombs[res]
+	n.mu.Unlock()
+	if t.resource == nil {
+		return 0
+	}
+	reached := 0
+	var others []string
+	for _, in := range t.resource.GetNodes() {
+		switch {
+		case in.GetCount() == 0:
+		case in.GetNode() == n.cfg.Name:
+			reached = n.store.RevokeLocal(res, op.GetRevokeUser(), op.GetRevokeDevice())
+		default:
+			others = append(others, in.GetNode())
+		}
+	}
+	n.RevokeAt(res, op.GetRevokeUser(), op.GetRevokeDevice(), others)
+	return reached
 }
 
 // applyHere applies op to res's list here. A list held nowhere learns

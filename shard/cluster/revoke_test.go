@@ -1,0 +1,127 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"meshgate/shard"
+)
+
+// TestRevoke_AQueueOnItsWayIsRevokedWhenItLands: z takes back a queue
+// subscribed to z's list, and the Take's answer is lost (x exported the
+// queue: it is only in x's tomb until z asks again). A revoke of its
+// owner's subscriptions to the list, made then at the list's holder (z),
+// reaches no table holding the queue: x let it go, z has not imported
+// it. The queue must still land revoked, not subscribed.
+func TestRevoke_AQueueOnItsWayIsRevokedWhenItLands(t *testing.T) {
+	ca, caKey := devCA(t)
+	var x started
+	var armed atomic.Bool
+	var takes atomic.Int32
+	var queue string
+	cut := func(_ context.Context, method string) error {
+		if !armed.Load() || !strings.HasSuffix(method, "/Take") {
+			return nil
+		}
+		if takes.Add(1) == 2 { // 1 lists the queue's resources; 2 takes
+			x.GiveKeys("z", []string{queue}, nil)
+			return fmt.Errorf("%w: connection reset", shard.ErrUnavailable)
+		}
+		return nil
+	}
+	x = startNode(t, "x", ca, caKey, "")
+	z := startNodeWith(t, "z", ca, caKey, x.gossip, cut)
+	waitRing(t, []*testNode{x.testNode, z.testNode}, 2)
+	list := ownedBy(z.testNode, "z", "rv")
+	queue = ownedQueue(t, z.testNode, alice)
+	subscribe(t, z.testNode, allowAll{}, alice, queue, list)
+	if err := x.TakeKeys(context.Background(), "z", []string{queue}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return x.store.Has(queue) }) {
+		t.Fatal("x never got the queue")
+	}
+	armed.Store(true)
+	if err := z.TakeKeys(context.Background(), "x", []string{queue}, nil); err == nil {
+		t.Fatal("the take whose answer was lost succeeded")
+	}
+	if z.store.Has(queue) || x.store.Has(queue) {
+		t.Fatal("the queue is held somewhere: the take's answer was not lost")
+	}
+	z.Revoke(list, alice.User, "")
+	if !waitFor(20*time.Second, func() bool { return z.store.Has(queue) }) {
+		t.Fatal("z never got the queue again")
+	}
+	subs, err := z.Subscriptions(context.Background(), alice, queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(subs) != 0 {
+		t.Fatalf("the queue landed subscribed to %v after its owner's subscription was revoked; want none", subs)
+	}
+	page, err := z.Poll(context.Background(), alice, queue, 0, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, it := range page.Items {
+		kinds = append(kinds, it.Kind.String()+" "+it.Resource)
+	}
+	if len(kinds) == 0 || kinds[len(kinds)-1] != "REVOKED "+list {
+		t.Fatalf("the queue holds %v; want it to end with REVOKED %s", kinds, list)
+	}
+}
+
+// TestRevoke_OnAListBetweenATakeAndItsRetakeReachesItsQueues: z takes
+// the list of a resource y's queue subscribes to from x, and the Take's
+// answer is lost (the list is only in x's tomb until z asks again). A
+// revoke made then goes to z, the list's owner, which holds no list and
+// asks x, which holds only the tomb: the queues in the list must still
+// be revoked.
+func TestRevoke_OnAListBetweenATakeAndItsRetakeReachesItsQueues(t *testing.T) {
+	ca, caKey := devCA(t)
+	var x started
+	var armed atomic.Bool
+	var list string
+	cut := func(_ context.Context, method string) error {
+		if !armed.Load() || !strings.HasSuffix(method, "/Take") {
+			return nil
+		}
+		if armed.CompareAndSwap(true, false) {
+			x.GiveKeys("z", nil, []string{list})
+			return fmt.Errorf("%w: connection reset", shard.ErrUnavailable)
+		}
+		return nil
+	}
+	x = startNode(t, "x", ca, caKey, "")
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	z := startNodeWith(t, "z", ca, caKey, x.gossip, cut)
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	list = ownedBy(z.testNode, "z", "rl")
+	queue := ownedQueue(t, y.testNode, alice)
+	subscribe(t, y.testNode, allowAll{}, alice, queue, list)
+	if err := x.TakeKeys(context.Background(), "z", nil, []string{list}); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { _, ok := x.store.HasResource(list); return ok }) {
+		t.Fatal("x never got the list")
+	}
+	armed.Store(true)
+	if err := z.TakeKeys(context.Background(), "x", nil, []string{list}); err == nil {
+		t.Fatal("the take whose answer was lost succeeded")
+	}
+	y.Revoke(list, alice.User, "")
+	// The retake asks again after 500 ms; the list it lands counts no
+	// queue once the revoke is applied, and is dropped.
+	if !waitFor(10*time.Second, func() bool {
+		subs, err := y.Subscriptions(context.Background(), alice, queue)
+		return err == nil && len(subs) == 0
+	}) {
+		subs, _ := y.Subscriptions(context.Background(), alice, queue)
+		t.Fatalf("the queue is subscribed to %v after its owner's subscription was revoked; want none", subs)
+	}
+}
