@@ -17,8 +17,11 @@ var (
 	ErrInvalidInput = errors.New("shard: invalid input")
 	// ErrUnknownScheme: no publisher owns the resource's scheme.
 	ErrUnknownScheme = errors.New("shard: no publisher for scheme")
-	// ErrUnavailable: the publisher that owns the resource is down.
-	ErrUnavailable = errors.New("shard: publisher unavailable")
+	// ErrUnavailable: retry. The publisher that owns the resource is
+	// down or restarting, or the cluster is moving (membership changing,
+	// a key in a hand-off, a peer not reachable); the wrapping error says
+	// which.
+	ErrUnavailable = errors.New("shard: unavailable")
 	// ErrMoved: the queue was handed to another node while the call ran;
 	// the cluster retries it there. Callers outside a cluster never see it.
 	ErrMoved = errors.New("shard: queue moved to another node")
