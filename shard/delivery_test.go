@@ -383,3 +383,37 @@ func TestArrive_RevokeMadeWhileTheQueueWasOnItsWay(t *testing.T) {
 		}
 	}
 }
+
+// A revoke kept while one hand-off was in progress stays kept when that
+// hand-off ends and another has begun by the time the end's walk reaches
+// the table: the queue the second one brings lands revoked.
+func TestArrive_ARevokeKeptOutlivesTheEndOfAnEarlierHandOff(t *testing.T) {
+	a, _ := newStore(t, Config{})
+	b, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, a, alice)
+	mustSub(t, a, alice, q, res)
+	b.Arriving(1) // hand-off A
+	b.RevokeLocal(res, alice.User, alice.Device)
+	f := b.local.get(res)
+	if f == nil {
+		t.Fatal("no table kept the revoke")
+	}
+	f.mu.Lock() // A's end walks the tables: hold it at this one
+	ended := make(chan struct{})
+	go func() { b.Arriving(-1); close(ended) }()
+	for b.arriving.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.Arriving(1) // hand-off B begins before A's walk reaches the table
+	defer b.Arriving(-1)
+	f.mu.Unlock()
+	<-ended
+	st, ok := a.ExportQueue(q)
+	if !ok || !b.ImportQueue(st) {
+		t.Fatal("queue not handed over")
+	}
+	if subs, err := b.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("queue landed subscribed to %v (err %v) after a revoke kept for it; want revoked", subs, err)
+	}
+}

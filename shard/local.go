@@ -116,7 +116,7 @@ func (s *Store) dropLocalIfEmpty(f *fanout) bool {
 	return s.local.removeIf(f.name, f, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.dead = len(f.subs) == 0
+		f.dead = len(f.subs) == 0 && s.arriving.Load() == 0
 		return f.dead
 	})
 }
@@ -133,7 +133,7 @@ func (s *Store) DeliverLocal(ev *Event) int {
 	}
 	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	n := 0
-	if arriving {
+	if s.arriving.Load() > 0 { // read again under f.mu: see Arriving
 		f.recent = appendBounded(f.recent, ev, maxArrivingEvents)
 	} else {
 		f.recent, f.revoked = nil, nil
@@ -211,13 +211,24 @@ func (s *Store) RevokeLocal(res, user, device string) int {
 // (-1). While one is in progress, events fanned out here are kept for
 // the queues on their way (see fanout.recent); once none is, tables
 // left with no queue are dropped and their holders told.
+//
+// Invariant: what a table keeps for the queues on their way (recent,
+// revoked) is cleared, and a table is dropped, only with its f.mu held
+// and no hand-off in progress as read under it. A keep made under f.mu
+// after a hand-off began is therefore seen by that hand-off's queue,
+// even when an earlier hand-off's end is walking the tables meanwhile;
+// before, that walk (read no hand-off, then cleared) wiped a revoke kept
+// for the later one, and its queue landed subscribed
+// (TestArrive_ARevokeKeptOutlivesTheEndOfAnEarlierHandOff).
 func (s *Store) Arriving(delta int32) {
 	if s.arriving.Add(delta) > 0 {
 		return
 	}
 	for _, f := range s.local.values(nil) {
 		f.mu.Lock()
-		f.recent, f.revoked = nil, nil
+		if s.arriving.Load() == 0 {
+			f.recent, f.revoked = nil, nil
+		}
 		in := s.interestLocked(f)
 		f.mu.Unlock()
 		if in.Count == 0 && s.dropLocalIfEmpty(f) {
