@@ -3,6 +3,7 @@ package shard
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -358,9 +359,9 @@ func TestArrive_RevokeMadeWhileTheQueueWasOnItsWay(t *testing.T) {
 	mustSub(t, a, alice2, other, res)
 	b.Arriving(1)
 	defer b.Arriving(-1)
-	b.RevokeLocal(res, alice.User, alice.Device)
+	b.DeliverLocal(stampedRevoke(a, res, alice))
 	later := mustQueue(t, a, alice)
-	aClock.Add(time.Second) // subscribed after the revoke (the two clocks agree)
+	aClock.Add(-time.Second) // subscribed after the revoke, whatever a's clock says
 	mustSub(t, a, alice, later, res)
 	for _, q := range []string{revoked, other, later} {
 		st, ok := a.ExportQueue(q)
@@ -394,7 +395,7 @@ func TestArrive_ARevokeKeptOutlivesTheEndOfAnEarlierHandOff(t *testing.T) {
 	q := mustQueue(t, a, alice)
 	mustSub(t, a, alice, q, res)
 	b.Arriving(1) // hand-off A
-	b.RevokeLocal(res, alice.User, alice.Device)
+	b.DeliverLocal(stampedRevoke(a, res, alice))
 	f := b.local.get(res)
 	if f == nil {
 		t.Fatal("no table kept the revoke")
@@ -415,5 +416,150 @@ func TestArrive_ARevokeKeptOutlivesTheEndOfAnEarlierHandOff(t *testing.T) {
 	}
 	if subs, err := b.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
 		t.Errorf("queue landed subscribed to %v (err %v) after a revoke kept for it; want revoked", subs, err)
+	}
+}
+
+// stampedRevoke stamps a revoke of p's subscriptions to res in s's list,
+// as its holder does, without fanning it out here: the revoke another
+// node interested in the list gets.
+func stampedRevoke(s *Store, res string, p Principal) *Event {
+	ev := RevokeEvent(res, p.User, p.Device)
+	r := s.lockList(res, nil)
+	r.stampLocked(ev, s.cfg.Now())
+	r.mu.Unlock()
+	return ev
+}
+
+// A revoke that reaches a node again (a tail announcement, an op handed
+// on) leaves alone a subscription its principal made after it, and the
+// subscription then gets the next change with no gap: positions say
+// which came first, and a revoke is a place in the stream (in one epoch:
+// one of another epoch is revoked, to be safe; see Event.revokes).
+func TestRevoke_SentAgainLeavesASubscriptionMadeAfterIt(t *testing.T) {
+	s, clock := newStore(t, Config{})
+	const res = "user:alice/x"
+	q, other := mustQueue(t, s, alice), mustQueue(t, s, bob)
+	mustSub(t, s, alice, q, res)
+	mustSub(t, s, bob, other, res) // the list lives on: one stream
+	publish(s, res, "e1")
+	ev := RevokeEvent(res, alice.User, "")
+	if n := s.Deliver(ev); n != 1 {
+		t.Fatalf("the revoke reached %d queues; want 1", n)
+	}
+	clock.Add(-time.Minute) // the clock says nothing of which came first
+	mustSub(t, s, alice, q, res)
+	if n := s.DeliverLocal(ev); n != 0 {
+		t.Fatalf("the revoke sent again removed %d subscriptions; want 0", n)
+	}
+	publish(s, res, "e2")
+	if got, want := drainAll(t, s, alice, q), []string{"CHANGED e1", "REVOKED e1", "CHANGED e2"}; !slices.Equal(got, want) {
+		t.Fatalf("the queue holds %q; want %q", got, want)
+	}
+}
+
+// A subscription being made (pending) that is handed another
+// principal's revoke before a change stamped ahead of it (the two on
+// their way from the list's holder, out of order) answers the change's
+// etag, which the revoke carries: the change, come late, is older than
+// the revoke's position and dropped, and must not be lost.
+func TestRevoke_AnotherPrincipalsRevokeSeenWhileSubscribingIsTheNewestEtag(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:alice/x"
+	other := mustQueue(t, r.node, bob)
+	mustSub(t, r.node, bob, other, res)
+	publish(r.holder, res, "v0")
+	r.release()
+	q := mustQueue(t, r.node, alice)
+	auth := authFunc(func(context.Context, Principal, string, string) (string, error) {
+		publish(r.holder, res, "v1")
+		r.holder.Revoke(res, "carol", "")
+		r.mu.Lock()
+		evs := r.outbox
+		r.outbox = nil
+		r.mu.Unlock()
+		for i := len(evs) - 1; i >= 0; i-- { // the revoke first
+			r.node.DeliverLocal(evs[i])
+		}
+		return "v0", nil // read before v1 was published
+	})
+	info, err := r.node.Subscribe(context.Background(), auth, alice, q, res, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWatch(t, info.Etag, drainAll(t, r.node, alice, q), "v1")
+	if got := drainAll(t, r.node, bob, other); len(got) == 0 || got[len(got)-1] != "CHANGED v1" {
+		t.Fatalf("bob's queue holds %q; want it to end with CHANGED v1", got)
+	}
+}
+
+// A revoke sent again (a tail announcement) while its principal,
+// allowed again, subscribes once more is older than the new
+// subscription, which it must leave alone.
+func TestRevoke_SentAgainWhileItsPrincipalSubscribesAgainLeavesItAlone(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:alice/x"
+	other, q := mustQueue(t, r.node, bob), mustQueue(t, r.node, alice)
+	mustSub(t, r.node, bob, other, res) // the list lives on: one stream
+	mustSub(t, r.node, alice, q, res)
+	r.holder.Revoke(res, alice.User, "")
+	r.mu.Lock()
+	revoke := r.outbox[len(r.outbox)-1]
+	r.mu.Unlock()
+	r.release()
+	auth := authFunc(func(context.Context, Principal, string, string) (string, error) {
+		r.node.DeliverLocal(revoke) // the tail, while pending
+		return "", nil
+	})
+	if _, err := r.node.Subscribe(context.Background(), auth, alice, q, res, "", ""); err != nil {
+		t.Fatalf("subscribing again after the revoke: %v", err)
+	}
+	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
+		t.Fatalf("the queue subscribes to %v (%v); want the resource", subs, err)
+	}
+}
+
+// A revoke handed to its list again (a retry after a lost reply, a
+// gone peer's outbox handed on) gets the position it had, and the
+// list's etag: a queue that missed the first copy and takes this one
+// for a RESYNC (another epoch, a gap given up) is told the list's etag,
+// not "".
+func TestRevoke_SentToItsListAgainCarriesTheListsEtag(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, s, bob)
+	mustSub(t, s, bob, q, res)
+	publish(s, res, "v1")
+	first := RevokeEvent(res, "carol", "")
+	s.Deliver(first)
+	again := RevokeEvent(res, "carol", "")
+	again.ID = first.ID
+	s.Deliver(again)
+	if again.Pos != first.Pos || again.Etag != "v1" {
+		t.Fatalf("sent again, the revoke stands at %+v with etag %q; want %+v with v1", again.Pos, again.Etag, first.Pos)
+	}
+}
+
+// A subscription being made that sees another principal's revoke of a
+// list that knows no etag yet still answers the publisher's etag: the
+// revoke says nothing of the resource's version.
+func TestRevoke_AnotherPrincipalsRevokeOfAListWithNoEtagLeavesThePublishersAnswer(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:alice/x"
+	other := mustQueue(t, r.node, bob)
+	if _, err := r.node.Subscribe(context.Background(), allowAll{""}, bob, other, res, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	q := mustQueue(t, r.node, alice)
+	auth := authFunc(func(context.Context, Principal, string, string) (string, error) {
+		r.holder.Revoke(res, "carol", "")
+		r.release()
+		return "v5", nil
+	})
+	info, err := r.node.Subscribe(context.Background(), auth, alice, q, res, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != "v5" {
+		t.Fatalf("the subscribe answered %q; want the publisher's v5", info.Etag)
 	}
 }

@@ -30,7 +30,10 @@
 // answer once the list learned it, after the publisher answered), from
 // which the subscription goes on; etags of two epochs are ordered by when
 // they were stamped (Position.At), so no subscription appends a RESYNC
-// older than what it delivered; a list announces its last event again to
+// older than what it delivered; a revoke is an event of its resource's
+// stream too (RevokeEvent): whether a subscription came before it is
+// read from positions, and it is ordered, kept for queues on their way
+// and waited for by a hand-off as a change is; a list announces its last event again to
 // the other nodes interested in it (AnnounceTails), so a lost last event
 // is never left unannounced. The locks of shard and shard/cluster,
 // and the order they are taken in, are in LOCKS.md. Listener.Notify is

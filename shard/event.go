@@ -44,11 +44,13 @@ type Event struct {
 	Time        time.Time
 	// Payload is a JSON value, validated by whoever built the event, or nil.
 	Payload []byte
-	// From is the sending device, for Invite.
+	// From is the sending device, for Invite; for a revoke in a
+	// resource's stream, the principal revoked (see RevokeEvent).
 	From *Principal
 	// Pos is the event's place in its resource's stream, stamped by the
 	// node holding the resource's subscriber list (zero: not stamped, as
-	// INVITE, REVOKED and OVERFLOW are not). A subscription never appends
+	// INVITE, OVERFLOW and the REVOKED notification in a queue are not; a
+	// revoke in the stream, RevokeEvent, is). A subscription never appends
 	// an event at or below the last position it appended, so an op sent
 	// again after a lost reply, or overtaken, is not delivered twice.
 	Pos Position
@@ -93,6 +95,40 @@ func (e *Event) Memo(key any, compute func() any) any {
 		e.memoN = append(e.memoN, memoEntry{key, v})
 	}
 	return v
+}
+
+// RevokeEvent is a revoke of user's subscriptions to res (device "": on
+// every device of the user's). It is published like a change: its list
+// stamps it, and every node interested in the list removes, where the
+// queues are, the subscriptions it covers (Event.revokes), each with a
+// REVOKED notification of its own. The revoke itself is a place in the
+// stream, never appended to a queue.
+func RevokeEvent(res, user, device string) *Event {
+	return &Event{Kind: Revoked, Resource: res, From: &Principal{User: user, Device: device}}
+}
+
+// revokes reports whether ev, a revoke in the stream of a resource sub
+// subscribes to, removes sub, a subscription of a queue owned by o: o is
+// the principal revoked (any of the user's devices for a device of ""),
+// and sub was not linked after ev was stamped.
+//
+// Invariant: whether a subscription came before a revoke is read from
+// the list's stream, never from two nodes' clocks. A subscription
+// linked after the revoke stands at its offset or past it, in its epoch
+// (a link answers the list's position under the list's lock). Any other
+// is revoked: one that was linked before, and, to be safe, one that
+// follows another epoch or none yet (a pending subscribe then fails with
+// UNAVAILABLE and is tried again, and the publisher is asked again). A
+// REVOKED too many costs a subscribe; one too few lets a principal read
+// what it may no longer read. Before, a subscription's creation time
+// on the node that made it was compared with the revoke's time on the
+// node that kept it: a queue from a node whose clock was ahead landed
+// subscribed (TestRevoke_AQueueFromANodeWhoseClockIsAheadLandsRevoked).
+func (ev *Event) revokes(o owner, sub *subscription) bool {
+	if ev.Kind != Revoked || ev.From == nil || o.user != ev.From.User || ev.From.Device != "" && o.device != ev.From.Device {
+		return false
+	}
+	return ev.Pos.IsZero() || ev.Pos.Epoch != sub.pos.Epoch || ev.Pos.Offset > sub.pos.Offset
 }
 
 // Notification is one entry read from a queue: its seq there and the shared event.

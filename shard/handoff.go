@@ -185,7 +185,7 @@ func (s *Store) ImportQueue(st QueueState) bool {
 // events that came here for res while it was on its way (its old node
 // registered this node's interest before it let the queue go), then
 // tells the list's holder this node's interest. A subscription a revoke
-// made meanwhile covers is removed instead, with a REVOKED (RevokeLocal).
+// that came meanwhile covers is removed instead, with a REVOKED.
 func (s *Store) arrive(q *queue, res string) {
 	f := s.lockFanout(res, true)
 	q.mu.Lock()
@@ -193,10 +193,8 @@ func (s *Store) arrive(q *queue, res string) {
 	// Unless a call since the queue entered the table removed it (or
 	// the subscription): only live subscriptions are in a local table.
 	if sub := q.subs[res]; sub != nil && !q.dead {
-		if slices.ContainsFunc(f.revoked, func(rv revoke) bool { return rv.covers(q.owner, sub) }) {
-			delete(q.subs, res)
-			sub.remove()
-			ls = q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: s.cfg.Now()}, s.cfg.BufferSize, s.cfg.RetainDelivered)
+		if slices.ContainsFunc(f.revoked, func(ev *Event) bool { return ev.revokes(q.owner, sub) }) {
+			ls = s.revokeLocked(f, q, sub)
 			s.counters.Notifications[Revoked].Add(1)
 		} else {
 			f.subs[sub] = q

@@ -329,8 +329,11 @@ func (s *Store) DeliverHere(ev *Event) (n int, held bool) { return s.fan(ev, tru
 // now). It is never stamped again, so it cannot come back at a later
 // position; an event of another epoch (the list was made again since) is
 // not sent, nor is one whose list is not held here (it announces its
-// tail where it went).
-func (s *Store) Refan(ev *Event) { s.fan(ev, false) }
+// tail where it went). It reports whether ev was sent.
+func (s *Store) Refan(ev *Event) bool {
+	_, sent := s.fan(ev, false)
+	return sent
+}
 
 func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	r := s.res.get(ev.Resource)
@@ -341,6 +344,7 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 		return 0, false
 	}
 	var remote []string
+	var in *Interest // this node's, changed by a revoke: told once r.mu is released
 	// The list's lock is held for the whole local fan-out: the list's
 	// events are stamped, appended here and queued for other nodes in
 	// one order. Nothing waits for another node: the receiving side
@@ -352,18 +356,22 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 		return 0, false
 	case !stamp && ev.Pos.Epoch != r.pos.Epoch:
 		r.mu.Unlock()
-		return 0, true
+		return 0, false
 	case stamp:
 		r.stampLocked(ev, s.cfg.Now())
 	}
-	for _, in := range r.nodes {
+	for _, node := range r.nodes {
 		switch {
-		case in.Count == 0:
-		case in.Node == s.name:
-			n += s.DeliverLocal(ev)
+		case node.Count == 0:
+		case node.Node == s.name:
+			var k int
+			k, in = s.deliverLocal(ev)
+			n += k
 		default:
-			remote = append(remote, in.Node)
-			n += in.Count
+			remote = append(remote, node.Node)
+			if ev.Kind != Revoked { // a revoke counts the subscriptions it removed here
+				n += node.Count
+			}
 		}
 	}
 	if len(remote) > 0 {
@@ -372,6 +380,9 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 		s.noteTailLocked(r, s.cfg.Now())
 	}
 	r.mu.Unlock()
+	if in != nil {
+		s.peers.Interest(ev.Resource, *in)
+	}
 	if len(remote) > 0 {
 		s.peers.Forward(ev, remote)
 	}
@@ -396,12 +407,9 @@ func (s *Store) ResourcesWithScheme(scheme string) map[string]string {
 
 // Revoke removes the subscriptions to res of every queue owned by user
 // (and device, when not empty), and puts a REVOKED notification in each
-// of those queues: here, and through Peers.RevokeAt at every other node
-// interested in res's list, held here. It returns how many queues here
+// of those queues, wherever they are: res's list, held here, stamps the
+// revoke in its stream (RevokeEvent). It returns how many queues here
 // lost a subscription.
 func (s *Store) Revoke(res, user, device string) int {
-	remote, _ := readList(s, res, func(r *resource) []string { return r.remoteLocked(s.name) })
-	n := s.RevokeLocal(res, user, device)
-	s.peers.RevokeAt(res, user, device, remote) // none: nothing to send
-	return n
+	return s.Deliver(RevokeEvent(res, user, device))
 }

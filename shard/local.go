@@ -21,24 +21,31 @@ type fanout struct {
 	// is offered them, so none stamped between its old node's export and
 	// its import here is lost.
 	recent []*Event
-	// revoked are the revokes of the resource made here while a queue
-	// is being handed to this node: a queue imported after one, owned by
-	// its principal and subscribed before it, lands revoked (arrive).
-	revoked []revoke
+	// revoked are the revokes among recent (Event.revokes), kept whatever
+	// came after them until no queue is on its way, one per principal and
+	// epoch (the newest covers every subscription an older one does): a
+	// queue imported after one that covers it lands revoked (arrive), even
+	// after more than maxArrivingEvents events.
+	revoked []*Event
 	dead    bool // removed from Store.local; re-look it up
 }
 
-// revoke is a revoke of one owner's subscriptions (device "": all the
-// user's) made at unix nanoseconds at.
-type revoke struct {
-	user, device string
-	at           int64
-}
-
-// covers reports whether rv revokes sub, a subscription of a queue owned
-// by o.
-func (rv revoke) covers(o owner, sub *subscription) bool {
-	return o.user == rv.user && (rv.device == "" || o.device == rv.device) && sub.created <= rv.at
+// keepLocked keeps ev, fanned out here while a queue is on its way, for
+// that queue (recent, and revoked for a revoke). f.mu held.
+func (f *fanout) keepLocked(ev *Event) {
+	f.recent = appendBounded(f.recent, ev, maxArrivingEvents)
+	if ev.Kind != Revoked || ev.From == nil {
+		return
+	}
+	for i, o := range f.revoked {
+		if o.From.User == ev.From.User && o.From.Device == ev.From.Device && o.Pos.Epoch == ev.Pos.Epoch {
+			if o.Pos.Offset < ev.Pos.Offset {
+				f.revoked[i] = ev
+			}
+			return
+		}
+	}
+	f.revoked = append(f.revoked, ev)
 }
 
 // maxArrivingEvents bounds fanout.recent; a queue that arrives later
@@ -124,87 +131,73 @@ func (s *Store) dropLocalIfEmpty(f *fanout) bool {
 // DeliverLocal appends ev, stamped by its list's holder, to every queue
 // held here that subscribes to ev.Resource, and returns how many it
 // reached: the receiving end of Peers.Forward. Each subscription decides
-// by ev's position (an op sent again, overtaken, or after a gap).
+// by ev's position (an op sent again, overtaken, or after a gap). A
+// revoke (RevokeEvent) removes the subscriptions it covers instead, with
+// a REVOKED notification in each queue, and counts those.
 func (s *Store) DeliverLocal(ev *Event) int {
-	arriving := s.arriving.Load() > 0
-	f := s.lockFanout(ev.Resource, arriving) // while one arrives, made to keep ev for it
-	if f == nil {
-		return 0
+	n, in := s.deliverLocal(ev)
+	if in != nil {
+		s.peers.Interest(ev.Resource, *in)
 	}
-	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
-	n := 0
-	if s.arriving.Load() > 0 { // read again under f.mu: see Arriving
-		f.recent = appendBounded(f.recent, ev, maxArrivingEvents)
-	} else {
-		f.recent, f.revoked = nil, nil
-	}
-	for sub, q := range f.subs {
-		q.mu.Lock()
-		if sub.gone() { // unsubscribed, or its queue gone: it leaves the table
-			q.mu.Unlock()
-			continue
-		}
-		ls := q.offerLocked(sub, ev, capacity, retain)
-		q.mu.Unlock()
-		notifyAll(ls)
-		n++ // appended, or had been (the same publication again)
-	}
-	f.mu.Unlock()
-	s.counters.Deliveries.Add(uint64(n))
-	s.counters.Notifications[ev.Kind].Add(uint64(n))
 	return n
 }
 
-// RevokeLocal removes the subscriptions to res of every queue held here
-// owned by user (and device, when not empty), puts a REVOKED notification
-// in each, and returns how many it reached. The subscriptions leave the
-// local table with it held (queue.mu is taken under fanout.mu), the
-// readers are told once it is released, and the list's holder is told
-// this node's interest once.
-//
-// Invariant: a revoke made at a node reaches the queues it will hold,
-// not only those it holds. While a queue is on its way here (Arriving:
-// its old node let it go, this node has not imported it, perhaps
-// between a take whose answer was lost and its retake) the revoke is
-// kept in the table, made for it, and the queue lands revoked (arrive).
-// Before, it landed subscribed, and the principal the publisher had
-// revoked went on getting the resource's changes
-// (TestRevoke_AQueueOnItsWayIsRevokedWhenItLands).
-func (s *Store) RevokeLocal(res, user, device string) int {
-	now := s.cfg.Now()
+// deliverLocal is DeliverLocal but for telling the list's holder this
+// node's interest, changed by a revoke (in, nil if unchanged): the
+// holder's own fan-out holds the list's lock.
+func (s *Store) deliverLocal(ev *Event) (n int, in *Interest) {
 	arriving := s.arriving.Load() > 0
-	f := s.lockFanout(res, arriving)
+	f := s.lockFanout(ev.Resource, arriving) // while one arrives, made to keep ev for it
 	if f == nil {
-		return 0
+		return 0, nil
 	}
-	if arriving {
-		f.revoked = appendBounded(f.revoked, revoke{user, device, now.UnixNano()}, maxArrivingEvents)
+	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
+	if s.arriving.Load() > 0 { // read again under f.mu: see Arriving
+		f.keepLocked(ev)
+	} else {
+		f.recent, f.revoked = nil, nil
 	}
-	n := 0
-	var ls []Listener
+	revoked := 0
 	for sub, q := range f.subs {
-		if q.owner.user != user || device != "" && q.owner.device != device {
-			continue
-		}
 		q.mu.Lock()
-		if !sub.gone() { // else its own leaveLocal takes it out
-			delete(q.subs, res)
-			sub.remove()
-			delete(f.subs, sub)
-			ls = append(ls, q.appendLocked(&Event{Kind: Revoked, Resource: res, Etag: sub.etag, Time: now}, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
-			n++
+		var ls []Listener
+		switch {
+		case sub.gone(): // unsubscribed, or its queue gone: it leaves the table
+		case ev.revokes(q.owner, sub):
+			ls = s.revokeLocked(f, q, sub)
+			revoked++
+		default:
+			ls = q.offerLocked(sub, ev, capacity, retain)
+			n++ // appended, or had been (the same publication again)
 		}
 		q.mu.Unlock()
+		notifyAll(ls)
 	}
-	in := s.interestLocked(f)
+	if ev.Kind == Revoked {
+		n = revoked
+	}
+	if revoked > 0 {
+		cur := s.interestLocked(f)
+		in = &cur
+	}
 	f.mu.Unlock()
-	notifyAll(ls)
-	if n > 0 {
+	if revoked > 0 {
 		s.dropLocalIfEmpty(f)
-		s.peers.Interest(res, in)
 	}
-	s.counters.Notifications[Revoked].Add(uint64(n))
-	return n
+	if ev.Kind != Revoked {
+		s.counters.Deliveries.Add(uint64(n))
+	}
+	s.counters.Notifications[ev.Kind].Add(uint64(n))
+	return n, in
+}
+
+// revokeLocked removes sub, q's subscription to f's resource, from q and
+// from f, and appends a REVOKED notification to q. f.mu and q.mu held.
+func (s *Store) revokeLocked(f *fanout, q *queue, sub *subscription) []Listener {
+	delete(q.subs, f.name)
+	sub.remove()
+	delete(f.subs, sub)
+	return q.appendLocked(&Event{Kind: Revoked, Resource: f.name, Etag: sub.etag, Time: s.cfg.Now()}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 }
 
 // Arriving marks a queue hand-off to this node as begun (+1) or ended

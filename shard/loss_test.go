@@ -22,7 +22,6 @@ func (p takerPeers) Forward(ev *Event, nodes []string) {
 		p.r.mu.Unlock()
 	}
 }
-func (takerPeers) RevokeAt(string, string, string, []string) {}
 
 // A list handed whole to a node that acknowledged a publish of its
 // resource while it held none (remembered) goes on from that publish

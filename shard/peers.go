@@ -23,11 +23,9 @@ type Peers interface {
 	// Store.SetInterest). It may return before that is done.
 	Interest(resource string, in Interest)
 	// Forward sends ev, stamped here, once to each of nodes, which append
-	// it to their queues. It may return before it arrives.
+	// it to their queues (a revoke: remove the subscriptions it covers).
+	// It may return before it arrives.
 	Forward(ev *Event, nodes []string)
-	// RevokeAt tells nodes to revoke user's (device's) subscriptions to
-	// resource (see Store.RevokeLocal). It may return before that is done.
-	RevokeAt(resource, user, device string, nodes []string)
 }
 
 // loopback is the Peers of a store alone, which holds every list itself.
@@ -41,6 +39,5 @@ func (l loopback) Link(_ context.Context, res string, in Interest, hint Hint) (L
 func (l loopback) Learn(res string, hint Hint)      { l.s.AddInterest(res, Interest{}, hint) }
 func (l loopback) Interest(res string, in Interest) { l.s.SetInterest(res, in) }
 
-// Forward and RevokeAt are never called: a store alone names no other node.
-func (loopback) Forward(*Event, []string)                  {}
-func (loopback) RevokeAt(string, string, string, []string) {}
+// Forward is never called: a store alone names no other node.
+func (loopback) Forward(*Event, []string) {}

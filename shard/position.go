@@ -96,11 +96,23 @@ func (r *resource) stampLocked(ev *Event, now time.Time) {
 	for _, p := range r.recent {
 		if p.ID == ev.ID {
 			ev.Pos = p.Pos
+			if ev.Kind == Revoked {
+				// Its etag, like its position, is the list's (not kept
+				// per publication: the one now, with its At). A revoke
+				// sent again carries none of its own.
+				ev.Etag, ev.EtagUnknown, ev.Pos.At = r.etag, r.etagUnknown, r.etagPos.At
+			}
 			return
 		}
 	}
 	r.pos.Offset++
-	if r.pos.At = ev.Pos.At; r.pos.At == 0 {
+	if ev.Kind == Revoked {
+		// A revoke changes no etag: it stands at the list's etag, as a
+		// RESYNC announcing it again would (its At, 0 if none), so a
+		// subscription that moves past it still holds that etag's At.
+		ev.Etag, ev.EtagUnknown, ev.Pos.At = r.etag, r.etagUnknown, r.etagPos.At
+		r.pos.At = ev.Pos.At
+	} else if r.pos.At = ev.Pos.At; r.pos.At == 0 {
 		r.pos.At = stampAt(now)
 	}
 	ev.Pos = r.pos
@@ -367,8 +379,11 @@ func (s *Store) OfferTail(res, node string) {
 		return
 	}
 	if node == s.name {
-		s.DeliverLocal(ev)
+		_, in := s.deliverLocal(ev)
 		r.mu.RUnlock()
+		if in != nil {
+			s.peers.Interest(res, *in)
+		}
 		return
 	}
 	r.fwd.Add(1)

@@ -112,6 +112,16 @@ func (s *subscription) took(ev *Event) {
 	}
 }
 
+// passedRevoke keeps, for s that admitted (v) a revoke of another
+// principal's, the At it had before (at): a revoke is only a place in
+// the stream, so s moves past its offset and still holds the etag it
+// held, with that etag's At (subscription.pos).
+func (s *subscription) passedRevoke(v verdict, at uint64) {
+	if v == appendIt {
+		s.pos.At = at
+	}
+}
+
 // firstSeq is the seq of the oldest buffered entry (lastSeq+1 if none). mu held.
 func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 
@@ -121,6 +131,7 @@ func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 // subscription appends nothing but remembers the newest etag, for the
 // subscribe that answers it. It returns the listeners to notify. mu held.
 func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
+	at := sub.pos.At
 	v := sub.admitLocked(ev.Pos)
 	pending := sub.isPending()
 	if v == parkIt && pending {
@@ -139,11 +150,21 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 			ev = &Event{Kind: Resync, Resource: ev.Resource, Etag: ev.Etag, Time: ev.Time, Pos: ev.Pos}
 		}
 	}
-	sub.took(ev)
 	if pending {
-		sub.x.seen = true
+		// A revoke of another principal's (the caller checks revokes)
+		// carries the list's etag at its position: seen like a RESYNC,
+		// unless the list knew none (then the publisher's answer is).
+		if ev.Kind != Revoked || ev.Etag != "" {
+			sub.etag = ev.Etag
+			sub.x.seen = true
+		}
 		return nil
 	}
+	if ev.Kind == Revoked { // another principal's
+		sub.passedRevoke(v, at)
+		return q.drainParkedLocked(sub, nil, capacity, retain)
+	}
+	sub.took(ev)
 	return q.drainParkedLocked(sub, q.appendLocked(ev, capacity, retain), capacity, retain)
 }
 
@@ -159,7 +180,11 @@ func (q *queue) drainParkedLocked(sub *subscription, ls []Listener, capacity, re
 	for x := sub.x; x != nil && len(x.parked) > 0 && x.parked[0].Pos.Offset <= sub.pos.Offset+1; {
 		next := x.parked[0]
 		x.parked = x.parked[1:]
-		if sub.admitLocked(next.Pos) == appendIt {
+		at := sub.pos.At
+		switch v := sub.admitLocked(next.Pos); {
+		case next.Kind == Revoked:
+			sub.passedRevoke(v, at)
+		case v == appendIt:
 			sub.took(next)
 			ls = q.appendLocked(next, capacity, retain)
 		}

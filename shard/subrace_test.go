@@ -47,10 +47,9 @@ func (p nodePeers) Link(_ context.Context, res string, in Interest, hint Hint) (
 	_, l := p.r.holder.AddInterest(res, in, hint)
 	return l, nil
 }
-func (p nodePeers) Learn(res string, hint Hint)             { p.r.holder.AddInterest(res, Interest{}, hint) }
-func (p nodePeers) Interest(res string, in Interest)        { p.r.holder.SetInterest(res, in) }
-func (nodePeers) Forward(*Event, []string)                  {}
-func (nodePeers) RevokeAt(string, string, string, []string) {}
+func (p nodePeers) Learn(res string, hint Hint)      { p.r.holder.AddInterest(res, Interest{}, hint) }
+func (p nodePeers) Interest(res string, in Interest) { p.r.holder.SetInterest(res, in) }
+func (nodePeers) Forward(*Event, []string)           {}
 
 // holderPeers is holder's Peers: its own lists, and an outbox to node.
 type holderPeers struct{ r *routed }
@@ -71,7 +70,6 @@ func (p holderPeers) Forward(ev *Event, nodes []string) {
 		p.r.mu.Unlock()
 	}
 }
-func (holderPeers) RevokeAt(string, string, string, []string) {}
 
 // version is the number in etag "vN".
 func version(t *testing.T, etag string) int {

@@ -104,6 +104,16 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		abandon()
 		return SubscriptionInfo{}, err
 	}
+	if fresh {
+		// A pending subscription stands at its link from now on: an
+		// event from before it (a revoke sent again among them, see
+		// Event.revokes) is older than the subscription.
+		q.mu.Lock()
+		if sub.pos.Less(linked.Pos) {
+			sub.pos = linked.Pos
+		}
+		q.mu.Unlock()
+	}
 	etag, err := auth.Authorize(ctx, p, res, proof)
 	if err != nil {
 		abandon()

@@ -115,7 +115,13 @@ func startNode(t *testing.T, name, ca, caKey, seed string) started {
 
 func startNodeWith(t *testing.T, name, ca, caKey, seed string, intercept func(context.Context, string) error) started {
 	t.Helper()
-	store, err := shard.New(shard.Config{})
+	return startNodeOn(t, name, ca, caKey, seed, intercept, shard.Config{})
+}
+
+// startNodeOn is startNodeWith around a store made with storeCfg.
+func startNodeOn(t *testing.T, name, ca, caKey, seed string, intercept func(context.Context, string) error, storeCfg shard.Config) started {
+	t.Helper()
+	store, err := shard.New(storeCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

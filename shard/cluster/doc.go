@@ -48,7 +48,7 @@
 // Files: node.go (membership, the ring), locate.go (where a key is
 // served: the ring identity, owners, tombs, past owners), calls.go (queue
 // calls routed to the queue's holder), fanout.go (deliveries to a list's
-// holder, interest, learn and revoke ops, fan-out to the interested
+// holder, revokes among them, interest and learn ops, fan-out to the interested
 // nodes, ops kept for nodes not members yet, tail announcements),
 // handoff.go (hand-off: give, take, take-back, rebalance, leave),
 // repair.go (crash repair, rejoin, the audit: one relink), peer.go

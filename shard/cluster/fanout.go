@@ -114,41 +114,37 @@ func (n *Node) noteRepaired() {
 }
 
 // applyOp applies op, an asynchronous change of a resource's list
-// (interest, learn, revoke), where the list is held: here (applyHere), at
+// (interest, learn), where the list is held: here (applyHere), at
 // the node locate names, or, at an owner that does not hold the list, at
 // every node that may (only the holder applies it). remote: op came from
 // another node on this node's ring. Nobody answers an op: one that
 // reaches a node that was asked and holds no list is dropped there; at
 // an owner with nobody to ask it is applied here (an interest may start
 // the list). One that finds its list in flight here is applied once it
-// lands (whenLanded). It returns how many queues a revoke applied here at
-// once reached.
-func (n *Node) applyOp(op *pb.Op, remote bool) int { return n.applyOpIn(op, remote, false) }
+// lands (whenLanded).
+func (n *Node) applyOp(op *pb.Op, remote bool) { n.applyOpIn(op, remote, false) }
 
 // applyOpIn is applyOp; chained: op is applied by linkAsOwner's
 // goroutine, after the link it waited behind.
-func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) int {
-	res := cmp.Or(op.GetInterestResource(), op.GetLearnResource(), op.GetRevokeResource())
+func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) {
+	res := cmp.Or(op.GetInterestResource(), op.GetLearnResource())
 	if res == "" || !chained && n.behindLink(res, op) {
-		return 0
+		return
 	}
 	at, err := n.locate(opNow, res, n.holdsResource, remote)
 	if errors.Is(err, context.Canceled) {
 		n.whenLanded(res, func() { n.applyOp(op, remote) })
-		return 0
+		return
 	}
 	if err != nil {
-		switch {
-		case !errors.Is(err, errNotHeld):
-		case op.GetInterestResource() != "":
+		if errors.Is(err, errNotHeld) && op.GetInterestResource() != "" {
 			n.keepInTomb(res, interestOf(op.GetInterest()))
-		case op.GetRevokeResource() != "":
-			return n.revokeFromTomb(res, op)
 		}
-		return 0
+		return
 	}
 	if at.node == "" && len(at.ask) == 0 {
-		return n.applyHere(op, res)
+		n.applyHere(op, res)
+		return
 	}
 	if in := interestOf(op.GetInterest()); at.node == "" && op.GetInterestResource() != "" && in.Count > 0 {
 		// This node owns res and holds no list: the nodes it would ask
@@ -160,7 +156,7 @@ func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) int {
 		} else {
 			n.linkAsOwner(res, op, in, remote)
 		}
-		return 0
+		return
 	}
 	op.Ring = at.ring
 	if at.node != "" {
@@ -171,7 +167,6 @@ func (n *Node) applyOpIn(op *pb.Op, remote, chained bool) int {
 			p.push(op)
 		}
 	}
-	return 0
 }
 
 // behindLink queues op after the link linkAsOwner runs for res, if one
@@ -310,65 +305,75 @@ func (n *Node) keepInTomb(res string, in shard.Interest) {
 	n.tombs[res] = t
 }
 
-// revokeFromTomb sends op, a revoke of res that reached this node (asked)
-// after it gave res's list away, to the nodes the list its tomb keeps
-// counts, as the list's holder would (shard.Store.Revoke), and returns
-// how many queues here it reached.
+// revokeFromTomb fans ev, a revoke of a list this node gave away that
+// reached it (asked: the list's owner holds none), out to the nodes the
+// list its tomb keeps counts, this one included, and returns how many
+// queues here it reached; ok is false if the tomb keeps no list.
 //
 // Invariant: a revoke of a list given and not yet acknowledged reaches
 // the list's queues wherever the list is, the giver's tomb included (as
-// an interest op does: keepInTomb). Dropped there, between a take whose
-// answer was lost and its retake, the revoked principal's queues kept
-// their subscriptions and went on getting the resource's changes
+// an interest op does: keepInTomb). Between a take whose answer was lost
+// and its retake, the list is held nowhere to stamp it; it goes out
+// unstamped (a zero position revokes every subscription it covers, see
+// shard's Event.revokes). Dropped there, the revoked principal's queues
+// kept their subscriptions and went on getting the resource's changes
 // (TestRevoke_OnAListBetweenATakeAndItsRetakeReachesItsQueues).
-func (n *Node) revokeFromTomb(res string, op *pb.Op) int {
+func (n *Node) revokeFromTomb(ev *shard.Event) (reached int, ok bool) {
 	n.mu.Lock()
-	t := n.tombs[res]
+	t := n.tombs[ev.Resource]
 	n.mu.Unlock()
 	if t.resource == nil {
-		return 0
+		return 0, false
 	}
-	reached := 0
 	var others []string
 	for _, in := range t.resource.GetNodes() {
 		switch {
 		case in.GetCount() == 0:
 		case in.GetNode() == n.cfg.Name:
-			reached = n.store.RevokeLocal(res, op.GetRevokeUser(), op.GetRevokeDevice())
+			reached = n.store.DeliverLocal(ev)
 		default:
 			others = append(others, in.GetNode())
 		}
 	}
-	n.RevokeAt(res, op.GetRevokeUser(), op.GetRevokeDevice(), others)
-	return reached
+	n.Forward(ev, others)
+	return reached, true
 }
 
 // applyHere applies op to res's list here. A list held nowhere learns
 // nothing: the next subscribe starts it.
-func (n *Node) applyHere(op *pb.Op, res string) int {
+func (n *Node) applyHere(op *pb.Op, res string) {
 	switch {
 	case op.GetInterestResource() != "":
 		n.store.SetInterest(res, interestOf(op.GetInterest()))
-	case op.GetLearnResource() != "":
-		if n.holdsResource(res) {
-			n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
-		}
-	default:
-		return n.store.Revoke(res, op.GetRevokeUser(), op.GetRevokeDevice())
+	case n.holdsResource(res): // a learn
+		n.store.AddInterest(res, shard.Interest{}, shard.Hint{Etag: op.GetLearnEtag(), Pos: shard.Position{Epoch: op.GetLearnEpoch(), Offset: op.GetLearnOffset(), At: op.GetLearnAt()}})
 	}
-	return 0
 }
 
-// Revoke removes user's (and device's) subscriptions to resource: its
-// holder tells every node interested in its list.
+// Revoke removes user's (and device's) subscriptions to resource,
+// wherever their queues are: the resource's list stamps the revoke
+// (shard.RevokeEvent) and sends it on as it does a change. It returns
+// how many queues at the list's holder lost a subscription. A revoke
+// has nobody to try it again (a plugin's event stream, a re-check), so
+// one that finds the cluster moving (shard.ErrUnavailable) is tried
+// again here, for at most callTimeout.
 func (n *Node) Revoke(resource, user, device string) int {
-	return n.applyOp(&pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device, Fanout: true}, false)
-}
-
-// RevokeAt implements shard.Peers: one op per interested node.
-func (n *Node) RevokeAt(resource, user, device string, nodes []string) {
-	for _, node := range nodes {
-		n.send(node, &pb.Op{RevokeResource: resource, RevokeUser: user, RevokeDevice: device})
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	ev := shard.RevokeEvent(resource, user, device)
+	for {
+		k, err := n.DeliverChecked(ctx, ev) // the same ID each time: stamped once
+		if !errors.Is(err, shard.ErrUnavailable) {
+			return k
+		}
+		select {
+		case <-ctx.Done():
+			n.log.Warn("revoke not delivered: the cluster kept moving", "resource", resource, "user", user, "device", device, "err", err)
+			return 0
+		case <-n.stop:
+			return 0
+		case <-time.After(retryGap):
+		}
 	}
 }
 
@@ -414,8 +419,8 @@ var opNow = func() context.Context {
 	return ctx
 }()
 
-// whenLanded runs apply, an asynchronous op on key (interest, learn,
-// revoke) that found key in flight to this node, once that hand-off
+// whenLanded runs apply, an asynchronous op on key (interest, learn)
+// that found key in flight to this node, once that hand-off
 // ends, on its own goroutine.
 //
 // Invariant: an asynchronous op never waits for a key in flight on the

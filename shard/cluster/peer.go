@@ -12,11 +12,12 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
+	"meshgate/shard"
 	pb "meshgate/shard/cluster/peerpb"
 )
 
 // peer is this node's client of another node, with its outbox: the
-// asynchronous ops (deliveries, interest, revokes) sent in order, batched
+// asynchronous ops (deliveries and revokes, interest, learns) sent in order, batched
 // into one Push while the previous one is in flight.
 type peer struct {
 	n      *Node
@@ -228,7 +229,7 @@ func (p *peer) deliver(batch []*pb.Op) {
 // as it is, to every node interested in its list now, the peer's queues'
 // new nodes among them (a queue appends it at most once); a publication
 // for a list's holder goes to the holder, which gives it the same
-// position again (Event.ID). Interest, learn and revoke ops go to the
+// position again (Event.ID). Interest and learn ops go to the
 // list's holder as they are (idempotent); a relink, the peer's own
 // interest, goes with it. Nothing is handed on while this node itself
 // is closing.
@@ -251,10 +252,13 @@ func (p *peer) handOn(ops []*pb.Op) {
 			cancel()
 		case op.GetEvent() != nil:
 			// Stamped here for the peer: sent as it is to the nodes
-			// interested now. A list that left since announces its tail.
-			n.store.Refan(eventOf(op.GetEvent()))
-		case op.GetRevokeResource() != "":
-			n.Revoke(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice())
+			// interested now. A list that left since announces its tail;
+			// a revoke, whose list left or was made again since, is
+			// made again there (a tail may be a later event), so the
+			// peer's queues, gone elsewhere, do not keep what it removes.
+			if ev := eventOf(op.GetEvent()); !n.store.Refan(ev) && ev.Kind == shard.Revoked && ev.From != nil {
+				go n.Revoke(ev.Resource, ev.From.User, ev.From.Device)
+			}
 		default:
 			n.applyOp(op, false)
 		}

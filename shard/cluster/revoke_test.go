@@ -125,3 +125,117 @@ func TestRevoke_OnAListBetweenATakeAndItsRetakeReachesItsQueues(t *testing.T) {
 		t.Fatalf("the queue is subscribed to %v after its owner's subscription was revoked; want none", subs)
 	}
 }
+
+// TestRevoke_ReachingTheOldNodeAfterItLetTheQueueGoStillRevokesIt: z
+// takes y's queue, subscribed to x's list, right after a revoke of its
+// owner's subscriptions was made at x, while x's ops to y are slow (600
+// ms). z enlists in the list after the revoke, so only y gets it; if y
+// let the queue go before the revoke came, it found nothing there, and
+// the queue landed at z subscribed. The queue must end revoked.
+func TestRevoke_ReachingTheOldNodeAfterItLetTheQueueGoStillRevokesIt(t *testing.T) {
+	ca, caKey := devCA(t)
+	var armed atomic.Bool
+	slow := func(_ context.Context, method string) error {
+		if armed.Load() && strings.HasSuffix(method, "/Push") {
+			time.Sleep(600 * time.Millisecond)
+		}
+		return nil
+	}
+	x := startNodeWith(t, "x", ca, caKey, "", slow)
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	z := startNode(t, "z", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	list := ownedBy(x.testNode, "x", "ro")
+	queue := ownedQueue(t, y.testNode, alice)
+	subscribe(t, y.testNode, allowAll{}, alice, queue, list)
+	bob := shard.Principal{User: "bob", Device: "phone"}
+	other := subscribed(t, y.testNode, allowAll{}, bob, list) // another principal's queue at y: not revoked
+	armed.Store(true)
+	x.Revoke(list, alice.User, "")
+	if err := z.TakeKeys(context.Background(), "y", []string{queue}, nil); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(false)
+	if !z.store.Has(queue) {
+		t.Fatal("z did not get the queue")
+	}
+	time.Sleep(time.Second) // the revoke reached y meanwhile
+	subs, err := z.Subscriptions(context.Background(), alice, queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(subs) != 0 {
+		t.Fatalf("the queue landed subscribed to %v after its owner's subscription was revoked; want none", subs)
+	}
+	if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
+		t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
+	}
+}
+
+// TestRevoke_AQueueFromANodeWhoseClockIsAheadLandsRevoked is
+// TestRevoke_AQueueOnItsWayIsRevokedWhenItLands with the queue
+// subscribed at a node whose clock is 5 s ahead of the revoking node's:
+// whether a subscription came before a revoke is a matter of the list's
+// stream, not of two nodes' clocks.
+func TestRevoke_AQueueFromANodeWhoseClockIsAheadLandsRevoked(t *testing.T) {
+	ahead := func() time.Time { return time.Now().Add(5 * time.Second) }
+	revokeOnItsWay(t, shard.Config{Now: ahead}, func(z started, list string) {
+		z.Revoke(list, alice.User, alice.Device)
+	})
+}
+
+// TestRevoke_EveryRevokeMadeWhileAQueueIsOnItsWayReachesIt: 100 other
+// principals are revoked after the queue's owner, while the queue is on
+// its way: the first revoke still reaches it.
+func TestRevoke_EveryRevokeMadeWhileAQueueIsOnItsWayReachesIt(t *testing.T) {
+	revokeOnItsWay(t, shard.Config{}, func(z started, list string) {
+		z.Revoke(list, alice.User, "")
+		for i := range 100 {
+			z.Revoke(list, fmt.Sprintf("user%d", i), "")
+		}
+	})
+}
+
+// revokeOnItsWay: x makes a queue of alice's (x's store made with xCfg)
+// subscribed to z's list; z takes it, and the Take's answer is lost (x
+// exported it: only x's tomb has it until z asks again). revoke runs
+// then; the queue must land at z revoked.
+func revokeOnItsWay(t *testing.T, xCfg shard.Config, revoke func(z started, list string)) {
+	t.Helper()
+	ca, caKey := devCA(t)
+	var x started
+	var armed atomic.Bool
+	var takes atomic.Int32
+	var queue string
+	cut := func(_ context.Context, method string) error {
+		if armed.Load() && strings.HasSuffix(method, "/Take") && takes.Add(1) == 2 { // 1 lists the queue's resources; 2 takes
+			x.GiveKeys("z", []string{queue}, nil)
+			return fmt.Errorf("%w: connection reset", shard.ErrUnavailable)
+		}
+		return nil
+	}
+	x = startNodeOn(t, "x", ca, caKey, "", nil, xCfg)
+	z := startNodeWith(t, "z", ca, caKey, x.gossip, cut)
+	waitRing(t, []*testNode{x.testNode, z.testNode}, 2)
+	list := ownedBy(z.testNode, "z", "rc")
+	queue = ownedQueue(t, x.testNode, alice)
+	subscribe(t, x.testNode, allowAll{}, alice, queue, list)
+	armed.Store(true)
+	if err := z.TakeKeys(context.Background(), "x", []string{queue}, nil); err == nil {
+		t.Fatal("the take whose answer was lost succeeded")
+	}
+	if z.store.Has(queue) || x.store.Has(queue) {
+		t.Fatal("the queue is held somewhere: the take's answer was not lost")
+	}
+	revoke(z, list)
+	if !waitFor(20*time.Second, func() bool { return z.store.Has(queue) }) {
+		t.Fatal("z never got the queue")
+	}
+	subs, err := z.Subscriptions(context.Background(), alice, queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(subs) != 0 {
+		t.Fatalf("the queue landed subscribed to %v after its owner's subscription was revoked; want none", subs)
+	}
+}

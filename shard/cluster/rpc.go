@@ -108,8 +108,9 @@ func (n *Node) serveIntercept(ctx context.Context, req any, _ *grpc.UnaryServerI
 // Push applies ops in order. An op routed to a list's holder carries its
 // sender's ring identity. A fan-out op (it comes alone: deliver sends it)
 // answers shard.ErrUnavailable if the rings still differ after ringWait,
-// so the publish it came from is tried again. An interest, learn or
-// revoke op from another ring has nobody to answer: it is applied on its
+// so the publish it came from is tried again (a revoke is one: see
+// revokeFromTomb for one that finds its list in this node's tomb). An
+// interest or learn op from another ring has nobody to answer: it is applied on its
 // own goroutine once the rings agree, or as this node's own after
 // ringWait, and holds up no op behind it (ops on a list are ordered by
 // Interest.Ver and positions, not by arrival; see whenLanded). A relink
@@ -124,19 +125,24 @@ func (s service) Push(ctx context.Context, r *pb.PushRequest) (*pb.PushReply, er
 			if err := n.sameRing(ctx, op.GetRing()); err != nil {
 				return nil, toStatus(err)
 			}
-			k, err := n.deliver(ctx, eventOf(op.GetEvent()), true)
+			ev := eventOf(op.GetEvent())
+			k, err := n.deliver(ctx, ev, true)
+			if errors.Is(err, errNotHeld) && ev.Kind == shard.Revoked {
+				var ok bool
+				if k, ok = n.revokeFromTomb(ev); ok {
+					err = nil
+				}
+			}
 			if err != nil {
 				return nil, toStatus(err)
 			}
 			rep.Reached += int64(k)
 		case op.GetEvent() != nil:
 			rep.Reached += int64(n.store.DeliverLocal(eventOf(op.GetEvent())))
-		case op.GetRevokeResource() != "" && !op.GetFanout():
-			rep.Reached += int64(n.store.RevokeLocal(op.GetRevokeResource(), op.GetRevokeUser(), op.GetRevokeDevice()))
 		case len(op.GetRelink()) > 0:
 			go n.relinkTold(op.GetRelink())
 		case op.GetRing() == n.ring.Load().ID():
-			rep.Reached += int64(n.applyOp(op, true))
+			n.applyOp(op, true)
 		default:
 			go func() { n.applyOp(op, n.sameRing(context.WithoutCancel(ctx), op.GetRing()) == nil) }()
 		}

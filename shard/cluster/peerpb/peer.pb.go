@@ -1226,11 +1226,6 @@ type Op struct {
 	// the list's holder.
 	InterestResource string    `protobuf:"bytes,4,opt,name=interest_resource,json=interestResource,proto3" json:"interest_resource,omitempty"`
 	Interest         *Interest `protobuf:"bytes,15,opt,name=interest,proto3" json:"interest,omitempty"`
-	// Revoke user's (device's) subscriptions to resource: with fanout at
-	// the list's holder (which tells every interested node), else here.
-	RevokeResource string `protobuf:"bytes,5,opt,name=revoke_resource,json=revokeResource,proto3" json:"revoke_resource,omitempty"`
-	RevokeUser     string `protobuf:"bytes,6,opt,name=revoke_user,json=revokeUser,proto3" json:"revoke_user,omitempty"`
-	RevokeDevice   string `protobuf:"bytes,7,opt,name=revoke_device,json=revokeDevice,proto3" json:"revoke_device,omitempty"`
 	// On an op routed to a list's holder (fanout, interest, learn): see
 	// QueueCall.ring.
 	Ring uint64 `protobuf:"fixed64,16,opt,name=ring,proto3" json:"ring,omitempty"`
@@ -1306,27 +1301,6 @@ func (x *Op) GetInterest() *Interest {
 		return x.Interest
 	}
 	return nil
-}
-
-func (x *Op) GetRevokeResource() string {
-	if x != nil {
-		return x.RevokeResource
-	}
-	return ""
-}
-
-func (x *Op) GetRevokeUser() string {
-	if x != nil {
-		return x.RevokeUser
-	}
-	return ""
-}
-
-func (x *Op) GetRevokeDevice() string {
-	if x != nil {
-		return x.RevokeDevice
-	}
-	return ""
 }
 
 func (x *Op) GetRing() uint64 {
@@ -3002,16 +2976,12 @@ const file_peer_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x0e\n" +
 	"\x02at\x18\x05 \x01(\x04R\x02at\x12!\n" +
-	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\x82\x04\n" +
+	"\fetag_unknown\x18\a \x01(\bR\vetagUnknownJ\x04\b\x01\x10\x02\"\xa5\x03\n" +
 	"\x02Op\x12-\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.meshgate.peer.v1.EventR\x05event\x12\x16\n" +
 	"\x06fanout\x18\x03 \x01(\bR\x06fanout\x12+\n" +
 	"\x11interest_resource\x18\x04 \x01(\tR\x10interestResource\x126\n" +
-	"\binterest\x18\x0f \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12'\n" +
-	"\x0frevoke_resource\x18\x05 \x01(\tR\x0erevokeResource\x12\x1f\n" +
-	"\vrevoke_user\x18\x06 \x01(\tR\n" +
-	"revokeUser\x12#\n" +
-	"\rrevoke_device\x18\a \x01(\tR\frevokeDevice\x12\x12\n" +
+	"\binterest\x18\x0f \x01(\v2\x1a.meshgate.peer.v1.InterestR\binterest\x12\x12\n" +
 	"\x04ring\x18\x10 \x01(\x06R\x04ring\x12%\n" +
 	"\x0elearn_resource\x18\n" +
 	" \x01(\tR\rlearnResource\x12\x1d\n" +
@@ -3021,7 +2991,7 @@ const file_peer_proto_rawDesc = "" +
 	"learnEpoch\x12!\n" +
 	"\flearn_offset\x18\r \x01(\x04R\vlearnOffset\x12\x19\n" +
 	"\blearn_at\x18\x0e \x01(\x04R\alearnAt\x12\x16\n" +
-	"\x06relink\x18\x11 \x03(\tR\x06relinkJ\x04\b\x02\x10\x03J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"\x06relink\x18\x11 \x03(\tR\x06relinkJ\x04\b\x05\x10\x06J\x04\b\x06\x10\aJ\x04\b\a\x10\bJ\x04\b\x02\x10\x03J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
 	"\"5\n" +
 	"\vPushRequest\x12&\n" +
 	"\x03ops\x18\x01 \x03(\v2\x14.meshgate.peer.v1.OpR\x03ops\"1\n" +
