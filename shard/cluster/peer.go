@@ -17,8 +17,8 @@ import (
 )
 
 // peer is this node's client of another node, with its outbox: the
-// asynchronous ops (deliveries and revokes, interest, learns) sent in order, batched
-// into one Push while the previous one is in flight.
+// asynchronous ops (deliveries and revokes, interest, learns) sent in
+// order, batched into one Push while the previous one is in flight.
 type peer struct {
 	n      *Node
 	name   string

@@ -110,8 +110,8 @@ func (n *Node) serveIntercept(ctx context.Context, req any, _ *grpc.UnaryServerI
 // answers shard.ErrUnavailable if the rings still differ after ringWait,
 // so the publish it came from is tried again (a revoke is one: see
 // revokeFromTomb for one that finds its list in this node's tomb). An
-// interest or learn op from another ring has nobody to answer: it is applied on its
-// own goroutine once the rings agree, or as this node's own after
+// interest or learn op from another ring has nobody to answer: it is
+// applied on its own goroutine once the rings agree, or as this node's own after
 // ringWait, and holds up no op behind it (ops on a list are ordered by
 // Interest.Ver and positions, not by arrival; see whenLanded). A relink
 // (see rejoined) runs on its own goroutine too: its links wait for other
