@@ -32,10 +32,12 @@
 // they were stamped (Position.At), so no subscription appends a RESYNC
 // older than what it delivered; a revoke is an event of its resource's
 // stream too (RevokeEvent): whether a subscription came before it is
-// read from positions, and it is ordered, kept for queues on their way
-// and waited for by a hand-off as a change is; a list announces its last event again to
-// the other nodes interested in it (AnnounceTails), so a lost last event
-// is never left unannounced. The locks of shard and shard/cluster,
+// read from positions (the offset a subscription was linked at, not
+// where it stands now), and it is ordered, kept for queues on their way
+// and waited for by a hand-off as a change is; a list announces its last
+// event and its last revokes again to the other nodes interested in it
+// (AnnounceTails), so a lost last event is never left unannounced and a
+// revoke a queue skipped in a gap still removes its subscription. The locks of shard and shard/cluster,
 // and the order they are taken in, are in LOCKS.md. Listener.Notify is
 // called with no queue lock held (a resource's lock and a local table's
 // may be held during fan-out), so it must not call back into the Store.

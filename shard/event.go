@@ -114,8 +114,11 @@ func RevokeEvent(res, user, device string) *Event {
 //
 // Invariant: whether a subscription came before a revoke is read from
 // the list's stream, never from two nodes' clocks. A subscription
-// linked after the revoke stands at its offset or past it, in its epoch
-// (a link answers the list's position under the list's lock). Any other
+// linked after the revoke was linked at its offset or past it, in its
+// epoch (a link answers the list's position under the list's lock;
+// subscription.linked keeps it): where the subscription stands now says
+// nothing, since a gap given up or a RESYNC moves it past revokes it
+// never saw. Any other
 // is revoked: one that was linked before, and, to be safe, one that
 // follows another epoch or none yet (a pending subscribe then fails with
 // UNAVAILABLE and is tried again, and the publisher is asked again). A
@@ -128,7 +131,7 @@ func (ev *Event) revokes(o owner, sub *subscription) bool {
 	if ev.Kind != Revoked || ev.From == nil || o.user != ev.From.User || ev.From.Device != "" && o.device != ev.From.Device {
 		return false
 	}
-	return ev.Pos.IsZero() || ev.Pos.Epoch != sub.pos.Epoch || ev.Pos.Offset > sub.pos.Offset
+	return ev.Pos.IsZero() || ev.Pos.Epoch != sub.pos.Epoch || ev.Pos.Offset > sub.linked
 }
 
 // Notification is one entry read from a queue: its seq there and the shared event.

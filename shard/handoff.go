@@ -23,6 +23,7 @@ type SubState struct {
 	Resource string
 	Etag     string
 	Pos      Position // of the last event appended
+	Linked   uint64   // see subscription.linked
 	Created  int64    // unix nanoseconds
 	// Parked are the events held behind a gap, in offset order: the new
 	// node goes on waiting for it to fill (see ExportQueue).
@@ -38,6 +39,9 @@ type ResourceState struct {
 	EtagPos    Position // where Etag was learned
 	Recent     []Published
 	Nodes      []Interest
+	// Revokes are the list's last revokes, oldest first, announced again
+	// by the new holder with the list's tail (see lastRevokes).
+	Revokes []*Event
 
 	// EtagUnknown: Etag is the "" of a repair that knew none.
 	EtagUnknown bool
@@ -70,7 +74,7 @@ func (s *Store) ExportQueue(name string) (QueueState, bool) {
 	}
 	for res, sub := range q.subs {
 		if !sub.isPending() { // a pending one is not allowed yet: its subscribe fails with ErrMoved
-			ss := SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Created: sub.created}
+			ss := SubState{Resource: res, Etag: sub.etag, Pos: sub.pos, Linked: sub.linked, Created: sub.created}
 			// Invariant: a gap goes with its queue. Events held behind
 			// it move too, and the new node waits for it to fill: the
 			// events in the gap were sent to it as well (the old node
@@ -161,7 +165,7 @@ func (s *Store) ImportQueue(st QueueState) bool {
 	if len(st.Subs) > 0 {
 		q.subs = make(map[string]*subscription, len(st.Subs))
 		for _, ss := range st.Subs {
-			sub := &subscription{etag: ss.Etag, pos: ss.Pos, created: ss.Created}
+			sub := &subscription{etag: ss.Etag, pos: ss.Pos, linked: ss.Linked, created: ss.Created}
 			if len(ss.Parked) > 0 { // the gap waits its time again here
 				sub.x = &subExtra{parked: slices.Clone(ss.Parked)}
 				q.holdGapLocked(sub, sub.x, capacity, s.cfg.RetainDelivered)
@@ -223,7 +227,7 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 	r.dead = true
 	delete(s.res.m, name)
 	s.res.mu.Unlock()
-	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: slices.Clone(r.recent), Nodes: slices.Clone(r.nodes)}
+	st := ResourceState{Name: name, Etag: r.etag, Pos: r.pos, EtagPos: r.etagPos, EtagUnknown: r.etagUnknown && r.etag == "", Recent: slices.Clone(r.recent), Nodes: slices.Clone(r.nodes), Revokes: r.revokes.inEpoch(r.pos.Epoch)}
 	r.mu.Unlock()
 	r.fwd.Wait() // deliveries that read the list have handed on their remote part
 	return st, true
@@ -247,6 +251,9 @@ func (s *Store) ImportResource(st ResourceState) {
 		made = &resource{name: st.Name, pos: st.Pos, recent: st.Recent, came: uint64(s.cfg.Now().UnixNano())}
 		if made.pos.IsZero() {
 			made.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}
+		}
+		for _, ev := range st.Revokes { // a list merged goes on in a new epoch: its revokes are of none
+			made.revokes = made.revokes.kept(ev)
 		}
 		u, remembered = s.takeUnheldLocked(st.Name, s.cfg.Now())
 		return made
@@ -335,7 +342,7 @@ func (s *Store) Resync(resource string, l Linked, queues []string) int {
 			// (an event stamped before the link answered overtook it).
 		default:
 			if !l.Pos.IsZero() {
-				sub.pos = l.Pos
+				sub.moveTo(l.Pos)
 			}
 			sub.dropParked()
 			sub.etag = l.Etag

@@ -47,7 +47,10 @@ type resource struct {
 	// last is the newest event stamped (nil: none since the list came
 	// here), announced again to other nodes (AnnounceTails).
 	last *Event
-	dead bool // removed from Store.res; re-look it up
+	// revokes are the list's last revokes (nil for most lists), announced
+	// again with its tail (see lastRevokes).
+	revokes *lastRevokes
+	dead    bool // removed from Store.res; re-look it up
 	// etagUnknown: etag is the "" of a repair that knew none (Hint.Unknown,
 	// or an Event.EtagUnknown stamped), not "never published". Beside
 	// dead, it packs into its padding.

@@ -2,6 +2,8 @@ package shard
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,5 +64,132 @@ func TestLoss_RememberedPublishReachesQueuesAtTheImportedListsPosition(t *testin
 	}
 	if !saw2 {
 		t.Errorf("v2, acknowledged and remembered by the list's new holder, never reached the queue, and v3 came as the next change: %v", got)
+	}
+}
+
+// lostRevokeThenGap: node's queue of alice's, subscribed to res, the list
+// holder's: a revoke of alice's subscriptions is stamped at the holder
+// and lost on its way to node, and the next change reaches node after
+// the gap it left, which the queue gives up on (a RESYNC, after
+// holdGap). The queue then stands past the revoke's offset, subscribed.
+// Bob's queue at node keeps the list alive and is never revoked.
+func lostRevokeThenGap(t *testing.T, r *routed) (q, other string) {
+	t.Helper()
+	const res = "user:carol/doc"
+	q, other = mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, alice, q, res)
+	mustSub(t, r.node, bob, other, res)
+	publish(r.holder, res, "v1")
+	r.release()
+	r.holder.Revoke(res, alice.User, "")
+	r.mu.Lock()
+	r.outbox = nil // the revoke is lost on its way
+	r.mu.Unlock()
+	publish(r.holder, res, "v2")
+	r.release() // after the gap: held
+	deadline := time.Now().Add(holdGap + 5*time.Second)
+	for !slices.Contains(drainAll(t, r.node, alice, q), "RESYNC v2") {
+		if time.Now().After(deadline) {
+			t.Fatal("the queue never gave up the gap before v2")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return q, other
+}
+
+// wantOnlyBobSubscribed fails unless alice's queue q at s holds no
+// subscription and bob's queue other still holds its one.
+func wantOnlyBobSubscribed(t *testing.T, s *Store, q, other string) {
+	t.Helper()
+	if subs, err := s.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("alice's queue is subscribed to %v (%v) after her subscriptions were revoked; want none", subs, err)
+	}
+	if got := drainAll(t, s, alice, q); len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "REVOKED") {
+		t.Errorf("alice's queue holds %v; want it to end with REVOKED", got)
+	}
+	if subs, err := s.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
+		t.Errorf("bob's queue is subscribed to %v (%v); want the one resource", subs, err)
+	}
+}
+
+// A revoke a queue skipped in a gap is applied when its list announces
+// its tail: a subscription is revoked by a revoke stamped after it was
+// linked, wherever the subscription stands now, and a list announces
+// its last revokes again with its tail. Before, the revoke was read
+// against the subscription's current offset, which the gap's RESYNC
+// had moved past it, and only the list's last event was announced: the
+// queue stayed subscribed for good.
+func TestLoss_ARevokeSkippedInAGapReachesTheQueueWithTheTail(t *testing.T) {
+	r := newRouted(t)
+	q, other := lostRevokeThenGap(t, r)
+	r.holderClock.Add(time.Hour) // the tail is due
+	r.holder.AnnounceTails()
+	r.release()
+	wantOnlyBobSubscribed(t, r.node, q, other)
+}
+
+// The revokes a list announces again go with it to a new holder.
+func TestLoss_ARevokeSkippedInAGapReachesTheQueueFromTheListsNewHolder(t *testing.T) {
+	r := newRouted(t)
+	q, other := lostRevokeThenGap(t, r)
+	taker, clk := newStore(t, Config{})
+	taker.SetPeers(takerPeers{r}, "t")
+	st, ok := r.holder.ExportResource("user:carol/doc")
+	if !ok {
+		t.Fatal("no list at the holder")
+	}
+	taker.ImportResource(st)
+	clk.Add(time.Hour) // the tail is due
+	taker.AnnounceTails()
+	r.release()
+	wantOnlyBobSubscribed(t, r.node, q, other)
+}
+
+// A queue carries, with each subscription, where it was linked: a queue
+// that gave up a gap over its owner's revoke and moved is revoked at its
+// new node when the list announces its tail.
+func TestLoss_ARevokeSkippedInAGapReachesTheQueueAfterItMoved(t *testing.T) {
+	r := newRouted(t)
+	q, other := lostRevokeThenGap(t, r)
+	st, ok := r.node.ExportQueue(q)
+	if !ok {
+		t.Fatal("no queue at node")
+	}
+	r.node.ImportQueue(st) // back, as a queue another node took lands
+	r.holderClock.Add(time.Hour)
+	r.holder.AnnounceTails()
+	r.release()
+	wantOnlyBobSubscribed(t, r.node, q, other)
+}
+
+// A subscription its principal made again after a revoke keeps it when
+// the list announces that revoke again, after its queue moved: the
+// queue carries the offset each subscription was linked at.
+func TestLoss_ASubscriptionMadeAfterARevokeOutlivesItsAnnouncementAfterItsQueueMoved(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, alice, q, res)
+	mustSub(t, r.node, bob, other, res)
+	publish(r.holder, res, "v1")
+	r.holder.Revoke(res, alice.User, "")
+	r.release()
+	if got := drainAll(t, r.node, alice, q); !slices.Equal(got, []string{"CHANGED v1", "REVOKED v1"}) {
+		t.Fatalf("alice's queue holds %v; want CHANGED v1, REVOKED v1", got)
+	}
+	mustSub(t, r.node, alice, q, res) // allowed again, after the revoke
+	st, ok := r.node.ExportQueue(q)
+	if !ok {
+		t.Fatal("no queue at node")
+	}
+	r.node.ImportQueue(st)
+	r.holderClock.Add(time.Hour) // the tail is due: the revoke with it
+	r.holder.AnnounceTails()
+	r.release()
+	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
+		t.Errorf("alice's queue is subscribed to %v (%v) after she subscribed again; want the resource", subs, err)
+	}
+	if got := drainAll(t, r.node, alice, q); len(got) != 0 {
+		t.Errorf("alice's queue got %v after she subscribed again; want nothing", got)
 	}
 }

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -118,6 +119,9 @@ func (r *resource) stampLocked(ev *Event, now time.Time) {
 	ev.Pos = r.pos
 	r.recent = appendBounded(r.recent, Published{ID: ev.ID, Pos: ev.Pos}, maxRecent)
 	r.last = ev
+	if ev.Kind == Revoked {
+		r.revokes = r.revokes.kept(ev)
+	}
 	if ev.Kind == Changed || ev.Kind == Resync {
 		r.etag, r.etagPos, r.etagUnknown = ev.Etag, ev.Pos, ev.EtagUnknown
 	}
@@ -211,13 +215,13 @@ func (sub *subscription) admitLocked(p Position) verdict {
 	case p.IsZero():
 		return appendIt
 	case sub.pos.IsZero():
-		sub.pos = p
+		sub.moveTo(p)
 		return appendIt
 	case p.Epoch != sub.pos.Epoch:
 		if !sub.pos.Before(p) {
 			return dropIt
 		}
-		sub.pos = p
+		sub.moveTo(p)
 		return resyncIt
 	case sub.olderAt(p):
 		if p.Offset == sub.pos.Offset+1 {
@@ -227,7 +231,7 @@ func (sub *subscription) admitLocked(p Position) verdict {
 	case p.Offset <= sub.pos.Offset:
 		return dropIt
 	case p.Offset == sub.pos.Offset+1:
-		sub.pos = p
+		sub.moveTo(p)
 		return appendIt
 	}
 	return parkIt
@@ -265,6 +269,54 @@ const (
 	tailQuiet  = time.Second
 	tailRounds = 4 // at 1, 3, 7 and 15 s of quiet
 )
+
+// lastRevokes are the newest revokes a list stamped, oldest first: one
+// per principal revoked, at most maxLastRevokes. A revoke a queue never
+// saw (lost on its way, skipped by a gap the queue gave up on or by a
+// relink's RESYNC, late at a queue's old node after the queue left) is
+// found by no later event: a gap announces the changes in it, not a
+// revoke. So a list announces its last revokes again with its tail
+// (announceTail, OfferTail), and hands them on with itself
+// (ResourceState.Revokes). Positions make it harmless: a subscription
+// linked after a revoke keeps its place (Event.revokes reads the offset
+// it was linked at), another principal's drops it as seen.
+//
+// Invariant: a revoke stamped by a list reaches every subscription it
+// covers, in every queue the list reaches, while the list announces its
+// tail; a queue whose position moved past it without it is revoked
+// when it comes again.
+type lastRevokes struct{ evs []*Event }
+
+// maxLastRevokes is how many principals' revokes a list keeps.
+const maxLastRevokes = 16
+
+// kept is k with ev, a revoke just stamped, as its newest: an older one
+// of the same principal, or of another epoch, is left out.
+func (k *lastRevokes) kept(ev *Event) *lastRevokes {
+	if k == nil {
+		k = &lastRevokes{}
+	}
+	k.evs = slices.DeleteFunc(k.evs, func(o *Event) bool {
+		return o.Pos.Epoch != ev.Pos.Epoch || o.From.User == ev.From.User && o.From.Device == ev.From.Device
+	})
+	k.evs = appendBounded(k.evs, ev, maxLastRevokes)
+	return k
+}
+
+// inEpoch are k's revokes stamped in epoch (those of an older epoch of a
+// list made again are no part of its stream), oldest first.
+func (k *lastRevokes) inEpoch(epoch uint64) []*Event {
+	if k == nil {
+		return nil
+	}
+	var evs []*Event
+	for _, ev := range k.evs {
+		if ev.Pos.Epoch == epoch {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
 
 // tail is a list whose last event is still to be announced. Guarded by
 // Store.tailMu.
@@ -313,7 +365,9 @@ func (s *Store) AnnounceTails() {
 	}
 }
 
-// announceTail sends r's last event to the other nodes interested in r.
+// announceTail sends r's last event, and its last revokes, to the other
+// nodes interested in r; the revokes go to the queues here too (a queue
+// that came here may have left its old node before a revoke reached it).
 func (s *Store) announceTail(r *resource) {
 	r.mu.RLock()
 	if r.dead {
@@ -323,16 +377,55 @@ func (s *Store) announceTail(r *resource) {
 		s.tailMu.Unlock()
 		return
 	}
-	ev := s.tailLocked(r)
+	evs := s.tailEventsLocked(r)
+	in := s.revokeHereLocked(r, evs)
 	remote := r.remoteLocked(s.name)
-	if ev == nil || len(remote) == 0 {
+	if len(evs) == 0 || len(remote) == 0 {
 		r.mu.RUnlock()
+		s.tellInterest(r.name, in)
 		return
 	}
 	r.fwd.Add(1)
 	r.mu.RUnlock()
-	s.peers.Forward(ev, remote)
+	s.tellInterest(r.name, in)
+	for _, ev := range evs {
+		s.peers.Forward(ev, remote)
+	}
 	r.fwd.Done()
+}
+
+// tailEventsLocked are what r announces again: its last revokes, then its
+// last event (tailLocked), in offset order. r.mu held.
+func (s *Store) tailEventsLocked(r *resource) []*Event {
+	evs := r.revokes.inEpoch(r.pos.Epoch)
+	if ev := s.tailLocked(r); ev != nil && (len(evs) == 0 || evs[len(evs)-1] != ev) {
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// revokeHereLocked offers the revokes among evs to the queues here, and
+// returns this node's interest if they changed it (to tell once r.mu is
+// released). r.mu held.
+func (s *Store) revokeHereLocked(r *resource, evs []*Event) *Interest {
+	var in *Interest
+	for _, ev := range evs {
+		if ev.Kind != Revoked {
+			continue
+		}
+		if _, changed := s.deliverLocal(ev); changed != nil {
+			in = changed
+		}
+	}
+	return in
+}
+
+// tellInterest tells res's list this node's interest, changed (nil: not).
+// No list lock may be held.
+func (s *Store) tellInterest(res string, in *Interest) {
+	if in != nil {
+		s.peers.Interest(res, *in)
+	}
 }
 
 // tailLocked is r's last event, to send again at its position, or nil
@@ -373,21 +466,26 @@ func (s *Store) OfferTail(res, node string) {
 		return
 	}
 	r.mu.RLock()
-	ev := s.tailLocked(r)
-	if r.dead || ev == nil {
+	if r.dead {
 		r.mu.RUnlock()
 		return
 	}
+	evs := s.tailEventsLocked(r)
 	if node == s.name {
-		_, in := s.deliverLocal(ev)
-		r.mu.RUnlock()
-		if in != nil {
-			s.peers.Interest(res, *in)
+		var in *Interest
+		for _, ev := range evs {
+			if _, changed := s.deliverLocal(ev); changed != nil {
+				in = changed
+			}
 		}
+		r.mu.RUnlock()
+		s.tellInterest(res, in)
 		return
 	}
 	r.fwd.Add(1)
 	r.mu.RUnlock()
-	s.peers.Forward(ev, []string{node})
+	for _, ev := range evs {
+		s.peers.Forward(ev, []string{node})
+	}
 	r.fwd.Done()
 }

@@ -56,15 +56,25 @@ func (q *queue) goneLocked() error {
 // and, the same value, in this node's local table of the resource
 // (fanout), which counts as this node's interest in the resource's
 // subscriber list. Every field is guarded by the queue's mu. It is kept
-// to 56 bytes (one million of them is issue 7's scenario D): what only a
-// subscription being made or one waiting on a gap needs is out of line,
-// in x.
+// to 64 bytes, one allocation size class (one million of them is issue
+// 7's scenario D): what only a subscription being made or one waiting on
+// a gap needs is out of line, in x.
 type subscription struct {
 	// etag is the last etag appended for the resource (or answered by subscribe).
 	etag string
 	// pos is the position of the last event appended (zero: none yet);
 	// pos.At is etag's, so etags of two epochs compare (Position.Before).
+	// It moves only through moveTo.
 	pos Position
+	// linked is the offset, in pos's epoch, of the list's position when
+	// the subscription was linked (made, or allowed again by a refresh
+	// subscribe); 0 once pos is of another epoch than the link's: the
+	// subscription came before every event of that epoch. A revoke of
+	// pos's epoch past it came after the subscription was allowed, and
+	// covers it wherever pos stands now (Event.revokes): a revoke
+	// skipped in a gap, or by a RESYNC, still removes it when it comes
+	// again (the list announces its last revokes with its tail).
+	linked uint64
 	// created is in unix nanoseconds; -1 once the subscription is removed
 	// from its queue (or the queue is gone): the local table drops it.
 	created int64
@@ -80,6 +90,23 @@ type subExtra struct {
 	// pending: linked, not yet allowed by the publisher; seen: an event
 	// arrived meanwhile (etag is its etag).
 	pending, seen bool
+}
+
+// moveTo moves s to p. Invariant: linked is an offset of pos's epoch,
+// or 0 (see linked).
+func (s *subscription) moveTo(p Position) {
+	if p.Epoch != s.pos.Epoch {
+		s.linked = 0
+	}
+	s.pos = p
+}
+
+// linkedAt records that s was linked (allowed) when its list stood at p,
+// if s stands in p's epoch (see linked).
+func (s *subscription) linkedAt(p Position) {
+	if p.Epoch == s.pos.Epoch {
+		s.linked = max(s.linked, p.Offset)
+	}
 }
 
 func (s *subscription) gone() bool { return s.created < 0 }
@@ -135,7 +162,8 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 	v := sub.admitLocked(ev.Pos)
 	pending := sub.isPending()
 	if v == parkIt && pending {
-		sub.pos, v = ev.Pos, resyncIt // a pending one only needs the newest etag
+		sub.moveTo(ev.Pos) // a pending one only needs the newest etag
+		v = resyncIt
 	}
 	switch v {
 	case dropIt:
@@ -241,7 +269,8 @@ func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, capacity, retain
 	last := x.parked[len(x.parked)-1]
 	x.parked = nil
 	sub.tidy()
-	sub.pos, sub.etag = last.Pos, last.Etag
+	sub.moveTo(last.Pos)
+	sub.etag = last.Etag
 	return q.appendLocked(&Event{Kind: Resync, EtagUnknown: last.EtagUnknown, Resource: last.Resource, Etag: last.Etag, Time: last.Time, Pos: last.Pos}, capacity, retain)
 }
 

@@ -15,6 +15,7 @@ import (
 // lets it through (release), as a Push on its way does.
 type routed struct {
 	holder, node *Store
+	holderClock  *fakeClock
 	mu           sync.Mutex
 	outbox       []*Event
 }
@@ -22,7 +23,7 @@ type routed struct {
 func newRouted(t *testing.T) *routed {
 	t.Helper()
 	r := &routed{}
-	r.holder, _ = newStore(t, Config{})
+	r.holder, r.holderClock = newStore(t, Config{})
 	r.node, _ = newStore(t, Config{})
 	r.holder.SetPeers(holderPeers{r}, "h")
 	r.node.SetPeers(nodePeers{r}, "n")

@@ -110,8 +110,9 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		// Event.revokes) is older than the subscription.
 		q.mu.Lock()
 		if sub.pos.Less(linked.Pos) {
-			sub.pos = linked.Pos
+			sub.moveTo(linked.Pos)
 		}
+		sub.linkedAt(linked.Pos)
 		q.mu.Unlock()
 	}
 	etag, err := auth.Authorize(ctx, p, res, proof)
@@ -184,7 +185,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		// The next event of the list is the first for this queue: the
 		// position is at least the link's, whatever arrived before.
 		if sub.pos.Less(linked.Pos) {
-			sub.pos = linked.Pos
+			sub.moveTo(linked.Pos)
 		}
 		sub.x = nil // it held only pending and seen: a pending subscription parks nothing (offerLocked)
 	} else if !linked.Pos.IsZero() && sub.pos.Before(linked.Pos) {
@@ -195,9 +196,12 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		// it would take a late event of that list, at the next offset
 		// there, for its next one, and append an old change after the
 		// answer.
-		sub.pos = linked.Pos
+		sub.moveTo(linked.Pos)
 		sub.dropParked()
 	}
+	// Allowed as of the link: a revoke stamped before it no longer
+	// covers the subscription (one stamped after it reached it).
+	sub.linkedAt(linked.Pos)
 	sub.etag = answer
 	// Invariant: "" means "never published". A caller that knew an etag
 	// (knownEtag) proves the resource was published, and a list made

@@ -81,7 +81,7 @@ func queueStatePB(st shard.QueueState) *pb.QueueState {
 		ExpiresUnixNano: st.Expires.UnixNano(), LastSeq: st.LastSeq, Acked: st.Acked, Delivered: st.Delivered,
 		Events: convertAll(st.Events, eventPB),
 		Subs: convertAll(st.Subs, func(s shard.SubState) *pb.Subscription {
-			return &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset, At: s.Pos.At, Parked: convertAll(s.Parked, eventPB)}
+			return &pb.Subscription{Resource: s.Resource, Etag: s.Etag, CreatedUnixNano: s.Created, Epoch: s.Pos.Epoch, Offset: s.Pos.Offset, At: s.Pos.At, Linked: s.Linked, Parked: convertAll(s.Parked, eventPB)}
 		})}
 }
 
@@ -91,7 +91,7 @@ func queueStateOf(st *pb.QueueState) shard.QueueState {
 		LastSeq: st.GetLastSeq(), Acked: st.GetAcked(), Delivered: st.GetDelivered(),
 		Events: convertAll(st.GetEvents(), eventOf),
 		Subs: convertAll(st.GetSubs(), func(s *pb.Subscription) shard.SubState {
-			return shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset(), At: s.GetAt()}, Parked: convertAll(s.GetParked(), eventOf)}
+			return shard.SubState{Resource: s.GetResource(), Etag: s.GetEtag(), Created: s.GetCreatedUnixNano(), Pos: shard.Position{Epoch: s.GetEpoch(), Offset: s.GetOffset(), At: s.GetAt()}, Linked: s.GetLinked(), Parked: convertAll(s.GetParked(), eventOf)}
 		})}
 }
 
@@ -100,7 +100,7 @@ func resourceStatePB(st shard.ResourceState) *pb.ResourceState {
 		Recent: convertAll(st.Recent, func(p shard.Published) *pb.Published {
 			return &pb.Published{Id: p.ID, Epoch: p.Pos.Epoch, Offset: p.Pos.Offset, At: p.Pos.At}
 		}),
-		Nodes: convertAll(st.Nodes, interestPB)}
+		Nodes: convertAll(st.Nodes, interestPB), Revokes: convertAll(st.Revokes, eventPB)}
 }
 
 func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
@@ -109,7 +109,7 @@ func resourceStateOf(st *pb.ResourceState) shard.ResourceState {
 		Recent: convertAll(st.GetRecent(), func(p *pb.Published) shard.Published {
 			return shard.Published{ID: p.GetId(), Pos: shard.Position{Epoch: p.GetEpoch(), Offset: p.GetOffset(), At: p.GetAt()}}
 		}),
-		Nodes: convertAll(st.GetNodes(), interestOf)}
+		Nodes: convertAll(st.GetNodes(), interestOf), Revokes: convertAll(st.GetRevokes(), eventOf)}
 }
 
 func interestPB(in shard.Interest) *pb.Interest {

@@ -33,9 +33,10 @@
 // Order and duplicates are not kept by waiting: every event carries the
 // stream position its list holder stamped (see shard.Position), and the
 // queue's side compares positions. A list whose events went to other
-// nodes sends its last one again once it is quiet
+// nodes sends its last one again once it is quiet, with its last revokes
 // (shard.Store.AnnounceTails, every tailTick), so an event lost on the way
-// is announced even when nothing is published after it. After a crash,
+// is announced even when nothing is published after it, and a revoke a
+// queue skipped still reaches it. After a crash,
 // every node links all its interest again (a list a dead node held
 // without owning it is made again at once), and for a moment a publish
 // that finds no list answers shard.ErrUnavailable: the list may be in the

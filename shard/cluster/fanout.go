@@ -358,9 +358,15 @@ func (n *Node) applyHere(op *pb.Op, res string) {
 // one that finds the cluster moving (shard.ErrUnavailable) is tried
 // again here, for at most callTimeout.
 func (n *Node) Revoke(resource, user, device string) int {
+	return n.revoke(shard.RevokeEvent(resource, user, device))
+}
+
+// revoke is Revoke of ev, a revoke. One with an ID (made again for a
+// peer gone, see handOn) is given its old position by a list that
+// stamped it lately, so it covers no subscription made after it.
+func (n *Node) revoke(ev *shard.Event) int {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	ev := shard.RevokeEvent(resource, user, device)
 	for {
 		k, err := n.DeliverChecked(ctx, ev) // the same ID each time: stamped once
 		if !errors.Is(err, shard.ErrUnavailable) {
@@ -368,7 +374,7 @@ func (n *Node) Revoke(resource, user, device string) int {
 		}
 		select {
 		case <-ctx.Done():
-			n.log.Warn("revoke not delivered: the cluster kept moving", "resource", resource, "user", user, "device", device, "err", err)
+			n.log.Warn("revoke not delivered: the cluster kept moving", "resource", ev.Resource, "user", ev.From.User, "device", ev.From.Device, "err", err)
 			return 0
 		case <-n.stop:
 			return 0

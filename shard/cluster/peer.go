@@ -252,12 +252,15 @@ func (p *peer) handOn(ops []*pb.Op) {
 			cancel()
 		case op.GetEvent() != nil:
 			// Stamped here for the peer: sent as it is to the nodes
-			// interested now. A list that left since announces its tail;
-			// a revoke, whose list left or was made again since, is
-			// made again there (a tail may be a later event), so the
-			// peer's queues, gone elsewhere, do not keep what it removes.
+			// interested now. A list that left since announces its tail
+			// and its last revokes; a revoke whose list left or was made
+			// again since is sent to the list again, by its ID: a list
+			// that stamped it gives it its old position (it covers no
+			// subscription made after it), one made again stamps it
+			// anew, so the peer's queues, gone elsewhere, do not keep
+			// what it removes.
 			if ev := eventOf(op.GetEvent()); !n.store.Refan(ev) && ev.Kind == shard.Revoked && ev.From != nil {
-				go n.Revoke(ev.Resource, ev.From.User, ev.From.Device)
+				go n.revoke(&shard.Event{Kind: shard.Revoked, Resource: ev.Resource, From: ev.From, ID: ev.ID})
 			}
 		default:
 			n.applyOp(op, false)

@@ -234,3 +234,56 @@ func wantRevoked(t *testing.T, n *testNode, queue string) {
 		t.Fatalf("the queue landed subscribed to %v after its owner's subscription was revoked; want none", subs)
 	}
 }
+
+// TestRevoke_MoreThanASecondLateAtTheOldNodeStillReachesTheQueue is
+// TestRevoke_ReachingTheOldNodeAfterItLetTheQueueGoStillRevokesIt with
+// x's ops to y 1.5 s late: y lets the queue go before the revoke comes
+// (it waits a second for the events stamped before the taker enlisted),
+// and a change published right after the hand-off reaches the queue at
+// its taker past the gap the revoke left, which the queue gives up on.
+// The queue must still end revoked, at a taker that is another node (z)
+// as at the list's holder (x).
+func TestRevoke_MoreThanASecondLateAtTheOldNodeStillReachesTheQueue(t *testing.T) {
+	for _, taker := range []string{"z", "x"} {
+		t.Run("taken by "+taker, func(t *testing.T) {
+			ca, caKey := devCA(t)
+			var armed atomic.Bool
+			slow := func(_ context.Context, method string) error {
+				if armed.Load() && strings.HasSuffix(method, "/Push") {
+					time.Sleep(1500 * time.Millisecond)
+				}
+				return nil
+			}
+			x := startNodeWith(t, "x", ca, caKey, "", slow)
+			y := startNode(t, "y", ca, caKey, x.gossip)
+			z := startNode(t, "z", ca, caKey, x.gossip)
+			waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+			to := map[string]started{"x": x, "z": z}[taker]
+			list := ownedBy(x.testNode, "x", "rl")
+			queue := ownedQueue(t, y.testNode, alice)
+			subscribe(t, y.testNode, allowAll{}, alice, queue, list)
+			bob := shard.Principal{User: "bob", Device: "phone"}
+			other := subscribed(t, y.testNode, allowAll{}, bob, list) // another principal's queue at y: not revoked
+			publish(t, x.testNode, list, "v1")
+			armed.Store(true)
+			x.Revoke(list, alice.User, "")
+			if err := to.TakeKeys(context.Background(), "y", []string{queue}, nil); err != nil {
+				t.Fatal(err)
+			}
+			armed.Store(false)
+			if !to.store.Has(queue) {
+				t.Fatalf("%s did not get the queue", taker)
+			}
+			publish(t, x.testNode, list, "v2")
+			if !waitFor(20*time.Second, func() bool {
+				subs, err := to.Subscriptions(context.Background(), alice, queue)
+				return err == nil && len(subs) == 0
+			}) {
+				wantRevoked(t, to.testNode, queue)
+			}
+			if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
+				t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
+			}
+		})
+	}
+}

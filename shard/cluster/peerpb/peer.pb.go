@@ -442,7 +442,11 @@ type Subscription struct {
 	EtagUnknown bool `protobuf:"varint,8,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
 	// In a QueueState: the events held behind a gap, in offset order
 	// (shard.SubState.Parked).
-	Parked        []*Event `protobuf:"bytes,9,rep,name=parked,proto3" json:"parked,omitempty"`
+	Parked []*Event `protobuf:"bytes,9,rep,name=parked,proto3" json:"parked,omitempty"`
+	// In a QueueState: the offset, in epoch, of the list's position when
+	// the subscription was linked (shard.SubState.Linked; 0: before every
+	// event of the epoch). A revoke past it covers the subscription.
+	Linked        uint64 `protobuf:"varint,10,opt,name=linked,proto3" json:"linked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -538,6 +542,13 @@ func (x *Subscription) GetParked() []*Event {
 		return x.Parked
 	}
 	return nil
+}
+
+func (x *Subscription) GetLinked() uint64 {
+	if x != nil {
+		return x.Linked
+	}
+	return 0
 }
 
 // A call on one queue, routed to the node that holds it.
@@ -1704,7 +1715,10 @@ type ResourceState struct {
 	// The last publications stamped, oldest first.
 	Recent []*Published `protobuf:"bytes,16,rep,name=recent,proto3" json:"recent,omitempty"`
 	// etag is the "" of a repair that knew none (shard.ResourceState.EtagUnknown).
-	EtagUnknown   bool `protobuf:"varint,15,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
+	EtagUnknown bool `protobuf:"varint,15,opt,name=etag_unknown,json=etagUnknown,proto3" json:"etag_unknown,omitempty"`
+	// The list's last revokes, oldest first, announced again with its
+	// tail by the new holder (shard.ResourceState.Revokes).
+	Revokes       []*Event `protobuf:"bytes,17,rep,name=revokes,proto3" json:"revokes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1814,6 +1828,13 @@ func (x *ResourceState) GetEtagUnknown() bool {
 		return x.EtagUnknown
 	}
 	return false
+}
+
+func (x *ResourceState) GetRevokes() []*Event {
+	if x != nil {
+		return x.Revokes
+	}
+	return nil
 }
 
 // A publication a list stamped lately (shard.Published): its id and the
@@ -2910,7 +2931,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05depth\x18\x05 \x01(\x03R\x05depth\x12\x19\n" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12-\n" +
-	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\x92\x02\n" +
+	"\x12subscription_count\x18\a \x01(\x03R\x11subscriptionCount\"\xaa\x02\n" +
 	"\fSubscription\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x12\n" +
@@ -2920,7 +2941,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x0e\n" +
 	"\x02at\x18\a \x01(\x04R\x02at\x12!\n" +
 	"\fetag_unknown\x18\b \x01(\bR\vetagUnknown\x12/\n" +
-	"\x06parked\x18\t \x03(\v2\x17.meshgate.peer.v1.EventR\x06parked\"\xbd\x02\n" +
+	"\x06parked\x18\t \x03(\v2\x17.meshgate.peer.v1.EventR\x06parked\x12\x16\n" +
+	"\x06linked\x18\n" +
+	" \x01(\x04R\x06linked\"\xbd\x02\n" +
 	"\tQueueCall\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.meshgate.peer.v1.QueueOpR\x02op\x129\n" +
 	"\tprincipal\x18\x02 \x01(\v2\x1b.meshgate.peer.v1.PrincipalR\tprincipal\x12\x14\n" +
@@ -3018,7 +3041,7 @@ const file_peer_proto_rawDesc = "" +
 	"\tdelivered\x18\t \x01(\x04R\tdelivered\x12/\n" +
 	"\x06events\x18\n" +
 	" \x03(\v2\x17.meshgate.peer.v1.EventR\x06events\x122\n" +
-	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xf6\x02\n" +
+	"\x04subs\x18\v \x03(\v2\x1e.meshgate.peer.v1.SubscriptionR\x04subs\"\xa9\x03\n" +
 	"\rResourceState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x120\n" +
@@ -3032,7 +3055,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x02at\x18\v \x01(\x04R\x02at\x12\x17\n" +
 	"\aetag_at\x18\f \x01(\x04R\x06etagAt\x123\n" +
 	"\x06recent\x18\x10 \x03(\v2\x1b.meshgate.peer.v1.PublishedR\x06recent\x12!\n" +
-	"\fetag_unknown\x18\x0f \x01(\bR\vetagUnknownJ\x04\b\x03\x10\x04J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"\fetag_unknown\x18\x0f \x01(\bR\vetagUnknown\x121\n" +
+	"\arevokes\x18\x11 \x03(\v2\x17.meshgate.peer.v1.EventR\arevokesJ\x04\b\x03\x10\x04J\x04\b\b\x10\tJ\x04\b\t\x10\n" +
 	"J\x04\b\n" +
 	"\x10\vJ\x04\b\r\x10\x0e\"Y\n" +
 	"\tPublished\x12\x0e\n" +
@@ -3227,51 +3251,52 @@ var file_peer_proto_depIdxs = []int32{
 	5,  // 18: meshgate.peer.v1.QueueState.subs:type_name -> meshgate.peer.v1.Subscription
 	12, // 19: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
 	22, // 20: meshgate.peer.v1.ResourceState.recent:type_name -> meshgate.peer.v1.Published
-	40, // 21: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
-	20, // 22: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
-	21, // 23: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	41, // 24: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	42, // 25: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
-	33, // 26: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	43, // 27: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
-	1,  // 28: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
-	1,  // 29: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
-	24, // 30: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
-	6,  // 31: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 32: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 33: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 34: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	16, // 35: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	18, // 36: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	23, // 37: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	26, // 38: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	27, // 39: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	28, // 40: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	29, // 41: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
-	36, // 42: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	38, // 43: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	34, // 44: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	31, // 45: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
-	7,  // 46: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 47: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 48: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	14, // 49: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
-	17, // 50: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	19, // 51: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	25, // 52: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	28, // 53: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	28, // 54: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	30, // 55: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	28, // 56: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	37, // 57: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	39, // 58: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	35, // 59: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	32, // 60: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
-	46, // [46:61] is the sub-list for method output_type
-	31, // [31:46] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	2,  // 21: meshgate.peer.v1.ResourceState.revokes:type_name -> meshgate.peer.v1.Event
+	40, // 22: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
+	20, // 23: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
+	21, // 24: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
+	41, // 25: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	42, // 26: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	33, // 27: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	43, // 28: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	1,  // 29: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 30: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	24, // 31: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
+	6,  // 32: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 33: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 34: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 35: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	16, // 36: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	18, // 37: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	23, // 38: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	26, // 39: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	27, // 40: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	28, // 41: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	29, // 42: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
+	36, // 43: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	38, // 44: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	34, // 45: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	31, // 46: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	7,  // 47: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 48: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 49: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	14, // 50: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 51: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	19, // 52: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	25, // 53: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	28, // 54: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	28, // 55: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	30, // 56: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	28, // 57: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	37, // 58: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	39, // 59: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	35, // 60: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	32, // 61: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	47, // [47:62] is the sub-list for method output_type
+	32, // [32:47] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
