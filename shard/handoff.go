@@ -252,7 +252,7 @@ func (s *Store) ImportResource(st ResourceState) {
 		if made.pos.IsZero() {
 			made.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}
 		}
-		for _, ev := range st.Revokes { // a list merged goes on in a new epoch: its revokes are of none
+		for _, ev := range st.Revokes { // only a list new here: one merged goes on in a new epoch
 			made.revokes = made.revokes.kept(ev)
 		}
 		u, remembered = s.takeUnheldLocked(st.Name, s.cfg.Now())

@@ -164,8 +164,10 @@ func (s *Store) deliverLocal(ev *Event) (n int, in *Interest) {
 		switch {
 		case sub.gone(): // unsubscribed, or its queue gone: it leaves the table
 		case ev.revokes(q.owner, sub):
-			ls = s.revokeLocked(f, q, sub)
-			revoked++
+			var removed bool
+			if ls, removed = s.revokeCoveredLocked(f, q, sub, ev); removed {
+				revoked++
+			}
 		default:
 			ls = q.offerLocked(sub, ev, capacity, retain)
 			n++ // appended, or had been (the same publication again)
@@ -176,19 +178,72 @@ func (s *Store) deliverLocal(ev *Event) (n int, in *Interest) {
 	if ev.Kind == Revoked {
 		n = revoked
 	}
-	if revoked > 0 {
-		cur := s.interestLocked(f)
-		in = &cur
-	}
-	f.mu.Unlock()
-	if revoked > 0 {
-		s.dropLocalIfEmpty(f)
-	}
+	in = s.endRevokesLocked(f, revoked)
 	if ev.Kind != Revoked {
 		s.counters.Deliveries.Add(uint64(n))
 	}
 	s.counters.Notifications[ev.Kind].Add(uint64(n))
 	return n, in
+}
+
+// revokeCoveredLocked applies ev, a revoke that covers sub (q's
+// subscription to f's resource: Event.revokes), and reports whether it
+// removed sub, returning the listeners to notify. One whose link has not
+// answered keeps the revoke for its subscribe to decide (subExtra.early):
+// it may be older than the subscription (sent again, announced with a
+// tail). f.mu and q.mu held.
+func (s *Store) revokeCoveredLocked(f *fanout, q *queue, sub *subscription, ev *Event) ([]Listener, bool) {
+	if sub.isUnlinked() {
+		sub.x.early = append(sub.x.early, ev)
+		return nil, false
+	}
+	return s.revokeLocked(f, q, sub), true
+}
+
+// endRevokesLocked unlocks f after revoked subscriptions left it, drops
+// it if it is empty now, and returns this node's interest for the list's
+// holder if it changed (nil if not). f.mu held; released.
+func (s *Store) endRevokesLocked(f *fanout, revoked int) *Interest {
+	if revoked == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	in := s.interestLocked(f)
+	f.mu.Unlock()
+	s.dropLocalIfEmpty(f)
+	return &in
+}
+
+// revokeHere removes, in one walk of res's local table, each
+// subscription one of evs covers (the list's last revokes, announced
+// again: see lastRevokes). Other subscriptions are left as they are: a
+// revoke is a place in the stream they had, here at the list's holder,
+// in order. It returns this node's interest if it changed. The list's
+// lock is held (read), as by fan-out.
+func (s *Store) revokeHere(res string, evs []*Event) *Interest {
+	f := s.lockFanout(res, false)
+	if f == nil {
+		return nil
+	}
+	revoked := 0
+	for sub, q := range f.subs {
+		q.mu.Lock()
+		var ls []Listener
+		for _, ev := range evs {
+			if sub.gone() || !ev.revokes(q.owner, sub) {
+				continue
+			}
+			var removed bool
+			if ls, removed = s.revokeCoveredLocked(f, q, sub, ev); removed {
+				revoked++
+				break
+			}
+		}
+		q.mu.Unlock()
+		notifyAll(ls)
+	}
+	s.counters.Notifications[Revoked].Add(uint64(revoked))
+	return s.endRevokesLocked(f, revoked)
 }
 
 // revokeLocked removes sub, q's subscription to f's resource, from q and

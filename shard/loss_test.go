@@ -2,8 +2,11 @@ package shard
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -192,4 +195,130 @@ func TestLoss_ASubscriptionMadeAfterARevokeOutlivesItsAnnouncementAfterItsQueueM
 	if got := drainAll(t, r.node, alice, q); len(got) != 0 {
 		t.Errorf("alice's queue got %v after she subscribed again; want nothing", got)
 	}
+}
+
+// A subscription is allowed as of its first link: the publisher is asked
+// after it. A revoke stamped after the publisher read the principal's
+// right, before the second link (the list knew no etag, so it learns the
+// publisher's), and reaching the queue after the subscribe answered,
+// removes it: a fresh subscription and a refresh alike. Before, the
+// subscription was taken as linked at the second link, after the revoke,
+// and kept.
+func TestLoss_ARevokeStampedWhileThePublisherAnsweredReachesTheSubscription(t *testing.T) {
+	for _, refresh := range []bool{false, true} {
+		t.Run(fmt.Sprint("refresh=", refresh), func(t *testing.T) {
+			r := newRouted(t)
+			const res = "user:carol/doc"
+			other := mustQueue(t, r.node, bob)
+			if _, err := r.node.Subscribe(context.Background(), allowAll{""}, bob, other, res, "", ""); err != nil {
+				t.Fatal(err) // the list knows no etag
+			}
+			q := mustQueue(t, r.node, alice)
+			if refresh {
+				if _, err := r.node.Subscribe(context.Background(), allowAll{""}, alice, q, res, "", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			auth := authFunc(func(context.Context, Principal, string, string) (string, error) {
+				r.holder.Revoke(res, alice.User, "") // right after the publisher read alice's right
+				return "e1", nil
+			})
+			if _, err := r.node.Subscribe(context.Background(), auth, alice, q, res, "", ""); err != nil {
+				t.Fatal(err)
+			}
+			r.release() // the revoke arrives
+			r.holderClock.Add(time.Hour)
+			r.holder.AnnounceTails()
+			r.release()
+			if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+				t.Errorf("alice's queue is subscribed to %v (%v) after a revoke stamped once her right was read; want none", subs, err)
+			}
+		})
+	}
+}
+
+// linkHookPeers is nodePeers whose interest Link runs hook first: what
+// reaches node while a subscribe's link is on its way.
+type linkHookPeers struct {
+	nodePeers
+	hook func()
+}
+
+func (p linkHookPeers) Link(ctx context.Context, res string, in Interest, hint Hint) (Linked, error) {
+	if in.Count > 0 && p.hook != nil {
+		p.hook()
+	}
+	return p.nodePeers.Link(ctx, res, in, hint)
+}
+
+// A revoke announced again with the list's tail that reaches a fresh
+// subscription before its link answered leaves it alone if it is older
+// than the link: a principal allowed again after a revoke subscribes.
+// Before, a subscription with no position yet was revoked by any revoke
+// of its principal's, and a revoke announced with every tail made such
+// a subscribe fail (UNAVAILABLE, and a REVOKED in the queue).
+func TestLoss_ARevokeAnnouncedAgainWhileASubscribeLinksLeavesIt(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, alice, q, res)
+	mustSub(t, r.node, bob, other, res)
+	publish(r.holder, res, "v1")
+	r.holder.Revoke(res, alice.User, "")
+	publish(r.holder, res, "v2") // the revoke is not the list's last event
+	r.release()
+	_ = drainAll(t, r.node, alice, q)
+	once := sync.Once{}
+	r.node.SetPeers(linkHookPeers{nodePeers{r}, func() {
+		once.Do(func() {
+			r.holderClock.Add(time.Hour) // the tail is due
+			r.holder.AnnounceTails()
+			r.release()
+		})
+	}}, "n")
+	if _, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", ""); err != nil {
+		t.Fatalf("alice, allowed again, subscribes: %v", err)
+	}
+	if got := drainAll(t, r.node, alice, q); len(got) != 0 {
+		t.Errorf("alice's queue got %v; want nothing", got)
+	}
+	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
+		t.Errorf("alice's queue is subscribed to %v (%v); want the resource", subs, err)
+	}
+}
+
+// A revoke stamped after a subscribe's link, reaching the subscription
+// before the link answered, makes the subscribe fail (UNAVAILABLE: the
+// client asks again, and the publisher answers).
+func TestLoss_ARevokeStampedAfterALinkThatHasNotAnsweredFailsTheSubscribe(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, bob, other, res)
+	r.node.SetPeers(linkAfterPeers{nodePeers{r}, func() {
+		r.holder.Revoke(res, alice.User, "")
+		r.release()
+	}}, "n")
+	_, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("subscribe: %v; want UNAVAILABLE", err)
+	}
+	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("alice's queue is subscribed to %v (%v); want none", subs, err)
+	}
+}
+
+// linkAfterPeers is nodePeers whose interest Link runs after first: what
+// the list stamps right after the link, reaching node before its answer.
+type linkAfterPeers struct {
+	nodePeers
+	after func()
+}
+
+func (p linkAfterPeers) Link(ctx context.Context, res string, in Interest, hint Hint) (Linked, error) {
+	l, err := p.nodePeers.Link(ctx, res, in, hint)
+	if in.Count > 0 && p.after != nil {
+		p.after()
+	}
+	return l, err
 }

@@ -281,14 +281,17 @@ const (
 // linked after a revoke keeps its place (Event.revokes reads the offset
 // it was linked at), another principal's drops it as seen.
 //
-// Invariant: a revoke stamped by a list reaches every subscription it
-// covers, in every queue the list reaches, while the list announces its
-// tail; a queue whose position moved past it without it is revoked
-// when it comes again.
+// Invariant: a revoke stamped by a list, among its maxLastRevokes
+// newest, reaches every subscription it covers, in every queue the list
+// reaches, while the list announces its tail; a queue whose position
+// moved past it without it is revoked when it comes again. Not kept: the
+// revokes of a list that dies with its node, or that merges with another
+// copy of itself (ImportResource: a new epoch, where they stand nowhere).
 type lastRevokes struct{ evs []*Event }
 
-// maxLastRevokes is how many principals' revokes a list keeps.
-const maxLastRevokes = 16
+// maxLastRevokes is how many principals' revokes a list keeps (the
+// newest): a queue that skipped an older one is not told again.
+const maxLastRevokes = 32
 
 // kept is k with ev, a revoke just stamped, as its newest: an older one
 // of the same principal, or of another epoch, is left out.
@@ -377,8 +380,11 @@ func (s *Store) announceTail(r *resource) {
 		s.tailMu.Unlock()
 		return
 	}
+	var in *Interest
+	if revokes := r.revokes.inEpoch(r.pos.Epoch); len(revokes) > 0 {
+		in = s.revokeHere(r.name, revokes)
+	}
 	evs := s.tailEventsLocked(r)
-	in := s.revokeHereLocked(r, evs)
 	remote := r.remoteLocked(s.name)
 	if len(evs) == 0 || len(remote) == 0 {
 		r.mu.RUnlock()
@@ -402,22 +408,6 @@ func (s *Store) tailEventsLocked(r *resource) []*Event {
 		evs = append(evs, ev)
 	}
 	return evs
-}
-
-// revokeHereLocked offers the revokes among evs to the queues here, and
-// returns this node's interest if they changed it (to tell once r.mu is
-// released). r.mu held.
-func (s *Store) revokeHereLocked(r *resource, evs []*Event) *Interest {
-	var in *Interest
-	for _, ev := range evs {
-		if ev.Kind != Revoked {
-			continue
-		}
-		if _, changed := s.deliverLocal(ev); changed != nil {
-			in = changed
-		}
-	}
-	return in
 }
 
 // tellInterest tells res's list this node's interest, changed (nil: not).

@@ -87,9 +87,14 @@ type subExtra struct {
 	// parked holds events that came after a gap, in offset order, until
 	// it fills (see parkLocked).
 	parked []*Event
+	// early are revokes of the owner's that came before the subscription's
+	// link answered (unlinked): whether each came before the link is
+	// read from the link's position, by the subscribe (see Subscribe).
+	early []*Event
 	// pending: linked, not yet allowed by the publisher; seen: an event
-	// arrived meanwhile (etag is its etag).
-	pending, seen bool
+	// arrived meanwhile (etag is its etag); unlinked: its link has not
+	// answered yet (it is in the local table already).
+	pending, seen, unlinked bool
 }
 
 // moveTo moves s to p. Invariant: linked is an offset of pos's epoch,
@@ -114,6 +119,9 @@ func (s *subscription) remove()    { s.created = -1 }
 
 // isPending reports whether s is linked but not yet allowed.
 func (s *subscription) isPending() bool { return s.x != nil && s.x.pending }
+
+// isUnlinked reports whether s's link has not answered yet.
+func (s *subscription) isUnlinked() bool { return s.x != nil && s.x.unlinked }
 
 // tidy lets x go once it holds nothing (a timer waiting on a gap holds
 // its own x, so a later one cannot be mistaken for it).

@@ -77,7 +77,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			q.mu.Unlock()
 			return SubscriptionInfo{}, fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
 		}
-		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true}}
+		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true, unlinked: true}}
 		if q.subs == nil {
 			q.subs = make(map[string]*subscription)
 		}
@@ -104,16 +104,30 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		abandon()
 		return SubscriptionInfo{}, err
 	}
+	// Allowed as of the first link: the publisher is asked after it, so
+	// a revoke stamped after it covers the subscription (it reaches the
+	// queue, or is announced again with the list's tail), and one
+	// stamped before it does not. The second link, below, is later than
+	// the publisher's answer: a revoke stamped between the two came
+	// after what the publisher read.
+	first := linked.Pos
 	if fresh {
 		// A pending subscription stands at its link from now on: an
 		// event from before it (a revoke sent again among them, see
 		// Event.revokes) is older than the subscription.
 		q.mu.Lock()
-		if sub.pos.Less(linked.Pos) {
-			sub.moveTo(linked.Pos)
+		if sub.pos.Less(first) {
+			sub.moveTo(first)
 		}
-		sub.linkedAt(linked.Pos)
+		sub.linkedAt(first)
+		early := sub.x.early
+		sub.x.early, sub.x.unlinked = nil, false
+		revoked := slices.ContainsFunc(early, func(ev *Event) bool { return ev.revokes(q.owner, sub) })
 		q.mu.Unlock()
+		if revoked {
+			abandon()
+			return SubscriptionInfo{}, fmt.Errorf("%w: %s was revoked while the subscription was made; retry", ErrUnavailable, res)
+		}
 	}
 	etag, err := auth.Authorize(ctx, p, res, proof)
 	if err != nil {
@@ -199,9 +213,9 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		sub.moveTo(linked.Pos)
 		sub.dropParked()
 	}
-	// Allowed as of the link: a revoke stamped before it no longer
-	// covers the subscription (one stamped after it reached it).
-	sub.linkedAt(linked.Pos)
+	// Allowed as of the first link (above): a revoke stamped before it
+	// no longer covers the subscription (a refresh's among them).
+	sub.linkedAt(first)
 	sub.etag = answer
 	// Invariant: "" means "never published". A caller that knew an etag
 	// (knownEtag) proves the resource was published, and a list made

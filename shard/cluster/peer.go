@@ -254,11 +254,13 @@ func (p *peer) handOn(ops []*pb.Op) {
 			// Stamped here for the peer: sent as it is to the nodes
 			// interested now. A list that left since announces its tail
 			// and its last revokes; a revoke whose list left or was made
-			// again since is sent to the list again, by its ID: a list
-			// that stamped it gives it its old position (it covers no
-			// subscription made after it), one made again stamps it
-			// anew, so the peer's queues, gone elsewhere, do not keep
-			// what it removes.
+			// again since is sent to the list again, by its ID, so the
+			// peer's queues, gone elsewhere, do not keep what it
+			// removes. A list that remembers the ID (Event.ID, among its
+			// last publications) gives it its old position: it covers
+			// no subscription made after it. One that does not stamps
+			// it anew, and it covers every subscription of its
+			// principal's there: a REVOKED too many, never one too few.
 			if ev := eventOf(op.GetEvent()); !n.store.Refan(ev) && ev.Kind == shard.Revoked && ev.From != nil {
 				go n.revoke(&shard.Event{Kind: shard.Revoked, Resource: ev.Resource, From: ev.From, ID: ev.ID})
 			}
