@@ -34,6 +34,12 @@ type fanout struct {
 // that queue (recent, and revoked for a revoke). f.mu held.
 func (f *fanout) keepLocked(ev *Event) {
 	f.recent = appendBounded(f.recent, ev, maxArrivingEvents)
+	f.keepRevokeLocked(ev)
+}
+
+// keepRevokeLocked keeps ev, if a revoke, among f.revoked: the newest
+// per principal and epoch. f.mu held.
+func (f *fanout) keepRevokeLocked(ev *Event) {
 	if ev.Kind != Revoked || ev.From == nil {
 		return
 	}
@@ -216,14 +222,20 @@ func (s *Store) endRevokesLocked(f *fanout, revoked int) *Interest {
 
 // revokeHere removes, in one walk of res's local table, each
 // subscription one of evs covers (the list's last revokes, announced
-// again: see lastRevokes). Other subscriptions are left as they are: a
-// revoke is a place in the stream they had, here at the list's holder,
-// in order. It returns this node's interest if it changed. The list's
-// lock is held (read), as by fan-out.
+// again: see lastRevokes), and keeps them for queues on their way here
+// as fan-out does (fanout.revoked). Other subscriptions are left as they
+// are: a revoke is a place in the stream they had, here at the list's
+// holder, in order. It returns this node's interest if it changed. The
+// list's lock is held (read), as by fan-out.
 func (s *Store) revokeHere(res string, evs []*Event) *Interest {
-	f := s.lockFanout(res, false)
+	f := s.lockFanout(res, s.arriving.Load() > 0) // while one arrives, made to keep evs for it
 	if f == nil {
 		return nil
+	}
+	if s.arriving.Load() > 0 { // read again under f.mu: see Arriving
+		for _, ev := range evs {
+			f.keepRevokeLocked(ev) // not among recent: they are no new places in the stream
+		}
 	}
 	revoked := 0
 	for sub, q := range f.subs {

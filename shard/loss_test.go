@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -321,4 +322,61 @@ func (p linkAfterPeers) Link(ctx context.Context, res string, in Interest, hint 
 		p.after()
 	}
 	return l, err
+}
+
+// A subscribe that finds the same subscription being made, its link not
+// answered yet (a client's retry racing its first try), answers
+// UNAVAILABLE and leaves it to the first: it would otherwise end it
+// (pending no more) before the first could tell whether a revoke that
+// reached it meanwhile came before its link.
+func TestLoss_ASubscribeWhileTheSameSubscriptionLinksIsToldToRetry(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q := mustQueue(t, r.node, alice)
+	var second error
+	var nested atomic.Bool
+	r.node.SetPeers(linkHookPeers{nodePeers{r}, func() {
+		if nested.CompareAndSwap(false, true) {
+			_, second = r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
+		}
+	}}, "n")
+	if _, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", ""); err != nil {
+		t.Fatalf("the first subscribe: %v", err)
+	}
+	if !errors.Is(second, ErrUnavailable) {
+		t.Errorf("the subscribe made while the first linked: %v; want UNAVAILABLE", second)
+	}
+	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
+		t.Errorf("alice's queue is subscribed to %v (%v); want the resource", subs, err)
+	}
+}
+
+// A revoke a list announces again while a queue is on its way to the
+// list's holder is kept for it there, as a revoke fanned out is: the
+// queue lands revoked.
+func TestLoss_ARevokeAnnouncedAgainWhileAQueueArrivesAtTheHolderIsKeptForIt(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, alice, q, res)
+	mustSub(t, r.node, bob, other, res)
+	r.holder.Revoke(res, alice.User, "")
+	r.mu.Lock()
+	r.outbox = nil // lost on its way
+	r.mu.Unlock()
+	r.holder.Arriving(1)
+	st, ok := r.node.ExportQueue(q)
+	if !ok {
+		t.Fatal("no queue at node")
+	}
+	r.holderClock.Add(time.Hour)
+	r.holder.AnnounceTails() // the last one: nothing more is due
+	r.mu.Lock()
+	r.outbox = nil
+	r.mu.Unlock()
+	r.holder.ImportQueue(st)
+	r.holder.Arriving(-1)
+	if subs, err := r.holder.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("the queue landed subscribed to %v (%v); want revoked", subs, err)
+	}
 }

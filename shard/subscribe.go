@@ -72,6 +72,13 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	}
 	sub := q.subs[res]
 	fresh := sub == nil
+	if !fresh && sub.isUnlinked() {
+		// Another subscribe is making it (a retry racing its first
+		// try) and its link has not answered: that one decides the
+		// revokes that came meanwhile (subExtra.early), so it ends it.
+		q.mu.Unlock()
+		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s is being made; retry", ErrUnavailable, res)
+	}
 	if fresh {
 		if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
 			q.mu.Unlock()
