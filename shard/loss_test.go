@@ -380,3 +380,28 @@ func TestLoss_ARevokeAnnouncedAgainWhileAQueueArrivesAtTheHolderIsKeptForIt(t *t
 		t.Errorf("the queue landed subscribed to %v (%v); want revoked", subs, err)
 	}
 }
+
+// A revoke sent to its list again by its ID (cluster's handOn, for a
+// peer gone whose list left) is given its old position by a list that
+// remembers it: a subscription its principal made after it is kept.
+func TestLoss_ARevokeSentAgainByItsIDLeavesALaterSubscription(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, alice, q, res)
+	mustSub(t, r.node, bob, other, res)
+	ev := RevokeEvent(res, alice.User, "")
+	r.holder.Deliver(ev)
+	r.release()
+	mustSub(t, r.node, alice, q, res) // allowed again
+	for i := range 5 {
+		publish(r.holder, res, fmt.Sprintf("v%d", i+1))
+	}
+	r.release()
+	_ = drainAll(t, r.node, alice, q)
+	r.holder.Deliver(&Event{Kind: Revoked, Resource: res, From: ev.From, ID: ev.ID})
+	r.release()
+	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
+		t.Errorf("alice's later subscription is %v (%v) after the revoke was sent again; want it kept: %v", subs, err, drainAll(t, r.node, alice, q))
+	}
+}
