@@ -80,15 +80,11 @@ func TestLoss_RememberedPublishReachesQueuesAtTheImportedListsPosition(t *testin
 func lostRevokeThenGap(t *testing.T, r *routed) (q, other string) {
 	t.Helper()
 	const res = "user:carol/doc"
-	q, other = mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
-	mustSub(t, r.node, alice, q, res)
-	mustSub(t, r.node, bob, other, res)
+	q, other = subscribedPair(t, r, res)
 	publish(r.holder, res, "v1")
 	r.release()
 	r.holder.Revoke(res, alice.User, "")
-	r.mu.Lock()
-	r.outbox = nil // the revoke is lost on its way
-	r.mu.Unlock()
+	r.lose() // lost on its way
 	publish(r.holder, res, "v2")
 	r.release() // after the gap: held
 	deadline := time.Now().Add(holdGap + 5*time.Second)
@@ -126,9 +122,7 @@ func wantOnlyBobSubscribed(t *testing.T, s *Store, q, other string) {
 func TestLoss_ARevokeSkippedInAGapReachesTheQueueWithTheTail(t *testing.T) {
 	r := newRouted(t)
 	q, other := lostRevokeThenGap(t, r)
-	r.holderClock.Add(time.Hour) // the tail is due
-	r.holder.AnnounceTails()
-	r.release()
+	r.announceTails() // the tail is due
 	wantOnlyBobSubscribed(t, r.node, q, other)
 }
 
@@ -160,9 +154,7 @@ func TestLoss_ARevokeSkippedInAGapReachesTheQueueAfterItMoved(t *testing.T) {
 		t.Fatal("no queue at node")
 	}
 	r.node.ImportQueue(st) // back, as a queue another node took lands
-	r.holderClock.Add(time.Hour)
-	r.holder.AnnounceTails()
-	r.release()
+	r.announceTails()
 	wantOnlyBobSubscribed(t, r.node, q, other)
 }
 
@@ -172,9 +164,7 @@ func TestLoss_ARevokeSkippedInAGapReachesTheQueueAfterItMoved(t *testing.T) {
 func TestLoss_ASubscriptionMadeAfterARevokeOutlivesItsAnnouncementAfterItsQueueMoved(t *testing.T) {
 	r := newRouted(t)
 	const res = "user:carol/doc"
-	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
-	mustSub(t, r.node, alice, q, res)
-	mustSub(t, r.node, bob, other, res)
+	q, _ := subscribedPair(t, r, res)
 	publish(r.holder, res, "v1")
 	r.holder.Revoke(res, alice.User, "")
 	r.release()
@@ -187,9 +177,7 @@ func TestLoss_ASubscriptionMadeAfterARevokeOutlivesItsAnnouncementAfterItsQueueM
 		t.Fatal("no queue at node")
 	}
 	r.node.ImportQueue(st)
-	r.holderClock.Add(time.Hour) // the tail is due: the revoke with it
-	r.holder.AnnounceTails()
-	r.release()
+	r.announceTails() // the tail is due: the revoke with it
 	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
 		t.Errorf("alice's queue is subscribed to %v (%v) after she subscribed again; want the resource", subs, err)
 	}
@@ -228,9 +216,7 @@ func TestLoss_ARevokeStampedWhileThePublisherAnsweredReachesTheSubscription(t *t
 				t.Fatal(err)
 			}
 			r.release() // the revoke arrives
-			r.holderClock.Add(time.Hour)
-			r.holder.AnnounceTails()
-			r.release()
+			r.announceTails()
 			if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
 				t.Errorf("alice's queue is subscribed to %v (%v) after a revoke stamped once her right was read; want none", subs, err)
 			}
@@ -238,18 +224,23 @@ func TestLoss_ARevokeStampedWhileThePublisherAnsweredReachesTheSubscription(t *t
 	}
 }
 
-// linkHookPeers is nodePeers whose interest Link runs hook first: what
-// reaches node while a subscribe's link is on its way.
+// linkHookPeers is nodePeers whose interest Link runs before and after
+// it (each if set): what reaches node while a subscribe's link is on its
+// way, before or after the list recorded it.
 type linkHookPeers struct {
 	nodePeers
-	hook func()
+	before, after func()
 }
 
 func (p linkHookPeers) Link(ctx context.Context, res string, in Interest, hint Hint) (Linked, error) {
-	if in.Count > 0 && p.hook != nil {
-		p.hook()
+	if in.Count > 0 && p.before != nil {
+		p.before()
 	}
-	return p.nodePeers.Link(ctx, res, in, hint)
+	l, err := p.nodePeers.Link(ctx, res, in, hint)
+	if in.Count > 0 && p.after != nil {
+		p.after()
+	}
+	return l, err
 }
 
 // A revoke announced again with the list's tail that reaches a fresh
@@ -261,20 +252,16 @@ func (p linkHookPeers) Link(ctx context.Context, res string, in Interest, hint H
 func TestLoss_ARevokeAnnouncedAgainWhileASubscribeLinksLeavesIt(t *testing.T) {
 	r := newRouted(t)
 	const res = "user:carol/doc"
-	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
-	mustSub(t, r.node, alice, q, res)
-	mustSub(t, r.node, bob, other, res)
+	q, _ := subscribedPair(t, r, res)
 	publish(r.holder, res, "v1")
 	r.holder.Revoke(res, alice.User, "")
 	publish(r.holder, res, "v2") // the revoke is not the list's last event
 	r.release()
 	_ = drainAll(t, r.node, alice, q)
 	once := sync.Once{}
-	r.node.SetPeers(linkHookPeers{nodePeers{r}, func() {
+	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, before: func() {
 		once.Do(func() {
-			r.holderClock.Add(time.Hour) // the tail is due
-			r.holder.AnnounceTails()
-			r.release()
+			r.announceTails() // the tail is due
 		})
 	}}, "n")
 	if _, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", ""); err != nil {
@@ -296,7 +283,7 @@ func TestLoss_ARevokeStampedAfterALinkThatHasNotAnsweredFailsTheSubscribe(t *tes
 	const res = "user:carol/doc"
 	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
 	mustSub(t, r.node, bob, other, res)
-	r.node.SetPeers(linkAfterPeers{nodePeers{r}, func() {
+	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, after: func() {
 		r.holder.Revoke(res, alice.User, "")
 		r.release()
 	}}, "n")
@@ -307,21 +294,6 @@ func TestLoss_ARevokeStampedAfterALinkThatHasNotAnsweredFailsTheSubscribe(t *tes
 	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
 		t.Errorf("alice's queue is subscribed to %v (%v); want none", subs, err)
 	}
-}
-
-// linkAfterPeers is nodePeers whose interest Link runs after first: what
-// the list stamps right after the link, reaching node before its answer.
-type linkAfterPeers struct {
-	nodePeers
-	after func()
-}
-
-func (p linkAfterPeers) Link(ctx context.Context, res string, in Interest, hint Hint) (Linked, error) {
-	l, err := p.nodePeers.Link(ctx, res, in, hint)
-	if in.Count > 0 && p.after != nil {
-		p.after()
-	}
-	return l, err
 }
 
 // A subscribe that finds the same subscription being made, its link not
@@ -335,7 +307,7 @@ func TestLoss_ASubscribeWhileTheSameSubscriptionLinksIsToldToRetry(t *testing.T)
 	q := mustQueue(t, r.node, alice)
 	var second error
 	var nested atomic.Bool
-	r.node.SetPeers(linkHookPeers{nodePeers{r}, func() {
+	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, before: func() {
 		if nested.CompareAndSwap(false, true) {
 			_, second = r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
 		}
@@ -357,13 +329,9 @@ func TestLoss_ASubscribeWhileTheSameSubscriptionLinksIsToldToRetry(t *testing.T)
 func TestLoss_ARevokeAnnouncedAgainWhileAQueueArrivesAtTheHolderIsKeptForIt(t *testing.T) {
 	r := newRouted(t)
 	const res = "user:carol/doc"
-	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
-	mustSub(t, r.node, alice, q, res)
-	mustSub(t, r.node, bob, other, res)
+	q, _ := subscribedPair(t, r, res)
 	r.holder.Revoke(res, alice.User, "")
-	r.mu.Lock()
-	r.outbox = nil // lost on its way
-	r.mu.Unlock()
+	r.lose() // lost on its way
 	r.holder.Arriving(1)
 	st, ok := r.node.ExportQueue(q)
 	if !ok {
@@ -371,9 +339,7 @@ func TestLoss_ARevokeAnnouncedAgainWhileAQueueArrivesAtTheHolderIsKeptForIt(t *t
 	}
 	r.holderClock.Add(time.Hour)
 	r.holder.AnnounceTails() // the last one: nothing more is due
-	r.mu.Lock()
-	r.outbox = nil
-	r.mu.Unlock()
+	r.lose()                 // lost on its way
 	r.holder.ImportQueue(st)
 	r.holder.Arriving(-1)
 	if subs, err := r.holder.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
@@ -387,9 +353,7 @@ func TestLoss_ARevokeAnnouncedAgainWhileAQueueArrivesAtTheHolderIsKeptForIt(t *t
 func TestLoss_ARevokeSentAgainByItsIDLeavesALaterSubscription(t *testing.T) {
 	r := newRouted(t)
 	const res = "user:carol/doc"
-	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
-	mustSub(t, r.node, alice, q, res)
-	mustSub(t, r.node, bob, other, res)
+	q, _ := subscribedPair(t, r, res)
 	ev := RevokeEvent(res, alice.User, "")
 	r.holder.Deliver(ev)
 	r.release()
@@ -404,4 +368,14 @@ func TestLoss_ARevokeSentAgainByItsIDLeavesALaterSubscription(t *testing.T) {
 	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
 		t.Errorf("alice's later subscription is %v (%v) after the revoke was sent again; want it kept: %v", subs, err, drainAll(t, r.node, alice, q))
 	}
+}
+
+// subscribedPair makes alice's queue and bob's at node, each subscribed
+// to res, the holder's.
+func subscribedPair(t *testing.T, r *routed, res string) (q, other string) {
+	t.Helper()
+	q, other = mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, alice, q, res)
+	mustSub(t, r.node, bob, other, res)
+	return q, other
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // routed is two stores of one cluster: holder holds every subscriber
@@ -39,6 +40,21 @@ func (r *routed) release() {
 	for _, ev := range evs {
 		r.node.DeliverLocal(ev)
 	}
+}
+
+// lose drops what holder forwarded to node so far: lost on its way.
+func (r *routed) lose() {
+	r.mu.Lock()
+	r.outbox = nil
+	r.mu.Unlock()
+}
+
+// announceTails moves holder's clock past every announcement due, has it
+// announce its lists' tails, and delivers them to node.
+func (r *routed) announceTails() {
+	r.holderClock.Add(time.Hour)
+	r.holder.AnnounceTails()
+	r.release()
 }
 
 // nodePeers is node's Peers: every list is holder's.

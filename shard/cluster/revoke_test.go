@@ -127,37 +127,7 @@ func TestRevoke_OnAListBetweenATakeAndItsRetakeReachesItsQueues(t *testing.T) {
 // let the queue go before the revoke came, it found nothing there, and
 // the queue landed at z subscribed. The queue must end revoked.
 func TestRevoke_ReachingTheOldNodeAfterItLetTheQueueGoStillRevokesIt(t *testing.T) {
-	ca, caKey := devCA(t)
-	var armed atomic.Bool
-	slow := func(_ context.Context, method string) error {
-		if armed.Load() && strings.HasSuffix(method, "/Push") {
-			time.Sleep(600 * time.Millisecond)
-		}
-		return nil
-	}
-	x := startNodeWith(t, "x", ca, caKey, "", slow)
-	y := startNode(t, "y", ca, caKey, x.gossip)
-	z := startNode(t, "z", ca, caKey, x.gossip)
-	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
-	list := ownedBy(x.testNode, "x", "ro")
-	queue := ownedQueue(t, y.testNode, alice)
-	subscribe(t, y.testNode, allowAll{}, alice, queue, list)
-	bob := shard.Principal{User: "bob", Device: "phone"}
-	other := subscribed(t, y.testNode, allowAll{}, bob, list) // another principal's queue at y: not revoked
-	armed.Store(true)
-	x.Revoke(list, alice.User, "")
-	if err := z.TakeKeys(context.Background(), "y", []string{queue}, nil); err != nil {
-		t.Fatal(err)
-	}
-	armed.Store(false)
-	if !z.store.Has(queue) {
-		t.Fatal("z did not get the queue")
-	}
-	time.Sleep(time.Second) // the revoke reached y meanwhile
-	wantRevoked(t, z.testNode, queue)
-	if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
-		t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
-	}
+	revokeLateAtTheOldNode(t, 600*time.Millisecond, "z", nil, time.Second)
 }
 
 // TestRevoke_AQueueFromANodeWhoseClockIsAheadLandsRevoked is
@@ -246,44 +216,57 @@ func wantRevoked(t *testing.T, n *testNode, queue string) {
 func TestRevoke_MoreThanASecondLateAtTheOldNodeStillReachesTheQueue(t *testing.T) {
 	for _, taker := range []string{"z", "x"} {
 		t.Run("taken by "+taker, func(t *testing.T) {
-			ca, caKey := devCA(t)
-			var armed atomic.Bool
-			slow := func(_ context.Context, method string) error {
-				if armed.Load() && strings.HasSuffix(method, "/Push") {
-					time.Sleep(1500 * time.Millisecond)
-				}
-				return nil
-			}
-			x := startNodeWith(t, "x", ca, caKey, "", slow)
-			y := startNode(t, "y", ca, caKey, x.gossip)
-			z := startNode(t, "z", ca, caKey, x.gossip)
-			waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
-			to := map[string]started{"x": x, "z": z}[taker]
-			list := ownedBy(x.testNode, "x", "rl")
-			queue := ownedQueue(t, y.testNode, alice)
-			subscribe(t, y.testNode, allowAll{}, alice, queue, list)
-			bob := shard.Principal{User: "bob", Device: "phone"}
-			other := subscribed(t, y.testNode, allowAll{}, bob, list) // another principal's queue at y: not revoked
-			publish(t, x.testNode, list, "v1")
-			armed.Store(true)
-			x.Revoke(list, alice.User, "")
-			if err := to.TakeKeys(context.Background(), "y", []string{queue}, nil); err != nil {
-				t.Fatal(err)
-			}
-			armed.Store(false)
-			if !to.store.Has(queue) {
-				t.Fatalf("%s did not get the queue", taker)
-			}
-			publish(t, x.testNode, list, "v2")
-			if !waitFor(20*time.Second, func() bool {
-				subs, err := to.Subscriptions(context.Background(), alice, queue)
-				return err == nil && len(subs) == 0
-			}) {
-				wantRevoked(t, to.testNode, queue)
-			}
-			if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
-				t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
-			}
+			revokeLateAtTheOldNode(t, 1500*time.Millisecond, taker, func(x *testNode, list string) {
+				publish(t, x, list, "v2")
+			}, 20*time.Second)
 		})
+	}
+}
+
+// revokeLateAtTheOldNode: in a cluster of x, y and z, alice's queue at y
+// and bob's are subscribed to x's list; x's ops to y are late by late
+// while x revokes alice's subscriptions and taker (x or z) takes alice's
+// queue from y; then runs after the hand-off. Alice's queue must end
+// revoked at taker within wait, and bob's stay subscribed.
+func revokeLateAtTheOldNode(t *testing.T, late time.Duration, taker string, then func(x *testNode, list string), wait time.Duration) {
+	t.Helper()
+	ca, caKey := devCA(t)
+	var armed atomic.Bool
+	slow := func(_ context.Context, method string) error {
+		if armed.Load() && strings.HasSuffix(method, "/Push") {
+			time.Sleep(late)
+		}
+		return nil
+	}
+	x := startNodeWith(t, "x", ca, caKey, "", slow)
+	y := startNode(t, "y", ca, caKey, x.gossip)
+	z := startNode(t, "z", ca, caKey, x.gossip)
+	waitRing(t, []*testNode{x.testNode, y.testNode, z.testNode}, 3)
+	to := map[string]started{"x": x, "z": z}[taker]
+	list := ownedBy(x.testNode, "x", "ro")
+	queue := ownedQueue(t, y.testNode, alice)
+	subscribe(t, y.testNode, allowAll{}, alice, queue, list)
+	bob := shard.Principal{User: "bob", Device: "phone"}
+	other := subscribed(t, y.testNode, allowAll{}, bob, list) // another principal's queue at y: not revoked
+	armed.Store(true)
+	x.Revoke(list, alice.User, "")
+	if err := to.TakeKeys(context.Background(), "y", []string{queue}, nil); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(false)
+	if !to.store.Has(queue) {
+		t.Fatalf("%s did not get the queue", taker)
+	}
+	if then != nil {
+		then(x.testNode, list)
+	}
+	if !waitFor(wait, func() bool {
+		subs, err := to.Subscriptions(context.Background(), alice, queue)
+		return err == nil && len(subs) == 0
+	}) {
+		wantRevoked(t, to.testNode, queue)
+	}
+	if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
+		t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
 	}
 }
