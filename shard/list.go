@@ -383,9 +383,7 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 		s.noteTailLocked(r, s.cfg.Now())
 	}
 	r.mu.Unlock()
-	if in != nil {
-		s.peers.Interest(ev.Resource, *in)
-	}
+	s.tellInterest(ev.Resource, in)
 	if len(remote) > 0 {
 		s.peers.Forward(ev, remote)
 	}

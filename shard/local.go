@@ -142,9 +142,7 @@ func (s *Store) dropLocalIfEmpty(f *fanout) bool {
 // a REVOKED notification in each queue, and counts those.
 func (s *Store) DeliverLocal(ev *Event) int {
 	n, in := s.deliverLocal(ev)
-	if in != nil {
-		s.peers.Interest(ev.Resource, *in)
-	}
+	s.tellInterest(ev.Resource, in)
 	return n
 }
 
@@ -221,9 +219,9 @@ func (s *Store) endRevokesLocked(f *fanout, revoked int) *Interest {
 }
 
 // revokeHere removes, in one walk of res's local table, each
-// subscription one of evs covers (the list's last revokes, announced
-// again: see lastRevokes), and keeps them for queues on their way here
-// as fan-out does (fanout.revoked). Other subscriptions are left as they
+// subscription one of the revokes among evs covers (the list's last
+// revokes, announced again: see lastRevokes), and keeps them for queues
+// on their way here as fan-out does (fanout.revoked). Other subscriptions are left as they
 // are: a revoke is a place in the stream they had, here at the list's
 // holder, in order. It returns this node's interest if it changed. The
 // list's lock is held (read), as by fan-out.

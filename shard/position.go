@@ -380,11 +380,11 @@ func (s *Store) announceTail(r *resource) {
 		s.tailMu.Unlock()
 		return
 	}
-	var in *Interest
-	if revokes := r.revokes.inEpoch(r.pos.Epoch); len(revokes) > 0 {
-		in = s.revokeHere(r.name, revokes)
-	}
 	evs := s.tailEventsLocked(r)
+	var in *Interest
+	if r.revokes != nil { // most lists keep none: their table is not walked
+		in = s.revokeHere(r.name, evs)
+	}
 	remote := r.remoteLocked(s.name)
 	if len(evs) == 0 || len(remote) == 0 {
 		r.mu.RUnlock()
