@@ -91,7 +91,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		name string
 		v    uint64
 	}{{"ring_change", cs.RingChanges.Load()}, {"key_given", cs.KeysGiven.Load()}, {"key_taken", cs.KeysTaken.Load()},
-		{"repair", cs.Repairs.Load()}, {"audit_resync", cs.Audited.Load()}, {"dropped", cs.Dropped.Load()}, {"relay", cs.Relays.Load()},
+		{"repair", cs.Repairs.Load()}, {"audit_resync", cs.Audited.Load()}, {"recheck_revoked", cs.Rechecked.Load()}, {"dropped", cs.Dropped.Load()}, {"relay", cs.Relays.Load()},
 		{"unheld_dropped", k.UnheldDropped.Load()}} {
 		ch <- prometheus.MustNewConstMetric(descClusterEvents, prometheus.CounterValue, float64(e.v), e.name)
 	}

@@ -336,7 +336,14 @@ func (s *Store) LocalInterests() map[string]LocalInterest {
 // host that must ask again who may read what (a restarted plugin may have
 // lost the revocations it was about to send). Safe for concurrent use.
 func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
-	fs := s.local.values(hasScheme(scheme))
+	return s.Subscribers(hasScheme(scheme))
+}
+
+// Subscribers lists every distinct (resource, user, device) of the
+// queues held here subscribed to the resources of keeps. Safe for
+// concurrent use.
+func (s *Store) Subscribers(keep func(resource string) bool) []Subscriber {
+	fs := s.local.values(keep)
 	var out []Subscriber
 	seen := map[Subscriber]bool{}
 	for _, f := range fs {

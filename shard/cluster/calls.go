@@ -34,14 +34,24 @@ func (n *Node) callAt(ctx context.Context, node string, c *pb.QueueCall, id uint
 	return rep, fromStatus(node, err)
 }
 
+// authorizer is what authorizes a subscription here: auth, else the
+// node's Config.Auth, else its publishers asked at each resource's owner;
+// nil if there is none.
+func (n *Node) authorizer(auth shard.Authorizer) shard.Authorizer {
+	switch {
+	case auth != nil:
+		return auth
+	case n.cfg.Auth != nil:
+		return n.cfg.Auth
+	case n.localPubs() != nil:
+		return &Publishers{n: n}
+	}
+	return nil
+}
+
 // local runs a queue call on this node's store.
 func (n *Node) local(ctx context.Context, c *pb.QueueCall, auth shard.Authorizer) (*pb.QueueReply, error) {
-	if auth == nil {
-		auth = n.cfg.Auth
-	}
-	if auth == nil && n.localPubs() != nil {
-		auth = &Publishers{n: n} // asked at each resource's owner
-	}
+	auth = n.authorizer(auth)
 	if auth == nil && c.GetOp() == pb.QueueOp_SUBSCRIBE {
 		return nil, fmt.Errorf("%w: no publishers on this node", shard.ErrUnavailable)
 	}

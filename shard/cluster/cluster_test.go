@@ -119,7 +119,7 @@ func startNodeWith(t *testing.T, name, ca, caKey, seed string, intercept func(co
 }
 
 // startNodeOn is startNodeWith around a store made with storeCfg.
-func startNodeOn(t *testing.T, name, ca, caKey, seed string, intercept func(context.Context, string) error, storeCfg shard.Config) started {
+func startNodeOn(t *testing.T, name, ca, caKey, seed string, intercept func(context.Context, string) error, storeCfg shard.Config, opts ...func(*cluster.Config)) started {
 	t.Helper()
 	store, err := shard.New(storeCfg)
 	if err != nil {
@@ -154,6 +154,9 @@ func startNodeOn(t *testing.T, name, ca, caKey, seed string, intercept func(cont
 		}
 		if seed != "" {
 			cfg.Join = []string{seed}
+		}
+		for _, o := range opts {
+			o(&cfg)
 		}
 		if n, err = cluster.New(cfg, store); err != nil {
 			t.Fatal(err)

@@ -56,6 +56,6 @@
 // (outboxes, hand-on of a gone peer's ops), rpc.go (the service),
 // stream.go (relayed streams), publishers.go (calls to the owner's
 // publishers), recheck.go (every node's subscribers of a scheme, for a
-// publisher's re-check), admit.go (member identity), convert.go (wire
+// publisher's re-check; the re-check of lost lists' subscriptions), admit.go (member identity), convert.go (wire
 // forms and errors).
 package cluster

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"meshgate/shard"
+	"meshgate/shard/cluster"
 )
 
 // TestRevoke_AQueueOnItsWayIsRevokedWhenItLands: z takes back a queue
@@ -269,4 +270,59 @@ func revokeLateAtTheOldNode(t *testing.T, late time.Duration, taker string, then
 	if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
 		t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
 	}
+}
+
+// TestRevoke_LostWithItsListsHolderReachesTheQueueAfterTheRepair: d
+// holds the list y's queues subscribe to, stamps a revoke of alice's
+// subscriptions while its pushes to y fail, and dies with the revoke in
+// its outbox (its last revokes die with it too). The list is made again
+// from y's queues; alice's publisher no longer allows her (it said so
+// with the revoke), so her queue must end revoked, and bob's stay.
+func TestRevoke_LostWithItsListsHolderReachesTheQueueAfterTheRepair(t *testing.T) {
+	ca, caKey := devCA(t)
+	var denied atomic.Bool
+	auth := func(c *cluster.Config) { c.Auth = denyAlice{&denied} }
+	var armed atomic.Bool
+	cut := func(_ context.Context, method string) error {
+		if armed.Load() && strings.HasSuffix(method, "/Push") {
+			return fmt.Errorf("%w: connection reset", shard.ErrUnavailable)
+		}
+		return nil
+	}
+	x := startNodeOn(t, "x", ca, caKey, "", nil, shard.Config{}, auth)
+	y := startNodeOn(t, "y", ca, caKey, x.gossip, nil, shard.Config{}, auth)
+	d := startNodeOn(t, "d", ca, caKey, x.gossip, cut, shard.Config{}, auth)
+	waitRing(t, []*testNode{x.testNode, y.testNode, d.testNode}, 3)
+	list := ownedBy(d.testNode, "d", "rd")
+	queue := ownedQueue(t, y.testNode, alice)
+	subscribe(t, y.testNode, allowAll{}, alice, queue, list)
+	bob := shard.Principal{User: "bob", Device: "phone"}
+	other := subscribed(t, y.testNode, allowAll{}, bob, list)
+	armed.Store(true)
+	denied.Store(true)
+	if k := d.Revoke(list, alice.User, ""); k != 0 {
+		t.Fatalf("the revoke reached %d queues at d; want none there", k)
+	}
+	time.Sleep(200 * time.Millisecond) // its push to y tried and failed
+	d.Close()
+	waitRing(t, []*testNode{x.testNode, y.testNode}, 2)
+	if !waitFor(20*time.Second, func() bool {
+		subs, err := y.Subscriptions(context.Background(), alice, queue)
+		return err == nil && len(subs) == 0
+	}) {
+		wantRevoked(t, y.testNode, queue)
+	}
+	if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
+		t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
+	}
+}
+
+// denyAlice allows everyone, and alice only until denied.
+type denyAlice struct{ denied *atomic.Bool }
+
+func (a denyAlice) Authorize(_ context.Context, p shard.Principal, res, _ string) (string, error) {
+	if p.User == alice.User && a.denied.Load() {
+		return "", fmt.Errorf("%w: alice may not read %s", shard.ErrForbidden, res)
+	}
+	return "e0", nil
 }
