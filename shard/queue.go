@@ -95,6 +95,9 @@ type subExtra struct {
 	// arrived meanwhile (etag is its etag); unlinked: its link has not
 	// answered yet (it is in the local table already).
 	pending, seen, unlinked bool
+	// linked is closed when unlinked ends: the link answered, or the
+	// subscribe gave up (see endUnlinkedLocked).
+	linked chan struct{}
 }
 
 // moveTo moves s to p. Invariant: linked is an offset of pos's epoch,
@@ -122,6 +125,15 @@ func (s *subscription) isPending() bool { return s.x != nil && s.x.pending }
 
 // isUnlinked reports whether s's link has not answered yet.
 func (s *subscription) isUnlinked() bool { return s.x != nil && s.x.unlinked }
+
+// endUnlinkedLocked ends s's unlinked state, if it is in it, and wakes
+// the subscribes waiting for it. Its queue's lock held.
+func (s *subscription) endUnlinkedLocked() {
+	if s.isUnlinked() {
+		s.x.unlinked = false
+		close(s.x.linked)
+	}
+}
 
 // tidy lets x go once it holds nothing (a timer waiting on a gap holds
 // its own x, so a later one cannot be mistaken for it).

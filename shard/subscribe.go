@@ -66,25 +66,36 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		return SubscriptionInfo{}, fmt.Errorf("knownEtag: %w", err)
 	}
 	now := s.cfg.Now()
-	q, err := s.lockLive(p, queueName)
-	if err != nil {
-		return SubscriptionInfo{}, err
-	}
-	sub := q.subs[res]
-	fresh := sub == nil
-	if !fresh && sub.isUnlinked() {
-		// Another subscribe is making it (a retry racing its first
-		// try) and its link has not answered: that one decides the
-		// revokes that came meanwhile (subExtra.early), so it ends it.
+	var q *queue
+	var sub *subscription
+	for {
+		var err error
+		if q, err = s.lockLive(p, queueName); err != nil {
+			return SubscriptionInfo{}, err
+		}
+		if sub = q.subs[res]; sub == nil || !sub.isUnlinked() {
+			break
+		}
+		// Another subscribe is making it (a retry racing its first try,
+		// a page's effect run twice) and its link has not answered: that
+		// one decides the revokes that came meanwhile (subExtra.early).
+		// This one goes on once it has, as a refresh, or as a fresh
+		// subscribe if it gave up.
+		linked := sub.x.linked
 		q.mu.Unlock()
-		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s is being made; retry", ErrUnavailable, res)
+		select {
+		case <-linked:
+		case <-ctx.Done():
+			return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s is being made: %v", ErrUnavailable, res, ctx.Err()) //nolint:errorlint // UNAVAILABLE is the contract
+		}
 	}
+	fresh := sub == nil
 	if fresh {
 		if len(q.subs) >= s.cfg.MaxSubscriptionsPerQueue {
 			q.mu.Unlock()
 			return SubscriptionInfo{}, fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
 		}
-		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true, unlinked: true}}
+		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true, unlinked: true, linked: make(chan struct{})}}
 		if q.subs == nil {
 			q.subs = make(map[string]*subscription)
 		}
@@ -97,6 +108,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			return
 		}
 		q.mu.Lock()
+		sub.endUnlinkedLocked()
 		if q.subs[res] == sub {
 			delete(q.subs, res)
 			sub.remove()
@@ -128,7 +140,8 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		}
 		sub.linkedAt(first)
 		early := sub.x.early
-		sub.x.early, sub.x.unlinked = nil, false
+		sub.x.early = nil
+		sub.endUnlinkedLocked()
 		revoked := slices.ContainsFunc(early, func(ev *Event) bool { return ev.revokes(q.owner, sub) })
 		q.mu.Unlock()
 		if revoked {
