@@ -189,3 +189,54 @@ func readUntil(c *testCluster, n *nodeProc, r *subRace, etag string, limit time.
 		}
 	}
 }
+
+// TestDelivery_TheSameSubscribeTwiceAtOnceSucceedsTwice: a client sends
+// one subscribe twice at once (a page's effect run twice, as React's
+// StrictMode does; a retry racing its first try), for many queues, on
+// two nodes so that each link crosses the network. Both answer, with the
+// same etag, and the queue holds the subscription once.
+func TestDelivery_TheSameSubscribeTwiceAtOnceSucceedsTwice(t *testing.T) {
+	c := newTestCluster(t)
+	liftLimits(t, c)
+	ns := []*nodeProc{c.start("sd1", "127.0.0.12"), c.start("sd2", "127.0.0.13")}
+	c.waitRing("sd1", "sd2")
+	const queues = 200
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				n, tok := ns[i%2], c.token(fmt.Sprintf("twice-%d", i))
+				res := fmt.Sprintf("user:alice/twice/%d", i)
+				var q struct{ CreateQueue struct{ Name string } }
+				if err := c.gql(n, tok, `mutation{ createQueue(ttlSeconds: 600) { name } }`, nil, &q); err != nil {
+					t.Error(err)
+					continue
+				}
+				var subs [2]struct{ Subscribe struct{ Etag string } }
+				var errs [2]error
+				var pair sync.WaitGroup
+				for k := range 2 {
+					pair.Go(func() {
+						errs[k] = c.gql(ns[(i+k)%2], tok, `mutation($q:String!,$r:String!){ subscribe(queue:$q, resource:$r) { etag } }`,
+							map[string]any{"q": q.CreateQueue.Name, "r": res}, &subs[k])
+					})
+				}
+				pair.Wait()
+				if errs[0] != nil || errs[1] != nil || subs[0] != subs[1] {
+					t.Errorf("queue %d: the two subscribes answered %+v, %+v (errors %v, %v); want the same etag twice", i, subs[0], subs[1], errs[0], errs[1])
+					continue
+				}
+				var got struct{ Subscriptions []struct{ Resource string } }
+				if err := c.gql(n, tok, `query($q:String!){ subscriptions(queue:$q) { resource } }`, map[string]any{"q": q.CreateQueue.Name}, &got); err != nil || len(got.Subscriptions) != 1 {
+					t.Errorf("queue %d holds %+v (%v); want one subscription", i, got.Subscriptions, err)
+				}
+			}
+		})
+	}
+	for i := range queues {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
