@@ -95,8 +95,9 @@ type subExtra struct {
 	// arrived meanwhile (etag is its etag); unlinked: its link has not
 	// answered yet (it is in the local table already).
 	pending, seen, unlinked bool
-	// linked is closed when unlinked ends: the link answered, or the
-	// subscribe gave up (see endUnlinkedLocked).
+	// linked, made for a subscribe that waits for unlinked to end, is
+	// closed when it ends: the link answered, or the subscribe gave up
+	// (see endUnlinkedLocked).
 	linked chan struct{}
 }
 
@@ -131,7 +132,9 @@ func (s *subscription) isUnlinked() bool { return s.x != nil && s.x.unlinked }
 func (s *subscription) endUnlinkedLocked() {
 	if s.isUnlinked() {
 		s.x.unlinked = false
-		close(s.x.linked)
+		if s.x.linked != nil {
+			close(s.x.linked)
+		}
 	}
 }
 

@@ -81,6 +81,9 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		// one decides the revokes that came meanwhile (subExtra.early).
 		// This one goes on once it has, as a refresh, or as a fresh
 		// subscribe if it gave up.
+		if sub.x.linked == nil {
+			sub.x.linked = make(chan struct{})
+		}
 		linked := sub.x.linked
 		q.mu.Unlock()
 		select {
@@ -95,7 +98,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			q.mu.Unlock()
 			return SubscriptionInfo{}, fmt.Errorf("%w: a queue may hold at most %d subscriptions", ErrLimitExceeded, s.cfg.MaxSubscriptionsPerQueue)
 		}
-		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true, unlinked: true, linked: make(chan struct{})}}
+		sub = &subscription{created: now.UnixNano(), x: &subExtra{pending: true, unlinked: true}}
 		if q.subs == nil {
 			q.subs = make(map[string]*subscription)
 		}
