@@ -385,3 +385,53 @@ func subscribedPair(t *testing.T, r *routed, res string) (q, other string) {
 	mustSub(t, r.node, bob, other, res)
 	return q, other
 }
+
+// gateAuth blocks until released, then answers err.
+type gateAuth struct {
+	release chan struct{}
+	err     error
+}
+
+func (a gateAuth) Authorize(ctx context.Context, _ Principal, _, _ string) (string, error) {
+	<-a.release
+	return "", a.err
+}
+
+// A subscribe that waited for the same subscription's first subscribe
+// goes on once that one has ended, not at its link: the first may still
+// give up (its publisher fails), and it then takes out the subscription
+// the second answered (found by a review helper).
+func TestLoss_ASubscribeThatWaitedIsNotUndoneByTheFirstsFailure(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q := mustQueue(t, r.node, alice)
+	second := make(chan error, 1)
+	var nested atomic.Bool
+	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, before: func() {
+		if nested.CompareAndSwap(false, true) {
+			go func() {
+				_, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
+				second <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // the second finds the first linking
+		}
+	}}, "n")
+	gate := gateAuth{release: make(chan struct{}), err: fmt.Errorf("%w: publisher timed out", ErrUnavailable)}
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.node.Subscribe(context.Background(), gate, alice, q, res, "", "")
+		first <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the second has answered by now (on d16d94c)
+	close(gate.release)
+	if err := <-first; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("the first subscribe: %v; want its publisher's failure", err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("the second subscribe: %v", err)
+	}
+	subs, err := r.node.Subscriptions(context.Background(), alice, q)
+	if err != nil || len(subs) != 1 {
+		t.Errorf("after the second subscribe succeeded, alice's queue is subscribed to %v (%v); want the resource", subs, err)
+	}
+}

@@ -95,10 +95,10 @@ type subExtra struct {
 	// arrived meanwhile (etag is its etag); unlinked: its link has not
 	// answered yet (it is in the local table already).
 	pending, seen, unlinked bool
-	// linked, made for a subscribe that waits for unlinked to end, is
-	// closed when it ends: the link answered, or the subscribe gave up
-	// (see endUnlinkedLocked).
-	linked chan struct{}
+	// made, made for a subscribe of the same that waits for this one's
+	// subscribe to end, is closed when it ends: allowed, or given up
+	// (see endPendingLocked).
+	made chan struct{}
 }
 
 // moveTo moves s to p. Invariant: linked is an offset of pos's epoch,
@@ -127,14 +127,12 @@ func (s *subscription) isPending() bool { return s.x != nil && s.x.pending }
 // isUnlinked reports whether s's link has not answered yet.
 func (s *subscription) isUnlinked() bool { return s.x != nil && s.x.unlinked }
 
-// endUnlinkedLocked ends s's unlinked state, if it is in it, and wakes
-// the subscribes waiting for it. Its queue's lock held.
-func (s *subscription) endUnlinkedLocked() {
-	if s.isUnlinked() {
-		s.x.unlinked = false
-		if s.x.linked != nil {
-			close(s.x.linked)
-		}
+// endPendingLocked wakes the subscribes waiting for s's first subscribe
+// to end (allowed, or given up). Its queue's lock held.
+func (s *subscription) endPendingLocked() {
+	if s.x != nil && s.x.made != nil {
+		close(s.x.made)
+		s.x.made = nil
 	}
 }
 

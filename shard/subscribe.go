@@ -73,21 +73,23 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		if q, err = s.lockLive(p, queueName); err != nil {
 			return SubscriptionInfo{}, err
 		}
-		if sub = q.subs[res]; sub == nil || !sub.isUnlinked() {
+		if sub = q.subs[res]; sub == nil || !sub.isPending() {
 			break
 		}
 		// Another subscribe is making it (a retry racing its first try,
-		// a page's effect run twice) and its link has not answered: that
-		// one decides the revokes that came meanwhile (subExtra.early).
-		// This one goes on once it has, as a refresh, or as a fresh
-		// subscribe if it gave up.
-		if sub.x.linked == nil {
-			sub.x.linked = make(chan struct{})
+		// a page's effect run twice): that one decides the revokes that
+		// came before its link (subExtra.early), and may still give up
+		// (its publisher's answer). This one goes on once it has ended,
+		// as a refresh of a subscription allowed, or as a fresh
+		// subscribe; gone on at its link, it answered a subscription the
+		// first then took out.
+		if sub.x.made == nil {
+			sub.x.made = make(chan struct{})
 		}
-		linked := sub.x.linked
+		made := sub.x.made
 		q.mu.Unlock()
 		select {
-		case <-linked:
+		case <-made:
 		case <-ctx.Done():
 			return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s is being made: %v", ErrUnavailable, res, ctx.Err()) //nolint:errorlint // UNAVAILABLE is the contract
 		}
@@ -111,7 +113,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 			return
 		}
 		q.mu.Lock()
-		sub.endUnlinkedLocked()
+		sub.endPendingLocked()
 		if q.subs[res] == sub {
 			delete(q.subs, res)
 			sub.remove()
@@ -143,8 +145,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		}
 		sub.linkedAt(first)
 		early := sub.x.early
-		sub.x.early = nil
-		sub.endUnlinkedLocked()
+		sub.x.early, sub.x.unlinked = nil, false
 		revoked := slices.ContainsFunc(early, func(ev *Event) bool { return ev.revokes(q.owner, sub) })
 		q.mu.Unlock()
 		if revoked {
@@ -183,6 +184,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		return SubscriptionInfo{}, err
 	}
 	if q.subs[res] != sub { // unsubscribed (or taken out) meanwhile
+		sub.endPendingLocked()
 		q.mu.Unlock()
 		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s was removed while it was made; retry", ErrUnavailable, res)
 	}
@@ -224,6 +226,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		if sub.pos.Less(linked.Pos) {
 			sub.moveTo(linked.Pos)
 		}
+		sub.endPendingLocked()
 		sub.x = nil // it held only pending and seen: a pending subscription parks nothing (offerLocked)
 	} else if !linked.Pos.IsZero() && sub.pos.Before(linked.Pos) {
 		// A refresh: the answer is the list's state at the link (or
