@@ -41,6 +41,12 @@ type Store struct {
 	peers Peers  // loopback on a single node
 	name  string // this node's name in subscriber lists
 
+	// recheckMu guards rechecked: the subscriptions a re-check listed
+	// (Grants) and has not decided on yet; a subscribe that allows one
+	// again takes it out (see DecideGrant). A leaf, taken under queue.mu.
+	recheckMu sync.Mutex
+	rechecked map[*subscription]struct{}
+
 	// tailMu guards tails: the lists whose last event is still to be
 	// announced to their queues on other nodes (position.go). A leaf,
 	// taken under resource.mu.

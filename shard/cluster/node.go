@@ -121,6 +121,10 @@ type Node struct {
 	beat       time.Time       // when this node was last seen running (see beatLocked)
 	others     *ring.Ring      // the ring installed last, without this node (see locate)
 	pubs       LocalPublishers // this node's plugin host, for routed calls
+	// recheckDue are resources whose subscriptions here are due a
+	// re-check, and rechecking is whether one runs (see recheckLater).
+	recheckDue map[string]bool
+	rechecking bool
 
 	// metaMu guards metas: members' metadata, copied in memberlist's
 	// callbacks (under memberlist's lock). Only admit.mu is taken under it.
@@ -750,10 +754,8 @@ func (n *Node) aliveLocked(node string) bool {
 // Close leaves the cluster at once, without hand-off (see Leave), and
 // stops. Safe to call twice.
 func (n *Node) Close() error {
-	select {
-	case <-n.stop:
+	if n.closed() {
 		return nil
-	default:
 	}
 	close(n.stop)
 	if n.ml != nil {
@@ -771,6 +773,16 @@ func (n *Node) Close() error {
 		p.close()
 	}
 	return nil
+}
+
+// closed reports whether Close has begun.
+func (n *Node) closed() bool {
+	select {
+	case <-n.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // Single wraps store as a one-node gateway: every key is local.

@@ -11,63 +11,101 @@ import (
 	pb "meshgate/shard/cluster/peerpb"
 )
 
-// recheckWorkers bounds the Authorize calls a re-check of lost lists has
-// in flight.
+// recheckWorkers bounds the Authorize calls a node's re-check of lists
+// made again has in flight.
 const recheckWorkers = 8
 
-// recheckLost asks the publishers again, for every principal subscribed
-// here to one of resources, whose lists were lost and are linked again,
-// whether it may still read it, and revokes those denied (an error other
-// than ErrForbidden leaves the subscription: no guess either way).
+// recheckLater makes the subscriptions here to res due a re-check
+// (recheck). Re-checks are coalesced: one runs at a time on the node, and
+// the resources made due meanwhile wait for the next.
+func (n *Node) recheckLater(res string) {
+	n.mu.Lock()
+	if n.recheckDue == nil {
+		n.recheckDue = map[string]bool{}
+	}
+	n.recheckDue[res] = true
+	start := !n.rechecking
+	n.rechecking = true
+	n.mu.Unlock()
+	if start {
+		go n.rechecker()
+	}
+}
+
+// rechecker runs the re-checks due until none is, or the node closes.
+func (n *Node) rechecker() {
+	for {
+		n.mu.Lock()
+		due := n.recheckDue
+		n.recheckDue = nil
+		if len(due) == 0 || n.closed() {
+			n.rechecking = false
+			n.mu.Unlock()
+			return
+		}
+		n.mu.Unlock()
+		n.recheck(due)
+	}
+}
+
+// recheck asks the publishers again, for every principal subscribed here
+// to one of resources, whether it may still read it, and revokes here the
+// subscriptions of those denied (an error other than ErrForbidden leaves
+// them: no guess either way). It asks as the plugin host's re-check does:
+// the principal's user and device, no scopes, no proof.
 //
-// Invariant: a revoke stamped in a list that was lost still ends the
+// Invariant: a revoke this node's queues missed because their list was
+// lost, or because this node was missing from it, still ends the
 // subscriptions it covered. A list's holder sends a revoke to the other
 // interested nodes and keeps its last ones to send again (shard's
 // lastRevokes); a holder that dies takes both with it, with whatever of
-// them had not arrived, and a node taken for dead missed those the
-// survivors stamped meanwhile in the lists they made again. The list
-// made again knows none of them, so the subscriptions stayed, and their
-// principals went on getting the resource's changes
-// (TestRevoke_LostWithItsListsHolderReachesTheQueueAfterTheRepair). The
-// publisher's answer now carries what the lost revokes said. A revoke
-// goes through the list, as the publisher's own does, so a subscription
-// allowed again since is kept.
-func (n *Node) recheckLost(resources []string) {
+// them had not arrived; a node taken for dead missed those the survivors
+// stamped meanwhile in the lists they made again; a node missing from a
+// list got none of its revokes. The list made again, or linked again,
+// knows none of them, so the subscriptions stayed and their principals
+// went on getting the resource's changes
+// (TestRevoke_LostWithItsListsHolderReachesTheQueueAfterTheRepair).
+// The publisher's answer now carries what the missed revokes said.
+// Every node re-checks its own queues (relinkOne): a revoke is applied
+// here only (Store.DecideGrant), and a subscription allowed again while
+// the publisher answered, whose subscribe asked it itself, is kept.
+func (n *Node) recheck(resources map[string]bool) {
 	auth := n.authorizer(nil)
-	if len(resources) == 0 || auth == nil {
+	if auth == nil {
 		return
 	}
-	lost := make(map[string]bool, len(resources))
-	for _, res := range resources {
-		lost[res] = true
+	grants := map[shard.Subscriber][]shard.Grant{}
+	for _, g := range n.store.Grants(func(res string) bool { return resources[res] }) {
+		grants[g.Subscriber] = append(grants[g.Subscriber], g)
 	}
-	subs := n.store.Subscribers(func(res string) bool { return lost[res] })
 	var g errgroup.Group
 	g.SetLimit(recheckWorkers)
 	var revoked atomic.Int32
-	for _, sub := range subs {
+	for who, gs := range grants {
 		g.Go(func() error {
-			select {
-			case <-n.stop:
+			if n.closed() {
+				for _, gr := range gs {
+					n.store.DecideGrant(gr, true)
+				}
 				return nil
-			default:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 			defer cancel()
-			_, err := auth.Authorize(ctx, shard.Principal{User: sub.User, Device: sub.Device}, sub.Resource, "")
-			switch {
-			case errors.Is(err, shard.ErrForbidden):
-				n.Revoke(sub.Resource, sub.User, sub.Device)
-				revoked.Add(1)
-				n.stats.Rechecked.Add(1)
-			case err != nil:
-				n.log.Warn("re-check of a lost list: no answer; the subscription is kept", "resource", sub.Resource, "user", sub.User, "err", err)
+			_, err := auth.Authorize(ctx, shard.Principal{User: who.User, Device: who.Device}, who.Resource, "")
+			if err != nil && !errors.Is(err, shard.ErrForbidden) {
+				n.log.Warn("re-check of a list made again: no answer; the subscriptions are kept", "resource", who.Resource, "user", who.User, "err", err)
+			}
+			for _, gr := range gs {
+				if n.store.DecideGrant(gr, !errors.Is(err, shard.ErrForbidden)) {
+					revoked.Add(1)
+					n.stats.Rechecked.Add(1)
+				}
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
-	n.log.Info("re-checked the subscriptions of lost lists", "lists", len(resources), "subscribers", len(subs), "revoked", revoked.Load())
+	n.log.Info("re-checked the subscriptions of lists made again", "lists", len(resources), "subscribers", len(grants), "revoked", revoked.Load())
 }
 
 // SubscribersWithScheme lists the subscribers of scheme's resources whose

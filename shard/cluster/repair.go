@@ -205,12 +205,6 @@ func (n *Node) relink(only []string, lost func(string) bool, retry bool) (resync
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
 	etags := n.current(ctx, affected)
-	var recheck []string // lost lists linked again
-	defer func() {
-		if len(recheck) > 0 {
-			go n.recheckLost(recheck)
-		}
-	}()
 	for res, li := range locals {
 		isLost := lost(res)
 		if isLost {
@@ -229,9 +223,6 @@ func (n *Node) relink(only []string, lost func(string) bool, retry bool) (resync
 		r, err := n.relinkOne(ctx, res, li, isLost)
 		resynced += r
 		if err == nil {
-			if isLost {
-				recheck = append(recheck, res)
-			}
 			continue
 		}
 		n.log.Debug("relink: link failed", "resource", res, "err", err)
@@ -272,6 +263,9 @@ func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest
 	case err != nil:
 		return 0, err
 	case added || lost:
+		// What its queues missed may include revokes: they are asked
+		// again (see recheck).
+		n.recheckLater(res)
 		return n.store.Resync(res, l, li.Queues), nil
 	}
 	return 0, nil
@@ -293,9 +287,6 @@ func (n *Node) relinkLater(res string, li shard.LocalInterest, lost bool) {
 		_, err = n.relinkOne(ctx, res, li, lost)
 		cancel()
 		if err == nil {
-			if lost {
-				n.recheckLost([]string{res})
-			}
 			return
 		}
 	}
