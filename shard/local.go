@@ -383,6 +383,7 @@ func (s *Store) Grants(keep func(resource string) bool) []Grant {
 					s.rechecked = map[*subscription]struct{}{}
 				}
 				s.rechecked[sub] = struct{}{}
+				s.nRechecked.Store(int32(len(s.rechecked)))
 				s.recheckMu.Unlock()
 			}
 			q.mu.Unlock()
@@ -408,6 +409,7 @@ func (s *Store) DecideGrant(g Grant, allowed bool) bool {
 	s.recheckMu.Lock()
 	_, listed := s.rechecked[g.sub]
 	delete(s.rechecked, g.sub)
+	s.nRechecked.Store(int32(len(s.rechecked)))
 	s.recheckMu.Unlock()
 	var ls []Listener
 	revoked := 0
@@ -425,7 +427,11 @@ func (s *Store) DecideGrant(g Grant, allowed bool) bool {
 // allowedAgain takes sub out of the re-checks under way: a subscribe
 // allowed it again (see DecideGrant). Its queue's lock held, or sub gone.
 func (s *Store) allowedAgain(sub *subscription) {
+	if s.nRechecked.Load() == 0 { // none under way: a subscribe takes no store-wide lock
+		return
+	}
 	s.recheckMu.Lock()
 	delete(s.rechecked, sub)
+	s.nRechecked.Store(int32(len(s.rechecked)))
 	s.recheckMu.Unlock()
 }
