@@ -336,7 +336,14 @@ func (s *Store) LocalInterests() map[string]LocalInterest {
 // host that must ask again who may read what (a restarted plugin may have
 // lost the revocations it was about to send). Safe for concurrent use.
 func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
-	fs := s.local.values(hasScheme(scheme))
+	return s.Subscribers(hasScheme(scheme))
+}
+
+// Subscribers lists every distinct (resource, user, device) of the
+// queues held here subscribed to the resources of keep. Safe for
+// concurrent use.
+func (s *Store) Subscribers(keep func(resource string) bool) []Subscriber {
+	fs := s.local.values(keep)
 	var out []Subscriber
 	seen := map[Subscriber]bool{}
 	for _, f := range fs {
@@ -357,81 +364,4 @@ func (s *Store) SubscribersWithScheme(scheme string) []Subscriber {
 // owner's user and device (scopes are not kept with a subscription).
 type Subscriber struct {
 	Resource, User, Device string
-}
-
-// Grant is a subscription held here as a re-check of who may read what
-// listed it (Grants), to decide on (DecideGrant).
-type Grant struct {
-	Subscriber
-	q   *queue
-	sub *subscription
-}
-
-// Grants lists the subscriptions of the queues held here to the
-// resources of keep that are allowed (not pending), for a re-check: each
-// is to be decided on with DecideGrant. Safe for concurrent use.
-func (s *Store) Grants(keep func(resource string) bool) []Grant {
-	var out []Grant
-	for _, f := range s.local.values(keep) {
-		f.mu.Lock()
-		for sub, q := range f.subs {
-			q.mu.Lock()
-			if !sub.gone() && !sub.isPending() {
-				out = append(out, Grant{Subscriber: Subscriber{Resource: f.name, User: q.owner.user, Device: q.owner.device}, q: q, sub: sub})
-				s.recheckMu.Lock()
-				if s.rechecked == nil {
-					s.rechecked = map[*subscription]struct{}{}
-				}
-				s.rechecked[sub] = struct{}{}
-				s.nRechecked.Store(int32(len(s.rechecked)))
-				s.recheckMu.Unlock()
-			}
-			q.mu.Unlock()
-		}
-		f.mu.Unlock()
-	}
-	return out
-}
-
-// DecideGrant ends g's re-check. Denied (allowed false), its
-// subscription is removed, with a REVOKED in its queue, and the list's
-// holder told the interest here changed, unless it was allowed again
-// since Grants listed it (a subscribe, which asked the publisher itself:
-// the re-check's "no" is older than its "yes") or is gone. It reports
-// whether it removed the subscription.
-func (s *Store) DecideGrant(g Grant, allowed bool) bool {
-	f := s.lockFanout(g.Resource, false)
-	if f == nil {
-		s.allowedAgain(g.sub)
-		return false
-	}
-	g.q.mu.Lock()
-	s.recheckMu.Lock()
-	_, listed := s.rechecked[g.sub]
-	delete(s.rechecked, g.sub)
-	s.nRechecked.Store(int32(len(s.rechecked)))
-	s.recheckMu.Unlock()
-	var ls []Listener
-	revoked := 0
-	if !allowed && listed && f.subs[g.sub] == g.q && g.q.subs[g.Resource] == g.sub && !g.sub.gone() {
-		ls = s.revokeLocked(f, g.q, g.sub)
-		revoked = 1
-	}
-	g.q.mu.Unlock()
-	notifyAll(ls)
-	s.counters.Notifications[Revoked].Add(uint64(revoked))
-	s.tellInterest(g.Resource, s.endRevokesLocked(f, revoked))
-	return revoked == 1
-}
-
-// allowedAgain takes sub out of the re-checks under way: a subscribe
-// allowed it again (see DecideGrant). Its queue's lock held, or sub gone.
-func (s *Store) allowedAgain(sub *subscription) {
-	if s.nRechecked.Load() == 0 { // none under way: a subscribe takes no store-wide lock
-		return
-	}
-	s.recheckMu.Lock()
-	delete(s.rechecked, sub)
-	s.nRechecked.Store(int32(len(s.rechecked)))
-	s.recheckMu.Unlock()
 }

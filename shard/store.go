@@ -41,15 +41,6 @@ type Store struct {
 	peers Peers  // loopback on a single node
 	name  string // this node's name in subscriber lists
 
-	// recheckMu guards rechecked: the subscriptions a re-check listed
-	// (Grants) and has not decided on yet; a subscribe that allows one
-	// again takes it out (see DecideGrant). A leaf, taken under queue.mu.
-	recheckMu sync.Mutex
-	rechecked map[*subscription]struct{}
-	// nRechecked is len(rechecked), read without recheckMu by a
-	// subscribe (under its queue's lock, as a re-check adds its own).
-	nRechecked atomic.Int32
-
 	// tailMu guards tails: the lists whose last event is still to be
 	// announced to their queues on other nodes (position.go). A leaf,
 	// taken under resource.mu.

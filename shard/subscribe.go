@@ -240,10 +240,8 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		sub.dropParked()
 	}
 	// Allowed as of the first link (above): a revoke stamped before it
-	// no longer covers the subscription (a refresh's among them), nor
-	// does a re-check's answer under way.
+	// no longer covers the subscription (a refresh's among them).
 	sub.linkedAt(first)
-	s.allowedAgain(sub)
 	sub.etag = answer
 	// Invariant: "" means "never published". A caller that knew an etag
 	// (knownEtag) proves the resource was published, and a list made

@@ -49,10 +49,10 @@ func (n *Node) rechecker() {
 }
 
 // recheck asks the publishers again, for every principal subscribed here
-// to one of resources, whether it may still read it, and revokes here the
-// subscriptions of those denied (an error other than ErrForbidden leaves
-// them: no guess either way). It asks as the plugin host's re-check does:
-// the principal's user and device, no scopes, no proof.
+// to one of resources, whether it may still read it, and revokes those
+// denied (an error other than ErrForbidden leaves the subscriptions: no
+// guess either way). It asks as the plugin host's re-check does: the
+// principal's user and device, no scopes, no proof.
 //
 // Invariant: a revoke this node's queues missed because their list was
 // lost, or because this node was missing from it, still ends the
@@ -65,47 +65,43 @@ func (n *Node) rechecker() {
 // knows none of them, so the subscriptions stayed and their principals
 // went on getting the resource's changes
 // (TestRevoke_LostWithItsListsHolderReachesTheQueueAfterTheRepair).
-// The publisher's answer now carries what the missed revokes said.
-// Every node re-checks its own queues (relinkOne): a revoke is applied
-// here only (Store.DecideGrant), and a subscription allowed again while
-// the publisher answered, whose subscribe asked it itself, is kept.
+// The publisher's answer now carries what the missed revokes said. Each
+// node re-checks its own queues (relinkOne); the revoke goes through the
+// list, as a publisher's does, so it reaches the principal's queues
+// wherever they are, moving ones and pending subscribes among them, and
+// a subscription made after it is stamped is kept. One allowed again
+// while the answer was on its way is revoked too: a REVOKED too many,
+// never one too few.
 func (n *Node) recheck(resources map[string]bool) {
 	auth := n.authorizer(nil)
 	if auth == nil {
 		return
 	}
-	grants := map[shard.Subscriber][]shard.Grant{}
-	for _, g := range n.store.Grants(func(res string) bool { return resources[res] }) {
-		grants[g.Subscriber] = append(grants[g.Subscriber], g)
-	}
+	subs := n.store.Subscribers(func(res string) bool { return resources[res] })
 	var g errgroup.Group
 	g.SetLimit(recheckWorkers)
 	var revoked atomic.Int32
-	for who, gs := range grants {
+	for _, sub := range subs {
 		g.Go(func() error {
 			if n.closed() {
-				for _, gr := range gs {
-					n.store.DecideGrant(gr, true)
-				}
 				return nil
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 			defer cancel()
-			_, err := auth.Authorize(ctx, shard.Principal{User: who.User, Device: who.Device}, who.Resource, "")
-			if err != nil && !errors.Is(err, shard.ErrForbidden) {
-				n.log.Warn("re-check of a list made again: no answer; the subscriptions are kept", "resource", who.Resource, "user", who.User, "err", err)
-			}
-			for _, gr := range gs {
-				if n.store.DecideGrant(gr, !errors.Is(err, shard.ErrForbidden)) {
-					revoked.Add(1)
-					n.stats.Rechecked.Add(1)
-				}
+			_, err := auth.Authorize(ctx, shard.Principal{User: sub.User, Device: sub.Device}, sub.Resource, "")
+			switch {
+			case errors.Is(err, shard.ErrForbidden):
+				n.Revoke(sub.Resource, sub.User, sub.Device)
+				revoked.Add(1)
+				n.stats.Rechecked.Add(1)
+			case err != nil:
+				n.log.Warn("re-check of a list made again: no answer; the subscription is kept", "resource", sub.Resource, "user", sub.User, "err", err)
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
-	n.log.Info("re-checked the subscriptions of lists made again", "lists", len(resources), "subscribers", len(grants), "revoked", revoked.Load())
+	n.log.Info("re-checked the subscriptions of lists made again", "lists", len(resources), "subscribers", len(subs), "revoked", revoked.Load())
 }
 
 // SubscribersWithScheme lists the subscribers of scheme's resources whose

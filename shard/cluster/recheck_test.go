@@ -99,56 +99,6 @@ func TestRecheck_ALostListTheAuditMakesAgainIsRechecked(t *testing.T) {
 	}
 }
 
-// regrantAuth denies alice once, and while that answer is on its way
-// back, alice is allowed again and subscribes again (her subscribe asks
-// another authorizer, which allows her).
-type regrantAuth struct {
-	once  sync.Once
-	again func()
-}
-
-func (a *regrantAuth) Authorize(_ context.Context, p shard.Principal, res, _ string) (string, error) {
-	denied := false
-	a.once.Do(func() { denied = true; a.again() })
-	if denied {
-		return "", fmt.Errorf("%w: %s may not read %s", shard.ErrForbidden, p.User, res)
-	}
-	return "e0", nil
-}
-
-// A subscription allowed again, and subscribed again, while the
-// re-check's "no" was on its way back is kept (found by a review helper:
-// the "no" became a revoke stamped later, which covered it).
-func TestRecheck_ASubscriptionAllowedAgainMeanwhileIsKept(t *testing.T) {
-	store, err := shard.New(shard.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	alice := shard.Principal{User: "alice", Device: "d"}
-	const res = "user:carol/x"
-	var q string
-	auth := &regrantAuth{again: func() {
-		if _, err := store.Subscribe(context.Background(), etagAuth("e1"), alice, q, res, "", ""); err != nil {
-			t.Errorf("alice's subscribe once allowed again: %v", err)
-		}
-	}}
-	n, err := New(Config{Name: "a", Auth: auth}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	q = subscribedAt(t, n, alice, res, "v0")
-	li := store.LocalInterests()[res]
-	store.ForgetNodes(func(string) bool { return true })
-	n.relinking.Add(1)
-	n.relinkLater(res, li, true)
-	waitRechecked(t, n)
-	if subs, err := store.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 1 {
-		t.Errorf("alice, allowed again and subscribed after the re-check's answer, is subscribed to %v (%v); want the resource", subs, err)
-	}
-}
-
 // waitRechecked waits for n's re-checks to end.
 func waitRechecked(t *testing.T, n *Node) {
 	t.Helper()
@@ -162,5 +112,110 @@ func waitRechecked(t *testing.T, n *Node) {
 		if time.Now().After(deadline) {
 			t.Fatal("the re-checks did not end")
 		}
+	}
+}
+
+type funcAuth func(context.Context, shard.Principal, string, string) (string, error)
+
+func (f funcAuth) Authorize(ctx context.Context, p shard.Principal, res, proof string) (string, error) {
+	return f(ctx, p, res, proof)
+}
+
+// A refresh whose publisher read "allowed" before the re-check listed
+// the subscription, and whose answer lands after, does not cancel the
+// re-check's later "no" (found by a review helper, against a re-check
+// that applied its answers at the queue's node only).
+func TestRecheck_ARefreshReadBeforeTheListingDoesNotCancelTheNo(t *testing.T) {
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	alice := shard.Principal{User: "alice", Device: "d"}
+	const res = "user:carol/x"
+	read, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	nodeAuth := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
+		once.Do(func() { close(release); <-done }) // the re-check asks after Grants listed alice
+		return "", fmt.Errorf("%w: alice was revoked", shard.ErrForbidden)
+	})
+	n, err := New(Config{Name: "a", Auth: nodeAuth}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	q := subscribedAt(t, n, alice, res, "e0")
+	go func() {
+		defer close(done)
+		refresh := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
+			close(read) // the publisher read "alice allowed" now
+			<-release   // ... and its answer comes back after the listing
+			return "e0", nil
+		})
+		if _, err := store.Subscribe(context.Background(), refresh, alice, q, res, "", ""); err != nil {
+			t.Logf("refresh: %v", err)
+		}
+	}()
+	<-read
+	// The publisher revokes alice now; the revoke dies with the list's holder.
+	li := store.LocalInterests()[res]
+	store.ForgetNodes(func(string) bool { return true })
+	n.relinking.Add(1)
+	n.relinkLater(res, li, true)
+	waitRechecked(t, n)
+	if subs, err := store.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("alice, denied by a re-check asked after her refresh's publisher read her allowed, is subscribed to %v (%v); want revoked", subs, err)
+	}
+}
+
+// The same for a fresh subscribe, pending when the re-check listed the
+// subscriptions.
+func TestRecheck_AFreshSubscribeReadBeforeTheListingIsRechecked(t *testing.T) {
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	alice, bob := shard.Principal{User: "alice", Device: "d"}, shard.Principal{User: "bob", Device: "d"}
+	const res = "user:carol/x"
+	read, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	nodeAuth := funcAuth(func(_ context.Context, p shard.Principal, _, _ string) (string, error) {
+		once.Do(func() { close(release); <-done })
+		if p.User == "alice" {
+			return "", fmt.Errorf("%w: alice was revoked", shard.ErrForbidden)
+		}
+		return "e0", nil
+	})
+	n, err := New(Config{Name: "a", Auth: nodeAuth}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	subscribedAt(t, n, bob, res, "e0") // so the list has a re-check to run
+	qi, err := n.CreateQueue(context.Background(), alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := qi.Name
+	go func() {
+		defer close(done)
+		fresh := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
+			close(read)
+			<-release
+			return "e0", nil
+		})
+		if _, err := store.Subscribe(context.Background(), fresh, alice, q, res, "", ""); err != nil {
+			t.Logf("subscribe: %v", err)
+		}
+	}()
+	<-read
+	li := store.LocalInterests()[res]
+	store.ForgetNodes(func(string) bool { return true })
+	n.relinking.Add(1)
+	n.relinkLater(res, li, true)
+	waitRechecked(t, n)
+	if subs, err := store.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("alice, whose subscribe's publisher read her allowed before the re-check listed the list (she was pending), is subscribed to %v (%v); want revoked or failed", subs, err)
 	}
 }
