@@ -298,7 +298,7 @@ func TestLoss_ARevokeStampedAfterALinkThatHasNotAnsweredFailsTheSubscribe(t *tes
 
 // A subscribe of a queue to a resource while another subscribe of the
 // same is linking (a retry racing its first try, a page's effect run
-// twice) waits for that one's link and goes on from it: both succeed,
+// twice) waits for that one to end and goes on from it: both succeed,
 // and the queue holds one subscription. Before, the second ended the
 // first's pending state and the first dereferenced nil with the queue's
 // lock held; then it answered UNAVAILABLE, which a client on default
@@ -307,17 +307,7 @@ func TestLoss_ASubscribeWhileTheSameSubscriptionLinksWaitsForIt(t *testing.T) {
 	r := newRouted(t)
 	const res = "user:carol/doc"
 	q := mustQueue(t, r.node, alice)
-	second := make(chan error, 1)
-	var nested atomic.Bool
-	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, before: func() {
-		if nested.CompareAndSwap(false, true) {
-			go func() {
-				_, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
-				second <- err
-			}()
-			time.Sleep(50 * time.Millisecond) // the second finds the first linking
-		}
-	}}, "n")
+	second := subscribeAgainAtTheLink(r, q, res)
 	if _, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", ""); err != nil {
 		t.Fatalf("the first subscribe: %v", err)
 	}
@@ -405,17 +395,7 @@ func TestLoss_ASubscribeThatWaitedIsNotUndoneByTheFirstsFailure(t *testing.T) {
 	r := newRouted(t)
 	const res = "user:carol/doc"
 	q := mustQueue(t, r.node, alice)
-	second := make(chan error, 1)
-	var nested atomic.Bool
-	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, before: func() {
-		if nested.CompareAndSwap(false, true) {
-			go func() {
-				_, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
-				second <- err
-			}()
-			time.Sleep(50 * time.Millisecond) // the second finds the first linking
-		}
-	}}, "n")
+	second := subscribeAgainAtTheLink(r, q, res)
 	gate := gateAuth{release: make(chan struct{}), err: fmt.Errorf("%w: publisher timed out", ErrUnavailable)}
 	first := make(chan error, 1)
 	go func() {
@@ -434,4 +414,21 @@ func TestLoss_ASubscribeThatWaitedIsNotUndoneByTheFirstsFailure(t *testing.T) {
 	if err != nil || len(subs) != 1 {
 		t.Errorf("after the second subscribe succeeded, alice's queue is subscribed to %v (%v); want the resource", subs, err)
 	}
+}
+
+// subscribeAgainAtTheLink makes r.node's first link start the same
+// subscribe of alice's queue q to res again, and gives its answer.
+func subscribeAgainAtTheLink(r *routed, q, res string) <-chan error {
+	second := make(chan error, 1)
+	var nested atomic.Bool
+	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, before: func() {
+		if nested.CompareAndSwap(false, true) {
+			go func() {
+				_, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
+				second <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // the second finds the first linking
+		}
+	}}, "n")
+	return second
 }

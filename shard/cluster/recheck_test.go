@@ -133,7 +133,7 @@ func TestRecheck_ARefreshReadBeforeTheListingDoesNotCancelTheNo(t *testing.T) {
 	defer store.Close()
 	alice := shard.Principal{User: "alice", Device: "d"}
 	const res = "user:carol/x"
-	read, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	release, done := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	nodeAuth := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
 		once.Do(func() { close(release); <-done }) // the re-check asks after Grants listed alice
@@ -145,24 +145,7 @@ func TestRecheck_ARefreshReadBeforeTheListingDoesNotCancelTheNo(t *testing.T) {
 	}
 	defer n.Close()
 	q := subscribedAt(t, n, alice, res, "e0")
-	go func() {
-		defer close(done)
-		refresh := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
-			close(read) // the publisher read "alice allowed" now
-			<-release   // ... and its answer comes back after the listing
-			return "e0", nil
-		})
-		if _, err := store.Subscribe(context.Background(), refresh, alice, q, res, "", ""); err != nil {
-			t.Logf("refresh: %v", err)
-		}
-	}()
-	<-read
-	// The publisher revokes alice now; the revoke dies with the list's holder.
-	li := store.LocalInterests()[res]
-	store.ForgetNodes(func(string) bool { return true })
-	n.relinking.Add(1)
-	n.relinkLater(res, li, true)
-	waitRechecked(t, n)
+	recheckWhileSubscribing(t, n, store, alice, q, res, release, done)
 	if subs, err := store.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
 		t.Errorf("alice, denied by a re-check asked after her refresh's publisher read her allowed, is subscribed to %v (%v); want revoked", subs, err)
 	}
@@ -178,7 +161,7 @@ func TestRecheck_AFreshSubscribeReadBeforeTheListingIsRechecked(t *testing.T) {
 	defer store.Close()
 	alice, bob := shard.Principal{User: "alice", Device: "d"}, shard.Principal{User: "bob", Device: "d"}
 	const res = "user:carol/x"
-	read, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	release, done := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	nodeAuth := funcAuth(func(_ context.Context, p shard.Principal, _, _ string) (string, error) {
 		once.Do(func() { close(release); <-done })
@@ -198,14 +181,28 @@ func TestRecheck_AFreshSubscribeReadBeforeTheListingIsRechecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := qi.Name
+	recheckWhileSubscribing(t, n, store, alice, q, res, release, done)
+	if subs, err := store.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("alice, whose subscribe's publisher read her allowed before the re-check listed the list (she was pending), is subscribed to %v (%v); want revoked or failed", subs, err)
+	}
+}
+
+// recheckWhileSubscribing runs p's subscribe of q to res, whose publisher
+// reads p allowed and answers once release is closed (done is closed
+// when the subscribe returns), and, once that publisher has read, loses
+// res's list (the publisher revokes p now; the revoke dies with the
+// list's holder) and links it again, waiting for n's re-check.
+func recheckWhileSubscribing(t *testing.T, n *Node, store *shard.Store, p shard.Principal, q, res string, release, done chan struct{}) {
+	t.Helper()
+	read := make(chan struct{})
 	go func() {
 		defer close(done)
-		fresh := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
-			close(read)
-			<-release
+		auth := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
+			close(read) // the publisher read "allowed" now
+			<-release   // ... and its answer comes back after the listing
 			return "e0", nil
 		})
-		if _, err := store.Subscribe(context.Background(), fresh, alice, q, res, "", ""); err != nil {
+		if _, err := store.Subscribe(context.Background(), auth, p, q, res, "", ""); err != nil {
 			t.Logf("subscribe: %v", err)
 		}
 	}()
@@ -215,7 +212,4 @@ func TestRecheck_AFreshSubscribeReadBeforeTheListingIsRechecked(t *testing.T) {
 	n.relinking.Add(1)
 	n.relinkLater(res, li, true)
 	waitRechecked(t, n)
-	if subs, err := store.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
-		t.Errorf("alice, whose subscribe's publisher read her allowed before the re-check listed the list (she was pending), is subscribed to %v (%v); want revoked or failed", subs, err)
-	}
 }
