@@ -55,7 +55,8 @@
 // repair.go (crash repair, rejoin, the audit: one relink), peer.go
 // (outboxes, hand-on of a gone peer's ops), rpc.go (the service),
 // stream.go (relayed streams), publishers.go (calls to the owner's
-// publishers), recheck.go (every node's subscribers of a scheme, for a
-// publisher's re-check; the re-check of lost lists' subscriptions), admit.go (member identity), convert.go (wire
-// forms and errors).
+// publishers), recheck.go (the re-check of the subscriptions of lists
+// made again; every node's subscribers of a scheme, for a publisher's
+// re-check), admit.go (member identity), convert.go (wire forms and
+// errors).
 package cluster

@@ -19,7 +19,7 @@ type Stats struct {
 	KeysTaken   atomic.Uint64 // queues and lists taken over
 	Repairs     atomic.Uint64 // crash repairs and rejoins run
 	Audited     atomic.Uint64 // RESYNCs the post-settle audit appended: it should find nothing
-	Rechecked   atomic.Uint64 // subscriptions of lost lists the re-check revoked (recheckLost)
+	Rechecked   atomic.Uint64 // subscriptions the re-check of lists made again revoked (recheck)
 	Dropped     atomic.Uint64 // ops that could not reach a peer
 	Relays      atomic.Uint64 // relayed streams opened
 
