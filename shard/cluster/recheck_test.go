@@ -33,17 +33,8 @@ func (a *inFlightAuth) Authorize(context.Context, shard.Principal, string, strin
 // node's bound of Authorize calls in flight (found by a review helper:
 // each had its own 8).
 func TestRecheck_RetriedLinksShareTheNodesBound(t *testing.T) {
-	store, err := shard.New(shard.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	auth := &inFlightAuth{}
-	n, err := New(Config{Name: "a", Auth: auth}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, store := recheckNode(t, auth)
 	const lists = 40
 	for i := range lists {
 		subscribedAt(t, n, shard.Principal{User: fmt.Sprintf("u%d", i), Device: "d"}, fmt.Sprintf("user:u%d/x", i), "v0")
@@ -78,16 +69,7 @@ func (d denyUser) Authorize(_ context.Context, p shard.Principal, res, _ string)
 // with the list's holder still ends its principal's (found by a review
 // helper).
 func TestRecheck_ALostListTheAuditMakesAgainIsRechecked(t *testing.T) {
-	store, err := shard.New(shard.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	n, err := New(Config{Name: "a", Auth: denyUser("alice")}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, store := recheckNode(t, denyUser("alice"))
 	alice := shard.Principal{User: "alice", Device: "d"}
 	const res = "user:carol/x"
 	q := subscribedAt(t, n, alice, res, "v0")            // allowed then; denied since, the revoke lost
@@ -126,24 +108,15 @@ func (f funcAuth) Authorize(ctx context.Context, p shard.Principal, res, proof s
 // re-check's later "no" (found by a review helper, against a re-check
 // that applied its answers at the queue's node only).
 func TestRecheck_ARefreshReadBeforeTheListingDoesNotCancelTheNo(t *testing.T) {
-	store, err := shard.New(shard.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	alice := shard.Principal{User: "alice", Device: "d"}
 	const res = "user:carol/x"
 	release, done := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	nodeAuth := funcAuth(func(context.Context, shard.Principal, string, string) (string, error) {
-		once.Do(func() { close(release); <-done }) // the re-check asks after Grants listed alice
+		once.Do(func() { close(release); <-done }) // the re-check asks after it listed alice
 		return "", fmt.Errorf("%w: alice was revoked", shard.ErrForbidden)
 	})
-	n, err := New(Config{Name: "a", Auth: nodeAuth}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, store := recheckNode(t, nodeAuth)
 	q := subscribedAt(t, n, alice, res, "e0")
 	recheckWhileSubscribing(t, n, store, alice, q, res, release, done)
 	if subs, err := store.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
@@ -154,11 +127,6 @@ func TestRecheck_ARefreshReadBeforeTheListingDoesNotCancelTheNo(t *testing.T) {
 // The same for a fresh subscribe, pending when the re-check listed the
 // subscriptions.
 func TestRecheck_AFreshSubscribeReadBeforeTheListingIsRechecked(t *testing.T) {
-	store, err := shard.New(shard.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	alice, bob := shard.Principal{User: "alice", Device: "d"}, shard.Principal{User: "bob", Device: "d"}
 	const res = "user:carol/x"
 	release, done := make(chan struct{}), make(chan struct{})
@@ -170,11 +138,7 @@ func TestRecheck_AFreshSubscribeReadBeforeTheListingIsRechecked(t *testing.T) {
 		}
 		return "e0", nil
 	})
-	n, err := New(Config{Name: "a", Auth: nodeAuth}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, store := recheckNode(t, nodeAuth)
 	subscribedAt(t, n, bob, res, "e0") // so the list has a re-check to run
 	qi, err := n.CreateQueue(context.Background(), alice, 0)
 	if err != nil {
@@ -212,4 +176,20 @@ func recheckWhileSubscribing(t *testing.T, n *Node, store *shard.Store, p shard.
 	n.relinking.Add(1)
 	n.relinkLater(res, li, true)
 	waitRechecked(t, n)
+}
+
+// recheckNode is a single node around a new store, its subscriptions
+// authorized by auth, both closed when t ends.
+func recheckNode(t *testing.T, auth shard.Authorizer) (*Node, *shard.Store) {
+	t.Helper()
+	store, err := shard.New(shard.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{Name: "a", Auth: auth}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); store.Close() })
+	return n, store
 }
