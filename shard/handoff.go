@@ -243,7 +243,13 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // stamped different events at the same offsets (a copy of a list given
 // again, stale, from a tomb), and going on at either's offset would give
 // a later event a position a queue already holds another event at.
-func (s *Store) ImportResource(st ResourceState) {
+//
+// A merge drops both copies' last revokes (they stand in no stream of the
+// new epoch, lastRevokes), so a queue that missed one would never be
+// told. ImportResource returns their principals (Device "" for all of a
+// user's devices) for the caller to ask the publisher about again; it
+// returns none when no lists merged.
+func (s *Store) ImportResource(st ResourceState) (dropped []Subscriber) {
 	var made *resource
 	var u unheldPub
 	var remembered bool
@@ -273,6 +279,8 @@ func (s *Store) ImportResource(st ResourceState) {
 	observeAt(max(st.Pos.At, st.EtagPos.At))
 	if r != made && !st.Pos.IsZero() { // merged with a list held here
 		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
+		dropped = revokedPrincipals(r.revokes, st.Revokes)
+		r.revokes = nil
 	}
 	// The newer etag of the two lists, by At across epochs (Before):
 	// a list of an older epoch may have delivered the later one.
@@ -292,6 +300,27 @@ func (s *Store) ImportResource(st ResourceState) {
 		s.Deliver(&Event{Kind: Resync, Resource: st.Name, Etag: u.etag, Time: s.cfg.Now(), Pos: Position{At: u.at}})
 	}
 	s.dropIfEmpty(r)
+	return dropped
+}
+
+// revokedPrincipals are the principals revoked by here's and there's
+// revokes, each once.
+func revokedPrincipals(here *lastRevokes, there []*Event) []Subscriber {
+	var evs []*Event
+	if here != nil {
+		evs = here.evs
+	}
+	var out []Subscriber
+	for _, ev := range slices.Concat(evs, there) {
+		if ev.From == nil {
+			continue
+		}
+		sub := Subscriber{Resource: ev.Resource, User: ev.From.User, Device: ev.From.Device}
+		if !slices.Contains(out, sub) {
+			out = append(out, sub)
+		}
+	}
+	return out
 }
 
 // Keys lists the names of the queues and resources held here.

@@ -286,7 +286,9 @@ const (
 // reaches, while the list announces its tail; a queue whose position
 // moved past it without it is revoked when it comes again. Not kept: the
 // revokes of a list that dies with its node, or that merges with another
-// copy of itself (ImportResource: a new epoch, where they stand nowhere).
+// copy of itself (ImportResource: a new epoch, where they stand nowhere);
+// their principals are asked about again instead (shard/cluster's
+// recheck), for a list made again and for a merge.
 type lastRevokes struct{ evs []*Event }
 
 // maxLastRevokes is how many principals' revokes a list keeps (the

@@ -286,7 +286,7 @@ func (n *Node) landList(st *pb.ResourceState) {
 		// changes nothing; every later one is newer and wins.
 		rs.Nodes = shard.WithEnlist(rs.Nodes, p.in, p.floor)
 	}
-	n.store.ImportResource(rs)
+	n.recheckLater(nil, n.store.ImportResource(rs))
 }
 
 // outboxMarks notes how many ops each peer had been given so far.
@@ -410,7 +410,7 @@ func (n *Node) takeBack() {
 	for _, st := range rs {
 		mu := n.stripe(st.Name)
 		mu.Lock() // see rejoined
-		n.store.ImportResource(st)
+		n.recheckLater(nil, n.store.ImportResource(st))
 		mu.Unlock()
 	}
 	for _, st := range qs {

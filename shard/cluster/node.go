@@ -122,8 +122,10 @@ type Node struct {
 	others     *ring.Ring      // the ring installed last, without this node (see locate)
 	pubs       LocalPublishers // this node's plugin host, for routed calls
 	// recheckDue are resources whose subscriptions here are due a
-	// re-check, and rechecking is whether one runs (see recheckLater).
+	// re-check, recheckOf principals due one (wherever their queues
+	// are), and rechecking is whether one runs (see recheckLater).
 	recheckDue map[string]bool
+	recheckOf  map[shard.Subscriber]bool
 	rechecking bool
 
 	// metaMu guards metas: members' metadata, copied in memberlist's

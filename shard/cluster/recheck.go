@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
@@ -15,15 +16,27 @@ import (
 // made again has in flight.
 const recheckWorkers = 8
 
-// recheckLater makes the subscriptions here to res due a re-check
-// (recheck). Re-checks are coalesced: one runs at a time on the node, and
-// the resources made due meanwhile wait for the next.
-func (n *Node) recheckLater(res string) {
-	n.mu.Lock()
-	if n.recheckDue == nil {
-		n.recheckDue = map[string]bool{}
+// recheckLater makes the subscriptions here to resources, and the
+// principals subs to their resources wherever their queues are, due a
+// re-check (recheck). Re-checks are coalesced: one runs at a time on the
+// node, and what is made due meanwhile waits for the next.
+func (n *Node) recheckLater(resources []string, subs []shard.Subscriber) {
+	if len(resources)+len(subs) == 0 {
+		return
 	}
-	n.recheckDue[res] = true
+	n.mu.Lock()
+	for _, res := range resources {
+		if n.recheckDue == nil {
+			n.recheckDue = map[string]bool{}
+		}
+		n.recheckDue[res] = true
+	}
+	for _, sub := range subs {
+		if n.recheckOf == nil {
+			n.recheckOf = map[shard.Subscriber]bool{}
+		}
+		n.recheckOf[sub] = true
+	}
 	start := !n.rechecking
 	n.rechecking = true
 	n.mu.Unlock()
@@ -36,15 +49,21 @@ func (n *Node) recheckLater(res string) {
 func (n *Node) rechecker() {
 	for {
 		n.mu.Lock()
-		due := n.recheckDue
-		n.recheckDue = nil
-		if len(due) == 0 || n.closed() {
+		due, of := n.recheckDue, n.recheckOf
+		n.recheckDue, n.recheckOf = nil, nil
+		if len(due)+len(of) == 0 || n.closed() {
 			n.rechecking = false
 			n.mu.Unlock()
 			return
 		}
 		n.mu.Unlock()
-		n.recheck(due)
+		subs := n.store.Subscribers(func(res string) bool { return due[res] })
+		for sub := range of {
+			if !slices.Contains(subs, sub) {
+				subs = append(subs, sub)
+			}
+		}
+		n.recheck(len(due), subs)
 	}
 }
 
@@ -72,12 +91,17 @@ func (n *Node) rechecker() {
 // a subscription made after it is stamped is kept. One allowed again
 // while the answer was on its way is revoked too: a REVOKED too many,
 // never one too few.
-func (n *Node) recheck(resources map[string]bool) {
+//
+// The same holds for the revokes a merge of two copies of a list drops
+// (shard.Store.ImportResource): the node the merged list is held at asks
+// again about the principals they named, as the revoke named them (a
+// device of "" for all of a user's devices), since their queues may be
+// on any node (TestRecheck_AMergedListRechecksTheRevokesItDropped).
+func (n *Node) recheck(lists int, subs []shard.Subscriber) {
 	auth := n.authorizer(nil)
 	if auth == nil {
 		return
 	}
-	subs := n.store.Subscribers(func(res string) bool { return resources[res] })
 	var g errgroup.Group
 	g.SetLimit(recheckWorkers)
 	var revoked atomic.Int32
@@ -95,13 +119,13 @@ func (n *Node) recheck(resources map[string]bool) {
 				revoked.Add(1)
 				n.stats.Rechecked.Add(1)
 			case err != nil:
-				n.log.Warn("re-check of a list made again: no answer; the subscription is kept", "resource", sub.Resource, "user", sub.User, "err", err)
+				n.log.Warn("re-check of a list made again or merged: no answer; the subscription is kept", "resource", sub.Resource, "user", sub.User, "err", err)
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
-	n.log.Info("re-checked the subscriptions of lists made again", "lists", len(resources), "subscribers", len(subs), "revoked", revoked.Load())
+	n.log.Info("re-checked the subscriptions of lists made again or merged", "lists", lists, "subscribers", len(subs), "revoked", revoked.Load())
 }
 
 // SubscribersWithScheme lists the subscribers of scheme's resources whose

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"meshgate/shard"
+	pb "meshgate/shard/cluster/peerpb"
 )
 
 // inFlightAuth allows everyone, slowly, and records the most calls it
@@ -192,4 +193,28 @@ func recheckNode(t *testing.T, auth shard.Authorizer) (*Node, *shard.Store) {
 	}
 	t.Cleanup(func() { n.Close(); store.Close() })
 	return n, store
+}
+
+// Two copies of a list merge (a list landing where a link made it again
+// meanwhile): the merged list goes on in a new epoch, where neither
+// copy's last revokes stand, so a queue that missed one was never told.
+// The principals of the revokes the merge dropped are re-checked, and a
+// denied one revoked through the list.
+func TestRecheck_AMergedListRechecksTheRevokesItDropped(t *testing.T) {
+	n, store := recheckNode(t, denyUser("alice"))
+	alice, bob := shard.Principal{User: "alice", Device: "d"}, shard.Principal{User: "bob", Device: "d"}
+	const res = "user:carol/x"
+	qa := subscribedAt(t, n, alice, res, "v0") // the copy here: alice subscribed; the other copy revoked her
+	qb := subscribedAt(t, n, bob, res, "v0")
+	revoke := shard.RevokeEvent(res, alice.User, "")
+	revoke.ID, revoke.Pos = 5, shard.Position{Epoch: 7, Offset: 3, At: 1}
+	n.landList(&pb.ResourceState{Name: res, Etag: "v0", Epoch: 7, Offset: 3, At: 1, EtagEpoch: 7, EtagOffset: 1, EtagAt: 1,
+		Revokes: []*pb.Event{eventPB(revoke)}})
+	waitRechecked(t, n)
+	if subs, err := store.Subscriptions(context.Background(), alice, qa); err != nil || len(subs) != 0 {
+		t.Errorf("after a merge dropped the revoke of alice (denied), she is subscribed to %v (%v); want revoked", subs, err)
+	}
+	if subs, err := store.Subscriptions(context.Background(), bob, qb); err != nil || len(subs) != 1 {
+		t.Errorf("bob (allowed) holds %v (%v) after the merge; want his subscription kept", subs, err)
+	}
 }

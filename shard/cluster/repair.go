@@ -265,7 +265,7 @@ func (n *Node) relinkOne(ctx context.Context, res string, li shard.LocalInterest
 	case added || lost:
 		// What its queues missed may include revokes: they are asked
 		// again (see recheck).
-		n.recheckLater(res)
+		n.recheckLater([]string{res}, nil)
 		return n.store.Resync(res, l, li.Queues), nil
 	}
 	return 0, nil
