@@ -93,8 +93,9 @@ type subExtra struct {
 	early []*Event
 	// pending: linked, not yet allowed by the publisher; seen: an event
 	// arrived meanwhile (etag is its etag); unlinked: its link has not
-	// answered yet (it is in the local table already).
-	pending, seen, unlinked bool
+	// answered yet (it is in the local table already); unsubscribed:
+	// removed by Unsubscribe (not by a revoke) while a subscribe made it.
+	pending, seen, unlinked, unsubscribed bool
 	// made, made for a subscribe of the same that waits for this one's
 	// subscribe to end, is closed when it ends: allowed, or given up
 	// (see endPendingLocked).

@@ -592,3 +592,49 @@ func TestHandoff_QueueKeepsItsSubscriptions(t *testing.T) {
 		t.Fatalf("after the move %+v, before %+v", after, before)
 	}
 }
+
+// A subscribe and an unsubscribe of one subscription that overlap are
+// ordered one before the other: an unsubscribe that lands while the
+// subscribe asks the publisher comes after it. The subscribe answers
+// (the subscription existed, and the unsubscribe removed it, reporting
+// so) and the queue ends unsubscribed. Answered UNAVAILABLE, a client
+// following the README retried, and its retry subscribed again after
+// the unsubscribe it had sent later.
+func TestSubscribe_RacingUnsubscribeIsOrderedBeforeIt(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	ctx := context.Background()
+	q := mustQueue(t, s, alice)
+	const res = "user:alice/doc"
+	asked := make(chan struct{})
+	release := make(chan struct{})
+	auth := authFunc(func(context.Context, Principal, string, string) (string, error) {
+		close(asked)
+		<-release
+		return "v1", nil
+	})
+	done := make(chan error, 1)
+	var info SubscriptionInfo
+	go func() {
+		var err error
+		info, err = s.Subscribe(ctx, auth, alice, q, res, "", "")
+		done <- err
+	}()
+	<-asked
+	if ok, err := s.Unsubscribe(ctx, alice, q, res); err != nil || !ok {
+		t.Fatalf("unsubscribe while the subscribe is made: %v, %v; want it removed", ok, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the subscribe an unsubscribe overlapped: %v; want its answer (it came first)", err)
+	}
+	if info.Etag != "v1" || info.CreatedAt.Before(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("the subscribe answered etag %q, created %v; want the publisher's v1, made now", info.Etag, info.CreatedAt)
+	}
+	if subs, err := s.Subscriptions(ctx, alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("after the unsubscribe, the queue holds %v (%v); want none", subs, err)
+	}
+	publish(s, res, "v2")
+	if page, err := s.Poll(ctx, alice, q, 0, 10, 0); err != nil || len(page.Items) != 0 {
+		t.Errorf("the unsubscribed queue holds %v (%v); want nothing", page.Items, err)
+	}
+}

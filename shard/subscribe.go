@@ -106,6 +106,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		}
 		q.subs[res] = sub
 	}
+	created := sub.created // -1 once removed
 	q.mu.Unlock()
 	// abandon takes a fresh subscription out again.
 	abandon := func() {
@@ -183,7 +184,14 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		abandon()
 		return SubscriptionInfo{}, err
 	}
-	if q.subs[res] != sub { // unsubscribed (or taken out) meanwhile
+	// Invariant (subscribe and unsubscribe are ordered): an unsubscribe
+	// that removed the subscription while it was made came after this
+	// subscribe, which answers as if done first; the subscription stays
+	// removed (TestSubscribe_RacingUnsubscribeIsOrderedBeforeIt). One
+	// removed by a revoke stamped after the link is not answered: the
+	// subscribe is tried again, and the publisher asked again.
+	unsubscribed := q.subs[res] != sub && sub.x != nil && sub.x.unsubscribed
+	if q.subs[res] != sub && !unsubscribed {
 		sub.endPendingLocked()
 		q.mu.Unlock()
 		return SubscriptionInfo{}, fmt.Errorf("%w: the subscription to %s was removed while it was made; retry", ErrUnavailable, res)
@@ -219,6 +227,18 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		// "" takes the list's etag (which may be "" too).
 		answer = linked.Etag
 	}
+	// Invariant: "" means "never published". A caller that knew an etag
+	// (knownEtag) proves the resource was published, and a list made
+	// again by a repair that knew no etag says it lost track, so an
+	// answer of "" then (a publisher that forgot, and no list that
+	// remembers) is unknown, and said so in the answer and its RESYNC.
+	unknown := answer == "" && (knownEtag != "" || linked.EtagUnknown)
+	if unsubscribed {
+		sub.endPendingLocked()
+		q.renewLocked(now)
+		q.mu.Unlock()
+		return SubscriptionInfo{Queue: q.name, Resource: res, Etag: answer, EtagUnknown: unknown, CreatedAt: time.Unix(0, created)}, nil
+	}
 	learn := linked.Etag == "" && answer != ""
 	if pending {
 		// The next event of the list is the first for this queue: the
@@ -243,12 +263,6 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 	// no longer covers the subscription (a refresh's among them).
 	sub.linkedAt(first)
 	sub.etag = answer
-	// Invariant: "" means "never published". A caller that knew an etag
-	// (knownEtag) proves the resource was published, and a list made
-	// again by a repair that knew no etag says it lost track, so an
-	// answer of "" then (a publisher that forgot, and no list that
-	// remembers) is unknown, and said so in the answer and its RESYNC.
-	unknown := answer == "" && (knownEtag != "" || linked.EtagUnknown)
 	var ls []Listener
 	if knownEtag != "" && knownEtag != answer {
 		s.counters.Notifications[Resync].Add(1)
@@ -283,6 +297,10 @@ func (s *Store) Unsubscribe(_ context.Context, p Principal, queueName, res strin
 	if sub != nil {
 		delete(q.subs, res)
 		sub.remove()
+		if sub.x == nil {
+			sub.x = &subExtra{}
+		}
+		sub.x.unsubscribed = true // a subscribe making it answers (Subscribe)
 	}
 	q.renewLocked(s.cfg.Now())
 	q.mu.Unlock()
