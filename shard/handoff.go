@@ -247,8 +247,9 @@ func (s *Store) ExportResource(name string) (ResourceState, bool) {
 // A merge drops both copies' last revokes (they stand in no stream of the
 // new epoch, lastRevokes), so a queue that missed one would never be
 // told. ImportResource returns their principals (Device "" for all of a
-// user's devices) for the caller to ask the publisher about again; it
-// returns none when no lists merged.
+// user's devices) for the caller to ask the publisher about again, and
+// those of a list handed on in a new epoch whose revokes are of its old
+// one (a list given again from a tomb, taken back).
 func (s *Store) ImportResource(st ResourceState) (dropped []Subscriber) {
 	var made *resource
 	var u unheldPub
@@ -259,7 +260,9 @@ func (s *Store) ImportResource(st ResourceState) (dropped []Subscriber) {
 			made.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), 0)}
 		}
 		for _, ev := range st.Revokes { // only a list new here: one merged goes on in a new epoch
-			made.revokes = made.revokes.kept(ev)
+			if ev.Pos.Epoch == made.pos.Epoch {
+				made.revokes = made.revokes.kept(ev)
+			}
 		}
 		u, remembered = s.takeUnheldLocked(st.Name, s.cfg.Now())
 		return made
@@ -281,6 +284,10 @@ func (s *Store) ImportResource(st ResourceState) (dropped []Subscriber) {
 		r.pos = Position{Epoch: newEpochAbove(s.cfg.Now(), max(st.Pos.Epoch, r.pos.Epoch))}
 		dropped = revokedPrincipals(r.revokes, st.Revokes)
 		r.revokes = nil
+	} else if r == made {
+		// Handed on in a new epoch (given again from a tomb, taken
+		// back): its old epoch's revokes stand nowhere either.
+		dropped = revokedPrincipals(nil, slices.DeleteFunc(slices.Clone(st.Revokes), func(ev *Event) bool { return ev.Pos.Epoch == r.pos.Epoch }))
 	}
 	// The newer etag of the two lists, by At across epochs (Before):
 	// a list of an older epoch may have delivered the later one.

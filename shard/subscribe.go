@@ -237,6 +237,7 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		sub.endPendingLocked()
 		q.renewLocked(now)
 		q.mu.Unlock()
+		s.leaveLocal(res, sub) // an unsubscribe before joinLocal left it in the table
 		return SubscriptionInfo{Queue: q.name, Resource: res, Etag: answer, EtagUnknown: unknown, CreatedAt: time.Unix(0, created)}, nil
 	}
 	learn := linked.Etag == "" && answer != ""

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 )
@@ -133,5 +134,22 @@ func freshSubscribe(t *testing.T, s *Store, res, etag, why string) {
 	}
 	if got := drainAll(t, s, alice, q); len(got) != 0 {
 		t.Errorf("a client that knows %s got %v", etag, got)
+	}
+}
+
+// A list handed on in a new epoch (given again from a tomb, taken back)
+// carries revokes of its old epoch, which stand in no stream of the new
+// one: ImportResource returns their principals to be asked about again,
+// as for a merge, and keeps those of the list's own epoch.
+func TestImport_RevokesOfAnOlderEpochAreReturnedForARecheck(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	const res = "user:carol/x"
+	old := RevokeEvent(res, "alice", "")
+	old.Pos = Position{Epoch: 7, Offset: 3, At: 1}
+	cur := RevokeEvent(res, "bob", "d")
+	cur.Pos = Position{Epoch: 9, Offset: 2, At: 2}
+	got := s.ImportResource(ResourceState{Name: res, Etag: "v1", Pos: Position{Epoch: 9, Offset: 2, At: 2}, EtagPos: Position{Epoch: 9, Offset: 1, At: 2}, Revokes: []*Event{old, cur}})
+	if want := []Subscriber{{Resource: res, User: "alice"}}; !slices.Equal(got, want) {
+		t.Errorf("ImportResource returned %v; want %v (the older epoch's revoke, not the list's own)", got, want)
 	}
 }
