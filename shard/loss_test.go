@@ -432,3 +432,47 @@ func subscribeAgainAtTheLink(r *routed, q, res string) <-chan error {
 	}}, "n")
 	return second
 }
+
+// A subscribe that a revoke reached before its link answered, and that
+// an unsubscribe removed while it was made, is ordered before the
+// unsubscribe as any subscribe it overlaps is: it answers what the
+// publisher answers now, and the queue ends unsubscribed. Before, it
+// answered UNAVAILABLE, and a client following the README retried and
+// ended subscribed after the unsubscribe it had sent later.
+func TestLoss_ARevokedSubscribeThatWasUnsubscribedAnswersThePublisher(t *testing.T) {
+	r := newRouted(t)
+	const res = "user:carol/doc"
+	q, other := mustQueue(t, r.node, alice), mustQueue(t, r.node, bob)
+	mustSub(t, r.node, bob, other, res)
+	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, after: func() {
+		r.holder.Revoke(res, alice.User, "")
+		r.release()
+		if ok, err := r.node.Unsubscribe(context.Background(), alice, q, res); err != nil || !ok {
+			t.Errorf("unsubscribe while the subscribe is made: %v, %v; want it removed", ok, err)
+		}
+	}}, "n")
+	info, err := r.node.Subscribe(context.Background(), allowAll{"e0"}, alice, q, res, "", "")
+	if err != nil {
+		t.Fatalf("subscribe: %v; want the publisher's answer (it came before the unsubscribe)", err)
+	}
+	if info.Etag != "e0" {
+		t.Errorf("subscribe answered etag %q; want the publisher's e0", info.Etag)
+	}
+	if subs, err := r.node.Subscriptions(context.Background(), alice, q); err != nil || len(subs) != 0 {
+		t.Errorf("alice's queue is subscribed to %v (%v) after her unsubscribe; want none", subs, err)
+	}
+	publish(r.holder, res, "v1")
+	r.release()
+	if got := drainAll(t, r.node, alice, q); len(got) != 0 {
+		t.Errorf("alice's unsubscribed queue got %v; want nothing", got)
+	}
+	denied := authFunc(func(context.Context, Principal, string, string) (string, error) { return "", ErrForbidden })
+	r.node.SetPeers(linkHookPeers{nodePeers: nodePeers{r}, after: func() {
+		r.holder.Revoke(res, alice.User, "")
+		r.release()
+		_, _ = r.node.Unsubscribe(context.Background(), alice, q, res)
+	}}, "n")
+	if _, err := r.node.Subscribe(context.Background(), denied, alice, q, res, "", ""); !errors.Is(err, ErrForbidden) {
+		t.Errorf("subscribe the publisher denies: %v; want FORBIDDEN", err)
+	}
+}

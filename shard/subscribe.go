@@ -147,7 +147,11 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		sub.linkedAt(first)
 		early := sub.x.early
 		sub.x.early, sub.x.unlinked = nil, false
-		revoked := slices.ContainsFunc(early, func(ev *Event) bool { return ev.revokes(q.owner, sub) })
+		// Removed by an unsubscribe meanwhile, it keeps nothing a
+		// revoke could cover: it answers as ordered before the
+		// unsubscribe (below), with what the publisher, asked after
+		// the revoke, answers.
+		revoked := !sub.x.unsubscribed && slices.ContainsFunc(early, func(ev *Event) bool { return ev.revokes(q.owner, sub) })
 		q.mu.Unlock()
 		if revoked {
 			abandon()
