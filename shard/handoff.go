@@ -168,7 +168,7 @@ func (s *Store) ImportQueue(st QueueState) bool {
 			sub := &subscription{etag: ss.Etag, pos: ss.Pos, linked: ss.Linked, created: ss.Created}
 			if len(ss.Parked) > 0 { // the gap waits its time again here
 				sub.x = &subExtra{parked: slices.Clone(ss.Parked)}
-				q.holdGapLocked(sub, sub.x, capacity, s.cfg.RetainDelivered)
+				q.holdGapLocked(s, sub, sub.x)
 			}
 			q.subs[ss.Resource] = sub
 		}
@@ -203,7 +203,7 @@ func (s *Store) arrive(q *queue, res string) {
 		} else {
 			f.subs[sub] = q
 			for _, ev := range f.recent {
-				ls = append(ls, q.offerLocked(sub, ev, s.cfg.BufferSize, s.cfg.RetainDelivered)...)
+				ls = append(ls, q.offerLocked(s, sub, ev)...)
 			}
 		}
 	}

@@ -155,7 +155,6 @@ func (s *Store) deliverLocal(ev *Event) (n int, in *Interest) {
 	if f == nil {
 		return 0, nil
 	}
-	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	if s.arriving.Load() > 0 { // read again under f.mu: see Arriving
 		f.keepLocked(ev)
 	} else {
@@ -173,7 +172,7 @@ func (s *Store) deliverLocal(ev *Event) (n int, in *Interest) {
 				revoked++
 			}
 		default:
-			ls = q.offerLocked(sub, ev, capacity, retain)
+			ls = q.offerLocked(s, sub, ev)
 			n++ // appended, or had been (the same publication again)
 		}
 		q.mu.Unlock()

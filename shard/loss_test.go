@@ -476,3 +476,5 @@ func TestLoss_ARevokedSubscribeThatWasUnsubscribedAnswersThePublisher(t *testing
 		t.Errorf("subscribe the publisher denies: %v; want FORBIDDEN", err)
 	}
 }
+
+func (takerPeers) Recheck([]Subscriber) {}

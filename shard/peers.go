@@ -26,6 +26,11 @@ type Peers interface {
 	// it to their queues (a revoke: remove the subscriptions it covers).
 	// It may return before it arrives.
 	Forward(ev *Event, nodes []string)
+	// Recheck asks the publishers again whether subs may still read
+	// their resources, and revokes those denied: their subscriptions
+	// gave up a gap, which may have held a revoke no later event
+	// carries (see lastRevokes). It may return before that is done.
+	Recheck(subs []Subscriber)
 }
 
 // loopback is the Peers of a store alone, which holds every list itself.
@@ -41,3 +46,7 @@ func (l loopback) Interest(res string, in Interest) { l.s.SetInterest(res, in) }
 
 // Forward is never called: a store alone names no other node.
 func (loopback) Forward(*Event, []string) {}
+
+// Recheck is never called: a store alone stamps and appends each event
+// under its list's lock, so its queues see no gap.
+func (loopback) Recheck([]Subscriber) {}

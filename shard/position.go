@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -288,12 +289,41 @@ const (
 // revokes of a list that dies with its node, or that merges with another
 // copy of itself (ImportResource: a new epoch, where they stand nowhere);
 // their principals are asked about again instead (shard/cluster's
-// recheck), for a list made again and for a merge.
+// recheck), for a list made again and for a merge. Nor an older revoke
+// than the newest maxLastRevokes principals': a subscription that gave
+// up a gap (giveUpGapLocked), which may have held one, has its principal
+// asked again (skipped, Peers.Recheck). Together: a revoke a queue
+// missed still ends the subscriptions it covered, however many
+// principals the list revoked after it
+// (TestRevoke_LostBeyondTheLastRevokesIsRecheckedAtTheGap).
 type lastRevokes struct{ evs []*Event }
 
 // maxLastRevokes is how many principals' revokes a list keeps (the
 // newest): a queue that skipped an older one is not told again.
 const maxLastRevokes = 32
+
+// skipped makes sub, whose subscription gave up a gap, due a re-check
+// (Peers.Recheck): what arrives while one is on its way waits for the
+// next. Any lock but skipMu may be held.
+func (s *Store) skipped(sub Subscriber) {
+	s.skipMu.Lock()
+	defer s.skipMu.Unlock()
+	if s.skips == nil {
+		s.skips = map[Subscriber]bool{}
+		go s.recheckSkipped()
+	}
+	s.skips[sub] = true
+}
+
+// recheckSkipped hands the subscribers made due by skipped to
+// Peers.Recheck, with no lock held.
+func (s *Store) recheckSkipped() {
+	s.skipMu.Lock()
+	subs := slices.Collect(maps.Keys(s.skips))
+	s.skips = nil
+	s.skipMu.Unlock()
+	s.peers.Recheck(subs)
+}
 
 // kept is k with ev, a revoke just stamped, as its newest: an older one
 // of the same principal, or of another epoch, is left out.

@@ -179,7 +179,8 @@ func (q *queue) firstSeq() uint64 { return q.lastSeq - uint64(q.n) + 1 }
 // dropped, as the event's position says (see admitLocked). A pending
 // subscription appends nothing but remembers the newest etag, for the
 // subscribe that answers it. It returns the listeners to notify. mu held.
-func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
+func (q *queue) offerLocked(s *Store, sub *subscription, ev *Event) []Listener {
+	capacity, retain := s.cfg.BufferSize, s.cfg.RetainDelivered
 	at := sub.pos.At
 	v := sub.admitLocked(ev.Pos)
 	pending := sub.isPending()
@@ -193,7 +194,7 @@ func (q *queue) offerLocked(sub *subscription, ev *Event, capacity, retain int) 
 		// still fill the gap before held events: they go on now.
 		return q.drainParkedLocked(sub, nil, capacity, retain)
 	case parkIt:
-		return q.parkLocked(sub, ev, capacity, retain)
+		return q.parkLocked(s, sub, ev)
 	case resyncIt:
 		sub.dropParked()
 		if ev.Kind != Resync {
@@ -245,7 +246,7 @@ func (q *queue) drainParkedLocked(sub *subscription, ls []Listener, capacity, re
 
 // parkLocked holds ev, which came after a gap, in sub, in offset order.
 // The first one held starts the timer that gives up on the gap. mu held.
-func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) []Listener {
+func (q *queue) parkLocked(s *Store, sub *subscription, ev *Event) []Listener {
 	if sub.x == nil {
 		sub.x = &subExtra{}
 	}
@@ -256,10 +257,10 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 	}
 	x.parked = slices.Insert(x.parked, i, ev)
 	if len(x.parked) > maxParked {
-		return q.giveUpGapLocked(sub, x, capacity, retain)
+		return q.giveUpGapLocked(s, sub, x)
 	}
 	if len(x.parked) == 1 {
-		q.holdGapLocked(sub, x, capacity, retain)
+		q.holdGapLocked(s, sub, x)
 	}
 	return nil
 }
@@ -267,10 +268,10 @@ func (q *queue) parkLocked(sub *subscription, ev *Event, capacity, retain int) [
 // holdGapLocked starts the timer that gives up on x's gap in sub after
 // holdGap (a gap filled or given up on meanwhile has let x go: the timer
 // then finds sub.x changed and does nothing). mu held.
-func (q *queue) holdGapLocked(sub *subscription, x *subExtra, capacity, retain int) {
+func (q *queue) holdGapLocked(s *Store, sub *subscription, x *subExtra) {
 	time.AfterFunc(holdGap, func() {
 		q.mu.Lock()
-		ls := q.giveUpGapLocked(sub, x, capacity, retain)
+		ls := q.giveUpGapLocked(s, sub, x)
 		q.mu.Unlock()
 		notifyAll(ls)
 	})
@@ -283,8 +284,10 @@ func (q *queue) holdGapLocked(sub *subscription, x *subExtra, capacity, retain i
 // lets it go then; a pending subscription, whose x lives longer, parks
 // nothing), so a later gap has another x and a timer of an earlier one
 // finds sub.x changed. A nil x, or one with nothing parked, announces
-// nothing. mu held.
-func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, capacity, retain int) []Listener {
+// nothing. The gap may have held a revoke of the queue's owner that no
+// later event carries: its principal is asked again (Store.skipped).
+// mu held.
+func (q *queue) giveUpGapLocked(s *Store, sub *subscription, x *subExtra) []Listener {
 	if sub.x != x || x == nil || len(x.parked) == 0 || sub.gone() || q.dead {
 		return nil
 	}
@@ -293,7 +296,8 @@ func (q *queue) giveUpGapLocked(sub *subscription, x *subExtra, capacity, retain
 	sub.tidy()
 	sub.moveTo(last.Pos)
 	sub.etag = last.Etag
-	return q.appendLocked(&Event{Kind: Resync, EtagUnknown: last.EtagUnknown, Resource: last.Resource, Etag: last.Etag, Time: last.Time, Pos: last.Pos}, capacity, retain)
+	s.skipped(Subscriber{Resource: last.Resource, User: q.owner.user, Device: q.owner.device})
+	return q.appendLocked(&Event{Kind: Resync, EtagUnknown: last.EtagUnknown, Resource: last.Resource, Etag: last.Etag, Time: last.Time, Pos: last.Pos}, s.cfg.BufferSize, s.cfg.RetainDelivered)
 }
 
 // appendLocked adds ev and returns the listeners to notify. mu held.

@@ -56,6 +56,12 @@ type Store struct {
 	unheldMu sync.Mutex
 	unheld   map[string]unheldPub
 
+	// skipMu guards skips: the subscribers whose subscriptions gave up
+	// a gap since they were last handed to Peers.Recheck (skipped). A
+	// leaf, taken under queue.mu.
+	skipMu sync.Mutex
+	skips  map[Subscriber]bool
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once

@@ -212,3 +212,7 @@ func TestSubscribe_AnswerNotOlderThanAnEventStampedBeforeTheLink(t *testing.T) {
 	}
 	checkWatch(t, info.Etag, got, "v2")
 }
+
+func (nodePeers) Recheck([]Subscriber) {}
+
+func (holderPeers) Recheck([]Subscriber) {}

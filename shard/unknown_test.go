@@ -105,7 +105,7 @@ func TestGiveUpGap_KeepsEtagUnknown(t *testing.T) {
 	qq := s.get(q)
 	qq.mu.Lock()
 	sub := qq.subs[res]
-	ls := qq.giveUpGapLocked(sub, sub.x, s.cfg.BufferSize, s.cfg.RetainDelivered)
+	ls := qq.giveUpGapLocked(s, sub, sub.x)
 	qq.mu.Unlock()
 	notifyAll(ls)
 	got := unknownOf(t, s, alice, q, res)

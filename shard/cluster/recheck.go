@@ -45,6 +45,11 @@ func (n *Node) recheckLater(resources []string, subs []shard.Subscriber) {
 	}
 }
 
+// Recheck implements shard.Peers: the principals of subscriptions here
+// that gave up a gap, which may have held a revoke no later event
+// carries, are asked again as those of a list made again are (recheck).
+func (n *Node) Recheck(subs []shard.Subscriber) { n.recheckLater(nil, subs) }
+
 // rechecker runs the re-checks due until none is, or the node closes.
 func (n *Node) rechecker() {
 	for {
@@ -97,6 +102,10 @@ func (n *Node) rechecker() {
 // again about the principals they named, as the revoke named them (a
 // device of "" for all of a user's devices), since their queues may be
 // on any node (TestRecheck_AMergedListRechecksTheRevokesItDropped).
+// And for a revoke a queue skipped in a gap it gave up, older than the
+// list's last revokes (which the list announces again): the queue's
+// node asks about its owner (Recheck;
+// TestRevoke_LostBeyondTheLastRevokesIsRecheckedAtTheGap).
 func (n *Node) recheck(lists int, subs []shard.Subscriber) {
 	auth := n.authorizer(nil)
 	if auth == nil {
@@ -119,13 +128,13 @@ func (n *Node) recheck(lists int, subs []shard.Subscriber) {
 				revoked.Add(1)
 				n.stats.Rechecked.Add(1)
 			case err != nil:
-				n.log.Warn("re-check of a list made again or merged: no answer; the subscription is kept", "resource", sub.Resource, "user", sub.User, "err", err)
+				n.log.Warn("re-check of a list made again, merged or skipped in a gap: no answer; the subscription is kept", "resource", sub.Resource, "user", sub.User, "err", err)
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
-	n.log.Info("re-checked the subscriptions of lists made again or merged", "lists", lists, "subscribers", len(subs), "revoked", revoked.Load())
+	n.log.Info("re-checked the subscriptions of lists made again, merged or skipped in a gap", "lists", lists, "subscribers", len(subs), "revoked", revoked.Load())
 }
 
 // SubscribersWithScheme lists the subscribers of scheme's resources whose

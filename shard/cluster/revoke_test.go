@@ -326,3 +326,51 @@ func (a denyAlice) Authorize(_ context.Context, p shard.Principal, res, _ string
 	}
 	return "e0", nil
 }
+
+// TestRevoke_LostBeyondTheLastRevokesIsRecheckedAtTheGap: d holds the
+// list y's queues subscribe to and stamps a revoke of alice's while its
+// pushes to y fail (dropped after their retries), then revokes more
+// principals than a list keeps as its last revokes, so alice's falls out
+// of what the list announces again with its tail. Her queue at y sees
+// the gap only (the tail's events, past it) and gives it up with a
+// RESYNC; the revoke is in no event that reaches y. Her publisher no
+// longer allows her (it said so with the revoke), so her queue must end
+// revoked, and bob's stay.
+func TestRevoke_LostBeyondTheLastRevokesIsRecheckedAtTheGap(t *testing.T) {
+	ca, caKey := devCA(t)
+	var denied atomic.Bool
+	auth := func(c *cluster.Config) { c.Auth = denyAlice{&denied} }
+	var armed atomic.Bool
+	cut := func(_ context.Context, method string) error {
+		if armed.Load() && strings.HasSuffix(method, "/Push") {
+			return fmt.Errorf("%w: connection reset", shard.ErrUnavailable)
+		}
+		return nil
+	}
+	x := startNodeOn(t, "x", ca, caKey, "", nil, shard.Config{}, auth)
+	y := startNodeOn(t, "y", ca, caKey, x.gossip, nil, shard.Config{}, auth)
+	d := startNodeOn(t, "d", ca, caKey, x.gossip, cut, shard.Config{}, auth)
+	waitRing(t, []*testNode{x.testNode, y.testNode, d.testNode}, 3)
+	list := ownedBy(d.testNode, "d", "rd")
+	queue := ownedQueue(t, y.testNode, alice)
+	subscribe(t, y.testNode, allowAll{}, alice, queue, list)
+	bob := shard.Principal{User: "bob", Device: "phone"}
+	other := subscribed(t, y.testNode, allowAll{}, bob, list)
+	armed.Store(true)
+	denied.Store(true)
+	d.Revoke(list, alice.User, "")
+	for i := range 40 {
+		d.Revoke(list, fmt.Sprintf("gone%d", i), "")
+	}
+	time.Sleep(2500 * time.Millisecond) // the pushes to y tried and dropped
+	armed.Store(false)
+	if !waitFor(30*time.Second, func() bool {
+		subs, err := y.Subscriptions(context.Background(), alice, queue)
+		return err == nil && len(subs) == 0
+	}) {
+		wantRevoked(t, y.testNode, queue)
+	}
+	if subs, err := y.Subscriptions(context.Background(), bob, other); err != nil || len(subs) != 1 {
+		t.Fatalf("another principal's queue is subscribed to %v (%v); want the list", subs, err)
+	}
+}
