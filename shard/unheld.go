@@ -37,6 +37,9 @@ type unheldPub struct {
 // never announced). Remembered, the publish gives the list it would have
 // reached its etag, ordered by At with the queues' hints (AddInterest
 // never takes an older one over it): the late link's RESYNC names it.
+// The late link goes to the key's owner of its moment, so a remembered
+// publish moves with the key's ownership (ForgetUnheld returns it to
+// hand on, ImportUnheld takes it over).
 func (s *Store) RememberUnheld(until time.Time) {
 	for u := until.UnixNano(); ; {
 		old := s.unheldUntil.Load()
@@ -46,10 +49,18 @@ func (s *Store) RememberUnheld(until time.Time) {
 	}
 }
 
+// Remembered is a publish a store remembered (RememberUnheld), as one
+// node hands it to another with the keys (ImportUnheld).
+type Remembered struct {
+	Resource, Etag string
+	At             uint64    // the Position.At it was given
+	Until          time.Time // remembered until then
+}
+
 // ForgetUnheld forgets the remembered publishes whose time is up, and
-// those of the resources drop accepts (nil: none). drop is called with
-// no lock held: no lookup of a list waits for it.
-func (s *Store) ForgetUnheld(drop func(res string) bool) {
+// those of the resources drop accepts (nil: none), which it returns.
+// drop is called with no lock held: no lookup of a list waits for it.
+func (s *Store) ForgetUnheld(drop func(res string) bool) []Remembered {
 	now := s.cfg.Now().UnixNano()
 	var keys []string
 	s.unheldMu.Lock()
@@ -64,13 +75,72 @@ func (s *Store) ForgetUnheld(drop func(res string) bool) {
 	s.unheldMu.Unlock()
 	keys = slices.DeleteFunc(keys, func(res string) bool { return !drop(res) })
 	if len(keys) == 0 {
-		return
+		return nil
 	}
+	out := make([]Remembered, 0, len(keys))
 	s.unheldMu.Lock()
 	for _, res := range keys {
-		delete(s.unheld, res)
+		if u, ok := s.unheld[res]; ok {
+			out = append(out, Remembered{Resource: res, Etag: u.etag, At: u.at, Until: time.Unix(0, u.until)})
+			delete(s.unheld, res)
+		}
 	}
 	s.unheldMu.Unlock()
+	return out
+}
+
+// ImportUnheld takes over a publish another node remembered for a
+// resource this one owns now (handed with the keys), or one put back
+// here (its hand-off failed).
+//
+// Invariant: a remembered publish moves with its key's ownership. A
+// link that comes late (its node learned of a lost list seconds after
+// the publish) goes to the key's owner of that moment; the list it makes
+// there starts from the newest publish acknowledged while the list was
+// lost, wherever it was remembered, not from the older etag of the
+// queue that links. So the newest of two by At is kept, and a list held
+// here adopts u's etag if it is newer than its own (Before, as
+// AddInterest adopts a hint) and announces it to its queues with a
+// RESYNC.
+func (s *Store) ImportUnheld(u Remembered) {
+	if s.cfg.Now().After(u.Until) {
+		return
+	}
+	observeAt(u.At)
+	for {
+		s.res.mu.RLock()
+		r := s.res.m[u.Resource]
+		if r == nil {
+			s.unheldMu.Lock()
+			old, ok := s.unheld[u.Resource]
+			switch {
+			case !ok && len(s.unheld) >= maxUnheld:
+				s.counters.UnheldDropped.Add(1)
+			case !ok || old.at < u.At:
+				s.unheld[u.Resource] = unheldPub{etag: u.Etag, at: u.At, until: u.Until.UnixNano()}
+			}
+			s.unheldMu.Unlock()
+			s.res.mu.RUnlock()
+			return
+		}
+		s.res.mu.RUnlock()
+		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			continue
+		}
+		pos := Position{At: u.At}
+		raised := u.Etag != r.etag && !pos.Before(r.etagPos)
+		if raised {
+			r.etag, r.etagPos, r.etagUnknown = u.Etag, pos, false
+		}
+		others := r.countLocked() > 0
+		r.mu.Unlock()
+		if raised && others {
+			s.Deliver(&Event{Kind: Resync, Resource: u.Resource, Etag: u.Etag, Time: s.cfg.Now(), Pos: pos})
+		}
+		return
+	}
 }
 
 // noteUnheld remembers ev, a publish of a change that found no list

@@ -153,3 +153,39 @@ func TestImport_RevokesOfAnOlderEpochAreReturnedForARecheck(t *testing.T) {
 		t.Errorf("ImportResource returned %v; want %v (the older epoch's revoke, not the list's own)", got, want)
 	}
 }
+
+// A publish another node remembered, handed here with its key
+// (ImportUnheld), is kept if it is the newest by At: a list a link
+// makes later starts from it, and a list held here adopts it only if it
+// is newer than its own etag, never going back.
+func TestUnheld_AnImportedPublishIsKeptOnlyIfNewest(t *testing.T) {
+	s, clk := newStore(t, Config{})
+	const res = "user:alice/x"
+	until := clk.Now().Add(time.Minute)
+	t0 := stampAt(time.Now())
+	t1, t2, t3 := t0+1000, t0+2000, t0+3000
+	s.ImportUnheld(Remembered{Resource: res, Etag: "v1", At: t1, Until: until})
+	s.ImportUnheld(Remembered{Resource: res, Etag: "v0", At: t0, Until: until}) // older: not kept
+	old := Hint{Etag: "vq", Pos: Position{Epoch: 5, Offset: 1, At: t0 - 1000}}
+	if _, l := s.AddInterest(res, Interest{Node: "n2", Count: 1, Ver: 1}, old); l.Etag != "v1" {
+		t.Fatalf("a list started after an imported v1 has etag %q, want v1", l.Etag)
+	}
+	etag := func() string {
+		_, l := s.AddInterest(res, Interest{}, Hint{}) // only learns
+		return l.Etag
+	}
+	s.ImportUnheld(Remembered{Resource: res, Etag: "v3", At: t3, Until: until})
+	if e := etag(); e != "v3" {
+		t.Fatalf("the list held here did not adopt the newer imported v3: %q", e)
+	}
+	s.ImportUnheld(Remembered{Resource: res, Etag: "v2", At: t2, Until: until})
+	if e := etag(); e != "v3" {
+		t.Fatalf("the list went back to an older imported etag: %q, want v3", e)
+	}
+	s.ImportUnheld(Remembered{Resource: "user:alice/y", Etag: "v9", At: t3, Until: clk.Now().Add(-time.Second)})
+	s.unheldMu.Lock()
+	defer s.unheldMu.Unlock()
+	if _, ok := s.unheld["user:alice/y"]; ok {
+		t.Fatal("a publish whose time is up was kept")
+	}
+}

@@ -189,3 +189,11 @@ func fromStatus(node string, err error) error {
 	}
 	return &wrapErr{msg: "node " + node + ": " + st.Message(), err: shard.ErrUnavailable}
 }
+
+func rememberedPB(u shard.Remembered) *pb.Remembered {
+	return &pb.Remembered{Resource: u.Resource, Etag: u.Etag, At: u.At, UntilUnixNano: u.Until.UnixNano()}
+}
+
+func rememberedOf(u *pb.Remembered) shard.Remembered {
+	return shard.Remembered{Resource: u.GetResource(), Etag: u.GetEtag(), At: u.GetAt(), Until: time.Unix(0, u.GetUntilUnixNano())}
+}

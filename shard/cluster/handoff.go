@@ -517,22 +517,26 @@ func (n *Node) rebalance() int {
 	n.takeBack()
 	r := n.ring.Load()
 	self := n.cfg.Name
-	// A publish remembered for a list this node no longer owns is not
-	// the newest one when the key comes back: the owner meanwhile
-	// acknowledged others (see shard.Store.RememberUnheld). Nor is one
-	// of a key another node owned in any ring installed since the last
-	// rebalance, though it is this node's again now: a rebalance reads
-	// the ring when it gets rebalMu, and rings may have come and gone
-	// while another one's hand-offs ran.
+	// A publish remembered for a key this node no longer owns goes to
+	// its owner with the keys (shard.Store.ImportUnheld): a late link
+	// makes the list there. Not one of a key another node owned in any
+	// ring installed since the last rebalance, though it is this node's
+	// again now: that node meanwhile may have acknowledged a newer one
+	// (which it hands here), and a rebalance reads the ring when it gets
+	// rebalMu, while rings may have come and gone during another one's
+	// hand-offs. That one is forgotten.
 	n.mu.Lock()
 	rings := append(n.installedSince, r)
 	n.installedSince = nil
 	n.mu.Unlock()
-	n.store.ForgetUnheld(func(res string) bool {
+	moving := n.store.ForgetUnheld(func(res string) bool {
 		return slices.ContainsFunc(rings, func(x *ring.Ring) bool { return x.Owner(res) != self })
 	})
 	qs, rs := n.store.Keys()
-	type keys struct{ q, r []string }
+	type keys struct {
+		q, r []string
+		u    []*pb.Remembered
+	}
 	groups := map[string]*keys{}
 	group := func(o string) *keys {
 		g := groups[o]
@@ -552,22 +556,33 @@ func (n *Node) rebalance() int {
 			group(o).r = append(group(o).r, res)
 		}
 	}
+	for _, u := range moving {
+		if o := r.Owner(u.Resource); o != "" && o != self {
+			group(o).u = append(group(o).u, rememberedPB(u))
+		}
+	}
 	const chunk = 2000
 	left := 0
 	for o, g := range groups {
 		// The keys still in g after the loop are left misplaced: their
 		// owner is not a peer yet, or a hand-off failed.
-		for p := n.peer(o); p != nil && len(g.q)+len(g.r) > 0; {
+		for p := n.peer(o); p != nil && len(g.q)+len(g.r)+len(g.u) > 0; {
 			cq := g.q[:min(chunk, len(g.q))]
 			cr := g.r[:min(chunk-len(cq), len(g.r))]
+			cu := g.u[:min(chunk, len(g.u))]
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			_, err := p.client.Handoff(ctx, &pb.HandoffRequest{Node: self, Queues: cq, Resources: cr})
+			_, err := p.client.Handoff(ctx, &pb.HandoffRequest{Node: self, Queues: cq, Resources: cr, Remembered: cu})
 			cancel()
 			if err != nil {
 				n.log.Warn("hand-off failed; will retry", "to", o, "err", err)
 				break
 			}
-			g.q, g.r = g.q[len(cq):], g.r[len(cr):]
+			g.q, g.r, g.u = g.q[len(cq):], g.r[len(cr):], g.u[len(cu):]
+		}
+		// Remembered publishes not handed are put back, for the next
+		// rebalance to hand (they are not keys: none is counted left).
+		for _, u := range g.u {
+			n.store.ImportUnheld(rememberedOf(u))
 		}
 		left += len(g.q) + len(g.r)
 	}

@@ -163,6 +163,12 @@ func (s service) Take(_ context.Context, r *pb.TakeRequest) (*pb.TakeReply, erro
 }
 
 func (s service) Handoff(ctx context.Context, r *pb.HandoffRequest) (*pb.Empty, error) {
+	for _, u := range r.GetRemembered() {
+		s.n.store.ImportUnheld(rememberedOf(u))
+	}
+	if len(r.GetQueues())+len(r.GetResources()) == 0 {
+		return &pb.Empty{}, nil
+	}
 	if err := s.n.take(ctx, r.GetNode(), r.GetQueues(), r.GetResources()); err != nil {
 		return nil, toStatus(err)
 	}

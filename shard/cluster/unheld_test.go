@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +98,58 @@ func freshSubscribe(t *testing.T, n *testNode, res, etag string) string {
 		t.Fatal(err)
 	}
 	return info.Etag
+}
+
+// A publish remembered for a key whose ownership then moves goes to the
+// new owner with the keys (rebalance), and the list a late link makes
+// there starts from it. Here: n1 drops its list of res (it was taken for
+// dead) and tells n2, whose queue was in it, to link again, which n2
+// does late; a publish meanwhile finds no list at n1 and is remembered
+// there. Then res moves to n3 and n1 rebalances. n1 forgot v2 (a key it
+// no longer owns), so n2's late link made n3's list from its queue's v1,
+// and the queue held v1 for good while the last change acknowledged was
+// v2.
+func TestUnheld_ARememberedPublishMovesToTheKeysNewOwner(t *testing.T) {
+	nodes := startNodes(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	moved := map[string]int{"n2": 1, "n3": 1} // n1 leaving
+	var res string
+	for i := 0; ; i++ {
+		res = fmt.Sprintf("user:alice/moved%d", i)
+		if n1.Ring().Owner(res) == "n1" && ring.New(1, moved).Owner(res) == "n3" {
+			break
+		}
+	}
+	q := ownedQueue(t, n2, alice)
+	for ring.New(1, moved).Owner(q) != "n2" { // the queue stays at n2
+		q = ownedQueue(t, n2, alice)
+	}
+	subscribe(t, n2, allowAll{}, alice, q, res)
+	if k, err := n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+		t.Fatalf("the first publish reached %d queues (err %v); want n2's queue", k, err)
+	}
+	time.Sleep(10 * time.Millisecond) // the list is older than n3's repair
+	n2.DelayRelinks(6 * time.Second)
+	n3.RepairAsDead("n1")
+	n3.Rebuild()
+	if !waitFor(10*time.Second, func() bool { return n1.Stats().Repairs.Load() > 0 }) {
+		t.Fatal("n1 never heard it had been taken for dead")
+	}
+	var err error
+	if !waitFor(10*time.Second, func() bool {
+		_, err = n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Time: time.Now()})
+		return err == nil
+	}) {
+		t.Fatalf("the publish was never acknowledged: %v", err)
+	}
+	for _, n := range nodes {
+		n.Believe(moved) // res is n3's, on every node
+	}
+	n1.Tick() // rebalance
+
+	// n2 links 6 s after it was told, at n3; its RESYNC comes then.
+	var got []string
+	if !waitFor(15*time.Second, func() bool { got = queued(t, n2, q); return len(got) > 0 && strings.HasSuffix(got[len(got)-1], " v2") }) {
+		t.Errorf("n2's queue holds %v: its last etag is not v2, the last change acknowledged", got)
+	}
 }

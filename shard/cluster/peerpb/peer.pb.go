@@ -2126,10 +2126,13 @@ func (x *TakeReply) GetInterest() map[string]int64 {
 
 // Handoff asks the receiver to Take these keys from the sender.
 type HandoffRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Queues        []string               `protobuf:"bytes,2,rep,name=queues,proto3" json:"queues,omitempty"`
-	Resources     []string               `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Node      string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Queues    []string               `protobuf:"bytes,2,rep,name=queues,proto3" json:"queues,omitempty"`
+	Resources []string               `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Publishes the sender remembered for keys the receiver owns now,
+	// which found no list there (shard.Store.ImportUnheld).
+	Remembered    []*Remembered `protobuf:"bytes,4,rep,name=remembered,proto3" json:"remembered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2185,6 +2188,82 @@ func (x *HandoffRequest) GetResources() []string {
 	return nil
 }
 
+func (x *HandoffRequest) GetRemembered() []*Remembered {
+	if x != nil {
+		return x.Remembered
+	}
+	return nil
+}
+
+// A publish remembered with no list to reach (shard.Remembered).
+type Remembered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Etag          string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	At            uint64                 `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	UntilUnixNano int64                  `protobuf:"varint,4,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Remembered) Reset() {
+	*x = Remembered{}
+	mi := &file_peer_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Remembered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Remembered) ProtoMessage() {}
+
+func (x *Remembered) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Remembered.ProtoReflect.Descriptor instead.
+func (*Remembered) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Remembered) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *Remembered) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *Remembered) GetAt() uint64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *Remembered) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
 // Leaving: node stops owning keys now; done: it has handed everything off
 // and is going (its disappearance is not a crash).
 type LeavingRequest struct {
@@ -2197,7 +2276,7 @@ type LeavingRequest struct {
 
 func (x *LeavingRequest) Reset() {
 	*x = LeavingRequest{}
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2288,7 @@ func (x *LeavingRequest) String() string {
 func (*LeavingRequest) ProtoMessage() {}
 
 func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[26]
+	mi := &file_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2301,7 @@ func (x *LeavingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeavingRequest.ProtoReflect.Descriptor instead.
 func (*LeavingRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{26}
+	return file_peer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeavingRequest) GetNode() string {
@@ -2247,7 +2326,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2338,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[27]
+	mi := &file_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2351,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{27}
+	return file_peer_proto_rawDescGZIP(), []int{28}
 }
 
 type RejoinedRequest struct {
@@ -2286,7 +2365,7 @@ type RejoinedRequest struct {
 
 func (x *RejoinedRequest) Reset() {
 	*x = RejoinedRequest{}
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2377,7 @@ func (x *RejoinedRequest) String() string {
 func (*RejoinedRequest) ProtoMessage() {}
 
 func (x *RejoinedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[28]
+	mi := &file_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2390,7 @@ func (x *RejoinedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinedRequest.ProtoReflect.Descriptor instead.
 func (*RejoinedRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{28}
+	return file_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RejoinedRequest) GetDeadUnixNano() int64 {
@@ -2338,7 +2417,7 @@ type StatsReply struct {
 
 func (x *StatsReply) Reset() {
 	*x = StatsReply{}
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2429,7 @@ func (x *StatsReply) String() string {
 func (*StatsReply) ProtoMessage() {}
 
 func (x *StatsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[29]
+	mi := &file_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2442,7 @@ func (x *StatsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsReply.ProtoReflect.Descriptor instead.
 func (*StatsReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{29}
+	return file_peer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StatsReply) GetNode() string {
@@ -2438,7 +2517,7 @@ type SubscribersRequest struct {
 
 func (x *SubscribersRequest) Reset() {
 	*x = SubscribersRequest{}
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2529,7 @@ func (x *SubscribersRequest) String() string {
 func (*SubscribersRequest) ProtoMessage() {}
 
 func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[30]
+	mi := &file_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2542,7 @@ func (x *SubscribersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersRequest.ProtoReflect.Descriptor instead.
 func (*SubscribersRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{30}
+	return file_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubscribersRequest) GetScheme() string {
@@ -2482,7 +2561,7 @@ type SubscribersReply struct {
 
 func (x *SubscribersReply) Reset() {
 	*x = SubscribersReply{}
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2573,7 @@ func (x *SubscribersReply) String() string {
 func (*SubscribersReply) ProtoMessage() {}
 
 func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[31]
+	mi := &file_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2586,7 @@ func (x *SubscribersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribersReply.ProtoReflect.Descriptor instead.
 func (*SubscribersReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{31}
+	return file_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubscribersReply) GetSubscribers() []*Subscriber {
@@ -2529,7 +2608,7 @@ type Subscriber struct {
 
 func (x *Subscriber) Reset() {
 	*x = Subscriber{}
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2541,7 +2620,7 @@ func (x *Subscriber) String() string {
 func (*Subscriber) ProtoMessage() {}
 
 func (x *Subscriber) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[32]
+	mi := &file_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2554,7 +2633,7 @@ func (x *Subscriber) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscriber.ProtoReflect.Descriptor instead.
 func (*Subscriber) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{32}
+	return file_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Subscriber) GetResource() string {
@@ -2587,7 +2666,7 @@ type CurrentRequest struct {
 
 func (x *CurrentRequest) Reset() {
 	*x = CurrentRequest{}
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2678,7 @@ func (x *CurrentRequest) String() string {
 func (*CurrentRequest) ProtoMessage() {}
 
 func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[33]
+	mi := &file_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2691,7 @@ func (x *CurrentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentRequest.ProtoReflect.Descriptor instead.
 func (*CurrentRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{33}
+	return file_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CurrentRequest) GetResources() []string {
@@ -2631,7 +2710,7 @@ type CurrentReply struct {
 
 func (x *CurrentReply) Reset() {
 	*x = CurrentReply{}
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +2722,7 @@ func (x *CurrentReply) String() string {
 func (*CurrentReply) ProtoMessage() {}
 
 func (x *CurrentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[34]
+	mi := &file_peer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +2735,7 @@ func (x *CurrentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentReply.ProtoReflect.Descriptor instead.
 func (*CurrentReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{34}
+	return file_peer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CurrentReply) GetEtags() map[string]string {
@@ -2678,7 +2757,7 @@ type AuthorizeRequest struct {
 
 func (x *AuthorizeRequest) Reset() {
 	*x = AuthorizeRequest{}
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2769,7 @@ func (x *AuthorizeRequest) String() string {
 func (*AuthorizeRequest) ProtoMessage() {}
 
 func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[35]
+	mi := &file_peer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2782,7 @@ func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{35}
+	return file_peer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuthorizeRequest) GetPrincipal() *Principal {
@@ -2743,7 +2822,7 @@ type AuthorizeReply struct {
 
 func (x *AuthorizeReply) Reset() {
 	*x = AuthorizeReply{}
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2834,7 @@ func (x *AuthorizeReply) String() string {
 func (*AuthorizeReply) ProtoMessage() {}
 
 func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[36]
+	mi := &file_peer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2847,7 @@ func (x *AuthorizeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeReply.ProtoReflect.Descriptor instead.
 func (*AuthorizeReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{36}
+	return file_peer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AuthorizeReply) GetEtag() string {
@@ -2791,7 +2870,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_peer_proto_msgTypes[37]
+	mi := &file_peer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +2882,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[37]
+	mi := &file_peer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +2895,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{37}
+	return file_peer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PublishRequest) GetPrincipal() *Principal {
@@ -2863,7 +2942,7 @@ type PublishReply struct {
 
 func (x *PublishReply) Reset() {
 	*x = PublishReply{}
-	mi := &file_peer_proto_msgTypes[38]
+	mi := &file_peer_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2954,7 @@ func (x *PublishReply) String() string {
 func (*PublishReply) ProtoMessage() {}
 
 func (x *PublishReply) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[38]
+	mi := &file_peer_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +2967,7 @@ func (x *PublishReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishReply.ProtoReflect.Descriptor instead.
 func (*PublishReply) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{38}
+	return file_peer_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PublishReply) GetReached() int64 {
@@ -3088,11 +3167,20 @@ const file_peer_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
 	"\rInterestEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"Z\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x98\x01\n" +
 	"\x0eHandoffRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\x1c\n" +
-	"\tresources\x18\x03 \x03(\tR\tresources\"8\n" +
+	"\tresources\x18\x03 \x03(\tR\tresources\x12<\n" +
+	"\n" +
+	"remembered\x18\x04 \x03(\v2\x1c.meshgate.peer.v1.RememberedR\n" +
+	"remembered\"t\n" +
+	"\n" +
+	"Remembered\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x04R\x02at\x12&\n" +
+	"\x0funtil_unix_nano\x18\x04 \x01(\x03R\runtilUnixNano\"8\n" +
 	"\x0eLeavingRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\bR\x04done\"\a\n" +
@@ -3182,7 +3270,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_peer_proto_goTypes = []any{
 	(QueueOp)(0),               // 0: meshgate.peer.v1.QueueOp
 	(*Principal)(nil),          // 1: meshgate.peer.v1.Principal
@@ -3211,23 +3299,24 @@ var file_peer_proto_goTypes = []any{
 	(*Pos)(nil),                // 24: meshgate.peer.v1.Pos
 	(*TakeReply)(nil),          // 25: meshgate.peer.v1.TakeReply
 	(*HandoffRequest)(nil),     // 26: meshgate.peer.v1.HandoffRequest
-	(*LeavingRequest)(nil),     // 27: meshgate.peer.v1.LeavingRequest
-	(*Empty)(nil),              // 28: meshgate.peer.v1.Empty
-	(*RejoinedRequest)(nil),    // 29: meshgate.peer.v1.RejoinedRequest
-	(*StatsReply)(nil),         // 30: meshgate.peer.v1.StatsReply
-	(*SubscribersRequest)(nil), // 31: meshgate.peer.v1.SubscribersRequest
-	(*SubscribersReply)(nil),   // 32: meshgate.peer.v1.SubscribersReply
-	(*Subscriber)(nil),         // 33: meshgate.peer.v1.Subscriber
-	(*CurrentRequest)(nil),     // 34: meshgate.peer.v1.CurrentRequest
-	(*CurrentReply)(nil),       // 35: meshgate.peer.v1.CurrentReply
-	(*AuthorizeRequest)(nil),   // 36: meshgate.peer.v1.AuthorizeRequest
-	(*AuthorizeReply)(nil),     // 37: meshgate.peer.v1.AuthorizeReply
-	(*PublishRequest)(nil),     // 38: meshgate.peer.v1.PublishRequest
-	(*PublishReply)(nil),       // 39: meshgate.peer.v1.PublishReply
-	nil,                        // 40: meshgate.peer.v1.TakeRequest.CaughtEntry
-	nil,                        // 41: meshgate.peer.v1.TakeReply.MovedEntry
-	nil,                        // 42: meshgate.peer.v1.TakeReply.InterestEntry
-	nil,                        // 43: meshgate.peer.v1.CurrentReply.EtagsEntry
+	(*Remembered)(nil),         // 27: meshgate.peer.v1.Remembered
+	(*LeavingRequest)(nil),     // 28: meshgate.peer.v1.LeavingRequest
+	(*Empty)(nil),              // 29: meshgate.peer.v1.Empty
+	(*RejoinedRequest)(nil),    // 30: meshgate.peer.v1.RejoinedRequest
+	(*StatsReply)(nil),         // 31: meshgate.peer.v1.StatsReply
+	(*SubscribersRequest)(nil), // 32: meshgate.peer.v1.SubscribersRequest
+	(*SubscribersReply)(nil),   // 33: meshgate.peer.v1.SubscribersReply
+	(*Subscriber)(nil),         // 34: meshgate.peer.v1.Subscriber
+	(*CurrentRequest)(nil),     // 35: meshgate.peer.v1.CurrentRequest
+	(*CurrentReply)(nil),       // 36: meshgate.peer.v1.CurrentReply
+	(*AuthorizeRequest)(nil),   // 37: meshgate.peer.v1.AuthorizeRequest
+	(*AuthorizeReply)(nil),     // 38: meshgate.peer.v1.AuthorizeReply
+	(*PublishRequest)(nil),     // 39: meshgate.peer.v1.PublishRequest
+	(*PublishReply)(nil),       // 40: meshgate.peer.v1.PublishReply
+	nil,                        // 41: meshgate.peer.v1.TakeRequest.CaughtEntry
+	nil,                        // 42: meshgate.peer.v1.TakeReply.MovedEntry
+	nil,                        // 43: meshgate.peer.v1.TakeReply.InterestEntry
+	nil,                        // 44: meshgate.peer.v1.CurrentReply.EtagsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: meshgate.peer.v1.Event.from:type_name -> meshgate.peer.v1.Principal
@@ -3252,51 +3341,52 @@ var file_peer_proto_depIdxs = []int32{
 	12, // 19: meshgate.peer.v1.ResourceState.nodes:type_name -> meshgate.peer.v1.Interest
 	22, // 20: meshgate.peer.v1.ResourceState.recent:type_name -> meshgate.peer.v1.Published
 	2,  // 21: meshgate.peer.v1.ResourceState.revokes:type_name -> meshgate.peer.v1.Event
-	40, // 22: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
+	41, // 22: meshgate.peer.v1.TakeRequest.caught:type_name -> meshgate.peer.v1.TakeRequest.CaughtEntry
 	20, // 23: meshgate.peer.v1.TakeReply.queues:type_name -> meshgate.peer.v1.QueueState
 	21, // 24: meshgate.peer.v1.TakeReply.resources:type_name -> meshgate.peer.v1.ResourceState
-	41, // 25: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
-	42, // 26: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
-	33, // 27: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
-	43, // 28: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
-	1,  // 29: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
-	1,  // 30: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
-	24, // 31: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
-	6,  // 32: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
-	8,  // 33: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
-	10, // 34: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
-	13, // 35: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
-	16, // 36: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
-	18, // 37: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
-	23, // 38: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
-	26, // 39: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
-	27, // 40: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
-	28, // 41: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
-	29, // 42: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
-	36, // 43: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
-	38, // 44: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
-	34, // 45: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
-	31, // 46: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
-	7,  // 47: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
-	9,  // 48: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
-	11, // 49: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
-	14, // 50: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
-	17, // 51: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
-	19, // 52: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
-	25, // 53: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
-	28, // 54: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
-	28, // 55: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
-	30, // 56: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
-	28, // 57: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
-	37, // 58: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
-	39, // 59: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
-	35, // 60: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
-	32, // 61: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	42, // 25: meshgate.peer.v1.TakeReply.moved:type_name -> meshgate.peer.v1.TakeReply.MovedEntry
+	43, // 26: meshgate.peer.v1.TakeReply.interest:type_name -> meshgate.peer.v1.TakeReply.InterestEntry
+	27, // 27: meshgate.peer.v1.HandoffRequest.remembered:type_name -> meshgate.peer.v1.Remembered
+	34, // 28: meshgate.peer.v1.SubscribersReply.subscribers:type_name -> meshgate.peer.v1.Subscriber
+	44, // 29: meshgate.peer.v1.CurrentReply.etags:type_name -> meshgate.peer.v1.CurrentReply.EtagsEntry
+	1,  // 30: meshgate.peer.v1.AuthorizeRequest.principal:type_name -> meshgate.peer.v1.Principal
+	1,  // 31: meshgate.peer.v1.PublishRequest.principal:type_name -> meshgate.peer.v1.Principal
+	24, // 32: meshgate.peer.v1.TakeRequest.CaughtEntry.value:type_name -> meshgate.peer.v1.Pos
+	6,  // 33: meshgate.peer.v1.Peer.Call:input_type -> meshgate.peer.v1.QueueCall
+	8,  // 34: meshgate.peer.v1.Peer.Queues:input_type -> meshgate.peer.v1.QueuesRequest
+	10, // 35: meshgate.peer.v1.Peer.Invite:input_type -> meshgate.peer.v1.InviteRequest
+	13, // 36: meshgate.peer.v1.Peer.Link:input_type -> meshgate.peer.v1.LinkRequest
+	16, // 37: meshgate.peer.v1.Peer.Push:input_type -> meshgate.peer.v1.PushRequest
+	18, // 38: meshgate.peer.v1.Peer.Stream:input_type -> meshgate.peer.v1.StreamRequest
+	23, // 39: meshgate.peer.v1.Peer.Take:input_type -> meshgate.peer.v1.TakeRequest
+	26, // 40: meshgate.peer.v1.Peer.Handoff:input_type -> meshgate.peer.v1.HandoffRequest
+	28, // 41: meshgate.peer.v1.Peer.Leaving:input_type -> meshgate.peer.v1.LeavingRequest
+	29, // 42: meshgate.peer.v1.Peer.Stats:input_type -> meshgate.peer.v1.Empty
+	30, // 43: meshgate.peer.v1.Peer.Rejoined:input_type -> meshgate.peer.v1.RejoinedRequest
+	37, // 44: meshgate.peer.v1.Peer.Authorize:input_type -> meshgate.peer.v1.AuthorizeRequest
+	39, // 45: meshgate.peer.v1.Peer.Publish:input_type -> meshgate.peer.v1.PublishRequest
+	35, // 46: meshgate.peer.v1.Peer.Current:input_type -> meshgate.peer.v1.CurrentRequest
+	32, // 47: meshgate.peer.v1.Peer.Subscribers:input_type -> meshgate.peer.v1.SubscribersRequest
+	7,  // 48: meshgate.peer.v1.Peer.Call:output_type -> meshgate.peer.v1.QueueReply
+	9,  // 49: meshgate.peer.v1.Peer.Queues:output_type -> meshgate.peer.v1.QueuesReply
+	11, // 50: meshgate.peer.v1.Peer.Invite:output_type -> meshgate.peer.v1.InviteReply
+	14, // 51: meshgate.peer.v1.Peer.Link:output_type -> meshgate.peer.v1.LinkReply
+	17, // 52: meshgate.peer.v1.Peer.Push:output_type -> meshgate.peer.v1.PushReply
+	19, // 53: meshgate.peer.v1.Peer.Stream:output_type -> meshgate.peer.v1.StreamBatch
+	25, // 54: meshgate.peer.v1.Peer.Take:output_type -> meshgate.peer.v1.TakeReply
+	29, // 55: meshgate.peer.v1.Peer.Handoff:output_type -> meshgate.peer.v1.Empty
+	29, // 56: meshgate.peer.v1.Peer.Leaving:output_type -> meshgate.peer.v1.Empty
+	31, // 57: meshgate.peer.v1.Peer.Stats:output_type -> meshgate.peer.v1.StatsReply
+	29, // 58: meshgate.peer.v1.Peer.Rejoined:output_type -> meshgate.peer.v1.Empty
+	38, // 59: meshgate.peer.v1.Peer.Authorize:output_type -> meshgate.peer.v1.AuthorizeReply
+	40, // 60: meshgate.peer.v1.Peer.Publish:output_type -> meshgate.peer.v1.PublishReply
+	36, // 61: meshgate.peer.v1.Peer.Current:output_type -> meshgate.peer.v1.CurrentReply
+	33, // 62: meshgate.peer.v1.Peer.Subscribers:output_type -> meshgate.peer.v1.SubscribersReply
+	48, // [48:63] is the sub-list for method output_type
+	33, // [33:48] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -3310,7 +3400,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
