@@ -131,6 +131,28 @@ func (s *Store) Caught(queues []string, want map[string]Position) bool {
 	return true
 }
 
+// InOtherEpoch returns the resources of want to which a subscription of
+// queues held here stands in another epoch than want's (not pending,
+// with a position): it followed a list since lost, and the list it was
+// enlisted in since is another one.
+func (s *Store) InOtherEpoch(queues []string, want map[string]Position) []string {
+	var out []string
+	for _, name := range queues {
+		q := s.get(name)
+		if q == nil {
+			continue
+		}
+		q.mu.Lock()
+		for res, sub := range q.subs {
+			if p, ok := want[res]; ok && !sub.isPending() && !sub.pos.IsZero() && sub.pos.Epoch != p.Epoch && !slices.Contains(out, res) {
+				out = append(out, res)
+			}
+		}
+		q.mu.Unlock()
+	}
+	return out
+}
+
 // forget takes a dead queue out of the table and the owners index.
 func (s *Store) forget(q *queue) int {
 	s.shard(q.name).removeIf(q.name, q, nil)

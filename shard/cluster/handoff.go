@@ -157,6 +157,36 @@ func (n *Node) letGo(to string, queues []string, exported map[string]*pb.Resourc
 	}
 }
 
+// relinkLanded links again, as lost, the resources to which queues that
+// just landed here subscribe in another epoch than the list they were
+// enlisted in (caught).
+//
+// Invariant: a queue that moves takes its pending relinks with it. Its
+// subscription stands in another epoch when its list was lost (its
+// holder died, or dropped it as one taken for dead) and made again
+// since; the node it came from was to link it again and announce the
+// loss (repair, relinkTold), and can no longer once the queue left. The
+// link here announces it with the list's etag (a RESYNC), and the
+// queue's etag teaches a list that knows none; without it the queue
+// learned of it only at the list's next event, or from the audit
+// (TestRejoined_AQueueMovingBeforeItsRelinkIsLinkedAgainWhereItLands).
+func (n *Node) relinkLanded(queues []string, caught map[string]*pb.Pos) {
+	if len(caught) == 0 {
+		return
+	}
+	want := make(map[string]shard.Position, len(caught))
+	for res, p := range caught {
+		want[res] = shard.Position{Epoch: p.GetEpoch(), Offset: p.GetOffset()}
+	}
+	if lost := n.store.InOtherEpoch(queues, want); len(lost) > 0 {
+		n.relinking.Add(1) // until the relink ends
+		go func() {
+			defer n.relinking.Add(-1)
+			n.relink(lost, func(string) bool { return true }, true)
+		}()
+	}
+}
+
 // enlist records this node in the lists of the resources that queues
 // about to be taken from node subscribe to, except those taken in the
 // same hand-off (resources, whose giver adds it), and returns each list's
@@ -494,6 +524,7 @@ func (n *Node) takeOnce(ctx context.Context, from string, queues, resources []st
 			n.log.Warn("a queue taken over was already here; kept the one here", "queue", st.GetName())
 		}
 	}
+	n.relinkLanded(qs, caught)
 	n.stats.KeysTaken.Add(uint64(len(rep.GetQueues()) + len(rep.GetResources())))
 	n.stats.handoff(time.Since(start))
 	n.log.Debug("took keys", "from", from, "queues", len(rep.GetQueues()), "resources", len(rep.GetResources()), "in", time.Since(start))

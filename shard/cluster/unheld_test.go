@@ -153,3 +153,58 @@ func TestUnheld_ARememberedPublishMovesToTheKeysNewOwner(t *testing.T) {
 		t.Errorf("n2's queue holds %v: its last etag is not v2, the last change acknowledged", got)
 	}
 }
+
+// A queue whose list was lost, and which moves to another node before
+// its node links it again, is linked again where it lands: its node, told
+// to link (relinkTold), no longer has it when it does. Here, as in
+// TestUnheld_ARememberedPublishMovesToTheKeysNewOwner, but the queue
+// moves to n3 with res: it landed with its subscription in the lost
+// list's epoch, n3's list (made by its enlist) in another with v2, and
+// nothing told the queue until the audit, or the next publish.
+func TestRejoined_AQueueMovingBeforeItsRelinkIsLinkedAgainWhereItLands(t *testing.T) {
+	nodes := startNodes(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	q := ownedQueue(t, n2, alice)
+	var moved map[string]int // n1 leaving, q is n3's
+	for w := 1; ; w++ {
+		if moved = map[string]int{"n2": 1, "n3": w}; ring.New(1, moved).Owner(q) == "n3" {
+			break
+		}
+	}
+	var res string
+	for i := 0; ; i++ {
+		res = fmt.Sprintf("user:alice/moved%d", i)
+		if n1.Ring().Owner(res) == "n1" && ring.New(1, moved).Owner(res) == "n3" {
+			break
+		}
+	}
+	subscribe(t, n2, allowAll{}, alice, q, res)
+	if k, err := n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+		t.Fatalf("the first publish reached %d queues (err %v); want n2's queue", k, err)
+	}
+	time.Sleep(10 * time.Millisecond) // the list is older than n3's repair
+	n2.DelayRelinks(6 * time.Second)
+	n3.RepairAsDead("n1")
+	n3.Rebuild()
+	if !waitFor(10*time.Second, func() bool { return n1.Stats().Repairs.Load() > 0 }) {
+		t.Fatal("n1 never heard it had been taken for dead")
+	}
+	var err error
+	if !waitFor(10*time.Second, func() bool {
+		_, err = n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Time: time.Now()})
+		return err == nil
+	}) {
+		t.Fatalf("the publish was never acknowledged: %v", err)
+	}
+	for _, n := range nodes {
+		n.Believe(moved)
+	}
+	n1.Tick() // hands v2 to n3
+	n2.Tick() // hands q to n3
+
+	// No audit runs: n2's relink (6 s after it was told) finds no queue.
+	var got []string
+	if !waitFor(10*time.Second, func() bool { got = queued(t, n3, q); return len(got) > 0 && strings.HasSuffix(got[len(got)-1], " v2") }) {
+		t.Errorf("q holds %v at n3: its last etag is not v2, the last change acknowledged", got)
+	}
+}
