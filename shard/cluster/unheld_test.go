@@ -124,24 +124,7 @@ func TestUnheld_ARememberedPublishMovesToTheKeysNewOwner(t *testing.T) {
 	for ring.New(1, moved).Owner(q) != "n2" { // the queue stays at n2
 		q = ownedQueue(t, n2, alice)
 	}
-	subscribe(t, n2, allowAll{}, alice, q, res)
-	if k, err := n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
-		t.Fatalf("the first publish reached %d queues (err %v); want n2's queue", k, err)
-	}
-	time.Sleep(10 * time.Millisecond) // the list is older than n3's repair
-	n2.DelayRelinks(6 * time.Second)
-	n3.RepairAsDead("n1")
-	n3.Rebuild()
-	if !waitFor(10*time.Second, func() bool { return n1.Stats().Repairs.Load() > 0 }) {
-		t.Fatal("n1 never heard it had been taken for dead")
-	}
-	var err error
-	if !waitFor(10*time.Second, func() bool {
-		_, err = n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v2", Time: time.Now()})
-		return err == nil
-	}) {
-		t.Fatalf("the publish was never acknowledged: %v", err)
-	}
+	lostAndPublishedAgain(t, n1, n2, n3, q, res)
 	for _, n := range nodes {
 		n.Believe(moved) // res is n3's, on every node
 	}
@@ -178,6 +161,26 @@ func TestRejoined_AQueueMovingBeforeItsRelinkIsLinkedAgainWhereItLands(t *testin
 			break
 		}
 	}
+	lostAndPublishedAgain(t, n1, n2, n3, q, res)
+	for _, n := range nodes {
+		n.Believe(moved)
+	}
+	n1.Tick() // hands v2 to n3
+	n2.Tick() // hands q to n3
+
+	// No audit runs: n2's relink (6 s after it was told) finds no queue.
+	var got []string
+	if !waitFor(10*time.Second, func() bool { got = queued(t, n3, q); return len(got) > 0 && strings.HasSuffix(got[len(got)-1], " v2") }) {
+		t.Errorf("q holds %v at n3: its last etag is not v2, the last change acknowledged", got)
+	}
+}
+
+// lostAndPublishedAgain subscribes n2's queue q to res, owned by n1,
+// which delivers v1 to it; then n3 takes n1 for dead and tells it, so n1
+// drops its list and tells n2 to link again, which n2 does 6 s later;
+// meanwhile v2 is published and acknowledged, finding no list at n1.
+func lostAndPublishedAgain(t *testing.T, n1, n2, n3 *testNode, q, res string) {
+	t.Helper()
 	subscribe(t, n2, allowAll{}, alice, q, res)
 	if k, err := n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
 		t.Fatalf("the first publish reached %d queues (err %v); want n2's queue", k, err)
@@ -195,16 +198,5 @@ func TestRejoined_AQueueMovingBeforeItsRelinkIsLinkedAgainWhereItLands(t *testin
 		return err == nil
 	}) {
 		t.Fatalf("the publish was never acknowledged: %v", err)
-	}
-	for _, n := range nodes {
-		n.Believe(moved)
-	}
-	n1.Tick() // hands v2 to n3
-	n2.Tick() // hands q to n3
-
-	// No audit runs: n2's relink (6 s after it was told) finds no queue.
-	var got []string
-	if !waitFor(10*time.Second, func() bool { got = queued(t, n3, q); return len(got) > 0 && strings.HasSuffix(got[len(got)-1], " v2") }) {
-		t.Errorf("q holds %v at n3: its last etag is not v2, the last change acknowledged", got)
 	}
 }
