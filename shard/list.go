@@ -360,6 +360,14 @@ func (s *Store) fan(ev *Event, stamp bool) (n int, held bool) {
 	case !stamp && ev.Pos.Epoch != r.pos.Epoch:
 		r.mu.Unlock()
 		return 0, false
+	case stamp && ev.Kind == Resync && ev.Pos.At != 0 && ev.Pos.At < r.etagPos.At:
+		// Invariant: the list's etag never goes back. A RESYNC that
+		// announces an etag the list adopted (AddInterest, ImportUnheld,
+		// ImportResource) is sent once the list's lock is released; a
+		// publish stamped meanwhile announced a newer one, which the
+		// queues hold: this one has nothing left to say.
+		r.mu.Unlock()
+		return 0, true
 	case stamp:
 		r.stampLocked(ev, s.cfg.Now())
 	}

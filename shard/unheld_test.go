@@ -189,3 +189,26 @@ func TestUnheld_AnImportedPublishIsKeptOnlyIfNewest(t *testing.T) {
 		t.Fatal("a publish whose time is up was kept")
 	}
 }
+
+// A RESYNC that announces an etag a list adopted (AddInterest's hint,
+// ImportUnheld, ImportResource) is delivered after the list's lock is
+// released, so a publish can be stamped in between. Delivered then, it
+// would stand after that publish and take the list, and its queues, back
+// to the older etag. Here that interleaving is laid out by hand: v1
+// adopted at at1, v2 published (later), then the RESYNC of v1 at at1.
+func TestResync_AnAnnouncementOlderThanTheListsEtagIsNotDelivered(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	const res = "user:alice/x"
+	q := mustQueue(t, s, alice)
+	mustSub(t, s, alice, q, res)
+	at1 := stampAt(time.Now())
+	publish(s, res, "v2")
+	s.Deliver(&Event{Kind: Resync, Resource: res, Etag: "v1", Pos: Position{At: at1}})
+
+	if got := drainAll(t, s, alice, q); !slices.Equal(got, []string{"CHANGED v2"}) {
+		t.Errorf("queue got %v; want [CHANGED v2]: a RESYNC older than v2 took it back", got)
+	}
+	if _, l := s.AddInterest(res, Interest{Node: "n2", Count: 1, Ver: 1}, Hint{}); l.Etag != "v2" {
+		t.Errorf("the list's etag went back to %q; want v2", l.Etag)
+	}
+}
