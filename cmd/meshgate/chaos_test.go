@@ -90,7 +90,8 @@ func TestChaos_ClientsConverge(t *testing.T) {
 						if last, ok := lastSeen[w]; ok && k < last {
 							backwards++
 							if backExample == "" {
-								backExample = fmt.Sprintf("client %d: %s went from p%d back to p%d (%s)", i, w.Resource(), last, k, ev.Kind)
+								// The wall time lines it up with the node logs.
+								backExample = fmt.Sprintf("client %d: %s went from p%d back to p%d (%s, seq %d) at %s", i, w.Resource(), last, k, ev.Kind, ev.Seq, time.Now().UTC().Format("15:04:05.000000"))
 							}
 						}
 						lastSeen[w] = max(lastSeen[w], k)
