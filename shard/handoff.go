@@ -114,21 +114,12 @@ func (s *Store) QueueResources(queues []string) map[string]int {
 // resource of want has appended up to want's position (or is in another
 // epoch): no event from before that position is still on its way to them.
 func (s *Store) Caught(queues []string, want map[string]Position) bool {
-	for _, name := range queues {
-		q := s.get(name)
-		if q == nil {
-			continue
-		}
-		q.mu.Lock()
-		for res, sub := range q.subs {
-			if p, ok := want[res]; ok && !sub.isPending() && sub.pos.Epoch == p.Epoch && sub.pos.Offset < p.Offset {
-				q.mu.Unlock()
-				return false
-			}
-		}
-		q.mu.Unlock()
-	}
-	return true
+	caught := true
+	s.eachWanted(queues, want, func(res string, sub *subscription, p Position) bool {
+		caught = sub.isPending() || sub.pos.Epoch != p.Epoch || sub.pos.Offset >= p.Offset
+		return caught
+	})
+	return caught
 }
 
 // InOtherEpoch returns the resources of want to which a subscription of
@@ -137,6 +128,19 @@ func (s *Store) Caught(queues []string, want map[string]Position) bool {
 // enlisted in since is another one.
 func (s *Store) InOtherEpoch(queues []string, want map[string]Position) []string {
 	var out []string
+	s.eachWanted(queues, want, func(res string, sub *subscription, p Position) bool {
+		if !sub.isPending() && !sub.pos.IsZero() && sub.pos.Epoch != p.Epoch && !slices.Contains(out, res) {
+			out = append(out, res)
+		}
+		return true
+	})
+	return out
+}
+
+// eachWanted calls fn, under its queue's lock, for every subscription of
+// queues held here to a resource of want (with want's position for it),
+// until fn returns false.
+func (s *Store) eachWanted(queues []string, want map[string]Position, fn func(res string, sub *subscription, p Position) bool) {
 	for _, name := range queues {
 		q := s.get(name)
 		if q == nil {
@@ -144,13 +148,13 @@ func (s *Store) InOtherEpoch(queues []string, want map[string]Position) []string
 		}
 		q.mu.Lock()
 		for res, sub := range q.subs {
-			if p, ok := want[res]; ok && !sub.isPending() && !sub.pos.IsZero() && sub.pos.Epoch != p.Epoch && !slices.Contains(out, res) {
-				out = append(out, res)
+			if p, ok := want[res]; ok && !fn(res, sub, p) {
+				q.mu.Unlock()
+				return
 			}
 		}
 		q.mu.Unlock()
 	}
-	return out
 }
 
 // forget takes a dead queue out of the table and the owners index.
