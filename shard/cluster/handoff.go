@@ -148,13 +148,20 @@ func (n *Node) letGo(to string, queues []string, exported map[string]*pb.Resourc
 			n.mu.Unlock()
 		}
 	}
+	want := caughtAt(caught)
+	for deadline := time.Now().Add(time.Second); !n.store.Caught(queues, want) && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// caughtAt is a take's caught positions (resource → the list's position
+// its queues were enlisted at) as shard's.
+func caughtAt(caught map[string]*pb.Pos) map[string]shard.Position {
 	want := make(map[string]shard.Position, len(caught))
 	for res, p := range caught {
 		want[res] = shard.Position{Epoch: p.GetEpoch(), Offset: p.GetOffset()}
 	}
-	for deadline := time.Now().Add(time.Second); !n.store.Caught(queues, want) && time.Now().Before(deadline); {
-		time.Sleep(2 * time.Millisecond)
-	}
+	return want
 }
 
 // relinkLanded links again, as lost, the resources to which queues that
@@ -174,11 +181,7 @@ func (n *Node) relinkLanded(queues []string, caught map[string]*pb.Pos) {
 	if len(caught) == 0 {
 		return
 	}
-	want := make(map[string]shard.Position, len(caught))
-	for res, p := range caught {
-		want[res] = shard.Position{Epoch: p.GetEpoch(), Offset: p.GetOffset()}
-	}
-	if lost := n.store.InOtherEpoch(queues, want); len(lost) > 0 {
+	if lost := n.store.InOtherEpoch(queues, caughtAt(caught)); len(lost) > 0 {
 		n.relinking.Add(1) // until the relink ends
 		go func() {
 			defer n.relinking.Add(-1)
