@@ -147,13 +147,11 @@ func TestUnheld_ARememberedPublishMovesToTheKeysNewOwner(t *testing.T) {
 func TestRejoined_AQueueMovingBeforeItsRelinkIsLinkedAgainWhereItLands(t *testing.T) {
 	nodes := startNodes(t, 3)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	q := ownedQueue(t, n2, alice)
-	var moved map[string]int // n1 leaving, q is n3's
-	for w := 1; ; w++ {
-		if moved = map[string]int{"n2": 1, "n3": w}; ring.New(1, moved).Owner(q) == "n3" {
-			break
-		}
-	}
+	// n1 leaving and n3 weighing more, q is n3's. A queue's owner moves
+	// to n3 only if one of n3's added points lands before it, and a weight
+	// stops at ring.MaxWeight: look for a queue that moves, not for a
+	// weight that moves a given queue (which may not exist).
+	q, moved := movingQueue(t, n2, "n3")
 	var res string
 	for i := 0; ; i++ {
 		res = fmt.Sprintf("user:alice/moved%d", i)
@@ -173,6 +171,22 @@ func TestRejoined_AQueueMovingBeforeItsRelinkIsLinkedAgainWhereItLands(t *testin
 	if !waitFor(10*time.Second, func() bool { got = queued(t, n3, q); return len(got) > 0 && strings.HasSuffix(got[len(got)-1], " v2") }) {
 		t.Errorf("q holds %v at n3: its last etag is not v2, the last change acknowledged", got)
 	}
+}
+
+// movingQueue returns a queue of alice's owned by n, and weights of a
+// ring without n1 in which that queue is to's.
+func movingQueue(t *testing.T, n *testNode, to string) (string, map[string]int) {
+	t.Helper()
+	for range 100 {
+		q := ownedQueue(t, n, alice)
+		for w := 1; w <= ring.MaxWeight; w++ {
+			if moved := map[string]int{n.Name(): 1, to: w}; ring.New(1, moved).Owner(q) == to {
+				return q, moved
+			}
+		}
+	}
+	t.Fatalf("no queue of %s's moves to %s in 100", n.Name(), to)
+	return "", nil
 }
 
 // lostAndPublishedAgain subscribes n2's queue q to res, owned by n1,
