@@ -27,7 +27,11 @@ type fanout struct {
 	// queue imported after one that covers it lands revoked (arrive), even
 	// after more than maxArrivingEvents events.
 	revoked []*Event
-	dead    bool // removed from Store.local; re-look it up
+	// newest is the newest etag fanned out here (by position) with its
+	// position: what this node's queues know of the resource, which a
+	// subscribe's link brings to the list (joinLocal).
+	newest Hint
+	dead   bool // removed from Store.local; re-look it up
 }
 
 // keepLocked keeps ev, fanned out here while a queue is on its way, for
@@ -88,8 +92,19 @@ func (s *Store) interestLocked(f *fanout) Interest {
 func (s *Store) InterestVer() uint64 { return s.ver.Load() }
 
 // joinLocal puts sub, q's subscription to res, in res's local table and
-// returns this node's interest, for the list's holder.
-func (s *Store) joinLocal(res string, q *queue, sub *subscription) Interest {
+// returns this node's interest, for the list's holder, with the newest
+// etag fanned out here, as a hint for the list.
+//
+// Invariant: a link tells the list what its node's queues know. A list
+// made again after its holder lost it (a crash, a node taken for dead)
+// knows no etag until the queues of the lost list link again, each node
+// when it learns of the loss, seconds apart; a fresh subscribe meanwhile
+// would believe a publisher that answers an older etag (the built-in
+// user: keeps etags per node) and go back behind what the gateway
+// delivered to a queue of the subscribing node. With the hint the list
+// adopts the newer etag first (AddInterest, by position), and the
+// subscribe answers it (TestSubscribe_AListMadeAgainLearnsTheSubscribingNodesNewestEtag).
+func (s *Store) joinLocal(res string, q *queue, sub *subscription) (Interest, Hint) {
 	f := s.lockFanout(res, true)
 	// Only a live subscription: an export or unsubscribe that ran
 	// before takes it out of the table after changing it.
@@ -98,9 +113,9 @@ func (s *Store) joinLocal(res string, q *queue, sub *subscription) Interest {
 		f.subs[sub] = q
 	}
 	q.mu.Unlock()
-	in := s.interestLocked(f)
+	in, hint := s.interestLocked(f), f.newest
 	f.mu.Unlock()
-	return in
+	return in, hint
 }
 
 // leaveLocal takes sub, a subscription to res removed from its queue,
@@ -159,6 +174,9 @@ func (s *Store) deliverLocal(ev *Event) (n int, in *Interest) {
 		f.keepLocked(ev)
 	} else {
 		f.recent, f.revoked = nil, nil
+	}
+	if ev.Etag != "" && ev.Kind != Revoked && ev.Pos.At != 0 && (f.newest.Etag == "" || f.newest.Pos.Before(ev.Pos)) {
+		f.newest = Hint{Etag: ev.Etag, Pos: ev.Pos}
 	}
 	revoked := 0
 	for sub, q := range f.subs {

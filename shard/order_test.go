@@ -208,7 +208,8 @@ func TestOrder_OfferTailCatchesUpAQueueInItsListThatMissedIt(t *testing.T) {
 		for _, e := range etags {
 			publish(s, splitRes, e)
 		}
-		s.AddInterest(splitRes, s.joinLocal(splitRes, s.get(q), sub), Hint{})
+		in, _ := s.joinLocal(splitRes, s.get(q), sub)
+		s.AddInterest(splitRes, in, Hint{})
 	}
 	publish(s, splitRes, "v1")
 	miss("v2")

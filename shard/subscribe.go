@@ -123,8 +123,10 @@ func (s *Store) Subscribe(ctx context.Context, auth Authorizer, p Principal, que
 		s.leaveLocal(res, sub)
 	}
 	// In the local table first: every event the list sends this node
-	// after the link reaches the queue.
-	linked, err := s.peers.Link(ctx, res, s.joinLocal(res, q, sub), Hint{})
+	// after the link reaches the queue. The link brings the list the
+	// newest etag this node's queues know (joinLocal).
+	in, hint := s.joinLocal(res, q, sub)
+	linked, err := s.peers.Link(ctx, res, in, hint)
 	if err != nil {
 		abandon()
 		return SubscriptionInfo{}, err

@@ -214,3 +214,48 @@ func lostAndPublishedAgain(t *testing.T, n1, n2, n3 *testNode, q, res string) {
 		t.Fatalf("the publish was never acknowledged: %v", err)
 	}
 }
+
+// A list made again after its holder lost it learns, from a fresh
+// subscribe's link, the newest etag the subscribing node's queues hold,
+// before the publisher is asked: the answer is never older than an etag
+// the gateway delivered to a queue of that node. Here n1 drops its list
+// of res (it was taken for dead) and n2, whose queue q got v1 from it,
+// links again only 6 s later; meanwhile a client that knew v1 subscribes
+// again through a fresh queue of n2, and the publisher answers v0 (it
+// keeps etags per node, as the built-in user: does, and saw only v0). The
+// list, made anew and knowing no etag, believed v0: the client's view
+// went back from v1 to v0 (a RESYNC) until the relink raised the list
+// again (the chaos test: "a watch went back", converged later).
+func TestSubscribe_AListMadeAgainLearnsTheSubscribingNodesNewestEtag(t *testing.T) {
+	nodes := startNodes(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	res := ownedBy(n1, "n1", "again")
+	q := ownedQueue(t, n2, alice)
+	subscribe(t, n2, allowAll{}, alice, q, res)
+	if k, err := n1.DeliverChecked(context.Background(), &shard.Event{Kind: shard.Changed, Resource: res, Etag: "v1", Time: time.Now()}); err != nil || k != 1 {
+		t.Fatalf("the publish reached %d queues (err %v); want n2's queue", k, err)
+	}
+	time.Sleep(10 * time.Millisecond) // the list is older than n3's repair
+	n2.DelayRelinks(6 * time.Second)
+	n3.RepairAsDead("n1")
+	n3.Rebuild()
+	if !waitFor(10*time.Second, func() bool { return n1.Stats().Repairs.Load() > 0 }) {
+		t.Fatal("n1 never heard it had been taken for dead")
+	}
+
+	q2 := ownedQueue(t, n2, alice)
+	var info shard.SubscriptionInfo
+	if err := untilAvailable(func() error {
+		var err error
+		info, err = n2.Store().Subscribe(context.Background(), answers("v0"), alice, q2, res, "", "v1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if info.Etag != "v1" {
+		t.Errorf("subscribe answered %q, older than v1, which the gateway delivered to n2's queue q", info.Etag)
+	}
+	if got := queued(t, n2, q2); len(got) != 0 {
+		t.Errorf("the fresh queue holds %v; want nothing (the client knew the answer)", got)
+	}
+}
