@@ -830,6 +830,72 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 	publishAll(t, c, serving, pubTok, resources, devs, "after-stop")
 }
 
+// TestCluster_NodeBackOnNewAddresses: a node killed (-9) and started
+// again on other ports under its name, as a rescheduled pod comes back
+// with a new address, is admitted again once the others have taken its
+// old instance for dead, not only when memberlist reaps the dead entry
+// 30 s later (before: "Conflicting address", and for those seconds the
+// returning node's ring and the others' disagreed, every call between
+// them bounced). Every device still served then gets the next change of
+// each of its resources. And a node that cannot bind its HTTP address
+// fails before it joins: the others never see it (before, it joined,
+// took keys and died, a crash right after a join).
+func TestCluster_NodeBackOnNewAddresses(t *testing.T) {
+	c := newTestCluster(t)
+	liftLimits(t, c)
+	m1, m2, m3 := c.start("m1", "127.0.0.14"), c.start("m2", "127.0.0.15"), c.start("m3", "127.0.0.16")
+	c.waitRing("m1", "m2", "m3")
+	serving := &servingSet{}
+	serving.set(m1, m2, m3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var resources []string
+	for i := range 12 {
+		resources = append(resources, fmt.Sprintf("user:alice/back/%d", i))
+	}
+	devs := setupDevices(t, c, ctx, serving, 12, resources)
+	pubTok := c.token("publisher", "publish")
+	publishAll(t, c, serving, pubTok, resources, devs, "warm")
+
+	serving.set(m1, m2)
+	m3.cmd.Process.Kill()
+	<-m3.done
+	t.Logf("kill -9: m1 and m2 took m3 for dead after %v", c.waitRing("m1", "m2"))
+	start := time.Now()
+	m3 = c.start("m3", "127.0.0.16") // fresh ports, the same name
+	serving.set(m1, m2, m3)
+	took := c.waitRing("m1", "m2", "m3")
+	// memberlist reaps a dead entry 30 s after the death (LAN's
+	// GossipToTheDeadTime); until then, without DeadNodeReclaimTime, the
+	// name was refused on new addresses.
+	if since := time.Since(start); since > 15*time.Second {
+		t.Errorf("m3, back on new addresses, was admitted %v after it started (ring agreed after %v); want it admitted once its old instance was dead, not when the dead entry is reaped", since, took)
+	}
+	t.Logf("m3 back on new addresses: ring of 3 agreed %v after it started", time.Since(start))
+	publishAll(t, c, serving, pubTok, resources, devs, "back")
+
+	held, err := net.Listen("tcp", "127.0.0.17:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	args := []string{"serve", "--data-dir", c.data, "--node-name", "m4", "--bind", freeTCP(t, "127.0.0.17"), "--rpc", freeTCP(t, "127.0.0.17"),
+		"--listen", held.Addr().String(), "--join", c.seed, "--log-level", "info"}
+	out, err := exec.CommandContext(ctx, c.bin, args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("m4, its HTTP address taken, exited with %v; want an error naming the address in use\n%s", err, tail(string(out), 10))
+	}
+	v, err := c.view(m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range v {
+		if m.Name == "m4" {
+			t.Errorf("m1 lists m4 (%+v), which could not bind its HTTP address: it joined before binding it", m)
+		}
+	}
+}
+
 // TestCluster_FiveNodes starts five nodes, spreads queues and
 // subscriptions over them through different nodes, and checks every key
 // is held once by its ring owner and every change reaches its subscribers.

@@ -99,6 +99,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Every address the node advertises is bound before it joins: a node
+	// that joined and then failed to bind its HTTP port died at once, a
+	// crash right after a join (its keys handed out, then taken back),
+	// and started again on another port under the same name it found its
+	// old address still held for it by the others ("Conflicting address").
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close() // Serve closes it too; this covers the returns before it
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
@@ -134,10 +144,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		srv.Handle("GET /examples/", http.StripPrefix("/examples/", http.FileServerFS(web.Files)))
 	}
 
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	scheme := "https"
 	if cfg.InsecureHTTP {
 		scheme = "http"
@@ -145,7 +151,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	tlsCfg, err := cfg.tls(log)
 	if err != nil {
-		l.Close()
 		return err
 	}
 	log.Info("meshgate serving", "url", fmt.Sprintf("%s://%s/graphql", scheme, displayAddr(l.Addr())), "graphiql", fmt.Sprintf("%s://%s/", scheme, displayAddr(l.Addr())), "data_dir", cfg.DataDir)
@@ -154,7 +159,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *debugListen != "" {
 		stopDebug, err := serveDebug(*debugListen, srv.MetricsHandler(), log)
 		if err != nil {
-			l.Close()
 			return err
 		}
 		defer stopDebug()

@@ -330,6 +330,13 @@ func (n *Node) memberlistConfig() (*memberlist.Config, error) {
 	mc.SuspicionMult = 3
 	mc.GossipInterval = 100 * time.Millisecond
 	mc.PushPullInterval = 10 * time.Second
+	// A node that crashed and came back on other addresses under its
+	// name (a pod rescheduled with a new IP) takes the name over once its
+	// old instance is dead. memberlist's default (0) refuses it until the
+	// dead entry is reaped, 30 s later ("Conflicting address"): the
+	// returning node held a ring with itself in it while the others held
+	// one without it, and calls between them bounced the whole time.
+	mc.DeadNodeReclaimTime = n.cfg.ProbeInterval
 	mc.Delegate = delegate{n}
 	mc.Events = events{n}
 	mc.LogOutput = slogWriter{n.log}
