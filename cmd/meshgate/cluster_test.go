@@ -691,10 +691,7 @@ func TestCluster_ChurnUnderLoad(t *testing.T) {
 	serving.set(n1, n2, n3)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var resources []string
-	for i := range 30 { // 4 subscribers each, spread over every node
-		resources = append(resources, fmt.Sprintf("user:alice/feed/%d", i))
-	}
+	resources := aliceResources("feed", 30) // 4 subscribers each, spread over every node
 	devs := setupDevices(t, c, ctx, serving, 24, resources)
 	pubTok := c.token("publisher", "publish")
 	publishAll(t, c, serving, pubTok, resources, devs, "warm") // every stream is live
@@ -849,10 +846,7 @@ func TestCluster_NodeBackOnNewAddresses(t *testing.T) {
 	serving.set(m1, m2, m3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var resources []string
-	for i := range 12 {
-		resources = append(resources, fmt.Sprintf("user:alice/back/%d", i))
-	}
+	resources := aliceResources("back", 12)
 	devs := setupDevices(t, c, ctx, serving, 12, resources)
 	pubTok := c.token("publisher", "publish")
 	publishAll(t, c, serving, pubTok, resources, devs, "warm")
@@ -913,10 +907,7 @@ func TestCluster_FiveNodes(t *testing.T) {
 	serving.set(ns...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var resources []string
-	for i := range 20 {
-		resources = append(resources, fmt.Sprintf("user:alice/five/%d", i))
-	}
+	resources := aliceResources("five", 20)
 	devs := setupDevices(t, c, ctx, serving, 20, resources)
 	tok := c.token("publisher", "publish")
 	publishAll(t, c, serving, tok, resources, devs, "one")
@@ -927,4 +918,14 @@ func TestCluster_FiveNodes(t *testing.T) {
 		}
 	}
 	publishAll(t, c, serving, tok, resources, devs, "two")
+}
+
+// aliceResources names n resources user:alice/<name>/0 … /n-1, which the
+// built-in user: publisher lets alice's devices read.
+func aliceResources(name string, n int) []string {
+	rs := make([]string, n)
+	for i := range rs {
+		rs[i] = fmt.Sprintf("user:alice/%s/%d", name, i)
+	}
+	return rs
 }

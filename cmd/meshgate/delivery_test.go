@@ -371,10 +371,7 @@ func TestDelivery_FrozenNodeKeepsOrder(t *testing.T) {
 	serving.set(n1, n2, n3)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	var resources []string
-	for i := range 12 {
-		resources = append(resources, fmt.Sprintf("user:alice/frozen/%d", i))
-	}
+	resources := aliceResources("frozen", 12)
 	devs := setupDevices(t, c, ctx, serving, 18, resources)
 	pubTok := c.token("publisher", "publish")
 	publishAll(t, c, serving, pubTok, resources, devs, "warm")
